@@ -1,0 +1,40 @@
+# medinfer — the two commands that do everything on a fresh machine:
+#   make demo   real data → train all models → export with parity gate → verify → predict → summary
+#   make test   the test suite (tiny models, sampled data)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+MEDINFER := $(VENV)/bin/medinfer
+STAMP  := $(VENV)/.installed-train-dev
+MODELS ?= all
+
+.PHONY: demo test install lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[train,dicom,dev]'
+	@touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(MEDINFER) data fetch all
+	$(MEDINFER) build $(MODELS) --artifacts artifacts --out bundles
+	$(MEDINFER) verify bundles/*/
+	@set -e; for b in bundles/*/; do n=$$(basename $$b); \
+	  ex=$$(ls artifacts/$$n/example.* 2>/dev/null | head -1); \
+	  if [ -n "$$ex" ]; then echo; echo "== medinfer predict $$b $$ex"; $(MEDINFER) predict $$b $$ex; fi; done
+	@echo; $(MEDINFER) list bundles
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check runtime train export tests benchmarks
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf artifacts bundles .pytest_cache

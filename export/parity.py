@@ -1,0 +1,95 @@
+"""The fail-closed parity gate: the exported graph must reproduce the native model, or nothing ships.
+
+Every failing check is collected (output, set, max diff, tolerance, flips) and raised as ONE ParityError, so a
+failed export says everything that is wrong at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from medinfer.errors import ParityError
+
+
+def ort_session(model_bytes: bytes, threads: int = 1) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def run_batched(session: Any, input_name: str, X: Any, batch: int = 256) -> dict[str, np.ndarray]:
+    """Run ``X`` through ``session`` in batches; returns all outputs by name."""
+    names = [o.name for o in session.get_outputs()]
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for start in range(0, len(X), batch):
+        chunk = X[start:start + batch]
+        for n, v in zip(names, session.run(names, {input_name: chunk})):
+            parts[n].append(v)
+    return {n: np.concatenate(v) for n, v in parts.items()}
+
+
+def compare(spec: Any, native: dict[str, np.ndarray], exported: dict[str, np.ndarray], set_name: str,
+            tolerance: Any | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Compare one input set; return (report, failures)."""
+    tol = tolerance or spec.parity
+    failures: list[str] = []
+    report: dict[str, Any] = {"n": int(len(next(iter(native.values()))))}
+    for name, ref in native.items():
+        got = exported[name]
+        if got.shape != ref.shape:
+            failures.append(f"{set_name}: output '{name}' has shape {got.shape}, native {ref.shape}")
+            continue
+        if ref.dtype.kind in "f":
+            diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+            allowed = tol.atol + tol.rtol * np.abs(ref.astype(np.float64))
+            worst = float(diff.max(initial=0.0))
+            bad = int(np.sum(~(diff <= allowed)))
+            report[f"{name}_max_abs_diff"] = worst
+            if bad:
+                failures.append(
+                    f"{set_name}: output '{name}' max abs diff {worst:.3g} exceeds tolerance atol={tol.atol:g} "
+                    f"rtol={tol.rtol:g} on {bad} of {ref.size} values"
+                )
+        else:
+            mismatches = int(np.sum(got != ref))
+            report[f"{name}_mismatches"] = mismatches
+            if mismatches:
+                failures.append(f"{set_name}: output '{name}' differs from the native model on {mismatches} samples")
+    if spec.task != "regression":
+        flips = int(np.sum(spec.decisions(spec.scores(native)) != spec.decisions(spec.scores(exported))))
+        report["decision_flips"] = flips
+        if flips > tol.max_decision_flips:
+            failures.append(
+                f"{set_name}: {flips} decisions at the operating threshold differ from the native model "
+                f"(allowed {tol.max_decision_flips})"
+            )
+    return report, failures
+
+
+def gate(spec: Any, sets: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]],
+         tolerance: Any | None = None, what: str = "export") -> dict[str, Any]:
+    """Compare every input set; raise ParityError listing all failures, else return the parity report."""
+    tol = tolerance or spec.parity
+    report: dict[str, Any] = {"tolerance": {"atol": tol.atol, "rtol": tol.rtol,
+                                            "max_decision_flips": tol.max_decision_flips}, "sets": {}}
+    failures: list[str] = []
+    for set_name, (native, exported) in sets.items():
+        sub, fails = compare(spec, native, exported, set_name, tol)
+        report["sets"][set_name] = sub
+        failures += fails
+    report["n_samples"] = sum(s["n"] for s in report["sets"].values())
+    report["max_abs_diff"] = max(
+        (v for s in report["sets"].values() for k, v in s.items() if k.endswith("_max_abs_diff")), default=0.0
+    )
+    report["decision_flips"] = sum(s.get("decision_flips", 0) for s in report["sets"].values())
+    report["passed"] = not failures
+    if failures:
+        raise ParityError(
+            f"{spec.name}: parity gate FAILED for {what} ({len(failures)} problem(s)); nothing was written:\n  - "
+            + "\n  - ".join(failures)
+        )
+    return report

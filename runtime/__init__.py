@@ -1,0 +1,50 @@
+"""medinfer: run verified medical-model bundles with onnxruntime (numpy + onnxruntime only).
+
+    import medinfer
+    model = medinfer.load("bundles/drug_activity_rf")
+    prediction = model.predict(x)
+    prediction.labels, prediction.scores, prediction.model_sha256
+"""
+
+from __future__ import annotations
+
+from ._version import __version__
+from .errors import (
+    DeadlineExceeded,
+    InferenceError,
+    InputError,
+    InputTypeError,
+    IntegrityError,
+    ManifestError,
+    MedinferError,
+    MissingExtraError,
+    ParityError,
+    ProviderError,
+    SelfTestError,
+    SignatureError,
+)
+from .manifest import Manifest, load_manifest
+from .model import Model, SelfTestReport, load
+from .prediction import Prediction
+
+__all__ = [
+    "DeadlineExceeded",
+    "InferenceError",
+    "InputError",
+    "InputTypeError",
+    "IntegrityError",
+    "Manifest",
+    "ManifestError",
+    "MedinferError",
+    "MissingExtraError",
+    "Model",
+    "ParityError",
+    "Prediction",
+    "ProviderError",
+    "SelfTestError",
+    "SelfTestReport",
+    "SignatureError",
+    "__version__",
+    "load",
+    "load_manifest",
+]

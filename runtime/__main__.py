@@ -1,0 +1,3 @@
+from medinfer.cli import main
+
+raise SystemExit(main())

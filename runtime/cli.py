@@ -1,0 +1,255 @@
+"""The ``medinfer`` command line (also ``python -m medinfer``).
+
+Runtime commands (numpy + onnxruntime only): info, list, verify, predict.
+With the [train] extra: specs, train, export, build, data.
+Exit codes: 0 ok, 1 other error, 2 usage, 3 integrity/signature, 4 manifest, 5 input, 6 provider, 7 self-test,
+8 parity, 9 missing extra, 10 inference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .errors import MedinferError
+
+EXIT_CODES = {
+    "integrity": 3, "signature": 3, "manifest": 4, "input": 5, "input_type": 5, "provider": 6, "self_test": 7,
+    "parity": 8, "missing_extra": 9, "runtime": 10, "timeout": 10,
+}
+_TRAIN_COMMANDS = ("specs", "train", "export", "build", "data")
+
+
+def bundle_path(arg: str) -> Path:
+    """A bundle folder given as a path, or as a name under $MEDINFER_BUNDLES (default ./bundles)."""
+    path = Path(arg)
+    if path.exists():
+        return path
+    root = Path(os.environ.get("MEDINFER_BUNDLES", "bundles"))
+    if (root / arg).is_dir():
+        return root / arg
+    known = sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
+    hint = f"; bundles in {root}/: {', '.join(known)}" if known else f" (no bundles found in {root}/)"
+    raise MedinferError(f"no bundle at '{arg}'{hint}")
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A plain aligned text table (the runtime has no rich)."""
+    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _providers_arg(value: str | None) -> list[str] | None:
+    return [p for p in value.split(",") if p] if value else None
+
+
+# -- commands ---------------------------------------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest
+
+    if args.providers or not args.bundle:
+        from .providers import available_providers
+
+        avail = available_providers()
+        print(json.dumps({"available": avail}) if args.json else "available providers: " + ", ".join(avail))
+        if not args.bundle:
+            return 0
+    manifest = load_manifest(bundle_path(args.bundle))
+    if args.json:
+        print(json.dumps(manifest.to_json(), indent=2))
+        return 0
+    m = manifest
+    print(f"{m.name} {m.version} — {m.task}  (schema {m.schema_version}, created {m.created})")
+    if m.description:
+        print(m.description)
+    print()
+    print(table([[t.name, t.dtype, list(t.shape), t.range and list(t.range) or "", t.units or ""] for t in m.inputs],
+                ["input", "dtype", "shape", "range", "units"]))
+    print()
+    print(table([[t.name, t.dtype, list(t.shape)] for t in m.outputs], ["output", "dtype", "shape"]))
+    if m.labels:
+        print(f"\nlabels: {', '.join(m.labels)}" + (f"; threshold {m.decision.threshold:g} for "
+                                                     f"'{m.decision.positive_label}'" if m.decision.threshold
+                                                     is not None else ""))
+    rows = [[k, v.value, f"[{v.ci95[0]:.4g}, {v.ci95[1]:.4g}]" if v.ci95 else ""] for k, v in m.metrics.heldout.items()]
+    if m.metrics.baseline:
+        rows += [[f"{k} ({m.metrics.baseline.name})", v.value, f"[{v.ci95[0]:.4g}, {v.ci95[1]:.4g}]" if v.ci95 else ""]
+                 for k, v in m.metrics.baseline.heldout.items()]
+    print("\n" + table(rows, ["held-out metric", "value", "95% CI"]))
+    print("\n" + table([[k, v.precision, v.file] for k, v in m.variants.items()], ["variant", "precision", "file"]))
+    print("\n" + table([[k, v.size, v.sha256[:16] + "…"] for k, v in m.files.items()], ["file", "bytes", "sha256"]))
+    sources = "; ".join(f"{s.package}=={s.version}:{s.file}" for s in m.data.sources)
+    print(f"\ndata: {sources}{' (SYNTHETIC)' if m.data.synthetic else ''}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest
+
+    root = Path(args.root or os.environ.get("MEDINFER_BUNDLES", "bundles"))
+    rows, docs = [], []
+    for folder in sorted(p for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []:
+        try:
+            m = load_manifest(folder)
+        except MedinferError as exc:
+            rows.append([folder.name, "INVALID", str(exc)[:60], "", "", ""])
+            continue
+        key, metric = next(iter(sorted(m.metrics.heldout.items(), key=lambda kv: _HEADLINE.get(kv[0], 9))))
+        ci = f" [{metric.ci95[0]:.3f}, {metric.ci95[1]:.3f}]" if metric.ci95 else ""
+        size = sum(e.size for n, e in m.files.items() if e.role in ("model", "variant"))
+        rows.append([m.name, m.version, m.task, f"{key} {metric.value:.3f}{ci}",
+                     f"{m.parity.get('max_abs_diff', 0):.1e}", f"{size / 1e6:.2f} MB",
+                     "synthetic" if m.data.synthetic else "real"])
+        docs.append(m.to_json())
+    if args.json:
+        print(json.dumps(docs))
+    elif rows:
+        print(table(rows, ["bundle", "version", "task", "held-out (95% CI)", "parity", "graphs", "data"]))
+    else:
+        print(f"no bundles in {root}/")
+    return 0
+
+
+_HEADLINE = {"roc_auc": 0, "macro_f1": 1, "rmse": 2, "accuracy": 3}
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .model import load
+
+    failed = 0
+    results = []
+    for arg in args.bundles:
+        try:
+            model = load(bundle_path(arg), _providers_arg(args.provider), variant=args.variant, self_test=False)
+            report = model.self_test()
+            results.append({"bundle": arg, "ok": True, "name": model.name, "version": model.version,
+                            "files": len(model.manifest.files), "self_test": report.status,
+                            "max_abs_diff": report.max_abs_diff, "providers": list(model.providers)})
+        except MedinferError as exc:
+            failed += 1
+            results.append({"bundle": arg, "ok": False, "error": type(exc).__name__, "code": exc.code,
+                            "message": str(exc)})
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    else:
+        for r in results:
+            if r["ok"]:
+                print(f"OK    {r['bundle']}: {r['name']} {r['version']}, {r['files']} files verified (sha256), "
+                      f"self-test {r['self_test']} on {', '.join(r['providers'])}")
+            else:
+                print(f"FAIL  {r['bundle']}: {r['error']}: {r['message']}", file=sys.stderr)
+    if failed:
+        codes = [EXIT_CODES.get(r["code"], 1) for r in results if not r["ok"]]
+        return codes[0]
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .inputs import read_input
+    from .model import load
+
+    model = load(bundle_path(args.bundle), _providers_arg(args.provider), variant=args.variant, cast=args.cast)
+    x = read_input(args.input, model)
+    pred = model.predict(x)
+    if args.json:
+        print(json.dumps(pred.to_dict(), indent=2))
+        return 0
+    labels = pred.labels
+    scores = pred.scores
+    if labels is not None and scores.ndim == 1:
+        rows = [[i, labels[i], float(scores[i])] for i in range(len(pred))]
+        print(table(rows, ["#", "label", f"score ({model.manifest.decision.positive_label})"]))
+    elif labels is not None:
+        rows = [[i, labels[i], float(scores[i].max())] for i in range(len(pred))]
+        print(table(rows, ["#", "label", "probability"]))
+    else:
+        units = next((o.units for o in model.manifest.outputs if o.name == model.manifest.decision.score_output), "")
+        rows = [[i, float(v) if scores.ndim == 1 else list(map(float, v))] for i, v in enumerate(scores)]
+        print(table(rows, ["#", f"prediction{f' ({units})' if units else ''}"]))
+    print(f"\n{pred.model} {pred.version} [{pred.variant}] sha256 {pred.model_sha256[:16]}… on {pred.provider}")
+    return 0
+
+
+def _train_main(argv: Sequence[str]) -> int:
+    try:
+        from medinfer.export.cli import main as train_main
+    except ImportError as exc:
+        from .errors import MissingExtraError
+
+        raise MissingExtraError(f"medinfer {argv[0]}", "train", getattr(exc, "name", None)) from None
+    return train_main(list(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medinfer",
+        description="Verify and run medical-model ONNX bundles. With the [train] extra also: "
+        + ", ".join(_TRAIN_COMMANDS) + " (see 'medinfer train --help').",
+    )
+    parser.add_argument("--version", action="version", version=f"medinfer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("info", help="show a bundle's contract, metrics and files (or --providers)")
+    p.add_argument("bundle", nargs="?", help="bundle folder or name under ./bundles")
+    p.add_argument("--providers", action="store_true", help="list the execution providers this machine offers")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("list", help="summarise every bundle in a folder (default ./bundles)")
+    p.add_argument("root", nargs="?", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("verify", help="check every file's sha256 and run the golden self-test")
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    p.add_argument("--variant", default=None)
+    p.add_argument("--provider", default=None, help="comma-separated preference list, e.g. cuda,cpu")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("predict", help="predict from a .npy/.npz/.csv/.tsv/.json/.txt file")
+    p.add_argument("bundle")
+    p.add_argument("input")
+    p.add_argument("--variant", default=None)
+    p.add_argument("--provider", default=None, help="comma-separated preference list, e.g. cuda,cpu")
+    p.add_argument("--cast", choices=("safe", "same_kind"), default="safe", help="dtype casting policy for .npy")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    for name in _TRAIN_COMMANDS:
+        sub.add_parser(name, help=f"[train extra] {name} (see 'medinfer {name} --help')", add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in _TRAIN_COMMANDS:
+            return _train_main(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return int(args.func(args))
+    except MedinferError as exc:
+        print(f"medinfer: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_CODES.get(exc.code, 1)
+    except KeyboardInterrupt:
+        print("medinfer: interrupted", file=sys.stderr)
+        return 130

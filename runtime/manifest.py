@@ -1,0 +1,298 @@
+"""The bundle manifest (``manifest.json``), schema version 1.
+
+The frozen dataclasses below are the schema: :func:`load_manifest` refuses any document that does not fit them,
+naming the offending field. The exporter builds the same dataclasses, so a written manifest is valid by
+construction. See docs in the README ("Bundle format") for the meaning of each section.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ManifestError
+from .schema import parse, to_json
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "manifest.sig"
+
+DType = Literal["float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool", "string"]
+Task = Literal["binary_classification", "multiclass_classification", "regression"]
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _bad(doc: str, path: str, message: str) -> ManifestError:
+    return ManifestError(f"{doc}: field '{path}' {message}")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of the bundle, pinned by digest."""
+
+    sha256: str
+    size: int
+    role: Literal["model", "variant", "card", "golden", "plot", "other"] = "other"
+
+    def _check(self, doc: str, path: str) -> None:
+        if not _SHA256.match(self.sha256):
+            raise _bad(doc, f"{path}.sha256", f"must be 64 lowercase hex digits, got {self.sha256!r}")
+        if self.size < 0:
+            raise _bad(doc, f"{path}.size", f"must be >= 0, got {self.size}")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """An input or output tensor: the contract the runtime validates against."""
+
+    name: str
+    dtype: DType
+    shape: tuple[int | str, ...]
+    description: str = ""
+    units: str | None = None
+    range: tuple[float, float] | None = None
+    names: tuple[str, ...] | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def _check(self, doc: str, path: str) -> None:
+        for i, dim in enumerate(self.shape):
+            if isinstance(dim, int) and dim <= 0:
+                raise _bad(doc, f"{path}.shape[{i}]", f"must be a positive size or a symbolic name, got {dim}")
+        if self.range is not None:
+            if len(self.range) != 2 or not self.range[0] <= self.range[1]:
+                raise _bad(doc, f"{path}.range", f"must be [low, high] with low <= high, got {list(self.range)}")
+        if self.names is not None:
+            if not self.shape or self.shape[-1] != len(self.names):
+                raise _bad(
+                    doc, f"{path}.names", f"has {len(self.names)} names but the last axis is {self.shape[-1:]}"
+                )
+            if len(set(self.names)) != len(self.names):
+                raise _bad(doc, f"{path}.names", "must not repeat a name")
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How raw outputs become a decision: which output holds scores and where the operating point is."""
+
+    score_output: str
+    label_output: str | None = None
+    positive_label: str | None = None
+    threshold: float | None = None
+    rationale: str = ""
+
+    def _check(self, doc: str, path: str) -> None:
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise _bad(doc, f"{path}.threshold", f"must be within [0, 1], got {self.threshold}")
+
+
+@dataclass(frozen=True)
+class SessionProfile:
+    """onnxruntime session options chosen by measurement; ``load()`` applies them unless overridden."""
+
+    intra_op_num_threads: int = 0
+    inter_op_num_threads: int = 0
+    allow_spinning: bool = True
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+    execution_mode: Literal["sequential", "parallel"] = "sequential"
+    deterministic: bool = False
+    measured: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One runnable graph of the bundle (fp32 default, int8, ...)."""
+
+    file: str
+    precision: str = "fp32"
+    description: str = ""
+    accuracy_delta: dict[str, float] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Producer:
+    medinfer: str
+    onnx: str
+    onnxruntime: str
+    opset: dict[str, int]
+    frameworks: dict[str, str] = field(default_factory=dict)
+    converter: dict[str, str] = field(default_factory=dict)
+    python: str = ""
+    platform: str = ""
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One file of training data, traceable to the registry package that ships it."""
+
+    name: str
+    package: str
+    version: str
+    file: str
+    sha256: str
+    licence: str
+    citation: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DataProvenance:
+    sources: tuple[DataSource, ...]
+    split: dict[str, Any]
+    synthetic: bool = False
+    description: str = ""
+    preprocessing: str = ""
+
+
+@dataclass(frozen=True)
+class Metric:
+    value: float
+    ci95: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Baseline:
+    name: str
+    heldout: dict[str, Metric]
+
+
+@dataclass(frozen=True)
+class Metrics:
+    heldout: dict[str, Metric]
+    baseline: Baseline | None = None
+    n_test: int = 0
+    method: str = ""
+
+
+@dataclass(frozen=True)
+class Golden:
+    """A known input and the output it must produce: the readiness self-test."""
+
+    file: str
+    output_digest: str
+    atol: float
+    rtol: float = 0.0
+    outputs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Card:
+    summary: str
+    intended_use: str
+    out_of_scope: tuple[str, ...] = ()
+    limitations: tuple[str, ...] = ()
+    ethical_considerations: tuple[str, ...] = ()
+    plots: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The whole contract of a bundle. Build it with :func:`load_manifest` or the exporter."""
+
+    schema_version: int
+    name: str
+    version: str
+    task: Task
+    created: str
+    producer: Producer
+    files: dict[str, FileEntry]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    decision: Decision
+    profile: SessionProfile
+    variants: dict[str, Variant]
+    data: DataProvenance
+    metrics: Metrics
+    parity: dict[str, Any]
+    golden: Golden
+    card: Card
+    labels: tuple[str, ...] | None = None
+    description: str = ""
+
+    def _check(self, doc: str, path: str) -> None:
+        if self.schema_version != SCHEMA_VERSION:
+            raise ManifestError(
+                f"{doc}: schema_version {self.schema_version} is not supported by this medinfer "
+                f"(supports {SCHEMA_VERSION}); use a medinfer release that reads it"
+            )
+        if not _NAME.match(self.name):
+            raise _bad(doc, "name", f"must be lowercase letters, digits and '_', got {self.name!r}")
+        if not self.inputs:
+            raise _bad(doc, "inputs", "must list at least one input")
+        outputs = {o.name for o in self.outputs}
+        if self.decision.score_output not in outputs:
+            raise _bad(doc, "decision.score_output", f"names {self.decision.score_output!r}, not an output")
+        if self.decision.label_output is not None and self.decision.label_output not in outputs:
+            raise _bad(doc, "decision.label_output", f"names {self.decision.label_output!r}, not an output")
+        if self.task != "regression":
+            if not self.labels or len(self.labels) < 2:
+                raise _bad(doc, "labels", f"must list at least two class labels for task {self.task!r}")
+        if self.task == "binary_classification":
+            if self.decision.threshold is None or self.decision.positive_label not in (self.labels or ()):
+                raise _bad(doc, "decision", "needs a threshold and a positive_label that is one of the labels")
+        if "default" not in self.variants:
+            raise _bad(doc, "variants", "must contain a 'default' variant")
+        for key, variant in self.variants.items():
+            if variant.file not in self.files:
+                raise _bad(doc, f"variants.{key}.file", f"names {variant.file!r}, which 'files' does not pin")
+        if self.golden.file not in self.files:
+            raise _bad(doc, "golden.file", f"names {self.golden.file!r}, which 'files' does not pin")
+        for name in self.files:
+            if "/" in name.replace("plots/", "", 1) or name.startswith(".") or ".." in name:
+                raise _bad(doc, f"files.{name}", "must be a plain file name inside the bundle")
+            if name in (MANIFEST_NAME, SIGNATURE_NAME):
+                raise _bad(doc, f"files.{name}", "cannot pin the manifest or its signature")
+
+    def input(self, name: str) -> TensorSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        return to_json(self)  # type: ignore[no-any-return]
+
+
+def parse_manifest(data: Any, doc: str = MANIFEST_NAME) -> Manifest:
+    """Validate decoded JSON as a manifest. Raises ManifestError naming the field at fault."""
+    return parse(Manifest, data, doc=doc)
+
+
+def read_manifest_bytes(bundle: Path) -> bytes:
+    path = Path(bundle) / MANIFEST_NAME
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ManifestError(
+            f"{bundle} is not a medinfer bundle: {MANIFEST_NAME} is missing "
+            f"(a bundle folder holds model.onnx, {MANIFEST_NAME} and model_card.md)"
+        ) from None
+    except IsADirectoryError:
+        raise ManifestError(f"{path} is a folder, expected the JSON manifest file") from None
+
+
+def decode_manifest(raw: bytes, doc: str = MANIFEST_NAME) -> Manifest:
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{doc} is not valid UTF-8 JSON: {exc}") from None
+    return parse_manifest(data, doc)
+
+
+def load_manifest(bundle: str | Path) -> Manifest:
+    """Read and validate ``BUNDLE/manifest.json``."""
+    bundle = Path(bundle)
+    return decode_manifest(read_manifest_bytes(bundle), str(bundle / MANIFEST_NAME))
+
+
+def dump_manifest(manifest: Manifest) -> bytes:
+    """Canonical bytes of a manifest (sorted keys, 2-space indent, trailing newline)."""
+    return (json.dumps(manifest.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()

@@ -1,0 +1,183 @@
+"""The typed result of ``Model.predict``: decision, scores, raw outputs and provenance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .manifest import Manifest
+
+
+@dataclass(frozen=True)
+class PredictionMeta:
+    """Per-model facts every Prediction shares (built once at load, so predict allocates nothing for them)."""
+
+    model: str
+    version: str
+    task: str
+    variant: str
+    model_sha256: str
+    manifest_sha256: str
+    provider: str
+    fetch: tuple[str, ...]
+    score_index: int
+    score_column: int | None
+    labels: np.ndarray | None
+    threshold: float | None
+    positive: int
+    negative: int
+
+    @staticmethod
+    def build(manifest: Manifest, variant: str, model_sha256: str, manifest_sha256: str,
+              provider: str) -> PredictionMeta:
+        decision = manifest.decision
+        fetch = (decision.score_output,)
+        score_spec = next(o for o in manifest.outputs if o.name == decision.score_output)
+        column: int | None = None
+        labels = np.array(manifest.labels, dtype=object) if manifest.labels else None
+        positive = negative = 0
+        if manifest.task == "binary_classification" and manifest.labels:
+            positive = manifest.labels.index(decision.positive_label or "")
+            negative = 1 - positive
+            last = score_spec.shape[-1] if len(score_spec.shape) >= 2 else None
+            if last == 1:
+                column = 0  # a single sigmoid unit scores the positive label
+            elif last == len(manifest.labels):
+                column = manifest.labels.index(decision.positive_label or "")
+        return PredictionMeta(
+            model=manifest.name,
+            version=manifest.version,
+            task=manifest.task,
+            variant=variant,
+            model_sha256=model_sha256,
+            manifest_sha256=manifest_sha256,
+            provider=provider,
+            fetch=fetch,
+            score_index=0,
+            score_column=column,
+            labels=labels,
+            threshold=decision.threshold,
+            positive=positive,
+            negative=negative,
+        )
+
+
+class Prediction:
+    """What one ``predict`` call returns.
+
+    Attributes:
+        outputs: raw graph outputs by name (only those the decision needs are fetched).
+        scores: binary: positive-class score per sample (N,); multiclass: class probabilities (N, C);
+            regression: predicted values (N,) (or (N, K) for multi-target).
+        labels: class label per sample (N,) decided at the manifest's operating threshold; None for regression.
+        single: True when the input was one sample (then ``label``/``score`` give it directly).
+        model, version, variant, model_sha256, manifest_sha256, provider: provenance.
+    """
+
+    __slots__ = ("_meta", "_raw", "single", "_labels", "_scores")
+
+    def __init__(self, meta: PredictionMeta, raw: list[np.ndarray], single: bool) -> None:
+        self._meta = meta
+        self._raw = raw
+        self.single = single
+        self._labels: np.ndarray | None = None
+        self._scores: np.ndarray | None = None
+
+    # provenance ---------------------------------------------------------------------------------------
+    @property
+    def model(self) -> str:
+        return self._meta.model
+
+    @property
+    def version(self) -> str:
+        return self._meta.version
+
+    @property
+    def variant(self) -> str:
+        return self._meta.variant
+
+    @property
+    def model_sha256(self) -> str:
+        return self._meta.model_sha256
+
+    @property
+    def manifest_sha256(self) -> str:
+        return self._meta.manifest_sha256
+
+    @property
+    def provider(self) -> str:
+        return self._meta.provider
+
+    # results ------------------------------------------------------------------------------------------
+    @property
+    def outputs(self) -> dict[str, np.ndarray]:
+        return dict(zip(self._meta.fetch, self._raw))
+
+    @property
+    def scores(self) -> np.ndarray:
+        if self._scores is None:
+            raw = self._raw[self._meta.score_index]
+            col = self._meta.score_column
+            if col is not None:
+                self._scores = raw[:, col]
+            elif self._meta.task == "regression" and raw.ndim == 2 and raw.shape[1] == 1:
+                self._scores = raw[:, 0]
+            else:
+                self._scores = raw
+        return self._scores
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        if self._labels is None and self._meta.labels is not None:
+            scores = self.scores
+            meta = self._meta
+            if meta.task == "binary_classification" and meta.threshold is not None:
+                idx = np.where(scores >= meta.threshold, meta.positive, meta.negative)
+            else:
+                idx = np.argmax(scores, axis=-1)
+            self._labels = self._meta.labels[idx]
+        return self._labels
+
+    @property
+    def label(self) -> Any:
+        """The single sample's label (for ``single`` predictions or a batch of one)."""
+        labels = self.labels
+        if labels is None:
+            raise AttributeError(f"{self.model} is a regression model: it has no labels; use .score")
+        self._one()
+        return labels[0]
+
+    @property
+    def score(self) -> Any:
+        self._one()
+        s = self.scores[0]
+        return s.item() if np.ndim(s) == 0 else s
+
+    def _one(self) -> None:
+        n = len(self._raw[self._meta.score_index])
+        if n != 1:
+            raise ValueError(f"this prediction holds {n} samples; use .labels / .scores")
+
+    def __len__(self) -> int:
+        return len(self._raw[self._meta.score_index])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (lists, not arrays)."""
+        labels = self.labels
+        return {
+            "model": self.model,
+            "version": self.version,
+            "variant": self.variant,
+            "model_sha256": self.model_sha256,
+            "manifest_sha256": self.manifest_sha256,
+            "provider": self.provider,
+            "threshold": self._meta.threshold,
+            "labels": None if labels is None else [str(v) for v in labels],
+            "scores": np.asarray(self.scores).tolist(),
+        }
+
+    def __repr__(self) -> str:
+        kind, shown = ("labels", self.labels) if self.labels is not None else ("scores", self.scores)
+        return f"Prediction(model={self.model!r}, n={len(self)}, {kind}={shown!r})"

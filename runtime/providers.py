@@ -1,0 +1,130 @@
+"""Execution providers: short names, explicit preference lists, and errors that say what IS available.
+
+Nothing ever runs on a provider the caller did not list: ``load()`` disables onnxruntime's silent CPU fallback
+when the CPU provider is not in the resolved list.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .errors import ProviderError
+
+log = logging.getLogger(__name__)
+
+SHORT_NAMES: dict[str, str] = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "qnn": "QNNExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "migraphx": "MIGraphXExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider",
+    "nnapi": "NnapiExecutionProvider",
+    "acl": "ACLExecutionProvider",
+    "dnnl": "DnnlExecutionProvider",
+    "webgpu": "WebGpuExecutionProvider",
+}
+_FULL_NAMES = sorted(set(SHORT_NAMES.values()))
+
+ProviderRequest = str | tuple[str, Mapping[str, Any]]
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def canonical(name: str) -> str:
+    """Map a short or full provider name to onnxruntime's full name (case-insensitive)."""
+    if not isinstance(name, str):
+        raise ProviderError(f"a provider must be named by a string, got {type(name).__name__}")
+    key = name.strip()
+    lowered = key.lower()
+    if lowered in SHORT_NAMES:
+        return SHORT_NAMES[lowered]
+    for full in _FULL_NAMES:
+        if full.lower() == lowered or full.lower() == lowered + "executionprovider":
+            return full
+    if key.endswith("ExecutionProvider"):
+        return key  # a provider this table does not know yet; the availability check still applies
+    choices = list(SHORT_NAMES) + _FULL_NAMES
+    close = difflib.get_close_matches(lowered, [c.lower() for c in choices], n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise ProviderError(
+        f"unknown execution provider '{name}'{hint} Known short names: {', '.join(sorted(SHORT_NAMES))}"
+    )
+
+
+def resolve(
+    requested: Sequence[ProviderRequest] | ProviderRequest | None,
+    available: Iterable[str] | None = None,
+    profile_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Resolve a preference list against the providers this onnxruntime build offers.
+
+    Args:
+        requested: ``None`` (CPU only), one name, or an ordered list of names or ``(name, options)`` pairs.
+            A list is a preference order: providers not available here are skipped (logged), those
+            available are kept in order. A single name must be available.
+        available: the providers to resolve against (default: ``onnxruntime.get_available_providers()``).
+        profile_options: per-provider options from the manifest's profile, overridden by the call's options.
+
+    Returns:
+        ``[(full_name, options), ...]`` in preference order, never empty.
+
+    Raises:
+        ProviderError: an unknown name, or none of the requested providers is available here.
+    """
+    avail = list(available) if available is not None else available_providers()
+    if requested is None:
+        requested = ["cpu"]
+    elif isinstance(requested, (str, tuple)):
+        requested = [requested]
+    items: list[tuple[str, dict[str, Any]]] = []
+    for req in requested:
+        if isinstance(req, tuple):
+            if len(req) != 2 or not isinstance(req[1], Mapping):
+                raise ProviderError(f"a provider with options is (name, {{...}}), got {req!r}")
+            name, options = canonical(req[0]), dict(req[1])
+        else:
+            name, options = canonical(req), {}
+        merged = {**dict((profile_options or {}).get(name, {})), **options}
+        if name not in (n for n, _ in items):
+            items.append((name, merged))
+    usable = [(n, o) for n, o in items if n in avail]
+    missing = [n for n, _ in items if n not in avail]
+    if not usable:
+        asked = ", ".join(f"'{n}'" for n, _ in items)
+        raise ProviderError(
+            f"Specified provider {asked} {'is' if len(items) == 1 else 'are'} unavailable. "
+            f"Available providers: {', '.join(repr(a) for a in avail)}. "
+            + _install_hint(missing)
+        )
+    for name in missing:
+        log.info("provider %s is not available here; using the next in the preference list", name)
+    return usable
+
+
+def _install_hint(missing: Sequence[str]) -> str:
+    if any(m in ("CUDAExecutionProvider", "TensorrtExecutionProvider") for m in missing):
+        return (
+            "CUDA/TensorRT need the onnxruntime-gpu build INSTEAD of onnxruntime "
+            "(pip uninstall onnxruntime && pip install 'medinfer[gpu]'), an NVIDIA driver and CUDA libraries; "
+            "run 'medinfer info --providers' for a diagnosis."
+        )
+    if "OpenVINOExecutionProvider" in missing:
+        return (
+            "OpenVINO needs the onnxruntime-openvino build INSTEAD of onnxruntime "
+            "(pip uninstall onnxruntime && pip install 'medinfer[openvino]')."
+        )
+    return "Ask for one of the available providers, or install an onnxruntime build that has it."

@@ -1,0 +1,76 @@
+"""onnxruntime session creation from a bundle's measured profile."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .errors import ProviderError
+from .manifest import SessionProfile
+
+_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+               "all": "ORT_ENABLE_ALL"}
+
+
+def merge_profile(profile: SessionProfile, overrides: Mapping[str, Any] | None) -> SessionProfile:
+    """The manifest's profile with the caller's overrides applied (unknown keys refused)."""
+    if not overrides:
+        return profile
+    allowed = {f.name for f in dataclasses.fields(SessionProfile)} - {"measured"}
+    unknown = sorted(set(overrides) - allowed)
+    if unknown:
+        raise ValueError(f"unknown session profile setting {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+    return dataclasses.replace(profile, **dict(overrides))
+
+
+def session_options(profile: SessionProfile, *, cpu_fallback: bool) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = profile.intra_op_num_threads
+    so.inter_op_num_threads = profile.inter_op_num_threads
+    spin = "1" if profile.allow_spinning else "0"
+    so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[profile.graph_optimization_level])
+    so.execution_mode = (
+        ort.ExecutionMode.ORT_PARALLEL if profile.execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
+    )
+    if profile.deterministic:
+        so.use_deterministic_compute = True
+    if not cpu_fallback:
+        so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    so.log_severity_level = 3
+    return so
+
+
+def create_session(
+    model_bytes: bytes,
+    profile: SessionProfile,
+    providers: Sequence[tuple[str, dict[str, Any]]],
+) -> Any:
+    """Create an InferenceSession from the verified bytes, with exactly the providers asked for."""
+    import onnxruntime as ort
+
+    names = [n for n, _ in providers]
+    so = session_options(profile, cpu_fallback="CPUExecutionProvider" in names)
+    try:
+        session = ort.InferenceSession(
+            model_bytes,
+            sess_options=so,
+            providers=names,
+            provider_options=[o for _, o in providers],
+        )
+    except Exception as exc:  # ORT raises its own Fail/RuntimeException types
+        if any(n != "CPUExecutionProvider" for n in names):
+            raise ProviderError(
+                f"onnxruntime could not create a session on {names}: {exc}. CPU fallback is disabled unless "
+                "'cpu' is in the provider list"
+            ) from exc
+        raise
+    got = session.get_providers()
+    unexpected = [p for p in got if p not in names]
+    if unexpected:  # never run somewhere the caller did not ask for
+        raise ProviderError(f"onnxruntime assigned providers {unexpected} that were not requested ({names})")
+    return session

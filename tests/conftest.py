@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from . import tiny
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture
+def tiny_bundle(tmp_path: Path) -> Path:
+    return tiny.build(tmp_path / "tiny_logistic")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_ro(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny bundle shared by tests that only read it."""
+    return tiny.build(tmp_path_factory.mktemp("tiny") / "tiny_logistic")
+
+
+_BUILT: dict[str, object] = {}
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    """Train (on the spec's small test sample) and export a registered spec once per test session."""
+    from medinfer.export.bundle import export
+    from medinfer.train import artifact, registry
+
+    def get(name: str):
+        if name not in _BUILT:
+            spec = registry.get(name)
+            root = tmp_path_factory.mktemp(f"build_{name}")
+            art = artifact.train(name, root / "artifacts", sample=spec.test_sample, **spec.test_options)
+            path = export(art, root / "bundles")
+            _BUILT[name] = (art, path)
+        return _BUILT[name]
+
+    return get

