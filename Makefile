@@ -1,6 +1,7 @@
 # medinfer — the two commands that do everything on a fresh machine:
 #   make demo   real data → train all models → export with parity gate → verify → predict → summary
 #   make test   the test suite (tiny models, sampled data)
+#   make bench  the side-by-side latency suite → benchmarks/REPORT.md + history + regression check
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +9,7 @@ MEDINFER := $(VENV)/bin/medinfer
 STAMP  := $(VENV)/.installed-train-dev
 MODELS ?= all
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,10 @@ demo: $(STAMP)
 	  ex=$$(ls artifacts/$$n/example.* 2>/dev/null | head -1); \
 	  if [ -n "$$ex" ]; then echo; echo "== medinfer predict $$b $$ex"; $(MEDINFER) predict $$b $$ex; fi; done
 	@echo; $(MEDINFER) list bundles
+	@echo; $(MEDINFER) bench bundles/*/ --min-queries 300 --min-seconds 1 --warmup 20
+
+bench: $(STAMP)
+	$(PY) -m benchmarks run --check
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,6 +1,6 @@
 """The ``medinfer`` command line (also ``python -m medinfer``).
 
-Runtime commands (numpy + onnxruntime only): info, list, verify, predict.
+Runtime commands (numpy + onnxruntime only): info, list, verify, predict, bench.
 With the [train] extra: specs, train, export, build, data.
 Exit codes: 0 ok, 1 other error, 2 usage, 3 integrity/signature, 4 manifest, 5 input, 6 provider, 7 self-test,
 8 parity, 9 missing extra, 10 inference.
@@ -185,6 +185,40 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench_bundle, format_records
+    from .manifest import load_manifest
+
+    records = []
+    for arg in args.bundles:
+        path = bundle_path(arg)
+        variants = list(load_manifest(path).variants) if args.variant == "all" else [args.variant]
+        for variant in variants:
+            for batch in args.batch:
+                record = bench_bundle(
+                    path, variant=variant, providers=_providers_arg(args.provider), batch=batch,
+                    min_queries=args.min_queries, min_seconds=args.min_seconds, warmup_queries=args.warmup,
+                    cold=not args.no_cold and batch == args.batch[0],
+                )
+                records.append(record)
+                if args.out:
+                    with open(args.out, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(record) + "\n")
+                if not args.json:
+                    print(f"measured {record['bundle']} [{variant}] batch {batch}: "
+                          f"p50 {record['latency_us']['p50']:.1f} µs", file=sys.stderr)
+    if args.json:
+        print(json.dumps(records if len(records) > 1 else records[0], indent=2))
+    else:
+        print(format_records(records))
+        env = records[0]["env"] if records else {}
+        if env:
+            cpu = env["cpu"]
+            print(f"\n{cpu['model']} ({cpu['usable_cores']} usable cores; {' '.join(cpu['flags'])}); "
+                  f"onnxruntime {env['onnxruntime']}; commit {env['git_commit']}")
+    return 0
+
+
 def _train_main(argv: Sequence[str]) -> int:
     try:
         from medinfer.export.cli import main as train_main
@@ -230,6 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cast", choices=("safe", "same_kind"), default="safe", help="dtype casting policy for .npy")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("bench", help="SingleStream latency, throughput, cold start and memory of bundle(s)")
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    p.add_argument("--variant", default="all", help="a variant name, or 'all' (default)")
+    p.add_argument("--provider", default=None, help="comma-separated preference list, e.g. cuda,cpu")
+    p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch size(s) (default 1)")
+    p.add_argument("--min-queries", type=int, default=1000, help="at least this many timed queries (default 1000)")
+    p.add_argument("--min-seconds", type=float, default=5.0, help="and at least this long (default 5 s)")
+    p.add_argument("--warmup", type=int, default=50, help="warm-up queries (default 50)")
+    p.add_argument("--no-cold", action="store_true", help="skip the fresh-process cold-start measurement")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--out", default=None, help="append one JSON line per record to this file")
+    p.set_defaults(func=cmd_bench)
 
     for name in _TRAIN_COMMANDS:
         sub.add_parser(name, help=f"[train extra] {name} (see 'medinfer {name} --help')", add_help=False)

@@ -115,6 +115,10 @@ class ModelSpec:
         """Versions of the native frameworks this spec trains with (for the manifest)."""
         return {}
 
+    def native_predictors(self, model: Any) -> dict[str, Callable[[Any], Any]]:
+        """The native framework's own inference calls, for side-by-side benchmarks ({label: fn(X)})."""
+        return {"native": lambda X: self.native_outputs(model, X)}
+
     # -- shared ------------------------------------------------------------------------------------------
     def scores(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
         """The decision score per sample from native or ONNX outputs (positive-class probability if binary)."""
@@ -163,6 +167,9 @@ class SklearnClassifierSpec(ModelSpec):
         import sklearn
 
         return {"scikit-learn": sklearn.__version__}
+
+    def native_predictors(self, model: Any) -> dict[str, Callable[[Any], Any]]:
+        return {"sklearn predict_proba": model.predict_proba}
 
     def native_outputs(self, model: Any, X: Any) -> dict[str, np.ndarray]:
         return {

@@ -1,0 +1,1 @@
+"""medinfer's comparative latency suite (not installed): ``python -m benchmarks --help``."""

@@ -1,0 +1,122 @@
+"""``python -m benchmarks`` — run the comparative suite, check for regressions, redraw the report.
+
+    python -m benchmarks run [--bundles bundles] [--artifacts artifacts] [--batch 1 64] [--seconds 4]
+    python -m benchmarks check [--threshold 0.15] [--history FILE]
+    python -m benchmarks report
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import history, plots, report
+from .suite import run_suite
+
+HERE = Path(__file__).parent
+
+
+def _history_path(args: argparse.Namespace) -> Path:
+    if args.history:
+        return Path(args.history)
+    from medinfer.fingerprint import environment
+
+    return history.history_file(HERE / "history", environment())
+
+
+def _render(latest: dict | None, records: list[dict], raw_record: dict | None) -> Path:
+    out = HERE / "plots"
+    out.mkdir(exist_ok=True)
+    drawn: list[Path] = []
+    if raw_record is not None:
+        drawn += plots.distributions(raw_record, out)
+        drawn.append(plots.native_vs_runtime(raw_record, out))
+    else:
+        drawn += sorted(out.glob("latency_*.png")) + [p for p in [out / "native_vs_runtime.png"] if p.exists()]
+    if len(records) >= 1:
+        drawn.append(plots.history(records, out))
+    path = HERE / "REPORT.md"
+    path.write_text(report.render(latest, drawn, report.extras_from_results(HERE / "results")))
+    return path
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    root = Path(args.bundles)
+    bundles = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
+    if args.models:
+        bundles = [b for b in bundles if b.name in args.models]
+    if not bundles:
+        print(f"no bundles in {root}/ — run 'make demo' (or 'medinfer build all') first", file=sys.stderr)
+        return 2
+    artifacts = Path(args.artifacts) if args.artifacts else None
+    record = run_suite(bundles, batches=args.batch, artifacts=artifacts, seconds=args.seconds, rounds=args.rounds,
+                       cold=not args.no_cold, progress=lambda m: print(m, file=sys.stderr))
+    if args.baseline:
+        record["baseline"] = True
+    path = _history_path(args)
+    history.append(path, record)
+    records = history.load(path)
+    if not args.no_report:
+        print(f"report: {_render(records[-1], records, record)}", file=sys.stderr)
+    print(report.render(records[-1], [], {}).split("## Side by side", 1)[-1])
+    print(f"appended to {path}")
+    return _check(records, args.threshold) if args.check else 0
+
+
+def _check(records: list[dict], threshold: float) -> int:
+    base = history.baseline_of(records)
+    if base is None:
+        print("regression check: no baseline yet (first run in this history) — nothing to compare")
+        return 0
+    problems = history.check(records[-1], base, threshold)
+    if problems:
+        print(f"REGRESSION against baseline {base.get('time')} ({base['env'].get('git_commit')}):")
+        for p in problems:
+            print(f"  - {p}")
+        return 1
+    print(f"regression check: no ratio worse than baseline {base.get('time')} by more than {threshold:.0%}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    return _check(history.load(_history_path(args)), args.threshold)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    records = history.load(_history_path(args))
+    print(_render(records[-1] if records else None, records, None))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="measure every bundle side by side, append to history, redraw the report")
+    p.add_argument("--bundles", default="bundles")
+    p.add_argument("--artifacts", default="artifacts", help="native artifacts for the native side ('' to skip)")
+    p.add_argument("--models", nargs="*", default=None, help="only these bundles")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 64])
+    p.add_argument("--seconds", type=float, default=4.0, help="wall time per model and batch size (all candidates)")
+    p.add_argument("--rounds", type=int, default=10, help="interleaving rounds")
+    p.add_argument("--no-cold", action="store_true")
+    p.add_argument("--no-report", action="store_true")
+    p.add_argument("--baseline", action="store_true", help="mark this run as the baseline for later checks")
+    p.add_argument("--check", action="store_true", help="exit 1 when a ratio regressed against the baseline")
+    p.add_argument("--threshold", type=float, default=history.DEFAULT_THRESHOLD)
+    p.add_argument("--history", default=None, help="history file (default: benchmarks/history/<machine>.jsonl)")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("check", help="compare the newest history record with its baseline by ratio")
+    p.add_argument("--threshold", type=float, default=history.DEFAULT_THRESHOLD)
+    p.add_argument("--history", default=None)
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("report", help="redraw REPORT.md from the history and result files")
+    p.add_argument("--history", default=None)
+    p.set_defaults(func=cmd_report)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
