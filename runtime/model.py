@@ -60,7 +60,14 @@ class Model:
         self.providers: tuple[str, ...] = tuple(session.get_providers())
         self._meta = PredictionMeta.build(manifest, variant, model_sha256, manifest_sha256, self.providers[0])
         self._fetch = list(self._meta.fetch)
-        self._run = session.run
+        # The C++ session's run, without InferenceSession.run's Python-side re-check of feed names (the
+        # validator has already checked them): ~0.7 µs of a ~7 µs call on small models. Public API fallback.
+        inner = getattr(session, "_sess", None)
+        if inner is not None and hasattr(inner, "run"):
+            self._run = inner.run
+        else:
+            self._run = lambda fetch, feeds, _options: session.run(fetch, feeds)
+        self._check1 = self._validate.checks[0] if len(self._validate.checks) == 1 else None
 
     @property
     def name(self) -> str:
@@ -93,16 +100,22 @@ class Model:
             InputError / InputTypeError: the input does not match the contract (message says how to fix it).
             InferenceError: onnxruntime failed on a validated input.
         """
-        feeds, single = self._validate(x)
+        check = self._check1
+        if check is not None and type(x) is np.ndarray:  # hot path: one array for a one-input model
+            arr, single = check(x)
+            feeds = {check.name: arr}
+        else:
+            feeds, single = self._validate(x)
         try:
-            outs = self._run(self._fetch, feeds)
+            outs = self._run(self._fetch, feeds, None)
         except Exception as exc:
             raise InferenceError(f"onnxruntime failed running {self.name}: {exc}") from exc
         return Prediction(self._meta, outs, single)
 
     def run_raw(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[np.ndarray]:
         """Run the session on already-validated feeds (no checks). For benchmarks and tools."""
-        return self._run(list(outputs) if outputs is not None else None, dict(feeds))
+        names = list(outputs) if outputs is not None else [o.name for o in self.session.get_outputs()]
+        return self._run(names, dict(feeds), None)
 
     def golden(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The golden inputs and expected outputs stored in the bundle."""
@@ -125,7 +138,7 @@ class Model:
         start = time.perf_counter()
         feeds, _ = self._validate(inputs if len(inputs) > 1 else next(iter(inputs.values())))
         names = list(golden.outputs or expected)
-        got = dict(zip(names, self._run(names, feeds)))
+        got = dict(zip(names, self._run(names, feeds, None)))
         seconds = time.perf_counter() - start
         digest = outputs_digest(got, tuple(names))
         if digest == golden.output_digest:

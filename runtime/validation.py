@@ -25,6 +25,11 @@ _NUMPY_DTYPES = {
     "bool": np.bool_,
 }
 CAST_POLICIES = ("safe", "same_kind")
+# Bound ufunc reductions: ~0.1 µs cheaper per call than the ndarray methods on small inputs.
+_MIN = np.minimum.reduce
+_MAX = np.maximum.reduce
+_SUM = np.add.reduce
+_ISFINITE = np.isfinite
 
 
 class InputCheck:
@@ -78,12 +83,12 @@ class InputCheck:
                 self._dim_error(x, axis, dim)
         if shape[0] == 0 and self.batched:
             raise InputError(f"{self._who()} got an empty batch (shape {shape}); pass at least one sample")
-        if self.is_float or self.lo is not None:
-            if self.lo is not None:
-                if not (self.lo <= x.min() and x.max() <= self.hi):
-                    self._value_error(x)
-            elif not np.isfinite(x).all():
+        if self.lo is not None:
+            # NaN propagates through min/max and fails both comparisons, so this also checks finiteness.
+            if not (self.lo <= _MIN(x, None) and _MAX(x, None) <= self.hi):
                 self._value_error(x)
+        elif self.is_float and not _ISFINITE(_SUM(x, None)):
+            self._value_error(x)  # a NaN/inf, or a finite sum that overflowed: the slow path tells which
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
         return x, single
@@ -153,6 +158,7 @@ class InputCheck:
         )
 
     def _value_error(self, x: np.ndarray) -> None:
+        """Raise the precise error for a failed value check (returns only on a false alarm)."""
         if self.is_float:
             nan = int(np.isnan(x).sum())
             inf = int(np.isinf(x).sum())
@@ -162,6 +168,8 @@ class InputCheck:
                     f"{self._who()} contains {nan} NaN and {inf} infinite values (first at index {where}); "
                     f"{self.owner} needs finite values: impute or drop missing measurements before predicting"
                 )
+        if self.lo is None:
+            return  # finite values whose float sum overflowed: nothing wrong
         bad = (x < self.lo) | (x > self.hi)
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         units = f" {self.spec.units}" if self.spec.units else ""
@@ -229,6 +237,9 @@ class Validator:
     def __call__(self, x: Any) -> tuple[dict[str, np.ndarray], bool]:
         only = self._only
         if only is not None:
+            if type(x) is np.ndarray:  # the common case first: no ABC isinstance checks
+                arr, single = only(x)
+                return {only.name: arr}, single
             if isinstance(x, Mapping) and only.spec.names is not None and only.name not in x:
                 x = self.from_columns(only, x)
             elif isinstance(x, Mapping) and set(x) == {only.name}:
