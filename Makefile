@@ -16,7 +16,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[train,dicom,dev]'
+	$(PY) -m pip install --quiet -e '.[train,dicom,sign,dev]'
 	@touch $@
 
 install: $(STAMP)

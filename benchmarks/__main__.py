@@ -83,6 +83,29 @@ def cmd_check(args: argparse.Namespace) -> int:
     return _check(history.load(_history_path(args)), args.threshold)
 
 
+def cmd_safety(args: argparse.Namespace) -> int:
+    import json
+
+    from .safety import audit_cost, markdown, soak
+
+    root = Path(args.bundles)
+    bundles = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
+    if args.models:
+        bundles = [b for b in bundles if b.name in args.models]
+    costs = [audit_cost(b, seconds=args.seconds) for b in bundles]
+    soaks = [soak(b, seconds=args.soak_seconds) for b in bundles] if args.soak_seconds > 0 else []
+    out = HERE / "results" / "safety.json"
+    out.parent.mkdir(exist_ok=True)
+    text = markdown(costs, soaks)
+    out.write_text(json.dumps({"title": "Safety costs: audit trail, deadlines, soak", "markdown": text,
+                               "costs": costs, "soaks": soaks}, indent=1))
+    print("\n".join(text))
+    records = history.load(_history_path(args))
+    _render(records[-1] if records else None, records, None)
+    leaks = [s for s in soaks if s["growth_mb"] > args.max_growth_mb]
+    return 1 if leaks else 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     records = history.load(_history_path(args))
     print(_render(records[-1] if records else None, records, None))
@@ -111,6 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, default=history.DEFAULT_THRESHOLD)
     p.add_argument("--history", default=None)
     p.set_defaults(func=cmd_check)
+    p = sub.add_parser("safety", help="audit-trail/deadline cost and an RSS soak test -> results/safety.json")
+    p.add_argument("--bundles", default="bundles")
+    p.add_argument("--models", nargs="*", default=None)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--soak-seconds", type=float, default=60.0)
+    p.add_argument("--max-growth-mb", type=float, default=5.0, help="exit 1 when RSS grows more than this")
+    p.add_argument("--history", default=None)
+    p.set_defaults(func=cmd_safety)
     p = sub.add_parser("report", help="redraw REPORT.md from the history and result files")
     p.add_argument("--history", default=None)
     p.set_defaults(func=cmd_report)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from ._version import __version__
+from .audit import AuditLog, verify_log
 from .errors import (
     DeadlineExceeded,
     InferenceError,
@@ -23,11 +24,17 @@ from .errors import (
     SelfTestError,
     SignatureError,
 )
+from .failsafe import NoResult, UnavailableModel
+from .loader import load
 from .manifest import Manifest, load_manifest
-from .model import Model, SelfTestReport, load
+from .model import Model, SelfTestReport
 from .prediction import Prediction
 
 __all__ = [
+    "AuditLog",
+    "NoResult",
+    "UnavailableModel",
+    "verify_log",
     "DeadlineExceeded",
     "InferenceError",
     "InputError",

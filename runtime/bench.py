@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from .fingerprint import environment
-from .model import Model, load
+from .loader import load
+from .model import Model
 from .session import merge_profile
 
 PEAK_RSS_SNIPPET = r"""

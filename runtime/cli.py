@@ -1,6 +1,6 @@
 """The ``medinfer`` command line (also ``python -m medinfer``).
 
-Runtime commands (numpy + onnxruntime only): info, list, verify, predict, bench.
+Runtime commands (numpy + onnxruntime only): info, list, verify, predict, bench, audit; keygen/sign need [sign].
 With the [train] extra: specs, train, export, build, data.
 Exit codes: 0 ok, 1 other error, 2 usage, 3 integrity/signature, 4 manifest, 5 input, 6 provider, 7 self-test,
 8 parity, 9 missing extra, 10 inference.
@@ -129,15 +129,17 @@ _HEADLINE = {"roc_auc": 0, "macro_f1": 1, "rmse": 2, "accuracy": 3}
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .model import load
+    from .loader import load
 
     failed = 0
     results = []
     for arg in args.bundles:
         try:
-            model = load(bundle_path(arg), _providers_arg(args.provider), variant=args.variant, self_test=False)
+            model = load(bundle_path(arg), _providers_arg(args.provider), variant=args.variant, self_test=False,
+                         require_signature=args.require_signature, trusted_keys=args.trusted_key)
             report = model.self_test()
             results.append({"bundle": arg, "ok": True, "name": model.name, "version": model.version,
+                            "signed_by": model.signed_by,
                             "files": len(model.manifest.files), "self_test": report.status,
                             "max_abs_diff": report.max_abs_diff, "providers": list(model.providers)})
         except MedinferError as exc:
@@ -149,7 +151,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         for r in results:
             if r["ok"]:
-                print(f"OK    {r['bundle']}: {r['name']} {r['version']}, {r['files']} files verified (sha256), "
+                signed = f", signature by key {r['signed_by']}" if r["signed_by"] else ""
+                print(f"OK    {r['bundle']}: {r['name']} {r['version']}, {r['files']} files verified (sha256){signed}, "
                       f"self-test {r['self_test']} on {', '.join(r['providers'])}")
             else:
                 print(f"FAIL  {r['bundle']}: {r['error']}: {r['message']}", file=sys.stderr)
@@ -161,9 +164,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .inputs import read_input
-    from .model import load
+    from .loader import load
 
     model = load(bundle_path(args.bundle), _providers_arg(args.provider), variant=args.variant, cast=args.cast)
+    from .dicom import is_dicom_file
+
+    if is_dicom_file(args.input):
+        return _predict_dicom(model, args)
     x = read_input(args.input, model)
     pred = model.predict(x)
     if args.json:
@@ -219,6 +226,56 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from .signing import generate_keypair
+
+    private, public, kid = generate_keypair(args.out, args.public)
+    print(f"private key {private} (mode 0600, keep it off devices)\npublic key  {public} (key id {kid})")
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from .loader import load
+    from .signing import sign_bundle
+
+    path = bundle_path(args.bundle)
+    load(path, self_test=False)  # never sign a bundle whose files do not match its manifest
+    doc = sign_bundle(path, args.key)
+    print(f"signed {path}/manifest.json with key {doc['key_id']} -> {path}/manifest.sig")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import verify_log
+
+    report = verify_log(args.log)
+    if args.json:
+        print(json.dumps(report.__dict__))
+    elif report.ok:
+        tail = " (a torn last line from a crash was ignored)" if report.torn_tail else ""
+        print(f"OK    {args.log}: {report.records} records, hash chain intact{tail}; last hash {report.last_hash}")
+    else:
+        print(f"FAIL  {args.log}: {report.problem} ({report.records} records verified before it)", file=sys.stderr)
+    return 0 if report.ok else 3
+
+
+def _predict_dicom(model: Any, args: argparse.Namespace) -> int:
+    from .dicom import format_result, predict_file
+    from .errors import InputError
+
+    centre = None
+    if args.center:
+        try:
+            row, col = (int(v) for v in args.center.split(","))
+        except ValueError:
+            raise InputError(f"--center expects ROW,COL in pixels, e.g. 64,70; got {args.center!r}") from None
+        centre = (row, col)
+    result = predict_file(model, args.input, centre=centre, stride=args.stride, frame=args.frame,
+                          overlay=args.overlay)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else format_result(result))
+    return 0
+
+
 def _train_main(argv: Sequence[str]) -> int:
     try:
         from medinfer.export.cli import main as train_main
@@ -249,20 +306,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("verify", help="check every file's sha256 and run the golden self-test")
+    p = sub.add_parser("verify", help="check every file's sha256 (and signature) and run the golden self-test")
     p.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    p.add_argument("--trusted-key", action="append", default=[], metavar="PEM",
+                   help="trusted Ed25519 public key; with --require-signature an unsigned bundle fails")
+    p.add_argument("--require-signature", action="store_true")
     p.add_argument("--variant", default=None)
     p.add_argument("--provider", default=None, help="comma-separated preference list, e.g. cuda,cpu")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("predict", help="predict from a .npy/.npz/.csv/.tsv/.json/.txt file")
+    p = sub.add_parser("predict", help="predict from a .npy/.npz/.csv/.tsv/.json/.txt file (or .dcm for CT models)")
     p.add_argument("bundle")
     p.add_argument("input")
     p.add_argument("--variant", default=None)
     p.add_argument("--provider", default=None, help="comma-separated preference list, e.g. cuda,cpu")
     p.add_argument("--cast", choices=("safe", "same_kind"), default="safe", help="dtype casting policy for .npy")
     p.add_argument("--json", action="store_true")
+    dicom = p.add_argument_group("DICOM CT input (bundles whose manifest declares CT in HU; needs [dicom])")
+    dicom.add_argument("--center", default=None, metavar="ROW,COL",
+                       help="score one patch centred here (default: the whole slice, sliding window)")
+    dicom.add_argument("--stride", type=int, default=None, help="sliding-window stride in pixels (manifest default)")
+    dicom.add_argument("--frame", type=int, default=None, help="frame of a multi-frame file (default 0)")
+    dicom.add_argument("--overlay", default=None, metavar="OUT.png", help="write a PNG heat-map overlay")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("bench", help="SingleStream latency, throughput, cold start and memory of bundle(s)")
@@ -277,6 +343,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default=None, help="append one JSON line per record to this file")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("keygen", help="create an Ed25519 key pair for signing bundles ([sign] extra)")
+    p.add_argument("--out", required=True, help="private key file to create (PEM, mode 0600)")
+    p.add_argument("--public", default=None, help="public key file (default: OUT with .pub.pem)")
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("sign", help="sign a bundle's manifest.json (which pins every file) -> manifest.sig")
+    p.add_argument("bundle")
+    p.add_argument("--key", required=True, help="Ed25519 private key (PEM) from 'medinfer keygen'")
+    p.set_defaults(func=cmd_sign)
+
+    p = sub.add_parser("audit", help="verify an audit log's hash chain: 'medinfer audit verify LOG'")
+    p.add_argument("action", choices=("verify",))
+    p.add_argument("log")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit)
 
     for name in _TRAIN_COMMANDS:
         sub.add_parser(name, help=f"[train extra] {name} (see 'medinfer {name} --help')", add_help=False)

@@ -1,4 +1,4 @@
-"""``medinfer.load`` and the loaded :class:`Model`: verify, then run, then say what ran."""
+"""The loaded :class:`Model`: validate, run, and say what ran (created by ``medinfer.load``)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
-from .errors import InferenceError, IntegrityError, MedinferError, SelfTestError
-from .integrity import contract_digest, outputs_digest, sha256_bytes, verify_files
-from .manifest import Manifest, decode_manifest, read_manifest_bytes
+from .audit import AuditLog
+from .errors import DeadlineExceeded, InferenceError, MedinferError, SelfTestError
+from .failsafe import WATCHDOG, NoResult
+from .integrity import outputs_digest
+from .manifest import Manifest
 from .prediction import Prediction, PredictionMeta
-from .providers import ProviderRequest, resolve
-from .session import create_session, merge_profile
 from .validation import Validator
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,19 @@ class Model:
         else:
             self._run = lambda fetch, feeds, _options: session.run(fetch, feeds)
         self._check1 = self._validate.checks[0] if len(self._validate.checks) == 1 else None
+        self.audit: AuditLog | None = None
+        self.deadline_ms: float | None = None
+        self._plain = True
+        self.signed_by: str | None = None
+
+    def configure(self, *, audit: AuditLog | None = None, deadline_ms: float | None = None) -> Model:
+        """Set the model's audit trail and default per-call deadline (None: off)."""
+        if deadline_ms is not None and not deadline_ms > 0:
+            raise ValueError(f"deadline_ms must be > 0, got {deadline_ms!r}")
+        self.audit = audit
+        self.deadline_ms = deadline_ms
+        self._plain = audit is None and deadline_ms is None
+        return self
 
     @property
     def name(self) -> str:
@@ -85,32 +98,101 @@ class Model:
         return (f"Model({self.name!r}, version={self.version!r}, variant={self.variant!r}, "
                 f"providers={list(self.providers)})")
 
-    def predict(self, x: Any) -> Prediction:
+    def predict(self, x: Any, *, deadline_ms: float | None = None, request_id: str | None = None) -> Prediction:
         """Validate ``x`` against the manifest, run the graph, and return a typed :class:`Prediction`.
 
         Args:
             x: one sample or a batch, as a numpy array (or nested lists); text models take a string or a list
                 of strings; feature-named models also take a mapping of column name -> values; multi-input
                 models take a mapping of input name -> array.
+            deadline_ms: raise DeadlineExceeded if no result within it (default: the model's ``deadline_ms``).
+            request_id: an id for the audit record (default: a random UUID).
 
         Returns:
             Prediction with labels (classification), scores, raw outputs and provenance.
 
         Raises:
             InputError / InputTypeError: the input does not match the contract (message says how to fix it).
+            DeadlineExceeded: the deadline passed.
             InferenceError: onnxruntime failed on a validated input.
         """
-        check = self._check1
-        if check is not None and type(x) is np.ndarray:  # hot path: one array for a one-input model
-            arr, single = check(x)
-            feeds = {check.name: arr}
-        else:
-            feeds, single = self._validate(x)
+        if self._plain and deadline_ms is None and request_id is None:
+            check = self._check1
+            if check is not None and type(x) is np.ndarray:  # hot path: one array for a one-input model
+                arr, single = check(x)
+                feeds = {check.name: arr}
+            else:
+                feeds, single = self._validate(x)
+            try:
+                outs = self._run(self._fetch, feeds, None)
+            except Exception as exc:
+                raise InferenceError(f"onnxruntime failed running {self.name}: {exc}") from exc
+            return Prediction(self._meta, outs, single)
+        result = self._guarded(x, deadline_ms if deadline_ms is not None else self.deadline_ms, request_id)
+        if isinstance(result, MedinferError):
+            raise result
+        return result
+
+    def try_predict(self, x: Any, *, deadline_ms: float | None = None,
+                    request_id: str | None = None) -> Prediction | NoResult:
+        """Like :meth:`predict`, but every failure comes back as a typed :class:`NoResult` (never raises).
+
+        The NoResult carries the failing error's reason code (``input``, ``input_type``, ``timeout``,
+        ``runtime``, ...) — never a default class.
+        """
+        result = self._guarded(x, deadline_ms if deadline_ms is not None else self.deadline_ms, request_id)
+        if isinstance(result, MedinferError):
+            return NoResult(result.code, str(result), self.name, self.version, request_id, type(result).__name__)
+        return result
+
+    def _guarded(self, x: Any, deadline_ms: float | None, request_id: str | None) -> Prediction | MedinferError:
+        """The predict path with deadline and audit record; returns the error instead of raising it."""
+        start = time.perf_counter()
+        feeds: dict[str, np.ndarray] | None = None
+        result: Prediction | None = None
+        error: MedinferError | None = None
         try:
-            outs = self._run(self._fetch, feeds, None)
+            feeds, single = self._validate(x)
+            if deadline_ms is None:
+                outs = self._run(self._fetch, feeds, None)
+            else:
+                outs = self._run_with_deadline(feeds, start + deadline_ms / 1e3, deadline_ms)
+            result = Prediction(self._meta, outs, single)
+        except MedinferError as exc:
+            error = exc
+        except Exception as exc:  # onnxruntime's own exception types
+            error = InferenceError(f"onnxruntime failed running {self.name}: {exc}")
+            error.__cause__ = exc
+        if self.audit is not None:
+            self.audit.record(
+                model=self.name, version=self.version, model_sha256=self.model_sha256,
+                feeds=feeds if feeds is not None else _digestible(x),
+                latency_us=(time.perf_counter() - start) * 1e6,
+                status="ok" if error is None else "no_result", reason=None if error is None else error.code,
+                output=_summary(result) if result is not None else None, request_id=request_id,
+            )
+        if result is not None:
+            return result
+        return error if error is not None else InferenceError(f"{self.name}: no result and no error")
+
+    def _run_with_deadline(self, feeds: dict[str, np.ndarray], deadline: float, deadline_ms: float) -> Any:
+        import onnxruntime as ort
+
+        options = ort.RunOptions()
+        handle = WATCHDOG.arm(options, deadline)
+        try:
+            outs = self._run(self._fetch, feeds, options)
         except Exception as exc:
-            raise InferenceError(f"onnxruntime failed running {self.name}: {exc}") from exc
-        return Prediction(self._meta, outs, single)
+            if options.terminate or time.perf_counter() >= deadline:
+                raise DeadlineExceeded(f"{self.name}: no result within the {deadline_ms:g} ms deadline "
+                                       "(the run was cancelled)") from exc
+            raise
+        finally:
+            WATCHDOG.disarm(handle)
+        if time.perf_counter() > deadline:
+            raise DeadlineExceeded(f"{self.name}: the result came after the {deadline_ms:g} ms deadline and was "
+                                   "discarded")
+        return outs
 
     def run_raw(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[np.ndarray]:
         """Run the session on already-validated feeds (no checks). For benchmarks and tools."""
@@ -185,6 +267,24 @@ class Model:
         }
 
 
+def _digestible(x: Any) -> dict[str, Any] | None:
+    """Something to digest for the audit record of an input that failed validation (never the raw data)."""
+    if isinstance(x, np.ndarray) and x.dtype != object:
+        return {"raw": x}
+    return None
+
+
+def _summary(pred: Prediction, limit: int = 16) -> dict[str, Any]:
+    """A compact output summary for the audit trail: decisions and rounded scores of the first samples."""
+    labels = pred.labels
+    scores = np.asarray(pred.scores)
+    out: dict[str, Any] = {"n": len(pred)}
+    if labels is not None:
+        out["labels"] = [str(v) for v in labels[:limit]]
+    out["scores"] = np.round(scores[:limit].astype(np.float64), 5).tolist()
+    return out
+
+
 def _tensor_json(t: Any) -> dict[str, Any]:
     out = {"name": t.name, "dtype": t.dtype, "shape": list(t.shape)}
     if t.range is not None:
@@ -194,75 +294,3 @@ def _tensor_json(t: Any) -> dict[str, Any]:
     if t.names is not None:
         out["n_names"] = len(t.names)
     return out
-
-
-def load(
-    path: str | Path,
-    providers: Sequence[ProviderRequest] | ProviderRequest | None = None,
-    *,
-    variant: str | None = None,
-    session_profile: Mapping[str, Any] | None = None,
-    cast: str = "safe",
-    self_test: bool = True,
-) -> Model:
-    """Verify a bundle and create its session.
-
-    Every file is checked against the manifest's sha256 BEFORE a session exists; the session is then built from
-    the very bytes that were hashed.
-
-    Args:
-        path: the bundle folder (``bundles/<name>``).
-        providers: ``None`` for CPU, or an ordered preference list of short/full provider names (optionally
-            ``(name, options)`` pairs). Only listed providers are ever used.
-        variant: which graph to run (``"default"``, ``"int8"``, ...); default is the manifest's ``default``.
-        session_profile: overrides of the manifest's measured session profile (e.g. ``{"intra_op_num_threads": 1}``).
-        cast: input dtype casting policy, ``"safe"`` (default) or ``"same_kind"`` (allows float64 -> float32).
-        self_test: run the golden input once after loading (default True) and refuse a bundle that fails it.
-
-    Returns:
-        A ready :class:`Model`.
-
-    Raises:
-        ManifestError, IntegrityError, ProviderError, SelfTestError.
-    """
-    bundle = Path(path)
-    if not bundle.is_dir():
-        if bundle.is_file() and bundle.name == "manifest.json":
-            bundle = bundle.parent
-        else:
-            raise IntegrityError(f"{bundle} is not a bundle folder (expected a folder holding manifest.json)")
-    raw = read_manifest_bytes(bundle)
-    manifest = decode_manifest(raw, str(bundle / "manifest.json"))
-    manifest_sha256 = sha256_bytes(raw)
-    key = variant or "default"
-    if key not in manifest.variants:
-        raise MedinferError(
-            f"{manifest.name} has no variant {key!r}; it has: {', '.join(manifest.variants)}"
-        )
-    model_file = manifest.variants[key].file
-    kept = verify_files(bundle, manifest, keep=(model_file, manifest.golden.file))
-    resolved = resolve(providers, profile_options=manifest.profile.measured.get("provider_options"))
-    profile = merge_profile(manifest.profile, session_profile)
-    session = create_session(kept[model_file], profile, resolved)
-    _check_metadata(session, manifest, bundle, model_file)
-    model = Model(bundle, manifest, manifest_sha256, session, key, manifest.files[model_file].sha256,
-                  kept[manifest.golden.file], cast)
-    if self_test:
-        report = model.self_test()
-        log.info("%s self-test %s (max diff %.3g)", manifest.name, report.status, report.max_abs_diff)
-    return model
-
-
-def _check_metadata(session: Any, manifest: Manifest, bundle: Path, model_file: str) -> None:
-    meta = session.get_modelmeta().custom_metadata_map
-    expected = {
-        "medinfer.name": manifest.name,
-        "medinfer.version": manifest.version,
-        "medinfer.contract_sha256": contract_digest(manifest.to_json()),
-    }
-    for key, value in expected.items():
-        if meta.get(key) != value:
-            raise IntegrityError(
-                f"{bundle}: '{model_file}' carries {key}={meta.get(key)!r} but the manifest says {value!r}: "
-                "the graph belongs to another model or contract; re-export the bundle"
-            )

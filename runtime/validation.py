@@ -81,8 +81,8 @@ class InputCheck:
         for axis, dim in self.fixed:
             if shape[axis] != dim:
                 self._dim_error(x, axis, dim)
-        if shape[0] == 0 and self.batched:
-            raise InputError(f"{self._who()} got an empty batch (shape {shape}); pass at least one sample")
+        if x.size == 0:
+            self._empty_error(x)
         if self.lo is not None:
             # NaN propagates through min/max and fails both comparisons, so this also checks finiteness.
             if not (self.lo <= _MIN(x, None) and _MAX(x, None) <= self.hi):
@@ -146,11 +146,28 @@ class InputCheck:
             f"{self.shape_text}{single}; reshape the input"
         )
 
+    def _empty_error(self, x: np.ndarray) -> None:
+        if x.shape[0] == 0 and self.batched:
+            raise InputError(f"{self._who()} got an empty batch (shape {x.shape}); pass at least one sample")
+        axis = next(i for i, d in enumerate(x.shape) if d == 0)
+        raise InputError(
+            f"{self._who()} has shape {x.shape}: axis {axis} ('{self.spec.shape[axis]}') is empty, but "
+            f"{self.owner} needs at least one element there (e.g. at least one time step)"
+        )
+
     def _dim_error(self, x: np.ndarray, axis: int, dim: int) -> None:
         if self.rank == 2 and axis == 1:
             raise InputError(
                 f"X has {x.shape[1]} features, but {self.owner} is expecting {dim} features as input "
                 f"(input '{self.name}', shape {self.shape_text})"
+            )
+        if self.rank == 3 and axis == 2 and isinstance(self.spec.shape[1], str):
+            names = self.spec.names or ()
+            listed = f" ({', '.join(names)})" if names else ""
+            raise InputError(
+                f"X has {x.shape[2]} features per time step, but {self.owner} is expecting {dim} features per step"
+                f"{listed} (input '{self.name}', shape {self.shape_text}; the time axis "
+                f"'{self.spec.shape[1]}' may have any length)"
             )
         raise InputError(
             f"{self._who()} has shape {x.shape}, but {self.owner} expects {self.shape_text}: "
@@ -221,6 +238,14 @@ class InputCheck:
                 raise InputError(
                     f"{self._who()} item {i} contains a NUL character; clean the text before predicting"
                 )
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError as exc:  # lone surrogates cannot reach onnxruntime as UTF-8
+                    raise InputError(
+                        f"{self._who()} item {i} is not valid Unicode text ({exc.reason} at {exc.start}); "
+                        "decode the source bytes with their real encoding"
+                    ) from None
         shape = (flat.size,) + (1,) * (self.rank - 1)
         return flat.astype(object).reshape(shape), single
 
@@ -244,6 +269,10 @@ class Validator:
                 x = self.from_columns(only, x)
             elif isinstance(x, Mapping) and set(x) == {only.name}:
                 x = x[only.name]
+            elif only.spec.names is not None and hasattr(x, "columns") and hasattr(x, "to_numpy"):
+                # A data frame is positional once converted: its header must be the manifest's names, in order.
+                self.check_order(only, [str(c) for c in x.columns])
+                x = x.to_numpy()
             arr, single = only(x)
             return {only.name: arr}, single
         if not isinstance(x, Mapping):

@@ -36,13 +36,32 @@ def contract(name: str = "tiny_logistic") -> dict[str, Any]:
     }
 
 
-def model_bytes(name: str = "tiny_logistic", metadata: dict[str, str] | None = None) -> bytes:
+def model_bytes(name: str = "tiny_logistic", metadata: dict[str, str] | None = None, slow: int = 0) -> bytes:
+    """The tiny logistic graph; ``slow`` > 0 adds that many 512x512 MatMuls whose result is multiplied by 0
+    (same outputs, long run: for deadline tests)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    nodes = [
-        helper.make_node("MatMul", ["x", "W"], ["z0"]),
-        helper.make_node("Add", ["z0", "B"], ["z"]),
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["z0"])]
+    inits = [numpy_helper.from_array(W, "W"), numpy_helper.from_array(B, "B")]
+    if slow:
+        rng = np.random.default_rng(0)
+        inits += [numpy_helper.from_array((rng.standard_normal((512, 512)) / 512).astype(np.float32), "H"),
+                  numpy_helper.from_array(np.zeros((1,), np.float32), "Zero")]
+        nodes += [helper.make_node("ReduceSum", ["x"], ["xs"], keepdims=0),  # input-dependent: not folded away
+                  helper.make_node("Mul", ["H", "xs"], ["h_start"])]
+        prev = "h_start"
+        for i in range(slow):
+            nodes.append(helper.make_node("MatMul", [prev, "H"], [f"h{i}"]))
+            prev = f"h{i}"
+        nodes += [helper.make_node("ReduceSum", [prev], ["hs"], keepdims=0),
+                  helper.make_node("Mul", ["hs", "Zero"], ["h0z"]),
+                  helper.make_node("Add", ["z0", "h0z"], ["z0s"])]
+        z0 = "z0s"
+    else:
+        z0 = "z0"
+    nodes += [
+        helper.make_node("Add", [z0, "B"], ["z"]),
         helper.make_node("Softmax", ["z"], ["probabilities"], axis=1),
         helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
     ]
@@ -51,7 +70,7 @@ def model_bytes(name: str = "tiny_logistic", metadata: dict[str, str] | None = N
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
         [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
          helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2])],
-        initializer=[numpy_helper.from_array(W, "W"), numpy_helper.from_array(B, "B")],
+        initializer=inits,
     )
     onx = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onx.ir_version = 8
@@ -68,7 +87,7 @@ GOLDEN_X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.0, 4.5], [0.0, 0.0, 0.0]], dtype=
 
 
 def build(folder: Path, *, name: str = "tiny_logistic", golden_out: np.ndarray | None = None,
-          metadata: dict[str, str] | None = None, **overrides: Any) -> Path:
+          metadata: dict[str, str] | None = None, slow: int = 0, **overrides: Any) -> Path:
     """Write a valid tiny bundle into ``folder`` (created); overrides replace manifest fields."""
     from medinfer.export.bundle import golden_entry, golden_npz, write_bundle
 
@@ -92,6 +111,7 @@ def build(folder: Path, *, name: str = "tiny_logistic", golden_out: np.ndarray |
         "card": Card(summary="tiny", intended_use="tests only"),
         **overrides,
     }
-    files = {"model.onnx": (model_bytes(name, metadata), "model"), "golden.npz": golden_npz({"x": GOLDEN_X}, golden)}
+    files = {"model.onnx": (model_bytes(name, metadata, slow), "model"),
+             "golden.npz": golden_npz({"x": GOLDEN_X}, golden)}
     write_bundle(folder, fields, files)
     return folder

@@ -1,0 +1,148 @@
+"""``medinfer.load``: verify a bundle (digests, signature), create its session, self-test, configure safety."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, overload
+
+from .audit import AuditLog
+from .errors import IntegrityError, MedinferError
+from .failsafe import UnavailableModel, validate_on_error
+from .integrity import contract_digest, sha256_bytes, verify_files
+from .manifest import Manifest, decode_manifest, read_manifest_bytes
+from .model import Model
+from .providers import ProviderRequest, resolve
+from .session import create_session, merge_profile
+
+log = logging.getLogger(__name__)
+
+
+@overload
+def load(path: str | Path, providers: Sequence[ProviderRequest] | ProviderRequest | None = ..., *,
+         variant: str | None = ..., session_profile: Mapping[str, Any] | None = ..., cast: str = ...,
+         self_test: bool = ..., deterministic: bool = ..., require_signature: bool = ...,
+         trusted_keys: Sequence[str | Path | bytes] = ..., audit: AuditLog | str | Path | None = ...,
+         on_error: Literal["raise"] = ..., deadline_ms: float | None = ...) -> Model: ...
+
+
+@overload
+def load(path: str | Path, providers: Sequence[ProviderRequest] | ProviderRequest | None = ..., *,
+         variant: str | None = ..., session_profile: Mapping[str, Any] | None = ..., cast: str = ...,
+         self_test: bool = ..., deterministic: bool = ..., require_signature: bool = ...,
+         trusted_keys: Sequence[str | Path | bytes] = ..., audit: AuditLog | str | Path | None = ...,
+         on_error: str = ..., deadline_ms: float | None = ...) -> Model | UnavailableModel: ...
+
+
+def load(
+    path: str | Path,
+    providers: Sequence[ProviderRequest] | ProviderRequest | None = None,
+    *,
+    variant: str | None = None,
+    session_profile: Mapping[str, Any] | None = None,
+    cast: str = "safe",
+    self_test: bool = True,
+    deterministic: bool = False,
+    require_signature: bool = False,
+    trusted_keys: Sequence[str | Path | bytes] = (),
+    audit: AuditLog | str | Path | None = None,
+    on_error: str = "raise",
+    deadline_ms: float | None = None,
+) -> Model | UnavailableModel:
+    """Verify a bundle and create its session.
+
+    Every file is checked against the manifest's sha256 BEFORE a session exists; the session is then built from
+    the very bytes that were hashed.
+
+    Args:
+        path: the bundle folder (``bundles/<name>``).
+        providers: ``None`` for CPU, or an ordered preference list of short/full provider names (optionally
+            ``(name, options)`` pairs). Only listed providers are ever used.
+        variant: which graph to run (``"default"``, ``"int8"``, ...); default is the manifest's ``default``.
+        session_profile: overrides of the manifest's measured session profile (e.g. ``{"intra_op_num_threads": 1}``).
+        cast: input dtype casting policy, ``"safe"`` (default) or ``"same_kind"`` (allows float64 -> float32).
+        self_test: run the golden input once after loading (default True) and refuse a bundle that fails it.
+        deterministic: onnxruntime's deterministic compute with fixed thread counts (bit-identical repeats).
+        require_signature: refuse a bundle whose manifest.sig is missing or not made by one of ``trusted_keys``.
+        trusted_keys: Ed25519 public keys (PEM paths or bytes); a present signature is checked against them.
+        audit: an :class:`~medinfer.audit.AuditLog` (or a path to open one) that gets one record per predict.
+        on_error: ``"raise"`` (default) or ``"no_result"``: a bundle that cannot be loaded then gives an
+            :class:`UnavailableModel` whose ``try_predict`` answers NO_RESULT with the load error's reason code
+            (and whose ``predict`` raises that error). Per call, ``Model.try_predict`` never raises.
+        deadline_ms: default per-call deadline for predict / try_predict.
+
+    Returns:
+        A ready :class:`Model` (or an UnavailableModel, see ``on_error``).
+
+    Raises:
+        ManifestError, IntegrityError, SignatureError, ProviderError, SelfTestError (with on_error="raise").
+    """
+    validate_on_error(on_error)
+    log_ = AuditLog(audit) if isinstance(audit, (str, Path)) else audit
+    try:
+        model = _load(path, providers, variant, session_profile, cast, self_test, deterministic, require_signature,
+                      trusted_keys)
+    except MedinferError as exc:
+        if on_error == "no_result":
+            log.error("bundle %s unavailable: %s", path, exc)
+            return UnavailableModel(str(path), exc)
+        raise
+    return model.configure(audit=log_, deadline_ms=deadline_ms)
+
+
+def _load(path: str | Path, providers: Any, variant: str | None, session_profile: Mapping[str, Any] | None,
+          cast: str, self_test: bool, deterministic: bool, require_signature: bool,
+          trusted_keys: Sequence[str | Path | bytes]) -> Model:
+    bundle = Path(path)
+    if not bundle.is_dir():
+        if bundle.is_file() and bundle.name == "manifest.json":
+            bundle = bundle.parent
+        else:
+            raise IntegrityError(f"{bundle} is not a bundle folder (expected a folder holding manifest.json)")
+    raw = read_manifest_bytes(bundle)
+    manifest = decode_manifest(raw, str(bundle / "manifest.json"))
+    manifest_sha256 = sha256_bytes(raw)
+    signed_by = None
+    if require_signature or trusted_keys:
+        from .signing import verify_signature
+
+        signed_by = verify_signature(bundle, raw, trusted_keys, require_signature)
+    key = variant or "default"
+    if key not in manifest.variants:
+        raise MedinferError(
+            f"{manifest.name} has no variant {key!r}; it has: {', '.join(manifest.variants)}"
+        )
+    model_file = manifest.variants[key].file
+    kept = verify_files(bundle, manifest, keep=(model_file, manifest.golden.file))
+    resolved = resolve(providers, profile_options=manifest.profile.measured.get("provider_options"))
+    overrides = dict(session_profile or {})
+    if deterministic:
+        threads = overrides.get("intra_op_num_threads", manifest.profile.intra_op_num_threads) or 1
+        overrides.update(deterministic=True, intra_op_num_threads=threads, inter_op_num_threads=1,
+                         execution_mode="sequential")
+    profile = merge_profile(manifest.profile, overrides)
+    session = create_session(kept[model_file], profile, resolved)
+    _check_metadata(session, manifest, bundle, model_file)
+    model = Model(bundle, manifest, manifest_sha256, session, key, manifest.files[model_file].sha256,
+                  kept[manifest.golden.file], cast)
+    model.signed_by = signed_by
+    if self_test:
+        report = model.self_test()
+        log.info("%s self-test %s (max diff %.3g)", manifest.name, report.status, report.max_abs_diff)
+    return model
+
+
+def _check_metadata(session: Any, manifest: Manifest, bundle: Path, model_file: str) -> None:
+    meta = session.get_modelmeta().custom_metadata_map
+    expected = {
+        "medinfer.name": manifest.name,
+        "medinfer.version": manifest.version,
+        "medinfer.contract_sha256": contract_digest(manifest.to_json()),
+    }
+    for key, value in expected.items():
+        if meta.get(key) != value:
+            raise IntegrityError(
+                f"{bundle}: '{model_file}' carries {key}={meta.get(key)!r} but the manifest says {value!r}: "
+                "the graph belongs to another model or contract; re-export the bundle"
+            )
