@@ -63,10 +63,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .manifest import load_manifest
 
     if args.providers or not args.bundle:
-        from .providers import available_providers
+        from .providers import available_providers, diagnose
 
         avail = available_providers()
-        print(json.dumps({"available": avail}) if args.json else "available providers: " + ", ".join(avail))
+        diag = diagnose()
+        if args.json:
+            print(json.dumps({"available": avail, "diagnosis": diag}, indent=2))
+        else:
+            print("available providers (this onnxruntime build): " + ", ".join(avail) + "\n")
+            print(table([[r["provider"], "yes" if r["usable"] else "no", r.get("missing", ""), r["why"]]
+                         for r in diag], ["provider", "usable", "missing", "why"]))
         if not args.bundle:
             return 0
     manifest = load_manifest(bundle_path(args.bundle))
@@ -138,8 +144,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
             model = load(bundle_path(arg), _providers_arg(args.provider), variant=args.variant, self_test=False,
                          require_signature=args.require_signature, trusted_keys=args.trusted_key)
             report = model.self_test()
+            placement = model.placement() if args.placement else None
             results.append({"bundle": arg, "ok": True, "name": model.name, "version": model.version,
-                            "signed_by": model.signed_by,
+                            "signed_by": model.signed_by, "placement": placement,
                             "files": len(model.manifest.files), "self_test": report.status,
                             "max_abs_diff": report.max_abs_diff, "providers": list(model.providers)})
         except MedinferError as exc:
@@ -152,8 +159,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for r in results:
             if r["ok"]:
                 signed = f", signature by key {r['signed_by']}" if r["signed_by"] else ""
-                print(f"OK    {r['bundle']}: {r['name']} {r['version']}, {r['files']} files verified (sha256){signed}, "
-                      f"self-test {r['self_test']} on {', '.join(r['providers'])}")
+                print(f"OK    {r['bundle']}: {r['name']} {r['version']}, {r['files']} files verified (sha256)"
+                      f"{signed}, self-test {r['self_test']} on {', '.join(r['providers'])}")
+                if r["placement"]:
+                    pl = r["placement"]
+                    nodes = ", ".join(f"{k.replace('ExecutionProvider', '')}: {v}" for k, v in pl["nodes"].items())
+                    cpu = f"; the CPU ran {', '.join(pl['cpu_nodes'])}" if pl["cpu_nodes"] else ""
+                    print(f"      nodes per provider: {nodes}{cpu}")
             else:
                 print(f"FAIL  {r['bundle']}: {r['error']}: {r['message']}", file=sys.stderr)
     if failed:
@@ -311,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trusted-key", action="append", default=[], metavar="PEM",
                    help="trusted Ed25519 public key; with --require-signature an unsigned bundle fails")
     p.add_argument("--require-signature", action="store_true")
+    p.add_argument("--placement", action="store_true", help="profile one run: which provider ran which nodes")
     p.add_argument("--variant", default=None)
     p.add_argument("--provider", default=None, help="comma-separated preference list, e.g. cuda,cpu")
     p.add_argument("--json", action="store_true")

@@ -115,7 +115,7 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
         )
     model_file = manifest.variants[key].file
     kept = verify_files(bundle, manifest, keep=(model_file, manifest.golden.file))
-    resolved = resolve(providers, profile_options=manifest.profile.measured.get("provider_options"))
+    resolved = resolve(providers, profile_options=manifest.profile.provider_options)
     overrides = dict(session_profile or {})
     if deterministic:
         threads = overrides.get("intra_op_num_threads", manifest.profile.intra_op_num_threads) or 1

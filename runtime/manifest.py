@@ -103,6 +103,7 @@ class SessionProfile:
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     execution_mode: Literal["sequential", "parallel"] = "sequential"
     deterministic: bool = False
+    provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     measured: dict[str, Any] = field(default_factory=dict)
 
 

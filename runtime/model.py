@@ -246,6 +246,12 @@ class Model:
                 raise SelfTestError(f"{self.name} self-test failed: output '{name}' (labels) differs from golden")
         return SelfTestReport("within_tolerance", worst, digest, golden.output_digest, seconds)
 
+    def placement(self) -> dict[str, Any]:
+        """Which provider ran each node (profiled golden run): reveals what an accelerator left to the CPU."""
+        from .placement import node_placement
+
+        return node_placement(self)
+
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary: identity, provenance, providers, I/O contract."""
         m = self.manifest

@@ -128,3 +128,89 @@ def _install_hint(missing: Sequence[str]) -> str:
             "(pip uninstall onnxruntime && pip install 'medinfer[openvino]')."
         )
     return "Ask for one of the available providers, or install an onnxruntime build that has it."
+
+
+# -- diagnosis: why a provider is (not) usable here -------------------------------------------------------
+_PACKAGES = {
+    "CUDAExecutionProvider": "onnxruntime-gpu",
+    "TensorrtExecutionProvider": "onnxruntime-gpu",
+    "OpenVINOExecutionProvider": "onnxruntime-openvino",
+    "DmlExecutionProvider": "onnxruntime-directml",
+    "QNNExecutionProvider": "onnxruntime-qnn",
+    "CoreMLExecutionProvider": "onnxruntime (macOS wheels)",
+    "ROCMExecutionProvider": "onnxruntime-rocm",
+    "MIGraphXExecutionProvider": "onnxruntime-migraphx",
+}
+# shared libraries each provider needs at run time: (what, candidates)
+_LIBRARIES = {
+    "CUDAExecutionProvider": [("NVIDIA driver", ["libcuda.so.1", "nvcuda.dll"]),
+                              ("CUDA runtime", ["libcudart.so.13", "libcudart.so.12", "cudart64_12.dll"]),
+                              ("cuBLAS", ["libcublas.so.13", "libcublas.so.12", "cublas64_12.dll"]),
+                              ("cuDNN", ["libcudnn.so.9", "cudnn64_9.dll"])],
+    "TensorrtExecutionProvider": [("NVIDIA driver", ["libcuda.so.1", "nvcuda.dll"]),
+                                  ("TensorRT", ["libnvinfer.so.10", "nvinfer_10.dll"])],
+}
+ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml",
+                     "onnxruntime-qnn", "onnxruntime-rocm", "onnxruntime-migraphx", "onnxruntime-training")
+
+
+def _loadable(candidates: Sequence[str]) -> str | None:
+    import ctypes
+
+    for name in candidates:
+        try:
+            ctypes.CDLL(name)
+        except OSError:
+            continue
+        return name
+    return None
+
+
+def _preload_pip_cuda_libraries() -> None:
+    """onnxruntime-gpu can load CUDA/cuDNN from the nvidia-* pip wheels; make them visible to the check too."""
+    try:
+        import onnxruntime as ort
+
+        preload = getattr(ort, "preload_dlls", None)
+        if preload is not None:
+            preload()
+    except Exception:  # noqa: BLE001 - best effort: the diagnosis reports what is still missing
+        pass
+
+
+def diagnose(names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """For each provider: is it usable here, and if not, is the package, the driver or a library missing?"""
+    from importlib import metadata
+
+    avail = available_providers()
+    installed = []
+    for dist in ORT_DISTRIBUTIONS:
+        try:
+            installed.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    if any(d.startswith("onnxruntime-gpu") for d in installed):
+        _preload_pip_cuda_libraries()
+    rows = []
+    for full in [canonical(n) for n in names] if names else sorted(set(SHORT_NAMES.values())):
+        row: dict[str, Any] = {"provider": full, "in_build": full in avail, "usable": False}
+        if full not in avail:
+            row["missing"] = "package"
+            row["why"] = (f"this onnxruntime build ({', '.join(installed) or 'none'}) has no {full}; it comes with "
+                          f"{_PACKAGES.get(full, 'another onnxruntime build')}, installed INSTEAD of onnxruntime")
+        else:
+            missing = [(what, cands) for what, cands in _LIBRARIES.get(full, []) if _loadable(cands) is None]
+            if missing:
+                what, cands = missing[0]
+                row["missing"] = "driver" if what == "NVIDIA driver" else "library"
+                row["why"] = f"{what} not loadable ({' / '.join(cands)})" + (
+                    f"; also missing: {', '.join(w for w, _ in missing[1:])}" if len(missing) > 1 else "")
+            else:
+                row["usable"] = True
+                row["why"] = "ready"
+        rows.append(row)
+    if len([d for d in installed if not d.startswith("onnxruntime-training")]) > 1:
+        rows.append({"provider": "(environment)", "in_build": False, "usable": False, "missing": "conflict",
+                     "why": f"several onnxruntime builds installed ({', '.join(installed)}): they overwrite the "
+                            "same 'onnxruntime' module; keep exactly one per environment"})
+    return rows
