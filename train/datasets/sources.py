@@ -73,6 +73,34 @@ SOURCES: dict[str, Source] = {
             citation=_CHEMBL_CITATION,
             description="pIC50 per compound id (Name, Act)",
         ),
+        Source(
+            name="iu_cxr_reports",
+            package="torchxrayvision",
+            version="1.5.7",
+            member="torchxrayvision/data/NLMCXR_reports.tgz",
+            sha256="8fb6de7eec73d8c3665067ad4bb003ccd57f971ae316d2642e1627ac7268667a",
+            licence="CC BY-NC-ND 4.0 (Indiana University chest X-ray collection, Open-i)",
+            citation=(
+                "Demner-Fushman D. et al., Preparing a collection of radiology examinations for distribution "
+                "and retrieval, J Am Med Inform Assoc 23(2):304-310 (2016); Indiana University / NLM Open-i, "
+                "as shipped with torchxrayvision (Cohen J. P. et al., MIDL 2022)"
+            ),
+            description="3955 de-identified chest X-ray reports (XML: FINDINGS, IMPRESSION, MeSH major terms)",
+        ),
+        Source(
+            name="pbmc68k_reduced",
+            package="scanpy",
+            version="1.11.5",
+            member="scanpy/datasets/10x_pbmc68k_reduced.h5ad",
+            sha256="e71d41e737c941559b7c57c9243bdb3d2c889c2adfdf00e3422ac6b46783676f",
+            licence="BSD-3-Clause (scanpy)",
+            citation=(
+                "Zheng G. X. Y. et al., Massively parallel digital transcriptional profiling of single cells, "
+                "Nat Commun 8:14049 (2017) (10x Genomics PBMC 68k); reduced and preprocessed by scanpy: "
+                "Wolf F. A., Angerer P., Theis F. J., SCANPY, Genome Biology 19:15 (2018)"
+            ),
+            description="700 PBMCs x 765 highly variable genes (scaled float32), obs 'bulk_labels' = 10 cell types",
+        ),
     )
 }
 
