@@ -96,8 +96,8 @@ def markdown(doc: dict[str, Any]) -> list[str]:
     lines = [f"Device: {doc.get('gpu', 'unknown GPU')}; onnxruntime {env.get('onnxruntime')} "
              f"({env.get('onnxruntime_build')}); CPU {env.get('cpu', {}).get('model')}; "
              f"{doc.get('seconds'):g} s per measurement; run {doc.get('time')}.", "",
-             "| model | provider | status | p50 µs b=1 | p99 µs b=1 | samples/s b=1 | p50 µs b=large | samples/s b=large "
-             "| max diff vs CPU | label flips |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | provider | status | p50 µs b=1 | p99 µs b=1 | samples/s b=1 | p50 µs b=large "
+             "| samples/s b=large | max diff vs CPU | label flips |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc.get("results", []):
         for prov, e in r.get("providers", {}).items():
             if e.get("status") != "ok":
@@ -109,7 +109,8 @@ def markdown(doc: dict[str, Any]) -> list[str]:
             small, large = b[keys[0]], b[keys[-1]]
             par = list(e["parity_vs_cpu"].values())
             lines.append(
-                f"| {r['bundle']} | {prov} | ok | {small['latency_us']['p50']:.1f} | {small['latency_us']['p99']:.1f} | "
+                f"| {r['bundle']} | {prov} | ok | {small['latency_us']['p50']:.1f} | "
+                f"{small['latency_us']['p99']:.1f} | "
                 f"{small['throughput_samples_per_s']:.0f} | {large['latency_us']['p50']:.1f} (b={keys[-1]}) | "
                 f"{large['throughput_samples_per_s']:.0f} | {max(p['max_abs_diff'] for p in par):.2e} | "
                 f"{sum(p.get('label_flips', 0) for p in par)} |")
