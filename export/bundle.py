@@ -108,13 +108,17 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
     onnx.checker.check_model(onx)
     model_bytes = onx.SerializeToString()
 
+    # Edge inputs: one array (``dataset.edge``), or named sets from the spec when they cannot share one array
+    # (e.g. sequences of different lengths for a dynamic time axis).
+    edge_sets = spec.parity_sets(ds) if hasattr(spec, "parity_sets") else (
+        {"edge": ds.edge} if ds.edge is not None and len(ds.edge) else {})
     progress(f"[{spec.name}] parity gate on {len(ds.y_test)} held-out samples"
-             + (f" + {len(ds.edge)} edge inputs" if ds.edge is not None else ""))
+             + (f" + {sum(len(x) for x in edge_sets.values())} edge inputs" if edge_sets else ""))
     session = parity.ort_session(model_bytes)
     input_name = spec.inputs(ds)[0].name
     sets = {"heldout": (spec.native_outputs(art.model, ds.X_test), parity.run_batched(session, input_name, ds.X_test))}
-    if ds.edge is not None and len(ds.edge):
-        sets["edge"] = (spec.native_outputs(art.model, ds.edge), parity.run_batched(session, input_name, ds.edge))
+    for set_name, X_edge in edge_sets.items():
+        sets[set_name] = (spec.native_outputs(art.model, X_edge), parity.run_batched(session, input_name, X_edge))
     report = parity.gate(spec, sets)
     progress(f"[{spec.name}] parity passed: max abs diff {report['max_abs_diff']:.3g}, "
              f"{report['decision_flips']} decision flips over {report['n_samples']} inputs")

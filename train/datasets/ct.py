@@ -1,0 +1,111 @@
+"""Real CT slices in Hounsfield units from registry packages (the backgrounds for simulated lesions).
+
+Sources (see ``sources.py``): pydicom's ``CT_small.dcm``, two files of pydicom-data (``693_UNCI.dcm`` and the
+two frames of ``eCT_Supplemental.dcm``) and the 108-slice head CT volume of the Debian package
+``invesalius-examples``. Every slice comes back as float32 HU clipped to the 12-bit CT range, with its pixel
+spacing, so lesions can be sized in millimetres.
+"""
+
+from __future__ import annotations
+
+import io
+import plistlib
+import tarfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from .sources import fetch
+
+HU_MIN, HU_MAX = -1024.0, 3071.0  # the 12-bit CT range; padding outside the field of view is clipped to air
+DICOM_SOURCES = ("pydicom_ct_small", "pydicom_data_693_unci", "pydicom_data_ect")
+VOLUME_SOURCE = "invesalius_cranium"
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One real CT slice: HU (float32, clipped), pixel spacing in mm, and where it came from."""
+
+    source: str
+    index: int
+    hu: np.ndarray
+    spacing_mm: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}[{self.index}]"
+
+
+def dicom_slices(name: str) -> list[Slice]:
+    """All frames of one DICOM source as HU slices (RescaleSlope/Intercept applied, enhanced CT included)."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(fetch(name)))
+    pixels = ds.pixel_array.astype(np.float32)
+    frames = pixels if pixels.ndim == 3 else pixels[None]
+    slope, intercept = _rescale(ds)
+    spacing = _spacing(ds)
+    return [Slice(name, i, np.clip(f * slope + intercept, HU_MIN, HU_MAX).astype(np.float32), spacing)
+            for i, f in enumerate(frames)]
+
+
+def _rescale(ds: object) -> tuple[float, float]:
+    if "RescaleSlope" in ds or "RescaleIntercept" in ds:  # type: ignore[operator]
+        return float(getattr(ds, "RescaleSlope", 1.0)), float(getattr(ds, "RescaleIntercept", 0.0))
+    for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        seq = getattr(ds, group, None)
+        if seq and "PixelValueTransformationSequence" in seq[0]:
+            t = seq[0].PixelValueTransformationSequence[0]
+            return float(t.RescaleSlope), float(t.RescaleIntercept)
+    return 1.0, 0.0
+
+
+def _spacing(ds: object) -> float:
+    spacing = getattr(ds, "PixelSpacing", None)
+    if spacing is None:
+        seq = getattr(ds, "SharedFunctionalGroupsSequence", None)
+        if seq and "PixelMeasuresSequence" in seq[0]:
+            spacing = seq[0].PixelMeasuresSequence[0].PixelSpacing
+    return float(spacing[0]) if spacing else 1.0
+
+
+def volume_slices(name: str = VOLUME_SOURCE) -> list[Slice]:
+    """The slices of an InVesalius ``.inv3`` project (gzip'd tar: ``main.plist`` describes ``matrix.dat``)."""
+    with tarfile.open(fileobj=io.BytesIO(fetch(name)), mode="r:gz") as tar:
+        members = {m.name.rsplit("/", 1)[-1]: m for m in tar.getmembers() if m.isfile()}
+        meta = plistlib.loads(_read(tar, members, "main.plist"))
+        matrix = meta["matrix"]
+        raw = _read(tar, members, matrix["filename"])
+    shape = tuple(int(d) for d in matrix["shape"])
+    vol = np.frombuffer(raw, dtype=np.dtype(matrix["dtype"])).reshape(shape)
+    if meta.get("modality", "CT") != "CT":
+        raise ValueError(f"{name}: modality {meta.get('modality')!r}, expected CT")
+    spacing = float(meta["spacing"][0])
+    return [Slice(name, z, np.clip(vol[z].astype(np.float32), HU_MIN, HU_MAX), spacing) for z in range(shape[0])]
+
+
+def _read(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str) -> bytes:
+    member = members.get(name)
+    handle = tar.extractfile(member) if member is not None else None
+    if handle is None:
+        raise ValueError(f"the .inv3 archive has no {name} (members: {sorted(members)})")
+    return handle.read()
+
+
+def load_slices(which: str = "all") -> list[Slice]:
+    """Real CT slices: ``"all"`` (DICOM files + the InVesalius volume) or ``"pydicom"`` (CT_small.dcm only).
+
+    Raises:
+        ValueError: an unknown ``which``.
+    """
+    if which == "pydicom":
+        return dicom_slices("pydicom_ct_small")
+    if which == "dicom":
+        return [s for name in DICOM_SOURCES for s in dicom_slices(name)]
+    if which == "all":
+        return [s for name in DICOM_SOURCES for s in dicom_slices(name)] + volume_slices()
+    raise ValueError(f"backgrounds must be 'all', 'dicom' or 'pydicom', got {which!r}")
+
+
+def sources_for(which: str) -> tuple[str, ...]:
+    return {"pydicom": ("pydicom_ct_small",), "dicom": DICOM_SOURCES}.get(which, DICOM_SOURCES + (VOLUME_SOURCE,))

@@ -1,0 +1,226 @@
+"""Glucose forecast 30 minutes ahead — the seed's stacked LSTM (3 x 64) (seed section "治疗方案建议").
+
+Data: simglucose virtual type-1 patients (UVA/Padova simulator), seeded random meals, basal-bolus therapy;
+split by patient. Input: (N, T, 10) — any number of 5-minute steps T (the time axis stays dynamic in the ONNX
+graph); the 10 features per step are documented with units in the manifest. Output: blood glucose in mg/dL
+30 minutes after the last step. A forecast for decision support, never a dosing instruction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from medinfer.manifest import Card, SessionProfile, TensorSpec
+
+from .. import clarke
+from ..datasets import glucose
+from ..metrics import regression_metrics
+from ..registry import register
+from ..spec import Dataset, KerasSpec, ParityTolerance, Progress, quiet
+
+SIMGLUCOSE_PARAMS = "simglucose/params/vpatient_params.csv"
+FEATURE_RANGE = (-1000.0, 1000.0)  # a sanity envelope over all 10 features (units differ per feature)
+LONG_STEPS = 288  # one simulated day: the longest parity sequence
+
+
+@register
+class GlucoseLSTM(KerasSpec):
+    name = "glucose_lstm"
+    version = "1.0.0"
+    task = "regression"
+    description = (
+        "Forecasts blood glucose (mg/dL) 30 minutes ahead from a sequence of 5-minute CGM, insulin and "
+        "carbohydrate features, with the seed's stacked LSTM. Trained on simglucose virtual patients."
+    )
+    seed_section = "治疗方案建议 (treatment support): the seed's LSTM(64) x 3 + Dense(1), input (None, 10)"
+    parity = ParityTolerance(atol=1e-3, rtol=1e-5)
+    profile = SessionProfile(intra_op_num_threads=1, inter_op_num_threads=1, allow_spinning=False)
+    score_output = "glucose_30min"
+    label_output = None
+    card = Card(
+        summary=(
+            "Stacked-LSTM forecast of blood glucose 30 minutes ahead for people with type-1 diabetes on "
+            "basal-bolus therapy. The output is a FORECAST FOR DECISION SUPPORT, NOT A DOSING INSTRUCTION."
+        ),
+        intended_use=(
+            "Decision support: showing a clinician or a person with diabetes where glucose is heading in the next "
+            "30 minutes, next to the CGM trace, e.g. to anticipate a low. A human decides what, if anything, to do."
+        ),
+        out_of_scope=(
+            "Dosing: the forecast must never set or change an insulin dose, bolus or basal rate automatically.",
+            "Closed-loop control or alarms without independent validation on real patient data.",
+            "Type-2 diabetes, pregnancy, intensive care, or CGM sensors sampling at other than 5-minute steps.",
+        ),
+        limitations=(
+            "Trained and evaluated on SIMULATED patients (simglucose UVA/Padova model, basal-bolus controller, "
+            "random meal scenarios): real physiology, exercise, illness, sensor faults and missed boluses are absent.",
+            "Held-out patients are virtual patients #008-#010 of each cohort; metrics on real people will be worse.",
+            "Bootstrap CIs resample overlapping windows of few patients and are therefore optimistic.",
+            "Features must be computed exactly as documented in the manifest (units, 5-minute steps, decays).",
+        ),
+        ethical_considerations=(
+            "No personal data: virtual patients only (simglucose, MIT).",
+            "A wrong forecast could mislead treatment: always display it as a forecast next to measured values.",
+        ),
+    )
+    test_sample: ClassVar[int | None] = 3  # virtual patients (one per cohort)
+    test_options: ClassVar[dict[str, Any]] = {"days": 0.25, "epochs": 1, "seq_len": 12}
+
+    # -- options (``--set key=value``) ----------------------------------------------------------------------
+    epochs = 10
+    batch_size = 32
+    days = 2.0  # simulated days per virtual patient
+    seq_len = 24  # training window: 2 hours of 5-minute steps
+    test_stride = 3  # held-out windows every 15 minutes
+    workers = 0  # simulation processes (0: up to 2)
+    learning_rate = 1e-3
+
+    def load_data(self, *, sample: int | None = None, seed: int = 0, progress: Progress = quiet) -> Dataset:
+        patients = list(glucose.PATIENTS[: sample or len(glucose.PATIENTS)])
+        train_p, test_p = glucose.split_patients(patients)
+        runs = glucose.simulate_many(patients, float(self.days), seed,
+                                     int(self.workers) or glucose.default_workers(), progress)
+        seq = int(self.seq_len)
+        parts: dict[str, list[Any]] = {"X": [], "y": [], "persist": []}
+        for p in train_p:
+            X, y, persist, _ = glucose.windows(runs[p], seq, 1)
+            parts["X"].append(X)
+            parts["y"].append(y)
+        test = [glucose.windows(runs[p], seq, int(self.test_stride)) for p in test_p]
+        X_train, y_train = np.concatenate(parts["X"]), np.concatenate(parts["y"])
+        X_test, y_test = np.concatenate([t[0] for t in test]), np.concatenate([t[1] for t in test])
+        self._persistence = np.concatenate([t[2] for t in test])
+        long_run = glucose.features(runs[test_p[0]])
+        return Dataset(
+            X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
+            sources=(_simglucose_source(),),
+            split={"method": "by virtual patient (no patient in both train and test)", "train_patients": train_p,
+                   "test_patients": test_p, "n_train_windows": int(len(y_train)), "n_test_windows": int(len(y_test)),
+                   "n_test_windows_first_patient": int(len(test[0][1])),
+                   "days_per_patient": float(self.days), "seq_len": seq, "test_stride_steps": int(self.test_stride),
+                   "sample": sample, "seed": seed},
+            synthetic=True,
+            description=(
+                f"SIMULATED type-1 diabetes data: {len(patients)} simglucose virtual patients x {self.days:g} days, "
+                "seeded random meals, Guardian RT CGM, Insulet pump, basal-bolus controller"
+            ),
+            preprocessing=(
+                f"5-minute steps; windows of {seq} steps (train stride 1, test stride {self.test_stride}); target "
+                "= simulated blood glucose 30 min after the last step; features: "
+                + ", ".join(f"{n} [{u}]" for n, u, _ in glucose.FEATURES)
+                + "; normalisation (training mean/variance) inside the graph"
+            ),
+            feature_names=glucose.FEATURE_NAMES,
+            facts={"trace_patient": test_p[0]},
+            edge=_edge_inputs(long_run, X_train),
+        )
+
+    def build(self, dataset: Dataset) -> Any:
+        import keras
+        from keras import layers
+
+        keras.utils.set_random_seed(int(self.train_seed))
+        X, y = np.asarray(dataset.X_train, dtype=np.float64), np.asarray(dataset.y_train, dtype=np.float64)
+        flat = X.reshape(-1, X.shape[-1])
+        inp = keras.Input((None, len(glucose.FEATURES)), name="x")
+        # Standardisation as a fixed diagonal Dense (not keras' Normalization: its constants are eager tensors
+        # that tf2onnx turns into extra graph inputs).
+        x = layers.Dense(len(glucose.FEATURES), trainable=False, name="standardise")(inp)
+        # The seed's network, unchanged.
+        x = layers.LSTM(64, return_sequences=True)(x)
+        x = layers.LSTM(64, return_sequences=True)(x)
+        x = layers.LSTM(64)(x)
+        x = layers.Dense(1)(x)
+        out = layers.Rescaling(scale=float(y.std()), offset=float(y.mean()), name="glucose_30min")(x)
+        model = keras.Model(inp, out, name=self.name)
+        std = np.sqrt(np.maximum(flat.var(0), 1e-6))
+        model.get_layer("standardise").set_weights([np.diag(1.0 / std).astype(np.float32),
+                                                    (-flat.mean(0) / std).astype(np.float32)])
+        model.compile(optimizer=keras.optimizers.Adam(float(self.learning_rate)), loss="mse")
+        return model
+
+    def inputs(self, dataset: Dataset) -> tuple[TensorSpec, ...]:
+        return (
+            TensorSpec(
+                "x", "float32", ("N", "T", len(glucose.FEATURES)),
+                description=(
+                    "a sequence of T >= 1 five-minute steps (oldest first, the last step is 'now') with 10 features "
+                    f"per step; trained on T = {self.seq_len} (2 hours), any T runs"
+                ),
+                units="per feature (see facts.features)", range=FEATURE_RANGE, names=glucose.FEATURE_NAMES,
+                facts={"features": [{"name": n, "unit": u, "description": d} for n, u, d in glucose.FEATURES],
+                       "step_minutes": glucose.STEP_MIN, "trained_seq_len": int(self.seq_len),
+                       "time_axis": "dynamic (T)", "horizon_minutes": glucose.HORIZON_STEPS * glucose.STEP_MIN},
+            ),
+        )
+
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return (TensorSpec("glucose_30min", "float32", ("N", 1), units="mg/dL",
+                           description="forecast blood glucose 30 minutes after the last step (decision support "
+                                       "only, not a dosing instruction)"),)
+
+    def evaluate(self, scores: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+        persistence = getattr(self, "_persistence", None)
+        if persistence is None or len(persistence) != len(y):
+            raise ValueError("evaluate needs the persistence forecast of the same held-out windows (load_data sets it)")
+        metrics = regression_metrics(np.asarray(y, np.float64), np.asarray(scores, np.float64),
+                                     persistence.astype(np.float64), "persistence (last CGM value)")
+        grid = clarke.summary(y, scores, persistence)
+        for zone in ("A", "B", "C", "D", "E"):
+            metrics["heldout"][f"clarke_{zone}_pct"] = {"value": grid["model"][zone], "ci95": None}
+            metrics["baseline"]["heldout"][f"clarke_{zone}_pct"] = {"value": grid["baseline"][zone], "ci95": None}
+        return metrics
+
+    def parity_sets(self, dataset: Dataset) -> dict[str, np.ndarray]:
+        """Edge sets for the parity gate: the longest sequences (a simulated day) and the shortest (T = 1, 2)."""
+        edge = np.asarray(dataset.edge, dtype=np.float32)
+        return {"edge_longest": edge, "edge_shortest": np.ascontiguousarray(edge[:, -1:, :]),
+                "edge_two_steps": np.ascontiguousarray(edge[:, -2:, :])}
+
+    def plots(self, model: Any, dataset: Dataset, folder: Path) -> dict[str, str]:
+        from .. import figures
+
+        pred = self.scores(self.native_outputs(model, dataset.X_test))
+        y = np.asarray(dataset.y_test)
+        out = {"Clarke error grid (held-out patients)": figures.clarke_grid(
+            y, pred, folder / "clarke.png", title=f"Clarke error grid, {len(y)} held-out forecasts")}
+        n = int(dataset.split.get("n_test_windows_first_patient", 0))
+        if n:
+            stride, seq = int(dataset.split["test_stride_steps"]), int(dataset.split["seq_len"])
+            minutes = (seq - 1 + stride * np.arange(n) + glucose.HORIZON_STEPS) * glucose.STEP_MIN
+            patient = dataset.split["test_patients"][0]
+            out[f"Forecast vs truth, held-out patient {patient}"] = figures.forecast_trace(
+                minutes, y[:n], pred[:n], np.asarray(dataset.X_test)[:n, -1, 0], folder / "trace.png",
+                title=f"held-out virtual patient {patient}: blood glucose 30 min ahead")
+        return out
+
+
+def _simglucose_source() -> Any:
+    from importlib import metadata
+
+    from medinfer.manifest import DataSource
+
+    version = metadata.version("simglucose")
+    path = Path(str(metadata.distribution("simglucose").locate_file(SIMGLUCOSE_PARAMS)))
+    import hashlib
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "0" * 64
+    return DataSource(
+        name="simglucose_vpatients", package="simglucose", version=version, file=SIMGLUCOSE_PARAMS, sha256=digest,
+        licence="MIT",
+        citation="Man C. D. et al., The UVA/PADOVA Type 1 Diabetes Simulator, J Diabetes Sci Technol 8:26 (2014); "
+                 "Xie J., simglucose v0.2.1 (2018), https://github.com/jxx123/simglucose",
+        description="parameters of the 30 virtual patients; runs simulated here with seeded scenarios and sensors",
+    )
+
+
+def _edge_inputs(day: np.ndarray, X_train: np.ndarray) -> np.ndarray:
+    """Longest parity sequences: a held-out patient's first simulated day, and the training minima / maxima /
+    zeros held for a whole day (shorter sequences are cut from these by ``parity_sets``)."""
+    steps = min(LONG_STEPS, len(day))
+    flat = X_train.reshape(-1, X_train.shape[-1])
+    rows = [day[:steps], np.tile(flat.min(0), (steps, 1)), np.tile(flat.max(0), (steps, 1)),
+            np.zeros((steps, flat.shape[1]))]
+    return np.asarray(rows, dtype=np.float32)

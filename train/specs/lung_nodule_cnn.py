@@ -1,0 +1,269 @@
+"""Lung-nodule patch classifier — the seed's CNN on CT patches in Hounsfield units (seed section "诊断辅助").
+
+Data: SIMULATED lesions on REAL CT background (``datasets/lesions.py``): real CT slices from pydicom,
+pydicom-data and the InVesalius example volume, with simulated nodules inserted. No labelled diagnostic image
+set is available offline. The same spec trains on user-supplied labelled data with ``--set data=PATH``
+(a folder of DICOM/PNG images + ``labels.csv``, or a MedMNIST ``.npz``; see ``datasets/user_images.py``).
+
+The graph takes HU, shape (N, 100, 100, 1), and computes the lung, mediastinal and bone windows as its three
+channels (a fixed 1x1 convolution + clip), then runs the seed's CNN unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from medinfer.manifest import Card, SessionProfile, TensorSpec
+
+from ..datasets import ct, lesions
+from ..datasets.sources import SOURCES
+from ..metrics import binary_metrics
+from ..registry import register
+from ..spec import Dataset, KerasSpec, ParityTolerance, Progress, quiet
+
+PATCH = lesions.PATCH
+# (name, level, width) in HU; each channel is clip((HU - (level - width/2)) / width, 0, 1).
+WINDOWS = (("lung", -600.0, 1500.0), ("mediastinal", 40.0, 350.0), ("bone", 400.0, 1800.0))
+HU_RANGE = (ct.HU_MIN, ct.HU_MAX)
+OPERATING_POINT = "operating_point.json"
+
+
+@register
+class LungNoduleCNN(KerasSpec):
+    name = "lung_nodule_cnn"
+    version = "1.0.0"
+    task = "binary_classification"
+    description = (
+        "Scores a 100x100 CT patch (Hounsfield units) for a nodule centred within 20 px of the patch centre. "
+        "Trained on SIMULATED lesions inserted into REAL CT background; research and integration testing only."
+    )
+    seed_section = "诊断辅助 (diagnosis support): the seed's CNN (3x Conv2D/MaxPool, Dense 512, sigmoid), 3 CT windows"
+    labels = ("no_nodule", "nodule")
+    positive_label = "nodule"
+    threshold = 0.5  # replaced by the validation-chosen operating point when fitted (see fit)
+    threshold_rationale = "default 0.5 (no validation data)"
+    parity = ParityTolerance(atol=1e-5, rtol=0.0, max_decision_flips=0)
+    profile = SessionProfile(intra_op_num_threads=2, inter_op_num_threads=1, allow_spinning=True)
+    score_output = "probability"
+    label_output = None
+    card = Card(
+        summary=(
+            "CNN that flags CT patches likely to contain a lung nodule. Trained and evaluated on SIMULATED lesions "
+            "on REAL CT background: its metrics say how well it finds the simulated lesions, not real nodules."
+        ),
+        intended_use=(
+            "Engineering use: exercising a device's DICOM-to-score path, latency and integration with a realistic "
+            "CT model; a template to retrain on labelled clinical data (LIDC-IDRI, MedMNIST) with --set data=PATH."
+        ),
+        out_of_scope=(
+            "Any clinical decision, screening or diagnosis: no real nodule was used in training or evaluation.",
+            "Modalities other than CT, and CT whose pixel data are not Hounsfield units after rescale.",
+            "Patch sizes other than 100x100 pixels or pixel spacings far from 0.5-1 mm without re-validation.",
+        ),
+        limitations=(
+            "Simulated lesions on real CT background: lesions are lobulated ellipses with soft edges, not real "
+            "nodules; background slices are mostly head CT (InVesalius example) plus four other real slices.",
+            "Held-out slices come from the same scanner volume as training slices (disjoint slice blocks).",
+            "The operating threshold was chosen for >= 90 % sensitivity on validation patches of simulated lesions.",
+        ),
+        ethical_considerations=(
+            "Real CT pixels from public test/example data (pydicom MIT, InVesalius GPL-2); no patient identifiers.",
+            "Must not be presented as a diagnostic device.",
+        ),
+    )
+    test_sample: ClassVar[int | None] = 120
+    test_options: ClassVar[dict[str, Any]] = {"backgrounds": "pydicom", "epochs": 1, "batch_size": 16}
+
+    # -- options (``--set key=value``) ----------------------------------------------------------------------
+    epochs = 10
+    batch_size = 32
+    n_patches = 4000
+    backgrounds = "all"  # "all" | "dicom" | "pydicom"
+    target_sensitivity = 0.9
+    data: str | None = None  # user-supplied labelled data (folder with labels.csv, or a MedMNIST .npz)
+    positive_class: int = 1  # for multi-class user data: which class is "nodule"
+    learning_rate = 1e-3
+
+    def load_data(self, *, sample: int | None = None, seed: int = 0, progress: Progress = quiet) -> Dataset:
+        if self.data:
+            from ..datasets import user_images
+
+            ds, self.validation = user_images.load(self.data, positive_class=int(self.positive_class),
+                                                   sample=sample, seed=seed, progress=progress)
+            ds.edge = edge_inputs()
+            return ds
+        from tqdm.auto import tqdm
+
+        slices = ct.load_slices(self.backgrounds)
+        groups = split_slices(slices)
+        n = int(sample or self.n_patches)
+        sizes = {"train": int(round(0.7 * n)), "validation": int(round(0.1 * n))}
+        sizes["test"] = n - sizes["train"] - sizes["validation"]
+        rng = np.random.default_rng(seed)
+        progress(f"simulating {n} patches on {len(slices)} real CT slices ({self.backgrounds})")
+        made = {}
+        with tqdm(total=n, desc="patches", unit="patch", leave=False, mininterval=0.5) as bar:
+            for part in ("train", "validation", "test"):
+                made[part] = lesions.make_patches(groups[part], sizes[part], rng, progress=bar)
+        self.validation = (made["validation"].X, made["validation"].y.astype(np.float32))
+        split = {
+            "method": "by CT slice: disjoint slice blocks for train / validation / test (gaps of >= 3 slices)"
+            if groups["disjoint"] else "test mode: one slice, patches split at random (not a held-out estimate)",
+            **{f"slices_{p}": sorted({s.key for s in groups[p]}) for p in ("train", "validation", "test")},
+            **{f"n_{p}": len(made[p]) for p in ("train", "validation", "test")},
+            "positives_test": int(made["test"].y.sum()), "sample": sample, "seed": seed,
+        }
+        return Dataset(
+            X_train=made["train"].X, y_train=made["train"].y, X_test=made["test"].X, y_test=made["test"].y,
+            sources=tuple(SOURCES[s].provenance() for s in ct.sources_for(self.backgrounds)),
+            split=split, synthetic=True,
+            description=(
+                f"SIMULATED lesions on REAL CT background: {n} patches of {PATCH}x{PATCH} px cut from "
+                f"{len(slices)} real CT slices, about half with one simulated nodule (5-20 mm, solid or "
+                "sub-solid, lobulated) near the centre; both classes carry vessel-like distractors"
+            ),
+            preprocessing=(
+                "HU = stored value x RescaleSlope + RescaleIntercept, clipped to [-1024, 3071]; random flip/rot90. "
+                "In the graph: windows " + ", ".join(f"{w} L{lv:g}/W{wd:g}" for w, lv, wd in WINDOWS)
+                + " as 3 channels"
+            ),
+            facts={"test_diameter_mm": made["test"].diameter_mm.round(1).tolist()[:50],
+                   "test_origin": made["test"].origin[:50]},
+            edge=edge_inputs(),
+        )
+
+    def build(self, dataset: Dataset) -> Any:
+        import keras
+        from keras import layers
+
+        keras.utils.set_random_seed(int(self.train_seed))
+        inp = keras.Input((PATCH, PATCH, 1), name="hu")
+        x = layers.Conv2D(len(WINDOWS), 1, name="ct_windows", trainable=False)(inp)
+        x = layers.ReLU(max_value=1.0, name="window_clip")(x)
+        # The seed's network, unchanged.
+        x = layers.Conv2D(32, (3, 3), activation="relu")(x)
+        x = layers.MaxPooling2D((2, 2))(x)
+        x = layers.Conv2D(64, (3, 3), activation="relu")(x)
+        x = layers.MaxPooling2D((2, 2))(x)
+        x = layers.Conv2D(128, (3, 3), activation="relu")(x)
+        x = layers.MaxPooling2D((2, 2))(x)
+        x = layers.Flatten()(x)
+        x = layers.Dense(512, activation="relu")(x)
+        out = layers.Dense(1, activation="sigmoid", name="probability")(x)
+        model = keras.Model(inp, out, name=self.name)
+        kernel = np.array([[[[1.0 / w for _, _, w in WINDOWS]]]], dtype=np.float32)  # (1, 1, 1, 3)
+        bias = np.array([-(lv - w / 2.0) / w for _, lv, w in WINDOWS], dtype=np.float32)
+        model.get_layer("ct_windows").set_weights([kernel, bias])
+        model.compile(optimizer=keras.optimizers.Adam(float(self.learning_rate)), loss="binary_crossentropy",
+                      metrics=["accuracy"])
+        return model
+
+    def fit(self, model: Any, dataset: Dataset, progress: Progress = quiet) -> Any:
+        model = super().fit(model, dataset, progress)
+        if self.validation is not None:
+            scores = self.scores(self.native_outputs(model, self.validation[0]))
+            self.threshold, self.threshold_rationale = choose_threshold(
+                scores, np.asarray(self.validation[1]).astype(int), float(self.target_sensitivity))
+        progress(f"operating threshold {self.threshold:.4f}: {self.threshold_rationale}")
+        return model
+
+    def save_native(self, model: Any, folder: Path) -> str:
+        (folder / OPERATING_POINT).write_text(json.dumps(
+            {"threshold": self.threshold, "rationale": self.threshold_rationale}, indent=2) + "\n")
+        return super().save_native(model, folder)
+
+    def load_native(self, folder: Path) -> Any:
+        path = folder / OPERATING_POINT
+        if path.is_file():
+            op = json.loads(path.read_text())
+            self.threshold, self.threshold_rationale = float(op["threshold"]), str(op["rationale"])
+        return super().load_native(folder)
+
+    def inputs(self, dataset: Dataset) -> tuple[TensorSpec, ...]:
+        return (
+            TensorSpec(
+                "hu", "float32", ("N", PATCH, PATCH, 1),
+                description=f"CT patch of {PATCH}x{PATCH} pixels in Hounsfield units (after RescaleSlope/Intercept)",
+                units="HU", range=HU_RANGE,
+                facts={"modality": "CT", "units": "HU", "patch": [PATCH, PATCH],
+                       "windows": {w: {"level": lv, "width": wd} for w, lv, wd in WINDOWS},
+                       "dicom": {"modality": "CT", "photometric": ["MONOCHROME2", "MONOCHROME1"],
+                                 "clip_hu": list(HU_RANGE), "window_stride": PATCH // 4},
+                       "training_data": "simulated lesions on real CT background"},
+            ),
+        )
+
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return (TensorSpec("probability", "float32", ("N", 1), range=(0.0, 1.0),
+                           description="probability of a nodule centred within 20 px of the patch centre"),)
+
+    def evaluate(self, scores: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+        return binary_metrics(y, scores, float(self.threshold or 0.5))
+
+    def plots(self, model: Any, dataset: Dataset, folder: Path) -> dict[str, str]:
+        from .. import figures
+
+        scores = self.scores(self.native_outputs(model, dataset.X_test))
+        y = np.asarray(dataset.y_test).astype(int)
+        return {
+            "ROC curve (held-out, simulated lesions) with the operating point":
+                figures.roc_curve(y, scores, float(self.threshold or 0.5), folder / "roc.png"),
+            "Example held-out patches (lung window) with their scores":
+                figures.example_patches(dataset.X_test, y, scores, float(self.threshold or 0.5),
+                                        folder / "examples.png"),
+        }
+
+
+def split_slices(slices: list[ct.Slice]) -> dict[str, Any]:
+    """Disjoint slice groups. The InVesalius volume is cut into blocks with 3-slice gaps (4.5 mm) so that no
+    neighbouring slices straddle two parts; eCT_Supplemental (2 frames of one scan) goes to test as a whole."""
+    def part(s: ct.Slice) -> str | None:
+        if s.source == ct.VOLUME_SOURCE:
+            return "test" if s.index < 24 else "validation" if 27 <= s.index < 39 else (
+                "train" if s.index >= 42 else None)
+        return "test" if s.source == "pydicom_data_ect" else "train"
+
+    groups: dict[str, Any] = {"train": [], "validation": [], "test": []}
+    for s in slices:
+        key = part(s)
+        if key is not None:
+            groups[key].append(s)
+    groups["disjoint"] = all(groups[k] for k in ("train", "validation", "test"))
+    if not groups["disjoint"]:  # a single slice (test mode): every part draws from every slice
+        groups.update(train=list(slices), validation=list(slices), test=list(slices))
+    return groups
+
+
+def choose_threshold(scores: np.ndarray, y: np.ndarray, target_sensitivity: float) -> tuple[float, str]:
+    """The highest threshold that keeps validation sensitivity >= target, placed midway between two distinct
+    validation scores so that no validation score sits on it (a tie there would flip under float noise)."""
+    pos = np.sort(scores[y == 1])
+    if len(pos) == 0 or not (y == 0).any():
+        return 0.5, "default 0.5 (the validation set lacks one class)"
+    k = int(np.floor((1.0 - target_sensitivity) * len(pos)))  # positives allowed below the threshold
+    upper = float(pos[k])
+    below = scores[scores < upper]
+    lower = float(below.max()) if below.size else 0.0
+    threshold = float(np.float32((upper + lower) / 2.0))
+    sens = float(np.mean(scores[y == 1] >= threshold))
+    spec = float(np.mean(scores[y == 0] < threshold))
+    return threshold, (
+        f"highest threshold with validation sensitivity >= {target_sensitivity:.0%} (a missed nodule costs more "
+        f"than a second look), midway between adjacent validation scores; on {len(y)} validation patches "
+        f"(slices disjoint from train and test): sensitivity {sens:.3f}, specificity {spec:.3f}"
+    )
+
+
+def edge_inputs() -> np.ndarray:
+    """Parity edge cases: all air, all bone, the HU range's min and max, a sharp air/bone edge, full-range noise."""
+    lo, hi = HU_RANGE
+    shape = (PATCH, PATCH, 1)
+    step = np.full(shape, -1000.0, dtype=np.float32)
+    step[:, PATCH // 2:] = 1500.0
+    noise = np.random.default_rng(0).uniform(lo, hi, shape).astype(np.float32)
+    rows = [np.full(shape, -1000.0), np.full(shape, 1500.0), np.full(shape, lo), np.full(shape, hi), step, noise,
+            np.full(shape, 40.0)]
+    return np.asarray(rows, dtype=np.float32)
