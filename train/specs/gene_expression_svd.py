@@ -20,8 +20,8 @@ from ..registry import register
 from ..spec import Dataset, ParityTolerance, Progress, SklearnClassifierSpec, quiet
 
 # The seed's 100 components are more than 525 training cells support. 5-fold stratified CV on the training
-# cells (logistic regression, balanced class weights): macro-F1 0.69 at 10 components, 0.70-0.71 from 20 to
-# 100 (a plateau), accuracy 0.82-0.83 throughout. 40 components sit on the plateau, keep 35 % of the variance
+# cells (logistic regression, balanced class weights, C=1): macro-F1 0.686 at 10 components, 0.69-0.71 from 20
+# to 100 (a plateau), accuracy 0.79-0.83 throughout. 40 components sit on the plateau, keep 35 % of the variance
 # and give the classifier 410 weights instead of 1010 for 10 classes, several of which have under 20 cells.
 N_COMPONENTS = 40
 C = 1.0
