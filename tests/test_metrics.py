@@ -48,5 +48,8 @@ def test_bootstrap_skips_undefined_resamples() -> None:
             raise ValueError("one class")
         return float(np.mean(y))
 
-    out = bootstrap(needs_two, np.array([0, 1]), np.array([0.0, 1.0]), n_boot=200)
+    y = np.array([0, 1, 0, 1, 0, 1])
+    out = bootstrap(needs_two, y, y.astype(float), n_boot=200)
     assert out["value"] == 0.5 and out["ci95"] is not None
+    thin = bootstrap(needs_two, np.array([0, 1]), np.array([0.0, 1.0]), n_boot=200)
+    assert thin["ci95"] is None  # about half the resamples are undefined: no CI rather than a false one
