@@ -106,6 +106,27 @@ def cmd_safety(args: argparse.Namespace) -> int:
     return 1 if leaks else 0
 
 
+def cmd_concurrency(args: argparse.Namespace) -> int:
+    import json
+
+    from .concurrency import concurrency, markdown
+
+    root = Path(args.bundles)
+    bundles = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
+    if args.models:
+        bundles = [b for b in bundles if b.name in args.models]
+    rows = [concurrency(b, threads=args.threads, seconds=args.seconds) for b in bundles]
+    text = markdown(rows)
+    out = HERE / "results" / "concurrency.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"title": "Concurrent clients: direct calls vs micro-batching", "markdown": text,
+                               "rows": rows}, indent=1))
+    print("\n".join(text))
+    records = history.load(_history_path(args))
+    _render(records[-1] if records else None, records, None)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     records = history.load(_history_path(args))
     print(_render(records[-1] if records else None, records, None))
@@ -142,6 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-growth-mb", type=float, default=5.0, help="exit 1 when RSS grows more than this")
     p.add_argument("--history", default=None)
     p.set_defaults(func=cmd_safety)
+    p = sub.add_parser("concurrency", help="8 single-sample clients: direct vs MicroBatcher -> results/")
+    p.add_argument("--bundles", default="bundles")
+    p.add_argument("--models", nargs="*", default=None)
+    p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--history", default=None)
+    p.set_defaults(func=cmd_concurrency)
     p = sub.add_parser("report", help="redraw REPORT.md from the history and result files")
     p.add_argument("--history", default=None)
     p.set_defaults(func=cmd_report)
