@@ -52,7 +52,7 @@ fi
 
 WORK="$(mktemp -d /tmp/medinfer-accel.XXXXXX)"
 START=$(date +%s)
-"$PY" -m venv "$WORK/venv"
+if [ -n "$SITE_TAR" ]; then "$PY" -m venv --without-pip "$WORK/venv"; else "$PY" -m venv "$WORK/venv"; fi
 VPY="$WORK/venv/bin/python"
 SITE="$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 if [ -n "$SITE_TAR" ]; then
