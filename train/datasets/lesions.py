@@ -2,10 +2,11 @@
 
 Every patch is a real 100 x 100 region of a real CT slice in Hounsfield units. Positives get ONE simulated
 nodule centred within ``CENTRE_RADIUS`` pixels of the patch centre: a lobulated ellipse 5-20 mm across with a
-soft edge, solid (-100..+100 HU) or sub-solid (-700..-300 HU), blended with partial-volume opacity 0.4-1.0 plus
-CT-like noise. Both classes get the same distractors with the same probabilities: vessel-like curved tubes
-(1-4 px wide, -50..+150 HU) and small vessel cross-sections (<= 3 mm), so the label is carried by the nodule
-alone. Patches are drawn only where the slice holds tissue and are randomly flipped/rotated.
+soft edge, solid (-100..+100 HU) or sub-solid (-700..-300 HU) — whichever differs by >= 150 HU from the tissue
+it replaces — blended with partial-volume opacity 0.5-1.0 plus CT-like noise. Both classes get the same
+distractors with the same probabilities: vessel-like curved tubes (1-4 px wide, -50..+150 HU) and small vessel
+cross-sections (<= 3 mm), so the label is carried by the nodule alone. Patches are drawn only where the slice
+holds tissue and are randomly flipped/rotated.
 
 These are SIMULATED lesions on real CT background: no patch shows a real nodule.
 """
@@ -23,6 +24,7 @@ PATCH = 100
 CENTRE_RADIUS = 20  # px: a positive's nodule centre lies within this distance of the patch centre
 NODULE_MM = (5.0, 20.0)
 VESSEL_DOT_MM = (1.5, 3.0)
+MIN_CONTRAST = 150.0  # HU between a nodule and the tissue it replaces
 MIN_TISSUE = 0.15  # fraction of a patch's pixels above -500 HU (skips patches of air only)
 
 
@@ -63,12 +65,22 @@ def add_nodule(patch: np.ndarray, rng: np.random.Generator, spacing_mm: float) -
     edge = radius * (1.0 + amp * np.sin(lobes * theta + phase))
     softness = rng.uniform(0.5, 2.0)
     profile = 1.0 / (1.0 + np.exp(-(edge - rho) / softness))
+    # Visible by construction: the nodule's density differs from the tissue it replaces by >= MIN_CONTRAST HU
+    # (a solid nodule in soft tissue would be invisible, so there it is drawn sub-solid instead, and vice versa).
+    local = float(np.median(patch[profile > 0.5])) if (profile > 0.5).any() else float(patch[50, 50])
     solid = rng.random() < 0.75
-    hu = rng.uniform(-100, 100) if solid else rng.uniform(-700, -300)
-    opacity = rng.uniform(0.4, 1.0)
+    hu = _nodule_hu(rng, solid)
+    if abs(hu - local) < MIN_CONTRAST:
+        other = _nodule_hu(rng, not solid)
+        hu = other if abs(other - local) > abs(hu - local) else hu
+    opacity = rng.uniform(0.5, 1.0)
     noise = rng.normal(0.0, rng.uniform(8.0, 25.0), patch.shape).astype(np.float32)
     patch[:] = _blend(patch, (opacity * profile).astype(np.float32), hu + noise)
     return diameter
+
+
+def _nodule_hu(rng: np.random.Generator, solid: bool) -> float:
+    return float(rng.uniform(-100, 100) if solid else rng.uniform(-700, -300))
 
 
 def add_vessel(patch: np.ndarray, rng: np.random.Generator) -> None:

@@ -34,7 +34,8 @@ class GlucoseLSTM(KerasSpec):
         "Forecasts blood glucose (mg/dL) 30 minutes ahead from a sequence of 5-minute CGM, insulin and "
         "carbohydrate features, with the seed's stacked LSTM. Trained on simglucose virtual patients."
     )
-    seed_section = "治疗方案建议 (treatment support): the seed's LSTM(64) x 3 + Dense(1), input (None, 10)"
+    seed_section = ("治疗方案建议 (treatment support): the seed's LSTM(64) x 3 + Dense(1), input (None, 10); "
+                    "the Dense output is the change from the last CGM value")
     parity = ParityTolerance(atol=1e-3, rtol=1e-5)
     profile = SessionProfile(intra_op_num_threads=1, inter_op_num_threads=1, allow_spinning=False)
     score_output = "glucose_30min"
@@ -110,7 +111,8 @@ class GlucoseLSTM(KerasSpec):
                 f"5-minute steps; windows of {seq} steps (train stride 1, test stride {self.test_stride}); target "
                 "= simulated blood glucose 30 min after the last step; features: "
                 + ", ".join(f"{n} [{u}]" for n, u, _ in glucose.FEATURES)
-                + "; normalisation (training mean/variance) inside the graph"
+                + "; in the graph: standardisation (training mean/std), then the LSTM predicts the 30-min change "
+                "from the last CGM value, which is added back"
             ),
             feature_names=glucose.FEATURE_NAMES,
             facts={"trace_patient": test_p[0]},
@@ -133,7 +135,11 @@ class GlucoseLSTM(KerasSpec):
         x = layers.LSTM(64, return_sequences=True)(x)
         x = layers.LSTM(64)(x)
         x = layers.Dense(1)(x)
-        out = layers.Rescaling(scale=float(y.std()), offset=float(y.mean()), name="glucose_30min")(x)
+        # The head predicts the change from the last CGM reading (scaled back to mg/dL), which is added back:
+        # the output stays absolute glucose, and the forecast starts from persistence instead of the mean.
+        change = y - X[:, -1, 0]
+        x = layers.Rescaling(scale=float(change.std()), offset=float(change.mean()), name="change_mg_dl")(x)
+        out = layers.Add(name="glucose_30min")([x, inp[:, -1, 0:1]])
         model = keras.Model(inp, out, name=self.name)
         std = np.sqrt(np.maximum(flat.var(0), 1e-6))
         model.get_layer("standardise").set_weights([np.diag(1.0 / std).astype(np.float32),

@@ -109,6 +109,8 @@ class LungNoduleCNN(KerasSpec):
             for part in ("train", "validation", "test"):
                 made[part] = lesions.make_patches(groups[part], sizes[part], rng, progress=bar)
         self.validation = (made["validation"].X, made["validation"].y.astype(np.float32))
+        self._validation_source = ("validation patches (slices disjoint from train and test)" if groups["disjoint"]
+                                   else "validation patches (test mode: same slice as training)")
         split = {
             "method": "by CT slice: disjoint slice blocks for train / validation / test (gaps of >= 3 slices)"
             if groups["disjoint"] else "test mode: one slice, patches split at random (not a held-out estimate)",
@@ -166,7 +168,8 @@ class LungNoduleCNN(KerasSpec):
         if self.validation is not None:
             scores = self.scores(self.native_outputs(model, self.validation[0]))
             self.threshold, self.threshold_rationale = choose_threshold(
-                scores, np.asarray(self.validation[1]).astype(int), float(self.target_sensitivity))
+                scores, np.asarray(self.validation[1]).astype(int), float(self.target_sensitivity),
+                getattr(self, "_validation_source", "validation patches"))
         progress(f"operating threshold {self.threshold:.4f}: {self.threshold_rationale}")
         return model
 
@@ -237,7 +240,8 @@ def split_slices(slices: list[ct.Slice]) -> dict[str, Any]:
     return groups
 
 
-def choose_threshold(scores: np.ndarray, y: np.ndarray, target_sensitivity: float) -> tuple[float, str]:
+def choose_threshold(scores: np.ndarray, y: np.ndarray, target_sensitivity: float,
+                     source: str = "validation patches") -> tuple[float, str]:
     """The highest threshold that keeps validation sensitivity >= target, placed midway between two distinct
     validation scores so that no validation score sits on it (a tie there would flip under float noise)."""
     pos = np.sort(scores[y == 1])
@@ -252,8 +256,8 @@ def choose_threshold(scores: np.ndarray, y: np.ndarray, target_sensitivity: floa
     spec = float(np.mean(scores[y == 0] < threshold))
     return threshold, (
         f"highest threshold with validation sensitivity >= {target_sensitivity:.0%} (a missed nodule costs more "
-        f"than a second look), midway between adjacent validation scores; on {len(y)} validation patches "
-        f"(slices disjoint from train and test): sensitivity {sens:.3f}, specificity {spec:.3f}"
+        f"than a second look), midway between adjacent validation scores; on {len(y)} {source}: "
+        f"sensitivity {sens:.3f}, specificity {spec:.3f}"
     )
 
 
