@@ -110,8 +110,9 @@ def cmd_data(args: argparse.Namespace) -> int:
     from medinfer.train.datasets import sources
 
     if args.action == "list":
-        rows = [[s.name, f"{s.package}=={s.version}", s.member, s.licence] for s in sources.SOURCES.values()]
-        print(table(rows, ["source", "package", "file in wheel", "licence"]))
+        rows = [[s.name, f"{s.provenance().package}=={s.version}", s.member, s.licence]
+                for s in sources.SOURCES.values()]
+        print(table(rows, ["source", "package (wheel, or debian:NAME)", "file in package", "licence"]))
         return 0
     names = list(sources.SOURCES) if not args.names or args.names == ["all"] else args.names
     for name in names:
