@@ -38,7 +38,9 @@ def test_default_is_cpu_only() -> None:
 def test_options_from_call_override_profile() -> None:
     profile = {"CUDAExecutionProvider": {"device_id": 0, "arena_extend_strategy": "kSameAsRequested"}}
     got = resolve([("cuda", {"device_id": 1}), "cpu"], available=GPU_BOX, profile_options=profile)
-    assert got[0] == ("CUDAExecutionProvider", {"device_id": 1, "arena_extend_strategy": "kSameAsRequested"})
+    assert got[0] == ("CUDAExecutionProvider", {"use_tf32": 0, "device_id": 1,
+                                                "arena_extend_strategy": "kSameAsRequested"})
+    assert resolve([("cuda", {"use_tf32": 1})], available=GPU_BOX)[0][1]["use_tf32"] == 1  # an explicit opt-in
     trt = resolve([("tensorrt", {"trt_fp16_enable": True, "trt_engine_cache_path": "/tmp/c"})], available=GPU_BOX)
     assert trt[0][1]["trt_fp16_enable"] is True
 
