@@ -101,7 +101,7 @@ def test_deb_source_needs_apt_and_says_how_to_do_without(tmp_path: Path, monkeyp
     monkeypatch.setenv("PATH", str(tmp_path))  # no apt-get, no dpkg-deb
     src = sources.SOURCES["invesalius_cranium"]
     assert src.kind == "deb" and src.provenance().package == "debian:invesalius-examples"
-    with pytest.raises(sources.DataFetchError, match="apt-get and dpkg-deb is not available.*copy"):
+    with pytest.raises(sources.DataFetchError, match="apt-get and dpkg-deb are not available.*copy"):
         sources.fetch("invesalius_cranium")
 
 

@@ -103,7 +103,16 @@ def load_slices(which: str = "all") -> list[Slice]:
     if which == "dicom":
         return [s for name in DICOM_SOURCES for s in dicom_slices(name)]
     if which == "all":
-        return [s for name in DICOM_SOURCES for s in dicom_slices(name)] + volume_slices()
+        from .sources import DataFetchError
+
+        dicom = [s for name in DICOM_SOURCES for s in dicom_slices(name)]
+        try:
+            return dicom + volume_slices()
+        except DataFetchError as exc:
+            raise DataFetchError(
+                f"{exc}\nWithout the InVesalius volume, train on the DICOM slices alone (far less background "
+                "variety): --set backgrounds=dicom"
+            ) from None
     raise ValueError(f"backgrounds must be 'all', 'dicom' or 'pydicom', got {which!r}")
 
 

@@ -214,8 +214,8 @@ def _deb_member(src: Source, debs: Path, progress: bool) -> bytes:
     if missing:
         raise DataFetchError(
             f"{src.name} ships in the Debian package {src.package}={src.version}, but {' and '.join(missing)} "
-            f"is not available on this machine; on a Debian/Ubuntu machine run 'apt-get download "
-            f"{src.package}={src.version}' and 'dpkg-deb -x' it, then copy {src.member} to "
+            f"{'are' if len(missing) > 1 else 'is'} not available on this machine; on a Debian/Ubuntu machine "
+            f"run 'apt-get download {src.package}={src.version}' and 'dpkg-deb -x' it, then copy {src.member} to "
             f"{cache_dir() / f'{src.package}-{src.version}' / src.member}"
         )
     debs.mkdir(parents=True, exist_ok=True)
