@@ -40,6 +40,7 @@ from ..train.spec import Progress, quiet
 from . import parity
 from .card import render
 from .converters import convert
+from .variants import build_variants, chosen_profile
 
 log = logging.getLogger(__name__)
 GOLDEN_SAMPLES = 4
@@ -130,18 +131,25 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
         golden_x = ds.X_test[:GOLDEN_SAMPLES]
         golden_names = [spec.score_output]
         golden_out = dict(zip(golden_names, session.run(golden_names, {input_name: golden_x})))
+        profile = chosen_profile(spec, model_bytes, input_name, golden_x, progress)
+        variants, variant_files, variant_report, variant_goldens = build_variants(
+            spec, ds, model_bytes, input_name, golden_x, progress)
+        report["variants"] = variant_report
         plots = _plots(spec, art, staging, progress)
+        extra_golden = {f"@{k}.{name}": v for k, outs in variant_goldens.items() for name, v in outs.items()}
         files: dict[str, tuple[bytes, str]] = {
             "model.onnx": (model_bytes, "model"),
-            "golden.npz": golden_npz({input_name: golden_x}, golden_out),
+            **{name: (data, "variant") for name, data in variant_files.items()},
+            "golden.npz": golden_npz({input_name: golden_x}, {**golden_out, **extra_golden}),
             **{rel: ((staging / rel).read_bytes(), "plot") for rel in plots.values()},
         }
         fields = {
             **contract,
             "description": spec.description,
             "producer": _producer(spec, onx, art.report.get("frameworks", {})),
-            "profile": spec.profile,
-            "variants": {"default": Variant(file="model.onnx", precision="fp32", description="the validated graph")},
+            "profile": profile,
+            "variants": {"default": Variant(file="model.onnx", precision="fp32", description="the validated graph"),
+                         **variants},
             "data": DataProvenance(sources=ds.sources, split=ds.split, synthetic=ds.synthetic,
                                    description=ds.description, preprocessing=ds.preprocessing),
             "metrics": parse(Metrics, art.report["metrics"], doc="train.json metrics"),
@@ -153,6 +161,8 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
 
         progress(f"[{spec.name}] verifying the written bundle (sha256 of every file + golden self-test)")
         model = medinfer.load(staging)
+        for key in variants:
+            medinfer.load(staging, variant=key)  # integrity + the variant's own golden self-test
         few = ds.X_test[: min(len(ds.X_test), 64)]
         if not np.allclose(model.predict(few).scores, spec.scores(spec.native_outputs(art.model, few)),
                            atol=spec.parity.atol, rtol=spec.parity.rtol):
@@ -164,8 +174,10 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
 
 
 def golden_npz(inputs: dict[str, Any], outputs: dict[str, np.ndarray]) -> tuple[bytes, str]:
-    """The golden file entry: inputs under ``in.<name>``, expected outputs under ``out.<name>``."""
-    arrays = {**{f"in.{k}": v for k, v in inputs.items()}, **{f"out.{k}": v for k, v in outputs.items()}}
+    """The golden file entry: inputs under ``in.<name>``, expected outputs under ``out.<name>`` (and a variant's
+    own under ``out@<variant>.<name>``, given here as keys ``@<variant>.<name>``)."""
+    arrays = {**{f"in.{k}": v for k, v in inputs.items()},
+              **{(f"out{k}" if k.startswith("@") else f"out.{k}"): v for k, v in outputs.items()}}
     return _npz(arrays), "golden"
 
 

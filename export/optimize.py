@@ -70,7 +70,7 @@ def measure_profiles(model_bytes: bytes, feeds: dict[str, Any], fetch: list[str]
 
 
 def static_int8(model_bytes: bytes, calibration: np.ndarray, input_name: str, *, per_channel: bool = True,
-                exclude_ops: tuple[str, ...] = ()) -> bytes:
+                exclude_ops: tuple[str, ...] = (), exclude_name_prefixes: tuple[str, ...] = ()) -> bytes:
     """Static QDQ int8 (uint8 activations, int8 weights; per-channel) calibrated on training samples.
 
     Dynamic int8 is deliberately not offered for convolutions: measured 6–9× SLOWER on this CPU class.
@@ -90,7 +90,7 @@ def static_int8(model_bytes: bytes, calibration: np.ndarray, input_name: str, *,
         src, pre, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(model_bytes)
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        nodes_to_exclude = _nodes_of_types(pre, exclude_ops) if exclude_ops else []
+        nodes_to_exclude = _nodes_matching(pre, exclude_ops, exclude_name_prefixes)
         quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=nodes_to_exclude,
@@ -98,10 +98,13 @@ def static_int8(model_bytes: bytes, calibration: np.ndarray, input_name: str, *,
         return dst.read_bytes()
 
 
-def _nodes_of_types(path: Path, ops: tuple[str, ...]) -> list[str]:
+def _nodes_matching(path: Path, ops: tuple[str, ...], prefixes: tuple[str, ...]) -> list[str]:
+    if not ops and not prefixes:
+        return []
     import onnx
 
-    return [n.name for n in onnx.load(str(path)).graph.node if n.op_type in ops and n.name]
+    return [n.name for n in onnx.load(str(path)).graph.node
+            if n.name and (n.op_type in ops or any(n.name.startswith(p) for p in prefixes))]
 
 
 def offline_optimized(model_bytes: bytes, level: str = "extended") -> bytes:

@@ -116,6 +116,10 @@ class Variant:
     description: str = ""
     accuracy_delta: dict[str, float] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
+    # The variant's own expected golden output (golden.npz keys "out@<variant>.<output>") and tolerance;
+    # empty / None: the default variant's.
+    golden_digest: str = ""
+    golden_atol: float | None = None
 
 
 @dataclass(frozen=True)

@@ -201,9 +201,11 @@ class Model:
 
     def golden(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The golden inputs and expected outputs stored in the bundle."""
+        own = f"out@{self.variant}."
         with np.load(io.BytesIO(self._golden), allow_pickle=False) as data:
             inputs = {k[3:]: data[k] for k in data.files if k.startswith("in.")}
-            outputs = {k[4:]: data[k] for k in data.files if k.startswith("out.")}
+            prefix = own if any(k.startswith(own) for k in data.files) else "out."
+            outputs = {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
         return inputs, outputs
 
     def self_test(self) -> SelfTestReport:
@@ -216,6 +218,9 @@ class Model:
             SelfTestError: outputs differ beyond the manifest's tolerance, or labels differ.
         """
         golden = self.manifest.golden
+        variant = self.manifest.variants[self.variant]
+        expected_digest = variant.golden_digest or golden.output_digest
+        atol = golden.atol if variant.golden_atol is None else variant.golden_atol
         inputs, expected = self.golden()
         start = time.perf_counter()
         feeds, _ = self._validate(inputs if len(inputs) > 1 else next(iter(inputs.values())))
@@ -223,8 +228,8 @@ class Model:
         got = dict(zip(names, self._run(names, feeds, None)))
         seconds = time.perf_counter() - start
         digest = outputs_digest(got, tuple(names))
-        if digest == golden.output_digest:
-            return SelfTestReport("bit_exact", 0.0, digest, golden.output_digest, seconds)
+        if digest == expected_digest:
+            return SelfTestReport("bit_exact", 0.0, digest, expected_digest, seconds)
         worst = 0.0
         for name in names:
             a, b = got[name], expected[name]
@@ -236,15 +241,15 @@ class Model:
             if a.dtype.kind in "fc":
                 diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)), initial=0.0))
                 worst = max(worst, diff)
-                if not np.allclose(a, b, atol=golden.atol, rtol=golden.rtol, equal_nan=False):
+                if not np.allclose(a, b, atol=atol, rtol=golden.rtol, equal_nan=False):
                     raise SelfTestError(
                         f"{self.name} self-test failed on {list(self.providers)}: output '{name}' differs from the "
-                        f"golden output by {diff:.3g} (tolerance atol={golden.atol:g}, rtol={golden.rtol:g}); "
+                        f"golden output by {diff:.3g} (tolerance atol={atol:g}, rtol={golden.rtol:g}); "
                         "this machine or provider does not reproduce the validated model"
                     )
             elif not np.array_equal(a, b):
                 raise SelfTestError(f"{self.name} self-test failed: output '{name}' (labels) differs from golden")
-        return SelfTestReport("within_tolerance", worst, digest, golden.output_digest, seconds)
+        return SelfTestReport("within_tolerance", worst, digest, expected_digest, seconds)
 
     def placement(self) -> dict[str, Any]:
         """Which provider ran each node (profiled golden run): reveals what an accelerator left to the CPU."""

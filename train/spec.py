@@ -75,6 +75,11 @@ class ModelSpec:
     opset: ClassVar[dict[str, int]] = {"": 17, "ai.onnx.ml": 3}
     score_output: ClassVar[str] = "probabilities"
     label_output: ClassVar[str | None] = None
+    # Faster variants to build at export ("int8"), each shipped only within this budget of held-out metric loss.
+    variants: ClassVar[tuple[str, ...]] = ()
+    variant_budget: ClassVar[dict[str, float]] = {"roc_auc": 0.005}
+    int8_exclude_prefixes: ClassVar[tuple[str, ...]] = ()
+    measure_profile: ClassVar[bool] = True  # choose threads/spinning/optimisation level by measurement
     # What the registry-parametrized tests train on: a small seeded sample and cheap options (CI runs 2 cores).
     test_sample: ClassVar[int | None] = 200
     test_options: ClassVar[dict[str, Any]] = {}

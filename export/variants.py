@@ -1,0 +1,115 @@
+"""Faster variants of a validated graph (static int8, ...) and the measured session profile, for the bundle.
+
+A variant ships only if its CLINICAL metrics on the held-out set stay within the spec's budget (``variant_budget``:
+metric -> largest allowed loss vs the fp32 graph) and, for binary tasks, its sensitivity at the operating
+threshold does not fall below the fp32 sensitivity's 95 % CI. A refused variant is reported, never shipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from medinfer.integrity import outputs_digest
+from medinfer.manifest import SessionProfile, Variant
+
+from ..train.spec import Progress, quiet
+from . import parity
+from .optimize import measure_profiles, static_int8
+
+INT8_GOLDEN_ATOL = 1e-3
+
+
+def _scores(spec: Any, session: Any, input_name: str, X: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    outs = parity.run_batched(session, input_name, X)
+    return spec.scores(outs), outs
+
+
+def _value(metrics: dict[str, Any], key: str) -> float | None:
+    m = metrics["heldout"].get(key)
+    return None if m is None else float(m["value"])
+
+
+def build_variants(spec: Any, ds: Any, model_bytes: bytes, input_name: str, golden_x: Any,
+                   progress: Progress = quiet) -> tuple[dict[str, Variant], dict[str, bytes], dict[str, Any],
+                                                        dict[str, dict[str, np.ndarray]]]:
+    """Make every variant the spec asks for; gate each on clinical metrics.
+
+    Returns:
+        (manifest variants, {file name: bytes}, report incl. refused variants, {variant: golden outputs}).
+    """
+    variants: dict[str, Variant] = {}
+    files: dict[str, bytes] = {}
+    report: dict[str, Any] = {}
+    goldens: dict[str, dict[str, np.ndarray]] = {}
+    wanted = tuple(getattr(spec, "variants", ()))
+    if not wanted:
+        return variants, files, report, goldens
+    base_session = parity.ort_session(model_bytes)
+    base_scores, _ = _scores(spec, base_session, input_name, ds.X_test)
+    base_metrics = spec.evaluate(base_scores, ds.y_test)
+    for kind in wanted:
+        if kind != "int8":
+            report[kind] = {"shipped": False, "reason": f"unknown variant kind {kind!r}"}
+            continue
+        progress(f"[{spec.name}] static int8 (QDQ, per-channel) calibrated on {len(ds.X_train)} training samples")
+        data = static_int8(model_bytes, np.asarray(ds.X_train), input_name,
+                           exclude_name_prefixes=tuple(getattr(spec, "int8_exclude_prefixes", ())))
+        session = parity.ort_session(data)
+        scores, _ = _scores(spec, session, input_name, ds.X_test)
+        metrics = spec.evaluate(scores, ds.y_test)
+        delta = {k: _value(base_metrics, k) - _value(metrics, k)  # type: ignore[operator]
+                 for k in base_metrics["heldout"] if _value(metrics, k) is not None}
+        problems = [f"{k} loses {delta[k]:.4f} (budget {budget})"
+                    for k, budget in spec.variant_budget.items() if k in delta and delta[k] > budget]
+        sens = base_metrics["heldout"].get("sensitivity")
+        if spec.task == "binary_classification" and sens and sens.get("ci95"):
+            v_sens = _value(metrics, "sensitivity") or 0.0
+            if v_sens < sens["ci95"][0]:
+                problems.append(f"sensitivity {v_sens:.3f} below the fp32 CI lower bound {sens['ci95'][0]:.3f}")
+        flips = int(np.sum(spec.decisions(scores) != spec.decisions(base_scores))) if spec.task != "regression" else 0
+        diff = float(np.max(np.abs(scores.astype(np.float64) - base_scores), initial=0.0))
+        entry = {"accuracy_delta": delta, "max_abs_diff_vs_fp32": diff, "decision_flips_vs_fp32": flips,
+                 "metrics": {k: v["value"] for k, v in metrics["heldout"].items()}}
+        if problems:
+            report[kind] = {"shipped": False, "reason": "; ".join(problems), **entry}
+            progress(f"[{spec.name}] int8 variant REFUSED: {'; '.join(problems)}")
+            continue
+        fetch = [spec.score_output]
+        golden = dict(zip(fetch, session.run(fetch, {input_name: golden_x})))
+        name = f"model.{kind}.onnx"
+        files[name] = data
+        goldens[kind] = golden
+        variants[kind] = Variant(
+            file=name, precision="int8", description="static QDQ int8 (uint8 activations, per-channel int8 "
+            "weights), calibrated on training samples",
+            accuracy_delta={k: round(v, 6) for k, v in delta.items()},
+            parity={"max_abs_diff_vs_fp32": diff, "decision_flips_vs_fp32": flips, "n": int(len(scores))},
+            golden_digest=outputs_digest(golden, tuple(golden)),
+            # int8 kernels differ between CPUs (VNNI vs AVX2 paths): a looser, stated tolerance for readiness
+            golden_atol=max(spec.parity.atol, INT8_GOLDEN_ATOL),
+        )
+        report[kind] = {"shipped": True, **entry}
+        progress(f"[{spec.name}] int8 variant kept: max diff {diff:.3g}, {flips} decision flips, deltas "
+                 + ", ".join(f"{k} {v:+.4f}" for k, v in delta.items()))
+    return variants, files, report, goldens
+
+
+def chosen_profile(spec: Any, model_bytes: bytes, input_name: str, golden_x: Any,
+                   progress: Progress = quiet) -> SessionProfile:
+    """The spec's profile with threads/spinning/optimisation level chosen by measurement at batch 1."""
+    base: SessionProfile = spec.profile
+    if not getattr(spec, "measure_profile", True):
+        return base
+    from medinfer.fingerprint import cpu
+
+    feeds = {input_name: np.asarray(golden_x)[:1]}
+    if feeds[input_name].dtype.kind == "U":
+        feeds[input_name] = feeds[input_name].astype(object)
+    progress(f"[{spec.name}] measuring session profiles at batch 1 (threads, spinning, optimisation level)")
+    best, table = measure_profiles(model_bytes, feeds, [spec.score_output], base=base)
+    measured = {**base.measured, "batch1": table, "machine": {k: cpu()[k] for k in ("model", "usable_cores")},
+                "method": "interleaved p50 over 3 rounds; chosen = lowest p50"}
+    return dataclasses.replace(best, measured=measured)
