@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from medinfer.manifest import SessionProfile
 
 log = logging.getLogger(__name__)
@@ -24,7 +23,6 @@ log = logging.getLogger(__name__)
 
 def _session(model_bytes: bytes, profile: SessionProfile) -> Any:
     import onnxruntime as ort
-
     from medinfer.session import session_options
 
     return ort.InferenceSession(model_bytes, sess_options=session_options(profile, cpu_fallback=True),

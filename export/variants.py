@@ -11,7 +11,6 @@ import dataclasses
 from typing import Any
 
 import numpy as np
-
 from medinfer.integrity import outputs_digest
 from medinfer.manifest import SessionProfile, Variant
 
