@@ -16,7 +16,7 @@ from medinfer.manifest import SessionProfile, Variant
 
 from ..train.spec import Progress, quiet
 from . import parity
-from .optimize import measure_profiles, static_int8
+from .optimize import fold_window_into_quantize, measure_profiles, static_int8
 
 INT8_GOLDEN_ATOL = 1e-3
 
@@ -56,6 +56,14 @@ def build_variants(spec: Any, ds: Any, model_bytes: bytes, input_name: str, gold
         progress(f"[{spec.name}] static int8 (QDQ, per-channel) calibrated on {len(ds.X_train)} training samples")
         data = static_int8(model_bytes, np.asarray(ds.X_train), input_name,
                            exclude_name_prefixes=tuple(getattr(spec, "int8_exclude_prefixes", ())))
+        fold = getattr(spec, "int8_fold_window", None)
+        if fold:
+            try:
+                data = fold_window_into_quantize(data, *fold)
+            except ValueError as exc:
+                report[kind] = {"shipped": False, "reason": f"window folding failed: {exc}"}
+                progress(f"[{spec.name}] int8 variant REFUSED: window folding failed: {exc}")
+                continue
         session = parity.ort_session(data)
         scores, _ = _scores(spec, session, input_name, ds.X_test)
         metrics = spec.evaluate(scores, ds.y_test)
@@ -83,7 +91,8 @@ def build_variants(spec: Any, ds: Any, model_bytes: bytes, input_name: str, gold
         goldens[kind] = golden
         variants[kind] = Variant(
             file=name, precision="int8", description="static QDQ int8 (uint8 activations, per-channel int8 "
-            "weights), calibrated on training samples",
+            "weights), calibrated on training samples" + ("; input windows folded into one per-channel "
+                                                          "QuantizeLinear" if fold else ""),
             accuracy_delta={k: round(v, 6) for k, v in delta.items()},
             parity={"max_abs_diff_vs_fp32": diff, "decision_flips_vs_fp32": flips, "n": int(len(scores))},
             golden_digest=outputs_digest(golden, tuple(golden)),

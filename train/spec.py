@@ -79,6 +79,8 @@ class ModelSpec:
     variants: ClassVar[tuple[str, ...]] = ()
     variant_budget: ClassVar[dict[str, float]] = {"roc_auc": 0.005}
     int8_exclude_prefixes: ClassVar[tuple[str, ...]] = ()
+    # (conv name fragment, clip output fragment) of an input windowing layer to fold into the int8 input quantizer
+    int8_fold_window: ClassVar[tuple[str, str] | None] = None
     measure_profile: ClassVar[bool] = True  # choose threads/spinning/optimisation level by measurement
     # What the registry-parametrized tests train on: a small seeded sample and cheap options (CI runs 2 cores).
     test_sample: ClassVar[int | None] = 200
