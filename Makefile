@@ -9,14 +9,14 @@ MEDINFER := $(VENV)/bin/medinfer
 STAMP  := $(VENV)/.installed-train-dev
 MODELS ?= all
 
-.PHONY: demo test install lint clean bench
+.PHONY: demo test install lint clean bench test-triton test-scale
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[train,dicom,sign,dev]'
+	$(PY) -m pip install --quiet -e '.[train,dicom,sign,dev,serve,triton,dask,spark]'
 	@touch $@
 
 install: $(STAMP)
@@ -36,6 +36,22 @@ bench: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The real tritonserver (PyTriton's wheel: Python backend only) in its own venv, because its backend stub is
+# built against numpy 1 (numpy 2 hands it empty tensors); medinfer is installed there without dependencies.
+TRITON_VENV ?= build/triton-venv
+$(TRITON_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install --quiet 'nvidia-pytriton>=0.7' 'onnxruntime>=1.18'
+	$(TRITON_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	@touch $@
+
+test-triton: $(STAMP) $(TRITON_VENV)/.installed
+	MEDINFER_TRITON_VENV=$(TRITON_VENV) $(PY) -m pytest -q -m triton tests/test_triton.py
+
+# >= 1 M rows through the local, Dask and Spark engines -> benchmarks/results/scale.json
+test-scale: $(STAMP)
+	$(PY) -m pytest -q -s -m scale tests/test_score.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check runtime train export tests benchmarks

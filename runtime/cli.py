@@ -1,6 +1,7 @@
 """The ``medinfer`` command line (also ``python -m medinfer``).
 
-Runtime commands (numpy + onnxruntime only): info, list, verify, predict, bench, audit; keygen/sign need [sign].
+Runtime commands (numpy + onnxruntime only): info, list, verify, predict, bench, audit; keygen/sign need [sign];
+serve needs [serve], score needs [score]/[dask]/[spark], export-triton needs nothing more (see cli_fleet.py).
 With the [train] extra: specs, train, export, build, data.
 Exit codes: 0 ok, 1 other error, 2 usage, 3 integrity/signature, 4 manifest, 5 input, 6 provider, 7 self-test,
 8 parity, 9 missing extra, 10 inference.
@@ -373,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit)
 
+    from .cli_fleet import add_parsers
+
+    add_parsers(sub)  # serve, export-triton, score
     for name in _TRAIN_COMMANDS:
         sub.add_parser(name, help=f"[train extra] {name} (see 'medinfer {name} --help')", add_help=False)
     return parser
