@@ -1,4 +1,5 @@
-"""Model-card figures for the classifiers (PNG, matplotlib's Agg backend; no display needed).
+"""Model-card figures (PNG, matplotlib's Agg backend; no display needed): ROC with the operating point,
+confusion matrix, 2-D embedding, example CT patches, Clarke error grid, forecast-vs-truth trace.
 
 Each function draws one figure from held-out data, writes it to ``path`` and returns the path relative to the
 bundle (``plots/<file>.png``), which is what ``spec.plots`` hands to the exporter.
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from . import clarke
 
 
 def _pyplot() -> Any:
@@ -86,4 +89,74 @@ def embedding(Z: np.ndarray, y: np.ndarray, labels: Sequence[str], path: Path, t
                        label=f"{name} ({int(mask.sum())})")
     ax.set(xlabel=axes[0], ylabel=axes[1], title=title)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
+    return _save(fig, path)
+
+
+def example_patches(X: np.ndarray, y: np.ndarray, scores: np.ndarray, threshold: float, path: Path,
+                    n: int = 12) -> str:
+    """A grid of held-out patches (lung window) titled with truth, score and decision: TP, TN, FP, FN first."""
+    plt = _pyplot()
+    decided = scores >= threshold
+    kinds = [("TP", (y == 1) & decided), ("FN", (y == 1) & ~decided), ("FP", (y == 0) & decided),
+             ("TN", (y == 0) & ~decided)]
+    picks: list[tuple[str, int]] = []
+    for name, mask in kinds:
+        picks += [(name, int(i)) for i in np.flatnonzero(mask)[: max(1, n // 4)]]
+    picks = picks[:n]
+    cols = 4
+    rows = max(1, -(-len(picks) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.2, rows * 2.4))
+    for ax in np.atleast_1d(axes).flat:
+        ax.axis("off")
+    for ax, (kind, i) in zip(np.atleast_1d(axes).flat, picks):
+        lung = np.clip((X[i, :, :, 0] + 1350.0) / 1500.0, 0, 1)
+        ax.imshow(lung, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"{kind}: truth {'nodule' if y[i] else 'none'}\nscore {scores[i]:.3f}", fontsize=8,
+                     color="green" if kind in ("TP", "TN") else "red")
+    fig.suptitle(f"held-out patches, threshold {threshold:.3g} (simulated lesions on real CT)", fontsize=9)
+    return _save(fig, path)
+
+
+def clarke_grid(reference: np.ndarray, predicted: np.ndarray, path: Path, title: str = "") -> str:
+    """Clarke error grid with the zone boundaries and the zone percentages in the legend."""
+    plt = _pyplot()
+    pct = clarke.zone_percentages(reference, predicted)
+    fig, ax = plt.subplots(figsize=(5.2, 5.0))
+    ax.scatter(reference, predicted, s=3, alpha=0.35, c="tab:blue", rasterized=True)
+    k = dict(c="black", lw=0.8)
+    ax.plot([0, 400], [0, 400], ls=":", c="grey", lw=0.8)
+    ax.plot([0, 175 / 3], [70, 70], **k)
+    ax.plot([175 / 3, 400 / 1.2], [70, 400], **k)
+    ax.plot([70, 70], [84, 400], **k)
+    ax.plot([0, 70], [180, 180], **k)
+    ax.plot([70, 290], [180, 400], **k)
+    ax.plot([70, 70], [0, 56], **k)
+    ax.plot([70, 400], [56, 320], **k)
+    ax.plot([180, 180], [0, 70], **k)
+    ax.plot([180, 400], [70, 70], **k)
+    ax.plot([240, 240], [70, 180], **k)
+    ax.plot([240, 400], [180, 180], **k)
+    ax.plot([130, 180], [0, 70], **k)
+    for label, (x, yy) in {"A": (30, 15), "B": (370, 260), "B ": (280, 370), "C": (160, 370), "C ": (160, 15),
+                           "D": (30, 140), "D ": (370, 120), "E": (30, 370), "E ": (370, 15)}.items():
+        ax.text(x, yy, label.strip(), fontsize=12, fontweight="bold")
+    ax.set(xlim=(0, 400), ylim=(0, 400), xlabel="reference glucose (mg/dL)", ylabel="forecast glucose (mg/dL)",
+           title=title or "Clarke error grid")
+    text = "  ".join(f"{z}: {pct[z]:.1f}%" for z in clarke.ZONES)
+    ax.text(0.02, -0.16, text, transform=ax.transAxes, fontsize=8)
+    return _save(fig, path)
+
+
+def forecast_trace(minutes: np.ndarray, truth: np.ndarray, forecast: np.ndarray, persistence: np.ndarray,
+                   path: Path, title: str = "") -> str:
+    """Glucose 30 min ahead over time for one held-out patient: truth, model forecast, persistence."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8.0, 3.4))
+    hours = np.asarray(minutes) / 60.0
+    ax.plot(hours, truth, c="black", lw=1.5, label="blood glucose 30 min later (simulated truth)")
+    ax.plot(hours, forecast, c="tab:orange", lw=1.2, label="LSTM forecast")
+    ax.plot(hours, persistence, c="grey", lw=0.8, ls="--", label="persistence (last CGM)")
+    ax.axhspan(70, 180, color="green", alpha=0.06)
+    ax.set(xlabel="time of forecast (hours since start)", ylabel="glucose (mg/dL)", title=title)
+    ax.legend(fontsize=8, loc="upper right")
     return _save(fig, path)

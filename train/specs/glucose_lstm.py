@@ -186,18 +186,18 @@ class GlucoseLSTM(KerasSpec):
                 "edge_two_steps": np.ascontiguousarray(edge[:, -2:, :])}
 
     def plots(self, model: Any, dataset: Dataset, folder: Path) -> dict[str, str]:
-        from .. import figures
+        from .. import plots
 
         pred = self.scores(self.native_outputs(model, dataset.X_test))
         y = np.asarray(dataset.y_test)
-        out = {"Clarke error grid (held-out patients)": figures.clarke_grid(
+        out = {"Clarke error grid (held-out patients)": plots.clarke_grid(
             y, pred, folder / "clarke.png", title=f"Clarke error grid, {len(y)} held-out forecasts")}
         n = int(dataset.split.get("n_test_windows_first_patient", 0))
         if n:
             stride, seq = int(dataset.split["test_stride_steps"]), int(dataset.split["seq_len"])
             minutes = (seq - 1 + stride * np.arange(n) + glucose.HORIZON_STEPS) * glucose.STEP_MIN
             patient = dataset.split["test_patients"][0]
-            out[f"Forecast vs truth, held-out patient {patient}"] = figures.forecast_trace(
+            out[f"Forecast vs truth, held-out patient {patient}"] = plots.forecast_trace(
                 minutes, y[:n], pred[:n], np.asarray(dataset.X_test)[:n, -1, 0], folder / "trace.png",
                 title=f"held-out virtual patient {patient}: blood glucose 30 min ahead")
         return out

@@ -213,15 +213,15 @@ class LungNoduleCNN(KerasSpec):
         return binary_metrics(y, scores, float(self.threshold or 0.5))
 
     def plots(self, model: Any, dataset: Dataset, folder: Path) -> dict[str, str]:
-        from .. import figures
+        from .. import plots
 
         scores = self.scores(self.native_outputs(model, dataset.X_test))
         y = np.asarray(dataset.y_test).astype(int)
         return {
             "ROC curve (held-out, simulated lesions) with the operating point":
-                figures.roc_curve(y, scores, float(self.threshold or 0.5), folder / "roc.png"),
+                plots.roc(y, scores, float(self.threshold or 0.5), folder / "roc.png", self.positive_label or "nodule"),
             "Example held-out patches (lung window) with their scores":
-                figures.example_patches(dataset.X_test, y, scores, float(self.threshold or 0.5),
+                plots.example_patches(dataset.X_test, y, scores, float(self.threshold or 0.5),
                                         folder / "examples.png"),
         }
 
