@@ -25,6 +25,12 @@ def _history_path(args: argparse.Namespace) -> Path:
     return history.history_file(HERE / "history", environment())
 
 
+def _bundles(args: argparse.Namespace) -> list[Path]:
+    root = Path(args.bundles)
+    bundles = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
+    return [b for b in bundles if b.name in args.models] if args.models else bundles
+
+
 def _render(latest: dict | None, records: list[dict], raw_record: dict | None) -> Path:
     out = HERE / "plots"
     out.mkdir(exist_ok=True)
@@ -42,12 +48,9 @@ def _render(latest: dict | None, records: list[dict], raw_record: dict | None) -
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    root = Path(args.bundles)
-    bundles = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
-    if args.models:
-        bundles = [b for b in bundles if b.name in args.models]
+    bundles = _bundles(args)
     if not bundles:
-        print(f"no bundles in {root}/ — run 'make demo' (or 'medinfer build all') first", file=sys.stderr)
+        print(f"no bundles in {args.bundles}/ — run 'make demo' (or 'medinfer build all') first", file=sys.stderr)
         return 2
     artifacts = Path(args.artifacts) if args.artifacts else None
     record = run_suite(bundles, batches=args.batch, artifacts=artifacts, seconds=args.seconds, rounds=args.rounds,
@@ -88,10 +91,7 @@ def cmd_safety(args: argparse.Namespace) -> int:
 
     from .safety import audit_cost, markdown, soak
 
-    root = Path(args.bundles)
-    bundles = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
-    if args.models:
-        bundles = [b for b in bundles if b.name in args.models]
+    bundles = _bundles(args)
     costs = [audit_cost(b, seconds=args.seconds) for b in bundles]
     soaks = [soak(b, seconds=args.soak_seconds) for b in bundles] if args.soak_seconds > 0 else []
     out = HERE / "results" / "safety.json"
@@ -111,10 +111,7 @@ def cmd_concurrency(args: argparse.Namespace) -> int:
 
     from .concurrency import concurrency, markdown
 
-    root = Path(args.bundles)
-    bundles = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
-    if args.models:
-        bundles = [b for b in bundles if b.name in args.models]
+    bundles = _bundles(args)
     rows = [concurrency(b, threads=args.threads, seconds=args.seconds) for b in bundles]
     text = markdown(rows)
     out = HERE / "results" / "concurrency.json"
