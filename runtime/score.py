@@ -291,14 +291,18 @@ def is_csv_output(out: str | Path) -> bool:
 
 def score_local(bundle: str | Path, source: str | Path, out: str | Path, plan: Plan, options: ScoreOptions,
                 progress: Progress | None = None) -> int:
-    """Score in this process, one Arrow batch at a time (bounded memory). Returns the row count."""
+    """Score in this process, one Arrow batch at a time (bounded memory), the session using workers × threads
+    intra-op threads. Returns the row count."""
+    import dataclasses
+
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     dataset = _dataset(source, plan.csv_types)
     total = dataset.count_rows()
-    scorer = Scorer(bundle, plan, options, text_output=is_csv_output(out))
+    one = dataclasses.replace(options, threads_per_worker=options.workers * options.threads_per_worker)
+    scorer = Scorer(bundle, plan, one, text_output=is_csv_output(out))
     scorer.model()
     columns = [plan.id_column, *plan.features]
     schema = arrow_schema(plan, dataset.schema.field(plan.id_column).type, is_csv_output(out))
@@ -358,6 +362,9 @@ def score(bundle: str | Path, source: str | Path, out: str | Path, options: Scor
 
         rows = score_spark(bundle, source, out, plan, options, progress)
     seconds = time.perf_counter() - start
+    workers, threads = options.workers, options.threads_per_worker
+    if options.engine == "local":
+        workers, threads = 1, workers * threads
     return {"engine": options.engine, "model": model.name, "version": model.version, "rows": rows,
             "seconds": seconds, "rows_per_s": rows / seconds if seconds > 0 else 0.0, "out": str(out),
-            "workers": options.workers, "threads_per_worker": options.threads_per_worker}
+            "workers": workers, "threads_per_worker": threads}

@@ -25,7 +25,6 @@ import signal
 import socket
 import threading
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from .audit import AuditLog
 from .errors import DeadlineExceeded, InputError, MedinferError, MissingExtraError
 from .protocol import (
     HEADER_LENGTH,
+    BodyTooLarge,
     RequestError,
     decode_request,
     encode_response,
@@ -44,6 +44,7 @@ from .protocol import (
     input_metadata,
     output_metadata,
     prediction_tensors,
+    read_body,
 )
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,6 @@ class NotReady(MedinferError, RuntimeError):
     """The model is still loading, failed its checks, or the server is saturated (HTTP 503)."""
 
     code = "not_ready"
-
-
-class BodyTooLarge(InputError):
-    """The request body exceeds the server's bound (HTTP 413)."""
-
-    code = "input"
 
 
 def http_status(exc: BaseException) -> int:
@@ -239,32 +234,6 @@ def _infer(slot: Slot, body: bytes, header: str | None, arrival: float, server_d
     return encode_response(slot.name, pred.version, req.id, tensors, binary, params)
 
 
-async def _read_body(request: Any, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"request body of {declared} bytes exceeds this server's limit of {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"request body exceeds this server's limit of {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    if encoding not in ("gzip", "deflate"):
-        raise RequestError(f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
-    inflater = zlib.decompressobj(31 if encoding == "gzip" else 15)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise RequestError(f"the {encoding} body does not decompress: {exc}") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise BodyTooLarge(f"decompressed request body exceeds this server's limit of {limit} bytes")
-    return out
-
-
 def build_app(registry: Registry, config: ServeConfig, pool: ThreadPoolExecutor) -> Any:
     """The starlette application (routes of the Open Inference Protocol)."""
     from starlette.applications import Starlette
@@ -318,7 +287,7 @@ def build_app(registry: Registry, config: ServeConfig, pool: ThreadPoolExecutor)
         try:
             slot = registry.get(request.path_params["name"], request.path_params.get("version"))
             slot.ready_model()
-            body = await _read_body(request, config.max_body_bytes)
+            body = await read_body(request, config.max_body_bytes)
             async with gate:
                 loop = asyncio.get_running_loop()
                 out, json_length = await loop.run_in_executor(

@@ -6,6 +6,7 @@ only after the self-test, audit trail, deadlines, bounded body/concurrency, grac
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import select
@@ -123,6 +124,9 @@ def test_tritonclient_gets_what_predict_gives(tiny_server) -> None:
         response = result.get_response()
         assert response["id"] == f"req-{binary}" and response["model_version"] == "0.0.1"
         assert response["parameters"]["model_sha256"] == expected.model_sha256
+    for algorithm in ("gzip", "deflate"):
+        packed = infer(client, "tiny_logistic", X, request_compression_algorithm=algorithm)
+        assert_same(packed, expected, "probabilities")
     only = infer(client, "tiny_logistic", X, outputs=[th.InferRequestedOutput("scores", binary_data=False)])
     assert [o["name"] for o in only.get_response()["outputs"]] == ["scores"]
 
@@ -163,6 +167,10 @@ def test_protocol_errors(tiny_server) -> None:
     assert status == 400 and "strings" in body["error"]
     status, body = http(url, path, b" " * 60_000)
     assert status == 413 and "limit of 52428 bytes" in body["error"]
+    bomb = gzip.compress(b" " * 200_000)  # 200 kB of spaces in a few hundred bytes
+    status, body = http(url, path, bomb, {"Content-Encoding": "gzip"})
+    assert status == 413 and "decompressed request body exceeds" in body["error"]
+    assert http(url, path, b"{}", {"Content-Encoding": "br"})[0] == 400
     assert get(url, "/v2/nothing/here")[0] == 404
 
 
