@@ -12,7 +12,7 @@ from typing import Any
 
 
 def _bundles(args: list[str]) -> tuple[str, ...]:
-    from .cli import bundle_path
+    from .clitools import bundle_path
 
     return tuple(str(bundle_path(b)) for b in args)
 
@@ -133,7 +133,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--id-column", default="id", help="row-id column, copied to the output (default id)")
     p.add_argument("--batch-rows", type=int, default=65536, help="rows per predict call (default 65536)")
     p.add_argument("--workers", type=int, default=None, help="parallel workers (default: cores)")
-    p.add_argument("--threads-per-worker", type=int, default=1, help="onnxruntime intra-op threads per worker")
+    p.add_argument("--threads-per-worker", type=int, default=None,
+                   help="onnxruntime intra-op threads per worker (default: the bundle's measured profile)")
     p.add_argument("--on-error", choices=("fail", "no_result"), default="fail",
                    help="a row the model refuses: stop (default) or mark it no_result and go on")
     p.add_argument("--cast", choices=("safe", "same_kind"), default="safe", help="dtype casting policy")

@@ -5,8 +5,9 @@
 Each engine only moves data: every row is scored by the same :class:`Scorer`, a picklable recipe (bundle path,
 column plan, options) that builds its ``Model`` where it runs — on the Spark executor or Dask worker, never on
 the driver and never pickled (onnxruntime sessions do not pickle) — once per worker process, with
-``intra_op_num_threads`` set per worker so that workers × threads matches the cores. Rows go through
-``Model.predict`` (the library's validation) in batches.
+``intra_op_num_threads`` per worker from ``--threads-per-worker`` (default: the bundle's measured profile, which
+keeps scores bit-identical to ``Model.predict``). Rows go through ``Model.predict`` (the library's validation) in
+batches.
 
 Input: rows with a row-id column (``--id-column``, default ``id``) and the features: for feature-named models the
 manifest's names (other columns are ignored); for unnamed tabular inputs every other column, in file order; for
@@ -44,13 +45,18 @@ Progress = Callable[[int, int, str], None]  # (done, total, unit)
 
 @dataclass(frozen=True)
 class ScoreOptions:
-    """How to score. ``workers`` × ``threads_per_worker`` should not exceed the cores."""
+    """How to score. ``workers`` × ``threads_per_worker`` should not exceed the cores.
+
+    ``threads_per_worker=None`` keeps the bundle's measured profile. The thread count can change the order in which
+    onnxruntime sums (tree ensembles, reductions), so another count may move scores by an ulp; the default gives
+    scores bit-identical to ``Model.predict``.
+    """
 
     engine: str = "local"
     id_column: str = "id"
     batch_rows: int = 65536
     workers: int = field(default_factory=lambda: max(1, len(os.sched_getaffinity(0))))
-    threads_per_worker: int = 1
+    threads_per_worker: int | None = None
     on_error: str = "fail"
     cast: str = "safe"
     variant: str | None = None
@@ -155,10 +161,12 @@ class Scorer:
                 if model is None:
                     from .loader import load
 
-                    model = load(self.bundle, variant=self.variant, cast=self.cast,
-                                 session_profile={"intra_op_num_threads": self.threads, "inter_op_num_threads": 1})
+                    profile = None if self.threads is None else {"intra_op_num_threads": self.threads,
+                                                                      "inter_op_num_threads": 1}
+                    model = load(self.bundle, variant=self.variant, cast=self.cast, session_profile=profile)
                     _MODELS[key] = model
-                    log.info("pid %d built %s (%d intra-op threads)", os.getpid(), model.name, self.threads)
+                    log.info("pid %d built %s (intra-op threads: %s)", os.getpid(), model.name,
+                             self.threads or f"profile's {model.manifest.profile.intra_op_num_threads}")
         return model
 
     def features(self, frame: Any) -> Any:
@@ -291,18 +299,14 @@ def is_csv_output(out: str | Path) -> bool:
 
 def score_local(bundle: str | Path, source: str | Path, out: str | Path, plan: Plan, options: ScoreOptions,
                 progress: Progress | None = None) -> int:
-    """Score in this process, one Arrow batch at a time (bounded memory), the session using workers × threads
-    intra-op threads. Returns the row count."""
-    import dataclasses
-
+    """Score in this process, one Arrow batch at a time (bounded memory). Returns the row count."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     dataset = _dataset(source, plan.csv_types)
     total = dataset.count_rows()
-    one = dataclasses.replace(options, threads_per_worker=options.workers * options.threads_per_worker)
-    scorer = Scorer(bundle, plan, one, text_output=is_csv_output(out))
+    scorer = Scorer(bundle, plan, options, text_output=is_csv_output(out))
     scorer.model()
     columns = [plan.id_column, *plan.features]
     schema = arrow_schema(plan, dataset.schema.field(plan.id_column).type, is_csv_output(out))
@@ -362,9 +366,8 @@ def score(bundle: str | Path, source: str | Path, out: str | Path, options: Scor
 
         rows = score_spark(bundle, source, out, plan, options, progress)
     seconds = time.perf_counter() - start
-    workers, threads = options.workers, options.threads_per_worker
-    if options.engine == "local":
-        workers, threads = 1, workers * threads
+    workers = 1 if options.engine == "local" else options.workers
+    threads = options.threads_per_worker or model.manifest.profile.intra_op_num_threads
     return {"engine": options.engine, "model": model.name, "version": model.version, "rows": rows,
             "seconds": seconds, "rows_per_s": rows / seconds if seconds > 0 else 0.0, "out": str(out),
             "workers": workers, "threads_per_worker": threads}
