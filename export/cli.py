@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from medinfer.cli import EXIT_CODES, table
+from medinfer.clitools import EXIT_CODES, table
 from medinfer.errors import MedinferError
 
 

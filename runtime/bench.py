@@ -185,7 +185,7 @@ def bench_bundle(
 
 def format_records(records: Sequence[dict[str, Any]]) -> str:
     """A readable table of bench records."""
-    from .cli import table
+    from .clitools import table
 
     rows = []
     for r in records:
