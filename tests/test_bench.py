@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from benchmarks import history
 from medinfer.bench import bench_bundle, latency_stats
 from medinfer.cli import main
+
+from benchmarks import history
 
 
 def test_latency_stats_keeps_tails() -> None:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from medinfer.train.metrics import binary_metrics, bootstrap, multiclass_metrics, regression_metrics
 
 
