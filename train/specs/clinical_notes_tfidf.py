@@ -127,6 +127,10 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
     def native_outputs(self, model: Any, X: Any) -> dict[str, np.ndarray]:
         return super().native_outputs(model, docs(X))
 
+    def native_predictors(self, model: Any) -> dict[str, Any]:
+        # the native pipeline takes a flat list of documents; the graph's (N, 1) rows are flattened first
+        return {"sklearn predict_proba": lambda X: model.predict_proba(docs(X))}
+
     def inputs(self, dataset: Dataset) -> tuple[TensorSpec, ...]:
         stop_file = text.NLTK_DATA / "corpora" / "stopwords" / text.STOPWORDS_LANGUAGE
         return (
