@@ -30,17 +30,19 @@ _MIN = np.minimum.reduce
 _MAX = np.maximum.reduce
 _SUM = np.add.reduce
 _ISFINITE = np.isfinite
+_VDOT = np.vdot
 
 
 class InputCheck:
     """Validates and normalises one input tensor. Built once per model; called on every prediction."""
 
-    __slots__ = ("spec", "owner", "name", "dtype", "rank", "fixed", "lo", "hi", "is_string", "batched",
+    __slots__ = ("spec", "owner", "name", "dtype", "rank", "fixed", "lo", "hi", "dot_bound", "is_string", "batched",
                  "casting", "shape_text", "is_float")
 
     dtype: Any
     lo: Any
     hi: Any
+    dot_bound: Any
     casting: Any
 
     def __init__(self, spec: TensorSpec, owner: str, casting: str = "safe") -> None:
@@ -59,6 +61,10 @@ class InputCheck:
             self.lo, self.hi = self.dtype.type(spec.range[0]), self.dtype.type(spec.range[1])
         else:
             self.lo = self.hi = None
+        self.dot_bound = None
+        if self.is_float and spec.range is not None and spec.range[0] < 0 < spec.range[1]:
+            m = min(-spec.range[0], spec.range[1])
+            self.dot_bound = self.dtype.type(0.999 * m * m)  # margin for the dot's float rounding
         self.casting = casting
         self.shape_text = "(" + ", ".join(str(d) for d in spec.shape) + ")"
 
@@ -84,9 +90,13 @@ class InputCheck:
         if x.size == 0:
             self._empty_error(x)
         if self.lo is not None:
-            # NaN propagates through min/max and fails both comparisons, so this also checks finiteness.
-            if not (self.lo <= _MIN(x, None) and _MAX(x, None) <= self.hi):
-                self._value_error(x)
+            # Fast accept: sum(x**2) <= m**2 implies every |x_i| <= m, i.e. inside [-m, m] within the declared
+            # range; NaN/inf make the sum NaN/inf and fall through. One BLAS dot (~0.5 µs) instead of two
+            # reductions (~1.9 µs) on small inputs; anything not accepted gets the exact check.
+            if not (self.dot_bound is not None and _VDOT(x, x) <= self.dot_bound):
+                # NaN propagates through min/max and fails both comparisons, so this also checks finiteness.
+                if not (self.lo <= _MIN(x, None) and _MAX(x, None) <= self.hi):
+                    self._value_error(x)
         elif self.is_float and not _ISFINITE(_SUM(x, None)):
             self._value_error(x)  # a NaN/inf, or a finite sum that overflowed: the slow path tells which
         if not x.flags.c_contiguous:

@@ -205,3 +205,21 @@ def test_session_profile_override(tiny_bundle_ro: Path) -> None:
 def test_unknown_variant(tiny_bundle_ro: Path) -> None:
     with pytest.raises(medinfer.MedinferError, match="has no variant 'int8'; it has: default"):
         medinfer.load(tiny_bundle_ro, variant="int8")
+
+
+@pytest.mark.parametrize("value", [10.0001, -10.0001, 1e30, np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("where", [0, 1, 2])
+def test_range_fast_path_never_accepts_an_out_of_range_value(tiny_bundle_ro: Path, value: float, where: int) -> None:
+    model = medinfer.load(tiny_bundle_ro)
+    x = np.zeros((1, 3), np.float32)
+    x[0, where] = value
+    with pytest.raises(medinfer.InputError):
+        model.predict(x)
+
+
+def test_range_exact_path_accepts_values_at_the_bound(tiny_bundle_ro: Path) -> None:
+    model = medinfer.load(tiny_bundle_ro)
+    edge = np.array([[10.0, -10.0, 10.0]], np.float32)  # sum of squares far above the fast-path bound
+    assert model.predict(edge).labels is not None
+    many = np.full((50, 3), 10.0 / np.sqrt(150), np.float32)  # batch sum of squares == bound: exact path
+    assert len(model.predict(many)) == 50
