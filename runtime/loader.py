@@ -127,6 +127,10 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
     model = Model(bundle, manifest, manifest_sha256, session, key, manifest.files[model_file].sha256,
                   kept[manifest.golden.file], cast)
     model.signed_by = signed_by
+    if profile.large_batch_from > 0 and profile.large_batch:  # the caller's overrides win over both profiles
+        large_profile = merge_profile(merge_profile(manifest.profile, profile.large_batch), overrides)
+        large = create_session(kept[model_file], large_profile, resolved)
+        model.use_large_batch_session(large, profile.large_batch_from)
     if self_test:
         report = model.self_test()
         log.info("%s self-test %s (max diff %.3g)", manifest.name, report.status, report.max_abs_diff)

@@ -104,6 +104,10 @@ class SessionProfile:
     execution_mode: Literal["sequential", "parallel"] = "sequential"
     deterministic: bool = False
     provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # A second session for batches of at least ``large_batch_from`` samples, with these settings overridden
+    # (measured: e.g. the LSTM wants 1 thread at batch 1 but all cores at batch 64). 0 / {}: one session.
+    large_batch_from: int = 0
+    large_batch: dict[str, Any] = field(default_factory=dict)
     measured: dict[str, Any] = field(default_factory=dict)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -68,10 +69,20 @@ class Model:
         else:
             self._run = lambda fetch, feeds, _options: session.run(fetch, feeds)
         self._check1 = self._validate.checks[0] if len(self._validate.checks) == 1 else None
+        self._run_large = self._run
+        self._large_from = sys.maxsize
+        self.large_session: Any = None
         self.audit: AuditLog | None = None
         self.deadline_ms: float | None = None
         self._plain = True
         self.signed_by: str | None = None
+
+    def use_large_batch_session(self, session: Any, from_batch: int) -> None:
+        """Route batches of at least ``from_batch`` samples to ``session`` (same graph, other thread settings)."""
+        self.large_session = session
+        inner = getattr(session, "_sess", None)
+        self._run_large = inner.run if inner is not None else (lambda f, d, _o: session.run(f, d))
+        self._large_from = from_batch
 
     def configure(self, *, audit: AuditLog | None = None, deadline_ms: float | None = None) -> Model:
         """Set the model's audit trail and default per-call deadline (None: off)."""
@@ -123,8 +134,10 @@ class Model:
                 feeds = {check.name: arr}
             else:
                 feeds, single = self._validate(x)
+                arr = next(iter(feeds.values()))
             try:
-                outs = self._run(self._fetch, feeds, None)
+                run = self._run if len(arr) < self._large_from else self._run_large
+                outs = run(self._fetch, feeds, None)
             except Exception as exc:
                 raise InferenceError(f"onnxruntime failed running {self.name}: {exc}") from exc
             return Prediction(self._meta, outs, single)
@@ -154,7 +167,8 @@ class Model:
         try:
             feeds, single = self._validate(x)
             if deadline_ms is None:
-                outs = self._run(self._fetch, feeds, None)
+                run = self._run if len(next(iter(feeds.values()))) < self._large_from else self._run_large
+                outs = run(self._fetch, feeds, None)
             else:
                 outs = self._run_with_deadline(feeds, start + deadline_ms / 1e3, deadline_ms)
             result = Prediction(self._meta, outs, single)

@@ -17,7 +17,7 @@ def merge_profile(profile: SessionProfile, overrides: Mapping[str, Any] | None) 
     """The manifest's profile with the caller's overrides applied (unknown keys refused)."""
     if not overrides:
         return profile
-    allowed = {f.name for f in dataclasses.fields(SessionProfile)} - {"measured"}
+    allowed = {f.name for f in dataclasses.fields(SessionProfile)} - {"measured", "large_batch"}
     unknown = sorted(set(overrides) - allowed)
     if unknown:
         raise ValueError(f"unknown session profile setting {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")

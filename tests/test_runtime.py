@@ -223,3 +223,20 @@ def test_range_exact_path_accepts_values_at_the_bound(tiny_bundle_ro: Path) -> N
     assert model.predict(edge).labels is not None
     many = np.full((50, 3), 10.0 / np.sqrt(150), np.float32)  # batch sum of squares == bound: exact path
     assert len(model.predict(many)) == 50
+
+
+def test_large_batch_session(tmp_path: Path) -> None:
+    bundle = tiny.build(tmp_path / "lb", profile={"intra_op_num_threads": 1, "large_batch_from": 4,
+                                                  "large_batch": {"intra_op_num_threads": 2}})
+    model = medinfer.load(bundle)
+    assert model.large_session is not None
+    assert model.large_session.get_session_options().intra_op_num_threads == 2
+    assert model.session.get_session_options().intra_op_num_threads == 1
+    rng = np.random.default_rng(0)
+    for n in (1, 3, 4, 50):
+        x = rng.uniform(-5, 5, (n, 3)).astype(np.float32)
+        np.testing.assert_allclose(model.predict(x).scores, tiny.reference(x)[:, 1], atol=1e-6)
+    off = medinfer.load(bundle, session_profile={"large_batch_from": 0})
+    assert off.large_session is None
+    mine = medinfer.load(bundle, session_profile={"intra_op_num_threads": 3})  # the caller's setting wins
+    assert mine.large_session.get_session_options().intra_op_num_threads == 3
