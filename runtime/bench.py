@@ -95,7 +95,7 @@ import json, sys, time
 t0 = time.perf_counter()
 import medinfer
 t1 = time.perf_counter()
-m = medinfer.load(sys.argv[1], providers=json.loads(sys.argv[2]), variant=sys.argv[3], self_test=False)
+m = medinfer.load(sys.argv[1], providers=json.loads(sys.argv[2]), variant=sys.argv[3])  # incl. self-test
 t2 = time.perf_counter()
 inputs, _ = m.golden()
 x = {k: v[:1] for k, v in inputs.items()}
