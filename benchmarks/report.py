@@ -41,13 +41,15 @@ def _suite_section(rec: dict[str, Any]) -> list[str]:
         lines.append(f"| {m['model']} | {_f(o.get('predict_vs_bare_same_options_p50'), 3)} | "
                      f"{_f(o.get('predict_vs_bare_default_options_p50'), 3)} | "
                      f"{_f(o.get('predict_vs_bare_same_options_mean'), 3)} |")
-    lines += ["", "### Cold start (fresh process: interpreter + import medinfer + load + first result)", "",
+    lines += ["", "### Cold start (fresh process: interpreter + import medinfer + load with integrity check and "
+              "golden self-test + first result)", "",
               "| model | wall s (median of 3) | import s | load s | first predict s | peak RSS MB |",
               "|---|---|---|---|---|---|"]
     for m in rec["models"]:
-        c = m.get("cold_start") or {}
-        lines.append(f"| {m['model']} | {_f(c.get('wall_s_median'), 3)} | {_f(c.get('import_s'), 3)} | "
-                     f"{_f(c.get('load_s'), 3)} | {_f(c.get('first_predict_s'), 4)} | {_f(c.get('peak_rss_mb'))} |")
+        colds = {"": m.get("cold_start") or {}, **{f" [{k}]": v for k, v in (m.get("cold_start_variants") or {}).items()}}
+        for suffix, c in colds.items():
+            lines.append(f"| {m['model']}{suffix} | {_f(c.get('wall_s_median'), 3)} | {_f(c.get('import_s'), 3)} | "
+                         f"{_f(c.get('load_s'), 3)} | {_f(c.get('first_predict_s'), 4)} | {_f(c.get('peak_rss_mb'))} |")
     if rec.get("all_loaded"):
         a = rec["all_loaded"]
         lines += ["", f"All {a.get('n')} bundles loaded and run once in one process: peak RSS "

@@ -143,7 +143,9 @@ def run_model(bundle: Path, batches: list[int], artifacts: Path | None, seconds:
             "predict_vs_bare_same_options_mean": by["medinfer [default]"]["mean"] / by[BARE]["mean"],
         }
     if cold:
+        variants = list(medinfer.load_manifest(bundle).variants)
         record["cold_start"] = cold_start(bundle)
+        record["cold_start_variants"] = {v: cold_start(bundle, v) for v in variants if v != "default"}
     record["_raw"] = raw
     return record
 
