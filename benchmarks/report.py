@@ -46,7 +46,8 @@ def _suite_section(rec: dict[str, Any]) -> list[str]:
               "| model | wall s (median of 3) | import s | load s | first predict s | peak RSS MB |",
               "|---|---|---|---|---|---|"]
     for m in rec["models"]:
-        colds = {"": m.get("cold_start") or {}, **{f" [{k}]": v for k, v in (m.get("cold_start_variants") or {}).items()}}
+        variants = m.get("cold_start_variants") or {}
+        colds = {"": m.get("cold_start") or {}, **{f" [{k}]": v for k, v in variants.items()}}
         for suffix, c in colds.items():
             lines.append(f"| {m['model']}{suffix} | {_f(c.get('wall_s_median'), 3)} | {_f(c.get('import_s'), 3)} | "
                          f"{_f(c.get('load_s'), 3)} | {_f(c.get('first_predict_s'), 4)} | {_f(c.get('peak_rss_mb'))} |")
