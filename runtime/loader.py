@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -91,6 +92,24 @@ def load(
     return model.configure(audit=log_, deadline_ms=deadline_ms)
 
 
+@functools.lru_cache(maxsize=1)
+def _warn_if_several_onnxruntime_builds() -> None:
+    """Two onnxruntime builds in one environment overwrite each other's files: say so once per process."""
+    from importlib import metadata
+
+    from .providers import ORT_DISTRIBUTIONS
+
+    found = []
+    for dist in ORT_DISTRIBUTIONS:
+        try:
+            found.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    if len([f for f in found if not f.startswith("onnxruntime-training")]) > 1:
+        log.warning("several onnxruntime builds are installed in this environment (%s): they overwrite the same "
+                    "'onnxruntime' module; keep exactly one (see 'medinfer info --providers')", ", ".join(found))
+
+
 def _load(path: str | Path, providers: Any, variant: str | None, session_profile: Mapping[str, Any] | None,
           cast: str, self_test: bool, deterministic: bool, require_signature: bool,
           trusted_keys: Sequence[str | Path | bytes]) -> Model:
@@ -115,6 +134,8 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
         )
     model_file = manifest.variants[key].file
     kept = verify_files(bundle, manifest, keep=(model_file, manifest.golden.file))
+    if providers is not None:
+        _warn_if_several_onnxruntime_builds()
     resolved = resolve(providers, profile_options=manifest.profile.provider_options)
     overrides = dict(session_profile or {})
     if deterministic:
