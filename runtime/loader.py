@@ -95,17 +95,10 @@ def load(
 @functools.lru_cache(maxsize=1)
 def _warn_if_several_onnxruntime_builds() -> None:
     """Two onnxruntime builds in one environment overwrite each other's files: say so once per process."""
-    from importlib import metadata
+    from .providers import installed_builds, several_builds
 
-    from .providers import ORT_DISTRIBUTIONS
-
-    found = []
-    for dist in ORT_DISTRIBUTIONS:
-        try:
-            found.append(f"{dist}=={metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            continue
-    if len([f for f in found if not f.startswith("onnxruntime-training")]) > 1:
+    found = installed_builds()
+    if several_builds(found):
         log.warning("several onnxruntime builds are installed in this environment (%s): they overwrite the same "
                     "'onnxruntime' module; keep exactly one (see 'medinfer info --providers')", ", ".join(found))
 

@@ -186,17 +186,28 @@ def _preload_pip_cuda_libraries() -> None:
         pass
 
 
-def diagnose(names: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """For each provider: is it usable here, and if not, is the package, the driver or a library missing?"""
+def installed_builds() -> list[str]:
+    """The onnxruntime distributions installed in this environment, as ``name==version``."""
     from importlib import metadata
 
-    avail = available_providers()
-    installed = []
+    found = []
     for dist in ORT_DISTRIBUTIONS:
         try:
-            installed.append(f"{dist}=={metadata.version(dist)}")
+            found.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:
             continue
+    return found
+
+
+def several_builds(installed: Sequence[str]) -> bool:
+    """More than one inference build: they overwrite each other's ``onnxruntime`` module."""
+    return len([d for d in installed if not d.startswith("onnxruntime-training")]) > 1
+
+
+def diagnose(names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """For each provider: is it usable here, and if not, is the package, the driver or a library missing?"""
+    avail = available_providers()
+    installed = installed_builds()
     if any(d.startswith("onnxruntime-gpu") for d in installed):
         _preload_pip_cuda_libraries()
     rows = []
@@ -217,7 +228,7 @@ def diagnose(names: Iterable[str] | None = None) -> list[dict[str, Any]]:
                 row["usable"] = True
                 row["why"] = "ready"
         rows.append(row)
-    if len([d for d in installed if not d.startswith("onnxruntime-training")]) > 1:
+    if several_builds(installed):
         rows.append({"provider": "(environment)", "in_build": False, "usable": False, "missing": "conflict",
                      "why": f"several onnxruntime builds installed ({', '.join(installed)}): they overwrite the "
                             "same 'onnxruntime' module; keep exactly one per environment"})

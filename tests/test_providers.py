@@ -122,3 +122,11 @@ def test_accelerator_driver_on_cpu(tiny_bundle_ro: Path, tmp_path: Path) -> None
         assert cuda["status"] == "failed" and "ProviderError" in cuda["error"]
     text = "\n".join(markdown({"results": [result], "seconds": 0.05, "env": {}}))
     assert "| tiny_logistic | cpu | ok |" in text and "| tiny_logistic | cuda |" in text
+
+
+def test_several_builds_detection() -> None:
+    from medinfer.providers import installed_builds, several_builds
+
+    assert several_builds(["onnxruntime==1.32.0", "onnxruntime-gpu==1.31.1"])
+    assert not several_builds(["onnxruntime==1.32.0", "onnxruntime-training==1.19.0"])
+    assert any(b.startswith("onnxruntime") for b in installed_builds())

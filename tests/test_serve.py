@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from . import tiny
+from .procs import stop
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -50,13 +51,7 @@ def serving(bundles: list[Path], *args: str, log: Path, wait_ready: bool = True,
             wait_for(url, "/v2/health/ready", timeout)
         yield url, proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc, 30)
 
 
 def wait_for(url: str, path: str, timeout: float) -> None:

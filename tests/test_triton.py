@@ -9,7 +9,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from medinfer.cli import main
 from medinfer.triton import TritonOptions, config_pbtxt, export_repository
 
 from . import tiny
+from .procs import stop
 
 X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 4.5], [0.0, 0.0, 0.0]], dtype=np.float32)
 
@@ -223,12 +223,7 @@ def running(server: dict, repo: Path, log: Path, *extra: str, wait_ready: bool =
             time.sleep(0.2)
         yield url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 60)
 
 
 def _infer(client, model: str, x: np.ndarray, name: str, datatype: str):
