@@ -257,7 +257,7 @@ class InputCheck:
                         "decode the source bytes with their real encoding"
                     ) from None
         shape = (flat.size,) + (1,) * (self.rank - 1)
-        return flat.astype(object).reshape(shape), single
+        return flat.reshape(shape), single  # onnxruntime takes numpy unicode ('U') and object arrays alike
 
 
 class Validator:
