@@ -105,33 +105,6 @@ def _nodes_matching(path: Path, ops: tuple[str, ...], prefixes: tuple[str, ...])
             if n.name and (n.op_type in ops or any(n.name.startswith(p) for p in prefixes))]
 
 
-def offline_optimized(model_bytes: bytes, level: str = "extended") -> bytes:
-    """The graph after onnxruntime's optimisations, saved so a device can skip them at session creation.
-
-    ``extended`` (not ``all``): level-all graphs may contain layout transformations specific to this CPU.
-    """
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "opt.onnx"
-        so = ort.SessionOptions()
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
-                                              {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED"}[level])
-        so.optimized_model_filepath = str(out)
-        ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
-        return out.read_bytes()
-
-
-def session_creation_seconds(model_bytes: bytes, profile: SessionProfile, repeats: int = 5) -> float:
-    """Median wall time to create a session (what a device pays at every boot)."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        _session(model_bytes, profile)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def fold_window_into_quantize(int8_bytes: bytes, conv_fragment: str, clip_fragment: str) -> bytes:
     """Rewrite a static-int8 graph whose input goes through ``clip(a_c * x + b_c, 0, 1)`` per channel (a 1×1 Conv
     from one channel, Relu, Min 1, Max 0 — e.g. CT windows on Hounsfield units) into ONE per-channel

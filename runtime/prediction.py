@@ -22,7 +22,6 @@ class PredictionMeta:
     manifest_sha256: str
     provider: str
     fetch: tuple[str, ...]
-    score_index: int
     score_column: int | None
     labels: np.ndarray | None
     threshold: float | None
@@ -33,7 +32,7 @@ class PredictionMeta:
     def build(manifest: Manifest, variant: str, model_sha256: str, manifest_sha256: str,
               provider: str) -> PredictionMeta:
         decision = manifest.decision
-        fetch = (decision.score_output,)
+        fetch = (decision.score_output,)  # only the score output is fetched: raw[0] is always it
         score_spec = next(o for o in manifest.outputs if o.name == decision.score_output)
         column: int | None = None
         labels = np.array(manifest.labels, dtype=object) if manifest.labels else None
@@ -55,7 +54,6 @@ class PredictionMeta:
             manifest_sha256=manifest_sha256,
             provider=provider,
             fetch=fetch,
-            score_index=0,
             score_column=column,
             labels=labels,
             threshold=decision.threshold,
@@ -119,7 +117,7 @@ class Prediction:
     @property
     def scores(self) -> np.ndarray:
         if self._scores is None:
-            raw = self._raw[self._meta.score_index]
+            raw = self._raw[0]
             col = self._meta.score_column
             if col is not None:
                 self._scores = raw[:, col]
@@ -157,12 +155,12 @@ class Prediction:
         return s.item() if np.ndim(s) == 0 else s
 
     def _one(self) -> None:
-        n = len(self._raw[self._meta.score_index])
+        n = len(self._raw[0])
         if n != 1:
             raise ValueError(f"this prediction holds {n} samples; use .labels / .scores")
 
     def __len__(self) -> int:
-        return len(self._raw[self._meta.score_index])
+        return len(self._raw[0])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (lists, not arrays)."""
