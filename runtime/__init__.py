@@ -11,6 +11,9 @@ from __future__ import annotations
 from ._version import __version__
 from .audit import AuditLog, verify_log
 from .errors import (
+    AuditError,
+    DataFetchError,
+    DatasetError,
     DeadlineExceeded,
     InferenceError,
     InputError,
@@ -23,15 +26,21 @@ from .errors import (
     ProviderError,
     SelfTestError,
     SignatureError,
+    UnknownNameError,
+    UsageError,
 )
 from .failsafe import NoResult, UnavailableModel
+from .grouped import predict_grouped
 from .loader import load
 from .manifest import Manifest, load_manifest
 from .model import Model, SelfTestReport
 from .prediction import Prediction
 
 __all__ = [
+    "AuditError",
     "AuditLog",
+    "DataFetchError",
+    "DatasetError",
     "NoResult",
     "UnavailableModel",
     "verify_log",
@@ -51,7 +60,10 @@ __all__ = [
     "SelfTestError",
     "SelfTestReport",
     "SignatureError",
+    "UnknownNameError",
+    "UsageError",
     "__version__",
     "load",
     "load_manifest",
+    "predict_grouped",
 ]

@@ -1,17 +1,44 @@
-"""The exception hierarchy of medinfer.
+"""The exception hierarchy of medinfer, and the one table of CLI exit codes.
 
 Every error raised on purpose by medinfer derives from :class:`MedinferError` and ALSO from the builtin that
 matches its meaning, so callers can catch either ``medinfer.InputError`` or plain ``ValueError``.
-Each error carries a short machine-readable ``code`` (used for NO_RESULT reason codes and CLI exit codes).
+Each error carries a short machine-readable ``code``: the NO_RESULT reason, the key of :data:`EXIT_CODES`
+(the exit status of every ``medinfer`` command) and, for the server, of its HTTP status.
 """
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 
 class MedinferError(Exception):
     """Base class of every error medinfer raises on purpose."""
 
     code = "error"
+
+
+class UsageError(MedinferError, ValueError):
+    """A command, option or argument was used wrongly (a bad value, a missing file, a folder that exists)."""
+
+    code = "usage"
+
+
+class UnknownNameError(UsageError, LookupError):
+    """A name (spec, variant, data source, engine, model...) is not known; the message suggests the closest."""
+
+    code = "unknown_name"
+
+    def __init__(self, kind: str, name: object, known: Iterable[str], hint: str = "", *, of: str = "") -> None:
+        choices = sorted(str(k) for k in known)
+        close = difflib.get_close_matches(str(name), choices, n=3)
+        suggestion = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        listed = f" ({len(choices)} known: {', '.join(choices)})" if choices else " (none are known)"
+        owner = f" of {of}" if of else ""
+        super().__init__(f"unknown {kind} {name!r}{owner}{suggestion}{listed}{hint}")
+        self.name = name
+        self.known = tuple(choices)
+        self.suggestions = tuple(close)
 
 
 class ManifestError(MedinferError, ValueError):
@@ -87,7 +114,93 @@ class MissingExtraError(MedinferError, ImportError):
         self.extra = extra
 
 
+class DataFetchError(MedinferError, RuntimeError):
+    """Training data could not be fetched, or its bytes do not match the pinned sha256."""
+
+    code = "data_fetch"
+
+
+class DatasetError(MedinferError, ValueError):
+    """Training data was fetched but cannot be used as it is (a bad label, a missing split, an unreadable file)."""
+
+    code = "dataset"
+
+
+class AuditError(MedinferError, OSError):
+    """The audit trail cannot be written or read: a result that cannot be audited is not returned."""
+
+    code = "audit"
+
+
+class UnknownModel(UnknownNameError):
+    """No served model (or version) has that name (HTTP 404)."""
+
+    code = "unknown_model"
+
+
+class NotReady(MedinferError, RuntimeError):
+    """The model is still loading, failed its checks, or the server is saturated (HTTP 503)."""
+
+    code = "not_ready"
+
+
+class RequestError(InputError):
+    """The request body does not follow the Open Inference Protocol (HTTP 400)."""
+
+    code = "input"
+
+
+class BodyTooLarge(InputError):
+    """The request body exceeds the server's bound (HTTP 413)."""
+
+    code = "too_large"
+
+
+#: The exit status of every ``medinfer`` command, by error code. 0 is success, 1 an unexpected error.
+EXIT_CODES: dict[str, int] = {
+    "usage": 2, "unknown_name": 2, "unknown_model": 2,
+    "integrity": 3, "signature": 3,
+    "manifest": 4,
+    "input": 5, "input_type": 5, "too_large": 5,
+    "provider": 6,
+    "self_test": 7,
+    "parity": 8,
+    "missing_extra": 9,
+    "runtime": 10, "timeout": 10, "not_ready": 10,
+    "data_fetch": 11, "dataset": 11,
+    "audit": 12,
+}
+
+#: What each exit status means (``medinfer --help`` prints this table).
+EXIT_MEANINGS: dict[int, str] = {
+    0: "success",
+    1: "unexpected error (a bug: please report it with the message)",
+    2: "usage: a bad option, argument or name",
+    3: "integrity: a bundle file or signature does not verify",
+    4: "manifest: manifest.json is missing or invalid",
+    5: "input: the input does not match the model's contract",
+    6: "provider: the execution provider is not available",
+    7: "self-test: the golden input did not reproduce the golden output",
+    8: "parity: the exported graph does not reproduce the native model",
+    9: "missing extra: an optional dependency group is not installed",
+    10: "inference: the run failed, timed out or the model was not ready",
+    11: "data: training data could not be fetched or used",
+    12: "audit: the audit trail could not be written or does not verify",
+}
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit status for ``exc`` (1 for anything that is not a MedinferError)."""
+    return EXIT_CODES.get(getattr(exc, "code", ""), 1) if isinstance(exc, MedinferError) else 1
+
+
 __all__ = [
+    "EXIT_CODES",
+    "EXIT_MEANINGS",
+    "AuditError",
+    "BodyTooLarge",
+    "DataFetchError",
+    "DatasetError",
     "DeadlineExceeded",
     "InferenceError",
     "InputError",
@@ -96,8 +209,14 @@ __all__ = [
     "ManifestError",
     "MedinferError",
     "MissingExtraError",
+    "NotReady",
     "ParityError",
     "ProviderError",
+    "RequestError",
     "SelfTestError",
     "SignatureError",
+    "UnknownModel",
+    "UnknownNameError",
+    "UsageError",
+    "exit_code",
 ]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from .audit import AuditLog
-from .errors import IntegrityError, MedinferError
+from .errors import IntegrityError, MedinferError, UnknownNameError
 from .failsafe import UnavailableModel, validate_on_error
 from .integrity import contract_digest, sha256_bytes, verify_files
 from .manifest import Manifest, decode_manifest, read_manifest_bytes
@@ -122,9 +122,7 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
         signed_by = verify_signature(bundle, raw, trusted_keys, require_signature)
     key = variant or "default"
     if key not in manifest.variants:
-        raise MedinferError(
-            f"{manifest.name} has no variant {key!r}; it has: {', '.join(manifest.variants)}"
-        )
+        raise UnknownNameError("variant", key, manifest.variants, of=manifest.name)
     model_file = manifest.variants[key].file
     kept = verify_files(bundle, manifest, keep=(model_file, manifest.golden.file))
     if providers is not None:

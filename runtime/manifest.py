@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .decision import score_column
 from .errors import ManifestError
 from .schema import parse, to_json
 
@@ -182,6 +183,20 @@ class Metrics:
 
 
 @dataclass(frozen=True)
+class ParityReport:
+    """What the export's fail-closed parity gate compared and found (the bundle exists only if it passed)."""
+
+    passed: bool
+    tolerance: dict[str, float] = field(default_factory=dict)
+    sets: dict[str, dict[str, float]] = field(default_factory=dict)  # per input set: n, max diffs, flips
+    n_samples: int = 0
+    max_abs_diff: float = 0.0
+    decision_flips: int = 0
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Golden:
     """A known input and the output it must produce: the readiness self-test."""
 
@@ -220,7 +235,7 @@ class Manifest:
     variants: dict[str, Variant]
     data: DataProvenance
     metrics: Metrics
-    parity: dict[str, Any]
+    parity: ParityReport
     golden: Golden
     card: Card
     labels: tuple[str, ...] | None = None
@@ -245,8 +260,13 @@ class Manifest:
             if not self.labels or len(self.labels) < 2:
                 raise _bad(doc, "labels", f"must list at least two class labels for task {self.task!r}")
         if self.task == "binary_classification":
-            if self.decision.threshold is None or self.decision.positive_label not in (self.labels or ()):
-                raise _bad(doc, "decision", "needs a threshold and a positive_label that is one of the labels")
+            if self.decision.positive_label not in (self.labels or ()):
+                raise _bad(doc, "decision.positive_label", "must be one of the labels for a binary task")
+            score = next(o for o in self.outputs if o.name == self.decision.score_output)
+            try:
+                score_column(self.task, self.labels, self.decision.positive_label, score.shape)
+            except ValueError as exc:
+                raise _bad(doc, "decision.score_output", str(exc)) from None
         if "default" not in self.variants:
             raise _bad(doc, "variants", "must contain a 'default' variant")
         for key, variant in self.variants.items():

@@ -6,21 +6,20 @@ import io
 import logging
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._version import __version__
 from .audit import AuditLog
-from .errors import DeadlineExceeded, InferenceError, MedinferError, SelfTestError
+from .errors import DeadlineExceeded, InferenceError, MedinferError, SelfTestError, UnknownNameError
 from .failsafe import WATCHDOG, NoResult
 from .integrity import outputs_digest
 from .manifest import Manifest
 from .prediction import Prediction, PredictionMeta
-from .validation import Validator
+from .validation import InputCheck, Validator
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +103,41 @@ class Model:
     @property
     def input_names(self) -> tuple[str, ...]:
         return self._validate.names
+
+    @property
+    def input_checks(self) -> tuple[InputCheck, ...]:
+        """The precompiled check of each input (name, dtype, shape, range, ``is_string``), in manifest order."""
+        return self._validate.checks
+
+    def prepare(self, x: Any) -> tuple[dict[str, np.ndarray], bool]:
+        """Validate ``x`` exactly as :meth:`predict` does, without running it.
+
+        Returns:
+            ``(feeds, single)``: the arrays onnxruntime would receive, by input name, and whether ``x`` was one
+            sample (no batch axis).
+
+        Raises:
+            InputError / InputTypeError: as :meth:`predict`.
+        """
+        return self._validate(x)
+
+    def check_header(self, header: Sequence[str], input_name: str | None = None) -> None:
+        """Refuse column names (e.g. a CSV header) that differ from the manifest's feature names or order.
+
+        Raises:
+            InputError: missing, extra, repeated or reordered names (the message names the first).
+        """
+        check = self._check_for(input_name)
+        self._validate.check_order(check, [str(h) for h in header])
+
+    def _check_for(self, input_name: str | None) -> InputCheck:
+        checks = self._validate.checks
+        if input_name is None:
+            return checks[0]
+        for check in checks:
+            if check.name == input_name:
+                return check
+        raise UnknownNameError("input", input_name, self._validate.names, of=self.name)
 
     def __repr__(self) -> str:
         return (f"Model({self.name!r}, version={self.version!r}, variant={self.variant!r}, "
@@ -208,11 +242,6 @@ class Model:
                                    "discarded")
         return outs
 
-    def run_raw(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[np.ndarray]:
-        """Run the session on already-validated feeds (no checks). For benchmarks and tools."""
-        names = list(outputs) if outputs is not None else [o.name for o in self.session.get_outputs()]
-        return self._run(names, dict(feeds), None)
-
     def golden(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The golden inputs and expected outputs stored in the bundle."""
         own = f"out@{self.variant}."
@@ -271,25 +300,6 @@ class Model:
 
         return node_placement(self)
 
-    def describe(self) -> dict[str, Any]:
-        """A JSON-ready summary: identity, provenance, providers, I/O contract."""
-        m = self.manifest
-        return {
-            "name": m.name,
-            "version": m.version,
-            "task": m.task,
-            "variant": self.variant,
-            "path": str(self.path),
-            "providers": list(self.providers),
-            "model_sha256": self.model_sha256,
-            "manifest_sha256": self.manifest_sha256,
-            "inputs": [_tensor_json(t) for t in m.inputs],
-            "outputs": [_tensor_json(t) for t in m.outputs],
-            "labels": list(m.labels) if m.labels else None,
-            "threshold": m.decision.threshold,
-            "variants": {k: v.precision for k, v in m.variants.items()},
-            "medinfer": __version__,
-        }
 
 
 def _digestible(x: Any) -> dict[str, Any] | None:
@@ -309,13 +319,3 @@ def _summary(pred: Prediction, limit: int = 16) -> dict[str, Any]:
     out["scores"] = np.round(scores[:limit].astype(np.float64), 5).tolist()
     return out
 
-
-def _tensor_json(t: Any) -> dict[str, Any]:
-    out = {"name": t.name, "dtype": t.dtype, "shape": list(t.shape)}
-    if t.range is not None:
-        out["range"] = list(t.range)
-    if t.units:
-        out["units"] = t.units
-    if t.names is not None:
-        out["n_names"] = len(t.names)
-    return out

@@ -6,13 +6,16 @@ import json
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import IntegrityError
 from .integrity import sha256_bytes
 
+if TYPE_CHECKING:
+    from .model import Model
 
-def node_placement(model: Any) -> dict[str, Any]:
+
+def node_placement(model: Model) -> dict[str, Any]:
     """Profile one golden run of ``model`` (a loaded medinfer Model) with the same providers and options.
 
     Returns:

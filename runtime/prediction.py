@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .decision import decide, score_column, scores_of
 from .manifest import Manifest
 
 
@@ -26,7 +28,6 @@ class PredictionMeta:
     labels: np.ndarray | None
     threshold: float | None
     positive: int
-    negative: int
 
     @staticmethod
     def build(manifest: Manifest, variant: str, model_sha256: str, manifest_sha256: str,
@@ -34,17 +35,12 @@ class PredictionMeta:
         decision = manifest.decision
         fetch = (decision.score_output,)  # only the score output is fetched: raw[0] is always it
         score_spec = next(o for o in manifest.outputs if o.name == decision.score_output)
-        column: int | None = None
         labels = np.array(manifest.labels, dtype=object) if manifest.labels else None
-        positive = negative = 0
+        positive = 0
         if manifest.task == "binary_classification" and manifest.labels:
-            positive = manifest.labels.index(decision.positive_label or "")
-            negative = 1 - positive
-            last = score_spec.shape[-1] if len(score_spec.shape) >= 2 else None
-            if last == 1:
-                column = 0  # a single sigmoid unit scores the positive label
-            elif last == len(manifest.labels):
-                column = manifest.labels.index(decision.positive_label or "")
+            positive = manifest.labels.index(decision.positive_label) if decision.positive_label in \
+                manifest.labels else len(manifest.labels) - 1
+        column = score_column(manifest.task, manifest.labels, decision.positive_label, score_spec.shape)
         return PredictionMeta(
             model=manifest.name,
             version=manifest.version,
@@ -58,7 +54,6 @@ class PredictionMeta:
             labels=labels,
             threshold=decision.threshold,
             positive=positive,
-            negative=negative,
         )
 
 
@@ -117,26 +112,14 @@ class Prediction:
     @property
     def scores(self) -> np.ndarray:
         if self._scores is None:
-            raw = self._raw[0]
-            col = self._meta.score_column
-            if col is not None:
-                self._scores = raw[:, col]
-            elif self._meta.task == "regression" and raw.ndim == 2 and raw.shape[1] == 1:
-                self._scores = raw[:, 0]
-            else:
-                self._scores = raw
+            self._scores = scores_of(self._meta.task, self._raw[0], self._meta.score_column)
         return self._scores
 
     @property
     def labels(self) -> np.ndarray | None:
-        if self._labels is None and self._meta.labels is not None:
-            scores = self.scores
-            meta = self._meta
-            if meta.task == "binary_classification" and meta.threshold is not None:
-                idx = np.where(scores >= meta.threshold, meta.positive, meta.negative)
-            else:
-                idx = np.argmax(scores, axis=-1)
-            self._labels = self._meta.labels[idx]
+        meta = self._meta
+        if self._labels is None and meta.labels is not None:
+            self._labels = meta.labels[decide(meta.task, self.scores, meta.threshold, meta.positive)]
         return self._labels
 
     @property
@@ -161,6 +144,20 @@ class Prediction:
 
     def __len__(self) -> int:
         return len(self._raw[0])
+
+    def split(self, sizes: Sequence[int]) -> list[Prediction]:
+        """Cut a batched prediction into consecutive parts of ``sizes`` samples (one per request of a batch).
+
+        Raises:
+            ValueError: the sizes do not add up to the number of samples.
+        """
+        if sum(sizes) != len(self) or any(n < 0 for n in sizes):
+            raise ValueError(f"sizes {list(sizes)} do not add up to the {len(self)} samples of this prediction")
+        parts, start = [], 0
+        for n in sizes:
+            parts.append(Prediction(self._meta, [r[start:start + n] for r in self._raw], False))
+            start += n
+        return parts
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (lists, not arrays)."""

@@ -74,3 +74,15 @@ def create_session(
     if unexpected:  # never run somewhere the caller did not ask for
         raise ProviderError(f"onnxruntime assigned providers {unexpected} that were not requested ({names})")
     return session
+
+
+def cpu_session(model_bytes: bytes, profile: SessionProfile | None = None) -> Any:
+    """A CPU session with ``profile``'s options, or with onnxruntime's own defaults when ``profile`` is None.
+
+    For tools that compare settings (export's profile measurement, the benchmark suite, the parity gate); a
+    device loads through :func:`medinfer.load`, which verifies the bytes first.
+    """
+    import onnxruntime as ort
+
+    options = session_options(profile, cpu_fallback=True) if profile is not None else None
+    return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])

@@ -5,9 +5,22 @@ from pathlib import Path
 
 import pytest
 
-from . import tiny
+from .helpers import tiny
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Folders whose every test needs the training stack ([train] extra); tests elsewhere that train a spec use the
+# ``built`` fixture and are marked too. ``make test-device`` runs ``-m "not train"`` in a venv without [train].
+TRAIN_FOLDERS = {"train", "export", "specs"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(root).parts
+        if parts[0] in TRAIN_FOLDERS or "built" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.train)
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

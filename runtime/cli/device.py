@@ -1,0 +1,319 @@
+"""The device commands of ``medinfer``: info, list, verify, predict, bench, keygen, sign, audit.
+
+They need numpy + onnxruntime only (keygen/sign: [sign]; DICOM input: [dicom]). Registered by
+:func:`add_parsers`; every import beyond argparse happens inside the command that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import MedinferError, exit_code
+from .common import bundle_path, providers_arg, table
+
+if TYPE_CHECKING:
+    from ..model import Model
+
+
+# -- commands ---------------------------------------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> int:
+    from ..manifest import load_manifest
+
+    if args.providers or not args.bundle:
+        from ..providers import available_providers, diagnose
+
+        avail = available_providers()
+        diag = diagnose()
+        if args.json:
+            print(json.dumps({"available": avail, "diagnosis": diag}, indent=2))
+        else:
+            print("available providers (this onnxruntime build): " + ", ".join(avail) + "\n")
+            print(table([[r["provider"], "yes" if r["usable"] else "no", r.get("missing", ""), r["why"]]
+                         for r in diag], ["provider", "usable", "missing", "why"]))
+        if not args.bundle:
+            return 0
+    manifest = load_manifest(bundle_path(args.bundle))
+    if args.json:
+        print(json.dumps(manifest.to_json(), indent=2))
+        return 0
+    m = manifest
+    print(f"{m.name} {m.version} — {m.task}  (schema {m.schema_version}, created {m.created})")
+    if m.description:
+        print(m.description)
+    print()
+    print(table([[t.name, t.dtype, list(t.shape), t.range and list(t.range) or "", t.units or ""] for t in m.inputs],
+                ["input", "dtype", "shape", "range", "units"]))
+    print()
+    print(table([[t.name, t.dtype, list(t.shape)] for t in m.outputs], ["output", "dtype", "shape"]))
+    if m.labels:
+        print(f"\nlabels: {', '.join(m.labels)}" + (f"; threshold {m.decision.threshold:g} for "
+                                                     f"'{m.decision.positive_label}'" if m.decision.threshold
+                                                     is not None else ""))
+    rows = [[k, v.value, f"[{v.ci95[0]:.4g}, {v.ci95[1]:.4g}]" if v.ci95 else ""] for k, v in m.metrics.heldout.items()]
+    if m.metrics.baseline:
+        rows += [[f"{k} ({m.metrics.baseline.name})", v.value, f"[{v.ci95[0]:.4g}, {v.ci95[1]:.4g}]" if v.ci95 else ""]
+                 for k, v in m.metrics.baseline.heldout.items()]
+    print("\n" + table(rows, ["held-out metric", "value", "95% CI"]))
+    print("\n" + table([[k, v.precision, v.file] for k, v in m.variants.items()], ["variant", "precision", "file"]))
+    print("\n" + table([[k, v.size, v.sha256[:16] + "…"] for k, v in m.files.items()], ["file", "bytes", "sha256"]))
+    sources = "; ".join(f"{s.package}=={s.version}:{s.file}" for s in m.data.sources)
+    print(f"\ndata: {sources}{' (SYNTHETIC)' if m.data.synthetic else ''}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ..manifest import load_manifest
+
+    root = Path(args.root or os.environ.get("MEDINFER_BUNDLES", "bundles"))
+    rows, docs = [], []
+    for folder in sorted(p for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []:
+        try:
+            m = load_manifest(folder)
+        except MedinferError as exc:
+            rows.append([folder.name, "INVALID", str(exc)[:60], "", "", ""])
+            continue
+        key, metric = next(iter(sorted(m.metrics.heldout.items(), key=lambda kv: _HEADLINE.get(kv[0], 9))))
+        ci = f" [{metric.ci95[0]:.3f}, {metric.ci95[1]:.3f}]" if metric.ci95 else ""
+        size = sum(e.size for n, e in m.files.items() if e.role in ("model", "variant"))
+        rows.append([m.name, m.version, m.task, f"{key} {metric.value:.3f}{ci}",
+                     f"{m.parity.max_abs_diff:.1e}", f"{size / 1e6:.2f} MB",
+                     "synthetic" if m.data.synthetic else "real"])
+        docs.append(m.to_json())
+    if args.json:
+        print(json.dumps(docs))
+    elif rows:
+        print(table(rows, ["bundle", "version", "task", "held-out (95% CI)", "parity", "graphs", "data"]))
+    else:
+        print(f"no bundles in {root}/")
+    return 0
+
+
+_HEADLINE = {"roc_auc": 0, "macro_f1": 1, "rmse": 2, "accuracy": 3}
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..loader import load
+
+    failed = 0
+    results = []
+    for arg in args.bundles:
+        try:
+            model = load(bundle_path(arg), providers_arg(args.provider), variant=args.variant, self_test=False,
+                         require_signature=args.require_signature, trusted_keys=args.trusted_key)
+            report = model.self_test()
+            placement = model.placement() if args.placement else None
+            results.append({"bundle": arg, "ok": True, "name": model.name, "version": model.version,
+                            "signed_by": model.signed_by, "placement": placement,
+                            "files": len(model.manifest.files), "self_test": report.status,
+                            "max_abs_diff": report.max_abs_diff, "providers": list(model.providers)})
+        except MedinferError as exc:
+            failed += 1
+            results.append({"bundle": arg, "ok": False, "error": type(exc).__name__, "code": exc.code,
+                            "exit_code": exit_code(exc), "message": str(exc)})
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    else:
+        for r in results:
+            if r["ok"]:
+                signed = f", signature by key {r['signed_by']}" if r["signed_by"] else ""
+                print(f"OK    {r['bundle']}: {r['name']} {r['version']}, {r['files']} files verified (sha256)"
+                      f"{signed}, self-test {r['self_test']} on {', '.join(r['providers'])}")
+                if r["placement"]:
+                    pl = r["placement"]
+                    nodes = ", ".join(f"{k.replace('ExecutionProvider', '')}: {v}" for k, v in pl["nodes"].items())
+                    cpu = f"; the CPU ran {', '.join(pl['cpu_nodes'])}" if pl["cpu_nodes"] else ""
+                    print(f"      nodes per provider: {nodes}{cpu}")
+            else:
+                print(f"FAIL  {r['bundle']}: {r['error']}: {r['message']}", file=sys.stderr)
+    if failed:
+        codes = [r["exit_code"] for r in results if not r["ok"]]
+        return codes[0]
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ..loader import load
+    from ..tools.inputs import read_input
+
+    model = load(bundle_path(args.bundle), providers_arg(args.provider), variant=args.variant, cast=args.cast)
+    from ..tools.dicom import is_dicom_file
+
+    if is_dicom_file(args.input):
+        return _predict_dicom(model, args)
+    x = read_input(args.input, model)
+    pred = model.predict(x)
+    if args.json:
+        print(json.dumps(pred.to_dict(), indent=2))
+        return 0
+    labels = pred.labels
+    scores = pred.scores
+    if labels is not None and scores.ndim == 1:
+        rows = [[i, labels[i], float(scores[i])] for i in range(len(pred))]
+        print(table(rows, ["#", "label", f"score ({model.manifest.decision.positive_label})"]))
+    elif labels is not None:
+        rows = [[i, labels[i], float(scores[i].max())] for i in range(len(pred))]
+        print(table(rows, ["#", "label", "probability"]))
+    else:
+        units = next((o.units for o in model.manifest.outputs if o.name == model.manifest.decision.score_output), "")
+        rows = [[i, float(v) if scores.ndim == 1 else list(map(float, v))] for i, v in enumerate(scores)]
+        print(table(rows, ["#", f"prediction{f' ({units})' if units else ''}"]))
+    print(f"\n{pred.model} {pred.version} [{pred.variant}] sha256 {pred.model_sha256[:16]}… on {pred.provider}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ..manifest import load_manifest
+    from ..tools.bench import bench_bundle, format_records
+
+    records = []
+    for arg in args.bundles:
+        path = bundle_path(arg)
+        variants = list(load_manifest(path).variants) if args.variant == "all" else [args.variant]
+        for variant in variants:
+            for batch in args.batch:
+                record = bench_bundle(
+                    path, variant=variant, providers=providers_arg(args.provider), batch=batch,
+                    min_queries=args.min_queries, min_seconds=args.min_seconds, warmup_queries=args.warmup,
+                    cold=not args.no_cold and batch == args.batch[0],
+                )
+                records.append(record)
+                if args.out:
+                    with open(args.out, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(record) + "\n")
+                if not args.json:
+                    print(f"measured {record['bundle']} [{variant}] batch {batch}: "
+                          f"p50 {record['latency_us']['p50']:.1f} µs", file=sys.stderr)
+    if args.json:
+        print(json.dumps(records if len(records) > 1 else records[0], indent=2))
+    else:
+        print(format_records(records))
+        env = records[0]["env"] if records else {}
+        if env:
+            cpu = env["cpu"]
+            print(f"\n{cpu['model']} ({cpu['usable_cores']} usable cores; {' '.join(cpu['flags'])}); "
+                  f"onnxruntime {env['onnxruntime']}; commit {env['git_commit']}")
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from ..signing import generate_keypair
+
+    private, public, kid = generate_keypair(args.out, args.public)
+    print(f"private key {private} (mode 0600, keep it off devices)\npublic key  {public} (key id {kid})")
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from ..loader import load
+    from ..signing import sign_bundle
+
+    path = bundle_path(args.bundle)
+    load(path, self_test=False)  # never sign a bundle whose files do not match its manifest
+    doc = sign_bundle(path, args.key)
+    print(f"signed {path}/manifest.json with key {doc['key_id']} -> {path}/manifest.sig")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from ..audit import verify_log
+
+    report = verify_log(args.log)
+    if args.json:
+        print(json.dumps(report.__dict__))
+    elif report.ok:
+        tail = " (a torn last line from a crash was ignored)" if report.torn_tail else ""
+        print(f"OK    {args.log}: {report.records} records, hash chain intact{tail}; last hash {report.last_hash}")
+    else:
+        print(f"FAIL  {args.log}: {report.problem} ({report.records} records verified before it)", file=sys.stderr)
+    return 0 if report.ok else 3
+
+
+def _predict_dicom(model: Model, args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..tools.dicom import format_result, predict_file
+
+    centre = None
+    if args.center:
+        try:
+            row, col = (int(v) for v in args.center.split(","))
+        except ValueError:
+            raise InputError(f"--center expects ROW,COL in pixels, e.g. 64,70; got {args.center!r}") from None
+        centre = (row, col)
+    result = predict_file(model, args.input, centre=centre, stride=args.stride, frame=args.frame,
+                          overlay=args.overlay)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else format_result(result))
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    """Add the device commands to the ``medinfer`` sub-command parser."""
+    p = sub.add_parser("info", help="show a bundle's contract, metrics and files (or --providers)")
+    p.add_argument("bundle", nargs="?", help="bundle folder or name under ./bundles")
+    p.add_argument("--providers", action="store_true", help="list the execution providers this machine offers")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("list", help="summarise every bundle in a folder (default ./bundles)")
+    p.add_argument("root", nargs="?", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("verify", help="check every file's sha256 (and signature) and run the golden self-test")
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    p.add_argument("--trusted-key", action="append", default=[], metavar="PEM",
+                   help="trusted Ed25519 public key; with --require-signature an unsigned bundle fails")
+    p.add_argument("--require-signature", action="store_true")
+    p.add_argument("--placement", action="store_true", help="profile one run: which provider ran which nodes")
+    p.add_argument("--variant", default=None)
+    p.add_argument("--provider", default=None, help="comma-separated preference list, e.g. cuda,cpu")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("predict", help="predict from a .npy/.npz/.csv/.tsv/.json/.txt file (or .dcm for CT models)")
+    p.add_argument("bundle")
+    p.add_argument("input")
+    p.add_argument("--variant", default=None)
+    p.add_argument("--provider", default=None, help="comma-separated preference list, e.g. cuda,cpu")
+    p.add_argument("--cast", choices=("safe", "same_kind"), default="safe", help="dtype casting policy for .npy")
+    p.add_argument("--json", action="store_true")
+    dicom = p.add_argument_group("DICOM CT input (bundles whose manifest declares CT in HU; needs [dicom])")
+    dicom.add_argument("--center", default=None, metavar="ROW,COL",
+                       help="score one patch centred here (default: the whole slice, sliding window)")
+    dicom.add_argument("--stride", type=int, default=None, help="sliding-window stride in pixels (manifest default)")
+    dicom.add_argument("--frame", type=int, default=None, help="frame of a multi-frame file (default 0)")
+    dicom.add_argument("--overlay", default=None, metavar="OUT.png", help="write a PNG heat-map overlay")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("bench", help="SingleStream latency, throughput, cold start and memory of bundle(s)")
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    p.add_argument("--variant", default="all", help="a variant name, or 'all' (default)")
+    p.add_argument("--provider", default=None, help="comma-separated preference list, e.g. cuda,cpu")
+    p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch size(s) (default 1)")
+    p.add_argument("--min-queries", type=int, default=1000, help="at least this many timed queries (default 1000)")
+    p.add_argument("--min-seconds", type=float, default=5.0, help="and at least this long (default 5 s)")
+    p.add_argument("--warmup", type=int, default=50, help="warm-up queries (default 50)")
+    p.add_argument("--no-cold", action="store_true", help="skip the fresh-process cold-start measurement")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--out", default=None, help="append one JSON line per record to this file")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("keygen", help="create an Ed25519 key pair for signing bundles ([sign] extra)")
+    p.add_argument("--out", required=True, help="private key file to create (PEM, mode 0600)")
+    p.add_argument("--public", default=None, help="public key file (default: OUT with .pub.pem)")
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("sign", help="sign a bundle's manifest.json (which pins every file) -> manifest.sig")
+    p.add_argument("bundle")
+    p.add_argument("--key", required=True, help="Ed25519 private key (PEM) from 'medinfer keygen'")
+    p.set_defaults(func=cmd_sign)
+
+    p = sub.add_parser("audit", help="verify an audit log's hash chain: 'medinfer audit verify LOG'")
+    p.add_argument("action", choices=("verify",))
+    p.add_argument("log")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit)

@@ -1,0 +1,146 @@
+"""CLI commands beyond one device: ``serve`` (extra [serve]), ``export-triton`` and ``score`` (extras [score],
+[dask], [spark]). Registered by :func:`add_parsers` from ``medinfer.cli``; heavy imports stay in the commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+
+def _bundles(args: list[str]) -> tuple[str, ...]:
+    from .common import bundle_path
+
+    return tuple(str(bundle_path(b)) for b in args)
+
+
+def _providers(value: str | None) -> list[str] | None:
+    return [p for p in value.split(",") if p] if value else None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..fleet.serve import ServeConfig, serve
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options: dict[str, Any] = {}
+    if args.max_concurrency is not None:
+        options["max_concurrency"] = args.max_concurrency
+    config = ServeConfig(
+        bundles=_bundles(args.bundles), host=args.host, port=args.port, max_body_bytes=int(args.max_body_mb * 2**20),
+        max_queue=args.max_queue, deadline_ms=args.deadline_ms, audit=args.audit,
+        providers=_providers(args.provider), variant=args.variant, require_signature=args.require_signature,
+        trusted_keys=tuple(args.trusted_key), shutdown_timeout=args.shutdown_timeout, access_log=args.access_log,
+        **options,
+    )
+
+    def announce(host: str, port: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"medinfer serve: listening on http://{shown}:{port} ({len(config.bundles)} bundle(s); "
+              "/v2/health/ready once each passed its integrity check and self-test)", flush=True)
+
+    serve(config, announce)
+    print("medinfer serve: stopped", flush=True)
+    return 0
+
+
+def cmd_export_triton(args: argparse.Namespace) -> int:
+    from ..fleet.triton.repository import TritonOptions, export_repository
+
+    options = TritonOptions(backend=args.backend, max_batch_size=args.max_batch_size, instances=args.instances,
+                            max_queue_delay_us=args.max_queue_delay_us, deadline_ms=args.deadline_ms,
+                            site_packages=args.site_packages)
+    folders = export_repository(_bundles(args.bundles), args.out, options, variant=args.variant, force=args.force)
+    graph = "1/model.onnx" if args.backend == "onnxruntime" else "1/model.py + 1/bundle/"
+    for folder in folders:
+        print(f"wrote {folder}/ (config.pbtxt, {graph}, manifest.json, model_card.md)")
+    if args.backend == "python":
+        print("run it with: tritonserver --model-repository " + args.out + " --backend-directory <PyTriton's "
+              "tritonserver/backends> (medinfer + onnxruntime must be importable by the stub's Python)")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from ..fleet.score import ScoreOptions, score
+
+    options: dict[str, Any] = {}
+    if args.workers is not None:
+        options["workers"] = args.workers
+    opts = ScoreOptions(engine=args.engine, id_column=args.id_column, batch_rows=args.batch_rows,
+                        threads_per_worker=args.threads_per_worker, on_error=args.on_error, cast=args.cast,
+                        variant=args.variant, master=args.master, overwrite=args.overwrite, **options)
+    last = [0.0]
+
+    def progress(done: int, total: int, unit: str) -> None:
+        now = time.monotonic()
+        if args.quiet or (now - last[0] < 1.0 and done < total):
+            return
+        last[0] = now
+        share = f" ({100 * done / total:.0f}%)" if total else ""
+        print(f"medinfer score [{opts.engine}]: {done}/{total} {unit}{share}", file=sys.stderr, flush=True)
+
+    summary = score(_bundles([args.bundle])[0], args.input, args.out, opts, progress)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"scored {summary['rows']} rows of {args.input} with {summary['model']} {summary['version']} on "
+              f"{opts.engine} in {summary['seconds']:.1f} s ({summary['rows_per_s']:,.0f} rows/s) -> {args.out}")
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    """Add serve, export-triton and score to the ``medinfer`` sub-command parser."""
+    p = sub.add_parser("serve", help="serve bundles over the Open Inference Protocol (KServe v2 HTTP) [serve]")
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one, printed)")
+    p.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body (default 64 MiB)")
+    p.add_argument("--max-concurrency", type=int, default=None, help="requests running at once (default: cores)")
+    p.add_argument("--max-queue", type=int, default=64, help="requests waiting; more are refused with 503")
+    p.add_argument("--deadline-ms", type=float, default=None, help="per-request deadline, queueing included (504)")
+    p.add_argument("--audit", default=None, metavar="LOG", help="hash-chained audit trail, one record per request")
+    p.add_argument("--variant", default=None)
+    p.add_argument("--provider", default=None, help="comma-separated preference list, e.g. cuda,cpu")
+    p.add_argument("--trusted-key", action="append", default=[], metavar="PEM")
+    p.add_argument("--require-signature", action="store_true")
+    p.add_argument("--shutdown-timeout", type=float, default=30.0, help="seconds to finish running requests")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("export-triton", help="write a Triton model repository (onnxruntime or python backend)")
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    p.add_argument("--out", required=True, metavar="REPO", help="model repository folder")
+    p.add_argument("--backend", choices=("onnxruntime", "python"), default="onnxruntime")
+    p.add_argument("--max-batch-size", type=int, default=64, help="0 disables batching (default 64)")
+    p.add_argument("--instances", type=int, default=1, help="model instances (CPU) per model")
+    p.add_argument("--max-queue-delay-us", type=int, default=100, help="dynamic batching delay")
+    p.add_argument("--variant", default=None)
+    p.add_argument("--deadline-ms", type=float, default=None, help="python backend: medinfer's per-call deadline")
+    p.add_argument("--site-packages", default=None,
+                   help="python backend: site-packages holding medinfer + onnxruntime for the stub's Python")
+    p.add_argument("--force", action="store_true", help="replace existing model folders")
+    p.set_defaults(func=cmd_export_triton)
+
+    p = sub.add_parser("score", help="batch-score a Parquet/CSV archive with spark, dask or locally")
+    p.add_argument("bundle")
+    p.add_argument("input", help="Parquet or CSV file, or a folder of them")
+    p.add_argument("--out", required=True, help="output: a file (local) or a folder of parts (dask, spark); "
+                                                ".csv for CSV, else Parquet")
+    p.add_argument("--engine", choices=("local", "dask", "spark"), default="local")
+    p.add_argument("--id-column", default="id", help="row-id column, copied to the output (default id)")
+    p.add_argument("--batch-rows", type=int, default=65536, help="rows per predict call (default 65536)")
+    p.add_argument("--workers", type=int, default=None, help="parallel workers (default: cores)")
+    p.add_argument("--threads-per-worker", type=int, default=None,
+                   help="onnxruntime intra-op threads per worker (default: the bundle's measured profile)")
+    p.add_argument("--on-error", choices=("fail", "no_result"), default="fail",
+                   help="a row the model refuses: stop (default) or mark it no_result and go on")
+    p.add_argument("--cast", choices=("safe", "same_kind"), default="safe", help="dtype casting policy")
+    p.add_argument("--variant", default=None)
+    p.add_argument("--master", default=None, help="spark: cluster URL (default local[workers] on 127.0.0.1)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_score)

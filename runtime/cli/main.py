@@ -1,0 +1,78 @@
+"""The ``medinfer`` command line (also ``python -m medinfer``): the parser and the one exit path.
+
+Device commands (numpy + onnxruntime only) live in :mod:`medinfer.cli.device`, fleet commands (serve,
+export-triton, score) in :mod:`medinfer.cli.fleet`; with the [train] extra, ``specs``, ``train``, ``export``,
+``build`` and ``data`` are handed to :mod:`medinfer.export.cli`. Every error leaves through :func:`main`, which
+prints one line and exits with the code of :data:`medinfer.errors.EXIT_CODES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .._version import __version__
+from ..errors import EXIT_MEANINGS, MedinferError, MissingExtraError, exit_code
+
+TRAIN_COMMANDS = ("specs", "train", "export", "build", "data")
+
+
+def exit_codes_text() -> str:
+    """The exit-code table for ``--help`` (from :data:`medinfer.errors.EXIT_MEANINGS`)."""
+    return "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in sorted(EXIT_MEANINGS.items()))
+
+
+def _train_main(argv: Sequence[str]) -> int:
+    try:
+        from medinfer.export.cli import main as train_main
+    except ImportError as exc:
+        raise MissingExtraError(f"medinfer {argv[0]}", "train", getattr(exc, "name", None)) from None
+    return train_main(list(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``medinfer`` parser (device and fleet commands; train commands as placeholders)."""
+    parser = argparse.ArgumentParser(
+        prog="medinfer",
+        description="Verify and run medical-model ONNX bundles. With the [train] extra also: "
+        + ", ".join(TRAIN_COMMANDS) + " (see 'medinfer train --help').",
+        epilog=exit_codes_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"medinfer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from .device import add_parsers as device_parsers
+    from .fleet import add_parsers as fleet_parsers
+
+    device_parsers(sub)  # info, list, verify, predict, bench, keygen, sign, audit
+    fleet_parsers(sub)  # serve, export-triton, score
+    for name in TRAIN_COMMANDS:
+        sub.add_parser(name, help=f"[train extra] {name} (see 'medinfer {name} --help')", add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit status (never raises for a MedinferError, a closed pipe or Ctrl-C)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in TRAIN_COMMANDS:
+            return _train_main(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return int(args.func(args))
+    except MedinferError as exc:
+        print(f"medinfer: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exit_code(exc)
+    except BrokenPipeError:
+        # The reader went away (``medinfer ... | head``): stop quietly, and keep Python from complaining at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        print("medinfer: interrupted", file=sys.stderr)
+        return 130

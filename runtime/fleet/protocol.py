@@ -1,0 +1,342 @@
+"""The Open Inference Protocol (KServe v2 / Triton HTTP) tensor codec for ``medinfer serve`` (numpy only).
+
+Requests and responses are JSON, optionally followed by raw tensor bytes (Triton's binary tensor data
+extension, which ``tritonclient.http`` uses by default): the header ``Inference-Header-Content-Length`` gives the
+length of the JSON part, and each binary tensor says its byte count in ``parameters.binary_data_size``. BYTES
+tensors in binary form are 4-byte little-endian length-prefixed items.
+
+A malformed request raises :class:`RequestError` (an :class:`~medinfer.InputError`, so HTTP 400); whether the
+decoded tensors suit the model is decided by the model's own validator, exactly as for ``Model.predict``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import BodyTooLarge, MedinferError, RequestError
+from ..manifest import Manifest
+from ..model import Model
+from ..prediction import Prediction
+
+HEADER_LENGTH = "inference-header-content-length"
+
+# manifest dtype -> protocol datatype
+DATATYPES = {
+    "float32": "FP32", "float64": "FP64", "float16": "FP16", "int64": "INT64", "int32": "INT32", "int16": "INT16",
+    "int8": "INT8", "uint8": "UINT8", "bool": "BOOL", "string": "BYTES",
+}
+# protocol datatype -> little-endian numpy dtype (BYTES handled apart)
+NUMPY = {
+    "FP32": "<f4", "FP64": "<f8", "FP16": "<f2", "INT64": "<i8", "INT32": "<i4", "INT16": "<i2", "INT8": "i1",
+    "UINT64": "<u8", "UINT32": "<u4", "UINT16": "<u2", "UINT8": "u1", "BOOL": "?",
+}
+
+_BY_DTYPE = {np.dtype(v).newbyteorder("="): k for k, v in NUMPY.items()}
+
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """Name, protocol datatype and shape (-1 for any size) of one tensor in model metadata."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+def datatype_of(array: np.ndarray) -> str:
+    """The protocol datatype of a numpy array (object / unicode / bytes arrays are BYTES)."""
+    if array.dtype.kind in "OUS":
+        return "BYTES"
+    name = _BY_DTYPE.get(array.dtype.newbyteorder("="))
+    if name is None:
+        raise MedinferError(f"no protocol datatype for numpy dtype {array.dtype}")
+    return name
+
+
+def input_metadata(manifest: Manifest) -> list[TensorMeta]:
+    """The model's inputs as protocol metadata (symbolic dims such as N or T become -1)."""
+    return [TensorMeta(t.name, DATATYPES[t.dtype], tuple(d if isinstance(d, int) else -1 for d in t.shape))
+            for t in manifest.inputs]
+
+
+def output_metadata(model: Model) -> list[TensorMeta]:
+    """What ``medinfer serve`` returns for a model, derived from one run of its golden input.
+
+    ``labels`` (BYTES, classification only) and ``scores`` are :class:`~medinfer.Prediction`'s fields; the raw
+    score output keeps the graph's name (e.g. ``probabilities``) unless that name is already taken.
+    """
+    inputs, _ = model.golden()
+    pred = model.predict(inputs if len(inputs) > 1 else next(iter(inputs.values())))
+    out = []
+    if pred.labels is not None:
+        out.append(TensorMeta("labels", "BYTES", (-1,)))
+    scores = np.asarray(pred.scores)
+    out.append(TensorMeta("scores", datatype_of(scores), (-1, *scores.shape[1:])))
+    for name, raw in pred.outputs.items():
+        if name not in ("labels", "scores"):
+            spec = next((o for o in model.manifest.outputs if o.name == name), None)
+            dims = [d if isinstance(d, int) else -1 for d in spec.shape] if spec else [-1, *raw.shape[1:]]
+            out.append(TensorMeta(name, datatype_of(raw), tuple(dims) if dims else (-1,)))
+    return out
+
+
+def prediction_tensors(pred: Prediction) -> dict[str, np.ndarray]:
+    """The response tensors of one Prediction, keyed like :func:`output_metadata`."""
+    tensors: dict[str, np.ndarray] = {}
+    if pred.labels is not None:
+        tensors["labels"] = np.asarray([str(v) for v in pred.labels], dtype=object)
+    tensors["scores"] = np.asarray(pred.scores)
+    for name, raw in pred.outputs.items():
+        tensors.setdefault(name, raw)
+    return tensors
+
+
+# -- request ----------------------------------------------------------------------------------------------
+@dataclass
+class InferRequest:
+    """A decoded inference request."""
+
+    id: str | None
+    inputs: dict[str, np.ndarray]
+    outputs: list[str] | None  # names asked for (None: all)
+    binary: dict[str, bool]  # per requested output: send as binary?
+    binary_default: bool
+    parameters: dict[str, Any]
+
+
+def decode_request(body: bytes, header_length: str | None) -> InferRequest:
+    """Parse an inference request body (JSON, or JSON + binary tensors).
+
+    Raises:
+        RequestError: bad JSON, missing fields, unknown datatype, or data that does not match its shape.
+    """
+    if header_length is not None:
+        try:
+            n = int(header_length)
+        except ValueError:
+            raise RequestError(f"Inference-Header-Content-Length must be an integer, got {header_length!r}") from None
+        if not 0 <= n <= len(body):
+            raise RequestError(f"Inference-Header-Content-Length {n} is outside the body's {len(body)} bytes")
+        head, rest = body[:n], memoryview(body)[n:]
+    else:
+        head, rest = body, memoryview(b"")
+    try:
+        doc = json.loads(head)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(f"the request is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
+        raise RequestError("the request must be a JSON object with a non-empty 'inputs' list")
+    params = _mapping(doc.get("parameters"), "parameters")
+    inputs: dict[str, np.ndarray] = {}
+    offset = 0
+    for i, item in enumerate(doc["inputs"]):
+        if not isinstance(item, dict):
+            raise RequestError(f"inputs[{i}] must be an object with name, shape, datatype and data")
+        name, shape, datatype = _tensor_head(item, f"inputs[{i}]")
+        if name in inputs:
+            raise RequestError(f"input '{name}' appears twice in the request")
+        size = _mapping(item.get("parameters"), f"inputs[{i}].parameters").get("binary_data_size")
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or offset + size > len(rest):
+                raise RequestError(f"input '{name}': binary_data_size {size!r} does not fit the "
+                                   f"{len(rest) - offset} binary bytes left in the body")
+            inputs[name] = _from_binary(bytes(rest[offset:offset + size]), name, shape, datatype)
+            offset += size
+        elif "data" in item:
+            inputs[name] = _from_json(item["data"], name, shape, datatype)
+        else:
+            raise RequestError(f"input '{name}' has neither 'data' nor parameters.binary_data_size")
+    if offset != len(rest):
+        raise RequestError(f"{len(rest) - offset} binary bytes after the last tensor belong to no input")
+    outputs, binary = None, {}
+    if doc.get("outputs") is not None:
+        if not isinstance(doc["outputs"], list):
+            raise RequestError("'outputs' must be a list of {name, parameters}")
+        outputs = []
+        for j, item in enumerate(doc["outputs"]):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise RequestError(f"outputs[{j}] must be an object with a 'name'")
+            outputs.append(item["name"])
+            flag = _mapping(item.get("parameters"), f"outputs[{j}].parameters").get("binary_data")
+            if flag is not None:
+                binary[item["name"]] = bool(flag)
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise RequestError(f"'id' must be a string, got {type(request_id).__name__}")
+    return InferRequest(request_id, inputs, outputs, binary, bool(params.get("binary_data_output", False)),
+                        dict(params))
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RequestError(f"'{where}' must be an object")
+    return value
+
+
+def _tensor_head(item: Mapping[str, Any], where: str) -> tuple[str, tuple[int, ...], str]:
+    name, shape, datatype = item.get("name"), item.get("shape"), item.get("datatype")
+    if not isinstance(name, str) or not name:
+        raise RequestError(f"{where} needs a 'name' (string)")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                              for d in shape):
+        raise RequestError(f"input '{name}' needs a 'shape': a list of non-negative integers, got {shape!r}")
+    if datatype != "BYTES" and datatype not in NUMPY:
+        raise RequestError(f"input '{name}' has datatype {datatype!r}; use one of BYTES, {', '.join(NUMPY)}")
+    return name, tuple(shape), datatype
+
+
+def _count(shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+
+
+def _from_binary(raw: bytes, name: str, shape: tuple[int, ...], datatype: str) -> np.ndarray:
+    n = _count(shape)
+    if datatype == "BYTES":
+        items: list[bytes] = []
+        pos = 0
+        while pos < len(raw):
+            if pos + 4 > len(raw):
+                raise RequestError(f"input '{name}': truncated BYTES length prefix at byte {pos}")
+            (length,) = struct.unpack_from("<I", raw, pos)
+            pos += 4
+            if pos + length > len(raw):
+                raise RequestError(f"input '{name}': BYTES item {len(items)} claims {length} bytes, "
+                                   f"{len(raw) - pos} left")
+            items.append(raw[pos:pos + length])
+            pos += length
+        if len(items) != n:
+            raise RequestError(f"input '{name}' holds {len(items)} BYTES items but shape {list(shape)} needs {n}")
+        return np.array(items, dtype=object).reshape(shape)
+    dtype = np.dtype(NUMPY[datatype])
+    if len(raw) != n * dtype.itemsize:
+        raise RequestError(f"input '{name}' has {len(raw)} bytes but shape {list(shape)} of {datatype} needs "
+                           f"{n * dtype.itemsize}")
+    return np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="), copy=False).reshape(shape)
+
+
+def _from_json(data: Any, name: str, shape: tuple[int, ...], datatype: str) -> np.ndarray:
+    n = _count(shape)
+    if datatype == "BYTES":
+        flat = _flatten(data)
+        if not all(isinstance(v, str) for v in flat):
+            raise RequestError(f"input '{name}' is BYTES: its JSON data must hold strings only")
+        if len(flat) != n:
+            raise RequestError(f"input '{name}' has {len(flat)} values but shape {list(shape)} needs {n}")
+        return np.array(flat, dtype=object).reshape(shape)
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError):
+        raise RequestError(f"input '{name}': 'data' is ragged; send a flat (row-major) or rectangular list") from None
+    want = np.dtype(NUMPY[datatype])
+    kinds = "b" if want.kind == "b" else ("iu" if want.kind in "iu" else "iuf")
+    if arr.dtype.kind not in kinds or arr.dtype == object:
+        raise RequestError(f"input '{name}' is {datatype}, but its JSON data holds {arr.dtype.kind!r}-kind values "
+                           f"({_kind_text(arr)}); send numbers of that type")
+    if arr.size != n:
+        raise RequestError(f"input '{name}' has {arr.size} values but shape {list(shape)} needs {n}")
+    try:
+        with np.errstate(over="raise", invalid="ignore"):
+            return arr.astype(want.newbyteorder("=")).reshape(shape)  # JSON numbers are doubles: FP32 is exact
+    except (OverflowError, FloatingPointError):
+        raise RequestError(f"input '{name}' holds values that do not fit {datatype}") from None
+
+
+def _kind_text(arr: np.ndarray) -> str:
+    return {"U": "strings", "b": "booleans", "f": "floats", "O": "mixed types"}.get(arr.dtype.kind, str(arr.dtype))
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    out: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
+    return out
+
+
+
+async def read_body(request: Any, limit: int) -> bytes:
+    """Read a starlette request's body, refusing more than ``limit`` bytes (also after gzip/deflate)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body of {declared} bytes exceeds this server's limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body exceeds this server's limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise RequestError(f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
+    inflater = zlib.decompressobj(31 if encoding == "gzip" else 15)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise RequestError(f"the {encoding} body does not decompress: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise BodyTooLarge(f"decompressed request body exceeds this server's limit of {limit} bytes")
+    return out
+
+
+# -- response ---------------------------------------------------------------------------------------------
+def encode_response(model_name: str, model_version: str, request_id: str | None, tensors: Mapping[str, np.ndarray],
+                    binary: Mapping[str, bool], parameters: Mapping[str, Any]) -> tuple[bytes, int | None]:
+    """Serialize a response; returns ``(body, json_length)`` where json_length is set when binary parts follow."""
+    outputs, blobs = [], []
+    for name, arr in tensors.items():
+        item: dict[str, Any] = {"name": name, "datatype": datatype_of(arr), "shape": list(arr.shape)}
+        if binary.get(name, False):
+            blob = _to_binary(arr)
+            item["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            item["data"] = [str(v) for v in arr.reshape(-1)] if arr.dtype.kind in "OUS" else arr.reshape(-1).tolist()
+        outputs.append(item)
+    doc: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": outputs}
+    if request_id is not None:
+        doc["id"] = request_id
+    if parameters:
+        doc["parameters"] = dict(parameters)
+    head = json.dumps(doc, separators=(",", ":"), allow_nan=True).encode()
+    if not blobs:
+        return head, None
+    return head + b"".join(blobs), len(head)
+
+
+def _to_binary(arr: np.ndarray) -> bytes:
+    if arr.dtype.kind in "OUS":
+        parts = []
+        for v in arr.reshape(-1).tolist():
+            b = v if isinstance(v, bytes) else str(v).encode("utf-8")
+            parts.append(struct.pack("<I", len(b)) + b)
+        return b"".join(parts)
+    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+
+
+def error_body(message: str) -> bytes:
+    """The protocol's error JSON: ``{"error": "..."}``."""
+    return json.dumps({"error": message}).encode()

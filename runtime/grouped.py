@@ -1,0 +1,71 @@
+"""Several requests through one model in as few runs as possible, each with its own answer.
+
+A server's micro-batch, a Triton dynamic batch and a batch of scored rows share one rule: requests whose
+validated inputs fit together (same trailing shape and dtype per input) run as ONE batch; when that run is
+refused, each of its requests runs alone, so a bad request fails only itself and its neighbours still get their
+answers. Requests of different shapes (e.g. glucose sequences of 8, 12 and 30 steps) form separate groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import InferenceError, MedinferError
+
+if TYPE_CHECKING:
+    from .model import Model
+    from .prediction import Prediction
+
+
+def predict_grouped(model: Model, items: Sequence[Any], **predict_options: Any) -> list[Prediction | MedinferError]:
+    """Predict every item; returns, in order, each item's Prediction or the typed error that refused it.
+
+    Args:
+        model: a loaded model.
+        items: the requests' inputs, each as ``Model.predict`` takes it (one sample or a batch).
+        predict_options: passed to ``Model.predict`` (``deadline_ms``, ``request_id``).
+
+    Never raises for a request's own fault: input errors, timeouts and runtime failures come back in the list.
+    """
+    results: list[Prediction | MedinferError | None] = [None] * len(items)
+    prepared: dict[int, tuple[dict[str, np.ndarray], bool]] = {}
+    for i, x in enumerate(items):
+        try:
+            prepared[i] = model.prepare(x)
+        except MedinferError as exc:
+            results[i] = exc
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, (feeds, _) in prepared.items():
+        key = tuple((name, arr.shape[1:], arr.dtype.str) for name, arr in sorted(feeds.items()))
+        groups.setdefault(key, []).append(i)
+    for members in groups.values():
+        if len(members) > 1:
+            joined = {name: np.concatenate([prepared[i][0][name] for i in members]) for name in prepared[members[0]][0]}
+            try:
+                whole = model.predict(_as_input(joined), **predict_options)
+            except MedinferError:
+                pass  # one request spoils the run: each runs alone below and gets its own answer
+            else:
+                sizes = [len(next(iter(prepared[i][0].values()))) for i in members]
+                for i, part in zip(members, whole.split(sizes)):
+                    part.single = prepared[i][1]
+                    results[i] = part
+                continue
+        for i in members:
+            feeds, single = prepared[i]
+            try:
+                pred = model.predict(_as_input(feeds), **predict_options)
+            except MedinferError as exc:
+                results[i] = exc
+            else:
+                pred.single = single
+                results[i] = pred
+    return [r if r is not None else InferenceError(f"{model.name}: request {i} got no answer")
+            for i, r in enumerate(results)]
+
+
+def _as_input(feeds: dict[str, np.ndarray]) -> Any:
+    return next(iter(feeds.values())) if len(feeds) == 1 else feeds

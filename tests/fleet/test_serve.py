@@ -1,0 +1,316 @@
+"""``medinfer serve`` as a real subprocess on a free loopback port, queried with tritonclient.http (a client
+nobody here wrote): results identical to ``Model.predict``, protocol errors with the right HTTP codes, readiness
+only after the self-test, audit trail, deadlines, bounded body/concurrency, graceful shutdown, a bounded load test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import medinfer
+import numpy as np
+import pytest
+
+from ..helpers import tiny
+from ..helpers.procs import stop
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+th = pytest.importorskip("tritonclient.http")
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 4.5], [0.0, 0.0, 0.0], [9.0, -9.0, 1.0]], dtype=np.float32)
+
+
+@contextlib.contextmanager
+def serving(bundles: list[Path], *args: str, log: Path, wait_ready: bool = True, timeout: float = 120
+            ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start ``medinfer serve`` on port 0; yield ("127.0.0.1:PORT", process); SIGTERM it afterwards."""
+    cmd = [sys.executable, "-m", "medinfer", "serve", *map(str, bundles), "--port", "0", *args]
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        line = proc.stdout.readline().decode() if ready else ""
+        assert "listening on http://127.0.0.1:" in line, f"no listening line: {line!r}; log: {log.read_text()}"
+        url = line.split("http://", 1)[1].split()[0]
+        if wait_ready:
+            wait_for(url, "/v2/health/ready", timeout)
+        yield url, proc
+    finally:
+        stop(proc, 30)
+
+
+def wait_for(url: str, path: str, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if get(url, path)[0] == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} not 200 within {timeout} s: {get(url, path)}")
+
+
+def get(url: str, path: str) -> tuple[int, dict]:
+    return http(url, path, None)
+
+
+def http(url: str, path: str, body: bytes | None, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(f"http://{url}{path}", data=body, headers=headers or {},
+                                     method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+    except (ConnectionError, urllib.error.URLError):
+        return 0, {}
+
+
+def infer(client: th.InferenceServerClient, model: str, x: np.ndarray, name: str = "x", datatype: str = "FP32",
+          binary: bool = True, **kwargs) -> th.InferResult:
+    inp = th.InferInput(name, list(x.shape), datatype)
+    inp.set_data_from_numpy(x, binary_data=binary)
+    outputs = kwargs.pop("outputs", None)
+    return client.infer(model, [inp], outputs=outputs, **kwargs)
+
+
+def assert_same(result: th.InferResult, pred: medinfer.Prediction, raw: str) -> None:
+    if pred.labels is not None:
+        got = [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("labels").reshape(-1)]
+        assert got == [str(v) for v in pred.labels]
+    np.testing.assert_array_equal(result.as_numpy("scores"), np.asarray(pred.scores))
+    np.testing.assert_array_equal(result.as_numpy(raw), pred.outputs[raw])
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
+    root = tmp_path_factory.mktemp("serve")
+    bundle = tiny.build(root / "tiny_logistic")
+    with serving([bundle], "--audit", str(root / "audit.jsonl"), "--max-body-mb", "0.05",
+                 log=root / "server.log") as (url, _):
+        yield url, bundle, root / "audit.jsonl"
+
+
+def test_tritonclient_gets_what_predict_gives(tiny_server) -> None:
+    url, bundle, _ = tiny_server
+    client = th.InferenceServerClient(url)
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("tiny_logistic")
+    meta = client.get_model_metadata("tiny_logistic")
+    assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}]
+    assert [o["name"] for o in meta["outputs"]] == ["labels", "scores", "probabilities"]
+    assert client.get_server_metadata()["name"] == "medinfer"
+    expected = medinfer.load(bundle).predict(X)
+    for binary in (True, False):  # the binary tensor extension and plain JSON
+        result = infer(client, "tiny_logistic", X, binary=binary, request_id=f"req-{binary}")
+        assert_same(result, expected, "probabilities")
+        response = result.get_response()
+        assert response["id"] == f"req-{binary}" and response["model_version"] == "0.0.1"
+        assert response["parameters"]["model_sha256"] == expected.model_sha256
+    for algorithm in ("gzip", "deflate"):
+        packed = infer(client, "tiny_logistic", X, request_compression_algorithm=algorithm)
+        assert_same(packed, expected, "probabilities")
+    only = infer(client, "tiny_logistic", X, outputs=[th.InferRequestedOutput("scores", binary_data=False)])
+    assert [o["name"] for o in only.get_response()["outputs"]] == ["scores"]
+
+
+@pytest.mark.parametrize(("x", "datatype", "status", "message"), [
+    (np.ones((2, 4), np.float32), "FP32", "400", "X has 4 features, but tiny_logistic is expecting 3"),
+    (X.astype(np.float64), "FP64", "400", "dtype float64, but tiny_logistic expects float32"),
+    (np.array([[1.0, np.nan, 0.0]], np.float32), "FP32", "400", "NaN"),
+    (np.array([[1.0, 99.0, 0.0]], np.float32), "FP32", "400", "outside the declared range"),
+    (np.array([["a", "b", "c"]], dtype=object), "BYTES", "400", "expects float32"),
+])
+def test_input_errors_are_400_with_the_library_message(tiny_server, x, datatype, status, message) -> None:
+    client = th.InferenceServerClient(tiny_server[0])
+    with pytest.raises(InferenceServerException, match=message) as info:
+        infer(client, "tiny_logistic", x, datatype=datatype)
+    assert info.value.status() == status
+
+
+def test_protocol_errors(tiny_server) -> None:
+    url = tiny_server[0]
+    client = th.InferenceServerClient(url)
+    with pytest.raises(InferenceServerException, match=r"unknown model 'nope' \(1 known: tiny_logistic\)") as info:
+        infer(client, "nope", X)
+    assert info.value.status() == "404"
+    with pytest.raises(InferenceServerException, match=r"unknown version '7' of model 'tiny_logistic' \(1 known: 0.0.1\)") as info:
+        infer(client, "tiny_logistic", X, model_version="7")
+    assert info.value.status() == "404"
+    with pytest.raises(InferenceServerException, match=r"takes input\(s\) \['x'\]") as info:
+        infer(client, "tiny_logistic", X, name="features")
+    assert info.value.status() == "400"
+    path = "/v2/models/tiny_logistic/infer"
+    assert http(url, path, b"{not json")[0] == 400
+    status, body = http(url, path, json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3],
+                                                           "data": [1, 2, 3]}]}).encode())
+    assert status == 400 and "has 3 values but shape [2, 3] needs 6" in body["error"]
+    status, body = http(url, path, json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3],
+                                                           "data": ["1", "2", "3"]}]}).encode())
+    assert status == 400 and "strings" in body["error"]
+    status, body = http(url, path, b" " * 60_000)
+    assert status == 413 and "limit of 52428 bytes" in body["error"]
+    bomb = gzip.compress(b" " * 200_000)  # 200 kB of spaces in a few hundred bytes
+    status, body = http(url, path, bomb, {"Content-Encoding": "gzip"})
+    assert status == 413 and "decompressed request body exceeds" in body["error"]
+    assert http(url, path, b"{}", {"Content-Encoding": "br"})[0] == 400
+    assert get(url, "/v2/nothing/here")[0] == 404
+
+
+def test_audit_trail_records_each_request(tiny_server) -> None:
+    url, _, audit = tiny_server
+    client = th.InferenceServerClient(url)
+    infer(client, "tiny_logistic", X, request_id="audited-1")
+    with pytest.raises(InferenceServerException):
+        infer(client, "tiny_logistic", np.ones((1, 4), np.float32), request_id="audited-2")
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    by_id = {r.get("request_id"): r for r in lines}
+    assert by_id["audited-1"]["status"] == "ok" and by_id["audited-2"]["reason"] == "input"
+    assert medinfer.verify_log(audit).ok
+
+
+def test_ready_only_after_integrity_and_self_test(tmp_path: Path) -> None:
+    slow = tiny.build(tmp_path / "tiny_logistic", slow=150)  # the self-test takes a moment
+    wrong = tiny.build(tmp_path / "wrong", name="tiny_wrong", golden_out=np.full((3, 2), 0.5, np.float32))
+    tampered = tiny.build(tmp_path / "tampered", name="tiny_tampered")
+    with open(tampered / "model.onnx", "ab") as fh:
+        fh.write(b"\0")
+    with serving([slow, wrong, tampered], log=tmp_path / "log", wait_ready=False) as (url, _):
+        assert get(url, "/v2/health/live")[0] == 200
+        first = get(url, "/v2/health/ready")
+        assert first[0] == 503 and "loading" in first[1]["error"]
+        end = time.monotonic() + 60
+        while any(m["state"] == "LOADING" for m in http(url, "/v2/repository/index", b"{}")[1]):
+            assert time.monotonic() < end, "bundles still loading after 60 s"
+            time.sleep(0.05)
+        index = {m["name"]: m for m in http(url, "/v2/repository/index", b"{}")[1]}
+        assert index["tiny_logistic"]["state"] == "READY" and index["tiny_wrong"]["state"] == "UNAVAILABLE"
+        status, body = get(url, "/v2/health/ready")
+        assert status == 503 and "tiny_wrong: unavailable" in body["error"]
+        client = th.InferenceServerClient(url)
+        assert client.is_model_ready("tiny_logistic") and not client.is_model_ready("tiny_wrong")
+        with pytest.raises(InferenceServerException, match="SelfTestError") as info:
+            infer(client, "tiny_wrong", X)
+        assert info.value.status() == "503"
+        with pytest.raises(InferenceServerException, match="IntegrityError.*model.onnx"):
+            infer(client, "tiny_tampered", X)
+
+
+def test_deadline_busy_and_graceful_shutdown(tmp_path: Path) -> None:
+    slow = tiny.build(tmp_path / "tiny_logistic", slow=150)
+    with serving([slow], "--deadline-ms", "5", "--max-concurrency", "1", "--max-queue", "0",
+                 log=tmp_path / "log") as (url, proc):
+        client = th.InferenceServerClient(url)
+        with pytest.raises(InferenceServerException, match="DeadlineExceeded") as info:
+            infer(client, "tiny_logistic", X)
+        assert info.value.status() == "504"
+    with serving([slow], "--max-concurrency", "1", "--max-queue", "0", log=tmp_path / "log2") as (url, proc):
+        results: list[object] = []
+
+        def call() -> None:
+            try:
+                results.append(infer(th.InferenceServerClient(url), "tiny_logistic", X).as_numpy("scores"))
+            except InferenceServerException as exc:
+                results.append(exc)
+
+        workers = [threading.Thread(target=call) for _ in range(2)]
+        for w in workers:
+            w.start()
+        time.sleep(0.05)
+        busy = [r for r in results if isinstance(r, InferenceServerException)]
+        for w in workers:
+            w.join()
+        busy = [r for r in results if isinstance(r, InferenceServerException)]
+        assert len(busy) == 1 and busy[0].status() == "503" and "server busy" in busy[0].message()
+        # SIGTERM while a request runs: it still completes, then the process exits cleanly
+        late: list[object] = []
+        runner = threading.Thread(target=lambda: late.append(infer(th.InferenceServerClient(url), "tiny_logistic", X)))
+        runner.start()
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        runner.join(30)
+        assert proc.wait(30) == 0
+        assert late and np.array_equal(late[0].as_numpy("scores"), medinfer.load(slow).predict(X).scores)
+        assert get(url, "/v2/health/live")[0] == 0  # nothing listens any more
+
+
+def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch, tiny_bundle_ro: Path) -> None:
+    from medinfer.fleet import serve as serve_mod
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    with pytest.raises(medinfer.MissingExtraError, match=r"needs the \[serve\] extra.*pip install 'medinfer\[serve\]'"):
+        serve_mod.serve(serve_mod.ServeConfig(bundles=(str(tiny_bundle_ro),)))
+
+
+def test_loopback_load(tiny_server) -> None:
+    """Bounded in count and time: 4 clients, at most 4000 requests or 8 s; throughput and p99 printed."""
+    url = tiny_server[0]
+    latencies: list[float] = []
+    errors: list[BaseException] = []
+    end = time.monotonic() + 8
+    lock = threading.Lock()
+    remaining = [4000]
+
+    def client_loop() -> None:
+        client = th.InferenceServerClient(url)
+        inp = th.InferInput("x", [1, 3], "FP32")
+        inp.set_data_from_numpy(X[:1])
+        while time.monotonic() < end:
+            with lock:
+                if remaining[0] <= 0:
+                    return
+                remaining[0] -= 1
+            start = time.perf_counter()
+            try:
+                client.infer("tiny_logistic", [inp])
+            except BaseException as exc:  # noqa: BLE001 - counted and reported
+                errors.append(exc)
+            latencies.append(time.perf_counter() - start)
+
+    threads = [threading.Thread(target=client_loop) for _ in range(4)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    lat = np.array(latencies) * 1e3
+    print(f"\nserve load test: {len(lat)} requests from 4 clients in {wall:.2f} s = {len(lat) / wall:.0f} req/s; "
+          f"latency p50 {np.percentile(lat, 50):.2f} ms, p99 {np.percentile(lat, 99):.2f} ms, max {lat.max():.2f} ms")
+    assert not errors, errors[:3]
+    assert len(lat) >= 100
+
+
+@pytest.mark.slow
+def test_all_five_models_over_the_wire(built, tmp_path: Path) -> None:
+    from medinfer.train import registry
+
+    names = registry.names()
+    paths = {name: built(name)[1] for name in names}
+    with serving(list(paths.values()), log=tmp_path / "log", timeout=300) as (url, _):
+        client = th.InferenceServerClient(url, network_timeout=120)
+        for name, path in paths.items():
+            model = medinfer.load(path)
+            spec = model.manifest.inputs[0]
+            x = np.asarray(built(name)[0].dataset.X_test[:16])
+            if spec.dtype == "string":
+                x = np.array([str(v) for v in x.reshape(-1)], dtype=object).reshape(-1, *[1] * (len(spec.shape) - 1))
+                datatype = "BYTES"
+            else:
+                x, datatype = x.astype(spec.dtype), "FP32"
+            expected = model.predict(x)
+            for binary in (True, False):
+                result = infer(client, name, x, name=spec.name, datatype=datatype, binary=binary)
+                assert_same(result, expected, model.manifest.decision.score_output)

@@ -1,0 +1,307 @@
+"""``medinfer export-triton``: config.pbtxt from the manifest, fail-closed export, the generated Python-backend
+model (with a stand-in for Triton's pb_utils), and — under the ``triton`` marker (``make test-triton``) — the real
+tritonserver from PyTriton's wheel answering tritonclient like ``Model.predict``."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import medinfer
+import numpy as np
+import pytest
+from medinfer.cli import main
+from medinfer.fleet.triton.repository import TritonOptions, config_pbtxt, export_repository
+
+from ..helpers import tiny
+from ..helpers.procs import stop
+
+X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 4.5], [0.0, 0.0, 0.0]], dtype=np.float32)
+
+
+def test_onnxruntime_repository(tiny_bundle: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    assert main(["export-triton", str(tiny_bundle), "--out", str(repo), "--instances", "2"]) == 0
+    folder = repo / "tiny_logistic"
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == \
+        ["1", "1/model.onnx", "config.pbtxt", "manifest.json", "model_card.md"]
+    assert (folder / "1" / "model.onnx").read_bytes() == (tiny_bundle / "model.onnx").read_bytes()
+    text = (folder / "config.pbtxt").read_text()
+    for line in ['name: "tiny_logistic"', 'backend: "onnxruntime"', "max_batch_size: 64",
+                 'name: "x"\n    data_type: TYPE_FP32\n    dims: [ 3 ]',
+                 'name: "label"\n    data_type: TYPE_INT64\n    dims: [ 1 ]\n    reshape: { shape: [ ] }',
+                 'name: "probabilities"\n    data_type: TYPE_FP32\n    dims: [ 2 ]',
+                 "dynamic_batching { max_queue_delay_microseconds: 100 }",
+                 "instance_group [ { kind: KIND_CPU count: 2 } ]",
+                 'parameters { key: "intra_op_thread_count" value: { string_value: "1" } }',
+                 'parameters { key: "execution_mode" value: { string_value: "0" } }',
+                 f"# model sha256 {medinfer.load(tiny_bundle).model_sha256}"]:
+        assert line in text, line
+    assert "optimization" not in text  # "all" is the backend's default
+
+
+def test_profile_and_shapes_translate(tiny_bundle_ro: Path) -> None:
+    model = medinfer.load(tiny_bundle_ro)
+    m = model.manifest
+    profile = dataclasses.replace(m.profile, intra_op_num_threads=4, execution_mode="parallel",
+                                  graph_optimization_level="basic", allow_spinning=False)
+    text = config_pbtxt(m, TritonOptions(), model_sha256="0" * 64, manifest_sha256="1" * 64, profile=profile)
+    assert "optimization { graph { level: -1 } }" in text and 'string_value: "4"' in text
+    assert 'key: "execution_mode" value: { string_value: "1" }' in text and "spinning off" in text
+    fixed = dataclasses.replace(m, inputs=(dataclasses.replace(m.inputs[0], shape=(1, 3)),))
+    text = config_pbtxt(fixed, TritonOptions(), model_sha256="0" * 64, manifest_sha256="1" * 64)
+    assert "max_batch_size: 0" in text and "dims: [ 1, 3 ]" in text and "dynamic_batching" not in text
+    seq = dataclasses.replace(m, inputs=(dataclasses.replace(m.inputs[0], shape=("N", "T", 10), names=None),))
+    text = config_pbtxt(seq, TritonOptions(max_batch_size=8), model_sha256="0" * 64, manifest_sha256="1" * 64)
+    assert "max_batch_size: 8" in text and "dims: [ -1, 10 ]" in text
+
+
+def test_export_fails_closed(tmp_path: Path) -> None:
+    bad = tiny.build(tmp_path / "bad")
+    with open(bad / "model.onnx", "ab") as fh:
+        fh.write(b"\0")
+    repo = tmp_path / "repo"
+    with pytest.raises(medinfer.IntegrityError, match="model.onnx"):
+        export_repository([bad], repo, TritonOptions())
+    assert not repo.exists() or not any(repo.iterdir())
+    good = tiny.build(tmp_path / "good")
+    export_repository([good], repo, TritonOptions())
+    with pytest.raises(medinfer.MedinferError, match="exists; pass --force"):
+        export_repository([good], repo, TritonOptions())
+    export_repository([good], repo, TritonOptions(backend="python"), force=True)
+    assert sorted(p.name for p in repo.iterdir()) == ["tiny_logistic"]  # no staging folder left
+
+
+def test_python_backend_repository(tiny_bundle: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    export_repository([tiny_bundle], repo, TritonOptions(backend="python", deadline_ms=250, site_packages="/x"))
+    folder = repo / "tiny_logistic"
+    assert (folder / "1" / "model.py").read_text() == \
+        (Path(medinfer.__file__).parent / "fleet" / "triton" / "backend.py").read_text()
+    assert medinfer.load(folder / "1" / "bundle").model_sha256 == medinfer.load(tiny_bundle).model_sha256
+    text = (folder / "config.pbtxt").read_text()
+    for line in ['backend: "python"', 'name: "labels"\n    data_type: TYPE_STRING\n    dims: [ 1 ]',
+                 'name: "scores"\n    data_type: TYPE_FP32', 'name: "probabilities"',
+                 'parameters { key: "deadline_ms" value: { string_value: "250" } }',
+                 'parameters { key: "medinfer_site_packages" value: { string_value: "/x" } }']:
+        assert line in text, line
+
+
+# -- the generated model.py with a stand-in for Triton's pb_utils -------------------------------------------
+class _Tensor:
+    def __init__(self, name: str, array: np.ndarray) -> None:
+        self._name, self.array = name, array
+
+    def as_numpy(self) -> np.ndarray:
+        return self.array
+
+    def name(self) -> str:
+        return self._name
+
+
+class _Response:
+    def __init__(self, output_tensors: list[_Tensor], error: object = None) -> None:
+        self.outputs, self.error = {t.name(): t.array for t in output_tensors}, error
+
+
+class _Error:
+    INVALID_ARG, INTERNAL, UNAVAILABLE = 3, 13, 14
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        self.message, self.code = message, code
+
+
+@pytest.fixture
+def backend_model(tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    stand_in = types.SimpleNamespace(Tensor=_Tensor, InferenceResponse=_Response, TritonError=_Error,
+                                     get_input_tensor_by_name=lambda request, name: request.get(name))
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", stand_in)
+    export_repository([tiny_bundle], tmp_path / "repo", TritonOptions(backend="python"))
+    from medinfer.fleet.triton.backend import TritonPythonModel
+
+    model = TritonPythonModel()
+    config = {"parameters": {}, "output": [{"name": n} for n in ("labels", "scores", "probabilities")]}
+    model.initialize({"model_config": json.dumps(config), "model_repository": str(tmp_path / "repo" / "tiny_logistic"),
+                      "model_version": "1"})
+    return model
+
+
+def test_backend_batches_and_isolates_bad_requests(backend_model, tiny_bundle: Path) -> None:
+    expected = medinfer.load(tiny_bundle).predict(X)
+    good = backend_model.execute([{"x": _Tensor("x", X[:2])}, {"x": _Tensor("x", X[2:])}])
+    assert [r.error for r in good] == [None, None]
+    np.testing.assert_array_equal(np.concatenate([r.outputs["scores"] for r in good]), expected.scores)
+    assert [v.decode() for r in good for v in r.outputs["labels"]] == list(expected.labels)
+    mixed = backend_model.execute([{"x": _Tensor("x", X[:1])}, {"x": _Tensor("x", np.full((1, 3), 50, np.float32))}])
+    assert mixed[0].error is None and mixed[0].outputs["scores"][0] == expected.scores[0]
+    assert mixed[1].error.code == _Error.INVALID_ARG and "outside the declared range" in mixed[1].error.message
+    missing = backend_model.execute([{"y": _Tensor("y", X)}])
+    assert missing[0].error.code == _Error.INVALID_ARG
+
+
+@pytest.mark.slow
+def test_every_spec_exports(built, tmp_path: Path) -> None:
+    from medinfer.train import registry
+
+    for name in registry.names():
+        folder = export_repository([built(name)[1]], tmp_path / "repo", TritonOptions())[0]
+        text = (folder / "config.pbtxt").read_text()
+        spec = medinfer.load_manifest(folder).inputs[0]
+        dims = [d if isinstance(d, int) else -1 for d in spec.shape[1:]]
+        assert f"dims: [ {', '.join(map(str, dims))} ]" in text and "max_batch_size: 64" in text
+        if spec.dtype == "string":
+            assert "TYPE_STRING" in text
+
+
+# -- the real tritonserver (make test-triton) -----------------------------------------------------------------
+def _triton_venv() -> Path:
+    venv = Path(os.environ.get("MEDINFER_TRITON_VENV", "build/triton-venv")).resolve()
+    python = venv / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"no Triton venv at {venv}: run 'make test-triton'")
+    return venv
+
+
+@pytest.fixture(scope="module")
+def tritonserver() -> dict:
+    """Paths and environment to start PyTriton's tritonserver with the Python backend."""
+    venv = _triton_venv()
+    probe = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "import json, sys, sysconfig, pytriton, medinfer, onnxruntime, numpy; print(json.dumps("
+                            "{'root': pytriton.__path__[0], 'libdir': sysconfig.get_config_var('LIBDIR'), "
+                            "'version': '%d.%d' % sys.version_info[:2], 'numpy': numpy.__version__}))"],
+                           capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"the Triton venv lacks a package: {probe.stderr.strip().splitlines()[-1:]}")
+    info = json.loads(probe.stdout)
+    server = Path(info["root"]) / "tritonserver"
+    stub = server / "backends" / "python" / "triton_python_backend_stub"
+    if not stub.exists():  # PyTriton keeps one stub per Python version; the backend wants it beside itself
+        shutil.copy(server / "python_backend_stubs" / info["version"] / "triton_python_backend_stub", stub)
+    # The stub's embedded Python finds its prefix through `python3` on PATH: the venv's, with numpy < 2 (the stub
+    # is built against numpy 1's ABI) and medinfer + onnxruntime.
+    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}",
+           "LD_LIBRARY_PATH": ":".join(filter(None, [info["libdir"], os.environ.get("LD_LIBRARY_PATH")]))}
+    return {"binary": server / "bin" / "tritonserver", "backends": server / "backends", "env": env}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(server: dict, repo: Path, log: Path, *extra: str, wait_ready: bool = True) -> Iterator[str]:
+    port = _free_port()
+    cmd = [str(server["binary"]), f"--model-repository={repo}", f"--backend-directory={server['backends']}",
+           "--http-address=127.0.0.1", f"--http-port={port}", "--allow-grpc=false", "--allow-metrics=false",
+           "--exit-timeout-secs=5", *extra]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=server["env"])
+    url = f"127.0.0.1:{port}"
+    try:
+        th = pytest.importorskip("tritonclient.http")
+        client = th.InferenceServerClient(url)
+        end = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, f"tritonserver exited {proc.returncode}:\n{log.read_text()[-3000:]}"
+            with contextlib.suppress(Exception):
+                if client.is_server_ready() if wait_ready else client.is_server_live():
+                    break
+            assert time.monotonic() < end, f"tritonserver not ready:\n{log.read_text()[-3000:]}"
+            time.sleep(0.2)
+        yield url
+    finally:
+        stop(proc, 60)
+
+
+def _infer(client, model: str, x: np.ndarray, name: str, datatype: str):
+    import tritonclient.http as th
+
+    inp = th.InferInput(name, list(x.shape), datatype)
+    inp.set_data_from_numpy(x)
+    return client.infer(model, [inp])
+
+
+def _same(result, pred: medinfer.Prediction, raw: str) -> None:
+    if pred.labels is not None:
+        assert [v.decode() for v in result.as_numpy("labels").reshape(-1)] == [str(v) for v in pred.labels]
+    np.testing.assert_array_equal(result.as_numpy("scores").reshape(np.asarray(pred.scores).shape), pred.scores)
+    np.testing.assert_array_equal(result.as_numpy(raw).reshape(pred.outputs[raw].shape), pred.outputs[raw])
+
+
+@pytest.mark.triton
+def test_tritonserver_python_backend(tritonserver: dict, tiny_bundle: Path, tmp_path: Path) -> None:
+    import tritonclient.http as th
+    from tritonclient.utils import InferenceServerException
+
+    repo = tmp_path / "repo"
+    export_repository([tiny_bundle], repo, TritonOptions(backend="python", instances=2))
+    with running(tritonserver, repo, tmp_path / "triton.log") as url:
+        client = th.InferenceServerClient(url, concurrency=8)
+        assert client.is_model_ready("tiny_logistic")
+        expected = medinfer.load(tiny_bundle).predict(X)
+        _same(_infer(client, "tiny_logistic", X, "x", "FP32"), expected, "probabilities")
+        # concurrent single-row requests: the dynamic batcher may join them; each gets its own row
+        pending = []
+        for i in range(len(X)):
+            inp = th.InferInput("x", [1, 3], "FP32")
+            inp.set_data_from_numpy(X[i:i + 1])
+            pending.append(client.async_infer("tiny_logistic", [inp]))
+        got = np.concatenate([p.get_result().as_numpy("scores").reshape(-1) for p in pending])
+        np.testing.assert_array_equal(got, expected.scores)
+        with pytest.raises(InferenceServerException, match="unexpected shape for input 'x'") as info:
+            _infer(client, "tiny_logistic", np.ones((1, 4), np.float32), "x", "FP32")  # Triton checks dims itself
+        assert info.value.status() == "400"
+        with pytest.raises(InferenceServerException, match="InputError: .*outside the declared range") as info:
+            _infer(client, "tiny_logistic", np.full((1, 3), 50, np.float32), "x", "FP32")  # medinfer's validation
+        assert info.value.status() == "400"
+
+
+@pytest.mark.triton
+def test_tritonserver_parses_the_onnxruntime_config(tritonserver: dict, tiny_bundle: Path, tmp_path: Path) -> None:
+    """PyTriton's server has no onnxruntime backend, but it parses our config.pbtxt: the only complaint left is
+    the missing backend library."""
+    import tritonclient.http as th
+
+    repo = tmp_path / "repo"
+    export_repository([tiny_bundle], repo, TritonOptions())
+    with running(tritonserver, repo, tmp_path / "triton.log", "--exit-on-error=false", wait_ready=False) as url:
+        index = th.InferenceServerClient(url).get_model_repository_index()
+    print(f"\ntritonserver on the onnxruntime repository: {index}")
+    assert [m["name"] for m in index] == ["tiny_logistic"] and index[0]["state"] == "UNAVAILABLE"
+    assert "onnxruntime" in index[0]["reason"] and "backend" in index[0]["reason"], index[0]["reason"]
+
+
+@pytest.mark.triton
+@pytest.mark.slow
+def test_tritonserver_all_five(tritonserver: dict, built, tmp_path: Path) -> None:
+    import tritonclient.http as th
+    from medinfer.train import registry
+
+    paths = {name: built(name)[1] for name in registry.names()}
+    repo = tmp_path / "repo"
+    export_repository(list(paths.values()), repo, TritonOptions(backend="python"))
+    with running(tritonserver, repo, tmp_path / "triton.log") as url:
+        client = th.InferenceServerClient(url, network_timeout=120)
+        for name, path in paths.items():
+            model = medinfer.load(path)
+            spec = model.manifest.inputs[0]
+            x = np.asarray(built(name)[0].dataset.X_test[:16])
+            if spec.dtype == "string":
+                x = np.array([str(v).encode() for v in x.reshape(-1)], dtype=object).reshape(-1, 1)
+                datatype = "BYTES"
+            else:
+                x, datatype = x.astype(spec.dtype), "FP32"
+            _same(_infer(client, name, x, spec.name, datatype), model.predict(x), model.manifest.decision.score_output)

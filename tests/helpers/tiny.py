@@ -1,0 +1,208 @@
+"""Tiny bundles built in-process with onnx.helper (no TensorFlow, no scikit-learn): a 3-feature logistic model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from medinfer.integrity import contract_digest
+from medinfer.manifest import Card, DataProvenance, DataSource, Decision, Metric, Metrics, Producer, TensorSpec, Variant
+from medinfer.schema import to_json
+
+W = np.array([[1.0, -1.0], [0.5, -0.5], [-2.0, 2.0]], dtype=np.float32)
+B = np.array([0.1, -0.1], dtype=np.float32)
+FEATURES = ("alpha", "beta", "gamma")
+RANGE = (-10.0, 10.0)
+
+
+def reference(x: np.ndarray) -> np.ndarray:
+    """The tiny model in numpy: softmax(x @ W + B)."""
+    z = x.astype(np.float32) @ W + B
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def contract(name: str = "tiny_logistic") -> dict[str, Any]:
+    return {
+        "name": name,
+        "version": "0.0.1",
+        "task": "binary_classification",
+        "inputs": to_json((TensorSpec("x", "float32", ("N", 3), range=RANGE, units="a.u.", names=FEATURES),)),
+        "outputs": to_json((TensorSpec("label", "int64", ("N",)), TensorSpec("probabilities", "float32", ("N", 2)))),
+        "labels": ["negative", "positive"],
+        "decision": to_json(Decision(score_output="probabilities", label_output="label",
+                                     positive_label="positive", threshold=0.5)),
+    }
+
+
+def model_bytes(name: str = "tiny_logistic", metadata: dict[str, str] | None = None, slow: int = 0) -> bytes:
+    """The tiny logistic graph; ``slow`` > 0 adds that many 512x512 MatMuls whose result is multiplied by 0
+    (same outputs, long run: for deadline tests)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["z0"])]
+    inits = [numpy_helper.from_array(W, "W"), numpy_helper.from_array(B, "B")]
+    if slow:
+        rng = np.random.default_rng(0)
+        inits += [numpy_helper.from_array((rng.standard_normal((512, 512)) / 512).astype(np.float32), "H"),
+                  numpy_helper.from_array(np.zeros((1,), np.float32), "Zero")]
+        nodes += [helper.make_node("ReduceSum", ["x"], ["xs"], keepdims=0),  # input-dependent: not folded away
+                  helper.make_node("Mul", ["H", "xs"], ["h_start"])]
+        prev = "h_start"
+        for i in range(slow):
+            nodes.append(helper.make_node("MatMul", [prev, "H"], [f"h{i}"]))
+            prev = f"h{i}"
+        nodes += [helper.make_node("ReduceSum", [prev], ["hs"], keepdims=0),
+                  helper.make_node("Mul", ["hs", "Zero"], ["h0z"]),
+                  helper.make_node("Add", ["z0", "h0z"], ["z0s"])]
+        z0 = "z0s"
+    else:
+        z0 = "z0"
+    nodes += [
+        helper.make_node("Add", [z0, "B"], ["z"]),
+        helper.make_node("Softmax", ["z"], ["probabilities"], axis=1),
+        helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2])],
+        initializer=inits,
+    )
+    onx = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onx.ir_version = 8
+    props = metadata if metadata is not None else {
+        "medinfer.name": name, "medinfer.version": "0.0.1", "medinfer.contract_sha256": contract_digest(contract(name))}
+    for k, v in props.items():
+        entry = onx.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(onx)
+    return onx.SerializeToString()
+
+
+GOLDEN_X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.0, 4.5], [0.0, 0.0, 0.0]], dtype=np.float32)
+
+
+def build(folder: Path, *, name: str = "tiny_logistic", golden_out: np.ndarray | None = None,
+          metadata: dict[str, str] | None = None, slow: int = 0, **overrides: Any) -> Path:
+    """Write a valid tiny bundle into ``folder`` (created); overrides replace manifest fields."""
+    from medinfer.export.bundle import golden_entry, golden_npz, write_bundle
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    expected = reference(GOLDEN_X) if golden_out is None else golden_out
+    golden = {"probabilities": expected.astype(np.float32)}
+    fields = {
+        **contract(name),
+        "description": "tiny test model (synthetic)",
+        "producer": Producer(medinfer="test", onnx="test", onnxruntime="test", opset={"ai.onnx": 17}),
+        "profile": {"intra_op_num_threads": 1, "inter_op_num_threads": 1},
+        "variants": {"default": Variant(file="model.onnx")},
+        "data": DataProvenance(
+            sources=(DataSource(name="synthetic", package="none", version="0", file="-", sha256="0" * 64,
+                                licence="CC0", citation="generated in the test"),),
+            split={"method": "none"}, synthetic=True, description="synthetic weights"),
+        "metrics": Metrics(heldout={"accuracy": Metric(1.0, (1.0, 1.0))}, n_test=3, method="none"),
+        "parity": {"passed": True},
+        "golden": golden_entry(golden, atol=1e-5),
+        "card": Card(summary="tiny", intended_use="tests only"),
+        **overrides,
+    }
+    files = {"model.onnx": (model_bytes(name, metadata, slow), "model"),
+             "golden.npz": golden_npz({"x": GOLDEN_X}, golden)}
+    write_bundle(folder, fields, files)
+    return folder
+
+
+def _write(folder: Path, name: str, contract_doc: dict[str, Any], graph_bytes: bytes, golden_x: np.ndarray,
+           golden_out: dict[str, np.ndarray], **overrides: Any) -> Path:
+    from medinfer.export.bundle import golden_entry, golden_npz, write_bundle
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    input_name = contract_doc["inputs"][0]["name"]
+    fields = {
+        **contract_doc,
+        "description": f"{name}: tiny test model (synthetic)",
+        "producer": Producer(medinfer="test", onnx="test", onnxruntime="test", opset={"ai.onnx": 17}),
+        "profile": {"intra_op_num_threads": 1, "inter_op_num_threads": 1},
+        "variants": {"default": Variant(file="model.onnx")},
+        "data": DataProvenance(
+            sources=(DataSource(name="synthetic", package="none", version="0", file="-", sha256="0" * 64,
+                                licence="CC0", citation="generated in the test"),),
+            split={"method": "none"}, synthetic=True, description="synthetic weights"),
+        "metrics": Metrics(heldout={"accuracy": Metric(1.0, (1.0, 1.0))}, n_test=3, method="none"),
+        "parity": {"passed": True},
+        "golden": golden_entry(golden_out, atol=1e-5),
+        "card": Card(summary="tiny", intended_use="tests only"),
+        **overrides,
+    }
+    files = {"model.onnx": (graph_bytes, "model"), "golden.npz": golden_npz({input_name: golden_x}, golden_out)}
+    write_bundle(folder, fields, files)
+    return folder
+
+
+def _graph(name: str, contract_doc: dict[str, Any], nodes: list, inputs: list, outputs: list, inits: list) -> bytes:
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, name, inputs, outputs, initializer=inits)
+    onx = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onx.ir_version = 8
+    for k, v in {"medinfer.name": name, "medinfer.version": "0.0.1",
+                 "medinfer.contract_sha256": contract_digest(contract_doc)}.items():
+        entry = onx.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(onx)
+    return onx.SerializeToString()
+
+
+SIGMOID_W = np.array([[1.0], [-2.0], [0.5]], dtype=np.float32)
+
+
+def sigmoid_reference(x: np.ndarray) -> np.ndarray:
+    """The sigmoid model in numpy: sigmoid(x @ W), shape (N, 1)."""
+    return 1.0 / (1.0 + np.exp(-(x.astype(np.float32) @ SIGMOID_W)))
+
+
+def build_sigmoid(folder: Path, *, name: str = "tiny_sigmoid", threshold: float | None = None) -> Path:
+    """A binary model with ONE sigmoid unit (N, 1) — the seed CNN's shape — and, by default, no threshold."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    doc = {
+        "name": name, "version": "0.0.1", "task": "binary_classification",
+        "inputs": to_json((TensorSpec("x", "float32", ("N", 3), range=RANGE),)),
+        "outputs": to_json((TensorSpec("probability", "float32", ("N", 1)),)),
+        "labels": ["negative", "positive"],
+        "decision": to_json(Decision(score_output="probability", positive_label="positive", threshold=threshold)),
+    }
+    graph = _graph(name, doc, [helper.make_node("MatMul", ["x", "W"], ["z"]),
+                               helper.make_node("Sigmoid", ["z"], ["probability"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                   [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", 1])],
+                   [numpy_helper.from_array(SIGMOID_W, "W")])
+    return _write(folder, name, doc, graph, GOLDEN_X, {"probability": sigmoid_reference(GOLDEN_X)})
+
+
+def build_sequence(folder: Path, *, name: str = "tiny_sequence") -> Path:
+    """A regression model over a dynamic time axis, (N, T, 2) -> (N, 1): the mean of every value (like the LSTM's
+    (N, T, 10) contract, sequences of any length T)."""
+    from onnx import TensorProto, helper
+
+    doc = {
+        "name": name, "version": "0.0.1", "task": "regression",
+        "inputs": to_json((TensorSpec("x", "float32", ("N", "T", 2), range=RANGE),)),
+        "outputs": to_json((TensorSpec("value", "float32", ("N", 1)),)),
+        "labels": None,
+        "decision": to_json(Decision(score_output="value")),
+    }
+    graph = _graph(name, doc, [helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 2], keepdims=0),
+                               helper.make_node("Unsqueeze", ["m", "axis"], ["value"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T", 2])],
+                   [helper.make_tensor_value_info("value", TensorProto.FLOAT, ["N", 1])],
+                   [helper.make_tensor(name="axis", data_type=TensorProto.INT64, dims=[1], vals=[1])])
+    x = np.arange(2 * 4 * 2, dtype=np.float32).reshape(2, 4, 2) / 10
+    return _write(folder, name, doc, graph, x, {"value": x.mean(axis=(1, 2))[:, None]})

@@ -1,0 +1,59 @@
+"""The one decision rule (medinfer.decision): per sample, never over the batch; the same in training and runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import medinfer
+import numpy as np
+import pytest
+from medinfer.decision import DEFAULT_THRESHOLD, decide, score_column, scores_of
+
+from ..helpers import tiny
+
+X = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [3, 3, 3], [-1, -1, -1]], dtype=np.float32)
+
+
+def test_single_sigmoid_binary_bundle_without_a_threshold_decides_each_row_at_one_half(tmp_path: Path) -> None:
+    model = medinfer.load(tiny.build_sigmoid(tmp_path / "s", threshold=None))
+    assert model.manifest.decision.threshold is None
+    pred = model.predict(X)
+    expected_scores = tiny.sigmoid_reference(X)[:, 0]
+    np.testing.assert_allclose(pred.scores, expected_scores, atol=1e-6)
+    expected = np.where(expected_scores >= DEFAULT_THRESHOLD, "positive", "negative")
+    assert list(pred.labels) == list(expected)
+    assert {"positive", "negative"} == set(pred.labels)  # both outcomes occur: not one label for the batch
+    one = model.predict(X[1])  # a single sample gets the same answer as inside the batch
+    assert one.label == expected[1] and one.score == pytest.approx(expected_scores[1])
+
+
+def test_a_declared_threshold_moves_the_decision(tmp_path: Path) -> None:
+    model = medinfer.load(tiny.build_sigmoid(tmp_path / "s", threshold=0.7))
+    scores = tiny.sigmoid_reference(X)[:, 0]
+    assert list(model.predict(X).labels) == list(np.where(scores >= 0.7, "positive", "negative"))
+
+
+def test_rules() -> None:
+    two = np.array([[0.9, 0.1], [0.2, 0.8]], np.float32)
+    assert score_column("binary_classification", ("neg", "pos"), "pos", ("N", 2)) == 1
+    assert score_column("binary_classification", ("pos", "neg"), "pos", ("N", 2)) == 0
+    assert score_column("binary_classification", ("neg", "pos"), "pos", ("N", 1)) is None
+    assert list(scores_of("binary_classification", two, 1)) == [np.float32(0.1), np.float32(0.8)]
+    assert list(decide("binary_classification", np.array([0.5, 0.49]), None, positive=1)) == [1, 0]
+    assert list(decide("binary_classification", np.array([0.5, 0.49]), None, positive=0)) == [0, 1]
+    probs = np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]])
+    assert list(decide("multiclass_classification", probs)) == [1, 0]  # per row
+    with pytest.raises(ValueError, match=r"must be \(N, classes\)"):
+        decide("multiclass_classification", np.array([0.1, 0.7]))
+    with pytest.raises(ValueError, match="binary score output has 3 columns"):
+        score_column("binary_classification", ("neg", "pos"), "pos", ("N", 3))
+
+
+def test_a_manifest_with_an_impossible_score_output_is_refused(tmp_path: Path) -> None:
+    from medinfer.manifest import TensorSpec
+    from medinfer.schema import to_json
+
+    bad = tiny.contract()
+    bad["outputs"] = to_json((TensorSpec("label", "int64", ("N",)), TensorSpec("probabilities", "float32", ("N", 3))))
+    with pytest.raises(medinfer.ManifestError, match="decision.score_output.*3 columns"):
+        tiny.build(tmp_path / "t", **{"outputs": bad["outputs"]})

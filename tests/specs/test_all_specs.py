@@ -1,0 +1,100 @@
+"""Every registered spec end to end on its small test sample: train → export → parity → load → predict == native.
+
+Parametrized over the registry: a new spec file is tested here without editing this file.
+"""
+
+from __future__ import annotations
+
+import json
+
+import medinfer
+import numpy as np
+import pytest
+from medinfer.train import registry
+
+from ..helpers.checks import concurrent_check, deterministic_check
+from ..helpers.hostile import DTYPES, PATTERNS, SHAPES, check_outcome, numeric_case, strings_case
+from ..helpers.isolation import run_isolated
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_runtime_predict_equals_native(built, name: str) -> None:
+    art, path = built(name)
+    spec = art.spec
+    model = medinfer.load(path)
+    X = art.dataset.X_test
+    pred = model.predict(X)
+    native_scores = spec.scores(spec.native_outputs(art.model, X))
+    np.testing.assert_allclose(pred.scores, native_scores, atol=spec.parity.atol, rtol=spec.parity.rtol)
+    if spec.task != "regression":
+        native_labels = np.asarray(spec.labels, dtype=object)[spec.decisions(native_scores, art.point.threshold)]
+        assert list(pred.labels) == list(native_labels)
+    assert pred.model_sha256 == model.manifest.files["model.onnx"].sha256
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_manifest_records_the_contract(built, name: str) -> None:
+    art, path = built(name)
+    m = medinfer.load_manifest(path)
+    assert m.name == name and m.version == art.spec.version
+    assert m.parity.passed is True and m.parity.n_samples >= len(art.dataset.y_test)
+    assert m.data.sources and all(len(s.sha256) == 64 for s in m.data.sources)
+    assert all(v.ci95 is None or v.ci95[0] <= v.value <= v.ci95[1] for v in m.metrics.heldout.values())
+    assert m.metrics.baseline is not None
+    assert set(m.files) >= {"model.onnx", "golden.npz", "model_card.md"}
+    assert m.producer.opset and m.producer.frameworks
+    card = (path / "model_card.md").read_text()
+    assert m.card.intended_use in card
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path / "model.onnx")).metadata_props}
+    assert props["medinfer.name"] == name and props["medinfer.version"] == m.version
+    assert json.loads((path / "manifest.json").read_text())["schema_version"] == 1
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_deterministic_and_concurrent_every_bundle(built, name: str) -> None:
+    _, path = built(name)
+    inputs, _ = medinfer.load(path).golden()
+    x = next(iter(inputs.values()))
+    deterministic_check(path, x)
+    concurrent_check(path, x)
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_runtime_alone_runs_every_spec_bundle(built, name: str) -> None:
+    _, path = built(name)
+    result = run_isolated([path])
+    assert result["heavy"] == []
+    assert result["results"][name]["self_test"] in ("bit_exact", "within_tolerance")
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_hostile_inputs_every_bundle(built, name: str) -> None:
+    _, path = built(name)
+    model = medinfer.load(path, self_test=False)
+    spec = model.manifest.inputs[0]
+    if spec.dtype == "string":
+        text = st.one_of(st.text(max_size=200), st.binary(max_size=64), st.just("\x00"), st.just("\ud800"),
+                         st.just("a" * 100_000), st.integers(), st.none())
+
+        @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(texts=st.lists(text, min_size=0, max_size=4), shape=st.sampled_from(["ok", "scalar", "empty",
+                                                                                    "extra_axis"]))
+        def run(texts, shape) -> None:
+            check_outcome(model, strings_case(texts, shape))
+    else:
+
+        @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(shape=st.sampled_from(SHAPES), dtype=st.sampled_from(DTYPES), pattern=st.sampled_from(PATTERNS),
+               batch=st.integers(1, 3), seed=st.integers(0, 2**31 - 1))
+        def run(shape, dtype, pattern, batch, seed) -> None:
+            check_outcome(model, numeric_case(spec, shape, dtype, pattern, batch, seed))
+
+    run()

@@ -1,0 +1,86 @@
+"""glucose_lstm beyond the registry-wide tests: features and their units, windows, the patient split, the
+Clarke grid, and the built bundle's dynamic time axis."""
+
+from __future__ import annotations
+
+import json
+
+import medinfer
+import numpy as np
+import pytest
+from medinfer.train import clarke
+from medinfer.train.datasets import glucose
+
+
+# -- Clarke error grid ------------------------------------------------------------------------------------
+def test_clarke_zones_of_textbook_points() -> None:
+    ref = np.array([100, 60, 100, 150, 250, 50, 300, 60, 100])
+    pred = np.array([115, 65, 140, 25, 150, 120, 50, 250, 230])
+    assert "".join(clarke.zones(ref, pred)) == "AABCDDEEC"
+    pct = clarke.zone_percentages(ref, pred)
+    assert sum(pct.values()) == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="reference has 2 values but predicted has 1"):
+        clarke.zones(np.ones(2), np.ones(1))
+
+
+# -- glucose features ------------------------------------------------------------------------------------
+def _toy_run(steps: int = 80) -> dict[str, np.ndarray]:
+    minutes = np.arange(steps) * 5.0
+    cho = np.zeros(steps)
+    cho[10] = 6.0  # g/min during one 5-min step: a 30 g meal
+    insulin = np.full(steps, 0.02)
+    insulin[10] += 0.6  # U/min during one step: a 3 U bolus
+    cgm = 120.0 + np.arange(steps)
+    return {"minutes": minutes, "cgm": cgm, "bg": cgm + 5.0, "cho": cho, "insulin": insulin}
+
+
+def test_glucose_features_have_the_documented_units() -> None:
+    f = glucose.features(_toy_run())
+    col = {n: i for i, n in enumerate(glucose.FEATURE_NAMES)}
+    assert f.shape == (80, 10) and len(glucose.FEATURES) == 10
+    assert f[10, col["carbohydrates"]] == pytest.approx(30.0) and f[10, col["bolus_insulin"]] == pytest.approx(3.0)
+    assert f[0, col["basal_insulin"]] == pytest.approx(1.2)  # 0.02 U/min = 1.2 U/h
+    assert f[5, col["cgm_rate"]] == pytest.approx(0.2) and f[20, col["cgm_delta_30min"]] == pytest.approx(6.0)
+    cob = f[:, col["carbs_on_board"]]
+    assert cob[10] == pytest.approx(30.0) and cob[10 + 18] == pytest.approx(15.0) and cob[10 + 36] == 0.0  # 90, 180 min
+    assert f[0, col["time_of_day_cos"]] == pytest.approx(1.0)
+
+
+def test_windows_target_glucose_30_minutes_after_the_last_step() -> None:
+    run = _toy_run()
+    X, y, persistence, minutes = glucose.windows(run, seq_len=12, stride=1)
+    last = 11
+    assert X.shape == (80 - 12 - 5, 12, 10)
+    assert y[0] == run["bg"][last + 6] and persistence[0] == run["cgm"][last] and minutes[0] == 55.0
+
+
+def test_patients_are_split_without_overlap() -> None:
+    train, test = glucose.split_patients(list(glucose.PATIENTS))
+    assert not set(train) & set(test) and len(test) == 9 and len(train) == 21
+    train, test = glucose.split_patients(list(glucose.PATIENTS[:3]))
+    assert train == ["adolescent#001", "adult#001"] and test == ["child#001"]
+
+
+@pytest.mark.slow
+def test_lstm_bundle_keeps_a_dynamic_time_axis(built) -> None:
+    art, path = built("glucose_lstm")
+    model = medinfer.load(path)
+    m = model.manifest
+    assert m.inputs[0].shape == ("N", "T", 10) and m.inputs[0].names == glucose.FEATURE_NAMES
+    assert [f["unit"] for f in m.inputs[0].facts["features"]] == [u for _, u, _ in glucose.FEATURES]
+    edge = np.asarray(art.dataset.edge)
+    for T in (1, 7, edge.shape[1]):
+        x = np.ascontiguousarray(edge[:, -T:, :])
+        native = art.spec.scores(art.spec.native_outputs(art.model, x))
+        np.testing.assert_allclose(model.predict(x).scores, native, atol=art.spec.parity.atol, rtol=1e-5)
+    with pytest.raises(medinfer.InputError, match="X has 9 features per time step, but glucose_lstm is expecting 10"):
+        model.predict(np.zeros((2, 5, 9), np.float32))
+    assert set(m.parity.sets) >= {"heldout", "edge_longest", "edge_shortest"}
+    split = m.data.split
+    assert not set(split["train_patients"]) & set(split["test_patients"])
+    assert {"rmse", "mae", "clarke_A_pct"} <= set(m.metrics.heldout)
+    assert m.metrics.baseline is not None and m.metrics.baseline.name.startswith("persistence")
+    card = (path / "model_card.md").read_text()
+    assert "NOT A DOSING INSTRUCTION" in card
+    assert {"plots/clarke.png", "plots/trace.png"} <= set(m.files)
+    assert json.loads((path / "manifest.json").read_text())["outputs"][0]["units"] == "mg/dL"

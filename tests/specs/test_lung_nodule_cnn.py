@@ -1,0 +1,146 @@
+"""lung_nodule_cnn beyond the registry-wide tests: simulated lesions on real CT, the operating threshold, user
+data layouts, the Debian-packaged volume, and the built bundle's graph contract (HU in, windows in the graph)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import medinfer
+import numpy as np
+import pytest
+from medinfer.tools import dicom
+from medinfer.train.datasets import ct, lesions, sources, user_images
+from medinfer.train.specs.lung_nodule_cnn import WINDOWS, choose_threshold, edge_inputs
+
+pydicom = pytest.importorskip("pydicom")
+from pydicom.data import get_testdata_file  # noqa: E402
+
+CT = Path(get_testdata_file("CT_small.dcm"))
+MR = Path(get_testdata_file("MR_small.dcm"))
+
+
+# -- lesions on real CT -----------------------------------------------------------------------------------
+def test_simulated_nodules_on_real_ct_are_deterministic_and_in_range() -> None:
+    slices = ct.load_slices("pydicom")
+    assert slices[0].hu.min() == -896.0 and slices[0].hu.max() == 1167.0
+    a = lesions.make_patches(slices, 24, np.random.default_rng(3))
+    b = lesions.make_patches(slices, 24, np.random.default_rng(3))
+    np.testing.assert_array_equal(a.X, b.X)
+    assert a.X.shape == (24, 100, 100, 1) and a.X.dtype == np.float32
+    assert a.X.min() >= ct.HU_MIN and a.X.max() <= ct.HU_MAX
+    assert set(np.unique(a.y)) == {0, 1}
+    assert (a.diameter_mm[a.y == 1] >= 5).all() and (a.diameter_mm[a.y == 0] == 0).all()
+
+
+def test_a_nodule_changes_the_patch_near_its_centre() -> None:
+    rng = np.random.default_rng(0)
+    background = np.full((100, 100), -850.0, dtype=np.float32)  # lung-like parenchyma
+    patch = background.copy()
+    lesions.add_nodule(patch, rng, spacing_mm=0.7)
+    changed = np.abs(patch - background) > 100
+    rows, cols = np.nonzero(changed)
+    centre = np.hypot(rows.mean() - 50, cols.mean() - 50)
+    assert changed.sum() > 20 and centre <= lesions.CENTRE_RADIUS + 3
+
+
+def test_threshold_keeps_target_sensitivity_and_avoids_ties() -> None:
+    rng = np.random.default_rng(1)
+    y = np.r_[np.ones(50, int), np.zeros(50, int)]
+    scores = np.r_[rng.uniform(0.3, 1.0, 50), rng.uniform(0.0, 0.6, 50)]
+    t, why = choose_threshold(scores, y, 0.9)
+    assert np.mean(scores[y == 1] >= t) >= 0.9
+    assert not np.any(scores == t) and "sensitivity" in why
+    assert choose_threshold(scores[y == 1], y[y == 1], 0.9)[0] == 0.5  # one class only: documented default
+
+
+def test_edge_patches_cover_air_bone_and_the_hu_limits() -> None:
+    edge = edge_inputs()
+    assert edge.shape[1:] == (100, 100, 1)
+    per_patch = {(float(e.min()), float(e.max())) for e in edge}
+    assert {(-1000.0, -1000.0), (1500.0, 1500.0), (ct.HU_MIN, ct.HU_MIN), (ct.HU_MAX, ct.HU_MAX)} <= per_patch
+
+
+# -- user-supplied data -----------------------------------------------------------------------------------
+def test_user_folder_of_png_and_labels_round_trips(tmp_path: Path) -> None:
+    patches = lesions.make_patches(ct.load_slices("pydicom"), 9, np.random.default_rng(0))
+    X = np.round(patches.X)
+    splits = ["train"] * 5 + ["validation"] * 2 + ["test"] * 2
+    user_images.write_example_folder(tmp_path / "mine", X, patches.y, splits)
+    ds, val = user_images.load(tmp_path / "mine")
+    np.testing.assert_array_equal(ds.X_train, X[:5])
+    np.testing.assert_array_equal(ds.y_test, patches.y[7:])
+    assert val is not None and len(val[1]) == 2
+    assert ds.sources[0].package == "user-supplied" and len(ds.sources[0].sha256) == 64
+
+
+def test_medmnist_npz_layout(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for part, n in (("train", 6), ("val", 2), ("test", 3)):
+        arrays[f"{part}_images"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        arrays[f"{part}_labels"] = np.arange(n).reshape(n, 1) % 3
+    np.savez(tmp_path / "nodulemnist.npz", **arrays)
+    ds, val = user_images.load(tmp_path / "nodulemnist.npz", positive_class=2)
+    assert ds.X_train.shape == (6, 100, 100, 1) and ds.X_test.shape == (3, 100, 100, 1)
+    assert ds.y_train.tolist() == [0, 0, 1, 0, 0, 1] and val is not None
+    assert ds.X_train.min() >= user_images.LUNG_WINDOW[0] and ds.X_train.max() <= user_images.LUNG_WINDOW[1]
+    np.savez(tmp_path / "bad.npz", images=np.zeros((1, 28, 28)))
+    with pytest.raises(ValueError, match="not a MedMNIST .npz: missing"):
+        user_images.load(tmp_path / "bad.npz")
+
+
+def test_deb_source_needs_apt_and_says_how_to_do_without(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MEDINFER_DATA", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no apt-get, no dpkg-deb
+    src = sources.get_source("invesalius_cranium")
+    assert src.kind == "deb" and src.provenance().package == "debian:invesalius-examples"
+    with pytest.raises(sources.DataFetchError, match="apt-get and dpkg-deb are not available.*copy"):
+        sources.fetch("invesalius_cranium")
+
+
+# -- the built bundles ------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_cnn_bundle_takes_hu_and_windows_inside_the_graph(built) -> None:
+    art, path = built("lung_nodule_cnn")
+    m = medinfer.load_manifest(path)
+    facts = m.inputs[0].facts
+    assert m.inputs[0].shape == ("N", 100, 100, 1) and m.inputs[0].units == "HU"
+    assert facts["modality"] == "CT" and set(facts["windows"]) == {"lung", "mediastinal", "bone"}
+    import keras
+
+    windows = keras.Model(art.model.input, art.model.get_layer("window_clip").output)
+    hu = np.array([-1350.0, -600.0, 40.0, 400.0, 1500.0], dtype=np.float32)
+    got = windows.predict(np.broadcast_to(hu[:, None, None, None], (5, 100, 100, 1)), verbose=0)[:, 0, 0, :]
+    expected = np.stack([np.clip((hu - (lv - w / 2)) / w, 0, 1) for _, lv, w in WINDOWS], axis=1)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    card = (path / "model_card.md").read_text().lower()
+    assert "simulated lesions on real ct background" in card
+    assert "simulated lesions on real ct background" in m.data.description.lower()
+    assert {"plots/roc.png", "plots/examples.png"} <= set(m.files)
+    assert m.decision.threshold == art.point.threshold and "validation" in m.decision.rationale
+    assert m.parity.sets["edge"]["decision_flips"] == 0
+
+
+def test_cli_scores_a_ct_slice_with_a_sliding_window_and_writes_an_overlay(built, tmp_path: Path) -> None:
+    _, bundle = built("lung_nodule_cnn")
+    overlay = tmp_path / "heat.png"
+    cmd = [sys.executable, "-m", "medinfer", "predict", str(bundle), str(CT), "--json", "--overlay", str(overlay)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["modality"] == "CT" and (out["hu_min"], out["hu_max"]) == (-896.0, 1167.0)
+    assert len(out["windows"]) == len(dicom.window_centres((128, 128), 25))
+    image = pytest.importorskip("PIL.Image")
+    assert image.open(overlay).size == (128, 128)
+
+    model = medinfer.load(bundle)
+    one = dicom.predict_file(model, CT, centre=(64, 70))
+    patch = dicom.cut_patches(dicom.read_ct(CT).hu, np.array([[64, 70]]), 100, -1024.0)
+    assert one.scores[0] == pytest.approx(float(model.predict(patch).scores[0]), abs=1e-7)
+
+    mr = subprocess.run([sys.executable, "-m", "medinfer", "predict", str(bundle), str(MR)],
+                        capture_output=True, text=True, timeout=120, check=False)
+    assert mr.returncode == 5 and "Modality 'MR'" in mr.stderr
