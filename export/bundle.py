@@ -36,10 +36,10 @@ from medinfer.manifest import (
 from medinfer.schema import parse
 
 from ..train.artifact import Artifact
-from ..train.spec import Progress, quiet
+from ..train.spec import Dataset, ModelSpec, OperatingPoint, Progress, quiet
 from . import parity
 from .card import render
-from .converters import convert
+from .converters import convert, get_converter
 from .variants import build_variants, chosen_profile
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,11 @@ def _set_metadata(onx: Any, props: dict[str, str]) -> None:
             entry.key, entry.value = key, value
 
 
-def _producer(spec: Any, onx: Any, frameworks: dict[str, str]) -> Producer:
+def _producer(spec: ModelSpec, onx: Any, frameworks: dict[str, str]) -> Producer:
     import onnx
     import onnxruntime
 
-    converter = {"sklearn": "skl2onnx", "keras": "tf2onnx"}.get(spec.family, spec.family)
+    converter = get_converter(spec.family).tool
     try:
         from importlib.metadata import version
 
@@ -74,13 +74,13 @@ def _producer(spec: Any, onx: Any, frameworks: dict[str, str]) -> Producer:
     )
 
 
-def _contract(spec: Any, dataset: Any) -> dict[str, Any]:
+def _contract(spec: ModelSpec, dataset: Dataset, point: OperatingPoint) -> dict[str, Any]:
     """The behaviour-defining part of the manifest (also digested into the ONNX metadata)."""
     from medinfer.schema import to_json
 
     decision = Decision(score_output=spec.score_output, label_output=spec.label_output,
-                        positive_label=spec.positive_label, threshold=spec.threshold,
-                        rationale=spec.threshold_rationale)
+                        positive_label=spec.positive_label, threshold=point.threshold,
+                        rationale=point.rationale)
     return {
         "name": spec.name, "version": spec.version, "task": spec.task,
         "inputs": to_json(spec.inputs(dataset)), "outputs": to_json(spec.outputs()),
@@ -99,7 +99,7 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
     spec, ds = art.spec, art.dataset
     progress(f"[{spec.name}] converting ({spec.family})")
     onx = convert(spec, art.model, ds)
-    contract = _contract(spec, ds)
+    contract = _contract(spec, ds, art.point)
     _set_metadata(onx, {
         "medinfer.name": spec.name, "medinfer.version": spec.version,
         "medinfer.contract_sha256": contract_digest(contract), "medinfer.task": spec.task,
@@ -111,8 +111,7 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
 
     # Edge inputs: one array (``dataset.edge``), or named sets from the spec when they cannot share one array
     # (e.g. sequences of different lengths for a dynamic time axis).
-    edge_sets = spec.parity_sets(ds) if hasattr(spec, "parity_sets") else (
-        {"edge": ds.edge} if ds.edge is not None and len(ds.edge) else {})
+    edge_sets = spec.parity_sets(ds)
     progress(f"[{spec.name}] parity gate on {len(ds.y_test)} held-out samples"
              + (f" + {sum(len(x) for x in edge_sets.values())} edge inputs" if edge_sets else ""))
     session = parity.ort_session(model_bytes)
@@ -120,7 +119,7 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
     sets = {"heldout": (spec.native_outputs(art.model, ds.X_test), parity.run_batched(session, input_name, ds.X_test))}
     for set_name, X_edge in edge_sets.items():
         sets[set_name] = (spec.native_outputs(art.model, X_edge), parity.run_batched(session, input_name, X_edge))
-    report = parity.gate(spec, sets)
+    report = parity.gate(spec, sets, art.point.threshold)
     progress(f"[{spec.name}] parity passed: max abs diff {report['max_abs_diff']:.3g}, "
              f"{report['decision_flips']} decision flips over {report['n_samples']} inputs")
 
@@ -133,7 +132,7 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
         golden_out = dict(zip(golden_names, session.run(golden_names, {input_name: golden_x})))
         profile = chosen_profile(spec, model_bytes, input_name, golden_x, progress)
         variants, variant_files, variant_report, variant_goldens = build_variants(
-            spec, ds, model_bytes, input_name, golden_x, progress)
+            spec, ds, model_bytes, input_name, golden_x, art.point.threshold, progress)
         report["variants"] = variant_report
         plots = _plots(spec, art, staging, progress)
         extra_golden = {f"@{k}.{name}": v for k, outs in variant_goldens.items() for name, v in outs.items()}
@@ -212,14 +211,15 @@ def write_bundle(folder: Path, fields: dict[str, Any], files: dict[str, tuple[by
     return manifest
 
 
-def _plots(spec: Any, art: Artifact, staging: Path, progress: Progress) -> dict[str, str]:
+def _plots(spec: ModelSpec, art: Artifact, staging: Path, progress: Progress) -> dict[str, str]:
     """Model-card figures (PNG) from the spec, if it draws any. Returns {title: relative path}."""
-    draw = getattr(spec, "plots", None)
-    if draw is None:
-        return {}
-    (staging / "plots").mkdir(exist_ok=True)
+    folder = staging / "plots"
+    folder.mkdir(exist_ok=True)
     progress(f"[{spec.name}] drawing model-card plots")
-    return draw(art.model, art.dataset, staging / "plots")
+    drawn = spec.plots(art.model, art.dataset, folder, art.point)
+    if not drawn:
+        folder.rmdir()
+    return drawn
 
 
 def _npz(arrays: dict[str, np.ndarray]) -> bytes:

@@ -62,9 +62,8 @@ def render(m: Manifest) -> str:
         lines += [f"![{title}]({path})", ""]
     lines += ["## Export parity (fail-closed gate)", ""]
     p = m.parity
-    lines.append(f"- {p.get('n_samples')} inputs compared (held-out set + edge cases); max abs diff "
-                 f"{p.get('max_abs_diff', 0):.3g}; decision flips {p.get('decision_flips', 0)}; "
-                 f"tolerance {p.get('tolerance')}")
+    lines.append(f"- {p.n_samples} inputs compared (held-out set + edge cases); max abs diff "
+                 f"{p.max_abs_diff:.3g}; decision flips {p.decision_flips}; tolerance {p.tolerance}")
     for key, v in m.variants.items():
         if key != "default":
             lines.append(f"- variant `{key}` ({v.precision}): accuracy delta {v.accuracy_delta}")

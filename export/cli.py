@@ -10,8 +10,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from medinfer.clitools import EXIT_CODES, table
-from medinfer.errors import MedinferError
+from medinfer.errors import MedinferError, MissingExtraError, UsageError, exit_code
+from medinfer.tools.tables import table
 
 
 def _progress(msg: str) -> None:
@@ -30,8 +30,8 @@ def _options(pairs: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"medinfer: --set expects KEY=VALUE, got {pair!r}")
+        if not sep or not key:
+            raise UsageError(f"--set expects KEY=VALUE (e.g. --set epochs=2), got {pair!r}")
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -111,10 +111,10 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     if args.action == "list":
         rows = [[s.name, f"{s.provenance().package}=={s.version}", s.member, s.licence]
-                for s in sources.SOURCES.values()]
+                for s in sources.all_sources().values()]
         print(table(rows, ["source", "package (wheel, or debian:NAME)", "file in package", "licence"]))
         return 0
-    names = list(sources.SOURCES) if not args.names or args.names == ["all"] else args.names
+    names = list(sources.all_sources()) if not args.names or args.names == ["all"] else args.names
     for name in names:
         data = sources.fetch(name, progress=True)
         print(f"{name}: {len(data)} bytes, sha256 verified ({sources.cache_dir()})")
@@ -157,13 +157,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What each command imports while it runs (checked before it starts, so a base install gets one line, not a
+# traceback from deep inside a loader): module -> the distribution that provides it.
+TRAIN_MODULES = {"numpy": "numpy", "sklearn": "scikit-learn", "onnx": "onnx", "skl2onnx": "skl2onnx",
+                 "tf2onnx": "tf2onnx", "tensorflow": "tensorflow-cpu", "keras": "keras", "rdkit": "rdkit",
+                 "nltk": "nltk", "pydicom": "pydicom", "anndata": "anndata", "simglucose": "simglucose",
+                 "matplotlib": "matplotlib", "tqdm": "tqdm", "joblib": "joblib"}
+
+
+def require_train_extra(command: str) -> None:
+    """Raise MissingExtraError naming the first module of the [train] extra that is not installed.
+
+    Raises:
+        MissingExtraError: with the install command (exit code 9).
+    """
+    import importlib.util
+
+    for module in TRAIN_MODULES:
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError(f"medinfer {command}", "train", module)
+
+
 def main(argv: Sequence[str]) -> int:
+    """Run a [train]-extra command; every failure exits with the code of medinfer.errors.EXIT_CODES."""
     args = build_parser().parse_args(list(argv))
     try:
+        if args.command in ("train", "export", "build"):
+            require_train_extra(args.command)
         return int(args.func(args))
     except MedinferError as exc:
         print(f"medinfer: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_CODES.get(exc.code, 1)
-    except (KeyError, FileNotFoundError, RuntimeError, ValueError) as exc:
-        print(f"medinfer: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return exit_code(exc)
+    except ModuleNotFoundError as exc:  # an optional module imported deep inside a loader
+        error = MissingExtraError(f"medinfer {args.command}", "train", exc.name)
+        print(f"medinfer: error: MissingExtraError: {error}", file=sys.stderr)
+        return exit_code(error)

@@ -10,35 +10,15 @@ import dataclasses
 import itertools
 import logging
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from medinfer.manifest import SessionProfile
+from medinfer.session import cpu_session
+from medinfer.tools.bench import interleaved
 
 log = logging.getLogger(__name__)
-
-
-def _session(model_bytes: bytes, profile: SessionProfile) -> Any:
-    import onnxruntime as ort
-    from medinfer.session import session_options
-
-    return ort.InferenceSession(model_bytes, sess_options=session_options(profile, cpu_fallback=True),
-                                providers=["CPUExecutionProvider"])
-
-
-def _time(run: Callable[[], Any], seconds: float) -> np.ndarray:
-    for _ in range(5):
-        run()
-    samples = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end or len(samples) < 20:
-        t0 = time.perf_counter_ns()
-        run()
-        samples.append(time.perf_counter_ns() - t0)
-    return np.asarray(samples)
 
 
 def measure_profiles(model_bytes: bytes, feeds: dict[str, Any], fetch: list[str], *, base: SessionProfile,
@@ -52,14 +32,13 @@ def measure_profiles(model_bytes: bytes, feeds: dict[str, Any], fetch: list[str]
     grid = [dataclasses.replace(base, intra_op_num_threads=t, inter_op_num_threads=1, allow_spinning=s,
                                 graph_optimization_level=o, execution_mode="sequential")
             for t, s, o in itertools.product(sorted({1, cores}), (True, False), ("extended", "all"))]
-    sessions = [(p, _session(model_bytes, p)) for p in grid]
-    samples: dict[int, list[np.ndarray]] = {i: [] for i in range(len(grid))}
-    for _ in range(rounds):  # interleaved so drift hits every candidate alike
-        for i, (_, sess) in enumerate(sessions):
-            samples[i].append(_time(lambda s=sess: s.run(fetch, feeds), seconds / rounds))
+    sessions = [(p, cpu_session(model_bytes, p)) for p in grid]
+    # interleaved so drift hits every candidate alike
+    samples = interleaved({str(i): (lambda s=sess: s.run(fetch, feeds)) for i, (_, sess) in enumerate(sessions)},
+                          seconds=seconds * len(grid), rounds=rounds, warmup=5)
     table = []
     for i, (p, _) in enumerate(sessions):
-        us = np.concatenate(samples[i]) / 1e3
+        us = samples[str(i)] / 1e3
         table.append({"intra_op_num_threads": p.intra_op_num_threads, "allow_spinning": p.allow_spinning,
                       "graph_optimization_level": p.graph_optimization_level,
                       "p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99))})

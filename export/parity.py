@@ -6,19 +6,20 @@ failed export says everything that is wrong at once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from medinfer.errors import ParityError
+from medinfer.manifest import SessionProfile
+from medinfer.session import cpu_session
+
+if TYPE_CHECKING:
+    from ..train.spec import ModelSpec, ParityTolerance
 
 
 def ort_session(model_bytes: bytes, threads: int = 1) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
+    """A CPU session with ``threads`` intra-op threads (the gate's reference settings)."""
+    return cpu_session(model_bytes, SessionProfile(intra_op_num_threads=threads, inter_op_num_threads=1))
 
 
 def run_batched(session: Any, input_name: str, X: Any, batch: int = 256) -> dict[str, np.ndarray]:
@@ -32,9 +33,9 @@ def run_batched(session: Any, input_name: str, X: Any, batch: int = 256) -> dict
     return {n: np.concatenate(v) for n, v in parts.items()}
 
 
-def compare(spec: Any, native: dict[str, np.ndarray], exported: dict[str, np.ndarray], set_name: str,
-            tolerance: Any | None = None) -> tuple[dict[str, Any], list[str]]:
-    """Compare one input set; return (report, failures)."""
+def compare(spec: ModelSpec, native: dict[str, np.ndarray], exported: dict[str, np.ndarray], set_name: str,
+            threshold: float | None, tolerance: ParityTolerance | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Compare one input set at the operating ``threshold``; return (report, failures)."""
     tol = tolerance or spec.parity
     failures: list[str] = []
     report: dict[str, Any] = {"n": int(len(next(iter(native.values()))))}
@@ -60,7 +61,8 @@ def compare(spec: Any, native: dict[str, np.ndarray], exported: dict[str, np.nda
             if mismatches:
                 failures.append(f"{set_name}: output '{name}' differs from the native model on {mismatches} samples")
     if spec.task != "regression":
-        flips = int(np.sum(spec.decisions(spec.scores(native)) != spec.decisions(spec.scores(exported))))
+        flips = int(np.sum(spec.decisions(spec.scores(native), threshold)
+                           != spec.decisions(spec.scores(exported), threshold)))
         report["decision_flips"] = flips
         if flips > tol.max_decision_flips:
             failures.append(
@@ -70,15 +72,15 @@ def compare(spec: Any, native: dict[str, np.ndarray], exported: dict[str, np.nda
     return report, failures
 
 
-def gate(spec: Any, sets: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]],
-         tolerance: Any | None = None, what: str = "export") -> dict[str, Any]:
+def gate(spec: ModelSpec, sets: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]],
+         threshold: float | None, tolerance: ParityTolerance | None = None, what: str = "export") -> dict[str, Any]:
     """Compare every input set; raise ParityError listing all failures, else return the parity report."""
     tol = tolerance or spec.parity
     report: dict[str, Any] = {"tolerance": {"atol": tol.atol, "rtol": tol.rtol,
                                             "max_decision_flips": tol.max_decision_flips}, "sets": {}}
     failures: list[str] = []
     for set_name, (native, exported) in sets.items():
-        sub, fails = compare(spec, native, exported, set_name, tol)
+        sub, fails = compare(spec, native, exported, set_name, threshold, tol)
         report["sets"][set_name] = sub
         failures += fails
     report["n_samples"] = sum(s["n"] for s in report["sets"].values())

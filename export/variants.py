@@ -14,7 +14,7 @@ import numpy as np
 from medinfer.integrity import outputs_digest
 from medinfer.manifest import SessionProfile, Variant
 
-from ..train.spec import Progress, quiet
+from ..train.spec import Dataset, ModelSpec, Progress, quiet
 from . import parity
 from .optimize import fold_window_into_quantize, measure_profiles, static_int8
 
@@ -24,7 +24,7 @@ LARGE_BATCH_FROM = 16
 LARGE_GAIN = 0.85
 
 
-def _scores(spec: Any, session: Any, input_name: str, X: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _scores(spec: ModelSpec, session: Any, input_name: str, X: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     outs = parity.run_batched(session, input_name, X)
     return spec.scores(outs), outs
 
@@ -34,9 +34,11 @@ def _value(metrics: dict[str, Any], key: str) -> float | None:
     return None if m is None else float(m["value"])
 
 
-def build_variants(spec: Any, ds: Any, model_bytes: bytes, input_name: str, golden_x: Any,
-                   progress: Progress = quiet) -> tuple[dict[str, Variant], dict[str, bytes], dict[str, Any],
-                                                        dict[str, dict[str, np.ndarray]]]:
+VariantsBuilt = tuple[dict[str, Variant], dict[str, bytes], dict[str, Any], dict[str, dict[str, np.ndarray]]]
+
+
+def build_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, input_name: str, golden_x: Any,
+                   threshold: float | None, progress: Progress = quiet) -> VariantsBuilt:
     """Make every variant the spec asks for; gate each on clinical metrics.
 
     Returns:
@@ -46,20 +48,20 @@ def build_variants(spec: Any, ds: Any, model_bytes: bytes, input_name: str, gold
     files: dict[str, bytes] = {}
     report: dict[str, Any] = {}
     goldens: dict[str, dict[str, np.ndarray]] = {}
-    wanted = tuple(getattr(spec, "variants", ()))
+    wanted = spec.variants
     if not wanted:
         return variants, files, report, goldens
     base_session = parity.ort_session(model_bytes)
     base_scores, _ = _scores(spec, base_session, input_name, ds.X_test)
-    base_metrics = spec.evaluate(base_scores, ds.y_test)
+    base_metrics = spec.evaluate(base_scores, ds.y_test, ds.X_test, threshold)
     for kind in wanted:
         if kind != "int8":
             report[kind] = {"shipped": False, "reason": f"unknown variant kind {kind!r}"}
             continue
         progress(f"[{spec.name}] static int8 (QDQ, per-channel) calibrated on {len(ds.X_train)} training samples")
         data = static_int8(model_bytes, np.asarray(ds.X_train), input_name,
-                           exclude_name_prefixes=tuple(getattr(spec, "int8_exclude_prefixes", ())))
-        fold = getattr(spec, "int8_fold_window", None)
+                           exclude_name_prefixes=spec.int8_exclude_prefixes)
+        fold = spec.int8_fold_window
         if fold:
             try:
                 data = fold_window_into_quantize(data, *fold)
@@ -69,7 +71,7 @@ def build_variants(spec: Any, ds: Any, model_bytes: bytes, input_name: str, gold
                 continue
         session = parity.ort_session(data)
         scores, _ = _scores(spec, session, input_name, ds.X_test)
-        metrics = spec.evaluate(scores, ds.y_test)
+        metrics = spec.evaluate(scores, ds.y_test, ds.X_test, threshold)
         delta = {k: _value(base_metrics, k) - _value(metrics, k)  # type: ignore[operator]
                  for k in base_metrics["heldout"] if _value(metrics, k) is not None}
         problems = [f"{k} loses {delta[k]:.4f} (budget {budget})"
@@ -79,7 +81,8 @@ def build_variants(spec: Any, ds: Any, model_bytes: bytes, input_name: str, gold
             v_sens = _value(metrics, "sensitivity") or 0.0
             if v_sens < sens["ci95"][0]:
                 problems.append(f"sensitivity {v_sens:.3f} below the fp32 CI lower bound {sens['ci95'][0]:.3f}")
-        flips = int(np.sum(spec.decisions(scores) != spec.decisions(base_scores))) if spec.task != "regression" else 0
+        flips = int(np.sum(spec.decisions(scores, threshold) != spec.decisions(base_scores, threshold))) \
+            if spec.task != "regression" else 0
         diff = float(np.max(np.abs(scores.astype(np.float64) - base_scores), initial=0.0))
         entry = {"accuracy_delta": delta, "max_abs_diff_vs_fp32": diff, "decision_flips_vs_fp32": flips,
                  "metrics": {k: v["value"] for k, v in metrics["heldout"].items()}}
@@ -108,13 +111,13 @@ def build_variants(spec: Any, ds: Any, model_bytes: bytes, input_name: str, gold
     return variants, files, report, goldens
 
 
-def chosen_profile(spec: Any, model_bytes: bytes, input_name: str, golden_x: Any,
+def chosen_profile(spec: ModelSpec, model_bytes: bytes, input_name: str, golden_x: Any,
                    progress: Progress = quiet) -> SessionProfile:
     """The spec's profile with threads/spinning/optimisation level chosen by measurement at batch 1."""
     base: SessionProfile = spec.profile
-    if not getattr(spec, "measure_profile", True):
+    if not spec.measure_profile:
         return base
-    from medinfer.fingerprint import cpu
+    from medinfer.tools.fingerprint import cpu
 
     def feeds(n: int) -> dict[str, np.ndarray]:
         x = np.asarray(golden_x)

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from medinfer.errors import UsageError
 from medinfer.manifest import DataSource
 from medinfer.schema import parse, to_json
 
 from . import registry
-from .spec import Dataset, ModelSpec, Progress, quiet
+from .spec import Dataset, ModelSpec, OperatingPoint, Progress, quiet
 
 CALIBRATION_SAMPLES = 256
 
@@ -31,22 +32,28 @@ class Artifact:
     model: Any
     dataset: Dataset
     report: dict[str, Any]
+    point: OperatingPoint
 
 
 def train(name: str, out: str | Path = "artifacts", *, sample: int | None = None, seed: int = 0,
           progress: Progress = quiet, **options: Any) -> Artifact:
-    """Load the spec's data, fit, evaluate on the held-out split and save the artifact folder."""
-    spec = registry.get(name)
-    for key, value in options.items():
-        setattr(spec, key, value)  # spec-level overrides (e.g. epochs) from the CLI / tests
+    """Load the spec's data, fit, choose the operating point, evaluate on the held-out split and save the artifact.
+
+    Raises:
+        UnknownNameError / UsageError: an unknown spec, or an option it does not declare (``--set``).
+    """
+    spec = registry.get(name).configure(**options)
     start = time.perf_counter()
     progress(f"[{name}] loading data" + (f" (sample of {sample})" if sample else ""))
     dataset = spec.load_data(sample=sample, seed=seed, progress=progress)
     progress(f"[{name}] {dataset.n_train} training / {dataset.n_test} held-out samples")
     model = spec.fit(spec.build(dataset), dataset, progress)
+    point = spec.operating_point(model, dataset)
+    if point.threshold is not None:
+        progress(f"[{name}] operating threshold {point.threshold:.4g}: {point.rationale}")
     fit_seconds = time.perf_counter() - start
     scores = spec.scores(spec.native_outputs(model, dataset.X_test))
-    metrics = spec.evaluate(scores, dataset.y_test)
+    metrics = spec.evaluate(scores, dataset.y_test, dataset.X_test, point.threshold)
     folder = Path(out) / name
     folder.mkdir(parents=True, exist_ok=True)
     model_file = spec.save_native(model, folder)
@@ -62,7 +69,8 @@ def train(name: str, out: str | Path = "artifacts", *, sample: int | None = None
         "seconds": round(fit_seconds, 2),
         "sample": sample,
         "seed": seed,
-        "options": {k: v for k, v in options.items() if isinstance(v, (int, float, str, bool))},
+        "options": spec.option_values(),
+        "operating_point": {"threshold": point.threshold, "rationale": point.rationale},
         "data": {
             "sources": [to_json(s) for s in dataset.sources],
             "split": dataset.split,
@@ -76,7 +84,7 @@ def train(name: str, out: str | Path = "artifacts", *, sample: int | None = None
         },
     }
     (folder / "train.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
-    return Artifact(spec, folder, model, dataset, report)
+    return Artifact(spec, folder, model, dataset, report, point)
 
 
 def load(name: str, root: str | Path = "artifacts") -> Artifact:
@@ -85,11 +93,12 @@ def load(name: str, root: str | Path = "artifacts") -> Artifact:
     folder = Path(root) / name
     report_path = folder / "train.json"
     if not report_path.is_file():
-        raise FileNotFoundError(f"no trained artifact for {name!r} in {folder}: run 'medinfer train {name}' first")
+        raise UsageError(f"no trained artifact for {name!r} in {folder}: run 'medinfer train {name}' first")
     report = json.loads(report_path.read_text())
-    for key, value in report.get("options", {}).items():
-        setattr(spec, key, value)
+    spec.configure(**report.get("options", {}))
     model = spec.load_native(folder)
+    op = report.get("operating_point") or {}
+    point = OperatingPoint(op.get("threshold"), op.get("rationale", ""))
     data = report["data"]
     with np.load(folder / "data.npz", allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
@@ -101,7 +110,7 @@ def load(name: str, root: str | Path = "artifacts") -> Artifact:
         feature_names=tuple(data["feature_names"]) if data["feature_names"] else None,
         facts=data["facts"], edge=arrays.get("edge"),
     )
-    return Artifact(spec, folder, model, dataset, report)
+    return Artifact(spec, folder, model, dataset, report, point)
 
 
 def _save_data(path: Path, dataset: Dataset, seed: int) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from medinfer.decision import DEFAULT_THRESHOLD
 
 N_BOOT = 1000
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
@@ -47,9 +48,11 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float:
     return float(roc_auc_score(y, s))
 
 
-def binary_metrics(y: np.ndarray, scores: np.ndarray, threshold: float, seed: int = 0) -> dict[str, Any]:
-    """ROC-AUC, accuracy, sensitivity, specificity (at ``threshold``) with CIs; majority-class baseline."""
+def binary_metrics(y: np.ndarray, scores: np.ndarray, threshold: float | None, seed: int = 0) -> dict[str, Any]:
+    """ROC-AUC, accuracy, sensitivity, specificity (at ``threshold``, the runtime's decision rule) with CIs;
+    majority-class baseline."""
     y = np.asarray(y).astype(int)
+    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
 
     def acc(yy: np.ndarray, ss: np.ndarray) -> float:
         return float(np.mean((ss >= threshold).astype(int) == yy))

@@ -6,10 +6,11 @@ Duplicates are refused, unknown names answered with "did you mean". ``all_specs(
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import pkgutil
 from typing import TYPE_CHECKING, TypeVar
+
+from medinfer.errors import UnknownNameError, UsageError
 
 if TYPE_CHECKING:
     from .spec import ModelSpec
@@ -20,25 +21,18 @@ _REGISTRY: dict[str, type[ModelSpec]] = {}
 _DISCOVERED = False
 
 
-class RegistryError(KeyError):
-    """Unknown or duplicate spec name."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0])
-
-
 def register(cls: S) -> S:
     """Class decorator: add a spec to the registry under ``cls.name``.
 
     Raises:
-        RegistryError: a spec of that name is already registered (specs are never overwritten).
+        UsageError: a spec of that name is already registered (specs are never overwritten), or no name.
     """
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
-        raise RegistryError(f"{cls.__qualname__} needs a class attribute 'name' to be registered")
+        raise UsageError(f"{cls.__qualname__} needs a class attribute 'name' to be registered")
     existing = _REGISTRY.get(name)
     if existing is not None and existing is not cls:
-        raise RegistryError(
+        raise UsageError(
             f"a spec named {name!r} is already registered ({existing.__module__}.{existing.__qualname__}); "
             "specs are not overwritten: choose another name"
         )
@@ -66,17 +60,18 @@ def get(name: str) -> ModelSpec:
     """An instance of the spec registered as ``name``.
 
     Raises:
-        RegistryError: unknown name, with the closest registered names and how many there are.
+        UnknownNameError: unknown name, with the closest registered names and how many there are.
     """
     _discover()
     cls = _REGISTRY.get(name)
     if cls is None:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise RegistryError(
-            f"no model spec named {name!r}{hint} ({len(_REGISTRY)} registered: {', '.join(sorted(_REGISTRY))})"
-        )
+        raise UnknownNameError("model spec", name, _REGISTRY, "; 'medinfer specs' lists them")
     return cls()
+
+
+def unregister(name: str) -> None:
+    """Remove a spec registered at run time (tests that define a spec of their own clean up with this)."""
+    _REGISTRY.pop(name, None)
 
 
 def all_specs() -> list[ModelSpec]:

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from medinfer.decision import DEFAULT_THRESHOLD, decide, score_column, scores_of
+from medinfer.errors import UnknownNameError, UsageError
 from medinfer.manifest import Card, DataSource, SessionProfile, TensorSpec
 
 Progress = Callable[[str], None]
@@ -32,7 +34,11 @@ class ParityTolerance:
 
 @dataclass
 class Dataset:
-    """A split dataset with its provenance. Arrays are exactly what the exported graph will receive."""
+    """A split dataset with its provenance: everything one training run needs, and nothing kept on the spec.
+
+    Arrays are exactly what the exported graph will receive. ``X_val``/``y_val`` (optional) are a validation
+    part for choices made after fitting, such as the operating threshold.
+    """
 
     X_train: Any
     y_train: np.ndarray
@@ -46,6 +52,8 @@ class Dataset:
     feature_names: tuple[str, ...] | None = None
     facts: dict[str, Any] = field(default_factory=dict)
     edge: Any = None  # extra inputs for the parity gate (hostile strings, extreme values, ...)
+    X_val: Any = None
+    y_val: np.ndarray | None = None
 
     @property
     def n_train(self) -> int:
@@ -55,19 +63,37 @@ class Dataset:
     def n_test(self) -> int:
         return len(self.y_test)
 
+    @property
+    def validation(self) -> tuple[Any, np.ndarray] | None:
+        """``(X_val, y_val)`` when the dataset has a validation part."""
+        return None if self.X_val is None or self.y_val is None else (self.X_val, self.y_val)
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The fitted decision threshold of one training run and why it was chosen (None: not a binary task)."""
+
+    threshold: float | None
+    rationale: str = ""
+
 
 class ModelSpec:
-    """Base of every spec. Class attributes describe the model; methods fit and evaluate it."""
+    """Base of every spec: class attributes describe the model, methods fit, evaluate and export it.
+
+    A spec instance holds configuration only (class attributes and the options of :meth:`configure`); what one
+    run produces (data, fitted model, operating point) travels in :class:`Dataset`, the returned model and
+    :class:`OperatingPoint`, so any method can be called on a fresh instance.
+    """
 
     name: ClassVar[str]
     version: ClassVar[str] = "1.0.0"
     task: ClassVar[str]  # binary_classification | multiclass_classification | regression
-    family: ClassVar[str]  # converter family: "sklearn" | "keras"
+    family: ClassVar[str]  # converter family, registered with medinfer.export.converters.register_converter
     description: ClassVar[str] = ""
     seed_section: ClassVar[str] = ""
     labels: ClassVar[tuple[str, ...] | None] = None
     positive_label: ClassVar[str | None] = None
-    threshold: ClassVar[float | None] = None
+    threshold: ClassVar[float | None] = None  # the default operating point (see operating_point())
     threshold_rationale: ClassVar[str] = ""
     parity: ClassVar[ParityTolerance] = ParityTolerance(atol=1e-5)
     profile: ClassVar[SessionProfile] = SessionProfile()
@@ -85,9 +111,32 @@ class ModelSpec:
     # What the registry-parametrized tests train on: a small seeded sample and cheap options (CI runs 2 cores).
     test_sample: ClassVar[int | None] = 200
     test_options: ClassVar[dict[str, Any]] = {}
+    # The names ``--set KEY=VALUE`` may change (each a class attribute holding its default).
+    options: ClassVar[tuple[str, ...]] = ()
+
+    # -- configuration ---------------------------------------------------------------------------------
+    def configure(self, **values: Any) -> ModelSpec:
+        """Set options (``--set KEY=VALUE``); unknown names and values of the wrong type are refused.
+
+        Raises:
+            UnknownNameError: a name that is not among :attr:`options` (with the closest names).
+            UsageError: a value whose type differs from the option's default.
+        """
+        for key, value in values.items():
+            if key not in self.options:
+                raise UnknownNameError("option", key, self.options, "; set one of these with --set KEY=VALUE",
+                                       of=self.name)
+            default = getattr(type(self), key, None)
+            setattr(self, key, _coerce(self.name, key, value, default))
+        return self
+
+    def option_values(self) -> dict[str, Any]:
+        """The current value of every option (recorded with the artifact)."""
+        return {k: getattr(self, k) for k in self.options}
 
     # -- to implement ------------------------------------------------------------------------------------
     def load_data(self, *, sample: int | None = None, seed: int = 0, progress: Progress = quiet) -> Dataset:
+        """Load (fetch, verify, featurise) and split the data; ``sample`` keeps a seeded subset for tests."""
         raise NotImplementedError
 
     def build(self, dataset: Dataset) -> Any:
@@ -95,6 +144,7 @@ class ModelSpec:
         raise NotImplementedError
 
     def fit(self, model: Any, dataset: Dataset, progress: Progress = quiet) -> Any:
+        """Fit ``model`` on the training part of ``dataset``; returns the fitted native model."""
         raise NotImplementedError
 
     def native_outputs(self, model: Any, X: Any) -> dict[str, np.ndarray]:
@@ -102,13 +152,22 @@ class ModelSpec:
         raise NotImplementedError
 
     def inputs(self, dataset: Dataset) -> tuple[TensorSpec, ...]:
+        """The input contract (dtype, symbolic shape, range, units, names, facts) written into the manifest."""
         raise NotImplementedError
 
     def outputs(self) -> tuple[TensorSpec, ...]:
+        """The graph's outputs (the score output among them)."""
         raise NotImplementedError
 
-    def evaluate(self, scores: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        """Held-out metrics (with CIs) and the baseline: {"heldout": {...}, "baseline": {...}}."""
+    def evaluate(self, scores: np.ndarray, y: np.ndarray, X: Any, threshold: float | None) -> dict[str, Any]:
+        """Held-out metrics with CIs and the baseline: ``{"heldout": {...}, "baseline": {...}}``.
+
+        Args:
+            scores: per-sample scores of the model on ``X`` (see :meth:`scores`).
+            y: the true targets.
+            X: the inputs (for baselines computed from them, e.g. persistence).
+            threshold: the operating point to decide at (binary tasks).
+        """
         raise NotImplementedError
 
     def save_native(self, model: Any, folder: Path) -> str:
@@ -116,8 +175,10 @@ class ModelSpec:
         raise NotImplementedError
 
     def load_native(self, folder: Path) -> Any:
+        """Load what :meth:`save_native` wrote."""
         raise NotImplementedError
 
+    # -- hooks with defaults -----------------------------------------------------------------------------
     def frameworks(self) -> dict[str, str]:
         """Versions of the native frameworks this spec trains with (for the manifest)."""
         return {}
@@ -126,25 +187,46 @@ class ModelSpec:
         """The native framework's own inference calls, for side-by-side benchmarks ({label: fn(X)})."""
         return {"native": lambda X: self.native_outputs(model, X)}
 
+    def operating_point(self, model: Any, dataset: Dataset) -> OperatingPoint:
+        """The decision threshold of this run (binary tasks). Default: the class attribute ``threshold`` (0.5
+        when unset); a spec may choose it on ``dataset.validation`` instead."""
+        if self.task != "binary_classification":
+            return OperatingPoint(None, self.threshold_rationale)
+        threshold = DEFAULT_THRESHOLD if self.threshold is None else float(self.threshold)
+        return OperatingPoint(threshold, self.threshold_rationale or f"default threshold {threshold:g}")
+
+    def parity_sets(self, dataset: Dataset) -> dict[str, Any]:
+        """Named edge-input sets for the parity gate, on top of the held-out set. Default: ``dataset.edge`` as
+        one set; override when edge inputs cannot share one array (e.g. sequences of different lengths)."""
+        edge = dataset.edge
+        return {"edge": edge} if edge is not None and len(edge) else {}
+
+    def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:
+        """Model-card figures drawn into ``folder``; returns ``{title: path relative to the bundle}``."""
+        return {}
+
     # -- shared ------------------------------------------------------------------------------------------
     def scores(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
-        """The decision score per sample from native or ONNX outputs (positive-class probability if binary)."""
+        """The decision score per sample from native or ONNX outputs (the runtime's rule, medinfer.decision)."""
         raw = outputs[self.score_output]
-        if self.task == "binary_classification":
-            if raw.ndim == 2 and raw.shape[1] == 2:
-                return raw[:, list(self.labels or ()).index(self.positive_label)]
-            return raw.reshape(len(raw))
-        if self.task == "regression" and raw.ndim == 2 and raw.shape[1] == 1:
-            return raw[:, 0]
-        return raw
+        column = score_column(self.task, self.labels, self.positive_label, raw.shape)
+        return scores_of(self.task, raw, column)
 
-    def decisions(self, scores: np.ndarray) -> np.ndarray:
-        """Decision index per sample: thresholded (binary) or argmax (multiclass); values for regression."""
-        if self.task == "binary_classification":
-            return (scores >= float(self.threshold or 0.5)).astype(np.int64)
-        if self.task == "multiclass_classification":
-            return np.argmax(scores, axis=1)
-        return scores
+    def decisions(self, scores: np.ndarray, threshold: float | None) -> np.ndarray:
+        """Decision index per sample at ``threshold`` (the runtime's rule, medinfer.decision)."""
+        positive = list(self.labels).index(self.positive_label) if self.labels and self.positive_label else 1
+        return decide(self.task, scores, threshold, positive)
+
+
+def _coerce(spec: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` as the type of the option's default (ints widen to floats; None defaults take anything)."""
+    if default is None or value is None or isinstance(value, type(default)) and not (
+            isinstance(value, bool) and not isinstance(default, bool)):
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    raise UsageError(f"option {key!r} of {spec} takes a {type(default).__name__} (default {default!r}), got "
+                     f"{value!r} ({type(value).__name__})")
 
 
 class SklearnClassifierSpec(ModelSpec):
@@ -195,16 +277,16 @@ class SklearnClassifierSpec(ModelSpec):
 class KerasSpec(ModelSpec):
     """Family base for Keras 3 models exported with tf2onnx (``tf.function`` path, see the stack notes).
 
-    Subclasses implement ``build`` (a compiled ``keras.Model``) and may set ``validation`` in ``load_data``
-    (``(X_val, y_val)``, shown per epoch and used for choices such as the operating threshold).
+    Subclasses implement ``build`` (a compiled ``keras.Model``); a dataset's validation part
+    (``Dataset.X_val``/``y_val``) is shown per epoch.
     """
 
     family = "keras"
     opset = {"": 17}
-    epochs: ClassVar[int] = 10
-    batch_size: ClassVar[int] = 32
-    train_seed: ClassVar[int] = 42
-    validation: tuple[Any, np.ndarray] | None = None
+    epochs: int = 10
+    batch_size: int = 32
+    train_seed: int = 42
+    options: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "train_seed")
 
     def fit(self, model: Any, dataset: Dataset, progress: Progress = quiet) -> Any:
         import keras
@@ -213,7 +295,7 @@ class KerasSpec(ModelSpec):
         progress(f"fitting {model.name} ({model.count_params():,} parameters) on {dataset.n_train} samples, "
                  f"{self.epochs} epochs of batch {self.batch_size}")
         model.fit(dataset.X_train, dataset.y_train, epochs=int(self.epochs), batch_size=int(self.batch_size),
-                  validation_data=self.validation, shuffle=True, verbose=0,
+                  validation_data=dataset.validation, shuffle=True, verbose=0,
                   callbacks=[_tqdm_callback(int(self.epochs), -(-dataset.n_train // int(self.batch_size)))])
         return model
 

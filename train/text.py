@@ -18,6 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from medinfer.errors import DatasetError
+
 TOKEN_PATTERN = r"[a-z0-9]+"
 STOPWORDS_LANGUAGE = "english"
 NLTK_DATA = Path(__file__).resolve().parent / "nltk-data"  # a folder name no import can reach: plain data
@@ -43,7 +45,7 @@ def stopwords(language: str = STOPWORDS_LANGUAGE) -> tuple[str, ...]:
     """NLTK's stop word list for ``language``, read by NLTK's own corpus reader from the copy in this package.
 
     Raises:
-        FileNotFoundError: no list for ``language`` ships with medinfer.
+        DatasetError: no list for ``language`` ships with medinfer.
     """
     import nltk
     from nltk.corpus.reader import StopwordsCorpusReader
@@ -55,7 +57,7 @@ def stopwords(language: str = STOPWORDS_LANGUAGE) -> tuple[str, ...]:
     root = NLTK_DATA / "corpora" / "stopwords"
     if not (root / language).is_file():
         shipped = sorted(p.name for p in root.iterdir() if p.name != "README")
-        raise FileNotFoundError(f"no stop word list {language!r} ships in {root}; shipped: {shipped}")
+        raise DatasetError(f"no stop word list {language!r} ships in {root}; shipped: {shipped}")
     reader = StopwordsCorpusReader(str(root), r"(?!README|\.).*", encoding="utf8")
     return tuple(reader.words(language))
 

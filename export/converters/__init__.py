@@ -1,16 +1,78 @@
-"""Converters from native models to ONNX, one module per framework family (chosen by ``spec.family``)."""
+"""Converters from native models to ONNX: one registered function per framework family (``spec.family``).
+
+A module of this package declares its converter with ``@register_converter("keras", tool="tf2onnx")``; the
+registry refuses a second converter for the same family, and an unknown family is answered with the closest
+names. ``tool`` is the distribution whose version the manifest records as the converter.
+"""
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-FAMILIES = {"sklearn": "sklearn", "keras": "keras"}
+from medinfer.errors import UnknownNameError, UsageError
+
+if TYPE_CHECKING:
+    from ...train.spec import Dataset, ModelSpec
+
+ConvertFn = Callable[["ModelSpec", Any, "Dataset"], Any]
 
 
-def convert(spec: Any, model: Any, dataset: Any) -> Any:
+@dataclass(frozen=True)
+class Converter:
+    family: str
+    tool: str  # the converter's distribution name (its version goes into the manifest)
+    convert: ConvertFn
+
+
+_CONVERTERS: dict[str, Converter] = {}
+_DISCOVERED = False
+
+
+def register_converter(family: str, *, tool: str) -> Callable[[ConvertFn], ConvertFn]:
+    """Decorator: ``fn(spec, model, dataset) -> onnx.ModelProto`` converts models of ``family``.
+
+    Raises:
+        UsageError: another converter is already registered for ``family`` (converters are never overwritten).
+    """
+    def decorate(fn: ConvertFn) -> ConvertFn:
+        existing = _CONVERTERS.get(family)
+        if existing is not None and existing.convert is not fn:
+            raise UsageError(f"a converter for family {family!r} is already registered "
+                             f"({existing.convert.__module__}.{existing.convert.__qualname__}, tool "
+                             f"{existing.tool}); converters are not overwritten")
+        _CONVERTERS[family] = Converter(family, tool, fn)
+        return fn
+
+    return decorate
+
+
+def converters() -> dict[str, Converter]:
+    """Every registered converter by family (imports each module of this package once)."""
+    global _DISCOVERED
+    if not _DISCOVERED:
+        for info in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{info.name}")
+        _DISCOVERED = True
+    return dict(sorted(_CONVERTERS.items()))
+
+
+def get_converter(family: str) -> Converter:
+    """The converter of ``family``.
+
+    Raises:
+        UnknownNameError: no converter is registered for it (with the closest families).
+    """
+    known = converters()
+    if family not in known:
+        raise UnknownNameError("converter family", family, known,
+                               "; register one with @register_converter(family, tool=...)")
+    return known[family]
+
+
+def convert(spec: ModelSpec, model: Any, dataset: Dataset) -> Any:
     """Convert ``model`` with the converter of ``spec.family``; returns an ``onnx.ModelProto``."""
-    module = FAMILIES.get(spec.family)
-    if module is None:
-        raise ValueError(f"spec {spec.name!r} has family {spec.family!r}; converters exist for {sorted(FAMILIES)}")
-    return importlib.import_module(f"{__name__}.{module}").convert(spec, model, dataset)
+    return get_converter(spec.family).convert(spec, model, dataset)

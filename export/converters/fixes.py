@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from medinfer.errors import UsageError
+
 
 def fix_string_normalizer_locale(onx: Any, locale: str = "C.UTF-8") -> int:
     """skl2onnx's StringNormalizer asks for en_US.UTF-8, which many devices lack ("Failed to construct locale").
@@ -27,7 +29,7 @@ def rename_outputs(onx: Any, names: list[str]) -> None:
     """Rename the graph outputs, in order, to the spec's output names (and every node that produces them)."""
     outputs = list(onx.graph.output)
     if len(outputs) != len(names):
-        raise ValueError(f"graph has {len(outputs)} outputs {[o.name for o in outputs]}, spec declares {names}")
+        raise UsageError(f"graph has {len(outputs)} outputs {[o.name for o in outputs]}, spec declares {names}")
     mapping = {o.name: n for o, n in zip(outputs, names) if o.name != n}
     if not mapping:
         return

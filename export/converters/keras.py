@@ -8,18 +8,25 @@ names, so the graph reads like its manifest.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from medinfer.errors import UsageError
+
+from . import register_converter
 from .fixes import rename_outputs
+
+if TYPE_CHECKING:
+    from ...train.spec import Dataset, ModelSpec
 
 log = logging.getLogger(__name__)
 
 
-def convert(spec: Any, model: Any, dataset: Any) -> Any:
+@register_converter("keras", tool="tf2onnx")
+def convert(spec: ModelSpec, model: Any, dataset: Dataset) -> Any:
     """Convert a fitted ``keras.Model`` to an ``onnx.ModelProto`` at ``spec.opset[""]``.
 
     Raises:
-        ValueError: the spec declares a number of inputs or outputs the model does not have.
+        UsageError: the spec declares a number of inputs the converter cannot handle.
     """
     import tensorflow as tf
     import tf2onnx
@@ -27,7 +34,7 @@ def convert(spec: Any, model: Any, dataset: Any) -> Any:
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     inputs = spec.inputs(dataset)
     if len(inputs) != 1:
-        raise ValueError(f"the keras converter handles single-input models; {spec.name} declares {len(inputs)}")
+        raise UsageError(f"the keras converter handles single-input models; {spec.name} declares {len(inputs)}")
     tin = inputs[0]
     dims = [None if isinstance(d, str) else int(d) for d in tin.shape]
     signature = [tf.TensorSpec(dims, tf.as_dtype(tin.dtype), name=tin.name)]

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from medinfer.errors import UsageError
+
+from . import register_converter
 from .fixes import fix_string_normalizer_locale, rename_outputs
 
+if TYPE_CHECKING:
+    from ...train.spec import Dataset, ModelSpec
 
-def convert(spec: Any, model: Any, dataset: Any) -> Any:
+
+@register_converter("sklearn", tool="skl2onnx")
+def convert(spec: ModelSpec, model: Any, dataset: Dataset) -> Any:
+    """Convert a fitted scikit-learn estimator or pipeline at ``spec.opset``."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
 
@@ -35,7 +43,7 @@ def onnx_equivalent(model: Any) -> Any:
     graph with the original model.
 
     Raises:
-        ValueError: a vectorizer has a custom preprocessor that declares no ONNX equivalent.
+        UsageError: a vectorizer has a custom preprocessor that declares no ONNX equivalent.
     """
     vectorizers = [est for est in _estimators(model) if getattr(est, "preprocessor", None) is not None
                    and hasattr(est, "vocabulary_")]
@@ -43,7 +51,7 @@ def onnx_equivalent(model: Any) -> Any:
         return model
     for est in vectorizers:
         if not isinstance(getattr(est.preprocessor, "onnx_equivalent", None), dict):
-            raise ValueError(
+            raise UsageError(
                 f"{type(est).__name__} has a custom preprocessor {est.preprocessor!r} that skl2onnx cannot convert; "
                 "give it an 'onnx_equivalent' dict of built-in options it equals, or use those options instead"
             )

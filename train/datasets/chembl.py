@@ -8,10 +8,38 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
+from medinfer.errors import DatasetError
 
 from ..spec import Progress, quiet
-from .sources import fetch
+from .sources import Source, fetch, register_source
 
+_CHEMBL_CITATION = (
+    "ChEMBL document CHEMBL2321810 (aryl sulfonamide series), as shipped with RDKit Contrib/FreeWilson; "
+    "Gaulton A. et al., The ChEMBL database in 2017, Nucleic Acids Res. 45:D945 (2017)"
+)
+
+register_source(Source(
+    name="chembl2321810_smiles",
+    package="rdkit",
+    version="2026.9.1",
+    member="rdkit/Contrib/FreeWilson/data/CHEMBL2321810.smi",
+    sha256="3feff3aa19f16c7a3aa8695acddd442d1fb3d582485bb7fe8754e7b36dc1894f",
+    licence="CC BY-SA 3.0 (ChEMBL)",
+    citation=_CHEMBL_CITATION,
+    description="1017 aryl sulfonamides: SMILES and ChEMBL compound id",
+))
+register_source(Source(
+    name="chembl2321810_activity",
+    package="rdkit",
+    version="2026.9.1",
+    member="rdkit/Contrib/FreeWilson/data/CHEMBL2321810_act.csv",
+    sha256="e74db717fa4704befa07eb41ad4845fa437bf3c12eb2b6a854576dbd2e8819fa",
+    licence="CC BY-SA 3.0 (ChEMBL)",
+    citation=_CHEMBL_CITATION,
+    description="pIC50 per compound id (Name, Act)",
+))
+
+SOURCES = ("chembl2321810_smiles", "chembl2321810_activity")
 ACTIVE_PIC50 = 7.0  # pIC50 >= 7  <=>  IC50 <= 100 nM
 
 
@@ -46,7 +74,7 @@ def featurize(smiles: list[str], names: list[str], progress: Progress = quiet) -
     """RDKit descriptors in the order of ``names`` (float64; NaN where RDKit cannot compute one).
 
     Raises:
-        ValueError: a SMILES string RDKit cannot parse (named in the message).
+        DatasetError: a SMILES string RDKit cannot parse (named in the message).
     """
     from rdkit import Chem, RDLogger
     from rdkit.Chem import Descriptors
@@ -59,7 +87,7 @@ def featurize(smiles: list[str], names: list[str], progress: Progress = quiet) -
     for i, smi in enumerate(tqdm(smiles, desc="descriptors", unit="mol", leave=False, mininterval=0.5)):
         mol = Chem.MolFromSmiles(smi)
         if mol is None:
-            raise ValueError(f"RDKit cannot parse SMILES #{i}: {smi!r}")
+            raise DatasetError(f"RDKit cannot parse SMILES #{i}: {smi!r}")
         for j, name in enumerate(names):
             try:
                 out[i, j] = fns[name](mol)

@@ -14,8 +14,58 @@ import tarfile
 from dataclasses import dataclass
 
 import numpy as np
+from medinfer.errors import DatasetError
 
-from .sources import fetch
+from .sources import DataFetchError, Source, fetch, register_source
+
+_PYDICOM_CITATION = (
+    "pydicom test data (Mason D. L. et al., pydicom: an open source DICOM library, "
+    "https://github.com/pydicom/pydicom); see the package's licence notes per file"
+)
+
+register_source(Source(
+    name="pydicom_ct_small",
+    package="pydicom",
+    version="3.0.2",
+    member="pydicom/data/test_files/CT_small.dcm",
+    sha256="3dd31e5cc835b3f2cdd46c9da1982f59251e78518fefa8163d914631c66437d6",
+    licence="MIT (pydicom test data)",
+    citation=_PYDICOM_CITATION,
+    description="one real CT slice, 128x128 int16, RescaleIntercept -1024 (HU -896..1167)",
+))
+register_source(Source(
+    name="pydicom_data_693_unci",
+    package="pydicom-data",
+    version="1.0.0",
+    member="data_store/data/693_UNCI.dcm",
+    sha256="42d6c33d6666bf569a53951211be6fca2ab04956db43c3f75a9720d976ab128c",
+    licence="MIT (pydicom-data)",
+    citation=_PYDICOM_CITATION,
+    description="one real CT slice, 512x512, 0.48 mm pixels, uncompressed",
+))
+register_source(Source(
+    name="pydicom_data_ect",
+    package="pydicom-data",
+    version="1.0.0",
+    member="data_store/data/eCT_Supplemental.dcm",
+    sha256="0a4c3aa02d1b0b4826daa5ffe85ef13be83c1433842a9a98b901e075136dd86f",
+    licence="MIT (pydicom-data)",
+    citation=_PYDICOM_CITATION,
+    description="enhanced CT, 2 real frames of 512x512 (rescale in the functional groups)",
+))
+register_source(Source(
+    name="invesalius_cranium",
+    package="invesalius-examples",
+    version="3.1.99998-4",
+    member="usr/share/doc/invesalius-examples/examples/Cranium.inv3",
+    sha256="3b34f11f7c4f557f4c65cd6543c412a2f6ceb0cfecfd9c41184420e02d9b7e2a",
+    licence="GPL-2 (Debian package invesalius-examples)",
+    citation="InVesalius 3 example 'ProMED CT 0051' (CTI Renato Archer, Brazil), Debian package "
+             "invesalius-examples 3.1.99998-4",
+    description="a real head CT volume: 108 slices of 256x256 int16 HU, 0.957 x 0.957 x 1.5 mm",
+    kind="deb",
+    archive_sha256="f2f14bdfef6dc3812eafc5013d133c6c18370aaab5666b78d54af2e7db432f97",
+))
 
 HU_MIN, HU_MAX = -1024.0, 3071.0  # the 12-bit CT range; padding outside the field of view is clipped to air
 DICOM_SOURCES = ("pydicom_ct_small", "pydicom_data_693_unci", "pydicom_data_ect")
@@ -79,7 +129,7 @@ def volume_slices(name: str = VOLUME_SOURCE) -> list[Slice]:
     shape = tuple(int(d) for d in matrix["shape"])
     vol = np.frombuffer(raw, dtype=np.dtype(matrix["dtype"])).reshape(shape)
     if meta.get("modality", "CT") != "CT":
-        raise ValueError(f"{name}: modality {meta.get('modality')!r}, expected CT")
+        raise DatasetError(f"{name}: modality {meta.get('modality')!r}, expected CT")
     spacing = float(meta["spacing"][0])
     return [Slice(name, z, np.clip(vol[z].astype(np.float32), HU_MIN, HU_MAX), spacing) for z in range(shape[0])]
 
@@ -88,7 +138,7 @@ def _read(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str) 
     member = members.get(name)
     handle = tar.extractfile(member) if member is not None else None
     if handle is None:
-        raise ValueError(f"the .inv3 archive has no {name} (members: {sorted(members)})")
+        raise DatasetError(f"the .inv3 archive has no {name} (members: {sorted(members)})")
     return handle.read()
 
 
@@ -96,15 +146,13 @@ def load_slices(which: str = "all") -> list[Slice]:
     """Real CT slices: ``"all"`` (DICOM files + the InVesalius volume) or ``"pydicom"`` (CT_small.dcm only).
 
     Raises:
-        ValueError: an unknown ``which``.
+        DatasetError: an unknown ``which``.
     """
     if which == "pydicom":
         return dicom_slices("pydicom_ct_small")
     if which == "dicom":
         return [s for name in DICOM_SOURCES for s in dicom_slices(name)]
     if which == "all":
-        from .sources import DataFetchError
-
         dicom = [s for name in DICOM_SOURCES for s in dicom_slices(name)]
         try:
             return dicom + volume_slices()
@@ -113,7 +161,7 @@ def load_slices(which: str = "all") -> list[Slice]:
                 f"{exc}\nWithout the InVesalius volume, train on the DICOM slices alone (far less background "
                 "variety): --set backgrounds=dicom"
             ) from None
-    raise ValueError(f"backgrounds must be 'all', 'dicom' or 'pydicom', got {which!r}")
+    raise DatasetError(f"backgrounds must be 'all', 'dicom' or 'pydicom', got {which!r}")
 
 
 def sources_for(which: str) -> tuple[str, ...]:

@@ -14,7 +14,22 @@ from typing import Any
 
 import numpy as np
 
-from .sources import fetch
+from .sources import Source, fetch, register_source
+
+register_source(Source(
+    name="pbmc68k_reduced",
+    package="scanpy",
+    version="1.11.5",
+    member="scanpy/datasets/10x_pbmc68k_reduced.h5ad",
+    sha256="e71d41e737c941559b7c57c9243bdb3d2c889c2adfdf00e3422ac6b46783676f",
+    licence="BSD-3-Clause (scanpy)",
+    citation=(
+        "Zheng G. X. Y. et al., Massively parallel digital transcriptional profiling of single cells, "
+        "Nat Commun 8:14049 (2017) (10x Genomics PBMC 68k); reduced and preprocessed by scanpy: "
+        "Wolf F. A., Angerer P., Theis F. J., SCANPY, Genome Biology 19:15 (2018)"
+    ),
+    description="700 PBMCs x 765 highly variable genes (scaled float32), obs 'bulk_labels' = 10 cell types",
+))
 
 SOURCE = "pbmc68k_reduced"
 LABEL_COLUMN = "bulk_labels"

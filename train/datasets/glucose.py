@@ -20,9 +20,40 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from medinfer.errors import DataFetchError
 
 from ..spec import Progress, quiet
-from .sources import cache_dir
+from .sources import Source, cache_dir, fetch, register_source
+
+PARAMS = register_source(Source(
+    name="simglucose_vpatients", package="simglucose", version="0.2.11",
+    member="simglucose/params/vpatient_params.csv",
+    sha256="662f3b684d160fdf485edd1d7196dd1cd85c14b53650b030fdb86aaa05bb2e50",
+    licence="MIT",
+    citation="Man C. D. et al., The UVA/PADOVA Type 1 Diabetes Simulator, J Diabetes Sci Technol 8:26 (2014); "
+             "Xie J., simglucose v0.2.1 (2018), https://github.com/jxx123/simglucose",
+    description="parameters of the 30 virtual patients; runs simulated here with seeded scenarios and sensors",
+))
+
+
+def params_source() -> Source:
+    """The simulator's patient parameters, verified against the pinned sha256, and the installed simglucose
+    checked to BE the pinned version (the runs come from the installed simulator).
+
+    Raises:
+        DataFetchError: the file does not verify, or another simglucose version is installed.
+    """
+    fetch(PARAMS.name)
+    try:
+        installed = metadata.version("simglucose")
+    except metadata.PackageNotFoundError:
+        installed = None
+    if installed != PARAMS.version:
+        raise DataFetchError(
+            f"glucose_lstm simulates with the installed simglucose, which is {installed or 'not installed'}, but "
+            f"the pinned source is simglucose=={PARAMS.version}: pip install 'simglucose=={PARAMS.version}'"
+        )
+    return PARAMS
 
 STEP_MIN = 5  # Guardian RT samples every 5 minutes
 HORIZON_STEPS = 6  # 30 minutes ahead

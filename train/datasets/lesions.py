@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from medinfer.errors import DatasetError
 
 from .ct import HU_MAX, HU_MIN, Slice
 
@@ -119,7 +120,7 @@ def _background(slices: list[Slice], rng: np.random.Generator) -> tuple[np.ndarr
             if rng.random() < 0.5:
                 patch = patch[:, ::-1]
             return np.array(patch, dtype=np.float32), sl, f"{sl.key}@{r},{c}"
-    raise ValueError(f"no {PATCH}x{PATCH} patch with >= {MIN_TISSUE:.0%} tissue in {[s.key for s in slices][:5]}")
+    raise DatasetError(f"no {PATCH}x{PATCH} patch with >= {MIN_TISSUE:.0%} tissue in {[s.key for s in slices][:5]}")
 
 
 def make_patches(slices: list[Slice], n: int, rng: np.random.Generator, positive_fraction: float = 0.5,
@@ -127,7 +128,7 @@ def make_patches(slices: list[Slice], n: int, rng: np.random.Generator, positive
     """``n`` labelled patches (simulated nodules on real CT background) drawn from ``slices``.
 
     Raises:
-        ValueError: no slice holds a patch with enough tissue.
+        DatasetError: no slice holds a patch with enough tissue.
     """
     X = np.empty((n, PATCH, PATCH, 1), dtype=np.float32)
     y = (rng.random(n) < positive_fraction).astype(np.int64)

@@ -16,7 +16,22 @@ from typing import Any
 
 import numpy as np
 
-from .sources import fetch
+from .sources import Source, fetch, register_source
+
+register_source(Source(
+    name="iu_cxr_reports",
+    package="torchxrayvision",
+    version="1.5.7",
+    member="torchxrayvision/data/NLMCXR_reports.tgz",
+    sha256="8fb6de7eec73d8c3665067ad4bb003ccd57f971ae316d2642e1627ac7268667a",
+    licence="CC BY-NC-ND 4.0 (Indiana University chest X-ray collection, Open-i)",
+    citation=(
+        "Demner-Fushman D. et al., Preparing a collection of radiology examinations for distribution "
+        "and retrieval, J Am Med Inform Assoc 23(2):304-310 (2016); Indiana University / NLM Open-i, "
+        "as shipped with torchxrayvision (Cohen J. P. et al., MIDL 2022)"
+    ),
+    description="3955 de-identified chest X-ray reports (XML: FINDINGS, IMPRESSION, MeSH major terms)",
+))
 
 SOURCE = "iu_cxr_reports"
 LABELS = ("normal", "abnormal")

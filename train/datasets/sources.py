@@ -13,8 +13,10 @@ is installed. Machines without apt get a :class:`DataFetchError` that says how t
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import os
+import pkgutil
 import subprocess
 import sys
 import zipfile
@@ -22,13 +24,13 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from medinfer.errors import DataFetchError, UnknownNameError, UsageError
+from medinfer.integrity import sha256_file
 from medinfer.manifest import DataSource
 
+__all__ = ["DataFetchError", "Source", "all_sources", "cache_dir", "fetch", "get_source", "register_source"]
+
 log = logging.getLogger(__name__)
-
-
-class DataFetchError(RuntimeError):
-    """A source could not be fetched, or its bytes do not match the pinned sha256."""
 
 
 @dataclass(frozen=True)
@@ -52,112 +54,35 @@ class Source:
         )
 
 
-_CHEMBL_CITATION = (
-    "ChEMBL document CHEMBL2321810 (aryl sulfonamide series), as shipped with RDKit Contrib/FreeWilson; "
-    "Gaulton A. et al., The ChEMBL database in 2017, Nucleic Acids Res. 45:D945 (2017)"
-)
+_SOURCES: dict[str, Source] = {}
+_DISCOVERED = False
 
-_PYDICOM_CITATION = (
-    "pydicom test data (Mason D. L. et al., pydicom: an open source DICOM library, "
-    "https://github.com/pydicom/pydicom); see the package's licence notes per file"
-)
 
-SOURCES: dict[str, Source] = {
-    s.name: s
-    for s in (
-        Source(
-            name="chembl2321810_smiles",
-            package="rdkit",
-            version="2026.9.1",
-            member="rdkit/Contrib/FreeWilson/data/CHEMBL2321810.smi",
-            sha256="3feff3aa19f16c7a3aa8695acddd442d1fb3d582485bb7fe8754e7b36dc1894f",
-            licence="CC BY-SA 3.0 (ChEMBL)",
-            citation=_CHEMBL_CITATION,
-            description="1017 aryl sulfonamides: SMILES and ChEMBL compound id",
-        ),
-        Source(
-            name="chembl2321810_activity",
-            package="rdkit",
-            version="2026.9.1",
-            member="rdkit/Contrib/FreeWilson/data/CHEMBL2321810_act.csv",
-            sha256="e74db717fa4704befa07eb41ad4845fa437bf3c12eb2b6a854576dbd2e8819fa",
-            licence="CC BY-SA 3.0 (ChEMBL)",
-            citation=_CHEMBL_CITATION,
-            description="pIC50 per compound id (Name, Act)",
-        ),
-        Source(
-            name="iu_cxr_reports",
-            package="torchxrayvision",
-            version="1.5.7",
-            member="torchxrayvision/data/NLMCXR_reports.tgz",
-            sha256="8fb6de7eec73d8c3665067ad4bb003ccd57f971ae316d2642e1627ac7268667a",
-            licence="CC BY-NC-ND 4.0 (Indiana University chest X-ray collection, Open-i)",
-            citation=(
-                "Demner-Fushman D. et al., Preparing a collection of radiology examinations for distribution "
-                "and retrieval, J Am Med Inform Assoc 23(2):304-310 (2016); Indiana University / NLM Open-i, "
-                "as shipped with torchxrayvision (Cohen J. P. et al., MIDL 2022)"
-            ),
-            description="3955 de-identified chest X-ray reports (XML: FINDINGS, IMPRESSION, MeSH major terms)",
-        ),
-        Source(
-            name="pbmc68k_reduced",
-            package="scanpy",
-            version="1.11.5",
-            member="scanpy/datasets/10x_pbmc68k_reduced.h5ad",
-            sha256="e71d41e737c941559b7c57c9243bdb3d2c889c2adfdf00e3422ac6b46783676f",
-            licence="BSD-3-Clause (scanpy)",
-            citation=(
-                "Zheng G. X. Y. et al., Massively parallel digital transcriptional profiling of single cells, "
-                "Nat Commun 8:14049 (2017) (10x Genomics PBMC 68k); reduced and preprocessed by scanpy: "
-                "Wolf F. A., Angerer P., Theis F. J., SCANPY, Genome Biology 19:15 (2018)"
-            ),
-            description="700 PBMCs x 765 highly variable genes (scaled float32), obs 'bulk_labels' = 10 cell types",
-        ),
-        Source(
-            name="pydicom_ct_small",
-            package="pydicom",
-            version="3.0.2",
-            member="pydicom/data/test_files/CT_small.dcm",
-            sha256="3dd31e5cc835b3f2cdd46c9da1982f59251e78518fefa8163d914631c66437d6",
-            licence="MIT (pydicom test data)",
-            citation=_PYDICOM_CITATION,
-            description="one real CT slice, 128x128 int16, RescaleIntercept -1024 (HU -896..1167)",
-        ),
-        Source(
-            name="pydicom_data_693_unci",
-            package="pydicom-data",
-            version="1.0.0",
-            member="data_store/data/693_UNCI.dcm",
-            sha256="42d6c33d6666bf569a53951211be6fca2ab04956db43c3f75a9720d976ab128c",
-            licence="MIT (pydicom-data)",
-            citation=_PYDICOM_CITATION,
-            description="one real CT slice, 512x512, 0.48 mm pixels, uncompressed",
-        ),
-        Source(
-            name="pydicom_data_ect",
-            package="pydicom-data",
-            version="1.0.0",
-            member="data_store/data/eCT_Supplemental.dcm",
-            sha256="0a4c3aa02d1b0b4826daa5ffe85ef13be83c1433842a9a98b901e075136dd86f",
-            licence="MIT (pydicom-data)",
-            citation=_PYDICOM_CITATION,
-            description="enhanced CT, 2 real frames of 512x512 (rescale in the functional groups)",
-        ),
-        Source(
-            name="invesalius_cranium",
-            package="invesalius-examples",
-            version="3.1.99998-4",
-            member="usr/share/doc/invesalius-examples/examples/Cranium.inv3",
-            sha256="3b34f11f7c4f557f4c65cd6543c412a2f6ceb0cfecfd9c41184420e02d9b7e2a",
-            licence="GPL-2 (Debian package invesalius-examples)",
-            citation="InVesalius 3 example 'ProMED CT 0051' (CTI Renato Archer, Brazil), Debian package "
-                     "invesalius-examples 3.1.99998-4",
-            description="a real head CT volume: 108 slices of 256x256 int16 HU, 0.957 x 0.957 x 1.5 mm",
-            kind="deb",
-            archive_sha256="f2f14bdfef6dc3812eafc5013d133c6c18370aaab5666b78d54af2e7db432f97",
-        ),
-    )
-}
+def register_source(src: Source) -> Source:
+    """Declare a data source (next to the loader that reads it). Returns it.
+
+    Raises:
+        UsageError: another source of that name is already declared (sources are never overwritten).
+    """
+    existing = _SOURCES.get(src.name)
+    if existing is not None and existing != src:
+        raise UsageError(f"a data source named {src.name!r} is already declared ({existing.package}=="
+                         f"{existing.version}:{existing.member}); choose another name")
+    _SOURCES[src.name] = src
+    return src
+
+
+def all_sources() -> dict[str, Source]:
+    """Every declared source by name (imports each loader module of ``medinfer.train.datasets`` once)."""
+    global _DISCOVERED
+    if not _DISCOVERED:
+        from . import __name__ as package
+        from . import __path__ as path
+
+        for info in pkgutil.iter_modules(path):
+            importlib.import_module(f"{package}.{info.name}")
+        _DISCOVERED = True
+    return dict(sorted(_SOURCES.items()))
 
 
 def cache_dir() -> Path:
@@ -165,10 +90,15 @@ def cache_dir() -> Path:
 
 
 def get_source(name: str) -> Source:
-    try:
-        return SOURCES[name]
-    except KeyError:
-        raise DataFetchError(f"unknown data source {name!r}; known: {', '.join(sorted(SOURCES))}") from None
+    """The declared source ``name``.
+
+    Raises:
+        UnknownNameError: no such source (with the closest names).
+    """
+    known = all_sources()
+    if name not in known:
+        raise UnknownNameError("data source", name, known, "; 'medinfer data list' shows them")
+    return known[name]
 
 
 def _installed_copy(src: Source) -> bytes | None:
@@ -220,13 +150,13 @@ def _deb_member(src: Source, debs: Path, progress: bool) -> bytes:
         )
     debs.mkdir(parents=True, exist_ok=True)
     deb = debs / f"{src.package}_{src.version}_all.deb"
-    if not deb.is_file() or (src.archive_sha256 and _sha256_file(deb) != src.archive_sha256):
+    if not deb.is_file() or (src.archive_sha256 and sha256_file(deb) != src.archive_sha256):
         _apt_download(src, debs, progress)
         found = sorted(debs.glob(f"{src.package}_*.deb"))
         if not found:
             raise DataFetchError(f"apt-get download reported success but no {src.package} .deb is in {debs}")
         found[0].replace(deb)
-    if src.archive_sha256 and (actual := _sha256_file(deb)) != src.archive_sha256:
+    if src.archive_sha256 and (actual := sha256_file(deb)) != src.archive_sha256:
         raise DataFetchError(
             f"{deb.name} has sha256 {actual}, expected {src.archive_sha256}; the Debian archive serves another "
             f"build of {src.package}={src.version}"
@@ -258,13 +188,6 @@ def _apt_download(src: Source, folder: Path, progress: bool) -> None:
     if progress:
         print(f"downloaded {src.package}={src.version} (.deb) into {folder}", file=sys.stderr)
 
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch(name: str, *, progress: bool = False) -> bytes:

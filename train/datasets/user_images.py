@@ -27,6 +27,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from medinfer.errors import DatasetError
 from medinfer.manifest import DataSource
 
 from ..spec import Dataset, Progress, quiet
@@ -42,18 +43,18 @@ def load(path: str | Path, *, positive_class: int = 1, sample: int | None = None
     """Read user data into a Dataset (and the validation part, or None).
 
     Raises:
-        FileNotFoundError: ``path`` does not exist, or the folder has no labels.csv.
-        ValueError: unreadable labels, images that are not CT, or a split without training or test images.
+        DatasetError: ``path`` does not exist, or the folder has no labels.csv.
+        DatasetError: unreadable labels, images that are not CT, or a split without training or test images.
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"user data {path} does not exist; pass a folder with labels.csv or a MedMNIST .npz")
+        raise DatasetError(f"user data {path} does not exist; pass a folder with labels.csv or a MedMNIST .npz")
     if path.is_file() and path.suffix == ".npz":
         parts, digest, kind = _medmnist(path, positive_class), _sha256(path.read_bytes()), "MedMNIST .npz"
     else:
         labels = path / "labels.csv"
         if not labels.is_file():
-            raise FileNotFoundError(f"{path} has no labels.csv (columns: file,label[,split][,patient][,row,col])")
+            raise DatasetError(f"{path} has no labels.csv (columns: file,label[,split][,patient][,row,col])")
         parts, digest, kind = _folder(path, labels, seed, progress), _sha256(labels.read_bytes()), "image folder"
     rng = np.random.default_rng(seed)
     if sample:
@@ -63,7 +64,7 @@ def load(path: str | Path, *, positive_class: int = 1, sample: int | None = None
             parts[key] = (X[keep], y[keep])
     for key in ("train", "test"):
         if len(parts[key][1]) == 0:
-            raise ValueError(f"user data {path} has no {key} images; give some rows split={key}")
+            raise DatasetError(f"user data {path} has no {key} images; give some rows split={key}")
     source = DataSource(name="user_data", package="user-supplied", version="-", file=str(path.name),
                         sha256=digest, licence="as supplied by the user", citation=f"user-supplied {kind} {path}",
                         description=f"{kind}; sha256 of {'the .npz' if path.is_file() else 'labels.csv'}")
@@ -96,7 +97,7 @@ def _medmnist(path: Path, positive_class: int) -> dict[str, tuple[np.ndarray, np
         missing = [f"{p}_{k}" for p in ("train", "val", "test") for k in ("images", "labels")
                    if f"{p}_{k}" not in keys]
         if missing:
-            raise ValueError(f"{path} is not a MedMNIST .npz: missing {missing} (has {sorted(keys)})")
+            raise DatasetError(f"{path} is not a MedMNIST .npz: missing {missing} (has {sorted(keys)})")
         parts = {}
         for ours, theirs in zip(PARTS, ("train", "val", "test")):
             images = npz[f"{theirs}_images"]
@@ -146,14 +147,14 @@ def _label(raw: str, where: str) -> int:
         return 1
     if value in ("0", "no_nodule", "negative", "false", "none"):
         return 0
-    raise ValueError(f"{where}: label {raw!r} is not 0/1 or nodule/no_nodule")
+    raise DatasetError(f"{where}: label {raw!r} is not 0/1 or nodule/no_nodule")
 
 
 def _folder(root: Path, labels: Path, seed: int, progress: Progress) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     with open(labels, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     if not rows or not {"file", "label"} <= set(rows[0]):
-        raise ValueError(f"{labels} needs a header with at least 'file' and 'label' columns")
+        raise DatasetError(f"{labels} needs a header with at least 'file' and 'label' columns")
     progress(f"reading {len(rows)} user images listed in {labels}")
     X, y, parts = [], [], []
     for i, row in enumerate(rows):
@@ -172,7 +173,7 @@ def _part(row: dict[str, str], i: int, seed: int, where: str) -> str:
         part = row["split"].strip().lower()
         part = {"val": "validation", "valid": "validation"}.get(part, part)
         if part not in PARTS:
-            raise ValueError(f"{where}: split {row['split']!r} is not one of {PARTS}")
+            raise DatasetError(f"{where}: split {row['split']!r} is not one of {PARTS}")
         return part
     key = row.get("patient") or f"{row['file']}"
     u = (zlib.crc32(f"{seed}:{key}".encode()) % 1000) / 1000.0
@@ -181,7 +182,7 @@ def _part(row: dict[str, str], i: int, seed: int, where: str) -> str:
 
 def _read_image(path: Path, where: str) -> np.ndarray:
     if not path.is_file():
-        raise FileNotFoundError(f"{where}: image {path} does not exist")
+        raise DatasetError(f"{where}: image {path} does not exist")
     if path.suffix.lower() == ".png":
         from PIL import Image
 
@@ -195,7 +196,7 @@ def _read_image(path: Path, where: str) -> np.ndarray:
     ds = pydicom.dcmread(path)
     modality = str(getattr(ds, "Modality", ""))
     if modality != "CT":
-        raise ValueError(f"{where}: {path.name} has Modality {modality!r}; lung_nodule_cnn trains on CT only")
+        raise DatasetError(f"{where}: {path.name} has Modality {modality!r}; lung_nodule_cnn trains on CT only")
     pixels = ds.pixel_array.astype(np.float32)
     if pixels.ndim == 3:
         pixels = pixels[pixels.shape[0] // 2]

@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from medinfer.decision import DEFAULT_THRESHOLD
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
 from .. import text
 from ..datasets import reports
-from ..datasets.sources import SOURCES
+from ..datasets.sources import get_source
 from ..metrics import binary_metrics, bootstrap
 from ..registry import register
-from ..spec import Dataset, ParityTolerance, Progress, SklearnClassifierSpec, quiet
+from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, SklearnClassifierSpec, quiet
 
 # 5-fold CV on the training reports, grouped by identical text: ROC-AUC 0.985 (C=1), 0.989 (3), 0.991 (10),
 # 0.992 (30); flat from C=10 on, which keeps more regularisation. min_df=2 drops one-off tokens (typos, numbers)
@@ -92,7 +93,7 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
         stop = text.stopwords()
         return Dataset(
             X_train=X[train], y_train=y[train], X_test=X[test], y_test=y[test],
-            sources=(SOURCES[reports.SOURCE].provenance(),),
+            sources=(get_source(reports.SOURCE).provenance(),),
             split=split,
             description=(
                 f"{len(rows)} Indiana University chest X-ray reports (via the torchxrayvision wheel); "
@@ -153,8 +154,8 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
 
         return {**super().frameworks(), "nltk": nltk.__version__}
 
-    def evaluate(self, scores: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        t = float(self.threshold or 0.5)
+    def evaluate(self, scores: np.ndarray, y: np.ndarray, X: Any, threshold: float | None) -> dict[str, Any]:
+        t = DEFAULT_THRESHOLD if threshold is None else threshold
         metrics = binary_metrics(y, scores, t)
 
         def f1(yy: np.ndarray, ss: np.ndarray) -> float:
@@ -171,12 +172,12 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
         metrics["baseline"]["heldout"]["f1"] = bootstrap(f1, y, majority)
         return metrics
 
-    def plots(self, model: Any, dataset: Dataset, folder: Path) -> dict[str, str]:
+    def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:
         from .. import plots
 
         y = np.asarray(dataset.y_test).astype(int)
         scores = self.scores(self.native_outputs(model, dataset.X_test))
-        t = float(self.threshold or 0.5)
+        t = DEFAULT_THRESHOLD if point.threshold is None else point.threshold
         return {
             "Held-out ROC with the operating point": plots.roc(y, scores, t, folder / "roc.png", "abnormal"),
             "Held-out confusion matrix at the operating point": plots.confusion(

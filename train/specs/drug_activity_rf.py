@@ -11,7 +11,7 @@ import numpy as np
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
 from ..datasets import chembl
-from ..datasets.sources import SOURCES
+from ..datasets.sources import get_source
 from ..metrics import binary_metrics
 from ..registry import register
 from ..spec import Dataset, ParityTolerance, Progress, SklearnClassifierSpec, quiet
@@ -80,7 +80,7 @@ class DrugActivityRF(SklearnClassifierSpec):
 
         return Dataset(
             X_train=X32[train], y_train=y[train], X_test=X32[test][keep_test], y_test=y[test][keep_test],
-            sources=(SOURCES["chembl2321810_smiles"].provenance(), SOURCES["chembl2321810_activity"].provenance()),
+            sources=tuple(get_source(s).provenance() for s in chembl.SOURCES),
             split=split,
             description=(
                 f"{len(smiles)} aryl sulfonamides (ChEMBL, via the RDKit wheel); active = pIC50 >= 7 "
@@ -118,8 +118,8 @@ class DrugActivityRF(SklearnClassifierSpec):
             ),
         )
 
-    def evaluate(self, scores: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        return binary_metrics(y, scores, float(self.threshold or 0.5))
+    def evaluate(self, scores: np.ndarray, y: np.ndarray, X: Any, threshold: float | None) -> dict[str, Any]:
+        return binary_metrics(y, scores, threshold)
 
 
 def _edge_inputs(X_train: np.ndarray) -> np.ndarray:

@@ -14,10 +14,10 @@ import numpy as np
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
 from ..datasets import genes
-from ..datasets.sources import SOURCES
+from ..datasets.sources import get_source
 from ..metrics import multiclass_metrics
 from ..registry import register
-from ..spec import Dataset, ParityTolerance, Progress, SklearnClassifierSpec, quiet
+from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, SklearnClassifierSpec, quiet
 
 # The seed's 100 components are more than 525 training cells support. 5-fold stratified CV on the training
 # cells (logistic regression, balanced class weights, C=1): macro-F1 0.686 at 10 components, 0.69-0.71 from 20
@@ -77,7 +77,7 @@ class GeneExpressionSVD(SklearnClassifierSpec):
         progress(f"{len(expr.y)} cells x {len(expr.genes)} genes; cell types {counts}")
         return Dataset(
             X_train=expr.X[train], y_train=expr.y[train], X_test=expr.X[test], y_test=expr.y[test],
-            sources=(SOURCES[genes.SOURCE].provenance(),),
+            sources=(get_source(genes.SOURCE).provenance(),),
             split=split,
             description=(
                 f"{len(expr.y)} PBMCs x {len(expr.genes)} genes (10x PBMC 68k, scanpy's reduced copy); label = "
@@ -118,10 +118,10 @@ class GeneExpressionSVD(SklearnClassifierSpec):
             ),
         )
 
-    def evaluate(self, scores: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    def evaluate(self, scores: np.ndarray, y: np.ndarray, X: Any, threshold: float | None) -> dict[str, Any]:
         return multiclass_metrics(y, scores, self.labels or ())
 
-    def plots(self, model: Any, dataset: Dataset, folder: Path) -> dict[str, str]:
+    def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:
         from .. import plots
 
         X, y = dataset.X_test, np.asarray(dataset.y_test).astype(int)

@@ -18,9 +18,8 @@ from .. import clarke
 from ..datasets import glucose
 from ..metrics import regression_metrics
 from ..registry import register
-from ..spec import Dataset, KerasSpec, ParityTolerance, Progress, quiet
+from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, quiet
 
-SIMGLUCOSE_PARAMS = "simglucose/params/vpatient_params.csv"
 FEATURE_RANGE = (-1000.0, 1000.0)  # a sanity envelope over all 10 features (units differ per feature)
 LONG_STEPS = 288  # one simulated day: the longest parity sequence
 
@@ -70,6 +69,8 @@ class GlucoseLSTM(KerasSpec):
     test_options: ClassVar[dict[str, Any]] = {"days": 0.25, "epochs": 1, "seq_len": 12}
 
     # -- options (``--set key=value``) ----------------------------------------------------------------------
+    options: ClassVar[tuple[str, ...]] = KerasSpec.options + ("days", "seq_len", "test_stride", "workers",
+                                                              "learning_rate")
     epochs = 10
     batch_size = 32
     days = 2.0  # simulated days per virtual patient
@@ -92,11 +93,10 @@ class GlucoseLSTM(KerasSpec):
         test = [glucose.windows(runs[p], seq, int(self.test_stride)) for p in test_p]
         X_train, y_train = np.concatenate(parts["X"]), np.concatenate(parts["y"])
         X_test, y_test = np.concatenate([t[0] for t in test]), np.concatenate([t[1] for t in test])
-        self._persistence = np.concatenate([t[2] for t in test])
         long_run = glucose.features(runs[test_p[0]])
         return Dataset(
             X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
-            sources=(_simglucose_source(),),
+            sources=(glucose.params_source().provenance(),),
             split={"method": "by virtual patient (no patient in both train and test)", "train_patients": train_p,
                    "test_patients": test_p, "n_train_windows": int(len(y_train)), "n_test_windows": int(len(y_test)),
                    "n_test_windows_first_patient": int(len(test[0][1])),
@@ -167,10 +167,8 @@ class GlucoseLSTM(KerasSpec):
                            description="forecast blood glucose 30 minutes after the last step (decision support "
                                        "only, not a dosing instruction)"),)
 
-    def evaluate(self, scores: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        persistence = getattr(self, "_persistence", None)
-        if persistence is None or len(persistence) != len(y):
-            raise ValueError("evaluate needs the persistence forecast of the same held-out windows (load_data sets it)")
+    def evaluate(self, scores: np.ndarray, y: np.ndarray, X: Any, threshold: float | None) -> dict[str, Any]:
+        persistence = np.asarray(X)[:, -1, 0]  # the baseline forecast: the last CGM reading of each window
         metrics = regression_metrics(np.asarray(y, np.float64), np.asarray(scores, np.float64),
                                      persistence.astype(np.float64), "persistence (last CGM value)")
         grid = clarke.summary(y, scores, persistence)
@@ -185,7 +183,7 @@ class GlucoseLSTM(KerasSpec):
         return {"edge_longest": edge, "edge_shortest": np.ascontiguousarray(edge[:, -1:, :]),
                 "edge_two_steps": np.ascontiguousarray(edge[:, -2:, :])}
 
-    def plots(self, model: Any, dataset: Dataset, folder: Path) -> dict[str, str]:
+    def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:
         from .. import plots
 
         pred = self.scores(self.native_outputs(model, dataset.X_test))
@@ -201,25 +199,6 @@ class GlucoseLSTM(KerasSpec):
                 minutes, y[:n], pred[:n], np.asarray(dataset.X_test)[:n, -1, 0], folder / "trace.png",
                 title=f"held-out virtual patient {patient}: blood glucose 30 min ahead")
         return out
-
-
-def _simglucose_source() -> Any:
-    from importlib import metadata
-
-    from medinfer.manifest import DataSource
-
-    version = metadata.version("simglucose")
-    path = Path(str(metadata.distribution("simglucose").locate_file(SIMGLUCOSE_PARAMS)))
-    import hashlib
-
-    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "0" * 64
-    return DataSource(
-        name="simglucose_vpatients", package="simglucose", version=version, file=SIMGLUCOSE_PARAMS, sha256=digest,
-        licence="MIT",
-        citation="Man C. D. et al., The UVA/PADOVA Type 1 Diabetes Simulator, J Diabetes Sci Technol 8:26 (2014); "
-                 "Xie J., simglucose v0.2.1 (2018), https://github.com/jxx123/simglucose",
-        description="parameters of the 30 virtual patients; runs simulated here with seeded scenarios and sensors",
-    )
 
 
 def _edge_inputs(day: np.ndarray, X_train: np.ndarray) -> np.ndarray:

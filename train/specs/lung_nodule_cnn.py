@@ -11,7 +11,6 @@ channels (a fixed 1x1 convolution + clip), then runs the seed's CNN unchanged.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,16 +18,15 @@ import numpy as np
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
 from ..datasets import ct, lesions
-from ..datasets.sources import SOURCES
+from ..datasets.sources import get_source
 from ..metrics import binary_metrics
 from ..registry import register
-from ..spec import Dataset, KerasSpec, ParityTolerance, Progress, quiet
+from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, quiet
 
 PATCH = lesions.PATCH
 # (name, level, width) in HU; each channel is clip((HU - (level - width/2)) / width, 0, 1).
 WINDOWS = (("lung", -600.0, 1500.0), ("mediastinal", 40.0, 350.0), ("bone", 400.0, 1800.0))
 HU_RANGE = (ct.HU_MIN, ct.HU_MAX)
-OPERATING_POINT = "operating_point.json"
 
 
 @register
@@ -43,7 +41,7 @@ class LungNoduleCNN(KerasSpec):
     seed_section = "诊断辅助 (diagnosis support): the seed's CNN (3x Conv2D/MaxPool, Dense 512, sigmoid), 3 CT windows"
     labels = ("no_nodule", "nodule")
     positive_label = "nodule"
-    threshold = 0.5  # replaced by the validation-chosen operating point when fitted (see fit)
+    threshold = 0.5  # the default; operating_point() chooses it on the validation part when there is one
     threshold_rationale = "default 0.5 (no validation data)"
     parity = ParityTolerance(atol=1e-5, rtol=0.0, max_decision_flips=0)
     profile = SessionProfile(intra_op_num_threads=2, inter_op_num_threads=1, allow_spinning=True)
@@ -84,6 +82,8 @@ class LungNoduleCNN(KerasSpec):
     test_options: ClassVar[dict[str, Any]] = {"backgrounds": "pydicom", "epochs": 1, "batch_size": 16}
 
     # -- options (``--set key=value``) ----------------------------------------------------------------------
+    options: ClassVar[tuple[str, ...]] = KerasSpec.options + ("n_patches", "backgrounds", "target_sensitivity", "data",
+                                                              "positive_class", "learning_rate")
     epochs = 10
     batch_size = 32
     n_patches = 4000
@@ -97,9 +97,12 @@ class LungNoduleCNN(KerasSpec):
         if self.data:
             from ..datasets import user_images
 
-            ds, self.validation = user_images.load(self.data, positive_class=int(self.positive_class),
-                                                   sample=sample, seed=seed, progress=progress)
+            ds, validation = user_images.load(self.data, positive_class=int(self.positive_class),
+                                              sample=sample, seed=seed, progress=progress)
             ds.edge = edge_inputs()
+            if validation is not None:
+                ds.X_val, ds.y_val = validation
+                ds.facts["validation_source"] = "the validation part of the user's data"
             return ds
         from tqdm.auto import tqdm
 
@@ -114,9 +117,8 @@ class LungNoduleCNN(KerasSpec):
         with tqdm(total=n, desc="patches", unit="patch", leave=False, mininterval=0.5) as bar:
             for part in ("train", "validation", "test"):
                 made[part] = lesions.make_patches(groups[part], sizes[part], rng, progress=bar)
-        self.validation = (made["validation"].X, made["validation"].y.astype(np.float32))
-        self._validation_source = ("validation patches (slices disjoint from train and test)" if groups["disjoint"]
-                                   else "validation patches (test mode: same slice as training)")
+        validation_source = ("validation patches (slices disjoint from train and test)" if groups["disjoint"]
+                             else "validation patches (test mode: same slice as training)")
         split = {
             "method": "by CT slice: disjoint slice blocks for train / validation / test (gaps of >= 3 slices)"
             if groups["disjoint"] else "test mode: one slice, patches split at random (not a held-out estimate)",
@@ -126,7 +128,7 @@ class LungNoduleCNN(KerasSpec):
         }
         return Dataset(
             X_train=made["train"].X, y_train=made["train"].y, X_test=made["test"].X, y_test=made["test"].y,
-            sources=tuple(SOURCES[s].provenance() for s in ct.sources_for(self.backgrounds)),
+            sources=tuple(get_source(s).provenance() for s in ct.sources_for(self.backgrounds)),
             split=split, synthetic=True,
             description=(
                 f"SIMULATED lesions on REAL CT background: {n} patches of {PATCH}x{PATCH} px cut from "
@@ -139,8 +141,9 @@ class LungNoduleCNN(KerasSpec):
                 + " as 3 channels"
             ),
             facts={"test_diameter_mm": made["test"].diameter_mm.round(1).tolist()[:50],
-                   "test_origin": made["test"].origin[:50]},
+                   "test_origin": made["test"].origin[:50], "validation_source": validation_source},
             edge=edge_inputs(),
+            X_val=made["validation"].X, y_val=made["validation"].y.astype(np.float32),
         )
 
     def build(self, dataset: Dataset) -> Any:
@@ -169,27 +172,16 @@ class LungNoduleCNN(KerasSpec):
                       metrics=["accuracy"])
         return model
 
-    def fit(self, model: Any, dataset: Dataset, progress: Progress = quiet) -> Any:
-        model = super().fit(model, dataset, progress)
-        if self.validation is not None:
-            scores = self.scores(self.native_outputs(model, self.validation[0]))
-            self.threshold, self.threshold_rationale = choose_threshold(
-                scores, np.asarray(self.validation[1]).astype(int), float(self.target_sensitivity),
-                getattr(self, "_validation_source", "validation patches"))
-        progress(f"operating threshold {self.threshold:.4f}: {self.threshold_rationale}")
-        return model
-
-    def save_native(self, model: Any, folder: Path) -> str:
-        (folder / OPERATING_POINT).write_text(json.dumps(
-            {"threshold": self.threshold, "rationale": self.threshold_rationale}, indent=2) + "\n")
-        return super().save_native(model, folder)
-
-    def load_native(self, folder: Path) -> Any:
-        path = folder / OPERATING_POINT
-        if path.is_file():
-            op = json.loads(path.read_text())
-            self.threshold, self.threshold_rationale = float(op["threshold"]), str(op["rationale"])
-        return super().load_native(folder)
+    def operating_point(self, model: Any, dataset: Dataset) -> OperatingPoint:
+        """The highest threshold that keeps validation sensitivity >= ``target_sensitivity`` (0.5 without a
+        validation part)."""
+        if dataset.validation is None:
+            return super().operating_point(model, dataset)
+        X_val, y_val = dataset.validation
+        scores = self.scores(self.native_outputs(model, X_val))
+        threshold, rationale = choose_threshold(scores, np.asarray(y_val).astype(int), float(self.target_sensitivity),
+                                                dataset.facts.get("validation_source", "validation patches"))
+        return OperatingPoint(threshold, rationale)
 
     def inputs(self, dataset: Dataset) -> tuple[TensorSpec, ...]:
         return (
@@ -209,19 +201,20 @@ class LungNoduleCNN(KerasSpec):
         return (TensorSpec("probability", "float32", ("N", 1), range=(0.0, 1.0),
                            description="probability of a nodule centred within 20 px of the patch centre"),)
 
-    def evaluate(self, scores: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        return binary_metrics(y, scores, float(self.threshold or 0.5))
+    def evaluate(self, scores: np.ndarray, y: np.ndarray, X: Any, threshold: float | None) -> dict[str, Any]:
+        return binary_metrics(y, scores, threshold)
 
-    def plots(self, model: Any, dataset: Dataset, folder: Path) -> dict[str, str]:
+    def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:
         from .. import plots
 
+        threshold = float(point.threshold if point.threshold is not None else self.threshold or 0.5)
         scores = self.scores(self.native_outputs(model, dataset.X_test))
         y = np.asarray(dataset.y_test).astype(int)
         return {
             "ROC curve (held-out, simulated lesions) with the operating point":
-                plots.roc(y, scores, float(self.threshold or 0.5), folder / "roc.png", self.positive_label or "nodule"),
+                plots.roc(y, scores, threshold, folder / "roc.png", self.positive_label or "nodule"),
             "Example held-out patches (lung window) with their scores":
-                plots.example_patches(dataset.X_test, y, scores, float(self.threshold or 0.5),
+                plots.example_patches(dataset.X_test, y, scores, threshold,
                                         folder / "examples.png"),
         }
 
