@@ -9,7 +9,7 @@ MEDINFER := $(VENV)/bin/medinfer
 STAMP  := $(VENV)/.installed-train-dev
 MODELS ?= all
 
-.PHONY: demo test install lint clean bench test-triton test-scale
+.PHONY: demo test install lint clean bench test-triton test-scale test-device
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,28 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks run --check
 
+# The whole suite: lint and the import contracts, the tests with every extra, then the device-only run.
 test: $(STAMP)
+	$(VENV)/bin/ruff check runtime train export tests benchmarks scripts
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-device
+
+# The device install (`pip install .[dev]`: numpy + onnxruntime + test tools, NO [train] or other extras) in its
+# own venv, running the tests that need nothing more. A built wheel, not an editable install: it also proves the
+# package list in pyproject.toml is complete.
+DEVICE_VENV ?= build/device-venv
+$(DEVICE_VENV)/.deps: pyproject.toml
+	rm -rf $(DEVICE_VENV)
+	$(PYTHON) -m venv $(DEVICE_VENV)
+	$(DEVICE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DEVICE_VENV)/bin/python -m pip install --quiet '.[dev]'
+	@touch $@
+
+test-device: $(DEVICE_VENV)/.deps
+	$(DEVICE_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .
+	MEDINFER_DEVICE_ONLY=1 $(DEVICE_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	  -m "not train and not triton and not scale" tests/runtime tests/fleet
 
 # The real tritonserver (PyTriton's wheel: Python backend only) in its own venv, because its backend stub is
 # built against numpy 1 (numpy 2 hands it empty tensors); medinfer is installed there without dependencies.
@@ -54,8 +74,9 @@ test-scale: $(STAMP)
 	$(PY) -m pytest -q -s -m scale tests/test_score.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check runtime train export tests benchmarks
+	$(VENV)/bin/ruff check runtime train export tests benchmarks scripts
 	$(VENV)/bin/mypy
+	$(PY) scripts/lint_imports.py
 
 clean:
 	rm -rf artifacts bundles .pytest_cache

@@ -20,7 +20,7 @@ HERE = Path(__file__).parent
 def _history_path(args: argparse.Namespace) -> Path:
     if args.history:
         return Path(args.history)
-    from medinfer.fingerprint import environment
+    from medinfer.tools.fingerprint import environment
 
     return history.history_file(HERE / "history", environment())
 

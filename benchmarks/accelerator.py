@@ -20,7 +20,7 @@ import numpy as np
 
 
 def _batch(model: Any, n: int) -> Any:
-    from medinfer.bench import batch_input
+    from medinfer.tools.bench import batch_input
 
     return batch_input(model, n)
 
@@ -47,7 +47,7 @@ def provider_entry(name: str, cache: Path) -> Any:
 
 def check_bundle(path: Path, providers: list[str], batches: list[int], seconds: float, cache: Path) -> dict[str, Any]:
     import medinfer
-    from medinfer.bench import bench_bundle
+    from medinfer.tools.bench import bench_bundle
 
     cpu = medinfer.load(path)
     tol = cpu.manifest.golden
@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu", default="")
     args = parser.parse_args(argv)
 
-    from medinfer.fingerprint import environment
     from medinfer.providers import diagnose
+    from medinfer.tools.fingerprint import environment
 
     root = Path(args.bundles)
     bundles = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file())

@@ -9,7 +9,7 @@ from typing import Any
 
 import medinfer
 import numpy as np
-from medinfer.batching import MicroBatcher
+from medinfer.fleet.batching import MicroBatcher
 
 
 def _drive(call: Any, x: np.ndarray, threads: int, seconds: float) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import medinfer
 import numpy as np
 from medinfer.audit import AuditLog
-from medinfer.bench import latency_stats
+from medinfer.tools.bench import latency_stats
 
 from .suite import Candidate, interleaved
 

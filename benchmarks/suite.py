@@ -8,7 +8,6 @@ ratios against bare onnxruntime stay meaningful even when absolute numbers drift
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,8 +16,9 @@ from typing import Any
 
 import medinfer
 import numpy as np
-from medinfer.bench import PEAK_RSS_SNIPPET, cold_start, latency_stats
-from medinfer.fingerprint import environment
+from medinfer.session import cpu_session
+from medinfer.tools.bench import PEAK_RSS_SNIPPET, cold_start, interleaved, latency_stats
+from medinfer.tools.fingerprint import environment
 
 log = logging.getLogger(__name__)
 BARE = "ort (bundle profile)"
@@ -39,17 +39,6 @@ def _tile(x: Any, batch: int) -> Any:
     return np.concatenate([arr] * reps)[:batch] if reps > 1 else arr[:batch]
 
 
-def _ort_session(model_bytes: bytes, profile: Any | None) -> Any:
-    import onnxruntime as ort
-
-    if profile is None:
-        return ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    from medinfer.session import session_options
-
-    return ort.InferenceSession(model_bytes, sess_options=session_options(profile, cpu_fallback=True),
-                                providers=["CPUExecutionProvider"])
-
-
 def candidates(bundle: Path, batch: int, artifacts: Path | None) -> tuple[list[Candidate], dict[str, Any]]:
     """Everything to measure for one bundle at one batch size, on the same input samples."""
     manifest = medinfer.load_manifest(bundle)
@@ -68,11 +57,11 @@ def candidates(bundle: Path, batch: int, artifacts: Path | None) -> tuple[list[C
         X = next(iter(inputs.values()))
     x = _tile(X, batch)
     input_name = manifest.inputs[0].name
-    feed_x = base._validate(x)[0][input_name]  # exactly what Model.predict hands to onnxruntime
+    feed_x = base.prepare(x)[0][input_name]  # exactly what Model.predict hands to onnxruntime
     fetch = [manifest.decision.score_output]
     model_bytes = (bundle / manifest.variants["default"].file).read_bytes()
-    bare = _ort_session(model_bytes, manifest.profile)
-    naive = _ort_session(model_bytes, None)
+    bare = cpu_session(model_bytes, manifest.profile)
+    naive = cpu_session(model_bytes, None)
     out: list[Candidate] = [
         Candidate(BARE, "ort", lambda: bare.run(fetch, {input_name: feed_x})),
         Candidate(DEFAULT, "ort", lambda: naive.run(None, {input_name: feed_x})),
@@ -89,32 +78,6 @@ def candidates(bundle: Path, batch: int, artifacts: Path | None) -> tuple[list[C
     return out, info
 
 
-def interleaved(cands: list[Candidate], *, seconds: float, rounds: int, warmup: int = 20,
-                seed: int = 0) -> dict[str, np.ndarray]:
-    """Time every candidate in ``rounds`` randomly ordered blocks of equal wall time; per-query ns each."""
-    rng = random.Random(seed)
-    for c in cands:
-        for _ in range(warmup):
-            c.fn()
-    block = seconds / (rounds * len(cands))
-    samples: dict[str, list[int]] = {c.name: [] for c in cands}
-    clock = time.perf_counter_ns
-    for _ in range(rounds):
-        order = cands[:]
-        rng.shuffle(order)
-        for c in order:
-            end = clock() + block * 1e9
-            fn, bucket = c.fn, samples[c.name]
-            while True:
-                t0 = clock()
-                fn()
-                t1 = clock()
-                bucket.append(t1 - t0)
-                if t1 >= end:
-                    break
-    return {k: np.asarray(v, dtype=np.int64) for k, v in samples.items()}
-
-
 def run_model(bundle: Path, batches: list[int], artifacts: Path | None, seconds: float, rounds: int,
               cold: bool = True) -> dict[str, Any]:
     """Measure one bundle at each batch size; return its results with ratios against bare onnxruntime."""
@@ -122,7 +85,7 @@ def run_model(bundle: Path, batches: list[int], artifacts: Path | None, seconds:
     raw: dict[str, Any] = {}
     for batch in batches:
         cands, info = candidates(bundle, batch, artifacts)
-        samples = interleaved(cands, seconds=seconds, rounds=rounds)
+        samples = interleaved({c.name: c.fn for c in cands}, seconds=seconds, rounds=rounds)
         ref = latency_stats(samples[BARE])
         rows = []
         for c in cands:

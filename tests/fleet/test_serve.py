@@ -146,7 +146,8 @@ def test_protocol_errors(tiny_server) -> None:
     with pytest.raises(InferenceServerException, match=r"unknown model 'nope' \(1 known: tiny_logistic\)") as info:
         infer(client, "nope", X)
     assert info.value.status() == "404"
-    with pytest.raises(InferenceServerException, match=r"unknown version '7' of model 'tiny_logistic' \(1 known: 0.0.1\)") as info:
+    unknown = r"unknown version '7' of model 'tiny_logistic' \(1 known: 0.0.1\)"
+    with pytest.raises(InferenceServerException, match=unknown) as info:
         infer(client, "tiny_logistic", X, model_version="7")
     assert info.value.status() == "404"
     with pytest.raises(InferenceServerException, match=r"takes input\(s\) \['x'\]") as info:

@@ -21,3 +21,16 @@ def test_runtime_alone_runs_tiny_bundle(tiny_bundle_ro: Path) -> None:
     assert result["results"]["tiny_logistic"]["self_test"] in ("bit_exact", "within_tolerance")
 
 
+
+
+def test_the_device_venv_really_lacks_the_training_stack() -> None:
+    """Under ``make test-device`` (MEDINFER_DEVICE_ONLY=1) the venv must be the lean device install: the runtime
+    tests then prove the core needs nothing more."""
+    import importlib.util
+    import os
+
+    if not os.environ.get("MEDINFER_DEVICE_ONLY"):
+        return
+    present = [m for m in ("tensorflow", "sklearn", "skl2onnx", "tf2onnx", "rdkit", "pandas", "starlette")
+               if importlib.util.find_spec(m) is not None]
+    assert present == [], f"the device venv has {present}: it is not the device install"
