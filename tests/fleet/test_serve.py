@@ -25,7 +25,9 @@ import numpy as np
 import pytest
 
 from ..helpers import tiny
+from ..helpers.checks import hammer
 from ..helpers.procs import stop
+from ..helpers.wire import assert_same, every_built_bundle, infer, wire_input
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -79,20 +81,8 @@ def http(url: str, path: str, body: bytes | None, headers: dict[str, str] | None
         return 0, {}
 
 
-def infer(client: th.InferenceServerClient, model: str, x: np.ndarray, name: str = "x", datatype: str = "FP32",
-          binary: bool = True, **kwargs) -> th.InferResult:
-    inp = th.InferInput(name, list(x.shape), datatype)
-    inp.set_data_from_numpy(x, binary_data=binary)
-    outputs = kwargs.pop("outputs", None)
-    return client.infer(model, [inp], outputs=outputs, **kwargs)
 
 
-def assert_same(result: th.InferResult, pred: medinfer.Prediction, raw: str) -> None:
-    if pred.labels is not None:
-        got = [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("labels").reshape(-1)]
-        assert got == [str(v) for v in pred.labels]
-    np.testing.assert_array_equal(result.as_numpy("scores"), np.asarray(pred.scores))
-    np.testing.assert_array_equal(result.as_numpy(raw), pred.outputs[raw])
 
 
 @pytest.fixture(scope="module")
@@ -258,34 +248,17 @@ def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch, tiny_bundle_ro:
 def test_loopback_load(tiny_server) -> None:
     """Bounded in count and time: 4 clients, at most 4000 requests or 8 s; throughput and p99 printed."""
     url = tiny_server[0]
-    latencies: list[float] = []
-    errors: list[BaseException] = []
-    end = time.monotonic() + 8
-    lock = threading.Lock()
-    remaining = [4000]
+    local = threading.local()
 
-    def client_loop() -> None:
-        client = th.InferenceServerClient(url)
-        inp = th.InferInput("x", [1, 3], "FP32")
-        inp.set_data_from_numpy(X[:1])
-        while time.monotonic() < end:
-            with lock:
-                if remaining[0] <= 0:
-                    return
-                remaining[0] -= 1
-            start = time.perf_counter()
-            try:
-                client.infer("tiny_logistic", [inp])
-            except BaseException as exc:  # noqa: BLE001 - counted and reported
-                errors.append(exc)
-            latencies.append(time.perf_counter() - start)
+    def one_request() -> float:
+        if not hasattr(local, "client"):
+            local.client = th.InferenceServerClient(url)
+        start = time.perf_counter()
+        infer(local.client, "tiny_logistic", X[:1])
+        return time.perf_counter() - start
 
-    threads = [threading.Thread(target=client_loop) for _ in range(4)]
     t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    latencies, errors = hammer(one_request, threads=4, calls=4000, seconds=8)
     wall = time.perf_counter() - t0
     lat = np.array(latencies) * 1e3
     print(f"\nserve load test: {len(lat)} requests from 4 clients in {wall:.2f} s = {len(lat) / wall:.0f} req/s; "
@@ -294,24 +267,14 @@ def test_loopback_load(tiny_server) -> None:
     assert len(lat) >= 100
 
 
-@pytest.mark.slow
 def test_all_five_models_over_the_wire(built, tmp_path: Path) -> None:
-    from medinfer.train import registry
-
-    names = registry.names()
-    paths = {name: built(name)[1] for name in names}
-    with serving(list(paths.values()), log=tmp_path / "log", timeout=300) as (url, _):
+    bundles = every_built_bundle(built)
+    with serving([path for _, path in bundles.values()], log=tmp_path / "log", timeout=300) as (url, _):
         client = th.InferenceServerClient(url, network_timeout=120)
-        for name, path in paths.items():
+        for name, (art, path) in bundles.items():
             model = medinfer.load(path)
-            spec = model.manifest.inputs[0]
-            x = np.asarray(built(name)[0].dataset.X_test[:16])
-            if spec.dtype == "string":
-                x = np.array([str(v) for v in x.reshape(-1)], dtype=object).reshape(-1, *[1] * (len(spec.shape) - 1))
-                datatype = "BYTES"
-            else:
-                x, datatype = x.astype(spec.dtype), "FP32"
+            x, datatype = wire_input(model, art.dataset.X_test)
             expected = model.predict(x)
             for binary in (True, False):
-                result = infer(client, name, x, name=spec.name, datatype=datatype, binary=binary)
+                result = infer(client, name, x, name=model.input_names[0], datatype=datatype, binary=binary)
                 assert_same(result, expected, model.manifest.decision.score_output)

@@ -25,6 +25,7 @@ from medinfer.fleet.triton.repository import TritonOptions, config_pbtxt, export
 
 from ..helpers import tiny
 from ..helpers.procs import stop
+from ..helpers.wire import assert_same, every_built_bundle, infer, wire_input
 
 X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 4.5], [0.0, 0.0, 0.0]], dtype=np.float32)
 
@@ -149,12 +150,9 @@ def test_backend_batches_and_isolates_bad_requests(backend_model, tiny_bundle: P
     assert missing[0].error.code == _Error.INVALID_ARG
 
 
-@pytest.mark.slow
 def test_every_spec_exports(built, tmp_path: Path) -> None:
-    from medinfer.train import registry
-
-    for name in registry.names():
-        folder = export_repository([built(name)[1]], tmp_path / "repo", TritonOptions())[0]
+    for _, path in every_built_bundle(built).values():
+        folder = export_repository([path], tmp_path / "repo", TritonOptions())[0]
         text = (folder / "config.pbtxt").read_text()
         spec = medinfer.load_manifest(folder).inputs[0]
         dims = [d if isinstance(d, int) else -1 for d in spec.shape[1:]]
@@ -226,19 +224,8 @@ def running(server: dict, repo: Path, log: Path, *extra: str, wait_ready: bool =
         stop(proc, 60)
 
 
-def _infer(client, model: str, x: np.ndarray, name: str, datatype: str):
-    import tritonclient.http as th
-
-    inp = th.InferInput(name, list(x.shape), datatype)
-    inp.set_data_from_numpy(x)
-    return client.infer(model, [inp])
 
 
-def _same(result, pred: medinfer.Prediction, raw: str) -> None:
-    if pred.labels is not None:
-        assert [v.decode() for v in result.as_numpy("labels").reshape(-1)] == [str(v) for v in pred.labels]
-    np.testing.assert_array_equal(result.as_numpy("scores").reshape(np.asarray(pred.scores).shape), pred.scores)
-    np.testing.assert_array_equal(result.as_numpy(raw).reshape(pred.outputs[raw].shape), pred.outputs[raw])
 
 
 @pytest.mark.triton
@@ -252,7 +239,7 @@ def test_tritonserver_python_backend(tritonserver: dict, tiny_bundle: Path, tmp_
         client = th.InferenceServerClient(url, concurrency=8)
         assert client.is_model_ready("tiny_logistic")
         expected = medinfer.load(tiny_bundle).predict(X)
-        _same(_infer(client, "tiny_logistic", X, "x", "FP32"), expected, "probabilities")
+        assert_same(infer(client, "tiny_logistic", X, "x", "FP32"), expected, "probabilities")
         # concurrent single-row requests: the dynamic batcher may join them; each gets its own row
         pending = []
         for i in range(len(X)):
@@ -262,10 +249,10 @@ def test_tritonserver_python_backend(tritonserver: dict, tiny_bundle: Path, tmp_
         got = np.concatenate([p.get_result().as_numpy("scores").reshape(-1) for p in pending])
         np.testing.assert_array_equal(got, expected.scores)
         with pytest.raises(InferenceServerException, match="unexpected shape for input 'x'") as info:
-            _infer(client, "tiny_logistic", np.ones((1, 4), np.float32), "x", "FP32")  # Triton checks dims itself
+            infer(client, "tiny_logistic", np.ones((1, 4), np.float32), "x", "FP32")  # Triton checks dims itself
         assert info.value.status() == "400"
         with pytest.raises(InferenceServerException, match="InputError: .*outside the declared range") as info:
-            _infer(client, "tiny_logistic", np.full((1, 3), 50, np.float32), "x", "FP32")  # medinfer's validation
+            infer(client, "tiny_logistic", np.full((1, 3), 50, np.float32), "x", "FP32")  # medinfer's validation
         assert info.value.status() == "400"
 
 
@@ -285,23 +272,16 @@ def test_tritonserver_parses_the_onnxruntime_config(tritonserver: dict, tiny_bun
 
 
 @pytest.mark.triton
-@pytest.mark.slow
 def test_tritonserver_all_five(tritonserver: dict, built, tmp_path: Path) -> None:
     import tritonclient.http as th
-    from medinfer.train import registry
 
-    paths = {name: built(name)[1] for name in registry.names()}
+    bundles = every_built_bundle(built)
     repo = tmp_path / "repo"
-    export_repository(list(paths.values()), repo, TritonOptions(backend="python"))
+    export_repository([path for _, path in bundles.values()], repo, TritonOptions(backend="python"))
     with running(tritonserver, repo, tmp_path / "triton.log") as url:
         client = th.InferenceServerClient(url, network_timeout=120)
-        for name, path in paths.items():
+        for name, (art, path) in bundles.items():
             model = medinfer.load(path)
-            spec = model.manifest.inputs[0]
-            x = np.asarray(built(name)[0].dataset.X_test[:16])
-            if spec.dtype == "string":
-                x = np.array([str(v).encode() for v in x.reshape(-1)], dtype=object).reshape(-1, 1)
-                datatype = "BYTES"
-            else:
-                x, datatype = x.astype(spec.dtype), "FP32"
-            _same(_infer(client, name, x, spec.name, datatype), model.predict(x), model.manifest.decision.score_output)
+            x, datatype = wire_input(model, art.dataset.X_test, text_as_bytes=True)
+            assert_same(infer(client, name, x, model.input_names[0], datatype), model.predict(x),
+                        model.manifest.decision.score_output)
