@@ -12,6 +12,7 @@ from ._version import __version__
 from .audit import AuditLog, verify_log
 from .errors import (
     AuditError,
+    BundleError,
     DataFetchError,
     DatasetError,
     DeadlineExceeded,
@@ -22,6 +23,7 @@ from .errors import (
     ManifestError,
     MedinferError,
     MissingExtraError,
+    NoInformationError,
     ParityError,
     ProviderError,
     SelfTestError,
@@ -39,6 +41,7 @@ from .prediction import Prediction
 __all__ = [
     "AuditError",
     "AuditLog",
+    "BundleError",
     "DataFetchError",
     "DatasetError",
     "NoResult",
@@ -54,6 +57,7 @@ __all__ = [
     "MedinferError",
     "MissingExtraError",
     "Model",
+    "NoInformationError",
     "ParityError",
     "Prediction",
     "ProviderError",

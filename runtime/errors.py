@@ -47,6 +47,12 @@ class ManifestError(MedinferError, ValueError):
     code = "manifest"
 
 
+class BundleError(MedinferError, ValueError):
+    """The bundle's files verify but cannot be used: a graph onnxruntime cannot load, an unreadable golden file."""
+
+    code = "bundle"
+
+
 class IntegrityError(MedinferError, ValueError):
     """A bundle file is missing, altered, unexpected, or its signature does not verify."""
 
@@ -63,6 +69,13 @@ class InputError(MedinferError, ValueError):
     """The input does not match the model's input contract (shape, dtype, range, names)."""
 
     code = "input"
+
+
+class NoInformationError(InputError):
+    """The input carries no information the model can use (e.g. a text with no word the model knows): it gets
+    no answer rather than a confident label."""
+
+    code = "no_information"
 
 
 class InputTypeError(InputError, TypeError):
@@ -160,8 +173,8 @@ class BodyTooLarge(InputError):
 EXIT_CODES: dict[str, int] = {
     "usage": 2, "unknown_name": 2, "unknown_model": 2,
     "integrity": 3, "signature": 3,
-    "manifest": 4,
-    "input": 5, "input_type": 5, "too_large": 5,
+    "manifest": 4, "bundle": 4,
+    "input": 5, "input_type": 5, "too_large": 5, "no_information": 5,
     "provider": 6,
     "self_test": 7,
     "parity": 8,
@@ -177,7 +190,7 @@ EXIT_MEANINGS: dict[int, str] = {
     1: "unexpected error (a bug: please report it with the message)",
     2: "usage: a bad option, argument or name",
     3: "integrity: a bundle file or signature does not verify",
-    4: "manifest: manifest.json is missing or invalid",
+    4: "manifest: manifest.json is missing or invalid, or the bundle's files cannot be used",
     5: "input: the input does not match the model's contract",
     6: "provider: the execution provider is not available",
     7: "self-test: the golden input did not reproduce the golden output",
@@ -199,6 +212,7 @@ __all__ = [
     "EXIT_MEANINGS",
     "AuditError",
     "BodyTooLarge",
+    "BundleError",
     "DataFetchError",
     "DatasetError",
     "DeadlineExceeded",
@@ -209,6 +223,7 @@ __all__ = [
     "ManifestError",
     "MedinferError",
     "MissingExtraError",
+    "NoInformationError",
     "NotReady",
     "ParityError",
     "ProviderError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .errors import IntegrityError
+from .files import bundle_entries, read_regular_file
 from .manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
 
 # Files a bundle folder may hold besides the pinned ones.
@@ -30,44 +32,43 @@ def sha256_file(path: str | Path) -> str:
 
 
 def verify_files(bundle: Path, manifest: Manifest, keep: tuple[str, ...] = ()) -> dict[str, bytes]:
-    """Check size and sha256 of every pinned file and refuse unpinned ones.
+    """Check size and sha256 of every pinned file and refuse anything else in the folder.
 
-    Files named in ``keep`` are returned as bytes so the caller uses exactly the bytes that were hashed (no
-    window between the check and the use).
+    Every entry is walked (hidden files, ``__pycache__``, sub-folders included): symlinks and special files are
+    refused, and so is any file or folder the manifest does not pin. Files are read only as regular files, at most
+    their pinned size. Files named in ``keep`` are returned as bytes so the caller uses exactly the bytes that were
+    hashed (no window between the check and the use).
 
     Raises:
-        IntegrityError: naming the first file that is missing, altered or not pinned by the manifest.
+        IntegrityError: naming the first file that is missing, altered, not a regular file or not pinned.
     """
     bundle = Path(bundle)
+    present, folders = bundle_entries(bundle)
     kept: dict[str, bytes] = {}
     for name, entry in manifest.files.items():
-        path = bundle / name
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise IntegrityError(
-                f"{bundle}: file '{name}' is pinned by the manifest but missing; restore the bundle from its source"
-            ) from None
+        what = f"{bundle}: file '{name}'"
+        if not os.path.lexists(bundle / name):
+            raise IntegrityError(f"{what} is pinned by the manifest but missing; restore the bundle from its source")
+        data = read_regular_file(bundle / name, entry.size, what)
         if len(data) != entry.size:
             raise IntegrityError(
-                f"{bundle}: file '{name}' has {len(data)} bytes, the manifest pins {entry.size}: "
-                "the file was altered or truncated; restore the bundle from its source"
+                f"{what} has {len(data)} bytes, the manifest pins {entry.size}: the file was altered or truncated; "
+                "restore the bundle from its source"
             )
         actual = sha256_bytes(data)
         if actual != entry.sha256:
             raise IntegrityError(
-                f"{bundle}: file '{name}' has sha256 {actual[:16]}…, the manifest pins {entry.sha256[:16]}…: "
-                "the file was altered; restore the bundle from its source"
+                f"{what} has sha256 {actual[:16]}…, the manifest pins {entry.sha256[:16]}…: the file was altered; "
+                "restore the bundle from its source"
             )
         if name in keep:
             kept[name] = data
-    present = {
-        str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-    }
     extra = sorted(present - set(manifest.files) - _UNPINNED_ALLOWED)
+    needed = {str(Path(name).parent.as_posix()) for name in manifest.files} - {"."}
+    extra += sorted(f"{f}/" for f in folders if f not in needed and not any(n.startswith(f + "/") for n in needed))
     if extra:
         raise IntegrityError(
-            f"{bundle}: file '{extra[0]}' is not pinned by the manifest"
+            f"{bundle}: '{extra[0]}' is not pinned by the manifest"
             + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
             + "; a bundle holds only the files its manifest pins: remove it or re-export the bundle"
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from .audit import AuditLog
-from .errors import IntegrityError, MedinferError, UnknownNameError
+from .errors import BundleError, IntegrityError, MedinferError, UnknownNameError
 from .failsafe import UnavailableModel, validate_on_error
 from .integrity import contract_digest, sha256_bytes, verify_files
 from .manifest import Manifest, decode_manifest, read_manifest_bytes
@@ -80,10 +80,16 @@ def load(
         ManifestError, IntegrityError, SignatureError, ProviderError, SelfTestError (with on_error="raise").
     """
     validate_on_error(on_error)
-    log_ = AuditLog(audit) if isinstance(audit, (str, Path)) else audit
     try:
-        model = _load(path, providers, variant, session_profile, cast, self_test, deterministic, require_signature,
-                      trusted_keys)
+        try:
+            model = _load(path, providers, variant, session_profile, cast, self_test, deterministic,
+                          require_signature, trusted_keys)
+        except MedinferError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a broken bundle provokes becomes a typed refusal
+            raise BundleError(f"{path}: the bundle cannot be loaded ({type(exc).__name__}: {str(exc)[:300]})") \
+                from exc
+        log_ = AuditLog.shared(audit) if isinstance(audit, (str, Path)) else audit
     except MedinferError as exc:
         if on_error == "no_result":
             log.error("bundle %s unavailable: %s", path, exc)
@@ -115,11 +121,9 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
     raw = read_manifest_bytes(bundle)
     manifest = decode_manifest(raw, str(bundle / "manifest.json"))
     manifest_sha256 = sha256_bytes(raw)
-    signed_by = None
-    if require_signature or trusted_keys:
-        from .signing import verify_signature
+    from .signing import verify_signature
 
-        signed_by = verify_signature(bundle, raw, trusted_keys, require_signature)
+    signature = verify_signature(bundle, raw, trusted_keys, require_signature)
     key = variant or "default"
     if key not in manifest.variants:
         raise UnknownNameError("variant", key, manifest.variants, of=manifest.name)
@@ -138,7 +142,8 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
     _check_metadata(session, manifest, bundle, model_file)
     model = Model(bundle, manifest, manifest_sha256, session, key, manifest.files[model_file].sha256,
                   kept[manifest.golden.file], cast)
-    model.signed_by = signed_by
+    model.signature = signature
+    model.signed_by = signature.key_id if signature.state == "trusted" else None
     if profile.large_batch_from > 0 and profile.large_batch:  # the caller's overrides win over both profiles
         large_profile = merge_profile(merge_profile(manifest.profile, profile.large_batch), overrides)
         large = create_session(kept[model_file], large_profile, resolved)

@@ -8,6 +8,7 @@ construction. See docs in the README ("Bundle format") for the meaning of each s
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, Literal
 
 from .decision import score_column
 from .errors import ManifestError
+from .files import read_regular_file
 from .schema import parse, to_json
 
 SCHEMA_VERSION = 1
@@ -25,6 +27,7 @@ DType = Literal["float32", "float64", "float16", "int64", "int32", "int16", "int
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
 
 def _bad(doc: str, path: str, message: str) -> ManifestError:
@@ -58,6 +61,9 @@ class TensorSpec:
     range: tuple[float, float] | None = None
     names: tuple[str, ...] | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    # Per feature of the last axis: [low, high] each (e.g. a glucose sensor's 39..600 mg/dL); checked on top of
+    # ``range``, the offending feature named in the error.
+    feature_ranges: tuple[tuple[float, float], ...] | None = None
 
     def _check(self, doc: str, path: str) -> None:
         for i, dim in enumerate(self.shape):
@@ -73,10 +79,27 @@ class TensorSpec:
                 )
             if len(set(self.names)) != len(self.names):
                 raise _bad(doc, f"{path}.names", "must not repeat a name")
+        if self.feature_ranges is not None:
+            if not self.shape or self.shape[-1] != len(self.feature_ranges):
+                raise _bad(doc, f"{path}.feature_ranges", f"has {len(self.feature_ranges)} ranges but the last axis is "
+                                                          f"{self.shape[-1:]}")
+            for i, pair in enumerate(self.feature_ranges):
+                if len(pair) != 2 or not pair[0] <= pair[1]:
+                    raise _bad(doc, f"{path}.feature_ranges[{i}]", f"must be [low, high], got {list(pair)}")
 
     @property
     def rank(self) -> int:
         return len(self.shape)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A graph output that measures how much information a sample carries (e.g. known words in a text); below
+    ``minimum`` the sample gets no answer (NoInformationError), never a confident label."""
+
+    output: str
+    minimum: float
+    meaning: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,6 +111,7 @@ class Decision:
     positive_label: str | None = None
     threshold: float | None = None
     rationale: str = ""
+    evidence: Evidence | None = None
 
     def _check(self, doc: str, path: str) -> None:
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
@@ -110,6 +134,14 @@ class SessionProfile:
     large_batch_from: int = 0
     large_batch: dict[str, Any] = field(default_factory=dict)
     measured: dict[str, Any] = field(default_factory=dict)
+    # Memory bounds: a batch runs in chunks of at most ``chunk`` samples (onnxruntime's working memory grows with
+    # the batch), and more than ``max_batch`` samples in one call are refused.
+    chunk: int = 256
+    max_batch: int = 65536
+
+    def _check(self, doc: str, path: str) -> None:
+        if self.chunk < 1 or self.max_batch < 1:
+            raise _bad(doc, f"{path}.chunk", f"chunk and max_batch must be >= 1, got {self.chunk}, {self.max_batch}")
 
 
 @dataclass(frozen=True)
@@ -256,6 +288,9 @@ class Manifest:
             raise _bad(doc, "decision.score_output", f"names {self.decision.score_output!r}, not an output")
         if self.decision.label_output is not None and self.decision.label_output not in outputs:
             raise _bad(doc, "decision.label_output", f"names {self.decision.label_output!r}, not an output")
+        evidence = self.decision.evidence
+        if evidence is not None and evidence.output not in outputs:
+            raise _bad(doc, "decision.evidence.output", f"names {evidence.output!r}, not an output")
         if self.task != "regression":
             if not self.labels or len(self.labels) < 2:
                 raise _bad(doc, "labels", f"must list at least two class labels for task {self.task!r}")
@@ -275,8 +310,10 @@ class Manifest:
         if self.golden.file not in self.files:
             raise _bad(doc, "golden.file", f"names {self.golden.file!r}, which 'files' does not pin")
         for name in self.files:
-            if "/" in name.replace("plots/", "", 1) or name.startswith(".") or ".." in name:
-                raise _bad(doc, f"files.{name}", "must be a plain file name inside the bundle")
+            parts = name.split("/")
+            if len(parts) > 2 or not all(_PART.match(p) for p in parts):
+                raise _bad(doc, f"files.{name}", "must be a plain file name, or folder/name one level deep "
+                                                 "(letters, digits, '.', '_', '-'; not starting with '.')")
             if name in (MANIFEST_NAME, SIGNATURE_NAME):
                 raise _bad(doc, f"files.{name}", "cannot pin the manifest or its signature")
 
@@ -295,17 +332,22 @@ def parse_manifest(data: Any, doc: str = MANIFEST_NAME) -> Manifest:
     return parse(Manifest, data, doc=doc)
 
 
+MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few hundred kB (gene names included); more is not a manifest
+
+
 def read_manifest_bytes(bundle: Path) -> bytes:
+    """The bytes of ``bundle/manifest.json``: a regular file of at most :data:`MAX_MANIFEST_BYTES`.
+
+    Raises:
+        ManifestError: missing, not a regular file (a folder, FIFO, link...), or too large.
+    """
     path = Path(bundle) / MANIFEST_NAME
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         raise ManifestError(
             f"{bundle} is not a medinfer bundle: {MANIFEST_NAME} is missing "
             f"(a bundle folder holds model.onnx, {MANIFEST_NAME} and model_card.md)"
-        ) from None
-    except IsADirectoryError:
-        raise ManifestError(f"{path} is a folder, expected the JSON manifest file") from None
+        )
+    return read_regular_file(path, MAX_MANIFEST_BYTES, str(path), ManifestError)
 
 
 def decode_manifest(raw: bytes, doc: str = MANIFEST_NAME) -> Manifest:
@@ -313,6 +355,8 @@ def decode_manifest(raw: bytes, doc: str = MANIFEST_NAME) -> Manifest:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{doc} is not valid UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise ManifestError(f"{doc} nests JSON deeper than Python can read: it is not a manifest") from None
     return parse_manifest(data, doc)
 
 

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import ProviderError
+from .errors import BundleError, ProviderError
 from .manifest import SessionProfile
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
@@ -68,7 +68,8 @@ def create_session(
                 f"onnxruntime could not create a session on {names}: {exc}. CPU fallback is disabled unless "
                 "'cpu' is in the provider list"
             ) from exc
-        raise
+        raise BundleError(f"onnxruntime cannot load this graph ({type(exc).__name__}: {str(exc)[:300]}); "
+                          "re-export the bundle") from exc
     got = session.get_providers()
     unexpected = [p for p in got if p not in names]
     if unexpected:  # never run somewhere the caller did not ask for

@@ -2,11 +2,18 @@
 
 ``manifest.sig`` is a small JSON document::
 
-    {"alg": "Ed25519", "key_id": "<sha256 of the raw public key, 16 hex>", "signature": "<base64>"}
+    {"alg": "Ed25519", "key_id": "<sha256 of the raw public key, 16 hex>", "public_key": "<base64 raw key>",
+     "signature": "<base64>"}
 
 The signature is over the exact bytes of manifest.json, so it covers every file of the bundle transitively.
-``cryptography`` is the [sign] extra: without it the runtime still verifies every sha256, and a policy that
-REQUIRES a signature fails closed with MissingExtraError.
+
+Policy (:func:`verify_signature`): a signature that is PRESENT is always checked, whatever the caller asked for.
+One that does not verify — a corrupt ``manifest.sig``, or a manifest altered after signing — is a tamper signal and
+refused with SignatureError, also without trusted keys (the document carries its public key, so it can be checked
+against itself). Trust is separate: only ``trusted_keys`` say WHO may sign; a valid signature by a key not given
+as trusted loads with a loud warning (refused under ``require_signature``). ``cryptography`` is the [sign] extra:
+without it a present signature cannot be checked, which is logged as a warning (and refused when a policy asks for
+signatures or trusted keys: MissingExtraError).
 """
 
 from __future__ import annotations
@@ -14,15 +21,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import MissingExtraError, SignatureError
+from .errors import MissingExtraError, SignatureError, UsageError
+from .files import read_regular_file
 from .manifest import MANIFEST_NAME, SIGNATURE_NAME
 
 ALG = "Ed25519"
+log = logging.getLogger(__name__)
 
 
 def _crypto() -> Any:
@@ -49,7 +60,7 @@ def generate_keypair(private_path: str | Path, public_path: str | Path | None = 
     public_path = Path(public_path) if public_path else private_path.with_suffix(".pub.pem")
     for p in (private_path, public_path):
         if p.exists():
-            raise FileExistsError(f"{p} exists; refusing to overwrite a key (move it away first)")
+            raise UsageError(f"{p} exists; refusing to overwrite a key (move it away first)")
     key = ed25519.Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
@@ -67,21 +78,50 @@ def generate_keypair(private_path: str | Path, public_path: str | Path | None = 
 def sign_bundle(bundle: str | Path, private_key: str | Path) -> dict[str, str]:
     """Sign ``bundle/manifest.json`` with an Ed25519 private key (PEM) and write ``manifest.sig``."""
     serialization, ed25519 = _crypto()
-    key = serialization.load_pem_private_key(Path(private_key).read_bytes(), password=None)
+    try:
+        key = serialization.load_pem_private_key(Path(private_key).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageError(f"{private_key} is not a readable unencrypted PEM private key ({exc})") from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise SignatureError(f"{private_key} is not an Ed25519 private key (create one with 'medinfer keygen')")
     manifest = (Path(bundle) / MANIFEST_NAME).read_bytes()
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    doc = {"alg": ALG, "key_id": key_id(raw), "signature": base64.b64encode(key.sign(manifest)).decode()}
+    doc = {"alg": ALG, "key_id": key_id(raw), "public_key": base64.b64encode(raw).decode(),
+           "signature": base64.b64encode(key.sign(manifest)).decode()}
     (Path(bundle) / SIGNATURE_NAME).write_text(json.dumps(doc, indent=2) + "\n")
     return doc
+
+
+MAX_SIGNATURE_BYTES = 64 << 10
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    """What the signature check found: ``state`` is ``unsigned``, ``trusted`` (valid, by a trusted key),
+    ``untrusted`` (valid against its own key, which was not given as trusted) or ``unchecked`` (present, but the
+    [sign] extra is missing or the document names no key to check against)."""
+
+    state: str
+    key_id: str | None = None
+    message: str = ""
+
+    @property
+    def warning(self) -> bool:
+        return self.state in ("untrusted", "unchecked")
 
 
 def _public_keys(trusted: Iterable[str | Path | bytes]) -> dict[str, Any]:
     serialization, ed25519 = _crypto()
     keys: dict[str, Any] = {}
     for item in trusted:
-        data = item if isinstance(item, bytes) else Path(item).read_bytes()
+        if isinstance(item, bytes):
+            data = item
+        else:
+            try:
+                data = Path(item).read_bytes()
+            except OSError as exc:
+                raise UsageError(f"trusted key file {item!r} cannot be read ({exc.strerror or exc}); give the PEM "
+                                 "public key written by 'medinfer keygen'") from None
         try:
             key = serialization.load_pem_public_key(data)
         except ValueError as exc:
@@ -93,46 +133,89 @@ def _public_keys(trusted: Iterable[str | Path | bytes]) -> dict[str, Any]:
     return keys
 
 
+def _read_signature(sig_path: Path) -> dict[str, Any]:
+    raw = read_regular_file(sig_path, MAX_SIGNATURE_BYTES, str(sig_path), SignatureError)
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+        if not isinstance(doc, dict):
+            raise TypeError("not a JSON object")
+        alg, kid = doc["alg"], doc["key_id"]
+        sig = base64.b64decode(doc["signature"], validate=True)
+        public = base64.b64decode(doc["public_key"], validate=True) if "public_key" in doc else None
+        if not isinstance(alg, str) or not isinstance(kid, str):
+            raise TypeError("alg and key_id must be strings")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
+        raise SignatureError(f"{sig_path} is malformed ({type(exc).__name__}: {exc}): a present signature that "
+                             "cannot be read is refused as tampering; re-sign the bundle") from None
+    if alg != ALG:
+        raise SignatureError(f"{sig_path} uses algorithm {alg!r}; this runtime accepts only {ALG}")
+    return {"key_id": kid, "signature": sig, "public_key": public}
+
+
 def verify_signature(bundle: Path, manifest_bytes: bytes, trusted: Iterable[str | Path | bytes],
-                     required: bool) -> str | None:
-    """Check ``manifest.sig`` against the trusted public keys. Returns the signing key id, or None if unsigned.
+                     required: bool) -> SignatureCheck:
+    """Check ``manifest.sig`` (see the module docstring for the policy).
 
     Raises:
-        SignatureError: required but unsigned, malformed, signed by an untrusted key, or not matching the manifest.
+        SignatureError: a present signature that does not verify or is malformed; required but unsigned; signed
+            by a key that is not trusted while trusted keys are given or a signature is required.
+        MissingExtraError: the policy needs a check and the [sign] extra is missing.
+        UsageError: a trusted key file that cannot be read.
     """
     sig_path = Path(bundle) / SIGNATURE_NAME
     trusted = list(trusted)
-    if not sig_path.is_file():
+    if not os.path.lexists(sig_path):
         if required:
             raise SignatureError(
                 f"{bundle} is not signed ({SIGNATURE_NAME} is missing) but the trust policy requires a signature; "
                 "sign it with 'medinfer sign BUNDLE --key KEY'"
             )
-        return None
-    if not trusted:
-        if required:
-            raise SignatureError("a signature is required but no trusted public keys were given (trusted_keys=)")
-        return None
-    keys = _public_keys(trusted)
+        return SignatureCheck("unsigned", None, "not signed")
+    doc = _read_signature(sig_path)
+    kid = doc["key_id"]
     try:
-        doc = json.loads(sig_path.read_text())
-        alg, kid, sig = doc["alg"], doc["key_id"], base64.b64decode(doc["signature"], validate=True)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise SignatureError(f"{sig_path} is malformed ({type(exc).__name__}: {exc}); re-sign the bundle") from None
-    if alg != ALG:
-        raise SignatureError(f"{sig_path} uses algorithm {alg!r}; this runtime accepts only {ALG}")
+        serialization, ed25519 = _crypto()
+    except MissingExtraError:
+        if required or trusted:
+            raise
+        message = (f"{bundle} carries a signature (key {kid}) that was NOT checked: the [sign] extra is not "
+                   "installed (pip install 'medinfer[sign]')")
+        log.warning(message)
+        return SignatureCheck("unchecked", kid, message)
+    from cryptography.exceptions import InvalidSignature
+
+    own = None
+    if doc["public_key"] is not None:
+        if key_id(doc["public_key"]) != kid:
+            raise SignatureError(f"{sig_path}: its key_id {kid} does not belong to its public key: the signature "
+                                 "document was altered; re-sign the bundle")
+        try:
+            own = ed25519.Ed25519PublicKey.from_public_bytes(doc["public_key"])
+        except ValueError as exc:
+            raise SignatureError(f"{sig_path} carries an invalid public key ({exc}); re-sign the bundle") from None
+    keys = _public_keys(trusted) if trusted else {}
     key = keys.get(kid)
-    if key is None:
+    if trusted and key is None:
         raise SignatureError(
             f"{bundle} is signed by key {kid}, which is not among the trusted keys ({', '.join(sorted(keys))})"
         )
-    from cryptography.exceptions import InvalidSignature
-
-    try:
-        key.verify(sig, manifest_bytes)
-    except InvalidSignature:
-        raise SignatureError(
-            f"{bundle}: the signature by key {kid} does not match manifest.json: the manifest or the signature "
-            "was altered after signing"
-        ) from None
-    return str(kid)
+    for checker in (k for k in (key, own) if k is not None):
+        try:
+            checker.verify(doc["signature"], manifest_bytes)
+        except InvalidSignature:
+            raise SignatureError(
+                f"{bundle}: the signature by key {kid} does not match manifest.json: the manifest or the signature "
+                "was altered after signing"
+            ) from None
+    if key is not None:
+        return SignatureCheck("trusted", str(kid), f"signature by trusted key {kid}")
+    if required:
+        raise SignatureError("a signature is required but no trusted public keys were given (trusted_keys=)")
+    if own is None:
+        message = (f"{bundle} carries a signature by key {kid} that could NOT be checked: it names no public key and "
+                   "no trusted keys were given (re-sign it with this medinfer, or pass --trusted-key)")
+    else:
+        message = (f"{bundle} is validly signed by key {kid}, but no trusted keys were given: WHO signed it is not "
+                   "checked (pass --trusted-key / trusted_keys= to require a known signer)")
+    log.warning(message)
+    return SignatureCheck("untrusted" if own is not None else "unchecked", str(kid), message)

@@ -42,7 +42,7 @@ def test_keygen_refuses_to_overwrite_and_protects_the_key(keys) -> None:
     from medinfer.signing import generate_keypair
 
     assert oct(keys["priv"].stat().st_mode & 0o777) == "0o600"
-    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+    with pytest.raises(medinfer.UsageError, match="refusing to overwrite"):
         generate_keypair(keys["priv"])
 
 
