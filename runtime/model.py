@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import sys
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .audit import AuditLog
-from .errors import DeadlineExceeded, InferenceError, MedinferError, SelfTestError, UnknownNameError
+from .errors import (
+    AuditError,
+    BundleError,
+    DeadlineExceeded,
+    InferenceError,
+    InputError,
+    MedinferError,
+    NoInformationError,
+    SelfTestError,
+    UnknownNameError,
+)
 from .failsafe import WATCHDOG, NoResult
 from .integrity import outputs_digest
 from .manifest import Manifest
 from .prediction import Prediction, PredictionMeta
 from .validation import InputCheck, Validator
+
+if TYPE_CHECKING:
+    from .signing import SignatureCheck
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +84,26 @@ class Model:
             self._run = lambda fetch, feeds, _options: session.run(fetch, feeds)
         self._check1 = self._validate.checks[0] if len(self._validate.checks) == 1 else None
         self._run_large = self._run
-        self._large_from = sys.maxsize
+        self._large_session_from = sys.maxsize
+        self._chunk = max(1, manifest.profile.chunk)
+        self._max_batch = max(1, manifest.profile.max_batch)
+        # Batches of at least this size leave the hot path: the large-batch session, chunks, the batch bound.
+        self._large_from = self._chunk + 1
+        self._evidence = self._meta.evidence_minimum
         self.large_session: Any = None
         self.audit: AuditLog | None = None
         self.deadline_ms: float | None = None
         self._plain = True
         self.signed_by: str | None = None
+        self.signature: SignatureCheck | None = None
 
     def use_large_batch_session(self, session: Any, from_batch: int) -> None:
         """Route batches of at least ``from_batch`` samples to ``session`` (same graph, other thread settings)."""
         self.large_session = session
         inner = getattr(session, "_sess", None)
         self._run_large = inner.run if inner is not None else (lambda f, d, _o: session.run(f, d))
-        self._large_from = from_batch
+        self._large_session_from = from_batch
+        self._large_from = min(self._chunk + 1, from_batch)
 
     def configure(self, *, audit: AuditLog | None = None, deadline_ms: float | None = None) -> Model:
         """Set the model's audit trail and default per-call deadline (None: off)."""
@@ -170,10 +192,14 @@ class Model:
                 feeds, single = self._validate(x)
                 arr = next(iter(feeds.values()))
             try:
-                run = self._run if len(arr) < self._large_from else self._run_large
-                outs = run(self._fetch, feeds, None)
+                outs = self._run(self._fetch, feeds, None) if len(arr) < self._large_from else \
+                    self._run_batch(feeds, None)
+            except MedinferError:
+                raise
             except Exception as exc:
                 raise InferenceError(f"onnxruntime failed running {self.name}: {exc}") from exc
+            if self._evidence is not None:
+                self._check_evidence(outs[1])
             return Prediction(self._meta, outs, single)
         result = self._guarded(x, deadline_ms if deadline_ms is not None else self.deadline_ms, request_id)
         if isinstance(result, MedinferError):
@@ -199,26 +225,35 @@ class Model:
         result: Prediction | None = None
         error: MedinferError | None = None
         try:
-            feeds, single = self._validate(x)
-            if deadline_ms is None:
-                run = self._run if len(next(iter(feeds.values()))) < self._large_from else self._run_large
-                outs = run(self._fetch, feeds, None)
-            else:
-                outs = self._run_with_deadline(feeds, start + deadline_ms / 1e3, deadline_ms)
-            result = Prediction(self._meta, outs, single)
+            request_id = _checked_request_id(request_id)
+        except InputError as exc:
+            error, request_id = exc, _opaque_id(request_id)  # recorded under its digest, never run
+        try:
+            if error is None:
+                feeds, single = self._validate(x)
+                if deadline_ms is None:
+                    outs = self._run_batch(feeds, None)
+                else:
+                    outs = self._run_with_deadline(feeds, start + deadline_ms / 1e3, deadline_ms)
+                if self._evidence is not None:
+                    self._check_evidence(outs[1])
+                result = Prediction(self._meta, outs, single)
         except MedinferError as exc:
             error = exc
         except Exception as exc:  # onnxruntime's own exception types
             error = InferenceError(f"onnxruntime failed running {self.name}: {exc}")
             error.__cause__ = exc
         if self.audit is not None:
-            self.audit.record(
-                model=self.name, version=self.version, model_sha256=self.model_sha256,
-                feeds=feeds if feeds is not None else _digestible(x),
-                latency_us=(time.perf_counter() - start) * 1e6,
-                status="ok" if error is None else "no_result", reason=None if error is None else error.code,
-                output=_summary(result) if result is not None else None, request_id=request_id,
-            )
+            try:
+                self.audit.record(
+                    model=self.name, version=self.version, model_sha256=self.model_sha256,
+                    feeds=feeds if feeds is not None else _digestible(x),
+                    latency_us=(time.perf_counter() - start) * 1e6,
+                    status="ok" if error is None else "no_result", reason=None if error is None else error.code,
+                    output=_summary(result) if result is not None else None, request_id=request_id,
+                )
+            except AuditError as exc:
+                return exc  # a result that could not be recorded is not returned
         if result is not None:
             return result
         return error if error is not None else InferenceError(f"{self.name}: no result and no error")
@@ -229,7 +264,9 @@ class Model:
         options = ort.RunOptions()
         handle = WATCHDOG.arm(options, deadline)
         try:
-            outs = self._run(self._fetch, feeds, options)
+            outs = self._run_batch(feeds, options)
+        except MedinferError:
+            raise
         except Exception as exc:
             if options.terminate or time.perf_counter() >= deadline:
                 raise DeadlineExceeded(f"{self.name}: no result within the {deadline_ms:g} ms deadline "
@@ -242,13 +279,49 @@ class Model:
                                    "discarded")
         return outs
 
+    def _run_batch(self, feeds: dict[str, np.ndarray], options: Any) -> list[np.ndarray]:
+        """Run a batch of any size: refused above ``max_batch``, in chunks of ``chunk`` samples (bounded
+        working memory), on the large-batch session when it has one and the batch is large enough."""
+        n = len(next(iter(feeds.values())))
+        if n > self._max_batch:
+            raise InputError(
+                f"{self.name} got a batch of {n} samples; it takes at most {self._max_batch} per call (the bundle's "
+                "profile.max_batch bounds memory): split the batch"
+            )
+        run = self._run_large if n >= self._large_session_from else self._run
+        if n <= self._chunk:
+            return list(run(self._fetch, feeds, options))
+        parts = [run(self._fetch, {k: v[i:i + self._chunk] for k, v in feeds.items()}, options)
+                 for i in range(0, n, self._chunk)]
+        return [np.concatenate([p[j] for p in parts]) for j in range(len(self._fetch))]
+
+    def _check_evidence(self, evidence: np.ndarray) -> None:
+        minimum = self._evidence
+        weak = np.flatnonzero(np.asarray(evidence).reshape(len(evidence), -1).min(axis=1) < minimum)
+        if weak.size:
+            spec = self.manifest.decision.evidence
+            meaning = f" ({spec.meaning})" if spec is not None and spec.meaning else ""
+            raise NoInformationError(
+                f"{self.name} got {weak.size} sample(s) with no usable information (items {weak[:10].tolist()}: "
+                f"'{spec.output if spec else 'evidence'}' below {minimum:g}{meaning}); they get no answer rather "
+                "than a confident label: check what was sent"
+            )
+
     def golden(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The golden inputs and expected outputs stored in the bundle."""
         own = f"out@{self.variant}."
-        with np.load(io.BytesIO(self._golden), allow_pickle=False) as data:
-            inputs = {k[3:]: data[k] for k in data.files if k.startswith("in.")}
-            prefix = own if any(k.startswith(own) for k in data.files) else "out."
-            outputs = {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
+        try:
+            with np.load(io.BytesIO(self._golden), allow_pickle=False) as data:
+                inputs = {k[3:]: data[k] for k in data.files if k.startswith("in.")}
+                prefix = own if any(k.startswith(own) for k in data.files) else "out."
+                outputs = {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            raise BundleError(f"{self.name}: {self.manifest.golden.file} is not a readable golden file "
+                              f"({type(exc).__name__}: {exc}); re-export the bundle") from None
+        missing = [n for n in self.input_names if n not in inputs]
+        if missing or not outputs:
+            raise BundleError(f"{self.name}: {self.manifest.golden.file} lacks golden inputs {missing} or outputs "
+                              f"(holds {sorted(inputs)} / {sorted(outputs)}); re-export the bundle")
         return inputs, outputs
 
     def self_test(self) -> SelfTestReport:
@@ -300,6 +373,32 @@ class Model:
 
         return node_placement(self)
 
+
+
+MAX_REQUEST_ID = 256
+
+
+def _checked_request_id(request_id: Any) -> str | None:
+    """A request id that every log, header and JSON document can carry: a string of at most 256 printable
+    characters, valid Unicode (no lone surrogates)."""
+    if request_id is None:
+        return None
+    if not isinstance(request_id, str):
+        raise InputError(f"request_id must be a string, got {type(request_id).__name__}")
+    if not 0 < len(request_id) <= MAX_REQUEST_ID or not request_id.isprintable():
+        raise InputError(f"request_id must be 1 to {MAX_REQUEST_ID} printable characters, got {len(request_id)} "
+                         "characters (control characters or too long)")
+    try:
+        request_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("request_id is not valid Unicode (a lone surrogate): send it as UTF-8 text") from None
+    return request_id
+
+
+def _opaque_id(request_id: Any) -> str:
+    """A refused request id as it goes into the audit record: its digest, never the raw value."""
+    raw = request_id if isinstance(request_id, str) else repr(request_id)
+    return "refused-id:" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _digestible(x: Any) -> dict[str, Any] | None:

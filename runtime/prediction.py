@@ -28,12 +28,15 @@ class PredictionMeta:
     labels: np.ndarray | None
     threshold: float | None
     positive: int
+    evidence_minimum: float | None
 
     @staticmethod
     def build(manifest: Manifest, variant: str, model_sha256: str, manifest_sha256: str,
               provider: str) -> PredictionMeta:
         decision = manifest.decision
-        fetch = (decision.score_output,)  # only the score output is fetched: raw[0] is always it
+        # only what the decision needs is fetched: raw[0] is always the score output, raw[1] the evidence output
+        evidence = decision.evidence
+        fetch = (decision.score_output,) + ((evidence.output,) if evidence is not None else ())
         score_spec = next(o for o in manifest.outputs if o.name == decision.score_output)
         labels = np.array(manifest.labels, dtype=object) if manifest.labels else None
         positive = 0
@@ -54,6 +57,7 @@ class PredictionMeta:
             labels=labels,
             threshold=decision.threshold,
             positive=positive,
+            evidence_minimum=evidence.minimum if evidence is not None else None,
         )
 
 

@@ -37,7 +37,7 @@ class InputCheck:
     """Validates and normalises one input tensor. Built once per model; called on every prediction."""
 
     __slots__ = ("spec", "owner", "name", "dtype", "rank", "fixed", "lo", "hi", "dot_bound", "is_string", "batched",
-                 "casting", "shape_text", "is_float")
+                 "casting", "shape_text", "is_float", "feature_lo", "feature_hi")
 
     dtype: Any
     lo: Any
@@ -67,6 +67,10 @@ class InputCheck:
             self.dot_bound = self.dtype.type(0.999 * m * m)  # margin for the dot's float rounding
         self.casting = casting
         self.shape_text = "(" + ", ".join(str(d) for d in spec.shape) + ")"
+        self.feature_lo = self.feature_hi = None
+        if spec.feature_ranges is not None and self.dtype is not None:
+            self.feature_lo = np.array([lo for lo, _ in spec.feature_ranges], dtype=self.dtype)
+            self.feature_hi = np.array([hi for _, hi in spec.feature_ranges], dtype=self.dtype)
 
     # -- the hot path --------------------------------------------------------------------------------
     def __call__(self, value: Any) -> tuple[np.ndarray, bool]:
@@ -99,6 +103,8 @@ class InputCheck:
                     self._value_error(x)
         elif self.is_float and not _ISFINITE(_SUM(x, None)):
             self._value_error(x)  # a NaN/inf, or a finite sum that overflowed: the slow path tells which
+        if self.feature_lo is not None and not ((x >= self.feature_lo).all() and (x <= self.feature_hi).all()):
+            self._feature_error(x)
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
         return x, single
@@ -195,6 +201,8 @@ class InputCheck:
                     f"{self._who()} contains {nan} NaN and {inf} infinite values (first at index {where}); "
                     f"{self.owner} needs finite values: impute or drop missing measurements before predicting"
                 )
+        if self.feature_lo is not None:
+            self._feature_error(x)  # name the feature when one is out of its own range
         if self.lo is None:
             return  # finite values whose float sum overflowed: nothing wrong
         bad = (x < self.lo) | (x > self.hi)
@@ -205,6 +213,24 @@ class InputCheck:
             f"{self._who()} has {int(bad.sum())} values outside the declared range "
             f"[{lo:g}, {hi:g}]{units} (first: {x[where]!r} at index {where}, "
             f"observed min {x.min()!r}, max {x.max()!r}); check the units and preprocessing of the input"
+        )
+
+    def _feature_error(self, x: np.ndarray) -> None:
+        """Name the first feature with values outside its own range (physical limits declared per feature)."""
+        bad = (x < self.feature_lo) | (x > self.feature_hi)
+        if not bad.any():
+            return
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        feature = where[-1]
+        names = self.spec.names or ()
+        name = names[feature] if feature < len(names) else f"#{feature}"
+        units = next((f.get("unit") for f in self.spec.facts.get("features", []) if f.get("name") == name), None)
+        unit = f" {units}" if units and units != "1" else ""
+        lo, hi = self.spec.feature_ranges[feature]  # type: ignore[index]
+        count = int(bad[..., feature].sum())
+        raise InputError(
+            f"{self._who()}: feature '{name}' has {count} value(s) outside its range [{lo:g}, {hi:g}]{unit} "
+            f"(first: {x[where]!r} at index {where}); check the sensor, its units and the feature's preprocessing"
         )
 
     def _strings(self, value: Any) -> tuple[np.ndarray, bool]:

@@ -14,6 +14,34 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 TRAIN_FOLDERS = {"train", "export", "specs"}
 
 
+HOSTILE: dict[str, dict[str, int]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count the hostile-input cases (tests marked ``hostile("<class>")``) by class and outcome."""
+    cls = dict(report.user_properties).get("hostile")
+    if cls and (report.when == "call" or (report.when == "setup" and report.outcome != "passed")):
+        HOSTILE.setdefault(cls, {"passed": 0, "failed": 0, "skipped": 0})[report.outcome] += 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not HOSTILE:
+        return
+    total = {k: sum(c[k] for c in HOSTILE.values()) for k in ("passed", "failed", "skipped")}
+    terminalreporter.write_sep("-", f"hostile-input suite: {sum(total.values())} cases in {len(HOSTILE)} classes "
+                                    f"({total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped)")
+    for cls, counts in sorted(HOSTILE.items()):
+        terminalreporter.write_line(f"  {cls:<42} {counts['passed']:>4} passed {counts['failed']:>3} failed "
+                                    f"{counts['skipped']:>3} skipped")
+
+
+@pytest.fixture(autouse=True)
+def _hostile_class(request: pytest.FixtureRequest) -> None:
+    marker = request.node.get_closest_marker("hostile")
+    if marker is not None:
+        request.node.user_properties.append(("hostile", marker.args[0]))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root = Path(__file__).parent
     for item in items:

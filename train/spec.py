@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from medinfer.decision import DEFAULT_THRESHOLD, decide, score_column, scores_of
 from medinfer.errors import UnknownNameError, UsageError
-from medinfer.manifest import Card, DataSource, SessionProfile, TensorSpec
+from medinfer.manifest import Card, DataSource, Evidence, SessionProfile, TensorSpec
 
 Progress = Callable[[str], None]
 
@@ -113,6 +113,11 @@ class ModelSpec:
     test_options: ClassVar[dict[str, Any]] = {}
     # The names ``--set KEY=VALUE`` may change (each a class attribute holding its default).
     options: ClassVar[tuple[str, ...]] = ()
+    # An output measuring how much information a sample carries; below its minimum the runtime gives no answer.
+    evidence: ClassVar[Evidence | None] = None
+    # Memory bounds written into the session profile: samples per onnxruntime run, samples per call.
+    chunk: ClassVar[int] = 256
+    max_batch: ClassVar[int] = 65536
 
     # -- configuration ---------------------------------------------------------------------------------
     def configure(self, **values: Any) -> ModelSpec:
@@ -200,6 +205,15 @@ class ModelSpec:
         one set; override when edge inputs cannot share one array (e.g. sequences of different lengths)."""
         edge = dataset.edge
         return {"edge": edge} if edge is not None and len(edge) else {}
+
+    def extra_outputs(self) -> tuple[TensorSpec, ...]:
+        """Outputs :meth:`augment_graph` adds to the converted graph (and :meth:`native_outputs` also returns, so
+        the parity gate compares them). Default: none."""
+        return ()
+
+    def augment_graph(self, onx: Any, model: Any, dataset: Dataset) -> None:
+        """Add :meth:`extra_outputs` to the converted ``onnx.ModelProto`` in place (e.g. an evidence output).
+        Default: nothing."""
 
     def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:
         """Model-card figures drawn into ``folder``; returns ``{title: path relative to the bundle}``."""

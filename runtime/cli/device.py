@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MedinferError, exit_code
+from ..errors import AuditError, MedinferError, exit_code
 from .common import bundle_path, providers_arg, table
 
 if TYPE_CHECKING:
@@ -107,8 +107,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
                          require_signature=args.require_signature, trusted_keys=args.trusted_key)
             report = model.self_test()
             placement = model.placement() if args.placement else None
+            signature = model.signature
             results.append({"bundle": arg, "ok": True, "name": model.name, "version": model.version,
                             "signed_by": model.signed_by, "placement": placement,
+                            "signature": signature.state if signature else "unsigned",
+                            "signature_warning": signature.message if signature and signature.warning else None,
                             "files": len(model.manifest.files), "self_test": report.status,
                             "max_abs_diff": report.max_abs_diff, "providers": list(model.providers)})
         except MedinferError as exc:
@@ -222,20 +225,21 @@ def cmd_sign(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from ..audit import verify_log
 
-    report = verify_log(args.log)
+    report = verify_log(args.log, key=args.key, head=args.head)
     if args.json:
         print(json.dumps(report.__dict__))
     elif report.ok:
         tail = " (a torn last line from a crash was ignored)" if report.torn_tail else ""
-        print(f"OK    {args.log}: {report.records} records, hash chain intact{tail}; last hash {report.last_hash}")
+        mode = ("keyed (HMAC) " if report.keyed else "") + "hash chain" + (" and head" if report.head_checked else "")
+        print(f"OK    {args.log}: {report.records} records, {mode} intact{tail}; last hash {report.last_hash}")
     else:
         print(f"FAIL  {args.log}: {report.problem} ({report.records} records verified before it)", file=sys.stderr)
-    return 0 if report.ok else 3
+    return 0 if report.ok else exit_code(AuditError("verification failed"))
 
 
 def _predict_dicom(model: Model, args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..tools.dicom import format_result, predict_file
+    from ..tools.dicom import format_result, predict_file, write_overlay
 
     centre = None
     if args.center:
@@ -244,9 +248,14 @@ def _predict_dicom(model: Model, args: argparse.Namespace) -> int:
         except ValueError:
             raise InputError(f"--center expects ROW,COL in pixels, e.g. 64,70; got {args.center!r}") from None
         centre = (row, col)
-    result = predict_file(model, args.input, centre=centre, stride=args.stride, frame=args.frame,
-                          overlay=args.overlay)
-    print(json.dumps(result.to_dict(), indent=2) if args.json else format_result(result))
+    result = predict_file(model, args.input, centre=centre, stride=args.stride, frame=args.frame)
+    if args.overlay:  # the scores are printed even when the overlay cannot be written
+        try:
+            write_overlay(result, args.overlay)
+        finally:
+            print(json.dumps(result.to_dict(), indent=2) if args.json else format_result(result), flush=True)
+    else:
+        print(json.dumps(result.to_dict(), indent=2) if args.json else format_result(result))
     return 0
 
 
@@ -315,5 +324,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("audit", help="verify an audit log's hash chain: 'medinfer audit verify LOG'")
     p.add_argument("action", choices=("verify",))
     p.add_argument("log")
+    p.add_argument("--key", default=None, metavar="FILE", help="device key of a keyed log (HMAC chain)")
+    p.add_argument("--head", action="store_true", help="also check LOG.head: detects records deleted from the end")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit)

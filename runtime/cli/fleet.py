@@ -24,7 +24,7 @@ def _providers(value: str | None) -> list[str] | None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..fleet.serve import ServeConfig, serve
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options: dict[str, Any] = {}
     if args.max_concurrency is not None:
@@ -34,6 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue, deadline_ms=args.deadline_ms, audit=args.audit,
         providers=_providers(args.provider), variant=args.variant, require_signature=args.require_signature,
         trusted_keys=tuple(args.trusted_key), shutdown_timeout=args.shutdown_timeout, access_log=args.access_log,
+        request_timeout=args.request_timeout, max_connections=args.max_connections,
         **options,
     )
 
@@ -108,6 +109,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--require-signature", action="store_true")
     p.add_argument("--shutdown-timeout", type=float, default=30.0, help="seconds to finish running requests")
     p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--request-timeout", type=float, default=30.0,
+                   help="seconds a connection has to send a whole request; idle or trickling ones are closed")
+    p.add_argument("--max-connections", type=int, default=1024,
+                   help="open connections at most; more are answered 503 (default 1024)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export-triton", help="write a Triton model repository (onnxruntime or python backend)")

@@ -9,6 +9,7 @@ prints one line and exits with the code of :data:`medinfer.errors.EXIT_CODES`.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit status (never raises for a MedinferError, a closed pipe or Ctrl-C)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not logging.getLogger().handlers:  # library warnings (an unchecked signature, ...) reach the screen, loudly
+        logging.basicConfig(level=logging.WARNING, format="medinfer: %(levelname)s: %(message)s")
     try:
         if argv and argv[0] in TRAIN_COMMANDS:
             return _train_main(argv)

@@ -135,6 +135,8 @@ def decode_request(body: bytes, header_length: str | None) -> InferRequest:
         doc = json.loads(head)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestError(f"the request is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RequestError("the request nests JSON deeper than any tensor: send data as a flat list") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
         raise RequestError("the request must be a JSON object with a non-empty 'inputs' list")
     params = _mapping(doc.get("parameters"), "parameters")
@@ -193,13 +195,25 @@ def _tensor_head(item: Mapping[str, Any], where: str) -> tuple[str, tuple[int, .
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                               for d in shape):
         raise RequestError(f"input '{name}' needs a 'shape': a list of non-negative integers, got {shape!r}")
+    if len(shape) > MAX_DIMS:
+        raise RequestError(f"input '{name}' has {len(shape)} dimensions; at most {MAX_DIMS} are accepted")
+    if _count(shape) > MAX_ELEMENTS:
+        raise RequestError(f"input '{name}' declares shape {shape} ({_count(shape)} elements); at most {MAX_ELEMENTS} "
+                           "elements fit one request")
     if datatype != "BYTES" and datatype not in NUMPY:
         raise RequestError(f"input '{name}' has datatype {datatype!r}; use one of BYTES, {', '.join(NUMPY)}")
     return name, tuple(shape), datatype
 
 
+MAX_DIMS = 16
+MAX_ELEMENTS = 1 << 28  # beyond any body the server accepts (64 MiB by default)
+
+
 def _count(shape: Sequence[int]) -> int:
-    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = 1
+    for dim in shape:  # Python ints: no overflow for shapes like [2**62, 4]
+        count *= int(dim)
+    return count
 
 
 def _from_binary(raw: bytes, name: str, shape: tuple[int, ...], datatype: str) -> np.ndarray:
@@ -236,11 +250,21 @@ def _from_json(data: Any, name: str, shape: tuple[int, ...], datatype: str) -> n
         if len(flat) != n:
             raise RequestError(f"input '{name}' has {len(flat)} values but shape {list(shape)} needs {n}")
         return np.array(flat, dtype=object).reshape(shape)
+    want = np.dtype(NUMPY[datatype])
+    flat = _flatten(data)
+    if want.kind == "b":
+        if not all(type(v) is bool for v in flat):
+            raise RequestError(f"input '{name}' is BOOL: its JSON data must hold true/false only")
+    elif any(type(v) is bool or not isinstance(v, (int, float)) for v in flat):
+        bad = next(v for v in flat if type(v) is bool or not isinstance(v, (int, float)))
+        kind = {bool: "booleans", str: "strings", type(None): "nulls"}.get(type(bad), type(bad).__name__)
+        raise RequestError(f"input '{name}' is {datatype}, but its JSON data holds {kind} ({bad!r}); send numbers "
+                           "(no conversions are made)")
     try:
         arr = np.asarray(data)
-    except (ValueError, TypeError):
-        raise RequestError(f"input '{name}': 'data' is ragged; send a flat (row-major) or rectangular list") from None
-    want = np.dtype(NUMPY[datatype])
+    except (ValueError, TypeError, OverflowError):
+        raise RequestError(f"input '{name}': 'data' is ragged or holds numbers too large for {datatype}; send a "
+                           "flat (row-major) or rectangular list") from None
     kinds = "b" if want.kind == "b" else ("iu" if want.kind in "iu" else "iuf")
     if arr.dtype.kind not in kinds or arr.dtype == object:
         raise RequestError(f"input '{name}' is {datatype}, but its JSON data holds {arr.dtype.kind!r}-kind values "
@@ -299,6 +323,11 @@ async def read_body(request: Any, limit: int) -> bytes:
         raise RequestError(f"the {encoding} body does not decompress: {exc}") from None
     if len(out) > limit or inflater.unconsumed_tail:
         raise BodyTooLarge(f"decompressed request body exceeds this server's limit of {limit} bytes")
+    if not inflater.eof:
+        raise RequestError(f"the {encoding} body is truncated (its stream does not end)")
+    if inflater.unused_data:
+        raise RequestError(f"the {encoding} body holds {len(inflater.unused_data)} bytes after its first stream "
+                           "(e.g. a second gzip member); send one stream")
     return out
 
 

@@ -18,6 +18,7 @@ so liveness answers at once); SIGTERM/SIGINT stop accepting, let running request
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -34,6 +35,7 @@ from typing import Any
 from .._version import __version__
 from ..audit import AuditLog
 from ..errors import (
+    AuditError,
     BodyTooLarge,
     DeadlineExceeded,
     InputError,
@@ -68,7 +70,7 @@ def http_status(exc: BaseException) -> int:
         return 400
     if isinstance(exc, UnknownModel):
         return 404
-    if isinstance(exc, NotReady):
+    if isinstance(exc, (NotReady, AuditError)):
         return 503
     if isinstance(exc, DeadlineExceeded):
         return 504
@@ -93,6 +95,27 @@ class ServeConfig:
     trusted_keys: tuple[str, ...] = ()
     shutdown_timeout: float = 30.0
     access_log: bool = False
+    request_timeout: float = 30.0  # a connection must deliver a whole request (headers + body) within this
+    max_connections: int = 1024  # open connections; more are closed at once (liveness stays answerable)
+
+    def __post_init__(self) -> None:
+        """Refuse settings that would start a server that cannot work (typed UsageError, exit code 2)."""
+        def bad(option: str, value: Any, expected: str) -> UsageError:
+            return UsageError(f"{option} {value!r}: expected {expected}")
+
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise bad("--port", self.port, "0 (any free port) to 65535")
+        for option, value, low in (("--max-concurrency", self.max_concurrency, 1), ("--max-queue", self.max_queue, 0),
+                                   ("--max-connections", self.max_connections, 1),
+                                   ("--max-body-mb", self.max_body_bytes, 1)):
+            if not isinstance(value, int) or value < low:
+                raise bad(option, value, f"an integer >= {low}")
+        for option, number in (("--deadline-ms", self.deadline_ms), ("--shutdown-timeout", self.shutdown_timeout),
+                               ("--request-timeout", self.request_timeout)):
+            if number is not None and not (isinstance(number, (int, float)) and math.isfinite(number) and number > 0):
+                raise bad(option, number, "a finite number > 0")
+        if self.audit is not None and Path(self.audit).is_dir():
+            raise bad("--audit", self.audit, "a file path (it names a folder)")
 
 
 class Slot:
@@ -252,6 +275,10 @@ def build_app(registry: Registry, config: ServeConfig, pool: ThreadPoolExecutor)
         return JSONResponse({"live": True})
 
     async def ready(_: Request) -> Response:
+        audit = registry.audit
+        if audit is not None and not audit.probe():
+            return error(NotReady(f"not ready: the audit trail cannot be written ({audit.failed}); no result is "
+                                  "returned that could not be recorded"))
         if registry.ready:
             return JSONResponse({"ready": True})
         states = ", ".join(f"{s.name}: {s.state}" for s in registry.slots.values())
@@ -317,6 +344,66 @@ def build_app(registry: Registry, config: ServeConfig, pool: ThreadPoolExecutor)
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
 
 
+def guarded_protocol(config: ServeConfig) -> type:
+    """uvicorn's h11 protocol with two bounds it lacks: a connection must deliver each whole request within
+    ``request_timeout`` seconds (from its opening or its previous response), else it is closed — idle or
+    trickling sockets cannot pile up; and at most ``max_connections`` are open — more are answered 503 and closed.
+    Requests are not limited by uvicorn's ``limit_concurrency`` (idle sockets would then turn every request, health
+    checks included, into 503): inference is bounded by the server's own Gate."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    timeout, limit = config.request_timeout, config.max_connections
+    body = b'{"error": "too many open connections; retry"}'
+    busy = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            b"retry-after: 1\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    class GuardedH11Protocol(H11Protocol):  # type: ignore[misc]
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > limit:
+                transport.write(busy)
+                transport.close()
+                return
+            self._arm()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(timeout, self._expired)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expired(self) -> None:
+            self._deadline = None
+            waiting = self.cycle is None or self.cycle.response_complete or self.cycle.more_body
+            if waiting and not self.transport.is_closing():
+                log.info("closing a connection that sent no whole request within %g s", timeout)
+                with contextlib.suppress(h11.LocalProtocolError):
+                    self.conn.send(h11.ConnectionClosed())
+                self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.cycle is not None and not self.cycle.response_complete and not self.cycle.more_body:
+                self._disarm()  # the whole request is here: the app's time is bounded by the deadline and the Gate
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return GuardedH11Protocol
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening-ready TCP socket on ``host:port`` (port 0: any free port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -346,15 +433,16 @@ def serve(config: ServeConfig, on_listening: Callable[[str, int], None] | None =
         raise MissingExtraError("medinfer serve", "serve", getattr(exc, "name", None)) from None
     if not config.bundles:
         raise UsageError("medinfer serve needs at least one bundle")
-    audit = AuditLog(config.audit) if config.audit else None
+    audit = AuditLog.shared(config.audit) if config.audit else None
+    if audit is not None:  # an unwritable trail is found now, not at the first request (AuditError, exit 12)
+        audit.event("serve_started", bundles=[str(b) for b in config.bundles], pid=os.getpid(), medinfer=__version__)
     registry = Registry(config, audit)
     pool = ThreadPoolExecutor(max_workers=config.max_concurrency, thread_name_prefix="medinfer-infer")
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
     uv = uvicorn.Config(
-        build_app(registry, config, pool), lifespan="off", http="h11", log_level="warning",
+        build_app(registry, config, pool), lifespan="off", http=guarded_protocol(config), log_level="warning",
         access_log=config.access_log, timeout_graceful_shutdown=math.ceil(config.shutdown_timeout),
-        limit_concurrency=config.max_concurrency + config.max_queue + 64,
     )
     server = uvicorn.Server(uv)
     stopped: list[int] = []

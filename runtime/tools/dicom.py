@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, MissingExtraError
+from ..errors import InputError, MissingExtraError, UsageError
 from ..manifest import Manifest, TensorSpec
 from ..model import Model
 
@@ -90,14 +90,24 @@ def is_dicom_file(path: str | Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+MAX_PIXELS = 4096 * 4096  # one slice; larger is not a CT slice (and would cost minutes and gigabytes)
+MAX_FRAMES = 2048
+MAX_WINDOWS = 20_000  # sliding-window patches per call (a 512x512 slice at stride 4 is 16 384)
+MAX_CLIPPED_FRACTION = 0.5  # real slices clip their padding outside the field of view (28 % in 693_UNCI.dcm)
+
+
 def read_ct(path: str | Path, *, owner: str = "this model", frame: int | None = None,
-            photometric: tuple[str, ...] = DEFAULT_PHOTOMETRIC) -> CTImage:
+            photometric: tuple[str, ...] = DEFAULT_PHOTOMETRIC, max_pixels: int = MAX_PIXELS) -> CTImage:
     """Read one CT slice as HU (float32).
+
+    Everything pydicom can raise on a corrupt file becomes an InputError; the image size is checked from the header
+    BEFORE any pixel is decoded.
 
     Raises:
         MissingExtraError: pydicom is not installed.
-        InputError: missing, non-DICOM or truncated file; modality other than CT; unsupported photometric
-            interpretation; pixel data that cannot be decoded; a frame index out of range.
+        InputError: missing, non-DICOM, corrupt or truncated file; modality other than CT; unsupported photometric
+            interpretation; an image larger than ``max_pixels``; pixel data that cannot be decoded; a frame index out
+            of range; a rescale slope/intercept that is not one finite number (slope 0 included).
     """
     try:
         import pydicom
@@ -113,23 +123,40 @@ def read_ct(path: str | Path, *, owner: str = "this model", frame: int | None = 
         raise InputError(
             f"{path} is not a DICOM file ({exc}); {owner} takes a CT slice saved as DICOM Part 10 (.dcm)"
         ) from None
-    except (EOFError, OSError, ValueError, struct.error) as exc:
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for corrupt headers
         raise InputError(f"{path} is a truncated or corrupt DICOM file: {type(exc).__name__}: {exc}") from None
+    try:
+        return _ct_image(ds, path, owner, frame, photometric, max_pixels)
+    except (InputError, MissingExtraError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt element (VR, UID, value) anywhere in the dataset
+        raise InputError(f"{path.name} is a corrupt DICOM file: reading it raised {type(exc).__name__}: {exc}") \
+            from None
+
+
+def _ct_image(ds: Any, path: Path, owner: str, frame: int | None, photometric: tuple[str, ...],
+              max_pixels: int) -> CTImage:
     if "PixelData" not in ds:
         raise InputError(f"{path.name} holds no pixel data (PixelData is missing): the file is truncated or a "
                          "header-only object")
-    modality = str(getattr(ds, "Modality", "") or "")
+    modality = _text(ds, "Modality")
     if modality != "CT":
         raise InputError(
             f"{path.name} has Modality {modality or 'missing'!r}, but {owner} takes CT only (Hounsfield units); "
             "other modalities have no HU scale and would be scored meaninglessly"
         )
-    interp = str(getattr(ds, "PhotometricInterpretation", "") or "")
+    interp = _text(ds, "PhotometricInterpretation")
     if interp not in photometric:
         raise InputError(
             f"{path.name} has PhotometricInterpretation {interp or 'missing'!r}; {owner} supports "
             f"{', '.join(photometric)} (single-channel greyscale CT)"
         )
+    rows, cols = _count(ds, "Rows", path), _count(ds, "Columns", path)
+    frames = _count(ds, "NumberOfFrames", path) if "NumberOfFrames" in ds else 1
+    if rows * cols > max_pixels or frames > MAX_FRAMES:
+        raise InputError(f"{path.name} declares {frames} frame(s) of {rows} x {cols} pixels; {owner} takes slices of "
+                         f"at most {max_pixels} pixels and {MAX_FRAMES} frames (a CT slice is about 512 x 512)")
+    _check_pixel_length(ds, path, rows, cols, frames)
     try:
         pixels = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for short or undecodable pixel data
@@ -149,24 +176,85 @@ def read_ct(path: str | Path, *, owner: str = "this model", frame: int | None = 
         pixels = pixels[index]
     if pixels.ndim != 2:
         raise InputError(f"{path.name} has pixel array shape {pixels.shape}; expected one greyscale slice")
-    slope, intercept = _rescale(ds, index)
-    hu = (pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)).astype(np.float32)
+    slope, intercept = _rescale(ds, index, path)
+    with np.errstate(over="ignore", invalid="ignore"):
+        hu = (pixels.astype(np.float64) * slope + intercept).astype(np.float32)
+    if not np.isfinite(hu).all():
+        raise InputError(f"{path.name}: RescaleSlope {slope:g} and RescaleIntercept {intercept:g} give values beyond "
+                         "float range: the rescale is corrupt; fix the file's RescaleSlope/RescaleIntercept")
     return CTImage(hu, str(path), modality, interp, slope, intercept, index, n_frames)
 
 
-def _rescale(ds: Any, frame: int) -> tuple[float, float]:
-    """RescaleSlope/Intercept from the dataset, or from the (enhanced CT) functional groups."""
+def _text(ds: Any, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):  # a multi-valued or binary element where a code string belongs
+        value = str(value)
+    return value.strip()
+
+
+def _count(ds: Any, keyword: str, path: Path) -> int:
+    value = ds.get(keyword)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{path.name} has {keyword} {value!r}; expected one positive integer") from None
+    if number < 1:
+        raise InputError(f"{path.name} has {keyword} {number}; expected a positive integer")
+    return number
+
+
+def _check_pixel_length(ds: Any, path: Path, rows: int, cols: int, frames: int) -> None:
+    """An uncompressed PixelData must hold every pixel (one pad byte allowed): a truncated file is refused."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or getattr(syntax, "is_compressed", True):
+        return  # encapsulated pixel data: the decoder reports a short stream
+    bits = _count(ds, "BitsAllocated", path) if "BitsAllocated" in ds else 16
+    samples = _count(ds, "SamplesPerPixel", path) if "SamplesPerPixel" in ds else 1
+    expected = rows * cols * frames * samples * bits // 8
+    got = len(ds.PixelData)
+    if got < expected or got > expected + 1:
+        raise InputError(f"{path.name} holds {got} bytes of pixel data but its header declares {frames} x {rows} x "
+                         f"{cols} pixels of {bits} bits = {expected} bytes: the file is truncated or corrupt")
+
+
+def _number(value: Any, name: str, path: Path) -> float:
+    """One finite number from a DICOM decimal-string element (a list of values or text is refused)."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        raise InputError(f"{path.name} has {len(value)} values in {name} ({list(value)!r}); expected one number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{path.name} has {name} {value!r}; expected a number") from None
+    if not np.isfinite(number):
+        raise InputError(f"{path.name} has {name} {number}; expected a finite number")
+    return number
+
+
+def _rescale(ds: Any, frame: int, path: Path) -> tuple[float, float]:
+    """RescaleSlope/Intercept from the dataset, or from the (enhanced CT) functional groups; slope 0, non-finite,
+    multi-valued or non-numeric values are refused (never replaced by a default)."""
+    source: Any = None
     if "RescaleSlope" in ds or "RescaleIntercept" in ds:
-        return float(getattr(ds, "RescaleSlope", 1.0) or 1.0), float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
-    per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
-    for seq, i in ((per_frame, frame), (getattr(ds, "SharedFunctionalGroupsSequence", None), 0)):
-        if seq and len(seq) > i and "PixelValueTransformationSequence" in seq[i]:
-            t = seq[i].PixelValueTransformationSequence[0]
-            return float(t.RescaleSlope), float(t.RescaleIntercept)
-    raise InputError(
-        f"{getattr(ds, 'filename', 'the file')} has no RescaleSlope/RescaleIntercept: its stored values cannot be "
-        "converted to Hounsfield units"
-    )
+        source = ds
+    else:
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+        for seq, i in ((per_frame, frame), (ds.get("SharedFunctionalGroupsSequence"), 0)):
+            if seq and len(seq) > i and "PixelValueTransformationSequence" in seq[i]:
+                source = seq[i].PixelValueTransformationSequence[0]
+                break
+    if source is None:
+        raise InputError(
+            f"{path.name} has no RescaleSlope/RescaleIntercept: its stored values cannot be converted to Hounsfield "
+            "units"
+        )
+    slope = _number(source.get("RescaleSlope", 1.0), "RescaleSlope", path)
+    intercept = _number(source.get("RescaleIntercept", 0.0), "RescaleIntercept", path)
+    if slope == 0.0:
+        raise InputError(f"{path.name} has RescaleSlope 0: every pixel would get the same HU; the file's rescale is "
+                         "corrupt")
+    return slope, intercept
 
 
 def window_centres(shape: tuple[int, int], stride: int) -> np.ndarray:
@@ -188,12 +276,20 @@ def cut_patches(hu: np.ndarray, centres: np.ndarray, size: int, fill: float) -> 
 
 
 def predict_file(model: Model, path: str | Path, *, centre: tuple[int, int] | None = None, stride: int | None = None,
-                 frame: int | None = None, batch: int = 64, overlay: str | Path | None = None) -> DicomPrediction:
+                 frame: int | None = None, batch: int = 64, overlay: str | Path | None = None,
+                 max_pixels: int = MAX_PIXELS, max_windows: int = MAX_WINDOWS,
+                 max_clipped_fraction: float = MAX_CLIPPED_FRACTION) -> DicomPrediction:
     """Score one DICOM CT slice with ``model`` (a loaded medinfer Model whose manifest declares CT/HU input).
 
+    A slice whose HU values carry no usable image is refused rather than scored: more than
+    ``max_clipped_fraction`` of its pixels outside the model's HU range (a wrong rescale, another modality's
+    numbers), or no variation at all once clipped.
+
     Raises:
-        InputError: the bundle does not take DICOM CT, the file is refused (see :func:`read_ct`), or the centre
-            lies outside the slice.
+        InputError: the bundle does not take DICOM CT, the file is refused (see :func:`read_ct`), the HU values
+            carry no usable image, the centre lies outside the slice, the stride is not between 1 and the slice
+            size, or the window count exceeds ``max_windows``.
+        UsageError: the overlay cannot be written (the result is complete; :func:`write_overlay` again).
     """
     spec = dicom_input(model.manifest)
     if spec is None:
@@ -204,18 +300,38 @@ def predict_file(model: Model, path: str | Path, *, centre: tuple[int, int] | No
     facts = spec.facts or {}
     dicom_facts = facts.get("dicom", {})
     image = read_ct(path, owner=model.name, frame=frame,
-                    photometric=tuple(dicom_facts.get("photometric", DEFAULT_PHOTOMETRIC)))
+                    photometric=tuple(dicom_facts.get("photometric", DEFAULT_PHOTOMETRIC)), max_pixels=max_pixels)
     size = int(spec.shape[1])  # type: ignore[arg-type]
     lo, hi = dicom_facts.get("clip_hu") or (spec.range or (-1024.0, 3071.0))
+    outside = (image.hu < lo) | (image.hu > hi)
+    clipped = int(np.sum(outside))
+    share = clipped / image.hu.size
+    if share > max_clipped_fraction:
+        raise InputError(
+            f"{Path(path).name}: {share:.0%} of its pixels fall outside {model.name}'s HU range [{lo:g}, {hi:g}] "
+            f"after RescaleSlope {image.slope:g} / RescaleIntercept {image.intercept:g} (HU {image.hu.min():g} .. "
+            f"{image.hu.max():g}); more than {max_clipped_fraction:.0%} means the values are not Hounsfield units of "
+            "a CT slice (a wrong rescale?): refused rather than scored"
+        )
     hu = np.clip(image.hu, lo, hi)
-    clipped = int(np.sum((image.hu < lo) | (image.hu > hi)))
+    if float(hu.max()) == float(hu.min()):
+        raise InputError(f"{Path(path).name}: every pixel is {float(hu.min()):g} HU: the slice carries no image to "
+                         "score")
+    step = int(stride if stride is not None else (dicom_facts.get("window_stride") or size // 4))
     if centre is not None:
         r, c = centre
         if not (0 <= r < hu.shape[0] and 0 <= c < hu.shape[1]):
             raise InputError(f"--center {r},{c} lies outside the slice of {hu.shape[0]} x {hu.shape[1]} pixels")
         centres = np.array([centre], dtype=np.int64)
     else:
-        centres = window_centres(hu.shape, int(stride or dicom_facts.get("window_stride") or size // 4))
+        if not 1 <= step <= max(hu.shape):
+            raise InputError(f"--stride {step}: the sliding-window stride must be between 1 and {max(hu.shape)} "
+                             f"pixels for this {hu.shape[0]} x {hu.shape[1]} slice")
+        n = -(-(hu.shape[0] - step // 2) // step) * -(-(hu.shape[1] - step // 2) // step)
+        if n > max_windows:
+            raise InputError(f"--stride {step} gives {n} windows on this {hu.shape[0]} x {hu.shape[1]} slice; at "
+                             f"most {max_windows} are scored per call: use a larger stride")
+        centres = window_centres(hu.shape, step)
     scores, labels = [], []
     for start in range(0, len(centres), batch):
         pred = model.predict(cut_patches(hu, centres[start:start + batch], size, float(lo)))
@@ -223,12 +339,26 @@ def predict_file(model: Model, path: str | Path, *, centre: tuple[int, int] | No
         labels += [str(x) for x in (pred.labels if pred.labels is not None else [""] * len(pred.scores))]
     result = DicomPrediction(image, centres, np.concatenate(scores), labels, model.manifest.decision.threshold,
                              clipped)
+    result.extra["window_step"] = step if centre is None else size
     if overlay is not None:
-        step = int(stride or dicom_facts.get("window_stride") or size // 4) if centre is None else size
-        heat = heat_map(hu.shape, centres, result.scores, step)
-        write_overlay_png(overlay, hu, heat)
-        result.overlay = str(overlay)
+        write_overlay(result, overlay, (lo, hi))
     return result
+
+
+def write_overlay(result: DicomPrediction, path: str | Path, clip: tuple[float, float] = (-1024.0, 3071.0)) -> None:
+    """Draw ``result``'s heat map over its slice into a PNG at ``path``; sets ``result.overlay``.
+
+    Raises:
+        UsageError: the file cannot be written (the message names the path and why).
+    """
+    hu = np.clip(result.image.hu, *clip)
+    heat = heat_map(hu.shape, result.centres, result.scores, int(result.extra.get("window_step", 25)))
+    try:
+        write_overlay_png(path, hu, heat)
+    except OSError as exc:
+        raise UsageError(f"the overlay {path} cannot be written ({exc.strerror or exc}); the scores above are "
+                         "complete: choose another --overlay path") from None
+    result.overlay = str(path)
 
 
 def heat_map(shape: tuple[int, int], centres: np.ndarray, scores: np.ndarray, cell: int) -> np.ndarray:

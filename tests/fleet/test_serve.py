@@ -5,18 +5,12 @@ only after the self-test, audit trail, deadlines, bounded body/concurrency, grac
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
-import os
-import select
 import signal
-import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +20,7 @@ import pytest
 
 from ..helpers import tiny
 from ..helpers.checks import hammer
-from ..helpers.procs import stop
+from ..helpers.serving import get, http, serving
 from ..helpers.wire import assert_same, every_built_bundle, infer, wire_input
 
 pytest.importorskip("starlette")
@@ -37,48 +31,12 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 4.5], [0.0, 0.0, 0.0], [9.0, -9.0, 1.0]], dtype=np.float32)
 
 
-@contextlib.contextmanager
-def serving(bundles: list[Path], *args: str, log: Path, wait_ready: bool = True, timeout: float = 120
-            ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Start ``medinfer serve`` on port 0; yield ("127.0.0.1:PORT", process); SIGTERM it afterwards."""
-    cmd = [sys.executable, "-m", "medinfer", "serve", *map(str, bundles), "--port", "0", *args]
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], timeout)
-        line = proc.stdout.readline().decode() if ready else ""
-        assert "listening on http://127.0.0.1:" in line, f"no listening line: {line!r}; log: {log.read_text()}"
-        url = line.split("http://", 1)[1].split()[0]
-        if wait_ready:
-            wait_for(url, "/v2/health/ready", timeout)
-        yield url, proc
-    finally:
-        stop(proc, 30)
 
 
-def wait_for(url: str, path: str, timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if get(url, path)[0] == 200:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{path} not 200 within {timeout} s: {get(url, path)}")
 
 
-def get(url: str, path: str) -> tuple[int, dict]:
-    return http(url, path, None)
 
 
-def http(url: str, path: str, body: bytes | None, headers: dict[str, str] | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://{url}{path}", data=body, headers=headers or {},
-                                     method="POST" if body is not None else "GET")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-    except (ConnectionError, urllib.error.URLError):
-        return 0, {}
 
 
 

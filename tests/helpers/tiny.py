@@ -187,14 +187,19 @@ def build_sigmoid(folder: Path, *, name: str = "tiny_sigmoid", threshold: float 
     return _write(folder, name, doc, graph, GOLDEN_X, {"probability": sigmoid_reference(GOLDEN_X)})
 
 
-def build_sequence(folder: Path, *, name: str = "tiny_sequence") -> Path:
+def build_sequence(folder: Path, *, name: str = "tiny_sequence",
+                   feature_ranges: tuple[tuple[float, float], ...] | None = None,
+                   names: tuple[str, ...] | None = None) -> Path:
     """A regression model over a dynamic time axis, (N, T, 2) -> (N, 1): the mean of every value (like the LSTM's
-    (N, T, 10) contract, sequences of any length T)."""
+    (N, T, 10) contract, sequences of any length T), optionally with per-feature ranges."""
     from onnx import TensorProto, helper
 
+    envelope = RANGE if feature_ranges is None else (min(lo for lo, _ in feature_ranges),
+                                                     max(hi for _, hi in feature_ranges))
     doc = {
         "name": name, "version": "0.0.1", "task": "regression",
-        "inputs": to_json((TensorSpec("x", "float32", ("N", "T", 2), range=RANGE),)),
+        "inputs": to_json((TensorSpec("x", "float32", ("N", "T", 2), range=envelope, names=names,
+                                      feature_ranges=feature_ranges),)),
         "outputs": to_json((TensorSpec("value", "float32", ("N", 1)),)),
         "labels": None,
         "decision": to_json(Decision(score_output="value")),
@@ -205,4 +210,95 @@ def build_sequence(folder: Path, *, name: str = "tiny_sequence") -> Path:
                    [helper.make_tensor_value_info("value", TensorProto.FLOAT, ["N", 1])],
                    [helper.make_tensor(name="axis", data_type=TensorProto.INT64, dims=[1], vals=[1])])
     x = np.arange(2 * 4 * 2, dtype=np.float32).reshape(2, 4, 2) / 10
+    if feature_ranges is not None:
+        x = np.clip(x, [lo for lo, _ in feature_ranges], [hi for _, hi in feature_ranges]).astype(np.float32)
     return _write(folder, name, doc, graph, x, {"value": x.mean(axis=(1, 2))[:, None]})
+
+
+def build_text(folder: Path, *, name: str = "tiny_text") -> Path:
+    """A text model without tokenizer: the whole text is looked up (ai.onnx.ml LabelEncoder), 'normal' scores low,
+    anything else high. Enough for the string paths (CSV, JSON, serve BYTES) in device-only tests."""
+    from onnx import TensorProto, helper
+
+    doc = {
+        "name": name, "version": "0.0.1", "task": "binary_classification",
+        "inputs": to_json((TensorSpec("text", "string", ("N", 1)),)),
+        "outputs": to_json((TensorSpec("probability", "float32", ("N", 1)),)),
+        "labels": ["normal", "abnormal"],
+        "decision": to_json(Decision(score_output="probability", positive_label="abnormal", threshold=0.5)),
+    }
+    nodes = [helper.make_node("LabelEncoder", ["text"], ["logit"], domain="ai.onnx.ml",
+                              keys_strings=["normal", "Normal", "NORMAL"], values_floats=[-2.0, -2.0, -2.0],
+                              default_float=2.0),
+             helper.make_node("Sigmoid", ["logit"], ["probability"])]
+    import onnx
+
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("text", TensorProto.STRING, ["N", 1])],
+                              [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", 1])])
+    onx = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    onx.ir_version = 8
+    for k, v in {"medinfer.name": name, "medinfer.version": "0.0.1",
+                 "medinfer.contract_sha256": contract_digest(doc)}.items():
+        entry = onx.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(onx)
+    x = np.array([["normal"], ["Effusion"]], dtype=object)
+    expected = 1 / (1 + np.exp(-np.array([[-2.0], [2.0]], np.float32)))
+    return _write(folder, name, doc, onx.SerializeToString(), x, {"probability": expected.astype(np.float32)})
+
+
+def build_evidence(folder: Path, *, name: str = "tiny_evidence") -> Path:
+    """The tiny logistic model plus an evidence output ``nonzero`` (how many features are non-zero): an all-zero
+    row carries no information and must get no answer (like a text with no known word)."""
+    from medinfer.manifest import Evidence
+    from onnx import TensorProto, helper, numpy_helper
+
+    doc = contract(name)
+    doc["outputs"] = to_json((TensorSpec("label", "int64", ("N",)), TensorSpec("probabilities", "float32", ("N", 2)),
+                              TensorSpec("nonzero", "float32", ("N",))))
+    doc["decision"] = to_json(Decision(score_output="probabilities", label_output="label", positive_label="positive",
+                                       threshold=0.5, evidence=Evidence("nonzero", 1.0, "non-zero features")))
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["z0"]), helper.make_node("Add", ["z0", "B"], ["z"]),
+             helper.make_node("Softmax", ["z"], ["probabilities"], axis=1),
+             helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+             helper.make_node("Abs", ["x"], ["a"]), helper.make_node("Greater", ["a", "zero"], ["g"]),
+             helper.make_node("Cast", ["g"], ["gf"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceSum", ["gf", "axis"], ["nonzero"], keepdims=0)]
+    graph = _graph(name, doc, nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                   [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+                    helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2]),
+                    helper.make_tensor_value_info("nonzero", TensorProto.FLOAT, ["N"])],
+                   [numpy_helper.from_array(W, "W"), numpy_helper.from_array(B, "B"),
+                    numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+                    numpy_helper.from_array(np.array([1], np.int64), "axis")])
+    x = GOLDEN_X[:2]  # rows with information
+    return _write(folder, name, doc, graph, x, {"probabilities": reference(x)})
+
+
+def build_ct(folder: Path, *, name: str = "tiny_ct") -> Path:
+    """A CT patch model in Hounsfield units, (N, 100, 100, 1) -> (N, 1) = sigmoid(mean HU / 500): the DICOM paths
+    (read, rescale, sliding window, overlay) without TensorFlow."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    facts = {"modality": "CT", "units": "HU", "patch": [100, 100],
+             "dicom": {"modality": "CT", "photometric": ["MONOCHROME2", "MONOCHROME1"], "clip_hu": [-1024.0, 3071.0],
+                       "window_stride": 25}}
+    doc = {
+        "name": name, "version": "0.0.1", "task": "binary_classification",
+        "inputs": to_json((TensorSpec("hu", "float32", ("N", 100, 100, 1), units="HU", range=(-1024.0, 3071.0),
+                                      facts=facts),)),
+        "outputs": to_json((TensorSpec("probability", "float32", ("N", 1)),)),
+        "labels": ["no_nodule", "nodule"],
+        "decision": to_json(Decision(score_output="probability", positive_label="nodule", threshold=0.5)),
+    }
+    nodes = [helper.make_node("ReduceMean", ["hu"], ["m"], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Unsqueeze", ["m", "one"], ["m1"]),
+             helper.make_node("Mul", ["m1", "scale"], ["z"]),
+             helper.make_node("Sigmoid", ["z"], ["probability"])]
+    graph = _graph(name, doc, nodes, [helper.make_tensor_value_info("hu", TensorProto.FLOAT, ["N", 100, 100, 1])],
+                   [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", 1])],
+                   [numpy_helper.from_array(np.array([1], np.int64), "one"),
+                    numpy_helper.from_array(np.array(1 / 500, np.float32), "scale")])
+    x = np.stack([np.full((100, 100, 1), v, np.float32) for v in (-1000.0, 40.0, 400.0)])
+    expected = (1 / (1 + np.exp(-x.mean(axis=(1, 2, 3)) / 500)))[:, None].astype(np.float32)
+    return _write(folder, name, doc, graph, x, {"probability": expected})

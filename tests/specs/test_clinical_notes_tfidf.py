@@ -115,14 +115,23 @@ def test_hostile_strings_through_the_runtime_equal_sklearn(notes) -> None:
     spec, model, _, path = notes
     m = medinfer.load(path)
     hostile = reports.hostile_strings()
-    native = spec.scores(spec.native_outputs(model, hostile))
+    outputs = spec.native_outputs(model, hostile)
+    native = spec.scores(outputs)
     labels = [spec.labels[i] for i in spec.decisions(native, m.manifest.decision.threshold)]
-    batch = m.predict(hostile)
-    np.testing.assert_allclose(batch.scores, native, atol=spec.parity.atol)
-    assert list(batch.labels) == labels
+    known = outputs["known_tokens"] > 0
+    assert known.any() and (~known).any()  # both kinds are among the hostile strings
+    with pytest.raises(medinfer.NoInformationError, match="no usable information"):
+        m.predict(hostile)  # a batch holding a text with no known word gets no answer at all
+    texts = [t for t, k in zip(hostile, known) if k]
+    batch = m.predict(texts)
+    np.testing.assert_allclose(batch.scores, native[known], atol=spec.parity.atol)
+    assert list(batch.labels) == [lab for lab, k in zip(labels, known) if k]
     for i, doc in enumerate(hostile):  # one at a time too: a row can never be dropped or shifted
-        one = m.predict(doc)
-        assert one.score == pytest.approx(native[i], abs=spec.parity.atol) and one.label == labels[i]
+        if known[i]:
+            one = m.predict(doc)
+            assert one.score == pytest.approx(native[i], abs=spec.parity.atol) and one.label == labels[i]
+        else:
+            assert m.try_predict(doc).reason == "no_information"
     # bytes are decoded as UTF-8; NUL and undecodable bytes are refused with a typed error, never run
     np.testing.assert_allclose(m.predict([b"Heart size normal."]).scores, m.predict(["Heart size normal."]).scores)
     with pytest.raises(InputError, match="item 1 contains a NUL character"):
@@ -160,3 +169,14 @@ def test_real_source_pins_its_licence_and_parses() -> None:
     assert sources.get_source("iu_cxr_reports").licence.startswith("CC BY-NC-ND 4.0")
     rows, excluded = reports.parse(sources.fetch("iu_cxr_reports"))
     assert (len(rows), sum(r.label for r in rows), excluded) == (3832, 2469, {"no_text": 28, "unlabelled": 95})
+
+
+@pytest.mark.hostile("texts with no information")
+@pytest.mark.parametrize("text", ["", "   \n\t", "the and of a to", "... !!! ???", "🙂🙂🚑", "\u200b\u200b"])
+def test_a_text_with_no_known_word_gets_no_confident_label(notes, text: str) -> None:
+    """The logistic model would answer its intercept with full confidence; the bundle refuses instead."""
+    m = medinfer.load(notes[3])
+    out = m.try_predict(text)
+    assert isinstance(out, medinfer.NoResult) and out.reason == "no_information"
+    with pytest.raises(medinfer.NoInformationError):
+        m.predict([text])

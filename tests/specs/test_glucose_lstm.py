@@ -84,3 +84,16 @@ def test_lstm_bundle_keeps_a_dynamic_time_axis(built) -> None:
     assert "NOT A DOSING INSTRUCTION" in card
     assert {"plots/clarke.png", "plots/trace.png"} <= set(m.files)
     assert json.loads((path / "manifest.json").read_text())["outputs"][0]["units"] == "mg/dL"
+
+
+@pytest.mark.hostile("values outside a feature's physical range")
+@pytest.mark.parametrize(("feature", "value"), [("cgm", -100.0), ("cgm", 0.0), ("cgm", 5000.0),
+                                                ("time_of_day_sin", 1000.0), ("bolus_insulin", -3.0)])
+def test_physically_impossible_values_are_refused_with_the_feature_named(built, feature: str, value: float) -> None:
+    art, path = built("glucose_lstm")
+    model = medinfer.load(path)
+    x = np.array(art.dataset.X_test[:2], copy=True)
+    assert model.predict(x).scores.shape == (2,)
+    x[1, -1, glucose.FEATURE_NAMES.index(feature)] = value
+    with pytest.raises(medinfer.InputError, match=f"feature '{feature}' has 1 value"):
+        model.predict(x)

@@ -74,6 +74,24 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("time_of_day_cos", "1", "cos(2 pi minutes-since-midnight / 1440)"),
 )
 FEATURE_NAMES = tuple(f[0] for f in FEATURES)
+# What each feature can physically be (enforced per feature by the runtime, the offending feature named):
+# the Guardian RT sensor model of simglucose reads 39..600 mg/dL (simglucose/params/sensor_params.csv), so a 5-min
+# step moves it by at most (600 - 39) / 5 mg/dL/min and 30 minutes by at most 561 mg/dL; insulin pumps deliver at
+# most 30 U/h basal and 30 U per bolus (Insulet Omnipod limits); carbohydrates and on-board amounts are bounded
+# generously above any meal; time of day is a sine/cosine.
+SENSOR_MIN, SENSOR_MAX = 39.0, 600.0
+FEATURE_RANGES: tuple[tuple[float, float], ...] = (
+    (SENSOR_MIN, SENSOR_MAX),
+    (-(SENSOR_MAX - SENSOR_MIN) / STEP_MIN, (SENSOR_MAX - SENSOR_MIN) / STEP_MIN),
+    (-(SENSOR_MAX - SENSOR_MIN), SENSOR_MAX - SENSOR_MIN),
+    (0.0, 30.0),
+    (0.0, 30.0),
+    (0.0, 500.0),
+    (0.0, 300.0),
+    (0.0, 1000.0),
+    (-1.0, 1.0),
+    (-1.0, 1.0),
+)
 
 
 def _settings(days: float, seed: int) -> dict[str, Any]:

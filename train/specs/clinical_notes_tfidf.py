@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from medinfer.decision import DEFAULT_THRESHOLD
-from medinfer.manifest import Card, SessionProfile, TensorSpec
+from medinfer.manifest import Card, Evidence, SessionProfile, TensorSpec
 
 from .. import text
 from ..datasets import reports
@@ -55,6 +55,11 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
     parity = ParityTolerance(atol=1e-5, max_decision_flips=0)
     profile = SessionProfile(intra_op_num_threads=1, inter_op_num_threads=1, allow_spinning=True)
     test_sample = 400
+    # A text with no word of the vocabulary (empty, stop words, punctuation, emoji) carries no information: the
+    # logistic model would answer its intercept (p = 0.97 "abnormal") with full confidence. The graph counts the
+    # known words; the runtime refuses a text with none.
+    evidence = Evidence(output="known_tokens", minimum=1.0,
+                        meaning="distinct vocabulary words in the text after stop words; 0: nothing to read")
     card = Card(
         summary="TF-IDF + logistic-regression classifier of chest X-ray report text: normal vs abnormal.",
         intended_use=(
@@ -126,7 +131,28 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
         return model
 
     def native_outputs(self, model: Any, X: Any) -> dict[str, np.ndarray]:
-        return super().native_outputs(model, docs(X))
+        texts = docs(X)
+        known = model.named_steps["tfidf"].transform(texts).getnnz(axis=1).astype(np.float32)
+        return {**super().native_outputs(model, texts), "known_tokens": known}
+
+    def extra_outputs(self) -> tuple[TensorSpec, ...]:
+        return (TensorSpec("known_tokens", "float32", ("N",),
+                           description="distinct vocabulary words found in each text (0: no known word)"),)
+
+    def augment_graph(self, onx: Any, model: Any, dataset: Dataset) -> None:
+        """Count the non-zero entries of the TF-IDF vector per row: Greater(0) -> Cast -> ReduceSum."""
+        from onnx import TensorProto, helper, numpy_helper
+
+        tfidf = next(n for n in onx.graph.node if n.op_type == "TfIdfVectorizer")
+        g = onx.graph
+        g.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), "known_tokens_zero"))
+        g.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "known_tokens_axis"))
+        g.node.extend([
+            helper.make_node("Greater", [tfidf.output[0], "known_tokens_zero"], ["known_tokens_present"]),
+            helper.make_node("Cast", ["known_tokens_present"], ["known_tokens_flags"], to=TensorProto.FLOAT),
+            helper.make_node("ReduceSum", ["known_tokens_flags", "known_tokens_axis"], ["known_tokens"], keepdims=0),
+        ])
+        g.output.append(helper.make_tensor_value_info("known_tokens", TensorProto.FLOAT, ["N"]))
 
     def native_predictors(self, model: Any) -> dict[str, Any]:
         # the native pipeline takes a flat list of documents; the graph's (N, 1) rows are flattened first

@@ -20,7 +20,8 @@ from ..metrics import regression_metrics
 from ..registry import register
 from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, quiet
 
-FEATURE_RANGE = (-1000.0, 1000.0)  # a sanity envelope over all 10 features (units differ per feature)
+# The envelope of the per-feature physical ranges (glucose.FEATURE_RANGES, enforced per feature by the runtime).
+FEATURE_RANGE = (min(lo for lo, _ in glucose.FEATURE_RANGES), max(hi for _, hi in glucose.FEATURE_RANGES))
 LONG_STEPS = 288  # one simulated day: the longest parity sequence
 
 
@@ -156,7 +157,11 @@ class GlucoseLSTM(KerasSpec):
                     f"per step; trained on T = {self.seq_len} (2 hours), any T runs"
                 ),
                 units="per feature (see facts.features)", range=FEATURE_RANGE, names=glucose.FEATURE_NAMES,
-                facts={"features": [{"name": n, "unit": u, "description": d} for n, u, d in glucose.FEATURES],
+                feature_ranges=glucose.FEATURE_RANGES,
+                facts={"features": [{"name": n, "unit": u, "description": d, "range": list(r)}
+                                    for (n, u, d), r in zip(glucose.FEATURES, glucose.FEATURE_RANGES)],
+                       "feature_ranges_source": "simglucose's Guardian RT sensor model (39..600 mg/dL) and insulin "
+                                                "pump limits (30 U/h basal, 30 U bolus); see train/datasets/glucose.py",
                        "step_minutes": glucose.STEP_MIN, "trained_seq_len": int(self.seq_len),
                        "time_axis": "dynamic (T)", "horizon_minutes": glucose.HORIZON_STEPS * glucose.STEP_MIN},
             ),
@@ -202,10 +207,12 @@ class GlucoseLSTM(KerasSpec):
 
 
 def _edge_inputs(day: np.ndarray, X_train: np.ndarray) -> np.ndarray:
-    """Longest parity sequences: a held-out patient's first simulated day, and the training minima / maxima /
-    zeros held for a whole day (shorter sequences are cut from these by ``parity_sets``)."""
+    """Longest parity sequences: a held-out patient's first simulated day, and the training minima / maxima and the
+    physical lower / upper bounds held for a whole day (shorter sequences are cut from these by ``parity_sets``)."""
     steps = min(LONG_STEPS, len(day))
     flat = X_train.reshape(-1, X_train.shape[-1])
+    lows = np.array([lo for lo, _ in glucose.FEATURE_RANGES])
+    highs = np.array([hi for _, hi in glucose.FEATURE_RANGES])
     rows = [day[:steps], np.tile(flat.min(0), (steps, 1)), np.tile(flat.max(0), (steps, 1)),
-            np.zeros((steps, flat.shape[1]))]
+            np.tile(lows, (steps, 1)), np.tile(highs, (steps, 1))]
     return np.asarray(rows, dtype=np.float32)

@@ -51,6 +51,10 @@ class LungNoduleCNN(KerasSpec):
     variant_budget = {"roc_auc": 0.005, "accuracy": 0.02}
     # The three CT windows become the int8 input quantizer itself (see export/optimize.py): ~150 -> ~18 µs.
     int8_fold_window = ("ct_windows", "window_clip")
+    # Memory: a 100x100 patch needs ~1.3 MB of activations (fp32); 64 per run keeps a call under ~100 MB and
+    # 4096 patches per call bound the input at 160 MB (a 512x512 slice at stride 8 is 4096 windows).
+    chunk = 64
+    max_batch = 4096
     score_output = "probability"
     label_output = None
     card = Card(

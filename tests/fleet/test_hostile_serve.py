@@ -1,0 +1,122 @@
+"""Hostile clients and bad settings against ``medinfer serve``: idle and trickling sockets, absurd shapes, deep
+JSON, multi-member gzip, unrecordable request ids, an unwritable audit trail and impossible options — each gets a
+typed answer (4xx/503) or a one-line refusal to start, never a 500, a traceback or a server whose liveness stops."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import medinfer
+import pytest
+
+from ..helpers import tiny
+from ..helpers.serving import get, http, serving
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+pytestmark = pytest.mark.hostile("serve: clients and settings")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("hostile_serve")
+    bundle = tiny.build(root / "tiny_logistic")
+    with serving([bundle], "--audit", str(root / "audit.jsonl"), "--request-timeout", "2",
+                 log=root / "server.log") as (url, proc):
+        yield url, proc, root
+
+
+def _infer(url: str, doc: object, headers: dict[str, str] | None = None, raw: bytes | None = None):
+    body = raw if raw is not None else json.dumps(doc).encode()
+    return http(url, "/v2/models/tiny_logistic/infer", body, {"Content-Type": "application/json", **(headers or {})})
+
+
+def test_idle_and_trickling_sockets_do_not_stop_liveness_and_are_closed(server) -> None:
+    url = server[0]
+    host, port = url.split(":")
+    socks = []
+    for _ in range(140):
+        s = socket.create_connection((host, int(port)))
+        s.sendall(b"POST /v2/models/tiny_logistic/infer HTTP/1.1\r\nHost: x\r\n")  # never finished
+        socks.append(s)
+    started = time.monotonic()
+    assert get(url, "/v2/health/live")[0] == 200
+    assert get(url, "/v2/health/ready")[0] == 200
+    status, body = _infer(url, {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]})
+    assert status == 200 and body["outputs"]
+    assert time.monotonic() - started < 5
+    time.sleep(3)  # past --request-timeout 2: the server closed them
+    closed = 0
+    for s in socks:
+        s.settimeout(2)
+        try:
+            closed += s.recv(1) == b""
+        except (ConnectionResetError, TimeoutError, OSError):
+            closed += 1
+        s.close()
+    assert closed == len(socks)
+
+
+@pytest.mark.parametrize(("doc", "status", "words"), [
+    ({"inputs": [{"name": "x", "shape": [2**62, 4], "datatype": "FP32", "data": []}]}, 400, "elements"),
+    ({"inputs": [{"name": "x", "shape": [1] * 65, "datatype": "FP32", "data": [1]}]}, 400, "dimensions"),
+    ({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}], "id": "\ud800"}, 400,
+     "request_id"),
+    ({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [True, 2, 3]}]}, 400, "booleans"),
+])
+def test_absurd_requests_are_4xx(server, doc, status: int, words: str) -> None:
+    got, body = _infer(server[0], doc)
+    assert got == status and words in body["error"], body
+
+
+def test_json_nested_50_000_deep_is_400(server) -> None:
+    raw = b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": ' + b"[" * 50_000 + \
+        b"]" * 50_000 + b"}]}"
+    got, body = _infer(server[0], None, raw=raw)
+    assert got == 400 and "deeper" in body["error"]
+
+
+def test_a_second_gzip_member_is_refused_not_ignored(server) -> None:
+    good = json.dumps({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}).encode()
+    raw = gzip.compress(good) + gzip.compress(b"smuggled")
+    got, body = _infer(server[0], None, {"Content-Encoding": "gzip"}, raw=raw)
+    assert got == 400 and "after its first stream" in body["error"]
+
+
+def test_a_refused_request_id_is_still_audited(server) -> None:
+    url, _, root = server
+    _infer(url, {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}], "id": "\ud800"})
+    records = [json.loads(x) for x in (root / "audit.jsonl").read_text().splitlines()]
+    assert any(r.get("request_id", "").startswith("refused-id:") and r["status"] == "no_result" for r in records)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--max-concurrency", "0"], "--max-concurrency 0"), (["--port", "99999"], "--port 99999"),
+    (["--deadline-ms", "0"], "--deadline-ms"), (["--deadline-ms", "-5"], "--deadline-ms"),
+    (["--deadline-ms", "nan"], "--deadline-ms"), (["--max-queue", "-1"], "--max-queue"),
+    (["--request-timeout", "0"], "--request-timeout"), (["--audit", "."], "--audit"),
+])
+def test_impossible_settings_refuse_to_start(tiny_bundle_ro: Path, args: list[str], words: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "medinfer", "serve", str(tiny_bundle_ro), *args],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_an_unwritable_audit_trail_stops_the_start(tiny_bundle_ro: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "medinfer", "serve", str(tiny_bundle_ro), "--audit", "/dev/full",
+                           "--port", "0"], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 12 and "AuditError" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_settings_are_checked_by_the_library_too() -> None:
+    from medinfer.fleet.serve import ServeConfig
+
+    with pytest.raises(medinfer.UsageError, match="--max-concurrency"):
+        ServeConfig(bundles=("x",), max_concurrency=0)

@@ -1,0 +1,61 @@
+"""Running ``medinfer serve`` as a real subprocess in tests, and plain HTTP calls to it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from .procs import stop
+
+
+@contextlib.contextmanager
+def serving(bundles: list[Path], *args: str, log: Path, wait_ready: bool = True, timeout: float = 120
+            ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start ``medinfer serve`` on port 0; yield ("127.0.0.1:PORT", process); SIGTERM it afterwards."""
+    cmd = [sys.executable, "-m", "medinfer", "serve", *map(str, bundles), "--port", "0", *args]
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        line = proc.stdout.readline().decode() if ready else ""
+        assert "listening on http://127.0.0.1:" in line, f"no listening line: {line!r}; log: {log.read_text()}"
+        url = line.split("http://", 1)[1].split()[0]
+        if wait_ready:
+            wait_for(url, "/v2/health/ready", timeout)
+        yield url, proc
+    finally:
+        stop(proc, 30)
+
+
+def wait_for(url: str, path: str, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if get(url, path)[0] == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} not 200 within {timeout} s: {get(url, path)}")
+
+
+def get(url: str, path: str) -> tuple[int, dict]:
+    return http(url, path, None)
+
+
+def http(url: str, path: str, body: bytes | None, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(f"http://{url}{path}", data=body, headers=headers or {},
+                                     method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+    except (ConnectionError, urllib.error.URLError):
+        return 0, {}
