@@ -24,6 +24,7 @@ from ..model import Model
 
 DEFAULT_PHOTOMETRIC = ("MONOCHROME2", "MONOCHROME1")
 OVERLAY_WINDOW = (-1350.0, 150.0)  # lung window for the grey background of the overlay
+UID_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "FrameOfReferenceUID")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class CTImage:
     intercept: float
     frame: int = 0
     n_frames: int = 1
+    uids: dict[str, str] = field(default_factory=dict)  # Study/Series/SOP Instance, SOP Class, Frame of Reference
 
 
 @dataclass
@@ -52,6 +54,12 @@ class DicomPrediction:
     clipped_pixels: int
     overlay: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    patch: int = 0  # the model's window (patch) size in pixels
+    cell: int = 0  # the block each window's score paints in the heat map (the stride; the patch for one centre)
+
+    def heat(self) -> np.ndarray:
+        """The window scores as a heat map on the slice's pixel grid (see :func:`heat_map`)."""
+        return heat_map(self.image.hu.shape, self.centres, self.scores, self.cell or self.patch or 1)
 
     def to_dict(self) -> dict[str, Any]:
         best = int(np.argmax(self.scores))
@@ -151,7 +159,8 @@ def read_ct(path: str | Path, *, owner: str = "this model", frame: int | None = 
         raise InputError(f"{path.name} has pixel array shape {pixels.shape}; expected one greyscale slice")
     slope, intercept = _rescale(ds, index)
     hu = (pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)).astype(np.float32)
-    return CTImage(hu, str(path), modality, interp, slope, intercept, index, n_frames)
+    uids = {k: str(ds[k].value) for k in UID_KEYS if k in ds and ds[k].value}
+    return CTImage(hu, str(path), modality, interp, slope, intercept, index, n_frames, uids)
 
 
 def _rescale(ds: Any, frame: int) -> tuple[float, float]:
@@ -221,12 +230,11 @@ def predict_file(model: Model, path: str | Path, *, centre: tuple[int, int] | No
         pred = model.predict(cut_patches(hu, centres[start:start + batch], size, float(lo)))
         scores.append(np.asarray(pred.scores, dtype=np.float64).reshape(-1))
         labels += [str(x) for x in (pred.labels if pred.labels is not None else [""] * len(pred.scores))]
+    step = int(stride or dicom_facts.get("window_stride") or size // 4) if centre is None else size
     result = DicomPrediction(image, centres, np.concatenate(scores), labels, model.manifest.decision.threshold,
-                             clipped)
+                             clipped, patch=size, cell=step)
     if overlay is not None:
-        step = int(stride or dicom_facts.get("window_stride") or size // 4) if centre is None else size
-        heat = heat_map(hu.shape, centres, result.scores, step)
-        write_overlay_png(overlay, hu, heat)
+        write_overlay_png(overlay, hu, result.heat())
         result.overlay = str(overlay)
     return result
 
@@ -244,10 +252,15 @@ def heat_map(shape: tuple[int, int], centres: np.ndarray, scores: np.ndarray, ce
 def write_overlay_png(path: str | Path, hu: np.ndarray, heat: np.ndarray,
                       window: tuple[float, float] = OVERLAY_WINDOW) -> None:
     """The slice in a lung window (grey) with ``heat`` (0..1) blended in red; an 8-bit RGB PNG."""
+    Path(path).write_bytes(png_bytes(overlay_rgb(hu, heat, window)))
+
+
+def overlay_rgb(hu: np.ndarray, heat: np.ndarray, window: tuple[float, float] = OVERLAY_WINDOW) -> np.ndarray:
+    """(H, W, 3) uint8: the slice in a lung window (grey) with ``heat`` (0..1) blended in red."""
     grey = np.clip((hu - window[0]) / (window[1] - window[0]), 0.0, 1.0)
     alpha = np.clip(heat, 0.0, 1.0) * 0.6
     rgb = np.stack([grey * (1 - alpha) + alpha, grey * (1 - alpha), grey * (1 - alpha)], axis=-1)
-    Path(path).write_bytes(png_bytes((rgb * 255.0 + 0.5).astype(np.uint8)))
+    return (rgb * 255.0 + 0.5).astype(np.uint8)
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
