@@ -12,7 +12,7 @@
 - ``<stem>.pm.dcm``: the heat map as a Parametric Map (float32 probabilities on the source's pixel grid, plane
   position and orientation of the source, research content qualification). Needs the source's geometry (Frame
   of Reference, Image Position/Orientation, Pixel Spacing) and a single-frame source; otherwise it is skipped and
-  the reason is reported.
+  the reason is reported (for a frame of a multi-frame image the SR references the frame).
 - ``<stem>.sc.dcm`` (``secondary_capture=True``, CLI ``--dicom-sc``): the overlay as an RGB Secondary Capture for
   viewers without SR or Parametric Map support.
 
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..errors import MissingExtraError, UsageError
+from ..errors import InputError, MissingExtraError, UsageError
 from ..manifest import Manifest
 from ..model import Model
 from .dicom import DicomPrediction, overlay_rgb
@@ -94,13 +94,18 @@ def write_dicom(model: Model, result: DicomPrediction, out_dir: str | Path, *, s
     sr = build_sr(model, result, source, maker)
     outputs.sr_uid = str(sr.SOPInstanceUID)
     outputs.files["sr"] = _save(sr, out / f"{stem}.sr.dcm")
-    why = _no_geometry(source)
-    if why:
+    if result.image.n_frames > 1:
+        why = (f"the source is a multi-frame image (frame {result.image.frame + 1} of {result.image.n_frames}): this "
+               "is written for single-frame slices only; the SR references the frame")
+        outputs.skipped["parametric_map"] = why
+        if secondary_capture:
+            outputs.skipped["secondary_capture"] = why
+    elif why := _no_geometry(source):
         outputs.skipped["parametric_map"] = why
     else:
         outputs.files["parametric_map"] = _save(build_parametric_map(model, result, source, maker),
                                                 out / f"{stem}.pm.dcm")
-    if secondary_capture:
+    if secondary_capture and result.image.n_frames == 1:
         orientation = patient_orientation(source)
         if orientation is None:
             outputs.skipped["secondary_capture"] = "the source has no ImageOrientationPatient"
@@ -124,8 +129,6 @@ def _no_geometry(ds: Any) -> str:
                if not ds.get(k)]
     if missing:
         return f"the source lacks {', '.join(missing)}: a Parametric Map needs the slice's geometry"
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        return "the source is a multi-frame image; the Parametric Map is written for single-frame slices only"
     return ""
 
 
@@ -190,7 +193,10 @@ def build_sr(model: Model, result: DicomPrediction, source: Any, maker: str) -> 
     context = hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
         observer_type=codes.DCM.Device, observer_identifying_attributes=device))
     frames = [result.image.frame + 1] if result.image.n_frames > 1 else None
-    image = hd.sr.SourceImageForRegion.from_source_image(source, referenced_frame_numbers=frames)
+    try:
+        image = hd.sr.SourceImageForRegion.from_source_image(source, referenced_frame_numbers=frames)
+    except (TypeError, ValueError) as exc:  # e.g. several frames in a single-frame SOP class
+        raise InputError(f"{Path(result.image.path).name} cannot be referenced by an SR: {exc}") from None
     rows, cols = result.image.hu.shape
     finding = _finding(hd, m)
     selected = _selected(result, m)

@@ -127,11 +127,19 @@ def test_dciodvfy_reports_no_errors(written) -> None:
             pytest.fail("dciodvfy is not installed, and make check-dicom-out requires it")
         pytest.skip("dciodvfy is not installed (make check-dicom-out installs Debian's dicom3tools)")
     for path in written[2].files.values():
-        proc = subprocess.run([exe, str(path)], capture_output=True, text=True, check=False)
-        lines = (proc.stdout + proc.stderr).splitlines()
-        errors = [line for line in lines if line.startswith("Error")]
+        errors, warnings = dciodvfy(path)
         assert not errors, f"{path.name}: {errors}"
-        print(f"dciodvfy {path.name}: 0 errors, {sum(x.startswith('Warning') for x in lines)} warnings")
+        print(f"dciodvfy {path.name}: 0 errors, {len(warnings)} warnings")
+
+
+def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
+    """dciodvfy's error and warning lines for one file ([], [] when dciodvfy is not installed)."""
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        return [], []
+    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, check=False)
+    lines = (proc.stdout + proc.stderr).splitlines()
+    return [x for x in lines if x.startswith("Error")], [x for x in lines if x.startswith("Warning")]
 
 
 def test_a_slice_without_geometry_gets_the_sr_and_the_reason(written, tmp_path: Path) -> None:
@@ -147,6 +155,30 @@ def test_a_slice_without_geometry_gets_the_sr_and_the_reason(written, tmp_path: 
     assert set(outputs.files) == {"sr"}
     assert "lacks ImagePositionPatient, ImageOrientationPatient" in outputs.skipped["parametric_map"]
     assert "ImageOrientationPatient" in outputs.skipped["secondary_capture"]
+
+
+def test_a_frame_of_a_multiframe_ct_gets_an_sr_that_references_it(written, tmp_path: Path) -> None:
+    import copy
+
+    from medinfer.tools.dicom_out import write_dicom
+
+    first = pydicom.dcmread(CT)
+    second = copy.deepcopy(first)
+    second.SOPInstanceUID, second.InstanceNumber = hd.UID(), 2
+    second.ImagePositionPatient = [*first.ImagePositionPatient[:2], float(first.ImagePositionPatient[2]) + 5]
+    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage([first, second], series_instance_uid=hd.UID(),
+                                                        series_number=5, sop_instance_uid=hd.UID(), instance_number=1)
+    path = tmp_path / "enhanced.dcm"
+    enhanced.save_as(path, enforce_file_format=True)
+    model = written[0]
+    outputs = write_dicom(model, dicom.predict_file(model, path, frame=1), tmp_path / "out", secondary_capture=True)
+    assert set(outputs.files) == {"sr"} and outputs.files["sr"].name == "enhanced_frame2.sr.dcm"
+    assert "multi-frame image (frame 2 of 2)" in outputs.skipped["parametric_map"]
+    groups = hd.sr.srread(outputs.files["sr"]).content.get_planar_roi_measurement_groups()
+    assert groups
+    referenced = groups[0].roi.ContentSequence[0].ReferencedSOPSequence[0]
+    assert referenced.ReferencedSOPInstanceUID == enhanced.SOPInstanceUID and referenced.ReferencedFrameNumber == 2
+    assert dciodvfy(outputs.files["sr"])[0] == []
 
 
 def test_cli_writes_dicom_and_fhir_for_the_slice(written, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
