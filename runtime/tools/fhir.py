@@ -5,17 +5,15 @@ Every answer is a ``transaction`` Bundle that an EHR can take as it is (``POST [
 - a ``Device`` for the bundle that made the result: name, version, variant, the sha256 of ``manifest.json``
   (which pins every file, so it identifies the whole bundle) and of the graph, the manufacturer, and the model
   card's intended use; created only if no Device carries that manifest sha256 yet (``ifNoneExist``);
-- per sample, the result in the resource that fits it (:data:`MAPPINGS`, by model name):
+- per sample, the result in the resource that fits it (``MAPPINGS``, by model name):
   ``RiskAssessment`` (lung nodule, clinical-note abnormality: the model's probability of the finding),
   ``Observation`` (the glucose FORECAST in mg/dL with UCUM units, effective 30 minutes after the last input step;
   the cell type of the gene model with its probability). Each references the Device (``performer`` /
   ``device``), the resources the input came from (``basis`` / ``derivedFrom``) and carries the model card's
   intended-use limits in ``note``. Status is ``preliminary``: a person has not reviewed it.
 
-Codes: SNOMED CT 786838002 "Pulmonary nodule" for the nodule outcome and UCUM for units. Everything else uses
-the local code systems under :data:`LOCAL` (named ``urn:medinfer:fhir:...`` so that nobody mistakes them for a
-standard terminology): no LOINC code describes a *predicted* glucose value (2339-0 and its siblings are
-measurements), nor a model's reading of report text or a cell-type label of these training classes.
+Codes and the mapping of each model: :mod:`medinfer.tools.fhir_map` (SNOMED CT and UCUM where they fit, plainly
+local code systems otherwise).
 
 The drug-activity model is a research tool: its output is refused unless asked for as a generic Observation
 (``generic=True``, ``--fhir-generic``), which any model can produce. Models without a mapping are refused the
@@ -26,76 +24,35 @@ models, which are identical for Device, Observation, RiskAssessment and Bundle a
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from .._version import __version__
 from ..errors import MedinferError, MissingExtraError, UsageError
 from ..manifest import Manifest
 from ..model import Model
 from ..prediction import Prediction
+from .fhir_map import (
+    DICOM_UID,
+    LOCAL,
+    MANIFEST_ID,
+    MAPPINGS,
+    RESULT_CODES,
+    UCUM,
+    Mapping,
+    check_subject,
+    coding,
+    device_resource,
+    notes,
+)
 
 # No import of .dicom here: the core's lazy bridge (Prediction.to_fhir) reaches this module, and the import
 # contracts keep pydicom out of every chain that starts in the core.
-
-FHIR_VERSION = "4.0.1"
-UCUM = "http://unitsofmeasure.org"
-SNOMED = "http://snomed.info/sct"
-DICOM_UID = "urn:dicom:uid"  # FHIR's system for DICOM UIDs (ImagingStudy.identifier)
-LOCAL = "urn:medinfer:fhir"
-RESULT_CODES = f"{LOCAL}:CodeSystem:result"  # what was assessed or observed
-MANIFEST_ID = f"{LOCAL}:identifier:manifest-sha256"
-MODEL_ID = f"{LOCAL}:identifier:model-sha256"
-MANUFACTURER = "medinfer"
-
-_REFERENCE = re.compile(r"^([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?"
-                        r"|urn:(uuid|oid):\S+|https?://\S+)$")
-
-
-def coding(system: str, code: str, display: str) -> dict[str, Any]:
-    """A one-coding CodeableConcept whose text repeats the display."""
-    return {"coding": [{"system": system, "code": code, "display": display}], "text": display}
-
-
-@dataclass(frozen=True)
-class Mapping:
-    """How one model's output becomes FHIR: the resource, its code, and for risks the outcome."""
-
-    resource: str = "Observation"  # "RiskAssessment" | "Observation"
-    code: dict[str, Any] | None = None
-    outcome: dict[str, Any] | None = None  # RiskAssessment.prediction.outcome (the positive label's finding)
-    value: str = "probability"  # "probability" (risk) | "forecast" (regression in mg/dL) | "label" (a class)
-    refused: str = ""  # non-empty: refused unless generic, for this reason
-
-
-#: The patient-facing mapping of each shipped model, by manifest name. A model not listed here (a retrained
-#: spec under a new name) gets only the generic Observation, on request.
-MAPPINGS: dict[str, Mapping] = {
-    "lung_nodule_cnn": Mapping(
-        "RiskAssessment", coding(RESULT_CODES, "lung-nodule-ct-region", "Lung nodule in a CT image region "
-                                 "(model assessment)"),
-        outcome=coding(SNOMED, "786838002", "Pulmonary nodule")),
-    "clinical_notes_tfidf": Mapping(
-        "RiskAssessment", coding(RESULT_CODES, "chest-xray-report-abnormality", "Abnormal study described by a "
-                                 "chest X-ray report's text (model assessment)"),
-        outcome=coding(RESULT_CODES, "abnormal-chest-xray-report", "Chest X-ray report describes an abnormal "
-                       "study")),
-    "glucose_lstm": Mapping(
-        "Observation", coding(RESULT_CODES, "glucose-forecast", "Blood glucose FORECAST (model output, not a "
-                              "measurement)"), value="forecast"),
-    "gene_expression_svd": Mapping(
-        "Observation", coding(RESULT_CODES, "cell-type", "Cell type of a single-cell expression profile (model "
-                              "classification)"), value="label"),
-    "drug_activity_rf": Mapping(refused=(
-        "is a research tool for ranking compounds of one chemical series, not a patient-facing model; its "
-        "output is not a clinical result")),
-}
 
 
 def _fhir() -> Any:
@@ -124,18 +81,6 @@ def validate(doc: dict[str, Any]) -> dict[str, Any]:
     return json.loads(model.model_dump_json(exclude_none=True))  # type: ignore[no-any-return]
 
 
-def check_subject(subject: str) -> str:
-    """``subject`` when it is a FHIR reference (``Patient/123``, ``urn:uuid:...``, an absolute URL).
-
-    Raises:
-        UsageError: anything else (a bare id, an empty string).
-    """
-    if not isinstance(subject, str) or not _REFERENCE.match(subject):
-        raise UsageError(f"the FHIR subject must be a reference such as 'Patient/123', 'urn:uuid:<uuid>' or an "
-                         f"absolute URL; got {subject!r}")
-    return subject
-
-
 def _instant(at: datetime | None) -> datetime:
     if at is None:
         return datetime.now(timezone.utc).replace(microsecond=0)
@@ -147,38 +92,6 @@ def _instant(at: datetime | None) -> datetime:
 
 def _urn() -> str:
     return f"urn:uuid:{uuid.uuid4()}"
-
-
-def notes(manifest: Manifest, *extra: str) -> list[dict[str, str]]:
-    """The model card's intended-use limits (and what the training data were) as FHIR Annotations."""
-    card, data = manifest.card, manifest.data
-    texts = [f"Intended use of {manifest.name} {manifest.version}: {card.intended_use}"]
-    if card.out_of_scope:
-        texts.append("Out of scope: " + " ".join(card.out_of_scope))
-    if card.limitations:
-        texts.append("Limitations: " + " ".join(card.limitations))
-    if data.synthetic:
-        texts.append("Trained and evaluated on SYNTHETIC data: " + (data.description or "see the model card"))
-    return [{"text": t} for t in (*texts, *extra)]
-
-
-def device_resource(manifest: Manifest, *, model_sha256: str, manifest_sha256: str, variant: str,
-                    manufacturer: str | None = None) -> dict[str, Any]:
-    """The ``Device`` of a bundle: name, versions, sha256 identifiers, manufacturer, intended use."""
-    return {
-        "resourceType": "Device",
-        "identifier": [{"system": MANIFEST_ID, "value": manifest_sha256},
-                       {"system": MODEL_ID, "value": model_sha256}],
-        "status": "active",
-        "manufacturer": manufacturer or MANUFACTURER,
-        "deviceName": [{"name": manifest.name, "type": "model-name"}],
-        "modelNumber": manifest.name,
-        "type": {"text": "medical inference software (medinfer ONNX bundle)"},
-        "version": [{"type": {"text": "model version"}, "value": manifest.version},
-                    {"type": {"text": "variant"}, "value": variant},
-                    {"type": {"text": "medinfer runtime"}, "value": __version__}],
-        "note": notes(manifest)[:2],
-    }
 
 
 @dataclass(frozen=True)
@@ -195,7 +108,7 @@ class _Source:
 def _references(refs: Sequence[str]) -> list[dict[str, Any]]:
     if isinstance(refs, str):
         refs = [refs]
-    return [{"reference": check_subject(ref)} for ref in refs]
+    return [{"reference": check_subject(ref, "basis reference")} for ref in refs]
 
 
 def _mapping(manifest: Manifest, generic: bool) -> Mapping | None:
@@ -383,6 +296,7 @@ class ScoredSlice(Protocol):
 
     centres: np.ndarray
     scores: np.ndarray
+    labels: list[str]
     threshold: float | None
 
     @property
@@ -414,10 +328,10 @@ def slice_bundle(model: Model, result: ScoredSlice, *, subject: str, basis: Sequ
     best = int(np.argmax(result.scores))
     row, col = (int(v) for v in result.centres[best])
     t = result.threshold
-    above = int(np.sum(result.scores >= t)) if t is not None else 0
+    above = sum(label == manifest.decision.positive_label for label in result.labels)
     rationale = (f"highest of {len(result.scores)} windows, centred at row {row}, col {col} of "
-                 f"{result.image.path.rsplit('/', 1)[-1]} (frame {result.image.frame + 1}); {above} window(s) at "
-                 f"or above the operating threshold {f'{t:g}' if t is not None else '-'}")
+                 f"{Path(result.image.path).name} (frame {result.image.frame + 1}); {above} window(s) at or above "
+                 f"the operating threshold {f'{t:g}' if t is not None else '-'}")
     extra = [f"Per-window regions: DICOM SR {sr_uid}."] if sr_uid else []
     resource = _risk(src, mapping, subject=subject, basis=refs, when=_instant(None),
                      probability=float(result.scores[best]), rationale=rationale, extra_notes=extra)
