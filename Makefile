@@ -9,14 +9,14 @@ MEDINFER := $(VENV)/bin/medinfer
 STAMP  := $(VENV)/.installed-train-dev
 MODELS ?= all
 
-.PHONY: demo test install lint clean bench test-triton test-scale test-device
+.PHONY: demo test install lint clean bench test-triton test-scale test-device check-dicom-out
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[train,dicom,sign,dev,serve,triton,dask,spark]'
+	$(PY) -m pip install --quiet -e '.[train,dicom,fhir,sign,dev,serve,triton,dask,spark]'
 	@touch $@
 
 install: $(STAMP)
@@ -28,6 +28,19 @@ demo: $(STAMP)
 	@set -e; for b in bundles/*/; do n=$$(basename $$b); \
 	  ex=$$(ls artifacts/$$n/example.* 2>/dev/null | head -1); \
 	  if [ -n "$$ex" ]; then echo; echo "== medinfer predict $$b $$ex"; $(MEDINFER) predict $$b $$ex; fi; done
+	@# Into PACS and EHR: DICOM SR + Parametric Map (+ Secondary Capture) of a real CT slice, FHIR R4 per model.
+	@set -e; if [ -d bundles/lung_nodule_cnn ]; then \
+	  ct=$$($(PY) -c "from pydicom.data import get_testdata_file; print(get_testdata_file('CT_small.dcm'))"); \
+	  echo; echo "== medinfer predict bundles/lung_nodule_cnn CT_small.dcm --dicom-out ... --fhir-out ..."; \
+	  $(MEDINFER) predict bundles/lung_nodule_cnn $$ct --dicom-out artifacts/lung_nodule_cnn/dicom --dicom-sc \
+	    --fhir-out artifacts/lung_nodule_cnn/fhir.json --fhir-subject Patient/example --json >/dev/null; \
+	  ls -1 artifacts/lung_nodule_cnn/dicom/*.dcm artifacts/lung_nodule_cnn/fhir.json; \
+	  if command -v dciodvfy >/dev/null; then $(PY) scripts/check_dicom_out.py artifacts/lung_nodule_cnn/dicom; fi; fi
+	@set -e; for n in clinical_notes_tfidf glucose_lstm gene_expression_svd; do \
+	  ex=$$(ls artifacts/$$n/example.* 2>/dev/null | head -1); \
+	  if [ -d bundles/$$n ] && [ -n "$$ex" ]; then $(MEDINFER) predict bundles/$$n $$ex \
+	    --fhir-out artifacts/$$n/fhir.json --fhir-subject Patient/example --json >/dev/null; \
+	    echo "FHIR R4 of $$n ($$ex): artifacts/$$n/fhir.json"; fi; done
 	@echo; $(MEDINFER) list bundles
 	@echo; $(MEDINFER) bench bundles/*/ --min-queries 300 --min-seconds 1 --warmup 20
 
@@ -72,6 +85,15 @@ test-triton: $(STAMP) $(TRITON_VENV)/.installed
 # >= 1 M rows through the local, Dask and Spark engines -> benchmarks/results/scale.json
 test-scale: $(STAMP)
 	$(PY) -m pytest -q -s -m scale tests/test_score.py
+
+# dciodvfy (Debian's dicom3tools, installed here if missing) on the DICOM outputs: those of the tiny CT model on
+# pydicom's CT_small.dcm (tests/runtime/test_dicom_out.py) and the demo's, when `make demo` made them. Zero errors.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+check-dicom-out: $(STAMP)
+	@command -v dciodvfy >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dicom3tools)
+	MEDINFER_REQUIRE_DCIODVFY=1 $(PY) -m pytest -q -p no:cacheprovider tests/runtime/test_dicom_out.py -k dciodvfy
+	@if [ -d artifacts/lung_nodule_cnn/dicom ]; then $(PY) scripts/check_dicom_out.py artifacts/lung_nodule_cnn/dicom; \
+	  else echo "no artifacts/lung_nodule_cnn/dicom (make demo writes it): checked the test outputs only"; fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check runtime train export tests benchmarks scripts

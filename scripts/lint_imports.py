@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             link_tree(root / folder, Path(tmp) / package)
         shutil.copy(root / "pyproject.toml", Path(tmp) / "pyproject.toml")
         env = {**os.environ, "PYTHONPATH": tmp}
-        return subprocess.run([exe, "--config", "pyproject.toml", "--no-cache"], cwd=tmp, env=env,
+        return subprocess.run([exe, "pyproject.toml", "--no-cache"], cwd=tmp, env=env,
                               check=False).returncode
 
 

@@ -148,10 +148,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if is_dicom_file(args.input):
         return _predict_dicom(model, args)
+    if args.dicom_out:
+        from ..errors import UsageError
+
+        raise UsageError(f"--dicom-out needs a DICOM CT slice as input; {args.input} is not a DICOM file")
+    at = _fhir_time(args) if args.fhir_out else None
     x = read_input(args.input, model)
     pred = model.predict(x)
+    if args.fhir_out:
+        _write_fhir(args, pred.to_fhir(args.fhir_subject, basis=args.fhir_basis, at=at, generic=args.fhir_generic))
     if args.json:
-        print(json.dumps(pred.to_dict(), indent=2))
+        print(json.dumps({**pred.to_dict(), **({"fhir_out": args.fhir_out} if args.fhir_out else {})}, indent=2))
         return 0
     labels = pred.labels
     scores = pred.scores
@@ -166,6 +173,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         rows = [[i, float(v) if scores.ndim == 1 else list(map(float, v))] for i, v in enumerate(scores)]
         print(table(rows, ["#", f"prediction{f' ({units})' if units else ''}"]))
     print(f"\n{pred.model} {pred.version} [{pred.variant}] sha256 {pred.model_sha256[:16]}… on {pred.provider}")
+    if args.fhir_out:
+        print(f"FHIR R4 transaction Bundle written to {args.fhir_out}")
     return 0
 
 
@@ -248,15 +257,52 @@ def _predict_dicom(model: Model, args: argparse.Namespace) -> int:
         except ValueError:
             raise InputError(f"--center expects ROW,COL in pixels, e.g. 64,70; got {args.center!r}") from None
         centre = (row, col)
+    if args.fhir_out:
+        _fhir_time(args)  # refuse a bad subject or time before the work, not after
     result = predict_file(model, args.input, centre=centre, stride=args.stride, frame=args.frame)
-    if args.overlay:  # the scores are printed even when the overlay cannot be written
-        try:
+    written: list[str] = []
+    try:  # the scores are printed even when a file beside them cannot be written
+        if args.overlay:
             write_overlay(result, args.overlay)
-        finally:
-            print(json.dumps(result.to_dict(), indent=2) if args.json else format_result(result), flush=True)
-    else:
-        print(json.dumps(result.to_dict(), indent=2) if args.json else format_result(result))
+        sr_uid = None
+        if args.dicom_out:
+            from ..tools.dicom_out import KINDS, write_dicom
+
+            outputs = write_dicom(model, result, args.dicom_out, secondary_capture=args.dicom_sc)
+            result.extra["dicom_out"] = outputs.to_dict()
+            sr_uid = outputs.sr_uid
+            written += [f"DICOM {KINDS[kind]} written to {path}" for kind, path in outputs.files.items()]
+            written += [f"DICOM {KINDS[kind]} NOT written: {why}" for kind, why in outputs.skipped.items()]
+        if args.fhir_out:
+            from ..tools.fhir import slice_bundle
+
+            _write_fhir(args, slice_bundle(model, result, subject=args.fhir_subject, basis=args.fhir_basis,
+                                           sr_uid=sr_uid))
+            result.extra["fhir_out"] = args.fhir_out
+            written.append(f"FHIR R4 transaction Bundle written to {args.fhir_out}")
+    finally:
+        print(json.dumps(result.to_dict(), indent=2) if args.json else "\n".join([format_result(result), *written]),
+              flush=True)
     return 0
+
+
+def _fhir_time(args: argparse.Namespace) -> Any:
+    """--fhir-time as a datetime (None: now); checks --fhir-subject is given and is a reference."""
+    from ..errors import UsageError
+    from ..tools.fhir import check_subject, parse_time
+
+    if not args.fhir_subject:
+        raise UsageError("--fhir-out needs --fhir-subject REF, the FHIR reference of the patient the input came "
+                         "from (e.g. Patient/123)")
+    check_subject(args.fhir_subject)
+    return parse_time(args.fhir_time)
+
+
+def _write_fhir(args: argparse.Namespace, bundle: dict[str, Any]) -> None:
+    path = Path(args.fhir_out)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 def add_parsers(sub: Any) -> None:
@@ -296,6 +342,21 @@ def add_parsers(sub: Any) -> None:
     dicom.add_argument("--stride", type=int, default=None, help="sliding-window stride in pixels (manifest default)")
     dicom.add_argument("--frame", type=int, default=None, help="frame of a multi-frame file (default 0)")
     dicom.add_argument("--overlay", default=None, metavar="OUT.png", help="write a PNG heat-map overlay")
+    dicom.add_argument("--dicom-out", default=None, metavar="DIR",
+                       help="write a DICOM SR of the regions and a Parametric Map of the heat map, referencing the "
+                            "slice (needs [dicom]: highdicom)")
+    dicom.add_argument("--dicom-sc", action="store_true", help="with --dicom-out: also the overlay as a Secondary "
+                                                               "Capture")
+    fhir = p.add_argument_group("FHIR R4 output (needs [fhir]: fhir.resources)")
+    fhir.add_argument("--fhir-out", default=None, metavar="FILE", help="write a FHIR R4 transaction Bundle (JSON)")
+    fhir.add_argument("--fhir-subject", default=None, metavar="REF", help="the patient's reference, e.g. Patient/123")
+    fhir.add_argument("--fhir-basis", action="append", default=[], metavar="REF",
+                      help="a resource the input came from (repeatable), e.g. DocumentReference/7")
+    fhir.add_argument("--fhir-time", default=None, metavar="ISO",
+                      help="time of the input's last observation, with a time zone (default: now); a forecast is "
+                           "effective this plus its horizon")
+    fhir.add_argument("--fhir-generic", action="store_true",
+                      help="a generic Observation of the output (research models such as drug_activity_rf)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("bench", help="SingleStream latency, throughput, cold start and memory of bundle(s)")

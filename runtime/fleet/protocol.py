@@ -16,6 +16,7 @@ import struct
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -369,3 +370,33 @@ def _to_binary(arr: np.ndarray) -> bytes:
 def error_body(message: str) -> bytes:
     """The protocol's error JSON: ``{"error": "..."}``."""
     return json.dumps({"error": message}).encode()
+
+
+def fhir_request(parameters: dict[str, Any]) -> dict[str, Any] | None:
+    """The request's FHIR option as ``Prediction.to_fhir`` arguments (None when not asked for).
+
+    ``"fhir": true`` adds ``parameters.fhir`` to the response: the FHIR R4 transaction Bundle as a JSON string.
+    It needs ``"fhir_subject"`` (e.g. ``"Patient/123"``); optional ``"fhir_basis"`` (comma-separated references),
+    ``"fhir_time"`` (ISO 8601 with a time zone) and ``"fhir_generic": true``.
+
+    Raises:
+        RequestError: a parameter of the wrong type, a missing subject, or a time that is not ISO 8601.
+    """
+    asked = parameters.get("fhir", False)
+    if asked is False:
+        return None
+    if asked is not True:
+        raise RequestError(f"parameters.fhir must be true or false, got {asked!r}")
+    subject, basis = parameters.get("fhir_subject"), parameters.get("fhir_basis", "")
+    when, generic = parameters.get("fhir_time"), parameters.get("fhir_generic", False)
+    if not isinstance(subject, str) or not subject:
+        raise RequestError('parameters.fhir needs parameters.fhir_subject, the FHIR reference of the patient the '
+                           'input came from (e.g. "Patient/123")')
+    if not isinstance(basis, str) or not isinstance(generic, bool) or not isinstance(when, (str, type(None))):
+        raise RequestError("parameters.fhir_basis and fhir_time must be strings, fhir_generic true or false")
+    try:
+        at = datetime.fromisoformat(when.replace("Z", "+00:00")) if when else None
+    except ValueError:
+        raise RequestError(f"parameters.fhir_time must be ISO 8601 with a time zone, got {when!r}") from None
+    return {"subject": subject, "basis": [b.strip() for b in basis.split(",") if b.strip()], "at": at,
+            "generic": generic}

@@ -13,12 +13,18 @@ Safety by default: binds 127.0.0.1; the body size and the number of requests run
 only after every bundle passed its sha256 integrity check and golden self-test (bundles load in the background,
 so liveness answers at once); SIGTERM/SIGINT stop accepting, let running requests finish (bounded by
 ``shutdown_timeout``), then close the audit trail. uvicorn (h11) + starlette are imported only here.
+
+FHIR (extra ``[fhir]``): a request with ``"parameters": {"fhir": true, "fhir_subject": "Patient/123"}`` gets the
+result as a FHIR R4 transaction Bundle too, a JSON string in the response's ``parameters.fhir`` (see
+:func:`medinfer.fleet.protocol.fhir_request`); a model without a patient-facing mapping answers 400 unless
+``"fhir_generic": true``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
@@ -52,6 +58,7 @@ from .protocol import (
     decode_request,
     encode_response,
     error_body,
+    fhir_request,
     input_metadata,
     output_metadata,
     prediction_tensors,
@@ -240,6 +247,7 @@ def _infer(slot: Slot, body: bytes, header: str | None, arrival: float, server_d
         # Time spent queueing counts; a request whose time is up still goes through predict so that the audit
         # trail records the refusal.
         deadline = max(deadline - (time.perf_counter() - arrival) * 1e3, 1e-3)
+    fhir = fhir_request(req.parameters)
     pred = model.predict(x, deadline_ms=deadline, request_id=req.id)
     tensors = prediction_tensors(pred)
     if req.outputs is not None:
@@ -252,6 +260,11 @@ def _infer(slot: Slot, body: bytes, header: str | None, arrival: float, server_d
                               "variant": pred.variant, "provider": pred.provider}
     if model.manifest.decision.threshold is not None:
         params["threshold"] = model.manifest.decision.threshold
+    if fhir is not None:
+        try:
+            params["fhir"] = json.dumps(pred.to_fhir(**fhir), separators=(",", ":"))
+        except (UsageError, MissingExtraError) as exc:
+            raise RequestError(f"parameters.fhir: {exc}") from None
     return encode_response(slot.name, pred.version, req.id, tensors, binary, params)
 
 

@@ -24,6 +24,7 @@ from ..model import Model
 
 DEFAULT_PHOTOMETRIC = ("MONOCHROME2", "MONOCHROME1")
 OVERLAY_WINDOW = (-1350.0, 150.0)  # lung window for the grey background of the overlay
+UID_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "FrameOfReferenceUID")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class CTImage:
     intercept: float
     frame: int = 0
     n_frames: int = 1
+    uids: dict[str, str] = field(default_factory=dict)  # Study/Series/SOP Instance, SOP Class, Frame of Reference
 
 
 @dataclass
@@ -52,6 +54,12 @@ class DicomPrediction:
     clipped_pixels: int
     overlay: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    patch: int = 0  # the model's window (patch) size in pixels
+    cell: int = 0  # the block each window's score paints in the heat map (the stride; the patch for one centre)
+
+    def heat(self) -> np.ndarray:
+        """The window scores as a heat map on the slice's pixel grid (see :func:`heat_map`)."""
+        return heat_map(self.image.hu.shape, self.centres, self.scores, self.cell or self.patch or 1)
 
     def to_dict(self) -> dict[str, Any]:
         best = int(np.argmax(self.scores))
@@ -182,7 +190,8 @@ def _ct_image(ds: Any, path: Path, owner: str, frame: int | None, photometric: t
     if not np.isfinite(hu).all():
         raise InputError(f"{path.name}: RescaleSlope {slope:g} and RescaleIntercept {intercept:g} give values beyond "
                          "float range: the rescale is corrupt; fix the file's RescaleSlope/RescaleIntercept")
-    return CTImage(hu, str(path), modality, interp, slope, intercept, index, n_frames)
+    uids = {k: str(ds[k].value) for k in UID_KEYS if k in ds and ds[k].value}
+    return CTImage(hu, str(path), modality, interp, slope, intercept, index, n_frames, uids)
 
 
 def _text(ds: Any, keyword: str) -> str:
@@ -337,9 +346,9 @@ def predict_file(model: Model, path: str | Path, *, centre: tuple[int, int] | No
         pred = model.predict(cut_patches(hu, centres[start:start + batch], size, float(lo)))
         scores.append(np.asarray(pred.scores, dtype=np.float64).reshape(-1))
         labels += [str(x) for x in (pred.labels if pred.labels is not None else [""] * len(pred.scores))]
+    step = int(stride or dicom_facts.get("window_stride") or size // 4) if centre is None else size
     result = DicomPrediction(image, centres, np.concatenate(scores), labels, model.manifest.decision.threshold,
-                             clipped)
-    result.extra["window_step"] = step if centre is None else size
+                             clipped, patch=size, cell=step if centre is None else size)
     if overlay is not None:
         write_overlay(result, overlay, (lo, hi))
     return result
@@ -352,9 +361,8 @@ def write_overlay(result: DicomPrediction, path: str | Path, clip: tuple[float, 
         UsageError: the file cannot be written (the message names the path and why).
     """
     hu = np.clip(result.image.hu, *clip)
-    heat = heat_map(hu.shape, result.centres, result.scores, int(result.extra.get("window_step", 25)))
     try:
-        write_overlay_png(path, hu, heat)
+        write_overlay_png(path, hu, result.heat())
     except OSError as exc:
         raise UsageError(f"the overlay {path} cannot be written ({exc.strerror or exc}); the scores above are "
                          "complete: choose another --overlay path") from None
@@ -374,10 +382,15 @@ def heat_map(shape: tuple[int, int], centres: np.ndarray, scores: np.ndarray, ce
 def write_overlay_png(path: str | Path, hu: np.ndarray, heat: np.ndarray,
                       window: tuple[float, float] = OVERLAY_WINDOW) -> None:
     """The slice in a lung window (grey) with ``heat`` (0..1) blended in red; an 8-bit RGB PNG."""
+    Path(path).write_bytes(png_bytes(overlay_rgb(hu, heat, window)))
+
+
+def overlay_rgb(hu: np.ndarray, heat: np.ndarray, window: tuple[float, float] = OVERLAY_WINDOW) -> np.ndarray:
+    """(H, W, 3) uint8: the slice in a lung window (grey) with ``heat`` (0..1) blended in red."""
     grey = np.clip((hu - window[0]) / (window[1] - window[0]), 0.0, 1.0)
     alpha = np.clip(heat, 0.0, 1.0) * 0.6
     rgb = np.stack([grey * (1 - alpha) + alpha, grey * (1 - alpha), grey * (1 - alpha)], axis=-1)
-    Path(path).write_bytes(png_bytes((rgb * 255.0 + 0.5).astype(np.uint8)))
+    return (rgb * 255.0 + 0.5).astype(np.uint8)
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

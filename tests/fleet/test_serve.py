@@ -118,6 +118,35 @@ def test_protocol_errors(tiny_server) -> None:
     assert get(url, "/v2/nothing/here")[0] == 404
 
 
+def test_fhir_response_option(tiny_server) -> None:
+    r4 = pytest.importorskip("fhir.resources.R4B")
+    url, bundle, _ = tiny_server
+    path = "/v2/models/tiny_logistic/infer"
+
+    def ask(**params: object) -> tuple[int, dict]:
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": list(X.shape), "data": X.ravel().tolist()}],
+                "parameters": params}
+        return http(url, path, json.dumps(body).encode())
+
+    status, body = ask(fhir=True)
+    assert status == 400 and "needs parameters.fhir_subject" in body["error"]
+    status, body = ask(fhir="yes", fhir_subject="Patient/1")
+    assert status == 400 and "must be true or false" in body["error"]
+    status, body = ask(fhir=True, fhir_subject="Patient/1")  # tiny_logistic has no clinical mapping
+    assert status == 400 and "no patient-facing FHIR mapping" in body["error"]
+    status, body = ask(fhir=True, fhir_subject="Patient/1", fhir_generic=True,
+                       fhir_basis="Observation/a, Observation/b")
+    assert status == 200, body
+    doc = json.loads(body["parameters"]["fhir"])
+    r4.get_fhir_model_class("Bundle").model_validate(doc)
+    observations = [e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "Observation"]
+    expected = medinfer.load(bundle).predict(X)
+    assert len(observations) == len(X)
+    assert [o["valueCodeableConcept"]["text"] for o in observations] == [str(v) for v in expected.labels]
+    assert observations[0]["derivedFrom"] == [{"reference": "Observation/a"}, {"reference": "Observation/b"}]
+    assert "fhir" not in ask()[1].get("parameters", {})  # not asked, not sent
+
+
 def test_audit_trail_records_each_request(tiny_server) -> None:
     url, _, audit = tiny_server
     client = th.InferenceServerClient(url)

@@ -187,7 +187,8 @@ def build_sigmoid(folder: Path, *, name: str = "tiny_sigmoid", threshold: float 
     return _write(folder, name, doc, graph, GOLDEN_X, {"probability": sigmoid_reference(GOLDEN_X)})
 
 
-def build_sequence(folder: Path, *, name: str = "tiny_sequence",
+def build_sequence(folder: Path, *, name: str = "tiny_sequence", units: str | None = None,
+                   facts: dict[str, Any] | None = None,
                    feature_ranges: tuple[tuple[float, float], ...] | None = None,
                    names: tuple[str, ...] | None = None) -> Path:
     """A regression model over a dynamic time axis, (N, T, 2) -> (N, 1): the mean of every value (like the LSTM's
@@ -199,8 +200,8 @@ def build_sequence(folder: Path, *, name: str = "tiny_sequence",
     doc = {
         "name": name, "version": "0.0.1", "task": "regression",
         "inputs": to_json((TensorSpec("x", "float32", ("N", "T", 2), range=envelope, names=names,
-                                      feature_ranges=feature_ranges),)),
-        "outputs": to_json((TensorSpec("value", "float32", ("N", 1)),)),
+                                      feature_ranges=feature_ranges, facts=facts or {}),)),
+        "outputs": to_json((TensorSpec("value", "float32", ("N", 1), units=units),)),
         "labels": None,
         "decision": to_json(Decision(score_output="value")),
     }
@@ -275,30 +276,80 @@ def build_evidence(folder: Path, *, name: str = "tiny_evidence") -> Path:
     return _write(folder, name, doc, graph, x, {"probabilities": reference(x)})
 
 
-def build_ct(folder: Path, *, name: str = "tiny_ct") -> Path:
-    """A CT patch model in Hounsfield units, (N, 100, 100, 1) -> (N, 1) = sigmoid(mean HU / 500): the DICOM paths
-    (read, rescale, sliding window, overlay) without TensorFlow."""
+CT_PATCH = 100
+CT_RANGE = (-1024.0, 3071.0)
+CT_SCALE, CT_OFFSET = 0.01, 3.0  # probability = sigmoid(mean HU of the patch / 100 + 3): soft tissue > 0.5
+
+
+def ct_reference(x: np.ndarray) -> np.ndarray:
+    """The tiny CT model in numpy: sigmoid(mean(HU) * 0.01 + 3) per patch, shape (N, 1)."""
+    m = x.astype(np.float32).mean(axis=(1, 2, 3))
+    return (1.0 / (1.0 + np.exp(-(m * CT_SCALE + CT_OFFSET))))[:, None].astype(np.float32)
+
+
+def build_ct(folder: Path, *, name: str = "tiny_ct", threshold: float = 0.5) -> Path:
+    """A CT model like lung_nodule_cnn's contract without TensorFlow: (N, 100, 100, 1) float32 HU -> (N, 1)
+    sigmoid of the patch's mean HU; input facts modality CT / units HU, so ``medinfer predict`` takes .dcm."""
     from onnx import TensorProto, helper, numpy_helper
 
-    facts = {"modality": "CT", "units": "HU", "patch": [100, 100],
-             "dicom": {"modality": "CT", "photometric": ["MONOCHROME2", "MONOCHROME1"], "clip_hu": [-1024.0, 3071.0],
-                       "window_stride": 25}}
+    facts = {"modality": "CT", "units": "HU", "patch": [CT_PATCH, CT_PATCH],
+             "dicom": {"modality": "CT", "photometric": ["MONOCHROME2", "MONOCHROME1"], "clip_hu": list(CT_RANGE),
+                       "window_stride": CT_PATCH // 4},
+             "training_data": "simulated lesions on real CT background"}
     doc = {
         "name": name, "version": "0.0.1", "task": "binary_classification",
-        "inputs": to_json((TensorSpec("hu", "float32", ("N", 100, 100, 1), units="HU", range=(-1024.0, 3071.0),
+        "inputs": to_json((TensorSpec("hu", "float32", ("N", CT_PATCH, CT_PATCH, 1), units="HU", range=CT_RANGE,
                                       facts=facts),)),
         "outputs": to_json((TensorSpec("probability", "float32", ("N", 1)),)),
         "labels": ["no_nodule", "nodule"],
-        "decision": to_json(Decision(score_output="probability", positive_label="nodule", threshold=0.5)),
+        "decision": to_json(Decision(score_output="probability", positive_label="nodule", threshold=threshold)),
     }
-    nodes = [helper.make_node("ReduceMean", ["hu"], ["m"], axes=[1, 2, 3], keepdims=0),
-             helper.make_node("Unsqueeze", ["m", "one"], ["m1"]),
-             helper.make_node("Mul", ["m1", "scale"], ["z"]),
-             helper.make_node("Sigmoid", ["z"], ["probability"])]
-    graph = _graph(name, doc, nodes, [helper.make_tensor_value_info("hu", TensorProto.FLOAT, ["N", 100, 100, 1])],
+    graph = _graph(name, doc, [helper.make_node("ReduceMean", ["hu"], ["m"], axes=[1, 2, 3], keepdims=0),
+                               helper.make_node("Unsqueeze", ["m", "axis"], ["m1"]),
+                               helper.make_node("Mul", ["m1", "scale"], ["z0"]),
+                               helper.make_node("Add", ["z0", "offset"], ["z"]),
+                               helper.make_node("Sigmoid", ["z"], ["probability"])],
+                   [helper.make_tensor_value_info("hu", TensorProto.FLOAT, ["N", CT_PATCH, CT_PATCH, 1])],
                    [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", 1])],
-                   [numpy_helper.from_array(np.array([1], np.int64), "one"),
-                    numpy_helper.from_array(np.array(1 / 500, np.float32), "scale")])
-    x = np.stack([np.full((100, 100, 1), v, np.float32) for v in (-1000.0, 40.0, 400.0)])
-    expected = (1 / (1 + np.exp(-x.mean(axis=(1, 2, 3)) / 500)))[:, None].astype(np.float32)
-    return _write(folder, name, doc, graph, x, {"probability": expected})
+                   [helper.make_tensor(name="axis", data_type=TensorProto.INT64, dims=[1], vals=[1]),
+                    numpy_helper.from_array(np.array([CT_SCALE], np.float32), "scale"),
+                    numpy_helper.from_array(np.array([CT_OFFSET], np.float32), "offset")])
+    x = np.stack([np.full((CT_PATCH, CT_PATCH, 1), v, np.float32) for v in (-900.0, -300.0, 40.0)])
+    return _write(folder, name, doc, graph, x, {"probability": ct_reference(x)},
+                  data=DataProvenance(
+                      sources=(DataSource(name="synthetic", package="none", version="0", file="-", sha256="0" * 64,
+                                          licence="CC0", citation="generated in the test"),),
+                      split={"method": "none"}, synthetic=True,
+                      description="SIMULATED lesions on REAL CT background (a tiny test stand-in)"),
+                  card=Card(summary="tiny CT stand-in", intended_use="Tests of the DICOM and FHIR encoders only.",
+                            out_of_scope=("Any clinical use.",), limitations=("A mean of HU, not a CNN.",)))
+
+
+MULTI_W = np.array([[2.0, 0.0, -1.0], [0.0, 2.0, -1.0], [-1.0, -1.0, 2.0]], dtype=np.float32)
+MULTI_LABELS = ("CD14+ Monocyte", "CD19+ B", "Dendritic")
+
+
+def multiclass_reference(x: np.ndarray) -> np.ndarray:
+    """The multiclass model in numpy: softmax(x @ MULTI_W), shape (N, 3)."""
+    z = x.astype(np.float32) @ MULTI_W
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def build_multiclass(folder: Path, *, name: str = "tiny_multiclass") -> Path:
+    """A 3-class model (like the gene model's cell types): softmax(x @ W) over 3 features, argmax decision."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    doc = {
+        "name": name, "version": "0.0.1", "task": "multiclass_classification",
+        "inputs": to_json((TensorSpec("x", "float32", ("N", 3), range=RANGE),)),
+        "outputs": to_json((TensorSpec("probabilities", "float32", ("N", 3)),)),
+        "labels": list(MULTI_LABELS),
+        "decision": to_json(Decision(score_output="probabilities")),
+    }
+    graph = _graph(name, doc, [helper.make_node("MatMul", ["x", "W"], ["z"]),
+                               helper.make_node("Softmax", ["z"], ["probabilities"], axis=1)],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                   [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])],
+                   [numpy_helper.from_array(MULTI_W, "W")])
+    return _write(folder, name, doc, graph, GOLDEN_X, {"probabilities": multiclass_reference(GOLDEN_X)})

@@ -1,0 +1,300 @@
+"""DICOM results for a PACS (extra ``[dicom]``: highdicom on pydicom, imported lazily).
+
+``medinfer predict lung_nodule_cnn scan.dcm --dicom-out DIR`` writes, for the scored slice and referencing it
+(Study, Series and SOP Instance UIDs, Frame of Reference):
+
+- ``<stem>.sr.dcm``: a Comprehensive SR (TID 1500 Measurement Report). The observer is the model as a device
+  (name, version, manifest sha256 as its serial number); each window the model decides positive at its operating
+  threshold is a planar ROI: a rectangle in image coordinates on the source image, the finding, and the model's
+  probability (DCM 122157 "Probability", UCUM "1"), with the algorithm identification (name, version, manifest
+  and graph sha256, threshold) of TID 4019. Qualitative evaluations state the operating threshold, what the
+  training data were (for lung_nodule_cnn: SIMULATED lesions on real CT) and the intended use.
+- ``<stem>.pm.dcm``: the heat map as a Parametric Map (float32 probabilities on the source's pixel grid, plane
+  position and orientation of the source, research content qualification). Needs the source's geometry (Frame
+  of Reference, Image Position/Orientation, Pixel Spacing) and a single-frame source; otherwise it is skipped and
+  the reason is reported (for a frame of a multi-frame image the SR references the frame).
+- ``<stem>.sc.dcm`` (``secondary_capture=True``, CLI ``--dicom-sc``): the overlay as an RGB Secondary Capture for
+  viewers without SR or Parametric Map support.
+
+Validated by dciodvfy (``make check-dicom-out``) and read back with pydicom/highdicom in tests/runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import InputError, MissingExtraError, UsageError
+from ..manifest import Manifest
+from ..model import Model
+from .dicom import DicomPrediction, overlay_rgb
+
+log = logging.getLogger(__name__)
+
+MANUFACTURER = "medinfer"
+SERIES_NUMBERS = {"sr": 9001, "parametric_map": 9002, "secondary_capture": 9003}
+KINDS = {"sr": "Comprehensive SR", "parametric_map": "Parametric Map", "secondary_capture": "Secondary Capture"}
+LOCAL_SCHEME = "99MEDINFER"  # a private coding scheme (DICOM: designators starting with "99" are local)
+# The finding of each shipped CT model (SNOMED CT 786838002 "Pulmonary nodule"); others get a local code.
+FINDINGS = {"lung_nodule_cnn": ("786838002", "SCT", "Pulmonary nodule")}
+
+
+@dataclass
+class DicomOutputs:
+    """What :func:`write_dicom` wrote (kind -> path), what it skipped (kind -> why), and the SR's UID."""
+
+    files: dict[str, Path] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    sr_uid: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"files": {k: str(v) for k, v in self.files.items()}, "skipped": dict(self.skipped),
+                "sr_uid": self.sr_uid}
+
+
+def _libs() -> tuple[Any, Any]:
+    try:
+        import highdicom
+        import pydicom
+    except ImportError as exc:
+        raise MissingExtraError("DICOM output", "dicom", getattr(exc, "name", None)) from None
+    return highdicom, pydicom
+
+
+def write_dicom(model: Model, result: DicomPrediction, out_dir: str | Path, *, secondary_capture: bool = False,
+                manufacturer: str | None = None) -> DicomOutputs:
+    """Write the SR, the Parametric Map and optionally a Secondary Capture for one scored slice.
+
+    Args:
+        model: the loaded bundle that scored the slice (its manifest and digests identify the algorithm).
+        result: what :func:`medinfer.tools.dicom.predict_file` returned for the slice.
+        out_dir: folder for the files (created); files of the same name are replaced.
+        secondary_capture: also write the overlay as an RGB Secondary Capture image.
+        manufacturer: Manufacturer of the series (default ``"medinfer"``).
+
+    Raises:
+        MissingExtraError: highdicom or pydicom is not installed.
+        UsageError: ``out_dir`` exists and is not a folder.
+    """
+    hd, pydicom = _libs()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--dicom-out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    source = pydicom.dcmread(result.image.path)
+    stem = Path(result.image.path).stem + (f"_frame{result.image.frame + 1}" if result.image.n_frames > 1 else "")
+    maker = manufacturer or MANUFACTURER
+    outputs = DicomOutputs()
+    sr = build_sr(model, result, source, maker)
+    outputs.sr_uid = str(sr.SOPInstanceUID)
+    outputs.files["sr"] = _save(sr, out / f"{stem}.sr.dcm")
+    if result.image.n_frames > 1:
+        why = (f"the source is a multi-frame image (frame {result.image.frame + 1} of {result.image.n_frames}): this "
+               "is written for single-frame slices only; the SR references the frame")
+        outputs.skipped["parametric_map"] = why
+        if secondary_capture:
+            outputs.skipped["secondary_capture"] = why
+    elif why := _no_geometry(source):
+        outputs.skipped["parametric_map"] = why
+    else:
+        outputs.files["parametric_map"] = _save(build_parametric_map(model, result, source, maker),
+                                                out / f"{stem}.pm.dcm")
+    if secondary_capture and result.image.n_frames == 1:
+        orientation = patient_orientation(source)
+        if orientation is None:
+            outputs.skipped["secondary_capture"] = "the source has no ImageOrientationPatient"
+        else:
+            outputs.files["secondary_capture"] = _save(build_secondary_capture(model, result, source, maker,
+                                                                               orientation), out / f"{stem}.sc.dcm")
+    for kind, reason in outputs.skipped.items():
+        log.warning("%s not written for %s: %s", kind, result.image.path, reason)
+    return outputs
+
+
+def _save(ds: Any, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.part")
+    ds.save_as(tmp, enforce_file_format=True)
+    os.replace(tmp, path)
+    return path
+
+
+def _no_geometry(ds: Any) -> str:
+    missing = [k for k in ("FrameOfReferenceUID", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
+               if not ds.get(k)]
+    if missing:
+        return f"the source lacks {', '.join(missing)}: a Parametric Map needs the slice's geometry"
+    return ""
+
+
+def _laterality(target: Any, source: Any) -> None:
+    # General Series Laterality is Type 2C; dciodvfy wants it present (empty = unknown) when the body part is not
+    # known to be unpaired, as in the source.
+    if "Laterality" not in target:
+        target.Laterality = source.get("Laterality", "") or ""
+
+
+def _selected(result: DicomPrediction, manifest: Manifest) -> list[int]:
+    """Indices of the windows the model's decision calls positive (score at or above the threshold)."""
+    positive = manifest.decision.positive_label
+    chosen = [i for i, lab in enumerate(result.labels) if lab == positive]
+    return sorted(chosen, key=lambda i: -float(result.scores[i]))  # the most probable region first
+
+
+def _algorithm(hd: Any, model: Model, result: DicomPrediction, maker: str) -> Any:
+    m = model.manifest
+    params = [f"manifest sha256 {model.manifest_sha256}", f"graph sha256 ({model.variant}) {model.model_sha256}",
+              f"operating threshold {m.decision.threshold!r}", f"window {result.patch} px, step {result.cell} px"]
+    return hd.sr.AlgorithmIdentification(name=m.name, version=m.version, parameters=params, manufacturer=maker)
+
+
+def _finding(hd: Any, manifest: Manifest) -> Any:
+    from pydicom.sr.coding import Code
+
+    code = FINDINGS.get(manifest.name)
+    if code is not None:
+        return Code(*code)
+    label = str(manifest.decision.positive_label or "positive")
+    return Code(label[:16], LOCAL_SCHEME, label)
+
+
+def _statements(model: Model, result: DicomPrediction, selected: int) -> list[str]:
+    m = model.manifest
+    t = m.decision.threshold
+    lines = [
+        f"Operating threshold {f'{t:g}' if t is not None else '(none)'} on the model's probability of "
+        f"'{m.decision.positive_label}': {selected} of {len(result.scores)} windows ({result.patch} x "
+        f"{result.patch} px, every {result.cell} px) are at or above it and are reported as regions.",
+        (f"The training data were SYNTHETIC: {m.data.description}" if m.data.synthetic
+         else f"Training data: {m.data.description}"),
+        f"Intended use: {m.card.intended_use}",
+    ]
+    if m.card.out_of_scope:
+        lines.append("Out of scope: " + " ".join(m.card.out_of_scope))
+    return lines
+
+
+def build_sr(model: Model, result: DicomPrediction, source: Any, maker: str) -> Any:
+    """The Comprehensive SR (TID 1500) of one scored slice, referencing ``source``."""
+    hd, pydicom = _libs()
+    from pydicom.sr.codedict import codes
+    from pydicom.sr.coding import Code
+
+    m = model.manifest
+    algorithm = _algorithm(hd, model, result, maker)
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=pydicom.uid.generate_uid(entropy_srcs=[model.manifest_sha256]), name=m.name,
+        manufacturer_name=maker, model_name=f"{m.name} {m.version}"[:64], serial_number=model.manifest_sha256[:16])
+    context = hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device, observer_identifying_attributes=device))
+    frames = [result.image.frame + 1] if result.image.n_frames > 1 else None
+    try:
+        image = hd.sr.SourceImageForRegion.from_source_image(source, referenced_frame_numbers=frames)
+    except (TypeError, ValueError) as exc:  # e.g. several frames in a single-frame SOP class
+        raise InputError(f"{Path(result.image.path).name} cannot be referenced by an SR: {exc}") from None
+    rows, cols = result.image.hu.shape
+    finding = _finding(hd, m)
+    selected = _selected(result, m)
+    groups = []
+    for k, i in enumerate(selected, start=1):
+        r, c = (int(v) for v in result.centres[i])
+        half = result.patch // 2
+        r0, r1 = max(0, r - half), min(rows, r - half + result.patch)
+        c0, c1 = max(0, c - half), min(cols, c - half + result.patch)
+        corners = np.array([[c0, r0], [c1, r0], [c1, r1], [c0, r1], [c0, r0]], dtype=np.float64)
+        region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=corners,
+                                   source_image=image)
+        probability = hd.sr.Measurement(name=codes.DCM.Probability, value=float(result.scores[i]),
+                                         unit=codes.UCUM.NoUnits, algorithm_id=algorithm)
+        groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(
+                uid=hd.UID(), identifier=f"window {k}: centre row {r}, col {c}"),
+            referenced_region=region, finding_type=finding, algorithm_id=algorithm, measurements=[probability]))
+    report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
+                                     imaging_measurements=groups or None)
+    evaluations = hd.sr.ContainerContentItem(name=Code("C0034375", "UMLS", "Qualitative Evaluations"),
+                                             relationship_type="CONTAINS")
+    evaluations.ContentSequence = hd.sr.ContentSequence([
+        hd.sr.TextContentItem(name=codes.DCM.Comment, value=text, relationship_type="CONTAINS")
+        for text in _statements(model, result, len(selected))])
+    report[0].ContentSequence.append(evaluations)
+    sr = hd.sr.ComprehensiveSR(
+        evidence=[source], content=report[0], series_instance_uid=hd.UID(), series_number=SERIES_NUMBERS["sr"],
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer=maker, is_complete=True, is_final=False,
+        is_verified=False)
+    sr.SeriesDescription = f"{m.name} {m.version} results (not verified)"[:64]
+    if FINDINGS.get(m.name) is None:
+        sr.CodingSchemeIdentificationSequence = [_local_scheme(pydicom)]
+    return sr
+
+
+def _local_scheme(pydicom: Any) -> Any:
+    item = pydicom.Dataset()
+    item.CodingSchemeDesignator = LOCAL_SCHEME
+    item.CodingSchemeName = "medinfer model labels"
+    item.CodingSchemeResponsibleOrganization = "medinfer"
+    return item
+
+
+def build_parametric_map(model: Model, result: DicomPrediction, source: Any, maker: str) -> Any:
+    """The heat map as a float32 Parametric Map on the source's pixel grid (probabilities 0..1)."""
+    hd, _ = _libs()
+    from pydicom.sr.codedict import codes
+
+    m = model.manifest
+    label = str(m.decision.positive_label or "score")
+    mapping = hd.pm.RealWorldValueMapping(
+        lut_label=label[:16], lut_explanation=f"{m.name} probability of '{label}'"[:64], unit=codes.UCUM.NoUnits,
+        value_range=(0.0, 1.0), slope=1.0, intercept=0.0, quantity_definition=codes.DCM.Probability)
+    pm = hd.pm.ParametricMap(
+        source_images=[source], pixel_array=result.heat().astype(np.float32), series_instance_uid=hd.UID(),
+        series_number=SERIES_NUMBERS["parametric_map"], sop_instance_uid=hd.UID(), instance_number=1,
+        manufacturer=maker, manufacturer_model_name=f"{m.name} {m.version}"[:64],
+        software_versions=f"medinfer {__version__}, {m.name} {m.version}"[:64],
+        device_serial_number=model.manifest_sha256[:16], contains_recognizable_visual_features=False,
+        real_world_value_mappings=[mapping],
+        voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5, window_width=1.0)],
+        content_label="HEATMAP", content_description=f"{m.name} window probabilities"[:64])
+    pm.SeriesDescription = f"{m.name} {m.version} heat map (not verified)"[:64]
+    _laterality(pm, source)
+    return pm
+
+
+def patient_orientation(ds: Any) -> tuple[str, str] | None:
+    """Patient Orientation (row, column directions) from Image Orientation (Patient), e.g. ('L', 'P')."""
+    iop = ds.get("ImageOrientationPatient")
+    if not iop or len(iop) != 6:
+        return None
+
+    def letters(v: np.ndarray) -> str:
+        names = (("L", "R"), ("P", "A"), ("H", "F"))
+        order = np.argsort(-np.abs(v))
+        return "".join(names[a][0 if v[a] > 0 else 1] for a in order if abs(v[a]) > 1e-3)[:3]
+
+    row, col = np.asarray([float(x) for x in iop[:3]]), np.asarray([float(x) for x in iop[3:]])
+    return letters(row), letters(col)
+
+
+def build_secondary_capture(model: Model, result: DicomPrediction, source: Any, maker: str,
+                            orientation: tuple[str, str]) -> Any:
+    """The overlay (lung window, heat map in red) as an RGB Secondary Capture of the source's study."""
+    hd, _ = _libs()
+    m = model.manifest
+    spacing = source.get("PixelSpacing")
+    sc = hd.sc.SCImage.from_ref_dataset(
+        source, pixel_array=overlay_rgb(result.image.hu, result.heat()), photometric_interpretation="RGB",
+        bits_allocated=8, coordinate_system="PATIENT", series_instance_uid=hd.UID(),
+        series_number=SERIES_NUMBERS["secondary_capture"], sop_instance_uid=hd.UID(), instance_number=1,
+        manufacturer=maker, pixel_spacing=tuple(float(v) for v in spacing) if spacing else None,
+        patient_orientation=orientation)
+    sc.SeriesDescription = f"{m.name} {m.version} overlay (not verified)"[:64]
+    sc.ImageComments = (f"{m.name} window probabilities in red over a lung window; for viewing only, "
+                        "not for diagnosis")
+    sc.BurnedInAnnotation = "NO"
+    _laterality(sc, source)
+    return sc

@@ -1,0 +1,354 @@
+"""FHIR R4 resources for medinfer results, for an EHR (extra ``[fhir]``: fhir.resources, imported lazily).
+
+Every answer is a ``transaction`` Bundle that an EHR can take as it is (``POST [base]``):
+
+- a ``Device`` for the bundle that made the result: name, version, variant, the sha256 of ``manifest.json``
+  (which pins every file, so it identifies the whole bundle) and of the graph, the manufacturer, and the model
+  card's intended use; created only if no Device carries that manifest sha256 yet (``ifNoneExist``);
+- per sample, the result in the resource that fits it (``MAPPINGS``, by model name):
+  ``RiskAssessment`` (lung nodule, clinical-note abnormality: the model's probability of the finding),
+  ``Observation`` (the glucose FORECAST in mg/dL with UCUM units, effective 30 minutes after the last input step;
+  the cell type of the gene model with its probability). Each references the Device (``performer`` /
+  ``device``), the resources the input came from (``basis`` / ``derivedFrom``) and carries the model card's
+  intended-use limits in ``note``. Status is ``preliminary``: a person has not reviewed it.
+
+Codes and the mapping of each model: :mod:`medinfer.tools.fhir_map` (SNOMED CT and UCUM where they fit, plainly
+local code systems otherwise).
+
+The drug-activity model is a research tool: its output is refused unless asked for as a generic Observation
+(``generic=True``, ``--fhir-generic``), which any model can produce. Models without a mapping are refused the
+same way. Every Bundle is validated with fhir.resources before it is returned; R4 is read with its ``R4B``
+models, which are identical for Device, Observation, RiskAssessment and Bundle as used here.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import MedinferError, MissingExtraError, UsageError
+from ..manifest import Manifest
+from ..model import Model
+from ..prediction import Prediction
+from .fhir_map import (
+    DICOM_UID,
+    LOCAL,
+    MANIFEST_ID,
+    MAPPINGS,
+    RESULT_CODES,
+    UCUM,
+    Mapping,
+    check_subject,
+    coding,
+    device_resource,
+    notes,
+)
+
+# No import of .dicom here: the core's lazy bridge (Prediction.to_fhir) reaches this module, and the import
+# contracts keep pydicom out of every chain that starts in the core.
+
+
+def _fhir() -> Any:
+    try:
+        from fhir.resources.R4B import bundle
+    except ImportError:
+        raise MissingExtraError("FHIR output", "fhir", "fhir.resources") from None
+    return bundle
+
+
+def validate(doc: dict[str, Any]) -> dict[str, Any]:
+    """Construct fhir.resources models from a Bundle's JSON (every entry's resource by its type).
+
+    Returns:
+        The Bundle as fhir.resources writes it back (the JSON an EHR receives).
+
+    Raises:
+        MissingExtraError: fhir.resources is not installed.
+        MedinferError: the document is not a valid FHIR resource (a bug in this module: please report it).
+    """
+    bundle = _fhir()
+    try:
+        model = bundle.Bundle.model_validate(doc)
+    except ValueError as exc:
+        raise MedinferError(f"medinfer built an invalid FHIR Bundle (please report this): {exc}") from None
+    return json.loads(model.model_dump_json(exclude_none=True))  # type: ignore[no-any-return]
+
+
+def _instant(at: datetime | None) -> datetime:
+    if at is None:
+        return datetime.now(timezone.utc).replace(microsecond=0)
+    if at.tzinfo is None:
+        raise UsageError(f"the FHIR time {at.isoformat()} has no time zone; give one, e.g. "
+                         f"{at.isoformat()}+00:00 (FHIR dateTime values with a time must carry one)")
+    return at
+
+
+def _urn() -> str:
+    return f"urn:uuid:{uuid.uuid4()}"
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What made a result: the manifest and digests of the bundle, the Device's fullUrl."""
+
+    manifest: Manifest
+    model_sha256: str
+    manifest_sha256: str
+    variant: str
+    device_url: str
+
+
+def _references(refs: Sequence[str]) -> list[dict[str, Any]]:
+    if isinstance(refs, str):
+        refs = [refs]
+    return [{"reference": check_subject(ref, "basis reference")} for ref in refs]
+
+
+def _mapping(manifest: Manifest, generic: bool) -> Mapping | None:
+    """The model's mapping; None for a generic Observation. Raises UsageError for a refused model."""
+    if generic:
+        return None
+    mapping = MAPPINGS.get(manifest.name)
+    if mapping is None:
+        raise UsageError(f"{manifest.name} has no patient-facing FHIR mapping (medinfer maps "
+                         f"{', '.join(k for k, v in MAPPINGS.items() if not v.refused)}); ask for a generic "
+                         "Observation of its output with generic=True (CLI: --fhir-generic)")
+    if mapping.refused:
+        raise UsageError(f"FHIR output of {manifest.name} is refused: it {mapping.refused}. Ask for a generic "
+                         "Observation with generic=True (CLI: --fhir-generic) if you need it recorded anyway")
+    return mapping
+
+
+def _probability(value: float) -> float:
+    return round(float(value), 6)
+
+
+def _risk(src: _Source, mapping: Mapping, *, subject: str, basis: list[dict[str, Any]], when: datetime,
+          probability: float, rationale: str, extra_notes: Sequence[str] = ()) -> dict[str, Any]:
+    return {
+        "resourceType": "RiskAssessment",
+        "status": "preliminary",
+        "code": mapping.code,
+        "method": coding(f"{LOCAL}:CodeSystem:model", src.manifest.name,
+                         f"{src.manifest.name} {src.manifest.version} ({src.variant})"),
+        "subject": {"reference": subject},
+        "occurrenceDateTime": when.isoformat(),
+        "performer": {"reference": src.device_url},
+        **({"basis": basis} if basis else {}),
+        "prediction": [{"outcome": mapping.outcome, "probabilityDecimal": _probability(probability),
+                        "rationale": rationale}],
+        "note": notes(src.manifest, *extra_notes),
+    }
+
+
+def _observation(src: _Source, code: dict[str, Any], *, subject: str, basis: list[dict[str, Any]],
+                 effective: datetime, issued: datetime, value: dict[str, Any],
+                 components: Sequence[dict[str, Any]] = (), extra_notes: Sequence[str] = ()) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "preliminary",
+        "code": code,
+        "subject": {"reference": subject},
+        "effectiveDateTime": effective.isoformat(),
+        "issued": issued.isoformat(),
+        **value,
+        "method": coding(f"{LOCAL}:CodeSystem:model", src.manifest.name,
+                         f"{src.manifest.name} {src.manifest.version} ({src.variant})"),
+        "device": {"reference": src.device_url},
+        **({"derivedFrom": basis} if basis else {}),
+        **({"component": list(components)} if components else {}),
+        "note": notes(src.manifest, *extra_notes),
+    }
+
+
+def _probability_component(p: float, of: str) -> dict[str, Any]:
+    return {"code": coding(RESULT_CODES, "model-probability", f"Model probability of '{of}'"),
+            "valueQuantity": {"value": _probability(p), "unit": "1", "system": UCUM, "code": "1"}}
+
+
+def _label_value(manifest: Manifest, label: str) -> dict[str, Any]:
+    return {"valueCodeableConcept": coding(f"{LOCAL}:CodeSystem:{manifest.name}:label", label, label)}
+
+
+def _score_units(manifest: Manifest) -> str | None:
+    return next((o.units for o in manifest.outputs if o.name == manifest.decision.score_output), None)
+
+
+def _forecast(src: _Source, mapping: Mapping, value: float, *, subject: str, basis: list[dict[str, Any]],
+              at: datetime, issued: datetime, at_given: bool) -> dict[str, Any]:
+    manifest = src.manifest
+    units = _score_units(manifest)
+    if units != "mg/dL":
+        raise UsageError(f"{manifest.name}'s score output declares units {units!r}; the FHIR glucose forecast "
+                         "needs mg/dL")
+    horizon = next((s.facts.get("horizon_minutes") for s in manifest.inputs if s.facts.get("horizon_minutes")),
+                   None)
+    if not horizon:
+        raise UsageError(f"{manifest.name}'s manifest declares no forecast horizon (input facts "
+                         "'horizon_minutes'): the forecast's effective time would be unknown")
+    horizon = int(horizon)
+    code = {"coding": mapping.code["coding"] if mapping.code else [],
+            "text": f"Blood glucose FORECAST {horizon} minutes ahead (model output, not a measurement)"}
+    return _observation(
+        src, code, subject=subject, basis=basis, effective=at + timedelta(minutes=horizon), issued=issued,
+        value={"valueQuantity": {"value": round(float(value), 1), "unit": "mg/dL", "system": UCUM,
+                                 "code": "mg/dL"}},
+        extra_notes=(f"FORECAST, not a measured glucose value: effective time = the last input step "
+                     f"({at.isoformat()}{'' if at_given else ', taken as the time of the request'}) + {horizon} "
+                     "minutes. Coded in a local code system because no LOINC code describes a predicted glucose "
+                     "value.",))
+
+
+def _generic(src: _Source, scores: np.ndarray, labels: np.ndarray | None, i: int, *, subject: str,
+             basis: list[dict[str, Any]], at: datetime, issued: datetime) -> dict[str, Any]:
+    manifest = src.manifest
+    code = coding(f"{LOCAL}:CodeSystem:model-output", manifest.name,
+                  f"{manifest.name} {manifest.version} output (research use; not a clinical observation)")
+    components: list[dict[str, Any]] = []
+    if labels is not None:
+        label = str(labels[i])
+        value = _label_value(manifest, label)
+        components.append(_probability_component(_label_probability(manifest, scores[i], label), label))
+    else:
+        units = _score_units(manifest) or ""
+        quantity: dict[str, Any] = {"value": float(np.ravel(scores[i])[0])}
+        if units:
+            quantity["unit"] = units
+        if units in ("mg/dL", "1"):
+            quantity.update(system=UCUM, code=units)
+        value = {"valueQuantity": quantity}
+    return _observation(src, code, subject=subject, basis=basis, effective=at, issued=issued, value=value,
+                        components=components,
+                        extra_notes=("Generic record of a model output, asked for explicitly: not a clinical "
+                                     "observation and not to be used for patient care.",))
+
+
+def _bundle(src: _Source, resources: list[dict[str, Any]], manufacturer: str | None) -> dict[str, Any]:
+    device = device_resource(src.manifest, model_sha256=src.model_sha256, manifest_sha256=src.manifest_sha256,
+                             variant=src.variant, manufacturer=manufacturer)
+    entries = [{"fullUrl": src.device_url, "resource": device,
+                "request": {"method": "POST", "url": "Device",
+                            "ifNoneExist": f"identifier={MANIFEST_ID}|{src.manifest_sha256}"}}]
+    entries += [{"fullUrl": _urn(), "resource": r, "request": {"method": "POST", "url": r["resourceType"]}}
+                for r in resources]
+    doc = {"resourceType": "Bundle", "type": "transaction",
+           "timestamp": datetime.now(timezone.utc).replace(microsecond=0).isoformat(), "entry": entries}
+    return validate(doc)
+
+
+def prediction_bundle(pred: Prediction, *, subject: str, basis: Sequence[str] = (), at: datetime | None = None,
+                      generic: bool = False, manufacturer: str | None = None) -> dict[str, Any]:
+    """FHIR R4 for a :class:`~medinfer.Prediction` (see :meth:`medinfer.Prediction.to_fhir`).
+
+    Raises:
+        MissingExtraError: fhir.resources is not installed.
+        UsageError: a refused or unmapped model without ``generic``, a bad subject, basis or time.
+    """
+    manifest = pred.manifest
+    if manifest is None:
+        raise UsageError("this Prediction carries no manifest; make it with medinfer.load(...).predict(...)")
+    _fhir()
+    subject = check_subject(subject)
+    refs = _references(basis)
+    mapping = _mapping(manifest, generic)
+    when, issued = _instant(at), _instant(None)
+    src = _Source(manifest, pred.model_sha256, pred.manifest_sha256, pred.variant, _urn())
+    scores, labels = np.asarray(pred.scores), pred.labels
+    threshold = manifest.decision.threshold
+    resources = []
+    for i in range(len(pred)):
+        if mapping is None:
+            resources.append(_generic(src, scores, labels, i, subject=subject, basis=refs, at=when, issued=issued))
+        elif mapping.value == "probability":
+            label = str(labels[i]) if labels is not None else ""
+            at_t = f" at the operating threshold {threshold:g}" if threshold is not None else ""
+            resources.append(_risk(src, mapping, subject=subject, basis=refs, when=issued,
+                                   probability=float(scores[i]),
+                                   rationale=f"model decision '{label}'{at_t} (score {float(scores[i]):.4f})"))
+        elif mapping.value == "forecast":
+            resources.append(_forecast(src, mapping, float(np.ravel(scores[i])[0]), subject=subject, basis=refs,
+                                       at=when, issued=issued, at_given=at is not None))
+        else:
+            label = str(labels[i]) if labels is not None else ""
+            resources.append(_observation(
+                src, mapping.code or {}, subject=subject, basis=refs, effective=when, issued=issued,
+                value=_label_value(manifest, label),
+                components=[_probability_component(_label_probability(manifest, scores[i], label), label)]))
+    return _bundle(src, resources, manufacturer)
+
+
+def _label_probability(manifest: Manifest, row: np.ndarray, label: str) -> float:
+    """The probability of the decided label: its column (multiclass) or from the positive-class score (binary)."""
+    if np.ndim(row):
+        return float(np.ravel(row)[list(manifest.labels or ()).index(label)])
+    return float(row) if label == manifest.decision.positive_label else 1.0 - float(row)
+
+
+class ScoredSlice(Protocol):
+    """What :func:`slice_bundle` reads of a :class:`medinfer.tools.dicom.DicomPrediction`."""
+
+    centres: np.ndarray
+    scores: np.ndarray
+    labels: list[str]
+    threshold: float | None
+
+    @property
+    def image(self) -> Any: ...  # CTImage: path, frame, uids
+
+
+def slice_bundle(model: Model, result: ScoredSlice, *, subject: str, basis: Sequence[str] = (),
+                 manufacturer: str | None = None, sr_uid: str | None = None) -> dict[str, Any]:
+    """FHIR R4 for one scored CT slice: a RiskAssessment whose probability is the highest window score.
+
+    ``basis`` gains the slice's study (an ImagingStudy by its DICOM Study Instance UID) when the file has one;
+    ``sr_uid`` (the SOP Instance UID of the DICOM SR written for the slice) is named in a note.
+
+    Raises:
+        MissingExtraError: fhir.resources is not installed.
+        UsageError: the model has no patient-facing mapping, or a bad subject or basis.
+    """
+    manifest = model.manifest
+    _fhir()
+    subject = check_subject(subject)
+    refs = _references(basis)
+    study = result.image.uids.get("StudyInstanceUID")
+    if study:
+        refs.insert(0, {"type": "ImagingStudy", "identifier": {"system": DICOM_UID, "value": f"urn:oid:{study}"}})
+    mapping = _mapping(manifest, False)
+    if mapping is None or mapping.resource != "RiskAssessment":
+        raise UsageError(f"{manifest.name} has no risk mapping for a scored DICOM slice")
+    src = _Source(manifest, model.model_sha256, model.manifest_sha256, model.variant, _urn())
+    best = int(np.argmax(result.scores))
+    row, col = (int(v) for v in result.centres[best])
+    t = result.threshold
+    above = sum(label == manifest.decision.positive_label for label in result.labels)
+    rationale = (f"highest of {len(result.scores)} windows, centred at row {row}, col {col} of "
+                 f"{Path(result.image.path).name} (frame {result.image.frame + 1}); {above} window(s) at or above "
+                 f"the operating threshold {f'{t:g}' if t is not None else '-'}")
+    extra = [f"Per-window regions: DICOM SR {sr_uid}."] if sr_uid else []
+    resource = _risk(src, mapping, subject=subject, basis=refs, when=_instant(None),
+                     probability=float(result.scores[best]), rationale=rationale, extra_notes=extra)
+    return _bundle(src, [resource], manufacturer)
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """``--fhir-time`` / the serve parameter: an ISO 8601 date-time with a time zone (None: now).
+
+    Raises:
+        UsageError: not ISO 8601, or no time zone.
+    """
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"the FHIR time must be ISO 8601 with a time zone, e.g. 2026-01-31T08:00:00+00:00; "
+                         f"got {text!r}") from None
+    return _instant(at)

@@ -1,0 +1,116 @@
+"""What medinfer's FHIR results are made of: code systems, the mapping of each model, the Device and notes.
+
+Codes: SNOMED CT 786838002 "Pulmonary nodule" (looked up: "Nodule of lung (disorder)", synonym "Pulmonary
+nodule") for the nodule outcome, UCUM for units, FHIR's ``urn:dicom:uid`` for DICOM UIDs. Everything else uses
+the local code systems under :data:`LOCAL` (named ``urn:medinfer:fhir:...`` so that nobody mistakes them for a
+standard terminology): no LOINC code describes a *predicted* glucose value (2339-0 and its siblings are
+measurements), nor a model's reading of report text, nor a cell-type label of these training classes. Replace
+:data:`LOCAL` by your organisation's canonical base when you register the code systems.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .._version import __version__
+from ..errors import UsageError
+from ..manifest import Manifest
+
+FHIR_VERSION = "4.0.1"
+UCUM = "http://unitsofmeasure.org"
+SNOMED = "http://snomed.info/sct"
+DICOM_UID = "urn:dicom:uid"  # FHIR's system for DICOM UIDs (ImagingStudy.identifier)
+LOCAL = "urn:medinfer:fhir"
+RESULT_CODES = f"{LOCAL}:CodeSystem:result"  # what was assessed or observed
+MANIFEST_ID = f"{LOCAL}:identifier:manifest-sha256"
+MODEL_ID = f"{LOCAL}:identifier:model-sha256"
+MANUFACTURER = "medinfer"
+
+REFERENCE = re.compile(r"^([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?"
+                       r"|urn:(uuid|oid):\S+|https?://\S+)$")
+
+
+def coding(system: str, code: str, display: str) -> dict[str, Any]:
+    """A one-coding CodeableConcept whose text repeats the display."""
+    return {"coding": [{"system": system, "code": code, "display": display}], "text": display}
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How one model's output becomes FHIR: the resource, its code, and for risks the outcome."""
+
+    resource: str = "Observation"  # "RiskAssessment" | "Observation"
+    code: dict[str, Any] | None = None
+    outcome: dict[str, Any] | None = None  # RiskAssessment.prediction.outcome (the positive label's finding)
+    value: str = "probability"  # "probability" (risk) | "forecast" (regression in mg/dL) | "label" (a class)
+    refused: str = ""  # non-empty: refused unless generic, for this reason
+
+
+#: The patient-facing mapping of each shipped model, by manifest name. A model not listed here (a retrained
+#: spec under a new name) gets only the generic Observation, on request.
+MAPPINGS: dict[str, Mapping] = {
+    "lung_nodule_cnn": Mapping(
+        "RiskAssessment", coding(RESULT_CODES, "lung-nodule-ct-region", "Lung nodule in a CT image region "
+                                 "(model assessment)"),
+        outcome=coding(SNOMED, "786838002", "Pulmonary nodule")),
+    "clinical_notes_tfidf": Mapping(
+        "RiskAssessment", coding(RESULT_CODES, "chest-xray-report-abnormality", "Abnormal study described by a "
+                                 "chest X-ray report's text (model assessment)"),
+        outcome=coding(RESULT_CODES, "abnormal-chest-xray-report", "Chest X-ray report describes an abnormal "
+                       "study")),
+    "glucose_lstm": Mapping(
+        "Observation", coding(RESULT_CODES, "glucose-forecast", "Blood glucose FORECAST (model output, not a "
+                              "measurement)"), value="forecast"),
+    "gene_expression_svd": Mapping(
+        "Observation", coding(RESULT_CODES, "cell-type", "Cell type of a single-cell expression profile (model "
+                              "classification)"), value="label"),
+    "drug_activity_rf": Mapping(refused=(
+        "is a research tool for ranking compounds of one chemical series, not a patient-facing model; its "
+        "output is not a clinical result")),
+}
+
+
+def check_subject(subject: str, what: str = "subject") -> str:
+    """``subject`` when it is a FHIR reference (``Patient/123``, ``urn:uuid:...``, an absolute URL).
+
+    Raises:
+        UsageError: anything else (a bare id, an empty string); ``what`` names the argument in the message.
+    """
+    if not isinstance(subject, str) or not REFERENCE.match(subject):
+        raise UsageError(f"the FHIR {what} must be a reference such as 'Patient/123', 'urn:uuid:<uuid>' or an "
+                         f"absolute URL; got {subject!r}")
+    return subject
+
+
+def notes(manifest: Manifest, *extra: str) -> list[dict[str, str]]:
+    """The model card's intended-use limits (and what the training data were) as FHIR Annotations."""
+    card, data = manifest.card, manifest.data
+    texts = [f"Intended use of {manifest.name} {manifest.version}: {card.intended_use}"]
+    if card.out_of_scope:
+        texts.append("Out of scope: " + " ".join(card.out_of_scope))
+    if card.limitations:
+        texts.append("Limitations: " + " ".join(card.limitations))
+    if data.synthetic:
+        texts.append("Trained and evaluated on SYNTHETIC data: " + (data.description or "see the model card"))
+    return [{"text": t} for t in (*texts, *extra)]
+
+
+def device_resource(manifest: Manifest, *, model_sha256: str, manifest_sha256: str, variant: str,
+                    manufacturer: str | None = None) -> dict[str, Any]:
+    """The ``Device`` of a bundle: name, versions, sha256 identifiers, manufacturer, intended use."""
+    return {
+        "resourceType": "Device",
+        "identifier": [{"system": MANIFEST_ID, "value": manifest_sha256},
+                       {"system": MODEL_ID, "value": model_sha256}],
+        "status": "active",
+        "manufacturer": manufacturer or MANUFACTURER,
+        "deviceName": [{"name": manifest.name, "type": "model-name"}],
+        "modelNumber": manifest.name,
+        "type": {"text": "medical inference software (medinfer ONNX bundle)"},
+        "version": [{"type": {"text": "model version"}, "value": manifest.version},
+                    {"type": {"text": "variant"}, "value": variant},
+                    {"type": {"text": "medinfer runtime"}, "value": __version__}],
+        "note": notes(manifest)[:2],
+    }
