@@ -24,11 +24,13 @@ from medinfer.manifest import (
     MANIFEST_NAME,
     DataProvenance,
     Decision,
+    Domain,
     FileEntry,
     Golden,
     Manifest,
     Metrics,
     Producer,
+    TensorSpec,
     Variant,
     dump_manifest,
     parse_manifest,
@@ -40,10 +42,15 @@ from ..train.spec import Dataset, ModelSpec, OperatingPoint, ParityTolerance, Pr
 from . import parity
 from .card import render
 from .converters import convert, get_converter
+from .domain_graph import add_domain_output
 from .variants import build_variants, chosen_profile
 
 log = logging.getLogger(__name__)
 GOLDEN_SAMPLES = 4
+DOMAIN_OUTPUT = "domain_score"
+DOMAIN_SPEC = TensorSpec(DOMAIN_OUTPUT, "float32", ("N",),
+                         description="distance of each sample from the training data (larger = further); "
+                                     "in the domain when at most manifest.domain.threshold")
 
 
 def _set_metadata(onx: Any, props: dict[str, str]) -> None:
@@ -74,7 +81,14 @@ def _producer(spec: ModelSpec, onx: Any, frameworks: dict[str, str]) -> Producer
     )
 
 
-def _contract(spec: ModelSpec, dataset: Dataset, point: OperatingPoint) -> dict[str, Any]:
+def _domain_section(art: Artifact) -> Domain:
+    d = art.report["domain"]
+    return Domain(output=DOMAIN_OUTPUT, threshold=float(d["threshold"]), coverage=float(d["coverage"]),
+                  method=d.get("method") or art.spec.domain_method, calibration=d.get("calibration", {}),
+                  evaluation=d.get("evaluation", {}))
+
+
+def _contract(spec: ModelSpec, dataset: Dataset, point: OperatingPoint, domain: bool = False) -> dict[str, Any]:
     """The behaviour-defining part of the manifest (also digested into the ONNX metadata)."""
     from medinfer.schema import to_json
 
@@ -83,7 +97,8 @@ def _contract(spec: ModelSpec, dataset: Dataset, point: OperatingPoint) -> dict[
                         rationale=point.rationale, evidence=spec.evidence)
     return {
         "name": spec.name, "version": spec.version, "task": spec.task,
-        "inputs": to_json(spec.inputs(dataset)), "outputs": to_json(spec.outputs() + spec.extra_outputs()),
+        "inputs": to_json(spec.inputs(dataset)),
+        "outputs": to_json(spec.outputs() + spec.extra_outputs() + ((DOMAIN_SPEC,) if domain else ())),
         "labels": list(spec.labels) if spec.labels else None, "decision": to_json(decision),
     }
 
@@ -100,7 +115,17 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
     progress(f"[{spec.name}] converting ({spec.family})")
     onx = convert(spec, art.model, ds)
     spec.augment_graph(onx, art.model, ds)
-    contract = _contract(spec, ds, art.point)
+    guard = art.domain
+    if guard is not None:
+        guard.sources = spec.domain_sources(onx)
+        add_domain_output(onx, guard)
+
+    def native(X: Any) -> dict[str, np.ndarray]:
+        """The native model's outputs, and the guard's native domain score when there is one."""
+        out = spec.native_outputs(art.model, X)
+        return {**out, DOMAIN_OUTPUT: guard.score(X)} if guard is not None else out
+
+    contract = _contract(spec, ds, art.point, guard is not None)
     _set_metadata(onx, {
         "medinfer.name": spec.name, "medinfer.version": spec.version,
         "medinfer.contract_sha256": contract_digest(contract), "medinfer.task": spec.task,
@@ -117,9 +142,9 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
              + (f" + {sum(len(x) for x in edge_sets.values())} edge inputs" if edge_sets else ""))
     session = parity.ort_session(model_bytes)
     input_name = spec.inputs(ds)[0].name
-    sets = {"heldout": (spec.native_outputs(art.model, ds.X_test), parity.run_batched(session, input_name, ds.X_test))}
+    sets = {"heldout": (native(ds.X_test), parity.run_batched(session, input_name, ds.X_test))}
     for set_name, X_edge in edge_sets.items():
-        sets[set_name] = (spec.native_outputs(art.model, X_edge), parity.run_batched(session, input_name, X_edge))
+        sets[set_name] = (native(X_edge), parity.run_batched(session, input_name, X_edge))
     report = parity.gate(spec, sets, art.point.threshold)
     progress(f"[{spec.name}] parity passed: max abs diff {report['max_abs_diff']:.3g}, "
              f"{report['decision_flips']} decision flips over {report['n_samples']} inputs")
@@ -169,6 +194,7 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
             "parity": report,
             "golden": golden_entry(golden_out, spec.parity.atol, spec.parity.rtol),
             "card": dataclasses.replace(spec.card, plots=plots),
+            "domain": _domain_section(art) if guard is not None else None,
         }
         write_bundle(staging, fields, files)
 
@@ -226,6 +252,11 @@ def _plots(spec: ModelSpec, art: Artifact, staging: Path, progress: Progress) ->
     folder.mkdir(exist_ok=True)
     progress(f"[{spec.name}] drawing model-card plots")
     drawn = spec.plots(art.model, art.dataset, folder, art.point)
+    if art.domain is not None and art.domain_arrays:
+        from ..train.domain import figure
+
+        drawn["Applicability domain: who is flagged, and the error among the answered"] = figure(
+            art.domain_arrays, art.report["domain"], folder / "domain.png")
     if not drawn:
         folder.rmdir()
     return drawn

@@ -12,6 +12,35 @@ def _metric(m: Any) -> str:
     return f"{m.value:.3f}{ci}"
 
 
+def _domain(m: Manifest) -> list[str]:
+    d = m.domain
+    lines = ["## When the model should not answer (applicability domain)", ""]
+    if d is None:
+        return lines + ["No domain guard: this bundle answers every input within its declared ranges.", ""]
+    ev = d.evaluation
+    lines += [f"The graph also outputs `{d.output}` per sample ({d.method}). A sample is in the domain when it is "
+              f"at most **{d.threshold:.4g}**, the threshold that accepts {d.coverage:.0%} of in-domain data never "
+              f"trained on ({d.calibration.get('data', '')}); on the other held-out samples it accepts "
+              f"**{ev.get('acceptance', float('nan')):.1%}**"
+              + ("" if ev.get("acceptance_goal_met", True) else
+                 f" (**below the {d.coverage:.0%} goal**: new in-domain data vary more than the calibration data)")
+              + ". `load(..., out_of_domain=\"no_result\")` gives no answer outside; the default flags "
+              "(`Prediction.in_domain`).", "",
+              "| shifted data | kind | n | AUROC | flagged at the threshold | goal |", "|---|---|---|---|---|---|"]
+    goals = ev.get("goals", {})
+    for name, s in (ev.get("shifts") or {}).items():
+        goal = goals.get(name, {})
+        met = "met" if goal.get("met") else "**not met**"
+        lines.append(f"| {name}: {s.get('description', '')} | {s.get('kind', '')} | {s.get('n', '')} | "
+                     f"{s.get('auroc', float('nan')):.3f} | {s.get('rejected', float('nan')):.0%} | "
+                     f"≥ {goal.get('goal', '')} ({met}) |")
+    curve = ev.get("selective") or []
+    if curve:
+        lines += ["", "Selective prediction (error among the answered, lowest domain scores answered first): "
+                  + ", ".join(f"{c['coverage']:.0%} → {c['error']:.3g}" for c in curve[::2])]
+    return lines + [""]
+
+
 def render(m: Manifest) -> str:
     """Markdown model card for regulators and integrators, rendered from the manifest."""
     c = m.card
@@ -60,6 +89,7 @@ def render(m: Manifest) -> str:
     lines.append("")
     for title, path in c.plots.items():
         lines += [f"![{title}]({path})", ""]
+    lines += _domain(m)
     lines += ["## Export parity (fail-closed gate)", ""]
     p = m.parity
     lines.append(f"- {p.n_samples} inputs compared (held-out set + edge cases); max abs diff "

@@ -192,3 +192,7 @@ def main(argv: Sequence[str]) -> int:
         error = MissingExtraError(f"medinfer {args.command}", "train", exc.name)
         print(f"medinfer: error: MissingExtraError: {error}", file=sys.stderr)
         return exit_code(error)
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with MEDINFER_DEBUG=1
+        from medinfer.cli.main import unexpected
+
+        return unexpected(exc)

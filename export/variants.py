@@ -60,7 +60,7 @@ def build_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, input_name:
             continue
         progress(f"[{spec.name}] static int8 (QDQ, per-channel) calibrated on {len(ds.X_train)} training samples")
         data = static_int8(model_bytes, np.asarray(ds.X_train), input_name,
-                           exclude_name_prefixes=spec.int8_exclude_prefixes)
+                           exclude_name_prefixes=spec.int8_exclude_prefixes + ("domain_",))
         fold = spec.int8_fold_window
         if fold:
             try:

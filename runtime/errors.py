@@ -78,6 +78,13 @@ class NoInformationError(InputError):
     code = "no_information"
 
 
+class OutOfDomainError(MedinferError, ValueError):
+    """A sample lies outside the bundle's applicability domain and the model was loaded to refuse such samples
+    (``load(..., out_of_domain="no_result" | "raise")``)."""
+
+    code = "out_of_domain"
+
+
 class InputTypeError(InputError, TypeError):
     """The input has the wrong type or dtype (a subclass of both InputError and TypeError)."""
 
@@ -145,6 +152,12 @@ class AuditError(MedinferError, OSError):
     code = "audit"
 
 
+class DriftAlert(MedinferError, RuntimeError):
+    """The out-of-domain share crossed the alert threshold (``medinfer audit drift --max-share``)."""
+
+    code = "drift"
+
+
 class UnknownModel(UnknownNameError):
     """No served model (or version) has that name (HTTP 404)."""
 
@@ -174,7 +187,7 @@ EXIT_CODES: dict[str, int] = {
     "usage": 2, "unknown_name": 2, "unknown_model": 2,
     "integrity": 3, "signature": 3,
     "manifest": 4, "bundle": 4,
-    "input": 5, "input_type": 5, "too_large": 5, "no_information": 5,
+    "input": 5, "input_type": 5, "too_large": 5, "no_information": 5, "out_of_domain": 5,
     "provider": 6,
     "self_test": 7,
     "parity": 8,
@@ -182,6 +195,7 @@ EXIT_CODES: dict[str, int] = {
     "runtime": 10, "timeout": 10, "not_ready": 10,
     "data_fetch": 11, "dataset": 11,
     "audit": 12,
+    "drift": 14,
 }
 
 #: What each exit status means (``medinfer --help`` prints this table).
@@ -199,6 +213,7 @@ EXIT_MEANINGS: dict[int, str] = {
     10: "inference: the run failed, timed out or the model was not ready",
     11: "data: training data could not be fetched or used",
     12: "audit: the audit trail could not be written or does not verify",
+    14: "drift: the out-of-domain share crossed its threshold (medinfer audit drift)",
 }
 
 
@@ -216,6 +231,7 @@ __all__ = [
     "DataFetchError",
     "DatasetError",
     "DeadlineExceeded",
+    "DriftAlert",
     "InferenceError",
     "InputError",
     "InputTypeError",
@@ -225,6 +241,7 @@ __all__ = [
     "MissingExtraError",
     "NoInformationError",
     "NotReady",
+    "OutOfDomainError",
     "ParityError",
     "ProviderError",
     "RequestError",

@@ -25,7 +25,8 @@ def load(path: str | Path, providers: Sequence[ProviderRequest] | ProviderReques
          variant: str | None = ..., session_profile: Mapping[str, Any] | None = ..., cast: str = ...,
          self_test: bool = ..., deterministic: bool = ..., require_signature: bool = ...,
          trusted_keys: Sequence[str | Path | bytes] = ..., audit: AuditLog | str | Path | None = ...,
-         on_error: Literal["raise"] = ..., deadline_ms: float | None = ...) -> Model: ...
+         on_error: Literal["raise"] = ..., deadline_ms: float | None = ...,
+         out_of_domain: str = ...) -> Model: ...
 
 
 @overload
@@ -33,7 +34,8 @@ def load(path: str | Path, providers: Sequence[ProviderRequest] | ProviderReques
          variant: str | None = ..., session_profile: Mapping[str, Any] | None = ..., cast: str = ...,
          self_test: bool = ..., deterministic: bool = ..., require_signature: bool = ...,
          trusted_keys: Sequence[str | Path | bytes] = ..., audit: AuditLog | str | Path | None = ...,
-         on_error: str = ..., deadline_ms: float | None = ...) -> Model | UnavailableModel: ...
+         on_error: str = ..., deadline_ms: float | None = ...,
+         out_of_domain: str = ...) -> Model | UnavailableModel: ...
 
 
 def load(
@@ -50,6 +52,7 @@ def load(
     audit: AuditLog | str | Path | None = None,
     on_error: str = "raise",
     deadline_ms: float | None = None,
+    out_of_domain: str = "flag",
 ) -> Model | UnavailableModel:
     """Verify a bundle and create its session.
 
@@ -72,6 +75,9 @@ def load(
             :class:`UnavailableModel` whose ``try_predict`` answers NO_RESULT with the load error's reason code
             (and whose ``predict`` raises that error). Per call, ``Model.try_predict`` never raises.
         deadline_ms: default per-call deadline for predict / try_predict.
+        out_of_domain: what a sample outside the bundle's applicability domain gets: ``"flag"`` (an answer, flagged
+            in ``Prediction.in_domain``; the default) or ``"no_result"`` / ``"raise"`` (no answer:
+            OutOfDomainError from ``predict``, ``NoResult(reason="out_of_domain")`` from ``try_predict``).
 
     Returns:
         A ready :class:`Model` (or an UnavailableModel, see ``on_error``).
@@ -80,6 +86,10 @@ def load(
         ManifestError, IntegrityError, SignatureError, ProviderError, SelfTestError (with on_error="raise").
     """
     validate_on_error(on_error)
+    from .model import OUT_OF_DOMAIN
+
+    if out_of_domain not in OUT_OF_DOMAIN:
+        raise UnknownNameError("out_of_domain policy", out_of_domain, OUT_OF_DOMAIN)
     try:
         try:
             model = _load(path, providers, variant, session_profile, cast, self_test, deterministic,
@@ -95,7 +105,7 @@ def load(
             log.error("bundle %s unavailable: %s", path, exc)
             return UnavailableModel(str(path), exc)
         raise
-    return model.configure(audit=log_, deadline_ms=deadline_ms)
+    return model.configure(audit=log_, deadline_ms=deadline_ms, out_of_domain=out_of_domain)
 
 
 @functools.lru_cache(maxsize=1)

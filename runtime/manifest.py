@@ -250,6 +250,25 @@ class Card:
 
 
 @dataclass(frozen=True)
+class Domain:
+    """The applicability-domain guard: the graph output ``output`` scores each sample's distance from the training
+    data (larger = further); a sample is in the domain when its score is at most ``threshold``, chosen on held-out
+    in-domain data to accept ``coverage`` of it. ``evaluation`` holds what was measured (acceptance, AUROC per
+    shifted set, the selective-prediction curve)."""
+
+    output: str
+    threshold: float
+    coverage: float
+    method: str
+    calibration: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+    def _check(self, doc: str, path: str) -> None:
+        if not 0.0 < self.coverage <= 1.0:
+            raise _bad(doc, f"{path}.coverage", f"must be in (0, 1], got {self.coverage}")
+
+
+@dataclass(frozen=True)
 class Manifest:
     """The whole contract of a bundle. Build it with :func:`load_manifest` or the exporter."""
 
@@ -272,6 +291,7 @@ class Manifest:
     card: Card
     labels: tuple[str, ...] | None = None
     description: str = ""
+    domain: Domain | None = None  # bundles built before the domain guard have none (and still load)
 
     def _check(self, doc: str, path: str) -> None:
         if self.schema_version != SCHEMA_VERSION:
@@ -291,6 +311,8 @@ class Manifest:
         evidence = self.decision.evidence
         if evidence is not None and evidence.output not in outputs:
             raise _bad(doc, "decision.evidence.output", f"names {evidence.output!r}, not an output")
+        if self.domain is not None and self.domain.output not in outputs:
+            raise _bad(doc, "domain.output", f"names {self.domain.output!r}, not an output")
         if self.task != "regression":
             if not self.labels or len(self.labels) < 2:
                 raise _bad(doc, "labels", f"must list at least two class labels for task {self.task!r}")

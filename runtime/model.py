@@ -24,8 +24,10 @@ from .errors import (
     InputError,
     MedinferError,
     NoInformationError,
+    OutOfDomainError,
     SelfTestError,
     UnknownNameError,
+    UsageError,
 )
 from .failsafe import WATCHDOG, NoResult
 from .integrity import outputs_digest
@@ -90,6 +92,10 @@ class Model:
         # Batches of at least this size leave the hot path: the large-batch session, chunks, the batch bound.
         self._large_from = self._chunk + 1
         self._evidence = self._meta.evidence_minimum
+        self._domain_index = self._meta.domain_index
+        self._domain_threshold = np.float32(self._meta.domain_threshold or 0.0)
+        self.out_of_domain = "flag"
+        self._refuse_ood = False
         self.large_session: Any = None
         self.audit: AuditLog | None = None
         self.deadline_ms: float | None = None
@@ -105,13 +111,27 @@ class Model:
         self._large_session_from = from_batch
         self._large_from = min(self._chunk + 1, from_batch)
 
-    def configure(self, *, audit: AuditLog | None = None, deadline_ms: float | None = None) -> Model:
-        """Set the model's audit trail and default per-call deadline (None: off)."""
-        if deadline_ms is not None and not deadline_ms > 0:
-            raise ValueError(f"deadline_ms must be > 0, got {deadline_ms!r}")
+    def configure(self, *, audit: AuditLog | None = None, deadline_ms: float | None = None,
+                  out_of_domain: str = "flag") -> Model:
+        """Set the model's audit trail, default per-call deadline (None: off) and out-of-domain policy.
+
+        ``out_of_domain``: ``"flag"`` (answer, and flag each sample in ``Prediction.in_domain``), or ``"no_result"``
+        / ``"raise"`` (a call holding a sample outside the domain gets no answer: ``predict`` raises
+        OutOfDomainError, ``try_predict`` returns ``NoResult(reason="out_of_domain")``; the two names are one
+        policy). A bundle without a domain guard answers under every policy (and says so: ``in_domain`` is None).
+
+        Raises:
+            UsageError: a deadline that is not > 0, or an unknown policy.
+        """
+        if deadline_ms is not None and not (isinstance(deadline_ms, (int, float)) and deadline_ms > 0):
+            raise UsageError(f"deadline_ms must be > 0, got {deadline_ms!r}")
+        if out_of_domain not in OUT_OF_DOMAIN:
+            raise UnknownNameError("out_of_domain policy", out_of_domain, OUT_OF_DOMAIN)
         self.audit = audit
         self.deadline_ms = deadline_ms
-        self._plain = audit is None and deadline_ms is None
+        self.out_of_domain = out_of_domain
+        self._refuse_ood = out_of_domain != "flag" and self._domain_index is not None
+        self._plain = audit is None and deadline_ms is None and not self._refuse_ood
         return self
 
     @property
@@ -237,6 +257,8 @@ class Model:
                     outs = self._run_with_deadline(feeds, start + deadline_ms / 1e3, deadline_ms)
                 if self._evidence is not None:
                     self._check_evidence(outs[1])
+                if self._refuse_ood and self._domain_index is not None:
+                    self._check_domain(outs[self._domain_index])
                 result = Prediction(self._meta, outs, single)
         except MedinferError as exc:
             error = exc
@@ -305,6 +327,17 @@ class Model:
                 f"{self.name} got {weak.size} sample(s) with no usable information (items {weak[:10].tolist()}: "
                 f"'{spec.output if spec else 'evidence'}' below {minimum:g}{meaning}); they get no answer rather "
                 "than a confident label: check what was sent"
+            )
+
+    def _check_domain(self, scores: np.ndarray) -> None:
+        outside = np.flatnonzero(np.asarray(scores).reshape(len(scores)) > self._domain_threshold)
+        if outside.size:
+            coverage = self.manifest.domain.coverage if self.manifest.domain is not None else float("nan")
+            raise OutOfDomainError(
+                f"{self.name}: {outside.size} sample(s) lie outside its applicability domain (items "
+                f"{outside[:10].tolist()}: domain score above {float(self._domain_threshold):.4g}, the threshold "
+                f"that accepts {coverage:.0%} of held-out in-domain data); loaded with "
+                f"out_of_domain={self.out_of_domain!r}, they get no answer"
             )
 
     def golden(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -376,6 +409,7 @@ class Model:
 
 
 MAX_REQUEST_ID = 256
+OUT_OF_DOMAIN = ("flag", "no_result", "raise")
 
 
 def _checked_request_id(request_id: Any) -> str | None:
@@ -416,5 +450,9 @@ def _summary(pred: Prediction, limit: int = 16) -> dict[str, Any]:
     if labels is not None:
         out["labels"] = [str(v) for v in labels[:limit]]
     out["scores"] = np.round(scores[:limit].astype(np.float64), 5).tolist()
+    domain = pred.domain_scores
+    if domain is not None:
+        out["domain_scores"] = np.round(domain[:limit].astype(np.float64), 5).tolist()
+        out["out_of_domain"] = int(np.sum(~pred.in_domain))  # type: ignore[operator]
     return out
 

@@ -31,6 +31,8 @@ class PredictionMeta:
     positive: int
     evidence_minimum: float | None
     manifest: Manifest | None = None  # the whole contract (model card, units) for encoders such as to_fhir
+    domain_index: int | None = None  # raw[domain_index] is the domain score output (None: the bundle has no guard)
+    domain_threshold: float | None = None
 
     @staticmethod
     def build(manifest: Manifest, variant: str, model_sha256: str, manifest_sha256: str,
@@ -39,6 +41,11 @@ class PredictionMeta:
         # only what the decision needs is fetched: raw[0] is always the score output, raw[1] the evidence output
         evidence = decision.evidence
         fetch = (decision.score_output,) + ((evidence.output,) if evidence is not None else ())
+        domain = manifest.domain
+        domain_index = None
+        if domain is not None:
+            domain_index = len(fetch)
+            fetch += (domain.output,)
         score_spec = next(o for o in manifest.outputs if o.name == decision.score_output)
         labels = np.array(manifest.labels, dtype=object) if manifest.labels else None
         positive = 0
@@ -61,6 +68,8 @@ class PredictionMeta:
             positive=positive,
             evidence_minimum=evidence.minimum if evidence is not None else None,
             manifest=manifest,
+            domain_index=domain_index,
+            domain_threshold=domain.threshold if domain is not None else None,
         )
 
 
@@ -135,6 +144,19 @@ class Prediction:
         return self._labels
 
     @property
+    def domain_scores(self) -> np.ndarray | None:
+        """Per sample, how far it lies from the training data (larger = further); None for a bundle without a
+        domain guard."""
+        index = self._meta.domain_index
+        return None if index is None else self._raw[index].reshape(len(self._raw[index]))
+
+    @property
+    def in_domain(self) -> np.ndarray | None:
+        """Per sample, whether its domain score is within the bundle's threshold; None without a domain guard."""
+        scores = self.domain_scores
+        return None if scores is None else scores <= np.float32(self._meta.domain_threshold)
+
+    @property
     def label(self) -> Any:
         """The single sample's label (for ``single`` predictions or a batch of one)."""
         labels = self.labels
@@ -184,6 +206,9 @@ class Prediction:
             "threshold": self._meta.threshold,
             "labels": None if labels is None else [str(v) for v in labels],
             "scores": np.asarray(self.scores).tolist(),
+            "domain_scores": None if self.domain_scores is None else self.domain_scores.tolist(),
+            "in_domain": None if self.in_domain is None else self.in_domain.tolist(),
+            "domain_threshold": self._meta.domain_threshold,
         }
 
     def to_fhir(self, subject: str, *, basis: Sequence[str] = (), at: datetime | None = None,

@@ -20,6 +20,7 @@ from medinfer.manifest import DataSource
 from medinfer.schema import parse, to_json
 
 from . import registry
+from .domain import DomainGuard, Part, evaluate
 from .spec import Dataset, ModelSpec, OperatingPoint, Progress, quiet
 
 CALIBRATION_SAMPLES = 256
@@ -33,6 +34,8 @@ class Artifact:
     dataset: Dataset
     report: dict[str, Any]
     point: OperatingPoint
+    domain: DomainGuard | None = None
+    domain_arrays: dict[str, np.ndarray] | None = None
 
 
 def train(name: str, out: str | Path = "artifacts", *, sample: int | None = None, seed: int = 0,
@@ -56,6 +59,7 @@ def train(name: str, out: str | Path = "artifacts", *, sample: int | None = None
     metrics = spec.evaluate(scores, dataset.y_test, dataset.X_test, point.threshold)
     folder = Path(out) / name
     folder.mkdir(parents=True, exist_ok=True)
+    guard, domain_report, arrays = fit_domain(spec, model, dataset, point, scores, seed, progress)
     model_file = spec.save_native(model, folder)
     _save_data(folder / "data.npz", dataset, seed)
     _save_example(folder, dataset)
@@ -83,8 +87,10 @@ def train(name: str, out: str | Path = "artifacts", *, sample: int | None = None
             "n_test": dataset.n_test,
         },
     }
+    if guard is not None:
+        report["domain"] = {**domain_report, "parts": _save_domain(folder / "domain.npz", guard, arrays)}
     (folder / "train.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
-    return Artifact(spec, folder, model, dataset, report, point)
+    return Artifact(spec, folder, model, dataset, report, point, guard, arrays)
 
 
 def load(name: str, root: str | Path = "artifacts") -> Artifact:
@@ -99,6 +105,9 @@ def load(name: str, root: str | Path = "artifacts") -> Artifact:
     model = spec.load_native(folder)
     op = report.get("operating_point") or {}
     point = OperatingPoint(op.get("threshold"), op.get("rationale", ""))
+    guard, arrays = None, None
+    if report.get("domain"):
+        guard, arrays = _load_domain(folder / "domain.npz", report["domain"], spec.domain_features(model))
     data = report["data"]
     with np.load(folder / "data.npz", allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
@@ -110,7 +119,82 @@ def load(name: str, root: str | Path = "artifacts") -> Artifact:
         feature_names=tuple(data["feature_names"]) if data["feature_names"] else None,
         facts=data["facts"], edge=arrays.get("edge"),
     )
-    return Artifact(spec, folder, model, dataset, report, point)
+    return Artifact(spec, folder, model, dataset, report, point, guard, arrays)
+
+
+def fit_domain(spec: ModelSpec, model: Any, dataset: Dataset, point: OperatingPoint, test_scores: np.ndarray,
+               seed: int = 0, progress: Progress = quiet) -> tuple[DomainGuard | None, dict[str, Any],
+                                                                  dict[str, np.ndarray]]:
+    """Fit the spec's domain guard on the training split, choose its threshold on in-domain data it never saw (the
+    validation part, else a seeded half of the held-out split) and evaluate it on the other held-out data and the
+    spec's shifted sets. Returns (guard or None, the manifest's domain fields, arrays for the card's figure)."""
+    parts = spec.domain_parts(model, dataset)
+    if not parts:
+        return None, {}, {}
+    progress(f"[{spec.name}] fitting the applicability-domain guard ({len(parts)} parts) on the training split")
+    n = dataset.n_test
+    if dataset.validation is not None:
+        X_cal, X_eval, idx = dataset.X_val, dataset.X_test, np.arange(n)
+        calibration = "the validation part (never trained on)"
+    else:
+        cal_idx, idx, calibration = _calibration_half(dataset, seed)
+        X_cal, X_eval = _take(dataset.X_test, cal_idx), _take(dataset.X_test, idx)
+    # The parts were fitted on the training split; their scales (each part's 99th percentile) come from in-domain
+    # data the model never saw, like the threshold: training data look closer than new in-domain data do.
+    guard = DomainGuard(parts, spec.domain_method, spec.domain_features(model)).calibrate(X_cal)
+    y = np.asarray(dataset.y_test)[idx]
+    s = np.asarray(test_scores)[idx]
+    errors = np.abs(s - y) if spec.task == "regression" else (spec.decisions(s, point.threshold) != y)
+    progress(f"[{spec.name}] evaluating the guard on shifted data")
+    shifts = spec.domain_shifts(model, dataset, guard)
+    report, arrays = evaluate(guard, shifts, X_cal, X_eval, np.asarray(errors, dtype=np.float64),
+                              spec.domain_coverage, calibration)
+    aurocs = ", ".join(f"{k} {v['auroc']:.3f}" for k, v in report["evaluation"]["shifts"].items())
+    progress(f"[{spec.name}] domain threshold {report['threshold']:.4g}: accepts "
+             f"{report['evaluation']['acceptance']:.1%} of held-out in-domain data; AUROC {aurocs}")
+    return guard, report, arrays
+
+
+def _calibration_half(dataset: Dataset, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Held-out indices to calibrate on and to evaluate on: half of the groups (e.g. patients) when the held-out
+    part has two or more, else a seeded half of the samples."""
+    n, rng = dataset.n_test, np.random.default_rng(seed + 7)
+    groups = dataset.groups.get("test")
+    if groups is not None and len(groups) == n and len(np.unique(groups)) >= 2:
+        names = np.unique(groups)
+        picked = rng.permutation(names)[: len(names) // 2]
+        cal = np.isin(groups, picked)
+        what = str(dataset.split.get("group", "groups"))
+        return (np.flatnonzero(cal), np.flatnonzero(~cal),
+                f"the held-out samples of {len(picked)} of the {len(names)} held-out {what} (the other {what} "
+                "measure acceptance and the curves)")
+    order = rng.permutation(n)
+    return (np.sort(order[: n // 2]), np.sort(order[n // 2:]),
+            "a seeded half of the held-out split (the other half measures acceptance and the curves)")
+
+
+def _take(X: Any, idx: np.ndarray) -> Any:
+    return np.asarray(X)[idx]
+
+
+def _save_domain(path: Path, guard: DomainGuard, arrays: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    blobs: dict[str, np.ndarray] = {f"eval.{k}": v for k, v in arrays.items()}
+    meta = []
+    for i, part in enumerate(guard.parts):
+        meta.append({"kind": part.kind, "source": part.source, "scale": part.scale, "label": part.label,
+                     "params": sorted(part.params)})
+        blobs.update({f"part{i}.{k}": v for k, v in part.params.items()})
+    np.savez(path, **blobs)
+    return meta
+
+
+def _load_domain(path: Path, report: dict[str, Any], features: Any) -> tuple[DomainGuard, dict[str, np.ndarray]]:
+    with np.load(path, allow_pickle=False) as npz:
+        blobs = {k: npz[k] for k in npz.files}
+    parts = [Part(m["kind"], m["source"], {k: blobs[f"part{i}.{k}"] for k in m["params"]}, float(m["scale"]),
+                  m["label"]) for i, m in enumerate(report["parts"])]
+    arrays = {k[5:]: v for k, v in blobs.items() if k.startswith("eval.")}
+    return DomainGuard(parts, report.get("method", ""), features), arrays
 
 
 def _save_data(path: Path, dataset: Dataset, seed: int) -> None:

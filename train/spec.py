@@ -16,6 +16,8 @@ from medinfer.decision import DEFAULT_THRESHOLD, decide, score_column, scores_of
 from medinfer.errors import UnknownNameError, UsageError
 from medinfer.manifest import Card, DataSource, Evidence, SessionProfile, TensorSpec
 
+from .domain import DomainGuard, Part, Shift
+
 Progress = Callable[[str], None]
 
 
@@ -54,6 +56,9 @@ class Dataset:
     edge: Any = None  # extra inputs for the parity gate (hostile strings, extreme values, ...)
     X_val: Any = None
     y_val: np.ndarray | None = None
+    # Per-sample group of each part, e.g. {"train": patient per window, "test": ...}: data-driven choices made on
+    # held-out data (the domain guard's calibration half) keep a group whole. Not written to the manifest.
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_train(self) -> int:
@@ -115,6 +120,9 @@ class ModelSpec:
     options: ClassVar[tuple[str, ...]] = ()
     # An output measuring how much information a sample carries; below its minimum the runtime gives no answer.
     evidence: ClassVar[Evidence | None] = None
+    # What the domain guard is, in a sentence (the manifest and card), and the in-domain share its threshold keeps.
+    domain_method: ClassVar[str] = ""
+    domain_coverage: ClassVar[float] = 0.99
     # Memory bounds written into the session profile: samples per onnxruntime run, samples per call.
     chunk: ClassVar[int] = 256
     max_batch: ClassVar[int] = 65536
@@ -214,6 +222,26 @@ class ModelSpec:
     def augment_graph(self, onx: Any, model: Any, dataset: Dataset) -> None:
         """Add :meth:`extra_outputs` to the converted ``onnx.ModelProto`` in place (e.g. an evidence output).
         Default: nothing."""
+
+    # -- the applicability-domain guard (see medinfer.train.domain) -----------------------------------------
+    def domain_parts(self, model: Any, dataset: Dataset) -> list[Part]:
+        """The parts of the domain guard, fitted on ``dataset``'s TRAINING split only. Default: no guard."""
+        return []
+
+    def domain_features(self, model: Any) -> Callable[[Any], dict[str, np.ndarray]]:
+        """``X -> {source: tensor}``: the native values of every tensor a part reads (same names as
+        :meth:`domain_sources` gives in the graph). Default: the input as ``"input"``."""
+        return lambda X: {"input": np.asarray(X)}
+
+    def domain_sources(self, onx: Any) -> dict[str, str]:
+        """Part source name -> tensor name in the converted graph. Default: ``"input"`` is the graph's input and
+        every output is itself."""
+        return {"input": onx.graph.input[0].name, **{o.name: o.name for o in onx.graph.output}}
+
+    def domain_shifts(self, model: Any, dataset: Dataset, guard: DomainGuard) -> dict[str, Shift]:
+        """Shifted sets to evaluate the guard on (each with a kind, ``gross`` or ``subtle``), keyed by name.
+        Default: none."""
+        return {}
 
     def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:
         """Model-card figures drawn into ``folder``; returns ``{title: path relative to the bundle}``."""

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AuditError, MedinferError, exit_code
+from ..errors import AuditError, DriftAlert, MedinferError, UsageError, exit_code
 from .common import bundle_path, providers_arg, table
 
 if TYPE_CHECKING:
@@ -59,11 +59,25 @@ def cmd_info(args: argparse.Namespace) -> int:
         rows += [[f"{k} ({m.metrics.baseline.name})", v.value, f"[{v.ci95[0]:.4g}, {v.ci95[1]:.4g}]" if v.ci95 else ""]
                  for k, v in m.metrics.baseline.heldout.items()]
     print("\n" + table(rows, ["held-out metric", "value", "95% CI"]))
+    print("\n" + _domain_text(m))
     print("\n" + table([[k, v.precision, v.file] for k, v in m.variants.items()], ["variant", "precision", "file"]))
     print("\n" + table([[k, v.size, v.sha256[:16] + "…"] for k, v in m.files.items()], ["file", "bytes", "sha256"]))
     sources = "; ".join(f"{s.package}=={s.version}:{s.file}" for s in m.data.sources)
     print(f"\ndata: {sources}{' (SYNTHETIC)' if m.data.synthetic else ''}")
     return 0
+
+
+def _domain_text(m: Any) -> str:
+    d = m.domain
+    if d is None:
+        return ("domain guard: none (this bundle was built before medinfer's applicability-domain guard: it answers "
+                "every input within the declared ranges, however unlike its training data)")
+    lines = [f"domain guard: {d.method}", f"  threshold {d.threshold:.4g} (accepts {d.coverage:.0%} of held-out "
+             f"in-domain data; measured {d.evaluation.get('acceptance', float('nan')):.1%})"]
+    for name, s in (d.evaluation.get("shifts") or {}).items():
+        lines.append(f"  AUROC {s.get('auroc', float('nan')):.3f} against {name} ({s.get('kind', '')}), "
+                     f"{s.get('rejected', float('nan')):.0%} of it flagged")
+    return "\n".join(lines)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -143,7 +157,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..loader import load
     from ..tools.inputs import read_input
 
-    model = load(bundle_path(args.bundle), providers_arg(args.provider), variant=args.variant, cast=args.cast)
+    model = load(bundle_path(args.bundle), providers_arg(args.provider), variant=args.variant, cast=args.cast,
+                 out_of_domain=args.out_of_domain)
     from ..tools.dicom import is_dicom_file
 
     if is_dicom_file(args.input):
@@ -164,14 +179,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     scores = pred.scores
     if labels is not None and scores.ndim == 1:
         rows = [[i, labels[i], float(scores[i])] for i in range(len(pred))]
-        print(table(rows, ["#", "label", f"score ({model.manifest.decision.positive_label})"]))
+        headers = ["#", "label", f"score ({model.manifest.decision.positive_label})"]
     elif labels is not None:
         rows = [[i, labels[i], float(scores[i].max())] for i in range(len(pred))]
-        print(table(rows, ["#", "label", "probability"]))
+        headers = ["#", "label", "probability"]
     else:
         units = next((o.units for o in model.manifest.outputs if o.name == model.manifest.decision.score_output), "")
         rows = [[i, float(v) if scores.ndim == 1 else list(map(float, v))] for i, v in enumerate(scores)]
-        print(table(rows, ["#", f"prediction{f' ({units})' if units else ''}"]))
+        headers = ["#", f"prediction{f' ({units})' if units else ''}"]
+    if pred.domain_scores is not None and pred.in_domain is not None:
+        for row, score, inside in zip(rows, pred.domain_scores, pred.in_domain):
+            row.append(f"{'yes' if inside else 'NO'} ({float(score):.3g})")
+        headers.append(f"in domain (score <= {model.manifest.domain.threshold:.3g})")  # type: ignore[union-attr]
+    print(table(rows, headers))
+    if pred.in_domain is not None and not pred.in_domain.all():
+        print(f"\nWARNING: {int((~pred.in_domain).sum())} sample(s) lie outside the model's applicability domain: "
+              "their answers are not backed by the training data", file=sys.stderr)
     print(f"\n{pred.model} {pred.version} [{pred.variant}] sha256 {pred.model_sha256[:16]}… on {pred.provider}")
     if args.fhir_out:
         print(f"FHIR R4 transaction Bundle written to {args.fhir_out}")
@@ -232,6 +255,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    if args.action == "drift":
+        return _audit_drift(args)
     from ..audit import verify_log
 
     report = verify_log(args.log, key=args.key, head=args.head)
@@ -244,6 +269,37 @@ def cmd_audit(args: argparse.Namespace) -> int:
     else:
         print(f"FAIL  {args.log}: {report.problem} ({report.records} records verified before it)", file=sys.stderr)
     return 0 if report.ok else exit_code(AuditError("verification failed"))
+
+
+def _audit_drift(args: argparse.Namespace) -> int:
+    from ..tools import drift
+
+    if args.max_share is not None and not 0.0 <= args.max_share <= 1.0:
+        raise UsageError(f"--max-share {args.max_share!r}: expected a share between 0 and 1")
+    windows = drift.drift(args.log, drift.parse_window(args.window), args.model)
+    rows = [w.to_dict() for w in windows]
+    alert = [r for r in rows if args.max_share is not None and r["share"] > args.max_share]
+    if args.plot:
+        drift.plot(windows, args.plot, args.max_share)
+    if args.json:
+        print(json.dumps({"windows": rows, "alerts": len(alert)}, indent=2))
+    elif not rows:
+        print(f"{args.log}: no records with domain scores (bundles without a domain guard, or an empty log)")
+    else:
+        print(table([[r["start"], r["records"], r["samples"], r["out_of_domain"], f"{r['share']:.2%}",
+                      _g(r["score_p50"]), _g(r["score_p90"]), _g(r["score_p99"])] for r in rows],
+                    ["window start (UTC)", "records", "samples", "out of domain", "share", "score p50", "p90", "p99"]))
+        if args.plot:
+            print(f"plot written to {args.plot}")
+    if alert:
+        print(f"ALERT {args.log}: the out-of-domain share exceeded {args.max_share:g} in {len(alert)} window(s), "
+              f"first at {alert[0]['start']} ({alert[0]['share']:.2%})", file=sys.stderr)
+        return exit_code(DriftAlert("drift"))
+    return 0
+
+
+def _g(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def _predict_dicom(model: Model, args: argparse.Namespace) -> int:
@@ -336,6 +392,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--provider", default=None, help="comma-separated preference list, e.g. cuda,cpu")
     p.add_argument("--cast", choices=("safe", "same_kind"), default="safe", help="dtype casting policy for .npy")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--out-of-domain", choices=("flag", "no_result"), default="flag",
+                   help="samples outside the applicability domain: flag them (default) or give no answer (exit 5)")
     dicom = p.add_argument_group("DICOM CT input (bundles whose manifest declares CT in HU; needs [dicom])")
     dicom.add_argument("--center", default=None, metavar="ROW,COL",
                        help="score one patch centred here (default: the whole slice, sliding window)")
@@ -383,8 +441,14 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_sign)
 
     p = sub.add_parser("audit", help="verify an audit log's hash chain: 'medinfer audit verify LOG'")
-    p.add_argument("action", choices=("verify",))
+    p.add_argument("action", choices=("verify", "drift"),
+                   help="verify: check the hash chain; drift: out-of-domain share per time window")
     p.add_argument("log")
+    p.add_argument("--window", default="1h", help="drift: window length, e.g. 15m, 1h, 1d (default 1h)")
+    p.add_argument("--max-share", type=float, default=None,
+                   help="drift: exit 14 when a window's out-of-domain share is above this (e.g. 0.05)")
+    p.add_argument("--model", default=None, help="drift: only this model's records")
+    p.add_argument("--plot", default=None, metavar="OUT.png", help="drift: draw the share and score quantiles")
     p.add_argument("--key", default=None, metavar="FILE", help="device key of a keyed log (HMAC chain)")
     p.add_argument("--head", action="store_true", help="also check LOG.head: detects records deleted from the end")
     p.add_argument("--json", action="store_true")

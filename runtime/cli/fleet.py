@@ -34,7 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue, deadline_ms=args.deadline_ms, audit=args.audit,
         providers=_providers(args.provider), variant=args.variant, require_signature=args.require_signature,
         trusted_keys=tuple(args.trusted_key), shutdown_timeout=args.shutdown_timeout, access_log=args.access_log,
-        request_timeout=args.request_timeout, max_connections=args.max_connections,
+        request_timeout=args.request_timeout, max_connections=args.max_connections, out_of_domain=args.out_of_domain,
         **options,
     )
 
@@ -111,6 +111,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--request-timeout", type=float, default=30.0,
                    help="seconds a connection has to send a whole request; idle or trickling ones are closed")
+    p.add_argument("--out-of-domain", choices=("flag", "no_result"), default="flag",
+                   help="a sample outside the applicability domain: flag it in 'in_domain' (default) or answer 422")
     p.add_argument("--max-connections", type=int, default=1024,
                    help="open connections at most; more are answered 503 (default 1024)")
     p.set_defaults(func=cmd_serve)

@@ -79,3 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("medinfer: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one line for the user, the traceback on request
+        return unexpected(exc)
+
+
+def unexpected(exc: BaseException) -> int:
+    """Report an error medinfer did not expect (a bug) in one line; the traceback with MEDINFER_DEBUG=1."""
+    if os.environ.get("MEDINFER_DEBUG"):
+        raise exc
+    print(f"medinfer: unexpected error (a bug: please report it): {type(exc).__name__}: {exc}; set "
+          "MEDINFER_DEBUG=1 for the traceback", file=sys.stderr)
+    return 1

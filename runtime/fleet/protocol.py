@@ -89,6 +89,8 @@ def output_metadata(model: Model) -> list[TensorMeta]:
             spec = next((o for o in model.manifest.outputs if o.name == name), None)
             dims = [d if isinstance(d, int) else -1 for d in spec.shape] if spec else [-1, *raw.shape[1:]]
             out.append(TensorMeta(name, datatype_of(raw), tuple(dims) if dims else (-1,)))
+    if pred.in_domain is not None:
+        out.append(TensorMeta("in_domain", "BOOL", (-1,)))
     return out
 
 
@@ -100,6 +102,8 @@ def prediction_tensors(pred: Prediction) -> dict[str, np.ndarray]:
     tensors["scores"] = np.asarray(pred.scores)
     for name, raw in pred.outputs.items():
         tensors.setdefault(name, raw)
+    if pred.in_domain is not None:  # the applicability-domain flag beside the raw domain_score output
+        tensors["in_domain"] = pred.in_domain
     return tensors
 
 

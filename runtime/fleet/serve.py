@@ -48,6 +48,7 @@ from ..errors import (
     MedinferError,
     MissingExtraError,
     NotReady,
+    OutOfDomainError,
     RequestError,
     UnknownModel,
     UsageError,
@@ -75,6 +76,8 @@ def http_status(exc: BaseException) -> int:
         return 413
     if isinstance(exc, InputError):
         return 400
+    if isinstance(exc, OutOfDomainError):
+        return 422
     if isinstance(exc, UnknownModel):
         return 404
     if isinstance(exc, (NotReady, AuditError)):
@@ -102,6 +105,7 @@ class ServeConfig:
     trusted_keys: tuple[str, ...] = ()
     shutdown_timeout: float = 30.0
     access_log: bool = False
+    out_of_domain: str = "flag"  # "no_result": a request with a sample outside the domain is answered 422
     request_timeout: float = 30.0  # a connection must deliver a whole request (headers + body) within this
     max_connections: int = 1024  # open connections; more are closed at once (liveness stays answerable)
 
@@ -181,7 +185,8 @@ class Registry:
                              trusted_keys=self.config.trusted_keys)
                 slot.inputs, slot.outputs = input_metadata(model.manifest), output_metadata(model)
                 # audit and deadline only now, so the golden run above leaves no audit record
-                model.configure(audit=self.audit, deadline_ms=self.config.deadline_ms)
+                model.configure(audit=self.audit, deadline_ms=self.config.deadline_ms,
+                                out_of_domain=self.config.out_of_domain)
                 slot.model, slot.state = model, "ready"
                 log.info("%s %s ready in %.2f s (verified, self-test passed)", model.name, model.version,
                          time.perf_counter() - start)
@@ -260,6 +265,9 @@ def _infer(slot: Slot, body: bytes, header: str | None, arrival: float, server_d
                               "variant": pred.variant, "provider": pred.provider}
     if model.manifest.decision.threshold is not None:
         params["threshold"] = model.manifest.decision.threshold
+    if pred.in_domain is not None:
+        params["domain_threshold"] = model.manifest.domain.threshold  # type: ignore[union-attr]
+        params["out_of_domain"] = int((~pred.in_domain).sum())
     if fhir is not None:
         try:
             params["fhir"] = json.dumps(pred.to_fhir(**fhir), separators=(",", ":"))

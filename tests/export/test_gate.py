@@ -108,3 +108,21 @@ def test_a_shipped_profile_that_differs_fails_the_export(spec, tmp_path) -> None
     moved = {**good, "probabilities": good["probabilities"] + np.float32(0.001)}
     with pytest.raises(medinfer.ParityError, match="shipped session profiles"):
         gate_profiles(spec, {"default": graph}, profile, "x", x, {"default": moved}, {"default": spec.parity}, 0.5)
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_a_domain_score_that_differs_from_the_native_guard_fails_closed(built, tmp_path, name: str) -> None:
+    """The gate covers the domain output too: a graph whose domain_score drifts from the native guard writes
+    nothing."""
+    import copy
+    import dataclasses
+
+    from medinfer.export.bundle import export
+
+    art, _ = built(name)
+    guard = copy.copy(art.domain)
+    real = guard.score
+    guard.score = lambda X: real(X) + np.float32(0.05)  # the native reference moves, the graph does not
+    with pytest.raises(medinfer.ParityError, match="domain_score"):
+        export(dataclasses.replace(art, domain=guard), tmp_path / "bundles")
+    assert not (tmp_path / "bundles").exists() or not any((tmp_path / "bundles").iterdir())

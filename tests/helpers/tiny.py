@@ -353,3 +353,34 @@ def build_multiclass(folder: Path, *, name: str = "tiny_multiclass") -> Path:
                    [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])],
                    [numpy_helper.from_array(MULTI_W, "W")])
     return _write(folder, name, doc, graph, GOLDEN_X, {"probabilities": multiclass_reference(GOLDEN_X)})
+
+
+def domain_reference(x: np.ndarray) -> np.ndarray:
+    """The tiny guard in numpy: the mean of squared features / 10 (0 at the centre of the training data)."""
+    return (x.astype(np.float32) ** 2).mean(axis=1) / np.float32(10)
+
+
+def build_domain(folder: Path, *, name: str = "tiny_domain", threshold: float = 1.0) -> Path:
+    """The tiny logistic model with an applicability-domain output ``domain_score`` (its manifest ``domain``
+    section): samples with a domain score above ``threshold`` are outside the domain."""
+    from medinfer.manifest import Domain
+    from onnx import TensorProto, helper, numpy_helper
+
+    doc = contract(name)
+    doc["outputs"] = to_json((TensorSpec("label", "int64", ("N",)), TensorSpec("probabilities", "float32", ("N", 2)),
+                              TensorSpec("domain_score", "float32", ("N",))))
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["z0"]), helper.make_node("Add", ["z0", "B"], ["z"]),
+             helper.make_node("Softmax", ["z"], ["probabilities"], axis=1),
+             helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+             helper.make_node("Mul", ["x", "x"], ["sq"]),
+             helper.make_node("ReduceMean", ["sq"], ["msq"], axes=[1], keepdims=0),
+             helper.make_node("Div", ["msq", "ten"], ["domain_score"])]
+    graph = _graph(name, doc, nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                   [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+                    helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2]),
+                    helper.make_tensor_value_info("domain_score", TensorProto.FLOAT, ["N"])],
+                   [numpy_helper.from_array(W, "W"), numpy_helper.from_array(B, "B"),
+                    numpy_helper.from_array(np.array(10, np.float32), "ten")])
+    domain = Domain(output="domain_score", threshold=threshold, coverage=0.99, method="mean square / 10 (test)",
+                    calibration={"data": "synthetic"}, evaluation={})
+    return _write(folder, name, doc, graph, GOLDEN_X, {"probabilities": reference(GOLDEN_X)}, domain=domain)

@@ -128,3 +128,48 @@ def test_hostile_inputs_every_bundle(built, name: str) -> None:
             check_refused_or_right(model, numeric_case(spec, shape, dtype, pattern, batch, seed))
 
     run()
+
+
+def _shifted(name: str, X, rng: np.random.Generator):
+    """A gross fault per model, built the way the spec's evaluation builds it (see each spec's domain_shifts)."""
+    X = np.asarray(X)
+    if name == "drug_activity_rf":
+        return X[:, rng.permutation(X.shape[1])]  # descriptor columns in another order
+    if name == "clinical_notes_tfidf":
+        code = " ".join(["import subprocess; def main(argv): return subprocess.call(argv, **kwargs)"] * 20)
+        return np.array([f"{report} {code}" for report in X[:3]], dtype=object)  # mostly source code
+    if name == "gene_expression_svd":
+        return np.ascontiguousarray(X[:, rng.permutation(X.shape[1])])  # genes in another order
+    if name == "lung_nodule_cnn":
+        return rng.uniform(-1024, 3071, (4, *X.shape[1:])).astype(np.float32)  # noise over the HU range
+    if name == "glucose_lstm":
+        stuck = X[:8].copy()
+        stuck[:, :, 0] = 150.0  # the CGM repeats one reading for the whole window
+        stuck[:, :, 1:3] = 0.0
+        return stuck
+    raise AssertionError(f"no shifted input for {name}: add one when registering a spec")
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_bundle_carries_a_domain_guard_that_flags_a_fault(built, name: str) -> None:
+    """The guard is in the one graph, its score equals the native guard, held-out data are mostly in the domain,
+    a gross fault is flagged, and each policy acts on it."""
+    art, path = built(name)
+    m = medinfer.load_manifest(path)
+    assert m.domain is not None and m.domain.output == "domain_score" and m.domain.threshold > 0
+    assert "domain_score" in [o.name for o in m.outputs]
+    assert m.domain.evaluation["shifts"] and "auroc" in next(iter(m.domain.evaluation["shifts"].values()))
+    model = medinfer.load(path)
+    X = art.dataset.X_test
+    pred = model.predict(X)
+    from medinfer.export.parity import DOMAIN_TOLERANCE
+
+    np.testing.assert_allclose(pred.domain_scores, art.domain.score(X), atol=DOMAIN_TOLERANCE.atol,
+                               rtol=DOMAIN_TOLERANCE.rtol)
+    assert pred.in_domain.mean() >= 0.5  # tiny test models: a loose floor; the built bundles report theirs
+    bad = _shifted(name, X, np.random.default_rng(0))
+    assert not model.predict(bad).in_domain.any()
+    out = medinfer.load(path, out_of_domain="no_result").try_predict(bad)
+    assert isinstance(out, medinfer.NoResult) and out.reason == "out_of_domain"
+    with pytest.raises(medinfer.OutOfDomainError):
+        medinfer.load(path, out_of_domain="raise").predict(bad)

@@ -40,6 +40,44 @@ register_source(Source(
 ))
 
 SOURCES = ("chembl2321810_smiles", "chembl2321810_activity")
+
+# Other chemical series and targets shipped in the same RDKit wheel: shifted data for the applicability-domain guard.
+_SHIFTS = {
+    "nci_diverse": ("Data/NCI/first_5K.smi", "91e71c015f14939837f2943dcc904f7c87e5a3a0124d82b05c28ad2f23004def",
+                    "5000 diverse NCI compounds (the first of the NCI open set)", "public domain (NCI/DTP open set)"),
+    "cdk2_ligands": ("Contrib/Fastcluster/testdata/cdk2.sdf",
+                     "5b11476d71a589f7e4ae42bbed347eb5e10891756f26469c14bd41a74a93bdf6",
+                     "CDK2 ligands (another target)", "BSD-3-Clause (RDKit test data)"),
+    "egfr_ligands": ("Contrib/PBF/testData/egfr.sdf",
+                     "e57dfc5bd9bfd456cd435b165cfc4f86a992a059859b926ea32579986d1ef236",
+                     "EGFR ligands (another target)", "BSD-3-Clause (RDKit test data)"),
+    "cmet_ligands": ("Contrib/FreeWilson/data/cmet_ligands.sdf",
+                     "10ba1afb8ce7210d284312f23bf0505dd878d2ebdea76babb6ea641d46903258",
+                     "c-Met ligands (another series and target)", "BSD-3-Clause (RDKit test data)"),
+}
+SHIFTS = tuple(_SHIFTS)
+for _name, (_member, _sha, _what, _licence) in _SHIFTS.items():
+    register_source(Source(name=_name, package="rdkit", version="2026.9.1", member=f"rdkit/{_member}", sha256=_sha,
+                           licence=_licence, citation="RDKit: Open-source cheminformatics, https://www.rdkit.org",
+                           description=f"{_what}: shifted data for the applicability-domain evaluation"))
+
+
+def load_shift(name: str, limit: int, seed: int = 0) -> list[str]:
+    """SMILES of a shifted set (RDKit-parsable molecules only), a seeded sample of at most ``limit``."""
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    data = fetch(name)
+    if _SHIFTS[name][0].endswith(".sdf"):
+        supplier = Chem.ForwardSDMolSupplier(io.BytesIO(data))
+        smiles = [Chem.MolToSmiles(m) for m in supplier if m is not None]
+    else:
+        smiles = [line.split()[0] for line in data.decode("utf-8").splitlines() if line.strip()]
+        smiles = [s for s in smiles if Chem.MolFromSmiles(s) is not None]
+    if len(smiles) > limit:
+        pick = np.sort(np.random.default_rng(seed).choice(len(smiles), size=limit, replace=False))
+        smiles = [smiles[i] for i in pick]
+    return smiles
 ACTIVE_PIC50 = 7.0  # pIC50 >= 7  <=>  IC50 <= 100 nM
 
 

@@ -43,6 +43,18 @@ register_source(Source(
     citation=_PYDICOM_CITATION,
     description="one real CT slice, 512x512, 0.48 mm pixels, uncompressed",
 ))
+for _name, _package, _version, _member, _sha, _what in (
+    ("pydicom_mr_small", "pydicom", "3.0.2", "pydicom/data/test_files/MR_small.dcm",
+     "3f27d1c22f1a66e80d7bb7c911e8610fd0bb70325a76746a7adb1c0ddefcf2bb", "an MR slice, 64x64 (not CT: no HU scale)"),
+    ("pydicom_data_neck", "pydicom-data", "1.0.0", "data_store/data/bad_sequence.dcm",
+     "0677915e5c3e8c98498eb3d1b726ccf38ba0d8ada657c8ca7fe1b8b9b5890f4f", "a CT slice of the neck"),
+    ("pydicom_data_pancreas", "pydicom-data", "1.0.0", "data_store/data/explicit_VR-UN.dcm",
+     "28c4a61022d7dbebec97e2f1bbdad0ed097bee2c62727c26a3f3720248c9c6e7", "a CT slice of the abdomen (pancreas)"),
+):  # shifted data for the applicability-domain evaluation, never trained on
+    register_source(Source(name=_name, package=_package, version=_version, member=_member, sha256=_sha,
+                           licence="MIT (pydicom test data)" if _package == "pydicom" else "MIT (pydicom-data)",
+                           citation=_PYDICOM_CITATION,
+                           description=f"{_what}: shifted data for the applicability-domain evaluation"))
 register_source(Source(
     name="pydicom_data_ect",
     package="pydicom-data",
@@ -97,6 +109,14 @@ def dicom_slices(name: str) -> list[Slice]:
     spacing = _spacing(ds)
     return [Slice(name, i, np.clip(f * slope + intercept, HU_MIN, HU_MAX).astype(np.float32), spacing)
             for i, f in enumerate(frames)]
+
+
+def raw_pixels(name: str) -> np.ndarray:
+    """A DICOM source's first frame as stored values (no rescale): e.g. an MR slice fed as if it were HU."""
+    import pydicom
+
+    pixels = pydicom.dcmread(io.BytesIO(fetch(name))).pixel_array.astype(np.float32)
+    return pixels if pixels.ndim == 2 else pixels[0]
 
 
 def _rescale(ds: object) -> tuple[float, float]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from medinfer.errors import DatasetError
 
 from .sources import Source, fetch, register_source
 
@@ -39,7 +40,7 @@ SECTIONS = ("FINDINGS", "IMPRESSION")
 UNLABELLED = ("No Indexing",)
 
 
-class ReportFormatError(ValueError):
+class ReportFormatError(DatasetError):
     """The report archive does not have the layout this loader knows."""
 
 
@@ -49,6 +50,7 @@ class Report:
     text: str
     label: int  # index into LABELS
     major: tuple[str, ...]
+    sections: tuple[tuple[str, str], ...] = ()  # every labelled section (INDICATION, COMPARISON, ...) as read
 
 
 def parse(archive: bytes) -> tuple[list[Report], dict[str, int]]:
@@ -79,7 +81,8 @@ def parse(archive: bytes) -> tuple[list[Report], dict[str, int]]:
                 continue
             uid_el = root.find("uId")
             uid = uid_el.get("id", member.name) if uid_el is not None else member.name
-            reports.append(Report(str(uid), text, int(major != ("normal",)), major))
+            reports.append(Report(str(uid), text, int(major != ("normal",)), major,
+                                  tuple((k, v) for k, v in sections.items() if k and v)))
     if not reports:
         raise ReportFormatError("the archive holds no report with FINDINGS/IMPRESSION text and MeSH terms")
     return reports, excluded

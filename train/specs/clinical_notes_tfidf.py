@@ -15,9 +15,10 @@ import numpy as np
 from medinfer.decision import DEFAULT_THRESHOLD
 from medinfer.manifest import Card, Evidence, SessionProfile, TensorSpec
 
-from .. import text
+from .. import domain, text
 from ..datasets import reports
-from ..datasets.sources import get_source
+from ..datasets.sources import fetch, get_source
+from ..domain import DomainGuard, Part, Shift
 from ..metrics import binary_metrics, bootstrap
 from ..registry import register
 from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, SklearnClassifierSpec, quiet
@@ -111,7 +112,8 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
                 f"NLTK RegexpTokenizer pattern {text.TOKEN_PATTERN!r}, NLTK English stop words ({len(stop)}), "
                 f"TF-IDF (unigrams, min_df={MIN_DF}, l2), logistic regression (C={C:g})"
             ),
-            facts={"excluded": excluded, "report_ids": [rows[i].uid for i in test[:5]]},
+            facts={"excluded": excluded, "report_ids": [rows[i].uid for i in test[:5]],
+                   "test_uids": [rows[i].uid for i in test]},
             edge=_edge_inputs(X[test]),
         )
 
@@ -140,11 +142,29 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
                            description="distinct vocabulary words found in each text (0: no known word)"),)
 
     def augment_graph(self, onx: Any, model: Any, dataset: Dataset) -> None:
-        """Count the non-zero entries of the TF-IDF vector per row: Greater(0) -> Cast -> ReduceSum."""
+        """Count the non-zero entries of the TF-IDF vector per row (Greater(0) -> Cast -> ReduceSum), and the share
+        of tokens outside the vocabulary (``unknown_share``, for the domain guard): 1 - vocabulary tokens (the
+        term counts' sum) / all tokens (the tokenizer's non-pad cells, counted with a LabelEncoder)."""
         from onnx import TensorProto, helper, numpy_helper
 
         tfidf = next(n for n in onx.graph.node if n.op_type == "TfIdfVectorizer")
+        tokenizer = next(n for n in onx.graph.node if n.op_type == "Tokenizer")
+        pad = next(helper.get_attribute_value(a) for a in tokenizer.attribute if a.name == "pad_value").decode()
         g = onx.graph
+        for opset in onx.opset_import:  # LabelEncoder's default_float needs ai.onnx.ml >= 2 (same other ops)
+            if opset.domain == "ai.onnx.ml" and opset.version < 2:
+                opset.version = 2
+        g.initializer.extend([numpy_helper.from_array(np.array([1], np.int64), "unknown_axis"),
+                              numpy_helper.from_array(np.array(1.0, np.float32), "unknown_one")])
+        g.node.extend([
+            helper.make_node("LabelEncoder", [tokenizer.output[0]], ["unknown_is_token"], domain="ai.onnx.ml",
+                             keys_strings=[pad], values_floats=[0.0], default_float=1.0),
+            helper.make_node("ReduceSum", ["unknown_is_token", "unknown_axis"], ["unknown_tokens"], keepdims=0),
+            helper.make_node("Max", ["unknown_tokens", "unknown_one"], ["unknown_total"]),
+            helper.make_node("ReduceSum", [tfidf.output[0], "unknown_axis"], ["unknown_known"], keepdims=0),
+            helper.make_node("Div", ["unknown_known", "unknown_total"], ["unknown_known_share"]),
+            helper.make_node("Sub", ["unknown_one", "unknown_known_share"], ["unknown_share"]),
+        ])
         g.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), "known_tokens_zero"))
         g.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "known_tokens_axis"))
         g.node.extend([
@@ -198,6 +218,53 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
         metrics["baseline"]["heldout"]["f1"] = bootstrap(f1, y, majority)
         return metrics
 
+    # -- applicability domain -----------------------------------------------------------------------------------
+    domain_method = ("the larger of: the share of a text's tokens outside the vocabulary (stop words counted), and "
+                     "the mean cosine distance of its TF-IDF vector to the 5 nearest training reports; each relative "
+                     "to in-domain data's 99th percentile")
+
+    def domain_features(self, model: Any) -> Any:
+        tfidf = model.named_steps["tfidf"]
+        vocab = tfidf.vocabulary_
+        tokenize = text.tokenizer().tokenize
+
+        def features(X: Any) -> dict[str, np.ndarray]:
+            texts = docs(X)
+            tokens = [tokenize(text.simple_lower(t)) for t in texts]
+            share = np.array([1.0 - sum(w in vocab for w in ts) / max(len(ts), 1) for ts in tokens])
+            return {"unknown_share": share, "tfidf_unit": tfidf.transform(texts).toarray()}
+
+        return features
+
+    def domain_sources(self, onx: Any) -> dict[str, str]:
+        normalizer = next(n for n in onx.graph.node if n.op_type == "Normalizer")
+        return {"unknown_share": "unknown_share", "tfidf_unit": normalizer.output[0]}
+
+    def domain_parts(self, model: Any, dataset: Dataset) -> list[Part]:
+        feats = self.domain_features(model)(dataset.X_train)
+        return [domain.value("unknown_share", "share of tokens outside the vocabulary"),
+                domain.knn("tfidf_unit", feats["tfidf_unit"], k=5, standardize=False,
+                           label="TF-IDF distance to the nearest training reports")]
+
+    def domain_shifts(self, model: Any, dataset: Dataset, guard: DomainGuard) -> dict[str, Shift]:
+        test = set(dataset.facts.get("test_uids", ()))
+        rows, _ = reports.parse(fetch(reports.SOURCE))
+        sections = [dict(r.sections) for r in rows if r.uid in test]
+        impression = [s["IMPRESSION"] for s in sections if s.get("IMPRESSION")]
+        indication = [s["INDICATION"] for s in sections if len(s.get("INDICATION", "").split()) >= 3]
+        other = python_documentation(len(impression) or 200)
+        out = {
+            "impression_only": Shift("subtle", guard.score(_column(impression)),
+                                     "held-out reports with the FINDINGS removed (IMPRESSION only)"),
+            "indication_section": Shift("subtle", guard.score(_column(indication)),
+                                        "the INDICATION section of held-out reports (the clinical question, "
+                                        "not a finding)"),
+            "python_documentation": Shift("gross", guard.score(_column(other[0])),
+                                          "paragraphs of English prose that are not radiology reports",
+                                          source=other[1]),
+        }
+        return out
+
     def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:
         from .. import plots
 
@@ -209,6 +276,23 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
             "Held-out confusion matrix at the operating point": plots.confusion(
                 y, (scores >= t).astype(int), self.labels or (), folder / "confusion.png"),
         }
+
+
+def _column(texts: list[str]) -> np.ndarray:
+    return np.asarray(texts, dtype=object).reshape(-1, 1)
+
+
+def python_documentation(limit: int) -> tuple[list[str], str]:
+    """Paragraphs of the Python documentation topics shipped in the standard library (``pydoc_data.topics``, PSF
+    licence): English prose that is not a radiology report. Returns (paragraphs, provenance)."""
+    import hashlib
+    import platform
+    import pydoc_data.topics as topics
+
+    paragraphs = [p.strip() for v in topics.topics.values() for p in v.split("\n\n") if len(p.split()) > 15]
+    digest = hashlib.sha256(Path(topics.__file__).read_bytes()).hexdigest()
+    return paragraphs[:limit], (f"python=={platform.python_version()}:pydoc_data/topics.py (sha256 {digest[:16]}…, "
+                                "PSF licence)")
 
 
 def _edge_inputs(X_test: np.ndarray) -> np.ndarray:

@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 import numpy as np
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
-from .. import clarke
+from .. import clarke, domain
 from ..datasets import glucose
+from ..domain import DomainGuard, Part, Shift
 from ..metrics import regression_metrics
 from ..registry import register
 from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, quiet
@@ -86,11 +87,12 @@ class GlucoseLSTM(KerasSpec):
         runs = glucose.simulate_many(patients, float(self.days), seed,
                                      int(self.workers) or glucose.default_workers(), progress)
         seq = int(self.seq_len)
-        parts: dict[str, list[Any]] = {"X": [], "y": [], "persist": []}
+        parts: dict[str, list[Any]] = {"X": [], "y": [], "persist": []}  # persist: the patient of each window
         for p in train_p:
             X, y, persist, _ = glucose.windows(runs[p], seq, 1)
             parts["X"].append(X)
             parts["y"].append(y)
+            parts["persist"].append(np.full(len(y), p))
         test = [glucose.windows(runs[p], seq, int(self.test_stride)) for p in test_p]
         X_train, y_train = np.concatenate(parts["X"]), np.concatenate(parts["y"])
         X_test, y_test = np.concatenate([t[0] for t in test]), np.concatenate([t[1] for t in test])
@@ -98,7 +100,8 @@ class GlucoseLSTM(KerasSpec):
         return Dataset(
             X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
             sources=(glucose.params_source().provenance(),),
-            split={"method": "by virtual patient (no patient in both train and test)", "train_patients": train_p,
+            split={"method": "by virtual patient (no patient in both train and test)", "group": "virtual patients",
+                   "train_patients": train_p,
                    "test_patients": test_p, "n_train_windows": int(len(y_train)), "n_test_windows": int(len(y_test)),
                    "n_test_windows_first_patient": int(len(test[0][1])),
                    "days_per_patient": float(self.days), "seq_len": seq, "test_stride_steps": int(self.test_stride),
@@ -118,6 +121,8 @@ class GlucoseLSTM(KerasSpec):
             feature_names=glucose.FEATURE_NAMES,
             facts={"trace_patient": test_p[0]},
             edge=_edge_inputs(long_run, X_train),
+            groups={"train": np.concatenate(parts["persist"]),
+                    "test": np.concatenate([np.full(len(t[1]), p) for p, t in zip(test_p, test)])},
         )
 
     def build(self, dataset: Dataset) -> Any:
@@ -182,6 +187,81 @@ class GlucoseLSTM(KerasSpec):
             metrics["baseline"]["heldout"][f"clarke_{zone}_pct"] = {"value": grid["baseline"][zone], "ci95": None}
         return metrics
 
+    # -- applicability domain ---------------------------------------------------------------------------------
+    domain_method = ("the larger of: the Mahalanobis distance of the last LSTM's final hidden state (64 units, what "
+                     "the head reads) to the training windows, the share of 5-minute steps where the CGM does not "
+                     "change (a stuck sensor) and the largest CGM step (dropouts, spikes); each relative to in-domain "
+                     "data's 99th percentile")
+
+    def domain_features(self, model: Any) -> Any:
+        import keras
+
+        head = next(layer for layer in reversed(model.layers) if isinstance(layer, keras.layers.Dense))
+        state = keras.Model(model.inputs[0], head.input)
+
+        def features(X: Any) -> dict[str, np.ndarray]:
+            X = np.asarray(X, np.float32)
+            # Called eagerly in chunks: predict() would retrace for every new batch size and sequence length.
+            parts = [np.asarray(state(X[i:i + 512], training=False)) for i in range(0, len(X), 512)]
+            return {"input": X, "hidden": np.concatenate(parts) if parts else np.zeros((0, 64), np.float32)}
+
+        return features
+
+    def domain_sources(self, onx: Any) -> dict[str, str]:
+        return {"input": onx.graph.input[0].name, "hidden": domain.matmul_input(onx, "glucose_30min")}
+
+    def domain_parts(self, model: Any, dataset: Dataset) -> list[Part]:
+        return _glucose_parts(self.domain_features(model)(dataset.X_train)["hidden"])
+
+    def domain_shifts(self, model: Any, dataset: Dataset, guard: DomainGuard) -> dict[str, Shift]:
+        rng = np.random.default_rng(0)
+        X = np.asarray(dataset.X_test, np.float32)
+        X = X[np.sort(rng.choice(len(X), min(len(X), 400), replace=False))]
+        n, steps = X.shape[0], X.shape[1]
+        half = steps // 2
+        cgm = X[:, :, 0].copy()
+        stuck = cgm.copy()
+        stuck[:, half:] = cgm[:, half - 1:half]  # the sensor repeats one reading for the last half of the window
+        dropout = cgm.copy()
+        start = rng.integers(half, steps - 2, n)
+        for i, s in enumerate(start):  # 2-4 readings of 0 mg/dL (a lost signal written as zero)
+            dropout[i, s:s + int(rng.integers(2, 5))] = 0.0
+        spikes = cgm.copy()
+        at = rng.integers(1, steps, n)
+        spikes[np.arange(n), at] += rng.choice([-1.0, 1.0], n) * rng.uniform(80, 200, n)  # one-reading artefact
+        spikes = np.clip(spikes, glucose.SENSOR_MIN, glucose.SENSOR_MAX)
+        shifts = {
+            "stuck_sensor": Shift("gross", guard.score(_with_cgm(X, stuck)),
+                                  f"held-out windows whose CGM repeats one reading for the last {steps - half} steps"),
+            "dropout_to_zero": Shift("gross", guard.score(_with_cgm(X, dropout)),
+                                     "held-out windows with 2-4 CGM readings of 0 mg/dL (a lost signal)"),
+            "spike": Shift("gross", guard.score(_with_cgm(X, spikes)),
+                           "held-out windows with one CGM reading off by 80-200 mg/dL (a sensor artefact)"),
+        }
+        cohort = self._cohort_shift(model, dataset)
+        if cohort is not None:
+            shifts["children_adolescents_vs_adults"] = cohort
+        return shifts
+
+    def _cohort_shift(self, model: Any, dataset: Dataset) -> Shift | None:
+        """A guard refitted on the adults' training windows only: adults' held-out windows are in domain, the
+        children's and adolescents' held-out windows the shift. The LSTM itself was trained on all cohorts."""
+        train_g, test_g = dataset.groups.get("train"), dataset.groups.get("test")
+        if train_g is None or test_g is None:
+            return None
+        adult_train = np.char.startswith(train_g.astype(str), "adult")
+        adult_test = np.char.startswith(test_g.astype(str), "adult")
+        if not adult_train.any() or not adult_test.any() or adult_test.all():
+            return None
+        features = self.domain_features(model)
+        hidden = features(np.asarray(dataset.X_train)[adult_train])["hidden"]
+        X_test = np.asarray(dataset.X_test, np.float32)
+        refit = DomainGuard(_glucose_parts(hidden), self.domain_method, features).calibrate(X_test[adult_test])
+        return Shift("subtle", refit.score(X_test[~adult_test]),
+                     "held-out children and adolescents against held-out adults, the guard refitted on adults' "
+                     "training windows only (the forecaster itself saw every cohort)",
+                     inside=refit.score(X_test[adult_test]))
+
     def parity_sets(self, dataset: Dataset) -> dict[str, np.ndarray]:
         """Edge sets for the parity gate: the longest sequences (a simulated day) and the shortest (T = 1, 2)."""
         edge = np.asarray(dataset.edge, dtype=np.float32)
@@ -216,3 +296,24 @@ def _edge_inputs(day: np.ndarray, X_train: np.ndarray) -> np.ndarray:
     rows = [day[:steps], np.tile(flat.min(0), (steps, 1)), np.tile(flat.max(0), (steps, 1)),
             np.tile(lows, (steps, 1)), np.tile(highs, (steps, 1))]
     return np.asarray(rows, dtype=np.float32)
+
+
+def _glucose_parts(hidden: np.ndarray) -> list[Part]:
+    return [domain.mahalanobis("hidden", hidden, label="Mahalanobis distance of the LSTM's final hidden state"),
+            domain.series_flat("input", 0, "share of steps where the CGM does not change (stuck sensor)",
+                               bounds=(glucose.SENSOR_MIN, glucose.SENSOR_MAX)),
+            # Blood glucose rarely changes faster than 3-4 mg/dL/min; 35 mg/dL in one 5-minute step (7 mg/dL/min)
+            # is beyond physiology and marks a sensor artefact even when noisy in-domain data reach it.
+            domain.series_step("input", 0, "largest CGM step (dropout, spike)", min_scale=35.0)]
+
+
+def _with_cgm(X: np.ndarray, cgm: np.ndarray) -> np.ndarray:
+    """Windows with another CGM trace, and the features derived from it (rate, 30-min delta) recomputed."""
+    out = X.copy()
+    change = cgm - X[:, :, 0]
+    out[:, :, 0] = cgm
+    out[:, 1:, 1] = np.diff(cgm, axis=1) / glucose.STEP_MIN
+    k = 30 // glucose.STEP_MIN
+    out[:, :, 2] = X[:, :, 2] + change  # the reading 30 min earlier keeps its value ...
+    out[:, k:, 2] -= change[:, :-k]  # ... unless it is in the window and changed too
+    return out.astype(np.float32)

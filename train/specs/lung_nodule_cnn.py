@@ -17,8 +17,10 @@ from typing import Any, ClassVar
 import numpy as np
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
+from .. import domain
 from ..datasets import ct, lesions
 from ..datasets.sources import get_source
+from ..domain import DomainGuard, Part, Shift
 from ..metrics import binary_metrics
 from ..registry import register
 from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, quiet
@@ -208,6 +210,59 @@ class LungNoduleCNN(KerasSpec):
     def evaluate(self, scores: np.ndarray, y: np.ndarray, X: Any, threshold: float | None) -> dict[str, Any]:
         return binary_metrics(y, scores, threshold)
 
+    # -- applicability domain ---------------------------------------------------------------------------------
+    domain_method = ("the larger of: the class-conditional Mahalanobis distance of the 512-unit embedding (the layer "
+                     "before the output) to the nearest class mean, and |z-scores| of the patch's mean and spread of "
+                     "HU against the training patches; each relative to in-domain data's 99th percentile")
+
+    def domain_features(self, model: Any) -> Any:
+        embed = _embedding_model(model)
+
+        def features(X: Any) -> dict[str, np.ndarray]:
+            X = np.asarray(X, np.float32)
+            # Called eagerly in chunks: predict() would retrace for every new batch size.
+            parts = [np.asarray(embed(X[i:i + 256], training=False)) for i in range(0, len(X), 256)]
+            return {"input": X, "embedding": np.concatenate(parts) if parts else np.zeros((0, 512), np.float32)}
+
+        return features
+
+    def domain_sources(self, onx: Any) -> dict[str, str]:
+        return {"input": onx.graph.input[0].name, "embedding": domain.matmul_input(onx, "probability")}
+
+    def domain_parts(self, model: Any, dataset: Dataset) -> list[Part]:
+        feats = self.domain_features(model)(dataset.X_train)
+        return [domain.mahalanobis("embedding", feats["embedding"], np.asarray(dataset.y_train).astype(int),
+                                   label="Mahalanobis distance of the 512-unit embedding to the nearest class"),
+                domain.value_stats("input", dataset.X_train, label="mean and spread of the patch's HU")]
+
+    def domain_shifts(self, model: Any, dataset: Dataset, guard: DomainGuard) -> dict[str, Shift]:
+        rng = np.random.default_rng(0)
+        X_test = np.asarray(dataset.X_test, np.float32)
+        n = min(200, len(X_test))
+        pick = X_test[rng.choice(len(X_test), n, replace=False)]
+        mr = np.kron(ct.raw_pixels("pydicom_mr_small"), np.ones((2, 2), np.float32))  # 64x64 -> 128x128
+        shifts = {
+            "mr_slice_as_hu": Shift("gross", guard.score(_patches(mr, n, rng)),
+                                    "patches of a real MR slice (pydicom MR_small) fed as if its values were HU",
+                                    source=_where("pydicom_mr_small")),
+            "rescale_missing": Shift("gross", guard.score(np.clip(pick + 1024.0, *HU_RANGE)),
+                                     "held-out patches without RescaleIntercept applied (stored values, HU + 1024)"),
+            "intercept_twice": Shift("gross", guard.score(np.clip(pick - 1024.0, *HU_RANGE)),
+                                     "held-out patches with the -1024 intercept applied twice (HU - 1024)"),
+            "uniform_noise": Shift("gross", guard.score(rng.uniform(*HU_RANGE, (n, PATCH, PATCH, 1))
+                                                        .astype(np.float32)),
+                                   "uniform noise over the whole HU range"),
+        }
+        if self.backgrounds != "pydicom" and not self.data:
+            region = np.concatenate([_patches(s.hu, n // 2, rng) for name in ("pydicom_data_neck",
+                                                                               "pydicom_data_pancreas")
+                                     for s in ct.dicom_slices(name)[:1]])
+            shifts["other_body_region"] = Shift(
+                "subtle", guard.score(region),
+                "patches of real CT slices of the neck and the abdomen (training background is mostly head CT)",
+                source=", ".join(_where(name) for name in ("pydicom_data_neck", "pydicom_data_pancreas")))
+        return shifts
+
     def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:
         from .. import plots
 
@@ -221,6 +276,29 @@ class LungNoduleCNN(KerasSpec):
                 plots.example_patches(dataset.X_test, y, scores, threshold,
                                         folder / "examples.png"),
         }
+
+
+def _embedding_model(model: Any) -> Any:
+    import keras
+
+    return keras.Model(model.inputs[0], model.get_layer("probability").input)
+
+
+def _where(name: str) -> str:
+    src = get_source(name)
+    return f"{src.package}=={src.version}:{src.member}"
+
+
+def _patches(image: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random 100x100 patches of ``image`` (padded with air when smaller), as (n, 100, 100, 1)."""
+    h, w = image.shape
+    padded = np.pad(image, ((0, max(0, PATCH - h)), (0, max(0, PATCH - w))), constant_values=ct.HU_MIN)
+    h, w = padded.shape
+    out = np.empty((n, PATCH, PATCH, 1), np.float32)
+    for i in range(n):
+        r, c = int(rng.integers(0, h - PATCH + 1)), int(rng.integers(0, w - PATCH + 1))
+        out[i, :, :, 0] = padded[r:r + PATCH, c:c + PATCH]
+    return out
 
 
 def split_slices(slices: list[ct.Slice]) -> dict[str, Any]:

@@ -78,6 +78,7 @@ class Plan:
     classification: bool
     multiclass: bool
     csv_types: dict[str, str]
+    domain: bool = False  # the bundle has a domain guard: domain_score and in_domain columns
 
 
 def plan_columns(manifest: Manifest, columns: list[str], id_column: str) -> Plan:
@@ -119,7 +120,7 @@ def plan_columns(manifest: Manifest, columns: list[str], id_column: str) -> Plan
         sample = tuple(d if isinstance(d, int) else -1 for d in spec.shape[1:])
     csv_types: dict[str, str] = {c: str(spec.dtype) for c in features} if kind == "table" else {}
     return Plan(id_column, features, kind, sample, spec.dtype, manifest.task != "regression",
-                manifest.task == "multiclass_classification", csv_types)
+                manifest.task == "multiclass_classification", csv_types, manifest.domain is not None)
 
 
 def _few(names: list[str] | tuple[str, ...], n: int = 5) -> str:
@@ -201,6 +202,7 @@ class Scorer:
         probs: Any = None
         labels: Any
         scores: Any
+        domain = np.full(n, np.nan, dtype=np.float32)
         if n == 0:
             labels, scores = np.zeros(0, dtype=object), np.zeros((0,), dtype=np.float32)
             probs = np.zeros((0, len(model.manifest.labels or ())), dtype=np.float32)
@@ -208,8 +210,10 @@ class Scorer:
             try:
                 pred = model.predict(x)
                 labels, scores = pred.labels, np.asarray(pred.scores)
+                if pred.domain_scores is not None:
+                    domain = pred.domain_scores
             except MedinferError:
-                labels, scores, ok, reasons = self._row_by_row(model, x, ids)
+                labels, scores, ok, reasons, domain = self._row_by_row(model, x, ids)
             if self.plan.multiclass:
                 probs, scores = scores, scores.max(axis=1)
         out = {self.plan.id_column: ids}
@@ -221,6 +225,12 @@ class Scorer:
         if self.plan.multiclass:
             rows = list(probs) if probs is not None else []
             out["probabilities"] = [json.dumps(r.tolist()) for r in rows] if self.text_output else rows
+        if self.plan.domain:
+            out["domain_score"] = domain
+            threshold = model.manifest.domain.threshold if model.manifest.domain is not None else np.inf
+            inside = np.asarray(domain <= np.float32(threshold), dtype=object)
+            inside[~ok | np.isnan(domain)] = None
+            out["in_domain"] = inside
         out["status"] = np.where(ok, "ok", "no_result").astype(object)
         out["reason"] = np.asarray(reasons, dtype=object)
         meta = (model.name, model.version, model.model_sha256, model.manifest_sha256, model.variant,
@@ -230,7 +240,7 @@ class Scorer:
             result[name] = value
         return result
 
-    def _row_by_row(self, model: Model, x: Any, ids: Any) -> tuple[Any, Any, Any, list[str | None]]:
+    def _row_by_row(self, model: Model, x: Any, ids: Any) -> tuple[Any, Any, Any, list[str | None], Any]:
         """Score each row on its own (after the batch was refused), to name or skip the bad rows."""
         n = len(ids)
         ok = np.zeros(n, dtype=bool)
@@ -238,19 +248,22 @@ class Scorer:
         labels = np.empty(n, dtype=object)
         width = len(model.manifest.labels or ()) if self.plan.multiclass else 0
         scores = np.full((n, width) if width else (n,), np.nan, dtype=np.float32)
+        domain = np.full(n, np.nan, dtype=np.float32)
         for i, result in enumerate(predict_grouped(model, [x[i:i + 1] for i in range(n)])):
             if not isinstance(result, MedinferError):
                 ok[i] = True
                 if result.labels is not None:
                     labels[i] = result.labels[0]
                 scores[i] = np.asarray(result.scores)[0]
+                if result.domain_scores is not None:
+                    domain[i] = result.domain_scores[0]
             elif self.on_error == "fail":
                 row_id = ids[i].item() if hasattr(ids[i], "item") else ids[i]
                 raise InputError(f"row {self.plan.id_column}={row_id!r}: {result} "
                                  "(--on-error no_result scores the other rows and marks this one)")
             else:
                 reasons[i] = f"{result.code}: {result}"
-        return labels, scores, ok, reasons
+        return labels, scores, ok, reasons, domain
 
 
 def arrow_schema(plan: Plan, id_type: Any, text_output: bool) -> Any:
@@ -263,6 +276,8 @@ def arrow_schema(plan: Plan, id_type: Any, text_output: bool) -> Any:
     fields.append(pa.field("score", pa.float32()))
     if plan.multiclass:
         fields.append(pa.field("probabilities", pa.string() if text_output else pa.list_(pa.float32())))
+    if plan.domain:
+        fields += [pa.field("domain_score", pa.float32()), pa.field("in_domain", pa.bool_())]
     fields += [pa.field("status", pa.string()), pa.field("reason", pa.string())]
     fields += [pa.field(name, pa.string()) for name in PROVENANCE]
     return pa.schema(fields)

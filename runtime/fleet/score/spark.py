@@ -55,6 +55,8 @@ def _output_ddl(plan: Plan, id_type: str, csv_out: bool) -> str:
     fields.append("score float")
     if plan.multiclass:
         fields.append("probabilities string" if csv_out else "probabilities array<float>")
+    if plan.domain:
+        fields += ["domain_score float", "in_domain boolean"]
     fields += ["status string", "reason string"] + [f"{p} string" for p in PROVENANCE]
     return ", ".join(fields)
 

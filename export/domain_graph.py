@@ -1,0 +1,143 @@
+"""Add a spec's applicability-domain guard to the exported graph as the output ``domain_score`` (N,) float32.
+
+Each part of :mod:`medinfer.train.domain` becomes a few standard ONNX operators on a tensor the graph already
+computes; the guard's score is their element-wise Max. The native reference (numpy) is the guard's own ``score``;
+the parity gate compares the two on the held-out set and the edge inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..train.domain import OUTPUT, DomainGuard, Part
+
+
+class _Builder:
+    def __init__(self, onx: Any) -> None:
+        from onnx import helper, numpy_helper
+
+        self.onx, self.helper, self.numpy_helper = onx, helper, numpy_helper
+        self.graph = onx.graph
+        self.opset = next((o.version for o in onx.opset_import if o.domain in ("", "ai.onnx")), 17)
+        self.count = 0
+
+    def name(self, hint: str) -> str:
+        self.count += 1
+        return f"domain_{hint}_{self.count}"
+
+    def const(self, value: Any, hint: str, dtype: Any = np.float32) -> str:
+        name = self.name(hint)
+        self.graph.initializer.append(self.numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], hint: str, **attrs: Any) -> str:
+        out = self.name(hint)
+        self.graph.node.append(self.helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def reduce(self, op: str, x: str, axis: int, keepdims: int = 0) -> str:
+        """ReduceX over one axis, in the form this opset wants (axes as input from opset 18, 13 for ReduceSum)."""
+        axes_as_input = self.opset >= (13 if op == "ReduceSum" else 18)
+        if axes_as_input:
+            return self.node(op, [x, self.const([axis], "axis", np.int64)], op.lower(), keepdims=keepdims)
+        return self.node(op, [x], op.lower(), axes=[axis], keepdims=keepdims)
+
+    def flat(self, x: str) -> str:
+        return self.node("Reshape", [x, self.const([0, -1], "shape", np.int64)], "flat")
+
+
+def add_domain_output(onx: Any, guard: DomainGuard) -> None:
+    """Append the guard's nodes and the ``domain_score`` output to ``onx`` (in place)."""
+    from onnx import TensorProto
+
+    b = _Builder(onx)
+    scores = [_part(b, part, guard.sources.get(part.source, part.source)) for part in guard.parts]
+    combined = scores[0] if len(scores) == 1 else b.node("Max", scores, "max")
+    b.graph.node.append(b.helper.make_node("Identity", [combined], [OUTPUT], name=OUTPUT))
+    b.graph.output.append(b.helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N"]))
+
+
+def _part(b: _Builder, part: Part, source: str) -> str:
+    p = part.params
+    x = b.node("Cast", [source], "cast", to=1)  # float32
+    if part.kind == "knn":
+        z = b.node("Mul", [b.node("Sub", [b.flat(x), b.const(p["mean"], "mean")], "centred"),
+                           b.const(p["inv_std"], "inv_std")], "z")
+        ref = p["reference"].astype(np.float32)
+        zz = b.reduce("ReduceSum", b.node("Mul", [z, z], "zsq"), 1, keepdims=1)
+        zr = b.node("MatMul", [z, b.const(ref.T, "reference_t")], "zr")
+        d2 = b.node("Sub", [b.node("Add", [zz, b.const((ref.astype(np.float64) ** 2).sum(1)[None], "rr")], "zzrr"),
+                            b.node("Mul", [zr, b.const(2.0, "two")], "twozr")], "d2")
+        d2 = b.node("Max", [d2, b.const(0.0, "zero")], "d2pos")
+        k = b.const([int(p["k"][0])], "k", np.int64)
+        nearest, unused = b.name("topk"), b.name("topk_index")
+        b.graph.node.append(b.helper.make_node("TopK", [d2, k], [nearest, unused], name=nearest, axis=1, largest=0,
+                                               sorted=1))
+        raw = b.node("Sqrt", [b.reduce("ReduceMean", nearest, 1)], "knn")
+    elif part.kind == "mahalanobis":
+        z = b.node("MatMul", [b.flat(x), b.const(p["whiten"], "whiten")], "z")
+        d = b.node("Sub", [b.node("Unsqueeze", [z, b.const([1], "axis1", np.int64)], "z1"),
+                           b.const(p["means_w"], "means_w")], "d")
+        raw = b.reduce("ReduceMin", b.reduce("ReduceSum", b.node("Mul", [d, d], "dd"), 2), 1)
+    elif part.kind == "nll":
+        flat = b.flat(x)
+        bins = p["table"].shape[1]
+        i = b.node("Floor", [b.node("Div", [b.node("Sub", [flat, b.const(p["low"], "low")], "shifted"),
+                                           b.const(p["width"], "width")], "scaled")], "bin")
+        outside = b.node("Or", [b.node("Less", [i, b.const(0.0, "zero")], "below"),
+                                b.node("GreaterOrEqual", [i, b.const(float(bins), "bins")], "above")], "outside")
+        clipped = b.node("Clip", [i, b.const(0.0, "lo"), b.const(float(bins - 1), "hi")], "clipped")
+        index = b.node("Add", [b.node("Cast", [clipped], "index", to=7),
+                               b.const(np.arange(p["table"].shape[0]) * bins, "offsets", np.int64)], "flat_index")
+        lp = b.node("Gather", [b.const(p["table"].reshape(-1), "table"), index], "logp", axis=0)
+        lp = b.node("Where", [outside, b.const(float(p["floor"][0]), "floor"), lp], "logp_floor")
+        raw = b.node("Neg", [b.reduce("ReduceMean", lp, 1)], "nll")
+    elif part.kind == "low_share":
+        low = b.node("LessOrEqual", [b.flat(x), b.const(p["floor"], "floor")], "low")
+        raw = b.reduce("ReduceMean", b.node("Cast", [low], "lowf", to=1), 1)
+    elif part.kind == "entropy":
+        q = b.node("Clip", [b.flat(x), b.const(1e-12, "eps"), b.const(1.0, "one")], "q")
+        raw = b.node("Neg", [b.reduce("ReduceSum", b.node("Mul", [q, b.node("Log", [q], "logq")], "qlogq"), 1)],
+                     "entropy")
+    elif part.kind in ("flat", "step"):
+        f = b.node("Gather", [x, b.const(int(p["feature"][0]), "feature", np.int64)], "series", axis=2)
+        big = b.const([np.iinfo(np.int64).max], "end", np.int64)
+        later = b.node("Slice", [f, b.const([1], "s1", np.int64), big, b.const([1], "ax", np.int64)], "later")
+        earlier = b.node("Slice", [f, b.const([0], "s0", np.int64), b.const([-1], "em1", np.int64),
+                                   b.const([1], "ax", np.int64)], "earlier")
+        steps = b.node("Abs", [b.node("Sub", [later, earlier], "diff")], "steps")
+        first = b.node("Slice", [f, b.const([0], "s0", np.int64), b.const([1], "e1", np.int64),
+                                 b.const([1], "ax", np.int64)], "first")
+        zeros = b.node("Mul", [first, b.const(0.0, "zero")], "zeros")  # T = 1 has no step: 0
+        if part.kind == "flat":  # (number of unchanged steps) / T: the mean over T - 1 steps and one zero column
+            inside = b.node("And", [b.node("Greater", [later, b.const(_finite(p["low"][0]), "low")], "above"),
+                                    b.node("Less", [later, b.const(_finite(p["high"][0]), "high")], "below")],
+                            "inside")
+            still = b.node("Cast", [b.node("And", [b.node("LessOrEqual", [steps, b.const(p["eps"][0], "eps")],
+                                                          "same"), inside], "still")], "stillf", to=1)
+            raw = b.reduce("ReduceMean", b.node("Concat", [still, zeros], "still0", axis=1), 1)
+        else:
+            raw = b.reduce("ReduceMax", b.node("Concat", [steps, zeros], "steps0", axis=1), 1)
+    elif part.kind == "value":
+        raw = b.node("Reshape", [x, b.const([-1], "shape1", np.int64)], "value")
+    elif part.kind == "stats":
+        flat = b.flat(x)
+        mean = b.reduce("ReduceMean", flat, 1, keepdims=1)
+        centred = b.node("Sub", [flat, mean], "centred")
+        std = b.node("Sqrt", [b.reduce("ReduceMean", b.node("Mul", [centred, centred], "sq"), 1)], "std")
+        m = b.node("Squeeze", [mean, b.const([1], "axis1", np.int64)], "mean")
+        zm = b.node("Div", [b.node("Abs", [b.node("Sub", [m, b.const(p["mean"][0], "mu")], "dm")], "adm"),
+                            b.const(p["mean"][1], "sigma")], "zm")
+        zs = b.node("Div", [b.node("Abs", [b.node("Sub", [std, b.const(p["std"][0], "mus")], "ds")], "ads"),
+                            b.const(p["std"][1], "sigmas")], "zs")
+        raw = b.node("Max", [zm, zs], "zstats")
+    else:
+        raise ValueError(f"unknown domain part kind {part.kind!r}")
+    return b.node("Div", [raw, b.const(part.scale, "scale")], "part")
+
+
+def _finite(value: float) -> float:
+    """A bound as float32: infinite bounds become the largest float32 (inputs are finite, checked before)."""
+    return float(np.clip(value, -np.finfo(np.float32).max, np.finfo(np.float32).max))
