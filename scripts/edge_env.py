@@ -175,8 +175,12 @@ def qemu(kind: str = "backports") -> tuple[Path, str]:
         archive, _ = debian_sources()
         apt = PrivateApt(ARM / "apt" / f"amd64-{suite}", "amd64", [(archive, suite)])
         apt.update()
-        for deb in apt.download([package], folder / "debs"):
-            run(["dpkg-deb", "-x", deb, folder / "tree"])
+        (folder / "tree").mkdir(parents=True)
+        for deb in apt.download([package], folder / "debs"):  # only the aarch64 binary (the package has ~30)
+            tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+            run(["tar", "-x", "-C", folder / "tree", f"./{binary}"], stdin=tar.stdout)
+            if tar.wait() != 0:
+                raise subprocess.CalledProcessError(tar.returncode, ["dpkg-deb", "--fsys-tarfile", str(deb)])
         version = subprocess.run([folder / "tree" / binary, "--version"], capture_output=True, text=True,
                                  check=True).stdout.splitlines()[0]
         saved = _stamp(folder, recipe, version=version)
