@@ -200,8 +200,11 @@ def cmd_arm(args: argparse.Namespace) -> int:
         return 0 if args.if_able else 3
     t0 = time.perf_counter()
     ort = args.onnxruntime or edge_env.host_version("onnxruntime")
-    env = edge_env.ArmEnv(ort, args.qemu).build()
-    env.install_medinfer()
+    try:
+        env = edge_env.ArmEnv(ort, args.qemu).build()
+        env.install_medinfer()
+    except subprocess.CalledProcessError as exc:
+        return _setup_failed("arm", exc)
     timings = {"setup_s": time.perf_counter() - t0}
     record, more, failures = run_checks("arm", env.python, env.medinfer, f"{DEVICE_MARKERS} and {TIMING}", args.tests,
                                         args.bundles)
@@ -223,7 +226,10 @@ def cmd_min(args: argparse.Namespace) -> int:
         print(f"make test-min: SKIPPED — {reason}")
         return 0 if args.if_able else 3
     t0 = time.perf_counter()
-    python = edge_env.min_venv()
+    try:
+        python = edge_env.min_venv()
+    except subprocess.CalledProcessError as exc:
+        return _setup_failed("min", exc)
     timings = {"setup_s": time.perf_counter() - t0}
     record, more, failures = run_checks("min", python, python.parent / "medinfer", DEVICE_MARKERS, args.tests,
                                         args.bundles)
@@ -234,6 +240,13 @@ def cmd_min(args: argparse.Namespace) -> int:
            "command": f"python scripts/edge_check.py min --tests {args.tests}"
                       + (f" --bundles {args.bundles}" if args.bundles else "")}
     return finish("min", row, record, {**timings, **more}, failures, args.record)
+
+
+def _setup_failed(name: str, exc: subprocess.CalledProcessError) -> int:
+    cmd = " ".join(map(str, exc.cmd)) if isinstance(exc.cmd, (list, tuple)) else str(exc.cmd)
+    print(f"make test-{name}: FAILED to set up its environment: `{cmd}` exited {exc.returncode} (its output is "
+          "above; the package registries must be reachable for the first run, later runs use build/)")
+    return 1
 
 
 def _versions(facts: dict[str, str]) -> dict[str, str]:
