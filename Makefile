@@ -9,7 +9,7 @@ MEDINFER := $(VENV)/bin/medinfer
 STAMP  := $(VENV)/.installed-train-dev
 MODELS ?= all
 
-.PHONY: demo test install lint clean bench test-triton test-scale test-device check-dicom-out
+.PHONY: demo test install lint clean bench test-triton test-scale test-device check-dicom-out test-arm test-min runs-on
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,8 @@ test: $(STAMP)
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-device
+	$(MAKE) --no-print-directory test-min EDGE_IF_ABLE=--if-able
+	$(MAKE) --no-print-directory test-arm EDGE_IF_ABLE=--if-able
 
 # The device install (`pip install .[dev]`: numpy + onnxruntime + test tools, NO [train] or other extras) in its
 # own venv, running the tests that need nothing more. A built wheel, not an editable install: it also proves the
@@ -69,6 +71,36 @@ test-device: $(DEVICE_VENV)/.deps
 	$(DEVICE_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .
 	MEDINFER_DEVICE_ONLY=1 $(DEVICE_VENV)/bin/python -m pytest -q -p no:cacheprovider \
 	  -m "not train and not triton and not scale" tests/runtime tests/fleet
+
+# Edge evidence (scripts/edge_check.py; each run writes its row of benchmarks/results/runs_on.json, the data of
+# README's "Runs on" table). test-min: the device tests and the test bundles in build/min-venv, which holds the
+# lower bounds of pyproject's dependencies. test-arm: the same on aarch64 under qemu-user (Debian's arm64 python3.11
+# and aarch64 wheels, cached in build/arm; apt and pip only), every bundle output compared with x86-64.
+# `make test` passes --if-able: a machine that cannot (not Debian, no apt) prints one line saying why.
+ARM_ONNXRUNTIME ?=
+ARM_QEMU ?= backports
+EDGE_TESTS ?= full
+test-min: $(STAMP)
+	$(PY) scripts/edge_check.py min --tests $(EDGE_TESTS) $(EDGE_IF_ABLE)
+
+test-arm: $(STAMP)
+	$(PY) scripts/edge_check.py arm --qemu $(ARM_QEMU) --tests $(EDGE_TESTS) \
+	  $(if $(ARM_ONNXRUNTIME),--onnxruntime $(ARM_ONNXRUNTIME)) $(EDGE_IF_ABLE)
+
+# The runs behind README's "Runs on" table: each --record replaces its row of benchmarks/results/runs_on.json and
+# rewrites the table (about 15 minutes). Debian 12's own qemu-user 7.2 crashes onnxruntime >= 1.28 at import:
+# recorded, not fatal. build/sample/bundles: the five specs trained on their test samples (scripts/sample_bundles.py).
+runs-on: $(STAMP)
+	$(PY) scripts/edge_check.py min --record
+	$(PY) scripts/edge_check.py arm --record
+	$(PY) scripts/edge_check.py arm --onnxruntime 1.18.0 --record
+	$(PY) scripts/edge_check.py arm --qemu bookworm --onnxruntime 1.27.0 --tests none --record
+	-$(PY) scripts/edge_check.py arm --qemu bookworm --onnxruntime 1.28.0 --tests none --record
+	-$(PY) scripts/edge_check.py arm --qemu bookworm --tests none --record
+	$(PY) scripts/sample_bundles.py build/sample/bundles
+	$(PY) scripts/edge_check.py min --tests none --bundles build/sample/bundles --record
+	$(PY) scripts/edge_check.py arm --tests none --bundles build/sample/bundles --record
+	$(PY) scripts/edge_check.py arm --onnxruntime 1.18.0 --tests none --bundles build/sample/bundles --record
 
 # The real tritonserver (PyTriton's wheel: Python backend only) in its own venv, because its backend stub is
 # built against numpy 1 (numpy 2 hands it empty tensors); medinfer is installed there without dependencies.

@@ -43,6 +43,7 @@ from . import parity
 from .card import render
 from .converters import convert, get_converter
 from .domain_graph import add_domain_output
+from .requires import requirements
 from .variants import build_variants, chosen_profile
 
 log = logging.getLogger(__name__)
@@ -224,12 +225,15 @@ def write_bundle(folder: Path, fields: dict[str, Any], files: dict[str, tuple[by
     """Write ``files`` ({name: (bytes, role)}), the rendered model card and manifest.json into ``folder``.
 
     ``fields`` holds every manifest field except ``schema_version``, ``created`` and ``files``, which are
-    filled in here (files pinned by sha256 and size). The manifest is validated by the runtime's schema.
+    filled in here (files pinned by sha256 and size), and ``requires``, derived from the graphs unless given.
+    The manifest is validated by the runtime's schema.
     """
     from medinfer.schema import to_json
 
     folder = Path(folder)
     files = dict(files)
+    if "requires" not in fields:
+        fields = {**fields, "requires": requirements(b for b, role in files.values() if role in ("model", "variant"))}
 
     def build() -> Manifest:
         pinned = {n: FileEntry(sha256=sha256_bytes(b), size=len(b), role=r) for n, (b, r) in files.items()}

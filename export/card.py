@@ -106,6 +106,8 @@ def render(m: Manifest) -> str:
               f"- Created {m.created} by medinfer {m.producer.medinfer}; onnx {m.producer.onnx}, "
               f"onnxruntime {m.producer.onnxruntime}, opset {m.producer.opset}",
               f"- Frameworks: {m.producer.frameworks}; converter: {m.producer.converter}",
+              *([f"- Runs on onnxruntime >= {m.requires.onnxruntime} (IR version {m.requires.ir_version}, opsets "
+                 f"{m.requires.opsets}); `load()` refuses an older one"] if m.requires else []),
               "- Every file is pinned by sha256 in manifest.json; `medinfer verify` checks them and runs the "
               "golden self-test.", ""]
     return "\n".join(lines)

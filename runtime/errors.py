@@ -97,6 +97,17 @@ class ProviderError(MedinferError, RuntimeError):
     code = "provider"
 
 
+class RuntimeTooOld(MedinferError, RuntimeError):
+    """The installed onnxruntime is older than the release the bundle's manifest requires (``requires``)."""
+
+    code = "runtime_too_old"
+
+    def __init__(self, message: str, *, installed: str = "", required: str = "") -> None:
+        super().__init__(message)
+        self.installed = installed
+        self.required = required
+
+
 class SelfTestError(MedinferError, RuntimeError):
     """The golden input did not reproduce the golden output: the bundle is not ready on this machine."""
 
@@ -195,6 +206,7 @@ EXIT_CODES: dict[str, int] = {
     "runtime": 10, "timeout": 10, "not_ready": 10,
     "data_fetch": 11, "dataset": 11,
     "audit": 12,
+    "runtime_too_old": 13,
     "drift": 14,
 }
 
@@ -213,6 +225,7 @@ EXIT_MEANINGS: dict[int, str] = {
     10: "inference: the run failed, timed out or the model was not ready",
     11: "data: training data could not be fetched or used",
     12: "audit: the audit trail could not be written or does not verify",
+    13: "runtime too old: the installed onnxruntime is older than the bundle requires",
     14: "drift: the out-of-domain share crossed its threshold (medinfer audit drift)",
 }
 
@@ -245,6 +258,7 @@ __all__ = [
     "ParityError",
     "ProviderError",
     "RequestError",
+    "RuntimeTooOld",
     "SelfTestError",
     "SignatureError",
     "UnknownModel",

@@ -15,7 +15,7 @@ from .integrity import contract_digest, sha256_bytes, verify_files
 from .manifest import Manifest, decode_manifest, read_manifest_bytes
 from .model import Model
 from .providers import ProviderRequest, resolve
-from .session import create_session, merge_profile
+from .session import check_runtime, create_session, merge_profile
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,8 @@ def load(
         A ready :class:`Model` (or an UnavailableModel, see ``on_error``).
 
     Raises:
-        ManifestError, IntegrityError, SignatureError, ProviderError, SelfTestError (with on_error="raise").
+        ManifestError, IntegrityError, SignatureError, RuntimeTooOld, ProviderError, SelfTestError (with
+        on_error="raise").
     """
     validate_on_error(on_error)
     from .model import OUT_OF_DOMAIN
@@ -139,6 +140,7 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
         raise UnknownNameError("variant", key, manifest.variants, of=manifest.name)
     model_file = manifest.variants[key].file
     kept = verify_files(bundle, manifest, keep=(model_file, manifest.golden.file))
+    check_runtime(manifest)  # a too-old onnxruntime is refused by name, not by its own session error
     if providers is not None:
         _warn_if_several_onnxruntime_builds()
     resolved = resolve(providers, profile_options=manifest.profile.provider_options)

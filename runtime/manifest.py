@@ -28,6 +28,7 @@ Task = Literal["binary_classification", "multiclass_classification", "regression
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+_RELEASE = re.compile(r"^\d+\.\d+(\.\d+)?$")
 
 
 def _bad(doc: str, path: str, message: str) -> ManifestError:
@@ -172,6 +173,21 @@ class Producer:
 
 
 @dataclass(frozen=True)
+class Requires:
+    """What a runtime needs to run every graph of the bundle (written by the exporter; older bundles lack it).
+
+    ``onnxruntime`` is the oldest release that accepts the highest IR version and opset per domain among the
+    graphs (measured per release: export/ort_support.json); ``load()`` refuses an older onnxruntime before it
+    creates a session (:class:`~medinfer.errors.RuntimeTooOld`).
+    """
+
+    onnxruntime: str
+    ir_version: int = 0
+    opsets: dict[str, int] = field(default_factory=dict)
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class DataSource:
     """One file of training data, traceable to the registry package that ships it."""
 
@@ -292,6 +308,7 @@ class Manifest:
     labels: tuple[str, ...] | None = None
     description: str = ""
     domain: Domain | None = None  # bundles built before the domain guard have none (and still load)
+    requires: Requires | None = None
 
     def _check(self, doc: str, path: str) -> None:
         if self.schema_version != SCHEMA_VERSION:
@@ -324,6 +341,9 @@ class Manifest:
                 score_column(self.task, self.labels, self.decision.positive_label, score.shape)
             except ValueError as exc:
                 raise _bad(doc, "decision.score_output", str(exc)) from None
+        if self.requires is not None and not _RELEASE.match(self.requires.onnxruntime):
+            got = self.requires.onnxruntime
+            raise _bad(doc, "requires.onnxruntime", f"must be a release like '1.18.0', got {got!r}")
         if "default" not in self.variants:
             raise _bad(doc, "variants", "must contain a 'default' variant")
         for key, variant in self.variants.items():

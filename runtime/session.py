@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import BundleError, ProviderError
-from .manifest import SessionProfile
+from .errors import BundleError, ProviderError, RuntimeTooOld
+from .manifest import Manifest, SessionProfile
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                "all": "ORT_ENABLE_ALL"}
@@ -22,6 +23,43 @@ def merge_profile(profile: SessionProfile, overrides: Mapping[str, Any] | None) 
     if unknown:
         raise ValueError(f"unknown session profile setting {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
     return dataclasses.replace(profile, **dict(overrides))
+
+
+def release(version: str) -> tuple[int, int, int]:
+    """``"1.21.0.dev20241101"`` / ``"1.18"`` -> ``(1, 21, 0)`` / ``(1, 18, 0)``: the numeric release, for ordering."""
+    parts = [int(p) for p in re.findall(r"\d+", version.split("+")[0])[:3]]
+    major, minor, patch = (parts + [0, 0, 0])[:3]
+    return major, minor, patch
+
+
+def check_runtime(manifest: Manifest, installed: str | None = None) -> None:
+    """Refuse an onnxruntime older than the bundle's ``requires.onnxruntime``, before any session exists.
+
+    Args:
+        manifest: the bundle's manifest; one without ``requires`` (written before the field) is not checked.
+        installed: the onnxruntime version to check (default: the imported module's).
+
+    Raises:
+        RuntimeTooOld: naming the required and the installed release, and how to fix it.
+    """
+    requires = manifest.requires
+    if requires is None:
+        return
+    if installed is None:
+        import onnxruntime as ort
+
+        installed = str(ort.__version__)
+    if release(installed) >= release(requires.onnxruntime):
+        return
+    uses = ", ".join(f"{domain} opset {v}" for domain, v in sorted(requires.opsets.items()))
+    uses += f"{', ' if uses else ''}IR version {requires.ir_version}" if requires.ir_version else ""
+    raise RuntimeTooOld(
+        f"{manifest.name} needs onnxruntime >= {requires.onnxruntime}{f' (its graphs use {uses})' if uses else ''}, "
+        f"but this environment has onnxruntime {installed}: install a newer build "
+        f"(pip install 'onnxruntime>={requires.onnxruntime}', or the same release of the -gpu/-openvino build you "
+        "use), or re-export the bundle for an older opset",
+        installed=installed, required=requires.onnxruntime,
+    )
 
 
 def session_options(profile: SessionProfile, *, cpu_fallback: bool) -> Any:

@@ -36,6 +36,7 @@ def test_unloadable_bundle_is_no_result_not_a_default(tiny_bundle: Path) -> None
         model.predict(np.zeros((1, 3), np.float32))
 
 
+@pytest.mark.timing
 def test_deadline_cancels_a_long_run(tmp_path: Path) -> None:
     bundle = tiny.build(tmp_path / "slow", slow=400)
     model = medinfer.load(bundle, self_test=False, session_profile={"intra_op_num_threads": 1})
