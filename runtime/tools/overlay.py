@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-WHITE, CYAN, GREY = (255, 255, 255), (0, 230, 255), (150, 150, 150)
+WHITE, CYAN = (255, 255, 255), (0, 230, 255)
 ALPHA = 0.7  # opacity of the heat colour at score 1 (score 0 leaves the slice untouched)
 # A perceptually ordered dark-to-bright scale (anchors sampled from matplotlib's "inferno").
 _ANCHORS = np.array([(0, 0, 4), (40, 11, 84), (101, 21, 110), (159, 42, 99), (212, 72, 66), (245, 125, 21),
