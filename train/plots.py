@@ -1,5 +1,6 @@
 """Model-card figures (PNG, matplotlib's Agg backend; no display needed): ROC with the operating point,
-confusion matrix, 2-D embedding, example CT patches, Clarke error grid, forecast-vs-truth trace.
+reliability diagram (calibration), confusion matrix, feature importance, 2-D embedding, example CT patches,
+Clarke error grid, forecast-vs-truth trace.
 
 Each function draws one figure from held-out data, writes it to ``path`` and returns the path relative to the
 bundle (``plots/<file>.png``), which is what ``spec.plots`` hands to the exporter.
@@ -51,6 +52,97 @@ def roc(y: np.ndarray, scores: np.ndarray, threshold: float, path: Path, positiv
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01),
            title=f"held-out ROC (n={len(y)})")
     ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def reliability_table(outcome: np.ndarray, prob: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """Equal-width probability bins: count, mean predicted probability, observed frequency and its Wilson 95 %
+    interval per non-empty bin (the numbers the reliability diagram draws)."""
+    outcome = np.asarray(outcome, dtype=float).reshape(-1)
+    prob = np.clip(np.asarray(prob, dtype=float).reshape(-1), 0.0, 1.0)
+    index = np.minimum((prob * bins).astype(int), bins - 1)
+    rows = []
+    z = 1.959964
+    for b in range(bins):
+        mask = index == b
+        n = int(mask.sum())
+        if not n:
+            continue
+        k = float(outcome[mask].sum())
+        p = k / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        rows.append({"lo": b / bins, "hi": (b + 1) / bins, "n": n, "predicted": float(prob[mask].mean()),
+                     "observed": p, "ci_lo": min(max(0.0, centre - half), p),  # contains p despite rounding
+                     "ci_hi": max(min(1.0, centre + half), p)})
+    return rows
+
+
+def calibration(outcome: np.ndarray, prob: np.ndarray, path: Path, *, title: str, xlabel: str, ylabel: str,
+                bins: int = 10, threshold: float | None = None) -> str:
+    """Reliability diagram: observed frequency (Wilson 95 % CI) against the mean predicted probability per
+    equal-width bin, each point labelled with its count, a histogram of the counts below; Brier score and the
+    expected calibration error (ECE, count-weighted |observed - predicted|) in the legend."""
+    plt = _pyplot()
+    outcome = np.asarray(outcome, dtype=float).reshape(-1)
+    prob = np.clip(np.asarray(prob, dtype=float).reshape(-1), 0.0, 1.0)
+    rows = reliability_table(outcome, prob, bins)
+    n = len(outcome)
+    brier = float(np.mean((prob - outcome) ** 2)) if n else float("nan")
+    ece = sum(r["n"] * abs(r["observed"] - r["predicted"]) for r in rows) / max(n, 1)
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.8, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfectly calibrated")
+    if rows:
+        x = np.array([r["predicted"] for r in rows])
+        yv = np.array([r["observed"] for r in rows])
+        err = np.array([[r["observed"] - r["ci_lo"] for r in rows], [r["ci_hi"] - r["observed"] for r in rows]])
+        ax.errorbar(x, yv, yerr=err, fmt="o-", c="tab:blue", ms=4, lw=1.2, capsize=2,
+                    label=f"model (Brier {brier:.3f}, ECE {ece:.3f})\nbars: Wilson 95 % CI per bin")
+    if threshold is not None:
+        ax.axvline(threshold, c="red", lw=0.8, ls=":", label=f"operating threshold {threshold:.3g}")
+        hist.axvline(threshold, c="red", lw=0.8, ls=":")
+    ax.set(ylabel=ylabel, xlim=(0, 1), ylim=(-0.02, 1.02), title=f"{title} (n={n}, {bins} bins)")
+    ax.legend(loc="upper left", fontsize=7.5)
+    counts, edges, _ = hist.hist(prob, bins=np.linspace(0, 1, bins + 1), color="tab:blue", alpha=0.6,
+                                 edgecolor="white")
+    for count, left in zip(counts, edges[:-1]):
+        if count:
+            hist.text(left + 0.5 / bins, count, f"{int(count)}", ha="center", va="bottom", fontsize=7)
+    hist.set(xlabel=xlabel, ylabel="samples per bin", ylim=(0, max(counts.max(), 1) * 1.3))
+    return _save(fig, path)
+
+
+def calibration_binary(y: np.ndarray, scores: np.ndarray, path: Path, positive: str = "positive",
+                       threshold: float | None = None) -> str:
+    """Reliability diagram of a binary classifier's probability for ``positive`` on the held-out set."""
+    return calibration(np.asarray(y).astype(int) == 1, scores, path, threshold=threshold,
+                       title="held-out calibration", xlabel=f"predicted p({positive})",
+                       ylabel=f"observed share of '{positive}'")
+
+
+def calibration_top_class(y: np.ndarray, proba: np.ndarray, path: Path) -> str:
+    """Confidence calibration of a multiclass classifier: the top class's probability against how often the
+    top class is the true one, on the held-out set."""
+    proba = np.asarray(proba, dtype=float)
+    top = np.argmax(proba, axis=1)
+    return calibration(top == np.asarray(y).astype(int), proba.max(axis=1), path,
+                       title="held-out confidence calibration", xlabel="probability of the predicted class",
+                       ylabel="observed share correct")
+
+
+def importance(names: Sequence[str], mean: np.ndarray, std: np.ndarray, path: Path, *, title: str, xlabel: str,
+               top: int = 15) -> str:
+    """Horizontal bars of the ``top`` largest importances (mean with one standard deviation as whiskers)."""
+    plt = _pyplot()
+    mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+    order = np.argsort(-mean, kind="stable")[:top][::-1]
+    fig, ax = plt.subplots(figsize=(6.4, 0.28 * len(order) + 1.4))
+    ax.barh(np.arange(len(order)), mean[order], xerr=std[order], color="tab:blue", alpha=0.8,
+            error_kw={"lw": 0.8, "capsize": 2})
+    ax.set_yticks(np.arange(len(order)), [names[i] for i in order], fontsize=8)
+    ax.axvline(0, c="black", lw=0.6)
+    ax.set(xlabel=xlabel, title=title)
+    ax.title.set_fontsize(9)
     return _save(fig, path)
 
 
@@ -151,12 +243,12 @@ def forecast_trace(minutes: np.ndarray, truth: np.ndarray, forecast: np.ndarray,
                    path: Path, title: str = "") -> str:
     """Glucose 30 min ahead over time for one held-out patient: truth, model forecast, persistence."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8.0, 3.4))
+    fig, ax = plt.subplots(figsize=(8.0, 3.9))
     hours = np.asarray(minutes) / 60.0
     ax.plot(hours, truth, c="black", lw=1.5, label="blood glucose 30 min later (simulated truth)")
     ax.plot(hours, forecast, c="tab:orange", lw=1.2, label="LSTM forecast")
     ax.plot(hours, persistence, c="grey", lw=0.8, ls="--", label="persistence (last CGM)")
-    ax.axhspan(70, 180, color="green", alpha=0.06)
+    ax.axhspan(70, 180, color="green", alpha=0.08, label="target range 70–180 mg/dL")
     ax.set(xlabel="time of forecast (hours since start)", ylabel="glucose (mg/dL)", title=title)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)  # off the curves
     return _save(fig, path)

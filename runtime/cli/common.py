@@ -1,14 +1,58 @@
-"""Small helpers shared by the command lines: bundle lookup by name, provider lists, plain text tables."""
+"""Small helpers shared by the command lines: bundle lookup by name, provider lists, plain text tables, and the
+help texts (examples and the exit-code table in every subcommand's ``--help``)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
 from ..errors import UnknownNameError
 from ..tools.tables import table
+from .main import exit_codes_text  # the one exit-code table (medinfer --help prints it too)
 
-__all__ = ["bundle_path", "providers_arg", "table"]
+__all__ = ["HELP_FORMAT", "bundle_path", "examples", "exit_codes_text", "provider_fallback", "providers_arg",
+           "table"]
+
+#: The formatter of every ``medinfer`` parser: epilogs keep their line breaks (examples, exit codes).
+HELP_FORMAT = argparse.RawDescriptionHelpFormatter
+
+
+def examples(*lines: str) -> str:
+    """An epilog for a subcommand's ``--help``: its examples, then the exit-code table.
+
+    Args:
+        lines: example command lines, each optionally followed by ``  # what it does`` (shown above the
+            command, so each command stays one copyable line); a test parses every one against the parser it
+            documents, so examples cannot drift from the options.
+
+    Returns:
+        The epilog text (use it with ``formatter_class=HELP_FORMAT`` so its line breaks stay).
+    """
+    shown = []
+    for line in lines:
+        command, _, comment = line.partition("  #")
+        shown += ([f"  # {comment.strip()}"] if comment.strip() else []) + [f"  {command.strip()}"]
+    return "examples:\n" + "\n".join(shown) + "\n\n" + exit_codes_text()
+
+
+def provider_fallback(requested: list[str] | None, actual: tuple[str, ...] | list[str]) -> str | None:
+    """A warning when the first provider asked for is not the one the session runs on (None when it is).
+
+    ``--provider cuda,cpu`` on a machine without CUDA runs on the CPU: that is allowed (the list says so), but it
+    must be said, since a device that expected its accelerator is then slower than validated.
+    """
+    from ..providers import available_providers, canonical
+
+    if not requested or not actual:
+        return None
+    first = canonical(requested[0])
+    if first == actual[0]:
+        return None
+    why = ("this onnxruntime build does not offer it" if first not in available_providers()
+           else "onnxruntime could not create it here (driver or libraries missing?)")
+    return (f"first choice {first} is not available ({why}); running on {actual[0]} instead. "
+            "'medinfer info --providers' says why")
 
 
 def bundle_path(arg: str) -> Path:

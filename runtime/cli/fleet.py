@@ -10,6 +10,8 @@ import sys
 import time
 from typing import Any
 
+from .common import HELP_FORMAT, examples
+
 
 def _bundles(args: list[str]) -> tuple[str, ...]:
     from .common import bundle_path
@@ -94,8 +96,15 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     """Add serve, export-triton and score to the ``medinfer`` sub-command parser."""
-    p = sub.add_parser("serve", help="serve bundles over the Open Inference Protocol (KServe v2 HTTP) [serve]")
-    p.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    p = sub.add_parser("serve", help="serve bundles over the Open Inference Protocol (KServe v2 HTTP) [serve]",
+                       formatter_class=HELP_FORMAT, epilog=examples(
+                           "medinfer serve bundles/drug_activity_rf bundles/clinical_notes_tfidf --port 8000"
+                           "  # 127.0.0.1 only",
+                           "medinfer serve bundles/*/ --audit audit.jsonl --deadline-ms 200 --max-concurrency 2",
+                           "medinfer serve lung_nodule_cnn --host 0.0.0.0 --require-signature --trusted-key "
+                           "signing.pub.pem"))
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="bundles to serve (folders or names), each under "
+                                                                "its manifest name")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one, printed)")
     p.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body (default 64 MiB)")
@@ -103,10 +112,12 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--max-queue", type=int, default=64, help="requests waiting; more are refused with 503")
     p.add_argument("--deadline-ms", type=float, default=None, help="per-request deadline, queueing included (504)")
     p.add_argument("--audit", default=None, metavar="LOG", help="hash-chained audit trail, one record per request")
-    p.add_argument("--variant", default=None)
+    p.add_argument("--variant", default=None, help="serve this variant of every bundle, e.g. int8 (default: fp32)")
     p.add_argument("--provider", default=None, help="comma-separated preference list, e.g. cuda,cpu")
-    p.add_argument("--trusted-key", action="append", default=[], metavar="PEM")
-    p.add_argument("--require-signature", action="store_true")
+    p.add_argument("--trusted-key", action="append", default=[], metavar="PEM",
+                   help="trusted Ed25519 public key (repeatable); with --require-signature an unsigned bundle fails")
+    p.add_argument("--require-signature", action="store_true",
+                   help="refuse a bundle unless its manifest.sig verifies with a --trusted-key")
     p.add_argument("--shutdown-timeout", type=float, default=30.0, help="seconds to finish running requests")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--request-timeout", type=float, default=30.0,
@@ -117,26 +128,38 @@ def add_parsers(sub: Any) -> None:
                    help="open connections at most; more are answered 503 (default 1024)")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("export-triton", help="write a Triton model repository (onnxruntime or python backend)")
-    p.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    p = sub.add_parser("export-triton", help="write a Triton model repository (onnxruntime or python backend)",
+                       formatter_class=HELP_FORMAT, epilog=examples(
+                           "medinfer export-triton bundles/*/ --out triton_repo  # Triton's onnxruntime backend",
+                           "medinfer export-triton bundles/*/ --out triton_repo --backend python --force"
+                           "  # medinfer inside Triton"))
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="bundles to export (each is verified first)")
     p.add_argument("--out", required=True, metavar="REPO", help="model repository folder")
-    p.add_argument("--backend", choices=("onnxruntime", "python"), default="onnxruntime")
+    p.add_argument("--backend", choices=("onnxruntime", "python"), default="onnxruntime",
+                   help="onnxruntime (default): Triton runs the graph; python: Triton runs medinfer (validation, "
+                        "decision, audit) in its Python backend")
     p.add_argument("--max-batch-size", type=int, default=64, help="0 disables batching (default 64)")
     p.add_argument("--instances", type=int, default=1, help="model instances (CPU) per model")
     p.add_argument("--max-queue-delay-us", type=int, default=100, help="dynamic batching delay")
-    p.add_argument("--variant", default=None)
+    p.add_argument("--variant", default=None, help="export this variant's graph, e.g. int8 (default: fp32)")
     p.add_argument("--deadline-ms", type=float, default=None, help="python backend: medinfer's per-call deadline")
     p.add_argument("--site-packages", default=None,
                    help="python backend: site-packages holding medinfer + onnxruntime for the stub's Python")
     p.add_argument("--force", action="store_true", help="replace existing model folders")
     p.set_defaults(func=cmd_export_triton)
 
-    p = sub.add_parser("score", help="batch-score a Parquet/CSV archive with spark, dask or locally")
-    p.add_argument("bundle")
+    p = sub.add_parser("score", help="batch-score a Parquet/CSV archive with spark, dask or locally",
+                       formatter_class=HELP_FORMAT, epilog=examples(
+                           "medinfer score bundles/drug_activity_rf archive.parquet --out scored.parquet"
+                           "  # local engine ([score])",
+                           "medinfer score drug_activity_rf archive/ --out scored --engine spark --workers 4",
+                           "medinfer score clinical_notes_tfidf notes.csv --out scored.csv --on-error no_result"))
+    p.add_argument("bundle", help="the bundle to score with (folder or name)")
     p.add_argument("input", help="Parquet or CSV file, or a folder of them")
     p.add_argument("--out", required=True, help="output: a file (local) or a folder of parts (dask, spark); "
                                                 ".csv for CSV, else Parquet")
-    p.add_argument("--engine", choices=("local", "dask", "spark"), default="local")
+    p.add_argument("--engine", choices=("local", "dask", "spark"), default="local",
+                   help="local (default; [score]), dask ([dask]) or spark ([spark], needs Java 17+)")
     p.add_argument("--id-column", default="id", help="row-id column, copied to the output (default id)")
     p.add_argument("--batch-rows", type=int, default=65536, help="rows per predict call (default 65536)")
     p.add_argument("--workers", type=int, default=None, help="parallel workers (default: cores)")
@@ -145,9 +168,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--on-error", choices=("fail", "no_result"), default="fail",
                    help="a row the model refuses: stop (default) or mark it no_result and go on")
     p.add_argument("--cast", choices=("safe", "same_kind"), default="safe", help="dtype casting policy")
-    p.add_argument("--variant", default=None)
+    p.add_argument("--variant", default=None, help="score with this variant, e.g. int8 (default: fp32)")
     p.add_argument("--master", default=None, help="spark: cluster URL (default local[workers] on 127.0.0.1)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_score)

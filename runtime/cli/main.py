@@ -35,15 +35,22 @@ def _train_main(argv: Sequence[str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``medinfer`` parser (device and fleet commands; train commands as placeholders)."""
+    from .common import examples
+
     parser = argparse.ArgumentParser(
         prog="medinfer",
         description="Verify and run medical-model ONNX bundles. With the [train] extra also: "
         + ", ".join(TRAIN_COMMANDS) + " (see 'medinfer train --help').",
-        epilog=exit_codes_text(),
+        epilog=examples(
+            "medinfer verify bundles/drug_activity_rf  # sha256 of every file + golden self-test",
+            "medinfer predict bundles/drug_activity_rf rows.csv  # scores and labels as a table (--json for machines)",
+            "medinfer info bundles/drug_activity_rf  # contract, held-out metrics with CIs, files, provenance",
+            "medinfer predict --help  # every command has --help with its options and examples"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"medinfer {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                help="run 'medinfer COMMAND --help' for its options, examples and exit codes")
     from .device import add_parsers as device_parsers
     from .fleet import add_parsers as fleet_parsers
 

@@ -4,8 +4,9 @@
 refuses what the model cannot take (non-CT modality, unsupported PhotometricInterpretation, truncated or
 non-DICOM files) with typed :class:`~medinfer.errors.InputError`, converts stored values to Hounsfield units
 with RescaleSlope/RescaleIntercept, and scores either one patch centred at ``--center ROW,COL`` or the whole
-slice with a batched sliding window. ``--overlay out.png`` writes the slice (lung window) with a red heat map
-of the window scores, encoded with zlib + struct only (the runtime has no image library).
+slice with a batched sliding window. ``--overlay out.png`` writes the slice (lung window, at full resolution)
+with the window scores in a colour scale, the threshold outlined and a colour bar (:mod:`medinfer.tools.overlay`),
+encoded with zlib + struct only (the runtime has no image library).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class DicomPrediction:
     extra: dict[str, Any] = field(default_factory=dict)
     patch: int = 0  # the model's window (patch) size in pixels
     cell: int = 0  # the block each window's score paints in the heat map (the stride; the patch for one centre)
+    model: str = ""  # "name version" of the model that scored the slice (for the overlay's caption)
+    score_name: str = "score"  # what the scores are, e.g. "p(nodule)" (the overlay's colour bar)
 
     def heat(self) -> np.ndarray:
         """The window scores as a heat map on the slice's pixel grid (see :func:`heat_map`)."""
@@ -347,8 +350,11 @@ def predict_file(model: Model, path: str | Path, *, centre: tuple[int, int] | No
         scores.append(np.asarray(pred.scores, dtype=np.float64).reshape(-1))
         labels += [str(x) for x in (pred.labels if pred.labels is not None else [""] * len(pred.scores))]
     step = int(stride or dicom_facts.get("window_stride") or size // 4) if centre is None else size
+    positive = model.manifest.decision.positive_label
     result = DicomPrediction(image, centres, np.concatenate(scores), labels, model.manifest.decision.threshold,
-                             clipped, patch=size, cell=step if centre is None else size)
+                             clipped, patch=size, cell=step if centre is None else size,
+                             model=f"{model.name} {model.version}",
+                             score_name=f"p({positive})" if positive else "score")
     if overlay is not None:
         write_overlay(result, overlay, (lo, hi))
     return result
@@ -357,12 +363,27 @@ def predict_file(model: Model, path: str | Path, *, centre: tuple[int, int] | No
 def write_overlay(result: DicomPrediction, path: str | Path, clip: tuple[float, float] = (-1024.0, 3071.0)) -> None:
     """Draw ``result``'s heat map over its slice into a PNG at ``path``; sets ``result.overlay``.
 
+    The figure (:func:`medinfer.tools.overlay.figure`): the slice in a lung window at full resolution (small
+    slices enlarged), the window scores in a colour scale (linear between window centres), the region at or above
+    the threshold outlined, a colour bar with the threshold marked, and a caption naming model, file and windows.
+
     Raises:
         UsageError: the file cannot be written (the message names the path and why).
     """
+    from .overlay import figure
+
     hu = np.clip(result.image.hu, *clip)
+    img = result.image
+    above = int(np.sum(result.scores >= result.threshold)) if result.threshold is not None else 0
+    windows = (f"{len(result.scores)} windows of {result.patch} px, stride {result.cell}" if len(result.scores) > 1
+               else f"one {result.patch} px window at {tuple(int(v) for v in result.centres[0])}")
+    caption = [f"{result.model or 'model'}: {Path(img.path).name}, frame {img.frame + 1}/{img.n_frames}",
+               f"{windows}; max {float(result.scores.max()):.3f}"
+               + (f"; {above} >= threshold {result.threshold:.3g} (outlined)" if result.threshold is not None else "")]
+    rgb = figure(hu, result.centres, result.scores, result.heat(), threshold=result.threshold,
+                 window=OVERLAY_WINDOW, score_name=result.score_name, caption=caption)
     try:
-        write_overlay_png(path, hu, result.heat())
+        Path(path).write_bytes(png_bytes(rgb))
     except OSError as exc:
         raise UsageError(f"the overlay {path} cannot be written ({exc.strerror or exc}); the scores above are "
                          "complete: choose another --overlay path") from None
@@ -379,14 +400,10 @@ def heat_map(shape: tuple[int, int], centres: np.ndarray, scores: np.ndarray, ce
     return heat
 
 
-def write_overlay_png(path: str | Path, hu: np.ndarray, heat: np.ndarray,
-                      window: tuple[float, float] = OVERLAY_WINDOW) -> None:
-    """The slice in a lung window (grey) with ``heat`` (0..1) blended in red; an 8-bit RGB PNG."""
-    Path(path).write_bytes(png_bytes(overlay_rgb(hu, heat, window)))
-
-
 def overlay_rgb(hu: np.ndarray, heat: np.ndarray, window: tuple[float, float] = OVERLAY_WINDOW) -> np.ndarray:
-    """(H, W, 3) uint8: the slice in a lung window (grey) with ``heat`` (0..1) blended in red."""
+    """(H, W, 3) uint8 on the slice's own pixel grid: the slice in a lung window (grey) with ``heat`` (0..1)
+    blended in red. The DICOM Secondary Capture uses this one: it must keep the source's rows, columns and pixel
+    spacing, so it carries no enlargement, caption or colour bar (BurnedInAnnotation NO)."""
     grey = np.clip((hu - window[0]) / (window[1] - window[0]), 0.0, 1.0)
     alpha = np.clip(heat, 0.0, 1.0) * 0.6
     rgb = np.stack([grey * (1 - alpha) + alpha, grey * (1 - alpha), grey * (1 - alpha)], axis=-1)

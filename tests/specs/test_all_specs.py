@@ -48,6 +48,20 @@ def test_runtime_predict_equals_native(built, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", registry.names())
+def test_every_card_shows_its_plots_and_every_classifier_a_calibration_plot(built, name: str) -> None:
+    art, path = built(name)
+    m = medinfer.load_manifest(path)
+    card = (path / "model_card.md").read_text()
+    assert m.card.plots, f"{name}'s card has no plots"
+    for title, rel in m.card.plots.items():
+        assert rel in m.files and (path / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"![{title}]({rel})" in card
+    if art.spec.task != "regression":  # devices act on probabilities: show how far they can be trusted
+        assert "plots/calibration.png" in m.card.plots.values()
+        assert any("calibration" in title.lower() for title in m.card.plots)
+
+
+@pytest.mark.parametrize("name", registry.names())
 def test_manifest_records_the_contract(built, name: str) -> None:
     art, path = built(name)
     m = medinfer.load_manifest(path)

@@ -89,7 +89,7 @@ def test_gene_order_errors_name_the_genes(cells, tmp_path) -> None:
 def test_gene_plots_and_card(cells) -> None:
     _, _, _, path = cells
     m = medinfer.load_manifest(path)
-    assert set(m.card.plots.values()) == {"plots/confusion.png", "plots/svd_embedding.png"}
+    assert set(m.card.plots.values()) == {"plots/confusion.png", "plots/svd_embedding.png", "plots/calibration.png"}
     for rel in m.card.plots.values():
         assert (path / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = (path / "model_card.md").read_text()

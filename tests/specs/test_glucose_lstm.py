@@ -97,3 +97,21 @@ def test_physically_impossible_values_are_refused_with_the_feature_named(built, 
     x[1, -1, glucose.FEATURE_NAMES.index(feature)] = value
     with pytest.raises(medinfer.InputError, match=f"feature '{feature}' has 1 value"):
         model.predict(x)
+
+
+def test_a_simulated_run_stops_where_blood_glucose_leaves_the_simulators_range() -> None:
+    """simglucose lets a virtual patient fall to ~0 mg/dL and stay there; the run stops at the first step outside
+    10..600 mg/dL (simglucose's own end of an episode), so no window's target lies outside it."""
+    steps = 200
+    bg = np.concatenate([np.linspace(150, 40, 100), np.linspace(38, 11, 40), np.linspace(9, 0.0, 60)])
+    run = {"minutes": np.arange(steps) * 5.0, "cgm": np.maximum(bg, 39.0), "bg": bg, "cho": np.zeros(steps),
+           "insulin": np.full(steps, 0.02)}
+    kept, dropped = glucose.stop_outside_model_range(run)
+    assert (len(kept["bg"]), dropped) == (140, 60)  # severe lows of 11..38 mg/dL stay; the fall below 10 goes
+    assert all(len(v) == 140 for v in kept.values())
+    _, y, _, _ = glucose.windows(kept, 12, 1)
+    assert y.min() >= 10.0 and len(y) == 140 - 12 + 1 - glucose.HORIZON_STEPS
+    high = dict(run, bg=np.concatenate([np.full(50, 300.0), np.full(150, 650.0)]))
+    assert glucose.stop_outside_model_range(high)[1] == 150
+    whole, none = glucose.stop_outside_model_range(dict(run, bg=np.full(steps, 120.0)))
+    assert none == 0 and len(whole["bg"]) == steps

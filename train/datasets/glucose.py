@@ -93,6 +93,25 @@ FEATURE_RANGES: tuple[tuple[float, float], ...] = (
     (-1.0, 1.0),
 )
 
+# Where the simulator stops describing a person: simglucose's own gym environment ends an episode when blood glucose
+# leaves 10..600 mg/dL (simglucose.simulation.env.T1DSimEnv.step: ``done = BG < 10 or BG > 600``), but SimObj runs
+# on, and a virtual patient below 10 mg/dL falls to about 0 and stays there (child#008 of the shipped runs, from
+# hour 13): no living person's value, and no rescue (glucose, glucagon) in the model. Each run is therefore stopped
+# at its first step outside this range, as simglucose's environment would; values inside it are kept, including
+# severe lows of 10..39 mg/dL that the virtual patient recovers from (the CGM then reads its floor, 39).
+SIM_BG_RANGE = (10.0, 600.0)
+
+
+def stop_outside_model_range(run: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+    """``run`` up to (not including) its first step whose blood glucose leaves :data:`SIM_BG_RANGE`, and the
+    number of steps dropped (0: the whole run stays)."""
+    lo, hi = SIM_BG_RANGE
+    outside = np.flatnonzero((run["bg"] < lo) | (run["bg"] > hi))
+    if not len(outside):
+        return run, 0
+    end = int(outside[0])
+    return {k: v[:end] for k, v in run.items()}, len(run["bg"]) - end
+
 
 def _settings(days: float, seed: int) -> dict[str, Any]:
     return {"days": days, "seed": seed, "sensor": "GuardianRT", "pump": "Insulet", "controller": "BBController",

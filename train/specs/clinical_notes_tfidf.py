@@ -275,6 +275,8 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
             "Held-out ROC with the operating point": plots.roc(y, scores, t, folder / "roc.png", "abnormal"),
             "Held-out confusion matrix at the operating point": plots.confusion(
                 y, (scores >= t).astype(int), self.labels or (), folder / "confusion.png"),
+            "Held-out calibration (reliability diagram with counts per bin)": plots.calibration_binary(
+                y, scores, folder / "calibration.png", "abnormal", t),
         }
 
 

@@ -186,7 +186,8 @@ class GeneExpressionSVD(SklearnClassifierSpec):
         from .. import plots
 
         X, y = dataset.X_test, np.asarray(dataset.y_test).astype(int)
-        pred = np.argmax(self.scores(self.native_outputs(model, X)), axis=1)
+        proba = self.scores(self.native_outputs(model, X))
+        pred = np.argmax(proba, axis=1)
         svd = model.named_steps["svd"]
         Z = svd.transform(X)
         ratio = svd.explained_variance_ratio_
@@ -197,6 +198,8 @@ class GeneExpressionSVD(SklearnClassifierSpec):
                 Z, y, self.labels or (), folder / "svd_embedding.png",
                 title=f"held-out cells in SVD space (n={len(y)}), coloured by true cell type",
                 axes=(f"SVD 1 ({ratio[0]:.1%} of variance)", f"SVD 2 ({ratio[1]:.1%})")),
+            "Held-out confidence calibration (probability of the predicted cell type against how often it is "
+            "right; counts per bin)": plots.calibration_top_class(y, proba, folder / "calibration.png"),
         }
 
 

@@ -59,6 +59,11 @@ class GlucoseLSTM(KerasSpec):
             "Trained and evaluated on SIMULATED patients (simglucose UVA/Padova model, basal-bolus controller, "
             "random meal scenarios): real physiology, exercise, illness, sensor faults and missed boluses are absent.",
             "Held-out patients are virtual patients #008-#010 of each cohort; metrics on real people will be worse.",
+            "A simulated run stops at its first step with blood glucose outside 10-600 mg/dL, where simglucose's own "
+            "environment ends an episode (below 10 mg/dL a virtual patient falls to about 0 and stays, with no "
+            "rescue in the model); the runs stopped are named under Training data. Severe lows of 10-39 mg/dL that "
+            "the virtual patient recovers from are kept as targets and in the Clarke grid, while the CGM input "
+            "reads its floor of 39 mg/dL there (the runtime refuses CGM below 39, as the sensor cannot report it).",
             "Bootstrap CIs resample overlapping windows of few patients and are therefore optimistic.",
             "Features must be computed exactly as documented in the manifest (units, 5-minute steps, decays).",
         ),
@@ -86,6 +91,17 @@ class GlucoseLSTM(KerasSpec):
         train_p, test_p = glucose.split_patients(patients)
         runs = glucose.simulate_many(patients, float(self.days), seed,
                                      int(self.workers) or glucose.default_workers(), progress)
+        stopped: dict[str, float] = {}  # patient -> hour at which the run was stopped (glucose.SIM_BG_RANGE)
+        for p in patients:
+            runs[p], dropped = glucose.stop_outside_model_range(runs[p])
+            if dropped:
+                stopped[p] = round(len(runs[p]["bg"]) * glucose.STEP_MIN / 60.0, 2)
+                progress(f"{p}: blood glucose leaves {glucose.SIM_BG_RANGE[0]:g}..{glucose.SIM_BG_RANGE[1]:g} mg/dL "
+                         f"after {stopped[p]:g} h; the run stops there ({dropped} steps dropped)")
+        lo, hi = glucose.SIM_BG_RANGE
+        stop_note = (f"runs stopped where simulated blood glucose left {lo:g}-{hi:g} mg/dL (simglucose's own end of an "
+                     "episode; the virtual patient then falls to about 0 mg/dL): "
+                     + (", ".join(f"{p} after {h:g} h" for p, h in stopped.items()) if stopped else "none") + ". ")
         seq = int(self.seq_len)
         parts: dict[str, list[Any]] = {"X": [], "y": [], "persist": []}  # persist: the patient of each window
         for p in train_p:
@@ -105,6 +121,7 @@ class GlucoseLSTM(KerasSpec):
                    "test_patients": test_p, "n_train_windows": int(len(y_train)), "n_test_windows": int(len(y_test)),
                    "n_test_windows_first_patient": int(len(test[0][1])),
                    "days_per_patient": float(self.days), "seq_len": seq, "test_stride_steps": int(self.test_stride),
+                   "stopped_runs_hours": stopped, "simulated_bg_range_mg_dl": list(glucose.SIM_BG_RANGE),
                    "sample": sample, "seed": seed},
             synthetic=True,
             description=(
@@ -112,7 +129,8 @@ class GlucoseLSTM(KerasSpec):
                 "seeded random meals, Guardian RT CGM, Insulet pump, basal-bolus controller"
             ),
             preprocessing=(
-                f"5-minute steps; windows of {seq} steps (train stride 1, test stride {self.test_stride}); target "
+                stop_note
+                + f"5-minute steps; windows of {seq} steps (train stride 1, test stride {self.test_stride}); target "
                 "= simulated blood glucose 30 min after the last step; features: "
                 + ", ".join(f"{n} [{u}]" for n, u, _ in glucose.FEATURES)
                 + "; in the graph: standardisation (training mean/std), then the LSTM predicts the 30-min change "
@@ -273,8 +291,10 @@ class GlucoseLSTM(KerasSpec):
 
         pred = self.scores(self.native_outputs(model, dataset.X_test))
         y = np.asarray(dataset.y_test)
-        out = {"Clarke error grid (held-out patients)": plots.clarke_grid(
-            y, pred, folder / "clarke.png", title=f"Clarke error grid, {len(y)} held-out forecasts")}
+        lo, hi = glucose.SIM_BG_RANGE
+        out = {f"Clarke error grid (held-out patients; simulated runs stop where blood glucose leaves {lo:g}-{hi:g} "
+               "mg/dL, see Limitations)": plots.clarke_grid(
+                   y, pred, folder / "clarke.png", title=f"Clarke error grid, {len(y)} held-out forecasts")}
         n = int(dataset.split.get("n_test_windows_first_patient", 0))
         if n:
             stride, seq = int(dataset.split["test_stride_steps"]), int(dataset.split["seq_len"])

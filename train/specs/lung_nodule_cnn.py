@@ -272,6 +272,9 @@ class LungNoduleCNN(KerasSpec):
         return {
             "ROC curve (held-out, simulated lesions) with the operating point":
                 plots.roc(y, scores, threshold, folder / "roc.png", self.positive_label or "nodule"),
+            "Held-out calibration on simulated lesions (reliability diagram with counts per bin)":
+                plots.calibration_binary(y, scores, folder / "calibration.png", self.positive_label or "nodule",
+                                         threshold),
             "Example held-out patches (lung window) with their scores":
                 plots.example_patches(dataset.X_test, y, scores, threshold,
                                         folder / "examples.png"),
