@@ -212,6 +212,8 @@ def main(argv: Sequence[str]) -> int:
         error = MissingExtraError(f"medinfer {args.command}", "train", exc.name)
         print(f"medinfer: error: MissingExtraError: {error}", file=sys.stderr)
         return exit_code(error)
+    except BrokenPipeError:
+        raise  # medinfer.cli.main stops quietly for a reader that went away (``medinfer data list | head``)
     except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with MEDINFER_DEBUG=1
         from medinfer.cli.main import unexpected
 
