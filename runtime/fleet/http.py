@@ -55,6 +55,40 @@ def _reply(status: str, body: bytes) -> bytes:
             f"content-length: {len(body)}\r\n\r\n").encode() + body
 
 
+class CorkedTransport:
+    """A transport whose response head waits for the first body write, so that head and body leave in ONE write:
+    uvicorn writes them apart, and with TCP_NODELAY that is two segments and two wake-ups of the client per
+    response (measured: a third of a small model's serving time). Everything else is the transport's own."""
+
+    __slots__ = ("_transport", "_head")
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is None and data[:9] == b"HTTP/1.1 " and data[9:12] != b"100" and data[-4:] == b"\r\n\r\n":
+            self._head = bytes(data)
+            return
+        if head is not None:
+            self._head = None
+            data = head + data
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def guarded_protocol(http: str, request_timeout: float, max_connections: int) -> type:
     """uvicorn's ``http`` protocol class (``httptools`` or ``h11``) with the module's bounds."""
     if http == "h11":
@@ -74,6 +108,7 @@ def guarded_protocol(http: str, request_timeout: float, max_connections: int) ->
         _head_bytes = 0
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            transport = CorkedTransport(transport)
             super().connection_made(transport)
             if len(self.connections) > limit:
                 transport.write(busy)

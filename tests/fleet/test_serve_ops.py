@@ -202,3 +202,34 @@ def test_not_ready_model_health_is_4xx_with_an_empty_body(tmp_path: Path) -> Non
         assert status == 400 and body == b"" and "SelfTestError" in headers["x-medinfer-not-ready"]
         scraped = _scrape(url)
         assert scraped[("medinfer_model_ready", (("model", "tiny_wrong"), ("version", "")))] == 0.0
+
+
+def test_a_response_leaves_in_one_write() -> None:
+    """uvicorn writes head and body apart; the corked transport joins them (one segment per response), lets
+    100-continue through at once, and flushes a head that is closed without a body."""
+    from medinfer.fleet.http import CorkedTransport
+
+    class Sink:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        def close(self) -> None:
+            self.closed = True
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+    sink = Sink()
+    corked = CorkedTransport(sink)
+    corked.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    corked.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    assert sink.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    corked.write(b"{}")
+    assert sink.writes[1:] == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+    corked.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+    corked.close()
+    assert sink.writes[2:] == [b"HTTP/1.1 204 No Content\r\n\r\n"] and sink.closed and corked.is_closing()
