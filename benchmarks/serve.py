@@ -209,6 +209,16 @@ def triton_server(bundle: Path, work: Path, venv: Path) -> Iterator[int]:
         log.close()
 
 
+def _executions(port: int, name: str) -> tuple[int, int] | None:
+    """(inference_count, execution_count) from Triton's statistics extension, when the server has it."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/{name}/stats", timeout=5) as r:
+            stats = json.loads(r.read())["model_stats"][0]
+        return int(stats["inference_count"]), int(stats["execution_count"])
+    except Exception:  # noqa: BLE001 - servers without the extension (MLServer, medinfer before issue 17)
+        return None
+
+
 def candidates(servers: list[str], baseline_ref: str, work: Path) -> tuple[dict[str, Callable[[Path], Any]],
                                                                           dict[str, Any]]:
     """Context-manager factories per candidate, and what each one is (or why it is missing)."""
@@ -271,9 +281,13 @@ def run(bundles: list[Path], servers: list[str], clients: list[int], encodings: 
                         body, headers = bodies[encoding]
                         request = http_request("127.0.0.1", ports[label], f"/v2/models/{name}/infer", body, headers)
                         for n in clients:
+                            before = _executions(ports[label], name)
                             load = run_load("127.0.0.1", ports[label], request, n, seconds)
+                            after = _executions(ports[label], name)
                             row = {"model": name, "server": label, "encoding": encoding, "round": rnd,
                                    **load.summary()}
+                            if before is not None and after is not None and after[1] > before[1]:
+                                row["mean_batch"] = (after[0] - before[0]) / (after[1] - before[1])
                             runs.append(row)
                             progress(f"{name} {label:24s} {encoding:6s} {n:3d} clients: {row['req_per_s']:8.0f} req/s "
                                      f"p50 {row['p50_us'] or 0:8.0f} µs p99 {row['p99_us'] or 0:8.0f} µs "
@@ -297,7 +311,10 @@ def medians(record: dict[str, Any]) -> dict[tuple[str, str, str, int], dict[str,
         out[key] = {"req_per_s": float(np.median([r["req_per_s"] for r in rows])),
                     "p50_us": float(np.median([r["p50_us"] for r in ok])) if ok else float("nan"),
                     "p99_us": float(np.median([r["p99_us"] for r in ok])) if ok else float("nan"),
-                    "errors": float(sum(r["errors"] for r in rows))}
+                    "errors": float(sum(r["errors"] for r in rows)),
+                    "requests": float(sum(r["requests"] for r in rows)),
+                    "mean_batch": float(np.median([r["mean_batch"] for r in rows if "mean_batch" in r]))
+                    if any("mean_batch" in r for r in rows) else float("nan")}
     return out
 
 
@@ -329,10 +346,21 @@ def markdown(record: dict[str, Any]) -> list[str]:
             if m is None:
                 cells.append("–")
                 continue
-            rate[x] = m["req_per_s"] if not m["errors"] else None
-            cells.append(f"{m['req_per_s']:.0f} ({m['p50_us']:.0f}/{m['p99_us']:.0f})" if not m["errors"] else
-                         f"errors: {m['errors']:.0f}")
+            if not m["requests"]:
+                cells.append(f"errors: {m['errors']:.0f}")
+                continue
+            rate[x] = m["req_per_s"]
+            flags = f" [{m['errors']:.0f} errors]" if m["errors"] else ""
+            cells.append(f"{m['req_per_s']:.0f} ({m['p50_us']:.0f}/{m['p99_us']:.0f}){flags}")
         ratios = [_ratio(rate, "medinfer +audit", "medinfer-baseline +audit"), _ratio(rate, "medinfer", "mlserver"),
                   _ratio(rate, "medinfer", "tritonserver")]
         lines.append(f"| {model} | {encoding} | {clients} | " + " | ".join(cells + ratios) + " |")
+    batches = sorted((k, m["mean_batch"]) for k, m in table.items() if m["mean_batch"] == m["mean_batch"])
+    if batches:
+        lines += ["", "Requests per model execution (Triton's statistics extension, Δinference_count ÷ "
+                  "Δexecution_count): " + "; ".join(f"{k[1]} {k[2]} {k[3]} clients {b:.2f}" for k, b in batches
+                                                     if k[3] == max(record["settings"]["clients"])) + "."]
+    samples = {(r["server"], r["encoding"]): r["error_sample"] for r in record["runs"] if r.get("error_sample")}
+    for (server, encoding), sample in sorted(samples.items()):
+        lines.append(f"- {server}, {encoding}: {sample[:200]}")
     return lines
