@@ -9,7 +9,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +29,6 @@ class Call:
     rid: str | None = None
     batch: int = 0
     phases: tuple[int, int, int, int] = (0, 0, 0, 0)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def run_call(call: Call, server_deadline_ms: float | None, audited: bool) -> tuple[bytes, int | None]:

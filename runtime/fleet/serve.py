@@ -56,6 +56,8 @@ __all__ = ["ServeConfig", "Registry", "Slot", "serve", "http_status"]
 # Triton numbers versions 1, 2, ...; a served bundle has one version, which also answers to "1" (export-triton
 # writes it as version 1), so a Triton client asking for model_version="1" gets the bundle's version.
 TRITON_VERSION = "1"
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider",
+                 "MIGraphXExecutionProvider")
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ class Slot:
         from .triton.repository import TritonOptions, model_config
 
         model = self.ready_model()
-        kind = "gpu" if model.providers[0] != "CPUExecutionProvider" else "cpu"
+        kind = "gpu" if model.providers[0] in GPU_PROVIDERS else "cpu"
         options = TritonOptions(backend="python", max_batch_size=model.manifest.profile.max_batch,
                                 instances=config.max_concurrency, instance_kind=kind, warmup=False)
         doc = model_config(model.manifest, options, outputs=self.outputs, variant=model.variant)
