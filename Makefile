@@ -9,7 +9,7 @@ MEDINFER := $(VENV)/bin/medinfer
 STAMP  := $(VENV)/.installed-train-dev
 MODELS ?= all
 
-.PHONY: demo test install lint clean bench test-triton test-scale test-device check-dicom-out test-arm test-min runs-on
+.PHONY: demo test install lint clean bench bench-serve test-triton test-scale test-device check-dicom-out test-arm test-min runs-on
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -112,7 +112,19 @@ $(TRITON_VENV)/.installed: pyproject.toml
 	@touch $@
 
 test-triton: $(STAMP) $(TRITON_VENV)/.installed
-	MEDINFER_TRITON_VENV=$(TRITON_VENV) $(PY) -m pytest -q -m triton tests/test_triton.py
+	MEDINFER_TRITON_VENV=$(TRITON_VENV) $(PY) -m pytest -q -m triton tests/fleet/test_triton.py
+
+# medinfer serve (before/after issue 17, audit on/off), MLServer 1.7.1 and PyTriton's tritonserver side by side on
+# the bundles in bundles/ -> benchmarks/results/serve.json and REPORT.md. MLServer gets its own venv (uvloop 0.21:
+# 0.23 crashes its parallel workers). SERVE_ARGS e.g. --models drug_activity_rf --seconds 1 --rounds 1
+MLSERVER_VENV ?= build/mlserver-venv
+$(MLSERVER_VENV)/.installed:
+	$(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet 'mlserver==1.7.1' 'uvloop==0.21.0' onnxruntime numpy
+	@touch $@
+
+bench-serve: $(STAMP) $(TRITON_VENV)/.installed $(MLSERVER_VENV)/.installed
+	$(PY) -m benchmarks serve $(SERVE_ARGS)
 
 # >= 1 M rows through the local, Dask and Spark engines -> benchmarks/results/scale.json
 test-scale: $(STAMP)

@@ -2,6 +2,7 @@
 
     python -m benchmarks run [--bundles bundles] [--artifacts artifacts] [--batch 1 64] [--seconds 4]
     python -m benchmarks check [--threshold 0.15] [--history FILE]
+    python -m benchmarks serve [--bundles bundles] [--models ...] [--clients 1 4 16] [--seconds 3] [--rounds 3]
     python -m benchmarks report
 """
 
@@ -124,6 +125,29 @@ def cmd_concurrency(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import json
+
+    from .serve import markdown, run
+
+    bundles = _bundles(args)
+    if not bundles:
+        print(f"no bundles in {args.bundles}/ — run 'make demo' (or 'medinfer build all') first", file=sys.stderr)
+        return 2
+    record = run(bundles, args.servers, args.clients, args.encodings, args.seconds, args.rounds, args.baseline_ref,
+                 progress=lambda m: print(m, file=sys.stderr))
+    record["command"] = "python -m benchmarks " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1))
+    print("\n".join(markdown(record)))
+    print(f"wrote {out}")
+    if out.resolve().parent == (HERE / "results").resolve():
+        records = history.load(_history_path(args))
+        _render(records[-1] if records else None, records, None)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     records = history.load(_history_path(args))
     print(_render(records[-1] if records else None, records, None))
@@ -167,6 +191,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--history", default=None)
     p.set_defaults(func=cmd_concurrency)
+    p = sub.add_parser("serve", help="medinfer serve (before/after issue 17, audit on/off), MLServer and "
+                                     "tritonserver side by side -> results/serve.json")
+    p.add_argument("--bundles", default="bundles")
+    p.add_argument("--models", nargs="*", default=None)
+    p.add_argument("--servers", nargs="+", default=["medinfer-baseline", "medinfer", "mlserver", "tritonserver"])
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    p.add_argument("--encodings", nargs="+", choices=("json", "binary"), default=["json", "binary"])
+    p.add_argument("--seconds", type=float, default=3.0, help="per cell (server x encoding x clients) and round")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--baseline-ref", default="5e459c4", help="git ref of the 'before' medinfer serve")
+    p.add_argument("--out", default=str(HERE / "results" / "serve.json"))
+    p.add_argument("--history", default=None)
+    p.set_defaults(func=cmd_serve, argv=None)
     p = sub.add_parser("report", help="redraw REPORT.md from the history and result files")
     p.add_argument("--history", default=None)
     p.set_defaults(func=cmd_report)

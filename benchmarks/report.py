@@ -121,10 +121,15 @@ def render(latest: dict[str, Any] | None, plots: list[Path], extras: dict[str, A
 
 
 def extras_from_results(folder: Path) -> dict[str, Any]:
-    """Other result files (accelerators, audit cost, soak) rendered by whoever wrote them as markdown lines."""
+    """Other result files (accelerators, audit cost, soak) rendered by whoever wrote them as markdown lines; the
+    serve benchmark's raw record rendered by :func:`benchmarks.serve.markdown`."""
     out: dict[str, Any] = {}
     for path in sorted(folder.glob("*.json")):
         data = json.loads(path.read_text())
-        if isinstance(data, dict) and "title" in data and "markdown" in data:
+        if isinstance(data, dict) and data.get("kind") == "serve":  # raw data: rendered here
+            from .serve import markdown
+
+            out[data["title"]] = markdown(data)
+        elif isinstance(data, dict) and "title" in data and "markdown" in data:
             out[data["title"]] = data["markdown"]
     return out

@@ -66,6 +66,23 @@ def _chain_hash(prev: str, body: dict[str, Any], key: bytes | None = None) -> st
     return _digest(key, prev, _canonical(body))
 
 
+class _Flock:
+    """The exclusive flock on the log's descriptor, as a context manager (one class, not one per append)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> None:
+        if fcntl is not None and self.fd >= 0:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: Any) -> None:
+        if fcntl is not None and self.fd >= 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
 def read_key(source: str | Path | bytes) -> bytes:
     """A device key for the keyed chain: bytes, or a file holding at least 16 bytes (e.g. ``head -c 32
     /dev/urandom > audit.key``).
@@ -151,19 +168,8 @@ class AuditLog:
             return log
 
     # -- the chain's position ------------------------------------------------------------------------------
-    def _locked(self) -> Any:
-        fd = self._fd
-
-        class _Flock:
-            def __enter__(self) -> None:
-                if fcntl is not None and fd >= 0:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-
-            def __exit__(self, *exc: Any) -> None:
-                if fcntl is not None and fd >= 0:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-
-        return _Flock()
+    def _locked(self) -> _Flock:
+        return _Flock(self._fd)
 
     def _sync(self) -> None:
         """Continue from the file's real end (another writer may have appended); complete or seal a last line
@@ -192,6 +198,7 @@ class AuditLog:
                 self._prev, self._seq = complete
             else:
                 self._prev, self._seq = prev, seq
+                self._end = os.fstat(self._fd).st_size
                 self._append({"event": "recovered_torn_tail", "torn_bytes": len(torn),
                               "torn_sha256": hashlib.sha256(torn).hexdigest()})
                 return
@@ -234,9 +241,11 @@ class AuditLog:
             raise AuditError(f"an audit record cannot be encoded ({exc}); nothing was written") from None
         digest = _digest(self.key, self._prev, raw)
         # verification pops "hash" and re-canonicalises, so appending it after the body keeps one dumps()
-        self._write(raw[:-1] + b',"hash":"' + digest.encode() + b'"}\n')
+        line = raw[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+        self._write(line)
         self._prev, self._seq = digest, self._seq + 1
-        self._end = os.fstat(self._fd).st_size
+        # Under the flock, after _sync: the file ended at _end and one O_APPEND write added exactly this line.
+        self._end += len(line)
         if self.head:
             self._write_head()
         self.failed = None

@@ -31,13 +31,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.max_concurrency is not None:
         options["max_concurrency"] = args.max_concurrency
+    if args.http is not None:
+        options["http"] = args.http
+    if args.log_format == "json" or args.access_log:
+        from ..fleet.http import AccessFormatter, JsonFormatter
+
+        formatter = JsonFormatter() if args.log_format == "json" else \
+            AccessFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(formatter)
     config = ServeConfig(
         bundles=_bundles(args.bundles), host=args.host, port=args.port, max_body_bytes=int(args.max_body_mb * 2**20),
         max_queue=args.max_queue, deadline_ms=args.deadline_ms, audit=args.audit,
         providers=_providers(args.provider), variant=args.variant, require_signature=args.require_signature,
         trusted_keys=tuple(args.trusted_key), shutdown_timeout=args.shutdown_timeout, access_log=args.access_log,
         request_timeout=args.request_timeout, max_connections=args.max_connections, out_of_domain=args.out_of_domain,
-        **options,
+        metrics_port=args.metrics_port, inline_below_ms=args.inline_below_ms, **options,
     )
 
     def announce(host: str, port: int) -> None:
@@ -53,11 +62,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_export_triton(args: argparse.Namespace) -> int:
     from ..fleet.triton.repository import TritonOptions, export_repository
 
-    options = TritonOptions(backend=args.backend, max_batch_size=args.max_batch_size, instances=args.instances,
+    gpus = tuple(int(g) for g in args.gpus.split(",") if g.strip()) if args.gpus else ()
+    options = TritonOptions(backend=args.backend, max_batch_size=args.max_batch_size, instances=args.count,
                             max_queue_delay_us=args.max_queue_delay_us, deadline_ms=args.deadline_ms,
-                            site_packages=args.site_packages)
+                            site_packages=args.site_packages, instance_kind=args.instance_kind, gpus=gpus,
+                            warmup=not args.no_warmup, decision=args.decision == "graph")
     folders = export_repository(_bundles(args.bundles), args.out, options, variant=args.variant, force=args.force)
     graph = "1/model.onnx" if args.backend == "onnxruntime" else "1/model.py + 1/bundle/"
+    graph += "" if args.no_warmup else ", warmup/"
     for folder in folders:
         print(f"wrote {folder}/ (config.pbtxt, {graph}, manifest.json, model_card.md)")
     if args.backend == "python":
@@ -119,7 +131,18 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--require-signature", action="store_true",
                    help="refuse a bundle unless its manifest.sig verifies with a --trusted-key")
     p.add_argument("--shutdown-timeout", type=float, default=30.0, help="seconds to finish running requests")
-    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--access-log", action="store_true",
+                   help="log every request as one JSON object (id, model, version, status, durations) on stderr")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="json: every log line is one JSON object (default text)")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="also serve /metrics (Prometheus) alone on this port, like Triton's 8002; /metrics is "
+                        "always on the main port")
+    p.add_argument("--http", choices=("httptools", "h11"), default=None,
+                   help="HTTP parser: httptools on uvloop (default when installed) or uvicorn's pure-Python h11")
+    p.add_argument("--inline-below-ms", type=float, default=1.0,
+                   help="models whose batch-1 prediction takes less run on the event loop, without a worker "
+                        "thread hand-off (default 1.0; 0: every model in the worker pool)")
     p.add_argument("--request-timeout", type=float, default=30.0,
                    help="seconds a connection has to send a whole request; idle or trickling ones are closed")
     p.add_argument("--out-of-domain", choices=("flag", "no_result"), default="flag",
@@ -139,9 +162,16 @@ def add_parsers(sub: Any) -> None:
                    help="onnxruntime (default): Triton runs the graph; python: Triton runs medinfer (validation, "
                         "decision, audit) in its Python backend")
     p.add_argument("--max-batch-size", type=int, default=64, help="0 disables batching (default 64)")
-    p.add_argument("--instances", type=int, default=1, help="model instances (CPU) per model")
+    p.add_argument("--count", "--instances", dest="count", type=int, default=1,
+                   help="model instances per model (per GPU with --instance-kind gpu)")
+    p.add_argument("--instance-kind", choices=("cpu", "gpu"), default="cpu", help="Triton's KIND_CPU or KIND_GPU")
+    p.add_argument("--gpus", default=None, help="GPU instances: comma-separated device ids (default: every GPU)")
+    p.add_argument("--decision", choices=("graph", "none"), default="graph",
+                   help="onnxruntime backend: append the decision rule (labels, scores) to the graph (default), "
+                        "or write the bundle's graph unchanged")
+    p.add_argument("--no-warmup", action="store_true", help="no model_warmup from the golden input")
     p.add_argument("--max-queue-delay-us", type=int, default=100, help="dynamic batching delay")
-    p.add_argument("--variant", default=None, help="export this variant's graph, e.g. int8 (default: fp32)")
+    p.add_argument("--variant", default=None, help="graph to export (default: int8 on CPU when shipped, else default)")
     p.add_argument("--deadline-ms", type=float, default=None, help="python backend: medinfer's per-call deadline")
     p.add_argument("--site-packages", default=None,
                    help="python backend: site-packages holding medinfer + onnxruntime for the stub's Python")

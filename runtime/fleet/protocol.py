@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import json
 import struct
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from ..errors import BodyTooLarge, MedinferError, RequestError
+from ..errors import MedinferError, RequestError
 from ..manifest import Manifest
 from ..model import Model
 from ..prediction import Prediction
@@ -304,38 +302,6 @@ def _flatten(data: Any) -> list[Any]:
 
 
 
-async def read_body(request: Any, limit: int) -> bytes:
-    """Read a starlette request's body, refusing more than ``limit`` bytes (also after gzip/deflate)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"request body of {declared} bytes exceeds this server's limit of {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"request body exceeds this server's limit of {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    if encoding not in ("gzip", "deflate"):
-        raise RequestError(f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
-    inflater = zlib.decompressobj(31 if encoding == "gzip" else 15)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise RequestError(f"the {encoding} body does not decompress: {exc}") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise BodyTooLarge(f"decompressed request body exceeds this server's limit of {limit} bytes")
-    if not inflater.eof:
-        raise RequestError(f"the {encoding} body is truncated (its stream does not end)")
-    if inflater.unused_data:
-        raise RequestError(f"the {encoding} body holds {len(inflater.unused_data)} bytes after its first stream "
-                           "(e.g. a second gzip member); send one stream")
-    return out
-
-
 # -- response ---------------------------------------------------------------------------------------------
 def encode_response(model_name: str, model_version: str, request_id: str | None, tensors: Mapping[str, np.ndarray],
                     binary: Mapping[str, bool], parameters: Mapping[str, Any]) -> tuple[bytes, int | None]:
@@ -374,33 +340,3 @@ def _to_binary(arr: np.ndarray) -> bytes:
 def error_body(message: str) -> bytes:
     """The protocol's error JSON: ``{"error": "..."}``."""
     return json.dumps({"error": message}).encode()
-
-
-def fhir_request(parameters: dict[str, Any]) -> dict[str, Any] | None:
-    """The request's FHIR option as ``Prediction.to_fhir`` arguments (None when not asked for).
-
-    ``"fhir": true`` adds ``parameters.fhir`` to the response: the FHIR R4 transaction Bundle as a JSON string.
-    It needs ``"fhir_subject"`` (e.g. ``"Patient/123"``); optional ``"fhir_basis"`` (comma-separated references),
-    ``"fhir_time"`` (ISO 8601 with a time zone) and ``"fhir_generic": true``.
-
-    Raises:
-        RequestError: a parameter of the wrong type, a missing subject, or a time that is not ISO 8601.
-    """
-    asked = parameters.get("fhir", False)
-    if asked is False:
-        return None
-    if asked is not True:
-        raise RequestError(f"parameters.fhir must be true or false, got {asked!r}")
-    subject, basis = parameters.get("fhir_subject"), parameters.get("fhir_basis", "")
-    when, generic = parameters.get("fhir_time"), parameters.get("fhir_generic", False)
-    if not isinstance(subject, str) or not subject:
-        raise RequestError('parameters.fhir needs parameters.fhir_subject, the FHIR reference of the patient the '
-                           'input came from (e.g. "Patient/123")')
-    if not isinstance(basis, str) or not isinstance(generic, bool) or not isinstance(when, (str, type(None))):
-        raise RequestError("parameters.fhir_basis and fhir_time must be strings, fhir_generic true or false")
-    try:
-        at = datetime.fromisoformat(when.replace("Z", "+00:00")) if when else None
-    except ValueError:
-        raise RequestError(f"parameters.fhir_time must be ISO 8601 with a time zone, got {when!r}") from None
-    return {"subject": subject, "basis": [b.strip() for b in basis.split(",") if b.strip()], "at": at,
-            "generic": generic}

@@ -5,6 +5,7 @@ typed answer (4xx/503) or a one-line refusal to start, never a 500, a traceback 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import socket
 import subprocess
@@ -18,16 +19,17 @@ import pytest
 from ..helpers import tiny
 from ..helpers.serving import get, http, serving
 
-pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 pytestmark = pytest.mark.hostile("serve: clients and settings")
+# Both HTTP paths get the same hostile clients: httptools on uvloop (the default) and uvicorn's h11.
+PATHS = [p for p in ("httptools", "h11") if p == "h11" or importlib.util.find_spec(p) is not None]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("hostile_serve")
+@pytest.fixture(scope="module", params=PATHS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp(f"hostile_serve_{request.param}")
     bundle = tiny.build(root / "tiny_logistic")
-    with serving([bundle], "--audit", str(root / "audit.jsonl"), "--request-timeout", "2",
+    with serving([bundle], "--audit", str(root / "audit.jsonl"), "--request-timeout", "2", "--http", request.param,
                  log=root / "server.log") as (url, proc):
         yield url, proc, root
 
@@ -61,6 +63,23 @@ def test_idle_and_trickling_sockets_do_not_stop_liveness_and_are_closed(server) 
             closed += 1
         s.close()
     assert closed == len(socks)
+
+
+def test_endless_headers_are_cut_off_and_liveness_stays(server) -> None:
+    url = server[0]
+    host, port = url.split(":")
+    with socket.create_connection((host, int(port))) as s:
+        s.settimeout(10)
+        s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
+        answer = b""
+        try:
+            for _ in range(400):  # 400 x 4 KiB of headers that never end
+                s.sendall(b"X-Pad: " + b"a" * 4089 + b"\r\n")
+            answer = s.recv(200)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        assert answer == b"" or answer.split(b" ")[1] in (b"400", b"431"), answer
+    assert get(url, "/v2/health/live")[0] == 200
 
 
 @pytest.mark.parametrize(("doc", "status", "words"), [

@@ -35,20 +35,74 @@ def test_onnxruntime_repository(tiny_bundle: Path, tmp_path: Path) -> None:
     assert main(["export-triton", str(tiny_bundle), "--out", str(repo), "--instances", "2"]) == 0
     folder = repo / "tiny_logistic"
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == \
-        ["1", "1/model.onnx", "config.pbtxt", "manifest.json", "model_card.md"]
-    assert (folder / "1" / "model.onnx").read_bytes() == (tiny_bundle / "model.onnx").read_bytes()
+        ["1", "1/model.onnx", "config.pbtxt", "manifest.json", "model_card.md", "warmup", "warmup/golden_x"]
+    model = medinfer.load(tiny_bundle)
+    golden = model.golden()[0]["x"]
+    assert (folder / "warmup" / "golden_x").read_bytes() == golden[:1].astype("<f4").tobytes()
     text = (folder / "config.pbtxt").read_text()
     for line in ['name: "tiny_logistic"', 'backend: "onnxruntime"', "max_batch_size: 64",
                  'name: "x"\n    data_type: TYPE_FP32\n    dims: [ 3 ]',
+                 'name: "labels"\n    data_type: TYPE_STRING\n    dims: [ 1 ]\n    reshape: { shape: [ ] }',
+                 'name: "scores"\n    data_type: TYPE_FP32\n    dims: [ 1 ]\n    reshape: { shape: [ ] }',
                  'name: "label"\n    data_type: TYPE_INT64\n    dims: [ 1 ]\n    reshape: { shape: [ ] }',
                  'name: "probabilities"\n    data_type: TYPE_FP32\n    dims: [ 2 ]',
                  "dynamic_batching { max_queue_delay_microseconds: 100 }",
                  "instance_group [ { kind: KIND_CPU count: 2 } ]",
                  'parameters { key: "intra_op_thread_count" value: { string_value: "1" } }',
                  'parameters { key: "execution_mode" value: { string_value: "0" } }',
-                 f"# model sha256 {medinfer.load(tiny_bundle).model_sha256}"]:
+                 'parameters { key: "decision_threshold" value: { string_value: "0.5" } }',
+                 'inputs { key: "x" value: { data_type: TYPE_FP32 dims: [ 3 ] input_data_file: "golden_x" } }',
+                 f"# model sha256 {model.model_sha256}"]:
         assert line in text, line
     assert "optimization" not in text  # "all" is the backend's default
+
+
+def test_the_exported_graph_decides_like_serve(tiny_bundle: Path, tmp_path: Path) -> None:
+    """labels/scores of the Triton graph are Model.predict's (threshold included); --decision none keeps the
+    bundle's bytes."""
+    import hashlib
+
+    import onnxruntime as ort
+
+    from ..helpers.tiny import build_sigmoid
+
+    for bundle in (tiny_bundle, build_sigmoid(tmp_path / "sig", threshold=0.7)):
+        folder = export_repository([bundle], tmp_path / "repo", TritonOptions(), force=True)[0]
+        graph = (folder / "1" / "model.onnx").read_bytes()
+        assert f"# exported graph sha256 {hashlib.sha256(graph).hexdigest()}" in (folder / "config.pbtxt").read_text()
+        model = medinfer.load(bundle)
+        x = np.random.default_rng(0).uniform(-3, 3, (200, *model.manifest.inputs[0].shape[1:])).astype(np.float32)
+        session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+        labels, scores = session.run(["labels", "scores"], {model.input_names[0]: x})
+        expected = model.predict(x)
+        assert list(labels) == [str(v) for v in expected.labels]
+        np.testing.assert_array_equal(scores, expected.scores)
+    plain = export_repository([tiny_bundle], tmp_path / "plain", TritonOptions(decision=False))[0]
+    assert (plain / "1" / "model.onnx").read_bytes() == (tiny_bundle / "model.onnx").read_bytes()
+    assert 'name: "labels"' not in (plain / "config.pbtxt").read_text()
+
+
+def test_gpu_groups_large_batch_profile_and_int8_by_default(tiny_bundle_ro: Path) -> None:
+    m = medinfer.load(tiny_bundle_ro).manifest
+    gpu = TritonOptions(instance_kind="gpu", instances=2, gpus=(0, 1))
+    text = config_pbtxt(m, gpu, model_sha256="0" * 64, manifest_sha256="1" * 64)
+    assert "instance_group [ { kind: KIND_GPU count: 2 gpus: [ 0, 1 ] } ]" in text
+    with pytest.raises(medinfer.UsageError, match="--gpus"):
+        TritonOptions(gpus=(0,))
+    with pytest.raises(medinfer.UnknownNameError, match="instance kind 'tpu'"):
+        TritonOptions(instance_kind="tpu")
+    profile = dataclasses.replace(m.profile, intra_op_num_threads=1, large_batch_from=16,
+                                  large_batch={"intra_op_num_threads": 2})
+    text = config_pbtxt(m, TritonOptions(), model_sha256="0" * 64, manifest_sha256="1" * 64, profile=profile)
+    assert 'key: "intra_op_thread_count" value: { string_value: "2" }' in text and "large-batch profile" in text
+    text = config_pbtxt(m, TritonOptions(max_batch_size=8), model_sha256="0" * 64, manifest_sha256="1" * 64,
+                        profile=profile)  # batches never reach 16: the batch-1 threads
+    assert 'key: "intra_op_thread_count" value: { string_value: "1" }' in text
+    from medinfer.fleet.triton.repository import default_variant
+
+    with_int8 = dataclasses.replace(m, variants={**m.variants, "int8": m.variants["default"]})
+    assert default_variant(with_int8, TritonOptions()) == "int8"
+    assert default_variant(with_int8, gpu) == "default" and default_variant(m, TritonOptions()) == "default"
 
 
 def test_profile_and_shapes_translate(tiny_bundle_ro: Path) -> None:
@@ -92,6 +146,7 @@ def test_python_backend_repository(tiny_bundle: Path, tmp_path: Path) -> None:
     assert medinfer.load(folder / "1" / "bundle").model_sha256 == medinfer.load(tiny_bundle).model_sha256
     text = (folder / "config.pbtxt").read_text()
     for line in ['backend: "python"', 'name: "labels"\n    data_type: TYPE_STRING\n    dims: [ 1 ]',
+                 'parameters { key: "variant" value: { string_value: "default" } }', "model_warmup [",
                  'name: "scores"\n    data_type: TYPE_FP32', 'name: "probabilities"',
                  'parameters { key: "deadline_ms" value: { string_value: "250" } }',
                  'parameters { key: "medinfer_site_packages" value: { string_value: "/x" } }']:

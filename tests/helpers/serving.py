@@ -50,12 +50,19 @@ def get(url: str, path: str) -> tuple[int, dict]:
 
 
 def http(url: str, path: str, body: bytes | None, headers: dict[str, str] | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://{url}{path}", data=body, headers=headers or {},
-                                     method="POST" if body is not None else "GET")
+    status, _, raw = request(url, path, body, headers)
+    return status, json.loads(raw or b"{}")
+
+
+def request(url: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+            ) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers with lower-case names, raw body); status 0 when nothing answers."""
+    req = urllib.request.Request(f"http://{url}{path}", data=body, headers=headers or {},
+                                 method="POST" if body is not None else "GET")
     try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
     except (ConnectionError, urllib.error.URLError):
-        return 0, {}
+        return 0, {}, b""

@@ -48,7 +48,12 @@ class TritonPythonModel:
 
         deadline = float(params["deadline_ms"]) if params.get("deadline_ms") else None
         bundle = Path(args["model_repository"]) / str(args["model_version"]) / "bundle"
-        self.model = medinfer.load(bundle, deadline_ms=deadline)
+        # A KIND_GPU instance runs on its own device with CUDA (only listed providers are ever used).
+        providers = None
+        if str(args.get("model_instance_kind", "CPU")).upper() == "GPU":
+            providers = [("cuda", {"device_id": int(args.get("model_instance_device_id", 0) or 0)})]
+        variant = params.get("variant") or None
+        self.model = medinfer.load(bundle, providers, deadline_ms=deadline, variant=variant)
         self.tensors = prediction_tensors
         self.predict_grouped = predict_grouped
         self.outputs = [o["name"] for o in config.get("output", [])]

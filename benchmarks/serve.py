@@ -1,0 +1,366 @@
+"""Side-by-side serve benchmark: the same bundle, the same lean keep-alive client, interleaved rounds.
+
+    python -m benchmarks serve --bundles bundles --clients 1 4 16 --seconds 3 --rounds 3
+
+Servers (each a subprocess on a loopback port; one bundle at a time):
+
+- ``medinfer-baseline``: ``medinfer serve`` as it was before issue 17 (uvicorn h11 + starlette, a thread-pool hand-off
+  per request), from ``git archive <--baseline-ref>`` into ``build/serve-baseline`` (starlette installed there);
+- ``medinfer``: today's ``medinfer serve`` (httptools + uvloop, small models inline);
+- both with ``audit`` on (the README's configuration: ``--audit FILE --deadline-ms 200``) and off;
+- ``mlserver``: Seldon's MLServer 1.7.1 (``build/mlserver-venv``) with a ~30-line onnxruntime runtime
+  (:mod:`benchmarks.mlserver_runtime`, the bundle's session options), ``parallel_workers`` 0 (inference on its
+  event loop, its fastest setting for small models);
+- ``tritonserver``: PyTriton's tritonserver (``build/triton-venv``, ``make test-triton`` builds it) serving the
+  bundle through ``medinfer export-triton --backend python``.
+
+Loads: 1, 4 and 16 concurrent clients, JSON and binary tensors (Triton's extension; MLServer answers it with an
+error, recorded as such). Every request's latency is kept in the percentiles; nothing is trimmed. The results file
+(``benchmarks/results/serve.json``) holds the raw measurements and the command that made them; REPORT.md renders
+its tables from them (:func:`markdown`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .loadgen import http_request, run_load
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+SERVERS = ("medinfer-baseline", "medinfer", "mlserver", "tritonserver")
+BASELINE_REF = "5e459c4"  # main before issue 17
+README_AUDIT = ("--deadline-ms", "200")  # with --audit FILE: the README's audited configuration
+_DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32", "string": "BYTES"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_ready(port: int, path: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}")
+        with contextlib.suppress(Exception), urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            if r.status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"not ready within {timeout} s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# -- request bodies -----------------------------------------------------------------------------------------
+def requests_for(bundle: Path) -> dict[str, tuple[bytes, dict[str, str]]]:
+    """The JSON and binary request bodies (and extra headers) for one sample of the bundle's golden input."""
+    import medinfer
+
+    model = medinfer.load(bundle)
+    inputs, _ = model.golden()
+    json_inputs, bin_inputs, blobs = [], [], []
+    for spec in model.manifest.inputs:
+        arr = np.asarray(inputs[spec.name])
+        sample = arr[:1] if spec.shape and isinstance(spec.shape[0], str) else arr
+        datatype = _DATATYPES[spec.dtype]
+        head = {"name": spec.name, "shape": list(sample.shape), "datatype": datatype}
+        if datatype == "BYTES":
+            items = [str(v) for v in sample.reshape(-1)]
+            json_inputs.append({**head, "data": items})
+            blob = b"".join(struct.pack("<I", len(b)) + b for b in (s.encode() for s in items))
+        else:
+            json_inputs.append({**head, "data": sample.reshape(-1).tolist()})
+            blob = np.ascontiguousarray(sample).astype(sample.dtype.newbyteorder("<")).tobytes()
+        bin_inputs.append({**head, "parameters": {"binary_data_size": len(blob)}})
+        blobs.append(blob)
+    plain = json.dumps({"inputs": json_inputs}).encode()
+    head = json.dumps({"inputs": bin_inputs, "parameters": {"binary_data_output": True}}).encode()
+    return {"json": (plain, {}),
+            "binary": (head + b"".join(blobs), {"Inference-Header-Content-Length": str(len(head)),
+                                                "Content-Type": "application/octet-stream"})}
+
+
+# -- servers --------------------------------------------------------------------------------------------------
+def baseline_tree(ref: str) -> Path:
+    """``build/serve-baseline/<ref>``: the runtime at ``ref`` importable as ``medinfer``, with starlette beside it."""
+    folder = BUILD / "serve-baseline" / ref
+    if (folder / ".ready").exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "runtime"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    (folder / "runtime").rename(folder / "medinfer")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(folder / "site"),
+                    "starlette>=0.37", "anyio>=4", "sniffio"], check=True)
+    (folder / ".ready").touch()
+    return folder
+
+
+@contextlib.contextmanager
+def medinfer_server(bundle: Path, work: Path, audit: bool, baseline: Path | None) -> Iterator[int]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if baseline is not None:
+        env["PYTHONPATH"] = f"{baseline}{os.pathsep}{baseline / 'site'}"
+    args = ["--audit", str(work / f"audit-{time.monotonic_ns()}.jsonl"), *README_AUDIT] if audit else []
+    cmd = [sys.executable, "-m", "medinfer", "serve", str(bundle), "--port", "0", "--max-queue", "256", *args]
+    log = open(work / "medinfer.log", "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        line = proc.stdout.readline().decode() if ready and proc.stdout else ""
+        if "listening on http://" not in line:
+            raise RuntimeError(f"no listening line: {line!r}")
+        port = int(line.split("http://", 1)[1].split()[0].rsplit(":", 1)[1])
+        _wait_ready(port, "/v2/health/ready", proc)
+        yield port
+    finally:
+        _stop(proc)
+        log.close()
+
+
+@contextlib.contextmanager
+def mlserver_server(bundle: Path, work: Path, venv: Path) -> Iterator[int]:
+    import medinfer
+
+    name = medinfer.load_manifest(bundle).name
+    folder = work / "mlserver"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / name).mkdir(parents=True)
+    shutil.copy(Path(__file__).with_name("mlserver_runtime.py"), folder / name / "mlserver_runtime.py")
+    port = _free_port()
+    (folder / "settings.json").write_text(json.dumps({
+        "http_port": port, "grpc_port": _free_port(), "metrics_port": _free_port(), "parallel_workers": 0,
+        "host": "127.0.0.1", "debug": False}))
+    (folder / name / "model-settings.json").write_text(json.dumps({
+        "name": name, "implementation": "mlserver_runtime.OnnxBundle", "parameters": {"uri": str(bundle.resolve())}}))
+    env = {**os.environ, "PYTHONPATH": str(folder / name)}
+    log = open(work / "mlserver.log", "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([str(venv / "bin" / "mlserver"), "start", str(folder)], stdout=log, stderr=log, env=env,
+                            cwd=folder)
+    try:
+        _wait_ready(port, f"/v2/models/{name}/ready", proc)
+        yield port
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def triton_env(venv: Path) -> tuple[Path, Path, dict[str, str]]:
+    """tritonserver binary, backends folder and environment from PyTriton's wheel in ``venv``."""
+    code = ("import json, sys, sysconfig, pytriton; print(json.dumps({'root': pytriton.__path__[0], "
+            "'libdir': sysconfig.get_config_var('LIBDIR'), 'version': '%d.%d' % sys.version_info[:2]}))")
+    probe = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True)
+    info = json.loads(probe.stdout)
+    server = Path(info["root"]) / "tritonserver"
+    stub = server / "backends" / "python" / "triton_python_backend_stub"
+    if not stub.exists():
+        shutil.copy(server / "python_backend_stubs" / info["version"] / "triton_python_backend_stub", stub)
+    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}",
+           "LD_LIBRARY_PATH": ":".join(filter(None, [info["libdir"], os.environ.get("LD_LIBRARY_PATH")]))}
+    return server / "bin" / "tritonserver", server / "backends", env
+
+
+@contextlib.contextmanager
+def triton_server(bundle: Path, work: Path, venv: Path) -> Iterator[int]:
+    from medinfer.fleet.triton.repository import TritonOptions, export_repository
+
+    repo = work / "triton-repo"
+    shutil.rmtree(repo, ignore_errors=True)
+    export_repository([bundle], repo, TritonOptions(backend="python"))
+    binary, backends, env = triton_env(venv)
+    port = _free_port()
+    cmd = [str(binary), f"--model-repository={repo}", f"--backend-directory={backends}", "--http-address=127.0.0.1",
+           f"--http-port={port}", "--allow-grpc=false", "--allow-metrics=false", "--exit-timeout-secs=5"]
+    log = open(work / "tritonserver.log", "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_ready(port, "/v2/health/ready", proc)
+        yield port
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _executions(port: int, name: str) -> tuple[int, int] | None:
+    """(inference_count, execution_count) from Triton's statistics extension, when the server has it."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/{name}/stats", timeout=5) as r:
+            stats = json.loads(r.read())["model_stats"][0]
+        return int(stats["inference_count"]), int(stats["execution_count"])
+    except Exception:  # noqa: BLE001 - servers without the extension (MLServer, medinfer before issue 17)
+        return None
+
+
+def candidates(servers: list[str], baseline_ref: str, work: Path) -> tuple[dict[str, Callable[[Path], Any]],
+                                                                          dict[str, Any]]:
+    """Context-manager factories per candidate, and what each one is (or why it is missing)."""
+    out: dict[str, Callable[[Path], Any]] = {}
+    info: dict[str, Any] = {}
+    if "medinfer-baseline" in servers:
+        try:
+            tree = baseline_tree(baseline_ref)
+        except (subprocess.CalledProcessError, OSError) as exc:
+            info["medinfer-baseline"] = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
+        else:
+            for audit in (True, False):
+                out[f"medinfer-baseline{' +audit' if audit else ''}"] = \
+                    lambda b, a=audit, t=tree: medinfer_server(b, work, a, t)
+            info["medinfer-baseline"] = {"available": True, "ref": baseline_ref, "tree": str(tree)}
+    if "medinfer" in servers:
+        for audit in (True, False):
+            out[f"medinfer{' +audit' if audit else ''}"] = lambda b, a=audit: medinfer_server(b, work, a, None)
+        info["medinfer"] = {"available": True}
+    venvs = {"mlserver": BUILD / "mlserver-venv", "tritonserver": BUILD / "triton-venv"}
+    for name, factory in (("mlserver", mlserver_server), ("tritonserver", triton_server)):
+        if name not in servers:
+            continue
+        venv = venvs[name]
+        if not (venv / "bin" / "python").exists():
+            info[name] = {"available": False, "reason": f"no {venv.relative_to(ROOT)} (make bench-serve builds it)"}
+            continue
+        out[name] = lambda b, f=factory, v=venv: f(b, work, v)
+        info[name] = {"available": True, "venv": str(venv.relative_to(ROOT))}
+    return out, info
+
+
+def run(bundles: list[Path], servers: list[str], clients: list[int], encodings: list[str], seconds: float,
+        rounds: int, baseline_ref: str = BASELINE_REF, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure every candidate on every bundle; returns the raw record (see module docstring)."""
+    from medinfer.tools.fingerprint import environment
+
+    work = BUILD / "serve-bench"
+    work.mkdir(parents=True, exist_ok=True)
+    factories, info = candidates(servers, baseline_ref, work)
+    runs: list[dict[str, Any]] = []
+    for bundle in bundles:
+        import medinfer
+
+        name = medinfer.load_manifest(bundle).name
+        bodies = requests_for(bundle)
+        with contextlib.ExitStack() as stack:
+            ports = {}
+            for label, factory in factories.items():
+                try:
+                    ports[label] = stack.enter_context(factory(bundle))
+                except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+                    progress(f"{name}: {label} did not start: {exc}")
+                    runs.append({"model": name, "server": label, "error": f"did not start: {exc}"})
+            for rnd in range(rounds):
+                order = list(ports)
+                random.Random(rnd).shuffle(order)
+                for label in order:
+                    for encoding in encodings:
+                        body, headers = bodies[encoding]
+                        request = http_request("127.0.0.1", ports[label], f"/v2/models/{name}/infer", body, headers)
+                        for n in clients:
+                            before = _executions(ports[label], name)
+                            load = run_load("127.0.0.1", ports[label], request, n, seconds)
+                            after = _executions(ports[label], name)
+                            row = {"model": name, "server": label, "encoding": encoding, "round": rnd,
+                                   **load.summary()}
+                            if before is not None and after is not None and after[1] > before[1]:
+                                row["mean_batch"] = (after[0] - before[0]) / (after[1] - before[1])
+                            runs.append(row)
+                            progress(f"{name} {label:24s} {encoding:6s} {n:3d} clients: {row['req_per_s']:8.0f} req/s "
+                                     f"p50 {row['p50_us'] or 0:8.0f} µs p99 {row['p99_us'] or 0:8.0f} µs "
+                                     f"errors {row['errors']}")
+    return {"kind": "serve", "title": "Serving side by side: medinfer serve, MLServer, tritonserver",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "env": environment(),
+            "settings": {"clients": clients, "encodings": encodings, "seconds": seconds, "rounds": rounds,
+                         "audit_args": ["--audit", "FILE", *README_AUDIT], "baseline_ref": baseline_ref},
+            "servers": info, "runs": runs}
+
+
+def medians(record: dict[str, Any]) -> dict[tuple[str, str, str, int], dict[str, float]]:
+    """(model, server, encoding, clients) -> median over rounds of req/s, p50, p99, and errors summed."""
+    groups: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
+    for r in record["runs"]:
+        if "error" not in r:
+            groups.setdefault((r["model"], r["server"], r["encoding"], r["clients"]), []).append(r)
+    out = {}
+    for key, rows in groups.items():
+        ok = [r for r in rows if r["requests"]]
+        out[key] = {"req_per_s": float(np.median([r["req_per_s"] for r in rows])),
+                    "p50_us": float(np.median([r["p50_us"] for r in ok])) if ok else float("nan"),
+                    "p99_us": float(np.median([r["p99_us"] for r in ok])) if ok else float("nan"),
+                    "errors": float(sum(r["errors"] for r in rows)),
+                    "requests": float(sum(r["requests"] for r in rows)),
+                    "mean_batch": float(np.median([r["mean_batch"] for r in rows if "mean_batch" in r]))
+                    if any("mean_batch" in r for r in rows) else float("nan")}
+    return out
+
+
+def _ratio(rate: dict[str, float | None], a: str, b: str) -> str:
+    x, y = rate.get(a), rate.get(b)
+    return f"{x / y:.2f}" if x and y else "–"
+
+
+def markdown(record: dict[str, Any]) -> list[str]:
+    """REPORT.md's section, rendered from the raw record."""
+    s = record["settings"]
+    lines = [f"`{record.get('command', 'python -m benchmarks serve')}` at {record['time']}: medians over "
+             f"{s['rounds']} interleaved rounds of {s['seconds']:g} s per cell; one lean keep-alive client process; "
+             f"audit = `{' '.join(s['audit_args'])}`; baseline = `medinfer serve` at {s['baseline_ref']}.", ""]
+    missing = {k: v["reason"] for k, v in record["servers"].items() if not v.get("available")}
+    for name, reason in missing.items():
+        lines.append(f"- {name}: not measured ({reason})")
+    if missing:
+        lines.append("")
+    table = medians(record)
+    servers = sorted({k[1] for k in table}, key=lambda x: (SERVERS.index(x.split(" ")[0]), x))
+    lines += ["| model | encoding | clients | " + " | ".join(f"{x} req/s (p50/p99 µs)" for x in servers) +
+              " | medinfer +audit ÷ baseline +audit | medinfer ÷ mlserver | medinfer ÷ tritonserver |",
+              "|---|---|---|" + "---|" * (len(servers) + 3)]
+    for model, encoding, clients in sorted({(k[0], k[2], k[3]) for k in table}):
+        cells, rate = [], {}
+        for x in servers:
+            m = table.get((model, x, encoding, clients))
+            if m is None:
+                cells.append("–")
+                continue
+            if not m["requests"]:
+                cells.append(f"errors: {m['errors']:.0f}")
+                continue
+            rate[x] = m["req_per_s"]
+            flags = f" [{m['errors']:.0f} errors]" if m["errors"] else ""
+            cells.append(f"{m['req_per_s']:.0f} ({m['p50_us']:.0f}/{m['p99_us']:.0f}){flags}")
+        ratios = [_ratio(rate, "medinfer +audit", "medinfer-baseline +audit"), _ratio(rate, "medinfer", "mlserver"),
+                  _ratio(rate, "medinfer", "tritonserver")]
+        lines.append(f"| {model} | {encoding} | {clients} | " + " | ".join(cells + ratios) + " |")
+    batches = sorted((k, m["mean_batch"]) for k, m in table.items() if m["mean_batch"] == m["mean_batch"])
+    if batches:
+        lines += ["", "Requests per model execution (Triton's statistics extension, Δinference_count ÷ "
+                  "Δexecution_count): " + "; ".join(f"{k[1]} {k[2]} {k[3]} clients {b:.2f}" for k, b in batches
+                                                     if k[3] == max(record["settings"]["clients"])) + "."]
+    samples = {(r["server"], r["encoding"]): r["error_sample"] for r in record["runs"] if r.get("error_sample")}
+    for (server, encoding), sample in sorted(samples.items()):
+        lines.append(f"- {server}, {encoding}: {sample[:200]}")
+    return lines

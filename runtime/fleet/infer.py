@@ -1,0 +1,192 @@
+"""One inference request of ``medinfer serve``, from its body to its response bytes (no HTTP framework here):
+the body read within its bounds, the tensors decoded, ``Model.predict`` with the request's deadline and id, the
+response encoded — with the duration of each phase for the statistics."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..errors import BodyTooLarge, InputError, InputTypeError, MissingExtraError, RequestError, UsageError
+from .protocol import datatype_of, decode_request, encode_response, prediction_tensors
+
+
+@dataclass
+class Call:
+    """One inference request on its way through :func:`run_call` (inline or in a worker thread)."""
+
+    slot: Any
+    body: bytes
+    header_length: str | None
+    header_id: str | None
+    arrival: int  # perf_counter_ns when the whole body was there
+    rid: str | None = None
+    batch: int = 0
+    phases: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+
+def run_call(call: Call, server_deadline_ms: float | None, audited: bool) -> tuple[bytes, int | None]:
+    """Decode, predict through the library, encode; fills ``call``'s id, batch size and phase durations."""
+    start = time.perf_counter_ns()
+    slot = call.slot
+    model = slot.ready_model()
+    req = decode_request(call.body, call.header_length)
+    sent_id = req.id if req.id is not None else call.header_id
+    call.rid = sent_id if sent_id is not None else uuid.uuid4().hex
+    names = model.input_names
+    if sorted(req.inputs) != sorted(names):
+        raise RequestError(f"model '{slot.name}' takes input(s) {list(names)}; the request sent {list(req.inputs)}")
+    x = req.inputs[names[0]] if len(names) == 1 else req.inputs
+    deadline = request_deadline(req.parameters, server_deadline_ms)
+    if deadline is not None:
+        # Time spent queueing counts; a request whose time is up still goes through predict so that the audit
+        # trail records the refusal.
+        deadline = max(deadline - (start - call.arrival) / 1e6, 1e-3)
+    fhir = fhir_request(req.parameters)
+    decoded = time.perf_counter_ns()
+    try:
+        # The id goes to the audit record (a server-made one only when there is a trail to match it with).
+        pred = model.predict(x, deadline_ms=deadline, request_id=call.rid if audited else sent_id)
+    except InputTypeError as exc:
+        raise http_remedy(exc, slot, req.inputs) from None
+    predicted = time.perf_counter_ns()
+    tensors = prediction_tensors(pred)
+    if req.outputs is not None:
+        unknown = [n for n in req.outputs if n not in tensors]
+        if unknown:
+            raise RequestError(f"model '{slot.name}' has no output(s) {unknown}; it has {list(tensors)}")
+        tensors = {n: tensors[n] for n in req.outputs}
+    binary = {n: req.binary.get(n, req.binary_default) for n in tensors}
+    params: dict[str, Any] = {"model_sha256": pred.model_sha256, "manifest_sha256": pred.manifest_sha256,
+                              "variant": pred.variant, "provider": pred.provider}
+    if model.manifest.decision.threshold is not None:
+        params["threshold"] = model.manifest.decision.threshold
+    if pred.in_domain is not None:
+        params["domain_threshold"] = model.manifest.domain.threshold  # type: ignore[union-attr]
+        params["out_of_domain"] = int((~pred.in_domain).sum())
+    if fhir is not None:
+        try:
+            params["fhir"] = json.dumps(pred.to_fhir(**fhir), separators=(",", ":"))
+        except (UsageError, MissingExtraError) as exc:
+            raise RequestError(f"parameters.fhir: {exc}") from None
+    out = encode_response(slot.name, pred.version, call.rid, tensors, binary, params)
+    call.batch = len(pred)
+    call.phases = (start - call.arrival, decoded - start, predicted - decoded, time.perf_counter_ns() - predicted)
+    return out
+
+
+def request_deadline(parameters: dict[str, Any], server_ms: float | None) -> float | None:
+    """The tightest of the server's deadline, ``parameters.deadline_ms`` and Triton's ``parameters.timeout`` (µs)."""
+    deadline = server_ms
+    for key, scale in (("deadline_ms", 1.0), ("timeout", 1e-3)):
+        asked = parameters.get(key)
+        if asked is None:
+            continue
+        if isinstance(asked, bool) or not isinstance(asked, (int, float)) or not asked > 0:
+            unit = "milliseconds" if key == "deadline_ms" else "microseconds (Triton's request timeout)"
+            raise RequestError(f"parameters.{key} must be a positive number of {unit}, got {asked!r}")
+        ms = float(asked) * scale
+        deadline = ms if deadline is None else min(deadline, ms)
+    return deadline
+
+
+def http_remedy(exc: InputTypeError, slot: Any, inputs: dict[str, Any]) -> InputError:
+    """A dtype refusal worded for an HTTP client: which datatype to send instead of a Python-side cast."""
+    for meta in slot.inputs:
+        arr = inputs.get(meta.name)
+        sent = None if arr is None else datatype_of(arr)
+        if sent is not None and sent != meta.datatype:
+            head = str(exc).split(";")[0]
+            return RequestError(f"{head}: input '{meta.name}' was sent as datatype {sent}; send it as "
+                                f"{meta.datatype} (convert on the client, e.g. numpy's .astype before "
+                                f"tritonclient's set_data_from_numpy; GET /v2/models/{slot.name} lists each input's "
+                                "datatype). The server converts nothing that could change a value")
+    return exc
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its request body arrived (nothing to answer)."""
+
+
+async def read_body(receive: Any, headers: Mapping[bytes, bytes], limit: int) -> bytes:
+    """Read an ASGI request's body, refusing more than ``limit`` bytes (also after gzip/deflate).
+
+    Raises:
+        BodyTooLarge: the declared, received or decompressed body exceeds ``limit`` (HTTP 413).
+        RequestError: an unsupported or broken Content-Encoding.
+        ClientGone: the client disconnected.
+    """
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body of {declared.decode()} bytes exceeds this server's limit of {limit} bytes")
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body exceeds this server's limit of {limit} bytes")
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    encoding = headers.get(b"content-encoding", b"identity").decode("latin-1").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    return inflate(body, encoding, limit)
+
+
+def inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """Decompress a gzip or deflate body of at most ``limit`` bytes (one stream, whole)."""
+    if encoding not in ("gzip", "deflate"):
+        raise RequestError(f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
+    inflater = zlib.decompressobj(31 if encoding == "gzip" else 15)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise RequestError(f"the {encoding} body does not decompress: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise BodyTooLarge(f"decompressed request body exceeds this server's limit of {limit} bytes")
+    if not inflater.eof:
+        raise RequestError(f"the {encoding} body is truncated (its stream does not end)")
+    if inflater.unused_data:
+        raise RequestError(f"the {encoding} body holds {len(inflater.unused_data)} bytes after its first stream "
+                           "(e.g. a second gzip member); send one stream")
+    return out
+
+
+def fhir_request(parameters: dict[str, Any]) -> dict[str, Any] | None:
+    """The request's FHIR option as ``Prediction.to_fhir`` arguments (None when not asked for).
+
+    ``"fhir": true`` adds ``parameters.fhir`` to the response: the FHIR R4 transaction Bundle as a JSON string.
+    It needs ``"fhir_subject"`` (e.g. ``"Patient/123"``); optional ``"fhir_basis"`` (comma-separated references),
+    ``"fhir_time"`` (ISO 8601 with a time zone) and ``"fhir_generic": true``.
+
+    Raises:
+        RequestError: a parameter of the wrong type, a missing subject, or a time that is not ISO 8601.
+    """
+    asked = parameters.get("fhir", False)
+    if asked is False:
+        return None
+    if asked is not True:
+        raise RequestError(f"parameters.fhir must be true or false, got {asked!r}")
+    subject, basis = parameters.get("fhir_subject"), parameters.get("fhir_basis", "")
+    when, generic = parameters.get("fhir_time"), parameters.get("fhir_generic", False)
+    if not isinstance(subject, str) or not subject:
+        raise RequestError('parameters.fhir needs parameters.fhir_subject, the FHIR reference of the patient the '
+                           'input came from (e.g. "Patient/123")')
+    if not isinstance(basis, str) or not isinstance(generic, bool) or not isinstance(when, (str, type(None))):
+        raise RequestError("parameters.fhir_basis and fhir_time must be strings, fhir_generic true or false")
+    try:
+        at = datetime.fromisoformat(when.replace("Z", "+00:00")) if when else None
+    except ValueError:
+        raise RequestError(f"parameters.fhir_time must be ISO 8601 with a time zone, got {when!r}") from None
+    return {"subject": subject, "basis": [b.strip() for b in basis.split(",") if b.strip()], "at": at,
+            "generic": generic}

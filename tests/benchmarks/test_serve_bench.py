@@ -1,0 +1,33 @@
+"""The side-by-side serve benchmark's plumbing on a tiny bundle: today's medinfer serve only (the other servers
+need their own venvs), a short run, raw data out, tables rendered from it. No timing assertions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("uvicorn")
+
+
+def test_serve_benchmark_smoke(tiny_bundle_ro: Path, tmp_path: Path) -> None:
+    from benchmarks import report
+    from benchmarks.serve import markdown, medians, run
+
+    bundle = shutil.copytree(tiny_bundle_ro, tmp_path / "bundles" / "tiny_logistic")
+    record = run([bundle], ["medinfer", "mlserver-not-asked"], clients=[1, 3], encodings=["json", "binary"],
+                 seconds=0.2, rounds=1, progress=lambda _: None)
+    labels = {(r["server"], r["encoding"], r["clients"]) for r in record["runs"]}
+    assert labels == {(s, e, c) for s in ("medinfer", "medinfer +audit") for e in ("json", "binary") for c in (1, 3)}
+    assert all(r["requests"] > 0 and r["errors"] == 0 and r["p99_us"] >= r["p50_us"] > 0 for r in record["runs"])
+    assert "|" not in json.dumps(record)  # raw data only: REPORT.md renders the tables
+    table = medians(record)
+    assert table[("tiny_logistic", "medinfer", "binary", 3)]["req_per_s"] > 0
+    text = "\n".join(markdown(record))
+    assert "| tiny_logistic | json | 1 |" in text and "medinfer +audit req/s" in text
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "serve.json").write_text(json.dumps(record))
+    assert report.extras_from_results(results)[record["title"]][2:] == markdown(record)[2:]
