@@ -78,6 +78,10 @@ class LungNoduleCNN(KerasSpec):
             "nodules; background slices are mostly head CT (InVesalius example) plus four other real slices.",
             "Held-out slices come from the same scanner volume as training slices (disjoint slice blocks).",
             "The operating threshold was chosen for >= 90 % sensitivity on validation patches of simulated lesions.",
+            "The applicability-domain guard reads the patch's HU mean and spread only: a CT-like patch of unusual "
+            "content with ordinary HU statistics is not flagged. A distance of the CNN's 512-unit embedding was "
+            "measured and not used: it rejected 8-11 % of in-domain held-out patches and scored saturated inputs "
+            "(MR values, an intercept error) as more typical than real ones.",
         ),
         ethical_considerations=(
             "Real CT pixels from public test/example data (pydicom MIT, InVesalius GPL-2); no patient identifiers.",
@@ -211,29 +215,16 @@ class LungNoduleCNN(KerasSpec):
         return binary_metrics(y, scores, threshold)
 
     # -- applicability domain ---------------------------------------------------------------------------------
-    domain_method = ("the larger of: the class-conditional Mahalanobis distance of the 512-unit embedding (the layer "
-                     "before the output) to the nearest class mean, and |z-scores| of the patch's mean and spread of "
-                     "HU against the training patches; each relative to in-domain data's 99th percentile")
-
-    def domain_features(self, model: Any) -> Any:
-        embed = _embedding_model(model)
-
-        def features(X: Any) -> dict[str, np.ndarray]:
-            X = np.asarray(X, np.float32)
-            # Called eagerly in chunks: predict() would retrace for every new batch size.
-            parts = [np.asarray(embed(X[i:i + 256], training=False)) for i in range(0, len(X), 256)]
-            return {"input": X, "embedding": np.concatenate(parts) if parts else np.zeros((0, 512), np.float32)}
-
-        return features
-
-    def domain_sources(self, onx: Any) -> dict[str, str]:
-        return {"input": onx.graph.input[0].name, "embedding": domain.matmul_input(onx, "probability")}
+    # Measured on the real build (held-out patches of other slices and another scanner, calibration on validation
+    # slices): a Mahalanobis or kNN distance of the 512-unit embedding rejected 8-11 % of in-domain held-out patches
+    # and scored saturated inputs (MR values, an intercept error) as MORE typical than real ones (AUROC 0.0-0.23
+    # alone), lowering every AUROC when combined; the patch's HU mean and spread alone accepted 98.9 % and separated
+    # every gross fault (AUROC 1.0) and other body regions (0.88). So the guard reads the HU statistics only.
+    domain_method = ("|z-scores| of the patch's mean and spread of HU against the training patches, relative to "
+                     "in-domain data's 99th percentile (an embedding distance was measured and rejected: see the card)")
 
     def domain_parts(self, model: Any, dataset: Dataset) -> list[Part]:
-        feats = self.domain_features(model)(dataset.X_train)
-        return [domain.mahalanobis("embedding", feats["embedding"], np.asarray(dataset.y_train).astype(int),
-                                   label="Mahalanobis distance of the 512-unit embedding to the nearest class"),
-                domain.value_stats("input", dataset.X_train, label="mean and spread of the patch's HU")]
+        return [domain.value_stats("input", dataset.X_train, label="mean and spread of the patch's HU")]
 
     def domain_shifts(self, model: Any, dataset: Dataset, guard: DomainGuard) -> dict[str, Shift]:
         rng = np.random.default_rng(0)
@@ -279,12 +270,6 @@ class LungNoduleCNN(KerasSpec):
                 plots.example_patches(dataset.X_test, y, scores, threshold,
                                         folder / "examples.png"),
         }
-
-
-def _embedding_model(model: Any) -> Any:
-    import keras
-
-    return keras.Model(model.inputs[0], model.get_layer("probability").input)
 
 
 def _where(name: str) -> str:
