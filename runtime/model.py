@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .audit import AuditLog
+from .audit import AuditBinding, AuditLog
 from .errors import (
     AuditError,
     BundleError,
@@ -92,6 +92,7 @@ class Model:
         self._evidence = self._meta.evidence_minimum
         self.large_session: Any = None
         self.audit: AuditLog | None = None
+        self._audit: AuditBinding | None = None
         self.deadline_ms: float | None = None
         self._plain = True
         self.signed_by: str | None = None
@@ -110,6 +111,7 @@ class Model:
         if deadline_ms is not None and not deadline_ms > 0:
             raise ValueError(f"deadline_ms must be > 0, got {deadline_ms!r}")
         self.audit = audit
+        self._audit = audit.bind(self.name, self.version, self.model_sha256) if audit is not None else None
         self.deadline_ms = deadline_ms
         self._plain = audit is None and deadline_ms is None
         return self
@@ -243,15 +245,15 @@ class Model:
         except Exception as exc:  # onnxruntime's own exception types
             error = InferenceError(f"onnxruntime failed running {self.name}: {exc}")
             error.__cause__ = exc
-        if self.audit is not None:
+        audit = self._audit
+        if audit is not None:
             try:
-                self.audit.record(
-                    model=self.name, version=self.version, model_sha256=self.model_sha256,
-                    feeds=feeds if feeds is not None else _digestible(x),
-                    latency_us=(time.perf_counter() - start) * 1e6,
-                    status="ok" if error is None else "no_result", reason=None if error is None else error.code,
-                    output=_summary(result) if result is not None else None, request_id=request_id,
-                )
+                if error is None:
+                    audit.record(feeds, "ok", (time.perf_counter() - start) * 1e6, _summary(result),  # type: ignore
+                                 request_id)
+                else:
+                    audit.record(feeds if feeds is not None else _digestible(x), "no_result",
+                                 (time.perf_counter() - start) * 1e6, None, request_id, error.code)
             except AuditError as exc:
                 return exc  # a result that could not be recorded is not returned
         if result is not None:
@@ -409,12 +411,18 @@ def _digestible(x: Any) -> dict[str, Any] | None:
 
 
 def _summary(pred: Prediction, limit: int = 16) -> dict[str, Any]:
-    """A compact output summary for the audit trail: decisions and rounded scores of the first samples."""
+    """A compact output summary for the audit trail: decisions and scores rounded to 5 decimals (numpy's rule:
+    ``rint(x * 1e5) / 1e5``) of the first ``limit`` samples."""
     labels = pred.labels
-    scores = np.asarray(pred.scores)
-    out: dict[str, Any] = {"n": len(pred)}
+    scores = pred.scores
+    n = len(pred)
+    out: dict[str, Any] = {"n": n}
     if labels is not None:
-        out["labels"] = [str(v) for v in labels[:limit]]
-    out["scores"] = np.round(scores[:limit].astype(np.float64), 5).tolist()
+        out["labels"] = [str(labels[0])] if n == 1 else [str(v) for v in labels[:limit]]
+    if scores.ndim == 1:
+        first = [scores.item(0)] if n == 1 else scores[:limit].tolist()
+        if all(-1e300 < v < 1e300 for v in first):  # finite: Python's round() is numpy's rint here
+            out["scores"] = [round(v * 100000.0) / 100000.0 for v in first]
+            return out
+    out["scores"] = np.round(np.asarray(scores)[:limit].astype(np.float64), 5).tolist()
     return out
-
