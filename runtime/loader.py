@@ -128,26 +128,29 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
     if key not in manifest.variants:
         raise UnknownNameError("variant", key, manifest.variants, of=manifest.name)
     model_file = manifest.variants[key].file
-    kept = verify_files(bundle, manifest, keep=(model_file, manifest.golden.file))
-    if providers is not None:
-        _warn_if_several_onnxruntime_builds()
-    resolved = resolve(providers, profile_options=manifest.profile.provider_options)
-    overrides = dict(session_profile or {})
-    if deterministic:
-        threads = overrides.get("intra_op_num_threads", manifest.profile.intra_op_num_threads) or 1
-        overrides.update(deterministic=True, intra_op_num_threads=threads, inter_op_num_threads=1,
-                         execution_mode="sequential")
-    profile = merge_profile(manifest.profile, overrides)
-    session = create_session(kept[model_file], profile, resolved)
-    _check_metadata(session, manifest, bundle, model_file)
-    model = Model(bundle, manifest, manifest_sha256, session, key, manifest.files[model_file].sha256,
-                  kept[manifest.golden.file], cast)
-    model.signature = signature
-    model.signed_by = signature.key_id if signature.state == "trusted" else None
-    if profile.large_batch_from > 0 and profile.large_batch:  # the caller's overrides win over both profiles
-        large_profile = merge_profile(merge_profile(manifest.profile, profile.large_batch), overrides)
-        large = create_session(kept[model_file], large_profile, resolved)
-        model.use_large_batch_session(large, profile.large_batch_from)
+    # The graph is hashed while it is copied where nothing can change it (a sealed memfd on Linux); onnxruntime
+    # reads that copy, which is released as soon as the sessions exist: one copy of the weights stays (ORT's).
+    kept = verify_files(bundle, manifest, keep=(manifest.golden.file,), seal=(model_file,))
+    with kept[model_file] as graph:
+        if providers is not None:
+            _warn_if_several_onnxruntime_builds()
+        resolved = resolve(providers, profile_options=manifest.profile.provider_options)
+        overrides = dict(session_profile or {})
+        if deterministic:
+            threads = overrides.get("intra_op_num_threads", manifest.profile.intra_op_num_threads) or 1
+            overrides.update(deterministic=True, intra_op_num_threads=threads, inter_op_num_threads=1,
+                             execution_mode="sequential")
+        profile = merge_profile(manifest.profile, overrides)
+        session = create_session(graph.source, profile, resolved)
+        _check_metadata(session, manifest, bundle, model_file)
+        model = Model(bundle, manifest, manifest_sha256, session, key, manifest.files[model_file].sha256,
+                      kept[manifest.golden.file], cast)
+        model.signature = signature
+        model.signed_by = signature.key_id if signature.state == "trusted" else None
+        if profile.large_batch_from > 0 and profile.large_batch:  # the caller's overrides win over both profiles
+            large_profile = merge_profile(merge_profile(manifest.profile, profile.large_batch), overrides)
+            large = create_session(graph.source, large_profile, resolved)
+            model.use_large_batch_session(large, profile.large_batch_from)
     if self_test:
         report = model.self_test()
         log.info("%s self-test %s (max diff %.3g)", manifest.name, report.status, report.max_abs_diff)
