@@ -110,6 +110,15 @@ def contract_digest(manifest_json: Mapping[str, Any]) -> str:
     return sha256_bytes(json.dumps(part, sort_keys=True, separators=(",", ":")).encode())
 
 
+def variant_contract_digest(variant: Any) -> str:
+    """Digest of a variant's own contract (inputs, outputs, ``windows_of``, ``max_elements``), stored in its graph's
+    ``metadata_props`` like :func:`contract_digest`."""
+    from .schema import to_json
+
+    part = {k: to_json(getattr(variant, k)) for k in ("inputs", "outputs", "windows_of", "max_elements")}
+    return sha256_bytes(json.dumps(part, sort_keys=True, separators=(",", ":")).encode())
+
+
 def outputs_digest(outputs: Mapping[str, np.ndarray], order: tuple[str, ...] | None = None) -> str:
     """sha256 over name, dtype, shape and C-order bytes of each output: a bit-exact fingerprint."""
     digest = hashlib.sha256()

@@ -11,7 +11,7 @@ from typing import Any, Literal, overload
 from .audit import AuditLog
 from .errors import BundleError, IntegrityError, MedinferError, UnknownNameError
 from .failsafe import UnavailableModel, validate_on_error
-from .integrity import contract_digest, sha256_bytes, verify_files
+from .integrity import contract_digest, sha256_bytes, variant_contract_digest, verify_files
 from .manifest import Manifest, decode_manifest, read_manifest_bytes
 from .model import Model
 from .providers import ProviderRequest, resolve
@@ -142,12 +142,14 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
                              execution_mode="sequential")
         profile = merge_profile(manifest.profile, overrides)
         session = create_session(graph.source, profile, resolved)
-        _check_metadata(session, manifest, bundle, model_file)
-        model = Model(bundle, manifest, manifest_sha256, session, key, manifest.files[model_file].sha256,
+        _check_metadata(session, manifest, bundle, model_file, key)
+        contract = manifest.for_variant(key)  # a whole-slice variant brings its own inputs and outputs
+        model = Model(bundle, contract, manifest_sha256, session, key, manifest.files[model_file].sha256,
                       kept[manifest.golden.file], cast)
         model.signature = signature
         model.signed_by = signature.key_id if signature.state == "trusted" else None
-        if profile.large_batch_from > 0 and profile.large_batch:  # the caller's overrides win over both profiles
+        batched = isinstance(contract.inputs[0].shape[0], str) if contract.inputs[0].shape else False
+        if profile.large_batch_from > 0 and profile.large_batch and batched:  # caller's overrides win over both
             large_profile = merge_profile(merge_profile(manifest.profile, profile.large_batch), overrides)
             large = create_session(graph.source, large_profile, resolved)
             model.use_large_batch_session(large, profile.large_batch_from)
@@ -157,13 +159,15 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
     return model
 
 
-def _check_metadata(session: Any, manifest: Manifest, bundle: Path, model_file: str) -> None:
+def _check_metadata(session: Any, manifest: Manifest, bundle: Path, model_file: str, key: str = "default") -> None:
     meta = session.get_modelmeta().custom_metadata_map
     expected = {
         "medinfer.name": manifest.name,
         "medinfer.version": manifest.version,
         "medinfer.contract_sha256": contract_digest(manifest.to_json()),
     }
+    if manifest.variants[key].inputs is not None:  # a variant with its own contract carries its digest too
+        expected["medinfer.variant_contract_sha256"] = variant_contract_digest(manifest.variants[key])
     for key, value in expected.items():
         if meta.get(key) != value:
             raise IntegrityError(

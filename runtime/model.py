@@ -71,9 +71,12 @@ class Model:
         self.variant = variant
         self.model_sha256 = model_sha256
         self._golden = golden
-        self._validate = Validator(manifest, casting)
+        entry = manifest.variants[variant]
+        self._validate = Validator(manifest, casting, max_elements=entry.max_elements)
         self.providers: tuple[str, ...] = tuple(session.get_providers())
-        self._meta = PredictionMeta.build(manifest, variant, model_sha256, manifest_sha256, self.providers[0])
+        # a variant with its own outputs (a whole-slice graph's window centres) hands all of them back
+        self._meta = PredictionMeta.build(manifest, variant, model_sha256, manifest_sha256, self.providers[0],
+                                          every_output=entry.outputs is not None)
         self._fetch = list(self._meta.fetch)
         # The C++ session's run, without InferenceSession.run's Python-side re-check of feed names (the
         # validator has already checked them): ~0.7 µs of a ~7 µs call on small models. Public API fallback.
@@ -311,10 +314,11 @@ class Model:
 
     def golden(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The golden inputs and expected outputs stored in the bundle."""
-        own = f"out@{self.variant}."
+        own, own_in = f"out@{self.variant}.", f"in@{self.variant}."
         try:
             with np.load(io.BytesIO(self._golden), allow_pickle=False) as data:
-                inputs = {k[3:]: data[k] for k in data.files if k.startswith("in.")}
+                start = own_in if any(k.startswith(own_in) for k in data.files) else "in."
+                inputs = {k[len(start):]: data[k] for k in data.files if k.startswith(start)}
                 prefix = own if any(k.startswith(own) for k in data.files) else "out."
                 outputs = {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
         except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
@@ -342,7 +346,10 @@ class Model:
         inputs, expected = self.golden()
         start = time.perf_counter()
         feeds, _ = self._validate(inputs if len(inputs) > 1 else next(iter(inputs.values())))
-        names = list(golden.outputs or expected)
+        if variant.outputs is not None:  # its own outputs, in the manifest's order
+            names = [o.name for o in variant.outputs if o.name in expected]
+        else:
+            names = list(golden.outputs or expected)
         got = dict(zip(names, self._run(names, feeds, None)))
         seconds = time.perf_counter() - start
         digest = outputs_digest(got, tuple(names))
