@@ -127,6 +127,21 @@ class SealedCopy:
             raise ValueError("this sealed copy was released")
         return self._chunks[0] if self._chunks else b""
 
+    def read(self) -> bytes:
+        """The sealed bytes themselves (for a reader that cannot open :attr:`source`'s path)."""
+        if self.fd < 0:
+            source = self.source
+            return source if isinstance(source, bytes) else b""
+        size = os.fstat(self.fd).st_size
+        parts, offset = [], 0
+        while offset < size:
+            block = os.pread(self.fd, min(size - offset, 1 << 24), offset)
+            if not block:
+                break
+            parts.append(block)
+            offset += len(block)
+        return b"".join(parts)
+
     def close(self) -> None:
         """Release the copy (onnxruntime holds its own parsed weights once a session exists)."""
         if self.fd >= 0:

@@ -11,6 +11,7 @@ from typing import Any, Literal, overload
 from .audit import AuditLog
 from .errors import BundleError, IntegrityError, MedinferError, UnknownNameError
 from .failsafe import UnavailableModel, validate_on_error
+from .files import SealedCopy
 from .integrity import contract_digest, sha256_bytes, variant_contract_digest, verify_files
 from .manifest import Manifest, decode_manifest, read_manifest_bytes
 from .model import Model
@@ -141,7 +142,7 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
             overrides.update(deterministic=True, intra_op_num_threads=threads, inter_op_num_threads=1,
                              execution_mode="sequential")
         profile = merge_profile(manifest.profile, overrides)
-        session = create_session(graph.source, profile, resolved)
+        session = _session(graph, profile, resolved)
         _check_metadata(session, manifest, bundle, model_file, key)
         contract = manifest.for_variant(key)  # a whole-slice variant brings its own inputs and outputs
         model = Model(bundle, contract, manifest_sha256, session, key, manifest.files[model_file].sha256,
@@ -151,12 +152,24 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
         batched = isinstance(contract.inputs[0].shape[0], str) if contract.inputs[0].shape else False
         if profile.large_batch_from > 0 and profile.large_batch and batched:  # caller's overrides win over both
             large_profile = merge_profile(merge_profile(manifest.profile, profile.large_batch), overrides)
-            large = create_session(graph.source, large_profile, resolved)
+            large = _session(graph, large_profile, resolved)
             model.use_large_batch_session(large, profile.large_batch_from)
     if self_test:
         report = model.self_test()
         log.info("%s self-test %s (max diff %.3g)", manifest.name, report.status, report.max_abs_diff)
     return model
+
+
+def _session(graph: SealedCopy, profile: Any, providers: Any) -> Any:
+    """A session from the sealed verified copy; where onnxruntime cannot open its path (a sandbox without /proc),
+    from the same sealed bytes read back."""
+    try:
+        return create_session(graph.source, profile, providers)
+    except BundleError:
+        if isinstance(graph.source, str):
+            log.warning("onnxruntime could not read the sealed copy %s; loading from its bytes", graph.source)
+            return create_session(graph.read(), profile, providers)
+        raise
 
 
 def _check_metadata(session: Any, manifest: Manifest, bundle: Path, model_file: str, key: str = "default") -> None:

@@ -82,3 +82,20 @@ def test_a_sealed_copy_cannot_be_changed_by_anyone() -> None:
             fh.write(b"X")
             fh.flush()
         assert Path(copy.source).read_bytes() == b"verified bytes"
+
+
+@pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="sealed in-memory files are Linux-only")
+def test_where_onnxruntime_cannot_open_the_sealed_copy_its_bytes_are_used(tmp_path: Path, monkeypatch) -> None:
+    import medinfer.loader as loader
+
+    real, seen = loader.create_session, []
+
+    def no_proc(model, profile, providers):  # e.g. a sandbox without /proc
+        seen.append(type(model).__name__)
+        if isinstance(model, str):
+            raise medinfer.BundleError("cannot open the path")
+        return real(model, profile, providers)
+
+    monkeypatch.setattr(loader, "create_session", no_proc)
+    model = medinfer.load(tiny.build(tmp_path / "m"))
+    assert seen == ["str", "bytes"] and model.self_test().status in ("bit_exact", "within_tolerance")
