@@ -166,10 +166,12 @@ def _session(graph: SealedCopy, profile: Any, providers: Any) -> Any:
     try:
         return create_session(graph.source, profile, providers)
     except BundleError:
-        if isinstance(graph.source, str):
-            log.warning("onnxruntime could not read the sealed copy %s; loading from its bytes", graph.source)
-            return create_session(graph.read(), profile, providers)
-        raise
+        if not isinstance(graph.source, str):
+            raise
+    session = create_session(graph.read(), profile, providers)  # a broken graph fails here again, with its reason
+    log.warning("onnxruntime could not read the sealed copy %s but its bytes loaded (is /proc restricted?)",
+                graph.source)
+    return session
 
 
 def _check_metadata(session: Any, manifest: Manifest, bundle: Path, model_file: str, key: str = "default") -> None:
