@@ -1,9 +1,14 @@
 """``python -m benchmarks`` — run the comparative suite, check for regressions, redraw the report.
 
     python -m benchmarks run [--bundles bundles] [--artifacts artifacts] [--batch 1 64] [--seconds 4]
+    python -m benchmarks slice [--bundles bundles] [--slice-seconds 20]
+    python -m benchmarks safety [--bundles bundles] [--seconds 3] [--soak-seconds 60]
     python -m benchmarks check [--threshold 0.15] [--history FILE]
     python -m benchmarks serve [--bundles bundles] [--models ...] [--clients 1 4 16] [--seconds 3] [--rounds 3]
     python -m benchmarks report
+
+``run`` also writes ``results/cold_start.json`` and (for bundles with a whole-slice variant) ``results/slice.json``;
+``safety`` writes ``results/safety.json``: raw measurements with the command that made them, rendered by ``report``.
 """
 
 from __future__ import annotations
@@ -48,6 +53,38 @@ def _render(latest: dict | None, records: list[dict], raw_record: dict | None) -
     return path
 
 
+def _write_result(name: str, doc: dict) -> Path:
+    import json
+
+    out = HERE / "results" / name
+    out.parent.mkdir(exist_ok=True)
+    tmp = out.with_suffix(".part")
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(out)
+    return out
+
+
+def _slice(args: argparse.Namespace, bundles: list[Path]) -> Path | None:
+    from .slice import document, slice_speed
+
+    rows = []
+    for bundle in bundles:
+        rows += slice_speed(bundle, seconds=args.slice_seconds, rounds=args.slice_rounds,
+                            sizes=tuple(args.slice_sizes))
+    if not rows:
+        return None
+    return _write_result("slice.json", document(rows, args.command_line, args.slice_seconds, args.slice_rounds))
+
+
+def _cold_start_doc(record: dict, command: str) -> dict:
+    models = {m["model"]: {"default": m.get("cold_start"), **(m.get("cold_start_variants") or {})}
+              for m in record["models"] if m.get("cold_start")}
+    return {"kind": "medinfer.cold_start", "title": "Cold start, every run", "command": command,
+            "time": record["time"], "env": record["env"],
+            "method": "fresh process: interpreter + import medinfer + load (integrity, golden self-test) + first "
+                      "result; peak RSS = VmHWM", "models": models, "all_loaded": record.get("all_loaded")}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     bundles = _bundles(args)
     if not bundles:
@@ -56,6 +93,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     artifacts = Path(args.artifacts) if args.artifacts else None
     record = run_suite(bundles, batches=args.batch, artifacts=artifacts, seconds=args.seconds, rounds=args.rounds,
                        cold=not args.no_cold, progress=lambda m: print(m, file=sys.stderr))
+    if not args.no_cold:
+        print(f"cold start: {_write_result('cold_start.json', _cold_start_doc(record, args.command_line))}",
+              file=sys.stderr)
+    if not args.no_slice:
+        written = _slice(args, bundles)
+        if written is not None:
+            print(f"one pass vs patch by patch: {written}", file=sys.stderr)
     if args.baseline:
         record["baseline"] = True
     path = _history_path(args)
@@ -87,20 +131,38 @@ def cmd_check(args: argparse.Namespace) -> int:
     return _check(history.load(_history_path(args)), args.threshold)
 
 
-def cmd_safety(args: argparse.Namespace) -> int:
+def cmd_slice(args: argparse.Namespace) -> int:
+    from .slice import markdown
+
+    written = _slice(args, _bundles(args))
+    if written is None:
+        print(f"no bundle in {args.bundles}/ ships a whole-slice variant", file=sys.stderr)
+        return 2
     import json
+
+    print("\n".join(markdown(json.loads(written.read_text()))))
+    records = history.load(_history_path(args))
+    _render(records[-1] if records else None, records, None)
+    return 0
+
+
+def cmd_safety(args: argparse.Namespace) -> int:
+    import time
+
+    from medinfer.tools.fingerprint import environment
 
     from .safety import audit_cost, markdown, soak
 
     bundles = _bundles(args)
-    costs = [audit_cost(b, seconds=args.seconds) for b in bundles]
+    costs = [audit_cost(b, seconds=args.seconds, rounds=args.rounds) for b in bundles]
     soaks = [soak(b, seconds=args.soak_seconds) for b in bundles] if args.soak_seconds > 0 else []
-    out = HERE / "results" / "safety.json"
-    out.parent.mkdir(exist_ok=True)
-    text = markdown(costs, soaks)
-    out.write_text(json.dumps({"title": "Safety costs: audit trail, deadlines, soak", "markdown": text,
-                               "costs": costs, "soaks": soaks}, indent=1))
-    print("\n".join(text))
+    doc = {"kind": "medinfer.safety", "title": "Safety costs: audit trail, deadlines, soak",
+           "command": args.command_line, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "env": environment(),
+           "method": {"seconds_per_model": args.seconds, "rounds": args.rounds, "batch": 1, "timer": "perf_counter_ns",
+                      "trimming": "none"}, "costs": costs, "soaks": soaks}
+    _write_result("safety.json", doc)
+    print("\n".join(markdown(doc)))
     records = history.load(_history_path(args))
     _render(records[-1] if records else None, records, None)
     leaks = [s for s in soaks if s["growth_mb"] > args.max_growth_mb]
@@ -166,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=4.0, help="wall time per model and batch size (all candidates)")
     p.add_argument("--rounds", type=int, default=10, help="interleaving rounds")
     p.add_argument("--no-cold", action="store_true")
+    p.add_argument("--no-slice", action="store_true", help="skip one pass vs patch by patch (whole-slice variants)")
+    _slice_options(p)
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--baseline", action="store_true", help="mark this run as the baseline for later checks")
     p.add_argument("--check", action="store_true", help="exit 1 when a ratio regressed against the baseline")
@@ -176,10 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, default=history.DEFAULT_THRESHOLD)
     p.add_argument("--history", default=None)
     p.set_defaults(func=cmd_check)
+    p = sub.add_parser("slice", help="a whole CT slice: one pass vs patch by patch -> results/slice.json")
+    p.add_argument("--bundles", default="bundles")
+    p.add_argument("--models", nargs="*", default=None)
+    p.add_argument("--history", default=None)
+    _slice_options(p)
+    p.set_defaults(func=cmd_slice)
     p = sub.add_parser("safety", help="audit-trail/deadline cost and an RSS soak test -> results/safety.json")
     p.add_argument("--bundles", default="bundles")
     p.add_argument("--models", nargs="*", default=None)
     p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--soak-seconds", type=float, default=60.0)
     p.add_argument("--max-growth-mb", type=float, default=5.0, help="exit 1 when RSS grows more than this")
     p.add_argument("--history", default=None)
@@ -207,8 +278,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("report", help="redraw REPORT.md from the history and result files")
     p.add_argument("--history", default=None)
     p.set_defaults(func=cmd_report)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.command_line = " ".join(["python -m benchmarks", *argv])  # recorded with every results file
     return int(args.func(args))
+
+
+def _slice_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--slice-seconds", type=float, default=20.0, help="wall time per slice size, both paths")
+    p.add_argument("--slice-rounds", type=int, default=3)
+    p.add_argument("--slice-sizes", type=int, nargs="+", default=[256, 512])
 
 
 if __name__ == "__main__":

@@ -66,7 +66,9 @@ def candidates(bundle: Path, batch: int, artifacts: Path | None) -> tuple[list[C
         Candidate(BARE, "ort", lambda: bare.run(fetch, {input_name: feed_x})),
         Candidate(DEFAULT, "ort", lambda: naive.run(None, {input_name: feed_x})),
     ]
-    for key in manifest.variants:
+    for key, entry in manifest.variants.items():
+        if entry.inputs is not None:
+            continue  # a whole-slice graph takes other inputs: benchmarks/slice.py measures it
         model = base if key == "default" else medinfer.load(bundle, variant=key)
         out.append(Candidate(f"medinfer [{key}]", "medinfer", (lambda m=model: m.predict(x)), variant=key))
     if native_model is not None and spec is not None:

@@ -59,3 +59,41 @@ def test_suite_smoke_with_plots_and_report(tiny_bundle_ro: Path, tmp_path: Path)
     assert all(p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG" for p in drawn)
     text = report.render(rec, drawn, {"Extra": ["hello"]})
     assert "| tiny_logistic | 1 | medinfer [default] |" in text and "## Extra" in text
+
+
+def test_slice_benchmark_smoke_raw_rows_and_the_target_row(tmp_path: Path) -> None:
+    from benchmarks import report
+    from benchmarks.slice import document, markdown, slice_speed, summary
+
+    from ..helpers import tiny_cnn
+
+    bundle = tiny_cnn.build(tmp_path / "tiny_cnn")
+    rows = slice_speed(bundle, sizes=(160,), seconds=0.3, rounds=1)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["one_pass_variant"] == "slice" and row["windows"] == 49 and row["decision_flips"] == 0
+    assert row["max_abs_diff"] <= 1e-6 and all(len(v) >= 1 for v in row["samples_ms"].values())
+    doc = document(rows, "python -m benchmarks slice --slice-sizes 160", 0.3, 1)
+    assert "markdown" not in doc and doc["command"].startswith("python -m benchmarks")
+    assert any("| tiny_cnn | 160x160 | 24 px | fp32 | 49 |" in line for line in markdown(doc))
+    targets = {"slice_speedup": {"models": ["tiny_cnn"], "size": 160, "min": 1e-9}}
+    lines = report.targets_section(None, targets, {"medinfer.slice": doc})
+    assert any("tiny_cnn [slice]: one pass vs patch by patch" in line and "| met |" in line for line in lines)
+    assert summary(row)["speedup"] > 0
+
+
+def test_safety_results_are_raw_and_render(tiny_bundle_ro: Path) -> None:
+    from benchmarks import report
+    from benchmarks.safety import AUDIT, PREDICT, audit_cost, audit_ratio, markdown
+
+    cost = audit_cost(tiny_bundle_ro, seconds=0.5, rounds=2)
+    assert {PREDICT, AUDIT, "predict + audit + fsync", "predict + audit + group commit"} <= set(cost["rows"])
+    row = cost["rows"][AUDIT]
+    assert len(row["round_p50_us"]) == 2 and sum(row["histogram"]) + row["below_edges"] + row["above_edges"] \
+        == row["stats_us"]["n"]
+    doc = {"kind": "medinfer.safety", "command": "python -m benchmarks safety", "time": "t", "method": {"rounds": 2},
+           "costs": [cost], "soaks": []}
+    assert any("| tiny_logistic | predict + audit |" in line for line in markdown(doc))
+    lines = report.targets_section(None, {"audit_overhead": {"models": ["tiny_logistic"], "max": 1e9}},
+                                   {"medinfer.safety": doc})
+    assert any(f"{audit_ratio(cost):.3f}" in line and "| met |" in line for line in lines)
