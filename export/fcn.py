@@ -113,6 +113,27 @@ def _check_trunk(nodes: list[Any], inits: dict[str, Any]) -> int:
     return stride
 
 
+def _keep_only_path_to(graph: Any, output: str) -> None:
+    """Drop every node, initializer and output that ``output`` does not depend on (in place)."""
+    producer = {o: n for n in graph.node for o in n.output}
+    needed: set[str] = set()
+    stack = [output]
+    while stack:
+        name = stack.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        node = producer.get(name)
+        if node is not None:
+            stack.extend(i for i in node.input if i)
+    keep = [n for n in graph.node if any(o in needed for o in n.output)]
+    inits = [i for i in graph.initializer if i.name in needed]
+    outputs = [o for o in graph.output if o.name == output]
+    for field, items in ((graph.node, keep), (graph.initializer, inits), (graph.output, outputs)):
+        del field[:]
+        field.extend(items)
+
+
 def fcn_graph(model_bytes: bytes, *, input_name: str, score_output: str,
               metadata: dict[str, str] | None = None) -> tuple[bytes, Geometry]:
     """The whole-image graph of a patch classifier (see the module docstring); ``metadata`` is added to the patch
@@ -129,6 +150,7 @@ def fcn_graph(model_bytes: bytes, *, input_name: str, score_output: str,
 
     m = onnx.load_from_string(model_bytes)
     g = m.graph
+    _keep_only_path_to(g, score_output)  # other outputs (e.g. the domain guard) are not part of the rewrite
     inits = {i.name: i for i in g.initializer}
     inferred = shape_inference.infer_shapes(m)
     shapes = {v.name: _dims(v) for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}

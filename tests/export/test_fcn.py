@@ -152,3 +152,24 @@ def test_the_slice_gate_ships_an_exact_graph_and_refuses_a_wrong_one(monkeypatch
     variants, files, report, _ = slice_export.build_slice_variants(spec, ds, graph, shipped, profile, threshold)
     assert not variants and not files
     assert not report["slice"]["shipped"] and "exceeds tolerance" in report["slice"]["reason"]
+
+
+def test_outputs_off_the_score_path_do_not_stop_the_rewrite() -> None:
+    """A bundle graph also computes e.g. the domain guard from the same input: the rewrite keeps only what the
+    score needs (before, a second reader of the input refused every slice variant)."""
+    import onnx
+    from medinfer.export.domain_graph import add_domain_output
+    from medinfer.train import domain
+
+    graph = onnx.load_from_string(tiny_cnn.patch_graph())
+    patches = tiny_cnn.ct_image((300, 300), seed=1)[None, :100, :100, None].repeat(4, 0)
+    guard = domain.DomainGuard([domain.value_stats("input", patches)], "test", features=lambda X: {"input": X},
+                               sources={"input": "hu"}).calibrate(patches)
+    add_domain_output(graph, guard)
+    with_guard = graph.SerializeToString()
+    plain, _ = fcn_graph(tiny_cnn.patch_graph(), input_name="hu", score_output="probability")
+    data, _ = fcn_graph(with_guard, input_name="hu", score_output="probability")
+    image = tiny_cnn.ct_image((180, 200), seed=3)[None, :, :, None]
+    feed = {"hu": image, "stride_cells": np.array([2])}
+    for got, want in zip(_session(data).run(None, feed), _session(plain).run(None, feed)):
+        np.testing.assert_array_equal(got, want)
