@@ -143,8 +143,8 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
     # The graph is hashed while it is copied where nothing can change it (a sealed memfd on Linux); onnxruntime
     # reads that copy, which is released as soon as the sessions exist: one copy of the weights stays (ORT's).
     kept = verify_files(bundle, manifest, keep=(manifest.golden.file,), seal=(model_file,))
-    check_runtime(manifest)  # a too-old onnxruntime is refused by name, not by its own session error
-    with kept[model_file] as graph:
+    with kept[model_file] as graph:  # released on every path out, a refusal below included
+        check_runtime(manifest)  # a too-old onnxruntime is refused by name, not by its own session error
         if providers is not None:
             _warn_if_several_onnxruntime_builds()
         resolved = resolve(providers, profile_options=manifest.profile.provider_options)

@@ -77,9 +77,9 @@ def test_one_sample_is_decided_exactly_as_inside_a_batch() -> None:
 def test_the_audit_summary_rounds_scores_like_numpy() -> None:
     from medinfer.model import _summary
 
-    class Fake:  # a prediction's labels and scores (the summary reads nothing else)
+    class Fake:  # a prediction's labels, scores and (no) domain scores: what the summary reads
         def __init__(self, scores: np.ndarray) -> None:
-            self.labels, self.scores = None, scores
+            self.labels, self.scores, self.domain_scores = None, scores, None
 
         def __len__(self) -> int:
             return len(self.scores)

@@ -99,3 +99,19 @@ def test_where_onnxruntime_cannot_open_the_sealed_copy_its_bytes_are_used(tmp_pa
     monkeypatch.setattr(loader, "create_session", no_proc)
     model = medinfer.load(tiny.build(tmp_path / "m"))
     assert seen == ["str", "bytes"] and model.self_test().status in ("bit_exact", "within_tolerance")
+
+
+def test_a_refused_load_releases_the_verified_copy(tmp_path: Path) -> None:
+    """Every refusal after the graph was copied (a too-old onnxruntime, an unknown provider) releases the copy."""
+    from medinfer.manifest import Requires
+
+    future = tiny.build(tmp_path / "future", requires=Requires(onnxruntime="99.1.0", ir_version=8,
+                                                                 opsets={"ai.onnx": 17}))
+    before = _open_memfds() if os.path.isdir("/proc/self/fd") else []
+    for attempt in range(3):
+        with pytest.raises(medinfer.RuntimeTooOld):
+            medinfer.load(future)
+        with pytest.raises(medinfer.MedinferError):
+            medinfer.load(tiny.build(tmp_path / f"m{attempt}"), providers=["no-such-provider"])
+    if os.path.isdir("/proc/self/fd"):
+        assert _open_memfds() == before
