@@ -22,6 +22,45 @@ class _Builder:
         self.graph = onx.graph
         self.opset = next((o.version for o in onx.opset_import if o.domain in ("", "ai.onnx")), 17)
         self.count = 0
+        self._floats: dict[str, str] = {}
+        self._flats: dict[str, str] = {}
+        self._dtypes: dict[str, int] | None = None
+        self._ranks: dict[str, int] = {}
+
+    def _dtype(self, name: str) -> int | None:
+        """The element type of tensor ``name`` as the graph declares it (inputs, outputs, value_info), None when it
+        does not: onnx's shape inference is not run (onnx 1.23 crashes the process on the TF-IDF graph's string
+        operators); an undeclared type only costs a Cast."""
+        if self._dtypes is None:
+            g = self.graph
+            values = [*g.value_info, *g.input, *g.output]
+            self._dtypes = {v.name: v.type.tensor_type.elem_type for v in values}
+            self._dtypes.update({i.name: i.data_type for i in g.initializer})
+            self._ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in values
+                           if v.type.tensor_type.HasField("shape")}
+        return self._dtypes.get(name)
+
+    def rank(self, name: str) -> int | None:
+        self._dtype(name)
+        return self._ranks.get(name)
+
+    def source(self, name: str) -> str:
+        """Tensor ``name`` as float32: cast once, shared by every part that reads it (no Cast when it is float)."""
+        if name not in self._floats:
+            self._floats[name] = name if self._dtype(name) == 1 else self.node("Cast", [name], "cast", to=1)
+        return self._floats[name]
+
+    def flat_source(self, name: str) -> str:
+        """Tensor ``name`` as float32 (N, -1), shared by every part that reads it."""
+        if name not in self._flats:
+            x = self.source(name)
+            self._flats[name] = x if self.rank(name) == 2 else self.flat(x)
+        return self._flats[name]
+
+    def vector_source(self, name: str) -> str:
+        """Tensor ``name`` (one value per sample) as float32 (N,)."""
+        x = self.source(name)
+        return x if self.rank(name) == 1 else self.node("Reshape", [x, self.const([-1], "shape1", np.int64)], "vec")
 
     def name(self, hint: str) -> str:
         self.count += 1
@@ -54,16 +93,17 @@ def add_domain_output(onx: Any, guard: DomainGuard) -> None:
 
     b = _Builder(onx)
     scores = [_part(b, part, guard.sources.get(part.source, part.source)) for part in guard.parts]
-    combined = scores[0] if len(scores) == 1 else b.node("Max", scores, "max")
-    b.graph.node.append(b.helper.make_node("Identity", [combined], [OUTPUT], name=OUTPUT))
+    b.graph.node.append(b.helper.make_node("Max" if len(scores) > 1 else "Identity", scores, [OUTPUT], name=OUTPUT))
     b.graph.output.append(b.helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N"]))
 
 
 def _part(b: _Builder, part: Part, source: str) -> str:
+    """The part's normalized score (N,): its raw statistic / its scale (folded into constants where it can be)."""
     p = part.params
-    x = b.node("Cast", [source], "cast", to=1)  # float32
+    x = b.source(source)
+    scale = float(part.scale)
     if part.kind == "knn":
-        z = b.node("Mul", [b.node("Sub", [b.flat(x), b.const(p["mean"], "mean")], "centred"),
+        z = b.node("Mul", [b.node("Sub", [b.flat_source(source), b.const(p["mean"], "mean")], "centred"),
                            b.const(p["inv_std"], "inv_std")], "z")
         ref = p["reference"].astype(np.float32)
         zz = b.reduce("ReduceSum", b.node("Mul", [z, z], "zsq"), 1, keepdims=1)
@@ -76,29 +116,31 @@ def _part(b: _Builder, part: Part, source: str) -> str:
         b.graph.node.append(b.helper.make_node("TopK", [d2, k], [nearest, unused], name=nearest, axis=1, largest=0,
                                                sorted=1))
         raw = b.node("Sqrt", [b.reduce("ReduceMean", nearest, 1)], "knn")
-    elif part.kind == "mahalanobis":
-        z = b.node("MatMul", [b.flat(x), b.const(p["whiten"], "whiten")], "z")
+    elif part.kind == "mahalanobis":  # |x W - m W|^2 / scale = |x W' - m W'|^2 with W' = W / sqrt(scale)
+        root = np.sqrt(scale)
+        z = b.node("MatMul", [b.flat_source(source), b.const(p["whiten"] / root, "whiten")], "z")
         d = b.node("Sub", [b.node("Unsqueeze", [z, b.const([1], "axis1", np.int64)], "z1"),
-                           b.const(p["means_w"], "means_w")], "d")
-        raw = b.reduce("ReduceMin", b.reduce("ReduceSum", b.node("Mul", [d, d], "dd"), 2), 1)
-    elif part.kind == "nll":
-        flat = b.flat(x)
-        bins = p["table"].shape[1]
+                           b.const(p["means_w"] / root, "means_w")], "d")
+        return b.reduce("ReduceMin", b.reduce("ReduceSum", b.node("Mul", [d, d], "dd"), 2), 1)
+    elif part.kind == "nll":  # -mean log p / scale, with two outer columns per feature for values outside its bins
+        flat = b.flat_source(source)
+        table, floor = p["table"], float(p["floor"][0])
+        bins = table.shape[1]
+        outer = np.full((table.shape[0], 1), floor)
+        wide = -np.concatenate([outer, table, outer], axis=1) / scale  # column 0: below, bins + 1: above
         i = b.node("Floor", [b.node("Div", [b.node("Sub", [flat, b.const(p["low"], "low")], "shifted"),
                                            b.const(p["width"], "width")], "scaled")], "bin")
-        outside = b.node("Or", [b.node("Less", [i, b.const(0.0, "zero")], "below"),
-                                b.node("GreaterOrEqual", [i, b.const(float(bins), "bins")], "above")], "outside")
-        clipped = b.node("Clip", [i, b.const(0.0, "lo"), b.const(float(bins - 1), "hi")], "clipped")
+        clipped = b.node("Clip", [i, b.const(-1.0, "lo"), b.const(float(bins), "hi")], "clipped")
         index = b.node("Add", [b.node("Cast", [clipped], "index", to=7),
-                               b.const(np.arange(p["table"].shape[0]) * bins, "offsets", np.int64)], "flat_index")
-        lp = b.node("Gather", [b.const(p["table"].reshape(-1), "table"), index], "logp", axis=0)
-        lp = b.node("Where", [outside, b.const(float(p["floor"][0]), "floor"), lp], "logp_floor")
-        raw = b.node("Neg", [b.reduce("ReduceMean", lp, 1)], "nll")
+                               b.const(np.arange(table.shape[0]) * (bins + 2) + 1, "offsets", np.int64)],
+                       "flat_index")
+        return b.reduce("ReduceMean", b.node("Gather", [b.const(wide.reshape(-1), "table"), index], "logp", axis=0),
+                        1)
     elif part.kind == "low_share":
-        low = b.node("LessOrEqual", [b.flat(x), b.const(p["floor"], "floor")], "low")
+        low = b.node("LessOrEqual", [b.flat_source(source), b.const(p["floor"], "floor")], "low")
         raw = b.reduce("ReduceMean", b.node("Cast", [low], "lowf", to=1), 1)
     elif part.kind == "entropy":
-        q = b.node("Clip", [b.flat(x), b.const(1e-12, "eps"), b.const(1.0, "one")], "q")
+        q = b.node("Clip", [b.flat_source(source), b.const(1e-12, "eps"), b.const(1.0, "one")], "q")
         raw = b.node("Neg", [b.reduce("ReduceSum", b.node("Mul", [q, b.node("Log", [q], "logq")], "qlogq"), 1)],
                      "entropy")
     elif part.kind in ("flat", "step"):
@@ -121,21 +163,25 @@ def _part(b: _Builder, part: Part, source: str) -> str:
         else:
             raw = b.reduce("ReduceMax", b.node("Concat", [steps, zeros], "steps0", axis=1), 1)
     elif part.kind == "value":
-        raw = b.node("Reshape", [x, b.const([-1], "shape1", np.int64)], "value")
-    elif part.kind == "stats":
-        flat = b.flat(x)
+        raw = b.vector_source(source)
+    elif part.kind == "inverse":  # 1 / (1 + count) / scale = (1 / scale) / (1 + count)
+        one = b.const(1.0, "one")
+        return b.node("Div", [b.const(1.0 / scale, "inv_scale"), b.node("Add", [one, b.vector_source(source)],
+                                                                         "one_plus")], "inverse")
+    elif part.kind == "stats":  # max(|mean - mu| / sigma, |std - mu_s| / sigma_s) / scale: scale in the sigmas
+        flat = b.flat_source(source)
         mean = b.reduce("ReduceMean", flat, 1, keepdims=1)
         centred = b.node("Sub", [flat, mean], "centred")
         std = b.node("Sqrt", [b.reduce("ReduceMean", b.node("Mul", [centred, centred], "sq"), 1)], "std")
         m = b.node("Squeeze", [mean, b.const([1], "axis1", np.int64)], "mean")
         zm = b.node("Div", [b.node("Abs", [b.node("Sub", [m, b.const(p["mean"][0], "mu")], "dm")], "adm"),
-                            b.const(p["mean"][1], "sigma")], "zm")
+                            b.const(p["mean"][1] * scale, "sigma")], "zm")
         zs = b.node("Div", [b.node("Abs", [b.node("Sub", [std, b.const(p["std"][0], "mus")], "ds")], "ads"),
-                            b.const(p["std"][1], "sigmas")], "zs")
-        raw = b.node("Max", [zm, zs], "zstats")
+                            b.const(p["std"][1] * scale, "sigmas")], "zs")
+        return b.node("Max", [zm, zs], "zstats")
     else:
         raise ValueError(f"unknown domain part kind {part.kind!r}")
-    return b.node("Div", [raw, b.const(part.scale, "scale")], "part")
+    return raw if scale == 1.0 else b.node("Mul", [raw, b.const(1.0 / scale, "inv_scale")], "part")
 
 
 def _finite(value: float) -> float:

@@ -87,6 +87,8 @@ class Part:
             return np.abs(np.diff(f, axis=1)).max(1, initial=0.0) if f.shape[1] > 1 else np.zeros(len(f))
         if self.kind == "value":
             return x.reshape(len(x))
+        if self.kind == "inverse":  # few of something (e.g. known words) is far: 1 / (1 + x)
+            return 1.0 / (1.0 + x.reshape(len(x)))
         if self.kind == "stats":
             flat = x.reshape(len(x), -1)
             zm = np.abs(flat.mean(1) - p["mean"][0]) / p["mean"][1]
@@ -141,17 +143,28 @@ def knn(source: str, X: np.ndarray, k: int = 5, max_reference: int = 1000, seed:
 
 
 def mahalanobis(source: str, E: np.ndarray, y: np.ndarray | None = None, ridge: float = 1e-3,
-                label: str = "") -> Part:
+                label: str = "", standardize: bool = False) -> Part:
+    """Distance to the nearest class mean (one class when ``y`` is None) under the pooled within-class covariance,
+    with a ridge of ``ridge`` x its mean variance.
+
+    ``standardize``: estimate the covariance on standardized features (constant ones keep unit scale, so a value
+    they never took is far), for features of very different magnitudes; folded back so the graph reads raw values."""
     e = np.asarray(E, dtype=np.float64).reshape(len(E), -1)
-    classes = [e] if y is None else [e[np.asarray(y) == c] for c in np.unique(y)]
+    centre, std = e.mean(0), e.std(0)
+    inv = 1.0 / np.where(std > 1e-9, std, 1.0) if standardize else np.ones(e.shape[1])
+    z = (e - centre) * inv
+    labels = np.zeros(len(z), dtype=np.int64) if y is None else np.asarray(y)
+    classes = [z[labels == c] for c in np.unique(labels)]
     means = np.stack([c.mean(0) for c in classes])
-    centred = np.concatenate([c - c.mean(0) for c in classes])
-    cov = centred.T @ centred / max(1, len(centred) - 1)
-    cov += ridge * np.trace(cov) / len(cov) * np.eye(len(cov))
+    pooled = np.concatenate([c - c.mean(0) for c in classes])
+    cov = pooled.T @ pooled / max(1, len(pooled) - 1)
+    cov += ridge * max(np.trace(cov) / len(cov), 1e-12) * np.eye(len(cov))
     # The precision P = inv(cov) = W W' (Cholesky): one D x D product per sample, whatever the number of classes
-    # (the graph does the same: a MatMul, then C distances of length D).
-    whiten = np.linalg.cholesky(np.linalg.inv(cov))
-    return Part("mahalanobis", source, {"whiten": whiten, "means_w": means @ whiten},
+    # (the graph does the same: a MatMul, then C distances of length D). Folding the standardization into W:
+    # ((x - centre) * inv) W - m W = x (inv W) - (centre * inv + m) W.
+    chol = np.linalg.cholesky(np.linalg.inv(cov))
+    whiten = inv[:, None] * chol
+    return Part("mahalanobis", source, {"whiten": whiten, "means_w": (centre * inv + means) @ chol},
                 label=label or f"Mahalanobis distance ({source})")
 
 
@@ -177,6 +190,11 @@ def low_share(source: str, X: np.ndarray, bins: int = 16, label: str = "") -> Pa
 def value(source: str, label: str) -> Part:
     """A per-sample statistic the graph already computes (one value per sample), used as it is."""
     return Part("value", source, {}, label=label)
+
+
+def inverse(source: str, label: str) -> Part:
+    """A per-sample count the graph already computes (e.g. known words), where FEW means far: 1 / (1 + count)."""
+    return Part("inverse", source, {}, label=label)
 
 
 def entropy(source: str, label: str = "") -> Part:

@@ -88,10 +88,12 @@ def test_flat_counts_a_stuck_reading_but_not_the_sensor_floor() -> None:
     np.testing.assert_allclose(_run(onx, x), [0.0, 0.5, 0.0, 0.25])
 
 
-def test_mahalanobis_is_the_textbook_distance_to_the_nearest_class() -> None:
-    """The whitened form equals (x - m_c)' inv(S) (x - m_c), S the pooled within-class covariance (+ ridge)."""
+@pytest.mark.parametrize("standardize", [False, True])
+def test_mahalanobis_is_the_textbook_distance_to_the_nearest_class(standardize: bool) -> None:
+    """The whitened form equals (x - m_c)' inv(S) (x - m_c), S the pooled within-class covariance (without a
+    ridge, standardizing first changes nothing: the distance is scale-invariant)."""
     y = RNG.integers(0, 3, 300)
-    part = domain.mahalanobis("x", TABLE, y, ridge=0.0)
+    part = domain.mahalanobis("x", TABLE, y, ridge=0.0, standardize=standardize)
     data = TABLE.astype(np.float64)
     means = np.stack([data[y == c].mean(0) for c in range(3)])
     centred = np.concatenate([data[y == c] - means[c] for c in range(3)])
@@ -99,3 +101,19 @@ def test_mahalanobis_is_the_textbook_distance_to_the_nearest_class() -> None:
     x = RNG.normal(size=(7, 6))
     expected = [min(float((v - m) @ precision @ (v - m)) for m in means) for v in x]
     np.testing.assert_allclose(part.raw(x), expected, rtol=1e-8)
+
+
+@pytest.mark.parametrize("make,expected", [(lambda: domain.value("x", "as is"), [0.0, 3.0, 9.0]),
+                                           (lambda: domain.inverse("x", "few"), [1.0, 0.25, 0.1])],
+                         ids=["value", "inverse"])
+def test_per_sample_values_are_read_as_they_are_or_inverted(make, expected) -> None:
+    counts = np.array([0.0, 3.0, 9.0], np.float32)
+    guard = domain.DomainGuard([make()], "test", features=lambda X: {"x": X})
+    np.testing.assert_allclose(guard.score(counts), expected, rtol=1e-6)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])])
+    onx = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onx.ir_version = 8
+    add_domain_output(onx, guard)
+    np.testing.assert_allclose(_run(onx, counts), expected, rtol=1e-6)

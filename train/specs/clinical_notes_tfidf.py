@@ -219,9 +219,9 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
         return metrics
 
     # -- applicability domain -----------------------------------------------------------------------------------
-    domain_method = ("the larger of: the share of a text's tokens outside the vocabulary (stop words counted), and "
-                     "the mean cosine distance of its TF-IDF vector to the 5 nearest training reports; each relative "
-                     "to in-domain data's 99th percentile")
+    domain_method = ("the larger of: the share of a text's tokens outside the vocabulary (stop words counted) and "
+                     "1 / (1 + the number of vocabulary words it contains); each relative to in-domain data's 99th "
+                     "percentile")
 
     def domain_features(self, model: Any) -> Any:
         tfidf = model.named_steps["tfidf"]
@@ -232,19 +232,20 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
             texts = docs(X)
             tokens = [tokenize(text.simple_lower(t)) for t in texts]
             share = np.array([1.0 - sum(w in vocab for w in ts) / max(len(ts), 1) for ts in tokens])
-            return {"unknown_share": share, "tfidf_unit": tfidf.transform(texts).toarray()}
+            known = np.asarray((tfidf.transform(texts) > 0).sum(axis=1), dtype=np.float32).reshape(-1)
+            return {"unknown_share": share, "known_tokens": known}  # known words as the graph counts them
 
         return features
 
     def domain_sources(self, onx: Any) -> dict[str, str]:
-        normalizer = next(n for n in onx.graph.node if n.op_type == "Normalizer")
-        return {"unknown_share": "unknown_share", "tfidf_unit": normalizer.output[0]}
+        return {"unknown_share": "unknown_share", "known_tokens": "known_tokens"}
 
     def domain_parts(self, model: Any, dataset: Dataset) -> list[Part]:
-        feats = self.domain_features(model)(dataset.X_train)
+        # Measured on the real build: a cosine kNN distance to 1000 training reports added 0.05 AUROC on one shift
+        # (IMPRESSION-only reports, 0.88 -> 0.93) for ~57 µs per report, 3.5x the model itself: left out.
         return [domain.value("unknown_share", "share of tokens outside the vocabulary"),
-                domain.knn("tfidf_unit", feats["tfidf_unit"], k=5, standardize=False,
-                           label="TF-IDF distance to the nearest training reports")]
+                # a text with few words the model knows (e.g. a one-line impression) carries little evidence
+                domain.inverse("known_tokens", "few vocabulary words: 1 / (1 + known words)")]
 
     def domain_shifts(self, model: Any, dataset: Dataset, guard: DomainGuard) -> dict[str, Shift]:
         test = set(dataset.facts.get("test_uids", ()))

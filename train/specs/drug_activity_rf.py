@@ -129,14 +129,20 @@ class DrugActivityRF(SklearnClassifierSpec):
         return binary_metrics(y, scores, threshold)
 
     # -- applicability domain: the QSAR way ---------------------------------------------------------------
-    domain_method = ("mean Euclidean distance to the 5 nearest training molecules in standardized descriptor "
-                     "space (the classic QSAR applicability domain), relative to in-domain data's 99th percentile")
+    # Measured on the real build: the Mahalanobis distance (leverage) separated the shifted series as well as the
+    # 5-nearest-neighbour distance (AUROC >= 0.996 vs 0.983-1.0) at a quarter of its cost in the graph (one
+    # 216 x 216 product per molecule instead of distances to 1000 training molecules: ~3.6 vs ~12.5 µs).
+    domain_method = ("Mahalanobis distance (leverage) of the molecule's descriptors to the training molecules (the "
+                     "classic QSAR applicability domain), relative to in-domain data's 99th percentile")
     options = ("shift_sample",)
     shift_sample: int = 400  # molecules featurized per shifted set (RDKit descriptors cost ~25 ms each)
     test_options: ClassVar[dict[str, Any]] = {"shift_sample": 30}
 
     def domain_parts(self, model: Any, dataset: Dataset) -> list[Part]:
-        return [domain.knn("input", dataset.X_train, k=5, label="kNN distance to training molecules")]
+        # Standardized (descriptors span 1e-3 to 1e5) and shrunk toward the diagonal (ridge 1 x the mean variance:
+        # ~800 molecules for 216 descriptors); measured: every shifted series AUROC >= 0.996, in-domain kept.
+        return [domain.mahalanobis("input", np.asarray(dataset.X_train), ridge=1.0, standardize=True,
+                                   label="Mahalanobis distance to the training molecules")]
 
     def domain_shifts(self, model: Any, dataset: Dataset, guard: DomainGuard) -> dict[str, Shift]:
         names = list(dataset.feature_names or ())

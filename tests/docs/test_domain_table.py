@@ -1,0 +1,72 @@
+"""The README's applicability-domain table is rendered from benchmarks/results/domain.json, and that file from
+the built bundles' manifests (checked whenever the same bundles are in bundles/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import domain
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_table_equals_the_results_file() -> None:
+    results = json.loads(domain.RESULTS.read_text())
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split(domain.BEGIN, 1)[1].split(domain.END, 1)[0].strip()
+    assert block == domain.render(results), "run: python -m benchmarks.domain --bundles bundles"
+    assert results["command"] and set(results["models"]) == {
+        "clinical_notes_tfidf", "drug_activity_rf", "gene_expression_svd", "glucose_lstm", "lung_nodule_cnn"}
+
+
+def test_results_file_equals_the_bundles_it_came_from() -> None:
+    results = json.loads(domain.RESULTS.read_text())
+    bundles = ROOT / "bundles"
+    current = domain.collect(bundles) if bundles.is_dir() else {"models": {}}
+    same = [n for n, m in results["models"].items()
+            if current["models"].get(n, {}).get("model_sha256") == m["model_sha256"]]
+    if not same:
+        pytest.skip("bundles/ does not hold the bundles domain.json was made from (run make demo to compare)")
+    for name in same:
+        recorded = {k: v for k, v in results["models"][name].items() if k != "latency"}  # timed, not in the bundle
+        assert current["models"][name] == recorded, name
+
+
+def test_render_writes_one_row_per_shift_and_says_when_a_goal_is_missed(tmp_path: Path) -> None:
+    results = {"command": "x", "models": {"m": {
+        "acceptance": 0.985, "coverage": 0.99,
+        "latency": {"added": 0.131, "median_us_without_guard": 100.0, "median_us_with_guard": 113.1},
+        "shifts": {"a": {"kind": "gross", "auroc": 0.99, "rejected": 0.97},
+                   "b": {"kind": "subtle", "auroc": 0.71, "rejected": 0.3}},
+        "goals": {"a": {"goal": 0.95, "met": True}, "b": {"goal": 0.8, "met": False}}}}}
+    rows = domain.render(results).splitlines()[2:]
+    assert rows == ["| m | 98.5% (goal 99%) | +13.1% (100 → 113 µs), **over the 10% goal** | a | gross | 0.990 | 97% | "
+                    "≥ 0.95 met |",
+                    "|  |  |  | b | subtle | 0.710 | 30% | ≥ 0.8 **not met** |"]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{domain.BEGIN}\nold\n{domain.END}\nrest\n")
+    domain.rewrite_readme(readme, "T")
+    assert readme.read_text() == f"intro\n{domain.BEGIN}\nT\n{domain.END}\nrest\n"
+
+
+def test_the_guard_free_graph_keeps_every_other_output_and_nothing_of_the_guard(tmp_path: Path) -> None:
+    import medinfer
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from ..helpers import tiny
+
+    bundle = tiny.build_domain(tmp_path / "tiny_domain")
+    onx = onnx.load(str(bundle / "model.onnx"))
+    plain = domain.without_guard(onx)
+    assert [o.name for o in plain.graph.output] == [o.name for o in onx.graph.output if o.name != "domain_score"]
+    assert len(plain.graph.node) < len(onx.graph.node)
+    x = np.array([[1.0, 2.0, 3.0]], np.float32)
+    got = ort.InferenceSession(plain.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    want = medinfer.load(bundle).session.run([o.name for o in plain.graph.output], {"x": x})
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
