@@ -288,15 +288,7 @@ class AuditLog(GroupCommit):
         digest = h.hexdigest()
         # verification pops "hash" and re-canonicalises, so appending it after the body keeps one encoding
         data = raw[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
-        try:  # one write on O_APPEND: whole, or (at a crash) a torn last line
-            if os.write(self._fd, data) != len(data):
-                raise OSError(f"short write of {len(data)} bytes (disk full?)")
-            if self.fsync and self.group_ms is None:
-                os.fsync(self._fd)
-        except OSError as exc:
-            self.failed = f"{type(exc).__name__}: {exc.strerror or exc}"
-            raise AuditError(f"audit trail {self.path} cannot be written ({self.failed}); the result was not "
-                             "returned because it could not be recorded") from None
+        self._write(data)
         self._prev, self._seq = digest, self._seq + 1
         self._end += len(data)  # under the flock, our O_APPEND write landed at the end that _sync saw
         if self.head:
