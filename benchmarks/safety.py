@@ -10,9 +10,7 @@ from typing import Any
 import medinfer
 import numpy as np
 from medinfer.audit import AuditLog
-from medinfer.tools.bench import latency_stats
-
-from .suite import Candidate, interleaved
+from medinfer.tools.bench import interleaved, latency_stats
 
 
 def _rss_mb() -> float:
@@ -31,12 +29,10 @@ def audit_cost(bundle: Path, seconds: float = 3.0, rounds: int = 10) -> dict[str
         logged = medinfer.load(bundle, audit=AuditLog(Path(tmp) / "a.jsonl"))
         synced = medinfer.load(bundle, audit=AuditLog(Path(tmp) / "b.jsonl", fsync=True))
         deadline = medinfer.load(bundle, deadline_ms=1000)
-        cands = [Candidate("predict", "medinfer", lambda: plain.predict(x)),
-                 Candidate("predict + audit", "medinfer", lambda: logged.predict(x)),
-                 Candidate("predict + audit + fsync", "medinfer", lambda: synced.predict(x)),
-                 Candidate("predict + deadline", "medinfer", lambda: deadline.predict(x)),
-                 Candidate("try_predict", "medinfer", lambda: plain.try_predict(x))]
-        samples = interleaved(cands, seconds=seconds, rounds=rounds)
+        calls = {"predict": lambda: plain.predict(x), "predict + audit": lambda: logged.predict(x),
+                 "predict + audit + fsync": lambda: synced.predict(x),
+                 "predict + deadline": lambda: deadline.predict(x), "try_predict": lambda: plain.try_predict(x)}
+        samples = interleaved(calls, seconds=seconds, rounds=rounds)
     base = latency_stats(samples["predict"])
     rows = {}
     for name, s in samples.items():
@@ -81,3 +77,8 @@ def markdown(costs: list[dict[str, Any]], soaks: list[dict[str, Any]]) -> list[s
             lines.append(f"| {s['model']} | {s['seconds']:.0f} | {s['calls']} | {s['rss_start_mb']:.1f} | "
                          f"{s['rss_end_mb']:.1f} | {s['rss_max_mb']:.1f} | {s['growth_mb']:+.2f} |")
     return lines
+
+
+def render(doc: dict[str, Any]) -> list[str]:
+    """REPORT.md lines from ``results/safety.json`` (raw costs and soaks)."""
+    return markdown(doc.get("costs", []), doc.get("soaks", []))
