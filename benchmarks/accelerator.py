@@ -184,7 +184,7 @@ def markdown(doc: dict[str, Any]) -> list[str]:
     for name, fails in sorted((doc.get("first_run_with_tf32") or {}).items()):
         for prov, err in (fails or {}).items():
             if err:
-                lines += ["", f"First run with {prov}'s defaults (TF32 on) on {name}: {err[:220]}"]
+                lines += ["", f"First run with {prov}'s defaults (TF32 on) on {name}: {err['error'][:220]}"]
     for d in doc.get("diagnosis", []):
         if not d.get("usable") and d.get("provider") != "CPUExecutionProvider":
             lines += ["", f"{d['provider']}: not usable here ({d.get('why')})."]

@@ -105,5 +105,5 @@ def section(rec: dict[str, Any]) -> list[str]:
     for m in models:
         lines += ["", f"### {m['model']}", ""] + table(m)
         for name, why in sorted((m.get("peers_unavailable") or {}).items()):
-            lines.append(f"\nNot in this run: {name}: {why}")
+            lines.append(f"\nNot in this run: {name}: {why[:240]}")
     return lines

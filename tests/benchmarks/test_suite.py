@@ -104,7 +104,8 @@ def test_native_models_run_single_threaded() -> None:
 
 def test_every_contender_fetches_medinfers_outputs_domain_score_included(tmp_path: Path) -> None:
     from benchmarks.contenders import in_process
-    from tests.helpers import tiny
+
+    from ..helpers import tiny
 
     bundle = tiny.build_domain(tmp_path / "tiny_domain")
     cands, info = in_process(bundle, 3, None)
