@@ -2,7 +2,7 @@
 #   make demo   real data → train all models → export with parity gate → verify → predict → summary
 #   make test   the test suite (tiny models, sampled data)
 #   make bench  the side-by-side latency suite (peers included) → a run folder under build/bench + history + gate
-#   make bench-publish  that full run → benchmarks/results/suite.json, plots, REPORT.md, README's numbers
+#   make bench-publish  that full run → benchmarks/results/ (suite, cold_start, slice), plots, REPORT.md, README numbers
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -46,9 +46,10 @@ demo: $(STAMP)
 	@echo; $(MEDINFER) bench bundles/*/ --min-queries 300 --min-seconds 1 --warmup 20
 
 # The full published run: every bundle in bundles/ (artifacts/ for the native side and the held-out accuracy),
-# batch 1 and 64, 6 s x 12 rounds each, LiteRT and OpenVINO in their own venvs (about 35 minutes on 2 cores).
+# batch 1 and 64, 6 s x 12 rounds each, LiteRT and OpenVINO in their own venvs, cold starts, and a CT slice in one
+# pass vs patch by patch (256/512 px, 20 s x 3 rounds each) for the CNN (about 35-40 minutes on 2 cores).
 # It writes build/bench/<time>-<cpu>/ and never touches the committed report; bench-publish copies the newest
-# full run into the repo (results/suite.json, results/models.json, plots, REPORT.md, README numbers).
+# full run into the repo (results/suite.json, cold_start.json, slice.json, models.json, plots, REPORT.md, README).
 # BENCH_ARGS e.g. --models drug_activity_rf --seconds 0.5 --rounds 2 (a short run: gated, never published).
 bench: $(STAMP) peer-venvs
 	$(PY) -m benchmarks run --check $(BENCH_ARGS)

@@ -1,11 +1,16 @@
 """``python -m benchmarks`` — run the comparative suite into a run folder, gate it, publish a full run on purpose.
 
     python -m benchmarks run [--bundles bundles] [--artifacts artifacts] [--peers litert openvino] [--check]
-    python -m benchmarks publish --from build/bench/RUN      # results/suite.json, plots, REPORT.md, README numbers
-    python -m benchmarks report                              # REPORT.md again from the committed data
+    python -m benchmarks publish --from build/bench/RUN      # results/suite.json, cold_start.json, slice.json, plots,
+                                                             # REPORT.md, README numbers
+    python -m benchmarks report                              # REPORT.md and README numbers from the committed data
     python -m benchmarks check [--require-baseline]          # gate the newest history record
     python -m benchmarks models --bundles bundles            # results/models.json (held-out metrics of the bundles)
+    python -m benchmarks slice [--slice-seconds 20]          # results/slice.json: a CT slice, one pass vs patches
     python -m benchmarks concurrency | safety | serve | int8-ops
+
+``run`` also times one pass vs patch by patch for bundles with a whole-slice variant (``--no-slice`` skips it) into
+the run folder's ``slice.json``; ``publish`` writes it, and every cold start of the run, to ``results/``.
 """
 
 from __future__ import annotations
@@ -68,10 +73,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"no bundles in {args.bundles}/ — run 'make demo' (or 'medinfer build all') first", file=sys.stderr)
         return 2
     artifacts = Path(args.artifacts) if args.artifacts else None
+    command = _command(args.argv)
     record = run_suite(bundles, batches=args.batch, artifacts=artifacts, seconds=args.seconds, rounds=args.rounds,
-                       cold=not args.no_cold, peers=args.peers, command=_command(args.argv),
+                       cold=not args.no_cold, peers=args.peers, command=command,
                        progress=lambda m: print(m, file=sys.stderr))
     folder = runs.write(record, Path(args.out) if args.out else RUNS)
+    if not args.no_slice:
+        doc = _slice_doc(args, bundles, command)
+        if doc is not None:
+            runs.write_slice(folder, doc)
     print(f"run folder: {folder} (publish a full run with: python -m benchmarks publish --from {folder})")
     path = _history_path(args, record["env"])
     records = history.load(path)
@@ -91,20 +101,26 @@ def cmd_publish(args: argparse.Namespace) -> int:
         print(f"{args.from_} is a short run ({record.get('seconds_per_batch')} s x {record.get('rounds')} rounds): "
               "only a full run (make bench) is published", file=sys.stderr)
         return 2
-    results.write("suite", runs.published(record))
+    written = runs.publish_results(Path(args.from_), results.FOLDER)
+    if "slice" not in written and runs.read_slice(Path(args.from_)) is not None:
+        print(f"{args.from_}: its one-pass-vs-patches section was timed short; results/slice.json left as it is "
+              "(python -m benchmarks slice makes a full one)", file=sys.stderr)
     drawn = runs.plots(Path(args.from_), HERE / "plots", report.history_records())
     (HERE / "REPORT.md").write_text(report.render(record, report.history_records(), drawn))
     readme.rewrite(HERE.parent / "README.md")
-    print(f"published {args.from_}: results/suite.json, plots, REPORT.md, README numbers")
+    print(f"published {args.from_}: {', '.join(f'results/{n}.json' for n in written)}, plots, REPORT.md, "
+          "README numbers")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from . import runs
+    from . import readme, runs
 
     path = HERE / "REPORT.md"
     path.write_text(report.render(report.published(), report.history_records(), runs.committed_plots(HERE / "plots")))
     print(path)
+    if readme.rewrite(HERE.parent / "README.md"):  # README's numbers follow the same data (safety, concurrency, ...)
+        print(HERE.parent / "README.md")
     return 0
 
 
@@ -143,14 +159,44 @@ def cmd_concurrency(args: argparse.Namespace) -> int:
     return 0
 
 
+def _slice_doc(args: argparse.Namespace, bundles: list[Path], command: str) -> dict | None:
+    from .slice import document, slice_speed
+
+    rows = []
+    for bundle in bundles:
+        rows += slice_speed(bundle, seconds=args.slice_seconds, rounds=args.slice_rounds,
+                            sizes=tuple(args.slice_sizes))
+    return document(rows, command, args.slice_seconds, args.slice_rounds) if rows else None
+
+
+def cmd_slice(args: argparse.Namespace) -> int:
+    from .slice import markdown
+
+    doc = _slice_doc(args, _bundles(args), _command(args.argv))
+    if doc is None:
+        print(f"no bundle in {args.bundles}/ ships a whole-slice variant", file=sys.stderr)
+        return 2
+    print(f"wrote {results.write('slice', doc)}")
+    print("\n".join(markdown(doc)))
+    return 0
+
+
 def cmd_safety(args: argparse.Namespace) -> int:
-    from .safety import audit_cost, render, soak
+    import time
+
+    from medinfer.tools.fingerprint import environment
+
+    from .safety import audit_cost, markdown, soak
 
     bundles = _bundles(args)
-    doc = {"command": _command(args.argv), "costs": [audit_cost(b, seconds=args.seconds) for b in bundles],
+    doc = {"kind": "medinfer.safety", "command": _command(args.argv),
+           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "env": environment(),
+           "method": {"seconds_per_model": args.seconds, "rounds": args.rounds, "batch": 1,
+                      "timer": "perf_counter_ns", "trimming": "none"},
+           "costs": [audit_cost(b, seconds=args.seconds, rounds=args.rounds) for b in bundles],
            "soaks": [soak(b, seconds=args.soak_seconds) for b in bundles] if args.soak_seconds > 0 else []}
     print(f"wrote {results.write('safety', doc)}")
-    print("\n".join(render(doc)))
+    print("\n".join(markdown(doc)))
     return 1 if any(s["growth_mb"] > args.max_growth_mb for s in doc["soaks"]) else 0
 
 
@@ -179,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     handlers = {"run": cmd_run, "publish": cmd_publish, "report": cmd_report, "check": cmd_check,
                 "models": cmd_models, "int8-ops": cmd_int8_ops, "concurrency": cmd_concurrency,
-                "safety": cmd_safety, "serve": cmd_serve}
+                "slice": cmd_slice, "safety": cmd_safety, "serve": cmd_serve}
     return int(handlers[args.command](args))
 
 

@@ -6,6 +6,8 @@ import argparse
 
 from . import history
 from .peers import KNOWN
+from .slice import FULL as SLICE_FULL
+from .slice import SIZES as SLICE_SIZES
 from .suite import FULL
 
 
@@ -24,6 +26,14 @@ def _gate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--history", default=None, help="history file (default: benchmarks/history/<machine>.jsonl)")
 
 
+def _slice_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--slice-seconds", type=float, default=SLICE_FULL["seconds"],
+                   help="wall time per slice size, both paths together (default 20; less is not published)")
+    p.add_argument("--slice-rounds", type=int, default=SLICE_FULL["rounds"], help="interleaving rounds (default 3)")
+    p.add_argument("--slice-sizes", type=int, nargs="+", default=list(SLICE_SIZES),
+                   help="square slice sizes in pixels (default 256 512)")
+
+
 def parser(doc: str | None) -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m benchmarks", description=doc,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,12 +47,16 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     p.add_argument("--peers", nargs="*", default=list(KNOWN), choices=KNOWN,
                    help="peer runtimes in their venvs (default: litert openvino; none: --peers)")
     p.add_argument("--no-cold", action="store_true", help="skip the fresh-process cold starts")
+    p.add_argument("--no-slice", action="store_true",
+                   help="skip one pass vs patch by patch (bundles with a whole-slice variant)")
+    _slice_args(p)
     p.add_argument("--out", default=None, help="parent of the run folder (default build/bench)")
     p.add_argument("--check", action="store_true", help="gate the run against this CPU's rolling median")
     _gate_args(p)
-    p = sub.add_parser("publish", help="a FULL run folder -> results/suite.json, plots, REPORT.md, README numbers")
+    p = sub.add_parser("publish", help="a FULL run folder -> results/suite.json, cold_start.json, slice.json, plots, "
+                                       "REPORT.md, README numbers")
     p.add_argument("--from", dest="from_", required=True, help="the run folder (build/bench/...)")
-    sub.add_parser("report", help="REPORT.md again from the committed results and history")
+    sub.add_parser("report", help="REPORT.md and README's numbers again from the committed results and history")
     p = sub.add_parser("check", help="gate the newest history record against the earlier ones on its CPU")
     _gate_args(p)
     p = sub.add_parser("models", help="results/models.json: held-out metrics and variants of the built bundles")
@@ -56,9 +70,13 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=8, help="client threads")
     p.add_argument("--seconds", type=float, default=6.0, help="wall time per model, both modes together")
     p.add_argument("--rounds", type=int, default=6, help="interleaving rounds")
+    p = sub.add_parser("slice", help="a whole CT slice: one pass vs patch by patch -> results/slice.json")
+    _bundle_args(p)
+    _slice_args(p)
     p = sub.add_parser("safety", help="audit-trail/deadline cost and an RSS soak test -> results/safety.json")
     _bundle_args(p)
-    p.add_argument("--seconds", type=float, default=3.0, help="timing per model")
+    p.add_argument("--seconds", type=float, default=3.0, help="timing per model, all paths together")
+    p.add_argument("--rounds", type=int, default=10, help="interleaving rounds")
     p.add_argument("--soak-seconds", type=float, default=60.0, help="soak per model (0: none)")
     p.add_argument("--max-growth-mb", type=float, default=5.0, help="exit 1 when RSS grows more than this")
     p = sub.add_parser("serve", help="medinfer serve (before/after issue 17, audit on/off), MLServer and "

@@ -141,7 +141,9 @@ def in_process(bundle: Path, batch: int, heldout: Heldout | None) -> tuple[list[
     if large:
         one = _session(model_bytes, manifest.profile)
         out.append(Contender(BATCH1, "ort", lambda: one.run(fetch, feeds), settings=options_of(manifest.profile)))
-    for key in manifest.variants:
+    for key, entry in manifest.variants.items():
+        if entry.inputs is not None:
+            continue  # a whole-slice graph takes other inputs: benchmarks/slice.py measures it
         model = base if key == "default" else medinfer.load(bundle, variant=key)
         out.append(Contender(f"medinfer [{key}]", "medinfer", (lambda m=model: getattr(m.predict(x), read)),
                              variant=key, settings=options_of(profile),

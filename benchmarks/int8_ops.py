@@ -65,6 +65,8 @@ def measure(bundle: Path, runs: int = 200, threads: int | None = None, command: 
                            "model_sha256": manifest.files[manifest.variants["default"].file].sha256, "batch": 1,
                            "runs": runs, "threads": profile.intra_op_num_threads, "variants": {}}
     for key, variant in manifest.variants.items():
+        if variant.inputs is not None:
+            continue  # a whole-slice graph takes a slice, not the patch fed here (benchmarks/slice.py)
         ops, total = op_times((bundle / variant.file).read_bytes(), feeds, profile, runs)
         out["variants"][key] = {"precision": variant.precision, "total_us": total, "ops_us": ops}
     return out

@@ -1,8 +1,9 @@
 """README's speed and accuracy numbers, rendered from committed data: each sits between ``<!-- n:KEY -->`` and
 ``<!-- /n -->``, and :func:`values` says what it must read from the results files (``results/models.json``: the
 built bundles' held-out metrics; the published suite run, else the newest full history record;
-``results/concurrency.json``). ``python -m benchmarks publish`` rewrites them; tests/benchmarks/test_readme_numbers.py
-fails when one differs from its data, or when a number with a unit stands in the Speed section outside a marker.
+``results/concurrency.json``; ``results/safety.json``). ``python -m benchmarks publish`` and ``report`` rewrite
+them; tests/benchmarks/test_readme_numbers.py fails when one differs from its data, or when a number with a unit
+stands in the Speed section outside a marker.
 """
 
 from __future__ import annotations
@@ -55,10 +56,16 @@ def _ci(entry: dict[str, Any], digits: int) -> str:
     return f"{entry['value']:.{digits}f}" + (f" ({ci[0]:.{digits}f}–{ci[1]:.{digits}f})" if ci else "")
 
 
-def values(models: dict[str, Any] | None, suite: dict[str, Any] | None,
-           concurrency: dict[str, Any] | None) -> dict[str, Callable[[], str]]:
+def values(models: dict[str, Any] | None, suite: dict[str, Any] | None, concurrency: dict[str, Any] | None,
+           safety: dict[str, Any] | None = None) -> dict[str, Callable[[], str]]:
     """{marker key: how its text is made from the data}."""
     by = {m["model"]: m for m in (models or {}).get("models", [])}
+
+    def audit_added() -> str:
+        from .safety import audit_added_us
+
+        cost = next(c for c in (safety or {}).get("costs", []) if c["model"] == "drug_activity_rf")
+        return f"{audit_added_us(cost):+.1f} µs per record over a plain predict (drug_activity_rf, p50, batch 1)"
 
     def metric(model: str, key: str, digits: int, baseline: bool = False) -> str:
         h = by[model]["metrics"]
@@ -100,13 +107,15 @@ def values(models: dict[str, Any] | None, suite: dict[str, Any] | None,
         "hotpath.us": hot_path,
         "microbatch.cnn": lambda: micro("lung_nodule_cnn"),
         "microbatch.small": lambda: micro(None),
+        "audit.added": audit_added,
     }
 
 
 def expected(folder: Path = results.FOLDER) -> dict[str, str]:
     """Every marker's text as the committed data makes it (a key whose data is missing reads 'no data')."""
     out = {}
-    makers = values(results.load("models", folder), suite_source(folder), results.load("concurrency", folder))
+    makers = values(results.load("models", folder), suite_source(folder), results.load("concurrency", folder),
+                    results.load("safety", folder))
     for key, make in makers.items():
         try:
             out[key] = make()

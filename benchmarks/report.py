@@ -139,8 +139,8 @@ def render(rec: dict[str, Any] | None, records: list[dict[str, Any]], plots: lis
              "`make bench-publish`. Numbers are SingleStream latencies on a shared VM: compare the RATIOS measured "
              "inside one run.", ""]
     targets = json.loads((HERE / "targets.json").read_text())
+    lines += ["## Targets", ""] + report_sections.targets(rec, targets, folder) + [""]
     if rec:
-        lines += ["## Targets", ""] + report_sections.targets(rec, targets) + [""]
         lines += ["## Side by side: native framework, bare onnxruntime, medinfer", ""] + suite_section(rec)
         lines += ["", "## The edge peers: LiteRT and OpenVINO, same run, same held-out set", ""]
         lines += report_peers.section(rec)
@@ -148,7 +148,7 @@ def render(rec: dict[str, Any] | None, records: list[dict[str, Any]], plots: lis
     else:
         lines += ["No full suite run is published yet (`make bench` then `make bench-publish`)."]
     lines += ["", "## Why the targets not met stop where they do", ""]
-    lines += report_sections.target_notes(rec, records, targets)
+    lines += report_sections.target_notes(rec, records, targets, folder)
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots]
     for title, body in report_sections.extras(folder):

@@ -1,7 +1,8 @@
 """Run folders: every ``python -m benchmarks run`` writes ``build/bench/<time>-<cpu>/`` (record.json: the
 measurements and the command; raw.npz: every query's latency, for plots), and nothing in the repo. Only
-``python -m benchmarks publish --from FOLDER`` copies a FULL run into ``results/suite.json``, the plots, REPORT.md
-and README's numbers — on purpose, never as a side effect of a shortened run."""
+``python -m benchmarks publish --from FOLDER`` copies a FULL run into ``results/suite.json`` (and its cold starts into
+``results/cold_start.json``, its one-pass-vs-patches ``slice.json`` into ``results/``), the plots, REPORT.md and
+README's numbers — on purpose, never as a side effect of a shortened run."""
 
 from __future__ import annotations
 
@@ -23,6 +24,58 @@ def write(record: dict[str, Any], parent: Path) -> Path:
     (folder / "raw_keys.json").write_text(json.dumps(list(raw)))
     (folder / "record.json").write_text(json.dumps(published(record), indent=1) + "\n")
     return folder
+
+
+def write_slice(folder: Path, doc: dict[str, Any]) -> Path:
+    """The run's one-pass-vs-patches document (``benchmarks.slice.document``) beside its record."""
+    path = folder / "slice.json"
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path
+
+
+def read_slice(folder: Path) -> dict[str, Any] | None:
+    path = folder / "slice.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def cold_start_doc(record: dict[str, Any]) -> dict[str, Any] | None:
+    """``results/cold_start.json`` from a run record: every cold-start run of every model and variant (each with
+    its raw per-process measurements) and the all-bundles-in-one-process peak RSS; None when the run had none."""
+    models = {m["model"]: {"default": m["cold_start"], **(m.get("cold_start_variants") or {})}
+              for m in record.get("models", []) if m.get("cold_start")}
+    if not models:
+        return None
+    return {"kind": "medinfer.cold_start", "command": record.get("command", ""), "time": record["time"],
+            "env": record["env"], "models": models, "all_loaded": record.get("all_loaded")}
+
+
+def slice_full(doc: dict[str, Any]) -> bool:
+    """Whether a one-pass-vs-patches document was timed at least as long as a published one must be."""
+    from .slice import FULL
+
+    method = doc.get("method") or {}
+    return method.get("seconds_per_size", 0) >= FULL["seconds"] and method.get("rounds", 0) >= FULL["rounds"]
+
+
+def publish_results(run: Path, out: Path) -> list[str]:
+    """Write a FULL run folder's results files into ``out``: ``suite`` (the record), ``cold_start`` (its cold
+    starts) and ``slice`` (its one-pass-vs-patches section, when timed in full). Returns the names written."""
+    from . import results
+
+    record = read(run)
+    if not record.get("full"):
+        raise ValueError(f"{run} is a short run: only a full run (make bench) is published")
+    results.write("suite", published(record), out)
+    written = ["suite"]
+    cold = cold_start_doc(record)
+    if cold is not None:
+        results.write("cold_start", cold, out)
+        written.append("cold_start")
+    doc = read_slice(run)
+    if doc is not None and slice_full(doc):
+        results.write("slice", doc, out)
+        written.append("slice")
+    return written
 
 
 def read(folder: Path) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from .card import render
 from .converters import convert, get_converter
 from .domain_graph import add_domain_output
 from .requires import requirements
+from .slice import build_slice_variants
 from .variants import build_variants, chosen_profile
 
 log = logging.getLogger(__name__)
@@ -174,12 +175,22 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
         report["profiles"] = parity.gate_profiles(
             spec, {"default": model_bytes, **{k: variant_files[v.file] for k, v in variants.items()}}, profile,
             input_name, ds.X_test, references, tolerances, art.point.threshold)
+        slices, slice_files, slice_report, slice_goldens = build_slice_variants(
+            spec, ds, model_bytes, {"default": Variant(file="model.onnx"), **variants}, profile, art.point.threshold,
+            progress)
+        report["variants"].update(slice_report)
+        variants.update(slices)
+        variant_files.update(slice_files)
         plots = _plots(spec, art, staging, progress)
         extra_golden = {f"@{k}.{name}": v for k, outs in variant_goldens.items() for name, v in outs.items()}
+        extra_golden.update({f"@{k}.{name[4:]}": v for k, arrays in slice_goldens.items()
+                             for name, v in arrays.items() if name.startswith("out.")})
+        extra_inputs = {f"@{k}.{name[3:]}": v for k, arrays in slice_goldens.items()
+                        for name, v in arrays.items() if name.startswith("in.")}
         files: dict[str, tuple[bytes, str]] = {
             "model.onnx": (model_bytes, "model"),
             **{name: (data, "variant") for name, data in variant_files.items()},
-            "golden.npz": golden_npz({input_name: golden_x}, {**golden_out, **extra_golden}),
+            "golden.npz": golden_npz({input_name: golden_x, **extra_inputs}, {**golden_out, **extra_golden}),
             **{rel: ((staging / rel).read_bytes(), "plot") for rel in plots.values()},
         }
         fields = {
@@ -210,8 +221,8 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
 
 def golden_npz(inputs: dict[str, Any], outputs: dict[str, np.ndarray]) -> tuple[bytes, str]:
     """The golden file entry: inputs under ``in.<name>``, expected outputs under ``out.<name>`` (and a variant's
-    own under ``out@<variant>.<name>``, given here as keys ``@<variant>.<name>``)."""
-    arrays = {**{f"in.{k}": v for k, v in inputs.items()},
+    own under ``in@<variant>.<name>`` / ``out@<variant>.<name>``, given here as keys ``@<variant>.<name>``)."""
+    arrays = {**{(f"in{k}" if k.startswith("@") else f"in.{k}"): v for k, v in inputs.items()},
               **{(f"out{k}" if k.startswith("@") else f"out.{k}"): v for k, v in outputs.items()}}
     return _npz(arrays), "golden"
 

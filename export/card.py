@@ -96,7 +96,13 @@ def render(m: Manifest) -> str:
                  f"{p.max_abs_diff:.3g}; decision flips {p.decision_flips}; tolerance {p.tolerance}")
     for key, v in m.variants.items():
         if key != "default":
-            lines.append(f"- variant `{key}` ({v.precision}): accuracy delta {v.accuracy_delta}")
+            if v.windows_of is not None:  # a whole-slice graph: its gate compared it with patch-by-patch fp32
+                lines.append(f"- variant `{key}` ({v.precision}): the `{v.windows_of}` graph over a whole slice in one "
+                             f"pass; vs patch-by-patch fp32 on held-out slices: max abs diff "
+                             f"{v.parity.get('max_abs_diff', float('nan')):.3g}, {v.parity.get('decision_flips')} "
+                             f"decision flips over {v.parity.get('windows')} windows")
+            else:
+                lines.append(f"- variant `{key}` ({v.precision}): accuracy delta {v.accuracy_delta}")
     lines.append("")
     if c.limitations:
         lines += ["## Limitations", ""] + [f"- {x}" for x in c.limitations] + [""]

@@ -3,16 +3,24 @@
 Each record holds UTC time, sequence number, request id, model name/version/sha256, a digest of the input (never
 the input itself), an output summary, status and latency, plus ``prev`` (the previous record's hash) and
 ``hash`` = sha256(prev + canonical JSON of the record without ``hash``). Editing, deleting or reordering any
-line breaks the chain, and :func:`verify_log` names the first broken line.
+line breaks the chain, and :func:`verify_log` names the first broken line (the format: :mod:`medinfer.audit_chain`).
 
 Writers. :meth:`AuditLog.shared` gives ONE writer per file per process (``load(audit="audit.jsonl")`` uses it, so
 two models share it); every append takes an exclusive ``flock`` on the file and continues the chain from the
-file's real last record, so two processes appending to one file keep one valid chain.
+file's real end, so two processes appending to one file keep one valid chain.
 
-Durability: each record is written with ONE ``os.write`` on an ``O_APPEND`` descriptor, so a process killed (even
-with SIGKILL) leaves only complete records, or at worst a partial last line that ``verify_log`` reports as a torn
-tail and that the next writer seals (its digest goes into a recovery record). A complete last record that only
-lacks its newline is completed, not sealed. ``fsync=True`` also makes each record survive power loss.
+Durability: each record is written with ONE ``os.write`` on an ``O_APPEND`` descriptor before the result is
+returned, so a process killed (even with SIGKILL) leaves only complete records, or at worst a partial last line
+that ``verify_log`` reports as a torn tail and that the next writer seals (its digest goes into a recovery record).
+A complete last record that only lacks its newline is completed, not sealed. Against power loss:
+
+- ``fsync=True``: every record is fsynced before its result is returned (nothing acknowledged is lost);
+- group commit (``fsync=True, group_ms=W, group_records=N``): records are written at once but fsynced in groups.
+  On power failure at most the last ``N`` records are lost — a hard bound: the append that would leave ``N``
+  records unsynced fsyncs itself — and each lost record was appended less than ``W`` ms plus one fsync before the
+  failure (an append finding the oldest unsynced record older than ``W`` fsyncs itself; when no append comes, a
+  flusher thread does, so in idle periods add the thread's scheduling delay);
+- ``fsync=False`` (default): the operating system decides when records reach the disk.
 
 Modes and what they detect (SECURITY.md has the table):
 - plain (default): any edit, deletion, insertion or reordering of records — except by someone who recomputes
@@ -23,129 +31,119 @@ Modes and what they detect (SECURITY.md has the table):
 
 A failed write raises :class:`~medinfer.errors.AuditError` and marks the log unhealthy (``healthy`` is False)
 until a later write succeeds: a caller must not return a result it could not audit.
+
+Cost (measured in ``python -m benchmarks safety``): the record is built and encoded directly as canonical bytes
+(the verifier's ``json.dumps`` gives the same bytes: a tested property), the input is digested through the
+buffer protocol (no copy), and per append the kernel sees one ``flock`` pair, one ``lseek`` and one ``write``.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import threading
 import time
-import uuid
-from dataclasses import dataclass
+import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
+from .audit_chain import (
+    _SHA256,
+    _STR,
+    GENESIS,
+    HEAD_SUFFIX,
+    KEYED,
+    AuditReport,
+    _canonical,
+    _chain_hash,
+    _last_record,
+    _number,
+    _output_text,
+    input_digest,
+    read_key,
+    verify_log,
+)
+from .audit_commit import GroupCommit
 from .errors import AuditError
 
 try:  # POSIX advisory locks; elsewhere one writer per file per process is what is guaranteed
     import fcntl
+
+    _FLOCK: Any = fcntl.flock
+    _LOCK_EX, _LOCK_UN = fcntl.LOCK_EX, fcntl.LOCK_UN
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+    _FLOCK = None
+    _LOCK_EX = _LOCK_UN = 0
 
-GENESIS = "0" * 64
-KEYED = "hmac-sha256"
-HEAD_SUFFIX = ".head"
+__all__ = ["GENESIS", "HEAD_SUFFIX", "KEYED", "AuditError", "AuditLog", "AuditReport", "_chain_hash", "input_digest",
+           "read_key", "verify_log"]
 
-
-def _canonical(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+_SEEK_END = os.SEEK_END
 
 
-def _digest(key: bytes | None, prev: str, raw: bytes) -> str:
-    if key is None:
-        return hashlib.sha256(prev.encode() + raw).hexdigest()
-    return hmac.new(key, prev.encode() + raw, hashlib.sha256).hexdigest()
+_WRITERS: weakref.WeakSet[AuditLog] = weakref.WeakSet()
 
 
-def _chain_hash(prev: str, body: dict[str, Any], key: bytes | None = None) -> str:
-    return _digest(key, prev, _canonical(body))
+def _renew_ids_after_fork() -> None:
+    for log in list(_WRITERS):
+        log._new_ids()
 
 
-class _Flock:
-    """The exclusive flock on the log's descriptor, as a context manager (one class, not one per append)."""
-
-    __slots__ = ("fd",)
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def __enter__(self) -> None:
-        if fcntl is not None and self.fd >= 0:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: Any) -> None:
-        if fcntl is not None and self.fd >= 0:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_ids_after_fork)
 
 
-def read_key(source: str | Path | bytes) -> bytes:
-    """A device key for the keyed chain: bytes, or a file holding at least 16 bytes (e.g. ``head -c 32
-    /dev/urandom > audit.key``).
+def _close_at_exit(ref: Any) -> None:
+    log = ref()
+    if log is not None:
+        log.close()
+
+
+class AuditLog(GroupCommit):
+    """Thread- and process-safe appender of hash-chained records. Share one per file (:meth:`shared`).
+
+    Args:
+        path: the JSONL file (created when missing; its folder too).
+        fsync: make records survive power loss (see the module docstring).
+        key: a device key (bytes or a key file) for the keyed HMAC chain.
+        head: also write ``<path>.head`` (record count and last hash) after each append.
+        group_ms: with ``fsync=True``, commit in groups: fsync at the latest ``group_ms`` after the oldest
+            unsynced record, and at the latest every ``group_records`` records. None: one fsync per record.
+        group_records: the group's record bound (the most records a power failure can lose).
 
     Raises:
-        AuditError: the file cannot be read or holds fewer than 16 bytes.
+        AuditError: the file cannot be opened or its last record is not valid.
+        ValueError: group commit without fsync, or a non-positive bound.
     """
-    if isinstance(source, bytes):
-        key = source
-    else:
-        try:
-            key = Path(source).read_bytes().strip()
-        except OSError as exc:
-            raise AuditError(f"audit key {source} cannot be read ({exc.strerror or exc})") from None
-    if len(key) < 16:
-        raise AuditError("an audit key needs at least 16 bytes (e.g. head -c 32 /dev/urandom > audit.key)")
-    return key
-
-
-def input_digest(feeds: dict[str, Any]) -> str:
-    """sha256 over names, dtypes, shapes and bytes of the inputs: identifies the input, reveals nothing."""
-    h = hashlib.sha256()
-    for name in sorted(feeds):
-        arr = np.asarray(feeds[name])
-        h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
-        if arr.dtype.kind in "OU":
-            for item in arr.reshape(-1).tolist():
-                h.update(str(item).encode("utf-8", "surrogatepass") + b"\x00")
-        else:
-            h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
-
-
-def _last_record(tail: bytes) -> tuple[dict[str, Any] | None, bytes]:
-    """The last complete record in ``tail`` (the end of a log) and the bytes after the last newline."""
-    lines = tail.split(b"\n")
-    torn = lines[-1]
-    last = next((ln for ln in reversed(lines[:-1]) if ln.strip()), None)
-    record = None
-    if last is not None:
-        try:
-            record = json.loads(last)
-        except ValueError:
-            record = None
-    return record, torn
-
-
-class AuditLog:
-    """Thread- and process-safe appender of hash-chained records. Share one per file (:meth:`shared`)."""
 
     _SHARED: ClassVar[dict[str, AuditLog]] = {}
     _SHARED_LOCK: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, path: str | Path, *, fsync: bool = False, key: str | Path | bytes | None = None,
-                 head: bool = False) -> None:
+                 head: bool = False, group_ms: float | None = None, group_records: int = 64) -> None:
         self.path = Path(path)
         if self.path.is_dir():
             raise AuditError(f"audit trail {self.path} is a folder; give a file path such as {self.path}/audit.jsonl")
+        if group_ms is not None and (not fsync or not group_ms > 0 or group_records < 1):
+            raise ValueError(f"group commit needs fsync=True, group_ms > 0 and group_records >= 1 (got fsync={fsync}, "
+                             f"group_ms={group_ms}, group_records={group_records})")
         self.fsync = fsync
         self.key = read_key(key) if key is not None else None
         self.head = head
+        self.group_ms = group_ms
+        self.group_records = group_records
         self.failed: str | None = None
         self._lock = threading.Lock()
+        self._mac = hmac.new(self.key, digestmod=hashlib.sha256) if self.key is not None else None
+        self._chain = '{"chain":"' + KEYED + '",' if self.key is not None else "{"
+        self._models: dict[tuple[str, str, str], AuditBinding] = {}
+        self._second, self._second_text = -1, ""
+        self._new_ids()
+        _WRITERS.add(self)  # a forked child renews the ids of every writer (never repeats its parent's)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
@@ -153,8 +151,16 @@ class AuditLog:
             raise AuditError(f"audit trail {self.path} cannot be opened for appending ({exc.strerror or exc})") \
                 from None
         self._prev, self._seq, self._end = GENESIS, 0, -1
-        with self._lock, self._locked():
-            self._sync()
+        # group commit: records written / covered by a completed fsync, and when the oldest unsynced was written
+        self._written = self._synced = 0
+        self._oldest = 0.0
+        self._undurable: str | None = None  # why the last group fsync failed (appends refused until it works)
+        self._wake = threading.Condition(self._lock)
+        self._flusher: threading.Thread | None = None
+        with self._lock:
+            self._locked(self._sync)
+        if group_ms is not None:
+            atexit.register(_close_at_exit, weakref.ref(self))  # the last group is fsynced at a normal exit
 
     @classmethod
     def shared(cls, path: str | Path, **options: Any) -> AuditLog:
@@ -167,14 +173,27 @@ class AuditLog:
                 cls._SHARED[key] = log
             return log
 
+    def _new_ids(self) -> None:
+        """Request ids: 64 random bits of this writer (and process) + a counter, 32 hex digits like a UUID's."""
+        self._id_prefix = os.urandom(8).hex()
+        self._ids = itertools.count(1)
+
     # -- the chain's position ------------------------------------------------------------------------------
-    def _locked(self) -> _Flock:
-        return _Flock(self._fd)
+    def _locked(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` holding the file's exclusive flock (the caller holds ``self._lock``)."""
+        fd = self._fd
+        if _FLOCK is None or fd < 0:
+            return fn(*args)
+        _FLOCK(fd, _LOCK_EX)
+        try:
+            return fn(*args)
+        finally:
+            _FLOCK(fd, _LOCK_UN)
 
     def _sync(self) -> None:
         """Continue from the file's real end (another writer may have appended); complete or seal a last line
         without its newline. Called under both locks."""
-        size = os.fstat(self._fd).st_size
+        size = os.lseek(self._fd, 0, _SEEK_END)
         if size == self._end:
             return
         if size == 0:
@@ -198,13 +217,13 @@ class AuditLog:
                 self._prev, self._seq = complete
             else:
                 self._prev, self._seq = prev, seq
-                self._end = os.fstat(self._fd).st_size
-                self._append({"event": "recovered_torn_tail", "torn_bytes": len(torn),
-                              "torn_sha256": hashlib.sha256(torn).hexdigest()})
+                self._end = os.lseek(self._fd, 0, _SEEK_END)
+                self._append(self._generic({"event": "recovered_torn_tail", "torn_bytes": len(torn),
+                                            "torn_sha256": hashlib.sha256(torn).hexdigest()}))
                 return
         else:
             self._prev, self._seq = prev, seq
-        self._end = os.fstat(self._fd).st_size
+        self._end = os.lseek(self._fd, 0, _SEEK_END)
 
     def _complete_record(self, raw: bytes, prev: str, seq: int) -> tuple[str, int] | None:
         try:
@@ -216,6 +235,23 @@ class AuditLog:
             return claimed, seq + 1
         return None
 
+    # -- encoding ----------------------------------------------------------------------------------------------
+    def _generic(self, body: dict[str, Any]) -> Any:
+        """A builder ``(seq, prev) -> canonical bytes`` for any record body."""
+        def build(seq: int, prev: str) -> bytes:
+            full = {"seq": seq, "prev": prev, **body}
+            if self.key is not None:
+                full["chain"] = KEYED
+            return _canonical(full)
+        return build
+
+    def _now(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int(now % 1 * 1e6):06d}Z"
+
     # -- writing ---------------------------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
         if self._fd < 0:
@@ -224,30 +260,49 @@ class AuditLog:
             written = os.write(self._fd, data)  # one write on O_APPEND: whole, or (at a crash) a torn last line
             if written != len(data):
                 raise OSError(f"short write: {written} of {len(data)} bytes (disk full?)")
-            if self.fsync:
+            if self.fsync and self.group_ms is None:
                 os.fsync(self._fd)
         except OSError as exc:
             self.failed = f"{type(exc).__name__}: {exc.strerror or exc}"
             raise AuditError(f"audit trail {self.path} cannot be written ({self.failed}); the result was not "
                              "returned because it could not be recorded") from None
 
-    def _append(self, body: dict[str, Any]) -> str:
-        body = {"seq": self._seq + 1, "prev": self._prev, **body}
-        if self.key is not None:
-            body["chain"] = KEYED
+    def _append(self, build: Any) -> str:
+        """Append the record ``build`` makes: a function ``(seq, prev) -> canonical bytes``, or the inference
+        record's three canonical text parts around ``prev`` and ``seq`` (see :meth:`record`)."""
+        prev = self._prev
         try:
-            raw = _canonical(body)
-        except (UnicodeEncodeError, TypeError, ValueError) as exc:
+            if type(build) is tuple:
+                raw = f'{build[0]},"prev":"{prev}"{build[1]},"seq":{self._seq + 1}{build[2]}'.encode()
+            else:
+                raw = build(self._seq + 1, prev)
+        except (UnicodeEncodeError, TypeError, ValueError, RecursionError) as exc:
             raise AuditError(f"an audit record cannot be encoded ({exc}); nothing was written") from None
-        digest = _digest(self.key, self._prev, raw)
-        # verification pops "hash" and re-canonicalises, so appending it after the body keeps one dumps()
-        line = raw[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
-        self._write(line)
+        h: Any
+        if self._mac is None:
+            h = _SHA256(prev.encode())
+        else:
+            h = self._mac.copy()
+            h.update(prev.encode())
+        h.update(raw)
+        digest = h.hexdigest()
+        # verification pops "hash" and re-canonicalises, so appending it after the body keeps one encoding
+        data = raw[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+        try:  # one write on O_APPEND: whole, or (at a crash) a torn last line
+            if os.write(self._fd, data) != len(data):
+                raise OSError(f"short write of {len(data)} bytes (disk full?)")
+            if self.fsync and self.group_ms is None:
+                os.fsync(self._fd)
+        except OSError as exc:
+            self.failed = f"{type(exc).__name__}: {exc.strerror or exc}"
+            raise AuditError(f"audit trail {self.path} cannot be written ({self.failed}); the result was not "
+                             "returned because it could not be recorded") from None
         self._prev, self._seq = digest, self._seq + 1
-        # Under the flock, after _sync: the file ended at _end and one O_APPEND write added exactly this line.
-        self._end += len(line)
+        self._end += len(data)  # under the flock, our O_APPEND write landed at the end that _sync saw
         if self.head:
             self._write_head()
+        if self.group_ms is not None:
+            self._group_commit()
         self.failed = None
         return digest
 
@@ -264,13 +319,23 @@ class AuditLog:
             self.failed = f"head file: {exc.strerror or exc}"
             raise AuditError(f"audit head {head} cannot be written ({exc.strerror or exc})") from None
 
-    def _append_locked(self, body: dict[str, Any]) -> str:
+    def _append_locked(self, build: Any) -> str:
         with self._lock:
             if self._fd < 0:
                 raise AuditError(f"audit trail {self.path} is closed: nothing more can be recorded")
-            with self._locked():
-                self._sync()
-                return self._append(body)
+            if self._undurable is not None:
+                raise AuditError(f"audit trail {self.path}: the group commit's fsync failed ({self._undurable}); "
+                                 "records are not durable, so no more are accepted until 'probe' succeeds")
+            fd = self._fd
+            if _FLOCK is not None:
+                _FLOCK(fd, _LOCK_EX)
+            try:
+                if os.lseek(fd, 0, _SEEK_END) != self._end:
+                    self._sync()
+                return self._append(build)
+            finally:
+                if _FLOCK is not None:
+                    _FLOCK(fd, _LOCK_UN)
 
     def record(self, *, model: str, version: str, model_sha256: str, feeds: dict[str, Any] | None,
                status: str, latency_us: float, output: dict[str, Any] | None = None,
@@ -280,32 +345,36 @@ class AuditLog:
         Raises:
             AuditError: the record could not be written (the caller must not return the result).
         """
-        rid = request_id or uuid.uuid4().hex
-        now = time.time()
-        body: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z",
-            "request_id": rid,
-            "model": model,
-            "version": version,
-            "model_sha256": model_sha256,
-            "input_sha256": input_digest(feeds) if feeds is not None else None,
-            "status": status,
-            "latency_us": round(latency_us, 1),
-            **extra,
-        }
-        if output is not None:
-            body["output"] = output
-        if reason is not None:
-            body["reason"] = reason
-        self._append_locked(body)
-        return rid
+        if extra or feeds is None:  # anything beyond the inference record's own fields: the generic encoder
+            rid = request_id or f"{self._id_prefix}{next(self._ids):016x}"
+            body: dict[str, Any] = {"time": self._now(), "request_id": rid, "model": model, "version": version,
+                                    "model_sha256": model_sha256, "status": status,
+                                    "input_sha256": input_digest(feeds) if feeds is not None else None,
+                                    "latency_us": round(latency_us, 1), **extra}
+            if output is not None:
+                body["output"] = output
+            if reason is not None:
+                body["reason"] = reason
+            self._append_locked(self._generic(body))
+            return rid
+        return self.bind(model, version, model_sha256).record(feeds, status, latency_us, output, request_id, reason)
+
+    def bind(self, model: str, version: str, model_sha256: str) -> AuditBinding:
+        """This writer bound to one model: :meth:`AuditBinding.record` writes the same records as :meth:`record`
+        without looking the model up per call (what :class:`~medinfer.Model` uses)."""
+        key = (model, version, model_sha256)
+        bound = self._models.get(key)
+        if bound is None:
+            bound = self._models[key] = AuditBinding(self, model, version, model_sha256)
+        return bound
 
     def event(self, name: str, **fields: Any) -> str:
         """Append a non-inference record (server start, recovery after a failed write, ...)."""
         now = time.time()
-        return self._append_locked({"event": name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-                                    **fields})
+        return self._append_locked(self._generic({"event": name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                       time.gmtime(now)), **fields}))
 
+    # -- health ------------------------------------------------------------------------------------------------
     @property
     def healthy(self) -> bool:
         """False after a write failed, until a later write succeeds (see :meth:`probe`)."""
@@ -316,16 +385,27 @@ class AuditLog:
         if self.failed is not None and self._fd >= 0:
             failure = self.failed
             try:
+                if self._undurable is not None:
+                    with self._lock:
+                        self._fsync(self._written)
                 self.event("audit_recovered", after=failure)
             except AuditError:
                 return False
         return self.healthy
 
     def close(self) -> None:
+        """Stop the group-commit flusher (after a last fsync of what it had not synced) and close the file."""
         with self._lock:
             if self._fd >= 0:
+                if self._written > self._synced:
+                    try:
+                        os.fsync(self._fd)
+                        self._synced = self._written
+                    except OSError as exc:
+                        self.failed = f"fsync: {exc.strerror or exc}"
                 os.close(self._fd)
                 self._fd = -1
+                self._wake.notify_all()
 
     def __enter__(self) -> AuditLog:
         return self
@@ -334,110 +414,35 @@ class AuditLog:
         self.close()
 
 
-@dataclass(frozen=True)
-class AuditReport:
-    ok: bool
-    records: int
-    last_hash: str
-    problem: str | None = None
-    line: int | None = None
-    torn_tail: bool = False
-    keyed: bool = False
-    head_checked: bool = False
 
+class AuditBinding:
+    """An :class:`AuditLog` bound to one model (from :meth:`AuditLog.bind`): the model's JSON is encoded once."""
 
-def verify_log(path: str | Path, *, key: str | Path | bytes | None = None, head: bool = False) -> AuditReport:
-    """Re-derive the hash chain; report the first edited, deleted, inserted or reordered line.
+    __slots__ = ("log", "model", "version", "model_sha256", "_middle", "_end")
 
-    Args:
-        path: the JSONL log.
-        key: the device key of a keyed log: every record must then verify with it (a plain record in a keyed
-            check is refused, so the chain cannot be recomputed without the key).
-        head: also check ``<path>.head``: the log must reach the record count and hash it anchors (detects
-            records deleted from the end).
+    def __init__(self, log: AuditLog, model: str, version: str, model_sha256: str) -> None:
+        self.log, self.model, self.version, self.model_sha256 = log, model, version, model_sha256
+        self._middle = f',"model":{_STR(model)},"model_sha256":{_STR(model_sha256)}'
+        self._end = f',"version":{_STR(version)}}}'
 
-    A torn last line (a crash mid-write) is reported (``torn_tail``) but does not fail verification of the
-    complete records before it; a torn line that a later writer sealed must be followed by the recovery record
-    that carries its exact length and sha256.
+    def record(self, feeds: dict[str, Any] | None, status: str, latency_us: float,
+               output: dict[str, Any] | None = None, request_id: str | None = None, reason: str | None = None) -> str:
+        """Append one inference record of the bound model; returns its request id (see :meth:`AuditLog.record`).
 
-    Raises:
-        AuditError: the log (or its head file) is missing or not a readable file.
-    """
-    path = Path(path)
-    secret = read_key(key) if key is not None else None
-    if not path.is_file():
-        raise AuditError(f"audit log {path} {'is a folder' if path.is_dir() else 'does not exist'}; give the "
-                         "JSONL file written by medinfer (e.g. audit.jsonl)")
-    try:
-        lines = path.read_bytes().split(b"\n")
-    except OSError as exc:
-        raise AuditError(f"audit log {path} cannot be read ({exc.strerror or exc})") from None
-    torn = lines[-1] != b""
-    complete = lines[:-1]
-    prev, seq = GENESIS, 0
-    i = 0
-    while i < len(complete):
-        raw, n = complete[i], i + 1
-        i += 1
-        try:
-            rec = json.loads(raw)
-            claimed = rec.pop("hash")
-        except (ValueError, KeyError, AttributeError, TypeError, RecursionError):
-            nxt = _json_or_none(complete[i]) if i < len(complete) else None
-            if (nxt is not None and nxt.get("event") == "recovered_torn_tail" and nxt.get("torn_bytes") == len(raw)
-                    and nxt.get("torn_sha256") == hashlib.sha256(raw).hexdigest()):
-                continue  # a sealed torn line: its digest is chained by the recovery record that follows
-            return AuditReport(False, seq, prev, f"line {n} is not a JSON audit record", n, torn, secret is not None)
-        keyed = rec.get("chain") == KEYED
-        if keyed and secret is None:
-            return AuditReport(False, seq, prev, f"line {n} is keyed ({KEYED}): verify it with the device key "
-                               "(--key)", n, torn)
-        if secret is not None and not keyed:
-            return AuditReport(False, seq, prev, f"line {n} is not keyed although a key was given: it was written "
-                               "or recomputed without the device key", n, torn, True)
-        if rec.get("prev") != prev:
-            return AuditReport(False, seq, prev, f"line {n} does not follow the record before it: a record was "
-                               "deleted, inserted or reordered", n, torn, secret is not None)
-        if rec.get("seq") != seq + 1:
-            return AuditReport(False, seq, prev, f"line {n} has seq {rec.get('seq')}, expected {seq + 1}", n, torn,
-                               secret is not None)
-        if _chain_hash(prev, rec, secret if keyed else None) != claimed:
-            return AuditReport(False, seq, prev, f"line {n} was edited: its content does not match its hash", n, torn,
-                               secret is not None)
-        prev, seq = claimed, seq + 1
-    if head:
-        problem = _check_head(path, secret, seq, complete, prev)
-        if problem:
-            return AuditReport(False, seq, prev, problem, None, torn, secret is not None, True)
-    return AuditReport(True, seq, prev, None, None, torn, secret is not None, head)
-
-
-def _check_head(path: Path, secret: bytes | None, records: int, lines: list[bytes], last: str) -> str | None:
-    head_path = Path(str(path) + HEAD_SUFFIX)
-    if not head_path.is_file():
-        raise AuditError(f"{head_path} does not exist: the log was not written with head=True, or the head was "
-                         "removed")
-    doc = _json_or_none(head_path.read_bytes())
-    if doc is None or not isinstance(doc.get("records"), int) or not isinstance(doc.get("last_hash"), str):
-        return f"{head_path.name} is not a head document"
-    if secret is not None:
-        mac = doc.pop("mac", None)
-        if mac != hmac.new(secret, _canonical(doc), hashlib.sha256).hexdigest():
-            return f"{head_path.name} was not written with this key (or was edited)"
-    anchored = doc["records"]
-    if records < anchored:
-        return (f"the log has {records} records but its head anchors {anchored}: records were deleted from the "
-                "end")
-    hashes = [h for h in (_json_or_none(ln) or {} for ln in lines) if "hash" in h and "seq" in h]
-    match = next((h for h in hashes if h.get("seq") == anchored), None)
-    if anchored and (match is None or match.get("hash") != doc["last_hash"]):
-        return f"record {anchored} does not carry the hash its head anchors: the log was rewritten"
-    return None
-
-
-def _json_or_none(raw: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
+        Raises:
+            AuditError: the record could not be written (the caller must not return the result).
+        """
+        log = self.log
+        if feeds is None:
+            return log.record(model=self.model, version=self.version, model_sha256=self.model_sha256, feeds=None,
+                              status=status, latency_us=latency_us, output=output, request_id=request_id,
+                              reason=reason)
+        rid = request_id or f"{log._id_prefix}{next(log._ids):016x}"
+        latency = round(latency_us, 1)
+        # The canonical text in sorted key order, in three parts: "prev" and "seq" are filled in under the lock.
+        log._append_locked((
+            f'{log._chain}"input_sha256":"{input_digest(feeds)}","latency_us":{_number(latency)}{self._middle}'
+            + ("" if output is None else ',"output":' + _output_text(output)),
+            ("" if reason is None else ',"reason":' + _STR(reason)) + f',"request_id":{_STR(rid)}',
+            f',"status":{_STR(status)},"time":"{log._now()}"{self._end}'))
+        return rid

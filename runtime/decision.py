@@ -63,6 +63,8 @@ def decide(task: str, scores: np.ndarray, threshold: float | None = None, positi
     """
     if task == "binary_classification":
         t = DEFAULT_THRESHOLD if threshold is None else threshold
+        if scores.shape == (1,):  # one sample: the same comparison on the numpy scalar, ~1 µs cheaper
+            return np.array([positive if scores[0] >= t else 1 - positive])
         return np.where(scores >= t, positive, 1 - positive)
     if task == "multiclass_classification":
         if scores.ndim != 2:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .errors import IntegrityError
-from .files import bundle_entries, read_regular_file
+from .files import SealedCopy, bundle_entries, stream_regular_file
 from .manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
 
 # Files a bundle folder may hold besides the pinned ones.
@@ -31,47 +31,71 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def verify_files(bundle: Path, manifest: Manifest, keep: tuple[str, ...] = ()) -> dict[str, bytes]:
+def verify_files(bundle: Path, manifest: Manifest, keep: tuple[str, ...] = (),
+                 seal: tuple[str, ...] = ()) -> dict[str, Any]:
     """Check size and sha256 of every pinned file and refuse anything else in the folder.
 
     Every entry is walked (hidden files, ``__pycache__``, sub-folders included): symlinks and special files are
     refused, and so is any file or folder the manifest does not pin. Files are read only as regular files, at most
-    their pinned size. Files named in ``keep`` are returned as bytes so the caller uses exactly the bytes that were
-    hashed (no window between the check and the use).
+    their pinned size, in blocks (a file not asked for is hashed, never held whole). Files named in ``keep`` are
+    returned as bytes, those in ``seal`` as a :class:`~medinfer.files.SealedCopy`, so the caller uses exactly the
+    bytes that were hashed (no window between the check and the use); the caller closes the sealed copies.
 
     Raises:
         IntegrityError: naming the first file that is missing, altered, not a regular file or not pinned.
     """
     bundle = Path(bundle)
     present, folders = bundle_entries(bundle)
-    kept: dict[str, bytes] = {}
-    for name, entry in manifest.files.items():
-        what = f"{bundle}: file '{name}'"
-        if not os.path.lexists(bundle / name):
-            raise IntegrityError(f"{what} is pinned by the manifest but missing; restore the bundle from its source")
-        data = read_regular_file(bundle / name, entry.size, what)
-        if len(data) != entry.size:
+    kept: dict[str, Any] = {}
+    try:
+        for name, entry in manifest.files.items():
+            what = f"{bundle}: file '{name}'"
+            if not os.path.lexists(bundle / name):
+                raise IntegrityError(f"{what} is pinned by the manifest but missing; restore the bundle from its "
+                                     "source")
+            digest = hashlib.sha256()
+            sink: Any = digest.update
+            chunks: list[bytes] = []
+            if name in seal:
+                copy = kept[name] = SealedCopy(name)
+
+                def sink(block: bytes, _copy: SealedCopy = copy, _update: Any = digest.update) -> None:
+                    _update(block)
+                    _copy.write(block)
+            elif name in keep:
+                def sink(block: bytes, _update: Any = digest.update, _chunks: list[bytes] = chunks) -> None:
+                    _update(block)
+                    _chunks.append(block)
+            size = stream_regular_file(bundle / name, entry.size, what, sink)
+            if size != entry.size:
+                raise IntegrityError(
+                    f"{what} has {size} bytes, the manifest pins {entry.size}: the file was altered or truncated; "
+                    "restore the bundle from its source"
+                )
+            actual = digest.hexdigest()
+            if actual != entry.sha256:
+                raise IntegrityError(
+                    f"{what} has sha256 {actual[:16]}…, the manifest pins {entry.sha256[:16]}…: the file was "
+                    "altered; restore the bundle from its source"
+                )
+            if name in seal:
+                kept[name].seal()
+            elif name in keep:
+                kept[name] = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        extra = sorted(present - set(manifest.files) - _UNPINNED_ALLOWED)
+        needed = {str(Path(name).parent.as_posix()) for name in manifest.files} - {"."}
+        extra += sorted(f"{f}/" for f in folders if f not in needed and not any(n.startswith(f + "/") for n in needed))
+        if extra:
             raise IntegrityError(
-                f"{what} has {len(data)} bytes, the manifest pins {entry.size}: the file was altered or truncated; "
-                "restore the bundle from its source"
+                f"{bundle}: '{extra[0]}' is not pinned by the manifest"
+                + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+                + "; a bundle holds only the files its manifest pins: remove it or re-export the bundle"
             )
-        actual = sha256_bytes(data)
-        if actual != entry.sha256:
-            raise IntegrityError(
-                f"{what} has sha256 {actual[:16]}…, the manifest pins {entry.sha256[:16]}…: the file was altered; "
-                "restore the bundle from its source"
-            )
-        if name in keep:
-            kept[name] = data
-    extra = sorted(present - set(manifest.files) - _UNPINNED_ALLOWED)
-    needed = {str(Path(name).parent.as_posix()) for name in manifest.files} - {"."}
-    extra += sorted(f"{f}/" for f in folders if f not in needed and not any(n.startswith(f + "/") for n in needed))
-    if extra:
-        raise IntegrityError(
-            f"{bundle}: '{extra[0]}' is not pinned by the manifest"
-            + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
-            + "; a bundle holds only the files its manifest pins: remove it or re-export the bundle"
-        )
+    except BaseException:
+        for value in kept.values():
+            if isinstance(value, SealedCopy):
+                value.close()
+        raise
     return kept
 
 
@@ -83,6 +107,15 @@ def contract_digest(manifest_json: Mapping[str, Any]) -> str:
     """
     keys = ("name", "version", "task", "inputs", "outputs", "labels", "decision")
     part = {k: manifest_json.get(k) for k in keys}
+    return sha256_bytes(json.dumps(part, sort_keys=True, separators=(",", ":")).encode())
+
+
+def variant_contract_digest(variant: Any) -> str:
+    """Digest of a variant's own contract (inputs, outputs, ``windows_of``, ``max_elements``), stored in its graph's
+    ``metadata_props`` like :func:`contract_digest`."""
+    from .schema import to_json
+
+    part = {k: to_json(getattr(variant, k)) for k in ("inputs", "outputs", "windows_of", "max_elements")}
     return sha256_bytes(json.dumps(part, sort_keys=True, separators=(",", ":")).encode())
 
 

@@ -11,7 +11,8 @@ from typing import Any, Literal, overload
 from .audit import AuditLog
 from .errors import BundleError, IntegrityError, MedinferError, UnknownNameError
 from .failsafe import UnavailableModel, validate_on_error
-from .integrity import contract_digest, sha256_bytes, verify_files
+from .files import SealedCopy
+from .integrity import contract_digest, sha256_bytes, variant_contract_digest, verify_files
 from .manifest import Manifest, decode_manifest, read_manifest_bytes
 from .model import Model
 from .providers import ProviderRequest, resolve
@@ -139,40 +140,61 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
     if key not in manifest.variants:
         raise UnknownNameError("variant", key, manifest.variants, of=manifest.name)
     model_file = manifest.variants[key].file
-    kept = verify_files(bundle, manifest, keep=(model_file, manifest.golden.file))
-    check_runtime(manifest)  # a too-old onnxruntime is refused by name, not by its own session error
-    if providers is not None:
-        _warn_if_several_onnxruntime_builds()
-    resolved = resolve(providers, profile_options=manifest.profile.provider_options)
-    overrides = dict(session_profile or {})
-    if deterministic:
-        threads = overrides.get("intra_op_num_threads", manifest.profile.intra_op_num_threads) or 1
-        overrides.update(deterministic=True, intra_op_num_threads=threads, inter_op_num_threads=1,
-                         execution_mode="sequential")
-    profile = merge_profile(manifest.profile, overrides)
-    session = create_session(kept[model_file], profile, resolved)
-    _check_metadata(session, manifest, bundle, model_file)
-    model = Model(bundle, manifest, manifest_sha256, session, key, manifest.files[model_file].sha256,
-                  kept[manifest.golden.file], cast)
-    model.signature = signature
-    model.signed_by = signature.key_id if signature.state == "trusted" else None
-    if profile.large_batch_from > 0 and profile.large_batch:  # the caller's overrides win over both profiles
-        large_profile = merge_profile(merge_profile(manifest.profile, profile.large_batch), overrides)
-        large = create_session(kept[model_file], large_profile, resolved)
-        model.use_large_batch_session(large, profile.large_batch_from)
+    # The graph is hashed while it is copied where nothing can change it (a sealed memfd on Linux); onnxruntime
+    # reads that copy, which is released as soon as the sessions exist: one copy of the weights stays (ORT's).
+    kept = verify_files(bundle, manifest, keep=(manifest.golden.file,), seal=(model_file,))
+    with kept[model_file] as graph:  # released on every path out, a refusal below included
+        check_runtime(manifest)  # a too-old onnxruntime is refused by name, not by its own session error
+        if providers is not None:
+            _warn_if_several_onnxruntime_builds()
+        resolved = resolve(providers, profile_options=manifest.profile.provider_options)
+        overrides = dict(session_profile or {})
+        if deterministic:
+            threads = overrides.get("intra_op_num_threads", manifest.profile.intra_op_num_threads) or 1
+            overrides.update(deterministic=True, intra_op_num_threads=threads, inter_op_num_threads=1,
+                             execution_mode="sequential")
+        profile = merge_profile(manifest.profile, overrides)
+        session = _session(graph, profile, resolved)
+        _check_metadata(session, manifest, bundle, model_file, key)
+        contract = manifest.for_variant(key)  # a whole-slice variant brings its own inputs and outputs
+        model = Model(bundle, contract, manifest_sha256, session, key, manifest.files[model_file].sha256,
+                      kept[manifest.golden.file], cast)
+        model.signature = signature
+        model.signed_by = signature.key_id if signature.state == "trusted" else None
+        batched = isinstance(contract.inputs[0].shape[0], str) if contract.inputs[0].shape else False
+        if profile.large_batch_from > 0 and profile.large_batch and batched:  # caller's overrides win over both
+            large_profile = merge_profile(merge_profile(manifest.profile, profile.large_batch), overrides)
+            large = _session(graph, large_profile, resolved)
+            model.use_large_batch_session(large, profile.large_batch_from)
     if self_test:
         report = model.self_test()
         log.info("%s self-test %s (max diff %.3g)", manifest.name, report.status, report.max_abs_diff)
     return model
 
 
-def _check_metadata(session: Any, manifest: Manifest, bundle: Path, model_file: str) -> None:
+def _session(graph: SealedCopy, profile: Any, providers: Any) -> Any:
+    """A session from the sealed verified copy; where onnxruntime cannot open its path (a sandbox without /proc),
+    from the same sealed bytes read back."""
+    try:
+        return create_session(graph.source, profile, providers)
+    except BundleError:
+        if not isinstance(graph.source, str):
+            raise
+    session = create_session(graph.read(), profile, providers)  # a broken graph fails here again, with its reason
+    log.warning("onnxruntime could not read the sealed copy %s but its bytes loaded (is /proc restricted?)",
+                graph.source)
+    return session
+
+
+def _check_metadata(session: Any, manifest: Manifest, bundle: Path, model_file: str, key: str = "default") -> None:
     meta = session.get_modelmeta().custom_metadata_map
     expected = {
         "medinfer.name": manifest.name,
         "medinfer.version": manifest.version,
         "medinfer.contract_sha256": contract_digest(manifest.to_json()),
     }
+    if manifest.variants[key].inputs is not None:  # a variant with its own contract carries its digest too
+        expected["medinfer.variant_contract_sha256"] = variant_contract_digest(manifest.variants[key])
     for key, value in expected.items():
         if meta.get(key) != value:
             raise IntegrityError(

@@ -7,6 +7,7 @@ construction. See docs in the README ("Bundle format") for the meaning of each s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -158,6 +159,13 @@ class Variant:
     # empty / None: the default variant's.
     golden_digest: str = ""
     golden_atol: float | None = None
+    # A graph with its own contract (lung_nodule_cnn's whole-slice graph): these inputs and outputs replace the
+    # model's when this variant runs; ``windows_of`` names the variant whose per-window answers it gives in one
+    # pass; ``max_elements`` bounds each input of a call (the memory of an input whose size is free).
+    inputs: tuple[TensorSpec, ...] | None = None
+    outputs: tuple[TensorSpec, ...] | None = None
+    windows_of: str | None = None
+    max_elements: int | None = None
 
 
 @dataclass(frozen=True)
@@ -349,6 +357,14 @@ class Manifest:
         for key, variant in self.variants.items():
             if variant.file not in self.files:
                 raise _bad(doc, f"variants.{key}.file", f"names {variant.file!r}, which 'files' does not pin")
+            if (variant.inputs is None) != (variant.outputs is None) or variant.inputs == ():
+                raise _bad(doc, f"variants.{key}.inputs", "and 'outputs' come together: both lists, or neither")
+            if variant.outputs is not None and self.decision.score_output not in {o.name for o in variant.outputs}:
+                raise _bad(doc, f"variants.{key}.outputs", f"must hold the score output {self.decision.score_output!r}")
+            if variant.windows_of is not None and variant.windows_of not in self.variants:
+                raise _bad(doc, f"variants.{key}.windows_of", f"names {variant.windows_of!r}, not a variant")
+            if variant.max_elements is not None and variant.max_elements < 1:
+                raise _bad(doc, f"variants.{key}.max_elements", f"must be >= 1, got {variant.max_elements}")
         if self.golden.file not in self.files:
             raise _bad(doc, "golden.file", f"names {self.golden.file!r}, which 'files' does not pin")
         for name in self.files:
@@ -358,6 +374,17 @@ class Manifest:
                                                  "(letters, digits, '.', '_', '-'; not starting with '.')")
             if name in (MANIFEST_NAME, SIGNATURE_NAME):
                 raise _bad(doc, f"files.{name}", "cannot pin the manifest or its signature")
+
+    def for_variant(self, key: str) -> Manifest:
+        """The contract a session of variant ``key`` runs under: the variant's own inputs and outputs when it has
+        them (e.g. a whole-slice graph), else this manifest."""
+        variant = self.variants[key]
+        if variant.inputs is None or variant.outputs is None:
+            return self
+        # a variant graph without the domain output (a whole-slice graph) has no domain guard of its own
+        domain = self.domain if self.domain is not None and any(
+            o.name == self.domain.output for o in variant.outputs) else None
+        return dataclasses.replace(self, inputs=variant.inputs, outputs=variant.outputs, domain=domain)
 
     def input(self, name: str) -> TensorSpec:
         for spec in self.inputs:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .audit import AuditLog
+from .audit import AuditBinding, AuditLog
 from .errors import (
     AuditError,
     BundleError,
@@ -73,9 +73,12 @@ class Model:
         self.variant = variant
         self.model_sha256 = model_sha256
         self._golden = golden
-        self._validate = Validator(manifest, casting)
+        entry = manifest.variants[variant]
+        self._validate = Validator(manifest, casting, max_elements=entry.max_elements)
         self.providers: tuple[str, ...] = tuple(session.get_providers())
-        self._meta = PredictionMeta.build(manifest, variant, model_sha256, manifest_sha256, self.providers[0])
+        # a variant with its own outputs (a whole-slice graph's window centres) hands all of them back
+        self._meta = PredictionMeta.build(manifest, variant, model_sha256, manifest_sha256, self.providers[0],
+                                          every_output=entry.outputs is not None)
         self._fetch = list(self._meta.fetch)
         # The C++ session's run, without InferenceSession.run's Python-side re-check of feed names (the
         # validator has already checked them): ~0.7 µs of a ~7 µs call on small models. Public API fallback.
@@ -98,6 +101,7 @@ class Model:
         self._refuse_ood = False
         self.large_session: Any = None
         self.audit: AuditLog | None = None
+        self._audit: AuditBinding | None = None
         self.deadline_ms: float | None = None
         self._plain = True
         self.signed_by: str | None = None
@@ -128,6 +132,7 @@ class Model:
         if out_of_domain not in OUT_OF_DOMAIN:
             raise UnknownNameError("out_of_domain policy", out_of_domain, OUT_OF_DOMAIN)
         self.audit = audit
+        self._audit = audit.bind(self.name, self.version, self.model_sha256) if audit is not None else None
         self.deadline_ms = deadline_ms
         self.out_of_domain = out_of_domain
         self._refuse_ood = out_of_domain != "flag" and self._domain_index is not None
@@ -265,15 +270,15 @@ class Model:
         except Exception as exc:  # onnxruntime's own exception types
             error = InferenceError(f"onnxruntime failed running {self.name}: {exc}")
             error.__cause__ = exc
-        if self.audit is not None:
+        audit = self._audit
+        if audit is not None:
             try:
-                self.audit.record(
-                    model=self.name, version=self.version, model_sha256=self.model_sha256,
-                    feeds=feeds if feeds is not None else _digestible(x),
-                    latency_us=(time.perf_counter() - start) * 1e6,
-                    status="ok" if error is None else "no_result", reason=None if error is None else error.code,
-                    output=_summary(result) if result is not None else None, request_id=request_id,
-                )
+                if error is None:
+                    audit.record(feeds, "ok", (time.perf_counter() - start) * 1e6, _summary(result),  # type: ignore
+                                 request_id)
+                else:
+                    audit.record(feeds if feeds is not None else _digestible(x), "no_result",
+                                 (time.perf_counter() - start) * 1e6, None, request_id, error.code)
             except AuditError as exc:
                 return exc  # a result that could not be recorded is not returned
         if result is not None:
@@ -342,10 +347,11 @@ class Model:
 
     def golden(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The golden inputs and expected outputs stored in the bundle."""
-        own = f"out@{self.variant}."
+        own, own_in = f"out@{self.variant}.", f"in@{self.variant}."
         try:
             with np.load(io.BytesIO(self._golden), allow_pickle=False) as data:
-                inputs = {k[3:]: data[k] for k in data.files if k.startswith("in.")}
+                start = own_in if any(k.startswith(own_in) for k in data.files) else "in."
+                inputs = {k[len(start):]: data[k] for k in data.files if k.startswith(start)}
                 prefix = own if any(k.startswith(own) for k in data.files) else "out."
                 outputs = {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
         except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
@@ -373,7 +379,10 @@ class Model:
         inputs, expected = self.golden()
         start = time.perf_counter()
         feeds, _ = self._validate(inputs if len(inputs) > 1 else next(iter(inputs.values())))
-        names = list(golden.outputs or expected)
+        if variant.outputs is not None:  # its own outputs, in the manifest's order
+            names = [o.name for o in variant.outputs if o.name in expected]
+        else:
+            names = list(golden.outputs or expected)
         got = dict(zip(names, self._run(names, feeds, None)))
         seconds = time.perf_counter() - start
         digest = outputs_digest(got, tuple(names))
@@ -443,16 +452,22 @@ def _digestible(x: Any) -> dict[str, Any] | None:
 
 
 def _summary(pred: Prediction, limit: int = 16) -> dict[str, Any]:
-    """A compact output summary for the audit trail: decisions and rounded scores of the first samples."""
+    """A compact output summary for the audit trail: decisions and scores rounded to 5 decimals (numpy's rule:
+    ``rint(x * 1e5) / 1e5``) of the first ``limit`` samples."""
     labels = pred.labels
-    scores = np.asarray(pred.scores)
-    out: dict[str, Any] = {"n": len(pred)}
+    scores = pred.scores
+    n = len(pred)
+    out: dict[str, Any] = {"n": n}
     if labels is not None:
-        out["labels"] = [str(v) for v in labels[:limit]]
-    out["scores"] = np.round(scores[:limit].astype(np.float64), 5).tolist()
+        out["labels"] = [str(labels[0])] if n == 1 else [str(v) for v in labels[:limit]]
     domain = pred.domain_scores
     if domain is not None:
         out["domain_scores"] = np.round(domain[:limit].astype(np.float64), 5).tolist()
         out["out_of_domain"] = int(np.sum(~pred.in_domain))  # type: ignore[operator]
+    if scores.ndim == 1:
+        first = [scores.item(0)] if n == 1 else scores[:limit].tolist()
+        if all(-1e300 < v < 1e300 for v in first):  # finite: Python's round() is numpy's rint here
+            out["scores"] = [round(v * 100000.0) / 100000.0 for v in first]
+            return out
+    out["scores"] = np.round(np.asarray(scores)[:limit].astype(np.float64), 5).tolist()
     return out
-

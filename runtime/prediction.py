@@ -36,9 +36,10 @@ class PredictionMeta:
 
     @staticmethod
     def build(manifest: Manifest, variant: str, model_sha256: str, manifest_sha256: str,
-              provider: str) -> PredictionMeta:
+              provider: str, every_output: bool = False) -> PredictionMeta:
         decision = manifest.decision
         # only what the decision needs is fetched: raw[0] is always the score output, raw[1] the evidence output
+        # (then, with ``every_output``, the others: e.g. the window centres of a whole-slice graph)
         evidence = decision.evidence
         fetch = (decision.score_output,) + ((evidence.output,) if evidence is not None else ())
         domain = manifest.domain
@@ -46,6 +47,8 @@ class PredictionMeta:
         if domain is not None:
             domain_index = len(fetch)
             fetch += (domain.output,)
+        if every_output:
+            fetch += tuple(o.name for o in manifest.outputs if o.name not in fetch)
         score_spec = next(o for o in manifest.outputs if o.name == decision.score_output)
         labels = np.array(manifest.labels, dtype=object) if manifest.labels else None
         positive = 0

@@ -84,18 +84,24 @@ def session_options(profile: SessionProfile, *, cpu_fallback: bool) -> Any:
 
 
 def create_session(
-    model_bytes: bytes,
+    model: bytes | str,
     profile: SessionProfile,
     providers: Sequence[tuple[str, dict[str, Any]]],
 ) -> Any:
-    """Create an InferenceSession from the verified bytes, with exactly the providers asked for."""
+    """Create an InferenceSession from the verified graph (bytes, or the path of a sealed verified copy, see
+    :class:`~medinfer.files.SealedCopy`), with exactly the providers asked for.
+
+    The session never re-creates itself (onnxruntime's Python wrapper would re-read its model from the path after
+    an accelerator failure, or from the bytes it otherwise keeps for the session's life): fallback is disabled and
+    the wrapper forgets where the graph came from.
+    """
     import onnxruntime as ort
 
     names = [n for n, _ in providers]
     so = session_options(profile, cpu_fallback="CPUExecutionProvider" in names)
     try:
         session = ort.InferenceSession(
-            model_bytes,
+            model,
             sess_options=so,
             providers=names,
             provider_options=[o for _, o in providers],
@@ -108,6 +114,9 @@ def create_session(
             ) from exc
         raise BundleError(f"onnxruntime cannot load this graph ({type(exc).__name__}: {str(exc)[:300]}); "
                           "re-export the bundle") from exc
+    session.disable_fallback()
+    if isinstance(model, str) and getattr(session, "_model_path", None) == model:
+        session._model_path = None  # a closed /proc/self/fd/N could name another file later: never re-read it
     got = session.get_providers()
     unexpected = [p for p in got if p not in names]
     if unexpected:  # never run somewhere the caller did not ask for

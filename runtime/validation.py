@@ -37,7 +37,7 @@ class InputCheck:
     """Validates and normalises one input tensor. Built once per model; called on every prediction."""
 
     __slots__ = ("spec", "owner", "name", "dtype", "rank", "fixed", "lo", "hi", "dot_bound", "is_string", "batched",
-                 "casting", "shape_text", "is_float", "feature_lo", "feature_hi")
+                 "casting", "shape_text", "is_float", "feature_lo", "feature_hi", "max_elements")
 
     dtype: Any
     lo: Any
@@ -45,7 +45,7 @@ class InputCheck:
     dot_bound: Any
     casting: Any
 
-    def __init__(self, spec: TensorSpec, owner: str, casting: str = "safe") -> None:
+    def __init__(self, spec: TensorSpec, owner: str, casting: str = "safe", max_elements: int | None = None) -> None:
         if casting not in CAST_POLICIES:
             raise ValueError(f"cast must be one of {CAST_POLICIES}, got {casting!r}")
         self.spec = spec
@@ -67,6 +67,7 @@ class InputCheck:
             self.dot_bound = self.dtype.type(0.999 * m * m)  # margin for the dot's float rounding
         self.casting = casting
         self.shape_text = "(" + ", ".join(str(d) for d in spec.shape) + ")"
+        self.max_elements = max_elements
         self.feature_lo = self.feature_hi = None
         if spec.feature_ranges is not None and self.dtype is not None:
             self.feature_lo = np.array([lo for lo, _ in spec.feature_ranges], dtype=self.dtype)
@@ -93,6 +94,8 @@ class InputCheck:
                 self._dim_error(x, axis, dim)
         if x.size == 0:
             self._empty_error(x)
+        if self.max_elements is not None and x.size > self.max_elements:
+            self._size_error(x)
         if self.lo is not None:
             # Fast accept: sum(x**2) <= m**2 implies every |x_i| <= m, i.e. inside [-m, m] within the declared
             # range; NaN/inf make the sum NaN/inf and fall through. One BLAS dot (~0.5 µs) instead of two
@@ -169,6 +172,12 @@ class InputCheck:
         raise InputError(
             f"{self._who()} has shape {x.shape}: axis {axis} ('{self.spec.shape[axis]}') is empty, but "
             f"{self.owner} needs at least one element there (e.g. at least one time step)"
+        )
+
+    def _size_error(self, x: np.ndarray) -> None:
+        raise InputError(
+            f"{self._who()} has shape {x.shape} ({x.size} values), but {self.owner} takes at most "
+            f"{self.max_elements} per call (the bundle bounds the memory one call may use): cut the input into parts"
         )
 
     def _dim_error(self, x: np.ndarray, axis: int, dim: int) -> None:
@@ -289,9 +298,9 @@ class InputCheck:
 class Validator:
     """All input checks of one model, plus the named-columns path for feature-named inputs."""
 
-    def __init__(self, manifest: Manifest, casting: str = "safe") -> None:
+    def __init__(self, manifest: Manifest, casting: str = "safe", max_elements: int | None = None) -> None:
         self.owner = manifest.name
-        self.checks = tuple(InputCheck(spec, manifest.name, casting) for spec in manifest.inputs)
+        self.checks = tuple(InputCheck(spec, manifest.name, casting, max_elements) for spec in manifest.inputs)
         self.names = tuple(c.name for c in self.checks)
         self._only = self.checks[0] if len(self.checks) == 1 else None
 

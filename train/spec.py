@@ -126,6 +126,13 @@ class ModelSpec:
     # Memory bounds written into the session profile: samples per onnxruntime run, samples per call.
     chunk: ClassVar[int] = 256
     max_batch: ClassVar[int] = 65536
+    # Whole-slice variants ("slice", "slice_int8" in ``variants``; export/slice.py): the window strides (px) their
+    # gate checks, the stride_cells range they take, the most pixels per call, and slice_int8's tolerance against
+    # the fp32 patch graph (no decision flip is allowed either way).
+    slice_strides: ClassVar[tuple[int, ...]] = (16, 24, 48)
+    slice_cells: ClassVar[tuple[int, int]] = (2, 12)
+    slice_max_elements: ClassVar[int] = 640 * 640
+    slice_int8_atol: ClassVar[float] = 0.02
 
     # -- configuration ---------------------------------------------------------------------------------
     def configure(self, **values: Any) -> ModelSpec:
@@ -213,6 +220,11 @@ class ModelSpec:
         one set; override when edge inputs cannot share one array (e.g. sequences of different lengths)."""
         edge = dataset.edge
         return {"edge": edge} if edge is not None and len(edge) else {}
+
+    def parity_slices(self, dataset: Dataset) -> dict[str, np.ndarray]:
+        """Held-out whole images (2-D, in the input's units) for the whole-slice variants' gate, by name. Default:
+        none (the gate then uses mosaics of held-out samples only)."""
+        return {}
 
     def extra_outputs(self) -> tuple[TensorSpec, ...]:
         """Outputs :meth:`augment_graph` adds to the converted graph (and :meth:`native_outputs` also returns, so

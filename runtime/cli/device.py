@@ -161,12 +161,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..loader import load
+    from ..tools.dicom import is_dicom_file
     from ..tools.inputs import read_input
 
-    model = load(bundle_path(args.bundle), providers_arg(args.provider), variant=args.variant, cast=args.cast,
-                 out_of_domain=args.out_of_domain)
-    from ..tools.dicom import is_dicom_file
+    variant = args.variant
+    if is_dicom_file(args.input) and not args.patchwise and args.center is None:
+        from ..manifest import load_manifest
+        from ..tools.ct_slice import slice_variant_of
 
+        # a whole slice in one convolutional pass when the bundle ships that variant (its gate proved it equal)
+        variant = slice_variant_of(load_manifest(bundle_path(args.bundle)), args.variant) or args.variant
+    model = load(bundle_path(args.bundle), providers_arg(args.provider), variant=variant, cast=args.cast,
+                 out_of_domain=args.out_of_domain)
     if is_dicom_file(args.input):
         return _predict_dicom(model, args)
     if args.dicom_out:
@@ -434,6 +440,8 @@ def add_parsers(sub: Any) -> None:
                        help="score one patch centred here (default: the whole slice, sliding window)")
     dicom.add_argument("--stride", type=int, default=None, help="sliding-window stride in pixels (manifest default)")
     dicom.add_argument("--frame", type=int, default=None, help="frame of a multi-frame file (default 0)")
+    dicom.add_argument("--patchwise", action="store_true",
+                       help="score patch by patch (any stride) even when the bundle ships a one-pass slice variant")
     dicom.add_argument("--overlay", default=None, metavar="OUT.png",
                        help="write a PNG: the slice with the heat map, a colour bar and the threshold marked")
     dicom.add_argument("--dicom-out", default=None, metavar="DIR",

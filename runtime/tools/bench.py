@@ -147,6 +147,7 @@ def cold_start(path: str | Path, variant: str = "default", providers: Sequence[s
         "wall_s_min": float(min(walls)), "wall_s_median": float(np.median(walls)), "runs": runs,
         "import_s": med["import_s"], "load_s": med["load_s"], "first_predict_s": med["first_predict_s"],
         "peak_rss_mb": (max(r["peak_rss_bytes"] for r in reports) / 2**20) if med["peak_rss_bytes"] else None,
+        "raw": [{"wall_s": w, **r} for w, r in zip(walls, reports)],  # every run, as measured
     }
 
 

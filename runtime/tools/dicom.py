@@ -4,9 +4,10 @@
 refuses what the model cannot take (non-CT modality, unsupported PhotometricInterpretation, truncated or
 non-DICOM files) with typed :class:`~medinfer.errors.InputError`, converts stored values to Hounsfield units
 with RescaleSlope/RescaleIntercept, and scores either one patch centred at ``--center ROW,COL`` or the whole
-slice with a batched sliding window. ``--overlay out.png`` writes the slice (lung window, at full resolution)
-with the window scores in a colour scale, the threshold outlined and a colour bar (:mod:`medinfer.tools.overlay`),
-encoded with zlib + struct only (the runtime has no image library).
+slice with a sliding window: in one convolutional pass when the model is a whole-slice variant
+(:mod:`~medinfer.tools.ct_slice`), else in batches of patches. ``--overlay out.png`` writes the slice (lung window,
+at full resolution) with the window scores in a colour scale, the threshold outlined and a colour bar
+(:mod:`medinfer.tools.overlay`), encoded with zlib + struct only (the runtime has no image library).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from ..errors import InputError, MissingExtraError, UsageError
 from ..manifest import Manifest, TensorSpec
 from ..model import Model
+from . import ct_slice
 
 DEFAULT_PHOTOMETRIC = ("MONOCHROME2", "MONOCHROME1")
 OVERLAY_WINDOW = (-1350.0, 150.0)  # lung window for the grey background of the overlay
@@ -313,7 +315,8 @@ def predict_file(model: Model, path: str | Path, *, centre: tuple[int, int] | No
     dicom_facts = facts.get("dicom", {})
     image = read_ct(path, owner=model.name, frame=frame,
                     photometric=tuple(dicom_facts.get("photometric", DEFAULT_PHOTOMETRIC)), max_pixels=max_pixels)
-    size = int(spec.shape[1])  # type: ignore[arg-type]
+    one_pass = ct_slice.is_one_pass(model)  # a whole-slice variant: every window in one convolutional pass
+    size = ct_slice.SliceGrid.of(model).patch if one_pass else int(spec.shape[1])  # type: ignore[arg-type]
     lo, hi = dicom_facts.get("clip_hu") or (spec.range or (-1024.0, 3071.0))
     outside = (image.hu < lo) | (image.hu > hi)
     clipped = int(np.sum(outside))
@@ -344,8 +347,13 @@ def predict_file(model: Model, path: str | Path, *, centre: tuple[int, int] | No
             raise InputError(f"--stride {step} gives {n} windows on this {hu.shape[0]} x {hu.shape[1]} slice; at "
                              f"most {max_windows} are scored per call: use a larger stride")
         centres = window_centres(hu.shape, step)
-    scores, labels = [], []
-    for start in range(0, len(centres), batch):
+    scores: list[np.ndarray] = []
+    labels: list[str] = []
+    if one_pass:
+        one, labels = (ct_slice.score_centre(model, hu, centre, float(lo)) if centre is not None
+                       else ct_slice.score_slice(model, hu, centres, step, float(lo)))
+        scores.append(one)
+    for start in range(0, 0 if one_pass else len(centres), batch):
         pred = model.predict(cut_patches(hu, centres[start:start + batch], size, float(lo)))
         scores.append(np.asarray(pred.scores, dtype=np.float64).reshape(-1))
         labels += [str(x) for x in (pred.labels if pred.labels is not None else [""] * len(pred.scores))]
@@ -354,7 +362,8 @@ def predict_file(model: Model, path: str | Path, *, centre: tuple[int, int] | No
     result = DicomPrediction(image, centres, np.concatenate(scores), labels, model.manifest.decision.threshold,
                              clipped, patch=size, cell=step if centre is None else size,
                              model=f"{model.name} {model.version}",
-                             score_name=f"p({positive})" if positive else "score")
+                             score_name=f"p({positive})" if positive else "score",
+                             extra=ct_slice.describe(model) if one_pass else {})
     if overlay is not None:
         write_overlay(result, overlay, (lo, hi))
     return result

@@ -50,9 +50,17 @@ def test_values_compute_what_they_say() -> None:
             "requests_per_s": 21, "p99_us": 1}},
         {"model": "glucose_lstm", "direct": {"requests_per_s": 100, "p99_us": 1}, "micro_batched": {
             "requests_per_s": 40, "p99_us": 1}}]}
-    got = {k: f() for k, f in readme.values(models, suite, conc).items()}
+    got = {k: f() for k, f in readme.values(models, suite, conc).items() if k != "audit.added"}  # safety: below
     assert got["cnn.auc"] == "0.889 (0.865–0.912)" and got["lstm.rmse"] == "20.7 (18.9–22.8)"
     assert got["lstm.persistence"] == "28.6" and got["lstm.clarke_a"] == "87 %" and got["int8.auc"] == "−0.002"
     assert got["int8.ratio"] == "0.38×"
     assert got["hotpath.us"] == "RF +1.0 µs, TF-IDF +1.9 µs (p50, batch 1, run 2026-12-01)"
     assert got["microbatch.cnn"] == "1.36× the requests with 0.33× the p99" and got["microbatch.small"] == "0.21–0.40×"
+
+
+def test_the_audit_cost_is_read_from_the_safety_results() -> None:
+    safety = {"costs": [{"model": "drug_activity_rf", "rows": {
+        "predict": {"stats_us": {"p50": 5.0, "p99": 9.0, "mean": 5.5}},
+        "predict + audit": {"stats_us": {"p50": 15.1, "p99": 30.0, "mean": 16.0}}}}]}
+    got = readme.values(None, None, None, safety)["audit.added"]()
+    assert got == "+10.1 µs per record over a plain predict (drug_activity_rf, p50, batch 1)"

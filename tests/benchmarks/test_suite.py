@@ -113,3 +113,105 @@ def test_every_contender_fetches_medinfers_outputs_domain_score_included(tmp_pat
     bare = {c.name: c for c in cands if c.kind == "ort"}
     for c in bare.values():
         assert c.fn is not None and len(c.fn()) == len(info["fetch"])  # the same outputs as medinfer, in order
+
+
+def test_slice_benchmark_smoke_raw_rows_and_the_target_row(tmp_path: Path) -> None:
+    from benchmarks import report_sections, results
+    from benchmarks.slice import document, markdown, slice_speed, summary
+
+    from ..helpers import tiny_cnn
+
+    bundle = tiny_cnn.build(tmp_path / "tiny_cnn")
+    rows = slice_speed(bundle, sizes=(160,), seconds=0.3, rounds=1)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["one_pass_variant"] == "slice" and row["windows"] == 49 and row["decision_flips"] == 0
+    assert row["max_abs_diff"] <= 1e-6 and all(len(v) >= 1 for v in row["samples_ms"].values())
+    doc = document(rows, "python -m benchmarks slice --slice-sizes 160", 0.3, 1)
+    assert results.problems(doc) == []  # raw data and its command, no prose
+    assert any("| tiny_cnn | 160x160 | 24 px | fp32 | 49 |" in line for line in markdown(doc))
+    results.write("slice", doc, tmp_path / "results")
+    targets = {"slice_speedup": {"models": ["tiny_cnn"], "size": 160, "min": 1e-9}}
+    lines = report_sections.targets(None, targets, tmp_path / "results")
+    assert any("tiny_cnn [slice]: one pass vs patch by patch" in line and "| met |" in line for line in lines)
+    assert summary(row)["speedup"] > 0
+    missing = report_sections.targets(None, targets, tmp_path / "none")  # no file: the target stays, with no value
+    assert any("tiny_cnn: one pass vs patch by patch" in line and "| – |" in line for line in missing)
+
+
+def test_safety_results_are_raw_and_render(tiny_bundle_ro: Path, tmp_path: Path) -> None:
+    from benchmarks import report_sections, results
+    from benchmarks.safety import AUDIT, PREDICT, audit_cost, audit_ratio, markdown
+
+    cost = audit_cost(tiny_bundle_ro, seconds=0.5, rounds=2)
+    assert {PREDICT, AUDIT, "predict + audit + fsync", "predict + audit + group commit"} <= set(cost["rows"])
+    row = cost["rows"][AUDIT]
+    assert len(row["round_p50_us"]) == 2 and sum(row["histogram"]) + row["below_edges"] + row["above_edges"] \
+        == row["stats_us"]["n"]
+    doc = {"kind": "medinfer.safety", "command": "python -m benchmarks safety", "time": "t",
+           "method": {"seconds_per_model": 0.5, "rounds": 2}, "costs": [cost], "soaks": []}
+    results.write("safety", doc, tmp_path)  # raises when the document is not raw data
+    assert any("| tiny_logistic | predict + audit |" in line for line in markdown(doc))
+    lines = report_sections.targets(None, {"audit_overhead": {"models": ["tiny_logistic"], "max": 1e9}}, tmp_path)
+    assert any(f"{audit_ratio(cost):.3f}" in line and "| met |" in line for line in lines)
+
+
+def test_safety_renders_the_flat_rows_of_files_written_before_issue_16() -> None:
+    from benchmarks.safety import audit_ratio, markdown
+
+    old = {"command": "python -m benchmarks safety", "costs": [{"model": "m", "rows": {
+        "predict": {"p50_us": 8.0, "p99_us": 11.0, "mean_us": 8.0},
+        "predict + audit": {"p50_us": 20.0, "p99_us": 40.0, "mean_us": 25.0}}}],
+        "soaks": [{"model": "m", "seconds": 20.0, "calls": 100, "rss_start_mb": 10.0, "rss_end_mb": 10.5,
+                   "rss_max_mb": 11.0, "growth_mb": 0.5}]}
+    assert audit_ratio(old["costs"][0]) == 2.5
+    text = "\n".join(markdown(old))
+    assert "predates issue 16" in text and "| m | predict + audit | 20.0 | 40.0 | 40000 | 2.50 | +12.0 |" in text
+    assert "| m | 20 | 100 | 10.0 | 10.5 | 11.0 | +0.50 |" in text
+
+
+def test_publish_writes_the_runs_cold_starts_and_its_full_slice_section(tmp_path: Path) -> None:
+    import json
+
+    from benchmarks import runs
+    from benchmarks.slice import FULL
+
+    cold = {"wall_s_median": 0.2, "peak_rss_mb": 100.0, "raw": [
+        {"wall_s": 0.2, "import_s": 0.1, "load_s": 0.05, "first_predict_s": 0.001, "peak_rss_bytes": 100 * 2**20}]}
+    record = {"kind": "medinfer.suite", "time": "2026-12-01T00:00:00Z", "full": True,
+              "command": "python -m benchmarks run", "env": {"cpu": {"model": "AMD EPYC"}},
+              "models": [{"model": "m", "batches": [], "cold_start": cold, "cold_start_variants": {"int8": cold}}],
+              "all_loaded": {"n": 1, "peak_rss_mb": 120.0}}
+    run = runs.write(record, tmp_path / "runs")
+    slice_doc = {"kind": "medinfer.slice", "command": "python -m benchmarks run", "time": "t",
+                 "method": {"seconds_per_size": FULL["seconds"], "rounds": FULL["rounds"]}, "rows": []}
+    runs.write_slice(run, slice_doc)
+    out = tmp_path / "results"
+    assert runs.publish_results(run, out) == ["suite", "cold_start", "slice"]
+    doc = json.loads((out / "cold_start.json").read_text())
+    assert doc["models"]["m"]["int8"]["raw"][0]["peak_rss_bytes"] == 100 * 2**20 and doc["all_loaded"]["n"] == 1
+    assert json.loads((out / "slice.json").read_text()) == slice_doc
+    runs.write_slice(run, {**slice_doc, "method": {"seconds_per_size": 0.5, "rounds": 1}})
+    (out / "slice.json").unlink()
+    assert runs.publish_results(run, out) == ["suite", "cold_start"] and not (out / "slice.json").exists()
+    with pytest.raises(ValueError, match="short run"):
+        runs.publish_results(runs.write({**record, "full": False}, tmp_path / "short"), out)
+
+
+def test_every_benchmarks_subcommand_and_option_has_help() -> None:
+    import argparse
+
+    from benchmarks.cli import parser
+
+    top = parser(None)
+    sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"run", "publish", "report", "slice", "safety", "serve", "concurrency", "models"} <= set(sub.choices)
+    helped = {a.dest for a in sub._choices_actions if a.help}
+    assert helped == set(sub.choices)
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help, f"python -m benchmarks {name} {action.option_strings}: no help"
+    run = top.parse_args(["run", "--no-slice", "--slice-seconds", "1", "--slice-sizes", "160"])
+    assert run.no_slice and run.slice_seconds == 1.0 and run.slice_sizes == [160]
+    assert top.parse_args(["safety", "--rounds", "2"]).rounds == 2

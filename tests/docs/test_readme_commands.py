@@ -100,6 +100,28 @@ def check_pip(args: list[str], seen: dict[str, set[str]]) -> str | None:
     return None
 
 
+# The HTTP endpoints of ``medinfer serve`` (runtime/fleet/app.py routes; tests/fleet/test_serve*.py call each).
+ENDPOINTS = re.compile(r"/metrics|/v2/?|/v2/health/(live|ready)|/v2/models/stats|/v2/repository/index"
+                       r"|/v2/models/(?P<name>[a-z_]+)(/versions/[^/]+)?(/ready|/infer|/stats|/config)?")
+
+
+def check_curl(args: list[str]) -> str | None:
+    """A curl of a local ``medinfer serve``: the path must be one it serves, the model a spec's name."""
+    url = next((a for a in args if not a.startswith("-")), "")
+    path = "/" + url.split("/", 1)[1] if "/" in url else ""
+    if not url.startswith(("localhost:", "127.0.0.1:")):
+        return f"curl {url!r}: README curls only a local medinfer serve"
+    match = ENDPOINTS.fullmatch(path)
+    if match is None:
+        return f"curl {url!r}: medinfer serve has no endpoint {path!r}"
+    from medinfer.train import registry
+
+    name = match.groupdict().get("name")
+    if name and name not in registry.names():
+        return f"curl {url!r}: no model named {name!r}"
+    return None
+
+
 def check(argv: list[str], seen: dict[str, set[str]]) -> str | None:
     head, args = argv[0], argv[1:]
     if head == "medinfer":
@@ -108,6 +130,12 @@ def check(argv: list[str], seen: dict[str, set[str]]) -> str | None:
         return check_make(args)
     if head == "pip":
         return check_pip(args, seen)
+    if head == "curl":
+        return check_curl(args)
+    if head == "grep":  # grep METRIC after a curl of /metrics: the metric must be one medinfer exports
+        pattern = next((a for a in args if not a.startswith("-")), "")
+        known = (ROOT / "runtime" / "fleet" / "metrics.py").read_text()
+        return None if pattern and pattern.removesuffix("_total") in known else f"grep {pattern!r}: no such metric"
     if head.startswith("scripts/"):
         path = ROOT / head
         return None if path.is_file() and os.access(path, os.X_OK) else f"{head} is not an executable file"
@@ -160,6 +188,9 @@ def test_commands_named_in_the_text_exist(doc: str) -> None:
     ("pip install dist/medinfer-*.whl", "builds a wheel into dist/"),
     ("pip install 'medinfer[serve]'", "install '.' or the wheel"),
     ("pip install --no-such-pip-option .", "no such option"),
+    ("curl -s localhost:8000/v2/models/drug_activity_rf/statistics", "no endpoint"),
+    ("curl -s localhost:8000/v2/models/drug_rf/stats", "no model named 'drug_rf'"),
+    ("curl -s localhost:8000/metrics | grep medinfer_no_such_metric", "no such metric"),
 ])
 def test_the_checker_catches_drift(line: str, complaint: str) -> None:
     problems = [p for argv in commands(line) if (p := check(argv, {"wheel_dirs": set(), "installed": set()}))]
@@ -170,5 +201,6 @@ def test_the_checker_accepts_what_runs() -> None:
     seen: dict[str, set[str]] = {"wheel_dirs": set(), "installed": set()}
     for line in ("pip wheel --no-deps . -w dist", "pip install dist/medinfer-*.whl", "pip install '.[serve,dicom]'",
                  "pip install 'medinfer[serve]'", "medinfer --help", "make test", "medinfer data fetch all",
-                 "medinfer bench bundles/*/ --batch 1 64 --json --out bench.jsonl"):
+                 "medinfer bench bundles/*/ --batch 1 64 --json --out bench.jsonl",
+                 "curl -s localhost:8000/v2/models/drug_activity_rf/stats"):
         assert [check(argv, seen) for argv in commands(line)] == [None] * len(commands(line)), line

@@ -99,3 +99,16 @@ def test_variant_gate_refuses_a_variant_over_budget(built) -> None:
     shipped = dataclasses.asdict(m.variants.get("int8")) if "int8" in m.variants else None
     if shipped is not None:  # the fixture's own export kept it: its self-test must pass on its own golden
         medinfer.load(path, variant="int8")
+
+
+def test_a_large_batch_session_only_for_graphs_whose_weights_are_cheap_to_hold_twice() -> None:
+    """The fp32 CNN's cold start went from 140 to 204 MB when the measured profile asked for a second session:
+    each onnxruntime session holds its own copy of the weights. Big graphs get one session for every batch."""
+    from medinfer.export.variants import LARGE_SESSION_MAX_BYTES, large_batch_settings
+    from medinfer.manifest import SessionProfile
+
+    one, two = SessionProfile(intra_op_num_threads=1), SessionProfile(intra_op_num_threads=2)
+    assert large_batch_settings(one, two, 50.0, 100.0, 1 << 20) == {"intra_op_num_threads": 2}
+    assert large_batch_settings(one, two, 95.0, 100.0, 1 << 20) == {}  # not faster enough to earn a session
+    assert large_batch_settings(one, two, 50.0, 100.0, 26 << 20) == {}  # the CNN's 26 MB: never twice
+    assert large_batch_settings(one, two, 50.0, 100.0, LARGE_SESSION_MAX_BYTES) == {"intra_op_num_threads": 2}

@@ -57,3 +57,39 @@ def test_a_manifest_with_an_impossible_score_output_is_refused(tmp_path: Path) -
     bad["outputs"] = to_json((TensorSpec("label", "int64", ("N",)), TensorSpec("probabilities", "float32", ("N", 3))))
     with pytest.raises(medinfer.ManifestError, match="decision.score_output.*3 columns"):
         tiny.build(tmp_path / "t", **{"outputs": bad["outputs"]})
+
+
+def test_one_sample_is_decided_exactly_as_inside_a_batch() -> None:
+    """The one-sample path of decide (a scalar comparison) agrees with the batch path at float32 neighbours of the
+    threshold, for thresholds that float32 cannot represent exactly."""
+    for threshold in (0.5, 0.2863, 0.1 + 1e-9, None):
+        t = DEFAULT_THRESHOLD if threshold is None else threshold
+        centre = np.float32(t)
+        scores = np.array([np.nextafter(centre, np.float32(-1)), centre, np.nextafter(centre, np.float32(2)),
+                           0.0, 1.0], dtype=np.float32)
+        batch = decide("binary_classification", scores, threshold, positive=1)
+        one = [int(decide("binary_classification", scores[i:i + 1], threshold, positive=1)[0])
+               for i in range(len(scores))]
+        assert one == batch.tolist()
+        assert decide("binary_classification", scores[1:2], threshold, positive=0).tolist() == [1 - batch[1]]
+
+
+def test_the_audit_summary_rounds_scores_like_numpy() -> None:
+    from medinfer.model import _summary
+
+    class Fake:  # a prediction's labels, scores and (no) domain scores: what the summary reads
+        def __init__(self, scores: np.ndarray) -> None:
+            self.labels, self.scores, self.domain_scores = None, scores, None
+
+        def __len__(self) -> int:
+            return len(self.scores)
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.random(3000), rng.normal(0, 1e6, 100), [0.5, 2.5e-6, -3.000005, 1.000005]])
+    for x in (values.astype(np.float32), values):
+        for i in range(0, len(x), 16):
+            part = x[i:i + 16]
+            assert _summary(Fake(part))["scores"] == np.round(part.astype(np.float64), 5).tolist()
+            assert _summary(Fake(part[:1]))["scores"] == np.round(part[:1].astype(np.float64), 5).tolist()
+    odd = np.array([np.nan, np.inf, 1.0], np.float32)
+    assert _summary(Fake(odd))["scores"][1:] == [np.inf, 1.0]  # non-finite values take numpy's own path

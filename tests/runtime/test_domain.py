@@ -83,9 +83,9 @@ def _log(path: Path, windows: list[tuple[int, int]], start: float = 1_800_000_00
             for r in range(records):
                 t = start + hour * 3600 + r
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".000000Z"
-                log._append_locked({"time": stamp, "model": "m", "status": "ok",  # a crafted time: a synthetic log
-                                    "output": {"n": 10, "out_of_domain": ood if r == 0 else 0,
-                                               "domain_scores": [0.5] * 9 + [2.0]}})
+                log._append_locked(log._generic({  # a crafted time: a synthetic log
+                    "time": stamp, "model": "m", "status": "ok",
+                    "output": {"n": 10, "out_of_domain": ood if r == 0 else 0, "domain_scores": [0.5] * 9 + [2.0]}}))
 
 
 @pytest.mark.hostile("audit trail")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import re
 import subprocess
 import sys
 import zipfile
@@ -184,9 +183,7 @@ def test_train_on_a_base_install_names_the_missing_extra(monkeypatch, capsys) ->
                         lambda name, *a: None if name == "rdkit" else (real(name, *a) or present))
     assert main(["train", "drug_activity_rf"]) == 9
     err = capsys.readouterr().err
-    named = re.search(r"needs the \[train\] extra \((\w+) is not importable\): pip install 'medinfer\[train\]'", err)
-    # rdkit with the training stack installed; in the device venv (make test-device) an earlier one, e.g. sklearn
-    assert named and importlib.util.find_spec(named.group(1)) is None, err
-    assert err.count("\n") == 1
+    # rdkit is the only module the faked find_spec reports missing, on a full and on a device install alike
+    assert "needs the [train] extra (rdkit is not importable): pip install 'medinfer[train]'" in err
     assert gzip  # (gzip bodies are covered by the serve tests)
     assert json

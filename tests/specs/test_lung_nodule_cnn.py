@@ -132,7 +132,7 @@ def test_cli_scores_a_ct_slice_with_a_sliding_window_and_writes_an_overlay(built
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["modality"] == "CT" and (out["hu_min"], out["hu_max"]) == (-896.0, 1167.0)
-    assert len(out["windows"]) == len(dicom.window_centres((128, 128), 25))
+    assert len(out["windows"]) == len(dicom.window_centres((128, 128), 24))
     image = pytest.importorskip("PIL.Image")
     width, height = image.open(overlay).size
     assert height >= 512 and width > 512 + 60  # the 128 x 128 slice at 4x, a colour bar beside it
@@ -145,3 +145,36 @@ def test_cli_scores_a_ct_slice_with_a_sliding_window_and_writes_an_overlay(built
     mr = subprocess.run([sys.executable, "-m", "medinfer", "predict", str(bundle), str(MR)],
                         capture_output=True, text=True, timeout=120, check=False)
     assert mr.returncode == 5 and "Modality 'MR'" in mr.stderr
+
+
+def test_the_bundle_ships_gated_slice_variants_and_the_dicom_path_uses_them(built) -> None:
+    """Issue 16: the whole-slice graphs (fp32, int8) ship only through their gate against patch-by-patch fp32 on
+    held-out slices, and `medinfer predict BUNDLE scan.dcm` takes them by default with the same windows and decisions
+    as --patchwise."""
+    art, bundle = built("lung_nodule_cnn")
+    m = medinfer.load_manifest(bundle)
+    assert m.variants["slice"].windows_of == "default"
+    shipped = ["slice"]
+    if "int8" in m.variants:  # on the tiny test sample the int8 variant may miss its clinical budget
+        assert m.variants["slice_int8"].windows_of == "int8"
+        shipped.append("slice_int8")
+    else:
+        assert "int8" in m.parity.variants["slice_int8"]["reason"] and "slice_int8" not in m.variants
+    for key in shipped:
+        gate = m.variants[key].parity
+        assert gate["decision_flips"] == 0 and gate["max_abs_diff"] <= gate["tolerance"]["atol"]
+        assert any(name.startswith("slice pydicom_ct_small") for name in gate["sets"])  # a real held-out slice
+        assert any(name.startswith("mosaic of held-out patches") for name in gate["sets"])
+        assert m.parity.variants[key]["shipped"]
+    assert m.variants["slice"].parity["max_abs_diff"] <= 1e-5
+    for variant, patch_variant in ((None, None), ("int8", "int8"))[:len(shipped)]:
+        extra = ["--variant", variant] if variant else []
+        runs = [subprocess.run([sys.executable, "-m", "medinfer", "predict", str(bundle), str(CT), "--json", *extra,
+                                *flag], capture_output=True, text=True, timeout=120, check=False)
+                for flag in ([], ["--patchwise"])]
+        assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
+        one, patchwise = (json.loads(r.stdout) for r in runs)
+        assert one["one_pass"]["windows_of"] == (patch_variant or "default") and "one_pass" not in patchwise
+        assert [w["label"] for w in one["windows"]] == [w["label"] for w in patchwise["windows"]]
+        np.testing.assert_allclose([w["score"] for w in one["windows"]], [w["score"] for w in patchwise["windows"]],
+                                   atol=1e-5)

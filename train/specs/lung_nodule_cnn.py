@@ -26,6 +26,9 @@ from ..registry import register
 from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, quiet
 
 PATCH = lesions.PATCH
+# The sliding-window stride of a whole slice: 75 % overlap, on the 8 px grid of the convolution stages (one pass).
+WINDOW_STRIDE = 24
+PARITY_SLICES = 3  # held-out slices for the whole-slice variants' gate (each scored patch by patch at 3 strides)
 # (name, level, width) in HU; each channel is clip((HU - (level - width/2)) / width, 0, 1).
 WINDOWS = (("lung", -600.0, 1500.0), ("mediastinal", 40.0, 350.0), ("bone", 400.0, 1800.0))
 HU_RANGE = (ct.HU_MIN, ct.HU_MAX)
@@ -49,7 +52,9 @@ class LungNoduleCNN(KerasSpec):
     profile = SessionProfile(intra_op_num_threads=2, inter_op_num_threads=1, allow_spinning=True)
     # Static QDQ int8 (measured ~0.35x the fp32 latency at batch 1 here, ROC-AUC loss ~0.002); shipped only
     # within this budget of held-out loss (and no sensitivity drop below the fp32 CI, see export/variants.py).
-    variants = ("int8",)
+    # "slice" / "slice_int8": the same graphs over a whole CT slice in one convolutional pass (export/fcn.py), each
+    # gated against patch-by-patch fp32 predictions at the same centres on held-out slices (export/slice.py).
+    variants = ("int8", "slice", "slice_int8")
     variant_budget = {"roc_auc": 0.005, "accuracy": 0.02}
     # The three CT windows become the int8 input quantizer itself (see export/optimize.py): ~150 -> ~18 µs.
     int8_fold_window = ("ct_windows", "window_clip")
@@ -78,6 +83,10 @@ class LungNoduleCNN(KerasSpec):
             "nodules; background slices are mostly head CT (InVesalius example) plus four other real slices.",
             "Held-out slices come from the same scanner volume as training slices (disjoint slice blocks).",
             "The operating threshold was chosen for >= 90 % sensitivity on validation patches of simulated lesions.",
+            "The applicability-domain guard reads the patch's HU mean and spread only: a CT-like patch of unusual "
+            "content with ordinary HU statistics is not flagged. A distance of the CNN's 512-unit embedding was "
+            "measured and not used: it rejected 8-11 % of in-domain held-out patches and scored saturated inputs "
+            "(MR values, an intercept error) as more typical than real ones.",
         ),
         ethical_considerations=(
             "Real CT pixels from public test/example data (pydicom MIT, InVesalius GPL-2); no patient identifiers.",
@@ -189,6 +198,14 @@ class LungNoduleCNN(KerasSpec):
                                                 dataset.facts.get("validation_source", "validation patches"))
         return OperatingPoint(threshold, rationale)
 
+    def parity_slices(self, dataset: Dataset) -> dict[str, np.ndarray]:
+        """A few real held-out CT slices (the test slice group; with user data: none, mosaics are used)."""
+        if self.data:
+            return {}
+        test = split_slices(ct.load_slices(self.backgrounds))["test"]
+        picks = sorted({round(i) for i in np.linspace(0, len(test) - 1, min(PARITY_SLICES, len(test)))})
+        return {test[i].key: test[i].hu for i in picks}
+
     def inputs(self, dataset: Dataset) -> tuple[TensorSpec, ...]:
         return (
             TensorSpec(
@@ -198,7 +215,7 @@ class LungNoduleCNN(KerasSpec):
                 facts={"modality": "CT", "units": "HU", "patch": [PATCH, PATCH],
                        "windows": {w: {"level": lv, "width": wd} for w, lv, wd in WINDOWS},
                        "dicom": {"modality": "CT", "photometric": ["MONOCHROME2", "MONOCHROME1"],
-                                 "clip_hu": list(HU_RANGE), "window_stride": PATCH // 4},
+                                 "clip_hu": list(HU_RANGE), "window_stride": WINDOW_STRIDE},
                        "training_data": "simulated lesions on real CT background"},
             ),
         )
@@ -211,29 +228,16 @@ class LungNoduleCNN(KerasSpec):
         return binary_metrics(y, scores, threshold)
 
     # -- applicability domain ---------------------------------------------------------------------------------
-    domain_method = ("the larger of: the class-conditional Mahalanobis distance of the 512-unit embedding (the layer "
-                     "before the output) to the nearest class mean, and |z-scores| of the patch's mean and spread of "
-                     "HU against the training patches; each relative to in-domain data's 99th percentile")
-
-    def domain_features(self, model: Any) -> Any:
-        embed = _embedding_model(model)
-
-        def features(X: Any) -> dict[str, np.ndarray]:
-            X = np.asarray(X, np.float32)
-            # Called eagerly in chunks: predict() would retrace for every new batch size.
-            parts = [np.asarray(embed(X[i:i + 256], training=False)) for i in range(0, len(X), 256)]
-            return {"input": X, "embedding": np.concatenate(parts) if parts else np.zeros((0, 512), np.float32)}
-
-        return features
-
-    def domain_sources(self, onx: Any) -> dict[str, str]:
-        return {"input": onx.graph.input[0].name, "embedding": domain.matmul_input(onx, "probability")}
+    # Measured on the real build (held-out patches of other slices and another scanner, calibration on validation
+    # slices): a Mahalanobis or kNN distance of the 512-unit embedding rejected 8-11 % of in-domain held-out patches
+    # and scored saturated inputs (MR values, an intercept error) as MORE typical than real ones (AUROC 0.0-0.23
+    # alone), lowering every AUROC when combined; the patch's HU mean and spread alone accepted 98.9 % and separated
+    # every gross fault (AUROC 1.0) and other body regions (0.88). So the guard reads the HU statistics only.
+    domain_method = ("|z-scores| of the patch's mean and spread of HU against the training patches, relative to "
+                     "in-domain data's 99th percentile (an embedding distance was measured and rejected: see the card)")
 
     def domain_parts(self, model: Any, dataset: Dataset) -> list[Part]:
-        feats = self.domain_features(model)(dataset.X_train)
-        return [domain.mahalanobis("embedding", feats["embedding"], np.asarray(dataset.y_train).astype(int),
-                                   label="Mahalanobis distance of the 512-unit embedding to the nearest class"),
-                domain.value_stats("input", dataset.X_train, label="mean and spread of the patch's HU")]
+        return [domain.value_stats("input", dataset.X_train, label="mean and spread of the patch's HU")]
 
     def domain_shifts(self, model: Any, dataset: Dataset, guard: DomainGuard) -> dict[str, Shift]:
         rng = np.random.default_rng(0)
@@ -279,12 +283,6 @@ class LungNoduleCNN(KerasSpec):
                 plots.example_patches(dataset.X_test, y, scores, threshold,
                                         folder / "examples.png"),
         }
-
-
-def _embedding_model(model: Any) -> Any:
-    import keras
-
-    return keras.Model(model.inputs[0], model.get_layer("probability").input)
 
 
 def _where(name: str) -> str:

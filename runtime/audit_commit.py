@@ -1,0 +1,97 @@
+"""Group commit for the audit trail: records are written at once but fsynced in groups, within two bounds.
+
+At most ``group_records`` records of one writer are ever written but not yet fsynced (the append that would
+reach the bound fsyncs itself), and none stays unsynced longer than ``group_ms`` plus one fsync: an append that
+finds the oldest unsynced record older than the window fsyncs itself, and when no append comes a flusher thread
+does (then add its scheduling delay). So a power failure loses at most the last ``group_records`` records, all
+appended within that window before it. A failed fsync stops the trail (:class:`~medinfer.errors.AuditError`)
+until :meth:`~medinfer.audit.AuditLog.probe` succeeds.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from .errors import AuditError
+
+
+class GroupCommit:
+    """The group-commit half of :class:`~medinfer.audit.AuditLog` (its state lives on the log, under its lock)."""
+
+    path: Any
+    group_ms: float | None
+    group_records: int
+    failed: str | None
+    _fd: int
+    _lock: threading.Lock
+    _wake: threading.Condition
+    _written: int
+    _synced: int
+    _oldest: float
+    _undurable: str | None
+    _flusher: threading.Thread | None
+
+    def _group_commit(self) -> None:
+        """After a write (under the lock): count it, fsync now if a bound is reached, else leave it to the flusher."""
+        self._written += 1
+        now = time.monotonic()
+        if self._written - self._synced == 1:
+            self._oldest = now
+            self._wake.notify()
+        if (self._written - self._synced >= self.group_records
+                or now - self._oldest >= self.group_ms / 1e3):  # type: ignore[operator]
+            self._fsync(self._written)
+        elif self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_loop, name=f"audit-commit {self.path.name}",
+                                             daemon=True)
+            self._flusher.start()
+
+    def _fsync(self, covered: int) -> None:
+        """fsync the file, covering the first ``covered`` records (called under the lock)."""
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            self.failed = self._undurable = f"fsync: {exc.strerror or exc}"
+            raise AuditError(f"audit trail {self.path} cannot be made durable ({self.failed})") from None
+        self._undurable = None
+        self._synced = max(self._synced, covered)
+        if self._written > self._synced:
+            self._oldest = time.monotonic()
+
+    def _flush_loop(self) -> None:
+        window = (self.group_ms or 0.0) / 1e3
+        with self._lock:
+            while self._fd >= 0:
+                if self._written == self._synced:
+                    self._wake.wait()
+                    continue
+                due = self._oldest + window - time.monotonic()
+                if due > 0:
+                    self._wake.wait(due)
+                    continue
+                covered, fd = self._written, os.dup(self._fd)  # close() may close the writer's fd meanwhile
+                self._lock.release()  # appends go on while the disk works
+                error = None
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    error = f"fsync: {exc.strerror or exc}"
+                finally:
+                    os.close(fd)
+                    self._lock.acquire()
+                if error is not None:
+                    self.failed = self._undurable = error
+                    self._wake.wait(window or 0.01)
+                    continue
+                self._synced = max(self._synced, covered)
+                if self._written > self._synced:
+                    self._oldest = time.monotonic()
+
+    @property
+    def unsynced(self) -> int:
+        """Records of this writer not yet covered by a completed fsync (group commit; else 0)."""
+        return self._written - self._synced
+
