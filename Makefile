@@ -1,7 +1,8 @@
 # medinfer — the two commands that do everything on a fresh machine:
 #   make demo   real data → train all models → export with parity gate → verify → predict → summary
 #   make test   the test suite (tiny models, sampled data)
-#   make bench  the side-by-side latency suite → benchmarks/REPORT.md + history + regression check
+#   make bench  the side-by-side latency suite (peers included) → a run folder under build/bench + history + gate
+#   make bench-publish  that full run → benchmarks/results/ (suite, cold_start, slice), plots, REPORT.md, README numbers
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -9,7 +10,7 @@ MEDINFER := $(VENV)/bin/medinfer
 STAMP  := $(VENV)/.installed-train-dev
 MODELS ?= all
 
-.PHONY: demo test install lint clean bench bench-serve test-triton test-scale test-device check-dicom-out test-arm test-min runs-on
+.PHONY: demo test install lint clean bench bench-publish peer-venvs bench-serve test-triton test-scale test-device check-dicom-out test-arm test-min runs-on
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +45,31 @@ demo: $(STAMP)
 	@echo; $(MEDINFER) list bundles
 	@echo; $(MEDINFER) bench bundles/*/ --min-queries 300 --min-seconds 1 --warmup 20
 
-bench: $(STAMP)
-	$(PY) -m benchmarks run --check
+# The full published run: every bundle in bundles/ (artifacts/ for the native side and the held-out accuracy),
+# batch 1 and 64, 6 s x 12 rounds each, LiteRT and OpenVINO in their own venvs, cold starts, and a CT slice in one
+# pass vs patch by patch (256/512 px, 20 s x 3 rounds each) for the CNN (about 35-40 minutes on 2 cores).
+# It writes build/bench/<time>-<cpu>/ and never touches the committed report; bench-publish copies the newest
+# full run into the repo (results/suite.json, cold_start.json, slice.json, models.json, plots, REPORT.md, README).
+# BENCH_ARGS e.g. --models drug_activity_rf --seconds 0.5 --rounds 2 (a short run: gated, never published).
+bench: $(STAMP) peer-venvs
+	$(PY) -m benchmarks run --check $(BENCH_ARGS)
+
+bench-publish: $(STAMP)
+	$(PY) -m benchmarks models --bundles bundles
+	$(PY) -m benchmarks publish --from $$(ls -d build/bench/*/ | grep -v -- -short/ | tail -1)
+
+# The edge peers, each in its own venv (never beside plain onnxruntime): ai-edge-litert, onnxruntime-openvino.
+LITERT_VENV ?= build/litert-venv
+OPENVINO_VENV ?= build/openvino-venv
+$(LITERT_VENV)/.installed:
+	$(PYTHON) -m venv $(LITERT_VENV)
+	$(LITERT_VENV)/bin/python -m pip install --quiet 'ai-edge-litert==2.3.0' numpy
+	@touch $@
+$(OPENVINO_VENV)/.installed:
+	$(PYTHON) -m venv $(OPENVINO_VENV)
+	$(OPENVINO_VENV)/bin/python -m pip install --quiet 'onnxruntime-openvino==1.24.1' numpy
+	@touch $@
+peer-venvs: $(LITERT_VENV)/.installed $(OPENVINO_VENV)/.installed
 
 # The whole suite: lint and the import contracts, the tests with every extra, then the device-only run.
 test: $(STAMP)

@@ -1,148 +1,183 @@
-"""``python -m benchmarks`` — run the comparative suite, check for regressions, redraw the report.
+"""``python -m benchmarks`` — run the comparative suite into a run folder, gate it, publish a full run on purpose.
 
-    python -m benchmarks run [--bundles bundles] [--artifacts artifacts] [--batch 1 64] [--seconds 4]
-    python -m benchmarks slice [--bundles bundles] [--slice-seconds 20]
-    python -m benchmarks safety [--bundles bundles] [--seconds 3] [--soak-seconds 60]
-    python -m benchmarks check [--threshold 0.15] [--history FILE]
-    python -m benchmarks serve [--bundles bundles] [--models ...] [--clients 1 4 16] [--seconds 3] [--rounds 3]
-    python -m benchmarks report
+    python -m benchmarks run [--bundles bundles] [--artifacts artifacts] [--peers litert openvino] [--check]
+    python -m benchmarks publish --from build/bench/RUN      # results/suite.json, cold_start.json, slice.json, plots,
+                                                             # REPORT.md, README numbers
+    python -m benchmarks report                              # REPORT.md and README numbers from the committed data
+    python -m benchmarks check [--require-baseline]          # gate the newest history record
+    python -m benchmarks models --bundles bundles            # results/models.json (held-out metrics of the bundles)
+    python -m benchmarks slice [--slice-seconds 20]          # results/slice.json: a CT slice, one pass vs patches
+    python -m benchmarks concurrency | safety | serve | int8-ops
 
-``run`` also writes ``results/cold_start.json`` and (for bundles with a whole-slice variant) ``results/slice.json``;
-``safety`` writes ``results/safety.json``: raw measurements with the command that made them, rendered by ``report``.
+``run`` also times one pass vs patch by patch for bundles with a whole-slice variant (``--no-slice`` skips it) into
+the run folder's ``slice.json``; ``publish`` writes it, and every cold start of the run, to ``results/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
 from pathlib import Path
 
-from . import history, plots, report
-from .suite import run_suite
+from . import history, report, results
 
 HERE = Path(__file__).parent
+RUNS = HERE.parent / "build" / "bench"
+NO_BASELINE = 3  # exit code of --check --require-baseline on a CPU without earlier full runs
 
 
-def _history_path(args: argparse.Namespace) -> Path:
-    if args.history:
-        return Path(args.history)
-    from medinfer.tools.fingerprint import environment
-
-    return history.history_file(HERE / "history", environment())
+def _command(argv: list[str] | None) -> str:
+    return "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
 
 
 def _bundles(args: argparse.Namespace) -> list[Path]:
     root = Path(args.bundles)
-    bundles = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
-    return [b for b in bundles if b.name in args.models] if args.models else bundles
+    found = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
+    return [b for b in found if b.name in args.models] if args.models else found
 
 
-def _render(latest: dict | None, records: list[dict], raw_record: dict | None) -> Path:
-    out = HERE / "plots"
-    out.mkdir(exist_ok=True)
-    drawn: list[Path] = []
-    if raw_record is not None:
-        drawn += plots.distributions(raw_record, out)
-        drawn.append(plots.native_vs_runtime(raw_record, out))
+def _history_path(args: argparse.Namespace, env: dict | None = None) -> Path:
+    if getattr(args, "history", None):
+        return Path(args.history)
+    from medinfer.tools.fingerprint import environment
+
+    return history.history_file(HERE / "history", env or environment())
+
+
+def gate(records: list[dict], new: dict, threshold: float, window: int, require: bool) -> int:
+    """The regression gate: ``new`` against the rolling median of earlier full runs on its CPU fingerprint."""
+    base, used = history.baseline(records, new, window)
+    if not used:
+        print(f"!! NO BASELINE FOR THIS CPU ({history.fingerprint(new.get('env', {}))}): no earlier full run on "
+              "it, nothing compared. Run `make bench` here a few times to build one.", file=sys.stderr)
+        return NO_BASELINE if require else 0
+    problems = history.check(new, base, threshold)
+    if problems:
+        print(f"REGRESSION against the median of {len(used)} earlier full runs on this CPU:")
+        for p in problems:
+            print(f"  - {p}")
+        return 1
+    print(f"regression check: no ratio worse than the median of {len(used)} earlier full runs on this CPU by more "
+          f"than {threshold:.0%}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import runs
+    from .suite import run_suite
+
+    bundles = _bundles(args)
+    if not bundles:
+        print(f"no bundles in {args.bundles}/ — run 'make demo' (or 'medinfer build all') first", file=sys.stderr)
+        return 2
+    artifacts = Path(args.artifacts) if args.artifacts else None
+    command = _command(args.argv)
+    record = run_suite(bundles, batches=args.batch, artifacts=artifacts, seconds=args.seconds, rounds=args.rounds,
+                       cold=not args.no_cold, peers=args.peers, command=command,
+                       progress=lambda m: print(m, file=sys.stderr))
+    folder = runs.write(record, Path(args.out) if args.out else RUNS)
+    if not args.no_slice:
+        doc = _slice_doc(args, bundles, command)
+        if doc is not None:
+            runs.write_slice(folder, doc)
+    print(f"run folder: {folder} (publish a full run with: python -m benchmarks publish --from {folder})")
+    path = _history_path(args, record["env"])
+    records = history.load(path)
+    if record["full"]:
+        history.append(path, record)
+        print(f"appended to {path}")
     else:
-        drawn += sorted(out.glob("latency_*.png")) + [p for p in [out / "native_vs_runtime.png"] if p.exists()]
-    if len(records) >= 1:
-        drawn.append(plots.history(records, out))
+        print(f"short run ({args.seconds:g} s x {args.rounds} rounds): not added to the history, never published")
+    return gate(records, record, args.threshold, args.window, args.require_baseline) if args.check else 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from . import readme, runs
+
+    record = runs.read(Path(args.from_))
+    if not record.get("full"):
+        print(f"{args.from_} is a short run ({record.get('seconds_per_batch')} s x {record.get('rounds')} rounds): "
+              "only a full run (make bench) is published", file=sys.stderr)
+        return 2
+    written = runs.publish_results(Path(args.from_), results.FOLDER)
+    if "slice" not in written and runs.read_slice(Path(args.from_)) is not None:
+        print(f"{args.from_}: its one-pass-vs-patches section was timed short; results/slice.json left as it is "
+              "(python -m benchmarks slice makes a full one)", file=sys.stderr)
+    drawn = runs.plots(Path(args.from_), HERE / "plots", report.history_records())
+    (HERE / "REPORT.md").write_text(report.render(record, report.history_records(), drawn))
+    readme.rewrite(HERE.parent / "README.md")
+    print(f"published {args.from_}: {', '.join(f'results/{n}.json' for n in written)}, plots, REPORT.md, "
+          "README numbers")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from . import readme, runs
+
     path = HERE / "REPORT.md"
-    path.write_text(report.render(latest, drawn, report.extras_from_results(HERE / "results")))
-    return path
+    path.write_text(report.render(report.published(), report.history_records(), runs.committed_plots(HERE / "plots")))
+    print(path)
+    if readme.rewrite(HERE.parent / "README.md"):  # README's numbers follow the same data (safety, concurrency, ...)
+        print(HERE.parent / "README.md")
+    return 0
 
 
-def _write_result(name: str, doc: dict) -> Path:
-    import json
-
-    out = HERE / "results" / name
-    out.parent.mkdir(exist_ok=True)
-    tmp = out.with_suffix(".part")
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(out)
-    return out
+def cmd_check(args: argparse.Namespace) -> int:
+    records = history.load(_history_path(args))
+    if not records:
+        print("!! NO BASELINE FOR THIS CPU: no history at all", file=sys.stderr)
+        return NO_BASELINE if args.require_baseline else 0
+    return gate(records[:-1], records[-1], args.threshold, args.window, args.require_baseline)
 
 
-def _slice(args: argparse.Namespace, bundles: list[Path]) -> Path | None:
+def cmd_models(args: argparse.Namespace) -> int:
+    from . import readme
+
+    path = results.write("models", readme.models_doc(_bundles(args), _command(args.argv)))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_int8_ops(args: argparse.Namespace) -> int:
+    from . import int8_ops
+
+    entry = int8_ops.measure(Path(args.bundle), args.runs, args.threads, _command(args.argv))
+    print(f"wrote {int8_ops.record(entry, results.FOLDER)}")
+    print("\n".join(int8_ops.render(results.load("int8_ops"))))
+    return 0
+
+
+def cmd_concurrency(args: argparse.Namespace) -> int:
+    from .concurrency import concurrency, markdown
+
+    rows = [concurrency(b, threads=args.threads, seconds=args.seconds, rounds=args.rounds) for b in _bundles(args)]
+    doc = {"command": _command(args.argv), "interleaved": True, "rows": rows}
+    print(f"wrote {results.write('concurrency', doc)}")
+    print("\n".join(markdown(doc)))
+    return 0
+
+
+def _slice_doc(args: argparse.Namespace, bundles: list[Path], command: str) -> dict | None:
     from .slice import document, slice_speed
 
     rows = []
     for bundle in bundles:
         rows += slice_speed(bundle, seconds=args.slice_seconds, rounds=args.slice_rounds,
                             sizes=tuple(args.slice_sizes))
-    if not rows:
-        return None
-    return _write_result("slice.json", document(rows, args.command_line, args.slice_seconds, args.slice_rounds))
-
-
-def _cold_start_doc(record: dict, command: str) -> dict:
-    models = {m["model"]: {"default": m.get("cold_start"), **(m.get("cold_start_variants") or {})}
-              for m in record["models"] if m.get("cold_start")}
-    return {"kind": "medinfer.cold_start", "title": "Cold start, every run", "command": command,
-            "time": record["time"], "env": record["env"],
-            "method": "fresh process: interpreter + import medinfer + load (integrity, golden self-test) + first "
-                      "result; peak RSS = VmHWM", "models": models, "all_loaded": record.get("all_loaded")}
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    bundles = _bundles(args)
-    if not bundles:
-        print(f"no bundles in {args.bundles}/ — run 'make demo' (or 'medinfer build all') first", file=sys.stderr)
-        return 2
-    artifacts = Path(args.artifacts) if args.artifacts else None
-    record = run_suite(bundles, batches=args.batch, artifacts=artifacts, seconds=args.seconds, rounds=args.rounds,
-                       cold=not args.no_cold, progress=lambda m: print(m, file=sys.stderr))
-    if not args.no_cold:
-        print(f"cold start: {_write_result('cold_start.json', _cold_start_doc(record, args.command_line))}",
-              file=sys.stderr)
-    if not args.no_slice:
-        written = _slice(args, bundles)
-        if written is not None:
-            print(f"one pass vs patch by patch: {written}", file=sys.stderr)
-    if args.baseline:
-        record["baseline"] = True
-    path = _history_path(args)
-    history.append(path, record)
-    records = history.load(path)
-    if not args.no_report:
-        print(f"report: {_render(records[-1], records, record)}", file=sys.stderr)
-    print(report.render(records[-1], [], {}).split("## Side by side", 1)[-1])
-    print(f"appended to {path}")
-    return _check(records, args.threshold) if args.check else 0
-
-
-def _check(records: list[dict], threshold: float) -> int:
-    base = history.baseline_of(records)
-    if base is None:
-        print("regression check: no baseline yet (first run in this history) — nothing to compare")
-        return 0
-    problems = history.check(records[-1], base, threshold)
-    if problems:
-        print(f"REGRESSION against baseline {base.get('time')} ({base['env'].get('git_commit')}):")
-        for p in problems:
-            print(f"  - {p}")
-        return 1
-    print(f"regression check: no ratio worse than baseline {base.get('time')} by more than {threshold:.0%}")
-    return 0
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    return _check(history.load(_history_path(args)), args.threshold)
+    return document(rows, command, args.slice_seconds, args.slice_rounds) if rows else None
 
 
 def cmd_slice(args: argparse.Namespace) -> int:
     from .slice import markdown
 
-    written = _slice(args, _bundles(args))
-    if written is None:
+    doc = _slice_doc(args, _bundles(args), _command(args.argv))
+    if doc is None:
         print(f"no bundle in {args.bundles}/ ships a whole-slice variant", file=sys.stderr)
         return 2
-    import json
-
-    print("\n".join(markdown(json.loads(written.read_text()))))
-    records = history.load(_history_path(args))
-    _render(records[-1] if records else None, records, None)
+    print(f"wrote {results.write('slice', doc)}")
+    print("\n".join(markdown(doc)))
     return 0
 
 
@@ -154,42 +189,18 @@ def cmd_safety(args: argparse.Namespace) -> int:
     from .safety import audit_cost, markdown, soak
 
     bundles = _bundles(args)
-    costs = [audit_cost(b, seconds=args.seconds, rounds=args.rounds) for b in bundles]
-    soaks = [soak(b, seconds=args.soak_seconds) for b in bundles] if args.soak_seconds > 0 else []
-    doc = {"kind": "medinfer.safety", "title": "Safety costs: audit trail, deadlines, soak",
-           "command": args.command_line, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "env": environment(),
-           "method": {"seconds_per_model": args.seconds, "rounds": args.rounds, "batch": 1, "timer": "perf_counter_ns",
-                      "trimming": "none"}, "costs": costs, "soaks": soaks}
-    _write_result("safety.json", doc)
+    doc = {"kind": "medinfer.safety", "command": _command(args.argv),
+           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "env": environment(),
+           "method": {"seconds_per_model": args.seconds, "rounds": args.rounds, "batch": 1,
+                      "timer": "perf_counter_ns", "trimming": "none"},
+           "costs": [audit_cost(b, seconds=args.seconds, rounds=args.rounds) for b in bundles],
+           "soaks": [soak(b, seconds=args.soak_seconds) for b in bundles] if args.soak_seconds > 0 else []}
+    print(f"wrote {results.write('safety', doc)}")
     print("\n".join(markdown(doc)))
-    records = history.load(_history_path(args))
-    _render(records[-1] if records else None, records, None)
-    leaks = [s for s in soaks if s["growth_mb"] > args.max_growth_mb]
-    return 1 if leaks else 0
-
-
-def cmd_concurrency(args: argparse.Namespace) -> int:
-    import json
-
-    from .concurrency import concurrency, markdown
-
-    bundles = _bundles(args)
-    rows = [concurrency(b, threads=args.threads, seconds=args.seconds) for b in bundles]
-    text = markdown(rows)
-    out = HERE / "results" / "concurrency.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"title": "Concurrent clients: direct calls vs micro-batching", "markdown": text,
-                               "rows": rows}, indent=1))
-    print("\n".join(text))
-    records = history.load(_history_path(args))
-    _render(records[-1] if records else None, records, None)
-    return 0
+    return 1 if any(s["growth_mb"] > args.max_growth_mb for s in doc["soaks"]) else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import json
-
     from .serve import markdown, run
 
     bundles = _bundles(args)
@@ -198,96 +209,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     record = run(bundles, args.servers, args.clients, args.encodings, args.seconds, args.rounds, args.baseline_ref,
                  progress=lambda m: print(m, file=sys.stderr))
-    record["command"] = "python -m benchmarks " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
+    record["command"] = _command(args.argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))
     print("\n".join(markdown(record)))
     print(f"wrote {out}")
-    if out.resolve().parent == (HERE / "results").resolve():
-        records = history.load(_history_path(args))
-        _render(records[-1] if records else None, records, None)
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    records = history.load(_history_path(args))
-    print(_render(records[-1] if records else None, records, None))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="measure every bundle side by side, append to history, redraw the report")
-    p.add_argument("--bundles", default="bundles")
-    p.add_argument("--artifacts", default="artifacts", help="native artifacts for the native side ('' to skip)")
-    p.add_argument("--models", nargs="*", default=None, help="only these bundles")
-    p.add_argument("--batch", type=int, nargs="+", default=[1, 64])
-    p.add_argument("--seconds", type=float, default=4.0, help="wall time per model and batch size (all candidates)")
-    p.add_argument("--rounds", type=int, default=10, help="interleaving rounds")
-    p.add_argument("--no-cold", action="store_true")
-    p.add_argument("--no-slice", action="store_true", help="skip one pass vs patch by patch (whole-slice variants)")
-    _slice_options(p)
-    p.add_argument("--no-report", action="store_true")
-    p.add_argument("--baseline", action="store_true", help="mark this run as the baseline for later checks")
-    p.add_argument("--check", action="store_true", help="exit 1 when a ratio regressed against the baseline")
-    p.add_argument("--threshold", type=float, default=history.DEFAULT_THRESHOLD)
-    p.add_argument("--history", default=None, help="history file (default: benchmarks/history/<machine>.jsonl)")
-    p.set_defaults(func=cmd_run)
-    p = sub.add_parser("check", help="compare the newest history record with its baseline by ratio")
-    p.add_argument("--threshold", type=float, default=history.DEFAULT_THRESHOLD)
-    p.add_argument("--history", default=None)
-    p.set_defaults(func=cmd_check)
-    p = sub.add_parser("slice", help="a whole CT slice: one pass vs patch by patch -> results/slice.json")
-    p.add_argument("--bundles", default="bundles")
-    p.add_argument("--models", nargs="*", default=None)
-    p.add_argument("--history", default=None)
-    _slice_options(p)
-    p.set_defaults(func=cmd_slice)
-    p = sub.add_parser("safety", help="audit-trail/deadline cost and an RSS soak test -> results/safety.json")
-    p.add_argument("--bundles", default="bundles")
-    p.add_argument("--models", nargs="*", default=None)
-    p.add_argument("--seconds", type=float, default=3.0)
-    p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--soak-seconds", type=float, default=60.0)
-    p.add_argument("--max-growth-mb", type=float, default=5.0, help="exit 1 when RSS grows more than this")
-    p.add_argument("--history", default=None)
-    p.set_defaults(func=cmd_safety)
-    p = sub.add_parser("concurrency", help="8 single-sample clients: direct vs MicroBatcher -> results/")
-    p.add_argument("--bundles", default="bundles")
-    p.add_argument("--models", nargs="*", default=None)
-    p.add_argument("--threads", type=int, default=8)
-    p.add_argument("--seconds", type=float, default=3.0)
-    p.add_argument("--history", default=None)
-    p.set_defaults(func=cmd_concurrency)
-    p = sub.add_parser("serve", help="medinfer serve (before/after issue 17, audit on/off), MLServer and "
-                                     "tritonserver side by side -> results/serve.json")
-    p.add_argument("--bundles", default="bundles")
-    p.add_argument("--models", nargs="*", default=None)
-    p.add_argument("--servers", nargs="+", default=["medinfer-baseline", "medinfer", "mlserver", "tritonserver"])
-    p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
-    p.add_argument("--encodings", nargs="+", choices=("json", "binary"), default=["json", "binary"])
-    p.add_argument("--seconds", type=float, default=3.0, help="per cell (server x encoding x clients) and round")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--baseline-ref", default="5e459c4", help="git ref of the 'before' medinfer serve")
-    p.add_argument("--out", default=str(HERE / "results" / "serve.json"))
-    p.add_argument("--history", default=None)
-    p.set_defaults(func=cmd_serve, argv=None)
-    p = sub.add_parser("report", help="redraw REPORT.md from the history and result files")
-    p.add_argument("--history", default=None)
-    p.set_defaults(func=cmd_report)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    args.command_line = " ".join(["python -m benchmarks", *argv])  # recorded with every results file
-    return int(args.func(args))
+    from .cli import parser
 
-
-def _slice_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--slice-seconds", type=float, default=20.0, help="wall time per slice size, both paths")
-    p.add_argument("--slice-rounds", type=int, default=3)
-    p.add_argument("--slice-sizes", type=int, nargs="+", default=[256, 512])
+    args = parser(__doc__).parse_args(argv)
+    args.argv = argv
+    handlers = {"run": cmd_run, "publish": cmd_publish, "report": cmd_report, "check": cmd_check,
+                "models": cmd_models, "int8-ops": cmd_int8_ops, "concurrency": cmd_concurrency,
+                "slice": cmd_slice, "safety": cmd_safety, "serve": cmd_serve}
+    return int(handlers[args.command](args))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Render ``benchmarks/REPORT.md`` from the latest suite run, the history and any extra result files."""
+"""Render ``benchmarks/REPORT.md`` from committed raw data only: ``results/suite.json`` (the published full run),
+the history, ``targets.json`` and the other ``results/*.json``. Every table, ratio and range is computed here;
+no results file carries text (``benchmarks.results`` checks that), and ``tests/benchmarks/test_report.py`` keeps
+REPORT.md equal to what this module renders from the files in the repo.
+"""
 
 from __future__ import annotations
 
@@ -6,41 +10,77 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import history, report_peers, report_sections, results
+from .contenders import BATCH1, DEFAULT, SAME
+
 HERE = Path(__file__).parent
+REFERENCE = "medinfer [default]"
 
 
 def _f(x: float | None, digits: int = 1) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def _suite_section(rec: dict[str, Any]) -> list[str]:
+def settings(s: dict[str, Any]) -> str:
+    """A short label of a contender's session settings."""
+    if not s:
+        return ""
+    if s.get("session_options") == "default":
+        return "ORT defaults"
+    if "n_jobs" in s:
+        return f"n_jobs={s['n_jobs']}"
+    if "intra_op_num_threads" in s:
+        return (f"{s['intra_op_num_threads']}t{' spin' if s.get('allow_spinning') else ''} "
+                f"{s.get('graph_optimization_level', '')}").strip()
+    if "threads" in s:
+        return f"{s['threads']}t {s.get('runtime', '')} {s.get('version', '')}".strip()
+    return ""
+
+
+def environment_line(rec: dict[str, Any]) -> str:
     env = rec["env"]
     cpu = env["cpu"]
-    lines = [
-        f"Run {rec['time']} at commit `{env.get('git_commit')}` on {cpu['model']} ({cpu['usable_cores']} usable "
-        f"cores; {', '.join(cpu['flags'])}), {env['os']}, Python {env['python']}, numpy {env['numpy']}, "
-        f"onnxruntime {env['onnxruntime']}. Interleaved: {rec['rounds']} rounds, {rec['seconds_per_batch']:g} s "
-        "per model and batch; every query timed; nothing trimmed.",
-        "",
-        "| model | batch | candidate | p50 µs | p90 | p99 | p99.9 | max | mean ± std | samples/s | × bare ORT (p50) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    return (f"Run {rec['time']} at commit `{env.get('git_commit')}` on {cpu['model']} ({cpu['usable_cores']} usable "
+            f"cores; {', '.join(cpu['flags'])}), {env['os']}, Python {env['python']}, numpy {env['numpy']}, "
+            f"onnxruntime {env['onnxruntime']}. Interleaved: {rec['rounds']} rounds, {rec['seconds_per_batch']:g} s "
+            "per model and batch, every contender in the same rounds (peers in their own processes, one timed "
+            "block per turn); every query timed; nothing trimmed. Command: `" + rec.get("command", "?") + "`.")
+
+
+LEGACY = ("This run predates issue 14 (it is the newest full record of the history; no run in the new format is "
+          "published yet): medinfer was timed without reading `.labels`, scikit-learn ran with `n_jobs=-1`, "
+          "*ort (bundle profile)* is the batch-1 profile session at every batch size and fetched only the score, "
+          "so the like-for-like columns are empty. `make bench && make bench-publish` replaces it.")
+
+
+def suite_section(rec: dict[str, Any]) -> list[str]:
+    lines = [environment_line(rec), ""] + ([LEGACY, ""] if "command" not in rec else []) + [
+             f"medinfer is timed as a user calls it: `predict(x)` plus reading `.labels` (`.scores` for regression). "
+             f"*{SAME}*: a bare session with the options medinfer uses at that batch size (its large-batch session's "
+             f"from `large_batch_from` on); *{DEFAULT}*: `onnxruntime.SessionOptions()` untouched; both fetch the "
+             "same outputs as medinfer (score, evidence and `domain_score`). scikit-learn runs with `n_jobs=1`, as "
+             "a device would.", "",
+             "| model | batch | contender | settings | p50 µs | p90 | p99 | p99.9 | max | mean ± std | samples/s | "
+             "× same options | × default options |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in rec["models"]:
         for b in m["batches"]:
             for r in b["rows"]:
                 s = r["latency_us"]
                 lines.append(
-                    f"| {m['model']} | {b['batch']} | {r['candidate']} | {_f(s['p50'])} | {_f(s['p90'])} | "
-                    f"{_f(s['p99'])} | {_f(s['p99.9'])} | {_f(s['max'])} | {_f(s['mean'])} ± {_f(s['std'])} | "
-                    f"{r['throughput_samples_per_s']:.0f} | {r['ratio_p50_vs_ort']:.3f} |")
+                    f"| {m['model']} | {b['batch']} | {r['candidate']} | {settings(r.get('settings') or {})} | "
+                    f"{_f(s['p50'])} | {_f(s['p90'])} | {_f(s['p99'])} | {_f(s['p99.9'])} | {_f(s['max'])} | "
+                    f"{_f(s['mean'])} ± {_f(s['std'])} | {r['throughput_samples_per_s']:.0f} | "
+                    f"{_f(r.get('ratio_p50_vs_same_options'), 3)} | {_f(r.get('ratio_p50_vs_default_options'), 3)} |")
+    lines += ["", "### Where medinfer switches sessions (why a batch-1-profile session is slower at large batches)", ""]
+    lines += large_batch_lines(rec)
     lines += ["", "### Runtime overhead at batch 1 (targets: ≤ 1.15 vs same options, ≤ 1.0 vs default options)", "",
               "| model | predict / bare (same options, p50) | predict / bare (default options, p50) | "
-              "same options, mean |", "|---|---|---|---|"]
+              "same options, mean | predict − bare (same options, p50 µs) |", "|---|---|---|---|---|"]
     for m in rec["models"]:
         o = m.get("overhead") or {}
         lines.append(f"| {m['model']} | {_f(o.get('predict_vs_bare_same_options_p50'), 3)} | "
                      f"{_f(o.get('predict_vs_bare_default_options_p50'), 3)} | "
-                     f"{_f(o.get('predict_vs_bare_same_options_mean'), 3)} |")
+                     f"{_f(o.get('predict_vs_bare_same_options_mean'), 3)} | {_f(overhead_us(m), 1)} |")
     lines += ["", "### Cold start (fresh process: interpreter + import medinfer + load with integrity check and "
               "golden self-test + first result)", "",
               "| model | wall s (median of 3) | import s | load s | first predict s | peak RSS MB |",
@@ -58,138 +98,70 @@ def _suite_section(rec: dict[str, Any]) -> list[str]:
     return lines
 
 
-def targets_section(rec: dict[str, Any] | None, targets: dict[str, Any] | None = None,
-                    results: dict[str, Any] | None = None) -> list[str]:
-    """The project's speed targets (``benchmarks/targets.json``: which models, which bound), checked against this
-    run (ratios measured inside it) and the raw result files (``results``: by kind, see :func:`results_by_kind`)."""
-    targets = targets if targets is not None else json.loads((HERE / "targets.json").read_text())
-    results = results if results is not None else results_by_kind(HERE / "results")
-    rows: list[str] = []
-
-    def row(what: str, value: float | None, target: str, ok: bool | None) -> None:
-        shown = "–" if value is None else f"{value:.3f}"
-        rows.append(f"| {what} | {shown} | {target} | {'met' if ok else ('not met' if ok is not None else '–')} |")
-
-    def check(what: str, value: float | None, bound: float) -> None:
-        row(what, value, f"≤ {bound:g}", None if value is None else value <= bound)
-
-    _result_targets(targets, results, row, check)
-    if rec is None:
-        return ["| target | this run | goal | |", "|---|---|---|---|", *rows]
-
-    by_model = {m["model"]: m for m in rec["models"]}
-
-    def models(key: str) -> list[tuple[str, dict[str, Any]]]:
-        names = (targets.get(key) or {}).get("models", [])
-        return [(n, by_model[n]) for n in names if n in by_model]
-
-    for kind, label in (("overhead_same_options", "same options"), ("overhead_default_options", "default options")):
-        for name, m in models(kind):
-            o = m.get("overhead") or {}
-            value = o.get(f"predict_vs_bare_{kind.removeprefix('overhead_')}_p50")
-            check(f"{name}: Model.predict / bare session.run, {label} (p50, b=1)", value, targets[kind]["max"])
-    spec = targets.get("variant_vs_fp32_default") or {}
-    for name, m in models("variant_vs_fp32_default"):
-        b1 = next((b for b in m["batches"] if b["batch"] == 1), None)
-        p50 = {r["candidate"]: r["latency_us"]["p50"] for r in b1["rows"]} if b1 else {}
-        variant = spec["variant"]
-        ratio = p50[f"medinfer [{variant}]"] / p50["ort (default options)"] \
-            if f"medinfer [{variant}]" in p50 and "ort (default options)" in p50 else None
-        check(f"{name}: best variant ({variant}) / fp32 on default options (p50, b=1)", ratio, spec["max"])
-    for name, m in models("cold_start_s"):
-        colds = {"fp32": m.get("cold_start") or {}, **(m.get("cold_start_variants") or {})}
-        for label, c in colds.items():
-            check(f"{name} [{label}]: cold start s", c.get("wall_s_median"), targets["cold_start_s"]["max"])
-            if "cold_start_rss_mb" in targets:
-                check(f"{name} [{label}]: cold start peak RSS MB", c.get("peak_rss_mb"),
-                      targets["cold_start_rss_mb"]["max"])
-    if "all_loaded_rss_mb" in targets:
-        n = (rec.get("all_loaded") or {}).get("n", len(by_model))
-        check(f"all {n} bundles loaded in one process: peak RSS MB", (rec.get("all_loaded") or {}).get("peak_rss_mb"),
-              targets["all_loaded_rss_mb"]["max"])
-    return ["| target | this run | goal | |", "|---|---|---|---|", *rows]
+def rows(rec: dict[str, Any], model: str, batch: int) -> dict[str, dict[str, Any]]:
+    """{contender: row} of one model at one batch size."""
+    m = next((m for m in rec.get("models", []) if m["model"] == model), None)
+    b = next((b for b in (m or {}).get("batches", []) if b["batch"] == batch), None)
+    return {r["candidate"]: r for r in (b or {}).get("rows", [])}
 
 
-def _result_targets(targets: dict[str, Any], results: dict[str, Any], row: Any, check: Any) -> None:
-    """Targets measured by the separate result files: one pass vs patch by patch, the audit trail's cost."""
-    from .safety import audit_ratio
-    from .slice import summary
-
-    goal = targets.get("slice_speedup") or {}
-    slice_doc = results.get("medinfer.slice")
-    for name in goal.get("models", []):
-        for r in (slice_doc or {}).get("rows", []):
-            if r["model"] == name and r["size"] == goal.get("size"):
-                speedup = summary(r)["speedup"]
-                row(f"{name} [{r['one_pass_variant']}]: one pass vs patch by patch, {r['size']}x{r['size']} slice at "
-                    f"{r['stride']} px (×, identical decisions)", speedup, f"≥ {goal['min']:g}, 0 flips",
-                    speedup >= goal["min"] and r["decision_flips"] == 0)
-    goal = targets.get("audit_overhead") or {}
-    safety = results.get("medinfer.safety")
-    for name in goal.get("models", []):
-        cost = next((c for c in (safety or {}).get("costs", []) if c["model"] == name), None)
-        check(f"{name}: audited predict / plain predict (p50, b=1)", audit_ratio(cost) if cost else None,
-              goal["max"])
+def overhead_us(m: dict[str, Any]) -> float | None:
+    """medinfer's p50 minus the same-options session's at batch 1, in µs."""
+    b1 = next((b for b in m["batches"] if b["batch"] == 1), None)
+    by = {r["candidate"]: r["latency_us"]["p50"] for r in (b1 or {}).get("rows", [])}
+    return by[REFERENCE] - by[SAME] if REFERENCE in by and SAME in by else None
 
 
-def results_by_kind(folder: Path) -> dict[str, Any]:
-    """The raw result documents (``kind`` = medinfer.slice, medinfer.safety, medinfer.cold_start) in ``folder``."""
-    out: dict[str, Any] = {}
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        data = json.loads(path.read_text())
-        if isinstance(data, dict) and isinstance(data.get("kind"), str):
-            out[data["kind"]] = data
-    return out
+def large_batch_lines(rec: dict[str, Any]) -> list[str]:
+    out = []
+    for m in rec["models"]:
+        for b in m["batches"]:
+            by = {r["candidate"]: r for r in b["rows"]}
+            if BATCH1 not in by or SAME not in by or REFERENCE not in by:
+                continue
+            one, same, me = (by[k]["latency_us"]["p50"] for k in (BATCH1, SAME, REFERENCE))
+            lb = b.get("large_batch") or {}
+            switched = ", ".join(f"{k} {v}" for k, v in lb.items() if k != "from")
+            out.append(f"- **{m['model']}, batch {b['batch']}**: medinfer runs batches of ≥ {lb.get('from')} on its "
+                       f"large-batch session ({switched}; batch-1 profile: {settings(by[BATCH1]['settings'])}). "
+                       f"The batch-1-profile session takes {one:.1f} µs, a bare session with the large-batch options "
+                       f"{same:.1f} µs ({one / same:.2f}×), medinfer {me:.1f} µs ({me / same:.3f}× the same options): "
+                       "the gap is the session switch, not medinfer's own path.")
+    return out or ["No model switches sessions at the batch sizes of this run."]
 
 
-def render(latest: dict[str, Any] | None, plots: list[Path], extras: dict[str, Any]) -> str:
+def render(rec: dict[str, Any] | None, records: list[dict[str, Any]], plots: list[Path],
+           folder: Path = results.FOLDER) -> str:
+    """The whole report from a published suite record, the history and the results folder."""
     lines = ["# medinfer benchmark report", "",
-             "Generated by `python -m benchmarks run` (see `python -m benchmarks --help`); do not edit by hand.",
-             "Numbers are SingleStream latencies on a shared, noisy VM: compare the RATIOS measured inside one run.",
-             ""]
-    lines += ["## Targets", ""] + targets_section(latest) + [""]
-    if latest:
-        lines += ["## Side by side: native framework, bare onnxruntime, medinfer", ""] + _suite_section(latest)
+             "Rendered by `python -m benchmarks report` from `benchmarks/results/*.json` (raw data + the command that "
+             "made them) and `benchmarks/history/`; do not edit by hand. A full run is published on purpose with "
+             "`make bench-publish`. Numbers are SingleStream latencies on a shared VM: compare the RATIOS measured "
+             "inside one run.", ""]
+    targets = json.loads((HERE / "targets.json").read_text())
+    lines += ["## Targets", ""] + report_sections.targets(rec, targets, folder) + [""]
+    if rec:
+        lines += ["## Side by side: native framework, bare onnxruntime, medinfer", ""] + suite_section(rec)
+        lines += ["", "## The edge peers: LiteRT and OpenVINO, same run, same held-out set", ""]
+        lines += report_peers.section(rec)
+        lines += ["", "## int8, like for like", ""] + report_sections.int8(rec, folder)
+    else:
+        lines += ["No full suite run is published yet (`make bench` then `make bench-publish`)."]
+    lines += ["", "## Why the targets not met stop where they do", ""]
+    lines += report_sections.target_notes(rec, records, targets, folder)
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots]
-    for title, body in extras.items():
-        lines += ["", f"## {title}", ""]
-        lines += body if isinstance(body, list) else [str(body)]
+    for title, body in report_sections.extras(folder):
+        lines += ["", f"## {title}", "", *body]
     return "\n".join(lines) + "\n"
 
 
-def extras_from_results(folder: Path) -> dict[str, Any]:
-    """Other result files: raw documents (one pass vs patch by patch, audit cost and soak, cold start, serve) rendered
-    here, older ones (accelerators, concurrency) as the markdown lines their writer kept."""
-    from .safety import markdown as safety_markdown
-    from .serve import markdown as serve_markdown
-    from .slice import markdown as slice_markdown
+def published(folder: Path = results.FOLDER) -> dict[str, Any] | None:
+    """The published full suite run (``results/suite.json``), else the newest full record of the history."""
+    from .readme import suite_source
 
-    renderers = {"medinfer.slice": slice_markdown, "medinfer.safety": safety_markdown,
-                 "medinfer.cold_start": cold_start_markdown, "serve": serve_markdown}
-    out: dict[str, Any] = {}
-    for path in sorted(folder.glob("*.json")):
-        data = json.loads(path.read_text())
-        if isinstance(data, dict) and data.get("kind") in renderers:
-            out[data.get("title") or data["kind"]] = renderers[data["kind"]](data)
-        elif isinstance(data, dict) and "title" in data and "markdown" in data:
-            out[data["title"]] = data["markdown"]
-    return out
+    return suite_source(folder)
 
 
-def cold_start_markdown(doc: dict[str, Any]) -> list[str]:
-    """Every cold-start run of ``results/cold_start.json`` (the suite's table shows their median)."""
-    lines = [f"`{doc['command']}` at {doc['time']}: {doc['method']}.", "",
-             "| model | variant | run | wall s | import s | load s | first predict s | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|"]
-    for model, variants in doc["models"].items():
-        for variant, c in variants.items():
-            for i, run in enumerate((c or {}).get("raw", [])):
-                rss = run.get("peak_rss_bytes")
-                lines.append(f"| {model} | {variant} | {i + 1} | {run['wall_s']:.3f} | {run['import_s']:.3f} | "
-                             f"{run['load_s']:.3f} | {run['first_predict_s']:.4f} | "
-                             f"{(rss / 2**20) if rss else float('nan'):.1f} |")
-    if doc.get("all_loaded"):
-        lines += ["", f"All {doc['all_loaded'].get('n')} bundles loaded and run once in one process: peak RSS "
-                      f"{_f(doc['all_loaded'].get('peak_rss_mb'))} MB."]
-    return lines
+def history_records(root: Path = HERE / "history") -> list[dict[str, Any]]:
+    return [r for path in sorted(root.glob("*.jsonl")) for r in history.load(path)]

@@ -96,31 +96,57 @@ def soak(bundle: Path, seconds: float = 60.0) -> dict[str, Any]:
             "growth_mb": float(last - first)}
 
 
+def _stats(row: dict[str, Any]) -> dict[str, float]:
+    """p50/p99/mean in µs of one row: raw statistics (``stats_us``), or the flat fields of files written before
+    issue 16 (``p50_us``, ``p99_us``, ``mean_us``)."""
+    if "stats_us" in row:
+        return row["stats_us"]
+    return {"p50": row["p50_us"], "p99": row["p99_us"], "mean": row["mean_us"]}
+
+
 def audit_ratio(cost: dict[str, Any]) -> float:
     """Audited predict / plain predict, p50 at batch 1 (the audit goal's measure)."""
-    return float(cost["rows"][AUDIT]["stats_us"]["p50"] / cost["rows"][PREDICT]["stats_us"]["p50"])
+    return float(_stats(cost["rows"][AUDIT])["p50"] / _stats(cost["rows"][PREDICT])["p50"])
+
+
+def audit_added_us(cost: dict[str, Any]) -> float:
+    """What an audit record adds to a plain predict, p50 at batch 1, in µs."""
+    return float(_stats(cost["rows"][AUDIT])["p50"] - _stats(cost["rows"][PREDICT])["p50"])
+
+
+def _soak_mb(s: dict[str, Any]) -> tuple[float, float, float]:
+    if "series_s_mb" in s:
+        rss = [v for _, v in s["series_s_mb"]]
+        return rss[0], rss[-1], max(rss)
+    return s["rss_start_mb"], s["rss_end_mb"], s["rss_max_mb"]
 
 
 def markdown(doc: dict[str, Any]) -> list[str]:
     """The report's section, rendered from a ``results/safety.json`` document."""
-    group = doc.get("group_commit") or GROUP
-    lines = [f"`{doc['command']}` at {doc['time']}: interleaved in one process ({doc['method']['rounds']} rounds), "
-             "batch 1; × predict = p50 / plain predict p50; added = p50 - plain p50. Group commit: fsync at most "
-             f"{group['group_ms']:g} ms after the oldest unsynced record and every {group['group_records']} records "
-             "(a power failure loses at most those).", "",
-             "| model | path | p50 µs | p99 µs | calls/s | × predict | added µs |", "|---|---|---|---|---|---|---|"]
-    for cost in doc["costs"]:
-        base = cost["rows"][PREDICT]["stats_us"]["p50"]
+    if "method" in doc:
+        group = doc["costs"][0].get("group_commit", GROUP) if doc.get("costs") else GROUP
+        head = (f"Measured {doc['time']}: interleaved in one process ({doc['method']['rounds']} rounds), batch 1; "
+                "× predict = p50 / plain predict p50; added = p50 - plain p50. Group commit: fsync at most "
+                f"{group['group_ms']:g} ms after the oldest unsynced record and every {group['group_records']} "
+                "records (a power failure loses at most those).")
+    else:
+        head = ("This file predates issue 16's audit append (no time, rounds or histograms recorded; no keyed or "
+                "group-commit rows): `python -m benchmarks safety` replaces it. Interleaved in one process, batch 1; "
+                "× predict = p50 / plain predict p50; added = p50 - plain p50.")
+    lines = [head, "", "| model | path | p50 µs | p99 µs | calls/s | × predict | added µs |",
+             "|---|---|---|---|---|---|---|"]
+    for cost in doc.get("costs", []):
+        base = _stats(cost["rows"][PREDICT])["p50"]
         for name, row in cost["rows"].items():
-            s = row["stats_us"]
-            lines.append(f"| {cost['model']} | {name} | {s['p50']:.1f} | {s['p99']:.1f} | {1e6 / s['mean']:.0f} | "
-                         f"{s['p50'] / base:.2f} | {s['p50'] - base:+.1f} |")
+            st = _stats(row)
+            lines.append(f"| {cost['model']} | {name} | {st['p50']:.1f} | {st['p99']:.1f} | {1e6 / st['mean']:.0f} | "
+                         f"{st['p50'] / base:.2f} | {st['p50'] - base:+.1f} |")
     if doc.get("soaks"):
         lines += ["", "Soak (RSS over a long run of calls; growth = mean of last tenth - mean of first tenth):", "",
                   "| model | seconds | calls | RSS start MB | RSS end MB | max MB | growth MB |",
                   "|---|---|---|---|---|---|---|"]
         for s in doc["soaks"]:
-            rss = [v for _, v in s["series_s_mb"]]
-            lines.append(f"| {s['model']} | {s['seconds']:.0f} | {s['calls']} | {rss[0]:.1f} | {rss[-1]:.1f} | "
-                         f"{max(rss):.1f} | {s['growth_mb']:+.2f} |")
+            start, end, peak = _soak_mb(s)
+            lines.append(f"| {s['model']} | {s['seconds']:.0f} | {s['calls']} | {start:.1f} | {end:.1f} | "
+                         f"{peak:.1f} | {s['growth_mb']:+.2f} |")
     return lines

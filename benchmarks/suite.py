@@ -1,112 +1,102 @@
-"""The side-by-side suite: native framework vs bare onnxruntime vs medinfer (every variant), interleaved.
+"""The side-by-side suite: native framework, bare onnxruntime (same options / default options), medinfer (every
+variant) and the edge peers (LiteRT, OpenVINO; each in its own venv, see :mod:`benchmarks.peers`), interleaved.
 
-All candidates of one model and batch size are measured in ONE process, in randomly ordered rounds of short
-time blocks, so machine noise (preemption, frequency changes, the neighbour's job) hits them all alike and the
-ratios against bare onnxruntime stay meaningful even when absolute numbers drift.
+All contenders of one model and batch size are measured in ONE run, in randomly ordered rounds of short time
+blocks, so machine noise (preemption, frequency changes, the neighbour's job) hits them all alike and the ratios
+stay meaningful even when absolute numbers drift. A contender in another process times its own block when asked
+(a small server loop in its venv), so it takes its turn in the same rounds.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import medinfer
 import numpy as np
-from medinfer.session import cpu_session
-from medinfer.tools.bench import PEAK_RSS_SNIPPET, cold_start, interleaved, latency_stats
+from medinfer.tools.bench import PEAK_RSS_SNIPPET, cold_start, latency_stats, time_queries
 from medinfer.tools.fingerprint import environment
 
+from .contenders import BATCH1, DEFAULT, SAME, Contender, Heldout, headline, in_process, load_heldout
+
 log = logging.getLogger(__name__)
-BARE = "ort (bundle profile)"
-DEFAULT = "ort (default options)"
+# What a full, publishable run uses (make bench); a run with less is a "short" run: never published.
+FULL = {"seconds": 6.0, "rounds": 12, "batches": [1, 64]}
 
 
-@dataclass
-class Candidate:
-    name: str
-    kind: str  # native | ort | medinfer
-    fn: Callable[[], Any]
-    variant: str | None = None
+def interleave(blocks: Mapping[str, Callable[[float], np.ndarray]], *, seconds: float, rounds: int,
+               seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """Time every contender in ``rounds`` randomly ordered blocks of equal wall time; per-round ns of each."""
+    rng = random.Random(seed)
+    names = list(blocks)
+    for name in names:  # warm-up, not kept
+        blocks[name](min(0.05, seconds / max(1, rounds * len(names))))
+    block = seconds / (rounds * max(1, len(names)))
+    out: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for _ in range(rounds):
+        order = names[:]
+        rng.shuffle(order)
+        for name in order:
+            out[name].append(np.asarray(blocks[name](block), dtype=np.int64))
+    return out
 
 
-def _tile(x: Any, batch: int) -> Any:
-    arr = np.asarray(x)
-    reps = -(-batch // len(arr))
-    return np.concatenate([arr] * reps)[:batch] if reps > 1 else arr[:batch]
+def _block(c: Contender) -> Callable[[float], np.ndarray]:
+    if c.block is not None:
+        return c.block
+    fn = c.fn
+    assert fn is not None, c.name
+    return lambda s: time_queries(fn, min_queries=1, min_seconds=s)
 
 
-def candidates(bundle: Path, batch: int, artifacts: Path | None) -> tuple[list[Candidate], dict[str, Any]]:
-    """Everything to measure for one bundle at one batch size, on the same input samples."""
-    manifest = medinfer.load_manifest(bundle)
-    base = medinfer.load(bundle)
-    native_model, spec, X = None, None, None
-    if artifacts is not None and (artifacts / manifest.name / "train.json").is_file():
-        try:
-            from medinfer.train import artifact
-
-            art = artifact.load(manifest.name, artifacts)
-            native_model, spec, X = art.model, art.spec, art.dataset.X_test
-        except ImportError as exc:  # the [train] extra is missing: runtime-only comparison
-            log.warning("native side skipped for %s: %s", manifest.name, exc)
-    if X is None:
-        inputs, _ = base.golden()
-        X = next(iter(inputs.values()))
-    x = _tile(X, batch)
-    input_name = manifest.inputs[0].name
-    feed_x = base.prepare(x)[0][input_name]  # exactly what Model.predict hands to onnxruntime
-    fetch = [manifest.decision.score_output]
-    model_bytes = (bundle / manifest.variants["default"].file).read_bytes()
-    bare = cpu_session(model_bytes, manifest.profile)
-    naive = cpu_session(model_bytes, None)
-    out: list[Candidate] = [
-        Candidate(BARE, "ort", lambda: bare.run(fetch, {input_name: feed_x})),
-        Candidate(DEFAULT, "ort", lambda: naive.run(None, {input_name: feed_x})),
-    ]
-    for key, entry in manifest.variants.items():
-        if entry.inputs is not None:
-            continue  # a whole-slice graph takes other inputs: benchmarks/slice.py measures it
-        model = base if key == "default" else medinfer.load(bundle, variant=key)
-        out.append(Candidate(f"medinfer [{key}]", "medinfer", (lambda m=model: m.predict(x)), variant=key))
-    if native_model is not None and spec is not None:
-        for label, fn in spec.native_predictors(native_model).items():
-            out.append(Candidate(label, "native", (lambda f=fn: f(x))))
-    info = {"model": manifest.name, "version": manifest.version, "batch": batch,
-            "profile": {k: v for k, v in manifest.profile.__dict__.items() if k != "measured"},
-            "variants": {k: v.precision for k, v in manifest.variants.items()}}
-    return out, info
+def _accuracy(c: Contender, heldout: Heldout | None) -> dict[str, Any] | None:
+    if heldout is None or c.scores is None or heldout.native_scores is None:
+        return None
+    try:
+        name, value = headline(heldout.task, c.scores(heldout.X), heldout.y)
+    except Exception as exc:  # noqa: BLE001 - recorded, never hidden: the row then says why it has no accuracy
+        return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    _, native = headline(heldout.task, heldout.native_scores, heldout.y)
+    return {"metric": name, "value": value, "native": native, "delta": value - native, "n": int(len(heldout.y))}
 
 
 def run_model(bundle: Path, batches: list[int], artifacts: Path | None, seconds: float, rounds: int,
-              cold: bool = True) -> dict[str, Any]:
-    """Measure one bundle at each batch size; return its results with ratios against bare onnxruntime."""
-    results = []
-    raw: dict[str, Any] = {}
-    for batch in batches:
-        cands, info = candidates(bundle, batch, artifacts)
-        samples = interleaved({c.name: c.fn for c in cands}, seconds=seconds, rounds=rounds)
-        ref = latency_stats(samples[BARE])
-        rows = []
-        for c in cands:
-            stats = latency_stats(samples[c.name])
-            rows.append({"candidate": c.name, "kind": c.kind, "variant": c.variant, "latency_us": stats,
-                         "ratio_p50_vs_ort": stats["p50"] / ref["p50"],
-                         "ratio_mean_vs_ort": stats["mean"] / ref["mean"],
-                         "throughput_samples_per_s": batch * 1e6 / stats["mean"]})
-            raw[f"{batch}|{c.name}"] = samples[c.name]
-        results.append({**info, "rows": rows})
-    record: dict[str, Any] = {"model": results[0]["model"], "version": results[0]["version"], "batches": results}
-    one = next((r for r in results if r["batch"] == 1), None)
-    if one is not None:
-        by = {row["candidate"]: row["latency_us"] for row in one["rows"]}
-        record["overhead"] = {
-            "predict_vs_bare_same_options_p50": by["medinfer [default]"]["p50"] / by[BARE]["p50"],
-            "predict_vs_bare_default_options_p50": by["medinfer [default]"]["p50"] / by[DEFAULT]["p50"],
-            "predict_vs_bare_same_options_mean": by["medinfer [default]"]["mean"] / by[BARE]["mean"],
-        }
+              cold: bool = True, peers: list[str] | None = None, progress: Callable[[str], None] = print,
+              ) -> dict[str, Any]:
+    """Measure one bundle at each batch size; every contender's raw latencies, stats, ratios and accuracy."""
+    from . import peers as peer_mod
+
+    name = medinfer.load_manifest(bundle).name
+    heldout = load_heldout(name, artifacts)
+    results: list[dict[str, Any]] = []
+    raw: dict[str, np.ndarray] = {}
+    accuracy: dict[str, Any] = {}
+    unavailable: dict[str, str] = {}
+    with peer_mod.Pool(peers or [], progress) as pool:
+        for batch in batches:
+            cands, info = in_process(bundle, batch, heldout)
+            extra, why = pool.contenders(bundle, batch, heldout, info)
+            cands += extra
+            unavailable.update(why)
+            samples = interleave({c.name: _block(c) for c in cands}, seconds=seconds, rounds=rounds)
+            rows = []
+            for c in cands:
+                allx = np.concatenate(samples[c.name])
+                stats = latency_stats(allx)
+                rows.append({"candidate": c.name, "kind": c.kind, "variant": c.variant, "settings": c.settings,
+                             "latency_us": stats, "round_p50_us": [float(np.median(s)) / 1e3 for s in samples[c.name]],
+                             "throughput_samples_per_s": batch * 1e6 / stats["mean"]})
+                raw[f"{batch}|{c.name}"] = allx
+                if (acc := _accuracy(c, heldout)) is not None:  # per batch size: a peer may differ by shape
+                    accuracy[f"{batch}|{c.name}"] = acc
+            _ratios(rows)
+            results.append({**info, "rows": rows})
+    record: dict[str, Any] = {"model": name, "version": results[0]["version"], "batches": results,
+                              "accuracy": accuracy, "peers_unavailable": unavailable}
     if cold:
         variants = list(medinfer.load_manifest(bundle).variants)
         record["cold_start"] = cold_start(bundle)
@@ -115,15 +105,45 @@ def run_model(bundle: Path, batches: list[int], artifacts: Path | None, seconds:
     return record
 
 
+def _ratios(rows: list[dict[str, Any]]) -> None:
+    """Each row's p50 over the same-options session, the default-options session and medinfer fp32 (same run)."""
+    p50 = {r["candidate"]: r["latency_us"]["p50"] for r in rows}
+    for r in rows:
+        for key, ref in (("vs_same_options", SAME), ("vs_default_options", DEFAULT),
+                         ("vs_medinfer", "medinfer [default]")):
+            if ref in p50:
+                r[f"ratio_p50_{key}"] = r["latency_us"]["p50"] / p50[ref]
+
+
+def overhead(model: dict[str, Any]) -> dict[str, float]:
+    """medinfer fp32 over the bare sessions at batch 1 (p50 and mean), from a model's rows."""
+    one = next((b for b in model["batches"] if b["batch"] == 1), None)
+    if one is None:
+        return {}
+    by = {r["candidate"]: r["latency_us"] for r in one["rows"]}
+    me = by.get("medinfer [default]")
+    if me is None or SAME not in by or DEFAULT not in by:
+        return {}
+    return {"predict_vs_bare_same_options_p50": me["p50"] / by[SAME]["p50"],
+            "predict_vs_bare_default_options_p50": me["p50"] / by[DEFAULT]["p50"],
+            "predict_vs_bare_same_options_mean": me["mean"] / by[SAME]["mean"]}
+
+
 def run_suite(bundles: list[Path], *, batches: list[int], artifacts: Path | None, seconds: float, rounds: int,
-              cold: bool = True, progress: Callable[[str], None] = print) -> dict[str, Any]:
+              cold: bool = True, peers: list[str] | None = None, command: str = "",
+              progress: Callable[[str], None] = print) -> dict[str, Any]:
     """The whole suite: one record with the environment, every model's results and the memory of all five."""
     models = []
     for bundle in bundles:
         progress(f"benchmarking {bundle.name} (batches {batches}, {seconds:g} s per batch, {rounds} rounds)")
-        models.append(run_model(bundle, batches, artifacts, seconds, rounds, cold))
+        m = run_model(bundle, batches, artifacts, seconds, rounds, cold, peers, progress)
+        m["overhead"] = overhead(m)
+        models.append(m)
+    full = seconds >= FULL["seconds"] and rounds >= FULL["rounds"] and set(FULL["batches"]) <= set(batches)
     record = {"kind": "medinfer.suite", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "env": environment(), "seconds_per_batch": seconds, "rounds": rounds, "models": models}
+              "env": environment(), "seconds_per_batch": seconds, "rounds": rounds, "batches": batches,
+              "full": full, "command": command, "models": models, "same_options_name": SAME,
+              "batch1_profile_name": BATCH1, "default_options_name": DEFAULT}
     if len(bundles) > 1:
         record["all_loaded"] = all_loaded_rss(bundles)
     return record

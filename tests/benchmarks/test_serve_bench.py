@@ -13,7 +13,7 @@ pytest.importorskip("uvicorn")
 
 
 def test_serve_benchmark_smoke(tiny_bundle_ro: Path, tmp_path: Path) -> None:
-    from benchmarks import report
+    from benchmarks import report_sections
     from benchmarks.serve import markdown, medians, run
 
     bundle = shutil.copytree(tiny_bundle_ro, tmp_path / "bundles" / "tiny_logistic")
@@ -30,4 +30,7 @@ def test_serve_benchmark_smoke(tiny_bundle_ro: Path, tmp_path: Path) -> None:
     results = tmp_path / "results"
     results.mkdir()
     (results / "serve.json").write_text(json.dumps(record))
-    assert report.extras_from_results(results)[record["title"]][2:] == markdown(record)[2:]
+    record["command"] = "python -m benchmarks serve"
+    (results / "serve.json").write_text(json.dumps(record))
+    extras = dict(report_sections.extras(results))
+    assert extras["Serving side by side: medinfer serve, MLServer, tritonserver"][2:-2] == markdown(record)[2:]

@@ -48,7 +48,8 @@ def test_concurrency_benchmark_smoke(tiny_bundle_ro: Path) -> None:
 
     row = concurrency(tiny_bundle_ro, threads=2, seconds=0.2)
     assert row["direct"]["requests"] > 0 and row["micro_batched"]["requests"] > 0
-    assert "| tiny_logistic | 2 |" in "\n".join(markdown([row]))
+    assert "| tiny_logistic | 2 |" in "\n".join(markdown({"command": "python -m benchmarks concurrency",
+                                                            "interleaved": True, "rows": [row]}))
 
 
 def _submit_together(batcher: MicroBatcher, xs: list[np.ndarray]) -> list[object]:

@@ -193,19 +193,13 @@ def test_million_rows_every_engine(rf_bundle: Path, tmp_path: Path) -> None:
         del frame
         results.append(summary)
         print(f"\n{engine}: {summary['rows']} rows in {summary['seconds']:.1f} s = {summary['rows_per_s']:,.0f} rows/s")
-    lines = [f"{rows:,} rows × {x.shape[1]} float32 descriptors of `{model.name}` {model.version} (Parquet, 8 parts, "
-             f"written in {written:.1f} s) on {cores} cores ({platform.processor() or platform.machine()}); each "
-             "engine's output equals `Model.predict` on the same rows (scores bit for bit, ids kept).", "",
-             "| engine | workers × threads | rows | seconds (incl. engine start) | rows/s |", "|---|---|---|---|---|"]
-    lines += [f"| {r['engine']} | {r['workers']} × {r['threads_per_worker']} | {r['rows']:,} | {r['seconds']:.1f} | "
-              f"{r['rows_per_s']:,.0f} |" for r in results]
-    lines += ["", "Spark's time is mostly its JVM handing 216 columns row by row to Arrow for the Python workers (a "
-              "`mapInPandas` that returns only the ids costs about as much) plus the JVM start; it is the engine "
-              "for a cluster, not for a 2-core box."]
-    out = ROOT / "benchmarks" / "results" / "scale.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"title": "Batch scoring at scale: local, Dask, Spark", "markdown": lines,
-                               "results": results}, indent=1))
+    setup = {"rows": rows, "features": int(x.shape[1]), "model": model.name, "version": model.version, "parts": 8,
+             "write_s": round(written, 2), "cores": cores, "machine": platform.processor() or platform.machine()}
+    from benchmarks import results as bench_results  # raw data only: REPORT.md renders it (benchmarks/scale.py)
+
+    command = "make test-scale  # tests/fleet/test_score.py::test_million_rows_every_engine"
+    bench_results.write("scale", {"command": command, "setup": setup,
+                                  "results": [{k: v for k, v in r.items() if k != "out"} for r in results]})
 
 
 @pytest.mark.hostile("batch scoring")

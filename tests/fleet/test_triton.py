@@ -82,6 +82,56 @@ def test_the_exported_graph_decides_like_serve(tiny_bundle: Path, tmp_path: Path
     assert 'name: "labels"' not in (plain / "config.pbtxt").read_text()
 
 
+def _conv_bn_bundle(folder: Path) -> Path:
+    """A sigmoid model whose Conv + BatchNormalization onnxruntime folds into one Conv at its default graph level
+    (moving some scores by an ulp), in a bundle whose profile disables graph optimisation."""
+    from medinfer.manifest import Decision, TensorSpec
+    from medinfer.schema import to_json
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    c = 16
+    arrays = {"shape4": np.array([-1, 3, 1, 1], np.int64), "W": rng.standard_normal((c, 3, 1, 1)).astype(np.float32),
+              "scale": rng.uniform(0.5, 2, c).astype(np.float32), "bias": rng.standard_normal(c).astype(np.float32),
+              "mean": rng.standard_normal(c).astype(np.float32), "var": rng.uniform(0.1, 3, c).astype(np.float32),
+              "shape2": np.array([-1, c], np.int64), "W2": (rng.standard_normal((c, 1)) / 4).astype(np.float32)}
+    doc = {"name": "tiny_conv_bn", "version": "0.0.1", "task": "binary_classification",
+           "inputs": to_json((TensorSpec("x", "float32", ("N", 3), range=tiny.RANGE),)),
+           "outputs": to_json((TensorSpec("probability", "float32", ("N", 1)),)), "labels": ["negative", "positive"],
+           "decision": to_json(Decision(score_output="probability", positive_label="positive", threshold=0.5))}
+    nodes = [helper.make_node("Reshape", ["x", "shape4"], ["x4"]), helper.make_node("Conv", ["x4", "W"], ["c"]),
+             helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["bn"], epsilon=1e-3),
+             helper.make_node("Reshape", ["bn", "shape2"], ["h"]), helper.make_node("MatMul", ["h", "W2"], ["z"]),
+             helper.make_node("Sigmoid", ["z"], ["probability"])]
+    graph = tiny._graph("tiny_conv_bn", doc, nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", 1])],
+                        [numpy_helper.from_array(v, k) for k, v in arrays.items()])
+    import onnxruntime as ort
+
+    x = rng.uniform(-1, 1, (64, 3)).astype(np.float32)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    golden = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    profile = {"intra_op_num_threads": 1, "inter_op_num_threads": 1, "graph_optimization_level": "disable"}
+    return tiny._write(folder, "tiny_conv_bn", doc, graph, x, {"probability": golden}, profile=profile)
+
+
+def test_the_decision_check_runs_the_bundles_session_options(tmp_path: Path) -> None:
+    """The appended rule is checked against Model.predict under the options medinfer (and the config) use, not
+    onnxruntime's defaults: those fold Conv + BatchNormalization and move scores by an ulp, which failed the export
+    of a CNN whose measured profile chose another graph level."""
+    import onnxruntime as ort
+
+    bundle = _conv_bn_bundle(tmp_path / "b")
+    model = medinfer.load(bundle)
+    x = model.golden()[0]["x"]
+    graph = (bundle / "model.onnx").read_bytes()
+    default = ort.InferenceSession(graph, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert not np.array_equal(default, model.predict(x).scores.reshape(default.shape))  # the premise: an ulp apart
+    folder = export_repository([bundle], tmp_path / "repo", TritonOptions())[0]
+    assert "optimization { graph { level: 2 } }" in (folder / "config.pbtxt").read_text()  # 2 = disabled
+
+
 def test_gpu_groups_large_batch_profile_and_int8_by_default(tiny_bundle_ro: Path) -> None:
     m = medinfer.load(tiny_bundle_ro).manifest
     gpu = TritonOptions(instance_kind="gpu", instances=2, gpus=(0, 1))

@@ -1,0 +1,94 @@
+"""The argument parser of ``python -m benchmarks`` (kept apart from the commands themselves)."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import history
+from .peers import KNOWN
+from .slice import FULL as SLICE_FULL
+from .slice import SIZES as SLICE_SIZES
+from .suite import FULL
+
+
+def _bundle_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundles", default="bundles", help="folder of built bundles (default: bundles)")
+    p.add_argument("--models", nargs="*", default=None, help="only these bundles")
+
+
+def _gate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threshold", type=float, default=history.DEFAULT_THRESHOLD,
+                   help="relative worsening of a ratio that fails the gate (default 0.15)")
+    p.add_argument("--window", type=int, default=history.DEFAULT_WINDOW,
+                   help="earlier full runs on this CPU whose median is the baseline (default 5)")
+    p.add_argument("--require-baseline", action="store_true",
+                   help="exit 3 when this CPU has no earlier full run (default: say so loudly and pass)")
+    p.add_argument("--history", default=None, help="history file (default: benchmarks/history/<machine>.jsonl)")
+
+
+def _slice_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--slice-seconds", type=float, default=SLICE_FULL["seconds"],
+                   help="wall time per slice size, both paths together (default 20; less is not published)")
+    p.add_argument("--slice-rounds", type=int, default=SLICE_FULL["rounds"], help="interleaving rounds (default 3)")
+    p.add_argument("--slice-sizes", type=int, nargs="+", default=list(SLICE_SIZES),
+                   help="square slice sizes in pixels (default 256 512)")
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m benchmarks", description=doc,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = top.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="every bundle side by side (with the peers) -> a run folder under build/bench")
+    _bundle_args(p)
+    p.add_argument("--artifacts", default="artifacts", help="training artifacts: native side, held-out accuracy")
+    p.add_argument("--batch", type=int, nargs="+", default=FULL["batches"], help="batch sizes (default 1 64)")
+    p.add_argument("--seconds", type=float, default=FULL["seconds"], help="wall time per model and batch size")
+    p.add_argument("--rounds", type=int, default=FULL["rounds"], help="interleaving rounds")
+    p.add_argument("--peers", nargs="*", default=list(KNOWN), choices=KNOWN,
+                   help="peer runtimes in their venvs (default: litert openvino; none: --peers)")
+    p.add_argument("--no-cold", action="store_true", help="skip the fresh-process cold starts")
+    p.add_argument("--no-slice", action="store_true",
+                   help="skip one pass vs patch by patch (bundles with a whole-slice variant)")
+    _slice_args(p)
+    p.add_argument("--out", default=None, help="parent of the run folder (default build/bench)")
+    p.add_argument("--check", action="store_true", help="gate the run against this CPU's rolling median")
+    _gate_args(p)
+    p = sub.add_parser("publish", help="a FULL run folder -> results/suite.json, cold_start.json, slice.json, plots, "
+                                       "REPORT.md, README numbers")
+    p.add_argument("--from", dest="from_", required=True, help="the run folder (build/bench/...)")
+    sub.add_parser("report", help="REPORT.md and README's numbers again from the committed results and history")
+    p = sub.add_parser("check", help="gate the newest history record against the earlier ones on its CPU")
+    _gate_args(p)
+    p = sub.add_parser("models", help="results/models.json: held-out metrics and variants of the built bundles")
+    _bundle_args(p)
+    p = sub.add_parser("int8-ops", help="per-operator fp32 vs int8 profile on this CPU -> results/int8_ops.json")
+    p.add_argument("--bundle", default="bundles/lung_nodule_cnn", help="a bundle with an int8 variant")
+    p.add_argument("--runs", type=int, default=200, help="profiled runs per graph")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the bundle's profile)")
+    p = sub.add_parser("concurrency", help="8 single-sample clients, direct vs MicroBatcher interleaved -> results/")
+    _bundle_args(p)
+    p.add_argument("--threads", type=int, default=8, help="client threads")
+    p.add_argument("--seconds", type=float, default=6.0, help="wall time per model, both modes together")
+    p.add_argument("--rounds", type=int, default=6, help="interleaving rounds")
+    p = sub.add_parser("slice", help="a whole CT slice: one pass vs patch by patch -> results/slice.json")
+    _bundle_args(p)
+    _slice_args(p)
+    p = sub.add_parser("safety", help="audit-trail/deadline cost and an RSS soak test -> results/safety.json")
+    _bundle_args(p)
+    p.add_argument("--seconds", type=float, default=3.0, help="timing per model, all paths together")
+    p.add_argument("--rounds", type=int, default=10, help="interleaving rounds")
+    p.add_argument("--soak-seconds", type=float, default=60.0, help="soak per model (0: none)")
+    p.add_argument("--max-growth-mb", type=float, default=5.0, help="exit 1 when RSS grows more than this")
+    p = sub.add_parser("serve", help="medinfer serve (before/after issue 17, audit on/off), MLServer and "
+                                     "tritonserver side by side -> results/serve.json")
+    _bundle_args(p)
+    p.add_argument("--servers", nargs="+", default=["medinfer-baseline", "medinfer", "mlserver", "tritonserver"],
+                   help="servers to compare")
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrent clients")
+    p.add_argument("--encodings", nargs="+", choices=("json", "binary"), default=["json", "binary"],
+                   help="request encodings")
+    p.add_argument("--seconds", type=float, default=3.0, help="per cell (server x encoding x clients) and round")
+    p.add_argument("--rounds", type=int, default=3, help="rounds")
+    p.add_argument("--baseline-ref", default="5e459c4", help="git ref of the 'before' medinfer serve")
+    p.add_argument("--out", default="benchmarks/results/serve.json", help="output file")
+    return top
