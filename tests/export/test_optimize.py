@@ -1,4 +1,4 @@
-"""Export-time speed work: measured profiles, static int8 with window folding, the variant gate."""
+"""Export-time speed work: static int8 with window folding, the variant gate (session profiles: test_profiles.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import dataclasses
 import medinfer
 import numpy as np
 import pytest
-from medinfer.manifest import SessionProfile
 
 
 def _window_cnn() -> bytes:
@@ -70,17 +69,6 @@ def test_window_folding_refuses_a_graph_without_the_pattern() -> None:
     int8 = static_int8(_window_cnn(), x, "hu")
     with pytest.raises(ValueError, match="no Conv"):
         fold_window_into_quantize(int8, "no_such_layer", "window_clip")
-
-
-def test_measure_profiles_picks_the_fastest_measured(tiny_bundle_ro) -> None:
-    from medinfer.export.optimize import measure_profiles
-
-    data = (tiny_bundle_ro / "model.onnx").read_bytes()
-    best, table = measure_profiles(data, {"x": np.zeros((1, 3), np.float32)}, ["probabilities"],
-                                   base=SessionProfile(), seconds=0.05, rounds=1)
-    grid = table["grid"]
-    assert len(grid) >= 4 and table["chosen"] == min(grid, key=lambda r: r["p50_us"])
-    assert best.intra_op_num_threads == table["chosen"]["intra_op_num_threads"]
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from ..datasets.sources import get_source
 from ..domain import DomainGuard, Part, Shift
 from ..metrics import binary_metrics
 from ..registry import register
-from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, quiet
+from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, deterministic_keras, quiet
 
 PATCH = lesions.PATCH
 # (name, level, width) in HU; each channel is clip((HU - (level - width/2)) / width, 0, 1).
@@ -156,7 +156,7 @@ class LungNoduleCNN(KerasSpec):
         import keras
         from keras import layers
 
-        keras.utils.set_random_seed(int(self.train_seed))
+        deterministic_keras(int(self.train_seed))
         inp = keras.Input((PATCH, PATCH, 1), name="hu")
         x = layers.Conv2D(len(WINDOWS), 1, name="ct_windows", trainable=False)(inp)
         x = layers.ReLU(max_value=1.0, name="window_clip")(x)

@@ -1,0 +1,113 @@
+"""The exporter's session-profile rule, driven with synthetic latencies (deterministic: nothing here times a run).
+
+A non-default profile ships only when it beats onnxruntime's defaults by the margin in EVERY interleaved round;
+at the large batch the session used must itself win or be the defaults; a second session must also beat the
+batch-1 choice by LARGE_GAIN."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import medinfer
+import numpy as np
+import pytest
+from medinfer.manifest import SessionProfile
+from medinfer.schema import to_json
+
+from ..helpers import tiny
+
+BASE = SessionProfile()
+
+
+def _labels() -> tuple[str, str, str]:
+    from medinfer.export.profiles import candidate_grid
+
+    grid = list(candidate_grid(BASE))
+    one = "threads=1 spinning=off opt=all"
+    big = [k for k in grid if k.endswith("spinning=on opt=extended")][-1]
+    return one, big, grid[0]
+
+
+def _timings(table: dict[tuple[int, str], list[float] | float]) -> tuple[Callable, list[tuple[int, int]]]:
+    """``timings`` answering from ``table`` ({(batch, contender): µs, or µs per round}; 100 µs otherwise), and
+    the log of (batch, rounds) calls."""
+    calls: list[tuple[int, int]] = []
+
+    def timings(batch: int, names: list[str], rounds: int, seconds: float) -> dict[str, list[np.ndarray]]:
+        calls.append((batch, rounds))
+        out = {}
+        for name in names:
+            value = table.get((batch, name), 100.0)
+            per_round = value if isinstance(value, list) else [value] * rounds
+            out[name] = [np.full(5, us * 1e3) for us in per_round[:rounds]]
+        return out
+
+    return timings, calls
+
+
+def _choose(table: dict) -> SessionProfile:
+    from medinfer.export.profiles import choose_profile
+
+    timings, _ = _timings(table)
+    return choose_profile(BASE, tiny.model_bytes(), lambda n: {}, ["probabilities"], timings=timings,
+                          machine={"model": "synthetic"})
+
+
+def test_no_setting_faster_than_the_defaults_keeps_the_defaults() -> None:
+    profile = _choose({})
+    assert profile.onnxruntime_defaults and profile.large_batch == {} and profile.large_batch_from == 0
+    assert profile.intra_op_num_threads == 0 and profile.allow_spinning and profile.graph_optimization_level == "all"
+    assert profile.evidence is not None and profile.evidence.trials == ()
+    assert profile.evidence.batches == (1, 64) and profile.evidence.cpu == {"model": "synthetic"}
+
+
+def test_a_setting_faster_in_every_round_ships_with_its_evidence() -> None:
+    one, _, _ = _labels()
+    profile = _choose({(1, one): 80.0, (64, one): 85.0})
+    assert not profile.onnxruntime_defaults and profile.intra_op_num_threads == 1 and not profile.allow_spinning
+    assert profile.large_batch == {}  # it wins at 64 too: one session
+    first = profile.evidence.trials[0]  # type: ignore[union-attr]
+    assert (first.batch, first.contender, first.baseline, first.wins) == (1, one, "onnxruntime defaults", True)
+    assert first.ratios == (0.8,) * 7 and first.bound == pytest.approx(0.8) and first.required == pytest.approx(0.97)
+
+
+def test_one_round_lost_to_noise_keeps_the_defaults() -> None:
+    """The busy-machine case: faster by 20 % in six rounds, 1 % slower in one -> not shipped."""
+    one, _, _ = _labels()
+    profile = _choose({(1, one): [80.0] * 6 + [101.0], (64, one): [80.0] * 6 + [101.0]})
+    assert profile.onnxruntime_defaults and profile.large_batch == {}
+    trial = profile.evidence.trials[0]  # type: ignore[union-attr]
+    assert not trial.wins and trial.bound == pytest.approx(1.01)
+
+
+def test_a_batch1_setting_that_loses_at_the_large_batch_gets_default_options_there(tmp_path) -> None:
+    """Like the 2 vCPU export that shipped a profile 2x slower than the defaults at batch 64."""
+    one, _, _ = _labels()
+    profile = _choose({(1, one): 70.0, (64, one): 200.0})
+    assert profile.intra_op_num_threads == 1 and not profile.onnxruntime_defaults
+    assert profile.large_batch["onnxruntime_defaults"] is True and profile.large_batch_from == 16
+    at64 = [t for t in profile.evidence.trials if t.batch == 64]  # type: ignore[union-attr]
+    assert [(t.contender, t.wins) for t in at64] == [(one, False)] and at64[0].bound == pytest.approx(2.0)
+    # what load() makes of it: the large-batch session runs onnxruntime's defaults
+    bundle = tiny.build(tmp_path / "b", profile=to_json(profile))
+    model = medinfer.load(bundle)
+    assert model.session.get_session_options().intra_op_num_threads == 1
+    assert model.large_session.get_session_options().intra_op_num_threads == 0
+
+
+def test_a_second_session_must_beat_the_batch1_choice_by_the_large_gain() -> None:
+    one, big, _ = _labels()
+    kept = _choose({(1, one): 80.0, (64, one): 90.0, (64, big): 60.0})  # 60 / 90 = 0.67 <= 0.85
+    assert kept.large_batch_from == 16 and kept.large_batch.get("allow_spinning") is True
+    assert kept.large_batch.get("graph_optimization_level") == "extended"
+    small_gain = _choose({(1, one): 80.0, (64, one): 90.0, (64, big): 85.0})  # 0.94: not worth a session
+    assert small_gain.large_batch == {} and small_gain.intra_op_num_threads == 1
+
+
+def test_the_rule_measures_in_interleaved_rounds_at_both_sizes() -> None:
+    from medinfer.export.profiles import ROUNDS, SCREEN_ROUNDS, choose_profile
+
+    one, _, _ = _labels()
+    timings, calls = _timings({(1, one): 80.0, (64, one): 200.0})
+    choose_profile(BASE, tiny.model_bytes(), lambda n: {}, ["p"], timings=timings, machine={})
+    assert calls == [(1, SCREEN_ROUNDS), (1, ROUNDS), (64, SCREEN_ROUNDS), (64, ROUNDS)]
