@@ -73,7 +73,7 @@ def candidates(bundle: Path, batch: int, artifacts: Path | None) -> tuple[list[C
         for label, fn in spec.native_predictors(native_model).items():
             out.append(Candidate(label, "native", (lambda f=fn: f(x))))
     info = {"model": manifest.name, "version": manifest.version, "batch": batch,
-            "profile": {k: v for k, v in manifest.profile.__dict__.items() if k != "measured"},
+            "profile": {k: v for k, v in manifest.profile.__dict__.items() if k not in ("measured", "evidence")},
             "variants": {k: v.precision for k, v in manifest.variants.items()}}
     return out, info
 
