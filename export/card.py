@@ -103,9 +103,9 @@ def render(m: Manifest) -> str:
     if c.ethical_considerations:
         lines += ["## Ethical considerations", ""] + [f"- {x}" for x in c.ethical_considerations] + [""]
     lines += ["## Provenance", "",
-              f"- Built by medinfer {m.producer.medinfer} (when: manifest.json `created`; the card itself carries no "
-              f"time, so a rebuild gives the same card); onnx {m.producer.onnx}, onnxruntime {m.producer.onnxruntime}, "
-              f"opset {m.producer.opset}",
+              # no time here (it is manifest.json's `created`): a rebuild of the same model gives the same card
+              f"- Built by medinfer {m.producer.medinfer} (build time: manifest.json `created`); onnx "
+              f"{m.producer.onnx}, onnxruntime {m.producer.onnxruntime}, opset {m.producer.opset}",
               f"- Frameworks: {m.producer.frameworks}; converter: {m.producer.converter}",
               *([f"- Runs on onnxruntime >= {m.requires.onnxruntime} (IR version {m.requires.ir_version}, opsets "
                  f"{m.requires.opsets}); `load()` refuses an older one"] if m.requires else []),
