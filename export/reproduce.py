@@ -147,8 +147,21 @@ def compare_bundles(a: Path, b: Path) -> Comparison:
         elif rel.endswith(".npz"):
             result.differ[rel] = npz_difference((a / rel).read_bytes(), (b / rel).read_bytes())
         else:
-            result.differ[rel] = "bytes differ"
+            result.differ[rel] = text_difference((a / rel).read_bytes(), (b / rel).read_bytes())
     return result
+
+
+def text_difference(a: bytes, b: bytes) -> str:
+    """The first differing line of two text files (``bytes differ`` for binary files)."""
+    try:
+        la, lb = a.decode("utf-8").splitlines(), b.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        return "bytes differ"
+    for i, (x, y) in enumerate(zip(la, lb)):
+        if x != y:
+            at = next((k for k, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
+            return f"line {i + 1}: {x[max(0, at - 40):at + 60]!r} vs {y[max(0, at - 40):at + 60]!r}"
+    return f"{len(la)} vs {len(lb)} lines"
 
 
 Build = Callable[[int, Path, Path], None]

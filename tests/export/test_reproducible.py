@@ -62,6 +62,9 @@ def test_compare_names_the_differing_file_and_graph_part(tmp_path: Path) -> None
     assert "model.onnx" not in result.identical and "golden.npz" in result.identical
     # the manifest is identical here (the graph bytes were swapped behind its back)
     assert "manifest.json" in result.identical
+    card = (tmp_path / "b" / "model_card.md").read_text().replace("tests only", "tests only!")
+    (tmp_path / "b" / "model_card.md").write_text(card)
+    assert compare_bundles(a, tmp_path / "b").differ["model_card.md"].startswith("line ")
 
 
 def test_the_manifest_may_differ_only_in_time_and_measured_profile(tmp_path: Path) -> None:
