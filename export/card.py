@@ -74,7 +74,7 @@ def render(m: Manifest) -> str:
     for s in m.data.sources:
         lines.append(f"| {s.name} | {s.package}=={s.version} | `{s.file}` | {s.licence} |")
     lines.append("")
-    for s in {s.citation for s in m.data.sources}:
+    for s in dict.fromkeys(s.citation for s in m.data.sources):  # first-seen order: a set's follows the hash seed
         lines.append(f"- Citation: {s}")
     if m.data.preprocessing:
         lines.append(f"- Preprocessing: {m.data.preprocessing}")

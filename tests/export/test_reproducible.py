@@ -102,6 +102,28 @@ def test_the_check_fails_when_two_builds_differ(tmp_path: Path) -> None:
     assert ok.ok and ok.allowed == ["created"] and "model.onnx" in ok.identical
 
 
+def test_the_card_is_the_same_under_every_hash_seed(tmp_path: Path) -> None:
+    """Seen on the full CNN build: the card listed two data citations in set order, which follows the process's
+    string-hash seed. Rendered in processes with six seeds, the card must be one text, citations in source order."""
+    import dataclasses
+
+    from medinfer.manifest import DataProvenance, DataSource
+
+    source = DataSource(name="a", package="p", version="1", file="f", sha256="0" * 64, licence="CC0",
+                        citation="first citation")
+    data = DataProvenance(sources=(source, dataclasses.replace(source, name="b", citation="second citation"),
+                                   dataclasses.replace(source, name="c", citation="third citation")),
+                          split={"method": "none"})
+    bundle = tiny.build(tmp_path / "b", data=data)
+    code = ("import sys; from medinfer.export.card import render; from medinfer.manifest import load_manifest; "
+            "print(render(load_manifest(sys.argv[1])))")
+    cards = {subprocess.run([sys.executable, "-c", code, str(bundle)], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(1, 7)}
+    assert len(cards) == 1
+    lines = [line for line in cards.pop().splitlines() if line.startswith("- Citation")]
+    assert lines == ["- Citation: first citation", "- Citation: second citation", "- Citation: third citation"]
+
+
 def test_canonical_names_give_one_graph_for_one_computation() -> None:
     """Two graphs that compute the same thing with other generated names and another node order become the same
     bytes; other weights stay different."""
