@@ -10,7 +10,11 @@ ratios, worst round decides):
 2. **Confirm** the candidate against the defaults in ``ROUNDS`` fresh interleaved rounds: it ships only if it is
    faster by more than ``MARGIN`` in EVERY round; otherwise the bundle keeps onnxruntime's defaults
    (``SessionProfile.onnxruntime_defaults``).
-3. At ``LARGE_BATCH``, screen again, then time the batch-1 choice, the defaults and the large-batch candidate
+3. A win measured while other processes kept more than ``BUSY_CORES`` busy does not count
+   (:class:`~medinfer.tools.profile_check.OtherLoad`): fewer threads and no spinning win on a busy machine and lose
+   on a quiet device (the CNN's 1-thread large-batch session measured 0.68-0.81x the defaults during a loaded export
+   and 1.85x on the same machine later).
+4. At ``LARGE_BATCH``, screen again, then time the batch-1 choice, the defaults and the large-batch candidate
    together: the session used at large batches must itself beat the defaults in every round or be the defaults;
    a second session with other settings is added only when it also beats the batch-1 choice by ``LARGE_GAIN`` in
    every round (it must earn its memory).
@@ -32,7 +36,17 @@ import numpy as np
 from medinfer.manifest import SessionProfile
 from medinfer.records import ProfileEvidence, ProfileTrial
 from medinfer.session import PERFORMANCE_SETTINGS, cpu_session
-from medinfer.tools.profile_check import BASELINE, LARGE_BATCH, MARGIN, ROUNDS, Measure, timed, trial
+from medinfer.tools.profile_check import (
+    BASELINE,
+    BUSY_CORES,
+    LARGE_BATCH,
+    MARGIN,
+    ROUNDS,
+    Measure,
+    OtherLoad,
+    timed,
+    trial,
+)
 
 from ..train.spec import ModelSpec, Progress, quiet
 
@@ -44,7 +58,8 @@ CONFIRM_SECONDS = 0.3  # per contender
 RULE = (f"onnxruntime's default options unless the fastest of a screened grid is faster than them by more than "
         f"{MARGIN:.0%} in every one of {ROUNDS} interleaved rounds (per-round ratio of medians); at batch "
         f"{LARGE_BATCH} the session used must also win in every round or be the defaults, and a second session "
-        f"needs a worst-round ratio <= {LARGE_GAIN} against the batch-1 choice")
+        f"needs a worst-round ratio <= {LARGE_GAIN} against the batch-1 choice; no win counts when other processes "
+        f"kept more than {BUSY_CORES:g} of a core busy during its rounds")
 
 
 def defaults_of(base: SessionProfile) -> SessionProfile:
@@ -78,8 +93,9 @@ def _screen(times: dict[str, list[np.ndarray]]) -> tuple[str, list[dict[str, Any
     return min(table, key=lambda r: r["p50_us"])["candidate"], table
 
 
-#: ``timings(batch, contender names, rounds, seconds) -> {name: [per-query ns of round 0, ...]}``.
-Timings = Callable[[int, list[str], int, float], dict[str, list[np.ndarray]]]
+#: ``timings(batch, contender names, rounds, seconds) -> ({name: [per-query ns of round 0, ...]}, other_cores)``,
+#: ``other_cores`` the CPU cores other processes kept busy meanwhile (None: unknown).
+Timings = Callable[[int, list[str], int, float], tuple[dict[str, list[np.ndarray]], float | None]]
 
 
 def choose_profile(base: SessionProfile, model_bytes: bytes, feeds: Callable[[int], dict[str, Any]], fetch: list[str],
@@ -102,17 +118,28 @@ def choose_profile(base: SessionProfile, model_bytes: bytes, feeds: Callable[[in
         measure = measure or timed
         sessions = {k: cpu_session(model_bytes, p) for k, p in contenders.items()}
 
-        def real(batch: int, names: list[str], rounds: int, seconds: float) -> dict[str, list[np.ndarray]]:
+        def real(batch: int, names: list[str], rounds: int,
+                 seconds: float) -> tuple[dict[str, list[np.ndarray]], float | None]:
             f = feeds(batch)
-            return measure({n: (lambda s=sessions[n]: s.run(fetch, f)) for n in names}, rounds, seconds)
+            with OtherLoad() as other:
+                times = measure({n: (lambda s=sessions[n]: s.run(fetch, f)) for n in names}, rounds, seconds)
+            return times, other.cores
 
         timings = real
 
     def screen(batch: int) -> tuple[str, list[dict[str, Any]]]:
-        return _screen(timings(batch, list(contenders), SCREEN_ROUNDS, SCREEN_SECONDS * len(contenders)))
+        return _screen(timings(batch, list(contenders), SCREEN_ROUNDS, SCREEN_SECONDS * len(contenders))[0])
 
-    def confirm(batch: int, names: list[str]) -> dict[str, list[np.ndarray]]:
+    def confirm(batch: int, names: list[str]) -> tuple[dict[str, list[np.ndarray]], float | None]:
         return timings(batch, names, ROUNDS, CONFIRM_SECONDS * len(names))
+
+    def judged(t: ProfileTrial, other: float | None) -> ProfileTrial:
+        """A win measured while other processes kept the cores busy does not count (see OtherLoad)."""
+        t = dataclasses.replace(t, other_cores=None if other is None else round(other, 3))
+        if t.wins and other is not None and other > BUSY_CORES:
+            t = dataclasses.replace(t, wins=False, note=f"not counted: other processes kept {other:.2f} cores busy "
+                                                        f"during the rounds (limit {BUSY_CORES:g})")
+        return t
 
     progress(f"[{name}] session profile: screening {len(contenders)} settings at batch 1 and {LARGE_BATCH}, then "
              f"each winner against onnxruntime's defaults in {ROUNDS} interleaved rounds")
@@ -121,22 +148,23 @@ def choose_profile(base: SessionProfile, model_bytes: bytes, feeds: Callable[[in
     trials: list[ProfileTrial] = []
     chosen = BASELINE
     if best1 != BASELINE:
-        t = trial(1, best1, BASELINE, _settings(contenders[best1]), confirm(1, [best1, BASELINE]), required)
+        times, other = confirm(1, [best1, BASELINE])
+        t = judged(trial(1, best1, BASELINE, _settings(contenders[best1]), times, required), other)
         trials.append(t)
         chosen = best1 if t.wins else BASELINE
     best_l, table_l = screen(LARGE_BATCH)
     names = list(dict.fromkeys([chosen, BASELINE, best_l]))
     large_key = None  # None: the batch-1 session serves large batches too
     if len(names) > 1:
-        times = confirm(LARGE_BATCH, names)
-        vs_default = {n: trial(LARGE_BATCH, n, BASELINE, _settings(contenders[n]), times, required)
+        times, other = confirm(LARGE_BATCH, names)
+        vs_default = {n: judged(trial(LARGE_BATCH, n, BASELINE, _settings(contenders[n]), times, required), other)
                       for n in names if n != BASELINE}
         trials += vs_default.values()
         admissible = {BASELINE} | {n for n, t in vs_default.items() if t.wins}
         if chosen not in admissible:
             large_key = best_l if best_l in admissible else BASELINE
         elif best_l != chosen and best_l in admissible:
-            t = trial(LARGE_BATCH, best_l, chosen, _settings(contenders[best_l]), times, LARGE_GAIN)
+            t = judged(trial(LARGE_BATCH, best_l, chosen, _settings(contenders[best_l]), times, LARGE_GAIN), other)
             trials.append(t)
             large_key = best_l if t.wins else None
     profile = contenders[chosen]
@@ -155,7 +183,8 @@ def choose_profile(base: SessionProfile, model_bytes: bytes, feeds: Callable[[in
     import onnxruntime
 
     evidence = ProfileEvidence(rule=RULE, margin=MARGIN, batches=(1, LARGE_BATCH), trials=tuple(trials),
-                               decision=decision, cpu=machine, onnxruntime=onnxruntime.__version__)
+                               decision=decision, cpu=machine, onnxruntime=onnxruntime.__version__,
+                               busy_cores=BUSY_CORES)
     measured = {**base.measured, "batch1": {"screen": table1, "fastest": best1},
                 f"batch{LARGE_BATCH}": {"screen": table_l, "fastest": best_l},
                 "method": f"screening: interleaved medians over {SCREEN_ROUNDS} rounds; decision: see evidence"}

@@ -36,6 +36,10 @@ class ProfileTrial:
     wins: bool
     contender_p50_us: float = 0.0
     baseline_p50_us: float = 0.0
+    # CPU cores other processes kept busy while the rounds ran (None: not measurable here); a win measured while
+    # they competed for the cores is not evidence for a quiet device (``note`` then says why it does not count)
+    other_cores: float | None = None
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class ProfileEvidence:
     decision: str
     cpu: dict[str, Any] = field(default_factory=dict)
     onnxruntime: str = ""
+    busy_cores: float = 0.0  # the other-process load above which a win does not count
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ MARGIN = 0.03
 ROUNDS = 7
 LARGE_BATCH = 64
 BASELINE = "onnxruntime defaults"
+BUSY_CORES = 0.25  # other processes using more than a quarter of a core on average: the machine is busy
 
 #: ``measure(fns, rounds, seconds) -> {name: [per-query ns of round 0, round 1, ...]}``; tests inject synthetic ones.
 Measure = Callable[[Mapping[str, Callable[[], Any]], int, float], dict[str, list[np.ndarray]]]
@@ -36,6 +37,48 @@ Measure = Callable[[Mapping[str, Callable[[], Any]], int, float], dict[str, list
 def timed(fns: Mapping[str, Callable[[], Any]], rounds: int, seconds: float) -> dict[str, list[np.ndarray]]:
     """The real measurement: interleaved rounds, at least 3 queries per block."""
     return interleaved_rounds(fns, seconds=seconds, rounds=rounds, warmup=5, min_queries=3)
+
+
+class OtherLoad:
+    """Measures how many CPU cores OTHER processes kept busy while the ``with`` block ran (Linux: /proc/stat's
+    busy time of every CPU, steal included, minus this process's own CPU time); ``cores`` is None elsewhere.
+
+    A setting that uses fewer threads, or no spinning, wins when other processes compete for the cores and loses on
+    a quiet device: timings taken while the machine is busy say little about the device.
+    """
+
+    def __init__(self) -> None:
+        self.cores: float | None = None
+
+    @staticmethod
+    def _busy() -> float | None:
+        import os
+
+        try:
+            with open("/proc/stat", encoding="ascii") as fh:
+                fields = [int(v) for v in fh.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user .. steal
+
+    def __enter__(self) -> OtherLoad:
+        import os
+        import time
+
+        self._start = (time.perf_counter(), self._busy(), sum(os.times()[:2]))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import os
+        import time
+
+        wall0, busy0, own0 = self._start
+        busy1 = self._busy()
+        wall = time.perf_counter() - wall0
+        if busy0 is None or busy1 is None or wall <= 0:
+            return
+        self.cores = max(0.0, ((busy1 - busy0) - (sum(os.times()[:2]) - own0)) / wall)
 
 
 def round_ratios(contender: Sequence[np.ndarray], baseline: Sequence[np.ndarray]) -> list[float]:
@@ -115,9 +158,11 @@ def check_profile(path: str | Path, *, variant: str = "default", providers: Sequ
             continue
         fns: dict[str, Callable[[], Any]] = {"bundle": _caller(bundle, sample_input(bundle, batch)),
                                              "default": _caller(default, sample_input(bundle, batch))}
-        times = measure(fns, rounds, seconds)
+        with OtherLoad() as other:
+            times = measure(fns, rounds, seconds)
         ratios = round_ratios(times["bundle"], times["default"])
         rows.append({**row, "ratios": [round(r, 4) for r in ratios], "median_ratio": round(float(np.median(ratios)), 4),
+                     "other_cores": None if other.cores is None else round(other.cores, 3),
                      "bundle_p50_us": float(np.median(np.concatenate(times["bundle"]))) / 1e3,
                      "default_p50_us": float(np.median(np.concatenate(times["default"]))) / 1e3,
                      "verdict": verdict(ratios, margin)})
@@ -153,9 +198,15 @@ def format_report(report: Mapping[str, Any]) -> str:
         if r["verdict"] == "defaults":
             rows.append([r["batch"], r["session"], settings, "", "", "", "same as the defaults"])
             continue
+        other = r.get("other_cores")
         rows.append([r["batch"], r["session"], settings, f"{r['bundle_p50_us']:.1f}", f"{r['default_p50_us']:.1f}",
-                     f"{r['median_ratio']:.3f} [{min(r['ratios']):.3f}, {max(r['ratios']):.3f}]", r["verdict"]])
+                     f"{r['median_ratio']:.3f} [{min(r['ratios']):.3f}, {max(r['ratios']):.3f}]",
+                     "?" if other is None else f"{other:.2f}", r["verdict"]])
     head = (f"{report['bundle']} [{report['variant']}]: bundle profile vs onnxruntime's default options, "
             f"{report['rounds']} interleaved rounds, margin {report['margin']:.0%}")
-    return head + "\n" + table(rows, ["batch", "session", "bundle settings", "bundle p50 µs", "default p50 µs",
-                                      "ratio median [best, worst round]", "verdict"])
+    text = head + "\n" + table(rows, ["batch", "session", "bundle settings", "bundle p50 µs", "default p50 µs",
+                                      "ratio median [best, worst round]", "other load (cores)", "verdict"])
+    if any((r.get("other_cores") or 0.0) > BUSY_CORES for r in report["batches"]):
+        text += (f"\nnote: other processes kept more than {BUSY_CORES:g} of a core busy while this ran: the ratios "
+                 "hold for this load, not for a quiet device")
+    return text

@@ -100,6 +100,23 @@ def _fake(bundle_us: float, default_us: float, calls: list[int]) -> profile_chec
     return measure
 
 
+def test_other_load_sees_a_process_that_keeps_a_core_busy() -> None:
+    import time
+
+    from medinfer.tools.profile_check import OtherLoad
+
+    if not Path("/proc/stat").exists():
+        pytest.skip("no /proc/stat: the load is unknown here (OtherLoad.cores stays None)")
+    spin = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
+    try:
+        time.sleep(0.3)
+        with OtherLoad() as other:
+            time.sleep(0.8)  # this process idles; the child spins
+    finally:
+        spin.wait()
+    assert other.cores is not None and other.cores > 0.25
+
+
 def test_check_profile_reports_a_loss_and_raises_exit_15(tmp_path: Path) -> None:
     bundle = tiny.build(tmp_path / "tuned", profile=TUNED)
     calls: list[int] = []
