@@ -355,7 +355,7 @@ class Model:
         if sample is None:
             return None
         data = read_pinned(self.path, sample.file, self.manifest.files[sample.file])
-        return read_pairs(data, self.variant, f"{self.name}: {sample.file}", self.input_names)
+        return read_pairs(data, self.variant, f"{self.name}: {sample.file}", self.input_names, "parity sample")
 
     def self_test(self) -> SelfTestReport:
         """Run the golden input and compare with the golden output (readiness check).

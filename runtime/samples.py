@@ -20,7 +20,7 @@ from .manifest import FileEntry
 Pair = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
 
 
-def read_pairs(data: bytes, variant: str, what: str, input_names: Sequence[str]) -> Pair:
+def read_pairs(data: bytes, variant: str, what: str, input_names: Sequence[str], kind: str = "golden") -> Pair:
     """``(inputs, expected outputs)`` from the bytes of a samples ``.npz``: the variant's own outputs when the file
     holds them, else the fp32 graph's.
 
@@ -34,12 +34,12 @@ def read_pairs(data: bytes, variant: str, what: str, input_names: Sequence[str])
             prefix = own if any(k.startswith(own) for k in npz.files) else "out."
             outputs = {k[len(prefix):]: npz[k] for k in npz.files if k.startswith(prefix)}
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise BundleError(f"{what} is not a readable samples file ({type(exc).__name__}: {exc}); "
+        raise BundleError(f"{what} is not a readable {kind} file ({type(exc).__name__}: {exc}); "
                           "re-export the bundle") from None
     missing = [n for n in input_names if n not in inputs]
     if missing or not outputs:
-        raise BundleError(f"{what} lacks inputs {missing} or outputs (holds {sorted(inputs)} / {sorted(outputs)}); "
-                          "re-export the bundle")
+        raise BundleError(f"{what} lacks {kind} inputs {missing} or outputs (holds {sorted(inputs)} / "
+                          f"{sorted(outputs)}); re-export the bundle")
     return inputs, outputs
 
 
