@@ -38,12 +38,11 @@ def parity_sample(model: Any, n: int = PARITY_N, seed: int = PARITY_SEED) -> tup
     rows drawn with replacement, numeric features scaled by a seeded factor in [0.8, 1.2] and clipped to the
     manifest's range, texts rebuilt from a seeded shuffle of the golden texts' words.
     """
-    shipped = getattr(model, "parity_sample", None)
+    shipped = model.parity_sample()  # (inputs, the export's CPU outputs) or None (a bundle written before it)
     if shipped is not None:
-        got = shipped() if callable(shipped) else shipped
-        inputs = got[0] if isinstance(got, tuple) else got
-        size = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
-        return inputs, {"source": "bundle held-out parity sample", "n": int(size)}
+        held = {spec.name: shipped[0][spec.name] for spec in model.manifest.inputs}
+        inputs = held if len(held) > 1 else next(iter(held.values()))
+        return inputs, {"source": "bundle held-out parity sample", "n": int(len(next(iter(held.values()))))}
     golden, _ = model.golden()
     rng = np.random.default_rng(seed)
     first = next(iter(golden.values()))

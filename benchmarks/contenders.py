@@ -65,7 +65,8 @@ def tile(x: Any, batch: int) -> Any:
 def options_of(profile: Any) -> dict[str, Any]:
     """The session settings that matter for speed, for the results file."""
     return {k: getattr(profile, k) for k in ("intra_op_num_threads", "inter_op_num_threads", "allow_spinning",
-                                             "graph_optimization_level", "execution_mode")}
+                                             "graph_optimization_level", "execution_mode",
+                                             "onnxruntime_defaults") if hasattr(profile, k)}
 
 
 def profile_at(manifest: Any, batch: int) -> tuple[Any, bool]:

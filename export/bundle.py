@@ -40,12 +40,15 @@ from medinfer.schema import parse
 from ..train.artifact import Artifact
 from ..train.spec import Dataset, ModelSpec, OperatingPoint, ParityTolerance, Progress, quiet
 from . import parity
+from .canonical import canonicalize
 from .card import render
 from .converters import convert, get_converter
 from .domain_graph import add_domain_output
+from .profiles import chosen_profile
 from .requires import requirements
+from .samples import build_sample
 from .slice import build_slice_variants
-from .variants import build_variants, chosen_profile
+from .variants import build_variants
 
 log = logging.getLogger(__name__)
 GOLDEN_SAMPLES = 4
@@ -134,6 +137,7 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
     })
     onx.producer_name, onx.producer_version = "medinfer", medinfer.__version__
     onx.doc_string = spec.description
+    canonicalize(onx, spec.name)  # no random graph name, no set-ordered fields: same model, same bytes
     onnx.checker.check_model(onx)
     model_bytes = onx.SerializeToString()
 
@@ -158,10 +162,14 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
         golden_x = ds.X_test[:GOLDEN_SAMPLES]
         golden_names = [spec.score_output]
         golden_out = dict(zip(golden_names, session.run(golden_names, {input_name: golden_x})))
-        profile = dataclasses.replace(chosen_profile(spec, model_bytes, input_name, golden_x, progress),
-                                      chunk=spec.chunk, max_batch=spec.max_batch)
         variants, variant_files, variant_report, variant_goldens = build_variants(
-            spec, ds, model_bytes, input_name, golden_x, art.point.threshold, progress)
+            spec, ds, model_bytes, input_name, golden_x, art.point.threshold, progress,
+            seed=int(art.report.get("seed") or 0))
+        sample, sample_entry = build_sample(spec, ds.X_test, input_name, {
+            "default": model_bytes, **{k: variant_files[v.file] for k, v in variants.items()}})
+        profile = dataclasses.replace(
+            chosen_profile(spec, model_bytes, input_name, sample[f"in.{input_name}"], progress),
+            chunk=spec.chunk, max_batch=spec.max_batch)
         report["variants"] = variant_report
         progress(f"[{spec.name}] gating every shipped session (graph x profile) on the {len(ds.y_test)} held-out "
                  "samples")
@@ -191,6 +199,7 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
             "model.onnx": (model_bytes, "model"),
             **{name: (data, "variant") for name, data in variant_files.items()},
             "golden.npz": golden_npz({input_name: golden_x, **extra_inputs}, {**golden_out, **extra_golden}),
+            sample_entry.file: (_npz(sample), "parity"),
             **{rel: ((staging / rel).read_bytes(), "plot") for rel in plots.values()},
         }
         fields = {
@@ -207,13 +216,14 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
             "golden": golden_entry(golden_out, spec.parity.atol, spec.parity.rtol),
             "card": dataclasses.replace(spec.card, plots=plots),
             "domain": _domain_section(art) if guard is not None else None,
+            "parity_sample": sample_entry,
         }
         write_bundle(staging, fields, files)
 
         progress(f"[{spec.name}] verifying the written bundle (sha256 of every file + golden self-test)")
         for key in ("default", *variants):
             medinfer.load(staging, variant=key)  # integrity + each variant's own golden self-test
-        return _publish(staging, out / spec.name)
+        return publish(staging, out / spec.name)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -248,8 +258,7 @@ def write_bundle(folder: Path, fields: dict[str, Any], files: dict[str, tuple[by
 
     def build() -> Manifest:
         pinned = {n: FileEntry(sha256=sha256_bytes(b), size=len(b), role=r) for n, (b, r) in files.items()}
-        data = {**fields, "schema_version": 1, "files": pinned,
-                "created": fields.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        data = {**fields, "schema_version": 1, "files": pinned, "created": fields.get("created") or build_time()}
         return parse_manifest(to_json(data))
 
     files["model_card.md"] = (render(build()).encode("utf-8"), "card")
@@ -259,6 +268,16 @@ def write_bundle(folder: Path, fields: dict[str, Any], files: dict[str, tuple[by
     manifest = build()
     (folder / MANIFEST_NAME).write_bytes(dump_manifest(manifest))
     return manifest
+
+
+def build_time() -> str:
+    """Now (UTC, ISO 8601), or ``$SOURCE_DATE_EPOCH`` when set (the reproducible-builds convention): the one
+    time a bundle records (manifest ``created``)."""
+    import os
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch.isdigit() else datetime.now(timezone.utc)
+    return when.isoformat(timespec="seconds")
 
 
 def _plots(spec: ModelSpec, art: Artifact, staging: Path, progress: Progress) -> dict[str, str]:
@@ -280,12 +299,15 @@ def _plots(spec: ModelSpec, art: Artifact, staging: Path, progress: Progress) ->
 def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
     plain = {k: np.asarray(v) for k, v in arrays.items()}
-    plain = {k: v.astype(str) if v.dtype == object else v for k, v in plain.items()}  # loadable without pickle
+    # text as fixed-width unicode (loadable without pickle), as narrow as its longest string: the same strings give
+    # the same bytes whether they came as objects or from a wider array (e.g. the artifact's held-out set)
+    plain = {k: np.array(v.tolist(), dtype=str).reshape(v.shape) if v.dtype.kind in "OU" else v
+             for k, v in plain.items()}
     np.savez(buf, **plain)
     return buf.getvalue()
 
 
-def _publish(staging: Path, dest: Path) -> Path:
+def publish(staging: Path, dest: Path) -> Path:
     """Move the verified staging folder into place, replacing an older bundle only after success."""
     old = None
     if dest.exists():

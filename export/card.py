@@ -74,7 +74,7 @@ def render(m: Manifest) -> str:
     for s in m.data.sources:
         lines.append(f"| {s.name} | {s.package}=={s.version} | `{s.file}` | {s.licence} |")
     lines.append("")
-    for s in {s.citation for s in m.data.sources}:
+    for s in dict.fromkeys(s.citation for s in m.data.sources):  # first-seen order: a set's follows the hash seed
         lines.append(f"- Citation: {s}")
     if m.data.preprocessing:
         lines.append(f"- Preprocessing: {m.data.preprocessing}")
@@ -109,8 +109,9 @@ def render(m: Manifest) -> str:
     if c.ethical_considerations:
         lines += ["## Ethical considerations", ""] + [f"- {x}" for x in c.ethical_considerations] + [""]
     lines += ["## Provenance", "",
-              f"- Created {m.created} by medinfer {m.producer.medinfer}; onnx {m.producer.onnx}, "
-              f"onnxruntime {m.producer.onnxruntime}, opset {m.producer.opset}",
+              # no time here (it is manifest.json's `created`): a rebuild of the same model gives the same card
+              f"- Built by medinfer {m.producer.medinfer} (build time: manifest.json `created`); onnx "
+              f"{m.producer.onnx}, onnxruntime {m.producer.onnxruntime}, opset {m.producer.opset}",
               f"- Frameworks: {m.producer.frameworks}; converter: {m.producer.converter}",
               *([f"- Runs on onnxruntime >= {m.requires.onnxruntime} (IR version {m.requires.ir_version}, opsets "
                  f"{m.requires.opsets}); `load()` refuses an older one"] if m.requires else []),

@@ -98,6 +98,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     _quiet_frameworks()
+    if args.check_reproducible:
+        from .reproduce_cli import build_reproducibly
+
+        return build_reproducibly(args, _names(args), _progress)
     from .bundle import export
 
     for name in _names(args):
@@ -163,8 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="train + export", formatter_class=HELP_FORMAT, epilog=examples(
         "medinfer build all  # train and export every spec (what make demo runs)",
         "medinfer build lung_nodule_cnn --sample 40 --set epochs=1 --artifacts /tmp/art --out /tmp/bundles",
-        "medinfer build lung_nodule_cnn --set data=/data/my_ct  # your own labelled CT (labels.csv + images)"))
+        "medinfer build lung_nodule_cnn --set data=/data/my_ct  # your own labelled CT (labels.csv + images)",
+        "medinfer build drug_activity_rf --check-reproducible  # two builds, byte-identical files, or exit 15"))
     common(p, True, True)
+    p.add_argument("--check-reproducible", action="store_true",
+                   help="build twice in fresh processes (own folders, own hash seeds), compare every file's sha256, "
+                        "say which differ (exit 15, nothing written) or publish the first build with the check "
+                        "recorded in its manifest")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("data", help="list or fetch the registry-packaged datasets", formatter_class=HELP_FORMAT,

@@ -1,49 +1,19 @@
-"""Speed at export time: measured session profiles, static int8 variants, offline-optimised graphs.
+"""Speed at export time: static int8 variants and the rewrites that make them fast (session profiles:
+profiles.py).
 
-Everything here is decided by MEASUREMENT on the build machine (recorded with its fingerprint in the manifest)
-and every variant is gated by its accuracy delta on the held-out set, not only by max diff.
+Every variant is gated by its accuracy delta on the held-out set, not only by max diff (variants.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from medinfer.manifest import SessionProfile
-from medinfer.session import cpu_session
-from medinfer.tools.bench import interleaved
 
 log = logging.getLogger(__name__)
-
-
-def measure_profiles(model_bytes: bytes, feeds: dict[str, Any], fetch: list[str], *, base: SessionProfile,
-                     seconds: float = 0.4, rounds: int = 3, max_threads: int | None = None) -> tuple[
-                         SessionProfile, dict[str, Any]]:
-    """Time a grid of session options (threads 1/2/…, spinning, optimisation level, execution mode) at the
-    given batch; return the fastest profile (by p50, interleaved rounds) and the table of measurements."""
-    import os
-
-    cores = max_threads or min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2, 4)
-    grid = [dataclasses.replace(base, intra_op_num_threads=t, inter_op_num_threads=1, allow_spinning=s,
-                                graph_optimization_level=o, execution_mode="sequential")
-            for t, s, o in itertools.product(sorted({1, cores}), (True, False), ("extended", "all"))]
-    sessions = [(p, cpu_session(model_bytes, p)) for p in grid]
-    # interleaved so drift hits every candidate alike
-    samples = interleaved({str(i): (lambda s=sess: s.run(fetch, feeds)) for i, (_, sess) in enumerate(sessions)},
-                          seconds=seconds * len(grid), rounds=rounds, warmup=5)
-    table = []
-    for i, (p, _) in enumerate(sessions):
-        us = samples[str(i)] / 1e3
-        table.append({"intra_op_num_threads": p.intra_op_num_threads, "allow_spinning": p.allow_spinning,
-                      "graph_optimization_level": p.graph_optimization_level,
-                      "p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99))})
-    best = min(range(len(grid)), key=lambda i: table[i]["p50_us"])
-    return grid[best], {"grid": table, "chosen": table[best]}
 
 
 def static_int8(model_bytes: bytes, calibration: np.ndarray, input_name: str, *, per_channel: bool = True,

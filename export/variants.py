@@ -1,4 +1,4 @@
-"""Faster variants of a validated graph (static int8, ...) and the measured session profile, for the bundle.
+"""Faster variants of a validated graph (static int8, ...) for the bundle (the session profile: profiles.py).
 
 A variant ships only if its CLINICAL metrics on the held-out set stay within the spec's budget (``variant_budget``:
 metric -> largest allowed loss vs the fp32 graph) and, for binary tasks, its sensitivity at the operating
@@ -7,24 +7,19 @@ threshold does not fall below the fp32 sensitivity's 95 % CI. A refused variant 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
 from medinfer.integrity import outputs_digest
-from medinfer.manifest import SessionProfile, Variant
+from medinfer.manifest import Variant
 
+from ..train.artifact import calibration_indices
 from ..train.spec import Dataset, ModelSpec, Progress, quiet
 from . import parity
-from .optimize import fold_window_into_quantize, measure_profiles, static_int8
+from .canonical import canonical_bytes
+from .optimize import fold_window_into_quantize, static_int8
 
 INT8_GOLDEN_ATOL = 1e-3
-LARGE_BATCH = 64
-LARGE_BATCH_FROM = 16
-LARGE_GAIN = 0.85
-# Every onnxruntime session holds its own copy of the weights (measured: +34 MB for the CNN's second session, also
-# with shared initializers), so a graph above this size gets one session for all batch sizes.
-LARGE_SESSION_MAX_BYTES = 8 << 20
 
 
 def _scores(spec: ModelSpec, session: Any, input_name: str, X: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -41,8 +36,11 @@ VariantsBuilt = tuple[dict[str, Variant], dict[str, bytes], dict[str, Any], dict
 
 
 def build_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, input_name: str, golden_x: Any,
-                   threshold: float | None, progress: Progress = quiet) -> VariantsBuilt:
+                   threshold: float | None, progress: Progress = quiet, seed: int = 0) -> VariantsBuilt:
     """Make every variant the spec asks for; gate each on clinical metrics.
+
+    Static int8 is calibrated on the training rows an artifact keeps (:func:`calibration_indices` with the training
+    ``seed``), so exporting right after training and exporting the saved artifact give the same variant.
 
     Returns:
         (manifest variants, {file name: bytes}, report incl. refused variants, {variant: golden outputs}).
@@ -63,8 +61,9 @@ def build_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, input_name:
         if kind != "int8":
             report[kind] = {"shipped": False, "reason": f"unknown variant kind {kind!r}"}
             continue
-        progress(f"[{spec.name}] static int8 (QDQ, per-channel) calibrated on {len(ds.X_train)} training samples")
-        data = static_int8(model_bytes, np.asarray(ds.X_train), input_name,
+        calibration = np.asarray(ds.X_train)[calibration_indices(len(ds.X_train), seed)]
+        progress(f"[{spec.name}] static int8 (QDQ, per-channel) calibrated on {len(calibration)} training samples")
+        data = static_int8(model_bytes, calibration, input_name,
                            exclude_name_prefixes=spec.int8_exclude_prefixes + ("domain_",))
         fold = spec.int8_fold_window
         if fold:
@@ -74,6 +73,7 @@ def build_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, input_name:
                 report[kind] = {"shipped": False, "reason": f"window folding failed: {exc}"}
                 progress(f"[{spec.name}] int8 variant REFUSED: window folding failed: {exc}")
                 continue
+        data = canonical_bytes(data, spec.name)  # the quantizer keeps set-ordered fields: same model, same bytes
         session = parity.ort_session(data)
         scores, _ = _scores(spec, session, input_name, ds.X_test)
         metrics = spec.evaluate(scores, ds.y_test, ds.X_test, threshold)
@@ -114,48 +114,3 @@ def build_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, input_name:
         progress(f"[{spec.name}] int8 variant kept: max diff {diff:.3g}, {flips} decision flips, deltas "
                  + ", ".join(f"{k} {v:+.4f}" for k, v in delta.items()))
     return variants, files, report, goldens
-
-
-def large_batch_settings(best: SessionProfile, best_large: SessionProfile, large_p50_us: float,
-                         same_p50_us: float, graph_bytes: int) -> dict[str, Any]:
-    """The settings a second, large-batch session overrides ({} for none): only when they are at least
-    ``1 - LARGE_GAIN`` faster at the large batch than the batch-1 settings, and the graph is small enough that a
-    second copy of its weights is cheap (every onnxruntime session holds its own)."""
-    if large_p50_us >= LARGE_GAIN * same_p50_us or graph_bytes > LARGE_SESSION_MAX_BYTES:
-        return {}
-    keys = ("intra_op_num_threads", "allow_spinning", "graph_optimization_level")
-    return {k: getattr(best_large, k) for k in keys if getattr(best_large, k) != getattr(best, k)}
-
-
-def chosen_profile(spec: ModelSpec, model_bytes: bytes, input_name: str, golden_x: Any,
-                   progress: Progress = quiet) -> SessionProfile:
-    """The spec's profile with threads/spinning/optimisation level chosen by measurement at batch 1."""
-    base: SessionProfile = spec.profile
-    if not spec.measure_profile:
-        return base
-    from medinfer.tools.fingerprint import cpu
-
-    def feeds(n: int) -> dict[str, np.ndarray]:
-        x = np.asarray(golden_x)
-        x = np.concatenate([x] * -(-n // len(x)))[:n]
-        return {input_name: x.astype(object) if x.dtype.kind == "U" else x}
-
-    progress(f"[{spec.name}] measuring session profiles at batch 1 and {LARGE_BATCH} (threads, spinning, "
-             "optimisation level)")
-    best, table = measure_profiles(model_bytes, feeds(1), [spec.score_output], base=base)
-    best_large, table_large = measure_profiles(model_bytes, feeds(LARGE_BATCH), [spec.score_output], base=base)
-    keys = ("intra_op_num_threads", "allow_spinning", "graph_optimization_level")
-    same = next(r for r in table_large["grid"] if all(r[k] == getattr(best, k) for k in keys))
-    large = large_batch_settings(best, best_large, table_large["chosen"]["p50_us"], same["p50_us"],
-                                 len(model_bytes))
-    if not large and table_large["chosen"]["p50_us"] < LARGE_GAIN * same["p50_us"]:
-        progress(f"[{spec.name}] no large-batch session: it would hold a second copy of the "
-                 f"{len(model_bytes) / 2**20:.0f} MB graph's weights (the batch-1 profile serves every batch)")
-    measured = {**base.measured, "batch1": table, f"batch{LARGE_BATCH}": table_large,
-                "machine": {k: cpu()[k] for k in ("model", "usable_cores")},
-                "method": "interleaved p50 over 3 rounds; chosen = lowest p50 at batch 1; a large-batch session "
-                          f"only when its settings are >= {round((1 - LARGE_GAIN) * 100)} % faster at batch "
-                          f"{LARGE_BATCH} and the graph is at most {LARGE_SESSION_MAX_BYTES >> 20} MB (each session "
-                          "holds its own copy of the weights)"}
-    return dataclasses.replace(best, measured=measured, large_batch=large,
-                               large_batch_from=LARGE_BATCH_FROM if large else 0)

@@ -169,6 +169,20 @@ class DriftAlert(MedinferError, RuntimeError):
     code = "drift"
 
 
+class NotReproducible(MedinferError, RuntimeError):
+    """Two builds of the same model in fresh processes gave different files (``medinfer build NAME
+    --check-reproducible``)."""
+
+    code = "not_reproducible"
+
+
+class ProfileLoses(MedinferError, RuntimeError):
+    """The bundle's session profile is slower than onnxruntime's default options on this machine by more than the
+    noise (``medinfer bench --check-profile``)."""
+
+    code = "profile_loses"
+
+
 class UnknownModel(UnknownNameError):
     """No served model (or version) has that name (HTTP 404)."""
 
@@ -208,6 +222,7 @@ EXIT_CODES: dict[str, int] = {
     "audit": 12,
     "runtime_too_old": 13,
     "drift": 14,
+    "not_reproducible": 15, "profile_loses": 15,
 }
 
 #: What each exit status means (``medinfer --help`` prints this table).
@@ -227,6 +242,8 @@ EXIT_MEANINGS: dict[int, str] = {
     12: "audit: the audit trail could not be written or does not verify",
     13: "runtime too old: the installed onnxruntime is older than the bundle requires",
     14: "drift: the out-of-domain share crossed its threshold (medinfer audit drift)",
+    15: "check failed: two builds differ (medinfer build --check-reproducible), or the bundle's session profile "
+        "loses to onnxruntime's defaults here (medinfer bench --check-profile)",
 }
 
 
@@ -254,8 +271,10 @@ __all__ = [
     "MissingExtraError",
     "NoInformationError",
     "NotReady",
+    "NotReproducible",
     "OutOfDomainError",
     "ParityError",
+    "ProfileLoses",
     "ProviderError",
     "RequestError",
     "RuntimeTooOld",

@@ -16,14 +16,14 @@ from .integrity import contract_digest, sha256_bytes, variant_contract_digest, v
 from .manifest import Manifest, decode_manifest, read_manifest_bytes
 from .model import Model
 from .providers import ProviderRequest, resolve
-from .session import check_runtime, create_session, merge_profile
+from .session import check_runtime, create_session, requested_profiles
 
 log = logging.getLogger(__name__)
 
 
 @overload
 def load(path: str | Path, providers: Sequence[ProviderRequest] | ProviderRequest | None = ..., *,
-         variant: str | None = ..., session_profile: Mapping[str, Any] | None = ..., cast: str = ...,
+         variant: str | None = ..., session_profile: Mapping[str, Any] | str | None = ..., cast: str = ...,
          self_test: bool = ..., deterministic: bool = ..., require_signature: bool = ...,
          trusted_keys: Sequence[str | Path | bytes] = ..., audit: AuditLog | str | Path | None = ...,
          on_error: Literal["raise"] = ..., deadline_ms: float | None = ...,
@@ -32,7 +32,7 @@ def load(path: str | Path, providers: Sequence[ProviderRequest] | ProviderReques
 
 @overload
 def load(path: str | Path, providers: Sequence[ProviderRequest] | ProviderRequest | None = ..., *,
-         variant: str | None = ..., session_profile: Mapping[str, Any] | None = ..., cast: str = ...,
+         variant: str | None = ..., session_profile: Mapping[str, Any] | str | None = ..., cast: str = ...,
          self_test: bool = ..., deterministic: bool = ..., require_signature: bool = ...,
          trusted_keys: Sequence[str | Path | bytes] = ..., audit: AuditLog | str | Path | None = ...,
          on_error: str = ..., deadline_ms: float | None = ...,
@@ -44,7 +44,7 @@ def load(
     providers: Sequence[ProviderRequest] | ProviderRequest | None = None,
     *,
     variant: str | None = None,
-    session_profile: Mapping[str, Any] | None = None,
+    session_profile: Mapping[str, Any] | str | None = None,
     cast: str = "safe",
     self_test: bool = True,
     deterministic: bool = False,
@@ -65,7 +65,9 @@ def load(
         providers: ``None`` for CPU, or an ordered preference list of short/full provider names (optionally
             ``(name, options)`` pairs). Only listed providers are ever used.
         variant: which graph to run (``"default"``, ``"int8"``, ...); default is the manifest's ``default``.
-        session_profile: overrides of the manifest's measured session profile (e.g. ``{"intra_op_num_threads": 1}``).
+        session_profile: overrides of the manifest's measured session profile (e.g. ``{"intra_op_num_threads": 1}``),
+            or ``"default"``: onnxruntime's default SessionOptions (no thread, spinning, optimisation-level or
+            execution-mode setting) for every batch size, the batch-1 and large-batch sessions alike (one session).
         cast: input dtype casting policy, ``"safe"`` (default) or ``"same_kind"`` (allows float64 -> float32).
         self_test: run the golden input once after loading (default True) and refuse a bundle that fails it.
         deterministic: onnxruntime's deterministic compute with fixed thread counts (bit-identical repeats).
@@ -121,7 +123,7 @@ def _warn_if_several_onnxruntime_builds() -> None:
                     "'onnxruntime' module; keep exactly one (see 'medinfer info --providers')", ", ".join(found))
 
 
-def _load(path: str | Path, providers: Any, variant: str | None, session_profile: Mapping[str, Any] | None,
+def _load(path: str | Path, providers: Any, variant: str | None, session_profile: Mapping[str, Any] | str | None,
           cast: str, self_test: bool, deterministic: bool, require_signature: bool,
           trusted_keys: Sequence[str | Path | bytes]) -> Model:
     bundle = Path(path)
@@ -148,12 +150,7 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
         if providers is not None:
             _warn_if_several_onnxruntime_builds()
         resolved = resolve(providers, profile_options=manifest.profile.provider_options)
-        overrides = dict(session_profile or {})
-        if deterministic:
-            threads = overrides.get("intra_op_num_threads", manifest.profile.intra_op_num_threads) or 1
-            overrides.update(deterministic=True, intra_op_num_threads=threads, inter_op_num_threads=1,
-                             execution_mode="sequential")
-        profile = merge_profile(manifest.profile, overrides)
+        profile, large_profile = requested_profiles(manifest.profile, session_profile, deterministic)
         session = _session(graph, profile, resolved)
         _check_metadata(session, manifest, bundle, model_file, key)
         contract = manifest.for_variant(key)  # a whole-slice variant brings its own inputs and outputs
@@ -162,8 +159,7 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
         model.signature = signature
         model.signed_by = signature.key_id if signature.state == "trusted" else None
         batched = isinstance(contract.inputs[0].shape[0], str) if contract.inputs[0].shape else False
-        if profile.large_batch_from > 0 and profile.large_batch and batched:  # caller's overrides win over both
-            large_profile = merge_profile(merge_profile(manifest.profile, profile.large_batch), overrides)
+        if large_profile is not None and batched:  # the caller's overrides win over both profiles
             large = _session(graph, large_profile, resolved)
             model.use_large_batch_session(large, profile.large_batch_from)
     if self_test:

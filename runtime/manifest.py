@@ -18,6 +18,7 @@ from typing import Any, Literal
 from .decision import score_column
 from .errors import ManifestError
 from .files import read_regular_file
+from .records import ParitySample, ProfileEvidence, Reproducibility
 from .schema import parse, to_json
 
 SCHEMA_VERSION = 1
@@ -42,7 +43,7 @@ class FileEntry:
 
     sha256: str
     size: int
-    role: Literal["model", "variant", "card", "golden", "plot", "other"] = "other"
+    role: Literal["model", "variant", "card", "golden", "parity", "plot", "other"] = "other"
 
     def _check(self, doc: str, path: str) -> None:
         if not _SHA256.match(self.sha256):
@@ -140,6 +141,10 @@ class SessionProfile:
     # the batch), and more than ``max_batch`` samples in one call are refused.
     chunk: int = 256
     max_batch: int = 65536
+    # True: onnxruntime's own default SessionOptions (no thread, spinning, optimisation-level or execution-mode
+    # setting): the export found no setting that beats them by a margin that survives noise (``evidence``).
+    onnxruntime_defaults: bool = False
+    evidence: ProfileEvidence | None = None
 
     def _check(self, doc: str, path: str) -> None:
         if self.chunk < 1 or self.max_batch < 1:
@@ -317,6 +322,8 @@ class Manifest:
     description: str = ""
     domain: Domain | None = None  # bundles built before the domain guard have none (and still load)
     requires: Requires | None = None
+    parity_sample: ParitySample | None = None  # written since issue 14; older bundles have none
+    reproducibility: Reproducibility | None = None  # only after `medinfer build --check-reproducible` passed
 
     def _check(self, doc: str, path: str) -> None:
         if self.schema_version != SCHEMA_VERSION:
@@ -367,6 +374,8 @@ class Manifest:
                 raise _bad(doc, f"variants.{key}.max_elements", f"must be >= 1, got {variant.max_elements}")
         if self.golden.file not in self.files:
             raise _bad(doc, "golden.file", f"names {self.golden.file!r}, which 'files' does not pin")
+        if self.parity_sample is not None and self.parity_sample.file not in self.files:
+            raise _bad(doc, "parity_sample.file", f"names {self.parity_sample.file!r}, which 'files' does not pin")
         for name in self.files:
             parts = name.split("/")
             if len(parts) > 2 or not all(_PART.match(p) for p in parts):
@@ -384,7 +393,9 @@ class Manifest:
         # a variant graph without the domain output (a whole-slice graph) has no domain guard of its own
         domain = self.domain if self.domain is not None and any(
             o.name == self.domain.output for o in variant.outputs) else None
-        return dataclasses.replace(self, inputs=variant.inputs, outputs=variant.outputs, domain=domain)
+        # nor a parity sample: the sample holds the validated graph's inputs, not this variant's
+        return dataclasses.replace(self, inputs=variant.inputs, outputs=variant.outputs, domain=domain,
+                                   parity_sample=None)
 
     def input(self, name: str) -> TensorSpec:
         for spec in self.inputs:

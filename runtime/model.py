@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import sys
 import time
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,6 @@ import numpy as np
 from .audit import AuditBinding, AuditLog
 from .errors import (
     AuditError,
-    BundleError,
     DeadlineExceeded,
     InferenceError,
     InputError,
@@ -33,6 +30,7 @@ from .failsafe import WATCHDOG, NoResult
 from .integrity import outputs_digest
 from .manifest import Manifest
 from .prediction import Prediction, PredictionMeta
+from .samples import read_pairs, read_pinned
 from .validation import InputCheck, Validator
 
 if TYPE_CHECKING:
@@ -347,21 +345,23 @@ class Model:
 
     def golden(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The golden inputs and expected outputs stored in the bundle."""
-        own, own_in = f"out@{self.variant}.", f"in@{self.variant}."
-        try:
-            with np.load(io.BytesIO(self._golden), allow_pickle=False) as data:
-                start = own_in if any(k.startswith(own_in) for k in data.files) else "in."
-                inputs = {k[len(start):]: data[k] for k in data.files if k.startswith(start)}
-                prefix = own if any(k.startswith(own) for k in data.files) else "out."
-                outputs = {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
-        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-            raise BundleError(f"{self.name}: {self.manifest.golden.file} is not a readable golden file "
-                              f"({type(exc).__name__}: {exc}); re-export the bundle") from None
-        missing = [n for n in self.input_names if n not in inputs]
-        if missing or not outputs:
-            raise BundleError(f"{self.name}: {self.manifest.golden.file} lacks golden inputs {missing} or outputs "
-                              f"(holds {sorted(inputs)} / {sorted(outputs)}); re-export the bundle")
-        return inputs, outputs
+        return read_pairs(self._golden, self.variant, f"{self.name}: {self.manifest.golden.file}", self.input_names)
+
+    def parity_sample(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
+        """A seeded sample of the held-out set the export's parity gate used (``manifest.parity_sample``): its
+        inputs and the outputs the CPU computed at export (this variant's own graph's when the file holds them), to
+        compare an accelerator with the CPU on real held-out data. None for bundles written before it existed, and
+        for a variant with inputs of its own (a whole-slice graph: the sample holds the validated graph's inputs).
+
+        Raises:
+            IntegrityError: the file no longer matches its pinned sha256.
+            BundleError: the file cannot be read as a samples file.
+        """
+        sample = self.manifest.parity_sample
+        if sample is None:
+            return None
+        data = read_pinned(self.path, sample.file, self.manifest.files[sample.file])
+        return read_pairs(data, self.variant, f"{self.name}: {sample.file}", self.input_names, "parity sample")
 
     def self_test(self) -> SelfTestReport:
         """Run the golden input and compare with the golden output (readiness check).

@@ -7,22 +7,70 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import BundleError, ProviderError, RuntimeTooOld
+from .errors import BundleError, ProviderError, RuntimeTooOld, UnknownNameError
 from .manifest import Manifest, SessionProfile
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                "all": "ORT_ENABLE_ALL"}
 
 
+# The settings that onnxruntime_defaults=True leaves to onnxruntime.
+PERFORMANCE_SETTINGS = ("intra_op_num_threads", "inter_op_num_threads", "allow_spinning", "graph_optimization_level",
+                        "execution_mode")
+DEFAULT_PROFILE = "default"
+
+
 def merge_profile(profile: SessionProfile, overrides: Mapping[str, Any] | None) -> SessionProfile:
-    """The manifest's profile with the caller's overrides applied (unknown keys refused)."""
+    """The manifest's profile with the caller's overrides applied (unknown keys refused).
+
+    Overriding a performance setting (threads, spinning, optimisation level, execution mode) of a profile that
+    leaves them to onnxruntime (``onnxruntime_defaults``) applies it, unless the overrides say otherwise.
+    """
     if not overrides:
         return profile
-    allowed = {f.name for f in dataclasses.fields(SessionProfile)} - {"measured", "large_batch"}
+    allowed = {f.name for f in dataclasses.fields(SessionProfile)} - {"measured", "large_batch", "evidence"}
     unknown = sorted(set(overrides) - allowed)
     if unknown:
         raise ValueError(f"unknown session profile setting {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
-    return dataclasses.replace(profile, **dict(overrides))
+    values = dict(overrides)
+    if "onnxruntime_defaults" not in values and any(k in values for k in PERFORMANCE_SETTINGS):
+        values["onnxruntime_defaults"] = False
+    return dataclasses.replace(profile, **values)
+
+
+def requested_profiles(manifest_profile: SessionProfile, session_profile: Mapping[str, Any] | str | None,
+                       deterministic: bool = False) -> tuple[SessionProfile, SessionProfile | None]:
+    """The profiles of the sessions ``load()`` creates: (the one for batches below ``large_batch_from``, the
+    large-batch one or None).
+
+    Args:
+        manifest_profile: the bundle's measured profile.
+        session_profile: None (the manifest's), ``"default"`` (onnxruntime's default SessionOptions for every
+            batch size: no thread, spinning, optimisation-level or execution-mode setting; one session), or a
+            mapping of overrides applied to both sessions.
+        deterministic: fixed thread counts and onnxruntime's deterministic compute (applied last).
+
+    Raises:
+        UnknownNameError: a string other than ``"default"``.
+        ValueError: an unknown setting among the overrides.
+    """
+    if isinstance(session_profile, str):
+        if session_profile != DEFAULT_PROFILE:
+            raise UnknownNameError("session profile", session_profile, [DEFAULT_PROFILE],
+                                   "; or pass a mapping of settings, e.g. {'intra_op_num_threads': 1}")
+        base = dataclasses.replace(manifest_profile, onnxruntime_defaults=True, large_batch_from=0, large_batch={})
+        overrides: dict[str, Any] = {}
+    else:
+        base, overrides = manifest_profile, dict(session_profile or {})
+    if deterministic:
+        threads = overrides.get("intra_op_num_threads", base.intra_op_num_threads) or 1
+        overrides.update(deterministic=True, intra_op_num_threads=threads, inter_op_num_threads=1,
+                         execution_mode="sequential")
+    profile = merge_profile(base, overrides)
+    large = None
+    if profile.large_batch_from > 0 and profile.large_batch:  # the caller's overrides win over both profiles
+        large = merge_profile(merge_profile(base, profile.large_batch), overrides)
+    return profile, large
 
 
 def release(version: str) -> tuple[int, int, int]:
@@ -66,15 +114,16 @@ def session_options(profile: SessionProfile, *, cpu_fallback: bool) -> Any:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.intra_op_num_threads = profile.intra_op_num_threads
-    so.inter_op_num_threads = profile.inter_op_num_threads
-    spin = "1" if profile.allow_spinning else "0"
-    so.add_session_config_entry("session.intra_op.allow_spinning", spin)
-    so.add_session_config_entry("session.inter_op.allow_spinning", spin)
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[profile.graph_optimization_level])
-    so.execution_mode = (
-        ort.ExecutionMode.ORT_PARALLEL if profile.execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
-    )
+    if not profile.onnxruntime_defaults:  # else onnxruntime decides threads, spinning, optimisation and mode
+        so.intra_op_num_threads = profile.intra_op_num_threads
+        so.inter_op_num_threads = profile.inter_op_num_threads
+        spin = "1" if profile.allow_spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                              _OPT_LEVELS[profile.graph_optimization_level])
+        so.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if profile.execution_mode == "parallel"
+                             else ort.ExecutionMode.ORT_SEQUENTIAL)
     if profile.deterministic:
         so.use_deterministic_compute = True
     if not cpu_fallback:

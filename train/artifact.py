@@ -105,9 +105,9 @@ def load(name: str, root: str | Path = "artifacts") -> Artifact:
     model = spec.load_native(folder)
     op = report.get("operating_point") or {}
     point = OperatingPoint(op.get("threshold"), op.get("rationale", ""))
-    guard, arrays = None, None
+    guard, domain_arrays = None, None
     if report.get("domain"):
-        guard, arrays = _load_domain(folder / "domain.npz", report["domain"], spec.domain_features(model))
+        guard, domain_arrays = _load_domain(folder / "domain.npz", report["domain"], spec.domain_features(model))
     data = report["data"]
     with np.load(folder / "data.npz", allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
@@ -119,7 +119,7 @@ def load(name: str, root: str | Path = "artifacts") -> Artifact:
         feature_names=tuple(data["feature_names"]) if data["feature_names"] else None,
         facts=data["facts"], edge=arrays.get("edge"),
     )
-    return Artifact(spec, folder, model, dataset, report, point, guard, arrays)
+    return Artifact(spec, folder, model, dataset, report, point, guard, domain_arrays)
 
 
 def fit_domain(spec: ModelSpec, model: Any, dataset: Dataset, point: OperatingPoint, test_scores: np.ndarray,
@@ -197,9 +197,16 @@ def _load_domain(path: Path, report: dict[str, Any], features: Any) -> tuple[Dom
     return DomainGuard(parts, report.get("method", ""), features), arrays
 
 
+def calibration_indices(n: int, seed: int = 0) -> np.ndarray:
+    """The training rows an artifact keeps for int8 calibration (sorted; all of them when there are at most
+    :data:`CALIBRATION_SAMPLES`). Applied to rows it already picked, it picks them all again: so an export right
+    after training and one from the saved artifact calibrate on the same samples."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=min(n, CALIBRATION_SAMPLES), replace=False))
+
+
 def _save_data(path: Path, dataset: Dataset, seed: int) -> None:
     n = len(dataset.y_train)
-    pick = np.sort(np.random.default_rng(seed).choice(n, size=min(n, CALIBRATION_SAMPLES), replace=False))
+    pick = calibration_indices(n, seed)
     arrays = {
         "X_test": _plain(dataset.X_test), "y_test": np.asarray(dataset.y_test),
         "X_calib": _plain(dataset.X_train)[pick], "y_calib": np.asarray(dataset.y_train)[pick],

@@ -343,9 +343,7 @@ class KerasSpec(ModelSpec):
     options: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "train_seed")
 
     def fit(self, model: Any, dataset: Dataset, progress: Progress = quiet) -> Any:
-        import keras
-
-        keras.utils.set_random_seed(int(self.train_seed))
+        deterministic_keras(int(self.train_seed))
         progress(f"fitting {model.name} ({model.count_params():,} parameters) on {dataset.n_train} samples, "
                  f"{self.epochs} epochs of batch {self.batch_size}")
         model.fit(dataset.X_train, dataset.y_train, epochs=int(self.epochs), batch_size=int(self.batch_size),
@@ -378,6 +376,17 @@ class KerasSpec(ModelSpec):
         import tensorflow as tf
 
         return {"tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+def deterministic_keras(seed: int) -> None:
+    """Seed Python's, numpy's and TensorFlow's generators and make TensorFlow's ops deterministic: the same data
+    and seed train the same weights (on the CPU; an op without a deterministic kernel then raises, naming itself,
+    instead of training a different model each time)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
 
 
 def _tqdm_callback(epochs: int, steps: int) -> Any:

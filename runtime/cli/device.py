@@ -217,6 +217,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ..manifest import load_manifest
     from ..tools.bench import bench_bundle, format_records
 
+    if args.check_profile:
+        from .checks import check_profiles
+
+        return check_profiles(args)
+    args.batch, args.min_seconds = args.batch or [1], 5.0 if args.min_seconds is None else args.min_seconds
     records = []
     for arg in args.bundles:
         path = bundle_path(arg)
@@ -465,17 +470,26 @@ def add_parsers(sub: Any) -> None:
                        formatter_class=HELP_FORMAT, epilog=examples(
                            "medinfer bench bundles/drug_activity_rf  # every variant, batch 1, >= 1000 queries and 5 s",
                            "medinfer bench bundles/*/ --batch 1 64 --json --out bench.jsonl",
-                           "medinfer bench lung_nodule_cnn --variant int8 --min-queries 300 --min-seconds 1 --no-cold"))
+                           "medinfer bench lung_nodule_cnn --variant int8 --min-queries 300 --min-seconds 1 --no-cold",
+                           "medinfer bench bundles/drug_activity_rf --check-profile  # does the shipped profile still "
+                           "beat onnxruntime's defaults here? exit 15 when it loses"))
     p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="one or more bundles (folders or names)")
     p.add_argument("--variant", default="all", help="a variant name, or 'all' (default)")
     p.add_argument("--provider", default=None, help=provider_help)
-    p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch size(s) (default 1)")
+    p.add_argument("--batch", type=int, nargs="+", default=None,
+                   help="batch size(s) (default 1; with --check-profile the sizes the export measured, 1 and 64)")
     p.add_argument("--min-queries", type=int, default=1000, help="at least this many timed queries (default 1000)")
-    p.add_argument("--min-seconds", type=float, default=5.0, help="and at least this long (default 5 s)")
+    p.add_argument("--min-seconds", type=float, default=None,
+                   help="and at least this long (default 5 s; with --check-profile: seconds of interleaved timing per "
+                        "batch size, default 3)")
     p.add_argument("--warmup", type=int, default=50, help="warm-up queries (default 50)")
     p.add_argument("--no-cold", action="store_true", help="skip the fresh-process cold-start measurement")
     p.add_argument("--json", action="store_true", help=json_help + " (one record per bundle, variant and batch)")
     p.add_argument("--out", default=None, help="append one JSON line per record to this file")
+    p.add_argument("--check-profile", action="store_true",
+                   help="time the bundle's session profile against onnxruntime's default options, interleaved, and "
+                        "say whether it still wins on this machine (exit 15 when it loses in every round)")
+    p.add_argument("--rounds", type=int, default=7, help="with --check-profile: interleaved rounds (default 7)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("keygen", help="create an Ed25519 key pair for signing bundles ([sign] extra)",

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..loader import load
 from ..model import Model
-from ..session import merge_profile
+from ..session import requested_profiles
 from .fingerprint import environment
 
 PEAK_RSS_SNIPPET = r"""
@@ -86,6 +86,14 @@ def interleaved(fns: Mapping[str, Callable[[], Any]], *, seconds: float, rounds:
     Machine noise (preemption, frequency changes, a neighbour's job) then hits every candidate alike, so ratios
     between them stay meaningful when absolute numbers drift. Each block is :func:`time_queries`.
     """
+    blocks = interleaved_rounds(fns, seconds=seconds, rounds=rounds, warmup=warmup, seed=seed)
+    return {name: np.concatenate(parts) for name, parts in blocks.items()}
+
+
+def interleaved_rounds(fns: Mapping[str, Callable[[], Any]], *, seconds: float, rounds: int, warmup: int = 20,
+                       seed: int = 0, min_queries: int = 1) -> dict[str, list[np.ndarray]]:
+    """Like :func:`interleaved`, but the per-query ns of each round kept apart (``{name: [round 0, ...]}``), so
+    that a ratio can be taken within each round; each block runs at least ``min_queries`` queries."""
     rng = random.Random(seed)
     names = list(fns)
     for name in names:
@@ -97,8 +105,8 @@ def interleaved(fns: Mapping[str, Callable[[], Any]], *, seconds: float, rounds:
         order = names[:]
         rng.shuffle(order)
         for name in order:
-            samples[name].append(time_queries(fns[name], min_queries=1, min_seconds=block))
-    return {name: np.concatenate(parts) for name, parts in samples.items()}
+            samples[name].append(time_queries(fns[name], min_queries=min_queries, min_seconds=block))
+    return samples
 
 
 def batch_input(model: Model, batch: int) -> Any:
@@ -162,7 +170,7 @@ def bench_bundle(
     warmup_queries: int = 50,
     warmup_seconds: float = 0.5,
     cold: bool = True,
-    session_profile: dict[str, Any] | None = None,
+    session_profile: dict[str, Any] | str | None = None,
 ) -> dict[str, Any]:
     """Benchmark one bundle variant; returns a JSON-ready record (see module docstring)."""
     t0 = time.perf_counter()
@@ -178,8 +186,9 @@ def bench_bundle(
     stats = latency_stats(samples)
     total_s = float(samples.sum()) / 1e9
     m = model.manifest
-    profile = dataclasses.asdict(merge_profile(m.profile, session_profile))
+    profile = dataclasses.asdict(requested_profiles(m.profile, session_profile)[0])
     profile.pop("measured", None)
+    profile.pop("evidence", None)
     record = {
         "kind": "medinfer.bench",
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),

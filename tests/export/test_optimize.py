@@ -1,4 +1,4 @@
-"""Export-time speed work: measured profiles, static int8 with window folding, the variant gate."""
+"""Export-time speed work: static int8 with window folding, the variant gate (session profiles: test_profiles.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import dataclasses
 import medinfer
 import numpy as np
 import pytest
-from medinfer.manifest import SessionProfile
 
 
 def _window_cnn() -> bytes:
@@ -72,17 +71,6 @@ def test_window_folding_refuses_a_graph_without_the_pattern() -> None:
         fold_window_into_quantize(int8, "no_such_layer", "window_clip")
 
 
-def test_measure_profiles_picks_the_fastest_measured(tiny_bundle_ro) -> None:
-    from medinfer.export.optimize import measure_profiles
-
-    data = (tiny_bundle_ro / "model.onnx").read_bytes()
-    best, table = measure_profiles(data, {"x": np.zeros((1, 3), np.float32)}, ["probabilities"],
-                                   base=SessionProfile(), seconds=0.05, rounds=1)
-    grid = table["grid"]
-    assert len(grid) >= 4 and table["chosen"] == min(grid, key=lambda r: r["p50_us"])
-    assert best.intra_op_num_threads == table["chosen"]["intra_op_num_threads"]
-
-
 @pytest.mark.slow
 def test_variant_gate_refuses_a_variant_over_budget(built) -> None:
     from medinfer.export.variants import build_variants
@@ -99,16 +87,3 @@ def test_variant_gate_refuses_a_variant_over_budget(built) -> None:
     shipped = dataclasses.asdict(m.variants.get("int8")) if "int8" in m.variants else None
     if shipped is not None:  # the fixture's own export kept it: its self-test must pass on its own golden
         medinfer.load(path, variant="int8")
-
-
-def test_a_large_batch_session_only_for_graphs_whose_weights_are_cheap_to_hold_twice() -> None:
-    """The fp32 CNN's cold start went from 140 to 204 MB when the measured profile asked for a second session:
-    each onnxruntime session holds its own copy of the weights. Big graphs get one session for every batch."""
-    from medinfer.export.variants import LARGE_SESSION_MAX_BYTES, large_batch_settings
-    from medinfer.manifest import SessionProfile
-
-    one, two = SessionProfile(intra_op_num_threads=1), SessionProfile(intra_op_num_threads=2)
-    assert large_batch_settings(one, two, 50.0, 100.0, 1 << 20) == {"intra_op_num_threads": 2}
-    assert large_batch_settings(one, two, 95.0, 100.0, 1 << 20) == {}  # not faster enough to earn a session
-    assert large_batch_settings(one, two, 50.0, 100.0, 26 << 20) == {}  # the CNN's 26 MB: never twice
-    assert large_batch_settings(one, two, 50.0, 100.0, LARGE_SESSION_MAX_BYTES) == {"intra_op_num_threads": 2}

@@ -87,8 +87,10 @@ GOLDEN_X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.0, 4.5], [0.0, 0.0, 0.0]], dtype=
 
 
 def build(folder: Path, *, name: str = "tiny_logistic", golden_out: np.ndarray | None = None,
-          metadata: dict[str, str] | None = None, slow: int = 0, **overrides: Any) -> Path:
-    """Write a valid tiny bundle into ``folder`` (created); overrides replace manifest fields."""
+          metadata: dict[str, str] | None = None, slow: int = 0,
+          extra_files: dict[str, tuple[bytes, str]] | None = None, **overrides: Any) -> Path:
+    """Write a valid tiny bundle into ``folder`` (created); overrides replace manifest fields; ``extra_files``
+    ({name: (bytes, role)}) are written and pinned too."""
     from medinfer.export.bundle import golden_entry, golden_npz, write_bundle
 
     folder = Path(folder)
@@ -112,7 +114,7 @@ def build(folder: Path, *, name: str = "tiny_logistic", golden_out: np.ndarray |
         **overrides,
     }
     files = {"model.onnx": (model_bytes(name, metadata, slow), "model"),
-             "golden.npz": golden_npz({"x": GOLDEN_X}, golden)}
+             "golden.npz": golden_npz({"x": GOLDEN_X}, golden), **(extra_files or {})}
     write_bundle(folder, fields, files)
     return folder
 

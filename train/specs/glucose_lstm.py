@@ -19,7 +19,7 @@ from ..datasets import glucose
 from ..domain import DomainGuard, Part, Shift
 from ..metrics import regression_metrics
 from ..registry import register
-from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, quiet
+from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, deterministic_keras, quiet
 
 # The envelope of the per-feature physical ranges (glucose.FEATURE_RANGES, enforced per feature by the runtime).
 FEATURE_RANGE = (min(lo for lo, _ in glucose.FEATURE_RANGES), max(hi for _, hi in glucose.FEATURE_RANGES))
@@ -147,7 +147,7 @@ class GlucoseLSTM(KerasSpec):
         import keras
         from keras import layers
 
-        keras.utils.set_random_seed(int(self.train_seed))
+        deterministic_keras(int(self.train_seed))
         X, y = np.asarray(dataset.X_train, dtype=np.float64), np.asarray(dataset.y_train, dtype=np.float64)
         flat = X.reshape(-1, X.shape[-1])
         inp = keras.Input((None, len(glucose.FEATURES)), name="x")

@@ -23,7 +23,7 @@ from ..datasets.sources import get_source
 from ..domain import DomainGuard, Part, Shift
 from ..metrics import binary_metrics
 from ..registry import register
-from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, quiet
+from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, deterministic_keras, quiet
 
 PATCH = lesions.PATCH
 # The sliding-window stride of a whole slice: 75 % overlap, on the 8 px grid of the convolution stages (one pass).
@@ -165,7 +165,7 @@ class LungNoduleCNN(KerasSpec):
         import keras
         from keras import layers
 
-        keras.utils.set_random_seed(int(self.train_seed))
+        deterministic_keras(int(self.train_seed))
         inp = keras.Input((PATCH, PATCH, 1), name="hu")
         x = layers.Conv2D(len(WINDOWS), 1, name="ct_windows", trainable=False)(inp)
         x = layers.ReLU(max_value=1.0, name="window_clip")(x)
