@@ -1,7 +1,7 @@
 """The device commands of ``medinfer``: info, list, verify, predict, bench, keygen, sign, audit.
 
 They need numpy + onnxruntime only (keygen/sign: [sign]; DICOM input: [dicom]). Registered by
-:func:`add_parsers`; every import beyond argparse happens inside the command that needs it.
+:func:`medinfer.cli.device_args.add_parsers`; every import beyond argparse happens inside the command that needs it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AuditError, DriftAlert, MedinferError, UsageError, exit_code
-from .common import HELP_FORMAT, bundle_path, examples, provider_fallback, providers_arg, table
+from .clinical import fhir_time, predict_dicom, write_fhir
+from .common import bundle_path, provider_fallback, providers_arg, table
 
 if TYPE_CHECKING:
-    from ..model import Model
+    pass
 
 
 # -- commands ---------------------------------------------------------------------------------------------
@@ -174,16 +175,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = load(bundle_path(args.bundle), providers_arg(args.provider), variant=variant, cast=args.cast,
                  out_of_domain=args.out_of_domain)
     if is_dicom_file(args.input):
-        return _predict_dicom(model, args)
+        return predict_dicom(model, args)
     if args.dicom_out:
         from ..errors import UsageError
 
         raise UsageError(f"--dicom-out needs a DICOM CT slice as input; {args.input} is not a DICOM file")
-    at = _fhir_time(args) if args.fhir_out else None
+    at = fhir_time(args) if args.fhir_out else None
     x = read_input(args.input, model)
     pred = model.predict(x)
     if args.fhir_out:
-        _write_fhir(args, pred.to_fhir(args.fhir_subject, basis=args.fhir_basis, at=at, generic=args.fhir_generic))
+        write_fhir(args, pred.to_fhir(args.fhir_subject, basis=args.fhir_basis, at=at, generic=args.fhir_generic))
     if args.json:
         print(json.dumps({**pred.to_dict(), **({"fhir_out": args.fhir_out} if args.fhir_out else {})}, indent=2))
         return 0
@@ -317,209 +318,3 @@ def _audit_drift(args: argparse.Namespace) -> int:
 
 def _g(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
-
-
-def _predict_dicom(model: Model, args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..tools.dicom import format_result, predict_file, write_overlay
-
-    centre = None
-    if args.center:
-        try:
-            row, col = (int(v) for v in args.center.split(","))
-        except ValueError:
-            raise InputError(f"--center expects ROW,COL in pixels, e.g. 64,70; got {args.center!r}") from None
-        centre = (row, col)
-    if args.fhir_out:
-        _fhir_time(args)  # refuse a bad subject or time before the work, not after
-    result = predict_file(model, args.input, centre=centre, stride=args.stride, frame=args.frame)
-    written: list[str] = []
-    try:  # the scores are printed even when a file beside them cannot be written
-        if args.overlay:
-            write_overlay(result, args.overlay)
-        sr_uid = None
-        if args.dicom_out:
-            from ..tools.dicom_out import KINDS, write_dicom
-
-            outputs = write_dicom(model, result, args.dicom_out, secondary_capture=args.dicom_sc)
-            result.extra["dicom_out"] = outputs.to_dict()
-            sr_uid = outputs.sr_uid
-            written += [f"DICOM {KINDS[kind]} written to {path}" for kind, path in outputs.files.items()]
-            written += [f"DICOM {KINDS[kind]} NOT written: {why}" for kind, why in outputs.skipped.items()]
-        if args.fhir_out:
-            from ..tools.fhir import slice_bundle
-
-            _write_fhir(args, slice_bundle(model, result, subject=args.fhir_subject, basis=args.fhir_basis,
-                                           sr_uid=sr_uid))
-            result.extra["fhir_out"] = args.fhir_out
-            written.append(f"FHIR R4 transaction Bundle written to {args.fhir_out}")
-    finally:
-        print(json.dumps(result.to_dict(), indent=2) if args.json else "\n".join([format_result(result), *written]),
-              flush=True)
-    return 0
-
-
-def _fhir_time(args: argparse.Namespace) -> Any:
-    """--fhir-time as a datetime (None: now); checks --fhir-subject is given and is a reference."""
-    from ..errors import UsageError
-    from ..tools.fhir import check_subject, parse_time
-
-    if not args.fhir_subject:
-        raise UsageError("--fhir-out needs --fhir-subject REF, the FHIR reference of the patient the input came "
-                         "from (e.g. Patient/123)")
-    check_subject(args.fhir_subject)
-    return parse_time(args.fhir_time)
-
-
-def _write_fhir(args: argparse.Namespace, bundle: dict[str, Any]) -> None:
-    path = Path(args.fhir_out)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def add_parsers(sub: Any) -> None:
-    """Add the device commands to the ``medinfer`` sub-command parser."""
-    bundle_help = "bundle folder, or the name of a bundle under $MEDINFER_BUNDLES (default ./bundles)"
-    provider_help = ("execution providers as a comma-separated preference list, e.g. cuda,cpu (default: cpu); "
-                     "names one this machine lacks are skipped, with a warning when the first choice is")
-    variant_help = "run a variant of the bundle, e.g. int8 (default: the fp32 graph); 'medinfer info' lists them"
-    json_help = "print JSON for machines instead of tables for people"
-
-    p = sub.add_parser("info", help="show a bundle's contract, metrics and files (or --providers)",
-                       formatter_class=HELP_FORMAT, epilog=examples(
-                           "medinfer info bundles/drug_activity_rf  # contract, metrics with CIs, files, provenance",
-                           "medinfer info drug_activity_rf --json  # the whole manifest as JSON",
-                           "medinfer info --providers  # which execution providers this machine offers, and why not"))
-    p.add_argument("bundle", nargs="?", help=bundle_help + "; omit it with --providers")
-    p.add_argument("--providers", action="store_true", help="list the execution providers this machine offers")
-    p.add_argument("--json", action="store_true", help=json_help)
-    p.set_defaults(func=cmd_info)
-
-    p = sub.add_parser("list", help="summarise every bundle in a folder (default ./bundles)",
-                       formatter_class=HELP_FORMAT, epilog=examples(
-                           "medinfer list  # every bundle under ./bundles: version, task, held-out metric, size",
-                           "medinfer list /opt/models --json"))
-    p.add_argument("root", nargs="?", default=None,
-                   help="folder holding bundle folders (default: $MEDINFER_BUNDLES or ./bundles)")
-    p.add_argument("--json", action="store_true", help=json_help + " (one manifest per bundle)")
-    p.set_defaults(func=cmd_list)
-
-    p = sub.add_parser("verify", help="check every file's sha256 (and signature) and run the golden self-test",
-                       formatter_class=HELP_FORMAT, epilog=examples(
-                           "medinfer verify bundles/*/  # every bundle: sha256 of each file + golden self-test",
-                           "medinfer verify bundles/lung_nodule_cnn --provider cuda,cpu --placement"
-                           "  # which provider ran which nodes",
-                           "medinfer verify bundles/lung_nodule_cnn --require-signature --trusted-key signing.pub.pem"))
-    p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="one or more bundles (folders or names)")
-    p.add_argument("--trusted-key", action="append", default=[], metavar="PEM",
-                   help="trusted Ed25519 public key; with --require-signature an unsigned bundle fails")
-    p.add_argument("--require-signature", action="store_true",
-                   help="fail unless manifest.sig verifies with a --trusted-key (a present signature is always "
-                        "checked)")
-    p.add_argument("--placement", action="store_true", help="profile one run: which provider ran which nodes")
-    p.add_argument("--variant", default=None, help=variant_help)
-    p.add_argument("--provider", default=None, help=provider_help)
-    p.add_argument("--json", action="store_true", help=json_help)
-    p.set_defaults(func=cmd_verify)
-
-    p = sub.add_parser("predict", help="predict from a .npy/.npz/.csv/.tsv/.json/.txt file (or .dcm for CT models)",
-                       formatter_class=HELP_FORMAT, epilog=examples(
-                           "medinfer predict bundles/drug_activity_rf rows.csv  # one row per sample; a header names "
-                           "the features",
-                           "medinfer predict clinical_notes_tfidf report.txt --json  # a .txt file is one document",
-                           "medinfer predict lung_nodule_cnn scan.dcm --overlay heat.png  # a CT slice, sliding window",
-                           "medinfer predict glucose_lstm cgm.npy --fhir-out forecast.json --fhir-subject Patient/123"))
-    p.add_argument("bundle", help=bundle_help)
-    p.add_argument("input", help="input file: .npy .npz .csv .tsv .json, .txt (one text document), or a DICOM CT "
-                                 "slice for bundles that take CT")
-    p.add_argument("--variant", default=None, help=variant_help)
-    p.add_argument("--provider", default=None, help=provider_help)
-    p.add_argument("--cast", choices=("safe", "same_kind"), default="safe",
-                   help="dtype casting: safe (default) refuses float64 for a float32 model, same_kind allows it")
-    p.add_argument("--json", action="store_true", help=json_help + " (labels, scores, provenance)")
-    p.add_argument("--out-of-domain", choices=("flag", "no_result"), default="flag",
-                   help="samples outside the applicability domain: flag them (default) or give no answer (exit 5)")
-    dicom = p.add_argument_group("DICOM CT input (bundles whose manifest declares CT in HU; needs [dicom])")
-    dicom.add_argument("--center", default=None, metavar="ROW,COL",
-                       help="score one patch centred here (default: the whole slice, sliding window)")
-    dicom.add_argument("--stride", type=int, default=None, help="sliding-window stride in pixels (manifest default)")
-    dicom.add_argument("--frame", type=int, default=None, help="frame of a multi-frame file (default 0)")
-    dicom.add_argument("--patchwise", action="store_true",
-                       help="score patch by patch (any stride) even when the bundle ships a one-pass slice variant")
-    dicom.add_argument("--overlay", default=None, metavar="OUT.png",
-                       help="write a PNG: the slice with the heat map, a colour bar and the threshold marked")
-    dicom.add_argument("--dicom-out", default=None, metavar="DIR",
-                       help="write a DICOM SR of the regions and a Parametric Map of the heat map, referencing the "
-                            "slice (needs [dicom]: highdicom)")
-    dicom.add_argument("--dicom-sc", action="store_true", help="with --dicom-out: also the overlay as a Secondary "
-                                                               "Capture")
-    fhir = p.add_argument_group("FHIR R4 output (needs [fhir]: fhir.resources)")
-    fhir.add_argument("--fhir-out", default=None, metavar="FILE", help="write a FHIR R4 transaction Bundle (JSON)")
-    fhir.add_argument("--fhir-subject", default=None, metavar="REF", help="the patient's reference, e.g. Patient/123")
-    fhir.add_argument("--fhir-basis", action="append", default=[], metavar="REF",
-                      help="a resource the input came from (repeatable), e.g. DocumentReference/7")
-    fhir.add_argument("--fhir-time", default=None, metavar="ISO",
-                      help="time of the input's last observation, with a time zone (default: now); a forecast is "
-                           "effective this plus its horizon")
-    fhir.add_argument("--fhir-generic", action="store_true",
-                      help="a generic Observation of the output (research models such as drug_activity_rf)")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("bench", help="SingleStream latency, throughput, cold start and memory of bundle(s)",
-                       formatter_class=HELP_FORMAT, epilog=examples(
-                           "medinfer bench bundles/drug_activity_rf  # every variant, batch 1, >= 1000 queries and 5 s",
-                           "medinfer bench bundles/*/ --batch 1 64 --json --out bench.jsonl",
-                           "medinfer bench lung_nodule_cnn --variant int8 --min-queries 300 --min-seconds 1 --no-cold",
-                           "medinfer bench bundles/drug_activity_rf --check-profile  # does the shipped profile still "
-                           "beat onnxruntime's defaults here? exit 15 when it loses"))
-    p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="one or more bundles (folders or names)")
-    p.add_argument("--variant", default="all", help="a variant name, or 'all' (default)")
-    p.add_argument("--provider", default=None, help=provider_help)
-    p.add_argument("--batch", type=int, nargs="+", default=None,
-                   help="batch size(s) (default 1; with --check-profile the sizes the export measured, 1 and 64)")
-    p.add_argument("--min-queries", type=int, default=1000, help="at least this many timed queries (default 1000)")
-    p.add_argument("--min-seconds", type=float, default=None,
-                   help="and at least this long (default 5 s; with --check-profile: seconds of interleaved timing per "
-                        "batch size, default 3)")
-    p.add_argument("--warmup", type=int, default=50, help="warm-up queries (default 50)")
-    p.add_argument("--no-cold", action="store_true", help="skip the fresh-process cold-start measurement")
-    p.add_argument("--json", action="store_true", help=json_help + " (one record per bundle, variant and batch)")
-    p.add_argument("--out", default=None, help="append one JSON line per record to this file")
-    p.add_argument("--check-profile", action="store_true",
-                   help="time the bundle's session profile against onnxruntime's default options, interleaved, and "
-                        "say whether it still wins on this machine (exit 15 when it loses in every round)")
-    p.add_argument("--rounds", type=int, default=7, help="with --check-profile: interleaved rounds (default 7)")
-    p.set_defaults(func=cmd_bench)
-
-    p = sub.add_parser("keygen", help="create an Ed25519 key pair for signing bundles ([sign] extra)",
-                       formatter_class=HELP_FORMAT, epilog=examples(
-                           "medinfer keygen --out signing.pem  # also writes signing.pub.pem, the key devices trust"))
-    p.add_argument("--out", required=True, help="private key file to create (PEM, mode 0600)")
-    p.add_argument("--public", default=None, help="public key file (default: OUT with .pub.pem)")
-    p.set_defaults(func=cmd_keygen)
-
-    p = sub.add_parser("sign", help="sign a bundle's manifest.json (which pins every file) -> manifest.sig",
-                       formatter_class=HELP_FORMAT, epilog=examples(
-                           "medinfer sign bundles/lung_nodule_cnn --key signing.pem  # verifies the files first"))
-    p.add_argument("bundle", help=bundle_help)
-    p.add_argument("--key", required=True, help="Ed25519 private key (PEM) from 'medinfer keygen'")
-    p.set_defaults(func=cmd_sign)
-
-    p = sub.add_parser("audit", help="check an audit log: 'medinfer audit verify LOG', 'medinfer audit drift LOG'",
-                       formatter_class=HELP_FORMAT, epilog=examples(
-                           "medinfer audit verify audit.jsonl  # hash chain: edits, deletions, reordering",
-                           "medinfer audit verify audit.jsonl --key audit.key --head  # keyed chain + head file",
-                           "medinfer audit drift audit.jsonl --window 1h --max-share 0.05 --plot drift.png"))
-    p.add_argument("action", choices=("verify", "drift"),
-                   help="verify: check the hash chain; drift: out-of-domain share per time window")
-    p.add_argument("log", help="the audit log (JSON lines) written by load(..., audit=...) or serve --audit")
-    p.add_argument("--window", default="1h", help="drift: window length, e.g. 15m, 1h, 1d (default 1h)")
-    p.add_argument("--max-share", type=float, default=None,
-                   help="drift: exit 14 when a window's out-of-domain share is above this (e.g. 0.05)")
-    p.add_argument("--model", default=None, help="drift: only this model's records")
-    p.add_argument("--plot", default=None, metavar="OUT.png", help="drift: draw the share and score quantiles")
-    p.add_argument("--key", default=None, metavar="FILE", help="device key of a keyed log (HMAC chain)")
-    p.add_argument("--head", action="store_true", help="also check LOG.head: detects records deleted from the end")
-    p.add_argument("--json", action="store_true", help=json_help)
-    p.set_defaults(func=cmd_audit)

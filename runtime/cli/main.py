@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"medinfer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND",
                                 help="run 'medinfer COMMAND --help' for its options, examples and exit codes")
-    from .device import add_parsers as device_parsers
+    from .device_args import add_parsers as device_parsers
     from .fleet import add_parsers as fleet_parsers
 
     device_parsers(sub)  # info, list, verify, predict, bench, keygen, sign, audit

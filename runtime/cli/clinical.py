@@ -1,0 +1,72 @@
+"""``medinfer predict`` on a DICOM file: the slice's scores, and the files written beside them (overlay, DICOM SR /
+Parametric Map / Secondary Capture, FHIR R4 Bundle). Needs the [dicom] extra (and [fhir] for --fhir-out); every
+import happens inside the function that needs it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..model import Model
+
+
+def predict_dicom(model: Model, args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..tools.dicom import format_result, predict_file, write_overlay
+
+    centre = None
+    if args.center:
+        try:
+            row, col = (int(v) for v in args.center.split(","))
+        except ValueError:
+            raise InputError(f"--center expects ROW,COL in pixels, e.g. 64,70; got {args.center!r}") from None
+        centre = (row, col)
+    if args.fhir_out:
+        fhir_time(args)  # refuse a bad subject or time before the work, not after
+    result = predict_file(model, args.input, centre=centre, stride=args.stride, frame=args.frame)
+    written: list[str] = []
+    try:  # the scores are printed even when a file beside them cannot be written
+        if args.overlay:
+            write_overlay(result, args.overlay)
+        sr_uid = None
+        if args.dicom_out:
+            from ..tools.dicom_out import KINDS, write_dicom
+
+            outputs = write_dicom(model, result, args.dicom_out, secondary_capture=args.dicom_sc)
+            result.extra["dicom_out"] = outputs.to_dict()
+            sr_uid = outputs.sr_uid
+            written += [f"DICOM {KINDS[kind]} written to {path}" for kind, path in outputs.files.items()]
+            written += [f"DICOM {KINDS[kind]} NOT written: {why}" for kind, why in outputs.skipped.items()]
+        if args.fhir_out:
+            from ..tools.fhir import slice_bundle
+
+            write_fhir(args, slice_bundle(model, result, subject=args.fhir_subject, basis=args.fhir_basis,
+                                           sr_uid=sr_uid))
+            result.extra["fhir_out"] = args.fhir_out
+            written.append(f"FHIR R4 transaction Bundle written to {args.fhir_out}")
+    finally:
+        print(json.dumps(result.to_dict(), indent=2) if args.json else "\n".join([format_result(result), *written]),
+              flush=True)
+    return 0
+
+
+def fhir_time(args: argparse.Namespace) -> Any:
+    """--fhir-time as a datetime (None: now); checks --fhir-subject is given and is a reference."""
+    from ..errors import UsageError
+    from ..tools.fhir import check_subject, parse_time
+
+    if not args.fhir_subject:
+        raise UsageError("--fhir-out needs --fhir-subject REF, the FHIR reference of the patient the input came "
+                         "from (e.g. Patient/123)")
+    check_subject(args.fhir_subject)
+    return parse_time(args.fhir_time)
+
+
+def write_fhir(args: argparse.Namespace, bundle: dict[str, Any]) -> None:
+    path = Path(args.fhir_out)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
