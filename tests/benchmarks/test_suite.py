@@ -139,6 +139,26 @@ def test_slice_benchmark_smoke_raw_rows_and_the_target_row(tmp_path: Path) -> No
     assert any("tiny_cnn: one pass vs patch by patch" in line and "| – |" in line for line in missing)
 
 
+def test_the_profile_target_compares_medinfer_with_the_better_of_its_options_and_the_defaults() -> None:
+    """Issue 14 §5: a shipped profile 2x slower than the defaults at batch 64 must show as not met."""
+    from benchmarks import report_sections
+
+    def rows(same: float, default: float, medinfer: float) -> list[dict]:
+        return [{"candidate": c, "latency_us": {"p50": p}} for c, p in
+                (("ort (same options)", same), ("ort (default options)", default), ("medinfer [default]", medinfer))]
+
+    rec = {"models": [{"model": "m", "batches": [{"batch": 1, "rows": rows(10.0, 10.4, 10.3)},
+                                                 {"batch": 64, "rows": rows(361.0, 181.5, 365.0)}]}]}
+    lines = report_sections.targets(rec, {"never_lose_to_defaults": {"models": ["m"], "max": 1.05}})
+    got = {line.split(" | ")[0].lstrip("| "): line for line in lines[2:]}
+    assert "| 0.962 | ≤ 1.05 | met |" in got["m: bare session with medinfer's options / with onnxruntime's defaults "
+                                            "(p50, b=1: the shipped profile)"]
+    assert "| 1.030 | ≤ 1.05 | met |" in got["m: medinfer fp32 / the better of those two (p50, b=1)"]
+    assert "| 1.989 | ≤ 1.05 | not met |" in got["m: bare session with medinfer's options / with onnxruntime's "
+                                                "defaults (p50, b=64: the shipped profile)"]
+    assert "| 2.011 | ≤ 1.05 | not met |" in got["m: medinfer fp32 / the better of those two (p50, b=64)"]
+
+
 def test_safety_results_are_raw_and_render(tiny_bundle_ro: Path, tmp_path: Path) -> None:
     from benchmarks import report_sections, results
     from benchmarks.safety import AUDIT, PREDICT, audit_cost, audit_ratio, markdown
