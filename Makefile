@@ -152,7 +152,7 @@ bench-serve: $(STAMP) $(TRITON_VENV)/.installed $(MLSERVER_VENV)/.installed
 
 # >= 1 M rows through the local, Dask and Spark engines -> benchmarks/results/scale.json
 test-scale: $(STAMP)
-	$(PY) -m pytest -q -s -m scale tests/test_score.py
+	$(PY) -m pytest -q -s -m scale tests/fleet/test_score.py
 
 # dciodvfy (Debian's dicom3tools, installed here if missing) on the DICOM outputs: those of the tiny CT model on
 # pydicom's CT_small.dcm (tests/runtime/test_dicom_out.py) and the demo's, when `make demo` made them. Zero errors.
