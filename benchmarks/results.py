@@ -23,6 +23,8 @@ _RENDERED = (re.compile(r"^\s*\|.*\|\s*$", re.M), re.compile(r"\*\*[^*]+\*\*"), 
              re.compile(r"\n"), re.compile(r"^#+ ", re.M))
 # strings under these keys are recorded output of a tool (an error, a command line, a trace), not prose
 TOOL_TEXT_KEYS = {"error", "command", "trace", "why", "stderr", "reason", "path", "out", "tree", "venv"}
+# Maps whose values are a tool's own words keyed by what failed (a peer's error message, keyed by the peer).
+TOOL_TEXT_MAPS = {"peers_unavailable"}
 
 
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -65,8 +67,7 @@ def problems(doc: Any) -> list[str]:
         if key.lower() in PROSE_KEYS:
             out.append(f"{path}: a '{key}' key (rendered text belongs in report.py, not in a results file)")
     for path, text in _strings(doc, "$"):
-        leaf = re.split(r"[.\[]", path)[-1]
-        if leaf in TOOL_TEXT_KEYS:
+        if re.split(r"[.\[]", path)[-1] in TOOL_TEXT_KEYS or any(f".{m}." in path for m in TOOL_TEXT_MAPS):
             continue
         if len(text) > MAX_LABEL:
             out.append(f"{path}: a {len(text)}-character string (prose, not a measurement)")

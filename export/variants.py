@@ -111,6 +111,7 @@ def build_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, input_name:
             golden_atol=max(spec.parity.atol, INT8_GOLDEN_ATOL),
         )
         report[kind] = {"shipped": True, **entry}
-        progress(f"[{spec.name}] int8 variant kept: max diff {diff:.3g}, {flips} decision flips, deltas "
+        progress(f"[{spec.name}] int8 variant kept: max diff {diff:.3g}, {flips} decision flips, held-out "
+                 "loss vs fp32 (fp32 - int8; negative = int8 better) "
                  + ", ".join(f"{k} {v:+.4f}" for k, v in delta.items()))
     return variants, files, report, goldens

@@ -30,6 +30,11 @@ def test_rows_may_carry_their_own_command_and_errors_are_data() -> None:
     doc = {"rows": [{"command": "a", "error": "RuntimeError: " + "x" * 400}, {"command": "b"}]}
     assert results.problems(doc) == []
     assert results.problems({"rows": [{"command": "a"}, {}]})  # one row without its command
+    # a peer that failed is recorded with its own error message, keyed by the peer (the full run's OpenVINO EP
+    # on the LSTM: a 506-character onnxruntime message stopped the publish)
+    failed_peer = {"command": "c", "models": [{"peers_unavailable": {"OpenVINO EP [default]": "Fail: " + "x" * 500}}]}
+    assert results.problems(failed_peer) == []
+    assert results.problems({"command": "c", "models": [{"note": "x" * 500}]})  # prose elsewhere still fails
 
 
 def test_write_refuses_prose(tmp_path: Path) -> None:
