@@ -83,7 +83,25 @@ def goal(model: dict[str, Any]) -> str:
         return head + f"**met**: ahead of every peer within the budget ({len(equal)} of {len(peers)})." + skipped
     wins = "; ".join(f"{r['candidate']} {r['latency_us']['p50']:.1f} µs ({r['latency_us']['p50'] / p:.2f}×)"
                      for r in sorted(faster, key=lambda r: r["latency_us"]["p50"]))
-    return head + f"**not met**: faster at equal accuracy: {wins}." + skipped
+    return head + f"**not met**: faster at equal accuracy: {wins}." + skipped + _fp32_gap(b1["rows"], faster)
+
+
+def _fp32_gap(rows: list[dict[str, Any]], faster: list[dict[str, Any]]) -> str:
+    """Where a peer's win comes from, measured in the same run: its engine's fp32 graph against medinfer's fp32.
+    A peer already that much faster at fp32 wins on its kernels, not on its quantisation scheme."""
+    fp32 = next((r for r in rows if r["kind"] == "medinfer" and r.get("variant") == "default"), None)
+    if fp32 is None:
+        return ""
+    parts = []
+    for engine in dict.fromkeys(r["candidate"].split(" [")[0] for r in faster):
+        own = next((r for r in rows if r["kind"] == "peer" and r["candidate"].startswith(f"{engine} [")
+                    and r.get("variant") == "fp32"), None)
+        if own is not None:
+            parts.append(f"{engine} {own['latency_us']['p50'] / fp32['latency_us']['p50']:.2f}×")
+    if not parts:
+        return ""
+    return (f" fp32 against fp32 in the same run (each engine's fp32 / medinfer fp32, p50, b=1): {'; '.join(parts)}"
+            " — a ratio near the int8 one puts the gap in that engine's kernels, not in the quantisation.")
 
 
 def section(rec: dict[str, Any]) -> list[str]:

@@ -24,9 +24,10 @@ def _row(name: str, kind: str, p50: float, **extra: object) -> dict:
 
 
 def _model() -> dict:
-    b1 = [_row("ort (same options)", "ort", 100.0), _row("medinfer [default]", "medinfer", 104.0),
-          _row("medinfer [int8]", "medinfer", 40.0), _row("LiteRT [full-integer int8]", "peer", 30.0),
-          _row("LiteRT [fp32]", "peer", 90.0)]
+    b1 = [_row("ort (same options)", "ort", 100.0), _row("medinfer [default]", "medinfer", 104.0, variant="default"),
+          _row("medinfer [int8]", "medinfer", 40.0, variant="int8"),
+          _row("LiteRT [full-integer int8]", "peer", 30.0, variant="full-integer int8"),
+          _row("LiteRT [fp32]", "peer", 90.0, variant="fp32")]
     b64 = [_row("ort (batch-1 profile)", "ort", 900.0, settings={"intra_op_num_threads": 1}),
            _row("ort (same options)", "ort", 600.0, settings={"intra_op_num_threads": 2}),
            _row("medinfer [default]", "medinfer", 612.0)]
@@ -45,6 +46,9 @@ def test_the_peer_goal_counts_only_peers_at_equal_accuracy() -> None:
     faster = _model()
     faster["accuracy"]["1|LiteRT [full-integer int8]"]["delta"] = -0.001
     assert "**not met**" in report_peers.goal(faster) and "0.75×" in report_peers.goal(faster)
+    # where the win comes from, from the same run: LiteRT's fp32 against medinfer's fp32 (90 / 104)
+    why = report_peers.goal(faster)
+    assert "fp32 against fp32 in the same run" in why and "LiteRT 0.87×" in why
 
 
 def test_the_large_batch_gap_is_explained_from_the_rows() -> None:
