@@ -105,7 +105,8 @@ def render(results: dict[str, Any]) -> str:
     lines = ["| model | in-domain held-out accepted | guard's added latency (batch 1) | shifted data | kind | AUROC "
              "| flagged | goal |", "|---|---|---|---|---|---|---|---|"]
     for name, m in sorted(results["models"].items()):
-        accept = f"{m['acceptance']:.1%} (goal {m['coverage']:.0%})" if m["acceptance"] is not None else "—"
+        accept = "—" if m["acceptance"] is None else f"{m['acceptance']:.1%} (goal {m['coverage']:.0%})" + (
+            "" if round(m["acceptance"], 3) >= m["coverage"] else ", **below the goal**")
         lat = m.get("latency")
         added = (f"{lat['added']:+.1%} ({lat['median_us_without_guard']:.0f} → {lat['median_us_with_guard']:.0f} µs)"
                  + ("" if lat["added"] <= LATENCY_GOAL else f", **over the {LATENCY_GOAL:.0%} goal**") if lat else "—")

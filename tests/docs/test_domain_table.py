@@ -43,9 +43,11 @@ def test_render_writes_one_row_per_shift_and_says_when_a_goal_is_missed(tmp_path
                    "b": {"kind": "subtle", "auroc": 0.71, "rejected": 0.3}},
         "goals": {"a": {"goal": 0.95, "met": True}, "b": {"goal": 0.8, "met": False}}}}}
     rows = domain.render(results).splitlines()[2:]
-    assert rows == ["| m | 98.5% (goal 99%) | +13.1% (100 → 113 µs), **over the 10% goal** | a | gross | 0.990 | 97% | "
-                    "≥ 0.95 met |",
+    assert rows == ["| m | 98.5% (goal 99%), **below the goal** | +13.1% (100 → 113 µs), **over the 10% goal** | a | "
+                    "gross | 0.990 | 97% | ≥ 0.95 met |",
                     "|  |  |  | b | subtle | 0.710 | 30% | ≥ 0.8 **not met** |"]
+    results["models"]["m"]["acceptance"] = 0.9904  # at the goal: no mark
+    assert "98.5%" not in domain.render(results) and "| 99.0% (goal 99%) |" in domain.render(results)
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{domain.BEGIN}\nold\n{domain.END}\nrest\n")
     domain.rewrite_readme(readme, "T")
