@@ -6,7 +6,7 @@ Messages follow scikit-learn's style: what was received, what was expected, by w
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -31,6 +31,15 @@ _MAX = np.maximum.reduce
 _SUM = np.add.reduce
 _ISFINITE = np.isfinite
 _VDOT = np.vdot
+
+
+def _valid_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (False: it holds a lone surrogate, which onnxruntime cannot take)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class InputCheck:
@@ -278,7 +287,16 @@ class InputCheck:
                 f"{self._who()} has shape {value.shape}, but {self.owner} expects one text per row "
                 f"{self.shape_text}; pass a 1-D list of strings"
             )
-        for i, item in enumerate(flat.tolist()):
+        items = flat.tolist()
+        joined = "".join(items)  # one C-level scan of all texts; the per-item loop only to name the culprit
+        if "\x00" in joined or not (joined.isascii() or _valid_utf8(joined)):
+            self._bad_text(items)
+        shape = (flat.size,) + (1,) * (self.rank - 1)
+        return flat.reshape(shape), single  # onnxruntime takes numpy unicode ('U') and object arrays alike
+
+    def _bad_text(self, items: list[str]) -> NoReturn:
+        """Raise for the first text with a NUL or a lone surrogate (the batch is known to hold one)."""
+        for i, item in enumerate(items):
             if "\x00" in item:
                 raise InputError(
                     f"{self._who()} item {i} contains a NUL character; clean the text before predicting"
@@ -291,8 +309,8 @@ class InputCheck:
                         f"{self._who()} item {i} is not valid Unicode text ({exc.reason} at {exc.start}); "
                         "decode the source bytes with their real encoding"
                     ) from None
-        shape = (flat.size,) + (1,) * (self.rank - 1)
-        return flat.reshape(shape), single  # onnxruntime takes numpy unicode ('U') and object arrays alike
+        raise InputError(f"{self._who()} holds a NUL character or text that is not valid Unicode; clean the texts "
+                         "before predicting")  # pragma: no cover - the loop above names the item
 
 
 class Validator:

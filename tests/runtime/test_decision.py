@@ -93,3 +93,25 @@ def test_the_audit_summary_rounds_scores_like_numpy() -> None:
             assert _summary(Fake(part[:1]))["scores"] == np.round(part[:1].astype(np.float64), 5).tolist()
     odd = np.array([np.nan, np.inf, 1.0], np.float32)
     assert _summary(Fake(odd))["scores"][1:] == [np.inf, 1.0]  # non-finite values take numpy's own path
+
+
+def test_the_audit_summary_of_one_domain_score_equals_the_batch_rule() -> None:
+    """The one-sample fast path of the audit summary (Python's round) gives numpy's record for domain scores too."""
+    from medinfer.model import _summary
+
+    class Fake:
+        def __init__(self, domain: np.ndarray, threshold: float) -> None:
+            self.labels, self.scores, self.domain_scores = None, np.zeros(len(domain), np.float32), domain
+            self.in_domain = domain <= np.float32(threshold)
+
+        def __len__(self) -> int:
+            return len(self.domain_scores)
+
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.random(2000) * 3, [1.0, 0.999995, 1.000005, np.nan, np.inf, -np.inf]])
+    for v in values.astype(np.float32):
+        one = np.array([v], np.float32)
+        got = _summary(Fake(one, 1.0))
+        want = np.round(one.astype(np.float64), 5).tolist()
+        assert got["domain_scores"] == want or (np.isnan(v) and np.isnan(got["domain_scores"][0])), v
+        assert got["out_of_domain"] == int(np.sum(~(one <= np.float32(1.0)))), v
