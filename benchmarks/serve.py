@@ -56,16 +56,32 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_ready(port: int, path: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+def _wait_ready(port: int, path: str, proc: subprocess.Popen, timeout: float = 180,
+                log: Path | None = None) -> None:
+    """Until ``path`` answers 200. A medinfer server whose log says a bundle is unavailable (it refused to load it,
+    e.g. an older medinfer refusing a newer manifest) will never be ready: that is raised at once, with its words."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc.poll() is not None:
             raise RuntimeError(f"exited with {proc.returncode}")
+        refused = _unavailable(log)
+        if refused:
+            raise RuntimeError(f"refused its bundle: {refused}")
         with contextlib.suppress(Exception), urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
             if r.status == 200:
                 return
         time.sleep(0.1)
     raise RuntimeError(f"not ready within {timeout} s")
+
+
+def _unavailable(log: Path | None) -> str:
+    """The first 'unavailable:' line of a medinfer server's log ('' for none)."""
+    if log is None or not log.is_file():
+        return ""
+    for line in log.read_text(errors="replace").splitlines():
+        if " unavailable: " in line:
+            return line.split(" unavailable: ", 1)[1][:300]
+    return ""
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -131,7 +147,8 @@ def medinfer_server(bundle: Path, work: Path, audit: bool, baseline: Path | None
         env["PYTHONPATH"] = f"{baseline}{os.pathsep}{baseline / 'site'}"
     args = ["--audit", str(work / f"audit-{time.monotonic_ns()}.jsonl"), *README_AUDIT] if audit else []
     cmd = [sys.executable, "-m", "medinfer", "serve", str(bundle), "--port", "0", "--max-queue", "256", *args]
-    log = open(work / "medinfer.log", "ab")  # noqa: SIM115 - closed below
+    log_path = work / f"medinfer-{time.monotonic_ns()}.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 120)
@@ -139,7 +156,7 @@ def medinfer_server(bundle: Path, work: Path, audit: bool, baseline: Path | None
         if "listening on http://" not in line:
             raise RuntimeError(f"no listening line: {line!r}")
         port = int(line.split("http://", 1)[1].split()[0].rsplit(":", 1)[1])
-        _wait_ready(port, "/v2/health/ready", proc)
+        _wait_ready(port, "/v2/health/ready", proc, log=log_path)
         yield port
     finally:
         _stop(proc)
@@ -360,6 +377,10 @@ def markdown(record: dict[str, Any]) -> list[str]:
         lines += ["", "Requests per model execution (Triton's statistics extension, Δinference_count ÷ "
                   "Δexecution_count): " + "; ".join(f"{k[1]} {k[2]} {k[3]} clients {b:.2f}" for k, b in batches
                                                      if k[3] == max(record["settings"]["clients"])) + "."]
+    absent = {(r["server"], r["error"]): r["model"] for r in record["runs"] if r.get("error")}
+    for (server, error), _ in sorted(absent.items()):
+        models = sorted({r["model"] for r in record["runs"] if r.get("server") == server and r.get("error") == error})
+        lines.append(f"- {server} ({', '.join(models)}): {error[:300]}")
     samples = {(r["server"], r["encoding"]): r["error_sample"] for r in record["runs"] if r.get("error_sample")}
     for (server, encoding), sample in sorted(samples.items()):
         lines.append(f"- {server}, {encoding}: {sample[:200]}")

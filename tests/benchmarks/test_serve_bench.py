@@ -34,3 +34,30 @@ def test_serve_benchmark_smoke(tiny_bundle_ro: Path, tmp_path: Path) -> None:
     (results / "serve.json").write_text(json.dumps(record))
     extras = dict(report_sections.extras(results))
     assert extras["Serving side by side: medinfer serve, MLServer, tritonserver"][2:-2] == markdown(record)[2:]
+
+
+def test_a_server_that_refused_its_bundle_is_reported_at_once_with_its_reason(tmp_path: Path) -> None:
+    """The full run waited 180 s per model for a baseline medinfer that had refused today's manifests (an older
+    medinfer refuses unknown fields) and recorded only 'not ready'; now the refusal is read from its log at once."""
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+    from benchmarks import serve
+
+    log = tmp_path / "medinfer.log"
+    log.write_text("2026 ERROR medinfer.fleet.serve: bundles/m unavailable: ManifestError: unknown field 'domain'\n")
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        start = time.monotonic()
+        with pytest.raises(RuntimeError, match="refused its bundle: ManifestError: unknown field 'domain'"):
+            serve._wait_ready(serve._free_port(), "/v2/health/ready", proc, timeout=20, log=log)
+        assert time.monotonic() - start < 5
+    finally:
+        proc.kill()
+        proc.wait()
+    doc = {"time": "t", "servers": {}, "settings": {"clients": [1], "rounds": 1, "seconds": 1, "audit_args": [],
+                                                      "baseline_ref": "5e459c4"}, "runs": [
+        {"model": "m", "server": "medinfer-baseline", "error": "did not start: refused its bundle: ManifestError"}]}
+    assert any("medinfer-baseline (m): did not start: refused its bundle" in line for line in serve.markdown(doc))
