@@ -44,6 +44,7 @@ def test_a_server_that_refused_its_bundle_is_reported_at_once_with_its_reason(tm
     import time
 
     import pytest
+
     from benchmarks import serve
 
     log = tmp_path / "medinfer.log"
