@@ -322,6 +322,8 @@ class Model:
 
     def _check_evidence(self, evidence: np.ndarray) -> None:
         minimum = self._evidence
+        if evidence.size == 1 and not evidence.item(0) < minimum:  # one sample with enough evidence (the hot path)
+            return
         weak = np.flatnonzero(np.asarray(evidence).reshape(len(evidence), -1).min(axis=1) < minimum)
         if weak.size:
             spec = self.manifest.decision.evidence
