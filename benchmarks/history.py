@@ -110,3 +110,11 @@ def overhead_ranges(records: list[dict[str, Any]], env: dict[str, Any] | None = 
             for key, value in (m.get("overhead") or {}).items():
                 out.setdefault(m["model"], {}).setdefault(key, []).append(value)
     return {m: {k: (min(v), max(v), len(v)) for k, v in keys.items()} for m, keys in out.items()}
+
+
+FOLDER = Path(__file__).with_name("history")
+
+
+def all_records(root: Path = FOLDER) -> list[dict[str, Any]]:
+    """Every record of every history file (``history/<cpu>.jsonl``), oldest first per file."""
+    return [r for path in sorted(root.glob("*.jsonl")) for r in load(path)]

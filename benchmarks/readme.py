@@ -39,9 +39,7 @@ def suite_source(folder: Path = results.FOLDER, records: list[dict[str, Any]] | 
     rec = results.load("suite", folder)
     if rec is not None:
         return rec
-    from .report import history_records
-
-    full = [r for r in (records if records is not None else history_records()) if history.is_full(r)]
+    full = [r for r in (records if records is not None else history.all_records()) if history.is_full(r)]
     return full[-1] if full else None
 
 

@@ -164,4 +164,4 @@ def published(folder: Path = results.FOLDER) -> dict[str, Any] | None:
 
 
 def history_records(root: Path = HERE / "history") -> list[dict[str, Any]]:
-    return [r for path in sorted(root.glob("*.jsonl")) for r in history.load(path)]
+    return history.all_records(root)

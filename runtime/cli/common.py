@@ -7,15 +7,19 @@ import argparse
 import os
 from pathlib import Path
 
-from ..errors import UnknownNameError
+from ..errors import EXIT_MEANINGS, UnknownNameError
 from ..tools.tables import table
-from .main import exit_codes_text  # the one exit-code table (medinfer --help prints it too)
 
 __all__ = ["HELP_FORMAT", "bundle_path", "examples", "exit_codes_text", "provider_fallback", "providers_arg",
            "table"]
 
 #: The formatter of every ``medinfer`` parser: epilogs keep their line breaks (examples, exit codes).
 HELP_FORMAT = argparse.RawDescriptionHelpFormatter
+
+
+def exit_codes_text() -> str:
+    """The exit-code table for ``--help`` (from :data:`medinfer.errors.EXIT_MEANINGS`)."""
+    return "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in sorted(EXIT_MEANINGS.items()))
 
 
 def examples(*lines: str) -> str:

@@ -15,14 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
-from ..errors import EXIT_MEANINGS, MedinferError, MissingExtraError, exit_code
+from ..errors import MedinferError, MissingExtraError, exit_code
 
 TRAIN_COMMANDS = ("specs", "train", "export", "build", "data")
-
-
-def exit_codes_text() -> str:
-    """The exit-code table for ``--help`` (from :data:`medinfer.errors.EXIT_MEANINGS`)."""
-    return "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in sorted(EXIT_MEANINGS.items()))
 
 
 def _train_main(argv: Sequence[str]) -> int:
