@@ -464,17 +464,17 @@ def _summary(pred: Prediction, limit: int = 16) -> dict[str, Any]:
         out["labels"] = [str(labels[0])] if n == 1 else [str(v) for v in labels[:limit]]
     domain = pred.domain_scores
     if domain is not None:
-        d = domain.item(0) if n == 1 else None
-        if d is not None and -1e300 < d < 1e300:  # one finite score: Python's round() is numpy's rint here
-            out["domain_scores"] = [round(d * 100000.0) / 100000.0]
-            out["out_of_domain"] = 0 if pred.in_domain[0] else 1  # type: ignore[index]
-        else:
-            out["domain_scores"] = np.round(domain[:limit].astype(np.float64), 5).tolist()
-            out["out_of_domain"] = int(np.sum(~pred.in_domain))  # type: ignore[operator]
-    if scores.ndim == 1:
-        first = [scores.item(0)] if n == 1 else scores[:limit].tolist()
-        if all(-1e300 < v < 1e300 for v in first):  # finite: Python's round() is numpy's rint here
-            out["scores"] = [round(v * 100000.0) / 100000.0 for v in first]
-            return out
-    out["scores"] = np.round(np.asarray(scores)[:limit].astype(np.float64), 5).tolist()
+        out["domain_scores"] = _rounded(domain, n, limit)
+        out["out_of_domain"] = n - int(np.count_nonzero(pred.in_domain))  # type: ignore[arg-type]
+    out["scores"] = _rounded(scores, n, limit)
     return out
+
+
+def _rounded(values: np.ndarray, n: int, limit: int) -> list[Any]:
+    """The first ``limit`` values rounded to 5 decimals as numpy rounds them; finite 1-D values by Python's round()
+    (numpy's rint there, and much cheaper for the one sample of a hot-path call)."""
+    if values.ndim == 1:
+        first = [values.item(0)] if n == 1 else values[:limit].tolist()
+        if all(-1e300 < v < 1e300 for v in first):
+            return [round(v * 100000.0) / 100000.0 for v in first]
+    return np.round(np.asarray(values)[:limit].astype(np.float64), 5).tolist()  # type: ignore[no-any-return]

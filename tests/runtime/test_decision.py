@@ -115,3 +115,7 @@ def test_the_audit_summary_of_one_domain_score_equals_the_batch_rule() -> None:
         want = np.round(one.astype(np.float64), 5).tolist()
         assert got["domain_scores"] == want or (np.isnan(v) and np.isnan(got["domain_scores"][0])), v
         assert got["out_of_domain"] == int(np.sum(~(one <= np.float32(1.0)))), v
+    batch = values.astype(np.float32)[-40:]  # a batch with NaN and infinities: numpy's own path, every sample counted
+    got = _summary(Fake(batch, 1.0))
+    assert got["out_of_domain"] == int(np.sum(~(batch <= np.float32(1.0))))
+    np.testing.assert_array_equal(got["domain_scores"], np.round(batch[:16].astype(np.float64), 5))
