@@ -21,7 +21,7 @@ from typing import Any
 
 import medinfer
 import numpy as np
-from medinfer.session import merge_profile, session_options
+from medinfer.session import PERFORMANCE_SETTINGS, requested_profiles, session_options
 
 log = logging.getLogger(__name__)
 SAME = "ort (same options)"
@@ -64,17 +64,15 @@ def tile(x: Any, batch: int) -> Any:
 
 def options_of(profile: Any) -> dict[str, Any]:
     """The session settings that matter for speed, for the results file."""
-    return {k: getattr(profile, k) for k in ("intra_op_num_threads", "inter_op_num_threads", "allow_spinning",
-                                             "graph_optimization_level", "execution_mode",
-                                             "onnxruntime_defaults") if hasattr(profile, k)}
+    return {k: getattr(profile, k) for k in ("onnxruntime_defaults", *PERFORMANCE_SETTINGS)}
 
 
 def profile_at(manifest: Any, batch: int) -> tuple[Any, bool]:
     """The session profile medinfer runs a batch of this size with, and whether it is the large-batch session."""
-    p = manifest.profile
-    if p.large_batch_from > 0 and p.large_batch and batch >= p.large_batch_from:
-        return merge_profile(p, p.large_batch), True
-    return p, False
+    small, large = requested_profiles(manifest.profile, None)  # what load() creates, from the one rule
+    if large is not None and batch >= small.large_batch_from:
+        return large, True
+    return small, False
 
 
 def single_threaded(model: Any) -> tuple[Any, bool]:

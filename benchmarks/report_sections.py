@@ -60,14 +60,15 @@ def targets(rec: dict[str, Any] | None, spec: dict[str, Any], folder: Path = res
                 check(f"{name} [{label}]: cold start peak RSS MB", c.get("peak_rss_mb"),
                       spec["cold_start_rss_mb"]["max"])
     goal = spec.get("never_lose_to_defaults") or {}
+    run = rec or {}
     for name, m in models("never_lose_to_defaults"):
         for n in sorted(b["batch"] for b in m.get("batches", [])):
-            same, default = _p50(rec or {}, name, n, SAME), _p50(rec or {}, name, n, DEFAULT)
+            same, default = _p50(run, name, n, SAME), _p50(run, name, n, DEFAULT)
             better = min((p for p in (same, default) if p is not None), default=None)
             check(f"{name}: bare session with medinfer's options / with onnxruntime's defaults (p50, b={n}: the "
                   "shipped profile)", _ratio(same, default), goal["max"])
             check(f"{name}: medinfer fp32 / the better of those two (p50, b={n})",
-                  _ratio(_p50(rec or {}, name, n, REFERENCE), better), goal["max"])
+                  _ratio(_p50(run, name, n, REFERENCE), better), goal["max"])
     if "all_loaded_rss_mb" in spec and rec is not None:
         a = rec.get("all_loaded") or {}
         check(f"all {a.get('n', len(by_model))} bundles loaded in one process: peak RSS MB", a.get("peak_rss_mb"),
