@@ -209,13 +209,18 @@ class App:
         return await self.send_json(send, {"name": "medinfer", "version": __version__, "extensions": EXTENSIONS},
                                     ctx)
 
-    async def model_metadata(self, send: Any, ctx: dict[str, Any], name: str, version: str | None, **_: Any) -> int:
+    async def _send_of_ready(self, send: Any, ctx: dict[str, Any], name: str, version: str | None,
+                             document: Callable[[Any], Any]) -> int:
+        """``document(slot)`` as JSON for a model that is loaded and ready; its typed error otherwise."""
         try:
             slot = self.registry.get(name, version)
             slot.ready_model()
         except MedinferError as exc:
             return await self.fail(send, exc, ctx)
-        return await self.send_json(send, slot.metadata(), ctx)
+        return await self.send_json(send, document(slot), ctx)
+
+    async def model_metadata(self, send: Any, ctx: dict[str, Any], name: str, version: str | None, **_: Any) -> int:
+        return await self._send_of_ready(send, ctx, name, version, lambda slot: slot.metadata())
 
     async def model_ready(self, send: Any, ctx: dict[str, Any], name: str, version: str | None, **_: Any) -> int:
         try:
@@ -229,12 +234,7 @@ class App:
         return await self.health(send, True, "", ctx)
 
     async def model_config(self, send: Any, ctx: dict[str, Any], name: str, version: str | None, **_: Any) -> int:
-        try:
-            slot = self.registry.get(name, version)
-            slot.ready_model()
-        except MedinferError as exc:
-            return await self.fail(send, exc, ctx)
-        return await self.send_json(send, slot.config(self.config), ctx)
+        return await self._send_of_ready(send, ctx, name, version, lambda slot: slot.config(self.config))
 
     async def stats(self, send: Any, ctx: dict[str, Any], name: str | None = None, version: str | None = None,
                     **_: Any) -> int:
