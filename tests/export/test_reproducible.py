@@ -170,3 +170,36 @@ def test_build_check_reproducible_passes_and_records_the_check(tmp_path: Path) -
     assert sorted(p.name for p in out.iterdir()) == ["drug_activity_rf"]  # no work folders left behind
     doc = json.loads((bundle / "manifest.json").read_text())
     assert doc["parity_sample"]["file"] == "parity.npz" and doc["parity_sample"]["n"] > 4
+
+
+def _arrays(obj: object, path: str = "model", seen: set[int] | None = None) -> dict[str, np.ndarray]:
+    """Every numpy array reachable through a fitted estimator's attributes (pipeline steps included)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return {}
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return {path: obj}
+    out: dict[str, np.ndarray] = {}
+    items = (obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple))
+             else vars(obj).items() if hasattr(obj, "__dict__") and type(obj).__module__.startswith("sklearn")
+             else ())
+    for key, value in items:
+        out.update(_arrays(value, f"{path}.{key}", seen))
+    return out
+
+
+@pytest.mark.parametrize("name", ["gene_expression_svd", "drug_activity_rf", "clinical_notes_tfidf"])
+def test_the_trained_artifact_is_the_saved_model_down_to_its_memory_layout(built, name: str) -> None:
+    """The cause of the Intel-only reproducibility failure: TruncatedSVD leaves ``components_`` as a strided view
+    and LogisticRegression ``coef_`` Fortran-ordered; the saved copy is contiguous, and BLAS sums the two layouts in
+    another order (parity figures 8.94e-08 vs 5.96e-08). ``train`` must hand export the model as saved: every
+    array has the layout of the one read back from the artifact (a CPU-independent check of the mechanism)."""
+    from medinfer.train import artifact
+
+    art, _ = built(name)
+    fresh = artifact.load(name, art.folder.parent).model
+    ours, theirs = _arrays(art.model), _arrays(fresh)
+    assert ours.keys() == theirs.keys() and ours
+    layout = {k: (a.flags["C_CONTIGUOUS"], a.flags["F_CONTIGUOUS"], a.strides) for k, a in ours.items()}
+    assert layout == {k: (a.flags["C_CONTIGUOUS"], a.flags["F_CONTIGUOUS"], a.strides) for k, a in theirs.items()}
