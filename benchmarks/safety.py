@@ -109,9 +109,10 @@ def audit_ratio(cost: dict[str, Any]) -> float:
     return float(_stats(cost["rows"][AUDIT])["p50"] / _stats(cost["rows"][PREDICT])["p50"])
 
 
-def audit_added_us(cost: dict[str, Any]) -> float:
-    """What an audit record adds to a plain predict, p50 at batch 1, in µs."""
-    return float(_stats(cost["rows"][AUDIT])["p50"] - _stats(cost["rows"][PREDICT])["p50"])
+def audit_added_us(cost: dict[str, Any], row: str = AUDIT) -> float:
+    """What an audit record (``row``: the plain one by default, or e.g. ``predict + audit + fsync``) adds to a plain
+    predict, p50 at batch 1, in µs."""
+    return float(_stats(cost["rows"][row])["p50"] - _stats(cost["rows"][PREDICT])["p50"])
 
 
 def _soak_mb(s: dict[str, Any]) -> tuple[float, float, float]:
