@@ -50,22 +50,23 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
         return None
 
 
-def capture(root: Path = ROOT) -> dict[str, Any]:
+def capture(root: Path | None = None) -> dict[str, Any]:
     """The state of ``root``'s checkout now: ``commit`` (40 hex, None outside git), ``dirty`` (None when unknown),
     ``changed`` (how many paths differ from the commit), ``changed_paths`` (the first :data:`SHOWN`) and
     ``started`` (UTC). Call it before measuring: it is the record's statement of what ran."""
     started = now()
+    root = root or ROOT
     head = _git(root, "rev-parse", "HEAD")
     commit = head.stdout.strip() if head is not None and head.returncode == 0 else None
     status = _git(root, "status", "--porcelain=v1", "--untracked-files=normal") if commit else None
     if commit is None or status is None or status.returncode != 0 or not _COMMIT.match(commit):
         return {"commit": None, "dirty": None, "changed": None, "changed_paths": [], "started": started}
-    paths = [line[3:] for line in status.stdout.splitlines() if line.strip()]
+    paths = [line[3:].split(" -> ")[-1] for line in status.stdout.splitlines() if line.strip()]  # renamed: new
     return {"commit": commit, "dirty": bool(paths), "changed": len(paths), "changed_paths": paths[:SHOWN],
             "started": started}
 
 
-def require_clean(root: Path = ROOT, what: str = "publishing") -> dict[str, Any]:
+def require_clean(root: Path | None = None, what: str = "publishing") -> dict[str, Any]:
     """:func:`capture`, refusing a tree with uncommitted changes (or outside git).
 
     Raises:
@@ -73,8 +74,8 @@ def require_clean(root: Path = ROOT, what: str = "publishing") -> dict[str, Any]
     """
     state = capture(root)
     if state["commit"] is None:
-        raise UnpublishableRun(f"{what} needs a git checkout: {root} is not one (or git is missing), so no commit "
-                               "would name what was measured")
+        raise UnpublishableRun(f"{what} needs a git checkout: {root or ROOT} is not one (or git is missing), so "
+                               "no commit would name what was measured")
     if state["dirty"]:
         shown = ", ".join(state["changed_paths"][:5]) + (" ..." if state["changed"] > 5 else "")
         raise UnpublishableRun(f"{what} refused: the working tree has {state['changed']} uncommitted change(s) "
@@ -83,15 +84,15 @@ def require_clean(root: Path = ROOT, what: str = "publishing") -> dict[str, Any]
     return state
 
 
-def is_ancestor(commit: str, root: Path = ROOT) -> bool:
+def is_ancestor(commit: str, root: Path | None = None) -> bool:
     """Whether ``commit`` is HEAD or one of its ancestors in ``root``'s history."""
     if not _COMMIT.match(commit or ""):
         return False
-    out = _git(root, "merge-base", "--is-ancestor", commit, "HEAD")
+    out = _git(root or ROOT, "merge-base", "--is-ancestor", commit, "HEAD")
     return out is not None and out.returncode == 0
 
 
-def check_recorded(prov: Any, root: Path = ROOT, what: str = "this run") -> None:
+def check_recorded(prov: Any, root: Path | None = None, what: str = "this run") -> None:
     """Refuse to publish a record whose provenance is missing, dirty (or unknown) at its start, or whose commit is
     not in HEAD's history.
 
@@ -110,7 +111,7 @@ def check_recorded(prov: Any, root: Path = ROOT, what: str = "this run") -> None
                                "it here: its numbers do not describe this code; measure again on this history")
 
 
-def still_publishable(prov: dict[str, Any], root: Path = ROOT, what: str = "this run") -> None:
+def still_publishable(prov: dict[str, Any], root: Path | None = None, what: str = "this run") -> None:
     """At the end of a run that writes its own results: the recorded start was clean and in HEAD's history, and
     the tree is still clean (a change made while it measured would make the record name the wrong code)."""
     check_recorded(prov, root, what)

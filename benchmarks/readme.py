@@ -4,7 +4,7 @@ built bundles' held-out metrics; the published suite run, else the newest full h
 ``results/concurrency.json``; ``results/safety.json``; the rules' constants: :mod:`benchmarks.stated`). The same
 spans in SECURITY.md and docs/*.md are rendered alike. ``python -m benchmarks publish`` and ``report`` rewrite them;
 tests/benchmarks/test_readme_numbers.py fails when one differs from its data, or when a speed or ratio stands
-anywhere in those documents outside a rendered span (:mod:`benchmarks.numbers`).
+anywhere in those documents outside a rendered span (:mod:`benchmarks.claims`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ SPAN = re.compile(r"<!-- n:([\w.]+) -->(.*?)<!-- /n -->", re.S)
 SKLEARN = (("drug_activity_rf", "RF"), ("clinical_notes_tfidf", "TF-IDF"), ("gene_expression_svd", "SVD"))
 
 
-def models_doc(bundles: list[Path], command: str) -> dict[str, Any]:
-    """Held-out metrics and variants of the built bundles, read from their manifests (raw data)."""
+def models_doc(bundles: list[Path], command: str, started: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Held-out metrics and variants of the built bundles, read from their manifests (raw data), with the
+    provenance of the command (``started``: captured before it read them) and the bundles' sha256."""
+    from . import provenance
+
     out = []
     for b in bundles:
         m = json.loads((b / "manifest.json").read_text())
@@ -32,7 +35,8 @@ def models_doc(bundles: list[Path], command: str) -> dict[str, Any]:
                     "synthetic_data": bool(m.get("data", {}).get("synthetic")), "metrics": m.get("metrics", {}),
                     "variants": {k: {"precision": v.get("precision"), "accuracy_delta": v.get("accuracy_delta", {})}
                                  for k, v in m["variants"].items()}})
-    return {"command": command, "models": out}
+    return {"command": command, "provenance": started or provenance.capture(),
+            "bundles": provenance.bundles_of(bundles), "models": out}
 
 
 def suite_source(folder: Path = results.FOLDER, records: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
@@ -143,6 +147,6 @@ def rewrite(readme: Path, folder: Path = results.FOLDER) -> bool:
 
 def rewrite_documents(folder: Path = results.FOLDER) -> list[Path]:
     """Rewrite the marked numbers of README.md, SECURITY.md and docs/*.md; the documents that changed."""
-    from .numbers import documents
+    from .claims import documents
 
     return [doc for doc in documents() if rewrite(doc, folder)]

@@ -10,6 +10,7 @@ from typing import Any
 
 from . import history, results
 from .contenders import DEFAULT, SAME
+from .schema import error_text
 
 REFERENCE = "medinfer [default]"
 
@@ -232,7 +233,7 @@ def cold_start_markdown(doc: dict[str, Any]) -> list[str]:
     for model, variants in doc["models"].items():
         for variant, c in variants.items():
             if (c or {}).get("error"):
-                lines.append(f"| {model} | {variant} | – | failed: {c['error']} | | | | |")
+                lines.append(f"| {model} | {variant} | – | failed: {error_text(c['error'])} | | | | |")
             for i, run in enumerate((c or {}).get("raw", [])):
                 rss = run.get("peak_rss_bytes")
                 lines.append(f"| {model} | {variant} | {i + 1} | {run['wall_s']:.3f} | {run['import_s']:.3f} | "

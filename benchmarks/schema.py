@@ -4,7 +4,7 @@ A results file holds numbers, booleans, names, commands and fingerprints. Number
 only under a key declared here, and must match that key's pattern (which bounds its length and its characters):
 
 - names and labels (:data:`NAME`): one short line, no markdown, and no speed or ratio in it ("3x faster" is a
-  claim, not a name; :mod:`benchmarks.numbers` finds those);
+  claim, not a name; :mod:`benchmarks.claims` finds those);
 - identifiers, versions, digests, commits, times, paths, commands: their own tight patterns;
 - ``reason`` / ``why`` / ``missing``: a reason CODE (``venv_missing``), never a sentence; the words that explain a
   code live in the renderer (report.py), where a test sees them;
@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from .numbers import loose
+from .claims import loose
 
 Problem = tuple[str, str]  # (JSON path, what is wrong)
 
@@ -147,7 +147,7 @@ def _string_problem(text: str, key: str, parent: str, path: str) -> str | None:
 
 
 def _walk(value: Any, path: str, key: str, parent: str) -> Iterator[Problem]:
-    if key in CAPTURED and not isinstance(value, list):
+    if key in CAPTURED and isinstance(value, (str, dict)):  # a number under "error" is a count
         yield from _captured_problems(value, path)
         return
     if isinstance(value, str):

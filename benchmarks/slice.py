@@ -8,7 +8,6 @@ beyond the borders, exactly as ``medinfer predict BUNDLE scan.dcm`` (``--patchwi
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +92,16 @@ def markdown(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def document(rows: list[dict[str, Any]], command: str, seconds: float, rounds: int) -> dict[str, Any]:
+def document(rows: list[dict[str, Any]], command: str, seconds: float, rounds: int,
+             started: dict[str, Any] | None = None, bundles: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The results document of one-pass-vs-patches rows: ``started`` is the provenance the run captured before it
+    measured (captured now when not given), ``bundles`` the sha256 of the bundles it timed."""
     from medinfer.tools.fingerprint import environment
 
-    return {"kind": "medinfer.slice", "command": command,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "env": environment(),
+    from . import provenance
+
+    started = started or provenance.capture()
+    return {"kind": "medinfer.slice", "command": command, "time": started["started"], "provenance": started,
+            "bundles": bundles or {}, "env": environment(),
             "method": {"seconds_per_size": seconds, "rounds": rounds, "timer": "perf_counter_ns", "trimming": "none",
                        "batch_patchwise": BATCH}, "rows": rows}

@@ -3,7 +3,7 @@
 "``--check`` fails when a ratio is 15 % worse", "the threshold accepts 99 % of in-domain data": each of these is a
 ``<!-- n:const.KEY -->`` span in README.md / SECURITY.md whose text :func:`values` makes from the code (or the
 results file) that applies the rule, so the sentence cannot drift from what the code does, and
-:mod:`benchmarks.numbers` can require every other speed or ratio in prose to come from measured data.
+:mod:`benchmarks.claims` can require every other speed or ratio in prose to come from measured data.
 """
 
 from __future__ import annotations

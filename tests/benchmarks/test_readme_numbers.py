@@ -1,6 +1,6 @@
 """README's (and SECURITY.md's) speed and accuracy numbers are rendered from the committed results or from the
 constant of the rule they state (benchmarks/readme.py, stated.py); no other speed or ratio stands in the docs
-(benchmarks/numbers.py)."""
+(benchmarks/claims.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import numbers, readme
+from benchmarks import claims, readme
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,7 +17,7 @@ def test_readme_numbers_are_rendered_from_the_results() -> None:
     want = readme.expected()
     spans = readme.spans((ROOT / "README.md").read_text())
     assert set(spans) <= set(want) and len(spans) >= 8
-    for doc in numbers.documents():  # README.md, SECURITY.md, docs/*.md: the same spans, the same data
+    for doc in claims.documents():  # README.md, SECURITY.md, docs/*.md: the same spans, the same data
         got = readme.spans(doc.read_text())
         assert set(got) <= set(want), f"{doc.name}: unknown marker {sorted(set(got) - set(want))}"
         assert got == {k: want[k] for k in got}, f"{doc.name}: python -m benchmarks report && publish"
@@ -25,7 +25,7 @@ def test_readme_numbers_are_rendered_from_the_results() -> None:
 
 
 def test_no_speed_or_ratio_stands_outside_a_rendered_span() -> None:
-    loose = [line for doc in numbers.documents() for line in numbers.scan(doc)]
+    loose = [line for doc in claims.documents() for line in claims.scan(doc)]
     assert loose == [], "speeds or ratios without data behind them (render them: benchmarks/readme.py, " \
                         "benchmarks/stated.py):\n" + "\n".join(loose)
 
@@ -40,15 +40,15 @@ def test_every_way_of_writing_a_speed_or_ratio_is_found_anywhere_and_its_line_na
                                                                                      number: str) -> None:
     doc = tmp_path / "README.md"
     doc.write_text(f"# x\n\n## Install\n\nplain text\nthe runtime is {number} faster than the rest\n")
-    found = numbers.scan(doc)
+    found = claims.scan(doc)
     assert len(found) == 1 and found[0].startswith(f"{doc}:6: ") and number in found[0]
     doc.write_text(f"## Install\nthe runtime is <!-- n:hotpath.us -->{number}<!-- /n --> faster\n")
-    assert numbers.scan(doc) == []  # inside a rendered span: checked against its data instead
+    assert claims.scan(doc) == []  # inside a rendered span: checked against its data instead
 
 
 def test_settings_and_dimensions_are_not_claims() -> None:
     text = "`--window 1h`, `AuditLog(path, group_ms=10)`, an LSTM (3×64), a 512x512 slice, x86-64, 10x PBMC 68k"
-    assert numbers.loose(numbers.rendered_removed(text)) == []
+    assert claims.loose(claims.rendered_removed(text)) == []
 
 
 def test_a_stated_rule_is_rendered_from_its_constant(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,8 @@ _RANGE = rf"(?<![\w.]){_NUM}(?:\s?(?:[–—-]|to)\s?\d+(?:[.,]\d+)*)?"
 _TIME = r"(?:ns|[µμu]s|ms|s|secs?|seconds?|(?:nano|micro|milli)-?seconds?|mins?|minutes?|h|hrs?|hours?)"
 _COUNT = r"(?:req(?:uest)?s?|rows?|samples?|calls?|quer(?:y|ies)|inferences?|records?|images?|patches?|tokens?" \
          r"|items?|ops|frames?|predictions?|batches?|messages?|events?)"
-_RATE = rf"(?:{_COUNT}|[kKMGT]i?B|[kKMGT]?bytes?|[kKMGT]?b(?:its?)?)\s?(?:/|per\s)\s?(?:s|sec|second|ms|min|minute|h|hour)\b"
+_PER = r"(?:/|per\s)\s?(?:s|sec|second|ms|min|minute|h|hour)\b"
+_RATE = rf"(?:{_COUNT}|[kKMGT]i?B|[kKMGT]?bytes?|[kKMGT]?b(?:its?)?)\s?{_PER}"
 _PATTERN = re.compile(
     rf"{_RANGE}\s?(?:"
     rf"{_TIME}(?![\w/])"                              # 15 µs, 2 seconds, 30 min (not 15 s/..., not 2 sets)
