@@ -2,7 +2,8 @@
 #   make demo   real data → train all models → export with parity gate → verify → predict → summary
 #   make test   the test suite (tiny models, sampled data)
 #   make bench  the side-by-side latency suite (peers included) → a run folder under build/bench + history + gate
-#   make bench-publish  that full run → benchmarks/results/ (suite, cold_start, slice), plots, REPORT.md, README numbers
+#   make bench-publish  that full run → benchmarks/results/ (suite, cold_start, slice, models), plots, REPORT.md,
+#               README numbers; only from a clean, committed tree (commit first)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python

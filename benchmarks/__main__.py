@@ -111,9 +111,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"run folder: {folder} (publish a full run with: python -m benchmarks publish --from {folder})")
     path = _history_path(args, record["env"])
     records = history.load(path)
-    if record["full"]:
+    if record["full"] and history.clean(record):
         history.append(path, record)
         print(f"appended to {path}")
+    elif record["full"]:
+        print("a full run of uncommitted code: not added to the history (commit, then run again)")
     else:
         print(f"short run ({args.seconds:g} s x {args.rounds} rounds): not added to the history, never published")
     return gate(records, record, args.threshold, args.window, args.require_baseline) if args.check else 0

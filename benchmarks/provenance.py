@@ -118,6 +118,19 @@ def still_publishable(prov: dict[str, Any], root: Path | None = None, what: str 
     require_clean(root, f"writing the results of {what}")
 
 
+def stated(doc: dict[str, Any]) -> str:
+    """When a results document's run started and which commit it measured, for a renderer: from its provenance, or,
+    for a document written before provenance existed, what it recorded (a commit read at the end, or none)."""
+    prov = doc.get("provenance")
+    if isinstance(prov, dict):
+        state = "a clean tree" if prov.get("dirty") is False else "UNCOMMITTED CHANGES"
+        return f"{prov.get('started')}, commit `{str(prov.get('commit'))[:10]}` ({state}, recorded at the start)"
+    commit = (doc.get("env") or {}).get("git_commit")
+    when = doc.get("time") or "at an unrecorded time"
+    return f"{when}, " + (f"commit `{commit}` (read at the end of the run, before issue 24)" if commit else
+                          "no commit recorded (before issue 24)")
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -44,7 +44,8 @@ def suite_source(folder: Path = results.FOLDER, records: list[dict[str, Any]] | 
     rec = results.load("suite", folder)
     if rec is not None:
         return rec
-    full = [r for r in (records if records is not None else history.all_records()) if history.is_full(r)]
+    full = [r for r in (records if records is not None else history.all_records())
+            if history.is_full(r) and history.clean(r)]
     return full[-1] if full else None
 
 

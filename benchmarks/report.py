@@ -183,4 +183,5 @@ def published(folder: Path = results.FOLDER) -> dict[str, Any] | None:
 
 
 def history_records(root: Path = HERE / "history") -> list[dict[str, Any]]:
-    return history.all_records(root)
+    """The history's records of committed code (what REPORT.md's ranges and plot may show)."""
+    return [r for r in history.all_records(root) if history.clean(r)]

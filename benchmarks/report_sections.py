@@ -226,7 +226,9 @@ def _command(doc: dict[str, Any]) -> str:
 
 def cold_start_markdown(doc: dict[str, Any]) -> list[str]:
     """Every cold-start run of ``results/cold_start.json`` (the suite's table shows their median)."""
-    lines = [f"Measured {doc['time']}: each a fresh process (interpreter + import medinfer + load with integrity check "
+    from .provenance import stated
+
+    lines = [f"Measured {stated(doc)}: each a fresh process (interpreter + import medinfer + load with integrity check "
              "and golden self-test + first result); peak RSS = the process's VmHWM.", "",
              "| model | variant | run | wall s | import s | load s | first predict s | peak RSS MB |",
              "|---|---|---|---|---|---|---|---|"]

@@ -126,7 +126,9 @@ def markdown(doc: dict[str, Any]) -> list[str]:
     """The report's section, rendered from a ``results/safety.json`` document."""
     if "method" in doc:
         group = doc["costs"][0].get("group_commit", GROUP) if doc.get("costs") else GROUP
-        head = (f"Measured {doc['time']}: interleaved in one process ({doc['method']['rounds']} rounds), batch 1; "
+        from .provenance import stated
+
+        head = (f"Measured {stated(doc)}: interleaved in one process ({doc['method']['rounds']} rounds), batch 1; "
                 "× predict = p50 / plain predict p50; added = p50 - plain p50. Group commit: fsync at most "
                 f"{group['group_ms']:g} ms after the oldest unsynced record and every {group['group_records']} "
                 "records (a power failure loses at most those).")

@@ -357,7 +357,7 @@ def markdown(record: dict[str, Any]) -> list[str]:
     from .serve_candidates import server_lines
 
     s = record["settings"]
-    lines = [f"`{record.get('command', 'python -m benchmarks serve')}` at {record['time']}: medians over "
+    lines = [f"`{record.get('command', 'python -m benchmarks serve')}` at {provenance.stated(record)}: medians over "
              f"{s['rounds']} interleaved rounds of {s['seconds']:g} s per cell; one lean keep-alive client process; "
              f"audit = `{' '.join(s['audit_args'])}`; baseline = `medinfer serve` at {s['baseline_ref']}.", ""]
     lines += server_lines(record)

@@ -80,7 +80,9 @@ def summary(row: dict[str, Any]) -> dict[str, float]:
 
 def markdown(doc: dict[str, Any]) -> list[str]:
     """The report's section, rendered from a ``results/slice.json`` document."""
-    lines = [f"Measured {doc['time']}: per slice, interleaved ({doc['method']['rounds']} rounds), the "
+    from .provenance import stated
+
+    lines = [f"Measured {stated(doc)}: per slice, interleaved ({doc['method']['rounds']} rounds), the "
              "DICOM path's window grid, air beyond the borders; speed-up = p50 patch-by-patch / p50 one pass.", "",
              "| model | slice | stride | precision | windows | patch-by-patch p50 ms | one pass p50 ms | speed-up | "
              "max abs diff | decision flips |", "|---|---|---|---|---|---|---|---|---|---|"]

@@ -182,3 +182,20 @@ def test_runs_on_rows_are_kept_then_published_with_their_commit_and_date(
     table = edge_check.render_table(doc)
     assert f"| pass | `{row['provenance']['commit'][:10]}` | {row['provenance']['started'][:10]} |" in table
     assert "| commit | date |" in table.splitlines()[0]
+
+
+def test_runs_of_uncommitted_code_set_no_baseline_and_no_range() -> None:
+    from benchmarks import history
+
+    def record(t: str, ratio: float, prov: dict[str, Any] | None, commit: str = "c" * 40) -> dict[str, Any]:
+        rec = {"time": t, "full": True, "env": {"git_commit": commit, "cpu": {"model": "X", "usable_cores": 2}},
+               "models": [{"model": "m", "overhead": {"predict_vs_bare_same_options_p50": ratio}, "batches": []}]}
+        return {**rec, "provenance": prov} if prov is not None else rec
+
+    clean = {"commit": "c" * 40, "dirty": False, "started": "t"}
+    runs = [record("a", 1.0, clean), record("b", 9.0, {**clean, "dirty": True}),
+            record("c", 8.0, None, "d" * 40 + "+dirty"), record("d", 1.2, None)]
+    assert [history.clean(r) for r in runs] == [True, False, False, True]
+    base, used = history.baseline(runs, record("new", 1.0, clean), window=5)
+    assert [r["time"] for r in used] == ["a", "d"] and base["m|overhead|predict_vs_bare_same_options_p50"] == 1.1
+    assert history.overhead_ranges(runs, last=5)["m"]["predict_vs_bare_same_options_p50"] == (1.0, 1.2, 2)

@@ -35,6 +35,9 @@ def test_serve_benchmark_smoke(tiny_bundle_ro: Path, tmp_path: Path) -> None:
     results.mkdir()
     (results / "serve.json").write_text(json.dumps(record))
     record["command"] = "python -m benchmarks serve"
+    from benchmarks import results as results_data
+
+    assert results_data.problems(record, "serve") == []  # what the run writes follows the results schema
     (results / "serve.json").write_text(json.dumps(record))
     extras = dict(report_sections.extras(results))
     assert extras["Serving side by side: medinfer serve, MLServer, tritonserver"][2:-2] == markdown(record)[2:]

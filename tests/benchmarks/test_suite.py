@@ -74,6 +74,9 @@ def test_suite_is_like_for_like_and_a_short_run_stays_in_its_folder(tiny_bundle_
     assert {r["threads"] for r in b1.values()} == {2} and all(r["label"] for r in b1.values())
     assert len(b1[SAME]["round_p50_us"]) == 2
     assert set(model["overhead"]) >= {"predict_vs_bare_same_options_p50", "predict_vs_bare_default_options_p50"}
+    from benchmarks import results
+
+    assert results.problems(runs.published(rec), "suite") == []  # what a run records follows the results schema
     folder = runs.write(rec, tmp_path / "runs")
     assert folder.name.endswith("-short") and runs.read(folder)["models"][0]["_raw"]
     drawn = plots.distributions(runs.read(folder), tmp_path) + [plots.native_vs_runtime(rec, tmp_path)]
