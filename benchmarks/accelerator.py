@@ -59,8 +59,7 @@ def parity_sample(model: Any, n: int = PARITY_N, seed: int = PARITY_SEED) -> tup
             x = np.clip(x, lo, hi).astype(first.dtype if spec.name == model.manifest.inputs[0].name else x.dtype)
         out[spec.name] = x
     inputs = out if len(out) > 1 else next(iter(out.values()))
-    return inputs, {"source": "regenerated from the golden inputs", "n": n, "seed": seed,
-                    "rule": "rows drawn with replacement, numeric x uniform(0.8, 1.2), clipped to the input range"}
+    return inputs, {"source": "regenerated from the golden inputs", "n": n, "seed": seed}  # how: the docstring
 
 
 def _compare(ref: Any, got: Any, atol: float, rtol: float) -> dict[str, Any]:
@@ -240,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {"command": "python benchmarks/accelerator.py " + " ".join(sys.argv[1:] if argv is None
                                                                            else argv),
                            "time": started["started"], "provenance": started,
-                           "bundles": provenance.bundles_of(bundles), "gpu": args.gpu,
+                           "bundles": provenance.bundles_of(bundles), "gpu": args.gpu or None,
                            "env": environment(), "diagnosis": diagnosis(diagnose(args.providers + ["cpu"])),
                            "seconds": args.seconds, "batches": args.batch, "results": []}
     partial = provenance.ROOT / "build" / f"{out.stem}.partial.json"  # never in the results folder

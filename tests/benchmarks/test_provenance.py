@@ -157,7 +157,7 @@ def test_a_measuring_command_refuses_to_start_on_a_dirty_tree_when_it_would_publ
 
 
 def test_runs_on_rows_are_kept_then_published_with_their_commit_and_date(
-        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
@@ -176,6 +176,8 @@ def test_runs_on_rows_are_kept_then_published_with_their_commit_and_date(
     (repo / "code.py").write_text("x = 2\n")
     with pytest.raises(provenance.UnpublishableRun, match="commit first"):
         runs_on.publish(kept, out)
+    assert edge_check.main(["min", "--record"]) == 2  # a recorded run does not even start on a dirty tree
+    assert "commit first" in capsys.readouterr().err
     _git(repo, "checkout", "-q", "code.py")
     assert runs_on.publish(kept, out) == [row["key"]] and not list(kept.glob("*.json"))
     doc = json.loads(out.read_text())
