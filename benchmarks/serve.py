@@ -157,18 +157,13 @@ def baseline_tree(ref: str) -> Path:
     return folder
 
 
-def medinfer_command(bundle: Path, work: Path, audit: bool, threads: int) -> list[str]:
-    """``medinfer serve`` through :mod:`benchmarks.serve_threads` (every ``medinfer.load`` with ``threads``)."""
-    args = ["--audit", str(work / f"audit-{time.monotonic_ns()}.jsonl"), *README_AUDIT] if audit else []
-    return [sys.executable, str(HERE / "serve_threads.py"), str(threads), "serve", str(bundle), "--port", "0",
-            "--max-queue", "256", *args]
-
-
 @contextlib.contextmanager
 def medinfer_server(bundle: Path, work: Path, audit: bool, baseline: Path | None, threads: int) -> Iterator[int]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if baseline is not None:
         env["PYTHONPATH"] = f"{baseline}{os.pathsep}{baseline / 'site'}"
+    from .serve_candidates import medinfer_command
+
     cmd = medinfer_command(bundle, work, audit, threads)
     log_path = work / f"medinfer-{time.monotonic_ns()}.log"
     log = open(log_path, "ab")  # noqa: SIM115 - closed below
@@ -277,7 +272,7 @@ def run(bundles: list[Path], servers: list[str], clients: list[int], encodings: 
     run's provenance (captured here, before anything runs, when not given); ``threads``: every server's."""
     from medinfer.tools.fingerprint import environment
 
-    from .serve_candidates import candidates
+    from .serve_candidates import candidates, server_version
 
     started = started or provenance.capture()
     env = environment()
@@ -301,6 +296,10 @@ def run(bundles: list[Path], servers: list[str], clients: list[int], encodings: 
                     runs.append({"model": name, "server": label, "threads": threads,
                                  "error": captured(f"did not start: {exc}", exit_status=getattr(exc, "exit_status",
                                                                                              None))})
+            if "tritonserver" in ports and "tritonserver (" in info["tritonserver"]["label"]:
+                version = server_version(ports["tritonserver"])  # the server's own word (GET /v2), into its label
+                info["tritonserver"]["label"] = info["tritonserver"]["label"].replace(
+                    "tritonserver (", f"tritonserver {version} (" if version else "tritonserver (")
             for rnd in range(rounds):
                 order = list(ports)
                 random.Random(rnd).shuffle(order)

@@ -50,6 +50,28 @@ def labels(versions: dict[str, dict[str, Any]], baseline_ref: str) -> dict[str, 
     }
 
 
+def medinfer_command(bundle: Path, work: Path, audit: bool, threads: int) -> list[str]:
+    """``medinfer serve`` through :mod:`benchmarks.serve_threads` (every ``medinfer.load`` with ``threads``)."""
+    import sys
+    import time
+
+    from . import serve
+
+    args = ["--audit", str(work / f"audit-{time.monotonic_ns()}.jsonl"), *serve.README_AUDIT] if audit else []
+    wrapper = str(Path(__file__).with_name("serve_threads.py"))
+    return [sys.executable, wrapper, str(threads), "serve", str(bundle), "--port", "0", "--max-queue", "256", *args]
+
+
+def server_version(port: int) -> str | None:
+    """The server's version from its metadata (``GET /v2``), None when it does not say."""
+    import contextlib
+    import urllib.request
+
+    with contextlib.suppress(Exception), urllib.request.urlopen(f"http://127.0.0.1:{port}/v2", timeout=5) as r:
+        return str(json.loads(r.read()).get("version") or "") or None
+    return None
+
+
 def candidates(servers: list[str], baseline_ref: str, work: Path, threads: int, root: Path,
                ) -> tuple[dict[str, Callable[[Path], Any]], dict[str, Any]]:
     """Context-manager factories per candidate, and what each one is (or why it is missing)."""

@@ -16,7 +16,7 @@ import medinfer
 import numpy as np
 import pytest
 
-from benchmarks import bare_session, contenders, peers, serve, serve_threads, triton_bare
+from benchmarks import bare_session, contenders, peers, serve, serve_candidates, serve_threads, triton_bare
 
 THREADS = 3  # not the machine's default, so a contender that ignores the option shows
 
@@ -155,7 +155,7 @@ def test_mlserver_gets_the_same_bare_session_description(tiny_bundle_ro: Path) -
 
 
 def test_both_medinfer_servers_start_with_the_runs_threads(tiny_bundle_ro: Path, tmp_path: Path) -> None:
-    cmd = serve.medinfer_command(tiny_bundle_ro, tmp_path, False, THREADS)
+    cmd = serve_candidates.medinfer_command(tiny_bundle_ro, tmp_path, False, THREADS)
     assert cmd[1:5] == [str(Path(serve_threads.__file__)), str(THREADS), "serve", str(tiny_bundle_ro)]
     import medinfer.loader as loader
 
