@@ -2,7 +2,8 @@
 #   make demo   real data → train all models → export with parity gate → verify → predict → summary
 #   make test   the test suite (tiny models, sampled data)
 #   make bench  the side-by-side latency suite (peers included) → a run folder under build/bench + history + gate
-#   make bench-publish  that full run → benchmarks/results/ (suite, cold_start, slice), plots, REPORT.md, README numbers
+#   make bench-publish  that full run → benchmarks/results/ (suite, cold_start, slice, models), plots, REPORT.md,
+#               README numbers; only from a clean, committed tree (commit first)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -54,9 +55,10 @@ demo: $(STAMP)
 bench: $(STAMP) peer-venvs
 	$(PY) -m benchmarks run --check $(BENCH_ARGS)
 
+# Refused (exit 2, "commit first") on a tree with uncommitted changes, and for a run that started on one or whose
+# commit is not in HEAD's history: commit, then `make bench`, then `make bench-publish`, then commit the results.
 bench-publish: $(STAMP)
-	$(PY) -m benchmarks models --bundles bundles
-	$(PY) -m benchmarks publish --from $$(ls -d build/bench/*/ | grep -v -- -short/ | tail -1)
+	$(PY) -m benchmarks publish --bundles bundles --from $$(ls -d build/bench/*/ | grep -v -- -short/ | tail -1)
 
 # The edge peers, each in its own venv (never beside plain onnxruntime): ai-edge-litert, onnxruntime-openvino.
 LITERT_VENV ?= build/litert-venv
@@ -111,8 +113,9 @@ test-arm: $(STAMP)
 	$(PY) scripts/edge_check.py arm --qemu $(ARM_QEMU) --tests $(EDGE_TESTS) \
 	  $(if $(ARM_ONNXRUNTIME),--onnxruntime $(ARM_ONNXRUNTIME)) $(EDGE_IF_ABLE)
 
-# The runs behind README's "Runs on" table: each --record replaces its row of benchmarks/results/runs_on.json and
-# rewrites the table (about 15 minutes). Debian 12's own qemu-user 7.2 crashes onnxruntime >= 1.28 at import:
+# The runs behind README's "Runs on" table: each --record (refused on a tree with uncommitted changes) keeps its row
+# with the commit and date it started at in build/edge/recorded/; `edge_check.py publish` puts them into
+# benchmarks/results/runs_on.json and rewrites the table. Debian 12's own qemu-user 7.2 crashes onnxruntime >= 1.28 at import:
 # recorded, not fatal. build/sample/bundles: the five specs trained on their test samples (scripts/sample_bundles.py).
 runs-on: $(STAMP)
 	$(PY) scripts/edge_check.py min --record
@@ -125,6 +128,7 @@ runs-on: $(STAMP)
 	$(PY) scripts/edge_check.py min --tests none --bundles build/sample/bundles --record
 	$(PY) scripts/edge_check.py arm --tests none --bundles build/sample/bundles --record
 	$(PY) scripts/edge_check.py arm --onnxruntime 1.18.0 --tests none --bundles build/sample/bundles --record
+	$(PY) scripts/edge_check.py publish
 
 # The real tritonserver (PyTriton's wheel: Python backend only) in its own venv, because its backend stub is
 # built against numpy 1 (numpy 2 hands it empty tensors); medinfer is installed there without dependencies.

@@ -16,12 +16,13 @@ the run folder's ``slice.json``; ``publish`` writes it, and every cold start of 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
 
-from . import history, report, results
+from medinfer.errors import MedinferError, exit_code
+
+from . import history, provenance, report, results
 
 HERE = Path(__file__).parent
 RUNS = HERE.parent / "build" / "bench"
@@ -64,30 +65,57 @@ def gate(records: list[dict], new: dict, threshold: float, window: int, require:
     return 0
 
 
+def _begin(args: argparse.Namespace, what: str) -> dict:
+    """The run's provenance, captured before it measures; a clean tree is required when it writes the report's
+    own results folder (refused at once, not after the measurement)."""
+    if _folder(args).resolve() == results.FOLDER.resolve():
+        return provenance.require_clean(what=what)
+    return provenance.capture()
+
+
+def _folder(args: argparse.Namespace) -> Path:
+    return Path(getattr(args, "results", None) or results.FOLDER)
+
+
+def _write(args: argparse.Namespace, name: str, doc: dict, started: dict) -> Path:
+    """Write a measuring command's results file: into the report's folder only if the tree was clean at the start
+    and still is (a change made while it measured would make the record name the wrong code)."""
+    folder = _folder(args)
+    if folder.resolve() == results.FOLDER.resolve():
+        provenance.still_publishable(started, what=f"python -m benchmarks {args.command}")
+    return results.write(name, doc, folder)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from . import runs
     from .suite import run_suite
 
+    started = provenance.capture()  # before anything is measured: the run folder says what ran
     bundles = _bundles(args)
     if not bundles:
         print(f"no bundles in {args.bundles}/ — run 'make demo' (or 'medinfer build all') first", file=sys.stderr)
         return 2
+    if started["dirty"] is not False:
+        print(f"!! the tree has uncommitted changes ({started['changed']} path(s)) or is not a git checkout: this "
+              "run can be gated and read, never published (commit first)", file=sys.stderr)
     artifacts = Path(args.artifacts) if args.artifacts else None
     command = _command(args.argv)
     record = run_suite(bundles, batches=args.batch, artifacts=artifacts, seconds=args.seconds, rounds=args.rounds,
                        cold=not args.no_cold, peers=args.peers, command=command,
-                       progress=lambda m: print(m, file=sys.stderr))
+                       progress=lambda m: print(m, file=sys.stderr), threads=args.threads, started=started)
     folder = runs.write(record, Path(args.out) if args.out else RUNS)
     if not args.no_slice:
-        doc = _slice_doc(args, bundles, command)
+        doc = _slice_doc(args, bundles, command, started)
         if doc is not None:
             runs.write_slice(folder, doc)
     print(f"run folder: {folder} (publish a full run with: python -m benchmarks publish --from {folder})")
     path = _history_path(args, record["env"])
     records = history.load(path)
-    if record["full"]:
+    if record["full"] and history.clean(record):
         history.append(path, record)
         print(f"appended to {path}")
+    elif record["full"]:
+        print("a full run of uncommitted code: not added to the history (commit, then run again)")
     else:
         print(f"short run ({args.seconds:g} s x {args.rounds} rounds): not added to the history, never published")
     return gate(records, record, args.threshold, args.window, args.require_baseline) if args.check else 0
@@ -101,16 +129,35 @@ def cmd_publish(args: argparse.Namespace) -> int:
         print(f"{args.from_} is a short run ({record.get('seconds_per_batch')} s x {record.get('rounds')} rounds): "
               "only a full run (make bench) is published", file=sys.stderr)
         return 2
+    provenance.check_recorded(record.get("provenance"), what=f"the run {args.from_}")
+    now = provenance.require_clean(what="bench-publish")  # before the first file is written
+    if args.bundles:
+        results.write("models", _models_doc(args, record, now))
     written = runs.publish_results(Path(args.from_), results.FOLDER)
     if "slice" not in written and runs.read_slice(Path(args.from_)) is not None:
         print(f"{args.from_}: its one-pass-vs-patches section was timed short; results/slice.json left as it is "
               "(python -m benchmarks slice makes a full one)", file=sys.stderr)
     drawn = runs.plots(Path(args.from_), HERE / "plots", report.history_records())
     (HERE / "REPORT.md").write_text(report.render(record, report.history_records(), drawn))
-    readme.rewrite(HERE.parent / "README.md")
+    readme.rewrite_documents()
     print(f"published {args.from_}: {', '.join(f'results/{n}.json' for n in written)}, plots, REPORT.md, "
           "README numbers")
     return 0
+
+
+def _models_doc(args: argparse.Namespace, record: dict, now: dict) -> dict:
+    """results/models.json from the bundles the run timed: refused when bundles/ no longer holds those bytes."""
+    from . import readme
+
+    bundles = _bundles(args)
+    doc = readme.models_doc(bundles, _command(args.argv), now)
+    timed = record.get("bundles") or {}
+    changed = sorted(n for n, d in doc["bundles"].items() if n in timed and timed[n] != d)
+    if changed:
+        raise provenance.UnpublishableRun(f"{args.bundles}/ no longer holds the bundles the run timed "
+                                          f"({', '.join(changed)}): their metrics would sit beside other bundles' "
+                                          "timings; run again")
+    return doc
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -119,8 +166,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = HERE / "REPORT.md"
     path.write_text(report.render(report.published(), report.history_records(), runs.committed_plots(HERE / "plots")))
     print(path)
-    if readme.rewrite(HERE.parent / "README.md"):  # README's numbers follow the same data (safety, concurrency, ...)
-        print(HERE.parent / "README.md")
+    for doc in readme.rewrite_documents():  # README's numbers follow the same data (safety, concurrency, ...)
+        print(doc)
     return 0
 
 
@@ -135,7 +182,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from . import readme
 
-    path = results.write("models", readme.models_doc(_bundles(args), _command(args.argv)))
+    started = _begin(args, "python -m benchmarks models")
+    bundles = _bundles(args)
+    path = _write(args, "models", readme.models_doc(bundles, _command(args.argv), started), started)
     print(f"wrote {path}")
     return 0
 
@@ -143,59 +192,70 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_int8_ops(args: argparse.Namespace) -> int:
     from . import int8_ops
 
-    entry = int8_ops.measure(Path(args.bundle), args.runs, args.threads, _command(args.argv))
-    print(f"wrote {int8_ops.record(entry, results.FOLDER)}")
-    print("\n".join(int8_ops.render(results.load("int8_ops"))))
+    started = _begin(args, "python -m benchmarks int8-ops")
+    entry = int8_ops.measure(Path(args.bundle), args.runs, args.threads, _command(args.argv), started)
+    if _folder(args).resolve() == results.FOLDER.resolve():
+        provenance.still_publishable(started, what="python -m benchmarks int8-ops")
+    print(f"wrote {int8_ops.record(entry, _folder(args))}")
+    print("\n".join(int8_ops.render(results.load("int8_ops", _folder(args)))))
     return 0
 
 
 def cmd_concurrency(args: argparse.Namespace) -> int:
+    from medinfer.tools.fingerprint import environment
+
     from .concurrency import concurrency, markdown
 
-    rows = [concurrency(b, threads=args.threads, seconds=args.seconds, rounds=args.rounds) for b in _bundles(args)]
-    doc = {"command": _command(args.argv), "interleaved": True, "rows": rows}
-    print(f"wrote {results.write('concurrency', doc)}")
+    started = _begin(args, "python -m benchmarks concurrency")
+    bundles = _bundles(args)
+    doc = {"command": _command(args.argv), "time": started["started"], "provenance": started,
+           "bundles": provenance.bundles_of(bundles), "env": environment(), "interleaved": True}
+    doc["rows"] = [concurrency(b, threads=args.threads, seconds=args.seconds, rounds=args.rounds) for b in bundles]
+    print(f"wrote {_write(args, 'concurrency', doc, started)}")
     print("\n".join(markdown(doc)))
     return 0
 
 
-def _slice_doc(args: argparse.Namespace, bundles: list[Path], command: str) -> dict | None:
+def _slice_doc(args: argparse.Namespace, bundles: list[Path], command: str, started: dict) -> dict | None:
     from .slice import document, slice_speed
 
-    rows = []
+    rows, timed = [], []
     for bundle in bundles:
-        rows += slice_speed(bundle, seconds=args.slice_seconds, rounds=args.slice_rounds,
+        found = slice_speed(bundle, seconds=args.slice_seconds, rounds=args.slice_rounds,
                             sizes=tuple(args.slice_sizes))
-    return document(rows, command, args.slice_seconds, args.slice_rounds) if rows else None
+        rows += found
+        timed += [bundle] if found else []
+    return document(rows, command, args.slice_seconds, args.slice_rounds, started,
+                    provenance.bundles_of(timed)) if rows else None
 
 
 def cmd_slice(args: argparse.Namespace) -> int:
     from .slice import markdown
 
-    doc = _slice_doc(args, _bundles(args), _command(args.argv))
+    started = _begin(args, "python -m benchmarks slice")
+    doc = _slice_doc(args, _bundles(args), _command(args.argv), started)
     if doc is None:
         print(f"no bundle in {args.bundles}/ ships a whole-slice variant", file=sys.stderr)
         return 2
-    print(f"wrote {results.write('slice', doc)}")
+    print(f"wrote {_write(args, 'slice', doc, started)}")
     print("\n".join(markdown(doc)))
     return 0
 
 
 def cmd_safety(args: argparse.Namespace) -> int:
-    import time
-
     from medinfer.tools.fingerprint import environment
 
     from .safety import audit_cost, markdown, soak
 
+    started = _begin(args, "python -m benchmarks safety")
     bundles = _bundles(args)
-    doc = {"kind": "medinfer.safety", "command": _command(args.argv),
-           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "env": environment(),
+    doc = {"kind": "medinfer.safety", "command": _command(args.argv), "time": started["started"],
+           "provenance": started, "bundles": provenance.bundles_of(bundles), "env": environment(),
            "method": {"seconds_per_model": args.seconds, "rounds": args.rounds, "batch": 1,
-                      "timer": "perf_counter_ns", "trimming": "none"},
-           "costs": [audit_cost(b, seconds=args.seconds, rounds=args.rounds) for b in bundles],
-           "soaks": [soak(b, seconds=args.soak_seconds) for b in bundles] if args.soak_seconds > 0 else []}
-    print(f"wrote {results.write('safety', doc)}")
+                      "timer": "perf_counter_ns", "trimming": "none"}}
+    doc["costs"] = [audit_cost(b, seconds=args.seconds, rounds=args.rounds) for b in bundles]
+    doc["soaks"] = [soak(b, seconds=args.soak_seconds) for b in bundles] if args.soak_seconds > 0 else []
+    print(f"wrote {_write(args, 'safety', doc, started)}")
     print("\n".join(markdown(doc)))
     return 1 if any(s["growth_mb"] > args.max_growth_mb for s in doc["soaks"]) else 0
 
@@ -203,18 +263,18 @@ def cmd_safety(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import markdown, run
 
+    out = Path(args.out)
+    args.results = str(out.parent)
+    started = _begin(args, "python -m benchmarks serve")
     bundles = _bundles(args)
     if not bundles:
         print(f"no bundles in {args.bundles}/ — run 'make demo' (or 'medinfer build all') first", file=sys.stderr)
         return 2
     record = run(bundles, args.servers, args.clients, args.encodings, args.seconds, args.rounds, args.baseline_ref,
-                 progress=lambda m: print(m, file=sys.stderr))
+                 progress=lambda m: print(m, file=sys.stderr), threads=args.threads, started=started)
     record["command"] = _command(args.argv)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1))
     print("\n".join(markdown(record)))
-    print(f"wrote {out}")
+    print(f"wrote {_write(args, out.stem, record, started)}")
     return 0
 
 
@@ -226,7 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"run": cmd_run, "publish": cmd_publish, "report": cmd_report, "check": cmd_check,
                 "models": cmd_models, "int8-ops": cmd_int8_ops, "concurrency": cmd_concurrency,
                 "slice": cmd_slice, "safety": cmd_safety, "serve": cmd_serve}
-    return int(handlers[args.command](args))
+    try:
+        return int(handlers[args.command](args))
+    except MedinferError as exc:  # a refusal (a dirty tree, a run that cannot be published): its words, its code
+        print(f"python -m benchmarks {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exit_code(exc)
 
 
 if __name__ == "__main__":

@@ -59,8 +59,7 @@ def parity_sample(model: Any, n: int = PARITY_N, seed: int = PARITY_SEED) -> tup
             x = np.clip(x, lo, hi).astype(first.dtype if spec.name == model.manifest.inputs[0].name else x.dtype)
         out[spec.name] = x
     inputs = out if len(out) > 1 else next(iter(out.values()))
-    return inputs, {"source": "regenerated from the golden inputs", "n": n, "seed": seed,
-                    "rule": "rows drawn with replacement, numeric x uniform(0.8, 1.2), clipped to the input range"}
+    return inputs, {"source": "regenerated from the golden inputs", "n": n, "seed": seed}  # how: the docstring
 
 
 def _compare(ref: Any, got: Any, atol: float, rtol: float) -> dict[str, Any]:
@@ -86,6 +85,8 @@ def provider_entry(name: str, cache: Path) -> Any:
 def check_bundle(path: Path, providers: list[str], batches: list[int], seconds: float, cache: Path) -> dict[str, Any]:
     import medinfer
     from medinfer.tools.bench import bench_bundle
+
+    from benchmarks.schema import from_exception
 
     cpu = medinfer.load(path)
     tol = cpu.manifest.golden
@@ -116,7 +117,7 @@ def check_bundle(path: Path, providers: list[str], batches: list[int], seconds: 
             entry["status"] = "ok"
         except Exception as exc:  # noqa: BLE001 - every failure is recorded with its reason, never hidden
             entry["status"] = "failed"
-            entry["error"] = f"{type(exc).__name__}: {str(exc)[:600]}"
+            entry["error"] = from_exception(exc)
             entry["load_s"] = time.perf_counter() - start
         result["providers"][prov] = entry
     return result
@@ -132,9 +133,31 @@ def _parity(e: dict[str, Any]) -> dict[str, Any]:
             "label_flips": sum(p.get("label_flips", 0) for p in values)}
 
 
+def _why(d: dict[str, Any]) -> str:
+    """Why a provider is not usable: its captured diagnosis (a file before issue 24 kept the words as ``why``)."""
+    from benchmarks.schema import error_text
+
+    return str(d["why"]) if d.get("why") else error_text(d.get("error")) or "ready"
+
+
+def diagnosis(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """medinfer.providers.diagnose's rows as data: the missing part as a code, its words as a captured error."""
+    from benchmarks.schema import captured
+
+    out = []
+    for row in rows:
+        item = {k: v for k, v in row.items() if k != "why"}
+        if not row.get("usable") and row.get("why"):
+            item["error"] = captured(row["why"], exception="ProviderError")
+        out.append(item)
+    return out
+
+
 def markdown(doc: dict[str, Any]) -> list[str]:
     """REPORT.md lines from ``results/accelerator.json``: each accelerator against the CPU, never the CPU against
     itself; the sample the parity was measured on; what failed and why."""
+    from benchmarks.schema import error_text
+
     env = doc.get("env", {})
     lines = [f"Device: {doc.get('gpu') or 'none named'}; onnxruntime {env.get('onnxruntime')} "
              f"({env.get('onnxruntime_build')}); CPU {env.get('cpu', {}).get('model')}; {doc.get('seconds'):g} s "
@@ -142,7 +165,7 @@ def markdown(doc: dict[str, Any]) -> list[str]:
     ran = [(r, p, e) for r in doc.get("results", []) for p, e in r.get("providers", {}).items()
            if p != "cpu" and e.get("status") == "ok"]
     if not ran:
-        why = "; ".join(f"{d['provider']}: {d['why']}" for d in doc.get("diagnosis", [])
+        why = "; ".join(f"{d['provider']}: {_why(d)}" for d in doc.get("diagnosis", [])
                         if d.get("provider") != "CPUExecutionProvider")
         return lines + [f"No accelerator ran on this machine ({why or 'none requested'}): nothing to compare with "
                         "the CPU."]
@@ -156,7 +179,8 @@ def markdown(doc: dict[str, Any]) -> list[str]:
             if prov == "cpu":
                 continue
             if e.get("status") != "ok":
-                lines.append(f"| {r['bundle']} | {prov} | failed: {e.get('error', '')[:120].replace('|', '/')} "
+                failed = error_text(e.get("error"))[:120].replace("|", "/")
+                lines.append(f"| {r['bundle']} | {prov} | failed: {failed} "
                              "| | | | | | | | | |")
                 continue
             keys = sorted(e["bench"], key=int)
@@ -183,10 +207,11 @@ def markdown(doc: dict[str, Any]) -> list[str]:
     for name, fails in sorted((doc.get("first_run_with_tf32") or {}).items()):
         for prov, err in (fails or {}).items():
             if err:
-                lines += ["", f"First run with {prov}'s defaults (TF32 on) on {name}: {err['error'][:220]}"]
+                first = error_text(err["error"])[:220]
+                lines += ["", f"First run with {prov}'s defaults (TF32 on) on {name}: {first}"]
     for d in doc.get("diagnosis", []):
         if not d.get("usable") and d.get("provider") != "CPUExecutionProvider":
-            lines += ["", f"{d['provider']}: not usable here ({d.get('why')})."]
+            lines += ["", f"{d['provider']}: not usable here ({_why(d)})."]
     return lines
 
 
@@ -204,18 +229,29 @@ def main(argv: list[str] | None = None) -> int:
     from medinfer.providers import diagnose
     from medinfer.tools.fingerprint import environment
 
+    from benchmarks import provenance, results
+
+    out = Path(args.out)
+    publish = out.parent.resolve() == results.FOLDER.resolve()
+    started = provenance.require_clean(what="accelerator.py") if publish else provenance.capture()
     root = Path(args.bundles)
     bundles = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file())
     doc: dict[str, Any] = {"command": "python benchmarks/accelerator.py " + " ".join(sys.argv[1:] if argv is None
                                                                            else argv),
-                           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "gpu": args.gpu,
-                           "env": environment(), "diagnosis": diagnose(args.providers + ["cpu"]),
+                           "time": started["started"], "provenance": started,
+                           "bundles": provenance.bundles_of(bundles), "gpu": args.gpu or None,
+                           "env": environment(), "diagnosis": diagnosis(diagnose(args.providers + ["cpu"])),
                            "seconds": args.seconds, "batches": args.batch, "results": []}
+    partial = provenance.ROOT / "build" / f"{out.stem}.partial.json"  # never in the results folder
+    partial.parent.mkdir(parents=True, exist_ok=True)
     for path in bundles:
         print(f"== {path.name}", file=sys.stderr, flush=True)
         doc["results"].append(check_bundle(path, args.providers, args.batch, args.seconds, Path(args.cache)))
-        Path(args.out).write_text(json.dumps(doc, indent=1))  # partial results survive a timeout
-    Path(args.out).write_text(json.dumps(doc, indent=1))
+        partial.write_text(json.dumps(doc, indent=1))  # partial results survive a timeout
+    if publish:
+        provenance.still_publishable(started, what="accelerator.py")
+    results.write(out.stem, doc, out.parent)
+    partial.unlink(missing_ok=True)
     print("\n".join(markdown(doc)))
     bad = [(r["bundle"], p) for r in doc["results"] for p, e in r["providers"].items()
            if p != "cpu" and e.get("status") == "ok" and not e["parity_vs_cpu"]["within_tolerance"]]

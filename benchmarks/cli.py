@@ -34,6 +34,18 @@ def _slice_args(p: argparse.ArgumentParser) -> None:
                    help="square slice sizes in pixels (default 256 512)")
 
 
+def _results_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", default=None,
+                   help="folder to write the results file into (default benchmarks/results: needs a clean, committed "
+                        "tree; another folder takes any tree and never reaches the report)")
+
+
+def _threads_arg(p: argparse.ArgumentParser, who: str) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"intra-op threads of {who}, the same for all and recorded per row (default: the usable "
+                        "cores)")
+
+
 def parser(doc: str | None) -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m benchmarks", description=doc,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,6 +58,7 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=FULL["rounds"], help="interleaving rounds")
     p.add_argument("--peers", nargs="*", default=list(KNOWN), choices=KNOWN,
                    help="peer runtimes in their venvs (default: litert openvino; none: --peers)")
+    _threads_arg(p, "every contender (medinfer, bare sessions, peers)")
     p.add_argument("--no-cold", action="store_true", help="skip the fresh-process cold starts")
     p.add_argument("--no-slice", action="store_true",
                    help="skip one pass vs patch by patch (bundles with a whole-slice variant)")
@@ -56,29 +69,37 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     p = sub.add_parser("publish", help="a FULL run folder -> results/suite.json, cold_start.json, slice.json, plots, "
                                        "REPORT.md, README numbers")
     p.add_argument("--from", dest="from_", required=True, help="the run folder (build/bench/...)")
+    p.add_argument("--bundles", default=None,
+                   help="also write results/models.json from this folder of the bundles the run timed (make "
+                        "bench-publish: bundles)")
     sub.add_parser("report", help="REPORT.md and README's numbers again from the committed results and history")
     p = sub.add_parser("check", help="gate the newest history record against the earlier ones on its CPU")
     _gate_args(p)
     p = sub.add_parser("models", help="results/models.json: held-out metrics and variants of the built bundles")
     _bundle_args(p)
+    _results_arg(p)
     p = sub.add_parser("int8-ops", help="per-operator fp32 vs int8 profile on this CPU -> results/int8_ops.json")
     p.add_argument("--bundle", default="bundles/lung_nodule_cnn", help="a bundle with an int8 variant")
     p.add_argument("--runs", type=int, default=200, help="profiled runs per graph")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the bundle's profile)")
+    _results_arg(p)
     p = sub.add_parser("concurrency", help="8 single-sample clients, direct vs MicroBatcher interleaved -> results/")
     _bundle_args(p)
     p.add_argument("--threads", type=int, default=8, help="client threads")
     p.add_argument("--seconds", type=float, default=6.0, help="wall time per model, both modes together")
     p.add_argument("--rounds", type=int, default=6, help="interleaving rounds")
+    _results_arg(p)
     p = sub.add_parser("slice", help="a whole CT slice: one pass vs patch by patch -> results/slice.json")
     _bundle_args(p)
     _slice_args(p)
+    _results_arg(p)
     p = sub.add_parser("safety", help="audit-trail/deadline cost and an RSS soak test -> results/safety.json")
     _bundle_args(p)
     p.add_argument("--seconds", type=float, default=3.0, help="timing per model, all paths together")
     p.add_argument("--rounds", type=int, default=10, help="interleaving rounds")
     p.add_argument("--soak-seconds", type=float, default=60.0, help="soak per model (0: none)")
     p.add_argument("--max-growth-mb", type=float, default=5.0, help="exit 1 when RSS grows more than this")
+    _results_arg(p)
     p = sub.add_parser("serve", help="medinfer serve (before/after issue 17, audit on/off), MLServer and "
                                      "tritonserver side by side -> results/serve.json")
     _bundle_args(p)
@@ -90,5 +111,6 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=3.0, help="per cell (server x encoding x clients) and round")
     p.add_argument("--rounds", type=int, default=3, help="rounds")
     p.add_argument("--baseline-ref", default="5e459c4", help="git ref of the 'before' medinfer serve")
+    _threads_arg(p, "every server's onnxruntime sessions")
     p.add_argument("--out", default="benchmarks/results/serve.json", help="output file")
     return top

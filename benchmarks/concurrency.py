@@ -78,8 +78,11 @@ def concurrency(bundle: Path, threads: int = 8, seconds: float = 6.0, rounds: in
 
 def markdown(doc: dict[str, Any]) -> list[str]:
     """REPORT.md lines from ``results/concurrency.json``."""
+    from .provenance import stated
+
     interleaved = doc.get("interleaved", False)
-    lines = [("Each client thread sends one sample at a time; the two modes alternate in shuffled rounds of the "
+    lines = [f"Measured {stated(doc)}.", "",
+             ("Each client thread sends one sample at a time; the two modes alternate in shuffled rounds of the "
               "same run." if interleaved else
               "Each client thread sends one sample at a time; this run measured the modes one after the other "
               "(before issue 14), not interleaved: rerun `python -m benchmarks concurrency`."), "",

@@ -76,7 +76,12 @@ def guard_latency(bundle: Path, seconds: float = 6.0, rounds: int = 12) -> dict[
                         "graph_optimization_level": profile.graph_optimization_level}}
 
 
-def collect(bundles: Path, latency: dict[str, Any] | None = None) -> dict[str, Any]:
+def collect(bundles: Path, latency: dict[str, Any] | None = None,
+            started: dict[str, Any] | None = None) -> dict[str, Any]:
+    """domain.json from the bundles' manifests (numbers, names and codes: the shifts' descriptions and the
+    calibration's words stay in the manifests and model cards) with the run's provenance and the bundles' sha256."""
+    from . import provenance
+
     models: dict[str, Any] = {}
     for manifest in sorted(bundles.glob("*/manifest.json")):
         m = json.loads(manifest.read_text())
@@ -88,16 +93,18 @@ def collect(bundles: Path, latency: dict[str, Any] | None = None) -> dict[str, A
             "model_sha256": m["files"]["model.onnx"]["sha256"],
             "synthetic_data": bool(m.get("data", {}).get("synthetic")),
             "threshold": d["threshold"], "coverage": d["coverage"],  # the method's words stay in the manifest
-            "calibration": d.get("calibration", {}),
+            "calibration": {k: v for k, v in (d.get("calibration") or {}).items() if k != "data"},
             "acceptance": ev.get("acceptance"), "n_in_domain": ev.get("n"),
-            "shifts": {name: {k: s.get(k) for k in ("kind", "description", "n", "auroc", "rejected", "source")}
+            "shifts": {name: {k: s.get(k) for k in ("kind", "n", "auroc", "rejected", "source")}
                        for name, s in (ev.get("shifts") or {}).items()},
             "goals": ev.get("goals", {}),
         }
         if latency is not None and m["name"] in latency:
             models[m["name"]]["latency"] = latency[m["name"]]
-    return {"command": COMMAND, "source": "each bundle's manifest.json domain section (measured at build time)",
-            "models": models}
+    timed = [m.parent for m in sorted(bundles.glob("*/manifest.json"))
+             if json.loads(m.read_text()).get("name") in models]
+    return {"command": COMMAND, "source": "manifest.domain", "provenance": started or provenance.capture(),
+            "bundles": provenance.bundles_of(timed), "models": models}
 
 
 def render(results: dict[str, Any]) -> str:
@@ -138,16 +145,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0,
                         help="timing per bundle, with and without the guard interleaved (default: 6)")
     args = parser.parse_args(argv)
+    from . import provenance
+
+    try:  # before anything is timed: results/domain.json comes only from a clean, committed tree
+        started = provenance.require_clean(what="python -m benchmarks.domain")
+    except provenance.UnpublishableRun as exc:
+        print(f"python -m benchmarks.domain: {exc}", file=sys.stderr)
+        return 2
     bundles = Path(args.bundles)
     latency = {}
     for manifest in sorted(bundles.glob("*/manifest.json")):
         if json.loads(manifest.read_text()).get("domain"):
             print(f"timing the guard of {manifest.parent.name} ...", file=sys.stderr)
             latency[manifest.parent.name] = guard_latency(manifest.parent, args.seconds)
-    results = collect(bundles, latency)
+    results = collect(bundles, latency, started)
     if not results["models"]:
         print(f"no bundle with a domain guard in {args.bundles}/: run 'make demo' first", file=sys.stderr)
         return 2
+    from .results import problems
+
+    try:
+        provenance.still_publishable(started, what="python -m benchmarks.domain")
+    except provenance.UnpublishableRun as exc:
+        print(f"python -m benchmarks.domain: {exc}", file=sys.stderr)
+        return 2
+    found = problems(results, "domain")
+    if found:
+        raise ValueError(f"results/domain.json would not be raw data: {'; '.join(found[:5])}")
     RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     rewrite_readme(Path(args.readme), render(results))
     print(f"wrote {RESULTS} and the table in {args.readme} ({len(results['models'])} models)")

@@ -4,7 +4,9 @@ Absolute latencies on a shared VM drift by tens of percent between runs; ratios 
 (medinfer vs a bare onnxruntime session with the same options, same inputs, interleaved) do not. The gate
 compares each ratio of a new run with the MEDIAN of that ratio over the last ``n`` full runs on the same CPU
 fingerprint (model, flags, usable cores): one lucky or unlucky run neither sets nor moves the bar, and a new
-machine has no baseline, which the gate says loudly instead of passing silently.
+machine has no baseline, which the gate says loudly instead of passing silently. Only runs of committed code count
+(:func:`clean`): a run from a tree with uncommitted changes is neither kept in the history nor part of a baseline
+or of a range REPORT.md shows.
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ def fingerprint(env: dict[str, Any]) -> str:
     """The CPU a record was measured on: model, instruction-set flags, usable cores (what ratios depend on)."""
     cpu = env.get("cpu", {})
     return f"{cpu.get('model')}|{','.join(sorted(cpu.get('flags', [])))}|{cpu.get('usable_cores')}c"
+
+
+def clean(record: dict[str, Any]) -> bool:
+    """Whether a record measured committed code: its provenance says the tree was clean at its start (a record
+    made before provenance existed: its commit, read at the end, carries no ``+dirty`` mark)."""
+    prov = record.get("provenance")
+    if isinstance(prov, dict):
+        return prov.get("dirty") is False
+    commit = (record.get("env") or {}).get("git_commit")
+    return bool(commit) and not str(commit).endswith("+dirty")
 
 
 def is_full(record: dict[str, Any]) -> bool:
@@ -77,7 +89,7 @@ def baseline(records: list[dict[str, Any]], new: dict[str, Any],
     """
     mine = fingerprint(new.get("env", {}))
     earlier = [r for r in records if r is not new and r.get("time") != new.get("time")]
-    same = [r for r in earlier if is_full(r) and fingerprint(r.get("env", {})) == mine][-window:]
+    same = [r for r in earlier if is_full(r) and clean(r) and fingerprint(r.get("env", {})) == mine][-window:]
     values: dict[str, list[float]] = {}
     for r in same:
         for key, value in ratios(r).items():
@@ -103,7 +115,8 @@ def overhead_ranges(records: list[dict[str, Any]], env: dict[str, Any] | None = 
                     last: int = 3) -> dict[str, dict[str, tuple[float, float, int]]]:
     """Per model and overhead key, (min, max, runs) over the last ``last`` full runs (on ``env``'s CPU if given)."""
     mine = fingerprint(env) if env is not None else None
-    runs = [r for r in records if is_full(r) and (mine is None or fingerprint(r.get("env", {})) == mine)][-last:]
+    runs = [r for r in records if is_full(r) and clean(r)
+            and (mine is None or fingerprint(r.get("env", {})) == mine)][-last:]
     out: dict[str, dict[str, list[float]]] = {}
     for r in runs:
         for m in r.get("models", []):

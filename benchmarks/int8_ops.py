@@ -45,14 +45,19 @@ def op_times(model_bytes: bytes, feeds: dict[str, np.ndarray], profile: Any, run
     return dict(sorted(ops.items(), key=lambda kv: -kv[1])), total
 
 
-def measure(bundle: Path, runs: int = 200, threads: int | None = None, command: str = COMMAND) -> dict[str, Any]:
-    """The per-operator split of every variant of ``bundle`` at batch 1 on this CPU."""
+def measure(bundle: Path, runs: int = 200, threads: int | None = None, command: str = COMMAND,
+            started: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The per-operator split of every variant of ``bundle`` at batch 1 on this CPU (``started``: the run's
+    provenance, captured before it measured; now when not given)."""
     import dataclasses
 
     import medinfer
     from medinfer.tools.fingerprint import environment
 
+    from . import provenance
     from .history import fingerprint
+
+    started = started or provenance.capture()
 
     manifest = medinfer.load_manifest(bundle)  # the graphs are timed bare: no session of medinfer's needed
     profile = manifest.profile
@@ -61,7 +66,8 @@ def measure(bundle: Path, runs: int = 200, threads: int | None = None, command: 
     with np.load(bundle / manifest.golden.file, allow_pickle=False) as golden:
         feeds = {s.name: np.ascontiguousarray(golden[f"in.{s.name}"][:1]).astype(s.dtype) for s in manifest.inputs}
     env = environment()
-    out: dict[str, Any] = {"command": command, "fingerprint": fingerprint(env), "env": env, "bundle": manifest.name,
+    out: dict[str, Any] = {"command": command, "provenance": started, "bundles": provenance.bundles_of([bundle]),
+                           "fingerprint": fingerprint(env), "env": env, "bundle": manifest.name,
                            "model_sha256": manifest.files[manifest.variants["default"].file].sha256, "batch": 1,
                            "runs": runs, "threads": profile.intra_op_num_threads, "variants": {}}
     for key, variant in manifest.variants.items():
@@ -73,11 +79,13 @@ def measure(bundle: Path, runs: int = 200, threads: int | None = None, command: 
 
 
 def record(entry: dict[str, Any], folder: Path) -> Path:
-    """Replace this CPU's entry of ``results/int8_ops.json`` (other CPUs' entries are kept)."""
+    """Replace this CPU's entry of ``results/int8_ops.json`` (other CPUs' entries are kept when they can still be
+    published: an entry written before provenance was recorded is dropped, to be measured again on its CPU)."""
     from . import results
 
     doc = results.load("int8_ops", folder) or {"command": COMMAND, "runs": []}
-    doc["runs"] = [r for r in doc["runs"] if r["fingerprint"] != entry["fingerprint"]] + [entry]
+    others = [r for r in doc["runs"] if r["fingerprint"] != entry["fingerprint"]]
+    doc["runs"] = results.publishable_entries("int8_ops", others) + [entry]
     return results.write("int8_ops", doc, folder)
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .schema import captured, from_exception
+
 
 def http_request(host: str, port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
     """One keep-alive POST as raw bytes."""
@@ -78,7 +80,7 @@ class Load:
     errors: int
     latencies_us: np.ndarray
     first_body: bytes
-    error_sample: str
+    error_sample: dict[str, Any] | None  # the first failure, captured (benchmarks.schema)
 
     def summary(self) -> dict[str, Any]:
         lat = self.latencies_us
@@ -96,7 +98,7 @@ async def _drive(host: str, port: int, request: bytes, clients: int, seconds: fl
     latencies: list[list[int]] = [[] for _ in range(clients)]
     counts = {"sent": 0, "errors": 0}
     first: list[bytes] = []
-    errors: list[str] = []
+    errors: list[dict[str, Any]] = []
 
     async def one(conn: _Connection) -> tuple[int, bytes]:
         conn.waiter = loop.create_future()
@@ -117,12 +119,12 @@ async def _drive(host: str, port: int, request: bytes, clients: int, seconds: fl
                 status, body = await one(conn)
             except (ConnectionError, asyncio.TimeoutError) as exc:
                 counts["errors"] += 1
-                errors.append(f"{type(exc).__name__}: {exc}")
+                errors.append(from_exception(exc))
                 return
             if status != 200:
                 counts["errors"] += 1
                 if len(errors) < 3:
-                    errors.append(f"HTTP {status}: {body[:300]!r}")
+                    errors.append(captured(repr(body[:300]), http_status=status))
                 continue
             bucket.append(time.perf_counter_ns() - t0)
             if not first:
@@ -135,7 +137,7 @@ async def _drive(host: str, port: int, request: bytes, clients: int, seconds: fl
         conn.transport.close()
     lat = np.concatenate([np.asarray(b, dtype=np.int64) for b in latencies]) / 1e3 if clients else np.array([])
     return Load(clients, wall, int(lat.size), counts["errors"], lat, first[0] if first else b"",
-                errors[0] if errors else "")
+                errors[0] if errors else None)
 
 
 def run_load(host: str, port: int, request: bytes, clients: int, seconds: float, max_requests: int = 1_000_000,

@@ -1,11 +1,13 @@
-"""MLServer custom runtime for the side-by-side serve benchmark: a bundle's default graph in onnxruntime with the
-bundle's measured session options (runs inside build/mlserver-venv; no medinfer, no validation, no audit)."""
+"""MLServer custom runtime for the side-by-side serve benchmark: a bundle's default graph in a bare onnxruntime
+session (runs inside build/mlserver-venv; no medinfer, no validation, no audit). Its session options are the
+description the benchmark wrote into ``model-settings.json`` (``parameters.extra.session_options``: medinfer's rule
+at the run's thread count, :func:`benchmarks.triton_bare.bare_options`), applied by bare_session.py beside it."""
 
 import json
 import os
 
+import bare_session
 import numpy as np
-import onnxruntime as ort
 from mlserver import MLModel
 from mlserver.codecs import NumpyCodec
 from mlserver.types import InferenceRequest, InferenceResponse
@@ -16,15 +18,9 @@ class OnnxBundle(MLModel):
         folder = self.settings.parameters.uri
         with open(os.path.join(folder, "manifest.json")) as fh:
             manifest = json.load(fh)
-        profile = manifest.get("profile", {})
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = profile.get("intra_op_num_threads", 0)
-        options.inter_op_num_threads = profile.get("inter_op_num_threads", 0)
-        spin = "1" if profile.get("allow_spinning", True) else "0"
-        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        spec = (self.settings.parameters.extra or {})["session_options"]
         graph = os.path.join(folder, manifest["variants"]["default"]["file"])
-        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self.session = bare_session.session(graph, spec)
         self.names = [o.name for o in self.session.get_outputs()]
         return True
 

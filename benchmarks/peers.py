@@ -3,9 +3,10 @@ int8, full-integer int8) and onnxruntime's OpenVINO provider (every bundle, each
 
 Each peer lives in its own venv under ``build/`` (``make peer-venvs``; onnxruntime-openvino must never share an
 environment with plain onnxruntime) and runs :mod:`benchmarks.peer_worker` there; the suite asks it to time one
-block at a time, in the same randomised rounds as everything else. Threads are set like medinfer's at that batch
-size (the profile's intra-op threads; 0 = every usable core). A peer that is missing or fails says why, in the
-results, instead of disappearing.
+block at a time, in the same randomised rounds as everything else, with the run's explicit thread count (the
+same as every other contender's: ``info["threads"]``) and the very inputs medinfer's session is fed. A peer that is
+missing or fails is recorded with a reason code (and, when a tool failed, its captured error with the worker's exit
+status) instead of disappearing.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from .contenders import Contender, Heldout, profile_at, tile
+from .contenders import Contender, Heldout, tile
+from .schema import captured
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("peer_worker.py")
@@ -33,7 +35,19 @@ TIMEOUT_S = 600.0
 
 
 class PeerError(RuntimeError):
-    """A peer process that failed or answered with an error."""
+    """A peer process that failed or answered with an error (``reason``: a code; ``exit_status``: the worker's,
+    None while it still runs)."""
+
+    def __init__(self, message: str, reason: str = "peer_failed", exit_status: int | None = None) -> None:
+        super().__init__(message)
+        self.reason, self.exit_status = reason, exit_status
+
+    def record(self) -> dict[str, Any]:
+        """What the results file keeps: the reason code and the worker's words with its exit status."""
+        out: dict[str, Any] = {"reason": self.reason}
+        if self.reason != "venv_missing":
+            out["error"] = captured(str(self), exit_status=self.exit_status)
+        return out
 
 
 class Worker:
@@ -42,7 +56,7 @@ class Worker:
     def __init__(self, kind: str) -> None:
         python = VENVS[kind] / "bin" / "python"
         if not python.exists():
-            raise PeerError(f"no {VENVS[kind].relative_to(ROOT)} (make peer-venvs)")
+            raise PeerError(f"no {VENVS[kind].relative_to(ROOT)} (make peer-venvs)", reason="venv_missing")
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "TF_CPP_MIN_LOG_LEVEL": "3"}
         self.proc = subprocess.Popen([str(python), str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True, env=env)
@@ -54,10 +68,11 @@ class Worker:
         ready, _, _ = select.select([self.proc.stdout], [], [], TIMEOUT_S)
         line = self.proc.stdout.readline() if ready else ""
         if not line:
-            raise PeerError(f"peer worker gave no answer to {request['op']} (exit {self.proc.poll()})")
+            raise PeerError(f"peer worker gave no answer to {request['op']}", reason="no_answer",
+                            exit_status=self.proc.poll())
         answer = json.loads(line)
         if not answer.get("ok"):
-            raise PeerError(answer.get("error", "failed"))
+            raise PeerError(answer.get("error", "failed"), exit_status=self.proc.poll())
         return answer
 
     def close(self) -> None:
@@ -118,8 +133,9 @@ class Pool:
         worker = self._worker(kind)
         batch = len(next(iter(feeds.values())))
         key = f"{name}|{variant}|{batch}"
-        info = worker.ask(op="load", key=key, runtime=kind, model=model, threads=threads, fetch=fetch,
-                          inputs=_save(self._path("feeds"), feeds))["info"]
+        request = {"op": "load", "key": key, "runtime": kind, "model": model, "threads": threads, "fetch": fetch,
+                   "inputs": _save(self._path("feeds"), feeds)}
+        info = worker.ask(**request)["info"]
 
         def block(seconds: float) -> np.ndarray:
             return np.asarray(worker.ask(op="time", key=key, seconds=seconds)["ns"], dtype=np.int64)
@@ -132,25 +148,27 @@ class Pool:
             assert heldout is not None and heldout.spec is not None
             return np.asarray(heldout.spec.scores({heldout.spec.score_output: raw}))
 
-        return Contender(name, "peer", block=block, variant=variant, settings=info,
+        what = {"litert": "Interpreter", "openvino": "InferenceSession, OpenVINO execution provider (CPU)"}[kind]
+        return Contender(name, "peer", block=block, variant=variant, settings=info, threads=threads, inputs=feeds,
+                         engine=request, label=f"{info.get('runtime', kind)} {info.get('version', '?')} {what}",
                          scores=scores if heldout is not None and heldout.spec is not None else None)
 
     def contenders(self, bundle: Path, batch: int, heldout: Heldout | None,
-                   info: dict[str, Any]) -> tuple[list[Contender], dict[str, str]]:
-        """The peers for one bundle at one batch size, and why any asked for is not there."""
+                   info: dict[str, Any]) -> tuple[list[Contender], dict[str, dict[str, Any]]]:
+        """The peers for one bundle at one batch size (``info``: the in-process run's facts: its fetch list and
+        thread count), and why any asked for is not there ({peer: {"reason": code, "error"?: captured}})."""
         import medinfer
 
         out: list[Contender] = []
-        why: dict[str, str] = {}
+        why: dict[str, dict[str, Any]] = {}
         if not self.kinds:
             return out, why
         manifest = medinfer.load_manifest(bundle)
-        profile, _ = profile_at(manifest, batch)
-        threads = profile.intra_op_num_threads or len(os.sched_getaffinity(0))
+        threads = int(info["threads"])
         if "litert" in self.kinds:
             if heldout is None or heldout.spec is None or heldout.spec.family != "keras":
                 if heldout is None:
-                    why["LiteRT"] = "no training artifact (the Keras model) for this bundle"
+                    why["LiteRT"] = {"reason": "no_artifact"}
             else:
                 out += self._litert(manifest.name, heldout, batch, threads, why)
         if "openvino" in self.kinds:
@@ -166,10 +184,11 @@ class Pool:
                                                threads, feeds, info["fetch"], manifest.decision.score_output,
                                                lambda X, m=model: m.prepare(np.asarray(X))[0], heldout))
                 except PeerError as exc:
-                    why[label] = str(exc)
+                    why[label] = exc.record()
         return out, why
 
-    def _litert(self, name: str, heldout: Heldout, batch: int, threads: int, why: dict[str, str]) -> list[Contender]:
+    def _litert(self, name: str, heldout: Heldout, batch: int, threads: int,
+                why: dict[str, dict[str, Any]]) -> list[Contender]:
         from . import litert
 
         X = np.asarray(heldout.X, dtype=np.float32)
@@ -179,12 +198,13 @@ class Pool:
         for variant, path in files.items():
             label = f"LiteRT [{variant}]"
             if isinstance(path, dict):
-                why[label] = f"conversion failed: {path['error']}"
+                why[label] = {"reason": "conversion_failed", "error": captured(
+                    path["error"], exception=path["error"].split(":", 1)[0].strip() or "ConverterError")}
                 continue
             try:
                 out.append(self._contender("litert", label, variant, path, threads, feeds, [], "output",
                                            lambda X: {"x": np.asarray(X, dtype=np.float32)}, heldout))
             except PeerError as exc:
-                why[label] = str(exc)
+                why[label] = exc.record()
         return out
 

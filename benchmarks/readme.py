@@ -1,9 +1,10 @@
 """README's speed and accuracy numbers, rendered from committed data: each sits between ``<!-- n:KEY -->`` and
 ``<!-- /n -->``, and :func:`values` says what it must read from the results files (``results/models.json``: the
 built bundles' held-out metrics; the published suite run, else the newest full history record;
-``results/concurrency.json``; ``results/safety.json``). ``python -m benchmarks publish`` and ``report`` rewrite
-them; tests/benchmarks/test_readme_numbers.py fails when one differs from its data, or when a number with a unit
-stands in the Speed section outside a marker.
+``results/concurrency.json``; ``results/safety.json``; the rules' constants: :mod:`benchmarks.stated`). The same
+spans in SECURITY.md and docs/*.md are rendered alike. ``python -m benchmarks publish`` and ``report`` rewrite them;
+tests/benchmarks/test_readme_numbers.py fails when one differs from its data, or when a speed or ratio stands
+anywhere in those documents outside a rendered span (:mod:`benchmarks.claims`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ SPAN = re.compile(r"<!-- n:([\w.]+) -->(.*?)<!-- /n -->", re.S)
 SKLEARN = (("drug_activity_rf", "RF"), ("clinical_notes_tfidf", "TF-IDF"), ("gene_expression_svd", "SVD"))
 
 
-def models_doc(bundles: list[Path], command: str) -> dict[str, Any]:
-    """Held-out metrics and variants of the built bundles, read from their manifests (raw data)."""
+def models_doc(bundles: list[Path], command: str, started: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Held-out metrics and variants of the built bundles, read from their manifests (raw data), with the
+    provenance of the command (``started``: captured before it read them) and the bundles' sha256."""
+    from . import provenance
+
     out = []
     for b in bundles:
         m = json.loads((b / "manifest.json").read_text())
@@ -31,7 +35,8 @@ def models_doc(bundles: list[Path], command: str) -> dict[str, Any]:
                     "synthetic_data": bool(m.get("data", {}).get("synthetic")), "metrics": m.get("metrics", {}),
                     "variants": {k: {"precision": v.get("precision"), "accuracy_delta": v.get("accuracy_delta", {})}
                                  for k, v in m["variants"].items()}})
-    return {"command": command, "models": out}
+    return {"command": command, "provenance": started or provenance.capture(),
+            "bundles": provenance.bundles_of(bundles), "models": out}
 
 
 def suite_source(folder: Path = results.FOLDER, records: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
@@ -39,7 +44,8 @@ def suite_source(folder: Path = results.FOLDER, records: list[dict[str, Any]] | 
     rec = results.load("suite", folder)
     if rec is not None:
         return rec
-    full = [r for r in (records if records is not None else history.all_records()) if history.is_full(r)]
+    full = [r for r in (records if records is not None else history.all_records())
+            if history.is_full(r) and history.clean(r)]
     return full[-1] if full else None
 
 
@@ -55,15 +61,18 @@ def _ci(entry: dict[str, Any], digits: int) -> str:
 
 
 def values(models: dict[str, Any] | None, suite: dict[str, Any] | None, concurrency: dict[str, Any] | None,
-           safety: dict[str, Any] | None = None) -> dict[str, Callable[[], str]]:
-    """{marker key: how its text is made from the data}."""
+           safety: dict[str, Any] | None = None, domain: dict[str, Any] | None = None) -> dict[str, Callable[[], str]]:
+    """{marker key: how its text is made from the data (and, ``const.*``, from the rules' constants)}."""
+    from . import stated
+
     by = {m["model"]: m for m in (models or {}).get("models", [])}
 
-    def audit_added() -> str:
+    def audit_added(row: str = "predict + audit") -> str:
         from .safety import audit_added_us
 
         cost = next(c for c in (safety or {}).get("costs", []) if c["model"] == "drug_activity_rf")
-        return f"{audit_added_us(cost):+.1f} µs per record over a plain predict (drug_activity_rf, p50, batch 1)"
+        what = "per record over a plain predict" if row == "predict + audit" else "per record with fsync"
+        return f"{audit_added_us(cost, row):+.1f} µs {what} (drug_activity_rf, p50, batch 1)"
 
     def metric(model: str, key: str, digits: int, baseline: bool = False) -> str:
         h = by[model]["metrics"]
@@ -106,6 +115,8 @@ def values(models: dict[str, Any] | None, suite: dict[str, Any] | None, concurre
         "microbatch.cnn": lambda: micro("lung_nodule_cnn"),
         "microbatch.small": lambda: micro(None),
         "audit.added": audit_added,
+        "audit.fsync": lambda: audit_added("predict + audit + fsync"),
+        **stated.values(domain),
     }
 
 
@@ -113,7 +124,7 @@ def expected(folder: Path = results.FOLDER) -> dict[str, str]:
     """Every marker's text as the committed data makes it (a key whose data is missing reads 'no data')."""
     out = {}
     makers = values(results.load("models", folder), suite_source(folder), results.load("concurrency", folder),
-                    results.load("safety", folder))
+                    results.load("safety", folder), results.load("domain", folder))
     for key, make in makers.items():
         try:
             out[key] = make()
@@ -133,3 +144,10 @@ def rewrite(readme: Path, folder: Path = results.FOLDER) -> bool:
     new = SPAN.sub(lambda m: f"<!-- n:{m.group(1)} -->{want.get(m.group(1), m.group(2))}<!-- /n -->", text)
     readme.write_text(new)
     return new != text
+
+
+def rewrite_documents(folder: Path = results.FOLDER) -> list[Path]:
+    """Rewrite the marked numbers of README.md, SECURITY.md and docs/*.md; the documents that changed."""
+    from .claims import documents
+
+    return [doc for doc in documents() if rewrite(doc, folder)]

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import history, report_peers, report_sections, results
 from .contenders import BATCH1, DEFAULT, SAME
+from .report_peers import label_of, threads_of
 
 HERE = Path(__file__).parent
 REFERENCE = "medinfer [default]"
@@ -37,14 +38,28 @@ def settings(s: dict[str, Any]) -> str:
     return ""
 
 
+def provenance_line(rec: dict[str, Any]) -> str:
+    """When the run started and which commit it measured (recorded at its start), or, for a record made before
+    issue 24, what it recorded at its end."""
+    prov = rec.get("provenance")
+    if isinstance(prov, dict):
+        state = "a clean tree" if prov.get("dirty") is False else "**uncommitted changes**"
+        return f"Run started {prov.get('started')} at commit `{prov.get('commit')}` ({state}, recorded at its start)"
+    return (f"Run {rec.get('time')} at commit `{(rec.get('env') or {}).get('git_commit')}` (recorded at the end of "
+            "the run: a record made before issue 24)")
+
+
 def environment_line(rec: dict[str, Any]) -> str:
     env = rec["env"]
     cpu = env["cpu"]
-    return (f"Run {rec['time']} at commit `{env.get('git_commit')}` on {cpu['model']} ({cpu['usable_cores']} usable "
+    threads = f"{rec['threads']} intra-op threads for every contender" if rec.get("threads") else \
+        "threads as each row says"
+    return (f"{provenance_line(rec)} on {cpu['model']} ({cpu['usable_cores']} usable "
             f"cores; {', '.join(cpu['flags'])}), {env['os']}, Python {env['python']}, numpy {env['numpy']}, "
             f"onnxruntime {env['onnxruntime']}. Interleaved: {rec['rounds']} rounds, {rec['seconds_per_batch']:g} s "
-            "per model and batch, every contender in the same rounds (peers in their own processes, one timed "
-            "block per turn); every query timed; nothing trimmed. Command: `" + rec.get("command", "?") + "`.")
+            f"per model and batch, {threads}, every contender in the same rounds (peers in their own processes, "
+            "one timed block per turn); every query timed; nothing trimmed. Command: `" + rec.get("command", "?")
+            + "`.")
 
 
 LEGACY = ("This run predates issue 14 (it is the newest full record of the history; no run in the new format is "
@@ -57,17 +72,21 @@ def suite_section(rec: dict[str, Any]) -> list[str]:
     lines = [environment_line(rec), ""] + ([LEGACY, ""] if "command" not in rec else []) + [
              f"medinfer is timed as a user calls it: `predict(x)` plus reading `.labels` (`.scores` for regression). "
              f"*{SAME}*: a bare session with the options medinfer uses at that batch size (its large-batch session's "
-             f"from `large_batch_from` on); *{DEFAULT}*: `onnxruntime.SessionOptions()` untouched; both fetch the "
+             f"from `large_batch_from` on); *{DEFAULT}*: `onnxruntime.SessionOptions()` with only the thread count "
+             "set (untouched in a record made before issue 24); both fetch the "
              "same outputs as medinfer (score, evidence and `domain_score`). scikit-learn runs with `n_jobs=1`, as "
-             "a device would.", "",
-             "| model | batch | contender | settings | p50 µs | p90 | p99 | p99.9 | max | mean ± std | samples/s | "
-             "× same options | × default options |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "a device would. *what runs* and *threads*: each row's engine and its intra-op threads, as recorded.",
+             "",
+             "| model | batch | contender | what runs | threads | settings | p50 µs | p90 | p99 | p99.9 | max | "
+             "mean ± std | samples/s | × same options | × default options |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in rec["models"]:
         for b in m["batches"]:
             for r in b["rows"]:
                 s = r["latency_us"]
                 lines.append(
-                    f"| {m['model']} | {b['batch']} | {r['candidate']} | {settings(r.get('settings') or {})} | "
+                    f"| {m['model']} | {b['batch']} | {r['candidate']} | {label_of(r)} | {threads_of(r)} | "
+                    f"{settings(r.get('settings') or {})} | "
                     f"{_f(s['p50'])} | {_f(s['p90'])} | {_f(s['p99'])} | {_f(s['p99.9'])} | {_f(s['max'])} | "
                     f"{_f(s['mean'])} ± {_f(s['std'])} | {r['throughput_samples_per_s']:.0f} | "
                     f"{_f(r.get('ratio_p50_vs_same_options'), 3)} | {_f(r.get('ratio_p50_vs_default_options'), 3)} |")
@@ -164,4 +183,5 @@ def published(folder: Path = results.FOLDER) -> dict[str, Any] | None:
 
 
 def history_records(root: Path = HERE / "history") -> list[dict[str, Any]]:
-    return history.all_records(root)
+    """The history's records of committed code (what REPORT.md's ranges and plot may show)."""
+    return [r for r in history.all_records(root) if history.clean(r)]

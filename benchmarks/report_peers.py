@@ -6,9 +6,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from .schema import error_text
+
 BUDGET = {"roc_auc": 0.005, "accuracy": 0.005, "rmse": 0.5}  # loss vs the native model that still counts as equal
 GOAL_MODELS = ("lung_nodule_cnn", "glucose_lstm")
 SHOWN = ("medinfer", "peer", "native")
+# The words for the reason codes a run records when a peer is not in it (benchmarks/peers.py).
+REASONS = {"venv_missing": "its venv is not built (make peer-venvs)",
+           "no_artifact": "no training artifact (the Keras model) for this bundle",
+           "conversion_failed": "the conversion failed", "peer_failed": "the peer failed",
+           "no_answer": "the peer worker gave no answer"}
+
+
+def unavailable(why: Any) -> str:
+    """Why a peer is not in the run, in words: its reason code's sentence and the tool's captured error (a string
+    from a run made before reason codes is shown as it is)."""
+    if not isinstance(why, dict):
+        return str(why)[:240]
+    text = REASONS.get(str(why.get("reason")), str(why.get("reason")))
+    return f"{text}: {error_text(why['error'])[:240]}" if why.get("error") else text
 
 
 def _f(x: float | None, digits: int = 1) -> str:
@@ -26,7 +42,7 @@ def _acc(acc: dict[str, Any] | None) -> str:
     if acc is None:
         return "–"
     if "error" in acc:
-        return f"failed: {acc['error'][:80]}"
+        return f"failed: {error_text(acc['error'])[:80]}"
     sign = "+" if acc["delta"] >= 0 else "−"
     return f"{acc['metric']} {acc['value']:.4f} ({sign}{abs(acc['delta']):.4f})"
 
@@ -37,8 +53,9 @@ def table(model: dict[str, Any]) -> list[str]:
     names: list[str] = []
     for b in model["batches"]:
         names += [r["candidate"] for r in b["rows"] if r["kind"] in SHOWN and r["candidate"] not in names]
-    head = "| contender | variant | " + " | ".join(f"p50 µs b={n} | p99 b={n} | × medinfer b={n}" for n in batches)
-    lines = [head + " | accuracy vs native (b=1) |", "|---|---|" + "---|---|---|" * len(batches) + "---|"]
+    head = "| contender | variant | what runs | threads | " + " | ".join(f"p50 µs b={n} | p99 b={n} | × medinfer b={n}"
+                                                                    for n in batches)
+    lines = [head + " | accuracy vs native (b=1) |", "|---|---|---|---|" + "---|---|---|" * len(batches) + "---|"]
     acc = model.get("accuracy") or {}
     for name in names:
         cells = []
@@ -48,8 +65,8 @@ def table(model: dict[str, Any]) -> list[str]:
             s = r["latency_us"] if r else None
             cells.append(f"{_f(s and s['p50'])} | {_f(s and s['p99'])} | {_f(r and r.get('ratio_p50_vs_medinfer'), 3)}")
         first = batches[0]
-        lines.append(f"| {name.split(' [')[0]} | {row.get('variant') or '–'} | {' | '.join(cells)} | "
-                     f"{_acc(acc.get(f'{first}|{name}'))} |")
+        lines.append(f"| {name.split(' [')[0]} | {row.get('variant') or '–'} | {label_of(row)} | {threads_of(row)} | "
+                     f"{' | '.join(cells)} | {_acc(acc.get(f'{first}|{name}'))} |")
     return lines
 
 
@@ -104,6 +121,27 @@ def _fp32_gap(rows: list[dict[str, Any]], faster: list[dict[str, Any]]) -> str:
             " — a ratio near the int8 one puts the gap in that engine's kernels, not in the quantisation.")
 
 
+def _threads(rec: dict[str, Any]) -> str:
+    if rec.get("threads"):
+        return f"every contender with the run's {rec['threads']} intra-op threads (each row's own in the table)"
+    return ("threads as each row's settings say (a run made before issue 24: the peers ran the profile's thread "
+            "count or every usable core, medinfer its profile's)")
+
+
+def threads_of(row: dict[str, Any]) -> str:
+    """The intra-op threads a row ran with: recorded per row since issue 24; before, read from its settings."""
+    if row.get("threads") is not None:
+        return str(row["threads"])
+    s = row.get("settings") or {}
+    value = s.get("intra_op_num_threads", s.get("threads"))
+    return "–" if value is None else f"{value} (settings)"
+
+
+def label_of(row: dict[str, Any]) -> str:
+    """What really ran in a row (recorded since issue 24; '–' before)."""
+    return str(row.get("label") or "–").replace("|", "/")
+
+
 def section(rec: dict[str, Any]) -> list[str]:
     models = [m for m in rec["models"] if any(r["kind"] == "peer" for b in m["batches"] for r in b["rows"])
               or m.get("peers_unavailable")]
@@ -114,7 +152,7 @@ def section(rec: dict[str, Any]) -> list[str]:
     lines = ["LiteRT (`ai-edge-litert`: fp32, dynamic-range int8, full-integer int8 calibrated on the training "
              "patches medinfer's int8 variant was calibrated on; recurrent layers unrolled over the window) for the "
              "Keras models; onnxruntime's OpenVINO provider on each bundle graph. Each peer runs in its own venv and "
-             "process, timed in the same interleaved rounds; threads as medinfer's at that batch size. Accuracy: the "
+             f"process, timed in the same interleaved rounds; {_threads(rec)}. Accuracy: the "
              "same held-out split as the native model, run at the timed batch size; the delta in brackets is against "
              "the native model (RMSE: positive is worse).", "",
              f"Goal: medinfer's best shipped variant ahead of every peer at batch 1 within {budget} of the native "
@@ -123,5 +161,5 @@ def section(rec: dict[str, Any]) -> list[str]:
     for m in models:
         lines += ["", f"### {m['model']}", ""] + table(m)
         for name, why in sorted((m.get("peers_unavailable") or {}).items()):
-            lines.append(f"\nNot in this run: {name}: {why[:240]}")
+            lines.append(f"\nNot in this run: {name}: {unavailable(why)}")
     return lines

@@ -10,6 +10,7 @@ from typing import Any
 
 from . import history, results
 from .contenders import DEFAULT, SAME
+from .schema import error_text
 
 REFERENCE = "medinfer [default]"
 
@@ -225,14 +226,16 @@ def _command(doc: dict[str, Any]) -> str:
 
 def cold_start_markdown(doc: dict[str, Any]) -> list[str]:
     """Every cold-start run of ``results/cold_start.json`` (the suite's table shows their median)."""
-    lines = [f"Measured {doc['time']}: each a fresh process (interpreter + import medinfer + load with integrity check "
+    from .provenance import stated
+
+    lines = [f"Measured {stated(doc)}: each a fresh process (interpreter + import medinfer + load with integrity check "
              "and golden self-test + first result); peak RSS = the process's VmHWM.", "",
              "| model | variant | run | wall s | import s | load s | first predict s | peak RSS MB |",
              "|---|---|---|---|---|---|---|---|"]
     for model, variants in doc["models"].items():
         for variant, c in variants.items():
             if (c or {}).get("error"):
-                lines.append(f"| {model} | {variant} | – | failed: {c['error']} | | | | |")
+                lines.append(f"| {model} | {variant} | – | failed: {error_text(c['error'])} | | | | |")
             for i, run in enumerate((c or {}).get("raw", [])):
                 rss = run.get("peak_rss_bytes")
                 lines.append(f"| {model} | {variant} | {i + 1} | {run['wall_s']:.3f} | {run['import_s']:.3f} | "

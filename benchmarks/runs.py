@@ -46,6 +46,7 @@ def cold_start_doc(record: dict[str, Any]) -> dict[str, Any] | None:
     if not models:
         return None
     return {"kind": "medinfer.cold_start", "command": record.get("command", ""), "time": record["time"],
+            "provenance": record.get("provenance"), "bundles": record.get("bundles"),
             "env": record["env"], "models": models, "all_loaded": record.get("all_loaded")}
 
 

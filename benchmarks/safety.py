@@ -109,9 +109,10 @@ def audit_ratio(cost: dict[str, Any]) -> float:
     return float(_stats(cost["rows"][AUDIT])["p50"] / _stats(cost["rows"][PREDICT])["p50"])
 
 
-def audit_added_us(cost: dict[str, Any]) -> float:
-    """What an audit record adds to a plain predict, p50 at batch 1, in µs."""
-    return float(_stats(cost["rows"][AUDIT])["p50"] - _stats(cost["rows"][PREDICT])["p50"])
+def audit_added_us(cost: dict[str, Any], row: str = AUDIT) -> float:
+    """What an audit record (``row``: the plain one by default, or e.g. ``predict + audit + fsync``) adds to a plain
+    predict, p50 at batch 1, in µs."""
+    return float(_stats(cost["rows"][row])["p50"] - _stats(cost["rows"][PREDICT])["p50"])
 
 
 def _soak_mb(s: dict[str, Any]) -> tuple[float, float, float]:
@@ -125,7 +126,9 @@ def markdown(doc: dict[str, Any]) -> list[str]:
     """The report's section, rendered from a ``results/safety.json`` document."""
     if "method" in doc:
         group = doc["costs"][0].get("group_commit", GROUP) if doc.get("costs") else GROUP
-        head = (f"Measured {doc['time']}: interleaved in one process ({doc['method']['rounds']} rounds), batch 1; "
+        from .provenance import stated
+
+        head = (f"Measured {stated(doc)}: interleaved in one process ({doc['method']['rounds']} rounds), batch 1; "
                 "× predict = p50 / plain predict p50; added = p50 - plain p50. Group commit: fsync at most "
                 f"{group['group_ms']:g} ms after the oldest unsynced record and every {group['group_records']} "
                 "records (a power failure loses at most those).")

@@ -7,12 +7,17 @@ Servers (each a subprocess on a loopback port; one bundle at a time):
 - ``medinfer-baseline``: ``medinfer serve`` as it was before issue 17 (uvicorn h11 + starlette, a thread-pool hand-off
   per request), from ``git archive <--baseline-ref>`` into ``build/serve-baseline`` (starlette installed there);
 - ``medinfer``: today's ``medinfer serve`` (httptools + uvloop, small models inline);
-- both with ``audit`` on (the README's configuration: ``--audit FILE --deadline-ms 200``) and off;
-- ``mlserver``: Seldon's MLServer 1.7.1 (``build/mlserver-venv``) with a ~30-line onnxruntime runtime
-  (:mod:`benchmarks.mlserver_runtime`, the bundle's session options), ``parallel_workers`` 0 (inference on its
-  event loop, its fastest setting for small models);
-- ``tritonserver``: PyTriton's tritonserver (``build/triton-venv``, ``make test-triton`` builds it) serving the
-  bundle through ``medinfer export-triton --backend python``.
+- both with ``audit`` on (the README's configuration: ``--audit FILE --deadline-ms 200``) and off, both started
+  through :mod:`benchmarks.serve_threads` (``medinfer.load`` with the run's intra-op threads);
+- ``mlserver``: Seldon's MLServer 1.7.1 (``build/mlserver-venv``) with a ~30-line runtime hosting a BARE onnxruntime
+  session (:mod:`benchmarks.mlserver_runtime`), ``parallel_workers`` 0 (inference on its event loop, its fastest
+  setting for small models);
+- ``tritonserver``: PyTriton's tritonserver (``build/triton-venv``, ``make test-triton`` builds it) with Triton's
+  Python backend hosting a BARE onnxruntime session (:mod:`benchmarks.triton_bare`), not medinfer.
+
+Every server runs the bundle's default graph with the session options medinfer's rule gives its batch-1 session, at
+the same explicit intra-op thread count (``--threads``, default the usable cores), recorded per server and per row
+with a ``label`` saying what really runs.
 
 Loads: 1, 4 and 16 concurrent clients, JSON and binary tensors (Triton's extension; MLServer answers it with an
 error, recorded as such). Every request's latency is kept in the percentiles; nothing is trimmed. The results file
@@ -40,7 +45,10 @@ from typing import Any
 
 import numpy as np
 
+from . import provenance
+from .contenders import default_threads
 from .loadgen import http_request, run_load
+from .schema import captured, error_text
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -48,6 +56,15 @@ SERVERS = ("medinfer-baseline", "medinfer", "mlserver", "tritonserver")
 BASELINE_REF = "5e459c4"  # main before issue 17
 README_AUDIT = ("--deadline-ms", "200")  # with --audit FILE: the README's audited configuration
 _DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32", "string": "BYTES"}
+HERE = Path(__file__).resolve().parent
+
+
+class DidNotStart(RuntimeError):
+    """A server that exited, refused its bundle or never became ready (``exit_status``: None while it runs)."""
+
+    def __init__(self, message: str, exit_status: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 def _free_port() -> int:
@@ -63,15 +80,15 @@ def _wait_ready(port: int, path: str, proc: subprocess.Popen, timeout: float = 1
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc.poll() is not None:
-            raise RuntimeError(f"exited with {proc.returncode}")
+            raise DidNotStart(f"exited with {proc.returncode}", proc.returncode)
         refused = _unavailable(log)
         if refused:
-            raise RuntimeError(f"refused its bundle: {refused}")
+            raise DidNotStart(f"refused its bundle: {refused}")
         with contextlib.suppress(Exception), urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
             if r.status == 200:
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"not ready within {timeout} s")
+    raise DidNotStart(f"not ready within {timeout} s")
 
 
 def _unavailable(log: Path | None) -> str:
@@ -141,12 +158,13 @@ def baseline_tree(ref: str) -> Path:
 
 
 @contextlib.contextmanager
-def medinfer_server(bundle: Path, work: Path, audit: bool, baseline: Path | None) -> Iterator[int]:
+def medinfer_server(bundle: Path, work: Path, audit: bool, baseline: Path | None, threads: int) -> Iterator[int]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if baseline is not None:
         env["PYTHONPATH"] = f"{baseline}{os.pathsep}{baseline / 'site'}"
-    args = ["--audit", str(work / f"audit-{time.monotonic_ns()}.jsonl"), *README_AUDIT] if audit else []
-    cmd = [sys.executable, "-m", "medinfer", "serve", str(bundle), "--port", "0", "--max-queue", "256", *args]
+    from .serve_candidates import medinfer_command
+
+    cmd = medinfer_command(bundle, work, audit, threads)
     log_path = work / f"medinfer-{time.monotonic_ns()}.log"
     log = open(log_path, "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env)
@@ -154,7 +172,7 @@ def medinfer_server(bundle: Path, work: Path, audit: bool, baseline: Path | None
         ready, _, _ = select.select([proc.stdout], [], [], 120)
         line = proc.stdout.readline().decode() if ready and proc.stdout else ""
         if "listening on http://" not in line:
-            raise RuntimeError(f"no listening line: {line!r}")
+            raise DidNotStart(f"no listening line: {line!r}", proc.poll())
         port = int(line.split("http://", 1)[1].split()[0].rsplit(":", 1)[1])
         _wait_ready(port, "/v2/health/ready", proc, log=log_path)
         yield port
@@ -163,21 +181,32 @@ def medinfer_server(bundle: Path, work: Path, audit: bool, baseline: Path | None
         log.close()
 
 
-@contextlib.contextmanager
-def mlserver_server(bundle: Path, work: Path, venv: Path) -> Iterator[int]:
+def mlserver_settings(bundle: Path, threads: int) -> dict[str, Any]:
+    """MLServer's model-settings.json: the bare runtime, the bundle, medinfer's session options at ``threads``."""
     import medinfer
 
-    name = medinfer.load_manifest(bundle).name
+    from .triton_bare import bare_options
+
+    manifest = medinfer.load_manifest(bundle)
+    return {"name": manifest.name, "implementation": "mlserver_runtime.OnnxBundle",
+            "parameters": {"uri": str(bundle.resolve()),
+                           "extra": {"session_options": bare_options(manifest, threads)}}}
+
+
+@contextlib.contextmanager
+def mlserver_server(bundle: Path, work: Path, venv: Path, threads: int) -> Iterator[int]:
+    settings = mlserver_settings(bundle, threads)
+    name = settings["name"]
     folder = work / "mlserver"
     shutil.rmtree(folder, ignore_errors=True)
     (folder / name).mkdir(parents=True)
-    shutil.copy(Path(__file__).with_name("mlserver_runtime.py"), folder / name / "mlserver_runtime.py")
+    for module in ("mlserver_runtime.py", "bare_session.py"):
+        shutil.copy(HERE / module, folder / name / module)
     port = _free_port()
     (folder / "settings.json").write_text(json.dumps({
         "http_port": port, "grpc_port": _free_port(), "metrics_port": _free_port(), "parallel_workers": 0,
         "host": "127.0.0.1", "debug": False}))
-    (folder / name / "model-settings.json").write_text(json.dumps({
-        "name": name, "implementation": "mlserver_runtime.OnnxBundle", "parameters": {"uri": str(bundle.resolve())}}))
+    (folder / name / "model-settings.json").write_text(json.dumps(settings))
     env = {**os.environ, "PYTHONPATH": str(folder / name)}
     log = open(work / "mlserver.log", "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([str(venv / "bin" / "mlserver"), "start", str(folder)], stdout=log, stderr=log, env=env,
@@ -206,12 +235,12 @@ def triton_env(venv: Path) -> tuple[Path, Path, dict[str, str]]:
 
 
 @contextlib.contextmanager
-def triton_server(bundle: Path, work: Path, venv: Path) -> Iterator[int]:
-    from medinfer.fleet.triton.repository import TritonOptions, export_repository
+def triton_server(bundle: Path, work: Path, venv: Path, threads: int) -> Iterator[int]:
+    from .triton_bare import repository
 
     repo = work / "triton-repo"
     shutil.rmtree(repo, ignore_errors=True)
-    export_repository([bundle], repo, TritonOptions(backend="python"))
+    repository(bundle, repo, threads)
     binary, backends, env = triton_env(venv)
     port = _free_port()
     cmd = [str(binary), f"--model-repository={repo}", f"--backend-directory={backends}", "--http-address=127.0.0.1",
@@ -236,46 +265,21 @@ def _executions(port: int, name: str) -> tuple[int, int] | None:
         return None
 
 
-def candidates(servers: list[str], baseline_ref: str, work: Path) -> tuple[dict[str, Callable[[Path], Any]],
-                                                                          dict[str, Any]]:
-    """Context-manager factories per candidate, and what each one is (or why it is missing)."""
-    out: dict[str, Callable[[Path], Any]] = {}
-    info: dict[str, Any] = {}
-    if "medinfer-baseline" in servers:
-        try:
-            tree = baseline_tree(baseline_ref)
-        except (subprocess.CalledProcessError, OSError) as exc:
-            info["medinfer-baseline"] = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
-        else:
-            for audit in (True, False):
-                out[f"medinfer-baseline{' +audit' if audit else ''}"] = \
-                    lambda b, a=audit, t=tree: medinfer_server(b, work, a, t)
-            info["medinfer-baseline"] = {"available": True, "ref": baseline_ref, "tree": str(tree)}
-    if "medinfer" in servers:
-        for audit in (True, False):
-            out[f"medinfer{' +audit' if audit else ''}"] = lambda b, a=audit: medinfer_server(b, work, a, None)
-        info["medinfer"] = {"available": True}
-    venvs = {"mlserver": BUILD / "mlserver-venv", "tritonserver": BUILD / "triton-venv"}
-    for name, factory in (("mlserver", mlserver_server), ("tritonserver", triton_server)):
-        if name not in servers:
-            continue
-        venv = venvs[name]
-        if not (venv / "bin" / "python").exists():
-            info[name] = {"available": False, "reason": f"no {venv.relative_to(ROOT)} (make bench-serve builds it)"}
-            continue
-        out[name] = lambda b, f=factory, v=venv: f(b, work, v)
-        info[name] = {"available": True, "venv": str(venv.relative_to(ROOT))}
-    return out, info
-
-
 def run(bundles: list[Path], servers: list[str], clients: list[int], encodings: list[str], seconds: float,
-        rounds: int, baseline_ref: str = BASELINE_REF, progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure every candidate on every bundle; returns the raw record (see module docstring)."""
+        rounds: int, baseline_ref: str = BASELINE_REF, progress: Callable[[str], None] = print,
+        threads: int | None = None, started: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Measure every candidate on every bundle; returns the raw record (see module docstring). ``started``: the
+    run's provenance (captured here, before anything runs, when not given); ``threads``: every server's."""
     from medinfer.tools.fingerprint import environment
 
+    from .serve_candidates import candidates, server_version
+
+    started = started or provenance.capture()
+    env = environment()
+    threads = threads or default_threads()
     work = BUILD / "serve-bench"
     work.mkdir(parents=True, exist_ok=True)
-    factories, info = candidates(servers, baseline_ref, work)
+    factories, info = candidates(servers, baseline_ref, work, threads, ROOT)
     runs: list[dict[str, Any]] = []
     for bundle in bundles:
         import medinfer
@@ -289,7 +293,13 @@ def run(bundles: list[Path], servers: list[str], clients: list[int], encodings: 
                     ports[label] = stack.enter_context(factory(bundle))
                 except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
                     progress(f"{name}: {label} did not start: {exc}")
-                    runs.append({"model": name, "server": label, "error": f"did not start: {exc}"})
+                    runs.append({"model": name, "server": label, "threads": threads,
+                                 "error": captured(f"did not start: {exc}", exit_status=getattr(exc, "exit_status",
+                                                                                             None))})
+            if "tritonserver" in ports and "tritonserver (" in info["tritonserver"]["label"]:
+                version = server_version(ports["tritonserver"])  # the server's own word (GET /v2), into its label
+                info["tritonserver"]["label"] = info["tritonserver"]["label"].replace(
+                    "tritonserver (", f"tritonserver {version} (" if version else "tritonserver (")
             for rnd in range(rounds):
                 order = list(ports)
                 random.Random(rnd).shuffle(order)
@@ -302,17 +312,18 @@ def run(bundles: list[Path], servers: list[str], clients: list[int], encodings: 
                             load = run_load("127.0.0.1", ports[label], request, n, seconds)
                             after = _executions(ports[label], name)
                             row = {"model": name, "server": label, "encoding": encoding, "round": rnd,
-                                   **load.summary()}
+                                   "threads": threads, **load.summary()}
                             if before is not None and after is not None and after[1] > before[1]:
                                 row["mean_batch"] = (after[0] - before[0]) / (after[1] - before[1])
                             runs.append(row)
                             progress(f"{name} {label:24s} {encoding:6s} {n:3d} clients: {row['req_per_s']:8.0f} req/s "
                                      f"p50 {row['p50_us'] or 0:8.0f} µs p99 {row['p99_us'] or 0:8.0f} µs "
                                      f"errors {row['errors']}")
-    return {"kind": "serve", "title": "Serving side by side: medinfer serve, MLServer, tritonserver",
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "env": environment(),
+    return {"kind": "serve", "time": started["started"], "provenance": started,
+            "bundles": provenance.bundles_of(bundles), "env": env,
             "settings": {"clients": clients, "encodings": encodings, "seconds": seconds, "rounds": rounds,
-                         "audit_args": ["--audit", "FILE", *README_AUDIT], "baseline_ref": baseline_ref},
+                         "threads": threads, "audit_args": ["--audit", "FILE", *README_AUDIT],
+                         "baseline_ref": baseline_ref},
             "servers": info, "runs": runs}
 
 
@@ -342,15 +353,13 @@ def _ratio(rate: dict[str, float | None], a: str, b: str) -> str:
 
 def markdown(record: dict[str, Any]) -> list[str]:
     """REPORT.md's section, rendered from the raw record."""
+    from .serve_candidates import server_lines
+
     s = record["settings"]
-    lines = [f"`{record.get('command', 'python -m benchmarks serve')}` at {record['time']}: medians over "
+    lines = [f"`{record.get('command', 'python -m benchmarks serve')}` at {provenance.stated(record)}: medians over "
              f"{s['rounds']} interleaved rounds of {s['seconds']:g} s per cell; one lean keep-alive client process; "
              f"audit = `{' '.join(s['audit_args'])}`; baseline = `medinfer serve` at {s['baseline_ref']}.", ""]
-    missing = {k: v["reason"] for k, v in record["servers"].items() if not v.get("available")}
-    for name, reason in missing.items():
-        lines.append(f"- {name}: not measured ({reason})")
-    if missing:
-        lines.append("")
+    lines += server_lines(record)
     table = medians(record)
     servers = sorted({k[1] for k in table}, key=lambda x: (SERVERS.index(x.split(" ")[0]), x))
     lines += ["| model | encoding | clients | " + " | ".join(f"{x} req/s (p50/p99 µs)" for x in servers) +
@@ -377,11 +386,14 @@ def markdown(record: dict[str, Any]) -> list[str]:
         lines += ["", "Requests per model execution (Triton's statistics extension, Δinference_count ÷ "
                   "Δexecution_count): " + "; ".join(f"{k[1]} {k[2]} {k[3]} clients {b:.2f}" for k, b in batches
                                                      if k[3] == max(record["settings"]["clients"])) + "."]
-    absent = {(r["server"], r["error"]): r["model"] for r in record["runs"] if r.get("error")}
+    absent = {(r["server"], error_text(r["error"])): r["model"] for r in record["runs"] if r.get("error")}
     for (server, error), _ in sorted(absent.items()):
-        models = sorted({r["model"] for r in record["runs"] if r.get("server") == server and r.get("error") == error})
+        models = sorted({r["model"] for r in record["runs"] if r.get("server") == server
+                         and error_text(r.get("error")) == error})
         lines.append(f"- {server} ({', '.join(models)}): {error[:300]}")
-    samples = {(r["server"], r["encoding"]): r["error_sample"] for r in record["runs"] if r.get("error_sample")}
+    samples = {(r["server"], r["encoding"]): error_text(r["error_sample"]) for r in record["runs"]
+               if r.get("error_sample")}
     for (server, encoding), sample in sorted(samples.items()):
         lines.append(f"- {server}, {encoding}: {sample[:200]}")
     return lines
+

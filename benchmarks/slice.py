@@ -8,7 +8,6 @@ beyond the borders, exactly as ``medinfer predict BUNDLE scan.dcm`` (``--patchwi
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +80,9 @@ def summary(row: dict[str, Any]) -> dict[str, float]:
 
 def markdown(doc: dict[str, Any]) -> list[str]:
     """The report's section, rendered from a ``results/slice.json`` document."""
-    lines = [f"Measured {doc['time']}: per slice, interleaved ({doc['method']['rounds']} rounds), the "
+    from .provenance import stated
+
+    lines = [f"Measured {stated(doc)}: per slice, interleaved ({doc['method']['rounds']} rounds), the "
              "DICOM path's window grid, air beyond the borders; speed-up = p50 patch-by-patch / p50 one pass.", "",
              "| model | slice | stride | precision | windows | patch-by-patch p50 ms | one pass p50 ms | speed-up | "
              "max abs diff | decision flips |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -93,10 +94,16 @@ def markdown(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def document(rows: list[dict[str, Any]], command: str, seconds: float, rounds: int) -> dict[str, Any]:
+def document(rows: list[dict[str, Any]], command: str, seconds: float, rounds: int,
+             started: dict[str, Any] | None = None, bundles: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The results document of one-pass-vs-patches rows: ``started`` is the provenance the run captured before it
+    measured (captured now when not given), ``bundles`` the sha256 of the bundles it timed."""
     from medinfer.tools.fingerprint import environment
 
-    return {"kind": "medinfer.slice", "command": command,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "env": environment(),
+    from . import provenance
+
+    started = started or provenance.capture()
+    return {"kind": "medinfer.slice", "command": command, "time": started["started"], "provenance": started,
+            "bundles": bundles or {}, "env": environment(),
             "method": {"seconds_per_size": seconds, "rounds": rounds, "timer": "perf_counter_ns", "trimming": "none",
                        "batch_patchwise": BATCH}, "rows": rows}

@@ -1,7 +1,8 @@
 """The side-by-side suite: native framework, bare onnxruntime (same options / default options), medinfer (every
 variant) and the edge peers (LiteRT, OpenVINO; each in its own venv, see :mod:`benchmarks.peers`), interleaved.
 
-All contenders of one model and batch size are measured in ONE run, in randomly ordered rounds of short time
+All contenders of one model and batch size are measured in ONE run, with the same explicit intra-op thread count
+(``threads``, recorded per row with the ``label`` of what really runs), in randomly ordered rounds of short time
 blocks, so machine noise (preemption, frequency changes, the neighbour's job) hits them all alike and the ratios
 stay meaningful even when absolute numbers drift. A contender in another process times its own block when asked
 (a small server loop in its venv), so it takes its turn in the same rounds.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,9 @@ import numpy as np
 from medinfer.tools.bench import PEAK_RSS_SNIPPET, cold_start, latency_stats, time_queries
 from medinfer.tools.fingerprint import environment
 
-from .contenders import BATCH1, DEFAULT, SAME, Contender, Heldout, headline, in_process, load_heldout
+from . import provenance
+from .contenders import BATCH1, DEFAULT, SAME, Contender, Heldout, default_threads, headline, in_process, load_heldout
+from .schema import from_exception
 
 log = logging.getLogger(__name__)
 # What a full, publishable run uses (make bench); a run with less is a "short" run: never published.
@@ -59,26 +61,27 @@ def _accuracy(c: Contender, heldout: Heldout | None) -> dict[str, Any] | None:
     try:
         name, value = headline(heldout.task, c.scores(heldout.X), heldout.y)
     except Exception as exc:  # noqa: BLE001 - recorded, never hidden: the row then says why it has no accuracy
-        return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        return {"error": from_exception(exc)}
     _, native = headline(heldout.task, heldout.native_scores, heldout.y)
     return {"metric": name, "value": value, "native": native, "delta": value - native, "n": int(len(heldout.y))}
 
 
 def run_model(bundle: Path, batches: list[int], artifacts: Path | None, seconds: float, rounds: int,
               cold: bool = True, peers: list[str] | None = None, progress: Callable[[str], None] = print,
-              ) -> dict[str, Any]:
+              threads: int | None = None) -> dict[str, Any]:
     """Measure one bundle at each batch size; every contender's raw latencies, stats, ratios and accuracy."""
     from . import peers as peer_mod
 
+    threads = threads or default_threads()
     name = medinfer.load_manifest(bundle).name
-    heldout = load_heldout(name, artifacts)
+    heldout = load_heldout(name, artifacts, threads)
     results: list[dict[str, Any]] = []
     raw: dict[str, np.ndarray] = {}
     accuracy: dict[str, Any] = {}
-    unavailable: dict[str, str] = {}
+    unavailable: dict[str, dict[str, Any]] = {}
     with peer_mod.Pool(peers or [], progress) as pool:
         for batch in batches:
-            cands, info = in_process(bundle, batch, heldout)
+            cands, info = in_process(bundle, batch, heldout, threads)
             extra, why = pool.contenders(bundle, batch, heldout, info)
             cands += extra
             unavailable.update(why)
@@ -87,8 +90,9 @@ def run_model(bundle: Path, batches: list[int], artifacts: Path | None, seconds:
             for c in cands:
                 allx = np.concatenate(samples[c.name])
                 stats = latency_stats(allx)
-                rows.append({"candidate": c.name, "kind": c.kind, "variant": c.variant, "settings": c.settings,
-                             "latency_us": stats, "round_p50_us": [float(np.median(s)) / 1e3 for s in samples[c.name]],
+                rows.append({"candidate": c.name, "kind": c.kind, "variant": c.variant, "label": c.label,
+                             "threads": c.threads, "settings": c.settings, "latency_us": stats,
+                             "round_p50_us": [float(np.median(s)) / 1e3 for s in samples[c.name]],
                              "throughput_samples_per_s": batch * 1e6 / stats["mean"]})
                 raw[f"{batch}|{c.name}"] = allx
                 if (acc := _accuracy(c, heldout)) is not None:  # per batch size: a peer may differ by shape
@@ -99,10 +103,20 @@ def run_model(bundle: Path, batches: list[int], artifacts: Path | None, seconds:
                               "accuracy": accuracy, "peers_unavailable": unavailable}
     if cold:
         variants = list(medinfer.load_manifest(bundle).variants)
-        record["cold_start"] = cold_start(bundle)
-        record["cold_start_variants"] = {v: cold_start(bundle, v) for v in variants if v != "default"}
+        record["cold_start"] = _cold(bundle)
+        record["cold_start_variants"] = {v: _cold(bundle, v) for v in variants if v != "default"}
     record["_raw"] = raw
     return record
+
+
+def _cold(bundle: Path, variant: str = "default") -> dict[str, Any]:
+    """A fresh-process cold start; a failed one as a captured error with the process's exit status."""
+    from .schema import captured
+
+    out = cold_start(bundle, variant)
+    if "error" in out:
+        return {"error": captured(out["error"], exit_status=out.get("exit_status"))}
+    return out
 
 
 def _ratios(rows: list[dict[str, Any]]) -> None:
@@ -131,17 +145,26 @@ def overhead(model: dict[str, Any]) -> dict[str, float]:
 
 def run_suite(bundles: list[Path], *, batches: list[int], artifacts: Path | None, seconds: float, rounds: int,
               cold: bool = True, peers: list[str] | None = None, command: str = "",
-              progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """The whole suite: one record with the environment, every model's results and the memory of all five."""
+              progress: Callable[[str], None] = print, threads: int | None = None,
+              started: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole suite: one record with the environment, every model's results and the memory of all five.
+
+    ``started``: the run's provenance, when the caller captured it already (else captured here, before anything
+    is measured); ``threads``: every contender's intra-op threads (default: the usable cores)."""
+    started = started or provenance.capture()
+    env = environment()  # at the start, with the commit: what ran, not what the tree holds at the end
+    digests = provenance.bundles_of(bundles)
+    threads = threads or default_threads()
     models = []
     for bundle in bundles:
-        progress(f"benchmarking {bundle.name} (batches {batches}, {seconds:g} s per batch, {rounds} rounds)")
-        m = run_model(bundle, batches, artifacts, seconds, rounds, cold, peers, progress)
+        progress(f"benchmarking {bundle.name} (batches {batches}, {seconds:g} s per batch, {rounds} rounds, "
+                 f"{threads} threads)")
+        m = run_model(bundle, batches, artifacts, seconds, rounds, cold, peers, progress, threads)
         m["overhead"] = overhead(m)
         models.append(m)
     full = seconds >= FULL["seconds"] and rounds >= FULL["rounds"] and set(FULL["batches"]) <= set(batches)
-    record = {"kind": "medinfer.suite", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "env": environment(), "seconds_per_batch": seconds, "rounds": rounds, "batches": batches,
+    record = {"kind": "medinfer.suite", "time": started["started"], "provenance": started, "bundles": digests,
+              "env": env, "seconds_per_batch": seconds, "rounds": rounds, "batches": batches, "threads": threads,
               "full": full, "command": command, "models": models, "same_options_name": SAME,
               "batch1_profile_name": BATCH1, "default_options_name": DEFAULT}
     if len(bundles) > 1:
@@ -168,8 +191,10 @@ def all_loaded_rss(bundles: list[Path]) -> dict[str, Any]:
     import subprocess
     import sys
 
+    from .schema import captured
+
     proc = subprocess.run([sys.executable, "-c", _ALL, *map(str, bundles)], capture_output=True, text=True,
                           timeout=600, check=False)
     if proc.returncode != 0:
-        return {"error": proc.stderr.strip()[-300:]}
+        return {"error": captured(proc.stderr.strip()[-300:], exit_status=proc.returncode)}
     return json.loads(proc.stdout.strip().splitlines()[-1])

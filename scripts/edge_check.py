@@ -3,16 +3,18 @@
     python scripts/edge_check.py arm  [--onnxruntime V] [--qemu backports|bookworm] [--tests full|runtime|none]
     python scripts/edge_check.py min  [--tests full|runtime|none]
     python scripts/edge_check.py table [--write-readme]
+    python scripts/edge_check.py publish
 
 ``arm`` (make test-arm) builds the emulated aarch64 environment (scripts/edge_env.py, cached under build/arm),
 installs this checkout's medinfer into it, and runs (a) the device-only tests, (b) ``medinfer verify`` of the test
 bundles (and of ./bundles/* when that folder exists), and (c) every output of every bundle variant compared with
 the x86-64 result, written first by this machine's own environment (scripts/edge_compare.py), within each
 manifest's tolerance. ``min`` (make test-min) does the same on x86-64 in build/min-venv, which holds the lower
-bounds of pyproject.toml's dependencies. Each run writes its row (raw data and the command) to build/edge/; with
-``--record`` (make runs-on) it replaces that row in benchmarks/results/runs_on.json, from which ``table`` renders
-README's "Runs on" table. ``--if-able`` turns "this machine cannot"
-into one printed line and exit 0 (make test), never into silence.
+bounds of pyproject.toml's dependencies. Each run writes its row (raw data, the command, and the commit, clean
+flag and date captured when it started) to build/edge/; with ``--record`` (make runs-on; refused on a tree with
+uncommitted changes) it keeps that row for ``publish``, which puts the kept rows into
+benchmarks/results/runs_on.json (scripts/runs_on.py), from which ``table`` renders README's "Runs on" table.
+``--if-able`` turns "this machine cannot" into one printed line and exit 0 (make test), never into silence.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import edge_env  # noqa: E402
+import runs_on  # noqa: E402
+
+from benchmarks import provenance  # noqa: E402
 
 ROOT = edge_env.ROOT
 EDGE = ROOT / "build" / "edge"
@@ -166,29 +171,23 @@ def run_checks(name: str, python: Path, medinfer: Path, markers: str, tests: str
     return record, timings, failures
 
 
-def record_row(row: dict[str, Any]) -> None:
-    """Replace the row with the same key in benchmarks/results/runs_on.json (stable data only: no dates)."""
-    doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    rows = [r for r in doc.get("rows", []) if r["key"] != row["key"]] + [row]
-    doc = {"description": "Where medinfer's device tests and bundles ran (scripts/edge_check.py). Emulated "
-                          "aarch64 shows correctness, not speed.",
-           "rows": sorted(rows, key=lambda r: r["key"])}
-    RESULTS.write_text(json.dumps(doc, indent=1) + "\n")
+STARTED: dict[str, Any] = {}  # this run's provenance, captured in main() before anything runs
 
 
 def finish(name: str, row: dict[str, Any], record: dict[str, Any], timings: dict[str, float], failures: list[str],
            keep: bool) -> int:
-    """Print the outcome; write the row to build/edge, and with ``keep`` (--record) into runs_on.json."""
+    """Print the outcome; write the row to build/edge, and with ``keep`` (--record) keep it for ``publish``."""
     row["result"] = "pass" if not failures else "fail: " + "; ".join(failures)
+    row["provenance"] = STARTED
     (EDGE / f"{name}-row.json").write_text(json.dumps(row, indent=1) + "\n")
     (EDGE / f"{name}-timings.json").write_text(json.dumps(timings, indent=1) + "\n")
     if keep:
-        record_row(row)
+        runs_on.keep(row)
         if record.get("reference_row"):
-            record_row(record["reference_row"])
-        write_readme_table()  # README's table and the results file never disagree (tests/runtime/test_runs_on.py)
+            runs_on.keep({**record["reference_row"], "provenance": STARTED})
     spent = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in timings.items())
-    where = f"recorded in {RESULTS.relative_to(ROOT)}" if keep else f"{EDGE.relative_to(ROOT)}/{name}-row.json"
+    where = (f"kept in {runs_on.RECORDED.relative_to(ROOT)} for `python scripts/edge_check.py publish`" if keep
+             else f"{EDGE.relative_to(ROOT)}/{name}-row.json")
     print(f"\nmake test-{name}: {'PASS' if not failures else row['result']} ({spent}); {where}")
     return 0 if not failures else 1
 
@@ -257,7 +256,7 @@ def _versions(facts: dict[str, str]) -> dict[str, str]:
 def render_table(doc: dict[str, Any]) -> str:
     """The "Runs on" table of README.md, from benchmarks/results/runs_on.json."""
     lines = ["| architecture | run as | python | numpy | onnxruntime | device tests | bundles (test, real, from a "
-             "folder): every output vs x86-64 | result |", "|---|---|---|---|---|---|---|---|"]
+             "folder): every output vs x86-64 | result | commit | date |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(doc["rows"], key=_order):
         tests_cell = _tests_cell(r)
         b = r.get("bundles")
@@ -273,8 +272,11 @@ def render_table(doc: dict[str, Any]) -> str:
             bundles_cell = "—"
         result = r["result"] if r["result"] == "pass" else "**" + r["result"] + "**"
         arch = {"x86_64": "x86-64"}.get(r["arch"], r["arch"])
+        prov = r.get("provenance") or {}
+        commit = f"`{prov['commit'][:10]}`" if prov.get("commit") else "— (not recorded)"
+        date = str(prov.get("started") or "—")[:10]
         lines.append(f"| {arch} | {r['how']} | {r['python']} | {r['numpy']} | {r['onnxruntime']} | {tests_cell} | "
-                     f"{bundles_cell} | {result} |")
+                     f"{bundles_cell} | {result} | {commit} | {date} |")
     return "\n".join(lines)
 
 
@@ -308,6 +310,17 @@ def write_readme_table() -> None:
     print(f"README.md: 'Runs on' table rewritten from {RESULTS.relative_to(ROOT)}")
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    try:
+        keys = runs_on.publish()
+    except (provenance.UnpublishableRun, ValueError) as exc:
+        print(f"edge_check publish: {exc}", file=sys.stderr)
+        return 2
+    write_readme_table()  # README's table and the results file never disagree (tests/runtime/test_runs_on.py)
+    print(f"published {len(keys)} row(s) into {RESULTS.relative_to(ROOT)}: {', '.join(keys)}")
+    return 0
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     if args.write_readme:
         write_readme_table()
@@ -324,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--qemu", choices=sorted(edge_env.QEMU), default="backports")
     p.add_argument("--tests", choices=sorted(TESTS), default="full")
     p.add_argument("--if-able", action="store_true", help="print why and exit 0 when this machine cannot")
-    p.add_argument("--record", action="store_true", help="replace this run's row in runs_on.json")
+    p.add_argument("--record", action="store_true",
+                   help="keep this run's row for `publish` (refused on a tree with uncommitted changes)")
     p.add_argument("--bundles", type=Path, default=None, help="DIR/* besides the test bundles (default ./bundles)")
     p.set_defaults(func=cmd_arm)
     p = sub.add_parser("min", help="the device tests and bundles on the oldest claimed versions (make test-min)")
@@ -336,8 +350,18 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("table", help="README's 'Runs on' table from benchmarks/results/runs_on.json")
     p.add_argument("--write-readme", action="store_true")
     p.set_defaults(func=cmd_table)
+    p = sub.add_parser("publish", help="the rows kept by --record runs -> runs_on.json and README's table")
+    p.set_defaults(func=cmd_publish)
     args = parser.parse_args(argv)
     EDGE.mkdir(parents=True, exist_ok=True)
+    if getattr(args, "record", False):
+        try:  # before anything runs: a recorded row names the commit it measured
+            STARTED.update(provenance.require_clean(what=f"edge_check.py {args.command} --record"))
+        except provenance.UnpublishableRun as exc:
+            print(f"edge_check {args.command}: {exc}", file=sys.stderr)
+            return 2
+    elif args.command in ("arm", "min"):
+        STARTED.update(provenance.capture())
     print(f"[edge] {args.command} on {platform.machine()} from {ROOT}", file=sys.stderr)
     return int(args.func(args))
 

@@ -147,7 +147,8 @@ def cold_start(path: str | Path, variant: str = "default", providers: Sequence[s
                               capture_output=True, text=True, timeout=300, check=False)
         walls.append(time.perf_counter() - t0)
         if proc.returncode != 0:
-            return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+            return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed",
+                    "exit_status": proc.returncode}
         reports.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     order = np.argsort(walls)
     med = reports[int(order[len(order) // 2])]

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_a_missing_peer_venv_is_recorded_with_its_reason(tiny_bundle_ro: Path, monkeypatch) -> None:
     monkeypatch.setitem(peers.VENVS, "openvino", ROOT / "build" / "no-such-venv")
     with peers.Pool(["openvino"], progress=lambda _: None) as pool:
-        cands, why = pool.contenders(tiny_bundle_ro, 1, None, {"fetch": ["probabilities"]})
-    assert cands == [] and "no-such-venv" in why["OpenVINO EP [default]"]
+        cands, why = pool.contenders(tiny_bundle_ro, 1, None, {"fetch": ["probabilities"], "threads": 2})
+    assert cands == [] and why["OpenVINO EP [default]"] == {"reason": "venv_missing"}  # a code: the report words it
 
 
 def test_the_peer_worker_answers_errors_instead_of_dying() -> None:
@@ -75,3 +75,23 @@ def test_int8_table_renders_each_cpu() -> None:
                                     "int8": {"total_us": 400.0, "ops_us": {"QLinearConv": 300.0, "QGemm": 100.0}}}}
     text = "\n".join(int8_ops.render({"command": "c", "runs": [run]}))
     assert "1000 µs fp32, 400 µs int8 (0.40×)" in text and "| QLinearConv | – | 300.0 | 75% |" in text
+
+
+def test_the_accelerator_document_is_raw_data_with_its_provenance(tiny_bundle_ro: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from benchmarks import results
+
+    bundles = tmp_path / "bundles"
+    shutil.copytree(tiny_bundle_ro, bundles / "tiny_logistic")
+    out = tmp_path / "out" / "accelerator.json"
+    code = accelerator.main(["--bundles", str(bundles), "--providers", "cuda", "--batch", "1", "--seconds", "0.01",
+                             "--out", str(out)])
+    doc = json.loads(out.read_text())
+    assert code == 0 and results.problems(doc, "accelerator") == []
+    assert doc["provenance"]["started"] == doc["time"] and "tiny_logistic" in doc["bundles"]
+    cuda = doc["results"][0]["providers"]["cuda"]
+    diagnosis = next(d for d in doc["diagnosis"] if d["provider"] == "CUDAExecutionProvider")
+    if cuda["status"] == "failed":  # no GPU here: the reasons are kept as captured errors, their words rendered
+        assert cuda["error"]["exception"] == "ProviderError" and "why" not in diagnosis
+        assert diagnosis["error"]["message"] in "\n".join(accelerator.markdown(doc))

@@ -54,3 +54,18 @@ def test_the_peer_goal_counts_only_peers_at_equal_accuracy() -> None:
 def test_the_large_batch_gap_is_explained_from_the_rows() -> None:
     lines = report.large_batch_lines({"models": [_model()]})
     assert len(lines) == 1 and "900.0 µs" in lines[0] and "600.0 µs (1.50×)" in lines[0] and "1.020×" in lines[0]
+
+
+def test_every_row_shows_what_runs_and_its_threads() -> None:
+    model = _model()
+    row = model["batches"][0]["rows"][3]  # LiteRT [full-integer int8]
+    row.update(label="ai-edge-litert 2.3.0 Interpreter", threads=2)
+    table = "\n".join(report_peers.table(model))
+    assert "| LiteRT | full-integer int8 | ai-edge-litert 2.3.0 Interpreter | 2 |" in table
+    assert "| medinfer | default | – | – |" in table  # a row recorded before issue 24 says it does not know
+    rec = {"models": [model], "threads": 2, "rounds": 1, "seconds_per_batch": 1.0, "time": "t", "command": "c",
+           "env": {"cpu": {"model": "X", "usable_cores": 2, "flags": []}, "os": "L", "python": "3", "numpy": "2",
+                   "onnxruntime": "1"}}
+    suite = "\n".join(report.suite_section(rec))
+    assert "| lung_nodule_cnn | 1 | LiteRT [full-integer int8] | ai-edge-litert 2.3.0 Interpreter | 2 |" in suite
+    assert "2 intra-op threads for every contender" in suite and "threads as medinfer's" not in suite

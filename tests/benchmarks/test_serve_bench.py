@@ -18,7 +18,10 @@ def test_serve_benchmark_smoke(tiny_bundle_ro: Path, tmp_path: Path) -> None:
 
     bundle = shutil.copytree(tiny_bundle_ro, tmp_path / "bundles" / "tiny_logistic")
     record = run([bundle], ["medinfer", "mlserver-not-asked"], clients=[1, 3], encodings=["json", "binary"],
-                 seconds=0.2, rounds=1, progress=lambda _: None)
+                 seconds=0.2, rounds=1, progress=lambda _: None, threads=2)
+    assert record["provenance"]["started"] == record["time"] and record["bundles"]["tiny_logistic"]["graphs"]
+    assert record["servers"]["medinfer"]["threads"] == 2 and record["servers"]["medinfer"]["label"]
+    assert {r["threads"] for r in record["runs"]} == {2}
     labels = {(r["server"], r["encoding"], r["clients"]) for r in record["runs"]}
     assert labels == {(s, e, c) for s in ("medinfer", "medinfer +audit") for e in ("json", "binary") for c in (1, 3)}
     assert all(r["requests"] > 0 and r["errors"] == 0 and r["p99_us"] >= r["p50_us"] > 0 for r in record["runs"])
@@ -27,10 +30,14 @@ def test_serve_benchmark_smoke(tiny_bundle_ro: Path, tmp_path: Path) -> None:
     assert table[("tiny_logistic", "medinfer", "binary", 3)]["req_per_s"] > 0
     text = "\n".join(markdown(record))
     assert "| tiny_logistic | json | 1 |" in text and "medinfer +audit req/s" in text
+    assert "- medinfer: medinfer serve " in text and "; 2 intra-op thread(s)" in text
     results = tmp_path / "results"
     results.mkdir()
     (results / "serve.json").write_text(json.dumps(record))
     record["command"] = "python -m benchmarks serve"
+    from benchmarks import results as results_data
+
+    assert results_data.problems(record, "serve") == []  # what the run writes follows the results schema
     (results / "serve.json").write_text(json.dumps(record))
     extras = dict(report_sections.extras(results))
     assert extras["Serving side by side: medinfer serve, MLServer, tritonserver"][2:-2] == markdown(record)[2:]

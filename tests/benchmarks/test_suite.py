@@ -62,7 +62,7 @@ def test_suite_is_like_for_like_and_a_short_run_stays_in_its_folder(tiny_bundle_
     from benchmarks.suite import run_suite
 
     rec = run_suite([tiny_bundle_ro], batches=[1, 4], artifacts=None, seconds=0.2, rounds=2, cold=False,
-                    progress=lambda _: None, command="python -m benchmarks run --seconds 0.2")
+                    progress=lambda _: None, command="python -m benchmarks run --seconds 0.2", threads=2)
     assert rec["full"] is False
     model = rec["models"][0]
     b1 = {r["candidate"]: r for r in model["batches"][0]["rows"]}
@@ -70,15 +70,20 @@ def test_suite_is_like_for_like_and_a_short_run_stays_in_its_folder(tiny_bundle_
     assert b1[SAME]["ratio_p50_vs_same_options"] == 1.0 and b1[DEFAULT]["ratio_p50_vs_default_options"] == 1.0
     info = model["batches"][0]
     assert info["medinfer_reads"] == "labels" and info["fetch"] == ["probabilities"]
-    assert b1[DEFAULT]["settings"] == {"session_options": "default"}
+    assert b1[DEFAULT]["settings"] == {"session_options": "default", "intra_op_num_threads": 2}
+    assert {r["threads"] for r in b1.values()} == {2} and all(r["label"] for r in b1.values())
     assert len(b1[SAME]["round_p50_us"]) == 2
     assert set(model["overhead"]) >= {"predict_vs_bare_same_options_p50", "predict_vs_bare_default_options_p50"}
+    from benchmarks import results
+
+    assert results.problems(runs.published(rec), "suite") == []  # what a run records follows the results schema
     folder = runs.write(rec, tmp_path / "runs")
     assert folder.name.endswith("-short") and runs.read(folder)["models"][0]["_raw"]
     drawn = plots.distributions(runs.read(folder), tmp_path) + [plots.native_vs_runtime(rec, tmp_path)]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in drawn)
     text = report.render(runs.published(rec), [], drawn, folder=tmp_path / "no-results")
-    assert "| tiny_logistic | 1 | medinfer [default] |" in text and "## The edge peers" in text
+    assert "| tiny_logistic | 1 | medinfer [default] | medinfer " in text and "## The edge peers" in text
+    assert f"| {b1[SAME]['label']} | 2 |" in text  # what runs and its threads, per row
 
 
 def test_publish_refuses_a_short_run(tiny_bundle_ro: Path, tmp_path: Path) -> None:
@@ -122,12 +127,15 @@ def test_slice_benchmark_smoke_raw_rows_and_the_target_row(tmp_path: Path) -> No
     from ..helpers import tiny_cnn
 
     bundle = tiny_cnn.build(tmp_path / "tiny_cnn")
+    from benchmarks import provenance
+
     rows = slice_speed(bundle, sizes=(160,), seconds=0.3, rounds=1)
     assert len(rows) == 1
     row = rows[0]
     assert row["one_pass_variant"] == "slice" and row["windows"] == 49 and row["decision_flips"] == 0
     assert row["max_abs_diff"] <= 1e-6 and all(len(v) >= 1 for v in row["samples_ms"].values())
-    doc = document(rows, "python -m benchmarks slice --slice-sizes 160", 0.3, 1)
+    doc = document(rows, "python -m benchmarks slice --slice-sizes 160", 0.3, 1, provenance.capture(),
+                   provenance.bundles_of([bundle]))
     assert results.problems(doc) == []  # raw data and its command, no prose
     assert any("| tiny_cnn | 160x160 | 24 px | fp32 | 49 |" in line for line in markdown(doc))
     results.write("slice", doc, tmp_path / "results")
@@ -168,7 +176,11 @@ def test_safety_results_are_raw_and_render(tiny_bundle_ro: Path, tmp_path: Path)
     row = cost["rows"][AUDIT]
     assert len(row["round_p50_us"]) == 2 and sum(row["histogram"]) + row["below_edges"] + row["above_edges"] \
         == row["stats_us"]["n"]
-    doc = {"kind": "medinfer.safety", "command": "python -m benchmarks safety", "time": "t",
+    from benchmarks import provenance
+
+    started = provenance.capture()
+    doc = {"kind": "medinfer.safety", "command": "python -m benchmarks safety", "time": started["started"],
+           "provenance": started, "bundles": provenance.bundles_of([tiny_bundle_ro]),
            "method": {"seconds_per_model": 0.5, "rounds": 2}, "costs": [cost], "soaks": []}
     results.write("safety", doc, tmp_path)  # raises when the document is not raw data
     assert any("| tiny_logistic | predict + audit |" in line for line in markdown(doc))
@@ -198,12 +210,15 @@ def test_publish_writes_the_runs_cold_starts_and_its_full_slice_section(tmp_path
 
     cold = {"wall_s_median": 0.2, "peak_rss_mb": 100.0, "raw": [
         {"wall_s": 0.2, "import_s": 0.1, "load_s": 0.05, "first_predict_s": 0.001, "peak_rss_bytes": 100 * 2**20}]}
-    record = {"kind": "medinfer.suite", "time": "2026-12-01T00:00:00Z", "full": True,
+    prov = {"commit": "1" * 40, "dirty": False, "changed": 0, "changed_paths": [], "started": "2026-12-01T00:00:00Z"}
+    record = {"kind": "medinfer.suite", "time": "2026-12-01T00:00:00Z", "full": True, "provenance": prov,
+              "bundles": {"m": {"manifest_sha256": "a" * 64, "graphs": {"default": "b" * 64}}},
               "command": "python -m benchmarks run", "env": {"cpu": {"model": "AMD EPYC"}},
               "models": [{"model": "m", "batches": [], "cold_start": cold, "cold_start_variants": {"int8": cold}}],
               "all_loaded": {"n": 1, "peak_rss_mb": 120.0}}
     run = runs.write(record, tmp_path / "runs")
-    slice_doc = {"kind": "medinfer.slice", "command": "python -m benchmarks run", "time": "t",
+    slice_doc = {"kind": "medinfer.slice", "command": "python -m benchmarks run", "time": prov["started"],
+                 "provenance": prov, "bundles": record["bundles"],
                  "method": {"seconds_per_size": FULL["seconds"], "rounds": FULL["rounds"]}, "rows": []}
     runs.write_slice(run, slice_doc)
     out = tmp_path / "results"

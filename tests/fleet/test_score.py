@@ -165,7 +165,11 @@ def rf_bundle(request: pytest.FixtureRequest) -> Path:
 
 @pytest.mark.scale
 def test_million_rows_every_engine(rf_bundle: Path, tmp_path: Path) -> None:
+    from benchmarks import provenance
+
     rows = int(os.environ.get("MEDINFER_SCALE_ROWS", 1_000_000))
+    full = rows >= 1_000_000  # only a full run is recorded, and only from a clean, committed tree (refused here)
+    started = provenance.require_clean(what="make test-scale") if full else provenance.capture()
     model = medinfer.load(rf_bundle)
     spec = model.manifest.inputs[0]
     golden = next(iter(model.golden()[0].values())).astype(np.float32)
@@ -198,8 +202,11 @@ def test_million_rows_every_engine(rf_bundle: Path, tmp_path: Path) -> None:
     from benchmarks import results as bench_results  # raw data only: REPORT.md renders it (benchmarks/scale.py)
 
     command = "make test-scale  # tests/fleet/test_score.py::test_million_rows_every_engine"
-    bench_results.write("scale", {"command": command, "setup": setup,
-                                  "results": [{k: v for k, v in r.items() if k != "out"} for r in results]})
+    if full:
+        provenance.still_publishable(started, what="make test-scale")
+        bench_results.write("scale", {"command": command, "time": started["started"], "provenance": started,
+                                      "bundles": provenance.bundles_of([rf_bundle]), "setup": setup,
+                                      "results": [{k: v for k, v in r.items() if k != "out"} for r in results]})
 
 
 @pytest.mark.hostile("batch scoring")

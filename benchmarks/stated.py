@@ -1,0 +1,74 @@
+"""Numbers the docs state as rules or settings, rendered from the constant that enforces them.
+
+"``--check`` fails when a ratio is 15 % worse", "the threshold accepts 99 % of in-domain data": each of these is a
+``<!-- n:const.KEY -->`` span in README.md / SECURITY.md whose text :func:`values` makes from the code (or the
+results file) that applies the rule, so the sentence cannot drift from what the code does, and
+:mod:`benchmarks.claims` can require every other speed or ratio in prose to come from measured data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+
+def percent(fraction: float) -> str:
+    """``0.15`` -> ``15 %`` (the docs' way of writing a share)."""
+    return f"{fraction * 100:.0f} %"
+
+
+def _field_default(cls: Any, name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _coverage(domain: dict[str, Any] | None) -> str:
+    """The in-domain share every bundle's guard threshold keeps (one value across the models of domain.json)."""
+    shares = {m["coverage"] for m in (domain or {}).get("models", {}).values()}
+    if len(shares) != 1:
+        raise ValueError(f"the bundles' guards keep different in-domain shares: {sorted(shares)}")
+    return percent(shares.pop())
+
+
+def _serve(name: str) -> float:
+    from medinfer.fleet.serve import ServeConfig
+
+    return float(_field_default(ServeConfig, name))
+
+
+def _horizon() -> str:
+    from medinfer.train.datasets import glucose
+
+    return f"{glucose.HORIZON_STEPS * glucose.STEP_MIN} min"
+
+
+def _sensitivity() -> str:
+    from medinfer.train.specs.lung_nodule_cnn import LungNoduleCNN
+
+    return percent(LungNoduleCNN.target_sensitivity)
+
+
+def _large_gain() -> str:
+    from medinfer.export.profiles import LARGE_GAIN
+
+    return percent(1.0 - LARGE_GAIN)
+
+
+def values(domain: dict[str, Any] | None) -> dict[str, Callable[[], str]]:
+    """{marker key: how its text is made from the rule's constant}."""
+    from medinfer.tools.profile_check import MARGIN
+
+    from . import history
+    from .domain import LATENCY_GOAL
+
+    return {
+        "const.gate.threshold": lambda: percent(history.DEFAULT_THRESHOLD),
+        "const.profile.margin": lambda: percent(MARGIN),
+        "const.profile.large_gain": _large_gain,
+        "const.domain.coverage": lambda: _coverage(domain),
+        "const.domain.latency_goal": lambda: percent(LATENCY_GOAL),
+        "const.serve.inline_below": lambda: f"{_serve('inline_below_ms'):g} ms",
+        "const.serve.request_timeout": lambda: f"{_serve('request_timeout'):g} s",
+        "const.glucose.horizon": _horizon,
+        "const.cnn.sensitivity": _sensitivity,
+    }
