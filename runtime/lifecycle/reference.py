@@ -136,14 +136,16 @@ def _macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
     return float(np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0).mean())
 
 
-def metric_function(name: str, task: str, threshold: float, n_labels: int) -> Callable[[np.ndarray, np.ndarray], float]
-    | None:
+MetricFn = Callable[[np.ndarray, np.ndarray], float]
+
+
+def metric_function(name: str, task: str, threshold: float, n_labels: int) -> MetricFn | None:
     """The function computing metric ``name`` for ``task`` on (truth, model output), or None when unknown."""
     def rate(yy: np.ndarray, mask: np.ndarray) -> float:
         return float(mask.mean()) if mask.size else float("nan")
 
     if task == "binary_classification":
-        table: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+        table: dict[str, MetricFn] = {
             "roc_auc": auc,
             "accuracy": lambda y, s: float(np.mean((s >= threshold).astype(int) == y)),
             "sensitivity": lambda y, s: rate(y, s[y == 1] >= threshold),
@@ -161,8 +163,7 @@ def metric_function(name: str, task: str, threshold: float, n_labels: int) -> Ca
 PRIMARY = {"binary_classification": "roc_auc", "multiclass_classification": "accuracy", "regression": "mae"}
 
 
-def paired_bootstrap(fn_old: Callable[[np.ndarray, np.ndarray], float], fn_new: Callable[[np.ndarray, np.ndarray],
-                     float], y: np.ndarray, out_old: np.ndarray, out_new: np.ndarray, *, n_boot: int,
+def paired_bootstrap(fn_old: MetricFn, fn_new: MetricFn, y: np.ndarray, out_old: np.ndarray, out_new: np.ndarray, *, n_boot: int,
                      confidence: float, seed: int = 0) -> dict[str, Any]:
     """Both models' metric and the percentile-bootstrap CI of ``new - old``, resampling the SAME samples for both.
 

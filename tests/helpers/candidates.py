@@ -19,7 +19,7 @@ from . import tiny
 
 W = np.array([[1.5, -1.5], [0.8, -0.8], [-1.2, 1.2]], dtype=np.float32)
 B = np.array([0.0, 0.0], dtype=np.float32)
-TRUE_W = np.array([3.0, 1.6, -2.4])  # the truth's logit weights (x @ TRUE_W + noise > 0 is "positive")
+TRUE_W = (W[:, 1] - W[:, 0]).astype(np.float64)  # the truth: x @ TRUE_W + noise > 0 is "positive"
 
 
 def reference_set(n: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
