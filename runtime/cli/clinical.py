@@ -43,8 +43,11 @@ def predict_dicom(model: Model, args: argparse.Namespace) -> int:
         if args.fhir_out:
             from ..tools.fhir import slice_bundle
 
+            import hashlib
+
             write_fhir(args, slice_bundle(model, result, subject=args.fhir_subject, basis=args.fhir_basis,
-                                           sr_uid=sr_uid))
+                                           sr_uid=sr_uid, input_sha256=hashlib.sha256(
+                                               Path(args.input).read_bytes()).hexdigest()))
             result.extra["fhir_out"] = args.fhir_out
             written.append(f"FHIR R4 transaction Bundle written to {args.fhir_out}")
     finally:
