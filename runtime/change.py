@@ -107,7 +107,7 @@ class Pccp:
 
 
 #: Direction and default non-inferiority margin of the metrics the specs report (absolute unless relative).
-METRIC_RULES: dict[str, tuple[str, float, bool]] = {
+METRIC_RULES: dict[str, tuple[Literal["higher", "lower"], float, bool]] = {
     "roc_auc": ("higher", 0.02, False),
     "accuracy": ("higher", 0.02, False),
     "sensitivity": ("higher", 0.02, False),

@@ -41,9 +41,9 @@ def predict_dicom(model: Model, args: argparse.Namespace) -> int:
             written += [f"DICOM {KINDS[kind]} written to {path}" for kind, path in outputs.files.items()]
             written += [f"DICOM {KINDS[kind]} NOT written: {why}" for kind, why in outputs.skipped.items()]
         if args.fhir_out:
-            from ..tools.fhir import slice_bundle
-
             import hashlib
+
+            from ..tools.fhir import slice_bundle
 
             write_fhir(args, slice_bundle(model, result, subject=args.fhir_subject, basis=args.fhir_basis,
                                            sr_uid=sr_uid, input_sha256=hashlib.sha256(

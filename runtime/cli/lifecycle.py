@@ -32,19 +32,19 @@ def cmd_slots(args: argparse.Namespace) -> int:
 
     active = active_bundle(args.slot_dir)
     state_path = Path(args.slot_dir) / STATE
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    doc = {"active": None if active is None else {"path": str(active.path), "slot": active.slot,
-                                                  "bundle": str(active.key), "generation": active.generation},
-           "floor": state.get("floor"), "history": (state.get("history") or [])[-args.history:]}
+    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    history: list[dict[str, Any]] = (state.get("history") or [])[-args.history:]
+    shown = None if active is None else {"path": str(active.path), "slot": active.slot, "bundle": str(active.key),
+                                         "generation": active.generation}
     if args.json:
-        print(json.dumps(doc, indent=2))
+        print(json.dumps({"active": shown, "floor": state.get("floor"), "history": history}, indent=2))
         return 0
-    print(f"active: {doc['active']['bundle'] + ' in slot ' + doc['active']['slot'] if active else 'none'}")
+    print(f"active: {f'{active.key} in slot {active.slot}' if active else 'none'}")
     if state.get("floor"):
         f = state["floor"]
         print(f"anti-rollback floor: {f['name']} {f['version']} (release {f['release']})")
     rows = [[h["time"], h["event"], f"{h['bundle']['version']} r{h['bundle']['release']}", h["detail"][:70]]
-            for h in doc["history"]]
+            for h in history]
     if rows:
         print(table(rows, ["time (UTC)", "event", "bundle", "detail"]))
     return 0
@@ -133,7 +133,7 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("slots", help="show a slot folder: the active bundle, the anti-rollback floor, the history",
                        formatter_class=HELP_FORMAT, epilog=examples("medinfer slots slots/drug --history 20"))
-    p.add_argument("slot_dir", metavar="SLOT_DIR")
+    p.add_argument("slot_dir", metavar="SLOT_DIR", help="the model's slot folder")
     p.add_argument("--history", type=int, default=10, help="how many history entries to show (default 10)")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_slots)
@@ -172,7 +172,8 @@ def add_parsers(sub: Any) -> None:
                            "medinfer repo init repo --keys keys  # root, targets, snapshot, timestamp keys + metadata",
                            "medinfer repo add repo bundles/drug_activity_rf --keys keys  # a new target version",
                            "medinfer repo timestamp repo --keys keys --expires-days 1  # keep the repository fresh"))
-    p.add_argument("action", choices=("init", "add", "timestamp"))
+    p.add_argument("action", choices=("init", "add", "timestamp"),
+                   help="init: keys and version 1 of every role; add: publish a bundle; timestamp: re-sign it")
     p.add_argument("repo", help="the repository folder (serve it over HTTPS, or copy it to a medium)")
     p.add_argument("bundle", nargs="?", help="the bundle to add (repo add)")
     p.add_argument("--keys", required=True, help="folder of the role keys (created by repo init; keep it offline)")

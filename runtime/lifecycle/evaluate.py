@@ -6,15 +6,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import medinfer
+import numpy as np
 from medinfer.change import METRIC_RULES, MetricCriterion, Pccp
 from medinfer.errors import MedinferError
 
 from .diff import Finding
-from .reference import PRIMARY, Reference, bundle_reference, label_indices, metric_function, paired_bootstrap, \
-    read_reference
+from .reference import (
+    PRIMARY,
+    Reference,
+    bundle_reference,
+    label_indices,
+    metric_function,
+    paired_bootstrap,
+    read_reference,
+)
 
 CHUNK = 512
 

@@ -11,7 +11,7 @@ import medinfer
 from medinfer.integrity import sha256_bytes
 from medinfer.manifest import Manifest, read_manifest_bytes
 
-from .sbom import _cdx, _purl, _sha256_hash, _to_json, _validated, canonical
+from .sbom import canonical, cdx, purl, sha256_hash, to_json, validated
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -33,22 +33,22 @@ def graph_operators(bundle: Path, manifest: Manifest) -> dict[str, list[str]]:
 
 
 def _property(name: str, value: Any) -> Any:
-    model, _, _ = _cdx()
+    model, _, _ = cdx()
     return model.Property(name=name, value=str(value))
 
 
 def bundle_bom(bundle: str | Path) -> dict[str, Any]:
     """The ML-BOM of a bundle, verified first (:func:`medinfer.load`: digests, a present signature, self-test)."""
-    _, bom_mod, component = _cdx()
+    _, bom_mod, component = cdx()
     bundle = Path(bundle)
     loaded = medinfer.load(bundle)
     m = loaded.manifest if loaded.variant == "default" else medinfer.load_manifest(bundle)
     raw = read_manifest_bytes(bundle)
-    files = [component.Component(type=component.ComponentType.FILE, name=name, hashes=[_sha256_hash(e.sha256)],
+    files = [component.Component(type=component.ComponentType.FILE, name=name, hashes=[sha256_hash(e.sha256)],
                                  properties=[_property("medinfer:role", e.role), _property("medinfer:size", e.size)],
                                  bom_ref=f"file:{name}") for name, e in sorted(m.files.items())]
     files.append(component.Component(type=component.ComponentType.FILE, name="manifest.json",
-                                     hashes=[_sha256_hash(sha256_bytes(raw))], bom_ref="file:manifest.json"))
+                                     hashes=[sha256_hash(sha256_bytes(raw))], bom_ref="file:manifest.json"))
     props = [_property("medinfer:task", m.task), _property("medinfer:created", m.created)]
     if m.requires is not None:
         props.append(_property("medinfer:requires-onnxruntime", m.requires.onnxruntime))
@@ -63,16 +63,16 @@ def bundle_bom(bundle: str | Path) -> dict[str, Any]:
         props.append(_property("medinfer:signature-key-id", loaded.signature.key_id))
     model_comp = component.Component(
         type=component.ComponentType.MACHINE_LEARNING_MODEL, name=m.name, version=m.version, bom_ref="model",
-        hashes=[_sha256_hash(sha256_bytes(raw))], description=m.description or m.card.summary, properties=props,
+        hashes=[sha256_hash(sha256_bytes(raw))], description=m.description or m.card.summary, properties=props,
         components=files)
     bom = bom_mod.Bom()
     bom.metadata.component = model_comp
     datasets = []
     for i, src in enumerate(m.data.sources):
-        purl = _purl(src.package, src.version) if src.package not in ("", "none", "-") else None
-        hashes = [_sha256_hash(src.sha256)] if _HEX.match(src.sha256) and set(src.sha256) != {"0"} else []
+        source_purl = purl(src.package, src.version) if src.package not in ("", "none", "-") else None
+        hashes = [sha256_hash(src.sha256)] if _HEX.match(src.sha256) and set(src.sha256) != {"0"} else []
         ds = component.Component(type=component.ComponentType.DATA, name=src.name, version=src.version or None,
-                                 purl=purl, hashes=hashes, bom_ref=f"data:{i}:{src.name}",
+                                 purl=source_purl, hashes=hashes, bom_ref=f"data:{i}:{src.name}",
                                  description=f"{src.file} — {src.citation}"[:1000],
                                  properties=[_property("medinfer:licence", src.licence),
                                              _property("medinfer:synthetic", m.data.synthetic)])
@@ -82,14 +82,14 @@ def bundle_bom(bundle: str | Path) -> dict[str, Any]:
     for p in producers:
         bom.components.add(p)
     bom.register_dependency(model_comp, datasets)
-    doc = _to_json(bom)
+    doc = to_json(bom)
     _add_model_card(doc, m)
     _add_data(doc, m)
-    return _validated(doc)
+    return validated(doc)
 
 
 def _producers(m: Manifest) -> list[Any]:
-    _, _, component = _cdx()
+    _, _, component = cdx()
     tools = {"medinfer": m.producer.medinfer, "onnx": m.producer.onnx, "onnxruntime": m.producer.onnxruntime,
              **m.producer.frameworks, **m.producer.converter}
     out = []
@@ -97,7 +97,7 @@ def _producers(m: Manifest) -> list[Any]:
         if not version or version in ("test", "unknown"):
             continue
         out.append(component.Component(
-            type=component.ComponentType.LIBRARY, name=name, version=version, purl=_purl(name, version),
+            type=component.ComponentType.LIBRARY, name=name, version=version, purl=purl(name, version),
             scope=component.ComponentScope.EXCLUDED, bom_ref=f"producer:{canonical(name)}@{version}",
             properties=[_property("medinfer:role", "made the bundle (export); not shipped")]))
     return out

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import medinfer
+import numpy as np
 from medinfer.errors import UsageError
 
 MAX_REFERENCE_BYTES = 2 << 30
@@ -163,8 +162,8 @@ def metric_function(name: str, task: str, threshold: float, n_labels: int) -> Me
 PRIMARY = {"binary_classification": "roc_auc", "multiclass_classification": "accuracy", "regression": "mae"}
 
 
-def paired_bootstrap(fn_old: MetricFn, fn_new: MetricFn, y: np.ndarray, out_old: np.ndarray, out_new: np.ndarray, *, n_boot: int,
-                     confidence: float, seed: int = 0) -> dict[str, Any]:
+def paired_bootstrap(fn_old: MetricFn, fn_new: MetricFn, y: np.ndarray, out_old: np.ndarray, out_new: np.ndarray,
+                     *, n_boot: int, confidence: float, seed: int = 0) -> dict[str, Any]:
     """Both models' metric and the percentile-bootstrap CI of ``new - old``, resampling the SAME samples for both.
 
     Returns:

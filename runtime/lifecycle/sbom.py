@@ -16,7 +16,6 @@ document is validated against the CycloneDX 1.6 JSON schema (the library's stric
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sys
@@ -32,7 +31,7 @@ NATIVE = re.compile(r"\.(so(\.\d+)*|dylib|dll|pyd)$")
 _CANON = re.compile(r"[-_.]+")
 
 
-def _cdx() -> Any:
+def cdx() -> Any:
     try:
         import cyclonedx.model.bom  # noqa: F401
     except ImportError as exc:
@@ -47,7 +46,7 @@ def canonical(name: str) -> str:
     return _CANON.sub("-", name).lower()
 
 
-def _purl(name: str, version: str) -> Any:
+def purl(name: str, version: str) -> Any:
     from packageurl import PackageURL
 
     return PackageURL(type="pypi", name=canonical(name), version=version)
@@ -66,8 +65,8 @@ def _licences(meta: Any) -> list[Any]:
     return [LicenseFactory().make_from_string(text)] if text else []
 
 
-def _sha256_hash(hexdigest: str) -> Any:
-    model, _, _ = _cdx()
+def sha256_hash(hexdigest: str) -> Any:
+    model, _, _ = cdx()
     return model.HashType(alg=model.HashAlgorithm.SHA_256, content=hexdigest)
 
 
@@ -82,7 +81,7 @@ def _record_sha256(entry: Any) -> str | None:
 
 
 def _file_components(dist: Any) -> list[Any]:
-    model, _, component = _cdx()
+    model, _, component = cdx()
     out = []
     for entry in sorted(dist.files or [], key=str):
         path = Path(str(dist.locate_file(entry)))
@@ -94,7 +93,7 @@ def _file_components(dist: Any) -> list[Any]:
         if recorded is not None:
             props.append(model.Property(name="medinfer:record-match", value=str(recorded == digest).lower()))
         out.append(component.Component(type=component.ComponentType.FILE, name=str(entry), hashes=[
-            _sha256_hash(digest)], properties=props, bom_ref=f"file:{canonical(dist.metadata['Name'])}:{entry}"))
+            sha256_hash(digest)], properties=props, bom_ref=f"file:{canonical(dist.metadata['Name'])}:{entry}"))
     return out
 
 
@@ -104,7 +103,7 @@ def environment_bom(distributions: list[str] | None = None) -> dict[str, Any]:
     Raises:
         MissingExtraError: cyclonedx-python-lib is not installed (the [lifecycle] extra).
     """
-    model, bom_mod, component = _cdx()
+    model, bom_mod, component = cdx()
     wanted = {canonical(d) for d in distributions} if distributions else None
     dists: dict[str, Any] = {}
     for dist in metadata.distributions():
@@ -125,7 +124,7 @@ def environment_bom(distributions: list[str] | None = None) -> dict[str, Any]:
         supplier = meta.get("Author") or meta.get("Maintainer") or meta.get("Author-email") or ""
         comp = component.Component(
             type=component.ComponentType.LIBRARY, name=meta["Name"], version=dist.version,
-            purl=_purl(meta["Name"], dist.version), bom_ref=f"pkg:pypi/{key}@{dist.version}",
+            purl=purl(meta["Name"], dist.version), bom_ref=f"pkg:pypi/{key}@{dist.version}",
             licenses=_licences(meta), description=(meta.get("Summary") or "")[:500] or None,
             publisher=supplier[:200] or None, components=_file_components(dist))
         bom.components.add(comp)
@@ -138,7 +137,7 @@ def environment_bom(distributions: list[str] | None = None) -> dict[str, Any]:
                                  version=sys.version.split()[0], bom_ref="python",
                                  purl=None, description=sys.version.replace("\n", " "))
     bom.components.add(python)
-    return _validated(_to_json(bom))
+    return validated(to_json(bom))
 
 
 def _requirements(dist: Any) -> list[str]:
@@ -151,13 +150,13 @@ def _requirements(dist: Any) -> list[str]:
     return names
 
 
-def _to_json(bom: Any) -> dict[str, Any]:
+def to_json(bom: Any) -> dict[str, Any]:
     from cyclonedx.output.json import JsonV1Dot6
 
     return json.loads(JsonV1Dot6(bom).output_as_string())  # type: ignore[no-any-return]
 
 
-def _validated(doc: dict[str, Any]) -> dict[str, Any]:
+def validated(doc: dict[str, Any]) -> dict[str, Any]:
     from cyclonedx.schema import SchemaVersion
     from cyclonedx.validation.json import JsonStrictValidator
 
@@ -195,7 +194,3 @@ def write_sboms(out: str | Path, bundles: list[Path], *, environment: bool = Tru
 def _dump(path: Path, doc: dict[str, Any]) -> Path:
     path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     return path
-
-
-def digest_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
