@@ -97,6 +97,7 @@ def update(repo: str, slot_dir: str | Path, model: str, *, root: str | Path | No
         ChangeRejected: ``require_diff`` and the candidate is outside the active bundle's PCCP.
         SelfTestError, IntegrityError, SignatureError: the candidate failed in its slot (nothing switched).
     """
+    tuf_metadata()  # MissingExtraError naming [lifecycle] before anything else
     from tuf.api.exceptions import DownloadError, RepositoryError
 
     slot_dir = Path(slot_dir)
