@@ -126,11 +126,11 @@ def default_pccp(task: str, metrics: dict[str, Any]) -> Pccp:
 
     Args:
         task: the manifest's task.
-        metrics: the declared held-out metrics by name (objects with ``value``, or plain numbers).
+        metrics: the declared held-out metrics by name (Metric objects, ``{"value": ...}`` dicts or numbers).
     """
     criteria = tuple(MetricCriterion(name, *METRIC_RULES[name]) for name in metrics if name in METRIC_RULES)
     mae = metrics.get("mae")
-    mae_value = getattr(mae, "value", mae)
+    mae_value = mae.get("value") if isinstance(mae, dict) else getattr(mae, "value", mae)
     change = 0.25 * float(mae_value) if task == "regression" and isinstance(mae_value, (int, float)) else None
     return Pccp(metrics=criteria, max_mean_abs_change=change,
                 description="default plan: non-inferiority of the declared metrics (medinfer.change.default_pccp)")

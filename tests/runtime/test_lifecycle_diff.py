@@ -107,3 +107,17 @@ def test_a_bad_reference_file_is_a_usage_error(tmp_path: Path, parent: Path) -> 
     labels = tmp_path / "labels.npz"
     np.savez(labels, x=np.zeros((4, 3), np.float32), y=np.array(["maybe"] * 4))
     assert main(["diff", str(parent), str(parent), "--reference", str(labels)]) == EXIT_CODES["usage"]
+
+
+def test_a_bundle_written_before_change_control_loads_and_is_judged_by_the_default_plan(tmp_path: Path,
+                                                                                      reference: Path) -> None:
+    import medinfer
+
+    old = candidates.build(tmp_path / "old" / "tiny_change")
+    doc = json.loads((old / "manifest.json").read_text())
+    for field in ("lineage", "pccp"):
+        doc.pop(field, None)  # as a manifest written before the fields existed (manifest.json is not pinned)
+    (old / "manifest.json").write_text(json.dumps(doc))
+    assert medinfer.load(old).manifest.pccp is None
+    report = diff(old, _candidate(tmp_path, old, w=NOISY), reference)
+    assert report.passed and "declares no PCCP" in report.plan
