@@ -30,6 +30,9 @@ def test_export_records_the_parent_the_change_log_and_the_plan(toy, tmp_path: Pa
     assert child.lineage.parent_sha256 == hashlib.sha256((parent / "manifest.json").read_bytes()).hexdigest()
     assert [c.summary for c in child.lineage.changes] == ["same data, tighter plan"]
     assert child.pccp is not None and child.pccp.description == "tight" and child.pccp.max_flip_rate == 0.01
+    card = (new / "toy_logistic" / "model_card.md").read_text()
+    assert "## Change log" in card and "same data, tighter plan" in card and child.lineage.parent_sha256 in card
+    assert "roc_auc: not worse than this bundle by more than 0.01" in card
     capsys.readouterr()
     assert main(["diff", str(parent), str(new / "toy_logistic")]) == 0
     assert "PASS" in capsys.readouterr().out
