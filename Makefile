@@ -18,7 +18,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[train,dicom,fhir,sign,dev,serve,triton,dask,spark]'
+	$(PY) -m pip install --quiet -e '.[train,dicom,fhir,sign,dev,serve,triton,dask,spark,lifecycle]'
 	@touch $@
 
 install: $(STAMP)

@@ -42,6 +42,7 @@ from ..train.spec import Dataset, ModelSpec, OperatingPoint, ParityTolerance, Pr
 from . import parity
 from .canonical import canonicalize
 from .card import render
+from .change import ChangeRequest, change_fields
 from .converters import convert, get_converter
 from .domain_graph import add_domain_output
 from .profiles import chosen_profile
@@ -108,8 +109,10 @@ def _contract(spec: ModelSpec, dataset: Dataset, point: OperatingPoint, domain: 
     }
 
 
-def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = quiet) -> Path:
-    """Convert, gate, and write ``out/<name>``; returns the bundle path.
+def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = quiet,
+           change: ChangeRequest | None = None) -> Path:
+    """Convert, gate, and write ``out/<name>``; returns the bundle path. ``change`` names the parent bundle and the
+    change log entry (see :mod:`medinfer.export.change`); every bundle declares a PCCP.
 
     Raises:
         ParityError: the exported graph does not reproduce the native model (nothing is written).
@@ -217,6 +220,7 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
             "card": dataclasses.replace(spec.card, plots=plots),
             "domain": _domain_section(art) if guard is not None else None,
             "parity_sample": sample_entry,
+            **change_fields(spec.name, spec.version, spec.task, art.report["metrics"], change),
         }
         write_bundle(staging, fields, files)
 

@@ -117,4 +117,25 @@ def render(m: Manifest) -> str:
                  f"{m.requires.opsets}); `load()` refuses an older one"] if m.requires else []),
               "- Every file is pinned by sha256 in manifest.json; `medinfer verify` checks them and runs the "
               "golden self-test.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _change_control(m))
+
+
+def _change_control(m: Manifest) -> list[str]:
+    """The lineage (parent, change log, release) and the plan a successor is held to (``medinfer diff``)."""
+    lines = []
+    if m.lineage is not None:
+        lines += ["## Change log", "", f"- Release {m.lineage.release}"
+                  + (f"; parent: version {m.lineage.parent_version}, manifest sha256 `{m.lineage.parent_sha256}`"
+                     if m.lineage.parent_sha256 else "; no parent recorded")]
+        lines += [f"- {e.version} (release {e.release}): {e.summary}" for e in m.lineage.changes] + [""]
+    if m.pccp is not None:
+        p = m.pccp
+        lines += ["## Change control plan (acceptance criteria for a successor)", "",
+                  *[f"- {c.metric}: not worse than this bundle by more than {c.margin:g}"
+                    f"{' (relative)' if c.relative else ''} ({c.direction} is better)" for c in p.metrics],
+                  f"- decision flips on the reference set <= {p.max_flip_rate:.1%}; threshold change <= "
+                  f"{p.max_threshold_change:g}; per subgroup <= {p.subgroup_margin:g} worse (n >= {p.subgroup_min_n})",
+                  f"- domain guard kept; in-domain acceptance drop <= {p.max_domain_acceptance_drop:.1%}; out-of-range "
+                  f"probe rejection drop <= {p.max_probe_rejection_drop:.1%}",
+                  "- no change of the input/output contract or labels; checked by `medinfer diff`", ""]
+    return lines

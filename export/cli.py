@@ -84,14 +84,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _change(args: argparse.Namespace, names: list[str]) -> Any:
+    """The change request of --parent/--change/--release/--pccp (one model at a time when a parent is named)."""
+    from pathlib import Path
+
+    from .change import ChangeRequest
+
+    if args.parent and len(names) != 1:
+        raise UsageError(f"--parent names the parent of ONE model; got {len(names)} names ({', '.join(names)})")
+    return ChangeRequest(parent=Path(args.parent) if args.parent else None, summary=args.change or "",
+                         release=args.release, pccp=Path(args.pccp) if args.pccp else None)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     _quiet_frameworks()
     from medinfer.train import artifact
 
     from .bundle import export
 
-    for name in _names(args):
-        path = export(artifact.load(name, args.artifacts), args.out, progress=_progress)
+    names = _names(args)
+    change = _change(args, names)
+    for name in names:
+        path = export(artifact.load(name, args.artifacts), args.out, progress=_progress, change=change)
         print(f"wrote {path}")
     return 0
 
@@ -104,9 +118,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         return build_reproducibly(args, _names(args), _progress)
     from .bundle import export
 
-    for name in _names(args):
+    names = _names(args)
+    change = _change(args, names)
+    for name in names:
         art = _train_one(name, args)
-        path = export(art, args.out, progress=_progress)
+        path = export(art, args.out, progress=_progress, change=change)
         print(f"wrote {path}")
     return 0
 
@@ -151,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 "spec's options)")
         if export:
             p.add_argument("--out", default="bundles", help="bundle folder (default: bundles)")
+            p.add_argument("--parent", metavar="OLD_BUNDLE", help="the bundle this one replaces: its manifest sha256 "
+                           "and change log go into the new manifest (change control; needs --change)")
+            p.add_argument("--change", metavar="TEXT", help="the change log entry of this bundle (what and why)")
+            p.add_argument("--release", type=int, metavar="N", help="the monotonic release counter (default: the "
+                           "parent's + 1); devices refuse a bundle whose (release, version) is not newer")
+            p.add_argument("--pccp", metavar="PLAN.json", help="acceptance criteria for this bundle's successors "
+                           "(default: non-inferiority of its own held-out metrics; README 'Change control')")
 
     p = sub.add_parser("train", help="train spec(s) on their real data and report held-out metrics",
                        formatter_class=HELP_FORMAT, epilog=examples(
@@ -161,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="convert a trained artifact, gate on parity, write the bundle",
                        formatter_class=HELP_FORMAT, epilog=examples(
                            "medinfer export drug_activity_rf --out bundles  # gate failure writes nothing (exit 8)",
-                           "medinfer export all --artifacts artifacts --out bundles"))
+                           "medinfer export all --artifacts artifacts --out bundles",
+                           "medinfer export drug_activity_rf --out new --parent bundles/drug_activity_rf --change "
+                           "'retrained on ChEMBL 35'  # records the parent's sha256 and the change log"))
     common(p, False, True)
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("build", help="train + export", formatter_class=HELP_FORMAT, epilog=examples(

@@ -183,6 +183,20 @@ class ProfileLoses(MedinferError, RuntimeError):
     code = "profile_loses"
 
 
+class ChangeRejected(MedinferError, RuntimeError):
+    """A candidate bundle is outside the acceptance criteria its parent declared (``medinfer diff``, the PCCP), or
+    changes what no plan covers (its contract, its domain guard)."""
+
+    code = "change_rejected"
+
+
+class UpdateRefused(IntegrityError):
+    """An update or install is refused: the bundle is older than the installed one (anti-rollback), or the update
+    repository's metadata does not verify (expired, replayed, tampered, wrong keys)."""
+
+    code = "update_refused"
+
+
 class UnknownModel(UnknownNameError):
     """No served model (or version) has that name (HTTP 404)."""
 
@@ -223,6 +237,8 @@ EXIT_CODES: dict[str, int] = {
     "runtime_too_old": 13,
     "drift": 14,
     "not_reproducible": 15, "profile_loses": 15,
+    "change_rejected": 16,
+    "update_refused": 17,
 }
 
 #: What each exit status means (``medinfer --help`` prints this table).
@@ -244,6 +260,9 @@ EXIT_MEANINGS: dict[int, str] = {
     14: "drift: the out-of-domain share crossed its threshold (medinfer audit drift)",
     15: "check failed: two builds differ (medinfer build --check-reproducible), or the bundle's session profile "
         "loses to onnxruntime's defaults here (medinfer bench --check-profile)",
+    16: "change rejected: the candidate bundle is outside the acceptance criteria its parent declared (medinfer diff)",
+    17: "update refused: the bundle is older than the installed one (anti-rollback), or the update repository's "
+        "metadata does not verify (expired, replayed, tampered)",
 }
 
 
@@ -258,6 +277,7 @@ __all__ = [
     "AuditError",
     "BodyTooLarge",
     "BundleError",
+    "ChangeRejected",
     "DataFetchError",
     "DatasetError",
     "DeadlineExceeded",
@@ -282,6 +302,7 @@ __all__ = [
     "SignatureError",
     "UnknownModel",
     "UnknownNameError",
+    "UpdateRefused",
     "UsageError",
     "exit_code",
 ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .change import Lineage, Pccp
 from .decision import score_column
 from .errors import ManifestError
 from .files import read_regular_file
@@ -324,6 +325,8 @@ class Manifest:
     requires: Requires | None = None
     parity_sample: ParitySample | None = None  # written since issue 14; older bundles have none
     reproducibility: Reproducibility | None = None  # only after `medinfer build --check-reproducible` passed
+    lineage: Lineage | None = None  # parent, change log, release counter (change control); older bundles have none
+    pccp: Pccp | None = None  # acceptance criteria for a successor, declared at export (medinfer diff)
 
     def _check(self, doc: str, path: str) -> None:
         if self.schema_version != SCHEMA_VERSION:

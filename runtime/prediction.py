@@ -215,9 +215,11 @@ class Prediction:
         }
 
     def to_fhir(self, subject: str, *, basis: Sequence[str] = (), at: datetime | None = None,
-                generic: bool = False, manufacturer: str | None = None) -> dict[str, Any]:
-        """FHIR R4 resources for this prediction: a transaction Bundle with a Device for the bundle and one
-        RiskAssessment or Observation per sample (needs the [fhir] extra; see :mod:`medinfer.tools.fhir`).
+                generic: bool = False, manufacturer: str | None = None,
+                input_sha256: str | None = None) -> dict[str, Any]:
+        """FHIR R4 resources for this prediction: a transaction Bundle with a Device for the bundle, one
+        RiskAssessment or Observation per sample and its Provenance (needs the [fhir] extra; see
+        :mod:`medinfer.tools.fhir`).
 
         Args:
             subject: the reference of the patient (or group) the input came from, e.g. ``"Patient/123"``.
@@ -228,6 +230,8 @@ class Prediction:
             generic: a plain Observation of the model output, for models with no clinical mapping (research
                 tools such as the drug-activity model are refused otherwise).
             manufacturer: ``Device.manufacturer`` (default: ``"medinfer"``).
+            input_sha256: the digest of the request's input (``medinfer.audit.input_digest`` of the validated
+                feeds, what the audit record holds): the input entity of each result's Provenance.
 
         Raises:
             MissingExtraError: fhir.resources is not installed.
@@ -238,7 +242,7 @@ class Prediction:
         from .tools.fhir import prediction_bundle
 
         return prediction_bundle(self, subject=subject, basis=basis, at=at, generic=generic,
-                                 manufacturer=manufacturer)
+                                 manufacturer=manufacturer, input_sha256=input_sha256)
 
     def __repr__(self) -> str:
         kind, shown = ("labels", self.labels) if self.labels is not None else ("scores", self.scores)

@@ -1,4 +1,4 @@
-"""Ed25519 signatures over ``manifest.json`` (which pins every file's sha256), via the ``cryptography`` package.
+"""Ed25519 signatures over ``manifest.json`` (which pins every file's sha256).
 
 ``manifest.sig`` is a small JSON document::
 
@@ -11,9 +11,12 @@ Policy (:func:`verify_signature`): a signature that is PRESENT is always checked
 One that does not verify — a corrupt ``manifest.sig``, or a manifest altered after signing — is a tamper signal and
 refused with SignatureError, also without trusted keys (the document carries its public key, so it can be checked
 against itself). Trust is separate: only ``trusted_keys`` say WHO may sign; a valid signature by a key not given
-as trusted loads with a loud warning (refused under ``require_signature``). ``cryptography`` is the [sign] extra:
-without it a present signature cannot be checked, which is logged as a warning (and refused when a policy asks for
-signatures or trusted keys: MissingExtraError).
+as trusted loads with a loud warning (refused under ``require_signature``).
+
+Verification runs on every install with :mod:`medinfer.ed25519` (pure Python, RFC 8032, strict): the base device
+install checks a present signature exactly as a full install does, so no missing extra can weaken the policy.
+Only making keys and signing (``medinfer keygen`` / ``sign``, a build machine's job) need ``cryptography``, the
+[sign] extra.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ import hashlib
 import json
 import logging
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import ed25519
 from .errors import MissingExtraError, SignatureError, UsageError
 from .files import read_regular_file
 from .manifest import MANIFEST_NAME, SIGNATURE_NAME
@@ -55,13 +60,13 @@ def generate_keypair(private_path: str | Path, public_path: str | Path | None = 
     Returns:
         (private path, public path, key id).
     """
-    serialization, ed25519 = _crypto()
+    serialization, crypto_ed25519 = _crypto()
     private_path = Path(private_path)
     public_path = Path(public_path) if public_path else private_path.with_suffix(".pub.pem")
     for p in (private_path, public_path):
         if p.exists():
             raise UsageError(f"{p} exists; refusing to overwrite a key (move it away first)")
-    key = ed25519.Ed25519PrivateKey.generate()
+    key = crypto_ed25519.Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -77,12 +82,12 @@ def generate_keypair(private_path: str | Path, public_path: str | Path | None = 
 
 def sign_bundle(bundle: str | Path, private_key: str | Path) -> dict[str, str]:
     """Sign ``bundle/manifest.json`` with an Ed25519 private key (PEM) and write ``manifest.sig``."""
-    serialization, ed25519 = _crypto()
+    serialization, crypto_ed25519 = _crypto()
     try:
         key = serialization.load_pem_private_key(Path(private_key).read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
         raise UsageError(f"{private_key} is not a readable unencrypted PEM private key ({exc})") from None
-    if not isinstance(key, ed25519.Ed25519PrivateKey):
+    if not isinstance(key, crypto_ed25519.Ed25519PrivateKey):
         raise SignatureError(f"{private_key} is not an Ed25519 private key (create one with 'medinfer keygen')")
     manifest = (Path(bundle) / MANIFEST_NAME).read_bytes()
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -93,13 +98,14 @@ def sign_bundle(bundle: str | Path, private_key: str | Path) -> dict[str, str]:
 
 
 MAX_SIGNATURE_BYTES = 64 << 10
+MAX_KEY_BYTES = 64 << 10  # a PEM public key has about 113 bytes
 
 
 @dataclass(frozen=True)
 class SignatureCheck:
-    """What the signature check found: ``state`` is ``unsigned``, ``trusted`` (valid, by a trusted key),
-    ``untrusted`` (valid against its own key, which was not given as trusted) or ``unchecked`` (present, but the
-    [sign] extra is missing or the document names no key to check against)."""
+    """What the signature check found: ``state`` is ``unsigned``, ``trusted`` (valid, by a trusted key) or
+    ``untrusted`` (valid against its own key, which was not given as trusted). A present signature that cannot be
+    checked is refused (SignatureError), never reported."""
 
     state: str
     key_id: str | None = None
@@ -107,30 +113,41 @@ class SignatureCheck:
 
     @property
     def warning(self) -> bool:
-        return self.state in ("untrusted", "unchecked")
+        return self.state == "untrusted"
 
 
-def _public_keys(trusted: Iterable[str | Path | bytes]) -> dict[str, Any]:
-    serialization, ed25519 = _crypto()
-    keys: dict[str, Any] = {}
+def _public_keys(trusted: Iterable[str | Path | bytes]) -> dict[str, bytes]:
+    """Trusted keys (PEM files or PEM bytes) as raw Ed25519 public keys by key id."""
+    keys: dict[str, bytes] = {}
     for item in trusted:
         if isinstance(item, bytes):
             data = item
         else:
-            try:
-                data = Path(item).read_bytes()
-            except OSError as exc:
-                raise UsageError(f"trusted key file {item!r} cannot be read ({exc.strerror or exc}); give the PEM "
-                                 "public key written by 'medinfer keygen'") from None
+            data = _read_key_file(Path(item))
         try:
-            key = serialization.load_pem_public_key(data)
+            raw = ed25519.public_key_from_pem(data)
         except ValueError as exc:
-            raise SignatureError(f"trusted key {item!r} is not a PEM public key: {exc}") from None
-        if not isinstance(key, ed25519.Ed25519PublicKey):
-            raise SignatureError(f"trusted key {item!r} is not an Ed25519 public key")
-        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        keys[key_id(raw)] = key
+            raise SignatureError(f"trusted key {item!r} is not a PEM Ed25519 public key: {exc}") from None
+        keys[key_id(raw)] = raw
     return keys
+
+
+def _read_key_file(path: Path) -> bytes:
+    """A trusted key file: a regular file (a symlink to one is fine) of at most MAX_KEY_BYTES, read without
+    blocking (a FIFO is refused, /dev/zero cannot fill memory)."""
+    hint = "give the PEM public key written by 'medinfer keygen'"
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise UsageError(f"trusted key file {str(path)!r} cannot be read ({exc.strerror or exc}); {hint}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_KEY_BYTES:
+            raise UsageError(f"trusted key file {str(path)!r} is not a regular file of at most {MAX_KEY_BYTES} "
+                             f"bytes; {hint}")
+        return os.read(fd, MAX_KEY_BYTES + 1)
+    finally:
+        os.close(fd)
 
 
 def _read_signature(sig_path: Path) -> dict[str, Any]:
@@ -159,7 +176,6 @@ def verify_signature(bundle: Path, manifest_bytes: bytes, trusted: Iterable[str 
     Raises:
         SignatureError: a present signature that does not verify or is malformed; required but unsigned; signed
             by a key that is not trusted while trusted keys are given or a signature is required.
-        MissingExtraError: the policy needs a check and the [sign] extra is missing.
         UsageError: a trusted key file that cannot be read.
     """
     sig_path = Path(bundle) / SIGNATURE_NAME
@@ -173,26 +189,14 @@ def verify_signature(bundle: Path, manifest_bytes: bytes, trusted: Iterable[str 
         return SignatureCheck("unsigned", None, "not signed")
     doc = _read_signature(sig_path)
     kid = doc["key_id"]
-    try:
-        serialization, ed25519 = _crypto()
-    except MissingExtraError:
-        if required or trusted:
-            raise
-        message = (f"{bundle} carries a signature (key {kid}) that was NOT checked: the [sign] extra is not "
-                   "installed (pip install 'medinfer[sign]')")
-        log.warning(message)
-        return SignatureCheck("unchecked", kid, message)
-    from cryptography.exceptions import InvalidSignature
-
-    own = None
-    if doc["public_key"] is not None:
-        if key_id(doc["public_key"]) != kid:
+    own = doc["public_key"]
+    if own is not None:
+        if key_id(own) != kid:
             raise SignatureError(f"{sig_path}: its key_id {kid} does not belong to its public key: the signature "
                                  "document was altered; re-sign the bundle")
-        try:
-            own = ed25519.Ed25519PublicKey.from_public_bytes(doc["public_key"])
-        except ValueError as exc:
-            raise SignatureError(f"{sig_path} carries an invalid public key ({exc}); re-sign the bundle") from None
+        if ed25519.decode_point(own) is None:
+            raise SignatureError(f"{sig_path} carries an invalid public key (not a canonical Ed25519 point); "
+                                 "re-sign the bundle")
     keys = _public_keys(trusted) if trusted else {}
     key = keys.get(kid)
     if trusted and key is None:
@@ -200,22 +204,20 @@ def verify_signature(bundle: Path, manifest_bytes: bytes, trusted: Iterable[str 
             f"{bundle} is signed by key {kid}, which is not among the trusted keys ({', '.join(sorted(keys))})"
         )
     for checker in (k for k in (key, own) if k is not None):
-        try:
-            checker.verify(doc["signature"], manifest_bytes)
-        except InvalidSignature:
+        if not ed25519.verify(checker, doc["signature"], manifest_bytes):
             raise SignatureError(
                 f"{bundle}: the signature by key {kid} does not match manifest.json: the manifest or the signature "
                 "was altered after signing"
-            ) from None
+            )
     if key is not None:
         return SignatureCheck("trusted", str(kid), f"signature by trusted key {kid}")
     if required:
         raise SignatureError("a signature is required but no trusted public keys were given (trusted_keys=)")
-    if own is None:
-        message = (f"{bundle} carries a signature by key {kid} that could NOT be checked: it names no public key and "
-                   "no trusted keys were given (re-sign it with this medinfer, or pass --trusted-key)")
-    else:
-        message = (f"{bundle} is validly signed by key {kid}, but no trusted keys were given: WHO signed it is not "
-                   "checked (pass --trusted-key / trusted_keys= to require a known signer)")
+    if own is None:  # an old signature document without its public key: nothing to check it against
+        raise SignatureError(f"{bundle} carries a signature by key {kid} that cannot be checked: it names no public "
+                             "key and no trusted keys were given; pass --trusted-key (trusted_keys=) or re-sign the "
+                             "bundle with this medinfer. A present signature is never accepted unchecked")
+    message = (f"{bundle} is validly signed by key {kid}, but no trusted keys were given: WHO signed it is not "
+               "checked (pass --trusted-key / trusted_keys= to require a known signer)")
     log.warning(message)
-    return SignatureCheck("untrusted" if own is not None else "unchecked", str(kid), message)
+    return SignatureCheck("untrusted", str(kid), message)

@@ -41,10 +41,13 @@ def predict_dicom(model: Model, args: argparse.Namespace) -> int:
             written += [f"DICOM {KINDS[kind]} written to {path}" for kind, path in outputs.files.items()]
             written += [f"DICOM {KINDS[kind]} NOT written: {why}" for kind, why in outputs.skipped.items()]
         if args.fhir_out:
+            import hashlib
+
             from ..tools.fhir import slice_bundle
 
             write_fhir(args, slice_bundle(model, result, subject=args.fhir_subject, basis=args.fhir_basis,
-                                           sr_uid=sr_uid))
+                                           sr_uid=sr_uid, input_sha256=hashlib.sha256(
+                                               Path(args.input).read_bytes()).hexdigest()))
             result.extra["fhir_out"] = args.fhir_out
             written.append(f"FHIR R4 transaction Bundle written to {args.fhir_out}")
     finally:

@@ -48,9 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="run 'medinfer COMMAND --help' for its options, examples and exit codes")
     from .device_args import add_parsers as device_parsers
     from .fleet import add_parsers as fleet_parsers
+    from .lifecycle import add_parsers as lifecycle_parsers
 
     device_parsers(sub)  # info, list, verify, predict, bench, keygen, sign, audit
     fleet_parsers(sub)  # serve, export-triton, score
+    lifecycle_parsers(sub)  # install, slots, diff, update, repo, sbom
     for name in TRAIN_COMMANDS:
         sub.add_parser(name, help=f"[train extra] {name} (see 'medinfer {name} --help')", add_help=False)
     return parser

@@ -5,6 +5,10 @@ Every answer is a ``transaction`` Bundle that an EHR can take as it is (``POST [
 - a ``Device`` for the bundle that made the result: name, version, variant, the sha256 of ``manifest.json``
   (which pins every file, so it identifies the whole bundle) and of the graph, the manufacturer, and the model
   card's intended use; created only if no Device carries that manifest sha256 yet (``ifNoneExist``);
+- per result, a ``Provenance`` (HL7 AI Transparency on FHIR): ``target`` the result, ``agent`` the Device (author,
+  identified by the bundle's manifest sha256), ``entity`` the input (source: the sha256 of the request's input,
+  the digest its audit record holds, when the caller gives it; and each ``basis`` resource), ``reason`` AIAST; and
+  every result carries the AIAST security label in ``meta.security``;
 - per sample, the result in the resource that fits it (``MAPPINGS``, by model name):
   ``RiskAssessment`` (lung nodule, clinical-note abnormality: the model's probability of the finding),
   ``Observation`` (the glucose FORECAST in mg/dL with UCUM units, effective 30 minutes after the last input step;
@@ -38,10 +42,13 @@ from ..manifest import Manifest
 from ..model import Model
 from ..prediction import Prediction
 from .fhir_map import (
+    AIAST,
     DICOM_UID,
+    INPUT_ID,
     LOCAL,
     MANIFEST_ID,
     MAPPINGS,
+    PARTICIPANT,
     RESULT_CODES,
     UCUM,
     Mapping,
@@ -230,22 +237,58 @@ def _generic(src: _Source, scores: np.ndarray, labels: np.ndarray | None, i: int
                                      "observation and not to be used for patient care.",))
 
 
-def _bundle(src: _Source, resources: list[dict[str, Any]], manufacturer: str | None) -> dict[str, Any]:
+def _provenance(src: _Source, target: str, when: datetime, input_sha256: str | None,
+                basis: list[dict[str, Any]], sample: str) -> dict[str, Any]:
+    """The Provenance of one result (see the module docstring)."""
+    entities = []
+    if input_sha256:
+        entities.append({"role": "source", "what": {
+            "identifier": {"system": INPUT_ID, "value": input_sha256},
+            "display": f"model input ({sample}): sha256 of the request's input as its audit record holds it (of "
+                       "the input file for a DICOM slice); the input itself is not stored"}})
+    entities += [{"role": "source", "what": ref} for ref in basis]
+    return {
+        "resourceType": "Provenance",
+        "target": [{"reference": target}],
+        "occurredDateTime": when.isoformat(),
+        "recorded": _instant(None).isoformat(),
+        "reason": [{"coding": [AIAST], "text": "produced by an AI model"}],
+        "agent": [{"type": {"coding": [{"system": PARTICIPANT, "code": "author", "display": "Author"}]},
+                   "who": {"reference": src.device_url,
+                           "display": f"{src.manifest.name} {src.manifest.version} ({src.variant}), manifest sha256 "
+                                      f"{src.manifest_sha256}"}}],
+        **({"entity": entities} if entities else {}),
+    }
+
+
+def _bundle(src: _Source, resources: list[dict[str, Any]], manufacturer: str | None, *,
+            input_sha256: str | None = None, basis: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     device = device_resource(src.manifest, model_sha256=src.model_sha256, manifest_sha256=src.manifest_sha256,
                              variant=src.variant, manufacturer=manufacturer)
     entries = [{"fullUrl": src.device_url, "resource": device,
                 "request": {"method": "POST", "url": "Device",
                             "ifNoneExist": f"identifier={MANIFEST_ID}|{src.manifest_sha256}"}}]
-    entries += [{"fullUrl": _urn(), "resource": r, "request": {"method": "POST", "url": r["resourceType"]}}
-                for r in resources]
+    provenances = []
+    for i, r in enumerate(resources):
+        r.setdefault("meta", {}).setdefault("security", []).append(dict(AIAST))
+        url = _urn()
+        entries.append({"fullUrl": url, "resource": r, "request": {"method": "POST", "url": r["resourceType"]}})
+        when = datetime.fromisoformat(r.get("occurrenceDateTime") or r.get("effectiveDateTime")
+                                      or _instant(None).isoformat())
+        sample = f"sample {i + 1} of {len(resources)}"
+        provenances.append(_provenance(src, url, when, input_sha256, list(basis), sample))
+    entries += [{"fullUrl": _urn(), "resource": p, "request": {"method": "POST", "url": "Provenance"}}
+                for p in provenances]
     doc = {"resourceType": "Bundle", "type": "transaction",
            "timestamp": datetime.now(timezone.utc).replace(microsecond=0).isoformat(), "entry": entries}
     return validate(doc)
 
 
 def prediction_bundle(pred: Prediction, *, subject: str, basis: Sequence[str] = (), at: datetime | None = None,
-                      generic: bool = False, manufacturer: str | None = None) -> dict[str, Any]:
-    """FHIR R4 for a :class:`~medinfer.Prediction` (see :meth:`medinfer.Prediction.to_fhir`).
+                      generic: bool = False, manufacturer: str | None = None,
+                      input_sha256: str | None = None) -> dict[str, Any]:
+    """FHIR R4 for a :class:`~medinfer.Prediction` (see :meth:`medinfer.Prediction.to_fhir`); ``input_sha256`` (the
+    digest of the request's input, :func:`medinfer.audit.input_digest`) names the input in each Provenance.
 
     Raises:
         MissingExtraError: fhir.resources is not installed.
@@ -281,7 +324,14 @@ def prediction_bundle(pred: Prediction, *, subject: str, basis: Sequence[str] = 
                 src, mapping.code or {}, subject=subject, basis=refs, effective=when, issued=issued,
                 value=_label_value(manifest, label),
                 components=[_probability_component(_label_probability(manifest, scores[i], label), label)]))
-    return _bundle(src, resources, manufacturer)
+    return _bundle(src, resources, manufacturer, input_sha256=_digest(input_sha256), basis=refs)
+
+
+def _digest(value: str | None) -> str | None:
+    if value is not None and (not isinstance(value, str) or len(value) != 64 or
+                              any(c not in "0123456789abcdef" for c in value)):
+        raise UsageError(f"input_sha256 must be 64 lowercase hex digits (medinfer.audit.input_digest), got {value!r}")
+    return value
 
 
 def _label_probability(manifest: Manifest, row: np.ndarray, label: str) -> float:
@@ -304,7 +354,8 @@ class ScoredSlice(Protocol):
 
 
 def slice_bundle(model: Model, result: ScoredSlice, *, subject: str, basis: Sequence[str] = (),
-                 manufacturer: str | None = None, sr_uid: str | None = None) -> dict[str, Any]:
+                 manufacturer: str | None = None, sr_uid: str | None = None,
+                 input_sha256: str | None = None) -> dict[str, Any]:
     """FHIR R4 for one scored CT slice: a RiskAssessment whose probability is the highest window score.
 
     ``basis`` gains the slice's study (an ImagingStudy by its DICOM Study Instance UID) when the file has one;
@@ -335,7 +386,7 @@ def slice_bundle(model: Model, result: ScoredSlice, *, subject: str, basis: Sequ
     extra = [f"Per-window regions: DICOM SR {sr_uid}."] if sr_uid else []
     resource = _risk(src, mapping, subject=subject, basis=refs, when=_instant(None),
                      probability=float(result.scores[best]), rationale=rationale, extra_notes=extra)
-    return _bundle(src, [resource], manufacturer)
+    return _bundle(src, [resource], manufacturer, input_sha256=_digest(input_sha256), basis=refs)
 
 
 def parse_time(text: str | None) -> datetime | None:

@@ -26,6 +26,12 @@ LOCAL = "urn:medinfer:fhir"
 RESULT_CODES = f"{LOCAL}:CodeSystem:result"  # what was assessed or observed
 MANIFEST_ID = f"{LOCAL}:identifier:manifest-sha256"
 MODEL_ID = f"{LOCAL}:identifier:model-sha256"
+INPUT_ID = f"{LOCAL}:identifier:input-sha256"  # the digest the audit record holds as input_sha256
+# HL7 AI Transparency on FHIR (STU1): every AI-influenced resource carries the security label AIAST ("Artificial
+# Intelligence asserted", from v3-ObservationValue) in meta.security; its Provenance gives AIAST as the reason.
+AIAST = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "AIAST",
+         "display": "Artificial Intelligence asserted"}
+PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 MANUFACTURER = "medinfer"
 
 REFERENCE = re.compile(r"^([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?"

@@ -97,8 +97,8 @@ def test_a_valid_signature_by_an_unknown_key_loads_with_a_loud_warning(tmp_path:
     assert trusted.signature.state == "trusted" and trusted.signed_by
 
 
-def test_without_the_sign_extra_a_present_signature_is_never_silent(tmp_path: Path, key, monkeypatch,
-                                                                      caplog) -> None:
+def test_without_the_sign_extra_a_present_signature_is_still_checked(tmp_path: Path, key, monkeypatch) -> None:
+    """Verification never needs the [sign] extra: with ``cryptography`` unavailable the verdicts are the same."""
     from medinfer import signing
 
     bundle = _signed(tmp_path / "b", key)
@@ -107,18 +107,19 @@ def test_without_the_sign_extra_a_present_signature_is_never_silent(tmp_path: Pa
         raise medinfer.MissingExtraError("bundle signatures", "sign", "cryptography")
 
     monkeypatch.setattr(signing, "_crypto", missing)
-    with caplog.at_level(logging.WARNING):
-        model = medinfer.load(bundle)
-    assert model.signature.state == "unchecked" and "NOT checked" in caplog.text
-    with pytest.raises(medinfer.MissingExtraError, match=r"\[sign\]"):
-        medinfer.load(bundle, require_signature=True, trusted_keys=[key["pub"]])
+    assert medinfer.load(bundle).signature.state == "untrusted"
+    assert medinfer.load(bundle, require_signature=True, trusted_keys=[key["pub"]]).signature.state == "trusted"
+    _flip_signature(bundle)
+    with pytest.raises(medinfer.SignatureError, match="does not match manifest.json"):
+        medinfer.load(bundle)
 
 
-def test_an_old_signature_without_its_public_key_is_unchecked_but_verifies_with_a_trusted_key(tmp_path: Path,
-                                                                                           key) -> None:
+def test_an_old_signature_without_its_public_key_is_refused_unless_a_trusted_key_checks_it(tmp_path: Path,
+                                                                                          key) -> None:
     bundle = _signed(tmp_path / "b", key)
     doc = json.loads((bundle / "manifest.sig").read_text())
     del doc["public_key"]
     (bundle / "manifest.sig").write_text(json.dumps(doc))
-    assert medinfer.load(bundle).signature.state == "unchecked"
+    with pytest.raises(medinfer.SignatureError, match="cannot be checked"):
+        medinfer.load(bundle)
     assert medinfer.load(bundle, trusted_keys=[key["pub"]]).signature.state == "trusted"

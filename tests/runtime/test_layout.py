@@ -14,7 +14,7 @@ import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
-OPTIONAL = ("tools", "cli", "fleet")
+OPTIONAL = ("tools", "cli", "fleet", "lifecycle")
 
 
 def _lint_imports(root: Path) -> subprocess.CompletedProcess:
