@@ -205,7 +205,7 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
             "golden.npz": golden_npz({input_name: golden_x, **extra_inputs}, {**golden_out, **extra_golden}),
             sample_entry.file: (_npz(sample), "parity"),
             **{rel: ((staging / rel).read_bytes(), "plot") for rel in plots.values()},
-            **{name: (data, "explain") for name, data in explain_files.items()},
+            **explain_files,
         }
         fields = {
             **contract,

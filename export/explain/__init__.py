@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,7 @@ from ...train.spec import Dataset, ModelSpec, Progress, quiet
 from ..samples import sample_indices
 from . import linear, perturbation, saabas
 from .context import Built, Context
+from .plot import PLOT, fidelity_figure
 
 GOLDEN_ROWS = 2  # golden inputs of an explanation graph (its outputs are (N, F) or (N, C, F): kept small)
 Builder = Callable[[Context, Subject], Built]
@@ -42,7 +45,7 @@ def subject_of(spec: ModelSpec, dataset: Dataset) -> Subject:
 
 def build_explanation(spec: ModelSpec, model: Any, dataset: Dataset, onx: Any, model_bytes: bytes,
                       metadata: dict[str, str], *, seed: int = 0, golden_x: Any = None,
-                      progress: Progress = quiet) -> tuple[ExplanationEntry | None, dict[str, bytes]]:
+                      progress: Progress = quiet) -> tuple[ExplanationEntry | None, dict[str, tuple[bytes, str]]]:
     """Make, gate and measure the explanation ``spec.explain`` asks for.
 
     Args:
@@ -52,7 +55,8 @@ def build_explanation(spec: ModelSpec, model: Any, dataset: Dataset, onx: Any, m
         golden_x: the golden input (the explanation graph's golden output is computed on it).
 
     Returns:
-        (the manifest's ``explanation`` section or None when the spec asks for none, {file name: bytes}).
+        (the manifest's ``explanation`` section or None when the spec asks for none, {file name: (bytes, role)}:
+        the explanation graph and its data (role ``explain``) and the fidelity figure (``plot``)).
 
     Raises:
         UnknownNameError: an unknown method.
@@ -91,11 +95,13 @@ def build_explanation(spec: ModelSpec, model: Any, dataset: Dataset, onx: Any, m
     progress(f"[{spec.name}] explanation {method}: area between curves {measured['gain']:.4g} {measured['units']} "
              f"(deletion {measured['deletion_gain']:.4g}, insertion {measured['insertion_gain']:.4g}); better than "
              f"random order on {measured['share_better']:.0%} of samples")
-    files: dict[str, bytes] = {}
+    files: dict[str, tuple[bytes, str]] = {}
     if built.graph is not None:
-        files[ctx.graph_file] = built.graph
+        files[ctx.graph_file] = (built.graph, "explain")
     if arrays:
-        files[ctx.data_file] = _npz(arrays)
+        files[ctx.data_file] = (_npz(arrays), "explain")
+    with tempfile.TemporaryDirectory() as folder:
+        files[PLOT] = (fidelity_figure({spec.name: entry.fidelity}, Path(folder) / "plot.png").read_bytes(), "plot")
     return dataclasses.replace(entry, data=ctx.data_file if arrays else None), files
 
 

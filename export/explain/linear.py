@@ -108,7 +108,8 @@ def build(ctx: Context) -> Built:
     Z = np.asarray(Z, np.float64)
     ref = Z[:, None, :] * W[None] if W.shape[0] > 1 else Z * W[0]
     tol = ctx.spec.parity
-    report = {"attributions": graphs.gate(ctx.spec.name, "per-feature contributions", got, ref, tol.atol, tol.rtol)}
+    report = {"reference": "scikit-learn in float64 (the pipeline's transform x coef_; decision_function)",
+              "attributions": graphs.gate(ctx.spec.name, "per-feature contributions", got, ref, tol.atol, tol.rtol)}
     logits = sign * np.asarray(ctx.model.decision_function(ctx.native_rows(X)), np.float64)
     if W.shape[0] == 1:
         logits = logits.reshape(-1)

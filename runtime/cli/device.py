@@ -182,7 +182,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"--dicom-out needs a DICOM CT slice as input; {args.input} is not a DICOM file")
     at = fhir_time(args) if args.fhir_out else None
     x = read_input(args.input, model)
-    pred = model.predict(x)
+    pred = model.predict(x, explain=args.explain)
     if args.fhir_out:
         write_fhir(args, pred.to_fhir(args.fhir_subject, basis=args.fhir_basis, at=at, generic=args.fhir_generic))
     if args.json:
@@ -205,6 +205,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             row.append(f"{'yes' if inside else 'NO'} ({float(score):.3g})")
         headers.append(f"in domain (score <= {model.manifest.domain.threshold:.3g})")  # type: ignore[union-attr]
     print(table(rows, headers))
+    if pred.explanation is not None:
+        from ..tools.explain_out import lines
+
+        print("\n" + "\n".join(lines(pred.explanation)))
     if pred.in_domain is not None and not pred.in_domain.all():
         print(f"\nWARNING: {int((~pred.in_domain).sum())} sample(s) lie outside the model's applicability domain: "
               "their answers are not backed by the training data", file=sys.stderr)
