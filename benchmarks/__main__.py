@@ -8,6 +8,8 @@
     python -m benchmarks models --bundles bundles            # results/models.json (held-out metrics of the bundles)
     python -m benchmarks slice [--slice-seconds 20]          # results/slice.json: a CT slice, one pass vs patches
     python -m benchmarks concurrency | safety | serve | int8-ops
+    python -m benchmarks explain [--examples]                # results/explain.json + plot: explanations' cost,
+                                                             # fidelity; --examples: README's one per model
 
 ``run`` also times one pass vs patch by patch for bundles with a whole-slice variant (``--no-slice`` skips it) into
 the run folder's ``slice.json``; ``publish`` writes it, and every cold start of the run, to ``results/``.
@@ -218,6 +220,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from . import explain
+
+    bundles = _bundles(args)
+    if not bundles:
+        print(f"no bundles in {args.bundles}/ — run 'make demo' (or 'medinfer build all') first", file=sys.stderr)
+        return 2
+    if args.examples:
+        print("\n".join(explain.examples_markdown(bundles)))
+        return 0
+    doc = explain.collect(bundles, args.seconds, args.rounds, _command(args.argv),
+                          progress=lambda m: print(m, file=sys.stderr))
+    print(f"wrote {results.write('explain', doc)} and {explain.plot(doc)}")
+    print("\n".join(explain.markdown(doc)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .cli import parser
 
@@ -225,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     handlers = {"run": cmd_run, "publish": cmd_publish, "report": cmd_report, "check": cmd_check,
                 "models": cmd_models, "int8-ops": cmd_int8_ops, "concurrency": cmd_concurrency,
-                "slice": cmd_slice, "safety": cmd_safety, "serve": cmd_serve}
+                "slice": cmd_slice, "safety": cmd_safety, "serve": cmd_serve, "explain": cmd_explain}
     return int(handlers[args.command](args))
 
 

@@ -70,6 +70,13 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=8, help="client threads")
     p.add_argument("--seconds", type=float, default=6.0, help="wall time per model, both modes together")
     p.add_argument("--rounds", type=int, default=6, help="interleaving rounds")
+    p = sub.add_parser("explain", help="explanations: batch-1 cost, fidelity on held-out samples -> "
+                                       "results/explain.json + plots/explain_fidelity.png")
+    _bundle_args(p)
+    p.add_argument("--seconds", type=float, default=6.0, help="wall time per model, the four calls together")
+    p.add_argument("--rounds", type=int, default=6, help="interleaving rounds")
+    p.add_argument("--examples", action="store_true",
+                   help="print one explanation per model (README markdown) and write nothing")
     p = sub.add_parser("slice", help="a whole CT slice: one pass vs patch by patch -> results/slice.json")
     _bundle_args(p)
     _slice_args(p)

@@ -119,7 +119,8 @@ def build(ctx: Context) -> Built:
     report["exactness"] = graphs.gate(ctx.spec.name, "bias + sum of the contributions vs the logit", summed, logits,
                                       EXACT_ATOL)
     entry = ExplanationEntry(
-        method="linear", explains=str(ctx.settings.get("explains", "logit")), units="log-odds",
+        method="linear", explains=str(ctx.settings.get("explains", "logit")),
+        units="log-odds" if W.shape[0] == 1 else "logit",
         file=ctx.graph_file, data=ctx.data_file, exact=True, bias=tuple(float(b) for b in bias),
         baseline="the word absent from the text (TF-IDF weight 0)" if kind == "text" else
         "the feature at 0 (for z-scored data: the average of the training data)",
