@@ -288,11 +288,12 @@ class Model:
                     self._check_evidence(outs[1])
                 if self._refuse_ood and self._domain_index is not None:
                     self._check_domain(outs[self._domain_index])
-                result = Prediction(self._meta, outs, single)
-                if explain:
+                pred = Prediction(self._meta, outs, single)
+                if explain:  # no answer without the explanation asked for (a failed one is this call's error)
                     from .explain import Explainer, with_explanation
 
-                    result = with_explanation(result, Explainer.for_model(self).explain(feeds, outs[0]))
+                    pred = with_explanation(pred, Explainer.for_model(self).explain(feeds, outs[0]))
+                result = pred
         except MedinferError as exc:
             error = exc
         except Exception as exc:  # onnxruntime's own exception types
