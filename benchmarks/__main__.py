@@ -228,7 +228,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"no bundles in {args.bundles}/ — run 'make demo' (or 'medinfer build all') first", file=sys.stderr)
         return 2
     if args.examples:
-        print("\n".join(explain.examples_markdown(bundles)))
+        lines = explain.examples_markdown(bundles)
+        print("\n".join(lines))
+        if args.write_readme:
+            explain.rewrite_readme(HERE.parent / "README.md", lines)
+            print(f"wrote the examples into {HERE.parent / 'README.md'}", file=sys.stderr)
         return 0
     doc = explain.collect(bundles, args.seconds, args.rounds, _command(args.argv),
                           progress=lambda m: print(m, file=sys.stderr))

@@ -1,7 +1,8 @@
 """Explanations of the built bundles: cost at batch 1, fidelity on held-out samples, one example per model.
 
     python -m benchmarks explain [--bundles bundles] [--seconds 6] [--rounds 6]   # results/explain.json + plot
-    python -m benchmarks explain --examples [--bundles bundles]                   # README markdown, nothing written
+    python -m benchmarks explain --examples [--bundles bundles] [--write-readme]  # README markdown (printed;
+                                                                                  # --write-readme: into README)
 
 Per bundle (one process, interleaved rounds at batch 1 on the bundle's golden input): ``predict`` on a model that
 never explained, ``predict`` on one whose explainer is loaded (the plain path must not get slower: the explanation is
@@ -40,9 +41,9 @@ def cost(bundle: Path, seconds: float, rounds: int) -> dict[str, Any]:
     model = medinfer.load(bundle)
     x = batch_input(model, 1)
     model.explain(x)  # builds the explainer (its graph's session, its golden check): not timed
-    times = interleaved({"predict": lambda: fresh.predict(x), "predict_explainer_loaded": lambda: model.predict(x),
-                         "explain": lambda: model.explain(x), "predict_explain": lambda: model.predict(x, explain=True)},
-                        seconds=seconds, rounds=rounds, warmup=5)
+    calls = {"predict": lambda: fresh.predict(x), "predict_explainer_loaded": lambda: model.predict(x),
+             "explain": lambda: model.explain(x), "predict_explain": lambda: model.predict(x, explain=True)}
+    times = interleaved(calls, seconds=seconds, rounds=rounds, warmup=5)
     out = {k: _stats(v) for k, v in times.items()}
     out["plain_predict_ratio"] = round(out["predict_explainer_loaded"]["p50_us"] / out["predict"]["p50_us"], 4)
     return out
@@ -144,3 +145,19 @@ def examples_markdown(bundles: list[Path], k: int = TOP) -> list[str]:
                    + ("; masking each group: " + ", ".join(f"{g} {v:+.3g}" for g, v in ex["groups"].items())
                       if ex["groups"] else ""))
     return out
+
+
+BEGIN = "<!-- explain-examples:start (python -m benchmarks explain --examples) -->"
+END = "<!-- explain-examples:end -->"
+
+
+def rewrite_readme(readme: Path, lines: list[str]) -> bool:
+    """Put ``lines`` between the README's explain-examples markers; True when the README changed."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{readme} has no {BEGIN} ... {END} block to fill")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail
+    readme.write_text(new)
+    return new != text

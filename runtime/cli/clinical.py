@@ -30,7 +30,7 @@ def predict_dicom(model: Model, args: argparse.Namespace) -> int:
     written: list[str] = []
     explained = None
     if getattr(args, "explain", False):
-        from ..tools.explain_out import explain_slice, patch_model_of
+        from ..tools.explain_slice import explain_slice, patch_model_of
         from .common import bundle_path
 
         explained = explain_slice(patch_model_of(model, bundle_path(args.bundle)), result)
@@ -39,7 +39,7 @@ def predict_dicom(model: Model, args: argparse.Namespace) -> int:
         if args.overlay:
             write_overlay(result, args.overlay)
             if explained is not None:
-                from ..tools.explain_out import explanation_overlay_path, write_explanation_overlay
+                from ..tools.explain_slice import explanation_overlay_path, write_explanation_overlay
 
                 path = explanation_overlay_path(args.overlay)
                 write_explanation_overlay(result, explained, path)
@@ -64,9 +64,9 @@ def predict_dicom(model: Model, args: argparse.Namespace) -> int:
     finally:
         why = []
         if explained is not None:
-            from ..tools.explain_out import slice_lines
+            from ..tools.explain_text import slice_lines
 
-            why = slice_lines(explained)
+            why = slice_lines(explained.to_dict())
         print(json.dumps(result.to_dict(), indent=2) if args.json else "\n".join([format_result(result), *why,
                                                                                    *written]), flush=True)
     return 0

@@ -206,7 +206,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         headers.append(f"in domain (score <= {model.manifest.domain.threshold:.3g})")  # type: ignore[union-attr]
     print(table(rows, headers))
     if pred.explanation is not None:
-        from ..tools.explain_out import lines
+        from ..tools.explain_text import lines
 
         print("\n" + "\n".join(lines(pred.explanation)))
     if pred.in_domain is not None and not pred.in_domain.all():

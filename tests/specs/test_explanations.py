@@ -26,7 +26,7 @@ EXPLAINED = [n for n in registry.names() if registry.get(n).explain]
 
 
 def test_every_registered_spec_names_an_explanation() -> None:
-    assert EXPLAINED == registry.names()
+    assert registry.names() == EXPLAINED
 
 
 @pytest.mark.parametrize("name", EXPLAINED)
