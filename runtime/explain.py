@@ -303,9 +303,14 @@ class Explainer:
 
 
 def explain(model: Model, x: Any, target: str | None = None) -> Explanation:
-    """``model.explain(x)``: validate ``x`` as ``predict`` does and explain each sample (see :class:`Explanation`)."""
+    """``model.explain(x)``: validate ``x`` as ``predict`` does and explain each sample (see :class:`Explanation`).
+    A sample that ``predict`` would not answer for lack of information (no known word) is not explained either."""
     feeds, _ = model.prepare(x)
-    return Explainer.for_model(model).explain(feeds, target=target)
+    explainer = Explainer.for_model(model)
+    outs = model._run_batch(feeds, None)
+    if model._evidence is not None:
+        model._check_evidence(outs[1])
+    return explainer.explain(feeds, outs[0], target=target)
 
 
 def _read_data(model: Model, name: str) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ import numpy as np
 from medinfer.errors import ParityError
 from medinfer.explain_spec import ATTRIBUTIONS, ExplanationEntry
 
+from ...train.artifact import calibration_indices
 from . import graphs
 from .context import Built, Context
 
@@ -116,10 +117,12 @@ def build(ctx: Context) -> Built:
     probability = np.asarray(forest.predict_proba(X), np.float64)[:, column]
     report["exactness"] = graphs.gate(ctx.spec.name, "bias + sum of the contributions vs the forest's probability",
                                       bias + got.astype(np.float64).sum(axis=1), probability, EXACT_ATOL)
-    calib = np.asarray(ctx.dataset.X_train, np.float32)
+    X_train = np.asarray(ctx.dataset.X_train, np.float32)  # the rows an artifact keeps: fresh and saved agree
+    calib = X_train[calibration_indices(len(X_train), ctx.seed)]
     entry = ExplanationEntry(
         method="saabas", explains=str(ctx.settings.get("explains", "probability")), units="probability",
         file=ctx.graph_file, data=ctx.data_file, exact=True, bias=(bias,),
-        baseline="the feature at its training median (deletion curves only: path contributions need no baseline)",
+        baseline="the feature at its median over the training rows the artifact keeps (deletion curves only: path "
+        "contributions need no baseline)",
         params={"trees": len(forest.estimators_), "features": "input"}, parity=report, atol=max(tol.atol, 1e-6))
     return Built(entry, data, {"baseline": np.median(calib, axis=0).astype(np.float32)}, session)

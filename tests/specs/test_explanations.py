@@ -142,3 +142,12 @@ def test_the_cli_shows_the_words_behind_a_report(built, tmp_path, capsys: pytest
     words = [part.rsplit(" ", 1) for part in line.split(": ", 1)[1].split(", ")]
     vocabulary = set(json.loads(json.dumps(medinfer.load(path).explain("x y").features)))
     assert words and all(w in vocabulary and v[0] in "+-" for w, v in words)
+
+
+def test_a_text_with_no_known_word_is_not_explained_either(built) -> None:
+    _, path = built("clinical_notes_tfidf")
+    model = medinfer.load(path)
+    with pytest.raises(medinfer.NoInformationError, match="no usable information"):
+        model.explain("the of and 😀")
+    with pytest.raises(medinfer.NoInformationError):
+        model.predict("the of and", explain=True)
