@@ -10,7 +10,7 @@ MEDINFER := $(VENV)/bin/medinfer
 STAMP  := $(VENV)/.installed-train-dev
 MODELS ?= all
 
-.PHONY: demo test install lint clean bench bench-publish peer-venvs bench-serve test-triton test-scale test-device check-dicom-out test-arm test-min runs-on
+.PHONY: demo test install lint clean bench bench-publish bench-explain peer-venvs bench-serve test-triton test-scale test-device check-dicom-out test-arm test-min runs-on
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ bench: $(STAMP) peer-venvs
 bench-publish: $(STAMP)
 	$(PY) -m benchmarks models --bundles bundles
 	$(PY) -m benchmarks publish --from $$(ls -d build/bench/*/ | grep -v -- -short/ | tail -1)
+
+# Explanations of the built bundles: batch-1 cost and fidelity -> benchmarks/results/explain.json and
+# benchmarks/plots/explain_fidelity.png; one explanation per model into README (between its explain-examples markers).
+bench-explain: $(STAMP)
+	$(PY) -m benchmarks explain --bundles bundles
+	$(PY) -m benchmarks explain --bundles bundles --examples --write-readme
 
 # The edge peers, each in its own venv (never beside plain onnxruntime): ai-edge-litert, onnxruntime-openvino.
 LITERT_VENV ?= build/litert-venv

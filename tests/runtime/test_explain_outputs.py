@@ -73,3 +73,12 @@ def test_a_ct_slice_is_explained_around_each_finding(tmp_path: Path, capsys: pyt
     f = findings[0]
     rows = [int(v) for v in f["top"][0][0].split(", ")[0].split(" ")[1].split("-")]
     assert f["row"] - 50 <= rows[0] <= rows[1] < f["row"] + 50
+
+
+def test_verify_checks_the_explanation_graph_too(bundle: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", str(bundle)]) == 0
+    assert "explanation (linear) checked" in capsys.readouterr().out
+    wrong = tiny_explain.linear(tmp_path / "wrong", graph=tiny_explain.linear_graph(weights=tiny_explain.LOGIT_W * 2))
+    assert main(["verify", str(wrong)]) == 7  # the self-test exit code
+    assert "explanation graph" in capsys.readouterr().err
