@@ -151,3 +151,40 @@ def test_a_text_with_no_known_word_is_not_explained_either(built) -> None:
         model.explain("the of and 😀")
     with pytest.raises(medinfer.NoInformationError):
         model.predict("the of and", explain=True)
+
+
+EXPLAIN_ISOLATED = r"""
+import json, sys
+import numpy as np
+import medinfer
+out = {}
+for path in sys.argv[1:]:
+    model = medinfer.load(path)
+    inputs, _ = model.golden()
+    e = model.explain(next(iter(inputs.values())))
+    out[model.name] = {"method": e.method, "output": e.output.tolist(), "top": e.top(0, 3)}
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"tensorflow", "sklearn", "onnx", "scipy", "shap"})
+print(json.dumps({"results": out, "heavy": heavy}))
+"""
+
+
+def test_every_bundle_explains_on_a_base_device_install(built) -> None:
+    """Explanations need numpy + onnxruntime only: a fresh process with the training stack, onnx, scipy and the
+    exporter blocked explains the golden input of every bundle as the full environment does."""
+    import subprocess
+    import sys
+
+    from ..helpers.isolation import BLOCKER
+
+    paths = [built(name)[1] for name in EXPLAINED]
+    proc = subprocess.run([sys.executable, "-c", BLOCKER + EXPLAIN_ISOLATED, *map(str, paths)], capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert doc["heavy"] == [] and sorted(doc["results"]) == sorted(EXPLAINED)
+    for path in paths:
+        model = medinfer.load(path)
+        inputs, _ = model.golden()
+        here = model.explain(next(iter(inputs.values())))
+        np.testing.assert_allclose(doc["results"][model.name]["output"], here.output, atol=1e-6)
+        assert doc["results"][model.name]["method"] == here.method
