@@ -11,7 +11,7 @@ MEDINFER := $(VENV)/bin/medinfer
 STAMP  := $(VENV)/.installed-train-dev
 MODELS ?= all
 
-.PHONY: demo test install lint clean bench bench-publish peer-venvs bench-serve test-triton test-scale test-device check-dicom-out test-arm test-min runs-on
+.PHONY: demo test install lint clean bench bench-publish bench-explain peer-venvs bench-serve test-triton test-scale test-device check-dicom-out test-arm test-min runs-on
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ bench: $(STAMP) peer-venvs
 # commit is not in HEAD's history: commit, then `make bench`, then `make bench-publish`, then commit the results.
 bench-publish: $(STAMP)
 	$(PY) -m benchmarks publish --bundles bundles --from $$(ls -d build/bench/*/ | grep -v -- -short/ | tail -1)
+
+# Explanations of the built bundles: batch-1 cost and fidelity -> benchmarks/results/explain.json and
+# benchmarks/plots/explain_fidelity.png; one explanation per model into README (between its explain-examples markers).
+bench-explain: $(STAMP)
+	$(PY) -m benchmarks explain --bundles bundles
+	$(PY) -m benchmarks explain --bundles bundles --examples --write-readme
 
 # The edge peers, each in its own venv (never beside plain onnxruntime): ai-edge-litert, onnxruntime-openvino.
 LITERT_VENV ?= build/litert-venv

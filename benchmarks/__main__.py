@@ -8,6 +8,8 @@
     python -m benchmarks models --bundles bundles            # results/models.json (held-out metrics of the bundles)
     python -m benchmarks slice [--slice-seconds 20]          # results/slice.json: a CT slice, one pass vs patches
     python -m benchmarks concurrency | safety | serve | int8-ops
+    python -m benchmarks explain [--examples]                # results/explain.json + plot: explanations' cost,
+                                                             # fidelity; --examples: README's one per model
 
 ``run`` also times one pass vs patch by patch for bundles with a whole-slice variant (``--no-slice`` skips it) into
 the run folder's ``slice.json``; ``publish`` writes it, and every cold start of the run, to ``results/``.
@@ -278,6 +280,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from . import explain
+
+    started = None if args.examples else _begin(args, "python -m benchmarks explain")
+    bundles = _bundles(args)
+    if not bundles:
+        print(f"no bundles in {args.bundles}/ — run 'make demo' (or 'medinfer build all') first", file=sys.stderr)
+        return 2
+    if args.examples:
+        lines = explain.examples_markdown(bundles)
+        print("\n".join(lines))
+        if args.write_readme:
+            explain.rewrite_readme(HERE.parent / "README.md", lines)
+            print(f"wrote the examples into {HERE.parent / 'README.md'}", file=sys.stderr)
+        return 0
+    doc = explain.collect(bundles, args.seconds, args.rounds, _command(args.argv),
+                          progress=lambda m: print(m, file=sys.stderr))
+    doc = {"kind": "medinfer.explain", "time": started["started"], "provenance": started,  # type: ignore[index]
+           "bundles": provenance.bundles_of(bundles), **doc}
+    print(f"wrote {_write(args, 'explain', doc, started)} and {explain.plot(doc)}")
+    print("\n".join(explain.markdown(doc)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .cli import parser
 
@@ -285,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     handlers = {"run": cmd_run, "publish": cmd_publish, "report": cmd_report, "check": cmd_check,
                 "models": cmd_models, "int8-ops": cmd_int8_ops, "concurrency": cmd_concurrency,
-                "slice": cmd_slice, "safety": cmd_safety, "serve": cmd_serve}
+                "slice": cmd_slice, "safety": cmd_safety, "serve": cmd_serve, "explain": cmd_explain}
     try:
         return int(handlers[args.command](args))
     except MedinferError as exc:  # a refusal (a dirty tree, a run that cannot be published): its words, its code

@@ -89,6 +89,15 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=6.0, help="wall time per model, both modes together")
     p.add_argument("--rounds", type=int, default=6, help="interleaving rounds")
     _results_arg(p)
+    p = sub.add_parser("explain", help="explanations: batch-1 cost, fidelity on held-out samples -> "
+                                       "results/explain.json + plots/explain_fidelity.png")
+    _bundle_args(p)
+    p.add_argument("--seconds", type=float, default=6.0, help="wall time per model, the four calls together")
+    p.add_argument("--rounds", type=int, default=6, help="interleaving rounds")
+    p.add_argument("--examples", action="store_true",
+                   help="print one explanation per model (README markdown); nothing else is measured or written")
+    p.add_argument("--write-readme", action="store_true", help="with --examples: also put them into README.md")
+    _results_arg(p)
     p = sub.add_parser("slice", help="a whole CT slice: one pass vs patch by patch -> results/slice.json")
     _bundle_args(p)
     _slice_args(p)

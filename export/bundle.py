@@ -45,6 +45,7 @@ from .card import render
 from .change import ChangeRequest, change_fields
 from .converters import convert, get_converter
 from .domain_graph import add_domain_output
+from .explain import build_explanation
 from .profiles import chosen_profile
 from .requires import requirements
 from .samples import build_sample
@@ -165,6 +166,9 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
         golden_x = ds.X_test[:GOLDEN_SAMPLES]
         golden_names = [spec.score_output]
         golden_out = dict(zip(golden_names, session.run(golden_names, {input_name: golden_x})))
+        explanation, explain_files = build_explanation(  # made and gated here; the device only runs it
+            spec, art.model, ds, onx, model_bytes, {p.key: p.value for p in onx.metadata_props},
+            seed=int(art.report.get("seed") or 0), golden_x=golden_x, progress=progress)
         variants, variant_files, variant_report, variant_goldens = build_variants(
             spec, ds, model_bytes, input_name, golden_x, art.point.threshold, progress,
             seed=int(art.report.get("seed") or 0))
@@ -204,6 +208,7 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
             "golden.npz": golden_npz({input_name: golden_x, **extra_inputs}, {**golden_out, **extra_golden}),
             sample_entry.file: (_npz(sample), "parity"),
             **{rel: ((staging / rel).read_bytes(), "plot") for rel in plots.values()},
+            **explain_files,
         }
         fields = {
             **contract,
@@ -221,6 +226,7 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
             "domain": _domain_section(art) if guard is not None else None,
             "parity_sample": sample_entry,
             **change_fields(spec.name, spec.version, spec.task, art.report["metrics"], change),
+            "explanation": explanation,
         }
         write_bundle(staging, fields, files)
 
@@ -258,7 +264,8 @@ def write_bundle(folder: Path, fields: dict[str, Any], files: dict[str, tuple[by
     folder = Path(folder)
     files = dict(files)
     if "requires" not in fields:
-        fields = {**fields, "requires": requirements(b for b, role in files.values() if role in ("model", "variant"))}
+        fields = {**fields, "requires": requirements(b for n, (b, role) in files.items() if role in ("model", "variant")
+                                                     or (role == "explain" and n.endswith(".onnx")))}
 
     def build() -> Manifest:
         pinned = {n: FileEntry(sha256=sha256_bytes(b), size=len(b), role=r) for n, (b, r) in files.items()}

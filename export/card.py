@@ -6,6 +6,8 @@ from typing import Any
 
 from medinfer.manifest import Manifest
 
+from .explain.card import section as explanation_section
+
 
 def _metric(m: Any) -> str:
     ci = f" (95 % CI {m.ci95[0]:.3f}–{m.ci95[1]:.3f})" if m.ci95 else ""
@@ -90,6 +92,7 @@ def render(m: Manifest) -> str:
     for title, path in c.plots.items():
         lines += [f"![{title}]({path})", ""]
     lines += _domain(m)
+    lines += explanation_section(m)
     lines += ["## Export parity (fail-closed gate)", ""]
     p = m.parity
     lines.append(f"- {p.n_samples} inputs compared (held-out set + edge cases); max abs diff "

@@ -33,6 +33,7 @@ from .errors import (
     UnknownNameError,
     UsageError,
 )
+from .explain import Explanation
 from .failsafe import NoResult, UnavailableModel
 from .grouped import predict_grouped
 from .loader import load
@@ -50,6 +51,7 @@ __all__ = [
     "UnavailableModel",
     "verify_log",
     "DeadlineExceeded",
+    "Explanation",
     "InferenceError",
     "InputError",
     "InputTypeError",

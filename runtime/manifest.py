@@ -18,6 +18,7 @@ from typing import Any, Literal
 from .change import Lineage, Pccp
 from .decision import score_column
 from .errors import ManifestError
+from .explain_spec import ExplanationEntry
 from .files import read_regular_file
 from .records import ParitySample, ProfileEvidence, Reproducibility
 from .schema import parse, to_json
@@ -44,7 +45,7 @@ class FileEntry:
 
     sha256: str
     size: int
-    role: Literal["model", "variant", "card", "golden", "parity", "plot", "other"] = "other"
+    role: Literal["model", "variant", "card", "golden", "parity", "plot", "explain", "other"] = "other"
 
     def _check(self, doc: str, path: str) -> None:
         if not _SHA256.match(self.sha256):
@@ -327,6 +328,7 @@ class Manifest:
     reproducibility: Reproducibility | None = None  # only after `medinfer build --check-reproducible` passed
     lineage: Lineage | None = None  # parent, change log, release counter (change control); older bundles have none
     pccp: Pccp | None = None  # acceptance criteria for a successor, declared at export (medinfer diff)
+    explanation: ExplanationEntry | None = None  # how the bundle explains its answers (explain_spec.py); older: none
 
     def _check(self, doc: str, path: str) -> None:
         if self.schema_version != SCHEMA_VERSION:
@@ -379,6 +381,10 @@ class Manifest:
             raise _bad(doc, "golden.file", f"names {self.golden.file!r}, which 'files' does not pin")
         if self.parity_sample is not None and self.parity_sample.file not in self.files:
             raise _bad(doc, "parity_sample.file", f"names {self.parity_sample.file!r}, which 'files' does not pin")
+        explanation = self.explanation
+        for key, name in (("file", explanation.file), ("data", explanation.data)) if explanation else ():
+            if name is not None and name not in self.files:
+                raise _bad(doc, f"explanation.{key}", f"names {name!r}, which 'files' does not pin")
         for name in self.files:
             parts = name.split("/")
             if len(parts) > 2 or not all(_PART.match(p) for p in parts):

@@ -34,6 +34,7 @@ from .samples import read_pairs, read_pinned
 from .validation import InputCheck, Validator
 
 if TYPE_CHECKING:
+    from .explain import Explanation
     from .signing import SignatureCheck
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class Model:
         self._plain = True
         self.signed_by: str | None = None
         self.signature: SignatureCheck | None = None
+        self.audit_explanations = 0  # top attributions per sample in each audit record (0: none; opt-in)
 
     def use_large_batch_session(self, session: Any, from_batch: int) -> None:
         """Route batches of at least ``from_batch`` samples to ``session`` (same graph, other thread settings)."""
@@ -114,17 +116,22 @@ class Model:
         self._large_from = min(self._chunk + 1, from_batch)
 
     def configure(self, *, audit: AuditLog | None = None, deadline_ms: float | None = None,
-                  out_of_domain: str = "flag") -> Model:
+                  out_of_domain: str = "flag", audit_explanations: int = 0) -> Model:
         """Set the model's audit trail, default per-call deadline (None: off) and out-of-domain policy.
 
         ``out_of_domain``: ``"flag"`` (answer, and flag each sample in ``Prediction.in_domain``), or ``"no_result"``
         / ``"raise"`` (a call holding a sample outside the domain gets no answer: ``predict`` raises
         OutOfDomainError, ``try_predict`` returns ``NoResult(reason="out_of_domain")``; the two names are one
         policy). A bundle without a domain guard answers under every policy (and says so: ``in_domain`` is None).
+        ``audit_explanations``: with ``predict(..., explain=True)``, the audit record also carries this many top
+        attributions per sample (0, the default: none).
 
         Raises:
             UsageError: a deadline that is not > 0, or an unknown policy.
         """
+        if isinstance(audit_explanations, bool) or not isinstance(audit_explanations, int) or audit_explanations < 0:
+            raise UsageError(f"audit_explanations must be an integer >= 0, got {audit_explanations!r}")
+        self.audit_explanations = audit_explanations
         if deadline_ms is not None and not (isinstance(deadline_ms, (int, float)) and deadline_ms > 0):
             raise UsageError(f"deadline_ms must be > 0, got {deadline_ms!r}")
         if out_of_domain not in OUT_OF_DOMAIN:
@@ -188,7 +195,8 @@ class Model:
         return (f"Model({self.name!r}, version={self.version!r}, variant={self.variant!r}, "
                 f"providers={list(self.providers)})")
 
-    def predict(self, x: Any, *, deadline_ms: float | None = None, request_id: str | None = None) -> Prediction:
+    def predict(self, x: Any, *, deadline_ms: float | None = None, request_id: str | None = None,
+                explain: bool = False) -> Prediction:
         """Validate ``x`` against the manifest, run the graph, and return a typed :class:`Prediction`.
 
         Args:
@@ -197,6 +205,7 @@ class Model:
                 models take a mapping of input name -> array.
             deadline_ms: raise DeadlineExceeded if no result within it (default: the model's ``deadline_ms``).
             request_id: an id for the audit record (default: a random UUID).
+            explain: also explain each sample (``Prediction.explanation``, see :meth:`explain`).
 
         Returns:
             Prediction with labels (classification), scores, raw outputs and provenance.
@@ -206,7 +215,7 @@ class Model:
             DeadlineExceeded: the deadline passed.
             InferenceError: onnxruntime failed on a validated input.
         """
-        if self._plain and deadline_ms is None and request_id is None:
+        if self._plain and deadline_ms is None and request_id is None and not explain:
             check = self._check1
             if check is not None and type(x) is np.ndarray:  # hot path: one array for a one-input model
                 arr, single = check(x)
@@ -224,10 +233,26 @@ class Model:
             if self._evidence is not None:
                 self._check_evidence(outs[1])
             return Prediction(self._meta, outs, single)
-        result = self._guarded(x, deadline_ms if deadline_ms is not None else self.deadline_ms, request_id)
+        result = self._guarded(x, deadline_ms if deadline_ms is not None else self.deadline_ms, request_id, explain)
         if isinstance(result, MedinferError):
             raise result
         return result
+
+    def explain(self, x: Any, *, target: str | None = None) -> Explanation:
+        """Per-sample attributions of ``x`` with the method named, computed by the bundle's own graphs (see
+        :mod:`medinfer.explain`; validated as :meth:`predict` validates).
+
+        Args:
+            x: as for :meth:`predict`.
+            target: multiclass models: the class to explain (default: each sample's predicted class).
+
+        Raises:
+            UsageError: the bundle has no explanation (exported before them), or a whole-slice variant.
+            InputError / InputTypeError: as :meth:`predict`.
+        """
+        from .explain import explain
+
+        return explain(self, x, target)
 
     def try_predict(self, x: Any, *, deadline_ms: float | None = None,
                     request_id: str | None = None) -> Prediction | NoResult:
@@ -241,7 +266,8 @@ class Model:
             return NoResult(result.code, str(result), self.name, self.version, request_id, type(result).__name__)
         return result
 
-    def _guarded(self, x: Any, deadline_ms: float | None, request_id: str | None) -> Prediction | MedinferError:
+    def _guarded(self, x: Any, deadline_ms: float | None, request_id: str | None,
+                 explain: bool = False) -> Prediction | MedinferError:
         """The predict path with deadline and audit record; returns the error instead of raising it."""
         start = time.perf_counter()
         feeds: dict[str, np.ndarray] | None = None
@@ -262,7 +288,12 @@ class Model:
                     self._check_evidence(outs[1])
                 if self._refuse_ood and self._domain_index is not None:
                     self._check_domain(outs[self._domain_index])
-                result = Prediction(self._meta, outs, single)
+                pred = Prediction(self._meta, outs, single)
+                if explain:  # no answer without the explanation asked for (a failed one is this call's error)
+                    from .explain import Explainer, with_explanation
+
+                    pred = with_explanation(pred, Explainer.for_model(self).explain(feeds, outs[0]))
+                result = pred
         except MedinferError as exc:
             error = exc
         except Exception as exc:  # onnxruntime's own exception types
@@ -272,8 +303,8 @@ class Model:
         if audit is not None:
             try:
                 if error is None:
-                    audit.record(feeds, "ok", (time.perf_counter() - start) * 1e6, _summary(result),  # type: ignore
-                                 request_id)
+                    audit.record(feeds, "ok", (time.perf_counter() - start) * 1e6,  # type: ignore[arg-type]
+                                 _summary(result, explained=self.audit_explanations), request_id)  # type: ignore
                 else:
                     audit.record(feeds if feeds is not None else _digestible(x), "no_result",
                                  (time.perf_counter() - start) * 1e6, None, request_id, error.code)
@@ -453,9 +484,10 @@ def _digestible(x: Any) -> dict[str, Any] | None:
     return None
 
 
-def _summary(pred: Prediction, limit: int = 16) -> dict[str, Any]:
+def _summary(pred: Prediction, limit: int = 16, explained: int = 0) -> dict[str, Any]:
     """A compact output summary for the audit trail: decisions and scores rounded to 5 decimals (numpy's rule:
-    ``rint(x * 1e5) / 1e5``) of the first ``limit`` samples."""
+    ``rint(x * 1e5) / 1e5``) of the first ``limit`` samples; with ``explained`` > 0 and an explanation, its method
+    and top ``explained`` attributions of each of those samples."""
     labels = pred.labels
     scores = pred.scores
     n = len(pred)
@@ -467,6 +499,10 @@ def _summary(pred: Prediction, limit: int = 16) -> dict[str, Any]:
         out["domain_scores"] = _rounded(domain, n, limit)
         out["out_of_domain"] = n - int(np.count_nonzero(pred.in_domain))  # type: ignore[arg-type]
     out["scores"] = _rounded(scores, n, limit)
+    explanation = pred.explanation
+    if explained and explanation is not None:
+        out["explanation"] = {"method": explanation.method, "top": [
+            [[name, round(value, 5)] for name, value in explanation.top(i, explained)] for i in range(min(n, limit))]}
     return out
 
 

@@ -90,6 +90,7 @@ class Prediction:
 
     __slots__ = ("_meta", "_raw", "single", "_labels", "_scores")
     ok = True  # a NoResult has ok = False
+    explanation: Any = None  # predict(..., explain=True) gives an ExplainedPrediction holding a medinfer.Explanation
 
     def __init__(self, meta: PredictionMeta, raw: list[np.ndarray], single: bool) -> None:
         self._meta = meta

@@ -133,6 +133,10 @@ class ModelSpec:
     slice_cells: ClassVar[tuple[int, int]] = (2, 12)
     slice_max_elements: ClassVar[int] = 640 * 640
     slice_int8_atol: ClassVar[float] = 0.02
+    # How the bundle explains its answers (made and gated at export by medinfer.export.explain, run on the device by
+    # medinfer.explain): {"method": "linear" | "saabas" | "occlusion" | "masking", "explains": what, in words,
+    # "can_tell" / "cannot_tell": for the card, and the method's settings}. None: no explanation.
+    explain: ClassVar[dict[str, Any] | None] = None
 
     # -- configuration ---------------------------------------------------------------------------------
     def configure(self, **values: Any) -> ModelSpec:

@@ -28,9 +28,23 @@ def predict_dicom(model: Model, args: argparse.Namespace) -> int:
         fhir_time(args)  # refuse a bad subject or time before the work, not after
     result = predict_file(model, args.input, centre=centre, stride=args.stride, frame=args.frame)
     written: list[str] = []
+    explained = None
+    if getattr(args, "explain", False):
+        from ..tools.explain_slice import explain_slice, patch_model_of
+        from .common import bundle_path
+
+        explained = explain_slice(patch_model_of(model, bundle_path(args.bundle)), result)
+        result.extra["explanation"] = explained.to_dict()
     try:  # the scores are printed even when a file beside them cannot be written
         if args.overlay:
             write_overlay(result, args.overlay)
+            if explained is not None:
+                from ..tools.explain_slice import explanation_overlay_path, write_explanation_overlay
+
+                path = explanation_overlay_path(args.overlay)
+                write_explanation_overlay(result, explained, path)
+                result.extra["explanation_overlay"] = str(path)
+                written.append(f"explanation overlay written to {path}")
         sr_uid = None
         if args.dicom_out:
             from ..tools.dicom_out import KINDS, write_dicom
@@ -51,8 +65,13 @@ def predict_dicom(model: Model, args: argparse.Namespace) -> int:
             result.extra["fhir_out"] = args.fhir_out
             written.append(f"FHIR R4 transaction Bundle written to {args.fhir_out}")
     finally:
-        print(json.dumps(result.to_dict(), indent=2) if args.json else "\n".join([format_result(result), *written]),
-              flush=True)
+        why = []
+        if explained is not None:
+            from ..tools.explain_text import slice_lines
+
+            why = slice_lines(explained.to_dict())
+        print(json.dumps(result.to_dict(), indent=2) if args.json else "\n".join([format_result(result), *why,
+                                                                                   *written]), flush=True)
     return 0
 
 

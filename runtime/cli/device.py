@@ -61,6 +61,11 @@ def cmd_info(args: argparse.Namespace) -> int:
                  for k, v in m.metrics.baseline.heldout.items()]
     print("\n" + table(rows, ["held-out metric", "value", "95% CI"]))
     print("\n" + _domain_text(m))
+    e = m.explanation
+    print("\nexplanation: " + (f"{e.method} of the {e.explains} ({'exact' if e.exact else 'baseline: ' + e.baseline}); "
+                              f"fidelity: area between curves {e.fidelity.get('gain', float('nan')):.4g} on "
+                              f"{e.fidelity.get('n')} held-out samples (medinfer predict ... --explain)" if e else
+                              "none (built before explanations: re-export to add one)"))
     print("\n" + table([[k, v.precision, v.file] for k, v in m.variants.items()], ["variant", "precision", "file"]))
     print("\n" + table([[k, v.size, v.sha256[:16] + "…"] for k, v in m.files.items()], ["file", "bytes", "sha256"]))
     sources = "; ".join(f"{s.package}=={s.version}:{s.file}" for s in m.data.sources)
@@ -121,6 +126,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             model = load(bundle_path(arg), providers_arg(args.provider), variant=args.variant, self_test=False,
                          require_signature=args.require_signature, trusted_keys=args.trusted_key)
             report = model.self_test()
+            explanation = _explanation_check(model)
             placement = model.placement() if args.placement else None
             signature = model.signature
             results.append({"bundle": arg, "ok": True, "name": model.name, "version": model.version,
@@ -128,7 +134,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                             "signature": signature.state if signature else "unsigned",
                             "signature_warning": signature.message if signature and signature.warning else None,
                             "files": len(model.manifest.files), "self_test": report.status,
-                            "max_abs_diff": report.max_abs_diff, "providers": list(model.providers),
+                            "max_abs_diff": report.max_abs_diff, "explanation": explanation,
+                            "providers": list(model.providers),
                             "runs_on": model.providers[0],
                             "provider_warning": provider_fallback(providers_arg(args.provider), model.providers)})
         except MedinferError as exc:
@@ -145,7 +152,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
             if r["ok"]:
                 signed = f", signature by key {r['signed_by']}" if r["signed_by"] else ""
                 print(f"OK    {r['bundle']}: {r['name']} {r['version']}, {r['files']} files verified (sha256)"
-                      f"{signed}, self-test {r['self_test']}; runs on {r['runs_on']}"
+                      f"{signed}, self-test {r['self_test']}"
+                      + (f", explanation ({r['explanation']}) checked" if r["explanation"] else "")
+                      + f"; runs on {r['runs_on']}"
                       + (f" (session providers: {', '.join(r['providers'])})" if len(r["providers"]) > 1 else ""))
                 if r["placement"]:
                     pl = r["placement"]
@@ -158,6 +167,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
         codes = [r["exit_code"] for r in results if not r["ok"]]
         return codes[0]
     return 0
+
+
+def _explanation_check(model: Any) -> str | None:
+    """The bundle's explanation method after its graph's golden check (None: no explanation, or a whole-slice
+    variant, whose windows are explained by the patch variant). Raises what ``Model.explain`` would."""
+    manifest = model.manifest
+    if manifest.explanation is None or manifest.variants[model.variant].inputs is not None:
+        return None
+    from ..explain import Explainer
+
+    Explainer.for_model(model)
+    return str(manifest.explanation.method)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -182,7 +203,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"--dicom-out needs a DICOM CT slice as input; {args.input} is not a DICOM file")
     at = fhir_time(args) if args.fhir_out else None
     x = read_input(args.input, model)
-    pred = model.predict(x)
+    pred = model.predict(x, explain=args.explain)
     if args.fhir_out:
         from ..audit import input_digest
 
@@ -208,6 +229,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             row.append(f"{'yes' if inside else 'NO'} ({float(score):.3g})")
         headers.append(f"in domain (score <= {model.manifest.domain.threshold:.3g})")  # type: ignore[union-attr]
     print(table(rows, headers))
+    if pred.explanation is not None:
+        from ..tools.explain_text import lines
+
+        print("\n" + "\n".join(lines(pred.explanation)))
     if pred.in_domain is not None and not pred.in_domain.all():
         print(f"\nWARNING: {int((~pred.in_domain).sum())} sample(s) lie outside the model's applicability domain: "
               "their answers are not backed by the training data", file=sys.stderr)

@@ -59,6 +59,7 @@ def add_parsers(sub: Any) -> None:
                            "the features",
                            "medinfer predict clinical_notes_tfidf report.txt --json  # a .txt file is one document",
                            "medinfer predict lung_nodule_cnn scan.dcm --overlay heat.png  # a CT slice, sliding window",
+                           "medinfer predict clinical_notes_tfidf report.txt --explain  # the words behind the answer",
                            "medinfer predict glucose_lstm cgm.npy --fhir-out forecast.json --fhir-subject Patient/123"))
     p.add_argument("bundle", help=bundle_help)
     p.add_argument("input", help="input file: .npy .npz .csv .tsv .json, .txt (one text document), or a DICOM CT "
@@ -70,6 +71,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help=json_help + " (labels, scores, provenance)")
     p.add_argument("--out-of-domain", choices=("flag", "no_result"), default="flag",
                    help="samples outside the applicability domain: flag them (default) or give no answer (exit 5)")
+    p.add_argument("--explain", action="store_true",
+                   help="also say why: each answer's top attributions with their signs, computed by the bundle's own "
+                        "explanation (a DICOM slice: occlusion around each finding; with --overlay OUT.png also "
+                        "OUT.explain.png)")
     dicom = p.add_argument_group("DICOM CT input (bundles whose manifest declares CT in HU; needs [dicom])")
     dicom.add_argument("--center", default=None, metavar="ROW,COL",
                        help="score one patch centred here (default: the whole slice, sliding window)")

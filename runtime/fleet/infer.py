@@ -49,12 +49,17 @@ def run_call(call: Call, server_deadline_ms: float | None, audited: bool) -> tup
         # trail records the refusal.
         deadline = max(deadline - (start - call.arrival) / 1e6, 1e-3)
     fhir = fhir_request(req.parameters)
+    explain = explain_request(req.parameters)
     decoded = time.perf_counter_ns()
     try:
         # The id goes to the audit record (a server-made one only when there is a trail to match it with).
-        pred = model.predict(x, deadline_ms=deadline, request_id=call.rid if audited else sent_id)
+        pred = model.predict(x, deadline_ms=deadline, request_id=call.rid if audited else sent_id, explain=explain)
     except InputTypeError as exc:
         raise http_remedy(exc, slot, req.inputs) from None
+    except UsageError as exc:  # asked to explain with a bundle that cannot (exported before explanations)
+        if explain:
+            raise RequestError(f"parameters.explain: {exc}") from None
+        raise
     predicted = time.perf_counter_ns()
     tensors = prediction_tensors(pred)
     if req.outputs is not None:
@@ -70,6 +75,8 @@ def run_call(call: Call, server_deadline_ms: float | None, audited: bool) -> tup
     if pred.in_domain is not None:
         params["domain_threshold"] = model.manifest.domain.threshold  # type: ignore[union-attr]
         params["out_of_domain"] = int((~pred.in_domain).sum())
+    if pred.explanation is not None:
+        params["explanation"] = json.dumps(pred.explanation.to_dict(), separators=(",", ":"))
     if fhir is not None:
         try:
             params["fhir"] = json.dumps(pred.to_fhir(**fhir), separators=(",", ":"))
@@ -79,6 +86,15 @@ def run_call(call: Call, server_deadline_ms: float | None, audited: bool) -> tup
     call.batch = len(pred)
     call.phases = (start - call.arrival, decoded - start, predicted - decoded, time.perf_counter_ns() - predicted)
     return out
+
+
+def explain_request(parameters: dict[str, Any]) -> bool:
+    """``"parameters": {"explain": true}``: the response's ``parameters.explanation`` holds each sample's top
+    attributions with the method named (JSON string of :meth:`medinfer.Explanation.to_dict`)."""
+    asked = parameters.get("explain", False)
+    if not isinstance(asked, bool):
+        raise RequestError(f"parameters.explain must be true or false, got {asked!r}")
+    return asked
 
 
 def request_deadline(parameters: dict[str, Any], server_ms: float | None) -> float | None:

@@ -176,6 +176,10 @@ def _statements(model: Model, result: DicomPrediction, selected: int) -> list[st
     ]
     if m.card.out_of_scope:
         lines.append("Out of scope: " + " ".join(m.card.out_of_scope))
+    if result.extra.get("explanation"):  # predict --explain: why, per finding
+        from .explain_text import sr_statements
+
+        lines += sr_statements(result.extra["explanation"])
     return lines
 
 

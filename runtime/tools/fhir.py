@@ -324,6 +324,11 @@ def prediction_bundle(pred: Prediction, *, subject: str, basis: Sequence[str] = 
                 src, mapping.code or {}, subject=subject, basis=refs, effective=when, issued=issued,
                 value=_label_value(manifest, label),
                 components=[_probability_component(_label_probability(manifest, scores[i], label), label)]))
+    if pred.explanation is not None:  # predict(..., explain=True): why, as a note of each sample's resource
+        from .explain_text import note
+
+        for i, resource in enumerate(resources):
+            resource.setdefault("note", []).append({"text": note(pred.explanation, i)})
     return _bundle(src, resources, manufacturer, input_sha256=_digest(input_sha256), basis=refs)
 
 

@@ -56,6 +56,14 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
     parity = ParityTolerance(atol=1e-5, max_decision_flips=0)
     profile = SessionProfile(intra_op_num_threads=1, inter_op_num_threads=1, allow_spinning=True)
     test_sample = 400
+    explain = {
+        "method": "linear", "explains": "log-odds of 'abnormal'",
+        "can_tell": "which words of this report pushed it towards 'abnormal' (positive) or 'normal' (negative), and by "
+                    "exactly how much: the contributions add up to the log-odds the score comes from",
+        "cannot_tell": "whether a finding is negated ('no effusion' counts 'effusion'; 'no' is a stop word), whether "
+                       "the words are clinically right, or what deleting a word would do exactly (TF-IDF renormalises "
+                       "the others); it explains the model, not the patient",
+    }
     # A text with no word of the vocabulary (empty, stop words, punctuation, emoji) carries no information: the
     # logistic model would answer its intercept (p = 0.97 "abnormal") with full confidence. The graph counts the
     # known words; the runtime refuses a text with none.

@@ -46,6 +46,14 @@ class DrugActivityRF(SklearnClassifierSpec):
     threshold_rationale = "forest majority vote (probability >= 0.5), the seed's default decision rule"
     parity = ParityTolerance(atol=1e-5, max_decision_flips=0)
     profile = SessionProfile(intra_op_num_threads=1, inter_op_num_threads=1, allow_spinning=True)
+    explain = {
+        "method": "saabas", "explains": "probability of 'active'",
+        "can_tell": "which descriptors moved this molecule's score up or down along the forest's decision paths; "
+                    "the forest's mean and the contributions add up to the probability exactly",
+        "cannot_tell": "interactions fairly: Saabas credits the splits near the root less evenly than Shapley values "
+                       "(TreeSHAP) would; correlated descriptors share credit arbitrarily; nothing about chemistry the "
+                       "descriptors do not encode",
+    }
     card = Card(
         summary="Random-forest activity classifier for aryl-sulfonamide compounds (research triage).",
         intended_use=(

@@ -40,6 +40,18 @@ class GlucoseLSTM(KerasSpec):
     parity = ParityTolerance(atol=1e-3, rtol=1e-5)
     profile = SessionProfile(intra_op_num_threads=1, inter_op_num_threads=1, allow_spinning=False)
     score_output = "glucose_30min"
+    explain = {
+        "method": "masking", "explains": "forecast",
+        "groups": {"glucose": ["cgm", "cgm_rate", "cgm_delta_30min"],
+                   "insulin": ["basal_insulin", "bolus_insulin", "insulin_on_board"],
+                   "carbs": ["carbohydrates", "carbs_on_board"],
+                   "time of day": ["time_of_day_sin", "time_of_day_cos"]},
+        "events": ["bolus_insulin", "carbohydrates"],
+        "can_tell": "which past 5-minute steps and which inputs (glucose, insulin, carbohydrates) the forecast "
+                    "depends on: the change in mg/dL when one is masked",
+        "cannot_tell": "what would happen if therapy changed (a masked input is not a counterfactual dose), effects "
+                       "that need two inputs masked together, or physiology the simulator lacks",
+    }
     label_output = None
     card = Card(
         summary=(

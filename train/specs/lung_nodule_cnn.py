@@ -63,6 +63,14 @@ class LungNoduleCNN(KerasSpec):
     chunk = 64
     max_batch = 4096
     score_output = "probability"
+    explain = {
+        "method": "occlusion", "explains": "probability of 'nodule'", "window": 20, "stride": 10, "cell": 10,
+        "can_tell": "where in the patch the score depends on: the drop of p(nodule) when a 20 px square is covered "
+                    "with the patch's background, averaged per pixel",
+        "cannot_tell": "what the model saw there (shape, density, texture), effects of structures larger than the "
+                       "square, or whether the region is a real nodule; on simulated lesions it shows the model's "
+                       "behaviour, not a diagnosis",
+    }
     label_output = None
     card = Card(
         summary=(
