@@ -68,8 +68,9 @@ def fidelity(bundle: Path) -> dict[str, Any] | None:
     return measured
 
 
-def example(bundle: Path, k: int = TOP) -> dict[str, Any]:
-    """The explanation of the bundle's first golden input (the README's example)."""
+def example(bundle: Path, k: int = TOP, *, indexed: bool = False) -> dict[str, Any]:
+    """The explanation of the bundle's first golden input (the README's example). ``indexed``: each top feature by
+    its index in the explanation's features (the results file holds data; a name such as ``t-15 min`` is words)."""
     import medinfer
 
     model = medinfer.load(bundle)
@@ -81,7 +82,7 @@ def example(bundle: Path, k: int = TOP) -> dict[str, Any]:
             "method": e.method, "explains": e.explains, "units": e.units, "exact": e.exact,
             "output": float(e.output[0]), "bias": None if e.bias is None else float(e.bias[0]),
             "class": None if e.classes is None else e.classes[0],
-            "top": [[name, round(value, 5)] for name, value in e.top(0, k)],
+            "top": [[e.features.index(name) if indexed else name, round(value, 5)] for name, value in e.top(0, k)],
             "groups": {g: round(float(v[0]), 4) for g, v in e.groups.items()}}
 
 
@@ -102,7 +103,7 @@ def collect(bundles: list[Path], seconds: float, rounds: int, command: str,
             "exact": manifest.explanation.exact, "cost": cost(bundle, seconds, rounds),
             "fidelity": fidelity(bundle), "fidelity_at_export": {
                 k: v for k, v in manifest.explanation.fidelity.items() if k != "rule"},
-            "gate": manifest.explanation.parity, "example": example(bundle)}
+            "gate": manifest.explanation.parity, "example": example(bundle, indexed=True)}
     return {"command": command, "env": environment(), "batch": 1, "seconds": seconds, "rounds": rounds,
             "models": models}
 

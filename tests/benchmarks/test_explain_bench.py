@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from benchmarks import explain, provenance, results
 
 from ..helpers import tiny_explain
