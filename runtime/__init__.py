@@ -38,6 +38,7 @@ from .grouped import predict_grouped
 from .loader import load
 from .manifest import Manifest, load_manifest
 from .model import Model, SelfTestReport
+from .options import LoadOptions
 from .prediction import Prediction
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "InputError",
     "InputTypeError",
     "IntegrityError",
+    "LoadOptions",
     "Manifest",
     "ManifestError",
     "MedinferError",

@@ -61,12 +61,6 @@ class UnavailableModel:
         return f"UnavailableModel({self.path!r}, reason={self.reason!r})"
 
 
-def validate_on_error(value: str) -> str:
-    if value not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {ON_ERROR}, got {value!r}")
-    return value
-
-
 class Watchdog:
     """One daemon thread that sets ``RunOptions.terminate`` on runs whose deadline passed."""
 

@@ -24,11 +24,12 @@ from .errors import (
     OutOfDomainError,
     SelfTestError,
     UnknownNameError,
-    UsageError,
+    check_choice,
 )
 from .failsafe import WATCHDOG, NoResult
 from .integrity import outputs_digest
 from .manifest import Manifest
+from .options import OUT_OF_DOMAIN, check_deadline
 from .prediction import Prediction, PredictionMeta
 from .samples import read_pairs, read_pinned
 from .validation import InputCheck, Validator
@@ -125,10 +126,8 @@ class Model:
         Raises:
             UsageError: a deadline that is not > 0, or an unknown policy.
         """
-        if deadline_ms is not None and not (isinstance(deadline_ms, (int, float)) and deadline_ms > 0):
-            raise UsageError(f"deadline_ms must be > 0, got {deadline_ms!r}")
-        if out_of_domain not in OUT_OF_DOMAIN:
-            raise UnknownNameError("out_of_domain policy", out_of_domain, OUT_OF_DOMAIN)
+        check_deadline(deadline_ms)
+        check_choice("out_of_domain policy", out_of_domain, OUT_OF_DOMAIN)
         self.audit = audit
         self._audit = audit.bind(self.name, self.version, self.model_sha256) if audit is not None else None
         self.deadline_ms = deadline_ms
@@ -420,7 +419,6 @@ class Model:
 
 
 MAX_REQUEST_ID = 256
-OUT_OF_DOMAIN = ("flag", "no_result", "raise")
 
 
 def _checked_request_id(request_id: Any) -> str | None:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import BundleError, ProviderError, RuntimeTooOld, UnknownNameError
+from .errors import BundleError, ManifestError, ProviderError, RuntimeTooOld, UsageError, check_choice
 from .manifest import Manifest, SessionProfile
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
@@ -18,6 +18,26 @@ _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "exten
 PERFORMANCE_SETTINGS = ("intra_op_num_threads", "inter_op_num_threads", "allow_spinning", "graph_optimization_level",
                         "execution_mode")
 DEFAULT_PROFILE = "default"
+#: The settings ``session_profile={...}`` may override (the rest of a profile is the export's record).
+OVERRIDABLE = tuple(sorted({f.name for f in dataclasses.fields(SessionProfile)} - {"measured", "large_batch",
+                                                                                    "evidence"}))
+
+
+def check_overrides(overrides: Mapping[str, Any]) -> None:
+    """Refuse session-profile overrides with an unknown setting or a value of the wrong type.
+
+    Raises:
+        UnknownNameError: a setting that is not one of :data:`OVERRIDABLE` (a UsageError naming them).
+        UsageError: a value of the wrong type (``intra_op_num_threads="two"``) or out of range.
+    """
+    for key in overrides:
+        check_choice("session profile setting", key, OVERRIDABLE)
+    from .schema import parse
+
+    try:
+        parse(SessionProfile, dict(overrides), doc="session_profile")
+    except ManifestError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def merge_profile(profile: SessionProfile, overrides: Mapping[str, Any] | None) -> SessionProfile:
@@ -28,10 +48,7 @@ def merge_profile(profile: SessionProfile, overrides: Mapping[str, Any] | None) 
     """
     if not overrides:
         return profile
-    allowed = {f.name for f in dataclasses.fields(SessionProfile)} - {"measured", "large_batch", "evidence"}
-    unknown = sorted(set(overrides) - allowed)
-    if unknown:
-        raise ValueError(f"unknown session profile setting {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+    check_overrides(overrides)
     values = dict(overrides)
     if "onnxruntime_defaults" not in values and any(k in values for k in PERFORMANCE_SETTINGS):
         values["onnxruntime_defaults"] = False
@@ -51,13 +68,12 @@ def requested_profiles(manifest_profile: SessionProfile, session_profile: Mappin
         deterministic: fixed thread counts and onnxruntime's deterministic compute (applied last).
 
     Raises:
-        UnknownNameError: a string other than ``"default"``.
-        ValueError: an unknown setting among the overrides.
+        UnknownNameError: a string other than ``"default"``, or an unknown setting among the overrides.
+        UsageError: an override of the wrong type.
     """
     if isinstance(session_profile, str):
-        if session_profile != DEFAULT_PROFILE:
-            raise UnknownNameError("session profile", session_profile, [DEFAULT_PROFILE],
-                                   "; or pass a mapping of settings, e.g. {'intra_op_num_threads': 1}")
+        check_choice("session profile", session_profile, (DEFAULT_PROFILE,),
+                     "; or pass a mapping of settings, e.g. {'intra_op_num_threads': 1}")
         base = dataclasses.replace(manifest_profile, onnxruntime_defaults=True, large_batch_from=0, large_batch={})
         overrides: dict[str, Any] = {}
     else:

@@ -42,9 +42,9 @@ from typing import Any
 
 from .._version import __version__
 from ..audit import AuditLog
-from ..errors import MedinferError, MissingExtraError, NotReady, UnknownModel, UsageError
+from ..errors import MedinferError, MissingExtraError, NotReady, UnknownModel, UsageError, http_status
 from ..model import Model
-from .app import App, Gate, http_status
+from .app import App, Gate
 from .http import HTTP_PATHS, available_http, bind, event_loop, guarded_protocol
 from .metrics import ModelStats
 from .protocol import input_metadata, output_metadata

@@ -98,12 +98,7 @@ class TritonPythonModel:
 
     def _error(self, exc: Exception) -> Any:
         err = self.pb.TritonError
-        if isinstance(exc, self.medinfer.InputError):
-            code = getattr(err, "INVALID_ARG", None)
-        elif isinstance(exc, self.medinfer.DeadlineExceeded):
-            code = getattr(err, "UNAVAILABLE", None)
-        else:
-            code = getattr(err, "INTERNAL", None)
+        code = getattr(err, self.medinfer.errors.triton_code(exc), None)  # the one table of outward statuses
         message = f"{type(exc).__name__}: {exc}"
         error = err(message, code) if code is not None else err(message)
         return self.pb.InferenceResponse(output_tensors=[], error=error)
