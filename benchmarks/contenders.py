@@ -21,7 +21,7 @@ from typing import Any
 
 import medinfer
 import numpy as np
-from medinfer.session import PERFORMANCE_SETTINGS, requested_profiles, session_options
+from medinfer.session import large_batch_from, performance_settings, session_for_batch, session_options
 
 log = logging.getLogger(__name__)
 SAME = "ort (same options)"
@@ -62,17 +62,10 @@ def tile(x: Any, batch: int) -> Any:
     return np.concatenate([arr] * reps)[:batch] if reps > 1 else arr[:batch]
 
 
-def options_of(profile: Any) -> dict[str, Any]:
-    """The session settings that matter for speed, for the results file."""
-    return {k: getattr(profile, k) for k in ("onnxruntime_defaults", *PERFORMANCE_SETTINGS)}
-
-
 def profile_at(manifest: Any, batch: int) -> tuple[Any, bool]:
     """The session profile medinfer runs a batch of this size with, and whether it is the large-batch session."""
-    small, large = requested_profiles(manifest.profile, None)  # what load() creates, from the one rule
-    if large is not None and batch >= small.large_batch_from:
-        return large, True
-    return small, False
+    session = session_for_batch(manifest.profile, batch)  # what load() creates, from the one rule
+    return session.profile, session.large
 
 
 def single_threaded(model: Any) -> tuple[Any, bool]:
@@ -135,17 +128,18 @@ def in_process(bundle: Path, batch: int, heldout: Heldout | None) -> tuple[list[
     profile, large = profile_at(manifest, batch)
     same = _session(model_bytes, profile)
     naive = _session(model_bytes, None)
-    out = [Contender(SAME, "ort", lambda: same.run(fetch, feeds), settings=options_of(profile)),
+    out = [Contender(SAME, "ort", lambda: same.run(fetch, feeds), settings=performance_settings(profile)),
            Contender(DEFAULT, "ort", lambda: naive.run(fetch, feeds), settings={"session_options": "default"})]
     if large:
         one = _session(model_bytes, manifest.profile)
-        out.append(Contender(BATCH1, "ort", lambda: one.run(fetch, feeds), settings=options_of(manifest.profile)))
+        out.append(Contender(BATCH1, "ort", lambda: one.run(fetch, feeds),
+                             settings=performance_settings(manifest.profile)))
     for key, entry in manifest.variants.items():
         if entry.inputs is not None:
             continue  # a whole-slice graph takes other inputs: benchmarks/slice.py measures it
         model = base if key == "default" else medinfer.load(bundle, variant=key)
         out.append(Contender(f"medinfer [{key}]", "medinfer", (lambda m=model: getattr(m.predict(x), read)),
-                             variant=key, settings=options_of(profile),
+                             variant=key, settings=performance_settings(profile),
                              scores=(lambda X, m=model: _chunked_scores(m, X))))
     if heldout is not None and heldout.spec is not None:
         native, changed = single_threaded(heldout.native_model)
@@ -155,10 +149,19 @@ def in_process(bundle: Path, batch: int, heldout: Heldout | None) -> tuple[list[
     info = {"model": manifest.name, "version": manifest.version, "batch": batch, "fetch": fetch,
             "medinfer_reads": read, "input": "held-out split" if heldout is not None else "golden inputs",
             "large_batch_session": large, "chunk": manifest.profile.chunk,
-            "profile": options_of(manifest.profile),
-            "large_batch": {"from": manifest.profile.large_batch_from, **manifest.profile.large_batch},
+            "profile": performance_settings(manifest.profile),
+            "large_batch": _large_session(manifest.profile),
             "variants": {k: v.precision for k, v in manifest.variants.items()}}
     return out, info
+
+
+def _large_session(profile: Any) -> dict[str, Any]:
+    """Where the large-batch session starts and the settings it changes (``{"from": 0}``: one session)."""
+    start = large_batch_from(profile)
+    if start is None:
+        return {"from": 0}
+    small, large = performance_settings(profile), performance_settings(session_for_batch(profile, start).profile)
+    return {"from": start, **{k: v for k, v in large.items() if small.get(k) != v}}
 
 
 def _chunked_scores(model: Any, X: Any, size: int = 256) -> np.ndarray:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from medinfer.manifest import SessionProfile
 from medinfer.records import ProfileEvidence, ProfileTrial
-from medinfer.session import PERFORMANCE_SETTINGS, cpu_session
+from medinfer.session import cpu_session, performance_settings, profile_changes
 from medinfer.tools.profile_check import (
     BASELINE,
     BUSY_CORES,
@@ -87,12 +87,6 @@ def candidate_grid(base: SessionProfile, max_threads: int | None = None) -> dict
     return grid
 
 
-def _settings(profile: SessionProfile) -> dict[str, Any]:
-    if profile.onnxruntime_defaults:
-        return {"onnxruntime_defaults": True}
-    return {k: getattr(profile, k) for k in PERFORMANCE_SETTINGS}
-
-
 def _screen(times: dict[str, list[np.ndarray]]) -> tuple[str, list[dict[str, Any]]]:
     table = [{"candidate": k, "p50_us": round(float(np.median(np.concatenate(v))) / 1e3, 3),
               "p99_us": round(float(np.percentile(np.concatenate(v), 99)) / 1e3, 3)} for k, v in times.items()]
@@ -120,6 +114,7 @@ def choose_profile(base: SessionProfile, model_bytes: bytes, feeds: Callable[[in
     """
     default = defaults_of(base)
     contenders = {BASELINE: default, **candidate_grid(base)}
+    settings = {k: performance_settings(v) for k, v in contenders.items()}
     if timings is None:
         measure = measure or timed
         sessions = {k: cpu_session(model_bytes, p) for k, p in contenders.items()}
@@ -155,7 +150,7 @@ def choose_profile(base: SessionProfile, model_bytes: bytes, feeds: Callable[[in
     chosen = BASELINE
     if best1 != BASELINE:
         times, other = confirm(1, [best1, BASELINE])
-        t = judged(trial(1, best1, BASELINE, _settings(contenders[best1]), times, required), other)
+        t = judged(trial(1, best1, BASELINE, settings[best1], times, required), other)
         trials.append(t)
         chosen = best1 if t.wins else BASELINE
     best_l, table_l = screen(LARGE_BATCH)
@@ -163,14 +158,14 @@ def choose_profile(base: SessionProfile, model_bytes: bytes, feeds: Callable[[in
     large_key = None  # None: the batch-1 session serves large batches too
     if len(names) > 1:
         times, other = confirm(LARGE_BATCH, names)
-        vs_default = {n: judged(trial(LARGE_BATCH, n, BASELINE, _settings(contenders[n]), times, required), other)
+        vs_default = {n: judged(trial(LARGE_BATCH, n, BASELINE, settings[n], times, required), other)
                       for n in names if n != BASELINE}
         trials += vs_default.values()
         admissible = {BASELINE} | {n for n, t in vs_default.items() if t.wins}
         if chosen not in admissible:
             large_key = best_l if best_l in admissible else BASELINE
         elif best_l != chosen and best_l in admissible:
-            t = judged(trial(LARGE_BATCH, best_l, chosen, _settings(contenders[best_l]), times, LARGE_GAIN), other)
+            t = judged(trial(LARGE_BATCH, best_l, chosen, settings[best_l], times, LARGE_GAIN), other)
             trials.append(t)
             large_key = best_l if t.wins else None
     one_session = ""
@@ -181,11 +176,7 @@ def choose_profile(base: SessionProfile, model_bytes: bytes, feeds: Callable[[in
             chosen = BASELINE
         large_key = None
     profile = contenders[chosen]
-    large: dict[str, Any] = {}
-    if large_key is not None:
-        other = contenders[large_key]
-        large = {k: getattr(other, k) for k in ("onnxruntime_defaults", *PERFORMANCE_SETTINGS)
-                 if getattr(other, k) != getattr(profile, k)}
+    large = profile_changes(profile, contenders[large_key]) if large_key is not None else {}
     decision = (f"batch 1: {'onnxruntime defaults' if chosen == BASELINE else chosen}; batch {LARGE_BATCH}: "
                 + ("the same session" if large_key is None else f"a second session with {large_key}") + one_session)
     progress(f"[{name}] session profile: {decision}")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from medinfer.integrity import outputs_digest, variant_contract_digest
 from medinfer.manifest import SessionProfile, TensorSpec, Variant
-from medinfer.session import cpu_session
+from medinfer.session import cpu_session, session_for_batch
 from medinfer.tools.ct_slice import CENTRES_OUTPUT, STRIDE_INPUT, run_tiles
 from medinfer.tools.dicom import cut_patches, window_centres
 
@@ -147,7 +147,7 @@ def build_slice_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, shipp
                 data = fold_window_into_quantize(data, *spec.int8_fold_window)
         tol = spec.parity if kind == "slice" else ParityTolerance(atol=spec.slice_int8_atol, rtol=0.0,
                                                                   max_decision_flips=spec.parity.max_decision_flips)
-        session = cpu_session(data, dataclasses.replace(profile, large_batch={}, large_batch_from=0))
+        session = cpu_session(data, session_for_batch(profile, 1).profile)  # one slice per run: the batch-1 session
         sets, failures = {}, []
         for (name, stride), ref in refs.items():
             image = images[name]

@@ -17,7 +17,7 @@ from .manifest import Manifest, decode_manifest, read_manifest_bytes
 from .model import Model
 from .options import LoadOptions
 from .providers import ProviderRequest, resolve
-from .session import check_runtime, create_session, requested_profiles
+from .session import check_runtime, create_session, large_batch_from, requested_profiles
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +158,9 @@ def _load(path: str | Path, options: LoadOptions) -> Model:
         model.signature = signature
         model.signed_by = signature.key_id if signature.state == "trusted" else None
         batched = isinstance(contract.inputs[0].shape[0], str) if contract.inputs[0].shape else False
-        if large_profile is not None and batched:  # the caller's overrides win over both profiles
-            large = _session(graph, large_profile, resolved)
-            model.use_large_batch_session(large, profile.large_batch_from)
+        start = large_batch_from(profile)
+        if large_profile is not None and start is not None and batched:  # the overrides win over both profiles
+            model.use_large_batch_session(_session(graph, large_profile, resolved), start)
     if options.self_test:
         report = model.self_test()
         log.info("%s self-test %s (max diff %.3g)", manifest.name, report.status, report.max_abs_diff)

@@ -93,19 +93,15 @@ def check_decision(graph: bytes, model: Any) -> None:
     Raises:
         ParityError: a label or score differs.
     """
-    from ...session import cpu_session, merge_profile
+    from ...session import cpu_session, session_for_batch
 
     inputs, _ = model.golden()
     # The session options medinfer ran the golden batch with (as the config's threads and graph level are the
     # bundle's): onnxruntime's defaults may fuse differently and move a score by an ulp, which is not the rule's doing.
-    profile = model.manifest.profile
-    if profile.large_batch_from > 0 and profile.large_batch and \
-            len(next(iter(inputs.values()))) >= profile.large_batch_from:
-        profile = merge_profile(profile, profile.large_batch)
-    session = cpu_session(graph, profile)
+    session = cpu_session(graph, session_for_batch(model.manifest.profile, len(next(iter(inputs.values())))).profile)
     names = [o.name for o in session.get_outputs() if o.name in OUTPUTS]
     got = dict(zip(names, session.run(names, {k: v for k, v in inputs.items()})))
-    pred = model.predict(inputs if len(inputs) > 1 else next(iter(inputs.values())))
+    pred = model.predict(inputs)
     if not np.array_equal(got["scores"], np.asarray(pred.scores)):
         raise ParityError(f"{model.name}: the exported graph's 'scores' differ from Model.predict's on the golden "
                           "input; export with --decision none")

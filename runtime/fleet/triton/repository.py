@@ -39,7 +39,7 @@ from typing import Any
 
 from ...errors import IntegrityError, UnknownNameError, UsageError
 from ...manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, SessionProfile, TensorSpec
-from ...session import merge_profile
+from ...session import large_batch_from, session_for_batch
 
 log = logging.getLogger(__name__)
 
@@ -152,11 +152,12 @@ def _build(manifest: Manifest, options: TritonOptions, outputs: Sequence[Any] | 
         params["labels"] = ",".join(manifest.labels)
     params["variant"] = variant
     if options.backend == "onnxruntime":
-        large = profile.large_batch_from > 0 and bool(profile.large_batch) and batched and \
-            options.max_batch_size >= profile.large_batch_from
-        threads = merge_profile(profile, profile.large_batch) if large else profile
+        # one instance serves every batch size: the session medinfer runs the largest dynamic batch with (a model
+        # without a batch axis has one session, as in load())
+        large = batched and session_for_batch(profile, options.max_batch_size).large
+        threads = session_for_batch(profile, options.max_batch_size).profile if large else profile
         if large:
-            notes.append(f"threads from the bundle's large-batch profile (batches >= {profile.large_batch_from}; "
+            notes.append(f"threads from the bundle's large-batch profile (batches >= {large_batch_from(profile)}; "
                          f"dynamic batching reaches {options.max_batch_size}): batch 1 alone would use intra_op "
                          f"{profile.intra_op_num_threads}, inter_op {profile.inter_op_num_threads}")
         if threads.graph_optimization_level in _GRAPH_LEVEL:

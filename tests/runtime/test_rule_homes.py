@@ -1,0 +1,98 @@
+"""Each rule has ONE home, and a guard here that fails when a second derivation appears (AST or grep, like the
+layout test). A guard names the home to call instead; each has a test that shows it can fail."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = ("runtime", "export", "train", "benchmarks", "scripts")
+
+Finder = Callable[[ast.AST, str], Iterator[int]]
+
+
+def _sources(root: Path = ROOT) -> Iterator[Path]:
+    for folder in SOURCES:
+        yield from sorted((root / folder).rglob("*.py"))
+
+
+def _attribute_reads(*names: str) -> Finder:
+    """``x.<name>`` read (not written) for any of ``names``."""
+    def find(tree: ast.AST, _: str) -> Iterator[int]:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in names and isinstance(node.ctx, ast.Load):
+                yield node.lineno
+    return find
+
+
+def _names(*names: str) -> Finder:
+    """A use of any of ``names`` (a constant or function) by name."""
+    def find(tree: ast.AST, _: str) -> Iterator[int]:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id in names:
+                yield node.lineno
+            elif isinstance(node, ast.alias) and node.name in names:
+                yield getattr(node, "lineno", 0)
+    return find
+
+
+def _text(pattern: str) -> Finder:
+    """A line of source that matches ``pattern`` (comments and docstrings included: say the rule's name there)."""
+    regex = re.compile(pattern)
+
+    def find(_: ast.AST, text: str) -> Iterator[int]:
+        for i, line in enumerate(text.splitlines(), 1):
+            if regex.search(line) and not line.lstrip().startswith("#"):
+                yield i
+    return find
+
+
+#: rule -> (what finds a derivation, the files that may hold it (the home), the home to call instead)
+RULES: dict[str, tuple[Finder, set[str], str]] = {
+    "which session runs a batch of N": (
+        _attribute_reads("large_batch_from", "large_batch"), {"runtime/session.py"},
+        "medinfer.session.session_for_batch(profile, batch) / large_batch_from(profile)"),
+    "the performance settings of a profile": (
+        _names("PERFORMANCE_SETTINGS"), {"runtime/session.py"},
+        "medinfer.session.performance_settings(profile) / profile_changes(base, other)"),
+}
+
+
+def derivations(rule: str, root: Path = ROOT) -> list[str]:
+    find, homes, _ = RULES[rule]
+    found = []
+    for path in _sources(root):
+        rel = path.relative_to(root).as_posix()
+        if rel in homes:
+            continue
+        text = path.read_text()
+        found += [f"{rel}:{line}" for line in find(ast.parse(text), text)]
+    return found
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_each_rule_lives_in_its_home_only(rule: str) -> None:
+    found = derivations(rule)
+    assert not found, f"{rule}: derived again at {found}; call {RULES[rule][2]}"
+
+
+#: For each rule, a line that derives it again (each guard must catch its own).
+AGAIN = {
+    "which session runs a batch of N": "large = batch >= profile.large_batch_from\n",
+    "the performance settings of a profile": (
+        "from medinfer.session import PERFORMANCE_SETTINGS\n"
+        "def options_of(p):\n    return {k: getattr(p, k) for k in PERFORMANCE_SETTINGS}\n"),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_each_guard_catches_a_derivation(rule: str, tmp_path: Path) -> None:
+    assert set(AGAIN) == set(RULES), "give every rule a line that derives it again"
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "copy.py").write_text(AGAIN[rule])
+    assert derivations(rule, tmp_path), f"the guard of {rule!r} misses a copy"
