@@ -21,6 +21,7 @@ from typing import Any
 
 import medinfer
 import numpy as np
+from medinfer.samples import read_pinned
 from medinfer.session import large_batch_from, performance_settings, session_for_batch, session_options
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,8 @@ def in_process(bundle: Path, batch: int, heldout: Heldout | None) -> tuple[list[
     first = base.predict(x)
     fetch = list(first.outputs)  # medinfer's own fetch list: the score, evidence and domain_score outputs
     read = "scores" if first.labels is None else "labels"
-    model_bytes = (bundle / manifest.variants["default"].file).read_bytes()
+    graph = manifest.variants["default"].file
+    model_bytes = read_pinned(bundle, graph, manifest.files[graph])
     profile, large = profile_at(manifest, batch)
     same = _session(model_bytes, profile)
     naive = _session(model_bytes, None)

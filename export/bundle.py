@@ -7,12 +7,12 @@ The bundle is assembled in a temporary folder next to the destination, loaded ba
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import platform
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,8 @@ from medinfer.manifest import (
     dump_manifest,
     parse_manifest,
 )
+from medinfer.samples import INPUT, npz_bytes, pair_arrays
+from medinfer.samples import key as sample_key
 from medinfer.schema import parse
 
 from ..train.artifact import Artifact
@@ -168,7 +170,7 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
         sample, sample_entry = build_sample(spec, ds.X_test, input_name, {
             "default": model_bytes, **{k: variant_files[v.file] for k, v in variants.items()}})
         profile = dataclasses.replace(
-            chosen_profile(spec, model_bytes, input_name, sample[f"in.{input_name}"], progress),
+            chosen_profile(spec, model_bytes, input_name, sample[sample_key(INPUT, input_name)], progress),
             chunk=spec.chunk, max_batch=spec.max_batch)
         report["variants"] = variant_report
         progress(f"[{spec.name}] gating every shipped session (graph x profile) on the {len(ds.y_test)} held-out "
@@ -190,16 +192,12 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
         variants.update(slices)
         variant_files.update(slice_files)
         plots = _plots(spec, art, staging, progress)
-        extra_golden = {f"@{k}.{name}": v for k, outs in variant_goldens.items() for name, v in outs.items()}
-        extra_golden.update({f"@{k}.{name[4:]}": v for k, arrays in slice_goldens.items()
-                             for name, v in arrays.items() if name.startswith("out.")})
-        extra_inputs = {f"@{k}.{name[3:]}": v for k, arrays in slice_goldens.items()
-                        for name, v in arrays.items() if name.startswith("in.")}
+        own_goldens = {**{k: ({}, outs) for k, outs in variant_goldens.items()}, **slice_goldens}
         files: dict[str, tuple[bytes, str]] = {
             "model.onnx": (model_bytes, "model"),
             **{name: (data, "variant") for name, data in variant_files.items()},
-            "golden.npz": golden_npz({input_name: golden_x, **extra_inputs}, {**golden_out, **extra_golden}),
-            sample_entry.file: (_npz(sample), "parity"),
+            "golden.npz": golden_npz({input_name: golden_x}, golden_out, own_goldens),
+            sample_entry.file: (npz_bytes(sample), "parity"),
             **{rel: ((staging / rel).read_bytes(), "plot") for rel in plots.values()},
         }
         fields = {
@@ -229,12 +227,14 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def golden_npz(inputs: dict[str, Any], outputs: dict[str, np.ndarray]) -> tuple[bytes, str]:
-    """The golden file entry: inputs under ``in.<name>``, expected outputs under ``out.<name>`` (and a variant's
-    own under ``in@<variant>.<name>`` / ``out@<variant>.<name>``, given here as keys ``@<variant>.<name>``)."""
-    arrays = {**{(f"in{k}" if k.startswith("@") else f"in.{k}"): v for k, v in inputs.items()},
-              **{(f"out{k}" if k.startswith("@") else f"out.{k}"): v for k, v in outputs.items()}}
-    return _npz(arrays), "golden"
+def golden_npz(inputs: dict[str, Any], outputs: dict[str, np.ndarray],
+               variants: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]] | None = None) -> tuple[bytes, str]:
+    """The golden file entry: the default graph's inputs and expected outputs, and each variant's own
+    (``{variant: (inputs, outputs)}``, inputs empty when it takes the default's), under medinfer.samples' keys."""
+    arrays = pair_arrays(inputs, outputs)
+    for variant, (own_in, own_out) in (variants or {}).items():
+        arrays.update(pair_arrays(own_in, own_out, variant))
+    return npz_bytes(arrays), "golden"
 
 
 def golden_entry(outputs: dict[str, np.ndarray], atol: float, rtol: float = 0.0) -> Golden:
@@ -294,17 +294,6 @@ def _plots(spec: ModelSpec, art: Artifact, staging: Path, progress: Progress) ->
     if not drawn:
         folder.rmdir()
     return drawn
-
-
-def _npz(arrays: dict[str, np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    plain = {k: np.asarray(v) for k, v in arrays.items()}
-    # text as fixed-width unicode (loadable without pickle), as narrow as its longest string: the same strings give
-    # the same bytes whether they came as objects or from a wider array (e.g. the artifact's held-out set)
-    plain = {k: np.array(v.tolist(), dtype=str).reshape(v.shape) if v.dtype.kind in "OU" else v
-             for k, v in plain.items()}
-    np.savez(buf, **plain)
-    return buf.getvalue()
 
 
 def publish(staging: Path, dest: Path) -> Path:

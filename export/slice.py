@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from medinfer.integrity import outputs_digest, variant_contract_digest
 from medinfer.manifest import SessionProfile, TensorSpec, Variant
+from medinfer.samples import Pair
 from medinfer.session import cpu_session, session_for_batch
 from medinfer.tools.ct_slice import CENTRES_OUTPUT, STRIDE_INPUT, run_tiles
 from medinfer.tools.dicom import cut_patches, window_centres
@@ -87,18 +88,18 @@ def _slice_run(session: Any, input_name: str, k: int, score_output: str) -> Any:
 def build_slice_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, shipped: dict[str, Variant],
                          profile: SessionProfile, threshold: float | None,
                          progress: Progress = quiet) -> tuple[dict[str, Variant], dict[str, bytes], dict[str, Any],
-                                                              dict[str, dict[str, np.ndarray]]]:
+                                                              dict[str, Pair]]:
     """Make and gate the whole-slice variants the spec asks for.
 
     Returns:
         (manifest variants, {file: bytes}, report incl. refused variants, each shipped variant's golden inputs and
-        outputs as ``{variant: {"in.<name>" | "out.<name>": array}}``).
+        outputs as ``{variant: (inputs, outputs)}``).
     """
     wanted = [k for k in spec.variants if k in SLICE_KINDS]
     variants: dict[str, Variant] = {}
     out_files: dict[str, bytes] = {}
     report: dict[str, Any] = {}
-    goldens: dict[str, dict[str, np.ndarray]] = {}
+    goldens: dict[str, Pair] = {}
     if not wanted:
         return variants, out_files, report, goldens
     spec_in = spec.inputs(ds)[0]
@@ -176,7 +177,7 @@ def build_slice_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, shipp
             parity=entry, golden_digest=outputs_digest(golden, tuple(golden)),
             golden_atol=spec.parity.atol if kind == "slice" else (shipped[of].golden_atol or spec.parity.atol))
         out_files[draft.file] = data
-        goldens[kind] = {**{f"in.{k}": v for k, v in feeds.items()}, **{f"out.{k}": v for k, v in golden.items()}}
+        goldens[kind] = (feeds, golden)
         report[kind] = {"shipped": True, **entry}
         progress(f"[{spec.name}] {kind} variant kept: max diff {worst:.3g} vs patch-by-patch fp32 over "
                  f"{entry['windows']} windows, {flips} decision flips")

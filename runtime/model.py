@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 import time
@@ -27,7 +26,7 @@ from .errors import (
     check_choice,
 )
 from .failsafe import WATCHDOG, NoResult
-from .integrity import outputs_digest
+from .integrity import outputs_digest, sha256_bytes
 from .manifest import Manifest
 from .options import OUT_OF_DOMAIN, check_deadline
 from .prediction import Prediction, PredictionMeta
@@ -364,6 +363,16 @@ class Model:
         data = read_pinned(self.path, sample.file, self.manifest.files[sample.file])
         return read_pairs(data, self.variant, f"{self.name}: {sample.file}", self.input_names, "parity sample")
 
+    def graph_bytes(self) -> bytes:
+        """The bytes of this model's graph file, read again (bounded, a regular file only) and checked against the
+        size and sha256 its manifest pins: for tools that hand the graph on (export-triton, node placement).
+
+        Raises:
+            IntegrityError: the file is no longer the one that was loaded.
+        """
+        file = self.manifest.variants[self.variant].file
+        return read_pinned(self.path, file, self.manifest.files[file])
+
     def self_test(self) -> SelfTestReport:
         """Run the golden input and compare with the golden output (readiness check).
 
@@ -441,7 +450,7 @@ def _checked_request_id(request_id: Any) -> str | None:
 def _opaque_id(request_id: Any) -> str:
     """A refused request id as it goes into the audit record: its digest, never the raw value."""
     raw = request_id if isinstance(request_id, str) else repr(request_id)
-    return "refused-id:" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return "refused-id:" + sha256_bytes(raw.encode("utf-8", "surrogatepass"))[:32]
 
 
 def _digestible(x: Any) -> dict[str, Any] | None:

@@ -8,9 +8,6 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import IntegrityError
-from .integrity import sha256_bytes
-
 if TYPE_CHECKING:
     from .model import Model
 
@@ -28,9 +25,7 @@ def node_placement(model: Model) -> dict[str, Any]:
     from .session import session_options
 
     manifest = model.manifest
-    data = (Path(model.path) / manifest.variants[model.variant].file).read_bytes()
-    if sha256_bytes(data) != model.model_sha256:
-        raise IntegrityError(f"{model.path}: the graph changed on disk since it was loaded")
+    data = model.graph_bytes()  # the pinned bytes, or IntegrityError
     with tempfile.TemporaryDirectory() as tmp:
         so = session_options(manifest.profile, cpu_fallback=True)
         so.enable_profiling = True

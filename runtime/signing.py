@@ -19,7 +19,6 @@ signatures or trusted keys: MissingExtraError).
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import os
@@ -30,7 +29,8 @@ from typing import Any
 
 from .errors import MissingExtraError, SignatureError, UsageError
 from .files import read_regular_file
-from .manifest import MANIFEST_NAME, SIGNATURE_NAME
+from .integrity import sha256_bytes
+from .manifest import SIGNATURE_NAME, read_manifest_bytes
 
 ALG = "Ed25519"
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def _crypto() -> Any:
 
 
 def key_id(public_raw: bytes) -> str:
-    return hashlib.sha256(public_raw).hexdigest()[:16]
+    return sha256_bytes(public_raw)[:16]
 
 
 def generate_keypair(private_path: str | Path, public_path: str | Path | None = None) -> tuple[Path, Path, str]:
@@ -84,7 +84,7 @@ def sign_bundle(bundle: str | Path, private_key: str | Path) -> dict[str, str]:
         raise UsageError(f"{private_key} is not a readable unencrypted PEM private key ({exc})") from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise SignatureError(f"{private_key} is not an Ed25519 private key (create one with 'medinfer keygen')")
-    manifest = (Path(bundle) / MANIFEST_NAME).read_bytes()
+    manifest = read_manifest_bytes(Path(bundle))  # a bounded read of a regular file
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     doc = {"alg": ALG, "key_id": key_id(raw), "public_key": base64.b64encode(raw).decode(),
            "signature": base64.b64encode(key.sign(manifest)).decode()}

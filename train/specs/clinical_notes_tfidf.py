@@ -7,12 +7,12 @@ tokenization (see ``medinfer.train.text``), stop words, TF-IDF and the classifie
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from medinfer.decision import DEFAULT_THRESHOLD
+from medinfer.integrity import sha256_file
 from medinfer.manifest import Card, Evidence, SessionProfile, TensorSpec
 
 from .. import domain, text
@@ -189,7 +189,7 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
                     "tokenizer": "nltk.tokenize.RegexpTokenizer (re2 Tokenizer in the graph)",
                     "lowercase": "Unicode simple case mapping (StringNormalizer, locale C.UTF-8)",
                     "stop_words": f"NLTK english, {len(text.stopwords())} words, shipped with medinfer",
-                    "stop_words_sha256": hashlib.sha256(stop_file.read_bytes()).hexdigest(),
+                    "stop_words_sha256": sha256_file(stop_file),
                     "language": "English",
                 },
             ),
@@ -288,12 +288,11 @@ def _column(texts: list[str]) -> np.ndarray:
 def python_documentation(limit: int) -> tuple[list[str], str]:
     """Paragraphs of the Python documentation topics shipped in the standard library (``pydoc_data.topics``, PSF
     licence): English prose that is not a radiology report. Returns (paragraphs, provenance)."""
-    import hashlib
     import platform
     import pydoc_data.topics as topics
 
     paragraphs = [p.strip() for v in topics.topics.values() for p in v.split("\n\n") if len(p.split()) > 15]
-    digest = hashlib.sha256(Path(topics.__file__).read_bytes()).hexdigest()
+    digest = sha256_file(topics.__file__)
     return paragraphs[:limit], (f"python=={platform.python_version()}:pydoc_data/topics.py (sha256 {digest[:16]}…, "
                                 "PSF licence)")
 

@@ -29,7 +29,6 @@ whole or not at all (written to a staging folder, then renamed).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from collections.abc import Sequence
@@ -37,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...errors import IntegrityError, UnknownNameError, UsageError
+from ...errors import UnknownNameError, UsageError
+from ...integrity import sha256_bytes
 from ...manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, SessionProfile, TensorSpec
 from ...session import large_batch_from, session_for_batch
 
@@ -300,16 +300,13 @@ def export_model(bundle: str | Path, out: str | Path, options: TritonOptions, *,
     graph: bytes | None = None
     exported_sha256 = None
     if options.backend == "onnxruntime":
-        graph = (bundle / manifest.variants[model.variant].file).read_bytes()
-        if hashlib.sha256(graph).hexdigest() != model.model_sha256:
-            raise IntegrityError(f"{bundle / manifest.variants[model.variant].file} changed while it was exported; "
-                                 "export again")
+        graph = model.graph_bytes()  # the pinned bytes, or IntegrityError (changed since load)
         if options.decision:
             from .decision import check_decision, with_decision
 
             graph = with_decision(graph, manifest)
             check_decision(graph, model)
-            exported_sha256 = hashlib.sha256(graph).hexdigest()
+            exported_sha256 = sha256_bytes(graph)
     text = config_pbtxt(manifest, options, model_sha256=model.model_sha256, manifest_sha256=model.manifest_sha256,
                         outputs=outputs, variant=model.variant, exported_sha256=exported_sha256)
     repo = Path(out)
