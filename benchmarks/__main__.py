@@ -182,15 +182,15 @@ def cmd_slice(args: argparse.Namespace) -> int:
 
 
 def cmd_safety(args: argparse.Namespace) -> int:
-    import time
 
+    from medinfer.timestamps import utc_text
     from medinfer.tools.fingerprint import environment
 
     from .safety import audit_cost, markdown, soak
 
     bundles = _bundles(args)
     doc = {"kind": "medinfer.safety", "command": _command(args.argv),
-           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "env": environment(),
+           "time": utc_text(), "env": environment(),
            "method": {"seconds_per_model": args.seconds, "rounds": args.rounds, "batch": 1,
                       "timer": "perf_counter_ns", "trimming": "none"},
            "costs": [audit_cost(b, seconds=args.seconds, rounds=args.rounds) for b in bundles],

@@ -41,8 +41,8 @@ def parity_sample(model: Any, n: int = PARITY_N, seed: int = PARITY_SEED) -> tup
     shipped = model.parity_sample()  # (inputs, the export's CPU outputs) or None (a bundle written before it)
     if shipped is not None:
         held = {spec.name: shipped[0][spec.name] for spec in model.manifest.inputs}
-        inputs = held if len(held) > 1 else next(iter(held.values()))
-        return inputs, {"source": "bundle held-out parity sample", "n": int(len(next(iter(held.values()))))}
+        n = int(len(next(iter(held.values()))))
+        return model.as_input(held), {"source": "bundle held-out parity sample", "n": n}
     golden, _ = model.golden()
     rng = np.random.default_rng(seed)
     first = next(iter(golden.values()))
@@ -58,8 +58,7 @@ def parity_sample(model: Any, n: int = PARITY_N, seed: int = PARITY_SEED) -> tup
             lo, hi = spec.range or (-np.inf, np.inf)
             x = np.clip(x, lo, hi).astype(first.dtype if spec.name == model.manifest.inputs[0].name else x.dtype)
         out[spec.name] = x
-    inputs = out if len(out) > 1 else next(iter(out.values()))
-    return inputs, {"source": "regenerated from the golden inputs", "n": n, "seed": seed,
+    return model.as_input(out), {"source": "regenerated from the golden inputs", "n": n, "seed": seed,
                     "rule": "rows drawn with replacement, numeric x uniform(0.8, 1.2), clipped to the input range"}
 
 
@@ -202,13 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from medinfer.providers import diagnose
+    from medinfer.timestamps import utc_text
     from medinfer.tools.fingerprint import environment
 
     root = Path(args.bundles)
     bundles = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file())
     doc: dict[str, Any] = {"command": "python benchmarks/accelerator.py " + " ".join(sys.argv[1:] if argv is None
                                                                            else argv),
-                           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "gpu": args.gpu,
+                           "time": utc_text(), "gpu": args.gpu,
                            "env": environment(), "diagnosis": diagnose(args.providers + ["cpu"]),
                            "seconds": args.seconds, "batches": args.batch, "results": []}
     for path in bundles:

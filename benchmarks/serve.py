@@ -271,6 +271,7 @@ def candidates(servers: list[str], baseline_ref: str, work: Path) -> tuple[dict[
 def run(bundles: list[Path], servers: list[str], clients: list[int], encodings: list[str], seconds: float,
         rounds: int, baseline_ref: str = BASELINE_REF, progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure every candidate on every bundle; returns the raw record (see module docstring)."""
+    from medinfer.timestamps import utc_text
     from medinfer.tools.fingerprint import environment
 
     work = BUILD / "serve-bench"
@@ -310,7 +311,7 @@ def run(bundles: list[Path], servers: list[str], clients: list[int], encodings: 
                                      f"p50 {row['p50_us'] or 0:8.0f} µs p99 {row['p99_us'] or 0:8.0f} µs "
                                      f"errors {row['errors']}")
     return {"kind": "serve", "title": "Serving side by side: medinfer serve, MLServer, tritonserver",
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "env": environment(),
+            "time": utc_text(), "env": environment(),
             "settings": {"clients": clients, "encodings": encodings, "seconds": seconds, "rounds": rounds,
                          "audit_args": ["--audit", "FILE", *README_AUDIT], "baseline_ref": baseline_ref},
             "servers": info, "runs": runs}

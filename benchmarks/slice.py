@@ -8,12 +8,12 @@ beyond the borders, exactly as ``medinfer predict BUNDLE scan.dcm`` (``--patchwi
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import medinfer
 import numpy as np
+from medinfer.timestamps import utc_text
 from medinfer.tools import ct_slice
 from medinfer.tools.bench import interleaved
 from medinfer.tools.dicom import cut_patches, window_centres
@@ -97,6 +97,6 @@ def document(rows: list[dict[str, Any]], command: str, seconds: float, rounds: i
     from medinfer.tools.fingerprint import environment
 
     return {"kind": "medinfer.slice", "command": command,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "env": environment(),
+            "time": utc_text(), "env": environment(),
             "method": {"seconds_per_size": seconds, "rounds": rounds, "timer": "perf_counter_ns", "trimming": "none",
                        "batch_patchwise": BATCH}, "rows": rows}

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import medinfer
 import numpy as np
+from medinfer.timestamps import utc_text
 from medinfer.tools.bench import PEAK_RSS_SNIPPET, cold_start, latency_stats, time_queries
 from medinfer.tools.fingerprint import environment
 
@@ -140,7 +140,7 @@ def run_suite(bundles: list[Path], *, batches: list[int], artifacts: Path | None
         m["overhead"] = overhead(m)
         models.append(m)
     full = seconds >= FULL["seconds"] and rounds >= FULL["rounds"] and set(FULL["batches"]) <= set(batches)
-    record = {"kind": "medinfer.suite", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    record = {"kind": "medinfer.suite", "time": utc_text(),
               "env": environment(), "seconds_per_batch": seconds, "rounds": rounds, "batches": batches,
               "full": full, "command": command, "models": models, "same_options_name": SAME,
               "batch1_profile_name": BATCH1, "default_options_name": DEFAULT}

@@ -13,7 +13,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from medinfer.manifest import (
 from medinfer.samples import INPUT, npz_bytes, pair_arrays
 from medinfer.samples import key as sample_key
 from medinfer.schema import parse
+from medinfer.timestamps import build_time
 
 from ..train.artifact import Artifact
 from ..train.spec import Dataset, ModelSpec, OperatingPoint, ParityTolerance, Progress, quiet
@@ -268,16 +268,6 @@ def write_bundle(folder: Path, fields: dict[str, Any], files: dict[str, tuple[by
     manifest = build()
     (folder / MANIFEST_NAME).write_bytes(dump_manifest(manifest))
     return manifest
-
-
-def build_time() -> str:
-    """Now (UTC, ISO 8601), or ``$SOURCE_DATE_EPOCH`` when set (the reproducible-builds convention): the one
-    time a bundle records (manifest ``created``)."""
-    import os
-
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch.isdigit() else datetime.now(timezone.utc)
-    return when.isoformat(timespec="seconds")
 
 
 def _plots(spec: ModelSpec, art: Artifact, staging: Path, progress: Progress) -> dict[str, str]:

@@ -225,9 +225,8 @@ def record(bundle: Path, result: Comparison, command: str, builds: int = 2) -> N
     import onnxruntime
     from medinfer.manifest import dump_manifest, load_manifest
     from medinfer.records import Reproducibility
+    from medinfer.timestamps import build_time
     from medinfer.tools.fingerprint import cpu
-
-    from .bundle import build_time
 
     manifest = load_manifest(bundle)
     p = manifest.producer

@@ -46,7 +46,6 @@ import itertools
 import json
 import os
 import threading
-import time
 import weakref
 from pathlib import Path
 from typing import Any, ClassVar
@@ -69,6 +68,7 @@ from .audit_chain import (
 )
 from .audit_commit import GroupCommit
 from .errors import AuditError
+from .timestamps import UtcClock
 
 try:  # POSIX advisory locks; elsewhere one writer per file per process is what is guaranteed
     import fcntl
@@ -141,7 +141,7 @@ class AuditLog(GroupCommit):
         self._mac = hmac.new(self.key, digestmod=hashlib.sha256) if self.key is not None else None
         self._chain = '{"chain":"' + KEYED + '",' if self.key is not None else "{"
         self._models: dict[tuple[str, str, str], AuditBinding] = {}
-        self._second, self._second_text = -1, ""
+        self._clock = UtcClock()
         self._new_ids()
         _WRITERS.add(self)  # a forked child renews the ids of every writer (never repeats its parent's)
         try:
@@ -246,11 +246,7 @@ class AuditLog(GroupCommit):
         return build
 
     def _now(self) -> str:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._second_text}.{int(now % 1 * 1e6):06d}Z"
+        return self._clock.now()
 
     # -- writing ---------------------------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
@@ -362,9 +358,7 @@ class AuditLog(GroupCommit):
 
     def event(self, name: str, **fields: Any) -> str:
         """Append a non-inference record (server start, recovery after a failed write, ...)."""
-        now = time.time()
-        return self._append_locked(self._generic({"event": name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                       time.gmtime(now)), **fields}))
+        return self._append_locked(self._generic({"event": name, "time": self._clock.now(), **fields}))
 
     # -- health ------------------------------------------------------------------------------------------------
     @property

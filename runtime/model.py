@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .audit import AuditBinding, AuditLog
+from .decision import in_domain
 from .errors import (
     AuditError,
     DeadlineExceeded,
@@ -94,7 +95,6 @@ class Model:
         self._large_from = self._chunk + 1
         self._evidence = self._meta.evidence_minimum
         self._domain_index = self._meta.domain_index
-        self._domain_threshold = np.float32(self._meta.domain_threshold or 0.0)
         self.out_of_domain = "flag"
         self._refuse_ood = False
         self.large_session: Any = None
@@ -163,6 +163,12 @@ class Model:
             InputError / InputTypeError: as :meth:`predict`.
         """
         return self._validate(x)
+
+    def as_input(self, inputs: Mapping[str, Any]) -> Any:
+        """``inputs`` (input name -> array) in the form :meth:`predict` takes fastest: a one-input model's array
+        itself (its hot path), else the mapping. ``predict`` takes the mapping either way; timing and serving loops
+        hand it this."""
+        return inputs[self._check1.name] if self._check1 is not None and len(inputs) == 1 else inputs
 
     def check_header(self, header: Sequence[str], input_name: str | None = None) -> None:
         """Refuse column names (e.g. a CSV header) that differ from the manifest's feature names or order.
@@ -333,12 +339,12 @@ class Model:
             )
 
     def _check_domain(self, scores: np.ndarray) -> None:
-        outside = np.flatnonzero(np.asarray(scores).reshape(len(scores)) > self._domain_threshold)
+        outside = np.flatnonzero(~in_domain(np.asarray(scores).reshape(len(scores)), self._meta.domain_threshold))
         if outside.size:
             coverage = self.manifest.domain.coverage if self.manifest.domain is not None else float("nan")
             raise OutOfDomainError(
                 f"{self.name}: {outside.size} sample(s) lie outside its applicability domain (items "
-                f"{outside[:10].tolist()}: domain score above {float(self._domain_threshold):.4g}, the threshold "
+                f"{outside[:10].tolist()}: domain score above {self._meta.domain_threshold:.4g}, the threshold "
                 f"that accepts {coverage:.0%} of held-out in-domain data); loaded with "
                 f"out_of_domain={self.out_of_domain!r}, they get no answer"
             )
@@ -388,7 +394,7 @@ class Model:
         atol = golden.atol if variant.golden_atol is None else variant.golden_atol
         inputs, expected = self.golden()
         start = time.perf_counter()
-        feeds, _ = self._validate(inputs if len(inputs) > 1 else next(iter(inputs.values())))
+        feeds, _ = self._validate(inputs)
         if variant.outputs is not None:  # its own outputs, in the manifest's order
             names = [o.name for o in variant.outputs if o.name in expected]
         else:

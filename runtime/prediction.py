@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .decision import decide, score_column, scores_of
+from .decision import decide, in_domain, positive_index, score_column, scores_of
 from .manifest import Manifest
 
 
@@ -51,10 +51,6 @@ class PredictionMeta:
             fetch += tuple(o.name for o in manifest.outputs if o.name not in fetch)
         score_spec = next(o for o in manifest.outputs if o.name == decision.score_output)
         labels = np.array(manifest.labels, dtype=object) if manifest.labels else None
-        positive = 0
-        if manifest.task == "binary_classification" and manifest.labels:
-            positive = manifest.labels.index(decision.positive_label) if decision.positive_label in \
-                manifest.labels else len(manifest.labels) - 1
         column = score_column(manifest.task, manifest.labels, decision.positive_label, score_spec.shape)
         return PredictionMeta(
             model=manifest.name,
@@ -68,7 +64,7 @@ class PredictionMeta:
             score_column=column,
             labels=labels,
             threshold=decision.threshold,
-            positive=positive,
+            positive=positive_index(manifest.labels, decision.positive_label),
             evidence_minimum=evidence.minimum if evidence is not None else None,
             manifest=manifest,
             domain_index=domain_index,
@@ -157,7 +153,7 @@ class Prediction:
     def in_domain(self) -> np.ndarray | None:
         """Per sample, whether its domain score is within the bundle's threshold; None without a domain guard."""
         scores = self.domain_scores
-        return None if scores is None else scores <= np.float32(self._meta.domain_threshold)
+        return None if scores is None else in_domain(scores, self._meta.domain_threshold)
 
     @property
     def label(self) -> Any:

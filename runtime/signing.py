@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MissingExtraError, SignatureError, UsageError
+from .extras import optional_import
 from .files import read_regular_file
 from .integrity import sha256_bytes
 from .manifest import SIGNATURE_NAME, read_manifest_bytes
@@ -37,11 +38,8 @@ log = logging.getLogger(__name__)
 
 
 def _crypto() -> Any:
-    try:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ed25519
-    except ImportError as exc:
-        raise MissingExtraError("bundle signatures", "sign", getattr(exc, "name", "cryptography")) from None
+    serialization = optional_import("cryptography.hazmat.primitives.serialization", "sign", "bundle signatures")
+    ed25519 = optional_import("cryptography.hazmat.primitives.asymmetric.ed25519", "sign", "bundle signatures")
     return serialization, ed25519
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from medinfer.decision import DEFAULT_THRESHOLD, decide, score_column, scores_of
+from medinfer.decision import DEFAULT_THRESHOLD, decide, positive_index, score_column, scores_of
 from medinfer.errors import UnknownNameError, UsageError
 from medinfer.manifest import Card, DataSource, Evidence, SessionProfile, TensorSpec
 
@@ -266,10 +266,18 @@ class ModelSpec:
         column = score_column(self.task, self.labels, self.positive_label, raw.shape)
         return scores_of(self.task, raw, column)
 
+    @property
+    def positive(self) -> int:
+        """Index of the positive class (binary tasks; the runtime's rule, medinfer.decision.positive_index)."""
+        return positive_index(self.labels, self.positive_label)
+
+    def outcome(self, y: np.ndarray) -> np.ndarray:
+        """The true binary outcome per sample, 1 for the positive class (what binary metrics and plots take)."""
+        return (np.asarray(y).astype(int) == self.positive).astype(int)
+
     def decisions(self, scores: np.ndarray, threshold: float | None) -> np.ndarray:
         """Decision index per sample at ``threshold`` (the runtime's rule, medinfer.decision)."""
-        positive = list(self.labels).index(self.positive_label) if self.labels and self.positive_label else 1
-        return decide(self.task, scores, threshold, positive)
+        return decide(self.task, scores, threshold, self.positive)
 
 
 def _coerce(spec: str, key: str, value: Any, default: Any) -> Any:

@@ -15,17 +15,15 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
-from ..errors import MedinferError, MissingExtraError, exit_code
+from ..errors import MedinferError, exit_code
+from ..extras import optional_import
 
 TRAIN_COMMANDS = ("specs", "train", "export", "build", "data")
 
 
 def _train_main(argv: Sequence[str]) -> int:
-    try:
-        from medinfer.export.cli import main as train_main
-    except ImportError as exc:
-        raise MissingExtraError(f"medinfer {argv[0]}", "train", getattr(exc, "name", None)) from None
-    return train_main(list(argv))
+    train_cli = optional_import("medinfer.export.cli", "train", f"medinfer {argv[0]}")
+    return int(train_cli.main(list(argv)))
 
 
 def build_parser() -> argparse.ArgumentParser:

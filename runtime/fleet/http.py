@@ -19,10 +19,10 @@ import contextlib
 import json
 import logging
 import socket
-import time
 from typing import Any
 
 from ..errors import UsageError
+from ..timestamps import utc_text
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +185,8 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per log record: time, level, logger, message — and an access record's own fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) +
-                               f".{int(record.msecs):03d}Z", "level": record.levelname, "logger": record.name}
+        doc: dict[str, Any] = {"time": utc_text(record.created, digits=3), "level": record.levelname,
+                               "logger": record.name}
         fields = getattr(record, "access", None)
         if isinstance(fields, dict):
             doc.update(fields)

@@ -42,7 +42,7 @@ def run_call(call: Call, server_deadline_ms: float | None, audited: bool) -> tup
     names = model.input_names
     if sorted(req.inputs) != sorted(names):
         raise RequestError(f"model '{slot.name}' takes input(s) {list(names)}; the request sent {list(req.inputs)}")
-    x = req.inputs[names[0]] if len(names) == 1 else req.inputs
+    x = model.as_input(req.inputs)
     deadline = request_deadline(req.parameters, server_deadline_ms)
     if deadline is not None:
         # Time spent queueing counts; a request whose time is up still goes through predict so that the audit

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, MissingExtraError, UsageError
+from ..extras import optional_import
 from ..manifest import Manifest, TensorSpec
 from ..model import Model
 from . import ct_slice
@@ -122,11 +123,9 @@ def read_ct(path: str | Path, *, owner: str = "this model", frame: int | None = 
             interpretation; an image larger than ``max_pixels``; pixel data that cannot be decoded; a frame index out
             of range; a rescale slope/intercept that is not one finite number (slope 0 included).
     """
-    try:
-        import pydicom
-        from pydicom.errors import InvalidDicomError
-    except ImportError:
-        raise MissingExtraError("DICOM input", "dicom", "pydicom") from None
+    pydicom = optional_import("pydicom", "dicom", "DICOM input")
+    from pydicom.errors import InvalidDicomError
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"DICOM file {path} does not exist")

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..errors import InputError, MissingExtraError, UsageError
+from ..errors import InputError, UsageError
+from ..extras import optional_import
 from ..manifest import Manifest
 from ..model import Model
 from .dicom import DicomPrediction, overlay_rgb
@@ -59,12 +60,7 @@ class DicomOutputs:
 
 
 def _libs() -> tuple[Any, Any]:
-    try:
-        import highdicom
-        import pydicom
-    except ImportError as exc:
-        raise MissingExtraError("DICOM output", "dicom", getattr(exc, "name", None)) from None
-    return highdicom, pydicom
+    return optional_import("highdicom", "dicom", "DICOM output"), optional_import("pydicom", "dicom", "DICOM output")
 
 
 def write_dicom(model: Model, result: DicomPrediction, out_dir: str | Path, *, secondary_capture: bool = False,

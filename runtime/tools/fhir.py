@@ -33,7 +33,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import MedinferError, MissingExtraError, UsageError
+from ..errors import MedinferError, UsageError
+from ..extras import optional_import
 from ..manifest import Manifest
 from ..model import Model
 from ..prediction import Prediction
@@ -56,11 +57,7 @@ from .fhir_map import (
 
 
 def _fhir() -> Any:
-    try:
-        from fhir.resources.R4B import bundle
-    except ImportError:
-        raise MissingExtraError("FHIR output", "fhir", "fhir.resources") from None
-    return bundle
+    return optional_import("fhir.resources.R4B.bundle", "fhir", "FHIR output")
 
 
 def validate(doc: dict[str, Any]) -> dict[str, Any]:

@@ -117,8 +117,7 @@ def sample_input(model: Model, batch: int) -> Any:
     if sample is None:
         return batch_input(model, batch)
     inputs, _ = sample
-    tiled = {k: np.concatenate([v] * -(-batch // len(v)))[:batch] for k, v in inputs.items()}
-    return tiled if len(tiled) > 1 else next(iter(tiled.values()))
+    return model.as_input({k: np.concatenate([v] * -(-batch // len(v)))[:batch] for k, v in inputs.items()})
 
 
 def check_profile(path: str | Path, *, variant: str = "default", providers: Sequence[str] | None = None,

@@ -70,6 +70,28 @@ RULES: dict[str, tuple[Finder, set[str], str]] = {
         _text(r"hashlib\.(sha256|new)\(|from hashlib import"), {"runtime/integrity.py", "runtime/audit.py",
                                                                "runtime/audit_chain.py"},
         "medinfer.integrity.sha256_bytes / sha256_file (the audit chain keeps its own incremental hash)"),
+    "the positive label": (
+        _text(r"\.index\([^)]*positive_label|len\([^)]*labels[^)]*\)\s*-\s*1"), {"runtime/decision.py"},
+        "medinfer.decision.positive_index(labels, positive_label) (ModelSpec.positive / .outcome in training)"),
+    "the in-domain rule": (
+        _text(r"domain\w*\s*(<=|>)\s|(<=|>)\s*(np\.float32\()?[\w.]*domain[\w.]*threshold"), {"runtime/decision.py"},
+        "medinfer.decision.in_domain(domain_scores, threshold) (or Prediction.in_domain)"),
+    "a one-input model's input form": (
+        _text(r"(\w+) if len\(\1\) > 1 else next\(iter\(\1\.values\(\)\)\)"
+              r"|next\(iter\((\w+)\.values\(\)\)\) if len\(\2\) == 1|\[(\w+)\[0\]\] if len\(\3\) == 1 else"), set(),
+        "pass the mapping to Model.predict, or Model.as_input(mapping) where its hot path matters"),
+    "a registry (discovery, duplicate refusal, did you mean)": (
+        _text(r"pkgutil\.iter_modules|\(f?[\"'][^\"']*already (registered|declared)"), {"runtime/registry.py"},
+        "medinfer.registry.Registry(kind, package=...)"),
+    "an optional import and its install advice": (
+        _text(r"MissingExtraError\("), {"runtime/extras.py", "runtime/errors.py"},
+        "medinfer.extras.optional_import(module, extra, feature) / require_extra / missing_extra"),
+    # FHIR dateTime values keep the caller's own offset (datetime arithmetic, tools/fhir.py, and serve's FHIR
+    # parameter in fleet/infer.py); export/cli.py prints a local wall clock before each progress line.
+    "a timestamp": (
+        _text(r"strftime\(|isoformat\(|gmtime\(|utcnow|datetime\.now|fromisoformat|mktime"),
+        {"runtime/timestamps.py", "runtime/tools/fhir.py", "runtime/fleet/infer.py", "export/cli.py"},
+        "medinfer.timestamps.utc_text / build_time (SOURCE_DATE_EPOCH) / parse_utc / UtcClock"),
 }
 
 
@@ -100,6 +122,14 @@ AGAIN = {
     "the golden/parity npz key scheme": 'extra = {f"@{k}.{name}": v for k, v in goldens.items()}\n',
     "re-reading a pinned bundle file": "data = (bundle / manifest.variants[key].file).read_bytes()\n",
     "sha256": "import hashlib\ndigest = hashlib.sha256(data).hexdigest()\n",
+    "the positive label": "positive = labels.index(decision.positive_label) if ok else len(labels) - 1\n",
+    "the in-domain rule": "inside = domain <= np.float32(threshold)\n",
+    "a one-input model's input form": "pred = model.predict(x if len(x) > 1 else next(iter(x.values())))\n",
+    "a registry (discovery, duplicate refusal, did you mean)": (
+        "for info in pkgutil.iter_modules(__path__):\n    importlib.import_module(info.name)\n"),
+    "an optional import and its install advice": (
+        "try:\n    import matplotlib\nexcept ImportError:\n    raise MissingExtraError('plot', 'plots')\n"),
+    "a timestamp": 'record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}\n',
 }
 
 

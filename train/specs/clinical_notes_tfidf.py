@@ -202,6 +202,7 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
 
     def evaluate(self, scores: np.ndarray, y: np.ndarray, X: Any, threshold: float | None) -> dict[str, Any]:
         t = DEFAULT_THRESHOLD if threshold is None else threshold
+        y = self.outcome(y)
         metrics = binary_metrics(y, scores, t)
 
         def f1(yy: np.ndarray, ss: np.ndarray) -> float:
@@ -212,7 +213,6 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
                 raise ValueError("no positives predicted or present")
             return 2 * tp / denom
 
-        y = np.asarray(y).astype(int)
         majority = np.full(len(y), float(np.mean(y) >= 0.5))
         metrics["heldout"]["f1"] = bootstrap(f1, y, scores)
         metrics["baseline"]["heldout"]["f1"] = bootstrap(f1, y, majority)
@@ -269,13 +269,14 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
     def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:
         from .. import plots
 
-        y = np.asarray(dataset.y_test).astype(int)
+        y = self.outcome(dataset.y_test)
         scores = self.scores(self.native_outputs(model, dataset.X_test))
         t = DEFAULT_THRESHOLD if point.threshold is None else point.threshold
         return {
             "Held-out ROC with the operating point": plots.roc(y, scores, t, folder / "roc.png", "abnormal"),
             "Held-out confusion matrix at the operating point": plots.confusion(
-                y, (scores >= t).astype(int), self.labels or (), folder / "confusion.png"),
+                np.asarray(dataset.y_test).astype(int), self.decisions(scores, t), self.labels or (),
+                folder / "confusion.png"),
             "Held-out calibration (reliability diagram with counts per bin)": plots.calibration_binary(
                 y, scores, folder / "calibration.png", "abnormal", t),
         }

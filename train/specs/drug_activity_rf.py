@@ -126,7 +126,7 @@ class DrugActivityRF(SklearnClassifierSpec):
         )
 
     def evaluate(self, scores: np.ndarray, y: np.ndarray, X: Any, threshold: float | None) -> dict[str, Any]:
-        return binary_metrics(y, scores, threshold)
+        return binary_metrics(self.outcome(y), scores, threshold)
 
     # -- applicability domain: the QSAR way ---------------------------------------------------------------
     # Measured on the real build: the Mahalanobis distance (leverage) separated the shifted series as well as the
@@ -166,7 +166,7 @@ class DrugActivityRF(SklearnClassifierSpec):
     def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:
         from .. import plots
 
-        y = np.asarray(dataset.y_test).astype(int)
+        y = self.outcome(dataset.y_test)
         scores = self.scores(self.native_outputs(model, dataset.X_test))
         t = float(point.threshold if point.threshold is not None else self.threshold or 0.5)
         mean, std, scoring = permutation_importance(

@@ -194,7 +194,7 @@ class LungNoduleCNN(KerasSpec):
             return super().operating_point(model, dataset)
         X_val, y_val = dataset.validation
         scores = self.scores(self.native_outputs(model, X_val))
-        threshold, rationale = choose_threshold(scores, np.asarray(y_val).astype(int), float(self.target_sensitivity),
+        threshold, rationale = choose_threshold(scores, self.outcome(y_val), float(self.target_sensitivity),
                                                 dataset.facts.get("validation_source", "validation patches"))
         return OperatingPoint(threshold, rationale)
 
@@ -225,7 +225,7 @@ class LungNoduleCNN(KerasSpec):
                            description="probability of a nodule centred within 20 px of the patch centre"),)
 
     def evaluate(self, scores: np.ndarray, y: np.ndarray, X: Any, threshold: float | None) -> dict[str, Any]:
-        return binary_metrics(y, scores, threshold)
+        return binary_metrics(self.outcome(y), scores, threshold)
 
     # -- applicability domain ---------------------------------------------------------------------------------
     # Measured on the real build (held-out patches of other slices and another scanner, calibration on validation
@@ -272,7 +272,7 @@ class LungNoduleCNN(KerasSpec):
 
         threshold = float(point.threshold if point.threshold is not None else self.threshold or 0.5)
         scores = self.scores(self.native_outputs(model, dataset.X_test))
-        y = np.asarray(dataset.y_test).astype(int)
+        y = self.outcome(dataset.y_test)
         return {
             "ROC curve (held-out, simulated lesions) with the operating point":
                 plots.roc(y, scores, threshold, folder / "roc.png", self.positive_label or "nodule"),

@@ -69,7 +69,7 @@ class TritonPythonModel:
                 items.append(None)
                 continue
             arrays = {n: t.as_numpy() for n, t in tensors.items()}
-            items.append(arrays[names[0]] if len(names) == 1 else arrays)
+            items.append(arrays)
         # Same-shaped requests run as one batch; after a refusal each runs alone and gets its own answer.
         present = [i for i, x in enumerate(items) if x is not None]
         results = dict(zip(present, self.predict_grouped(self.model, [items[i] for i in present])))

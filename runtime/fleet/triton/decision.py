@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import MissingExtraError, ParityError, UsageError
+from ...errors import ParityError, UsageError
+from ...extras import optional_import
 from ...manifest import Manifest
 from ...prediction import PredictionMeta
 
@@ -31,11 +32,8 @@ def with_decision(graph: bytes, manifest: Manifest) -> bytes:
         MissingExtraError: ``onnx`` is not installed.
         UsageError: the graph already has an output named ``scores`` or ``labels``.
     """
-    try:
-        import onnx
-        from onnx import TensorProto, helper, numpy_helper
-    except ImportError:
-        raise MissingExtraError("export-triton's decision outputs (or --decision none)", "triton", "onnx") from None
+    onnx = optional_import("onnx", "triton", "export-triton's decision outputs (or --decision none)")
+    from onnx import TensorProto, helper, numpy_helper
     meta = PredictionMeta.build(manifest, "default", "", "", "")
     model = onnx.load_from_string(graph)
     g = model.graph
