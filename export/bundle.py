@@ -18,6 +18,7 @@ from typing import Any
 
 import medinfer
 import numpy as np
+from medinfer.codings import Codings
 from medinfer.integrity import contract_digest, outputs_digest, sha256_bytes
 from medinfer.manifest import (
     MANIFEST_NAME,
@@ -215,6 +216,7 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
             "card": dataclasses.replace(spec.card, plots=plots),
             "domain": _domain_section(art) if guard is not None else None,
             "parity_sample": sample_entry,
+            "codings": spec.codings or Codings(),  # written even when empty: no fallback for a new bundle
         }
         write_bundle(staging, fields, files)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .codings import Codings
 from .decision import score_column
 from .errors import ManifestError
 from .files import read_regular_file
@@ -324,6 +325,7 @@ class Manifest:
     requires: Requires | None = None
     parity_sample: ParitySample | None = None  # written since issue 14; older bundles have none
     reproducibility: Reproducibility | None = None  # only after `medinfer build --check-reproducible` passed
+    codings: Codings | None = None  # what results mean in FHIR / DICOM; bundles written before it: codings.py
 
     def _check(self, doc: str, path: str) -> None:
         if self.schema_version != SCHEMA_VERSION:

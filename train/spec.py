@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from medinfer.codings import Codings
 from medinfer.decision import DEFAULT_THRESHOLD, decide, positive_index, score_column, scores_of
 from medinfer.errors import UnknownNameError, UsageError
 from medinfer.manifest import Card, DataSource, Evidence, SessionProfile, TensorSpec
@@ -118,6 +119,9 @@ class ModelSpec:
     test_options: ClassVar[dict[str, Any]] = {}
     # The names ``--set KEY=VALUE`` may change (each a class attribute holding its default).
     options: ClassVar[tuple[str, ...]] = ()
+    # What the results mean in coded vocabularies (FHIR resource and codes, the DICOM SR finding), written into the
+    # manifest; the output tools read it there. None: only generic outputs, on request.
+    codings: ClassVar[Codings | None] = None
     # An output measuring how much information a sample carries; below its minimum the runtime gives no answer.
     evidence: ClassVar[Evidence | None] = None
     # What the domain guard is, in a sentence (the manifest and card), and the in-domain share its threshold keeps.

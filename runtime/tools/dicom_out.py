@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..codings import codings_of
 from ..errors import InputError, UsageError
 from ..extras import optional_import
 from ..manifest import Manifest
@@ -42,8 +43,6 @@ MANUFACTURER = "medinfer"
 SERIES_NUMBERS = {"sr": 9001, "parametric_map": 9002, "secondary_capture": 9003}
 KINDS = {"sr": "Comprehensive SR", "parametric_map": "Parametric Map", "secondary_capture": "Secondary Capture"}
 LOCAL_SCHEME = "99MEDINFER"  # a private coding scheme (DICOM: designators starting with "99" are local)
-# The finding of each shipped CT model (SNOMED CT 786838002 "Pulmonary nodule"); others get a local code.
-FINDINGS = {"lung_nodule_cnn": ("786838002", "SCT", "Pulmonary nodule")}
 
 
 @dataclass
@@ -150,11 +149,13 @@ def _algorithm(hd: Any, model: Model, result: DicomPrediction, maker: str) -> An
 
 
 def _finding(hd: Any, manifest: Manifest) -> Any:
+    """The finding the model's spec declares (manifest ``codings.dicom_finding``), else a local code of its
+    positive label."""
     from pydicom.sr.coding import Code
 
-    code = FINDINGS.get(manifest.name)
-    if code is not None:
-        return Code(*code)
+    declared = codings_of(manifest).dicom_finding
+    if declared is not None:
+        return Code(declared.code, declared.system, declared.display)
     label = str(manifest.decision.positive_label or "positive")
     return Code(label[:16], LOCAL_SCHEME, label)
 
@@ -224,7 +225,7 @@ def build_sr(model: Model, result: DicomPrediction, source: Any, maker: str) -> 
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer=maker, is_complete=True, is_final=False,
         is_verified=False)
     sr.SeriesDescription = f"{m.name} {m.version} results (not verified)"[:64]
-    if FINDINGS.get(m.name) is None:
+    if codings_of(m).dicom_finding is None:
         sr.CodingSchemeIdentificationSequence = [_local_scheme(pydicom)]
     return sr
 

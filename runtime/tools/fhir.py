@@ -5,18 +5,18 @@ Every answer is a ``transaction`` Bundle that an EHR can take as it is (``POST [
 - a ``Device`` for the bundle that made the result: name, version, variant, the sha256 of ``manifest.json``
   (which pins every file, so it identifies the whole bundle) and of the graph, the manufacturer, and the model
   card's intended use; created only if no Device carries that manifest sha256 yet (``ifNoneExist``);
-- per sample, the result in the resource that fits it (``MAPPINGS``, by model name):
+- per sample, the result in the resource its model declares (the manifest's ``codings``, from its spec):
   ``RiskAssessment`` (lung nodule, clinical-note abnormality: the model's probability of the finding),
   ``Observation`` (the glucose FORECAST in mg/dL with UCUM units, effective 30 minutes after the last input step;
   the cell type of the gene model with its probability). Each references the Device (``performer`` /
   ``device``), the resources the input came from (``basis`` / ``derivedFrom``) and carries the model card's
   intended-use limits in ``note``. Status is ``preliminary``: a person has not reviewed it.
 
-Codes and the mapping of each model: :mod:`medinfer.tools.fhir_map` (SNOMED CT and UCUM where they fit, plainly
-local code systems otherwise).
+What a result means is the spec's declaration (:mod:`medinfer.codings`: SNOMED CT where it fits, plainly local
+code systems otherwise); code systems, Device and notes: :mod:`medinfer.tools.fhir_map`.
 
 The drug-activity model is a research tool: its output is refused unless asked for as a generic Observation
-(``generic=True``, ``--fhir-generic``), which any model can produce. Models without a mapping are refused the
+(``generic=True``, ``--fhir-generic``), which any model can produce. Models that declare none are refused the
 same way. Every Bundle is validated with fhir.resources before it is returned; R4 is read with its ``R4B``
 models, which are identical for Device, Observation, RiskAssessment and Bundle as used here.
 """
@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..codings import FhirResult, codings_of
 from ..errors import MedinferError, UsageError
 from ..extras import optional_import
 from ..manifest import Manifest
@@ -42,12 +43,11 @@ from .fhir_map import (
     DICOM_UID,
     LOCAL,
     MANIFEST_ID,
-    MAPPINGS,
     RESULT_CODES,
     UCUM,
-    Mapping,
     check_subject,
     coding,
+    concept,
     device_resource,
     notes,
 )
@@ -108,15 +108,19 @@ def _references(refs: Sequence[str]) -> list[dict[str, Any]]:
     return [{"reference": check_subject(ref, "basis reference")} for ref in refs]
 
 
-def _mapping(manifest: Manifest, generic: bool) -> Mapping | None:
-    """The model's mapping; None for a generic Observation. Raises UsageError for a refused model."""
+def _mapping(manifest: Manifest, generic: bool) -> FhirResult | None:
+    """What the model's manifest declares its FHIR result to be; None for a generic Observation.
+
+    Raises:
+        UsageError: the model declares none, or declares its output refused.
+    """
     if generic:
         return None
-    mapping = MAPPINGS.get(manifest.name)
+    mapping = codings_of(manifest).fhir
     if mapping is None:
-        raise UsageError(f"{manifest.name} has no patient-facing FHIR mapping (medinfer maps "
-                         f"{', '.join(k for k, v in MAPPINGS.items() if not v.refused)}); ask for a generic "
-                         "Observation of its output with generic=True (CLI: --fhir-generic)")
+        raise UsageError(f"{manifest.name} has no patient-facing FHIR mapping (its spec declares no FHIR coding: "
+                         "codings.fhir in the manifest); ask for a generic Observation of its output with "
+                         "generic=True (CLI: --fhir-generic)")
     if mapping.refused:
         raise UsageError(f"FHIR output of {manifest.name} is refused: it {mapping.refused}. Ask for a generic "
                          "Observation with generic=True (CLI: --fhir-generic) if you need it recorded anyway")
@@ -127,19 +131,19 @@ def _probability(value: float) -> float:
     return round(float(value), 6)
 
 
-def _risk(src: _Source, mapping: Mapping, *, subject: str, basis: list[dict[str, Any]], when: datetime,
+def _risk(src: _Source, mapping: FhirResult, *, subject: str, basis: list[dict[str, Any]], when: datetime,
           probability: float, rationale: str, extra_notes: Sequence[str] = ()) -> dict[str, Any]:
     return {
         "resourceType": "RiskAssessment",
         "status": "preliminary",
-        "code": mapping.code,
+        "code": concept(mapping.code),
         "method": coding(f"{LOCAL}:CodeSystem:model", src.manifest.name,
                          f"{src.manifest.name} {src.manifest.version} ({src.variant})"),
         "subject": {"reference": subject},
         "occurrenceDateTime": when.isoformat(),
         "performer": {"reference": src.device_url},
         **({"basis": basis} if basis else {}),
-        "prediction": [{"outcome": mapping.outcome, "probabilityDecimal": _probability(probability),
+        "prediction": [{"outcome": concept(mapping.outcome), "probabilityDecimal": _probability(probability),
                         "rationale": rationale}],
         "note": notes(src.manifest, *extra_notes),
     }
@@ -178,7 +182,7 @@ def _score_units(manifest: Manifest) -> str | None:
     return next((o.units for o in manifest.outputs if o.name == manifest.decision.score_output), None)
 
 
-def _forecast(src: _Source, mapping: Mapping, value: float, *, subject: str, basis: list[dict[str, Any]],
+def _forecast(src: _Source, mapping: FhirResult, value: float, *, subject: str, basis: list[dict[str, Any]],
               at: datetime, issued: datetime, at_given: bool) -> dict[str, Any]:
     manifest = src.manifest
     units = _score_units(manifest)
@@ -191,7 +195,8 @@ def _forecast(src: _Source, mapping: Mapping, value: float, *, subject: str, bas
         raise UsageError(f"{manifest.name}'s manifest declares no forecast horizon (input facts "
                          "'horizon_minutes'): the forecast's effective time would be unknown")
     horizon = int(horizon)
-    code = {"coding": mapping.code["coding"] if mapping.code else [],
+    declared = concept(mapping.code)
+    code = {"coding": declared["coding"] if declared else [],
             "text": f"Blood glucose FORECAST {horizon} minutes ahead (model output, not a measurement)"}
     return _observation(
         src, code, subject=subject, basis=basis, effective=at + timedelta(minutes=horizon), issued=issued,
@@ -275,7 +280,7 @@ def prediction_bundle(pred: Prediction, *, subject: str, basis: Sequence[str] = 
         else:
             label = str(labels[i]) if labels is not None else ""
             resources.append(_observation(
-                src, mapping.code or {}, subject=subject, basis=refs, effective=when, issued=issued,
+                src, concept(mapping.code) or {}, subject=subject, basis=refs, effective=when, issued=issued,
                 value=_label_value(manifest, label),
                 components=[_probability_component(_label_probability(manifest, scores[i], label), label)]))
     return _bundle(src, resources, manufacturer)

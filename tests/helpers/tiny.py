@@ -289,9 +289,10 @@ def ct_reference(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-(m * CT_SCALE + CT_OFFSET))))[:, None].astype(np.float32)
 
 
-def build_ct(folder: Path, *, name: str = "tiny_ct", threshold: float = 0.5) -> Path:
+def build_ct(folder: Path, *, name: str = "tiny_ct", threshold: float = 0.5, **overrides: Any) -> Path:
     """A CT model like lung_nodule_cnn's contract without TensorFlow: (N, 100, 100, 1) float32 HU -> (N, 1)
-    sigmoid of the patch's mean HU; input facts modality CT / units HU, so ``medinfer predict`` takes .dcm."""
+    sigmoid of the patch's mean HU; input facts modality CT / units HU, so ``medinfer predict`` takes .dcm.
+    ``overrides`` replace manifest fields."""
     from onnx import TensorProto, helper, numpy_helper
 
     facts = {"modality": "CT", "units": "HU", "patch": [CT_PATCH, CT_PATCH],
@@ -317,14 +318,14 @@ def build_ct(folder: Path, *, name: str = "tiny_ct", threshold: float = 0.5) -> 
                     numpy_helper.from_array(np.array([CT_SCALE], np.float32), "scale"),
                     numpy_helper.from_array(np.array([CT_OFFSET], np.float32), "offset")])
     x = np.stack([np.full((CT_PATCH, CT_PATCH, 1), v, np.float32) for v in (-900.0, -300.0, 40.0)])
-    return _write(folder, name, doc, graph, x, {"probability": ct_reference(x)},
-                  data=DataProvenance(
-                      sources=(DataSource(name="synthetic", package="none", version="0", file="-", sha256="0" * 64,
-                                          licence="CC0", citation="generated in the test"),),
-                      split={"method": "none"}, synthetic=True,
-                      description="SIMULATED lesions on REAL CT background (a tiny test stand-in)"),
-                  card=Card(summary="tiny CT stand-in", intended_use="Tests of the DICOM and FHIR encoders only.",
-                            out_of_scope=("Any clinical use.",), limitations=("A mean of HU, not a CNN.",)))
+    fields = {"data": DataProvenance(
+                  sources=(DataSource(name="synthetic", package="none", version="0", file="-", sha256="0" * 64,
+                                      licence="CC0", citation="generated in the test"),),
+                  split={"method": "none"}, synthetic=True,
+                  description="SIMULATED lesions on REAL CT background (a tiny test stand-in)"),
+              "card": Card(summary="tiny CT stand-in", intended_use="Tests of the DICOM and FHIR encoders only.",
+                           out_of_scope=("Any clinical use.",), limitations=("A mean of HU, not a CNN.",))}
+    return _write(folder, name, doc, graph, x, {"probability": ct_reference(x)}, **{**fields, **overrides})
 
 
 MULTI_W = np.array([[2.0, 0.0, -1.0], [0.0, 2.0, -1.0], [-1.0, -1.0, 2.0]], dtype=np.float32)

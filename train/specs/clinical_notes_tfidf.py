@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from medinfer.codings import RESULT_CODES, Coding, Codings, FhirResult
 from medinfer.decision import DEFAULT_THRESHOLD
 from medinfer.integrity import sha256_file
 from medinfer.manifest import Card, Evidence, SessionProfile, TensorSpec
@@ -61,6 +62,10 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
     # known words; the runtime refuses a text with none.
     evidence = Evidence(output="known_tokens", minimum=1.0,
                         meaning="distinct vocabulary words in the text after stop words; 0: nothing to read")
+    codings = Codings(fhir=FhirResult(
+        "RiskAssessment", Coding(RESULT_CODES, "chest-xray-report-abnormality", "Abnormal study described by a chest "
+                                 "X-ray report's text (model assessment)"),
+        outcome=Coding(RESULT_CODES, "abnormal-chest-xray-report", "Chest X-ray report describes an abnormal study")))
     card = Card(
         summary="TF-IDF + logistic-regression classifier of chest X-ray report text: normal vs abnormal.",
         intended_use=(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from medinfer.codings import Codings, FhirResult
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
 from .. import domain
@@ -46,6 +47,9 @@ class DrugActivityRF(SklearnClassifierSpec):
     threshold_rationale = "forest majority vote (probability >= 0.5), the seed's default decision rule"
     parity = ParityTolerance(atol=1e-5, max_decision_flips=0)
     profile = SessionProfile(intra_op_num_threads=1, inter_op_num_threads=1, allow_spinning=True)
+    codings = Codings(fhir=FhirResult(refused=(
+        "is a research tool for ranking compounds of one chemical series, not a patient-facing model; its output is "
+        "not a clinical result")))
     card = Card(
         summary="Random-forest activity classifier for aryl-sulfonamide compounds (research triage).",
         intended_use=(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from medinfer.codings import RESULT_CODES, Coding, Codings, FhirResult
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
 from .. import domain
@@ -48,6 +49,9 @@ class GeneExpressionSVD(SklearnClassifierSpec):
     parity = ParityTolerance(atol=1e-5, max_decision_flips=0)
     profile = SessionProfile(intra_op_num_threads=1, inter_op_num_threads=1, allow_spinning=True)
     test_sample = None  # 700 cells train in about a second
+    codings = Codings(fhir=FhirResult(
+        "Observation", Coding(RESULT_CODES, "cell-type", "Cell type of a single-cell expression profile (model "
+                              "classification)"), value="label"))
     card = Card(
         summary="Cell-type classifier for single-cell RNA-seq profiles of PBMCs (SVD + logistic regression).",
         intended_use=(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from medinfer.codings import RESULT_CODES, Coding, Codings, FhirResult
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
 from .. import clarke, domain
@@ -41,6 +42,11 @@ class GlucoseLSTM(KerasSpec):
     profile = SessionProfile(intra_op_num_threads=1, inter_op_num_threads=1, allow_spinning=False)
     score_output = "glucose_30min"
     label_output = None
+    # A FORECAST, coded locally: no LOINC code describes a predicted glucose value (2339-0 and its siblings are
+    # measurements).
+    codings = Codings(fhir=FhirResult(
+        "Observation", Coding(RESULT_CODES, "glucose-forecast", "Blood glucose FORECAST (model output, not a "
+                              "measurement)"), value="forecast"))
     card = Card(
         summary=(
             "Stacked-LSTM forecast of blood glucose 30 minutes ahead for people with type-1 diabetes on "

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from medinfer.codings import NODULE, RESULT_CODES, SNOMED, Coding, Codings, FhirResult
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
 from .. import domain
@@ -64,6 +65,12 @@ class LungNoduleCNN(KerasSpec):
     max_batch = 4096
     score_output = "probability"
     label_output = None
+    # Its regions are pulmonary nodules (SNOMED CT 786838002) in a DICOM SR; a risk of one for an EHR.
+    codings = Codings(
+        fhir=FhirResult("RiskAssessment", Coding(RESULT_CODES, "lung-nodule-ct-region", "Lung nodule in a CT image "
+                                                 "region (model assessment)"),
+                        outcome=Coding(SNOMED, NODULE.code, NODULE.display)),
+        dicom_finding=NODULE)
     card = Card(
         summary=(
             "CNN that flags CT patches likely to contain a lung nodule. Trained and evaluated on SIMULATED lesions "
