@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,7 @@ class PredictionMeta:
     threshold: float | None
     positive: int
     evidence_minimum: float | None
-    manifest: Manifest | None = None  # the whole contract (model card, units) for encoders such as to_fhir
+    manifest: Manifest | None = None  # the whole contract (model card, units) for encoders such as tools.fhir
     domain_index: int | None = None  # raw[domain_index] is the domain score output (None: the bundle has no guard)
     domain_threshold: float | None = None
 
@@ -209,32 +208,6 @@ class Prediction:
             "in_domain": None if self.in_domain is None else self.in_domain.tolist(),
             "domain_threshold": self._meta.domain_threshold,
         }
-
-    def to_fhir(self, subject: str, *, basis: Sequence[str] = (), at: datetime | None = None,
-                generic: bool = False, manufacturer: str | None = None) -> dict[str, Any]:
-        """FHIR R4 resources for this prediction: a transaction Bundle with a Device for the bundle and one
-        RiskAssessment or Observation per sample (needs the [fhir] extra; see :mod:`medinfer.tools.fhir`).
-
-        Args:
-            subject: the reference of the patient (or group) the input came from, e.g. ``"Patient/123"``.
-            basis: references of the resources the input was taken from (``RiskAssessment.basis`` /
-                ``Observation.derivedFrom``), e.g. ``["DocumentReference/report-7"]``.
-            at: when the input's last observation was made (default: now, UTC); a forecast's effective time
-                is this plus the model's horizon.
-            generic: a plain Observation of the model output, for models with no clinical mapping (research
-                tools such as the drug-activity model are refused otherwise).
-            manufacturer: ``Device.manufacturer`` (default: ``"medinfer"``).
-
-        Raises:
-            MissingExtraError: fhir.resources is not installed.
-            UsageError: the model's output has no patient-facing FHIR mapping and ``generic`` is False, or the
-                subject is not a FHIR reference.
-        """
-        # The one place the core reaches into the optional tools, lazily (an ignore_imports entry in pyproject).
-        from .tools.fhir import prediction_bundle
-
-        return prediction_bundle(self, subject=subject, basis=basis, at=at, generic=generic,
-                                 manufacturer=manufacturer)
 
     def __repr__(self) -> str:
         kind, shown = ("labels", self.labels) if self.labels is not None else ("scores", self.scores)

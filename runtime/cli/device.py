@@ -184,7 +184,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     x = read_input(args.input, model)
     pred = model.predict(x)
     if args.fhir_out:
-        write_fhir(args, pred.to_fhir(args.fhir_subject, basis=args.fhir_basis, at=at, generic=args.fhir_generic))
+        from ..tools.fhir import to_fhir
+
+        write_fhir(args, to_fhir(pred, args.fhir_subject, basis=args.fhir_basis, at=at, generic=args.fhir_generic))
     if args.json:
         print(json.dumps({**pred.to_dict(), **({"fhir_out": args.fhir_out} if args.fhir_out else {})}, indent=2))
         return 0

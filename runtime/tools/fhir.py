@@ -52,12 +52,14 @@ from .fhir_map import (
     notes,
 )
 
-# No import of .dicom here: the core's lazy bridge (Prediction.to_fhir) reaches this module, and the import
-# contracts keep pydicom out of every chain that starts in the core.
+# No import of .dicom here: FHIR output of a table or a text needs no pydicom.
 
 
 def _fhir() -> Any:
-    return optional_import("fhir.resources.R4B.bundle", "fhir", "FHIR output")
+    optional_import("fhir.resources.R4B", "fhir", "FHIR output")
+    from fhir.resources.R4B import bundle
+
+    return bundle
 
 
 def validate(doc: dict[str, Any]) -> dict[str, Any]:
@@ -245,9 +247,21 @@ def _bundle(src: _Source, resources: list[dict[str, Any]], manufacturer: str | N
     return validate(doc)
 
 
-def prediction_bundle(pred: Prediction, *, subject: str, basis: Sequence[str] = (), at: datetime | None = None,
-                      generic: bool = False, manufacturer: str | None = None) -> dict[str, Any]:
-    """FHIR R4 for a :class:`~medinfer.Prediction` (see :meth:`medinfer.Prediction.to_fhir`).
+def to_fhir(pred: Prediction, subject: str, *, basis: Sequence[str] = (), at: datetime | None = None,
+            generic: bool = False, manufacturer: str | None = None) -> dict[str, Any]:
+    """FHIR R4 resources for a prediction: a transaction Bundle with a Device for the bundle and one RiskAssessment
+    or Observation per sample, as the model's manifest declares (needs the [fhir] extra).
+
+    Args:
+        pred: what :meth:`medinfer.Model.predict` returned.
+        subject: the reference of the patient (or group) the input came from, e.g. ``"Patient/123"``.
+        basis: references of the resources the input was taken from (``RiskAssessment.basis`` /
+            ``Observation.derivedFrom``), e.g. ``["DocumentReference/report-7"]``.
+        at: when the input's last observation was made (default: now, UTC); a forecast's effective time is this
+            plus the model's horizon.
+        generic: a plain Observation of the model output, for models that declare no clinical coding (research
+            tools such as the drug-activity model are refused otherwise).
+        manufacturer: ``Device.manufacturer`` (default: ``"medinfer"``).
 
     Raises:
         MissingExtraError: fhir.resources is not installed.

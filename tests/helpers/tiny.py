@@ -387,3 +387,17 @@ def build_domain(folder: Path, *, name: str = "tiny_domain", threshold: float = 
     domain = Domain(output="domain_score", threshold=threshold, coverage=0.99, method="mean square / 10 (test)",
                     calibration={"data": "synthetic"}, evaluation={})
     return _write(folder, name, doc, graph, GOLDEN_X, {"probabilities": reference(GOLDEN_X)}, domain=domain)
+
+
+def edge_set(folder: Path) -> list[Path]:
+    """The three tiny bundles the edge check (scripts/edge_check.py) compares across machines, built in ``folder``."""
+    folder = Path(folder)
+    return [build(folder / "tiny_logistic"), build_sigmoid(folder / "tiny_sigmoid"),
+            build_sequence(folder / "tiny_sequence")]
+
+
+if __name__ == "__main__":  # python -m tests.helpers.tiny FOLDER: what scripts/edge_check.py runs (no import of tests)
+    import sys
+
+    for path in edge_set(Path(sys.argv[1])):
+        print(path)

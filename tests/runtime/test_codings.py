@@ -9,6 +9,7 @@ from pathlib import Path
 import medinfer
 import pytest
 from medinfer.codings import WRITTEN_BEFORE, Coding, Codings, FhirResult, codings_of
+from medinfer.tools.fhir import to_fhir
 
 from ..helpers import tiny
 
@@ -25,7 +26,7 @@ def test_a_declared_coding_is_read_from_the_manifest(tmp_path: Path) -> None:
     path = tiny.build(tmp_path / "b", name="clinical_notes_tfidf", codings=DECLARED)
     model = medinfer.load(path)
     assert model.manifest.codings == DECLARED and codings_of(model.manifest) == DECLARED
-    doc = model.predict(tiny.GOLDEN_X[:1]).to_fhir("Patient/p1")
+    doc = to_fhir(model.predict(tiny.GOLDEN_X[:1]), "Patient/p1")
     (risk,) = [e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "RiskAssessment"]
     assert risk["code"]["coding"] == [{"system": "urn:example:results", "code": "finding-x",
                                        "display": "Finding X risk"}]
@@ -35,7 +36,7 @@ def test_a_declared_coding_is_read_from_the_manifest(tmp_path: Path) -> None:
 def test_a_model_declaring_none_is_refused_and_an_old_bundle_keeps_its_codes(tmp_path: Path) -> None:
     new = medinfer.load(tiny.build(tmp_path / "new", name="clinical_notes_tfidf", codings=Codings()))
     with pytest.raises(medinfer.UsageError, match="declares no FHIR coding"):
-        new.predict(tiny.GOLDEN_X[:1]).to_fhir("Patient/p1")
+        to_fhir(new.predict(tiny.GOLDEN_X[:1]), "Patient/p1")
     old = medinfer.load(tiny.build(tmp_path / "old", name="clinical_notes_tfidf"))  # written before the field
     assert old.manifest.codings is None and codings_of(old.manifest) == WRITTEN_BEFORE["clinical_notes_tfidf"]
 

@@ -92,3 +92,22 @@ def test_the_private_name_check_can_fail(tmp_path: Path) -> None:
     sample = tmp_path / "inputs.py"
     sample.write_text("from medinfer.model import _digestible\n\ndef f(model):\n    return model._validate.checks\n")
     assert _private_reaches(sample) == ["inputs.py:1 import _digestible", "inputs.py:4 ._validate"]
+
+
+def _imports_of_tests(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    found = []
+    for node in ast.walk(tree):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+        found += [f"{path.name}:{node.lineno} {n}" for n in names if n == "tests" or n.startswith("tests.")]
+    return found
+
+
+def test_scripts_and_benchmarks_never_import_tests(tmp_path: Path) -> None:
+    found = [hit for folder in ("scripts", "benchmarks", "runtime", "export", "train")
+             for p in sorted((ROOT / folder).rglob("*.py")) for hit in _imports_of_tests(p)]
+    assert not found, f"run the test helpers in a process of their own instead: {found}"
+    sample = tmp_path / "edge_check.py"
+    sample.write_text("def f():\n    from tests.helpers import tiny\n")
+    assert _imports_of_tests(sample) == ["edge_check.py:2 tests.helpers"]

@@ -96,7 +96,9 @@ def test_a_sixth_spec_goes_from_training_to_benchmark(toy, tmp_path: Path, capsy
     assert list(model.predict({f: x[:, i] for i, f in enumerate(FEATURES)}).labels) == ["yes", "no"]
     assert model.manifest.codings == ToySpec.codings  # declared by the spec, written into the manifest
     if importlib.util.find_spec("fhir") is not None:
-        doc = model.predict(x[:1]).to_fhir("Patient/p1")
+        from medinfer.tools.fhir import to_fhir
+
+        doc = to_fhir(model.predict(x[:1]), "Patient/p1")
         (risk,) = [e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "RiskAssessment"]
         assert risk["code"]["coding"][0]["code"] == "toy-risk"
         assert risk["prediction"][0]["outcome"]["coding"][0]["code"] == "toy-yes"
