@@ -50,7 +50,7 @@ def test_audit_records_and_events_share_the_format(tmp_path: Path, tiny_bundle_r
 def test_a_log_written_in_the_old_formats_still_verifies_and_is_read(tmp_path: Path) -> None:
     """Before one format, events carried whole seconds (``...:20Z``) and records microseconds: the chain covers
     the text as written, so an old log verifies unchanged and drift reads both."""
-    from medinfer.audit_chain import GENESIS, _canonical, _chain_hash
+    from medinfer.audit.record import GENESIS, _canonical, _chain_hash
     from medinfer.tools.drift import drift
 
     bodies = [{"event": "server_start", "time": "2023-11-14T22:13:20Z"},

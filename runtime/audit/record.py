@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import AuditError
+from ..errors import AuditError
 
 GENESIS = "0" * 64
 KEYED = "hmac-sha256"

@@ -50,7 +50,10 @@ import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .audit_chain import (
+from ..errors import AuditError
+from ..timestamps import UtcClock
+from .commit import GroupCommit
+from .record import (
     _SHA256,
     _STR,
     GENESIS,
@@ -66,9 +69,6 @@ from .audit_chain import (
     read_key,
     verify_log,
 )
-from .audit_commit import GroupCommit
-from .errors import AuditError
-from .timestamps import UtcClock
 
 try:  # POSIX advisory locks; elsewhere one writer per file per process is what is guaranteed
     import fcntl
