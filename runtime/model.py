@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .audit import AuditBinding, AuditLog
+from .audit.record import digestible, refused_id, summary
 from .decision import in_domain
 from .errors import (
     AuditError,
@@ -27,7 +28,7 @@ from .errors import (
     check_choice,
 )
 from .failsafe import WATCHDOG, NoResult
-from .integrity import outputs_digest, sha256_bytes
+from .integrity import outputs_digest
 from .manifest import Manifest
 from .options import OUT_OF_DOMAIN, check_deadline
 from .prediction import Prediction, PredictionMeta
@@ -254,7 +255,7 @@ class Model:
         try:
             request_id = _checked_request_id(request_id)
         except InputError as exc:
-            error, request_id = exc, _opaque_id(request_id)  # recorded under its digest, never run
+            error, request_id = exc, refused_id(request_id)  # recorded under its digest, never run
         try:
             if error is None:
                 feeds, single = self._validate(x)
@@ -276,10 +277,10 @@ class Model:
         if audit is not None:
             try:
                 if error is None:
-                    audit.record(feeds, "ok", (time.perf_counter() - start) * 1e6, _summary(result),  # type: ignore
+                    audit.record(feeds, "ok", (time.perf_counter() - start) * 1e6, summary(result),  # type: ignore
                                  request_id)
                 else:
-                    audit.record(feeds if feeds is not None else _digestible(x), "no_result",
+                    audit.record(feeds if feeds is not None else digestible(x), "no_result",
                                  (time.perf_counter() - start) * 1e6, None, request_id, error.code)
             except AuditError as exc:
                 return exc  # a result that could not be recorded is not returned
@@ -451,43 +452,3 @@ def _checked_request_id(request_id: Any) -> str | None:
     except UnicodeEncodeError:
         raise InputError("request_id is not valid Unicode (a lone surrogate): send it as UTF-8 text") from None
     return request_id
-
-
-def _opaque_id(request_id: Any) -> str:
-    """A refused request id as it goes into the audit record: its digest, never the raw value."""
-    raw = request_id if isinstance(request_id, str) else repr(request_id)
-    return "refused-id:" + sha256_bytes(raw.encode("utf-8", "surrogatepass"))[:32]
-
-
-def _digestible(x: Any) -> dict[str, Any] | None:
-    """Something to digest for the audit record of an input that failed validation (never the raw data)."""
-    if isinstance(x, np.ndarray) and x.dtype != object:
-        return {"raw": x}
-    return None
-
-
-def _summary(pred: Prediction, limit: int = 16) -> dict[str, Any]:
-    """A compact output summary for the audit trail: decisions and scores rounded to 5 decimals (numpy's rule:
-    ``rint(x * 1e5) / 1e5``) of the first ``limit`` samples."""
-    labels = pred.labels
-    scores = pred.scores
-    n = len(pred)
-    out: dict[str, Any] = {"n": n}
-    if labels is not None:
-        out["labels"] = [str(labels[0])] if n == 1 else [str(v) for v in labels[:limit]]
-    domain = pred.domain_scores
-    if domain is not None:
-        out["domain_scores"] = _rounded(domain, n, limit)
-        out["out_of_domain"] = n - int(np.count_nonzero(pred.in_domain))  # type: ignore[arg-type]
-    out["scores"] = _rounded(scores, n, limit)
-    return out
-
-
-def _rounded(values: np.ndarray, n: int, limit: int) -> list[Any]:
-    """The first ``limit`` values rounded to 5 decimals as numpy rounds them; finite 1-D values by Python's round()
-    (numpy's rint there, and much cheaper for the one sample of a hot-path call)."""
-    if values.ndim == 1:
-        first = [values.item(0)] if n == 1 else values[:limit].tolist()
-        if all(-1e300 < v < 1e300 for v in first):
-            return [round(v * 100000.0) / 100000.0 for v in first]
-    return np.round(np.asarray(values)[:limit].astype(np.float64), 5).tolist()  # type: ignore[no-any-return]

@@ -113,3 +113,10 @@ def test_scripts_and_benchmarks_never_import_tests(tmp_path: Path) -> None:
     sample = tmp_path / "edge_check.py"
     sample.write_text("def f():\n    from tests.helpers import tiny\n")
     assert _imports_of_tests(sample) == ["edge_check.py:2 tests.helpers"]
+
+
+def test_the_audit_package_shares_public_names_only() -> None:
+    """record format, writer (with its group commit) and verifier import each other's public names only."""
+    found = [p for f in sorted((ROOT / "runtime" / "audit").glob("*.py")) for p in _private_reaches(f)
+             if " import " in p]
+    assert not found, f"the audit package reaches into a private name: {found}"

@@ -67,9 +67,10 @@ RULES: dict[str, tuple[Finder, set[str], str]] = {
         _text(r"(\.file\b|MANIFEST_NAME|golden)[^#]*\.read_(bytes|text)\(|np\.load\([^)]*(\.file\b|golden)"), set(),
         "Model.graph_bytes() / medinfer.samples.read_pinned / manifest.read_manifest_bytes (bounded, checked)"),
     "sha256": (
-        _text(r"hashlib\.(sha256|new)\(|from hashlib import"), {"runtime/integrity.py", "runtime/audit/record.py",
-                                                               "runtime/audit/writer.py"},
-        "medinfer.integrity.sha256_bytes / sha256_file (the audit chain keeps its own incremental hash)"),
+        _text(r"hashlib\.(sha256|new)\(|from hashlib import|hmac\.new\("), {"runtime/integrity.py",
+                                                                            "runtime/audit/record.py"},
+        "medinfer.integrity.sha256_bytes / sha256_file; the audit chain's link and head MAC: medinfer.audit.Chain / "
+        "head_mac"),
     "the positive label": (
         _text(r"\.index\([^)]*positive_label|len\([^)]*labels[^)]*\)\s*-\s*1"), {"runtime/decision.py"},
         "medinfer.decision.positive_index(labels, positive_label) (ModelSpec.positive / .outcome in training)"),

@@ -50,7 +50,7 @@ def test_audit_records_and_events_share_the_format(tmp_path: Path, tiny_bundle_r
 def test_a_log_written_in_the_old_formats_still_verifies_and_is_read(tmp_path: Path) -> None:
     """Before one format, events carried whole seconds (``...:20Z``) and records microseconds: the chain covers
     the text as written, so an old log verifies unchanged and drift reads both."""
-    from medinfer.audit.record import GENESIS, _canonical, _chain_hash
+    from medinfer.audit import GENESIS, canonical, chain_hash
     from medinfer.tools.drift import drift
 
     bodies = [{"event": "server_start", "time": "2023-11-14T22:13:20Z"},
@@ -60,8 +60,8 @@ def test_a_log_written_in_the_old_formats_still_verifies_and_is_read(tmp_path: P
     prev, lines = GENESIS, []
     for seq, body in enumerate(bodies, 1):
         full = {"seq": seq, "prev": prev, **body}
-        prev = _chain_hash(prev, full)
-        lines.append(_canonical({**full, "hash": prev}))
+        prev = chain_hash(prev, full)
+        lines.append(canonical({**full, "hash": prev}))
     path = tmp_path / "old.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     assert medinfer.verify_log(path).ok
