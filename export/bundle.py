@@ -50,8 +50,8 @@ from .domain_graph import add_domain_output
 from .profiles import chosen_profile
 from .requires import requirements
 from .samples import build_sample
-from .slice import build_slice_variants
-from .variants import build_variants
+from .variants.int8 import build_variants
+from .variants.whole_slice import build_slice_variants
 
 log = logging.getLogger(__name__)
 GOLDEN_SAMPLES = 4

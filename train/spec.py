@@ -130,9 +130,9 @@ class ModelSpec:
     # Memory bounds written into the session profile: samples per onnxruntime run, samples per call.
     chunk: ClassVar[int] = 256
     max_batch: ClassVar[int] = 65536
-    # Whole-slice variants ("slice", "slice_int8" in ``variants``; export/slice.py): the window strides (px) their
-    # gate checks, the stride_cells range they take, the most pixels per call, and slice_int8's tolerance against
-    # the fp32 patch graph (no decision flip is allowed either way).
+    # Whole-slice variants ("slice", "slice_int8" in ``variants``; export/variants/whole_slice.py): the window
+    # strides (px) their gate checks, the stride_cells range they take, the most pixels per call, and slice_int8's
+    # tolerance against the fp32 patch graph (no decision flip is allowed either way).
     slice_strides: ClassVar[tuple[int, ...]] = (16, 24, 48)
     slice_cells: ClassVar[tuple[int, int]] = (2, 12)
     slice_max_elements: ClassVar[int] = 640 * 640

@@ -1,6 +1,7 @@
 """A whole CT slice in one convolutional pass, with a bundle's whole-slice variant (lung_nodule_cnn's ``slice``).
 
-The variant (made at export by ``medinfer.export.fcn``) takes the slice in HU, ``(1, H, W, 1)``, and
+The variant (made at export by ``medinfer.export.variants.whole_slice_graph``) takes the slice in HU,
+``(1, H, W, 1)``, and
 ``stride_cells`` (windows every ``cell * stride_cells`` px, ``cell`` = 8 for the seed CNN), and gives one score per
 window plus the window centres. Its numbers equal patch-by-patch inference of the patch graph at the same centres
 (its export gate checks that on held-out slices), so the sliding-window grid of :func:`~medinfer.tools.dicom

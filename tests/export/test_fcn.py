@@ -1,4 +1,5 @@
-"""The whole-image rewrite of a patch CNN (export/fcn.py) and the slice variants' gate (export/slice.py), on a tiny
+"""The whole-image rewrite of a patch CNN (export/variants/whole_slice_graph.py) and the slice variants' gate
+(export/variants/whole_slice.py), on a tiny
 CNN of the seed CNN's shape family: equal to patch-by-patch at window offsets on the 8 px grid, refused off it, and
 refused for graphs where one pass would not be exact."""
 
@@ -9,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import onnxruntime as ort
 import pytest
-from medinfer.export.fcn import FcnError, fcn_graph
+from medinfer.export.variants.whole_slice_graph import FcnError, fcn_graph
 from medinfer.manifest import TensorSpec, Variant
 from medinfer.schema import parse
 from medinfer.tools.dicom import cut_patches
@@ -90,6 +91,7 @@ class _TinySpec:
     slice_int8_atol = 0.02
     scores = _Base.scores
     decisions = _Base.decisions
+    positive = _Base.positive
 
     def __init__(self) -> None:
         from medinfer.train.spec import ParityTolerance
@@ -120,7 +122,7 @@ def _dataset() -> Any:
 
 
 def test_the_slice_gate_ships_an_exact_graph_and_refuses_a_wrong_one(monkeypatch) -> None:
-    import medinfer.export.slice as slice_export
+    import medinfer.export.variants.whole_slice as slice_export
     from medinfer.manifest import SessionProfile
     from onnx import numpy_helper
 

@@ -73,7 +73,7 @@ def test_window_folding_refuses_a_graph_without_the_pattern() -> None:
 
 @pytest.mark.slow
 def test_variant_gate_refuses_a_variant_over_budget(built) -> None:
-    from medinfer.export.variants import build_variants
+    from medinfer.export.variants.int8 import build_variants
 
     art, path = built("lung_nodule_cnn")
     spec = type(art.spec)()

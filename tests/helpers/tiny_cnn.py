@@ -116,11 +116,11 @@ def ct_image(shape: tuple[int, int], seed: int = 1) -> np.ndarray:
 def build(folder: Path, *, name: str = "tiny_cnn", slice_variant: bool = True, max_elements: int = 640 * 640,
           threshold: float | None = None) -> Path:
     """A CT bundle with the tiny CNN (``default``) and, by default, its whole-slice variant ``slice`` made by the
-    exporter's own rewrite (medinfer.export.fcn). The threshold defaults to the median golden score (both labels
-    occur)."""
+    exporter's own rewrite (medinfer.export.variants.whole_slice_graph). The threshold defaults to the median golden
+    score (both labels occur)."""
     import onnxruntime as ort
-    from medinfer.export.fcn import fcn_graph
-    from medinfer.export.slice import GOLDEN_SIDE, _mosaic, slice_contract
+    from medinfer.export.variants.whole_slice import GOLDEN_SIDE, _mosaic, slice_contract
+    from medinfer.export.variants.whole_slice_graph import fcn_graph
 
     patches = np.stack([ct_image((PATCH, PATCH), seed)[:, :, None] for seed in range(2, 6)])
     probe = ort.InferenceSession(patch_graph(name), providers=["CPUExecutionProvider"])

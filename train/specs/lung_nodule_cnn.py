@@ -52,9 +52,10 @@ class LungNoduleCNN(KerasSpec):
     parity = ParityTolerance(atol=1e-5, rtol=0.0, max_decision_flips=0)
     profile = SessionProfile(intra_op_num_threads=2, inter_op_num_threads=1, allow_spinning=True)
     # Static QDQ int8 (measured ~0.35x the fp32 latency at batch 1 here, ROC-AUC loss ~0.002); shipped only
-    # within this budget of held-out loss (and no sensitivity drop below the fp32 CI, see export/variants.py).
-    # "slice" / "slice_int8": the same graphs over a whole CT slice in one convolutional pass (export/fcn.py), each
-    # gated against patch-by-patch fp32 predictions at the same centres on held-out slices (export/slice.py).
+    # within this budget of held-out loss (and no sensitivity drop below the fp32 CI, see export/variants/int8.py).
+    # "slice" / "slice_int8": the same graphs over a whole CT slice in one convolutional pass
+    # (export/variants/whole_slice_graph.py), each gated against patch-by-patch fp32 predictions at the same centres on
+    # held-out slices (export/variants/whole_slice.py).
     variants = ("int8", "slice", "slice_int8")
     variant_budget = {"roc_auc": 0.005, "accuracy": 0.02}
     # The three CT windows become the int8 input quantizer itself (see export/optimize.py): ~150 -> ~18 µs.

@@ -23,10 +23,10 @@ from medinfer.session import cpu_session, session_for_batch
 from medinfer.tools.ct_slice import CENTRES_OUTPUT, STRIDE_INPUT, run_tiles
 from medinfer.tools.dicom import cut_patches, window_centres
 
-from ..train.spec import Dataset, ModelSpec, ParityTolerance, Progress, quiet
-from . import parity
-from .fcn import FcnError, Geometry, fcn_graph
-from .optimize import fold_window_into_quantize, static_int8
+from ...train.spec import Dataset, ModelSpec, ParityTolerance, Progress, quiet
+from .. import parity
+from ..optimize import fold_window_into_quantize, static_int8
+from .whole_slice_graph import FcnError, Geometry, fcn_graph
 
 SLICE_KINDS = ("slice", "slice_int8")
 MOSAIC = 3  # held-out patches per mosaic side

@@ -13,11 +13,11 @@ import numpy as np
 from medinfer.integrity import outputs_digest
 from medinfer.manifest import Variant
 
-from ..train.artifact import calibration_indices
-from ..train.spec import Dataset, ModelSpec, Progress, quiet
-from . import parity
-from .canonical import canonical_bytes
-from .optimize import fold_window_into_quantize, static_int8
+from ...train.artifact import calibration_indices
+from ...train.spec import Dataset, ModelSpec, Progress, quiet
+from .. import parity
+from ..canonical import canonical_bytes
+from ..optimize import fold_window_into_quantize, static_int8
 
 INT8_GOLDEN_ATOL = 1e-3
 
@@ -57,7 +57,7 @@ def build_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, input_name:
     base_metrics = spec.evaluate(base_scores, ds.y_test, ds.X_test, threshold)
     for kind in wanted:
         if kind in ("slice", "slice_int8"):
-            continue  # the whole-slice graphs: export/slice.py, after the patch variants they compute
+            continue  # the whole-slice graphs: variants/whole_slice.py, after the patch variants they compute
         if kind != "int8":
             report[kind] = {"shipped": False, "reason": f"unknown variant kind {kind!r}"}
             continue
