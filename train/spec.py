@@ -107,12 +107,11 @@ class ModelSpec:
     opset: ClassVar[dict[str, int]] = {"": 17, "ai.onnx.ml": 3}
     score_output: ClassVar[str] = "probabilities"
     label_output: ClassVar[str | None] = None
-    # Faster variants to build at export ("int8"), each shipped only within this budget of held-out metric loss.
+    # Variants to build at export, in this order ("int8", "slice", ...: kinds registered in medinfer.export.variants),
+    # each shipped only within this budget of held-out metric loss; their settings by kind (medinfer.train.variants).
     variants: ClassVar[tuple[str, ...]] = ()
     variant_budget: ClassVar[dict[str, float]] = {"roc_auc": 0.005}
-    int8_exclude_prefixes: ClassVar[tuple[str, ...]] = ()
-    # (conv name fragment, clip output fragment) of an input windowing layer to fold into the int8 input quantizer
-    int8_fold_window: ClassVar[tuple[str, str] | None] = None
+    variant_settings: ClassVar[dict[str, Any]] = {}
     measure_profile: ClassVar[bool] = True  # choose threads/spinning/optimisation level by measurement
     # What the registry-parametrized tests train on: a small seeded sample and cheap options (CI runs 2 cores).
     test_sample: ClassVar[int | None] = 200
@@ -130,13 +129,6 @@ class ModelSpec:
     # Memory bounds written into the session profile: samples per onnxruntime run, samples per call.
     chunk: ClassVar[int] = 256
     max_batch: ClassVar[int] = 65536
-    # Whole-slice variants ("slice", "slice_int8" in ``variants``; export/variants/whole_slice.py): the window
-    # strides (px) their gate checks, the stride_cells range they take, the most pixels per call, and slice_int8's
-    # tolerance against the fp32 patch graph (no decision flip is allowed either way).
-    slice_strides: ClassVar[tuple[int, ...]] = (16, 24, 48)
-    slice_cells: ClassVar[tuple[int, int]] = (2, 12)
-    slice_max_elements: ClassVar[int] = 640 * 640
-    slice_int8_atol: ClassVar[float] = 0.02
 
     # -- configuration ---------------------------------------------------------------------------------
     def configure(self, **values: Any) -> ModelSpec:

@@ -13,19 +13,22 @@ shipped (the patch path stays), and ``slice_int8`` needs the ``int8`` variant (s
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from medinfer.integrity import outputs_digest, variant_contract_digest
-from medinfer.manifest import SessionProfile, TensorSpec, Variant
+from medinfer.manifest import TensorSpec, Variant
 from medinfer.samples import Pair
 from medinfer.session import cpu_session, session_for_batch
 from medinfer.tools.ct_slice import CENTRES_OUTPUT, STRIDE_INPUT, run_tiles
 from medinfer.tools.dicom import cut_patches, window_centres
 
-from ...train.spec import Dataset, ModelSpec, ParityTolerance, Progress, quiet
+from ...train.spec import Dataset, ModelSpec, ParityTolerance, Progress
+from ...train.variants import Int8, WholeSlice
 from .. import parity
 from ..optimize import fold_window_into_quantize, static_int8
+from . import VariantJob, VariantsBuilt, register_variant, settings
 from .whole_slice_graph import FcnError, Geometry, fcn_graph
 
 SLICE_KINDS = ("slice", "slice_int8")
@@ -85,100 +88,131 @@ def _slice_run(session: Any, input_name: str, k: int, score_output: str) -> Any:
     return run
 
 
-def build_slice_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, shipped: dict[str, Variant],
-                         profile: SessionProfile, threshold: float | None,
-                         progress: Progress = quiet) -> tuple[dict[str, Variant], dict[str, bytes], dict[str, Any],
-                                                              dict[str, Pair]]:
-    """Make and gate the whole-slice variants the spec asks for.
+@dataclass
+class _Gate:
+    """What every whole-slice variant is gated on: held-out images, the strides, and the fp32 patch graph's
+    patch-by-patch scores at each image's window centres (the reference), computed once for all kinds."""
+
+    images: dict[str, np.ndarray]
+    strides: list[int]
+    refs: dict[tuple[str, int], np.ndarray]
+    fill: float
+
+
+def _reference(spec: ModelSpec, ds: Dataset, model_bytes: bytes, input_name: str, geo: Geometry,
+               options: WholeSlice, progress: Progress) -> _Gate:
+    strides = [s for s in options.strides if s % geo.cell == 0]
+    fill = _fill(spec.inputs(ds)[0])
+    images = gate_images(spec, ds)
+    reference = parity.ort_session(model_bytes)
+    progress(f"[{spec.name}] slice variants: reference patch-by-patch scores on {len(images)} held-out images at "
+             f"strides {strides} px")
+    refs = {}
+    for name, image in images.items():
+        for stride in strides:
+            patches = cut_patches(image, window_centres(image.shape, stride), geo.patch, fill)
+            refs[(name, stride)] = parity.run_batched(reference, input_name, patches, 64)[spec.score_output]
+    return _Gate(images, strides, refs, fill)
+
+
+def _graph(job: VariantJob, kind: str, draft: Variant) -> bytes:
+    """The whole-slice graph of ``kind``: the rewrite, quantised like ``int8`` for ``slice_int8``."""
+    spec, meta = job.spec, {"medinfer.variant_contract_sha256": variant_contract_digest(draft)}
+    data, _ = fcn_graph(job.graph, input_name=job.input_name, score_output=spec.score_output, metadata=meta)
+    if kind == "slice_int8":
+        int8 = settings(spec, "int8", Int8())
+        job.progress(f"[{spec.name}] slice_int8: static int8 of the whole-slice graph, calibrated like int8")
+        data = static_int8(data, np.asarray(job.dataset.X_train), job.input_name,
+                           exclude_name_prefixes=int8.exclude_prefixes,
+                           extra_feeds={STRIDE_INPUT: np.array([1], np.int64)})
+        if int8.fold_window:
+            data = fold_window_into_quantize(data, *int8.fold_window)
+    return data
+
+
+def _gate_one(job: VariantJob, kind: str, session: Any, geo: Geometry, gate: _Gate, options: WholeSlice
+              ) -> tuple[dict[str, Any], list[str]]:
+    """Every gate image at every stride through ``session``, compared with the reference: (entry, failures)."""
+    spec = job.spec
+    tol = spec.parity if kind == "slice" else ParityTolerance(atol=options.int8_atol, rtol=0.0,
+                                                              max_decision_flips=spec.parity.max_decision_flips)
+    sets, failures = {}, []
+    for (name, stride), ref in gate.refs.items():
+        image = gate.images[name]
+        got, _ = run_tiles(image, window_centres(image.shape, stride), stride, geo.patch, geo.offset,
+                           options.max_elements, gate.fill, _slice_run(session, job.input_name, stride // geo.cell,
+                                                                       spec.score_output), kind)
+        score = {spec.score_output: got.astype(np.float32)[:, None]}
+        sub, fails = parity.compare(spec, {spec.score_output: ref}, score, f"{name} @ {stride} px", job.threshold, tol)
+        sets[f"{name} @ {stride} px"] = sub
+        failures += fails
+    entry = {"tolerance": {"atol": tol.atol, "max_decision_flips": tol.max_decision_flips},
+             "reference": "patch-by-patch, fp32 patch graph, same centres", "strides_px": gate.strides,
+             "windows": int(sum(len(r) for r in gate.refs.values())),
+             "max_abs_diff": max((v.get(f"{spec.score_output}_max_abs_diff", 0.0) for v in sets.values()), default=0.0),
+             "decision_flips": sum(v.get("decision_flips", 0) for v in sets.values()), "sets": sets}
+    return entry, failures
+
+
+@register_variant(*SLICE_KINDS)
+def build_slice_variants(job: VariantJob, kinds: list[str]) -> VariantsBuilt:
+    """Make and gate the whole-slice variants ``kinds`` (see the module docstring); each needs the variant whose
+    windows it computes (``default`` / ``int8``) among ``job.shipped``.
 
     Returns:
-        (manifest variants, {file: bytes}, report incl. refused variants, each shipped variant's golden inputs and
-        outputs as ``{variant: (inputs, outputs)}``).
+        (manifest variants, {file: bytes}, report incl. refused variants, {variant: (its golden inputs, outputs)}).
     """
-    wanted = [k for k in spec.variants if k in SLICE_KINDS]
+    spec, ds, progress = job.spec, job.dataset, job.progress
     variants: dict[str, Variant] = {}
     out_files: dict[str, bytes] = {}
     report: dict[str, Any] = {}
     goldens: dict[str, Pair] = {}
-    if not wanted:
-        return variants, out_files, report, goldens
+    options = settings(spec, "slice", WholeSlice())
     spec_in = spec.inputs(ds)[0]
-    input_name, score_output = spec_in.name, spec.score_output
     try:
-        probe, geo = fcn_graph(model_bytes, input_name=input_name, score_output=score_output)
+        _, geo = fcn_graph(job.graph, input_name=job.input_name, score_output=spec.score_output)
     except FcnError as exc:
-        for kind in wanted:
-            report[kind] = {"shipped": False, "reason": f"no whole-slice graph: {exc}"}
         progress(f"[{spec.name}] slice variants REFUSED: {exc}")
-        return variants, out_files, report, goldens
-    del probe
-    strides = [s for s in spec.slice_strides if s % geo.cell == 0]
-    inputs, outputs = slice_contract(spec_in, spec.outputs() + spec.extra_outputs(), score_output, geo,
-                                     spec.slice_cells)
-    fill = _fill(spec_in)
-    images = gate_images(spec, ds)
-    reference = parity.ort_session(model_bytes)
-    refs: dict[tuple[str, int], np.ndarray] = {}
-    progress(f"[{spec.name}] slice variants: reference patch-by-patch scores on {len(images)} held-out images at "
-             f"strides {strides} px")
-    for name, image in images.items():
-        for stride in strides:
-            centres = window_centres(image.shape, stride)
-            refs[(name, stride)] = parity.run_batched(reference, input_name, cut_patches(image, centres, geo.patch,
-                                                                                          fill), 64)[score_output]
-    golden_image = _mosaic(np.asarray(ds.X_test[:GOLDEN_SIDE ** 2], np.float32), GOLDEN_SIDE) \
-        if len(ds.X_test) >= GOLDEN_SIDE ** 2 else next(iter(images.values()))
-    golden_k = spec.slice_cells[0] + 1 if spec.slice_cells[1] > spec.slice_cells[0] else spec.slice_cells[0]
-    for kind in wanted:
+        return {}, {}, {kind: {"shipped": False, "reason": f"no whole-slice graph: {exc}"} for kind in kinds}, {}
+    inputs, outputs = slice_contract(spec_in, spec.outputs() + spec.extra_outputs(), spec.score_output, geo,
+                                     options.cells)
+    gate = _reference(spec, ds, job.graph, job.input_name, geo, options, progress)
+    for kind in kinds:
         of = "default" if kind == "slice" else "int8"
-        if of not in shipped:
+        if of not in job.shipped:
             report[kind] = {"shipped": False, "reason": f"the {of!r} variant it computes in one pass was not shipped"}
             progress(f"[{spec.name}] {kind} variant REFUSED: no {of} variant")
             continue
         draft = Variant(file=f"model.{kind.replace('_', '.')}.onnx", precision="fp32" if kind == "slice" else "int8",
-                        inputs=inputs, outputs=outputs, windows_of=of, max_elements=spec.slice_max_elements)
-        meta = {"medinfer.variant_contract_sha256": variant_contract_digest(draft)}
-        data, _ = fcn_graph(model_bytes, input_name=input_name, score_output=score_output, metadata=meta)
-        if kind == "slice_int8":
-            progress(f"[{spec.name}] slice_int8: static int8 of the whole-slice graph, calibrated like int8")
-            data = static_int8(data, np.asarray(ds.X_train), input_name,
-                               exclude_name_prefixes=spec.int8_exclude_prefixes,
-                               extra_feeds={STRIDE_INPUT: np.array([1], np.int64)})
-            if spec.int8_fold_window:
-                data = fold_window_into_quantize(data, *spec.int8_fold_window)
-        tol = spec.parity if kind == "slice" else ParityTolerance(atol=spec.slice_int8_atol, rtol=0.0,
-                                                                  max_decision_flips=spec.parity.max_decision_flips)
-        session = cpu_session(data, session_for_batch(profile, 1).profile)  # one slice per run: the batch-1 session
-        sets, failures = {}, []
-        for (name, stride), ref in refs.items():
-            image = images[name]
-            got, _ = run_tiles(image, window_centres(image.shape, stride), stride, geo.patch, geo.offset,
-                               spec.slice_max_elements, fill, _slice_run(session, input_name, stride // geo.cell,
-                                                                         score_output), kind)
-            sub, fails = parity.compare(spec, {score_output: ref}, {score_output: got.astype(np.float32)[:, None]},
-                                        f"{name} @ {stride} px", threshold, tol)
-            sets[f"{name} @ {stride} px"] = sub
-            failures += fails
-        worst = max((v.get(f"{score_output}_max_abs_diff", 0.0) for v in sets.values()), default=0.0)
-        flips = sum(v.get("decision_flips", 0) for v in sets.values())
-        entry = {"tolerance": {"atol": tol.atol, "max_decision_flips": tol.max_decision_flips},
-                 "reference": "patch-by-patch, fp32 patch graph, same centres", "strides_px": strides,
-                 "windows": int(sum(len(r) for r in refs.values())), "max_abs_diff": worst, "decision_flips": flips,
-                 "sets": sets}
+                        inputs=inputs, outputs=outputs, windows_of=of, max_elements=options.max_elements)
+        data = _graph(job, kind, draft)
+        session = cpu_session(data, session_for_batch(job.profile, 1).profile)  # one slice per run: batch 1
+        entry, failures = _gate_one(job, kind, session, geo, gate, options)
         if failures:
             report[kind] = {"shipped": False, "reason": "; ".join(failures[:3]), **entry}
             progress(f"[{spec.name}] {kind} variant REFUSED by its gate: {failures[0]}")
             continue
-        feeds = {input_name: golden_image[None, :, :, None], STRIDE_INPUT: np.array([golden_k], np.int64)}
-        golden = dict(zip([o.name for o in outputs], session.run([o.name for o in outputs], feeds)))
+        feeds, golden = _golden(job, gate, session, outputs, options)
         variants[kind] = dataclasses.replace(
             draft, description=f"the {of} graph over a whole slice in one convolutional pass (windows every "
             f"{geo.cell} x stride_cells px)" + ("; static QDQ int8 as the int8 variant" if of == "int8" else ""),
             parity=entry, golden_digest=outputs_digest(golden, tuple(golden)),
-            golden_atol=spec.parity.atol if kind == "slice" else (shipped[of].golden_atol or spec.parity.atol))
-        out_files[draft.file] = data
-        goldens[kind] = (feeds, golden)
-        report[kind] = {"shipped": True, **entry}
-        progress(f"[{spec.name}] {kind} variant kept: max diff {worst:.3g} vs patch-by-patch fp32 over "
-                 f"{entry['windows']} windows, {flips} decision flips")
+            golden_atol=spec.parity.atol if kind == "slice" else (job.shipped[of].golden_atol or spec.parity.atol))
+        out_files[draft.file], goldens[kind], report[kind] = data, (feeds, golden), {"shipped": True, **entry}
+        progress(f"[{spec.name}] {kind} variant kept: max diff {entry['max_abs_diff']:.3g} vs patch-by-patch fp32 "
+                 f"over {entry['windows']} windows, {entry['decision_flips']} decision flips")
     return variants, out_files, report, goldens
+
+
+def _golden(job: VariantJob, gate: _Gate, session: Any, outputs: tuple[TensorSpec, ...],
+            options: WholeSlice) -> Pair:
+    """The golden slice (a mosaic of the golden patches, else a gate image) at a stride inside the cell range, and
+    what the variant's graph answers for it."""
+    X = job.dataset.X_test
+    image = _mosaic(np.asarray(X[:GOLDEN_SIDE ** 2], np.float32), GOLDEN_SIDE) if len(X) >= GOLDEN_SIDE ** 2 \
+        else next(iter(gate.images.values()))
+    low, high = options.cells
+    feeds = {job.input_name: image[None, :, :, None], STRIDE_INPUT: np.array([low + 1 if high > low else low],
+                                                                             np.int64)}
+    names = [o.name for o in outputs]
+    return feeds, dict(zip(names, session.run(names, feeds)))

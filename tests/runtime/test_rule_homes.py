@@ -41,6 +41,19 @@ def _names(*names: str) -> Finder:
     return find
 
 
+def _compared_with(*values: str) -> Finder:
+    """A comparison (``==``, ``!=``, ``in``) with one of ``values`` as a string: dispatch by name."""
+    def find(tree: ast.AST, _: str) -> Iterator[int]:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare):
+                parts = [node.left, *node.comparators]
+                consts = [c for p in parts for c in ([*p.elts] if isinstance(p, (ast.Tuple, ast.List, ast.Set))
+                                                     else [p])]
+                if any(isinstance(c, ast.Constant) and c.value in values for c in consts):
+                    yield node.lineno
+    return find
+
+
 def _text(pattern: str) -> Finder:
     """A line of source that matches ``pattern`` (comments and docstrings included: say the rule's name there)."""
     regex = re.compile(pattern)
@@ -93,7 +106,15 @@ RULES: dict[str, tuple[Finder, set[str], str]] = {
         _text(r"strftime\(|isoformat\(|gmtime\(|utcnow|datetime\.now|fromisoformat|mktime"),
         {"runtime/timestamps.py", "runtime/tools/fhir.py", "runtime/fleet/infer.py", "export/cli.py"},
         "medinfer.timestamps.utc_text / build_time (SOURCE_DATE_EPOCH) / parse_utc / UtcClock"),
+    "a variant kind, by name": (
+        _compared_with("int8", "slice", "slice_int8"),
+        {f"export/variants/{f}" for f in ("__init__.py", "int8.py", "whole_slice.py", "whole_slice_graph.py")},
+        "a builder registered with medinfer.export.variants.register_variant(kind); the spec lists the kinds"),
 }
+
+
+#: rules that concern one side only (default: every source folder)
+SCOPES = {"a variant kind, by name": ("export/", "train/")}  # a device may prefer a shipped variant by its key
 
 
 def derivations(rule: str, root: Path = ROOT) -> list[str]:
@@ -101,7 +122,7 @@ def derivations(rule: str, root: Path = ROOT) -> list[str]:
     found = []
     for path in _sources(root):
         rel = path.relative_to(root).as_posix()
-        if rel in homes:
+        if rel in homes or not rel.startswith(SCOPES.get(rule, ("",))):
             continue
         text = path.read_text()
         found += [f"{rel}:{line}" for line in find(ast.parse(text), text)]
@@ -131,12 +152,13 @@ AGAIN = {
     "an optional import and its install advice": (
         "try:\n    import matplotlib\nexcept ImportError:\n    raise MissingExtraError('plot', 'plots')\n"),
     "a timestamp": 'record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}\n',
+    "a variant kind, by name": 'for kind in spec.variants:\n    if kind in ("slice", "slice_int8"):\n        pass\n',
 }
 
 
 @pytest.mark.parametrize("rule", sorted(RULES))
 def test_each_guard_catches_a_derivation(rule: str, tmp_path: Path) -> None:
     assert set(AGAIN) == set(RULES), "give every rule a line that derives it again"
-    (tmp_path / "benchmarks").mkdir()
-    (tmp_path / "benchmarks" / "copy.py").write_text(AGAIN[rule])
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "copy.py").write_text(AGAIN[rule])
     assert derivations(rule, tmp_path), f"the guard of {rule!r} misses a copy"

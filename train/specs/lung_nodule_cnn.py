@@ -25,6 +25,7 @@ from ..domain import DomainGuard, Part, Shift
 from ..metrics import binary_metrics
 from ..registry import register
 from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, deterministic_keras, quiet
+from ..variants import Int8, WholeSlice
 
 PATCH = lesions.PATCH
 # The sliding-window stride of a whole slice: 75 % overlap, on the 8 px grid of the convolution stages (one pass).
@@ -59,7 +60,7 @@ class LungNoduleCNN(KerasSpec):
     variants = ("int8", "slice", "slice_int8")
     variant_budget = {"roc_auc": 0.005, "accuracy": 0.02}
     # The three CT windows become the int8 input quantizer itself (see export/optimize.py): ~150 -> ~18 µs.
-    int8_fold_window = ("ct_windows", "window_clip")
+    variant_settings = {"int8": Int8(fold_window=("ct_windows", "window_clip")), "slice": WholeSlice()}
     # Memory: a 100x100 patch needs ~1.3 MB of activations (fp32); 64 per run keeps a call under ~100 MB and
     # 4096 patches per call bound the input at 160 MB (a 512x512 slice at stride 8 is 4096 windows).
     chunk = 64
