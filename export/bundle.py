@@ -23,10 +23,10 @@ from typing import Any
 
 import medinfer
 import numpy as np
+from medinfer.build_records import ParitySample
 from medinfer.codings import Codings
 from medinfer.integrity import contract_digest
 from medinfer.manifest import DataProvenance, Decision, Domain, Metrics, Producer, SessionProfile, TensorSpec, Variant
-from medinfer.records import ParitySample
 from medinfer.samples import Pair
 from medinfer.schema import parse
 

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from medinfer.build_records import ProfileEvidence, ProfileTrial
 from medinfer.manifest import SessionProfile
-from medinfer.records import ProfileEvidence, ProfileTrial
 from medinfer.session import cpu_session, performance_settings, profile_changes
 from medinfer.tools.profile_check import (
     BASELINE,

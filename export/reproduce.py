@@ -223,8 +223,8 @@ def record(bundle: Path, result: Comparison, command: str, builds: int = 2) -> N
     import numpy as np
     import onnx
     import onnxruntime
+    from medinfer.build_records import Reproducibility
     from medinfer.manifest import dump_manifest, load_manifest
-    from medinfer.records import Reproducibility
     from medinfer.timestamps import build_time
     from medinfer.tools.fingerprint import cpu
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from medinfer.records import ParitySample
+from medinfer.build_records import ParitySample
 from medinfer.samples import INDEX, pair_arrays
 
 from ..train.spec import ModelSpec

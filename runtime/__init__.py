@@ -34,12 +34,12 @@ from .errors import (
     UsageError,
 )
 from .failsafe import NoResult, UnavailableModel
-from .grouped import predict_grouped
 from .loader import load
 from .manifest import Manifest, load_manifest
 from .model import Model, SelfTestReport
 from .options import LoadOptions
 from .prediction import Prediction
+from .request_groups import predict_grouped
 
 __all__ = [
     "AuditError",

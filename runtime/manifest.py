@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .build_records import ParitySample, ProfileEvidence, Reproducibility
 from .codings import Codings
 from .decision import score_column
 from .errors import ManifestError
 from .files import read_regular_file
-from .records import ParitySample, ProfileEvidence, Reproducibility
 from .schema import parse, to_json
 
 SCHEMA_VERSION = 1

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from ..build_records import ProfileTrial
 from ..errors import ProfileLoses
 from ..loader import load
 from ..model import Model
-from ..records import ProfileTrial
 from ..session import large_batch_from, performance_settings, session_for_batch
 from .bench import batch_input, interleaved_rounds
 

@@ -156,7 +156,7 @@ def test_bench_check_profile_command_runs_and_reports_json(tmp_path: Path) -> No
 
 
 def test_parity_sample_is_read_verified_and_none_for_old_bundles(tmp_path: Path) -> None:
-    from medinfer.records import ParitySample
+    from medinfer.build_records import ParitySample
     from medinfer.samples import npz_bytes
 
     x = np.random.default_rng(0).uniform(-3, 3, size=(10, 3)).astype(np.float32)
@@ -181,7 +181,7 @@ def test_parity_sample_is_read_verified_and_none_for_old_bundles(tmp_path: Path)
 
 
 def test_a_manifest_naming_a_parity_file_it_does_not_pin_is_refused(tmp_path: Path) -> None:
-    from medinfer.records import ParitySample
+    from medinfer.build_records import ParitySample
 
     entry = ParitySample(file="parity.npz", n=1, of=1, seed=0, outputs=("probabilities",), atol=1e-5)
     with pytest.raises(medinfer.ManifestError, match="parity_sample.file"):

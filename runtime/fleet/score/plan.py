@@ -35,9 +35,9 @@ import numpy as np
 
 from ...decision import in_domain
 from ...errors import InputError, MedinferError
-from ...grouped import predict_grouped
 from ...manifest import Manifest
 from ...model import Model
+from ...request_groups import predict_grouped
 
 log = logging.getLogger(__name__)
 

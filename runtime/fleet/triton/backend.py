@@ -44,7 +44,7 @@ class TritonPythonModel:
             _add_site_packages(extra)
         import medinfer
         from medinfer.fleet.protocol import prediction_tensors
-        from medinfer.grouped import predict_grouped
+        from medinfer.request_groups import predict_grouped
 
         deadline = float(params["deadline_ms"]) if params.get("deadline_ms") else None
         bundle = Path(args["model_repository"]) / str(args["model_version"]) / "bundle"
