@@ -27,13 +27,14 @@ from .errors import (
     UnknownNameError,
     check_choice,
 )
-from .failsafe import WATCHDOG, NoResult
+from .failsafe import NoResult
 from .integrity import outputs_digest
 from .manifest import Manifest
 from .options import OUT_OF_DOMAIN, check_deadline
 from .prediction import Prediction, PredictionMeta
 from .samples import read_pairs, read_pinned
 from .validation import InputCheck, Validator
+from .watchdog import WATCHDOG
 
 if TYPE_CHECKING:
     from .signing import SignatureCheck

@@ -21,8 +21,7 @@ from medinfer.integrity import outputs_digest, variant_contract_digest
 from medinfer.manifest import TensorSpec, Variant
 from medinfer.samples import Pair
 from medinfer.session import cpu_session, session_for_batch
-from medinfer.tools.ct_slice import CENTRES_OUTPUT, STRIDE_INPUT, run_tiles
-from medinfer.tools.dicom import cut_patches, window_centres
+from medinfer.windows import CENTRES_OUTPUT, STRIDE_INPUT, cut_patches, run_tiles, window_centres
 
 from ...train.spec import Dataset, ModelSpec, ParityTolerance, Progress
 from ...train.variants import Int8, WholeSlice

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from medinfer.tools.ct_slice import CENTRES_OUTPUT, STRIDE_INPUT
+from medinfer.windows import CENTRES_OUTPUT, STRIDE_INPUT
 
 from ..optimize import live_nodes
 

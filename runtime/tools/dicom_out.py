@@ -35,7 +35,8 @@ from ..errors import InputError, UsageError
 from ..extras import optional_import
 from ..manifest import Manifest
 from ..model import Model
-from .dicom import DicomPrediction, overlay_rgb
+from .dicom import DicomPrediction
+from .overlay import overlay_rgb
 
 log = logging.getLogger(__name__)
 

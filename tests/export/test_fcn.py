@@ -13,7 +13,7 @@ import pytest
 from medinfer.export.variants.whole_slice_graph import FcnError, fcn_graph
 from medinfer.manifest import TensorSpec, Variant
 from medinfer.schema import parse
-from medinfer.tools.dicom import cut_patches
+from medinfer.windows import cut_patches
 
 from ..helpers import tiny_cnn
 
