@@ -36,10 +36,11 @@ from .errors import (
 from .failsafe import NoResult, UnavailableModel
 from .loader import load
 from .manifest import Manifest, load_manifest
-from .model import Model, SelfTestReport
+from .model import Model
 from .options import LoadOptions
 from .prediction import Prediction
 from .request_groups import predict_grouped
+from .self_test import SelfTestReport
 
 __all__ = [
     "AuditError",

@@ -6,14 +6,13 @@ import logging
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .audit import AuditBinding, AuditLog
-from .audit.record import digestible, refused_id, summary
+from .audit.record import checked_request_id, digestible, refused_id, summary
 from .decision import in_domain
 from .errors import (
     AuditError,
@@ -23,16 +22,15 @@ from .errors import (
     MedinferError,
     NoInformationError,
     OutOfDomainError,
-    SelfTestError,
     UnknownNameError,
     check_choice,
 )
 from .failsafe import NoResult
-from .integrity import outputs_digest
 from .manifest import Manifest
 from .options import OUT_OF_DOMAIN, check_deadline
 from .prediction import Prediction, PredictionMeta
 from .samples import read_pairs, read_pinned
+from .self_test import SelfTestReport, compare_golden
 from .validation import InputCheck, Validator
 from .watchdog import WATCHDOG
 
@@ -40,17 +38,6 @@ if TYPE_CHECKING:
     from .signing import SignatureCheck
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SelfTestReport:
-    """Outcome of running the golden input: ``bit_exact`` or ``within_tolerance`` (else SelfTestError)."""
-
-    status: str
-    max_abs_diff: float
-    digest: str
-    expected_digest: str
-    seconds: float
 
 
 class Model:
@@ -254,7 +241,7 @@ class Model:
         result: Prediction | None = None
         error: MedinferError | None = None
         try:
-            request_id = _checked_request_id(request_id)
+            request_id = checked_request_id(request_id)
         except InputError as exc:
             error, request_id = exc, refused_id(request_id)  # recorded under its digest, never run
         try:
@@ -403,53 +390,11 @@ class Model:
             names = list(golden.outputs or expected)
         got = dict(zip(names, self._run(names, feeds, None)))
         seconds = time.perf_counter() - start
-        digest = outputs_digest(got, tuple(names))
-        if digest == expected_digest:
-            return SelfTestReport("bit_exact", 0.0, digest, expected_digest, seconds)
-        worst = 0.0
-        for name in names:
-            a, b = got[name], expected[name]
-            if a.shape != b.shape or a.dtype.kind != b.dtype.kind:
-                raise SelfTestError(
-                    f"{self.name} self-test: output '{name}' has shape {a.shape} {a.dtype}, expected "
-                    f"{b.shape} {b.dtype}"
-                )
-            if a.dtype.kind in "fc":
-                diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)), initial=0.0))
-                worst = max(worst, diff)
-                if not np.allclose(a, b, atol=atol, rtol=golden.rtol, equal_nan=False):
-                    raise SelfTestError(
-                        f"{self.name} self-test failed on {list(self.providers)}: output '{name}' differs from the "
-                        f"golden output by {diff:.3g} (tolerance atol={atol:g}, rtol={golden.rtol:g}); "
-                        "this machine or provider does not reproduce the validated model"
-                    )
-            elif not np.array_equal(a, b):
-                raise SelfTestError(f"{self.name} self-test failed: output '{name}' (labels) differs from golden")
-        return SelfTestReport("within_tolerance", worst, digest, expected_digest, seconds)
+        return compare_golden(got, expected, names, expected_digest, atol, self.manifest.golden.rtol, seconds,
+                              self.name, list(self.providers))
 
     def placement(self) -> dict[str, Any]:
         """Which provider ran each node (profiled golden run): reveals what an accelerator left to the CPU."""
         from .placement import node_placement
 
         return node_placement(self)
-
-
-
-MAX_REQUEST_ID = 256
-
-
-def _checked_request_id(request_id: Any) -> str | None:
-    """A request id that every log, header and JSON document can carry: a string of at most 256 printable
-    characters, valid Unicode (no lone surrogates)."""
-    if request_id is None:
-        return None
-    if not isinstance(request_id, str):
-        raise InputError(f"request_id must be a string, got {type(request_id).__name__}")
-    if not 0 < len(request_id) <= MAX_REQUEST_ID or not request_id.isprintable():
-        raise InputError(f"request_id must be 1 to {MAX_REQUEST_ID} printable characters, got {len(request_id)} "
-                         "characters (control characters or too long)")
-    try:
-        request_id.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError("request_id is not valid Unicode (a lone surrogate): send it as UTF-8 text") from None
-    return request_id

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import AuditError
+from ..errors import AuditError, InputError
 from ..integrity import sha256_bytes
 
 if TYPE_CHECKING:
@@ -164,6 +164,26 @@ def digestible(x: Any) -> dict[str, Any] | None:
     if isinstance(x, np.ndarray) and x.dtype != object:
         return {"raw": x}
     return None
+
+
+MAX_REQUEST_ID = 256
+
+
+def checked_request_id(request_id: Any) -> str | None:
+    """A request id that every log, header and JSON document can carry: a string of at most 256 printable
+    characters, valid Unicode (no lone surrogates)."""
+    if request_id is None:
+        return None
+    if not isinstance(request_id, str):
+        raise InputError(f"request_id must be a string, got {type(request_id).__name__}")
+    if not 0 < len(request_id) <= MAX_REQUEST_ID or not request_id.isprintable():
+        raise InputError(f"request_id must be 1 to {MAX_REQUEST_ID} printable characters, got {len(request_id)} "
+                         "characters (control characters or too long)")
+    try:
+        request_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("request_id is not valid Unicode (a lone surrogate): send it as UTF-8 text") from None
+    return request_id
 
 
 def refused_id(request_id: Any) -> str:

@@ -18,7 +18,8 @@ from medinfer.manifest import Card, DataSource, SessionProfile, TensorSpec
 pytest.importorskip("sklearn")
 
 from medinfer.train import registry  # noqa: E402
-from medinfer.train.spec import Dataset, ParityTolerance, SklearnClassifierSpec  # noqa: E402
+from medinfer.train.families import SklearnClassifierSpec  # noqa: E402
+from medinfer.train.spec import Dataset, ParityTolerance  # noqa: E402
 
 FEATURES = ("a", "b", "c", "d")
 

@@ -17,9 +17,10 @@ from .. import domain
 from ..datasets import chembl
 from ..datasets.sources import get_source
 from ..domain import DomainGuard, Part, Shift
+from ..families import SklearnClassifierSpec
 from ..metrics import binary_metrics
 from ..registry import register
-from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, SklearnClassifierSpec, quiet
+from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, quiet
 
 # Ipc grows exponentially with molecule size (1e9 here already): exact in float64, lossy in the float32 the
 # graph takes, so it is excluded rather than shipped as a feature that flips tree thresholds.

@@ -18,9 +18,10 @@ from .. import domain
 from ..datasets import genes
 from ..datasets.sources import get_source
 from ..domain import DomainGuard, Part, Shift
+from ..families import SklearnClassifierSpec
 from ..metrics import multiclass_metrics
 from ..registry import register
-from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, SklearnClassifierSpec, quiet
+from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, quiet
 
 # The seed's 100 components are more than 525 training cells support. 5-fold stratified CV on the training
 # cells (logistic regression, balanced class weights, C=1): macro-F1 0.686 at 10 components, 0.69-0.71 from 20

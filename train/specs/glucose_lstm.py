@@ -18,9 +18,10 @@ from medinfer.manifest import Card, SessionProfile, TensorSpec
 from .. import clarke, domain
 from ..datasets import glucose
 from ..domain import DomainGuard, Part, Shift
+from ..families import KerasSpec, deterministic_keras
 from ..metrics import regression_metrics
 from ..registry import register
-from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, deterministic_keras, quiet
+from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, quiet
 
 # The envelope of the per-feature physical ranges (glucose.FEATURE_RANGES, enforced per feature by the runtime).
 FEATURE_RANGE = (min(lo for lo, _ in glucose.FEATURE_RANGES), max(hi for _, hi in glucose.FEATURE_RANGES))

@@ -22,9 +22,10 @@ from .. import domain
 from ..datasets import ct, lesions
 from ..datasets.sources import get_source
 from ..domain import DomainGuard, Part, Shift
+from ..families import KerasSpec, deterministic_keras
 from ..metrics import binary_metrics
 from ..registry import register
-from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, deterministic_keras, quiet
+from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, quiet
 from ..variants import Int8, WholeSlice
 
 PATCH = lesions.PATCH
