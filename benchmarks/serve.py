@@ -28,7 +28,6 @@ import os
 import random
 import select
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from medinfer.fleet.http import free_port
 
 from .loadgen import http_request, run_load
 
@@ -48,12 +48,6 @@ SERVERS = ("medinfer-baseline", "medinfer", "mlserver", "tritonserver")
 BASELINE_REF = "5e459c4"  # main before issue 17
 README_AUDIT = ("--deadline-ms", "200")  # with --audit FILE: the README's audited configuration
 _DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32", "string": "BYTES"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_ready(port: int, path: str, proc: subprocess.Popen, timeout: float = 180,
@@ -172,9 +166,9 @@ def mlserver_server(bundle: Path, work: Path, venv: Path) -> Iterator[int]:
     shutil.rmtree(folder, ignore_errors=True)
     (folder / name).mkdir(parents=True)
     shutil.copy(Path(__file__).with_name("mlserver_runtime.py"), folder / name / "mlserver_runtime.py")
-    port = _free_port()
+    port = free_port()
     (folder / "settings.json").write_text(json.dumps({
-        "http_port": port, "grpc_port": _free_port(), "metrics_port": _free_port(), "parallel_workers": 0,
+        "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "parallel_workers": 0,
         "host": "127.0.0.1", "debug": False}))
     (folder / name / "model-settings.json").write_text(json.dumps({
         "name": name, "implementation": "mlserver_runtime.OnnxBundle", "parameters": {"uri": str(bundle.resolve())}}))
@@ -213,7 +207,7 @@ def triton_server(bundle: Path, work: Path, venv: Path) -> Iterator[int]:
     shutil.rmtree(repo, ignore_errors=True)
     export_repository([bundle], repo, TritonOptions(backend="python"))
     binary, backends, env = triton_env(venv)
-    port = _free_port()
+    port = free_port()
     cmd = [str(binary), f"--model-repository={repo}", f"--backend-directory={backends}", "--http-address=127.0.0.1",
            f"--http-port={port}", "--allow-grpc=false", "--allow-metrics=false", "--exit-timeout-secs=5"]
     log = open(work / "tritonserver.log", "ab")  # noqa: SIM115 - closed below

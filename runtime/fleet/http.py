@@ -165,6 +165,15 @@ def guarded_protocol(http: str, request_timeout: float, max_connections: int) ->
     return Guarded
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now: for a second listener (a metrics port, a peer server in a benchmark
+    or a test) started by the caller; ``bind(host, 0)`` is the race-free way for a socket this process keeps."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening-ready TCP socket on ``host:port`` (port 0: any free port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -155,26 +155,18 @@ def build(folder: Path, *, name: str = "tiny_cnn", slice_variant: bool = True, m
                                     parity={"max_abs_diff": 0.0, "decision_flips": 0, "windows": 0})
         files["model.slice.onnx"] = (data, "variant")
         own_goldens["slice"] = (feeds, out)
-    from medinfer.export.bundle import golden_entry, golden_npz, write_bundle
-    from medinfer.manifest import Card, DataProvenance, DataSource, Metric, Metrics, Producer
+    from medinfer.export.writer import golden_npz, write_bundle
+    from medinfer.manifest import Card
+
+    from .fields import bundle_fields, synthetic_data
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fields = {
-        **doc,
-        "description": f"{name}: tiny CNN of the seed CNN's shape family (random weights)",
-        "producer": Producer(medinfer="test", onnx="test", onnxruntime="test", opset={"ai.onnx": 17}),
-        "profile": {"intra_op_num_threads": 1, "inter_op_num_threads": 1, "chunk": 64, "max_batch": 4096},
-        "variants": variants,
-        "data": DataProvenance(
-            sources=(DataSource(name="synthetic", package="none", version="0", file="-", sha256="0" * 64,
-                                licence="CC0", citation="generated in the test"),),
-            split={"method": "none"}, synthetic=True, description="synthetic CT-like images"),
-        "metrics": Metrics(heldout={"accuracy": Metric(1.0, (1.0, 1.0))}, n_test=4, method="none"),
-        "parity": {"passed": True},
-        "golden": golden_entry({"probability": golden_scores}, atol=1e-5),
-        "card": Card(summary="tiny CNN", intended_use="tests only"),
-    }
+    fields = bundle_fields(
+        doc, {"probability": golden_scores}, description=f"{name}: tiny CNN of the seed CNN's shape family (random "
+        "weights)", n_test=4, variants=variants, data=synthetic_data("synthetic CT-like images"),
+        profile={"intra_op_num_threads": 1, "inter_op_num_threads": 1, "chunk": 64, "max_batch": 4096},
+        card=Card(summary="tiny CNN", intended_use="tests only"))
     write_bundle(folder, fields, {"model.onnx": (graph, "model"), **files,
                                   "golden.npz": golden_npz(golden_in, golden_out, own_goldens)})
     return folder

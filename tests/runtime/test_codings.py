@@ -12,6 +12,7 @@ from medinfer.codings import WRITTEN_BEFORE, Coding, Codings, FhirResult, coding
 from medinfer.tools.fhir import to_fhir
 
 from ..helpers import tiny
+from ..helpers.fields import MakeBundle
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = set(WRITTEN_BEFORE)
@@ -20,10 +21,10 @@ DECLARED = Codings(fhir=FhirResult("RiskAssessment", Coding("urn:example:results
                    dicom_finding=Coding("99EXAMPLE", "FX", "Finding X"))
 
 
-def test_a_declared_coding_is_read_from_the_manifest(tmp_path: Path) -> None:
+def test_a_declared_coding_is_read_from_the_manifest(make_bundle: MakeBundle) -> None:
     pytest.importorskip("fhir.resources")
     # a bundle named like a shipped model, declaring other codes: its manifest wins over any table
-    path = tiny.build(tmp_path / "b", name="clinical_notes_tfidf", codings=DECLARED)
+    path = make_bundle("b", name="clinical_notes_tfidf", codings=DECLARED)
     model = medinfer.load(path)
     assert model.manifest.codings == DECLARED and codings_of(model.manifest) == DECLARED
     doc = to_fhir(model.predict(tiny.GOLDEN_X[:1]), "Patient/p1")
@@ -33,11 +34,11 @@ def test_a_declared_coding_is_read_from_the_manifest(tmp_path: Path) -> None:
     assert risk["prediction"][0]["outcome"]["coding"][0]["code"] == "12345"
 
 
-def test_a_model_declaring_none_is_refused_and_an_old_bundle_keeps_its_codes(tmp_path: Path) -> None:
-    new = medinfer.load(tiny.build(tmp_path / "new", name="clinical_notes_tfidf", codings=Codings()))
+def test_a_model_declaring_none_is_refused_and_an_old_bundle_keeps_its_codes(make_bundle: MakeBundle) -> None:
+    new = medinfer.load(make_bundle("new", name="clinical_notes_tfidf", codings=Codings()))
     with pytest.raises(medinfer.UsageError, match="declares no FHIR coding"):
         to_fhir(new.predict(tiny.GOLDEN_X[:1]), "Patient/p1")
-    old = medinfer.load(tiny.build(tmp_path / "old", name="clinical_notes_tfidf"))  # written before the field
+    old = medinfer.load(make_bundle("old", name="clinical_notes_tfidf"))  # written before the field
     assert old.manifest.codings is None and codings_of(old.manifest) == WRITTEN_BEFORE["clinical_notes_tfidf"]
 
 
