@@ -36,7 +36,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "runs_on.json"
 README = ROOT / "README.md"
 DEVICE_MARKERS = "not train and not triton and not scale"  # make test-device's selection
 TIMING = "not timing"  # wall-clock bounds measured natively: not asserted under emulation (correctness, not speed)
-TESTS = {"full": ["tests/runtime", "tests/fleet"], "runtime": ["tests/runtime"], "none": []}
+TESTS = {"full": ["tests/runtime", "tests/tools", "tests/cli", "tests/fleet"],
+         "runtime": ["tests/runtime", "tests/tools", "tests/cli"], "none": []}
 SUMMARY = re.compile(r"(\d+) (passed|failed|skipped|deselected|errors?|xfailed|xpassed)\b")
 START, END = "<!-- runs-on:start (python scripts/edge_check.py table --write-readme) -->", "<!-- runs-on:end -->"
 
@@ -186,7 +187,7 @@ def finish(name: str, row: dict[str, Any], record: dict[str, Any], timings: dict
         record_row(row)
         if record.get("reference_row"):
             record_row(record["reference_row"])
-        write_readme_table()  # README's table and the results file never disagree (tests/runtime/test_runs_on.py)
+        write_readme_table()  # README's table and the results file never disagree (tests/scripts/test_runs_on.py)
     spent = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in timings.items())
     where = f"recorded in {RESULTS.relative_to(ROOT)}" if keep else f"{EDGE.relative_to(ROOT)}/{name}-row.json"
     print(f"\nmake test-{name}: {'PASS' if not failures else row['result']} ({spent}); {where}")
