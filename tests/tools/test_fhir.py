@@ -38,15 +38,15 @@ def _resources(bundle: dict) -> dict[str, list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def bundles(tmp_path_factory: pytest.TempPathFactory, lung_ct_bundle: Path, tiny_bundle_ro: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("fhir")
     return {
-        "lung_nodule_cnn": tiny.build_ct(root / "lung", name="lung_nodule_cnn"),
+        "lung_nodule_cnn": lung_ct_bundle,
         "clinical_notes_tfidf": tiny.build(root / "notes", name="clinical_notes_tfidf"),
         "glucose_lstm": tiny.build_sequence(root / "glucose", name="glucose_lstm", units="mg/dL", facts=GLUCOSE_FACTS),
         "gene_expression_svd": tiny.build_multiclass(root / "genes", name="gene_expression_svd"),
         "drug_activity_rf": tiny.build(root / "drug", name="drug_activity_rf"),
-        "tiny_logistic": tiny.build(root / "tiny"),
+        "tiny_logistic": tiny_bundle_ro,
     }
 
 
