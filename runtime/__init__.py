@@ -39,8 +39,8 @@ from .manifest import Manifest, load_manifest
 from .model import Model
 from .options import LoadOptions
 from .prediction import Prediction
+from .readiness import SelfTestReport
 from .request_groups import predict_grouped
-from .self_test import SelfTestReport
 
 __all__ = [
     "AuditError",

@@ -13,10 +13,7 @@ FHIR and DICOM output stays what it was. A new model never lands there: its spec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:
-    from .manifest import Manifest
+from typing import Literal, Protocol
 
 SNOMED = "http://snomed.info/sct"
 UCUM = "http://unitsofmeasure.org"
@@ -84,7 +81,17 @@ WRITTEN_BEFORE: dict[str, Codings] = {
 }
 
 
-def codings_of(manifest: Manifest) -> Codings:
+class _Declares(Protocol):
+    """What :func:`codings_of` reads of a :class:`~medinfer.manifest.Manifest` (frozen: read-only attributes)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def codings(self) -> Codings | None: ...
+
+
+def codings_of(manifest: _Declares) -> Codings:
     """The manifest's codings; for a bundle written before manifests carried them, what the tools applied then."""
     if manifest.codings is not None:
         return manifest.codings

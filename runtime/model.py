@@ -29,8 +29,8 @@ from .failsafe import NoResult
 from .manifest import Manifest
 from .options import OUT_OF_DOMAIN, check_deadline
 from .prediction import Prediction, PredictionMeta
+from .readiness import SelfTestReport, compare_golden
 from .samples import read_pairs, read_pinned
-from .self_test import SelfTestReport, compare_golden
 from .validation import InputCheck, Validator
 from .watchdog import WATCHDOG
 

@@ -6,13 +6,26 @@ import json
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .model import Model
+import numpy as np
+
+from .manifest import Manifest
 
 
-def node_placement(model: Model) -> dict[str, Any]:
+class Loaded(Protocol):
+    """What :func:`node_placement` reads of a loaded :class:`~medinfer.Model`."""
+
+    manifest: Manifest
+    providers: tuple[str, ...]
+    session: Any
+
+    def golden(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]: ...
+
+    def graph_bytes(self) -> bytes: ...
+
+
+def node_placement(model: Loaded) -> dict[str, Any]:
     """Profile one golden run of ``model`` (a loaded medinfer Model) with the same providers and options.
 
     Returns:

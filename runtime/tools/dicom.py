@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, MissingExtraError
+from ..errors import InputError, MissingExtraError, UsageError
 from ..extras import optional_import
 from ..manifest import Manifest, TensorSpec
 from ..model import Model
 from ..windows import cut_patches, window_centres
 from . import ct_slice
-from .overlay import heat_map, write_overlay
+from .overlay import OVERLAY_WINDOW, figure, heat_map, png_bytes
 
 DEFAULT_PHOTOMETRIC = ("MONOCHROME2", "MONOCHROME1")
 UID_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "FrameOfReferenceUID")
@@ -347,6 +347,34 @@ def predict_file(model: Model, path: str | Path, *, centre: tuple[int, int] | No
     if overlay is not None:
         write_overlay(result, overlay, (lo, hi))
     return result
+
+
+def write_overlay(result: DicomPrediction, path: str | Path, clip: tuple[float, float] = (-1024.0, 3071.0)) -> None:
+    """Draw ``result``'s heat map over its slice into a PNG at ``path``; sets ``result.overlay``.
+
+    The figure (:func:`medinfer.tools.overlay.figure`): the slice in a lung window at full resolution (small
+    slices enlarged), the window scores in a colour scale (linear between window centres), the region at or above
+    the threshold outlined, a colour bar with the threshold marked, and a caption naming model, file and windows.
+
+    Raises:
+        UsageError: the file cannot be written (the message names the path and why).
+    """
+    hu = np.clip(result.image.hu, *clip)
+    img = result.image
+    above = int(np.sum(result.scores >= result.threshold)) if result.threshold is not None else 0
+    windows = (f"{len(result.scores)} windows of {result.patch} px, stride {result.cell}" if len(result.scores) > 1
+               else f"one {result.patch} px window at {tuple(int(v) for v in result.centres[0])}")
+    caption = [f"{result.model or 'model'}: {Path(img.path).name}, frame {img.frame + 1}/{img.n_frames}",
+               f"{windows}; max {float(result.scores.max()):.3f}"
+               + (f"; {above} >= threshold {result.threshold:.3g} (outlined)" if result.threshold is not None else "")]
+    rgb = figure(hu, result.centres, result.scores, result.heat(), threshold=result.threshold,
+                 window=OVERLAY_WINDOW, score_name=result.score_name, caption=caption)
+    try:
+        Path(path).write_bytes(png_bytes(rgb))
+    except OSError as exc:
+        raise UsageError(f"the overlay {path} cannot be written ({exc.strerror or exc}); the scores above are "
+                         "complete: choose another --overlay path") from None
+    result.overlay = str(path)
 
 
 def format_result(result: DicomPrediction, top: int = 10) -> str:

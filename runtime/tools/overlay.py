@@ -3,9 +3,9 @@ library): the slice in a lung window at full resolution (small slices enlarged t
 scores interpolated between the window centres in a colour scale, the region at or above the operating threshold
 outlined, a colour bar with its ticks and the threshold marked, and a caption. Text uses a built-in 5x7 pixel font.
 
-:func:`figure` returns the RGB array; :func:`write_overlay` encodes it as PNG (:func:`png_bytes`: zlib + struct,
-no image library). :func:`overlay_rgb` is the plain overlay on the slice's own pixel grid (the DICOM Secondary
-Capture).
+:func:`figure` returns the RGB array; :func:`medinfer.tools.dicom.write_overlay` encodes it as PNG
+(:func:`png_bytes`: zlib + struct, no image library). :func:`overlay_rgb` is the plain overlay on the slice's own
+pixel grid (the DICOM Secondary Capture).
 """
 
 from __future__ import annotations
@@ -13,15 +13,8 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-from ..errors import UsageError
-
-if TYPE_CHECKING:
-    from .dicom import DicomPrediction
 
 OVERLAY_WINDOW = (-1350.0, 150.0)  # lung window for the grey background of the overlay
 
@@ -216,34 +209,6 @@ def figure(hu: np.ndarray, centres: np.ndarray, scores: np.ndarray, blocks: np.n
         canvas[max(marked - ts // 2, 0):marked + ts - ts // 2 + 1, x0 - 2 * ts:x0 + bar_w + 2 * ts] = CYAN
         label(threshold, f"{threshold:.3g}", CYAN)
     return canvas
-
-
-def write_overlay(result: DicomPrediction, path: str | Path, clip: tuple[float, float] = (-1024.0, 3071.0)) -> None:
-    """Draw ``result``'s heat map over its slice into a PNG at ``path``; sets ``result.overlay``.
-
-    The figure (:func:`figure`): the slice in a lung window at full resolution (small
-    slices enlarged), the window scores in a colour scale (linear between window centres), the region at or above
-    the threshold outlined, a colour bar with the threshold marked, and a caption naming model, file and windows.
-
-    Raises:
-        UsageError: the file cannot be written (the message names the path and why).
-    """
-    hu = np.clip(result.image.hu, *clip)
-    img = result.image
-    above = int(np.sum(result.scores >= result.threshold)) if result.threshold is not None else 0
-    windows = (f"{len(result.scores)} windows of {result.patch} px, stride {result.cell}" if len(result.scores) > 1
-               else f"one {result.patch} px window at {tuple(int(v) for v in result.centres[0])}")
-    caption = [f"{result.model or 'model'}: {Path(img.path).name}, frame {img.frame + 1}/{img.n_frames}",
-               f"{windows}; max {float(result.scores.max()):.3f}"
-               + (f"; {above} >= threshold {result.threshold:.3g} (outlined)" if result.threshold is not None else "")]
-    rgb = figure(hu, result.centres, result.scores, result.heat(), threshold=result.threshold,
-                 window=OVERLAY_WINDOW, score_name=result.score_name, caption=caption)
-    try:
-        Path(path).write_bytes(png_bytes(rgb))
-    except OSError as exc:
-        raise UsageError(f"the overlay {path} cannot be written ({exc.strerror or exc}); the scores above are "
-                         "complete: choose another --overlay path") from None
-    result.overlay = str(path)
 
 
 def heat_map(shape: tuple[int, int], centres: np.ndarray, scores: np.ndarray, cell: int) -> np.ndarray:
