@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("runtime", "export", "train", "benchmarks", "scripts", "tests/helpers")
+SOURCES = ("runtime", "export", "train", "benchmarks", "scripts", "tests")
 
 Finder = Callable[[ast.AST, str], Iterator[int]]
 
@@ -106,6 +106,9 @@ RULES: dict[str, tuple[Finder, set[str], str]] = {
         _text(r"strftime\(|isoformat\(|gmtime\(|utcnow|datetime\.now|fromisoformat|mktime"),
         {"runtime/timestamps.py", "runtime/tools/fhir.py", "runtime/fleet/infer.py", "export/cli.py"},
         "medinfer.timestamps.utc_text / build_time (SOURCE_DATE_EPOCH) / parse_utc / UtcClock"),
+    "a free port": (
+        _text(r"\.bind\(\([^)]*, 0\)\)"), {"runtime/fleet/http.py", "tests/runtime/test_rule_homes.py"},
+        "medinfer.fleet.http.free_port (or bind(host, 0) for a socket this process keeps)"),
     "a variant kind, by name": (
         _compared_with("int8", "slice", "slice_int8"),
         {f"export/variants/{f}" for f in ("__init__.py", "int8.py", "whole_slice.py", "whole_slice_graph.py")},
@@ -113,8 +116,10 @@ RULES: dict[str, tuple[Finder, set[str], str]] = {
 }
 
 
-#: rules that concern one side only (default: every source folder)
-SCOPES = {"a variant kind, by name": ("export/", "train/")}  # a device may prefer a shipped variant by its key
+#: where each rule is checked (default: the product and the shared test helpers; a test may spell a format out)
+DEFAULT_SCOPE = ("runtime/", "export/", "train/", "benchmarks/", "scripts/", "tests/helpers/")
+SCOPES = {"a variant kind, by name": ("export/", "train/"),  # a device may prefer a shipped variant by its key
+          "a free port": (*DEFAULT_SCOPE, "tests/")}
 
 
 def derivations(rule: str, root: Path = ROOT) -> list[str]:
@@ -122,7 +127,7 @@ def derivations(rule: str, root: Path = ROOT) -> list[str]:
     found = []
     for path in _sources(root):
         rel = path.relative_to(root).as_posix()
-        if rel in homes or not rel.startswith(SCOPES.get(rule, ("",))):
+        if rel in homes or not rel.startswith(SCOPES.get(rule, DEFAULT_SCOPE)):
             continue
         text = path.read_text()
         found += [f"{rel}:{line}" for line in find(ast.parse(text), text)]
@@ -152,6 +157,7 @@ AGAIN = {
     "an optional import and its install advice": (
         "try:\n    import matplotlib\nexcept ImportError:\n    raise MissingExtraError('plot', 'plots')\n"),
     "a timestamp": 'record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}\n',
+    "a free port": "with socket.socket() as s:\n    s.bind((\"127.0.0.1\", 0))\n",
     "a variant kind, by name": 'for kind in spec.variants:\n    if kind in ("slice", "slice_int8"):\n        pass\n',
 }
 
