@@ -19,8 +19,8 @@ def synthetic_data(description: str = "synthetic weights") -> DataProvenance:
     return DataProvenance(sources=(SYNTHETIC,), split={"method": "none"}, synthetic=True, description=description)
 
 
-def bundle_fields(contract_doc: dict[str, Any], golden_out: dict[str, np.ndarray], *, description: str,
-                  n_test: int = 3, **overrides: Any) -> dict[str, Any]:
+def bundle_fields(contract_doc: dict[str, Any], golden_out: dict[str, np.ndarray], *, n_test: int = 3,
+                  **overrides: Any) -> dict[str, Any]:
     """Every manifest field of a tiny bundle but those ``write_bundle`` fills in (files, created, requires):
     ``contract_doc`` (name, version, task, inputs, outputs, labels, decision), one-thread profile, the default
     variant, synthetic data, a perfect metric, a passed gate, the golden outputs; ``overrides`` replace fields."""
@@ -28,7 +28,7 @@ def bundle_fields(contract_doc: dict[str, Any], golden_out: dict[str, np.ndarray
 
     return {
         **contract_doc,
-        "description": description,
+        "description": "tiny test model (synthetic)",
         "producer": Producer(medinfer="test", onnx="test", onnxruntime="test", opset={"ai.onnx": 17}),
         "profile": {"intra_op_num_threads": 1, "inter_op_num_threads": 1},
         "variants": {"default": Variant(file="model.onnx")},

@@ -99,7 +99,7 @@ def build(folder: Path, *, name: str = "tiny_logistic", golden_out: np.ndarray |
     folder.mkdir(parents=True, exist_ok=True)
     expected = reference(GOLDEN_X) if golden_out is None else golden_out
     golden = {"probabilities": expected.astype(np.float32)}
-    fields = bundle_fields(contract(name), golden, description="tiny test model (synthetic)", **overrides)
+    fields = bundle_fields(contract(name), golden, **overrides)
     files = {"model.onnx": (model_bytes(name, metadata, slow), "model"),
              "golden.npz": golden_npz({"x": GOLDEN_X}, golden), **(extra_files or {})}
     write_bundle(folder, fields, files)
@@ -113,7 +113,8 @@ def _write(folder: Path, name: str, contract_doc: dict[str, Any], graph_bytes: b
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     input_name = contract_doc["inputs"][0]["name"]
-    fields = bundle_fields(contract_doc, golden_out, description=f"{name}: tiny test model (synthetic)", **overrides)
+    fields = bundle_fields(contract_doc, golden_out, **{"description": f"{name}: tiny test model (synthetic)",
+                                                        **overrides})
     files = {"model.onnx": (graph_bytes, "model"), "golden.npz": golden_npz({input_name: golden_x}, golden_out)}
     write_bundle(folder, fields, files)
     return folder
