@@ -102,7 +102,7 @@ $(DEVICE_VENV)/.deps: pyproject.toml
 test-device: $(DEVICE_VENV)/.deps
 	$(DEVICE_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .
 	MEDINFER_DEVICE_ONLY=1 $(DEVICE_VENV)/bin/python -m pytest -q -p no:cacheprovider \
-	  -m "not train and not triton and not scale" tests/runtime tests/fleet
+	  -m "not train and not triton and not scale" tests/runtime tests/tools tests/cli tests/fleet
 
 # Edge evidence (scripts/edge_check.py; each run writes its row of benchmarks/results/runs_on.json, the data of
 # README's "Runs on" table). test-min: the device tests and the test bundles in build/min-venv, which holds the
@@ -165,11 +165,11 @@ test-scale: $(STAMP)
 	$(PY) -m pytest -q -s -m scale tests/fleet/test_score.py
 
 # dciodvfy (Debian's dicom3tools, installed here if missing) on the DICOM outputs: those of the tiny CT model on
-# pydicom's CT_small.dcm (tests/runtime/test_dicom_out.py) and the demo's, when `make demo` made them. Zero errors.
+# pydicom's CT_small.dcm (tests/tools/test_dicom_out.py) and the demo's, when `make demo` made them. Zero errors.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 check-dicom-out: $(STAMP)
 	@command -v dciodvfy >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dicom3tools)
-	MEDINFER_REQUIRE_DCIODVFY=1 $(PY) -m pytest -q -p no:cacheprovider tests/runtime/test_dicom_out.py -k dciodvfy
+	MEDINFER_REQUIRE_DCIODVFY=1 $(PY) -m pytest -q -p no:cacheprovider tests/tools/test_dicom_out.py -k dciodvfy
 	@if [ -d artifacts/lung_nodule_cnn/dicom ]; then $(PY) scripts/check_dicom_out.py artifacts/lung_nodule_cnn/dicom; \
 	  else echo "no artifacts/lung_nodule_cnn/dicom (make demo writes it): checked the test outputs only"; fi
 

@@ -41,8 +41,8 @@ def parity_sample(model: Any, n: int = PARITY_N, seed: int = PARITY_SEED) -> tup
     shipped = model.parity_sample()  # (inputs, the export's CPU outputs) or None (a bundle written before it)
     if shipped is not None:
         held = {spec.name: shipped[0][spec.name] for spec in model.manifest.inputs}
-        inputs = held if len(held) > 1 else next(iter(held.values()))
-        return inputs, {"source": "bundle held-out parity sample", "n": int(len(next(iter(held.values()))))}
+        n = int(len(next(iter(held.values()))))
+        return model.as_input(held), {"source": "bundle held-out parity sample", "n": n}
     golden, _ = model.golden()
     rng = np.random.default_rng(seed)
     first = next(iter(golden.values()))
@@ -58,8 +58,8 @@ def parity_sample(model: Any, n: int = PARITY_N, seed: int = PARITY_SEED) -> tup
             lo, hi = spec.range or (-np.inf, np.inf)
             x = np.clip(x, lo, hi).astype(first.dtype if spec.name == model.manifest.inputs[0].name else x.dtype)
         out[spec.name] = x
-    inputs = out if len(out) > 1 else next(iter(out.values()))
-    return inputs, {"source": "regenerated from the golden inputs", "n": n, "seed": seed}  # how: the docstring
+    # how: the docstring
+    return model.as_input(out), {"source": "regenerated from the golden inputs", "n": n, "seed": seed}
 
 
 def _compare(ref: Any, got: Any, atol: float, rtol: float) -> dict[str, Any]:

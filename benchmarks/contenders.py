@@ -26,7 +26,14 @@ from typing import Any
 
 import medinfer
 import numpy as np
-from medinfer.session import PERFORMANCE_SETTINGS, requested_profiles, session_options
+from medinfer.samples import read_pinned
+from medinfer.session import (
+    large_batch_from,
+    performance_settings,
+    requested_profiles,
+    session_for_batch,
+    session_options,
+)
 
 log = logging.getLogger(__name__)
 SAME = "ort (same options)"
@@ -80,11 +87,6 @@ def tile(x: Any, batch: int) -> Any:
     return np.concatenate([arr] * reps)[:batch] if reps > 1 else arr[:batch]
 
 
-def options_of(profile: Any) -> dict[str, Any]:
-    """The session settings that matter for speed, for the results file."""
-    return {k: getattr(profile, k) for k in ("onnxruntime_defaults", *PERFORMANCE_SETTINGS)}
-
-
 def overrides(threads: int | None) -> dict[str, Any] | None:
     """The ``session_profile`` overrides that give a session ``threads`` intra-op threads (None: the profile's)."""
     return {"intra_op_num_threads": int(threads)} if threads else None
@@ -93,10 +95,9 @@ def overrides(threads: int | None) -> dict[str, Any] | None:
 def profile_at(manifest: Any, batch: int, threads: int | None = None) -> tuple[Any, bool]:
     """The session profile medinfer runs a batch of this size with (loaded with ``threads``), and whether it is
     the large-batch session."""
-    small, large = requested_profiles(manifest.profile, overrides(threads))  # what load() creates, the one rule
-    if large is not None and batch >= small.large_batch_from:
-        return large, True
-    return small, False
+    small, large = requested_profiles(manifest.profile, overrides(threads))  # the sessions load() creates
+    chosen = session_for_batch(manifest.profile, batch)  # and the one rule of which of them runs this batch
+    return (large if chosen.large and large is not None else small), chosen.large
 
 
 def single_threaded(model: Any) -> tuple[Any, bool]:
@@ -193,19 +194,21 @@ def in_process(bundle: Path, batch: int, heldout: Heldout | None,
     first = base.predict(x)
     fetch = list(first.outputs)  # medinfer's own fetch list: the score, evidence and domain_score outputs
     read = "scores" if first.labels is None else "labels"
-    model_bytes = (bundle / manifest.variants["default"].file).read_bytes()
+    graph = manifest.variants["default"].file
+    model_bytes = read_pinned(bundle, graph, manifest.files[graph])
     profile, large = profile_at(manifest, batch, threads)
     same = _session(model_bytes, profile)
     naive = _session(model_bytes, None, threads)
-    out = [Contender(SAME, "ort", lambda: same.run(fetch, feeds), settings=options_of(profile), threads=threads,
-                     label=f"{_ort()}, medinfer's session options at batch {batch}", inputs=feeds, engine=same),
+    out = [Contender(SAME, "ort", lambda: same.run(fetch, feeds), settings=performance_settings(profile),
+                     threads=threads, label=f"{_ort()}, medinfer's session options at batch {batch}", inputs=feeds,
+                     engine=same),
            Contender(DEFAULT, "ort", lambda: naive.run(fetch, feeds), threads=threads, inputs=feeds, engine=naive,
                      settings={"session_options": "default", "intra_op_num_threads": threads},
                      label=f"{_ort()}, default SessionOptions + intra-op threads")]
     if large:
         one_profile = requested_profiles(manifest.profile, overrides(threads))[0]
         one = _session(model_bytes, one_profile)
-        out.append(Contender(BATCH1, "ort", lambda: one.run(fetch, feeds), settings=options_of(one_profile),
+        out.append(Contender(BATCH1, "ort", lambda: one.run(fetch, feeds), settings=performance_settings(one_profile),
                              threads=threads, label=f"{_ort()}, medinfer's batch-1 session options", inputs=feeds,
                              engine=one))
     import onnxruntime as ort
@@ -215,7 +218,8 @@ def in_process(bundle: Path, batch: int, heldout: Heldout | None,
             continue  # a whole-slice graph takes other inputs: benchmarks/slice.py measures it
         model = base if key == "default" else medinfer.load(bundle, variant=key, session_profile=overrides(threads))
         out.append(Contender(f"medinfer [{key}]", "medinfer", (lambda m=model: getattr(m.predict(x), read)),
-                             variant=key, settings=options_of(profile), threads=threads, inputs=x, engine=model,
+                             variant=key, settings=performance_settings(profile), threads=threads, inputs=x,
+                             engine=model,
                              label=f"medinfer {medinfer.__version__} Model.predict + .{read} ({key} graph, "
                                    f"onnxruntime {ort.__version__})",
                              scores=(lambda X, m=model: _chunked_scores(m, X))))
@@ -229,10 +233,19 @@ def in_process(bundle: Path, batch: int, heldout: Heldout | None,
     info = {"model": manifest.name, "version": manifest.version, "batch": batch, "fetch": fetch, "threads": threads,
             "medinfer_reads": read, "input": "held-out split" if heldout is not None else "golden inputs",
             "large_batch_session": large, "chunk": manifest.profile.chunk,
-            "profile": options_of(manifest.profile),
-            "large_batch": {"from": manifest.profile.large_batch_from, **manifest.profile.large_batch},
+            "profile": performance_settings(manifest.profile),
+            "large_batch": _large_session(manifest.profile),
             "variants": {k: v.precision for k, v in manifest.variants.items()}}
     return out, info
+
+
+def _large_session(profile: Any) -> dict[str, Any]:
+    """Where the large-batch session starts and the settings it changes (``{"from": 0}``: one session)."""
+    start = large_batch_from(profile)
+    if start is None:
+        return {"from": 0}
+    small, large = performance_settings(profile), performance_settings(session_for_batch(profile, start).profile)
+    return {"from": start, **{k: v for k, v in large.items() if small.get(k) != v}}
 
 
 def _chunked_scores(model: Any, X: Any, size: int = 256) -> np.ndarray:

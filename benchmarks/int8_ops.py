@@ -52,6 +52,7 @@ def measure(bundle: Path, runs: int = 200, threads: int | None = None, command: 
     import dataclasses
 
     import medinfer
+    from medinfer.samples import read_pairs, read_pinned
     from medinfer.tools.fingerprint import environment
 
     from . import provenance
@@ -63,8 +64,10 @@ def measure(bundle: Path, runs: int = 200, threads: int | None = None, command: 
     profile = manifest.profile
     if threads is not None:
         profile = dataclasses.replace(profile, intra_op_num_threads=threads)
-    with np.load(bundle / manifest.golden.file, allow_pickle=False) as golden:
-        feeds = {s.name: np.ascontiguousarray(golden[f"in.{s.name}"][:1]).astype(s.dtype) for s in manifest.inputs}
+    names = [s.name for s in manifest.inputs]
+    data = read_pinned(bundle, manifest.golden.file, manifest.files[manifest.golden.file])
+    golden, _ = read_pairs(data, "default", str(bundle), names)
+    feeds = {s.name: np.ascontiguousarray(golden[s.name][:1]).astype(s.dtype) for s in manifest.inputs}
     env = environment()
     out: dict[str, Any] = {"command": command, "provenance": started, "bundles": provenance.bundles_of([bundle]),
                            "fingerprint": fingerprint(env), "env": env, "bundle": manifest.name,
@@ -73,7 +76,7 @@ def measure(bundle: Path, runs: int = 200, threads: int | None = None, command: 
     for key, variant in manifest.variants.items():
         if variant.inputs is not None:
             continue  # a whole-slice graph takes a slice, not the patch fed here (benchmarks/slice.py)
-        ops, total = op_times((bundle / variant.file).read_bytes(), feeds, profile, runs)
+        ops, total = op_times(read_pinned(bundle, variant.file, manifest.files[variant.file]), feeds, profile, runs)
         out["variants"][key] = {"precision": variant.precision, "total_us": total, "ops_us": ops}
     return out
 

@@ -13,13 +13,13 @@ A conversion that fails is recorded with its reason (e.g. an op with no int8 ker
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from medinfer.integrity import sha256_bytes
 
 log = logging.getLogger(__name__)
 VARIANTS = ("fp32", "dynamic-range int8", "full-integer int8")
@@ -34,7 +34,7 @@ def convert(model: Any, calibration: np.ndarray, sample_shape: tuple[int, ...], 
     """Write the three variants to ``out`` (cached by the Keras weights' digest); {variant: path or {"error"}}."""
     import tensorflow as tf
 
-    key = hashlib.sha256(b"".join(np.asarray(w).tobytes() for w in model.get_weights())).hexdigest()[:16]
+    key = sha256_bytes(b"".join(np.asarray(w).tobytes() for w in model.get_weights()))[:16]
     folder = out / key
     folder.mkdir(parents=True, exist_ok=True)
     done = folder / "conversions.json"

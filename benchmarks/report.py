@@ -26,7 +26,7 @@ def settings(s: dict[str, Any]) -> str:
     """A short label of a contender's session settings."""
     if not s:
         return ""
-    if s.get("session_options") == "default":
+    if s.get("session_options") == "default" or s == {"onnxruntime_defaults": True}:
         return "ORT defaults"
     if "n_jobs" in s:
         return f"n_jobs={s['n_jobs']}"

@@ -33,7 +33,6 @@ import os
 import random
 import select
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from medinfer.fleet.http import free_port
 
 from . import provenance
 from .contenders import default_threads
@@ -65,12 +65,6 @@ class DidNotStart(RuntimeError):
     def __init__(self, message: str, exit_status: int | None = None) -> None:
         super().__init__(message)
         self.exit_status = exit_status
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_ready(port: int, path: str, proc: subprocess.Popen, timeout: float = 180,
@@ -202,9 +196,9 @@ def mlserver_server(bundle: Path, work: Path, venv: Path, threads: int) -> Itera
     (folder / name).mkdir(parents=True)
     for module in ("mlserver_runtime.py", "bare_session.py"):
         shutil.copy(HERE / module, folder / name / module)
-    port = _free_port()
+    port = free_port()
     (folder / "settings.json").write_text(json.dumps({
-        "http_port": port, "grpc_port": _free_port(), "metrics_port": _free_port(), "parallel_workers": 0,
+        "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "parallel_workers": 0,
         "host": "127.0.0.1", "debug": False}))
     (folder / name / "model-settings.json").write_text(json.dumps(settings))
     env = {**os.environ, "PYTHONPATH": str(folder / name)}
@@ -242,7 +236,7 @@ def triton_server(bundle: Path, work: Path, venv: Path, threads: int) -> Iterato
     shutil.rmtree(repo, ignore_errors=True)
     repository(bundle, repo, threads)
     binary, backends, env = triton_env(venv)
-    port = _free_port()
+    port = free_port()
     cmd = [str(binary), f"--model-repository={repo}", f"--backend-directory={backends}", "--http-address=127.0.0.1",
            f"--http-port={port}", "--allow-grpc=false", "--allow-metrics=false", "--exit-timeout-secs=5"]
     log = open(work / "tritonserver.log", "ab")  # noqa: SIM115 - closed below

@@ -2,7 +2,7 @@
 same stride, on the same realistic slice, interleaved; plus the decisions of both (they must be identical).
 
 The slice is the one-pass variant's golden input (a mosaic of held-out patches, real HU content) mirrored out to
-the benchmark size; both paths score the DICOM path's window grid (``medinfer.tools.dicom.window_centres``), air
+the benchmark size; both paths score the DICOM path's window grid (``medinfer.windows.window_centres``), air
 beyond the borders, exactly as ``medinfer predict BUNDLE scan.dcm`` (``--patchwise`` for the second).
 """
 
@@ -15,7 +15,7 @@ import medinfer
 import numpy as np
 from medinfer.tools import ct_slice
 from medinfer.tools.bench import interleaved
-from medinfer.tools.dicom import cut_patches, window_centres
+from medinfer.windows import cut_patches, window_centres
 
 SIZES = (256, 512)
 STRIDE = 24

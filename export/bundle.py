@@ -1,56 +1,50 @@
-"""Export a trained artifact into a bundle: convert, gate on parity, add golden I/O, write, verify, publish.
+"""Export a trained artifact into a bundle: a short pipeline of named stages.
+
+    convert (+ domain guard, metadata, canonical bytes) -> parity gate -> explanation (its graphs, gated) ->
+    session profile -> variants (each registered builder the spec asks for: medinfer.export.variants) -> parity
+    sample -> gate every shipped session -> write (golden, plots, card, manifest, change control) -> verify (load
+    every variant back) -> publish
 
 The bundle is assembled in a temporary folder next to the destination, loaded back with ``medinfer.load``
 (integrity + self-test), and only then moved into place. A failed gate leaves the previous bundle untouched.
+Model-specific variants (the CT's whole-slice graphs) are registrations, not steps of this pipeline.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import platform
 import shutil
 import sys
 import tempfile
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import medinfer
 import numpy as np
-from medinfer.integrity import contract_digest, outputs_digest, sha256_bytes
-from medinfer.manifest import (
-    MANIFEST_NAME,
-    DataProvenance,
-    Decision,
-    Domain,
-    FileEntry,
-    Golden,
-    Manifest,
-    Metrics,
-    Producer,
-    TensorSpec,
-    Variant,
-    dump_manifest,
-    parse_manifest,
-)
+from medinfer.build_records import ParitySample
+from medinfer.codings import Codings
+from medinfer.integrity import contract_digest
+from medinfer.manifest import DataProvenance, Decision, Domain, Metrics, Producer, SessionProfile, TensorSpec, Variant
+from medinfer.samples import Pair
 from medinfer.schema import parse
 
 from ..train.artifact import Artifact
 from ..train.spec import Dataset, ModelSpec, OperatingPoint, ParityTolerance, Progress, quiet
 from . import parity
 from .canonical import canonicalize
-from .card import render
 from .change import ChangeRequest, change_fields
 from .converters import convert, get_converter
 from .domain_graph import add_domain_output
 from .explain import build_explanation
 from .profiles import chosen_profile
-from .requires import requirements
-from .samples import build_sample
-from .slice import build_slice_variants
-from .variants import build_variants
+from .samples import build_sample, sample_indices
+from .variants import VariantJob, build_variants
+from .writer import golden_entry, golden_npz, publish, write_bundle
+
+__all__ = ["export", "golden_entry", "golden_npz", "publish", "write_bundle"]
 
 log = logging.getLogger(__name__)
 GOLDEN_SAMPLES = 4
@@ -110,185 +104,208 @@ def _contract(spec: ModelSpec, dataset: Dataset, point: OperatingPoint, domain: 
     }
 
 
+@dataclass
+class Build:
+    """What the stages of one export hand on to each other."""
+
+    art: Artifact
+    graph: bytes = b""
+    onx: Any = None
+    input_name: str = ""
+    contract: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)  # the parity report
+    native_heldout: dict[str, np.ndarray] = field(default_factory=dict)
+    golden_x: Any = None
+    golden_out: dict[str, np.ndarray] = field(default_factory=dict)
+    profile: SessionProfile = field(default_factory=SessionProfile)
+    variants: dict[str, Variant] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)  # the variants' graphs by file name
+    goldens: dict[str, Pair] = field(default_factory=dict)  # each variant's own golden inputs and outputs
+    sample: dict[str, np.ndarray] = field(default_factory=dict)
+    sample_entry: ParitySample | None = None
+    explanation: Any = None  # the manifest's explanation entry (None: the spec explains nothing)
+    explain_files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    change: ChangeRequest | None = None  # the parent bundle and the change log entry (change control)
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.art.spec
+
+    def patch_graphs(self) -> dict[str, bytes]:
+        """The graphs that take the model's own inputs: the fp32 graph and the variants without a contract of
+        their own (a whole-slice graph has one)."""
+        return {"default": self.graph, **{k: self.files[v.file] for k, v in self.variants.items() if v.inputs is None}}
+
+
 def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = quiet,
            change: ChangeRequest | None = None) -> Path:
-    """Convert, gate, and write ``out/<name>``; returns the bundle path. ``change`` names the parent bundle and the
-    change log entry (see :mod:`medinfer.export.change`); every bundle declares a PCCP.
+    """Convert, gate, and write ``out/<name>``; returns the bundle path (the stages: the module docstring).
+    ``change`` names the parent bundle and the change log entry (see :mod:`medinfer.export.change`); every bundle
+    declares a PCCP.
 
     Raises:
-        ParityError: the exported graph does not reproduce the native model (nothing is written).
+        ParityError: the exported graph (or a shipped session of it) does not reproduce the native model; nothing
+            is written.
     """
+    build = convert_graph(art, progress)
+    build.change = change
+    gate_parity(build, progress)
+    explain(build, progress)
+    choose_profile(build, progress)
+    make_variants(build, progress)
+    take_parity_sample(build)
+    gate_sessions(build, progress)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{art.spec.name}.", dir=out))
+    try:
+        write(build, staging, progress)
+        verify(build, staging, progress)
+        return publish(staging, out / art.spec.name)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def convert_graph(art: Artifact, progress: Progress) -> Build:
+    """Convert the native model (+ the spec's extra outputs and the domain guard), stamp the contract into the
+    graph's metadata, and make its bytes canonical (same model, same bytes)."""
     import onnx
 
     spec, ds = art.spec, art.dataset
     progress(f"[{spec.name}] converting ({spec.family})")
     onx = convert(spec, art.model, ds)
     spec.augment_graph(onx, art.model, ds)
-    guard = art.domain
-    if guard is not None:
-        guard.sources = spec.domain_sources(onx)
-        add_domain_output(onx, guard)
-
-    def native(X: Any) -> dict[str, np.ndarray]:
-        """The native model's outputs, and the guard's native domain score when there is one."""
-        out = spec.native_outputs(art.model, X)
-        return {**out, DOMAIN_OUTPUT: guard.score(X)} if guard is not None else out
-
-    contract = _contract(spec, ds, art.point, guard is not None)
-    _set_metadata(onx, {
-        "medinfer.name": spec.name, "medinfer.version": spec.version,
-        "medinfer.contract_sha256": contract_digest(contract), "medinfer.task": spec.task,
-    })
+    if art.domain is not None:
+        art.domain.sources = spec.domain_sources(onx)
+        add_domain_output(onx, art.domain)
+    contract = _contract(spec, ds, art.point, art.domain is not None)
+    _set_metadata(onx, {"medinfer.name": spec.name, "medinfer.version": spec.version,
+                        "medinfer.contract_sha256": contract_digest(contract), "medinfer.task": spec.task})
     onx.producer_name, onx.producer_version = "medinfer", medinfer.__version__
     onx.doc_string = spec.description
     canonicalize(onx, spec.name)  # no random graph name, no set-ordered fields: same model, same bytes
     onnx.checker.check_model(onx)
-    model_bytes = onx.SerializeToString()
+    return Build(art, onx.SerializeToString(), onx, spec.inputs(ds)[0].name, contract)
 
-    # Edge inputs: one array (``dataset.edge``), or named sets from the spec when they cannot share one array
-    # (e.g. sequences of different lengths for a dynamic time axis).
+
+def _native(art: Artifact, X: Any) -> dict[str, np.ndarray]:
+    """The native model's outputs, and the guard's native domain score when there is one."""
+    out = art.spec.native_outputs(art.model, X)
+    return {**out, DOMAIN_OUTPUT: art.domain.score(X)} if art.domain is not None else out
+
+
+def gate_parity(build: Build, progress: Progress) -> None:
+    """The fail-closed parity gate on the whole held-out set and the spec's edge inputs (one array, or named sets
+    when they cannot share one, e.g. sequences of different lengths); the golden outputs come from the same session."""
+    spec, ds = build.spec, build.art.dataset
     edge_sets = spec.parity_sets(ds)
     progress(f"[{spec.name}] parity gate on {len(ds.y_test)} held-out samples"
              + (f" + {sum(len(x) for x in edge_sets.values())} edge inputs" if edge_sets else ""))
-    session = parity.ort_session(model_bytes)
-    input_name = spec.inputs(ds)[0].name
-    sets = {"heldout": (native(ds.X_test), parity.run_batched(session, input_name, ds.X_test))}
+    session = parity.ort_session(build.graph)
+    sets = {"heldout": (_native(build.art, ds.X_test), parity.run_batched(session, build.input_name, ds.X_test))}
     for set_name, X_edge in edge_sets.items():
-        sets[set_name] = (native(X_edge), parity.run_batched(session, input_name, X_edge))
-    report = parity.gate(spec, sets, art.point.threshold)
-    progress(f"[{spec.name}] parity passed: max abs diff {report['max_abs_diff']:.3g}, "
-             f"{report['decision_flips']} decision flips over {report['n_samples']} inputs")
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", dir=out))
-    try:
-        golden_x = ds.X_test[:GOLDEN_SAMPLES]
-        golden_names = [spec.score_output]
-        golden_out = dict(zip(golden_names, session.run(golden_names, {input_name: golden_x})))
-        explanation, explain_files = build_explanation(  # made and gated here; the device only runs it
-            spec, art.model, ds, onx, model_bytes, {p.key: p.value for p in onx.metadata_props},
-            seed=int(art.report.get("seed") or 0), golden_x=golden_x, progress=progress)
-        variants, variant_files, variant_report, variant_goldens = build_variants(
-            spec, ds, model_bytes, input_name, golden_x, art.point.threshold, progress,
-            seed=int(art.report.get("seed") or 0))
-        sample, sample_entry = build_sample(spec, ds.X_test, input_name, {
-            "default": model_bytes, **{k: variant_files[v.file] for k, v in variants.items()}})
-        profile = dataclasses.replace(
-            chosen_profile(spec, model_bytes, input_name, sample[f"in.{input_name}"], progress),
-            chunk=spec.chunk, max_batch=spec.max_batch)
-        report["variants"] = variant_report
-        progress(f"[{spec.name}] gating every shipped session (graph x profile) on the {len(ds.y_test)} held-out "
-                 "samples")
-        native_heldout = sets["heldout"][0]
-        references = {"default": native_heldout}
-        tolerances = {"default": spec.parity}
-        for key, variant in variants.items():
-            references[key] = parity.run_batched(parity.ort_session(variant_files[variant.file]), input_name,
-                                                 ds.X_test)
-            tolerances[key] = ParityTolerance(atol=variant.golden_atol or spec.parity.atol, rtol=spec.parity.rtol)
-        report["profiles"] = parity.gate_profiles(
-            spec, {"default": model_bytes, **{k: variant_files[v.file] for k, v in variants.items()}}, profile,
-            input_name, ds.X_test, references, tolerances, art.point.threshold)
-        slices, slice_files, slice_report, slice_goldens = build_slice_variants(
-            spec, ds, model_bytes, {"default": Variant(file="model.onnx"), **variants}, profile, art.point.threshold,
-            progress)
-        report["variants"].update(slice_report)
-        variants.update(slices)
-        variant_files.update(slice_files)
-        plots = _plots(spec, art, staging, progress)
-        extra_golden = {f"@{k}.{name}": v for k, outs in variant_goldens.items() for name, v in outs.items()}
-        extra_golden.update({f"@{k}.{name[4:]}": v for k, arrays in slice_goldens.items()
-                             for name, v in arrays.items() if name.startswith("out.")})
-        extra_inputs = {f"@{k}.{name[3:]}": v for k, arrays in slice_goldens.items()
-                        for name, v in arrays.items() if name.startswith("in.")}
-        files: dict[str, tuple[bytes, str]] = {
-            "model.onnx": (model_bytes, "model"),
-            **{name: (data, "variant") for name, data in variant_files.items()},
-            "golden.npz": golden_npz({input_name: golden_x, **extra_inputs}, {**golden_out, **extra_golden}),
-            sample_entry.file: (_npz(sample), "parity"),
-            **{rel: ((staging / rel).read_bytes(), "plot") for rel in plots.values()},
-            **explain_files,
-        }
-        fields = {
-            **contract,
-            "description": spec.description,
-            "producer": _producer(spec, onx, art.report.get("frameworks", {})),
-            "profile": profile,
-            "variants": {"default": Variant(file="model.onnx", precision="fp32", description="the validated graph"),
-                         **variants},
-            "data": DataProvenance(sources=ds.sources, split=ds.split, synthetic=ds.synthetic,
-                                   description=ds.description, preprocessing=ds.preprocessing),
-            "metrics": parse(Metrics, art.report["metrics"], doc="train.json metrics"),
-            "parity": report,
-            "golden": golden_entry(golden_out, spec.parity.atol, spec.parity.rtol),
-            "card": dataclasses.replace(spec.card, plots=plots),
-            "domain": _domain_section(art) if guard is not None else None,
-            "parity_sample": sample_entry,
-            **change_fields(spec.name, spec.version, spec.task, art.report["metrics"], change),
-            "explanation": explanation,
-        }
-        write_bundle(staging, fields, files)
-
-        progress(f"[{spec.name}] verifying the written bundle (sha256 of every file + golden self-test)")
-        for key in ("default", *variants):
-            medinfer.load(staging, variant=key)  # integrity + each variant's own golden self-test
-        return publish(staging, out / spec.name)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        sets[set_name] = (_native(build.art, X_edge), parity.run_batched(session, build.input_name, X_edge))
+    build.report = parity.gate(spec, sets, build.art.point.threshold)
+    build.native_heldout = sets["heldout"][0]
+    progress(f"[{spec.name}] parity passed: max abs diff {build.report['max_abs_diff']:.3g}, "
+             f"{build.report['decision_flips']} decision flips over {build.report['n_samples']} inputs")
+    build.golden_x = ds.X_test[:GOLDEN_SAMPLES]
+    names = [spec.score_output]
+    build.golden_out = dict(zip(names, session.run(names, {build.input_name: build.golden_x})))
 
 
-def golden_npz(inputs: dict[str, Any], outputs: dict[str, np.ndarray]) -> tuple[bytes, str]:
-    """The golden file entry: inputs under ``in.<name>``, expected outputs under ``out.<name>`` (and a variant's
-    own under ``in@<variant>.<name>`` / ``out@<variant>.<name>``, given here as keys ``@<variant>.<name>``)."""
-    arrays = {**{(f"in{k}" if k.startswith("@") else f"in.{k}"): v for k, v in inputs.items()},
-              **{(f"out{k}" if k.startswith("@") else f"out.{k}"): v for k, v in outputs.items()}}
-    return _npz(arrays), "golden"
+def explain(build: Build, progress: Progress) -> None:
+    """The bundle's explanation graphs and files, made and gated here (the device only runs them)."""
+    art = build.art
+    build.explanation, build.explain_files = build_explanation(
+        art.spec, art.model, art.dataset, build.onx, build.graph, {p.key: p.value for p in build.onx.metadata_props},
+        seed=int(art.report.get("seed") or 0), golden_x=build.golden_x, progress=progress)
 
 
-def golden_entry(outputs: dict[str, np.ndarray], atol: float, rtol: float = 0.0) -> Golden:
-    return Golden(file="golden.npz", output_digest=outputs_digest(outputs, tuple(outputs)), atol=atol, rtol=rtol,
-                  outputs=tuple(outputs))
+def choose_profile(build: Build, progress: Progress) -> None:
+    """The session profile to ship, measured on held-out inputs (the parity sample's rows), with the spec's
+    memory bounds."""
+    spec, X = build.spec, build.art.dataset.X_test
+    held = np.asarray(X)[sample_indices(X)]
+    build.profile = dataclasses.replace(chosen_profile(spec, build.graph, build.input_name, held, progress),
+                                        chunk=spec.chunk, max_batch=spec.max_batch)
 
 
-def write_bundle(folder: Path, fields: dict[str, Any], files: dict[str, tuple[bytes, str]]) -> Manifest:
-    """Write ``files`` ({name: (bytes, role)}), the rendered model card and manifest.json into ``folder``.
-
-    ``fields`` holds every manifest field except ``schema_version``, ``created`` and ``files``, which are
-    filled in here (files pinned by sha256 and size), and ``requires``, derived from the graphs unless given.
-    The manifest is validated by the runtime's schema.
-    """
-    from medinfer.schema import to_json
-
-    folder = Path(folder)
-    files = dict(files)
-    if "requires" not in fields:
-        fields = {**fields, "requires": requirements(b for n, (b, role) in files.items() if role in ("model", "variant")
-                                                     or (role == "explain" and n.endswith(".onnx")))}
-
-    def build() -> Manifest:
-        pinned = {n: FileEntry(sha256=sha256_bytes(b), size=len(b), role=r) for n, (b, r) in files.items()}
-        data = {**fields, "schema_version": 1, "files": pinned, "created": fields.get("created") or build_time()}
-        return parse_manifest(to_json(data))
-
-    files["model_card.md"] = (render(build()).encode("utf-8"), "card")
-    for name, (data, _) in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(data)
-    manifest = build()
-    (folder / MANIFEST_NAME).write_bytes(dump_manifest(manifest))
-    return manifest
+def make_variants(build: Build, progress: Progress) -> None:
+    """Every variant the spec asks for, by its registered builder (each gates its own)."""
+    art = build.art
+    job = VariantJob(art.spec, art.dataset, build.graph, build.input_name, build.golden_x, art.point.threshold,
+                     build.profile, seed=int(art.report.get("seed") or 0), progress=progress)
+    build.variants, build.files, build.report["variants"], build.goldens = build_variants(job)
 
 
-def build_time() -> str:
-    """Now (UTC, ISO 8601), or ``$SOURCE_DATE_EPOCH`` when set (the reproducible-builds convention): the one
-    time a bundle records (manifest ``created``)."""
-    import os
+def take_parity_sample(build: Build) -> None:
+    """A seeded sample of the held-out set with every patch graph's CPU outputs (``parity.npz``)."""
+    build.sample, build.sample_entry = build_sample(build.spec, build.art.dataset.X_test, build.input_name,
+                                                    build.patch_graphs())
 
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch.isdigit() else datetime.now(timezone.utc)
-    return when.isoformat(timespec="seconds")
+
+def gate_sessions(build: Build, progress: Progress) -> None:
+    """Every session a device will build — each patch graph under each shipped profile — on the held-out set."""
+    spec, ds = build.spec, build.art.dataset
+    progress(f"[{spec.name}] gating every shipped session (graph x profile) on the {len(ds.y_test)} held-out samples")
+    graphs = build.patch_graphs()
+    references = {"default": build.native_heldout}
+    tolerances = {"default": spec.parity}
+    for key in graphs.keys() - {"default"}:
+        references[key] = parity.run_batched(parity.ort_session(graphs[key]), build.input_name, ds.X_test)
+        tolerances[key] = ParityTolerance(atol=build.variants[key].golden_atol or spec.parity.atol,
+                                          rtol=spec.parity.rtol)
+    build.report["profiles"] = parity.gate_profiles(spec, graphs, build.profile, build.input_name, ds.X_test,
+                                                    references, tolerances, build.art.point.threshold)
+
+
+def write(build: Build, staging: Path, progress: Progress) -> None:
+    """The bundle's files (graphs, golden, parity sample, plots) and its manifest and card, into ``staging``."""
+    from medinfer.samples import npz_bytes
+
+    art, spec = build.art, build.spec
+    plots = _plots(spec, art, staging, progress)
+    files: dict[str, tuple[bytes, str]] = {
+        "model.onnx": (build.graph, "model"),
+        **{name: (data, "variant") for name, data in build.files.items()},
+        "golden.npz": golden_npz({build.input_name: build.golden_x}, build.golden_out, build.goldens),
+        **({build.sample_entry.file: (npz_bytes(build.sample), "parity")} if build.sample_entry else {}),
+        **{rel: ((staging / rel).read_bytes(), "plot") for rel in plots.values()},
+        **build.explain_files,
+    }
+    write_bundle(staging, _fields(build, plots), files)
+
+
+def _fields(build: Build, plots: dict[str, str]) -> dict[str, Any]:
+    art, spec, ds = build.art, build.spec, build.art.dataset
+    return {
+        **build.contract,
+        "description": spec.description,
+        "producer": _producer(spec, build.onx, art.report.get("frameworks", {})),
+        "profile": build.profile,
+        "variants": {"default": Variant(file="model.onnx", precision="fp32", description="the validated graph"),
+                     **build.variants},
+        "data": DataProvenance(sources=ds.sources, split=ds.split, synthetic=ds.synthetic,
+                               description=ds.description, preprocessing=ds.preprocessing),
+        "metrics": parse(Metrics, art.report["metrics"], doc="train.json metrics"),
+        "parity": build.report,
+        "golden": golden_entry(build.golden_out, spec.parity.atol, spec.parity.rtol),
+        "card": dataclasses.replace(spec.card, plots=plots),
+        "domain": _domain_section(art) if art.domain is not None else None,
+        "parity_sample": build.sample_entry,
+        "codings": spec.codings or Codings(),  # written even when empty: no fallback for a new bundle
+        **change_fields(spec.name, spec.version, spec.task, art.report["metrics"], build.change),
+        "explanation": build.explanation,
+    }
+
+
+def verify(build: Build, staging: Path, progress: Progress) -> None:
+    """Load the written bundle back, every variant: the sha256 of every file and each variant's golden self-test."""
+    progress(f"[{build.spec.name}] verifying the written bundle (sha256 of every file + golden self-test)")
+    for key in ("default", *build.variants):
+        medinfer.load(staging, variant=key)
 
 
 def _plots(spec: ModelSpec, art: Artifact, staging: Path, progress: Progress) -> dict[str, str]:
@@ -305,29 +322,3 @@ def _plots(spec: ModelSpec, art: Artifact, staging: Path, progress: Progress) ->
     if not drawn:
         folder.rmdir()
     return drawn
-
-
-def _npz(arrays: dict[str, np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    plain = {k: np.asarray(v) for k, v in arrays.items()}
-    # text as fixed-width unicode (loadable without pickle), as narrow as its longest string: the same strings give
-    # the same bytes whether they came as objects or from a wider array (e.g. the artifact's held-out set)
-    plain = {k: np.array(v.tolist(), dtype=str).reshape(v.shape) if v.dtype.kind in "OU" else v
-             for k, v in plain.items()}
-    np.savez(buf, **plain)
-    return buf.getvalue()
-
-
-def publish(staging: Path, dest: Path) -> Path:
-    """Move the verified staging folder into place, replacing an older bundle only after success."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        dest.rename(old)
-    staging.chmod(0o755)
-    staging.rename(dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return dest

@@ -60,8 +60,7 @@ def canonical_names(onx: Any) -> Any:
     Returns:
         ``onx``, changed in place.
     """
-    import hashlib
-
+    from medinfer.integrity import sha256_bytes
     from onnx import AttributeProto, numpy_helper
 
     g = onx.graph
@@ -70,12 +69,12 @@ def canonical_names(onx: Any) -> Any:
     keep = {v.name for v in g.input} | {v.name for v in g.output}
 
     def h(*parts: Any) -> str:
-        return hashlib.sha256(repr(parts).encode()).hexdigest()
+        return sha256_bytes(repr(parts).encode())
 
     digest = {v.name: h("input", v.name) for v in g.input}
     for t in g.initializer:
         arr = numpy_helper.to_array(t)
-        digest[t.name] = h("initializer", t.data_type, tuple(arr.shape), hashlib.sha256(arr.tobytes()).hexdigest())
+        digest[t.name] = h("initializer", t.data_type, tuple(arr.shape), sha256_bytes(arr.tobytes()))
     node_digest = []
     for node in g.node:  # ONNX graphs list nodes in a topological order
         d = h(node.op_type, node.domain, tuple(a.SerializeToString() for a in node.attribute),

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from medinfer.cli.common import HELP_FORMAT, examples, exit_codes_text
-from medinfer.errors import MedinferError, MissingExtraError, UsageError, exit_code
+from medinfer.errors import UsageError
+from medinfer.extras import missing_extra, require_extra
 from medinfer.tools.tables import table
 
 
@@ -225,30 +226,16 @@ def require_train_extra(command: str) -> None:
     Raises:
         MissingExtraError: with the install command (exit code 9).
     """
-    import importlib.util
-
-    for module in TRAIN_MODULES:
-        if importlib.util.find_spec(module) is None:
-            raise MissingExtraError(f"medinfer {command}", "train", module)
+    require_extra("train", f"medinfer {command}", TRAIN_MODULES)
 
 
 def main(argv: Sequence[str]) -> int:
-    """Run a [train]-extra command; every failure exits with the code of medinfer.errors.EXIT_CODES."""
+    """Run a [train]-extra command (called by :func:`medinfer.cli.main`, the one exit path: every error it raises
+    leaves there with its code of medinfer.errors.OUTWARD, a closed pipe quietly, a bug in one line)."""
     args = build_parser().parse_args(list(argv))
+    if args.command in ("train", "export", "build"):
+        require_train_extra(args.command)
     try:
-        if args.command in ("train", "export", "build"):
-            require_train_extra(args.command)
         return int(args.func(args))
-    except MedinferError as exc:
-        print(f"medinfer: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return exit_code(exc)
     except ModuleNotFoundError as exc:  # an optional module imported deep inside a loader
-        error = MissingExtraError(f"medinfer {args.command}", "train", exc.name)
-        print(f"medinfer: error: MissingExtraError: {error}", file=sys.stderr)
-        return exit_code(error)
-    except BrokenPipeError:
-        raise  # medinfer.cli.main stops quietly for a reader that went away (``medinfer data list | head``)
-    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with MEDINFER_DEBUG=1
-        from medinfer.cli.main import unexpected
-
-        return unexpected(exc)
+        raise missing_extra("train", f"medinfer {args.command}", exc.name) from None

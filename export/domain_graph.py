@@ -7,9 +7,11 @@ the parity gate compares the two on the held-out set and the edge inputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from medinfer.registry import Registry
 
 from ..train.domain import OUTPUT, DomainGuard, Part
 
@@ -97,91 +99,144 @@ def add_domain_output(onx: Any, guard: DomainGuard) -> None:
     b.graph.output.append(b.helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N"]))
 
 
+PartGraph = Callable[["_Builder", Part, str, float], "tuple[str, bool]"]
+
+#: The graph of each part kind: ``(builder, part, source, scale) -> (output name, already divided by the scale)``.
+PARTS: Registry[PartGraph] = Registry("domain part kind", hint="; add its graph with @_graph_of(kind)")
+
+
+def _graph_of(kind: str) -> Callable[[PartGraph], PartGraph]:
+    def add(fn: PartGraph) -> PartGraph:
+        return PARTS.add(kind, fn)
+    return add
+
+
 def _part(b: _Builder, part: Part, source: str) -> str:
     """The part's normalized score (N,): its raw statistic / its scale (folded into constants where it can be)."""
-    p = part.params
-    x = b.source(source)
     scale = float(part.scale)
-    if part.kind == "knn":
-        z = b.node("Mul", [b.node("Sub", [b.flat_source(source), b.const(p["mean"], "mean")], "centred"),
-                           b.const(p["inv_std"], "inv_std")], "z")
-        ref = p["reference"].astype(np.float32)
-        zz = b.reduce("ReduceSum", b.node("Mul", [z, z], "zsq"), 1, keepdims=1)
-        zr = b.node("MatMul", [z, b.const(ref.T, "reference_t")], "zr")
-        d2 = b.node("Sub", [b.node("Add", [zz, b.const((ref.astype(np.float64) ** 2).sum(1)[None], "rr")], "zzrr"),
-                            b.node("Mul", [zr, b.const(2.0, "two")], "twozr")], "d2")
-        d2 = b.node("Max", [d2, b.const(0.0, "zero")], "d2pos")
-        k = b.const([int(p["k"][0])], "k", np.int64)
-        nearest, unused = b.name("topk"), b.name("topk_index")
-        b.graph.node.append(b.helper.make_node("TopK", [d2, k], [nearest, unused], name=nearest, axis=1, largest=0,
-                                               sorted=1))
-        raw = b.node("Sqrt", [b.reduce("ReduceMean", nearest, 1)], "knn")
-    elif part.kind == "mahalanobis":  # |x W - m W|^2 / scale = |x W' - m W'|^2 with W' = W / sqrt(scale)
-        root = np.sqrt(scale)
-        z = b.node("MatMul", [b.flat_source(source), b.const(p["whiten"] / root, "whiten")], "z")
-        d = b.node("Sub", [b.node("Unsqueeze", [z, b.const([1], "axis1", np.int64)], "z1"),
-                           b.const(p["means_w"] / root, "means_w")], "d")
-        return b.reduce("ReduceMin", b.reduce("ReduceSum", b.node("Mul", [d, d], "dd"), 2), 1)
-    elif part.kind == "nll":  # -mean log p / scale, with two outer columns per feature for values outside its bins
-        flat = b.flat_source(source)
-        table, floor = p["table"], float(p["floor"][0])
-        bins = table.shape[1]
-        outer = np.full((table.shape[0], 1), floor)
-        wide = -np.concatenate([outer, table, outer], axis=1) / scale  # column 0: below, bins + 1: above
-        i = b.node("Floor", [b.node("Div", [b.node("Sub", [flat, b.const(p["low"], "low")], "shifted"),
-                                           b.const(p["width"], "width")], "scaled")], "bin")
-        clipped = b.node("Clip", [i, b.const(-1.0, "lo"), b.const(float(bins), "hi")], "clipped")
-        index = b.node("Add", [b.node("Cast", [clipped], "index", to=7),
-                               b.const(np.arange(table.shape[0]) * (bins + 2) + 1, "offsets", np.int64)],
-                       "flat_index")
-        return b.reduce("ReduceMean", b.node("Gather", [b.const(wide.reshape(-1), "table"), index], "logp", axis=0),
-                        1)
-    elif part.kind == "low_share":
-        low = b.node("LessOrEqual", [b.flat_source(source), b.const(p["floor"], "floor")], "low")
-        raw = b.reduce("ReduceMean", b.node("Cast", [low], "lowf", to=1), 1)
-    elif part.kind == "entropy":
-        q = b.node("Clip", [b.flat_source(source), b.const(1e-12, "eps"), b.const(1.0, "one")], "q")
-        raw = b.node("Neg", [b.reduce("ReduceSum", b.node("Mul", [q, b.node("Log", [q], "logq")], "qlogq"), 1)],
-                     "entropy")
-    elif part.kind in ("flat", "step"):
-        f = b.node("Gather", [x, b.const(int(p["feature"][0]), "feature", np.int64)], "series", axis=2)
-        big = b.const([np.iinfo(np.int64).max], "end", np.int64)
-        later = b.node("Slice", [f, b.const([1], "s1", np.int64), big, b.const([1], "ax", np.int64)], "later")
-        earlier = b.node("Slice", [f, b.const([0], "s0", np.int64), b.const([-1], "em1", np.int64),
-                                   b.const([1], "ax", np.int64)], "earlier")
-        steps = b.node("Abs", [b.node("Sub", [later, earlier], "diff")], "steps")
-        first = b.node("Slice", [f, b.const([0], "s0", np.int64), b.const([1], "e1", np.int64),
-                                 b.const([1], "ax", np.int64)], "first")
-        zeros = b.node("Mul", [first, b.const(0.0, "zero")], "zeros")  # T = 1 has no step: 0
-        if part.kind == "flat":  # (number of unchanged steps) / T: the mean over T - 1 steps and one zero column
-            inside = b.node("And", [b.node("Greater", [later, b.const(_finite(p["low"][0]), "low")], "above"),
-                                    b.node("Less", [later, b.const(_finite(p["high"][0]), "high")], "below")],
-                            "inside")
-            still = b.node("Cast", [b.node("And", [b.node("LessOrEqual", [steps, b.const(p["eps"][0], "eps")],
-                                                          "same"), inside], "still")], "stillf", to=1)
-            raw = b.reduce("ReduceMean", b.node("Concat", [still, zeros], "still0", axis=1), 1)
-        else:
-            raw = b.reduce("ReduceMax", b.node("Concat", [steps, zeros], "steps0", axis=1), 1)
-    elif part.kind == "value":
-        raw = b.vector_source(source)
-    elif part.kind == "inverse":  # 1 / (1 + count) / scale = (1 / scale) / (1 + count)
-        one = b.const(1.0, "one")
-        return b.node("Div", [b.const(1.0 / scale, "inv_scale"), b.node("Add", [one, b.vector_source(source)],
-                                                                         "one_plus")], "inverse")
-    elif part.kind == "stats":  # max(|mean - mu| / sigma, |std - mu_s| / sigma_s) / scale: scale in the sigmas
-        flat = b.flat_source(source)
-        mean = b.reduce("ReduceMean", flat, 1, keepdims=1)
-        centred = b.node("Sub", [flat, mean], "centred")
-        std = b.node("Sqrt", [b.reduce("ReduceMean", b.node("Mul", [centred, centred], "sq"), 1)], "std")
-        m = b.node("Squeeze", [mean, b.const([1], "axis1", np.int64)], "mean")
-        zm = b.node("Div", [b.node("Abs", [b.node("Sub", [m, b.const(p["mean"][0], "mu")], "dm")], "adm"),
-                            b.const(p["mean"][1] * scale, "sigma")], "zm")
-        zs = b.node("Div", [b.node("Abs", [b.node("Sub", [std, b.const(p["std"][0], "mus")], "ds")], "ads"),
-                            b.const(p["std"][1] * scale, "sigmas")], "zs")
-        return b.node("Max", [zm, zs], "zstats")
-    else:
-        raise ValueError(f"unknown domain part kind {part.kind!r}")
-    return raw if scale == 1.0 else b.node("Mul", [raw, b.const(1.0 / scale, "inv_scale")], "part")
+    b.source(source)  # the float32 view of the source first (shared by the parts that read it)
+    out, scaled = PARTS.get(part.kind)(b, part, source, scale)
+    return out if scaled or scale == 1.0 else b.node("Mul", [out, b.const(1.0 / scale, "inv_scale")], "part")
+
+
+@_graph_of("knn")
+def _knn(b: _Builder, part: Part, source: str, scale: float) -> tuple[str, bool]:
+    p = part.params
+    z = b.node("Mul", [b.node("Sub", [b.flat_source(source), b.const(p["mean"], "mean")], "centred"),
+                       b.const(p["inv_std"], "inv_std")], "z")
+    ref = p["reference"].astype(np.float32)
+    zz = b.reduce("ReduceSum", b.node("Mul", [z, z], "zsq"), 1, keepdims=1)
+    zr = b.node("MatMul", [z, b.const(ref.T, "reference_t")], "zr")
+    d2 = b.node("Sub", [b.node("Add", [zz, b.const((ref.astype(np.float64) ** 2).sum(1)[None], "rr")], "zzrr"),
+                        b.node("Mul", [zr, b.const(2.0, "two")], "twozr")], "d2")
+    d2 = b.node("Max", [d2, b.const(0.0, "zero")], "d2pos")
+    k = b.const([int(p["k"][0])], "k", np.int64)
+    nearest, unused = b.name("topk"), b.name("topk_index")
+    b.graph.node.append(b.helper.make_node("TopK", [d2, k], [nearest, unused], name=nearest, axis=1, largest=0,
+                                           sorted=1))
+    return b.node("Sqrt", [b.reduce("ReduceMean", nearest, 1)], "knn"), False
+
+
+@_graph_of("mahalanobis")
+def _mahalanobis(b: _Builder, part: Part, source: str, scale: float) -> tuple[str, bool]:
+    """|x W - m W|^2 / scale = |x W' - m W'|^2 with W' = W / sqrt(scale)."""
+    p, root = part.params, np.sqrt(scale)
+    z = b.node("MatMul", [b.flat_source(source), b.const(p["whiten"] / root, "whiten")], "z")
+    d = b.node("Sub", [b.node("Unsqueeze", [z, b.const([1], "axis1", np.int64)], "z1"),
+                       b.const(p["means_w"] / root, "means_w")], "d")
+    return b.reduce("ReduceMin", b.reduce("ReduceSum", b.node("Mul", [d, d], "dd"), 2), 1), True
+
+
+@_graph_of("nll")
+def _nll(b: _Builder, part: Part, source: str, scale: float) -> tuple[str, bool]:
+    """-mean log p / scale, with two outer columns per feature for values outside its bins."""
+    p = part.params
+    flat = b.flat_source(source)
+    table, floor = p["table"], float(p["floor"][0])
+    bins = table.shape[1]
+    outer = np.full((table.shape[0], 1), floor)
+    wide = -np.concatenate([outer, table, outer], axis=1) / scale  # column 0: below, bins + 1: above
+    i = b.node("Floor", [b.node("Div", [b.node("Sub", [flat, b.const(p["low"], "low")], "shifted"),
+                                       b.const(p["width"], "width")], "scaled")], "bin")
+    clipped = b.node("Clip", [i, b.const(-1.0, "lo"), b.const(float(bins), "hi")], "clipped")
+    index = b.node("Add", [b.node("Cast", [clipped], "index", to=7),
+                           b.const(np.arange(table.shape[0]) * (bins + 2) + 1, "offsets", np.int64)], "flat_index")
+    return b.reduce("ReduceMean", b.node("Gather", [b.const(wide.reshape(-1), "table"), index], "logp", axis=0),
+                    1), True
+
+
+@_graph_of("low_share")
+def _low_share(b: _Builder, part: Part, source: str, scale: float) -> tuple[str, bool]:
+    low = b.node("LessOrEqual", [b.flat_source(source), b.const(part.params["floor"], "floor")], "low")
+    return b.reduce("ReduceMean", b.node("Cast", [low], "lowf", to=1), 1), False
+
+
+@_graph_of("entropy")
+def _entropy(b: _Builder, part: Part, source: str, scale: float) -> tuple[str, bool]:
+    q = b.node("Clip", [b.flat_source(source), b.const(1e-12, "eps"), b.const(1.0, "one")], "q")
+    return b.node("Neg", [b.reduce("ReduceSum", b.node("Mul", [q, b.node("Log", [q], "logq")], "qlogq"), 1)],
+                  "entropy"), False
+
+
+def _series(b: _Builder, part: Part, source: str, kind: str) -> str:
+    """``flat``: the share of unchanged in-range steps of one feature over T; ``step``: its largest step."""
+    p = part.params
+    f = b.node("Gather", [b.source(source), b.const(int(p["feature"][0]), "feature", np.int64)], "series", axis=2)
+    big = b.const([np.iinfo(np.int64).max], "end", np.int64)
+    later = b.node("Slice", [f, b.const([1], "s1", np.int64), big, b.const([1], "ax", np.int64)], "later")
+    earlier = b.node("Slice", [f, b.const([0], "s0", np.int64), b.const([-1], "em1", np.int64),
+                               b.const([1], "ax", np.int64)], "earlier")
+    steps = b.node("Abs", [b.node("Sub", [later, earlier], "diff")], "steps")
+    first = b.node("Slice", [f, b.const([0], "s0", np.int64), b.const([1], "e1", np.int64),
+                             b.const([1], "ax", np.int64)], "first")
+    zeros = b.node("Mul", [first, b.const(0.0, "zero")], "zeros")  # T = 1 has no step: 0
+    if kind == "step":
+        return b.reduce("ReduceMax", b.node("Concat", [steps, zeros], "steps0", axis=1), 1)
+    # (number of unchanged steps) / T: the mean over T - 1 steps and one zero column
+    inside = b.node("And", [b.node("Greater", [later, b.const(_finite(p["low"][0]), "low")], "above"),
+                            b.node("Less", [later, b.const(_finite(p["high"][0]), "high")], "below")], "inside")
+    still = b.node("Cast", [b.node("And", [b.node("LessOrEqual", [steps, b.const(p["eps"][0], "eps")], "same"),
+                                           inside], "still")], "stillf", to=1)
+    return b.reduce("ReduceMean", b.node("Concat", [still, zeros], "still0", axis=1), 1)
+
+
+@_graph_of("flat")
+def _flat(b: _Builder, part: Part, source: str, scale: float) -> tuple[str, bool]:
+    return _series(b, part, source, "flat"), False
+
+
+@_graph_of("step")
+def _step(b: _Builder, part: Part, source: str, scale: float) -> tuple[str, bool]:
+    return _series(b, part, source, "step"), False
+
+
+@_graph_of("value")
+def _value(b: _Builder, part: Part, source: str, scale: float) -> tuple[str, bool]:
+    return b.vector_source(source), False
+
+
+@_graph_of("inverse")
+def _inverse(b: _Builder, part: Part, source: str, scale: float) -> tuple[str, bool]:
+    """1 / (1 + count) / scale = (1 / scale) / (1 + count)."""
+    one = b.const(1.0, "one")
+    return b.node("Div", [b.const(1.0 / scale, "inv_scale"), b.node("Add", [one, b.vector_source(source)],
+                                                                     "one_plus")], "inverse"), True
+
+
+@_graph_of("stats")
+def _stats(b: _Builder, part: Part, source: str, scale: float) -> tuple[str, bool]:
+    """max(|mean - mu| / sigma, |std - mu_s| / sigma_s) / scale: the scale folded into the sigmas."""
+    p = part.params
+    flat = b.flat_source(source)
+    mean = b.reduce("ReduceMean", flat, 1, keepdims=1)
+    centred = b.node("Sub", [flat, mean], "centred")
+    std = b.node("Sqrt", [b.reduce("ReduceMean", b.node("Mul", [centred, centred], "sq"), 1)], "std")
+    m = b.node("Squeeze", [mean, b.const([1], "axis1", np.int64)], "mean")
+    zm = b.node("Div", [b.node("Abs", [b.node("Sub", [m, b.const(p["mean"][0], "mu")], "dm")], "adm"),
+                        b.const(p["mean"][1] * scale, "sigma")], "zm")
+    zs = b.node("Div", [b.node("Abs", [b.node("Sub", [std, b.const(p["std"][0], "mus")], "ds")], "ads"),
+                        b.const(p["std"][1] * scale, "sigmas")], "zs")
+    return b.node("Max", [zm, zs], "zstats"), True
 
 
 def _finite(value: float) -> float:

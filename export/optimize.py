@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,32 +57,34 @@ def _nodes_matching(path: Path, ops: tuple[str, ...], prefixes: tuple[str, ...])
             if n.name and (n.op_type in ops or any(n.name.startswith(p) for p in prefixes))]
 
 
-def fold_window_into_quantize(int8_bytes: bytes, conv_fragment: str, clip_fragment: str) -> bytes:
-    """Rewrite a static-int8 graph whose input goes through ``clip(a_c * x + b_c, 0, 1)`` per channel (a 1×1 Conv
-    from one channel, Relu, Min 1, Max 0 — e.g. CT windows on Hounsfield units) into the input quantizer itself:
-    ``q_c = saturate(round(x / s_c) + z_c)`` with ``s_c = 1/(255 a_c)``, ``z_c = round(255 b_c)`` IS the uint8 code
-    of the clipped window (one QuantizeLinear per channel, concatenated). The consumer DequantizeLinear is set to
-    scale 1/255, zero point 0.
+def live_nodes(nodes: list[Any], outputs: set[str]) -> list[Any]:
+    """The nodes (in their order) that ``outputs`` depend on: what is left after a rewrite, without dead ends."""
+    needed = set(outputs)
+    live = []
+    for n in reversed(nodes):
+        if any(o in needed for o in n.output):
+            live.append(n)
+            needed.update(n.input)
+    live.reverse()
+    return live
 
-    Measured on the CNN: the window sub-graph took ~150 µs of ~700 µs per patch as a quantised 1×1 conv; folded
-    it takes ~18 µs. The zero-point rounding shifts a window by at most 0.5/255 of its width; the variant's
-    held-out gate decides whether that is acceptable.
 
-    Raises:
-        ValueError: the expected pattern is not in the graph (the variant is then refused, not shipped).
-    """
-    import onnx
-    from onnx import helper, numpy_helper
+@dataclass
+class _Window:
+    """The input windowing of a static-int8 graph: per channel ``clip(a * x + b, 0, 1)`` from ``source``, whose
+    clipped end ``q_win`` quantises."""
 
-    m = onnx.load_from_string(int8_bytes)
-    g = m.graph
-    inits = {i.name: i for i in g.initializer}
-    nodes = list(g.node)
+    a: np.ndarray
+    b: np.ndarray
+    source: str
+    q_win: Any
+
+
+def _find_window(nodes: list[Any], inits: dict[str, Any], conv_fragment: str, clip_fragment: str) -> _Window:
+    from onnx import numpy_helper
+
     by_out = {o: n for n in nodes for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for n in nodes:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = _consumers(nodes)
 
     def value(name: str) -> np.ndarray:
         node = by_out.get(name)
@@ -122,33 +125,59 @@ def fold_window_into_quantize(int8_bytes: bytes, conv_fragment: str, clip_fragme
         raise ValueError(f"window chain is {ops} with bounds {bounds}; expected a clip to [0, 1] and a > 0")
     dq_in = by_out[conv.input[0]]
     source = by_out[dq_in.input[0]].input[0] if dq_in.op_type == "DequantizeLinear" else conv.input[0]
-    scales, zero_points = (1.0 / (255.0 * a)).astype(np.float32), np.clip(np.round(255.0 * b), 0, 255).astype(np.uint8)
+    return _Window(a, b, source, q_win)
+
+
+def _consumers(nodes: list[Any]) -> dict[str, list[Any]]:
+    consumers: dict[str, list[Any]] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    return consumers
+
+
+def fold_window_into_quantize(int8_bytes: bytes, conv_fragment: str, clip_fragment: str) -> bytes:
+    """Rewrite a static-int8 graph whose input goes through ``clip(a_c * x + b_c, 0, 1)`` per channel (a 1×1 Conv
+    from one channel, Relu, Min 1, Max 0 — e.g. CT windows on Hounsfield units) into the input quantizer itself:
+    ``q_c = saturate(round(x / s_c) + z_c)`` with ``s_c = 1/(255 a_c)``, ``z_c = round(255 b_c)`` IS the uint8 code
+    of the clipped window (one QuantizeLinear per channel, concatenated). The consumer DequantizeLinear is set to
+    scale 1/255, zero point 0.
+
+    Measured on the CNN: the window sub-graph took ~150 µs of ~700 µs per patch as a quantised 1×1 conv; folded
+    it takes ~18 µs. The zero-point rounding shifts a window by at most 0.5/255 of its width; the variant's
+    held-out gate decides whether that is acceptable.
+
+    Raises:
+        ValueError: the expected pattern is not in the graph (the variant is then refused, not shipped).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.load_from_string(int8_bytes)
+    g = m.graph
+    nodes = list(g.node)
+    win = _find_window(nodes, {i.name: i for i in g.initializer}, conv_fragment, clip_fragment)
+    scales = (1.0 / (255.0 * win.a)).astype(np.float32)
+    zero_points = np.clip(np.round(255.0 * win.b), 0, 255).astype(np.uint8)
     new_inits = [numpy_helper.from_array(np.array(1.0 / 255.0, np.float32), "fold_win_dq_scale"),
                  numpy_helper.from_array(np.array(0, np.uint8), "fold_win_dq_zp")]
     # One per-tensor QuantizeLinear per window, then a uint8 Concat: the same codes as one per-channel quantizer of
     # the input repeated per channel, but fast after onnxruntime's channels-last rewrite, where a per-channel
     # quantizer on a whole CT slice took 15 ms (measured: 41 -> 26 ms for the int8 slice graph on 580x580 px).
     new_nodes = []
-    for c in range(len(a)):
+    for c in range(len(win.a)):
         new_inits += [numpy_helper.from_array(scales[c], f"fold_win_scale_{c}"),
                       numpy_helper.from_array(zero_points[c], f"fold_win_zp_{c}")]
-        new_nodes.append(helper.make_node("QuantizeLinear", [source, f"fold_win_scale_{c}", f"fold_win_zp_{c}"],
+        new_nodes.append(helper.make_node("QuantizeLinear", [win.source, f"fold_win_scale_{c}", f"fold_win_zp_{c}"],
                                           [f"fold_win_q{c}"], name=f"fold_win_quantize_{c}"))
-    new_nodes.append(helper.make_node("Concat", [f"fold_win_q{c}" for c in range(len(a))], [q_win.output[0]], axis=1,
-                                      name="fold_win_concat"))
-    dqs = [n for n in consumers[q_win.output[0]] if n.op_type == "DequantizeLinear"]
+    new_nodes.append(helper.make_node("Concat", [f"fold_win_q{c}" for c in range(len(win.a))], [win.q_win.output[0]],
+                                      axis=1, name="fold_win_concat"))
+    dqs = [n for n in _consumers(nodes)[win.q_win.output[0]] if n.op_type == "DequantizeLinear"]
     for d in dqs:
         d.input[1], d.input[2] = "fold_win_dq_scale", "fold_win_dq_zp"
-    kept = [n for n in nodes if n is not q_win]
+    kept = [n for n in nodes if n is not win.q_win]
     at = kept.index(dqs[0])
-    kept = kept[:at] + new_nodes + kept[at:]
-    needed = {o.name for o in g.output}
-    live = []
-    for n in reversed(kept):  # drop what no output depends on any more
-        if any(o in needed for o in n.output):
-            live.append(n)
-            needed.update(n.input)
-    live.reverse()
+    live = live_nodes(kept[:at] + new_nodes + kept[at:], {o.name for o in g.output})  # drop what is dead now
     del g.node[:]
     g.node.extend(live)
     used = {i for n in live for i in n.input}
@@ -156,4 +185,4 @@ def fold_window_into_quantize(int8_bytes: bytes, conv_fragment: str, clip_fragme
     del g.initializer[:]
     g.initializer.extend(keep_inits)
     onnx.checker.check_model(m)
-    return m.SerializeToString()
+    return bytes(m.SerializeToString())

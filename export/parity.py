@@ -125,18 +125,18 @@ def gate_profiles(spec: ModelSpec, graphs: dict[str, bytes], profile: Any, input
     Raises:
         ParityError: any session differs beyond its tolerance or flips a decision.
     """
-    import dataclasses
+    from medinfer.session import cpu_session, large_batch_from, session_for_batch
 
-    from medinfer.session import cpu_session, merge_profile
-
-    profiles = {"batch1": (profile, 1)}
-    if profile.large_batch_from > 0 and profile.large_batch:
-        profiles["large_batch"] = (merge_profile(profile, profile.large_batch), large_batch)
+    batches = {"batch1": 1}
+    start = large_batch_from(profile)
+    if start is not None:  # the large-batch session, at a batch size it runs
+        batches["large_batch"] = max(large_batch, start)
     out: dict[str, Any] = {}
     failures: list[str] = []
     for variant, data in graphs.items():
-        for label, (prof, batch) in profiles.items():
-            session = cpu_session(data, dataclasses.replace(prof, large_batch={}, large_batch_from=0))
+        for label, batch in batches.items():
+            prof = session_for_batch(profile, batch).profile
+            session = cpu_session(data, prof)
             got = run_batched(session, input_name, X, batch=batch)
             sub, fails = compare(spec, references[variant], got, f"{variant}/{label} (batch {batch})", threshold,
                                  tolerances[variant])

@@ -30,12 +30,13 @@ import dataclasses
 import itertools
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from medinfer.build_records import ProfileEvidence, ProfileTrial
 from medinfer.manifest import SessionProfile
-from medinfer.records import ProfileEvidence, ProfileTrial
-from medinfer.session import PERFORMANCE_SETTINGS, cpu_session
+from medinfer.session import cpu_session, performance_settings, profile_changes
 from medinfer.tools.profile_check import (
     BASELINE,
     BUSY_CORES,
@@ -87,12 +88,6 @@ def candidate_grid(base: SessionProfile, max_threads: int | None = None) -> dict
     return grid
 
 
-def _settings(profile: SessionProfile) -> dict[str, Any]:
-    if profile.onnxruntime_defaults:
-        return {"onnxruntime_defaults": True}
-    return {k: getattr(profile, k) for k in PERFORMANCE_SETTINGS}
-
-
 def _screen(times: dict[str, list[np.ndarray]]) -> tuple[str, list[dict[str, Any]]]:
     table = [{"candidate": k, "p50_us": round(float(np.median(np.concatenate(v))) / 1e3, 3),
               "p99_us": round(float(np.percentile(np.concatenate(v), 99)) / 1e3, 3)} for k, v in times.items()]
@@ -102,6 +97,73 @@ def _screen(times: dict[str, list[np.ndarray]]) -> tuple[str, list[dict[str, Any
 #: ``timings(batch, contender names, rounds, seconds) -> ({name: [per-query ns of round 0, ...]}, other_cores)``,
 #: ``other_cores`` the CPU cores other processes kept busy meanwhile (None: unknown).
 Timings = Callable[[int, list[str], int, float], tuple[dict[str, list[np.ndarray]], float | None]]
+
+
+def _real_timings(contenders: dict[str, SessionProfile], model_bytes: bytes, feeds: Callable[[int], dict[str, Any]],
+                  fetch: list[str], measure: Measure | None) -> Timings:
+    """One onnxruntime session per contender, timed by ``measure`` (default: interleaved rounds), with the CPU
+    cores other processes kept busy meanwhile."""
+    measure = measure or timed
+    sessions = {k: cpu_session(model_bytes, p) for k, p in contenders.items()}
+
+    def real(batch: int, names: list[str], rounds: int,
+             seconds: float) -> tuple[dict[str, list[np.ndarray]], float | None]:
+        f = feeds(batch)
+        with OtherLoad() as other:
+            times = measure({n: (lambda s=sessions[n]: s.run(fetch, f)) for n in names}, rounds, seconds)
+        return times, other.cores
+
+    return real
+
+
+@dataclass
+class _Contest:
+    """The contenders, how to time them, and the trials judged so far."""
+
+    contenders: dict[str, SessionProfile]
+    timings: Timings
+    trials: list[ProfileTrial] = field(default_factory=list)
+
+    def screen(self, batch: int) -> tuple[str, list[dict[str, Any]]]:
+        return _screen(self.timings(batch, list(self.contenders), SCREEN_ROUNDS,
+                                    SCREEN_SECONDS * len(self.contenders))[0])
+
+    def confirm(self, batch: int, names: list[str]) -> tuple[dict[str, list[np.ndarray]], float | None]:
+        return self.timings(batch, names, ROUNDS, CONFIRM_SECONDS * len(names))
+
+    def judge(self, batch: int, contender: str, baseline: str, times: dict[str, list[np.ndarray]], required: float,
+              other: float | None) -> ProfileTrial:
+        """One trial, kept; a win measured while other processes kept the cores busy does not count (OtherLoad)."""
+        t = trial(batch, contender, baseline, performance_settings(self.contenders[contender]), times, required)
+        t = dataclasses.replace(t, other_cores=None if other is None else round(other, 3))
+        if t.wins and other is not None and other > BUSY_CORES:
+            t = dataclasses.replace(t, wins=False, note=f"not counted: other processes kept {other:.2f} cores busy "
+                                                        f"during the rounds (limit {BUSY_CORES:g})")
+        self.trials.append(t)
+        return t
+
+    def batch1(self, best1: str) -> str:
+        """The batch-1 choice: the fastest screened setting if it beats the defaults in every round."""
+        if best1 == BASELINE:
+            return BASELINE
+        times, other = self.confirm(1, [best1, BASELINE])
+        return best1 if self.judge(1, best1, BASELINE, times, 1.0 - MARGIN, other).wins else BASELINE
+
+    def large(self, chosen: str, best_l: str) -> tuple[str | None, set[str]]:
+        """The large-batch session's setting (None: the batch-1 session serves large batches too), and the settings
+        admissible at the large batch (the defaults, and each that beats them there)."""
+        names = list(dict.fromkeys([chosen, BASELINE, best_l]))
+        if len(names) == 1:
+            return None, {BASELINE}
+        times, other = self.confirm(LARGE_BATCH, names)
+        admissible = {BASELINE} | {n for n in names if n != BASELINE and
+                                   self.judge(LARGE_BATCH, n, BASELINE, times, 1.0 - MARGIN, other).wins}
+        if chosen not in admissible:
+            return (best_l if best_l in admissible else BASELINE), admissible
+        if best_l != chosen and best_l in admissible:
+            return (best_l if self.judge(LARGE_BATCH, best_l, chosen, times, LARGE_GAIN, other).wins else None,
+                    admissible)
+        return None, admissible
 
 
 def choose_profile(base: SessionProfile, model_bytes: bytes, feeds: Callable[[int], dict[str, Any]], fetch: list[str],
@@ -118,61 +180,14 @@ def choose_profile(base: SessionProfile, model_bytes: bytes, feeds: Callable[[in
             onnxruntime session per contender, timed by ``measure`` (default: interleaved rounds).
         machine: the CPU fingerprint recorded with the evidence (default: this machine's).
     """
-    default = defaults_of(base)
-    contenders = {BASELINE: default, **candidate_grid(base)}
-    if timings is None:
-        measure = measure or timed
-        sessions = {k: cpu_session(model_bytes, p) for k, p in contenders.items()}
-
-        def real(batch: int, names: list[str], rounds: int,
-                 seconds: float) -> tuple[dict[str, list[np.ndarray]], float | None]:
-            f = feeds(batch)
-            with OtherLoad() as other:
-                times = measure({n: (lambda s=sessions[n]: s.run(fetch, f)) for n in names}, rounds, seconds)
-            return times, other.cores
-
-        timings = real
-
-    def screen(batch: int) -> tuple[str, list[dict[str, Any]]]:
-        return _screen(timings(batch, list(contenders), SCREEN_ROUNDS, SCREEN_SECONDS * len(contenders))[0])
-
-    def confirm(batch: int, names: list[str]) -> tuple[dict[str, list[np.ndarray]], float | None]:
-        return timings(batch, names, ROUNDS, CONFIRM_SECONDS * len(names))
-
-    def judged(t: ProfileTrial, other: float | None) -> ProfileTrial:
-        """A win measured while other processes kept the cores busy does not count (see OtherLoad)."""
-        t = dataclasses.replace(t, other_cores=None if other is None else round(other, 3))
-        if t.wins and other is not None and other > BUSY_CORES:
-            t = dataclasses.replace(t, wins=False, note=f"not counted: other processes kept {other:.2f} cores busy "
-                                                        f"during the rounds (limit {BUSY_CORES:g})")
-        return t
-
+    contenders = {BASELINE: defaults_of(base), **candidate_grid(base)}
+    contest = _Contest(contenders, timings or _real_timings(contenders, model_bytes, feeds, fetch, measure))
     progress(f"[{name}] session profile: screening {len(contenders)} settings at batch 1 and {LARGE_BATCH}, then "
              f"each winner against onnxruntime's defaults in {ROUNDS} interleaved rounds")
-    required = 1.0 - MARGIN
-    best1, table1 = screen(1)
-    trials: list[ProfileTrial] = []
-    chosen = BASELINE
-    if best1 != BASELINE:
-        times, other = confirm(1, [best1, BASELINE])
-        t = judged(trial(1, best1, BASELINE, _settings(contenders[best1]), times, required), other)
-        trials.append(t)
-        chosen = best1 if t.wins else BASELINE
-    best_l, table_l = screen(LARGE_BATCH)
-    names = list(dict.fromkeys([chosen, BASELINE, best_l]))
-    large_key = None  # None: the batch-1 session serves large batches too
-    if len(names) > 1:
-        times, other = confirm(LARGE_BATCH, names)
-        vs_default = {n: judged(trial(LARGE_BATCH, n, BASELINE, _settings(contenders[n]), times, required), other)
-                      for n in names if n != BASELINE}
-        trials += vs_default.values()
-        admissible = {BASELINE} | {n for n, t in vs_default.items() if t.wins}
-        if chosen not in admissible:
-            large_key = best_l if best_l in admissible else BASELINE
-        elif best_l != chosen and best_l in admissible:
-            t = judged(trial(LARGE_BATCH, best_l, chosen, _settings(contenders[best_l]), times, LARGE_GAIN), other)
-            trials.append(t)
-            large_key = best_l if t.wins else None
+    best1, table1 = contest.screen(1)
+    chosen = contest.batch1(best1)
+    best_l, table_l = contest.screen(LARGE_BATCH)
+    large_key, admissible = contest.large(chosen, best_l)
     one_session = ""
     if large_key is not None and len(model_bytes) > LARGE_SESSION_MAX_BYTES:
         one_session = (f" (one session: a second would hold another copy of the "
@@ -181,28 +196,26 @@ def choose_profile(base: SessionProfile, model_bytes: bytes, feeds: Callable[[in
             chosen = BASELINE
         large_key = None
     profile = contenders[chosen]
-    large: dict[str, Any] = {}
-    if large_key is not None:
-        other = contenders[large_key]
-        large = {k: getattr(other, k) for k in ("onnxruntime_defaults", *PERFORMANCE_SETTINGS)
-                 if getattr(other, k) != getattr(profile, k)}
+    large = profile_changes(profile, contenders[large_key]) if large_key is not None else {}
     decision = (f"batch 1: {'onnxruntime defaults' if chosen == BASELINE else chosen}; batch {LARGE_BATCH}: "
                 + ("the same session" if large_key is None else f"a second session with {large_key}") + one_session)
     progress(f"[{name}] session profile: {decision}")
+    measured = {**base.measured, "batch1": {"screen": table1, "fastest": best1},
+                f"batch{LARGE_BATCH}": {"screen": table_l, "fastest": best_l},
+                "method": f"screening: interleaved medians over {SCREEN_ROUNDS} rounds; decision: see evidence"}
+    return dataclasses.replace(profile, evidence=_evidence(contest.trials, decision, machine), measured=measured,
+                               large_batch=large, large_batch_from=LARGE_BATCH_FROM if large else 0)
+
+
+def _evidence(trials: list[ProfileTrial], decision: str, machine: dict[str, Any] | None) -> ProfileEvidence:
     if machine is None:
         from medinfer.tools.fingerprint import cpu
 
         machine = {k: cpu()[k] for k in ("model", "arch", "flags", "usable_cores")}
     import onnxruntime
 
-    evidence = ProfileEvidence(rule=RULE, margin=MARGIN, batches=(1, LARGE_BATCH), trials=tuple(trials),
-                               decision=decision, cpu=machine, onnxruntime=onnxruntime.__version__,
-                               busy_cores=BUSY_CORES)
-    measured = {**base.measured, "batch1": {"screen": table1, "fastest": best1},
-                f"batch{LARGE_BATCH}": {"screen": table_l, "fastest": best_l},
-                "method": f"screening: interleaved medians over {SCREEN_ROUNDS} rounds; decision: see evidence"}
-    return dataclasses.replace(profile, evidence=evidence, measured=measured, large_batch=large,
-                               large_batch_from=LARGE_BATCH_FROM if large else 0)
+    return ProfileEvidence(rule=RULE, margin=MARGIN, batches=(1, LARGE_BATCH), trials=tuple(trials),
+                           decision=decision, cpu=machine, onnxruntime=onnxruntime.__version__, busy_cores=BUSY_CORES)
 
 
 def chosen_profile(spec: ModelSpec, model_bytes: bytes, input_name: str, sample_x: Any, progress: Progress = quiet,

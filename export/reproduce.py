@@ -10,7 +10,6 @@ is named (graph name, opset, node, initializer); for a differing ``.npz`` the di
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medinfer.integrity import sha256_file
 from medinfer.manifest import MANIFEST_NAME, SIGNATURE_NAME
 
 #: Manifest fields (dotted prefixes) a rebuild may change: not covered by the graph's contract digest.
@@ -44,7 +44,7 @@ def digests(folder: Path) -> dict[str, str]:
     for path in sorted(Path(folder).rglob("*")):
         rel = path.relative_to(folder).as_posix()
         if path.is_file() and rel != SIGNATURE_NAME:
-            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+            out[rel] = sha256_file(path)
     return out
 
 
@@ -223,11 +223,10 @@ def record(bundle: Path, result: Comparison, command: str, builds: int = 2) -> N
     import numpy as np
     import onnx
     import onnxruntime
+    from medinfer.build_records import Reproducibility
     from medinfer.manifest import dump_manifest, load_manifest
-    from medinfer.records import Reproducibility
+    from medinfer.timestamps import build_time
     from medinfer.tools.fingerprint import cpu
-
-    from .bundle import build_time
 
     manifest = load_manifest(bundle)
     p = manifest.producer

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from medinfer.records import ParitySample
+from medinfer.build_records import ParitySample
+from medinfer.samples import INDEX, pair_arrays
 
 from ..train.spec import ModelSpec
 from . import parity
@@ -49,12 +50,11 @@ def build_sample(spec: ModelSpec, X_test: Any, input_name: str, graphs: dict[str
     """
     idx = sample_indices(X_test, seed=seed)
     X = np.asarray(X_test)[idx]
-    arrays: dict[str, np.ndarray] = {f"in.{input_name}": X, "index": idx}
+    arrays: dict[str, np.ndarray] = {**pair_arrays({input_name: X}, {}), INDEX: idx}
     names: tuple[str, ...] = ()
-    for key, data in graphs.items():
+    for variant, data in graphs.items():
         outs = parity.run_batched(parity.ort_session(data), input_name, X)
-        prefix = "out." if key == "default" else f"out@{key}."
-        arrays.update({prefix + k: v for k, v in outs.items()})
+        arrays.update(pair_arrays({}, outs, variant))
         names = names or tuple(outs)
     entry = ParitySample(file=FILE, n=int(len(idx)), of=int(len(_plain(X_test))), seed=seed, outputs=names,
                          atol=spec.parity.atol, rtol=spec.parity.rtol,

@@ -35,11 +35,13 @@ from .errors import (
 )
 from .explain import Explanation
 from .failsafe import NoResult, UnavailableModel
-from .grouped import predict_grouped
 from .loader import load
 from .manifest import Manifest, load_manifest
-from .model import Model, SelfTestReport
+from .model import Model
+from .options import LoadOptions
 from .prediction import Prediction
+from .readiness import SelfTestReport
+from .request_groups import predict_grouped
 
 __all__ = [
     "AuditError",
@@ -56,6 +58,7 @@ __all__ = [
     "InputError",
     "InputTypeError",
     "IntegrityError",
+    "LoadOptions",
     "Manifest",
     "ManifestError",
     "MedinferError",

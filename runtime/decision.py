@@ -21,6 +21,22 @@ DEFAULT_THRESHOLD = 0.5
 TASKS = ("binary_classification", "multiclass_classification", "regression")
 
 
+def positive_index(labels: Sequence[str] | None, positive_label: str | None) -> int:
+    """Index of the positive class of a binary model: the declared ``positive_label`` among ``labels``, else the
+    last label (index 1 when no labels are given: the sigmoid unit's class). THE rule; training, metrics and the
+    device read the positive class from here."""
+    if labels and positive_label is not None and positive_label in labels:
+        return list(labels).index(positive_label)
+    return len(labels) - 1 if labels else 1
+
+
+def in_domain(domain_scores: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Per sample, whether its domain score lies within the bundle's threshold (at most it, in float32 as the
+    graph computes it). THE applicability-domain rule; :attr:`~medinfer.Prediction.in_domain`, the refusal of
+    ``out_of_domain="no_result"`` and batch scoring read it from here."""
+    return np.asarray(domain_scores) <= np.float32(threshold)
+
+
 def score_column(task: str, labels: Sequence[str] | None, positive_label: str | None,
                  output_shape: Sequence[int | str]) -> int | None:
     """Which column of the score output holds the positive-class score (binary tasks), else None.
@@ -36,8 +52,7 @@ def score_column(task: str, labels: Sequence[str] | None, positive_label: str | 
     if last is None or last == 1:
         return None  # one score per sample: the sigmoid unit scores the positive label
     if labels and last == len(labels):
-        return list(labels).index(positive_label) if positive_label is not None and positive_label in labels \
-            else len(labels) - 1
+        return positive_index(labels, positive_label)
     raise ValueError(f"a binary score output has {last} columns; expected 1 (sigmoid) or {len(labels or ())}")
 
 

@@ -1,15 +1,18 @@
-"""The exception hierarchy of medinfer, and the one table of CLI exit codes.
+"""The exception hierarchy of medinfer, and the one table of what each error becomes outside.
 
 Every error raised on purpose by medinfer derives from :class:`MedinferError` and ALSO from the builtin that
 matches its meaning, so callers can catch either ``medinfer.InputError`` or plain ``ValueError``.
-Each error carries a short machine-readable ``code``: the NO_RESULT reason, the key of :data:`EXIT_CODES`
-(the exit status of every ``medinfer`` command) and, for the server, of its HTTP status.
+Each error carries a short machine-readable ``code``: the NO_RESULT reason and the key of :data:`OUTWARD`, the one
+table of its process exit status (every ``medinfer`` command), HTTP status (``medinfer serve``) and Triton error
+code (the Python backend). Interfaces look an error up by its code (:func:`exit_code`, :func:`http_status`,
+:func:`triton_code`), never by its class.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 
 class MedinferError(Exception):
@@ -39,6 +42,17 @@ class UnknownNameError(UsageError, LookupError):
         self.name = name
         self.known = tuple(choices)
         self.suggestions = tuple(close)
+
+
+def check_choice(kind: str, value: object, choices: Iterable[str], hint: str = "") -> None:
+    """Refuse ``value`` unless it is one of ``choices`` (an option's declared values).
+
+    Raises:
+        UnknownNameError: a :class:`UsageError` (exit 2) naming the choices and the closest one.
+    """
+    known = tuple(choices)
+    if not isinstance(value, str) or value not in known:
+        raise UnknownNameError(kind, value, known, hint)
 
 
 class ManifestError(MedinferError, ValueError):
@@ -95,6 +109,20 @@ class ProviderError(MedinferError, RuntimeError):
     """An execution provider was asked for that this onnxruntime build or machine cannot offer."""
 
     code = "provider"
+
+
+class ProviderRequestError(UsageError, ProviderError):
+    """A provider request that cannot name a provider (not a string, a malformed ``(name, options)`` pair): the
+    caller's mistake (exit 2), also a :class:`ProviderError`."""
+
+    code = "usage"
+
+
+class UnknownProvider(UnknownNameError, ProviderError):
+    """A provider name that no onnxruntime build knows (a typo): exit 2 with the known names, also a
+    :class:`ProviderError`."""
+
+    code = "unknown_name"
 
 
 class RuntimeTooOld(MedinferError, RuntimeError):
@@ -209,6 +237,12 @@ class NotReady(MedinferError, RuntimeError):
     code = "not_ready"
 
 
+class Busy(NotReady):
+    """Every worker of the server is busy and its queue is full (HTTP 503, reason ``busy``)."""
+
+    code = "busy"
+
+
 class RequestError(InputError):
     """The request body does not follow the Open Inference Protocol (HTTP 400)."""
 
@@ -221,25 +255,43 @@ class BodyTooLarge(InputError):
     code = "too_large"
 
 
-#: The exit status of every ``medinfer`` command, by error code. 0 is success, 1 an unexpected error.
-EXIT_CODES: dict[str, int] = {
-    "usage": 2, "unknown_name": 2, "unknown_model": 2,
-    "integrity": 3, "signature": 3,
-    "manifest": 4, "bundle": 4,
-    "input": 5, "input_type": 5, "too_large": 5, "no_information": 5, "out_of_domain": 5,
-    "provider": 6,
-    "self_test": 7,
-    "parity": 8,
-    "missing_extra": 9,
-    "runtime": 10, "timeout": 10, "not_ready": 10,
-    "data_fetch": 11, "dataset": 11,
-    "audit": 12,
-    "runtime_too_old": 13,
-    "drift": 14,
-    "not_reproducible": 15, "profile_loses": 15,
-    "change_rejected": 16,
-    "update_refused": 17,
+@dataclass(frozen=True)
+class Outward:
+    """What an error code becomes outside medinfer: the process exit status, the HTTP status, the Triton code."""
+
+    exit: int
+    http: int = 500
+    triton: str = "INTERNAL"  # a TritonError code: INVALID_ARG, UNAVAILABLE, INTERNAL
+
+
+_INPUT = Outward(5, 400, "INVALID_ARG")
+
+#: THE table: every error code, what it becomes outside. A code missing here is a bug (a test checks every class).
+OUTWARD: dict[str, Outward] = {
+    "error": Outward(1),
+    "usage": Outward(2), "unknown_name": Outward(2), "unknown_model": Outward(2, 404),
+    "integrity": Outward(3), "signature": Outward(3),
+    "manifest": Outward(4), "bundle": Outward(4),
+    "input": _INPUT, "input_type": _INPUT, "no_information": _INPUT, "too_large": Outward(5, 413, "INVALID_ARG"),
+    "out_of_domain": Outward(5, 422),
+    "provider": Outward(6),
+    "self_test": Outward(7),
+    "parity": Outward(8),
+    "missing_extra": Outward(9),
+    "runtime": Outward(10), "timeout": Outward(10, 504, "UNAVAILABLE"), "not_ready": Outward(10, 503),
+    "busy": Outward(10, 503),
+    "data_fetch": Outward(11), "dataset": Outward(11),
+    "audit": Outward(12, 503),
+    "runtime_too_old": Outward(13),
+    "drift": Outward(14),
+    "not_reproducible": Outward(15), "profile_loses": Outward(15),
+    "change_rejected": Outward(16),
+    "update_refused": Outward(17),
 }
+_UNEXPECTED = OUTWARD["error"]  # anything that is not a MedinferError: a bug
+
+#: The exit status of every ``medinfer`` command, by error code (the ``exit`` column of :data:`OUTWARD`).
+EXIT_CODES: dict[str, int] = {code: row.exit for code, row in OUTWARD.items() if code != "error"}
 
 #: What each exit status means (``medinfer --help`` prints this table).
 EXIT_MEANINGS: dict[int, str] = {
@@ -266,18 +318,36 @@ EXIT_MEANINGS: dict[int, str] = {
 }
 
 
+def outward(exc: BaseException) -> Outward:
+    """The row of :data:`OUTWARD` for ``exc`` (exit 1 / HTTP 500 / INTERNAL for anything that is not a
+    MedinferError)."""
+    return OUTWARD.get(exc.code, _UNEXPECTED) if isinstance(exc, MedinferError) else _UNEXPECTED
+
+
 def exit_code(exc: BaseException) -> int:
     """The exit status for ``exc`` (1 for anything that is not a MedinferError)."""
-    return EXIT_CODES.get(getattr(exc, "code", ""), 1) if isinstance(exc, MedinferError) else 1
+    return outward(exc).exit
+
+
+def http_status(exc: BaseException) -> int:
+    """The HTTP status for ``exc`` (``medinfer serve``; 500 for anything that is not a MedinferError)."""
+    return outward(exc).http
+
+
+def triton_code(exc: BaseException) -> str:
+    """The TritonError code for ``exc`` (the Python backend; ``INTERNAL`` for anything unexpected)."""
+    return outward(exc).triton
 
 
 __all__ = [
     "EXIT_CODES",
     "EXIT_MEANINGS",
+    "OUTWARD",
     "AuditError",
     "BodyTooLarge",
     "BundleError",
     "ChangeRejected",
+    "Busy",
     "DataFetchError",
     "DatasetError",
     "DeadlineExceeded",
@@ -293,9 +363,11 @@ __all__ = [
     "NotReady",
     "NotReproducible",
     "OutOfDomainError",
+    "Outward",
     "ParityError",
     "ProfileLoses",
     "ProviderError",
+    "ProviderRequestError",
     "RequestError",
     "RuntimeTooOld",
     "SelfTestError",
@@ -303,6 +375,11 @@ __all__ = [
     "UnknownModel",
     "UnknownNameError",
     "UpdateRefused",
+    "UnknownProvider",
     "UsageError",
+    "check_choice",
     "exit_code",
+    "http_status",
+    "outward",
+    "triton_code",
 ]

@@ -19,21 +19,26 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 
-def read_regular_file(path: Path, limit: int, what: str, error: type[MedinferError] = IntegrityError) -> bytes:
+BUNDLE_FIX = "restore the bundle from its source"
+
+
+def read_regular_file(path: Path, limit: int, what: str, error: type[MedinferError] = IntegrityError,
+                      fix: str = BUNDLE_FIX) -> bytes:
     """The bytes of ``path``, which must be a regular file (not a symlink, FIFO, device or folder) of at most
     ``limit`` bytes; reads at most ``limit + 1`` bytes, so /dev/zero behind a name never fills memory and a FIFO
-    never blocks (it is refused before it is opened for reading).
+    never blocks (it is refused before it is opened for reading). ``fix`` ends each refusal: what to do.
 
     Raises:
-        IntegrityError: missing, not a regular file, a symlink, or larger than ``limit``.
+        IntegrityError (or ``error``): missing, not a regular file, a symlink, or larger than ``limit``.
     """
     chunks: list[bytes] = []
-    stream_regular_file(path, limit, what, chunks.append, error)
+    stream_regular_file(path, limit, what, chunks.append, error, fix=fix)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def stream_regular_file(path: Path, limit: int, what: str, sink: Callable[[bytes], object],
-                        error: type[MedinferError] = IntegrityError, block: int = 1 << 20) -> int:
+                        error: type[MedinferError] = IntegrityError, block: int = 1 << 20,
+                        fix: str = BUNDLE_FIX) -> int:
     """Hand the bytes of ``path`` to ``sink`` in blocks (at most ``limit + 1`` bytes in all): the checks of
     :func:`read_regular_file` without holding the whole file in memory. Returns the number of bytes read.
 
@@ -43,17 +48,16 @@ def stream_regular_file(path: Path, limit: int, what: str, sink: Callable[[bytes
     try:
         info = os.lstat(path)
     except FileNotFoundError:
-        raise error(f"{what} is missing; restore the bundle from its source") from None
+        raise error(f"{what} is missing; {fix}") from None
     except OSError as exc:
         raise error(f"{what} cannot be read ({exc.strerror or exc})") from None
     if stat.S_ISLNK(info.st_mode):
-        raise error(f"{what} is a symbolic link; a bundle holds regular files only (links could point "
-                    "anywhere): replace it with the file itself")
+        raise error(f"{what} is a symbolic link; only regular files are read (links could point anywhere): "
+                    "replace it with the file itself")
     if not stat.S_ISREG(info.st_mode):
-        raise error(f"{what} is {_kind(info.st_mode)}, not a regular file; restore the bundle from its source")
+        raise error(f"{what} is {_kind(info.st_mode)}, not a regular file; {fix}")
     if info.st_size > limit:
-        raise error(f"{what} has {info.st_size} bytes, more than the {limit} allowed: the file was altered or "
-                    "replaced; restore the bundle from its source")
+        raise error(f"{what} has {info.st_size} bytes, more than the {limit} allowed; {fix}")
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(path, flags)

@@ -10,13 +10,14 @@ from typing import Any, Literal, overload
 
 from .audit import AuditLog
 from .errors import BundleError, IntegrityError, MedinferError, UnknownNameError
-from .failsafe import UnavailableModel, validate_on_error
+from .failsafe import UnavailableModel
 from .files import SealedCopy
 from .integrity import contract_digest, sha256_bytes, variant_contract_digest, verify_files
 from .manifest import Manifest, decode_manifest, read_manifest_bytes
 from .model import Model
+from .options import LoadOptions
 from .providers import ProviderRequest, resolve
-from .session import check_runtime, create_session, requested_profiles
+from .session import check_runtime, create_session, large_batch_from, requested_profiles
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +87,18 @@ def load(
         A ready :class:`Model` (or an UnavailableModel, see ``on_error``).
 
     Raises:
-        ManifestError, IntegrityError, SignatureError, RuntimeTooOld, ProviderError, SelfTestError (with
-        on_error="raise").
+        UsageError: an argument that is not one of its choices (a typo), whatever ``on_error`` says: every
+            argument is checked (:class:`~medinfer.options.LoadOptions`) before any file is read.
+        ProviderError: none of the providers asked for is available here (also checked before any file is read).
+        ManifestError, IntegrityError, SignatureError, RuntimeTooOld, SelfTestError (with on_error="raise").
     """
-    validate_on_error(on_error)
-    from .model import OUT_OF_DOMAIN
-
-    if out_of_domain not in OUT_OF_DOMAIN:
-        raise UnknownNameError("out_of_domain policy", out_of_domain, OUT_OF_DOMAIN)
+    options = LoadOptions(providers, variant=variant, session_profile=session_profile, cast=cast,
+                          self_test=self_test, deterministic=deterministic, require_signature=require_signature,
+                          trusted_keys=trusted_keys, audit=audit, on_error=on_error, deadline_ms=deadline_ms,
+                          out_of_domain=out_of_domain)  # every argument checked before any file is read
     try:
         try:
-            model = _load(path, providers, variant, session_profile, cast, self_test, deterministic,
-                          require_signature, trusted_keys)
+            model = _load(path, options)
         except MedinferError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever a broken bundle provokes becomes a typed refusal
@@ -123,9 +124,7 @@ def _warn_if_several_onnxruntime_builds() -> None:
                     "'onnxruntime' module; keep exactly one (see 'medinfer info --providers')", ", ".join(found))
 
 
-def _load(path: str | Path, providers: Any, variant: str | None, session_profile: Mapping[str, Any] | str | None,
-          cast: str, self_test: bool, deterministic: bool, require_signature: bool,
-          trusted_keys: Sequence[str | Path | bytes]) -> Model:
+def _load(path: str | Path, options: LoadOptions) -> Model:
     bundle = Path(path)
     if not bundle.is_dir():
         if bundle.is_file() and bundle.name == "manifest.json":
@@ -137,8 +136,8 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
     manifest_sha256 = sha256_bytes(raw)
     from .signing import verify_signature
 
-    signature = verify_signature(bundle, raw, trusted_keys, require_signature)
-    key = variant or "default"
+    signature = verify_signature(bundle, raw, options.trusted_keys, options.require_signature)
+    key = options.variant or "default"
     if key not in manifest.variants:
         raise UnknownNameError("variant", key, manifest.variants, of=manifest.name)
     model_file = manifest.variants[key].file
@@ -147,22 +146,22 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
     kept = verify_files(bundle, manifest, keep=(manifest.golden.file,), seal=(model_file,))
     with kept[model_file] as graph:  # released on every path out, a refusal below included
         check_runtime(manifest)  # a too-old onnxruntime is refused by name, not by its own session error
-        if providers is not None:
+        if options.providers is not None:
             _warn_if_several_onnxruntime_builds()
-        resolved = resolve(providers, profile_options=manifest.profile.provider_options)
-        profile, large_profile = requested_profiles(manifest.profile, session_profile, deterministic)
+        resolved = resolve(options.providers, profile_options=manifest.profile.provider_options)
+        profile, large_profile = requested_profiles(manifest.profile, options.session_profile, options.deterministic)
         session = _session(graph, profile, resolved)
         _check_metadata(session, manifest, bundle, model_file, key)
         contract = manifest.for_variant(key)  # a whole-slice variant brings its own inputs and outputs
         model = Model(bundle, contract, manifest_sha256, session, key, manifest.files[model_file].sha256,
-                      kept[manifest.golden.file], cast)
+                      kept[manifest.golden.file], options.cast)
         model.signature = signature
         model.signed_by = signature.key_id if signature.state == "trusted" else None
         batched = isinstance(contract.inputs[0].shape[0], str) if contract.inputs[0].shape else False
-        if large_profile is not None and batched:  # the caller's overrides win over both profiles
-            large = _session(graph, large_profile, resolved)
-            model.use_large_batch_session(large, profile.large_batch_from)
-    if self_test:
+        start = large_batch_from(profile)
+        if large_profile is not None and start is not None and batched:  # the overrides win over both profiles
+            model.use_large_batch_session(_session(graph, large_profile, resolved), start)
+    if options.self_test:
         report = model.self_test()
         log.info("%s self-test %s (max diff %.3g)", manifest.name, report.status, report.max_abs_diff)
     return model

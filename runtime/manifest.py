@@ -15,13 +15,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .build_records import (
+    Baseline,
+    DataProvenance,
+    DataSource,
+    Metric,
+    Metrics,
+    ParityReport,
+    ParitySample,
+    Producer,
+    ProfileEvidence,
+    Reproducibility,
+    Requires,
+)
 from .change import Lineage, Pccp
+from .codings import Codings
 from .decision import score_column
 from .errors import ManifestError
 from .explain_spec import ExplanationEntry
 from .files import read_regular_file
-from .records import ParitySample, ProfileEvidence, Reproducibility
 from .schema import parse, to_json
+
+__all__ = ["MANIFEST_NAME", "SCHEMA_VERSION", "SIGNATURE_NAME", "Baseline", "Card", "DataProvenance", "DataSource",
+           "Decision", "Domain", "Evidence", "FileEntry", "Golden", "Manifest", "Metric", "Metrics", "ParityReport",
+           "ParitySample", "Producer", "ProfileEvidence", "Reproducibility", "Requires", "SessionProfile",
+           "TensorSpec", "Variant", "decode_manifest", "dump_manifest", "load_manifest", "parse_manifest",
+           "read_manifest_bytes"]
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -176,90 +195,6 @@ class Variant:
 
 
 @dataclass(frozen=True)
-class Producer:
-    medinfer: str
-    onnx: str
-    onnxruntime: str
-    opset: dict[str, int]
-    frameworks: dict[str, str] = field(default_factory=dict)
-    converter: dict[str, str] = field(default_factory=dict)
-    python: str = ""
-    platform: str = ""
-
-
-@dataclass(frozen=True)
-class Requires:
-    """What a runtime needs to run every graph of the bundle (written by the exporter; older bundles lack it).
-
-    ``onnxruntime`` is the oldest release that accepts the highest IR version and opset per domain among the
-    graphs (measured per release: export/ort_support.json); ``load()`` refuses an older onnxruntime before it
-    creates a session (:class:`~medinfer.errors.RuntimeTooOld`).
-    """
-
-    onnxruntime: str
-    ir_version: int = 0
-    opsets: dict[str, int] = field(default_factory=dict)
-    source: str = ""
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """One file of training data, traceable to the registry package that ships it."""
-
-    name: str
-    package: str
-    version: str
-    file: str
-    sha256: str
-    licence: str
-    citation: str
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class DataProvenance:
-    sources: tuple[DataSource, ...]
-    split: dict[str, Any]
-    synthetic: bool = False
-    description: str = ""
-    preprocessing: str = ""
-
-
-@dataclass(frozen=True)
-class Metric:
-    value: float
-    ci95: tuple[float, float] | None = None
-
-
-@dataclass(frozen=True)
-class Baseline:
-    name: str
-    heldout: dict[str, Metric]
-
-
-@dataclass(frozen=True)
-class Metrics:
-    heldout: dict[str, Metric]
-    baseline: Baseline | None = None
-    n_test: int = 0
-    method: str = ""
-
-
-@dataclass(frozen=True)
-class ParityReport:
-    """What the export's fail-closed parity gate compared and found (the bundle exists only if it passed)."""
-
-    passed: bool
-    tolerance: dict[str, float] = field(default_factory=dict)
-    sets: dict[str, dict[str, float]] = field(default_factory=dict)  # per input set: n, max diffs, flips
-    n_samples: int = 0
-    max_abs_diff: float = 0.0
-    decision_flips: int = 0
-    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
-    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Golden:
     """A known input and the output it must produce: the readiness self-test."""
 
@@ -326,6 +261,7 @@ class Manifest:
     requires: Requires | None = None
     parity_sample: ParitySample | None = None  # written since issue 14; older bundles have none
     reproducibility: Reproducibility | None = None  # only after `medinfer build --check-reproducible` passed
+    codings: Codings | None = None  # what results mean in FHIR / DICOM; bundles written before it: codings.py
     lineage: Lineage | None = None  # parent, change log, release counter (change control); older bundles have none
     pccp: Pccp | None = None  # acceptance criteria for a successor, declared at export (medinfer diff)
     explanation: ExplanationEntry | None = None  # how the bundle explains its answers (explain_spec.py); older: none

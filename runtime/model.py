@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .audit import AuditBinding, AuditLog
+from .audit.record import checked_request_id, digestible, refused_id, summary
+from .decision import in_domain
 from .errors import (
     AuditError,
     DeadlineExceeded,
@@ -22,33 +22,24 @@ from .errors import (
     MedinferError,
     NoInformationError,
     OutOfDomainError,
-    SelfTestError,
     UnknownNameError,
     UsageError,
+    check_choice,
 )
-from .failsafe import WATCHDOG, NoResult
-from .integrity import outputs_digest
+from .failsafe import NoResult
 from .manifest import Manifest
+from .options import OUT_OF_DOMAIN, check_deadline
 from .prediction import Prediction, PredictionMeta
+from .readiness import SelfTestReport, compare_golden
 from .samples import read_pairs, read_pinned
 from .validation import InputCheck, Validator
+from .watchdog import WATCHDOG
 
 if TYPE_CHECKING:
     from .explain import Explanation
     from .signing import SignatureCheck
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SelfTestReport:
-    """Outcome of running the golden input: ``bit_exact`` or ``within_tolerance`` (else SelfTestError)."""
-
-    status: str
-    max_abs_diff: float
-    digest: str
-    expected_digest: str
-    seconds: float
 
 
 class Model:
@@ -95,7 +86,6 @@ class Model:
         self._large_from = self._chunk + 1
         self._evidence = self._meta.evidence_minimum
         self._domain_index = self._meta.domain_index
-        self._domain_threshold = np.float32(self._meta.domain_threshold or 0.0)
         self.out_of_domain = "flag"
         self._refuse_ood = False
         self.large_session: Any = None
@@ -132,10 +122,8 @@ class Model:
         if isinstance(audit_explanations, bool) or not isinstance(audit_explanations, int) or audit_explanations < 0:
             raise UsageError(f"audit_explanations must be an integer >= 0, got {audit_explanations!r}")
         self.audit_explanations = audit_explanations
-        if deadline_ms is not None and not (isinstance(deadline_ms, (int, float)) and deadline_ms > 0):
-            raise UsageError(f"deadline_ms must be > 0, got {deadline_ms!r}")
-        if out_of_domain not in OUT_OF_DOMAIN:
-            raise UnknownNameError("out_of_domain policy", out_of_domain, OUT_OF_DOMAIN)
+        check_deadline(deadline_ms)
+        check_choice("out_of_domain policy", out_of_domain, OUT_OF_DOMAIN)
         self.audit = audit
         self._audit = audit.bind(self.name, self.version, self.model_sha256) if audit is not None else None
         self.deadline_ms = deadline_ms
@@ -172,6 +160,12 @@ class Model:
             InputError / InputTypeError: as :meth:`predict`.
         """
         return self._validate(x)
+
+    def as_input(self, inputs: Mapping[str, Any]) -> Any:
+        """``inputs`` (input name -> array) in the form :meth:`predict` takes fastest: a one-input model's array
+        itself (its hot path), else the mapping. ``predict`` takes the mapping either way; timing and serving loops
+        hand it this."""
+        return inputs[self._check1.name] if self._check1 is not None and len(inputs) == 1 else inputs
 
     def check_header(self, header: Sequence[str], input_name: str | None = None) -> None:
         """Refuse column names (e.g. a CSV header) that differ from the manifest's feature names or order.
@@ -274,9 +268,9 @@ class Model:
         result: Prediction | None = None
         error: MedinferError | None = None
         try:
-            request_id = _checked_request_id(request_id)
+            request_id = checked_request_id(request_id)
         except InputError as exc:
-            error, request_id = exc, _opaque_id(request_id)  # recorded under its digest, never run
+            error, request_id = exc, refused_id(request_id)  # recorded under its digest, never run
         try:
             if error is None:
                 feeds, single = self._validate(x)
@@ -304,9 +298,9 @@ class Model:
             try:
                 if error is None:
                     audit.record(feeds, "ok", (time.perf_counter() - start) * 1e6,  # type: ignore[arg-type]
-                                 _summary(result, explained=self.audit_explanations), request_id)  # type: ignore
+                                 summary(result, explained=self.audit_explanations), request_id)  # type: ignore
                 else:
-                    audit.record(feeds if feeds is not None else _digestible(x), "no_result",
+                    audit.record(feeds if feeds is not None else digestible(x), "no_result",
                                  (time.perf_counter() - start) * 1e6, None, request_id, error.code)
             except AuditError as exc:
                 return exc  # a result that could not be recorded is not returned
@@ -366,12 +360,12 @@ class Model:
             )
 
     def _check_domain(self, scores: np.ndarray) -> None:
-        outside = np.flatnonzero(np.asarray(scores).reshape(len(scores)) > self._domain_threshold)
+        outside = np.flatnonzero(~in_domain(np.asarray(scores).reshape(len(scores)), self._meta.domain_threshold))
         if outside.size:
             coverage = self.manifest.domain.coverage if self.manifest.domain is not None else float("nan")
             raise OutOfDomainError(
                 f"{self.name}: {outside.size} sample(s) lie outside its applicability domain (items "
-                f"{outside[:10].tolist()}: domain score above {float(self._domain_threshold):.4g}, the threshold "
+                f"{outside[:10].tolist()}: domain score above {self._meta.domain_threshold:.4g}, the threshold "
                 f"that accepts {coverage:.0%} of held-out in-domain data); loaded with "
                 f"out_of_domain={self.out_of_domain!r}, they get no answer"
             )
@@ -396,6 +390,16 @@ class Model:
         data = read_pinned(self.path, sample.file, self.manifest.files[sample.file])
         return read_pairs(data, self.variant, f"{self.name}: {sample.file}", self.input_names, "parity sample")
 
+    def graph_bytes(self) -> bytes:
+        """The bytes of this model's graph file, read again (bounded, a regular file only) and checked against the
+        size and sha256 its manifest pins: for tools that hand the graph on (export-triton, node placement).
+
+        Raises:
+            IntegrityError: the file is no longer the one that was loaded.
+        """
+        file = self.manifest.variants[self.variant].file
+        return read_pinned(self.path, file, self.manifest.files[file])
+
     def self_test(self) -> SelfTestReport:
         """Run the golden input and compare with the golden output (readiness check).
 
@@ -411,106 +415,18 @@ class Model:
         atol = golden.atol if variant.golden_atol is None else variant.golden_atol
         inputs, expected = self.golden()
         start = time.perf_counter()
-        feeds, _ = self._validate(inputs if len(inputs) > 1 else next(iter(inputs.values())))
+        feeds, _ = self._validate(inputs)
         if variant.outputs is not None:  # its own outputs, in the manifest's order
             names = [o.name for o in variant.outputs if o.name in expected]
         else:
             names = list(golden.outputs or expected)
         got = dict(zip(names, self._run(names, feeds, None)))
         seconds = time.perf_counter() - start
-        digest = outputs_digest(got, tuple(names))
-        if digest == expected_digest:
-            return SelfTestReport("bit_exact", 0.0, digest, expected_digest, seconds)
-        worst = 0.0
-        for name in names:
-            a, b = got[name], expected[name]
-            if a.shape != b.shape or a.dtype.kind != b.dtype.kind:
-                raise SelfTestError(
-                    f"{self.name} self-test: output '{name}' has shape {a.shape} {a.dtype}, expected "
-                    f"{b.shape} {b.dtype}"
-                )
-            if a.dtype.kind in "fc":
-                diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)), initial=0.0))
-                worst = max(worst, diff)
-                if not np.allclose(a, b, atol=atol, rtol=golden.rtol, equal_nan=False):
-                    raise SelfTestError(
-                        f"{self.name} self-test failed on {list(self.providers)}: output '{name}' differs from the "
-                        f"golden output by {diff:.3g} (tolerance atol={atol:g}, rtol={golden.rtol:g}); "
-                        "this machine or provider does not reproduce the validated model"
-                    )
-            elif not np.array_equal(a, b):
-                raise SelfTestError(f"{self.name} self-test failed: output '{name}' (labels) differs from golden")
-        return SelfTestReport("within_tolerance", worst, digest, expected_digest, seconds)
+        return compare_golden(got, expected, names, expected_digest, atol, self.manifest.golden.rtol, seconds,
+                              self.name, list(self.providers))
 
     def placement(self) -> dict[str, Any]:
         """Which provider ran each node (profiled golden run): reveals what an accelerator left to the CPU."""
         from .placement import node_placement
 
         return node_placement(self)
-
-
-
-MAX_REQUEST_ID = 256
-OUT_OF_DOMAIN = ("flag", "no_result", "raise")
-
-
-def _checked_request_id(request_id: Any) -> str | None:
-    """A request id that every log, header and JSON document can carry: a string of at most 256 printable
-    characters, valid Unicode (no lone surrogates)."""
-    if request_id is None:
-        return None
-    if not isinstance(request_id, str):
-        raise InputError(f"request_id must be a string, got {type(request_id).__name__}")
-    if not 0 < len(request_id) <= MAX_REQUEST_ID or not request_id.isprintable():
-        raise InputError(f"request_id must be 1 to {MAX_REQUEST_ID} printable characters, got {len(request_id)} "
-                         "characters (control characters or too long)")
-    try:
-        request_id.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError("request_id is not valid Unicode (a lone surrogate): send it as UTF-8 text") from None
-    return request_id
-
-
-def _opaque_id(request_id: Any) -> str:
-    """A refused request id as it goes into the audit record: its digest, never the raw value."""
-    raw = request_id if isinstance(request_id, str) else repr(request_id)
-    return "refused-id:" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-def _digestible(x: Any) -> dict[str, Any] | None:
-    """Something to digest for the audit record of an input that failed validation (never the raw data)."""
-    if isinstance(x, np.ndarray) and x.dtype != object:
-        return {"raw": x}
-    return None
-
-
-def _summary(pred: Prediction, limit: int = 16, explained: int = 0) -> dict[str, Any]:
-    """A compact output summary for the audit trail: decisions and scores rounded to 5 decimals (numpy's rule:
-    ``rint(x * 1e5) / 1e5``) of the first ``limit`` samples; with ``explained`` > 0 and an explanation, its method
-    and top ``explained`` attributions of each of those samples."""
-    labels = pred.labels
-    scores = pred.scores
-    n = len(pred)
-    out: dict[str, Any] = {"n": n}
-    if labels is not None:
-        out["labels"] = [str(labels[0])] if n == 1 else [str(v) for v in labels[:limit]]
-    domain = pred.domain_scores
-    if domain is not None:
-        out["domain_scores"] = _rounded(domain, n, limit)
-        out["out_of_domain"] = n - int(np.count_nonzero(pred.in_domain))  # type: ignore[arg-type]
-    out["scores"] = _rounded(scores, n, limit)
-    explanation = pred.explanation
-    if explained and explanation is not None:
-        out["explanation"] = {"method": explanation.method, "top": [
-            [[name, round(value, 5)] for name, value in explanation.top(i, explained)] for i in range(min(n, limit))]}
-    return out
-
-
-def _rounded(values: np.ndarray, n: int, limit: int) -> list[Any]:
-    """The first ``limit`` values rounded to 5 decimals as numpy rounds them; finite 1-D values by Python's round()
-    (numpy's rint there, and much cheaper for the one sample of a hot-path call)."""
-    if values.ndim == 1:
-        first = [values.item(0)] if n == 1 else values[:limit].tolist()
-        if all(-1e300 < v < 1e300 for v in first):
-            return [round(v * 100000.0) / 100000.0 for v in first]
-    return np.round(np.asarray(values)[:limit].astype(np.float64), 5).tolist()  # type: ignore[no-any-return]

@@ -6,16 +6,26 @@ import json
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .errors import IntegrityError
-from .integrity import sha256_bytes
+import numpy as np
 
-if TYPE_CHECKING:
-    from .model import Model
+from .manifest import Manifest
 
 
-def node_placement(model: Model) -> dict[str, Any]:
+class Loaded(Protocol):
+    """What :func:`node_placement` reads of a loaded :class:`~medinfer.Model`."""
+
+    manifest: Manifest
+    providers: tuple[str, ...]
+    session: Any
+
+    def golden(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]: ...
+
+    def graph_bytes(self) -> bytes: ...
+
+
+def node_placement(model: Loaded) -> dict[str, Any]:
     """Profile one golden run of ``model`` (a loaded medinfer Model) with the same providers and options.
 
     Returns:
@@ -28,9 +38,7 @@ def node_placement(model: Model) -> dict[str, Any]:
     from .session import session_options
 
     manifest = model.manifest
-    data = (Path(model.path) / manifest.variants[model.variant].file).read_bytes()
-    if sha256_bytes(data) != model.model_sha256:
-        raise IntegrityError(f"{model.path}: the graph changed on disk since it was loaded")
+    data = model.graph_bytes()  # the pinned bytes, or IntegrityError
     with tempfile.TemporaryDirectory() as tmp:
         so = session_options(manifest.profile, cpu_fallback=True)
         so.enable_profiling = True

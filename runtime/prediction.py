@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from .decision import decide, score_column, scores_of
+from .decision import decide, in_domain, positive_index, score_column, scores_of
 from .manifest import Manifest
 
 
@@ -30,7 +29,7 @@ class PredictionMeta:
     threshold: float | None
     positive: int
     evidence_minimum: float | None
-    manifest: Manifest | None = None  # the whole contract (model card, units) for encoders such as to_fhir
+    manifest: Manifest | None = None  # the whole contract (model card, units) for encoders such as tools.fhir
     domain_index: int | None = None  # raw[domain_index] is the domain score output (None: the bundle has no guard)
     domain_threshold: float | None = None
 
@@ -51,10 +50,6 @@ class PredictionMeta:
             fetch += tuple(o.name for o in manifest.outputs if o.name not in fetch)
         score_spec = next(o for o in manifest.outputs if o.name == decision.score_output)
         labels = np.array(manifest.labels, dtype=object) if manifest.labels else None
-        positive = 0
-        if manifest.task == "binary_classification" and manifest.labels:
-            positive = manifest.labels.index(decision.positive_label) if decision.positive_label in \
-                manifest.labels else len(manifest.labels) - 1
         column = score_column(manifest.task, manifest.labels, decision.positive_label, score_spec.shape)
         return PredictionMeta(
             model=manifest.name,
@@ -68,7 +63,7 @@ class PredictionMeta:
             score_column=column,
             labels=labels,
             threshold=decision.threshold,
-            positive=positive,
+            positive=positive_index(manifest.labels, decision.positive_label),
             evidence_minimum=evidence.minimum if evidence is not None else None,
             manifest=manifest,
             domain_index=domain_index,
@@ -158,7 +153,7 @@ class Prediction:
     def in_domain(self) -> np.ndarray | None:
         """Per sample, whether its domain score is within the bundle's threshold; None without a domain guard."""
         scores = self.domain_scores
-        return None if scores is None else scores <= np.float32(self._meta.domain_threshold)
+        return None if scores is None else in_domain(scores, self._meta.domain_threshold)
 
     @property
     def label(self) -> Any:
@@ -214,36 +209,6 @@ class Prediction:
             "in_domain": None if self.in_domain is None else self.in_domain.tolist(),
             "domain_threshold": self._meta.domain_threshold,
         }
-
-    def to_fhir(self, subject: str, *, basis: Sequence[str] = (), at: datetime | None = None,
-                generic: bool = False, manufacturer: str | None = None,
-                input_sha256: str | None = None) -> dict[str, Any]:
-        """FHIR R4 resources for this prediction: a transaction Bundle with a Device for the bundle, one
-        RiskAssessment or Observation per sample and its Provenance (needs the [fhir] extra; see
-        :mod:`medinfer.tools.fhir`).
-
-        Args:
-            subject: the reference of the patient (or group) the input came from, e.g. ``"Patient/123"``.
-            basis: references of the resources the input was taken from (``RiskAssessment.basis`` /
-                ``Observation.derivedFrom``), e.g. ``["DocumentReference/report-7"]``.
-            at: when the input's last observation was made (default: now, UTC); a forecast's effective time
-                is this plus the model's horizon.
-            generic: a plain Observation of the model output, for models with no clinical mapping (research
-                tools such as the drug-activity model are refused otherwise).
-            manufacturer: ``Device.manufacturer`` (default: ``"medinfer"``).
-            input_sha256: the digest of the request's input (``medinfer.audit.input_digest`` of the validated
-                feeds, what the audit record holds): the input entity of each result's Provenance.
-
-        Raises:
-            MissingExtraError: fhir.resources is not installed.
-            UsageError: the model's output has no patient-facing FHIR mapping and ``generic`` is False, or the
-                subject is not a FHIR reference.
-        """
-        # The one place the core reaches into the optional tools, lazily (an ignore_imports entry in pyproject).
-        from .tools.fhir import prediction_bundle
-
-        return prediction_bundle(self, subject=subject, basis=basis, at=at, generic=generic,
-                                 manufacturer=manufacturer, input_sha256=input_sha256)
 
     def __repr__(self) -> str:
         kind, shown = ("labels", self.labels) if self.labels is not None else ("scores", self.scores)

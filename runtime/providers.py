@@ -6,12 +6,11 @@ when the CPU provider is not in the resolved list.
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .errors import ProviderError
+from .errors import ProviderError, ProviderRequestError, UnknownProvider
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ def available_providers() -> list[str]:
 def canonical(name: str) -> str:
     """Map a short or full provider name to onnxruntime's full name (case-insensitive)."""
     if not isinstance(name, str):
-        raise ProviderError(f"a provider must be named by a string, got {type(name).__name__}")
+        raise ProviderRequestError(f"a provider must be named by a string, got {type(name).__name__}")
     key = name.strip()
     lowered = key.lower()
     if lowered in SHORT_NAMES:
@@ -65,12 +64,8 @@ def canonical(name: str) -> str:
             return full
     if key.endswith("ExecutionProvider"):
         return key  # a provider this table does not know yet; the availability check still applies
-    choices = list(SHORT_NAMES) + _FULL_NAMES
-    close = difflib.get_close_matches(lowered, [c.lower() for c in choices], n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    raise ProviderError(
-        f"unknown execution provider '{name}'{hint} Known short names: {', '.join(sorted(SHORT_NAMES))}"
-    )
+    raise UnknownProvider("execution provider", name, SHORT_NAMES,
+                          "; or a full onnxruntime name such as 'CUDAExecutionProvider'")
 
 
 def resolve(
@@ -102,7 +97,7 @@ def resolve(
     for req in requested:
         if isinstance(req, tuple):
             if len(req) != 2 or not isinstance(req[1], Mapping):
-                raise ProviderError(f"a provider with options is (name, {{...}}), got {req!r}")
+                raise ProviderRequestError(f"a provider with options is (name, {{...}}), got {req!r}")
             name, options = canonical(req[0]), dict(req[1])
         else:
             name, options = canonical(req), {}

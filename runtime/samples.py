@@ -1,14 +1,17 @@
 """Known inputs and the outputs they must give, stored in a bundle as ``.npz``: the golden file (readiness
 self-test) and the parity sample (a seeded sample of the export gate's held-out set, for comparing an accelerator
-with the CPU). Keys: ``in.<input>``, ``out.<output>`` (the fp32 graph on the CPU), ``out@<variant>.<output>`` (a
-variant's own graph), optionally ``index`` (the rows' positions in the held-out set)."""
+with the CPU). THE key scheme (:func:`key`, written by :func:`pair_arrays` / :func:`npz_bytes`, read by
+:func:`read_pairs`): ``in.<input>``, ``out.<output>`` (the fp32 graph on the CPU), ``in@<variant>.<input>`` /
+``out@<variant>.<output>`` (a variant's own inputs and graph), optionally ``index`` (the rows' positions in the
+held-out set)."""
 
 from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +21,37 @@ from .integrity import sha256_bytes
 from .manifest import FileEntry
 
 Pair = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
+INPUT, OUTPUT = "in", "out"
+INDEX = "index"  # the rows' positions in the held-out set (parity sample)
+DEFAULT = "default"
+
+
+def _prefix(kind: str, variant: str) -> str:
+    if kind not in (INPUT, OUTPUT):
+        raise ValueError(f"a samples key is an {INPUT!r} or {OUTPUT!r} key, got {kind!r}")
+    return f"{kind}." if variant == DEFAULT else f"{kind}@{variant}."
+
+
+def key(kind: str, name: str, variant: str = DEFAULT) -> str:
+    """The npz key of input (``kind="in"``) or output (``"out"``) ``name`` of ``variant``'s graph."""
+    return _prefix(kind, variant) + name
+
+
+def pair_arrays(inputs: Mapping[str, Any], outputs: Mapping[str, Any], variant: str = DEFAULT) -> dict[str, Any]:
+    """The npz entries of one graph's inputs and outputs (``variant``'s own keys unless it is the default)."""
+    return {**{key(INPUT, k, variant): v for k, v in inputs.items()},
+            **{key(OUTPUT, k, variant): v for k, v in outputs.items()}}
+
+
+def npz_bytes(arrays: Mapping[str, Any]) -> bytes:
+    """The bytes of a samples ``.npz`` (no pickles: text as fixed-width unicode, as narrow as its longest string,
+    so the same strings give the same bytes whether they came as objects or from a wider array)."""
+    buf = io.BytesIO()
+    plain = {k: np.asarray(v) for k, v in arrays.items()}
+    plain = {k: np.array(v.tolist(), dtype=str).reshape(v.shape) if v.dtype.kind in "OU" else v
+             for k, v in plain.items()}
+    np.savez(buf, **plain)  # type: ignore[arg-type]
+    return buf.getvalue()
 
 
 def read_pairs(data: bytes, variant: str, what: str, input_names: Sequence[str], kind: str = "golden") -> Pair:
@@ -27,12 +61,12 @@ def read_pairs(data: bytes, variant: str, what: str, input_names: Sequence[str],
     Raises:
         BundleError: not a readable npz (no pickles are ever loaded), or an input or the outputs are missing.
     """
-    own, own_in = f"out@{variant}.", f"in@{variant}."
+    own, own_in = _prefix(OUTPUT, variant), _prefix(INPUT, variant)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            start = own_in if any(k.startswith(own_in) for k in npz.files) else "in."
+            start = own_in if any(k.startswith(own_in) for k in npz.files) else _prefix(INPUT, DEFAULT)
             inputs = {k[len(start):]: npz[k] for k in npz.files if k.startswith(start)}
-            prefix = own if any(k.startswith(own) for k in npz.files) else "out."
+            prefix = own if any(k.startswith(own) for k in npz.files) else _prefix(OUTPUT, DEFAULT)
             outputs = {k[len(prefix):]: npz[k] for k in npz.files if k.startswith(prefix)}
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise BundleError(f"{what} is not a readable {kind} file ({type(exc).__name__}: {exc}); "

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from .errors import BundleError, ProviderError, RuntimeTooOld, UnknownNameError
+from .errors import BundleError, ManifestError, ProviderError, RuntimeTooOld, UsageError, check_choice
 from .manifest import Manifest, SessionProfile
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
@@ -18,6 +19,26 @@ _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "exten
 PERFORMANCE_SETTINGS = ("intra_op_num_threads", "inter_op_num_threads", "allow_spinning", "graph_optimization_level",
                         "execution_mode")
 DEFAULT_PROFILE = "default"
+#: The settings ``session_profile={...}`` may override (the rest of a profile is the export's record).
+OVERRIDABLE = tuple(sorted({f.name for f in dataclasses.fields(SessionProfile)} - {"measured", "large_batch",
+                                                                                    "evidence"}))
+
+
+def check_overrides(overrides: Mapping[str, Any]) -> None:
+    """Refuse session-profile overrides with an unknown setting or a value of the wrong type.
+
+    Raises:
+        UnknownNameError: a setting that is not one of :data:`OVERRIDABLE` (a UsageError naming them).
+        UsageError: a value of the wrong type (``intra_op_num_threads="two"``) or out of range.
+    """
+    for key in overrides:
+        check_choice("session profile setting", key, OVERRIDABLE)
+    from .schema import parse
+
+    try:
+        parse(SessionProfile, dict(overrides), doc="session_profile")
+    except ManifestError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def merge_profile(profile: SessionProfile, overrides: Mapping[str, Any] | None) -> SessionProfile:
@@ -28,14 +49,18 @@ def merge_profile(profile: SessionProfile, overrides: Mapping[str, Any] | None) 
     """
     if not overrides:
         return profile
-    allowed = {f.name for f in dataclasses.fields(SessionProfile)} - {"measured", "large_batch", "evidence"}
-    unknown = sorted(set(overrides) - allowed)
-    if unknown:
-        raise ValueError(f"unknown session profile setting {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+    check_overrides(overrides)
     values = dict(overrides)
     if "onnxruntime_defaults" not in values and any(k in values for k in PERFORMANCE_SETTINGS):
         values["onnxruntime_defaults"] = False
     return dataclasses.replace(profile, **values)
+
+
+def profile_changes(base: SessionProfile, other: SessionProfile) -> dict[str, Any]:
+    """The performance settings (``onnxruntime_defaults`` included) in which ``other`` differs from ``base``: the
+    overrides that :func:`merge_profile` applies to ``base`` to run like ``other`` (a profile's ``large_batch``)."""
+    keys = ("onnxruntime_defaults", *PERFORMANCE_SETTINGS)
+    return {k: getattr(other, k) for k in keys if getattr(other, k) != getattr(base, k)}
 
 
 def requested_profiles(manifest_profile: SessionProfile, session_profile: Mapping[str, Any] | str | None,
@@ -51,13 +76,12 @@ def requested_profiles(manifest_profile: SessionProfile, session_profile: Mappin
         deterministic: fixed thread counts and onnxruntime's deterministic compute (applied last).
 
     Raises:
-        UnknownNameError: a string other than ``"default"``.
-        ValueError: an unknown setting among the overrides.
+        UnknownNameError: a string other than ``"default"``, or an unknown setting among the overrides.
+        UsageError: an override of the wrong type.
     """
     if isinstance(session_profile, str):
-        if session_profile != DEFAULT_PROFILE:
-            raise UnknownNameError("session profile", session_profile, [DEFAULT_PROFILE],
-                                   "; or pass a mapping of settings, e.g. {'intra_op_num_threads': 1}")
+        check_choice("session profile", session_profile, (DEFAULT_PROFILE,),
+                     "; or pass a mapping of settings, e.g. {'intra_op_num_threads': 1}")
         base = dataclasses.replace(manifest_profile, onnxruntime_defaults=True, large_batch_from=0, large_batch={})
         overrides: dict[str, Any] = {}
     else:
@@ -67,10 +91,44 @@ def requested_profiles(manifest_profile: SessionProfile, session_profile: Mappin
         overrides.update(deterministic=True, intra_op_num_threads=threads, inter_op_num_threads=1,
                          execution_mode="sequential")
     profile = merge_profile(base, overrides)
+    start = large_batch_from(profile)
     large = None
-    if profile.large_batch_from > 0 and profile.large_batch:  # the caller's overrides win over both profiles
-        large = merge_profile(merge_profile(base, profile.large_batch), overrides)
+    if start is not None:  # the caller's overrides win over both profiles
+        large = merge_profile(session_for_batch(profile, start).profile, overrides)
     return profile, large
+
+
+def performance_settings(profile: SessionProfile) -> dict[str, Any]:
+    """The settings of ``profile`` that decide its speed (threads, spinning, optimisation level, execution mode), or
+    ``{"onnxruntime_defaults": True}`` for a profile that leaves them to onnxruntime. The one description of a
+    profile in reports (the export's evidence, ``medinfer bench --check-profile``, the benchmark suite)."""
+    if profile.onnxruntime_defaults:
+        return {"onnxruntime_defaults": True}
+    return {k: getattr(profile, k) for k in PERFORMANCE_SETTINGS}
+
+
+def large_batch_from(profile: SessionProfile) -> int | None:
+    """The batch size from which ``load()`` runs a batch on the large-batch session (None: one session)."""
+    return profile.large_batch_from if profile.large_batch_from > 0 and profile.large_batch else None
+
+
+@dataclass(frozen=True)
+class BatchSession:
+    """Which session a batch runs on: its profile, and whether it is the large-batch session."""
+
+    profile: SessionProfile
+    large: bool
+
+
+def session_for_batch(profile: SessionProfile, batch: int) -> BatchSession:
+    """THE rule of which session runs a batch of ``batch`` samples under ``profile`` (what ``load()`` builds and
+    :class:`~medinfer.Model` follows): the large-batch session's settings from :func:`large_batch_from` on, else
+    the profile's own. Tools that reproduce or report a session (the parity gate, export-triton, the benchmark
+    suite, ``medinfer bench --check-profile``) ask this function instead of comparing sizes themselves."""
+    start = large_batch_from(profile)
+    if start is not None and batch >= start:
+        return BatchSession(merge_profile(profile, profile.large_batch), True)
+    return BatchSession(profile, False)
 
 
 def release(version: str) -> tuple[int, int, int]:

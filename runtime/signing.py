@@ -22,7 +22,6 @@ Only making keys and signing (``medinfer keygen`` / ``sign``, a build machine's 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import os
@@ -33,25 +32,24 @@ from pathlib import Path
 from typing import Any
 
 from . import ed25519
-from .errors import MissingExtraError, SignatureError, UsageError
+from .errors import SignatureError, UsageError
+from .extras import optional_import
 from .files import read_regular_file
-from .manifest import MANIFEST_NAME, SIGNATURE_NAME
+from .integrity import sha256_bytes
+from .manifest import SIGNATURE_NAME, read_manifest_bytes
 
 ALG = "Ed25519"
 log = logging.getLogger(__name__)
 
 
 def _crypto() -> Any:
-    try:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ed25519
-    except ImportError as exc:
-        raise MissingExtraError("bundle signatures", "sign", getattr(exc, "name", "cryptography")) from None
+    serialization = optional_import("cryptography.hazmat.primitives.serialization", "sign", "bundle signatures")
+    ed25519 = optional_import("cryptography.hazmat.primitives.asymmetric.ed25519", "sign", "bundle signatures")
     return serialization, ed25519
 
 
 def key_id(public_raw: bytes) -> str:
-    return hashlib.sha256(public_raw).hexdigest()[:16]
+    return sha256_bytes(public_raw)[:16]
 
 
 def generate_keypair(private_path: str | Path, public_path: str | Path | None = None) -> tuple[Path, Path, str]:
@@ -89,7 +87,7 @@ def sign_bundle(bundle: str | Path, private_key: str | Path) -> dict[str, str]:
         raise UsageError(f"{private_key} is not a readable unencrypted PEM private key ({exc})") from None
     if not isinstance(key, crypto_ed25519.Ed25519PrivateKey):
         raise SignatureError(f"{private_key} is not an Ed25519 private key (create one with 'medinfer keygen')")
-    manifest = (Path(bundle) / MANIFEST_NAME).read_bytes()
+    manifest = read_manifest_bytes(Path(bundle))  # a bounded read of a regular file
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     doc = {"alg": ALG, "key_id": key_id(raw), "public_key": base64.b64encode(raw).decode(),
            "signature": base64.b64encode(key.sign(manifest)).decode()}

@@ -22,7 +22,6 @@ from typing import Any
 
 import medinfer
 import numpy as np
-from medinfer.integrity import sha256_bytes
 from medinfer.session import cpu_session
 
 SAMPLE_ROWS = 8
@@ -43,12 +42,8 @@ def _sample(model: medinfer.Model, golden: dict[str, np.ndarray], seed: int) -> 
     return feeds
 
 
-def _graph(bundle: Path, model: medinfer.Model) -> Any:
-    file = model.manifest.variants[model.variant].file
-    data = (bundle / file).read_bytes()
-    if sha256_bytes(data) != model.manifest.files[file].sha256:  # load() checked it; the file changed since
-        raise medinfer.IntegrityError(f"{bundle / file} changed after it was verified")
-    return cpu_session(data, model.manifest.profile)
+def _graph(model: medinfer.Model) -> Any:
+    return cpu_session(model.graph_bytes(), model.manifest.profile)  # the pinned bytes, or IntegrityError
 
 
 def _tolerance(model: medinfer.Model) -> tuple[float, float]:
@@ -62,7 +57,7 @@ def _runs(bundles: list[Path]):
         manifest = medinfer.load_manifest(bundle)
         for variant in manifest.variants:
             model = medinfer.load(bundle, variant=variant)  # integrity + this variant's golden self-test
-            yield f"{manifest.name}|{variant}", bundle, model, _graph(bundle, model)
+            yield f"{manifest.name}|{variant}", bundle, model, _graph(model)
 
 
 def reference(bundles: list[Path], out: Path) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,10 +58,31 @@ def tiny_bundle(tmp_path: Path) -> Path:
     return tiny.build(tmp_path / "tiny_logistic")
 
 
+@pytest.fixture
+def make_bundle(tmp_path: Path) -> Callable[..., Path]:
+    """``make_bundle(folder_name="tiny_logistic", **options)``: a tiny bundle (``tiny.build``, whose options replace
+    manifest fields) in its own folder under the test's tmp_path."""
+    def make(folder_name: str = "tiny_logistic", **options: Any) -> Path:
+        return tiny.build(tmp_path / folder_name, **options)
+    return make
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle_ro(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny bundle shared by tests that only read it."""
     return tiny.build(tmp_path_factory.mktemp("tiny") / "tiny_logistic")
+
+
+@pytest.fixture(scope="session")
+def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two Ed25519 key pairs (``priv``/``pub`` and ``other_priv``/``other_pub``) for the signature tests."""
+    pytest.importorskip("cryptography")
+    from medinfer.signing import generate_keypair
+
+    root = tmp_path_factory.mktemp("keys")
+    a_priv, a_pub, _ = generate_keypair(root / "a.pem")
+    b_priv, b_pub, _ = generate_keypair(root / "b.pem")
+    return {"priv": a_priv, "pub": a_pub, "other_priv": b_priv, "other_pub": b_pub}
 
 
 _BUILT: dict[str, object] = {}

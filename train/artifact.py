@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 from medinfer.errors import UsageError
 from medinfer.manifest import DataSource
 from medinfer.schema import parse, to_json
+from medinfer.timestamps import build_time
 
 from . import registry
 from .domain import DomainGuard, Part, evaluate
@@ -72,7 +72,7 @@ def train(name: str, out: str | Path = "artifacts", *, sample: int | None = None
     report = {
         "spec": name,
         "spec_version": spec.version,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": build_time(),  # SOURCE_DATE_EPOCH when set
         "model_file": model_file,
         "frameworks": spec.frameworks(),
         "metrics": metrics,

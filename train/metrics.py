@@ -50,7 +50,12 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float:
 
 def binary_metrics(y: np.ndarray, scores: np.ndarray, threshold: float | None, seed: int = 0) -> dict[str, Any]:
     """ROC-AUC, accuracy, sensitivity, specificity (at ``threshold``, the runtime's decision rule) with CIs;
-    majority-class baseline."""
+    majority-class baseline.
+
+    Args:
+        y: the true outcome per sample, 1 for the positive class (``ModelSpec.outcome(y)`` of class indices).
+        scores: the positive class's score per sample.
+    """
     y = np.asarray(y).astype(int)
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
 

@@ -34,7 +34,8 @@ def _save(fig: Any, path: Path) -> str:
 
 
 def roc(y: np.ndarray, scores: np.ndarray, threshold: float, path: Path, positive: str = "positive") -> str:
-    """Held-out ROC curve with the operating point (sensitivity, 1 - specificity at ``threshold``) marked."""
+    """Held-out ROC curve with the operating point (sensitivity, 1 - specificity at ``threshold``) marked; ``y``
+    is the outcome, 1 for the positive class (``ModelSpec.outcome``)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
     plt = _pyplot()
@@ -114,7 +115,8 @@ def calibration(outcome: np.ndarray, prob: np.ndarray, path: Path, *, title: str
 
 def calibration_binary(y: np.ndarray, scores: np.ndarray, path: Path, positive: str = "positive",
                        threshold: float | None = None) -> str:
-    """Reliability diagram of a binary classifier's probability for ``positive`` on the held-out set."""
+    """Reliability diagram of a binary classifier's probability for ``positive`` on the held-out set; ``y`` is the
+    outcome, 1 for the positive class (``ModelSpec.outcome``)."""
     return calibration(np.asarray(y).astype(int) == 1, scores, path, threshold=threshold,
                        title="held-out calibration", xlabel=f"predicted p({positive})",
                        ylabel=f"observed share of '{positive}'")

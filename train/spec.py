@@ -1,7 +1,7 @@
 """The model spec: the ONE place that knows a model's name, task, data, contract, fitting and tolerances.
 
-A spec subclasses :class:`ModelSpec` (or a family base such as :class:`SklearnClassifierSpec`), sets the class
-attributes, implements ``load_data`` and ``build``, and is registered with ``@register``.
+A spec subclasses :class:`ModelSpec` (or a family base of :mod:`.families`, such as ``SklearnClassifierSpec``), sets
+the class attributes, implements ``load_data`` and ``build``, and is registered with ``@register``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from medinfer.decision import DEFAULT_THRESHOLD, decide, score_column, scores_of
+from medinfer.codings import Codings
+from medinfer.decision import DEFAULT_THRESHOLD, decide, positive_index, score_column, scores_of
 from medinfer.errors import UnknownNameError, UsageError
 from medinfer.manifest import Card, DataSource, Evidence, SessionProfile, TensorSpec
 
@@ -106,18 +107,20 @@ class ModelSpec:
     opset: ClassVar[dict[str, int]] = {"": 17, "ai.onnx.ml": 3}
     score_output: ClassVar[str] = "probabilities"
     label_output: ClassVar[str | None] = None
-    # Faster variants to build at export ("int8"), each shipped only within this budget of held-out metric loss.
+    # Variants to build at export, in this order ("int8", "slice", ...: kinds registered in medinfer.export.variants),
+    # each shipped only within this budget of held-out metric loss; their settings by kind (medinfer.train.variants).
     variants: ClassVar[tuple[str, ...]] = ()
     variant_budget: ClassVar[dict[str, float]] = {"roc_auc": 0.005}
-    int8_exclude_prefixes: ClassVar[tuple[str, ...]] = ()
-    # (conv name fragment, clip output fragment) of an input windowing layer to fold into the int8 input quantizer
-    int8_fold_window: ClassVar[tuple[str, str] | None] = None
+    variant_settings: ClassVar[dict[str, Any]] = {}
     measure_profile: ClassVar[bool] = True  # choose threads/spinning/optimisation level by measurement
     # What the registry-parametrized tests train on: a small seeded sample and cheap options (CI runs 2 cores).
     test_sample: ClassVar[int | None] = 200
     test_options: ClassVar[dict[str, Any]] = {}
     # The names ``--set KEY=VALUE`` may change (each a class attribute holding its default).
     options: ClassVar[tuple[str, ...]] = ()
+    # What the results mean in coded vocabularies (FHIR resource and codes, the DICOM SR finding), written into the
+    # manifest; the output tools read it there. None: only generic outputs, on request.
+    codings: ClassVar[Codings | None] = None
     # An output measuring how much information a sample carries; below its minimum the runtime gives no answer.
     evidence: ClassVar[Evidence | None] = None
     # What the domain guard is, in a sentence (the manifest and card), and the in-domain share its threshold keeps.
@@ -126,13 +129,6 @@ class ModelSpec:
     # Memory bounds written into the session profile: samples per onnxruntime run, samples per call.
     chunk: ClassVar[int] = 256
     max_batch: ClassVar[int] = 65536
-    # Whole-slice variants ("slice", "slice_int8" in ``variants``; export/slice.py): the window strides (px) their
-    # gate checks, the stride_cells range they take, the most pixels per call, and slice_int8's tolerance against
-    # the fp32 patch graph (no decision flip is allowed either way).
-    slice_strides: ClassVar[tuple[int, ...]] = (16, 24, 48)
-    slice_cells: ClassVar[tuple[int, int]] = (2, 12)
-    slice_max_elements: ClassVar[int] = 640 * 640
-    slice_int8_atol: ClassVar[float] = 0.02
     # How the bundle explains its answers (made and gated at export by medinfer.export.explain, run on the device by
     # medinfer.explain): {"method": "linear" | "saabas" | "occlusion" | "masking", "explains": what, in words,
     # "can_tell" / "cannot_tell": for the card, and the method's settings}. None: no explanation.
@@ -270,10 +266,18 @@ class ModelSpec:
         column = score_column(self.task, self.labels, self.positive_label, raw.shape)
         return scores_of(self.task, raw, column)
 
+    @property
+    def positive(self) -> int:
+        """Index of the positive class (binary tasks; the runtime's rule, medinfer.decision.positive_index)."""
+        return positive_index(self.labels, self.positive_label)
+
+    def outcome(self, y: np.ndarray) -> np.ndarray:
+        """The true binary outcome per sample, 1 for the positive class (what binary metrics and plots take)."""
+        return (np.asarray(y).astype(int) == self.positive).astype(int)
+
     def decisions(self, scores: np.ndarray, threshold: float | None) -> np.ndarray:
         """Decision index per sample at ``threshold`` (the runtime's rule, medinfer.decision)."""
-        positive = list(self.labels).index(self.positive_label) if self.labels and self.positive_label else 1
-        return decide(self.task, scores, threshold, positive)
+        return decide(self.task, scores, threshold, self.positive)
 
 
 def _coerce(spec: str, key: str, value: Any, default: Any) -> Any:
@@ -285,131 +289,3 @@ def _coerce(spec: str, key: str, value: Any, default: Any) -> Any:
         return float(value)
     raise UsageError(f"option {key!r} of {spec} takes a {type(default).__name__} (default {default!r}), got "
                      f"{value!r} ({type(value).__name__})")
-
-
-class SklearnClassifierSpec(ModelSpec):
-    """Family base for scikit-learn classifiers exported with skl2onnx (ZipMap off)."""
-
-    family = "sklearn"
-    score_output = "probabilities"
-    label_output = "label"
-
-    def fit(self, model: Any, dataset: Dataset, progress: Progress = quiet) -> Any:
-        progress(f"fitting {type(model).__name__} on {dataset.n_train} samples")
-        model.fit(dataset.X_train, dataset.y_train)
-        return model
-
-    def save_native(self, model: Any, folder: Path) -> str:
-        import joblib
-
-        joblib.dump(model, folder / "model.joblib")
-        return "model.joblib"
-
-    def load_native(self, folder: Path) -> Any:
-        import joblib
-
-        return joblib.load(folder / "model.joblib")
-
-    def frameworks(self) -> dict[str, str]:
-        import sklearn
-
-        return {"scikit-learn": sklearn.__version__}
-
-    def native_predictors(self, model: Any) -> dict[str, Callable[[Any], Any]]:
-        return {"sklearn predict_proba": model.predict_proba}
-
-    def native_outputs(self, model: Any, X: Any) -> dict[str, np.ndarray]:
-        return {
-            "label": np.asarray(model.predict(X)).astype(np.int64),
-            "probabilities": np.asarray(model.predict_proba(X), dtype=np.float32),
-        }
-
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        n = len(self.labels or ())
-        return (
-            TensorSpec("label", "int64", ("N",), description="argmax class index (the decision uses the threshold)"),
-            TensorSpec("probabilities", "float32", ("N", n), description=f"class probabilities, columns {self.labels}"),
-        )
-
-
-class KerasSpec(ModelSpec):
-    """Family base for Keras 3 models exported with tf2onnx (``tf.function`` path, see the stack notes).
-
-    Subclasses implement ``build`` (a compiled ``keras.Model``); a dataset's validation part
-    (``Dataset.X_val``/``y_val``) is shown per epoch.
-    """
-
-    family = "keras"
-    opset = {"": 17}
-    epochs: int = 10
-    batch_size: int = 32
-    train_seed: int = 42
-    options: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "train_seed")
-
-    def fit(self, model: Any, dataset: Dataset, progress: Progress = quiet) -> Any:
-        deterministic_keras(int(self.train_seed))
-        progress(f"fitting {model.name} ({model.count_params():,} parameters) on {dataset.n_train} samples, "
-                 f"{self.epochs} epochs of batch {self.batch_size}")
-        model.fit(dataset.X_train, dataset.y_train, epochs=int(self.epochs), batch_size=int(self.batch_size),
-                  validation_data=dataset.validation, shuffle=True, verbose=0,
-                  callbacks=[_tqdm_callback(int(self.epochs), -(-dataset.n_train // int(self.batch_size)))])
-        return model
-
-    def native_outputs(self, model: Any, X: Any) -> dict[str, np.ndarray]:
-        out = model.predict(np.asarray(X), batch_size=256, verbose=0)
-        return {self.score_output: np.asarray(out, dtype=np.float32)}
-
-    def native_predictors(self, model: Any) -> dict[str, Callable[[Any], Any]]:
-        import tensorflow as tf
-
-        compiled = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        return {"keras model.predict": lambda X: model.predict(X, verbose=0),
-                "keras tf.function": lambda X: compiled(tf.convert_to_tensor(X)).numpy()}
-
-    def save_native(self, model: Any, folder: Path) -> str:
-        model.save(folder / "model.keras")
-        return "model.keras"
-
-    def load_native(self, folder: Path) -> Any:
-        import keras
-
-        return keras.models.load_model(folder / "model.keras")
-
-    def frameworks(self) -> dict[str, str]:
-        import keras
-        import tensorflow as tf
-
-        return {"tensorflow": tf.__version__, "keras": keras.__version__}
-
-
-def deterministic_keras(seed: int) -> None:
-    """Seed Python's, numpy's and TensorFlow's generators and make TensorFlow's ops deterministic: the same data
-    and seed train the same weights (on the CPU; an op without a deterministic kernel then raises, naming itself,
-    instead of training a different model each time)."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-
-
-def _tqdm_callback(epochs: int, steps: int) -> Any:
-    """A Keras callback that shows one tqdm bar over all training batches, with loss (and val_loss)."""
-    import keras
-    from tqdm.auto import tqdm
-
-    class TqdmProgress(keras.callbacks.Callback):
-        def on_train_begin(self, logs: Any = None) -> None:
-            self.bar = tqdm(total=epochs * steps, desc="training", unit="batch", leave=False, mininterval=0.5)
-
-        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            self.bar.update(1)
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            shown = {k: f"{v:.4g}" for k, v in (logs or {}).items() if "loss" in k}
-            self.bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", **shown)
-
-        def on_train_end(self, logs: Any = None) -> None:
-            self.bar.close()
-
-    return TqdmProgress()

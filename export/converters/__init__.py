@@ -7,13 +7,11 @@ names. ``tool`` is the distribution whose version the manifest records as the co
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from medinfer.errors import UnknownNameError, UsageError
+from medinfer.registry import Registry
 
 if TYPE_CHECKING:
     from ...train.spec import Dataset, ModelSpec
@@ -28,8 +26,10 @@ class Converter:
     convert: ConvertFn
 
 
-_CONVERTERS: dict[str, Converter] = {}
-_DISCOVERED = False
+CONVERTERS: Registry[Converter] = Registry(
+    "converter family", package=__name__, hint="; register one with @register_converter(family, tool=...)",
+    describe=lambda c: f"{c.convert.__module__}.{c.convert.__qualname__}, tool {c.tool}",
+    same=lambda a, b: a.convert is b.convert)
 
 
 def register_converter(family: str, *, tool: str) -> Callable[[ConvertFn], ConvertFn]:
@@ -39,12 +39,7 @@ def register_converter(family: str, *, tool: str) -> Callable[[ConvertFn], Conve
         UsageError: another converter is already registered for ``family`` (converters are never overwritten).
     """
     def decorate(fn: ConvertFn) -> ConvertFn:
-        existing = _CONVERTERS.get(family)
-        if existing is not None and existing.convert is not fn:
-            raise UsageError(f"a converter for family {family!r} is already registered "
-                             f"({existing.convert.__module__}.{existing.convert.__qualname__}, tool "
-                             f"{existing.tool}); converters are not overwritten")
-        _CONVERTERS[family] = Converter(family, tool, fn)
+        CONVERTERS.add(family, Converter(family, tool, fn))
         return fn
 
     return decorate
@@ -52,12 +47,7 @@ def register_converter(family: str, *, tool: str) -> Callable[[ConvertFn], Conve
 
 def converters() -> dict[str, Converter]:
     """Every registered converter by family (imports each module of this package once)."""
-    global _DISCOVERED
-    if not _DISCOVERED:
-        for info in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{info.name}")
-        _DISCOVERED = True
-    return dict(sorted(_CONVERTERS.items()))
+    return CONVERTERS.all()
 
 
 def get_converter(family: str) -> Converter:
@@ -66,11 +56,7 @@ def get_converter(family: str) -> Converter:
     Raises:
         UnknownNameError: no converter is registered for it (with the closest families).
     """
-    known = converters()
-    if family not in known:
-        raise UnknownNameError("converter family", family, known,
-                               "; register one with @register_converter(family, tool=...)")
-    return known[family]
+    return CONVERTERS.get(family)
 
 
 def convert(spec: ModelSpec, model: Any, dataset: Dataset) -> Any:

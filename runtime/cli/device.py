@@ -206,9 +206,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     pred = model.predict(x, explain=args.explain)
     if args.fhir_out:
         from ..audit import input_digest
+        from ..tools.fhir import to_fhir
 
-        write_fhir(args, pred.to_fhir(args.fhir_subject, basis=args.fhir_basis, at=at, generic=args.fhir_generic,
-                                      input_sha256=input_digest(model.prepare(x)[0])))
+        write_fhir(args, to_fhir(pred, args.fhir_subject, basis=args.fhir_basis, at=at, generic=args.fhir_generic,
+                                 input_sha256=input_digest(model.prepare(x)[0])))
     if args.json:
         print(json.dumps({**pred.to_dict(), **({"fhir_out": args.fhir_out} if args.fhir_out else {})}, indent=2))
         return 0

@@ -7,34 +7,44 @@ from typing import Any
 from .common import HELP_FORMAT, examples
 from .device import cmd_audit, cmd_bench, cmd_info, cmd_keygen, cmd_list, cmd_predict, cmd_sign, cmd_verify
 
+BUNDLE_HELP = "bundle folder, or the name of a bundle under $MEDINFER_BUNDLES (default ./bundles)"
+PROVIDER_HELP = ("execution providers as a comma-separated preference list, e.g. cuda,cpu (default: cpu); "
+                 "names one this machine lacks are skipped, with a warning when the first choice is")
+VARIANT_HELP = "run a variant of the bundle, e.g. int8 (default: the fp32 graph); 'medinfer info' lists them"
+JSON_HELP = "print JSON for machines instead of tables for people"
+
 
 def add_parsers(sub: Any) -> None:
     """Add the device commands to the ``medinfer`` sub-command parser."""
-    bundle_help = "bundle folder, or the name of a bundle under $MEDINFER_BUNDLES (default ./bundles)"
-    provider_help = ("execution providers as a comma-separated preference list, e.g. cuda,cpu (default: cpu); "
-                     "names one this machine lacks are skipped, with a warning when the first choice is")
-    variant_help = "run a variant of the bundle, e.g. int8 (default: the fp32 graph); 'medinfer info' lists them"
-    json_help = "print JSON for machines instead of tables for people"
+    for add in (_info_parser, _list_parser, _verify_parser, _predict_parser, _bench_parser, _keygen_parser,
+                _sign_parser, _audit_parser):
+        add(sub)
 
+
+def _info_parser(sub: Any) -> None:
     p = sub.add_parser("info", help="show a bundle's contract, metrics and files (or --providers)",
                        formatter_class=HELP_FORMAT, epilog=examples(
                            "medinfer info bundles/drug_activity_rf  # contract, metrics with CIs, files, provenance",
                            "medinfer info drug_activity_rf --json  # the whole manifest as JSON",
                            "medinfer info --providers  # which execution providers this machine offers, and why not"))
-    p.add_argument("bundle", nargs="?", help=bundle_help + "; omit it with --providers")
+    p.add_argument("bundle", nargs="?", help=BUNDLE_HELP + "; omit it with --providers")
     p.add_argument("--providers", action="store_true", help="list the execution providers this machine offers")
-    p.add_argument("--json", action="store_true", help=json_help)
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_info)
 
+
+def _list_parser(sub: Any) -> None:
     p = sub.add_parser("list", help="summarise every bundle in a folder (default ./bundles)",
                        formatter_class=HELP_FORMAT, epilog=examples(
                            "medinfer list  # every bundle under ./bundles: version, task, held-out metric, size",
                            "medinfer list /opt/models --json"))
     p.add_argument("root", nargs="?", default=None,
                    help="folder holding bundle folders (default: $MEDINFER_BUNDLES or ./bundles)")
-    p.add_argument("--json", action="store_true", help=json_help + " (one manifest per bundle)")
+    p.add_argument("--json", action="store_true", help=JSON_HELP + " (one manifest per bundle)")
     p.set_defaults(func=cmd_list)
 
+
+def _verify_parser(sub: Any) -> None:
     p = sub.add_parser("verify", help="check every file's sha256 (and signature) and run the golden self-test",
                        formatter_class=HELP_FORMAT, epilog=examples(
                            "medinfer verify bundles/*/  # every bundle: sha256 of each file + golden self-test",
@@ -48,11 +58,13 @@ def add_parsers(sub: Any) -> None:
                    help="fail unless manifest.sig verifies with a --trusted-key (a present signature is always "
                         "checked)")
     p.add_argument("--placement", action="store_true", help="profile one run: which provider ran which nodes")
-    p.add_argument("--variant", default=None, help=variant_help)
-    p.add_argument("--provider", default=None, help=provider_help)
-    p.add_argument("--json", action="store_true", help=json_help)
+    p.add_argument("--variant", default=None, help=VARIANT_HELP)
+    p.add_argument("--provider", default=None, help=PROVIDER_HELP)
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_verify)
 
+
+def _predict_parser(sub: Any) -> None:
     p = sub.add_parser("predict", help="predict from a .npy/.npz/.csv/.tsv/.json/.txt file (or .dcm for CT models)",
                        formatter_class=HELP_FORMAT, epilog=examples(
                            "medinfer predict bundles/drug_activity_rf rows.csv  # one row per sample; a header names "
@@ -61,14 +73,14 @@ def add_parsers(sub: Any) -> None:
                            "medinfer predict lung_nodule_cnn scan.dcm --overlay heat.png  # a CT slice, sliding window",
                            "medinfer predict clinical_notes_tfidf report.txt --explain  # the words behind the answer",
                            "medinfer predict glucose_lstm cgm.npy --fhir-out forecast.json --fhir-subject Patient/123"))
-    p.add_argument("bundle", help=bundle_help)
+    p.add_argument("bundle", help=BUNDLE_HELP)
     p.add_argument("input", help="input file: .npy .npz .csv .tsv .json, .txt (one text document), or a DICOM CT "
                                  "slice for bundles that take CT")
-    p.add_argument("--variant", default=None, help=variant_help)
-    p.add_argument("--provider", default=None, help=provider_help)
+    p.add_argument("--variant", default=None, help=VARIANT_HELP)
+    p.add_argument("--provider", default=None, help=PROVIDER_HELP)
     p.add_argument("--cast", choices=("safe", "same_kind"), default="safe",
                    help="dtype casting: safe (default) refuses float64 for a float32 model, same_kind allows it")
-    p.add_argument("--json", action="store_true", help=json_help + " (labels, scores, provenance)")
+    p.add_argument("--json", action="store_true", help=JSON_HELP + " (labels, scores, provenance)")
     p.add_argument("--out-of-domain", choices=("flag", "no_result"), default="flag",
                    help="samples outside the applicability domain: flag them (default) or give no answer (exit 5)")
     p.add_argument("--explain", action="store_true",
@@ -101,6 +113,8 @@ def add_parsers(sub: Any) -> None:
                       help="a generic Observation of the output (research models such as drug_activity_rf)")
     p.set_defaults(func=cmd_predict)
 
+
+def _bench_parser(sub: Any) -> None:
     p = sub.add_parser("bench", help="SingleStream latency, throughput, cold start and memory of bundle(s)",
                        formatter_class=HELP_FORMAT, epilog=examples(
                            "medinfer bench bundles/drug_activity_rf  # every variant, batch 1, >= 1000 queries and 5 s",
@@ -110,7 +124,7 @@ def add_parsers(sub: Any) -> None:
                            "beat onnxruntime's defaults here? exit 15 when it loses"))
     p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="one or more bundles (folders or names)")
     p.add_argument("--variant", default="all", help="a variant name, or 'all' (default)")
-    p.add_argument("--provider", default=None, help=provider_help)
+    p.add_argument("--provider", default=None, help=PROVIDER_HELP)
     p.add_argument("--batch", type=int, nargs="+", default=None,
                    help="batch size(s) (default 1; with --check-profile the sizes the export measured, 1 and 64)")
     p.add_argument("--min-queries", type=int, default=1000, help="at least this many timed queries (default 1000)")
@@ -119,7 +133,7 @@ def add_parsers(sub: Any) -> None:
                         "batch size, default 3)")
     p.add_argument("--warmup", type=int, default=50, help="warm-up queries (default 50)")
     p.add_argument("--no-cold", action="store_true", help="skip the fresh-process cold-start measurement")
-    p.add_argument("--json", action="store_true", help=json_help + " (one record per bundle, variant and batch)")
+    p.add_argument("--json", action="store_true", help=JSON_HELP + " (one record per bundle, variant and batch)")
     p.add_argument("--out", default=None, help="append one JSON line per record to this file")
     p.add_argument("--check-profile", action="store_true",
                    help="time the bundle's session profile against onnxruntime's default options, interleaved, and "
@@ -127,6 +141,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--rounds", type=int, default=7, help="with --check-profile: interleaved rounds (default 7)")
     p.set_defaults(func=cmd_bench)
 
+
+def _keygen_parser(sub: Any) -> None:
     p = sub.add_parser("keygen", help="create an Ed25519 key pair for signing bundles ([sign] extra)",
                        formatter_class=HELP_FORMAT, epilog=examples(
                            "medinfer keygen --out signing.pem  # also writes signing.pub.pem, the key devices trust"))
@@ -134,13 +150,17 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--public", default=None, help="public key file (default: OUT with .pub.pem)")
     p.set_defaults(func=cmd_keygen)
 
+
+def _sign_parser(sub: Any) -> None:
     p = sub.add_parser("sign", help="sign a bundle's manifest.json (which pins every file) -> manifest.sig",
                        formatter_class=HELP_FORMAT, epilog=examples(
                            "medinfer sign bundles/lung_nodule_cnn --key signing.pem  # verifies the files first"))
-    p.add_argument("bundle", help=bundle_help)
+    p.add_argument("bundle", help=BUNDLE_HELP)
     p.add_argument("--key", required=True, help="Ed25519 private key (PEM) from 'medinfer keygen'")
     p.set_defaults(func=cmd_sign)
 
+
+def _audit_parser(sub: Any) -> None:
     p = sub.add_parser("audit", help="check an audit log: 'medinfer audit verify LOG', 'medinfer audit drift LOG'",
                        formatter_class=HELP_FORMAT, epilog=examples(
                            "medinfer audit verify audit.jsonl  # hash chain: edits, deletions, reordering",
@@ -156,5 +176,6 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--plot", default=None, metavar="OUT.png", help="drift: draw the share and score quantiles")
     p.add_argument("--key", default=None, metavar="FILE", help="device key of a keyed log (HMAC chain)")
     p.add_argument("--head", action="store_true", help="also check LOG.head: detects records deleted from the end")
-    p.add_argument("--json", action="store_true", help=json_help)
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_audit)
+

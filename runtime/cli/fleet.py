@@ -108,6 +108,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     """Add serve, export-triton and score to the ``medinfer`` sub-command parser."""
+    for add in (_serve_parser, _export_triton_parser, _score_parser):
+        add(sub)
+
+
+def _serve_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="serve bundles over the Open Inference Protocol (KServe v2 HTTP) [serve]",
                        formatter_class=HELP_FORMAT, epilog=examples(
                            "medinfer serve bundles/drug_activity_rf bundles/clinical_notes_tfidf --port 8000"
@@ -151,6 +156,8 @@ def add_parsers(sub: Any) -> None:
                    help="open connections at most; more are answered 503 (default 1024)")
     p.set_defaults(func=cmd_serve)
 
+
+def _export_triton_parser(sub: Any) -> None:
     p = sub.add_parser("export-triton", help="write a Triton model repository (onnxruntime or python backend)",
                        formatter_class=HELP_FORMAT, epilog=examples(
                            "medinfer export-triton bundles/*/ --out triton_repo  # Triton's onnxruntime backend",
@@ -178,6 +185,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="replace existing model folders")
     p.set_defaults(func=cmd_export_triton)
 
+
+def _score_parser(sub: Any) -> None:
     p = sub.add_parser("score", help="batch-score a Parquet/CSV archive with spark, dask or locally",
                        formatter_class=HELP_FORMAT, epilog=examples(
                            "medinfer score bundles/drug_activity_rf archive.parquet --out scored.parquet"
@@ -204,3 +213,4 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_score)
+

@@ -2,5 +2,5 @@
 
 Optional (extras [serve], [triton], [score], [dask], [spark]); the core never imports this package, and every
 module here uses only the core's public names (``Model.prepare``, ``Prediction.split``,
-``medinfer.grouped.predict_grouped``, ...).
+``medinfer.request_groups.predict_grouped``, ...).
 """

@@ -23,16 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._version import __version__
-from ..errors import (
-    AuditError,
-    BodyTooLarge,
-    DeadlineExceeded,
-    InputError,
-    MedinferError,
-    NotReady,
-    OutOfDomainError,
-    UnknownModel,
-)
+from ..errors import Busy, MedinferError, http_status
 from .infer import Call, ClientGone, read_body, run_call
 from .protocol import error_body
 
@@ -42,12 +33,6 @@ access_log = logging.getLogger("medinfer.access")
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "model_configuration", "metrics"]
 INLINE_BODY_BYTES = 256 << 10  # larger requests of inline models still go to the worker pool
 _JSON = b"application/json"
-
-
-class Busy(NotReady):
-    """Every worker is busy and the queue is full (HTTP 503, reason ``busy``)."""
-
-    code = "busy"
 
 
 class Gate:
@@ -69,23 +54,6 @@ class Gate:
 
     async def __aexit__(self, *exc: Any) -> None:
         self._sem.release()
-
-
-def http_status(exc: BaseException) -> int:
-    """The HTTP status of an error: the protocol's mapping of medinfer's typed errors."""
-    if isinstance(exc, BodyTooLarge):
-        return 413
-    if isinstance(exc, InputError):
-        return 400
-    if isinstance(exc, OutOfDomainError):
-        return 422
-    if isinstance(exc, UnknownModel):
-        return 404
-    if isinstance(exc, (NotReady, AuditError)):
-        return 503
-    if isinstance(exc, DeadlineExceeded):
-        return 504
-    return 500
 
 
 def header_safe(value: str | None) -> bytes | None:

@@ -14,9 +14,9 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..errors import InputError, MedinferError, NotReady, UsageError
-from ..grouped import predict_grouped
 from ..model import Model
 from ..prediction import Prediction
+from ..request_groups import predict_grouped
 
 
 class MicroBatcher:
@@ -81,7 +81,7 @@ class MicroBatcher:
 
     def _run(self, batch: list[tuple[Any, Future[Prediction]]]) -> None:
         """One run for the batch; a request the model refuses fails only its own caller (the shared rule of
-        :func:`medinfer.grouped.predict_grouped`: same-shaped requests together, each alone after a refusal)."""
+        :func:`medinfer.request_groups.predict_grouped`: same-shaped requests together, each alone after a refusal)."""
         try:
             results = predict_grouped(self.model, [x for x, _ in batch])
         except BaseException as exc:  # noqa: BLE001 - a bug must not leave callers waiting forever

@@ -19,10 +19,10 @@ import contextlib
 import json
 import logging
 import socket
-import time
 from typing import Any
 
 from ..errors import UsageError
+from ..timestamps import utc_text
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,15 @@ def guarded_protocol(http: str, request_timeout: float, max_connections: int) ->
     return Guarded
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now: for a second listener (a metrics port, a peer server in a benchmark
+    or a test) started by the caller; ``bind(host, 0)`` is the race-free way for a socket this process keeps."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening-ready TCP socket on ``host:port`` (port 0: any free port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -185,8 +194,8 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per log record: time, level, logger, message — and an access record's own fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) +
-                               f".{int(record.msecs):03d}Z", "level": record.levelname, "logger": record.name}
+        doc: dict[str, Any] = {"time": utc_text(record.created, digits=3), "level": record.levelname,
+                               "logger": record.name}
         fields = getattr(record, "access", None)
         if isinstance(fields, dict):
             doc.update(fields)

@@ -42,7 +42,7 @@ def run_call(call: Call, server_deadline_ms: float | None, audited: bool) -> tup
     names = model.input_names
     if sorted(req.inputs) != sorted(names):
         raise RequestError(f"model '{slot.name}' takes input(s) {list(names)}; the request sent {list(req.inputs)}")
-    x = req.inputs[names[0]] if len(names) == 1 else req.inputs
+    x = model.as_input(req.inputs)
     deadline = request_deadline(req.parameters, server_deadline_ms)
     if deadline is not None:
         # Time spent queueing counts; a request whose time is up still goes through predict so that the audit
@@ -79,7 +79,9 @@ def run_call(call: Call, server_deadline_ms: float | None, audited: bool) -> tup
         params["explanation"] = json.dumps(pred.explanation.to_dict(), separators=(",", ":"))
     if fhir is not None:
         try:
-            params["fhir"] = json.dumps(pred.to_fhir(**fhir), separators=(",", ":"))
+            from ..tools.fhir import to_fhir
+
+            params["fhir"] = json.dumps(to_fhir(pred, **fhir), separators=(",", ":"))
         except (UsageError, MissingExtraError) as exc:
             raise RequestError(f"parameters.fhir: {exc}") from None
     out = encode_response(slot.name, pred.version, call.rid, tensors, binary, params)
@@ -179,7 +181,7 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
 
 
 def fhir_request(parameters: dict[str, Any]) -> dict[str, Any] | None:
-    """The request's FHIR option as ``Prediction.to_fhir`` arguments (None when not asked for).
+    """The request's FHIR option as :func:`medinfer.tools.fhir.to_fhir` arguments (None when not asked for).
 
     ``"fhir": true`` adds ``parameters.fhir`` to the response: the FHIR R4 transaction Bundle as a JSON string.
     It needs ``"fhir_subject"`` (e.g. ``"Patient/123"``); optional ``"fhir_basis"`` (comma-separated references),

@@ -76,7 +76,7 @@ def output_metadata(model: Model) -> list[TensorMeta]:
     score output keeps the graph's name (e.g. ``probabilities``) unless that name is already taken.
     """
     inputs, _ = model.golden()
-    pred = model.predict(inputs if len(inputs) > 1 else next(iter(inputs.values())))
+    pred = model.predict(inputs)
     out = []
     if pred.labels is not None:
         out.append(TensorMeta("labels", "BYTES", (-1,)))

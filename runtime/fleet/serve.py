@@ -42,9 +42,10 @@ from typing import Any
 
 from .._version import __version__
 from ..audit import AuditLog
-from ..errors import MedinferError, MissingExtraError, NotReady, UnknownModel, UsageError
+from ..errors import MedinferError, NotReady, UnknownModel, UsageError, http_status
+from ..extras import optional_import
 from ..model import Model
-from .app import App, Gate, http_status
+from .app import App, Gate
 from .http import HTTP_PATHS, available_http, bind, event_loop, guarded_protocol
 from .metrics import ModelStats
 from .protocol import input_metadata, output_metadata
@@ -229,7 +230,7 @@ def batch1_ms(model: Model, runs: int = 7) -> float:
     inputs, _ = model.golden()
     one = {k: v[:1] for k, v in inputs.items()} if model.manifest.inputs[0].shape and \
         isinstance(model.manifest.inputs[0].shape[0], str) else inputs
-    x = one if len(one) > 1 else next(iter(one.values()))
+    x = model.as_input(one)
     best = math.inf
     for _ in range(runs):
         start = time.perf_counter()
@@ -244,11 +245,8 @@ def serve(config: ServeConfig, on_listening: Callable[[str, int], None] | None =
     Raises:
         MissingExtraError: uvicorn or prometheus-client is not installed (``pip install 'medinfer[serve]'``).
     """
-    try:
-        import prometheus_client  # noqa: F401
-        import uvicorn
-    except ImportError as exc:
-        raise MissingExtraError("medinfer serve", "serve", getattr(exc, "name", None)) from None
+    optional_import("prometheus_client", "serve", "medinfer serve")
+    uvicorn = optional_import("uvicorn", "serve", "medinfer serve")
     from .metrics import Metrics
 
     if not config.bundles:

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import numpy as np
 from ..loader import load
 from ..model import Model
 from ..session import requested_profiles
+from ..timestamps import utc_text
 from .fingerprint import environment
 
 PEAK_RSS_SNIPPET = r"""
@@ -117,8 +117,7 @@ def batch_input(model: Model, batch: int) -> Any:
         reps = -(-batch // len(x))
         return np.concatenate([x] * reps)[:batch] if reps > 1 else x[:batch]
 
-    tiled = {k: tile(v) for k, v in inputs.items()}
-    return tiled if len(tiled) > 1 else next(iter(tiled.values()))
+    return model.as_input({k: tile(v) for k, v in inputs.items()})
 
 
 _COLD = r"""
@@ -129,8 +128,7 @@ t1 = time.perf_counter()
 m = medinfer.load(sys.argv[1], providers=json.loads(sys.argv[2]), variant=sys.argv[3])  # incl. self-test
 t2 = time.perf_counter()
 inputs, _ = m.golden()
-x = {k: v[:1] for k, v in inputs.items()}
-m.predict(x if len(x) > 1 else next(iter(x.values())))
+m.predict(m.as_input({k: v[:1] for k, v in inputs.items()}))
 t3 = time.perf_counter()
 """+PEAK_RSS_SNIPPET+r"""
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_predict_s": t3 - t2, "peak_rss_bytes": rss}))
@@ -192,7 +190,7 @@ def bench_bundle(
     profile.pop("evidence", None)
     record = {
         "kind": "medinfer.bench",
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time": utc_text(),
         "bundle": m.name,
         "version": m.version,
         "variant": variant,

@@ -1,11 +1,12 @@
 """A whole CT slice in one convolutional pass, with a bundle's whole-slice variant (lung_nodule_cnn's ``slice``).
 
-The variant (made at export by ``medinfer.export.fcn``) takes the slice in HU, ``(1, H, W, 1)``, and
+The variant (made at export by ``medinfer.export.variants.whole_slice_graph``) takes the slice in HU,
+``(1, H, W, 1)``, and
 ``stride_cells`` (windows every ``cell * stride_cells`` px, ``cell`` = 8 for the seed CNN), and gives one score per
 window plus the window centres. Its numbers equal patch-by-patch inference of the patch graph at the same centres
-(its export gate checks that on held-out slices), so the sliding-window grid of :func:`~medinfer.tools.dicom
-.window_centres` is scored by padding the slice with air exactly as :func:`~medinfer.tools.dicom.cut_patches` does,
-in tiles that keep each call within the variant's ``max_elements``.
+(its export gate checks that on held-out slices), so the sliding-window grid of :func:`~medinfer.windows.window_centres`
+is scored by padding the slice with air exactly as :func:`~medinfer.windows.cut_patches` does, in tiles that keep
+each call within the variant's ``max_elements`` (:func:`~medinfer.windows.run_tiles`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InferenceError, InputError
+from ..errors import InputError
 from ..manifest import Manifest
 from ..model import Model
+from ..windows import CENTRES_OUTPUT, STRIDE_INPUT, crop, run_tiles
 
-STRIDE_INPUT = "stride_cells"
-CENTRES_OUTPUT = "centres"
+__all__ = ["CENTRES_OUTPUT", "STRIDE_INPUT", "SliceGrid", "describe", "is_one_pass", "run_tiles", "score_centre",
+           "score_slice", "slice_variant_of"]
 
 
 def slice_variant_of(manifest: Manifest, variant: str | None) -> str | None:
@@ -93,61 +95,13 @@ def score_slice(model: Model, hu: np.ndarray, centres: np.ndarray, stride: int,
     return scores, [str(x) for x in labels] if labels is not None else [""] * len(scores)
 
 
-def run_tiles(hu: np.ndarray, centres: np.ndarray, stride: int, patch: int, offset: int, bound: int | None,
-              fill: float, run: Any, owner: str = "the slice variant") -> tuple[np.ndarray, np.ndarray | None]:
-    """The windows of a row-major centre grid of ``stride``, scored by ``run(tile) -> (scores, centres, labels)``
-    on air-padded tiles of at most ``bound`` pixels (the whole grid when it fits): the one-pass loop shared by the
-    DICOM path and the export's gate.
-
-    Raises:
-        InputError: ``centres`` is not a row-major grid of ``stride``.
-        InferenceError: ``run`` put its windows elsewhere than the grid.
-    """
-    rows, cols = np.unique(centres[:, 0]), np.unique(centres[:, 1])
-    full = np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
-    if not np.array_equal(full, centres) or np.any(np.diff(rows) != stride) or np.any(np.diff(cols) != stride):
-        raise InputError(f"the window centres are not a row-major grid of stride {stride}: score them patch by patch "
-                         "(--patchwise)")
-    top, left = int(rows[0]) - offset, int(cols[0]) - offset  # the first window's corner, in slice coordinates
-    per_tile = max(1, (int(np.sqrt(bound or 1 << 62)) - patch) // stride + 1)  # windows per tile side
-    scores = np.empty((len(rows), len(cols)), np.float64)
-    labels: np.ndarray | None = None
-    for i0 in range(0, len(rows), per_tile):
-        for j0 in range(0, len(cols), per_tile):
-            n_i, n_j = min(per_tile, len(rows) - i0), min(per_tile, len(cols) - j0)
-            r0, c0 = top + i0 * stride, left + j0 * stride
-            tile = _crop(hu, r0, c0, (n_i - 1) * stride + patch, (n_j - 1) * stride + patch, fill)
-            got_scores, got_centres, got_labels = run(tile)
-            got = np.asarray(got_centres) + [r0, c0]
-            want = full.reshape(len(rows), len(cols), 2)[i0:i0 + n_i, j0:j0 + n_j].reshape(-1, 2)
-            if got.shape != want.shape or not np.array_equal(got, want):
-                raise InferenceError(f"{owner} placed its windows at {got[:3].tolist()}..., not at "
-                                     f"{want[:3].tolist()}...: the bundle's slice geometry is broken")
-            scores[i0:i0 + n_i, j0:j0 + n_j] = np.asarray(got_scores, np.float64).reshape(n_i, n_j)
-            if got_labels is not None:
-                if labels is None:
-                    labels = np.empty((len(rows), len(cols)), dtype=object)
-                labels[i0:i0 + n_i, j0:j0 + n_j] = np.asarray(got_labels, dtype=object).reshape(n_i, n_j)
-    return scores.reshape(-1), labels.reshape(-1) if labels is not None else None
-
-
 def score_centre(model: Model, hu: np.ndarray, centre: tuple[int, int], fill: float) -> tuple[np.ndarray, list[str]]:
     """One window centred at ``centre``, through the whole-slice variant (a window-sized input: one window)."""
     grid = SliceGrid.of(model)
-    tile = _crop(hu, centre[0] - grid.offset, centre[1] - grid.offset, grid.patch, grid.patch, fill)
+    tile = crop(hu, centre[0] - grid.offset, centre[1] - grid.offset, grid.patch, grid.patch, fill)
     pred = model.predict({grid.image: tile[None, :, :, None], STRIDE_INPUT: np.array([grid.cells[0]], np.int64)})
     return np.asarray(pred.scores, np.float64).reshape(-1), [str(x) for x in (pred.labels if pred.labels is not None
                                                                                else [""])]
-
-
-def _crop(hu: np.ndarray, r0: int, c0: int, height: int, width: int, fill: float) -> np.ndarray:
-    """``hu[r0:r0+height, c0:c0+width]`` with ``fill`` wherever that lies outside the slice."""
-    out = np.full((height, width), fill, dtype=np.float32)
-    rs, cs = max(r0, 0), max(c0, 0)
-    re, ce = min(r0 + height, hu.shape[0]), min(c0 + width, hu.shape[1])
-    if rs < re and cs < ce:
-        out[rs - r0:re - r0, cs - c0:ce - c0] = hu[rs:re, cs:ce]
-    return out
 
 
 def describe(model: Model) -> dict[str, Any]:

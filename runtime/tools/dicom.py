@@ -12,8 +12,6 @@ at full resolution) with the window scores in a colour scale, the threshold outl
 
 from __future__ import annotations
 
-import struct
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +19,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, MissingExtraError, UsageError
+from ..extras import optional_import
 from ..manifest import Manifest, TensorSpec
 from ..model import Model
+from ..windows import cut_patches, window_centres
 from . import ct_slice
+from .overlay import OVERLAY_WINDOW, figure, heat_map, png_bytes
 
 DEFAULT_PHOTOMETRIC = ("MONOCHROME2", "MONOCHROME1")
-OVERLAY_WINDOW = (-1350.0, 150.0)  # lung window for the grey background of the overlay
 UID_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "FrameOfReferenceUID")
 
 
@@ -122,11 +122,9 @@ def read_ct(path: str | Path, *, owner: str = "this model", frame: int | None = 
             interpretation; an image larger than ``max_pixels``; pixel data that cannot be decoded; a frame index out
             of range; a rescale slope/intercept that is not one finite number (slope 0 included).
     """
-    try:
-        import pydicom
-        from pydicom.errors import InvalidDicomError
-    except ImportError:
-        raise MissingExtraError("DICOM input", "dicom", "pydicom") from None
+    pydicom = optional_import("pydicom", "dicom", "DICOM input")
+    from pydicom.errors import InvalidDicomError
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"DICOM file {path} does not exist")
@@ -271,24 +269,6 @@ def _rescale(ds: Any, frame: int, path: Path) -> tuple[float, float]:
     return slope, intercept
 
 
-def window_centres(shape: tuple[int, int], stride: int) -> np.ndarray:
-    """Centres (row, col) of a sliding window grid that covers the whole slice."""
-    rows = np.arange(stride // 2, shape[0], stride)
-    cols = np.arange(stride // 2, shape[1], stride)
-    return np.array([(r, c) for r in rows for c in cols], dtype=np.int64)
-
-
-def cut_patches(hu: np.ndarray, centres: np.ndarray, size: int, fill: float) -> np.ndarray:
-    """(n, size, size, 1) patches centred at ``centres``; outside the slice is filled with ``fill`` (air)."""
-    half = size // 2
-    padded = np.pad(hu, size, constant_values=fill)
-    out = np.empty((len(centres), size, size, 1), dtype=np.float32)
-    for i, (r, c) in enumerate(centres):
-        r0, c0 = int(r) - half + size, int(c) - half + size
-        out[i, :, :, 0] = padded[r0:r0 + size, c0:c0 + size]
-    return out
-
-
 def predict_file(model: Model, path: str | Path, *, centre: tuple[int, int] | None = None, stride: int | None = None,
                  frame: int | None = None, batch: int = 64, overlay: str | Path | None = None,
                  max_pixels: int = MAX_PIXELS, max_windows: int = MAX_WINDOWS,
@@ -379,8 +359,6 @@ def write_overlay(result: DicomPrediction, path: str | Path, clip: tuple[float, 
     Raises:
         UsageError: the file cannot be written (the message names the path and why).
     """
-    from .overlay import figure
-
     hu = np.clip(result.image.hu, *clip)
     img = result.image
     above = int(np.sum(result.scores >= result.threshold)) if result.threshold is not None else 0
@@ -397,40 +375,6 @@ def write_overlay(result: DicomPrediction, path: str | Path, clip: tuple[float, 
         raise UsageError(f"the overlay {path} cannot be written ({exc.strerror or exc}); the scores above are "
                          "complete: choose another --overlay path") from None
     result.overlay = str(path)
-
-
-def heat_map(shape: tuple[int, int], centres: np.ndarray, scores: np.ndarray, cell: int) -> np.ndarray:
-    """Each window's score painted over the ``cell`` x ``cell`` block around its centre (max where blocks meet)."""
-    heat = np.zeros(shape, dtype=np.float32)
-    half = max(1, cell // 2)
-    for (r, c), s in zip(centres, scores):
-        block = heat[max(0, r - half):r + half + 1, max(0, c - half):c + half + 1]
-        np.maximum(block, np.float32(s), out=block)
-    return heat
-
-
-def overlay_rgb(hu: np.ndarray, heat: np.ndarray, window: tuple[float, float] = OVERLAY_WINDOW) -> np.ndarray:
-    """(H, W, 3) uint8 on the slice's own pixel grid: the slice in a lung window (grey) with ``heat`` (0..1)
-    blended in red. The DICOM Secondary Capture uses this one: it must keep the source's rows, columns and pixel
-    spacing, so it carries no enlargement, caption or colour bar (BurnedInAnnotation NO)."""
-    grey = np.clip((hu - window[0]) / (window[1] - window[0]), 0.0, 1.0)
-    alpha = np.clip(heat, 0.0, 1.0) * 0.6
-    rgb = np.stack([grey * (1 - alpha) + alpha, grey * (1 - alpha), grey * (1 - alpha)], axis=-1)
-    return (rgb * 255.0 + 0.5).astype(np.uint8)
-
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """Encode an (H, W, 3) uint8 array as PNG (filter 0 per row, zlib), with no image library."""
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"png_bytes needs an (H, W, 3) uint8 array, got {rgb.shape} {rgb.dtype}")
-    h, w, _ = rgb.shape
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), rgb.reshape(h, w * 3)], axis=1).tobytes()
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
 def format_result(result: DicomPrediction, top: int = 10) -> str:

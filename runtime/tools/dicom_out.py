@@ -30,10 +30,13 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..errors import InputError, MissingExtraError, UsageError
+from ..codings import codings_of
+from ..errors import InputError, UsageError
+from ..extras import optional_import
 from ..manifest import Manifest
 from ..model import Model
-from .dicom import DicomPrediction, overlay_rgb
+from .dicom import DicomPrediction
+from .overlay import overlay_rgb
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +44,6 @@ MANUFACTURER = "medinfer"
 SERIES_NUMBERS = {"sr": 9001, "parametric_map": 9002, "secondary_capture": 9003}
 KINDS = {"sr": "Comprehensive SR", "parametric_map": "Parametric Map", "secondary_capture": "Secondary Capture"}
 LOCAL_SCHEME = "99MEDINFER"  # a private coding scheme (DICOM: designators starting with "99" are local)
-# The finding of each shipped CT model (SNOMED CT 786838002 "Pulmonary nodule"); others get a local code.
-FINDINGS = {"lung_nodule_cnn": ("786838002", "SCT", "Pulmonary nodule")}
 
 
 @dataclass
@@ -59,12 +60,7 @@ class DicomOutputs:
 
 
 def _libs() -> tuple[Any, Any]:
-    try:
-        import highdicom
-        import pydicom
-    except ImportError as exc:
-        raise MissingExtraError("DICOM output", "dicom", getattr(exc, "name", None)) from None
-    return highdicom, pydicom
+    return optional_import("highdicom", "dicom", "DICOM output"), optional_import("pydicom", "dicom", "DICOM output")
 
 
 def write_dicom(model: Model, result: DicomPrediction, out_dir: str | Path, *, secondary_capture: bool = False,
@@ -154,11 +150,13 @@ def _algorithm(hd: Any, model: Model, result: DicomPrediction, maker: str) -> An
 
 
 def _finding(hd: Any, manifest: Manifest) -> Any:
+    """The finding the model's spec declares (manifest ``codings.dicom_finding``), else a local code of its
+    positive label."""
     from pydicom.sr.coding import Code
 
-    code = FINDINGS.get(manifest.name)
-    if code is not None:
-        return Code(*code)
+    declared = codings_of(manifest).dicom_finding
+    if declared is not None:
+        return Code(declared.code, declared.system, declared.display)
     label = str(manifest.decision.positive_label or "positive")
     return Code(label[:16], LOCAL_SCHEME, label)
 
@@ -232,7 +230,7 @@ def build_sr(model: Model, result: DicomPrediction, source: Any, maker: str) -> 
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer=maker, is_complete=True, is_final=False,
         is_verified=False)
     sr.SeriesDescription = f"{m.name} {m.version} results (not verified)"[:64]
-    if FINDINGS.get(m.name) is None:
+    if codings_of(m).dicom_finding is None:
         sr.CodingSchemeIdentificationSequence = [_local_scheme(pydicom)]
     return sr
 

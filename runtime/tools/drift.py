@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import AuditError, MissingExtraError, UsageError
+from ..errors import AuditError, UsageError
+from ..extras import optional_import
+from ..timestamps import parse_utc, utc_text
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -54,14 +55,9 @@ class Window:
 
     def to_dict(self) -> dict[str, Any]:
         q = np.percentile(self.scores, [50, 90, 99]).tolist() if self.scores else [None] * 3
-        return {"start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.start)), "records": self.records,
+        return {"start": utc_text(self.start), "records": self.records,
                 "samples": self.samples, "out_of_domain": self.out_of_domain, "share": round(self.share, 6),
                 "score_p50": q[0], "score_p90": q[1], "score_p99": q[2]}
-
-
-def _epoch(stamp: str) -> float:
-    head = stamp.rstrip("Z").split(".")[0]
-    return time.mktime(time.strptime(head, "%Y-%m-%dT%H:%M:%S")) - time.timezone
 
 
 def drift(path: str | Path, window_s: float, model: str | None = None) -> list[Window]:
@@ -84,7 +80,7 @@ def drift(path: str | Path, window_s: float, model: str | None = None) -> list[W
             out = rec.get("output") if isinstance(rec, dict) else None
             if not isinstance(out, dict) or "out_of_domain" not in out or (model and rec.get("model") != model):
                 continue
-            at = _epoch(rec["time"])
+            at = parse_utc(rec["time"])
             key = int(at // window_s)
             w = windows.setdefault(key, Window(key * window_s))
             w.records += 1
@@ -100,13 +96,9 @@ def plot(windows: list[Window], path: str | Path, max_share: float | None) -> No
     Raises:
         MissingExtraError: matplotlib is not installed.
     """
-    try:
-        import matplotlib
+    optional_import("matplotlib", "train", "medinfer audit drift --plot").use("Agg")
+    import matplotlib.pyplot as plt
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingExtraError("medinfer audit drift --plot", "plots", "matplotlib") from None
     t = [np.datetime64(int(w.start), "s") for w in windows]
     fig, (a, b) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
     a.plot(t, [w.share for w in windows], marker="o", label="out-of-domain share")

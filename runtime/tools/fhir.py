@@ -9,18 +9,18 @@ Every answer is a ``transaction`` Bundle that an EHR can take as it is (``POST [
   identified by the bundle's manifest sha256), ``entity`` the input (source: the sha256 of the request's input,
   the digest its audit record holds, when the caller gives it; and each ``basis`` resource), ``reason`` AIAST; and
   every result carries the AIAST security label in ``meta.security``;
-- per sample, the result in the resource that fits it (``MAPPINGS``, by model name):
+- per sample, the result in the resource its model declares (the manifest's ``codings``, from its spec):
   ``RiskAssessment`` (lung nodule, clinical-note abnormality: the model's probability of the finding),
   ``Observation`` (the glucose FORECAST in mg/dL with UCUM units, effective 30 minutes after the last input step;
   the cell type of the gene model with its probability). Each references the Device (``performer`` /
   ``device``), the resources the input came from (``basis`` / ``derivedFrom``) and carries the model card's
   intended-use limits in ``note``. Status is ``preliminary``: a person has not reviewed it.
 
-Codes and the mapping of each model: :mod:`medinfer.tools.fhir_map` (SNOMED CT and UCUM where they fit, plainly
-local code systems otherwise).
+What a result means is the spec's declaration (:mod:`medinfer.codings`: SNOMED CT where it fits, plainly local
+code systems otherwise); code systems, Device and notes: :mod:`medinfer.tools.fhir_map`.
 
 The drug-activity model is a research tool: its output is refused unless asked for as a generic Observation
-(``generic=True``, ``--fhir-generic``), which any model can produce. Models without a mapping are refused the
+(``generic=True``, ``--fhir-generic``), which any model can produce. Models that declare none are refused the
 same way. Every Bundle is validated with fhir.resources before it is returned; R4 is read with its ``R4B``
 models, which are identical for Device, Observation, RiskAssessment and Bundle as used here.
 """
@@ -37,7 +37,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import MedinferError, MissingExtraError, UsageError
+from ..codings import FhirResult, codings_of
+from ..errors import MedinferError, UsageError
+from ..extras import optional_import
 from ..manifest import Manifest
 from ..model import Model
 from ..prediction import Prediction
@@ -47,26 +49,23 @@ from .fhir_map import (
     INPUT_ID,
     LOCAL,
     MANIFEST_ID,
-    MAPPINGS,
     PARTICIPANT,
     RESULT_CODES,
     UCUM,
-    Mapping,
     check_subject,
     coding,
+    concept,
     device_resource,
     notes,
 )
 
-# No import of .dicom here: the core's lazy bridge (Prediction.to_fhir) reaches this module, and the import
-# contracts keep pydicom out of every chain that starts in the core.
+# No import of .dicom here: FHIR output of a table or a text needs no pydicom.
 
 
 def _fhir() -> Any:
-    try:
-        from fhir.resources.R4B import bundle
-    except ImportError:
-        raise MissingExtraError("FHIR output", "fhir", "fhir.resources") from None
+    optional_import("fhir.resources.R4B", "fhir", "FHIR output")
+    from fhir.resources.R4B import bundle
+
     return bundle
 
 
@@ -118,15 +117,19 @@ def _references(refs: Sequence[str]) -> list[dict[str, Any]]:
     return [{"reference": check_subject(ref, "basis reference")} for ref in refs]
 
 
-def _mapping(manifest: Manifest, generic: bool) -> Mapping | None:
-    """The model's mapping; None for a generic Observation. Raises UsageError for a refused model."""
+def _mapping(manifest: Manifest, generic: bool) -> FhirResult | None:
+    """What the model's manifest declares its FHIR result to be; None for a generic Observation.
+
+    Raises:
+        UsageError: the model declares none, or declares its output refused.
+    """
     if generic:
         return None
-    mapping = MAPPINGS.get(manifest.name)
+    mapping = codings_of(manifest).fhir
     if mapping is None:
-        raise UsageError(f"{manifest.name} has no patient-facing FHIR mapping (medinfer maps "
-                         f"{', '.join(k for k, v in MAPPINGS.items() if not v.refused)}); ask for a generic "
-                         "Observation of its output with generic=True (CLI: --fhir-generic)")
+        raise UsageError(f"{manifest.name} has no patient-facing FHIR mapping (its spec declares no FHIR coding: "
+                         "codings.fhir in the manifest); ask for a generic Observation of its output with "
+                         "generic=True (CLI: --fhir-generic)")
     if mapping.refused:
         raise UsageError(f"FHIR output of {manifest.name} is refused: it {mapping.refused}. Ask for a generic "
                          "Observation with generic=True (CLI: --fhir-generic) if you need it recorded anyway")
@@ -137,19 +140,19 @@ def _probability(value: float) -> float:
     return round(float(value), 6)
 
 
-def _risk(src: _Source, mapping: Mapping, *, subject: str, basis: list[dict[str, Any]], when: datetime,
+def _risk(src: _Source, mapping: FhirResult, *, subject: str, basis: list[dict[str, Any]], when: datetime,
           probability: float, rationale: str, extra_notes: Sequence[str] = ()) -> dict[str, Any]:
     return {
         "resourceType": "RiskAssessment",
         "status": "preliminary",
-        "code": mapping.code,
+        "code": concept(mapping.code),
         "method": coding(f"{LOCAL}:CodeSystem:model", src.manifest.name,
                          f"{src.manifest.name} {src.manifest.version} ({src.variant})"),
         "subject": {"reference": subject},
         "occurrenceDateTime": when.isoformat(),
         "performer": {"reference": src.device_url},
         **({"basis": basis} if basis else {}),
-        "prediction": [{"outcome": mapping.outcome, "probabilityDecimal": _probability(probability),
+        "prediction": [{"outcome": concept(mapping.outcome), "probabilityDecimal": _probability(probability),
                         "rationale": rationale}],
         "note": notes(src.manifest, *extra_notes),
     }
@@ -188,7 +191,7 @@ def _score_units(manifest: Manifest) -> str | None:
     return next((o.units for o in manifest.outputs if o.name == manifest.decision.score_output), None)
 
 
-def _forecast(src: _Source, mapping: Mapping, value: float, *, subject: str, basis: list[dict[str, Any]],
+def _forecast(src: _Source, mapping: FhirResult, value: float, *, subject: str, basis: list[dict[str, Any]],
               at: datetime, issued: datetime, at_given: bool) -> dict[str, Any]:
     manifest = src.manifest
     units = _score_units(manifest)
@@ -201,7 +204,8 @@ def _forecast(src: _Source, mapping: Mapping, value: float, *, subject: str, bas
         raise UsageError(f"{manifest.name}'s manifest declares no forecast horizon (input facts "
                          "'horizon_minutes'): the forecast's effective time would be unknown")
     horizon = int(horizon)
-    code = {"coding": mapping.code["coding"] if mapping.code else [],
+    declared = concept(mapping.code)
+    code = {"coding": declared["coding"] if declared else [],
             "text": f"Blood glucose FORECAST {horizon} minutes ahead (model output, not a measurement)"}
     return _observation(
         src, code, subject=subject, basis=basis, effective=at + timedelta(minutes=horizon), issued=issued,
@@ -284,11 +288,25 @@ def _bundle(src: _Source, resources: list[dict[str, Any]], manufacturer: str | N
     return validate(doc)
 
 
-def prediction_bundle(pred: Prediction, *, subject: str, basis: Sequence[str] = (), at: datetime | None = None,
-                      generic: bool = False, manufacturer: str | None = None,
-                      input_sha256: str | None = None) -> dict[str, Any]:
-    """FHIR R4 for a :class:`~medinfer.Prediction` (see :meth:`medinfer.Prediction.to_fhir`); ``input_sha256`` (the
-    digest of the request's input, :func:`medinfer.audit.input_digest`) names the input in each Provenance.
+def to_fhir(pred: Prediction, subject: str, *, basis: Sequence[str] = (), at: datetime | None = None,
+            generic: bool = False, manufacturer: str | None = None,
+            input_sha256: str | None = None) -> dict[str, Any]:
+    """FHIR R4 resources for a prediction: a transaction Bundle with a Device for the bundle, one RiskAssessment
+    or Observation per sample, as the model's manifest declares, and each result's Provenance (needs the [fhir]
+    extra).
+
+    Args:
+        pred: what :meth:`medinfer.Model.predict` returned.
+        subject: the reference of the patient (or group) the input came from, e.g. ``"Patient/123"``.
+        basis: references of the resources the input was taken from (``RiskAssessment.basis`` /
+            ``Observation.derivedFrom``), e.g. ``["DocumentReference/report-7"]``.
+        at: when the input's last observation was made (default: now, UTC); a forecast's effective time is this
+            plus the model's horizon.
+        generic: a plain Observation of the model output, for models that declare no clinical coding (research
+            tools such as the drug-activity model are refused otherwise).
+        manufacturer: ``Device.manufacturer`` (default: ``"medinfer"``).
+        input_sha256: the digest of the request's input (:func:`medinfer.audit.input_digest` of the validated
+            feeds, what the audit record holds): the input entity of each result's Provenance.
 
     Raises:
         MissingExtraError: fhir.resources is not installed.
@@ -321,7 +339,7 @@ def prediction_bundle(pred: Prediction, *, subject: str, basis: Sequence[str] = 
         else:
             label = str(labels[i]) if labels is not None else ""
             resources.append(_observation(
-                src, mapping.code or {}, subject=subject, basis=refs, effective=when, issued=issued,
+                src, concept(mapping.code) or {}, subject=subject, basis=refs, effective=when, issued=issued,
                 value=_label_value(manifest, label),
                 components=[_probability_component(_label_probability(manifest, scores[i], label), label)]))
     if pred.explanation is not None:  # predict(..., explain=True): why, as a note of each sample's resource

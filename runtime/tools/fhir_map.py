@@ -1,29 +1,29 @@
-"""What medinfer's FHIR results are made of: code systems, the mapping of each model, the Device and notes.
+"""What medinfer's FHIR results are made of besides the model's own codes: code systems, the Device and notes.
 
-Codes: SNOMED CT 786838002 "Pulmonary nodule" (looked up: "Nodule of lung (disorder)", synonym "Pulmonary
-nodule") for the nodule outcome, UCUM for units, FHIR's ``urn:dicom:uid`` for DICOM UIDs. Everything else uses
-the local code systems under :data:`LOCAL` (named ``urn:medinfer:fhir:...`` so that nobody mistakes them for a
-standard terminology): no LOINC code describes a *predicted* glucose value (2339-0 and its siblings are
-measurements), nor a model's reading of report text, nor a cell-type label of these training classes. Replace
+What a result MEANS (its resource, code and outcome) is declared by the model's spec and read from the manifest
+(:mod:`medinfer.codings`; the shipped specs use SNOMED CT 786838002 "Pulmonary nodule" — looked up: "Nodule of
+lung (disorder)", synonym "Pulmonary nodule" — for the nodule outcome and local codes elsewhere: no LOINC code
+describes a *predicted* glucose value, a model's reading of report text, or a cell-type label of these training
+classes). Here: UCUM for units, FHIR's ``urn:dicom:uid`` for DICOM UIDs, and the local code systems under
+:data:`LOCAL` (``urn:medinfer:fhir:...``, so that nobody mistakes them for a standard terminology). Replace
 :data:`LOCAL` by your organisation's canonical base when you register the code systems.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from .._version import __version__
+from ..codings import LOCAL, RESULT_CODES, SNOMED, UCUM, Coding
 from ..errors import UsageError
 from ..manifest import Manifest
 
+__all__ = ["DICOM_UID", "FHIR_VERSION", "LOCAL", "MANIFEST_ID", "MANUFACTURER", "MODEL_ID", "RESULT_CODES", "SNOMED",
+           "UCUM", "check_subject", "coding", "concept", "device_resource", "notes"]
+
 FHIR_VERSION = "4.0.1"
-UCUM = "http://unitsofmeasure.org"
-SNOMED = "http://snomed.info/sct"
 DICOM_UID = "urn:dicom:uid"  # FHIR's system for DICOM UIDs (ImagingStudy.identifier)
-LOCAL = "urn:medinfer:fhir"
-RESULT_CODES = f"{LOCAL}:CodeSystem:result"  # what was assessed or observed
 MANIFEST_ID = f"{LOCAL}:identifier:manifest-sha256"
 MODEL_ID = f"{LOCAL}:identifier:model-sha256"
 INPUT_ID = f"{LOCAL}:identifier:input-sha256"  # the digest the audit record holds as input_sha256
@@ -43,39 +43,9 @@ def coding(system: str, code: str, display: str) -> dict[str, Any]:
     return {"coding": [{"system": system, "code": code, "display": display}], "text": display}
 
 
-@dataclass(frozen=True)
-class Mapping:
-    """How one model's output becomes FHIR: the resource, its code, and for risks the outcome."""
-
-    resource: str = "Observation"  # "RiskAssessment" | "Observation"
-    code: dict[str, Any] | None = None
-    outcome: dict[str, Any] | None = None  # RiskAssessment.prediction.outcome (the positive label's finding)
-    value: str = "probability"  # "probability" (risk) | "forecast" (regression in mg/dL) | "label" (a class)
-    refused: str = ""  # non-empty: refused unless generic, for this reason
-
-
-#: The patient-facing mapping of each shipped model, by manifest name. A model not listed here (a retrained
-#: spec under a new name) gets only the generic Observation, on request.
-MAPPINGS: dict[str, Mapping] = {
-    "lung_nodule_cnn": Mapping(
-        "RiskAssessment", coding(RESULT_CODES, "lung-nodule-ct-region", "Lung nodule in a CT image region "
-                                 "(model assessment)"),
-        outcome=coding(SNOMED, "786838002", "Pulmonary nodule")),
-    "clinical_notes_tfidf": Mapping(
-        "RiskAssessment", coding(RESULT_CODES, "chest-xray-report-abnormality", "Abnormal study described by a "
-                                 "chest X-ray report's text (model assessment)"),
-        outcome=coding(RESULT_CODES, "abnormal-chest-xray-report", "Chest X-ray report describes an abnormal "
-                       "study")),
-    "glucose_lstm": Mapping(
-        "Observation", coding(RESULT_CODES, "glucose-forecast", "Blood glucose FORECAST (model output, not a "
-                              "measurement)"), value="forecast"),
-    "gene_expression_svd": Mapping(
-        "Observation", coding(RESULT_CODES, "cell-type", "Cell type of a single-cell expression profile (model "
-                              "classification)"), value="label"),
-    "drug_activity_rf": Mapping(refused=(
-        "is a research tool for ranking compounds of one chemical series, not a patient-facing model; its "
-        "output is not a clinical result")),
-}
+def concept(code: Coding | None) -> dict[str, Any] | None:
+    """A declared :class:`~medinfer.codings.Coding` as a one-coding CodeableConcept (None stays None)."""
+    return None if code is None else coding(code.system, code.code, code.display)
 
 
 def check_subject(subject: str, what: str = "subject") -> str:

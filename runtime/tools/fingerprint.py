@@ -85,6 +85,6 @@ def environment() -> dict[str, Any]:
 
 
 def _host() -> str:
-    import hashlib
+    from ..integrity import sha256_bytes
 
-    return hashlib.sha256(platform.node().encode()).hexdigest()[:12]
+    return sha256_bytes(platform.node().encode())[:12]

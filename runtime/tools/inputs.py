@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, InputTypeError
+from ..files import read_regular_file
 from ..model import Model
 
 SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".json", ".txt")
@@ -36,33 +37,31 @@ def read_input(path: str | Path, model: Model, *, max_bytes: int = MAX_INPUT_BYT
             manifest.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"input file {path} does not exist" if not path.exists() else
-                         f"input {path} is not a regular file")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise InputError(f"input file {path} has {size} bytes; at most {max_bytes} are read (split the input)")
     suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InputError(f"unsupported input file type '{suffix}' for {path}; use one of {', '.join(SUFFIXES)}")
+    # one bounded read of a regular file (no link followed, no FIFO opened, no race between a size check and the
+    # read); every format is parsed from these bytes
+    data = read_regular_file(path, max_bytes, f"input file {path}", InputError,
+                             fix="give the path of a regular file (split an input that is larger)")
     check = model.input_checks[0]
     try:
         if suffix == ".npy":
-            return _npy(path.read_bytes(), path.name, max_bytes)
+            return _npy(data, path.name, max_bytes)
         if suffix == ".npz":
-            arrays = _npz(path, max_bytes)
+            arrays = _npz(data, path.name, max_bytes)
             return arrays[check.name] if set(arrays) == {check.name} else arrays
         if suffix == ".txt":
             if not check.is_string:
                 raise InputTypeError(f"{model.name} takes numbers; a .txt file is read as one text document")
-            return [path.read_bytes().decode("utf-8")]
+            return [data.decode("utf-8")]
         if suffix == ".json":
-            return _from_json(_parse_json(path.read_text(encoding="utf-8"), path), model, path)
-        if suffix in (".csv", ".tsv"):
-            return _from_csv(path, model, "\t" if suffix == ".tsv" else ",", max_bytes)
+            return _from_json(_parse_json(data.decode("utf-8"), path), model, path)
+        return _from_csv(data.decode("utf-8"), path, model, "\t" if suffix == ".tsv" else ",", max_bytes)
     except InputError:
         raise
     except (OSError, ValueError, UnicodeDecodeError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
         raise InputError(f"could not read {path}: {type(exc).__name__}: {exc}") from None
-    raise InputError(f"unsupported input file type '{suffix}' for {path}; use one of {', '.join(SUFFIXES)}")
 
 
 # -- numpy files ------------------------------------------------------------------------------------------------
@@ -95,24 +94,24 @@ def _npy(data: bytes, name: str, max_bytes: int) -> np.ndarray:
     return (flat.reshape(shape, order="F") if fortran else flat.reshape(shape)).copy()
 
 
-def _npz(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
+def _npz(data: bytes, name: str, max_bytes: int) -> dict[str, np.ndarray]:
     """The arrays of a .npz archive, each member's size checked before it is decompressed."""
     arrays: dict[str, np.ndarray] = {}
-    with zipfile.ZipFile(path) as zf:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
         infos = zf.infolist()
         total = sum(i.file_size for i in infos)
         if total > max_bytes:
-            raise InputError(f"{path.name} expands to {total} bytes; at most {max_bytes} are read (a compressed "
+            raise InputError(f"{name} expands to {total} bytes; at most {max_bytes} are read (a compressed "
                              "archive that large is refused before it is unpacked)")
         if not infos:
-            raise InputError(f"{path.name} holds no arrays")
+            raise InputError(f"{name} holds no arrays")
         for info in infos:
-            name = info.filename.removesuffix(".npy")
+            member_name = info.filename.removesuffix(".npy")
             with zf.open(info) as member:
                 raw = member.read(max_bytes + 1)
             if len(raw) != info.file_size:
-                raise InputError(f"{path.name}: member {info.filename} is not the size its directory declares")
-            arrays[name] = _npy(raw, f"{path.name}:{info.filename}", max_bytes)
+                raise InputError(f"{name}: member {info.filename} is not the size its directory declares")
+            arrays[member_name] = _npy(raw, f"{name}:{info.filename}", max_bytes)
     return arrays
 
 
@@ -199,12 +198,11 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _from_csv(path: Path, model: Model, delimiter: str, max_bytes: int) -> Any:
+def _from_csv(text: str, path: Path, model: Model, delimiter: str, max_bytes: int) -> Any:
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, max_bytes))  # a long report in one cell is a valid text input
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = [r for r in csv.reader(fh, delimiter=delimiter) if r]
+        rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if r]
     finally:
         csv.field_size_limit(limit)
     if not rows:

@@ -3,14 +3,20 @@ library): the slice in a lung window at full resolution (small slices enlarged t
 scores interpolated between the window centres in a colour scale, the region at or above the operating threshold
 outlined, a colour bar with its ticks and the threshold marked, and a caption. Text uses a built-in 5x7 pixel font.
 
-:func:`figure` returns the RGB array; :func:`medinfer.tools.dicom.write_overlay` encodes it as PNG.
+:func:`figure` returns the RGB array; :func:`medinfer.tools.dicom.write_overlay` encodes it as PNG
+(:func:`png_bytes`: zlib + struct, no image library). :func:`overlay_rgb` is the plain overlay on the slice's own
+pixel grid (the DICOM Secondary Capture).
 """
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
+
+OVERLAY_WINDOW = (-1350.0, 150.0)  # lung window for the grey background of the overlay
 
 WHITE, CYAN = (255, 255, 255), (0, 230, 255)
 ALPHA = 0.7  # opacity of the heat colour at score 1 (score 0 leaves the slice untouched)
@@ -203,3 +209,37 @@ def figure(hu: np.ndarray, centres: np.ndarray, scores: np.ndarray, blocks: np.n
         canvas[max(marked - ts // 2, 0):marked + ts - ts // 2 + 1, x0 - 2 * ts:x0 + bar_w + 2 * ts] = CYAN
         label(threshold, f"{threshold:.3g}", CYAN)
     return canvas
+
+
+def heat_map(shape: tuple[int, int], centres: np.ndarray, scores: np.ndarray, cell: int) -> np.ndarray:
+    """Each window's score painted over the ``cell`` x ``cell`` block around its centre (max where blocks meet)."""
+    heat = np.zeros(shape, dtype=np.float32)
+    half = max(1, cell // 2)
+    for (r, c), s in zip(centres, scores):
+        block = heat[max(0, r - half):r + half + 1, max(0, c - half):c + half + 1]
+        np.maximum(block, np.float32(s), out=block)
+    return heat
+
+
+def overlay_rgb(hu: np.ndarray, heat: np.ndarray, window: tuple[float, float] = OVERLAY_WINDOW) -> np.ndarray:
+    """(H, W, 3) uint8 on the slice's own pixel grid: the slice in a lung window (grey) with ``heat`` (0..1)
+    blended in red. The DICOM Secondary Capture uses this one: it must keep the source's rows, columns and pixel
+    spacing, so it carries no enlargement, caption or colour bar (BurnedInAnnotation NO)."""
+    grey = np.clip((hu - window[0]) / (window[1] - window[0]), 0.0, 1.0)
+    alpha = np.clip(heat, 0.0, 1.0) * 0.6
+    rgb = np.stack([grey * (1 - alpha) + alpha, grey * (1 - alpha), grey * (1 - alpha)], axis=-1)
+    return (rgb * 255.0 + 0.5).astype(np.uint8)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """Encode an (H, W, 3) uint8 array as PNG (filter 0 per row, zlib), with no image library."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"png_bytes needs an (H, W, 3) uint8 array, got {rgb.shape} {rgb.dtype}")
+    h, w, _ = rgb.shape
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rgb.reshape(h, w * 3)], axis=1).tobytes()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")

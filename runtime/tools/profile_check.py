@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from ..build_records import ProfileTrial
 from ..errors import ProfileLoses
 from ..loader import load
 from ..model import Model
-from ..records import ProfileTrial
-from ..session import PERFORMANCE_SETTINGS, requested_profiles
+from ..session import large_batch_from, performance_settings, session_for_batch
 from .bench import batch_input, interleaved_rounds
 
 MARGIN = 0.03
@@ -111,21 +111,13 @@ def verdict(ratios: Sequence[float], margin: float = MARGIN) -> str:
     return "within noise"
 
 
-def settings_of(profile: Any) -> dict[str, Any]:
-    """The performance settings of a profile, or ``{"onnxruntime_defaults": True}``."""
-    if profile.onnxruntime_defaults:
-        return {"onnxruntime_defaults": True}
-    return {k: getattr(profile, k) for k in PERFORMANCE_SETTINGS}
-
-
 def sample_input(model: Model, batch: int) -> Any:
     """Realistic inputs: the bundle's parity sample (held-out data) tiled to ``batch``, else its golden inputs."""
     sample = model.parity_sample()
     if sample is None:
         return batch_input(model, batch)
     inputs, _ = sample
-    tiled = {k: np.concatenate([v] * -(-batch // len(v)))[:batch] for k, v in inputs.items()}
-    return tiled if len(tiled) > 1 else next(iter(tiled.values()))
+    return model.as_input({k: np.concatenate([v] * -(-batch // len(v)))[:batch] for k, v in inputs.items()})
 
 
 def check_profile(path: str | Path, *, variant: str = "default", providers: Sequence[str] | None = None,
@@ -146,13 +138,13 @@ def check_profile(path: str | Path, *, variant: str = "default", providers: Sequ
     default = load(path, providers, variant=variant, session_profile="default")
     profile = bundle.manifest.profile
     evidence = profile.evidence
-    sizes = list(batches or (evidence.batches if evidence else (1, max(LARGE_BATCH, profile.large_batch_from))))
-    small, large = requested_profiles(profile, None)
+    sizes = list(batches or (evidence.batches if evidence else (1, max(LARGE_BATCH, large_batch_from(profile) or 0))))
     rows = []
     for batch in sizes:
-        used = large if large is not None and batch >= profile.large_batch_from else small
-        row: dict[str, Any] = {"batch": batch, "settings": settings_of(used),
-                               "session": "large-batch" if used is large else "batch-1"}
+        session = session_for_batch(profile, batch)  # what load() runs this batch size with
+        used = session.profile
+        row: dict[str, Any] = {"batch": batch, "settings": performance_settings(used),
+                               "session": "large-batch" if session.large else "batch-1"}
         if used.onnxruntime_defaults:
             rows.append({**row, "verdict": "defaults"})
             continue

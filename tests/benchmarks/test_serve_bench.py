@@ -51,6 +51,7 @@ def test_a_server_that_refused_its_bundle_is_reported_at_once_with_its_reason(tm
     import time
 
     import pytest
+    from medinfer.fleet.http import free_port
 
     from benchmarks import serve
 
@@ -60,7 +61,7 @@ def test_a_server_that_refused_its_bundle_is_reported_at_once_with_its_reason(tm
     try:
         start = time.monotonic()
         with pytest.raises(RuntimeError, match="refused its bundle: ManifestError: unknown field 'domain'"):
-            serve._wait_ready(serve._free_port(), "/v2/health/ready", proc, timeout=20, log=log)
+            serve._wait_ready(free_port(), "/v2/health/ready", proc, timeout=20, log=log)
         assert time.monotonic() - start < 5
     finally:
         proc.kill()

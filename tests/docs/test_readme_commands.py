@@ -2,7 +2,7 @@
 calls (``medinfer`` and its [train] half, ``make`` targets in the Makefile, ``pip`` with its own parser and the
 extras pyproject.toml declares, ``scripts/``), so README and CLI cannot drift apart again.
 
-The same check covers the examples in every ``medinfer ... --help`` (tests/runtime/test_cli_help.py).
+The same check covers the examples in every ``medinfer ... --help`` (tests/cli/test_cli_help.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The whole-image rewrite of a patch CNN (export/fcn.py) and the slice variants' gate (export/slice.py), on a tiny
+"""The whole-image rewrite of a patch CNN (export/variants/whole_slice_graph.py) and the slice variants' gate
+(export/variants/whole_slice.py), on a tiny
 CNN of the seed CNN's shape family: equal to patch-by-patch at window offsets on the 8 px grid, refused off it, and
 refused for graphs where one pass would not be exact."""
 
@@ -9,10 +10,10 @@ from typing import Any, ClassVar
 import numpy as np
 import onnxruntime as ort
 import pytest
-from medinfer.export.fcn import FcnError, fcn_graph
+from medinfer.export.variants.whole_slice_graph import FcnError, fcn_graph
 from medinfer.manifest import TensorSpec, Variant
 from medinfer.schema import parse
-from medinfer.tools.dicom import cut_patches
+from medinfer.windows import cut_patches
 
 from ..helpers import tiny_cnn
 
@@ -82,14 +83,10 @@ class _TinySpec:
     positive_label = "nodule"
     score_output = "probability"
     variants: ClassVar[tuple[str, ...]] = ("slice",)
-    int8_exclude_prefixes: ClassVar[tuple[str, ...]] = ()
-    int8_fold_window = None
-    slice_strides: ClassVar[tuple[int, ...]] = (16, 24, 48)
-    slice_cells: ClassVar[tuple[int, int]] = (2, 12)
-    slice_max_elements = 640 * 640
-    slice_int8_atol = 0.02
+    variant_settings: ClassVar[dict[str, Any]] = {}
     scores = _Base.scores
     decisions = _Base.decisions
+    positive = _Base.positive
 
     def __init__(self) -> None:
         from medinfer.train.spec import ParityTolerance
@@ -120,21 +117,24 @@ def _dataset() -> Any:
 
 
 def test_the_slice_gate_ships_an_exact_graph_and_refuses_a_wrong_one(monkeypatch) -> None:
-    import medinfer.export.slice as slice_export
+    import medinfer.export.variants.whole_slice as slice_export
+    from medinfer.export.variants import VariantJob
     from medinfer.manifest import SessionProfile
     from onnx import numpy_helper
 
     spec, ds, graph = _TinySpec(), _dataset(), tiny_cnn.patch_graph()
     threshold = float(np.median(_session(graph).run(None, {"hu": ds.X_test})[0]))
     shipped = {"default": Variant(file="model.onnx")}
-    profile = SessionProfile(intra_op_num_threads=1)
-    variants, files, report, goldens = slice_export.build_slice_variants(spec, ds, graph, shipped, profile, threshold)
+    job = VariantJob(spec, ds, graph, "hu", ds.X_test[:4], threshold, SessionProfile(intra_op_num_threads=1),
+                     shipped=shipped)  # type: ignore[arg-type]
+    variants, files, report, goldens = slice_export.build_slice_variants(job, ["slice"])
     assert report["slice"]["shipped"] and report["slice"]["decision_flips"] == 0
     assert report["slice"]["max_abs_diff"] <= 1e-6 and report["slice"]["windows"] > 300
     assert set(report["slice"]["sets"]) >= {"slice ct-like 230x250 @ 24 px", "mosaic of held-out patches 0..8 @ 16 px"}
     entry = variants["slice"]
     assert entry.windows_of == "default" and [i.name for i in entry.inputs] == ["hu", "stride_cells"]
-    assert set(goldens["slice"]) == {"in.hu", "in.stride_cells", "out.probability", "out.centres"}
+    golden_in, golden_out = goldens["slice"]
+    assert (set(golden_in), set(golden_out)) == ({"hu", "stride_cells"}, {"probability", "centres"})
     assert list(files) == ["model.slice.onnx"]
 
     real = slice_export.fcn_graph
@@ -149,7 +149,7 @@ def test_the_slice_gate_ships_an_exact_graph_and_refuses_a_wrong_one(monkeypatch
         return m.SerializeToString(), geo
 
     monkeypatch.setattr(slice_export, "fcn_graph", wrong)
-    variants, files, report, _ = slice_export.build_slice_variants(spec, ds, graph, shipped, profile, threshold)
+    variants, files, report, _ = slice_export.build_slice_variants(job, ["slice"])
     assert not variants and not files
     assert not report["slice"]["shipped"] and "exceeds tolerance" in report["slice"]["reason"]
 

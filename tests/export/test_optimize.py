@@ -73,14 +73,14 @@ def test_window_folding_refuses_a_graph_without_the_pattern() -> None:
 
 @pytest.mark.slow
 def test_variant_gate_refuses_a_variant_over_budget(built) -> None:
-    from medinfer.export.variants import build_variants
+    from medinfer.export.variants.int8 import build_int8
 
     art, path = built("lung_nodule_cnn")
     spec = type(art.spec)()
     spec.variant_budget = {"roc_auc": -1.0}  # impossible: any variant must be refused
     model_bytes = (path / "model.onnx").read_bytes()
-    variants, files, report, _ = build_variants(spec, art.dataset, model_bytes, "hu", art.dataset.X_test[:2],
-                                                art.point.threshold)
+    variants, files, report, _ = build_int8(spec, art.dataset, model_bytes, "hu", art.dataset.X_test[:2],
+                                            art.point.threshold)
     assert variants == {} and files == {}
     assert report["int8"]["shipped"] is False and "roc_auc loses" in report["int8"]["reason"]
     m = medinfer.load_manifest(path)

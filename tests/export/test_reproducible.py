@@ -17,6 +17,7 @@ from medinfer.export.reproduce import ALLOWED, check_reproducible, compare_bundl
 from medinfer.train import registry
 
 from ..helpers import tiny
+from ..helpers.fields import MakeBundle
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -51,8 +52,8 @@ def _perturbed_copy(src: Path, dst: Path) -> None:
     onnx.save(m, str(dst / "model.onnx"))
 
 
-def test_compare_names_the_differing_file_and_graph_part(tmp_path: Path) -> None:
-    a = tiny.build(tmp_path / "a")
+def test_compare_names_the_differing_file_and_graph_part(make_bundle: MakeBundle, tmp_path: Path) -> None:
+    a = make_bundle("a")
     _perturbed_copy(a, tmp_path / "b")
     (tmp_path / "b" / "extra.txt").write_text("only here")
     result = compare_bundles(a, tmp_path / "b")
@@ -67,22 +68,22 @@ def test_compare_names_the_differing_file_and_graph_part(tmp_path: Path) -> None
     assert compare_bundles(a, tmp_path / "b").differ["model_card.md"].startswith("line ")
 
 
-def test_the_manifest_may_differ_only_in_time_and_measured_profile(tmp_path: Path) -> None:
-    a = tiny.build(tmp_path / "a", created="2026-01-01T00:00:00+00:00")
-    b = tiny.build(tmp_path / "b", created="2026-01-02T00:00:00+00:00", profile={"intra_op_num_threads": 2})
+def test_the_manifest_may_differ_only_in_time_and_measured_profile(make_bundle: MakeBundle) -> None:
+    a = make_bundle("a", created="2026-01-01T00:00:00+00:00")
+    b = make_bundle("b", created="2026-01-02T00:00:00+00:00", profile={"intra_op_num_threads": 2})
     result = compare_bundles(a, b)
     assert result.ok and result.allowed[0] == "created" and result.allowed[1].startswith("profile (")
-    c = tiny.build(tmp_path / "c", description="another description")
+    c = make_bundle("c", description="another description")
     other = compare_bundles(a, c)
     assert not other.ok and other.differ["manifest.json"].startswith("fields differ: ")
     assert "description" in other.differ["manifest.json"]
     assert json_differences({"a": {"b": [1, 2]}, "c": 1}, {"a": {"b": [1, 3]}, "d": 1}) == ["a.b", "c", "d"]
 
 
-def test_the_check_fails_when_two_builds_differ(tmp_path: Path) -> None:
+def test_the_check_fails_when_two_builds_differ(make_bundle: MakeBundle, tmp_path: Path) -> None:
     """check_reproducible over a build step that does not repeat itself (here: the second build's graph has other
     weights) reports the file and the initializer."""
-    source = tiny.build(tmp_path / "src")
+    source = make_bundle("src")
 
     def build(index: int, artifacts: Path, out: Path) -> None:
         out.mkdir(parents=True)
@@ -102,7 +103,7 @@ def test_the_check_fails_when_two_builds_differ(tmp_path: Path) -> None:
     assert ok.ok and ok.allowed == ["created"] and "model.onnx" in ok.identical
 
 
-def test_the_card_is_the_same_under_every_hash_seed(tmp_path: Path) -> None:
+def test_the_card_is_the_same_under_every_hash_seed(make_bundle: MakeBundle) -> None:
     """Seen on the full CNN build: the card listed two data citations in set order, which follows the process's
     string-hash seed. Rendered in processes with six seeds, the card must be one text, citations in source order."""
     import dataclasses
@@ -114,7 +115,7 @@ def test_the_card_is_the_same_under_every_hash_seed(tmp_path: Path) -> None:
     data = DataProvenance(sources=(source, dataclasses.replace(source, name="b", citation="second citation"),
                                    dataclasses.replace(source, name="c", citation="third citation")),
                           split={"method": "none"})
-    bundle = tiny.build(tmp_path / "b", data=data)
+    bundle = make_bundle("b", data=data)
     code = ("import sys; from medinfer.export.card import render; from medinfer.manifest import load_manifest; "
             "print(render(load_manifest(sys.argv[1])))")
     cards = {subprocess.run([sys.executable, "-c", code, str(bundle)], capture_output=True, text=True, check=True,

@@ -16,7 +16,6 @@ from pathlib import Path
 import medinfer
 import pytest
 
-from ..helpers import tiny
 from ..helpers.serving import get, http, serving
 
 pytest.importorskip("uvicorn")
@@ -26,9 +25,9 @@ PATHS = [p for p in ("httptools", "h11") if p == "h11" or importlib.util.find_sp
 
 
 @pytest.fixture(scope="module", params=PATHS)
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_bundle_ro: Path):
     root = tmp_path_factory.mktemp(f"hostile_serve_{request.param}")
-    bundle = tiny.build(root / "tiny_logistic")
+    bundle = tiny_bundle_ro  # read only: the session's tiny bundle
     with serving([bundle], "--audit", str(root / "audit.jsonl"), "--request-timeout", "2", "--http", request.param,
                  log=root / "server.log") as (url, proc):
         yield url, proc, root

@@ -66,9 +66,9 @@ def check(frame: pd.DataFrame, model: medinfer.Model, ids: np.ndarray, x: np.nda
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def archive(tmp_path_factory: pytest.TempPathFactory, tiny_bundle_ro: Path) -> dict:
     root = tmp_path_factory.mktemp("score")
-    bundle = tiny.build(root / "tiny_logistic")
+    bundle = tiny_bundle_ro  # read only: the session's tiny bundle
     ids, x = table_rows(3000)
     parquet = write_parquet(root / "archive", ids, x, tiny.FEATURES)
     csv = root / "archive.csv"

@@ -43,9 +43,9 @@ X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 4.5], [0.0, 0.0, 0.0], [9.0, -9.0, 1.
 
 
 @pytest.fixture(scope="module")
-def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
+def tiny_server(tmp_path_factory: pytest.TempPathFactory, tiny_bundle_ro: Path) -> Iterator[tuple[str, Path, Path]]:
     root = tmp_path_factory.mktemp("serve")
-    bundle = tiny.build(root / "tiny_logistic")
+    bundle = tiny_bundle_ro  # read only: the session's tiny bundle
     with serving([bundle], "--audit", str(root / "audit.jsonl"), "--max-body-mb", "0.05",
                  log=root / "server.log") as (url, _):
         yield url, bundle, root / "audit.jsonl"

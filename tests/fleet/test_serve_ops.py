@@ -19,18 +19,11 @@ from ..helpers.wire import infer
 pytest.importorskip("uvicorn")
 pytest.importorskip("prometheus_client")
 th = pytest.importorskip("tritonclient.http")
+from medinfer.fleet.http import free_port  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 4.5], [0.0, 0.0, 0.0]], dtype=np.float32)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +31,7 @@ def ops(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("serve_ops")
     bundle = tiny.build(root / "tiny_logistic")
     slow = tiny.build(root / "tiny_slow", name="tiny_slow", slow=150)
-    metrics_port = _free_port()
+    metrics_port = free_port()
     with serving([bundle, slow], "--audit", str(root / "audit.jsonl"), "--access-log", "--metrics-port",
                  str(metrics_port), log=root / "server.log") as (url, _):
         yield {"url": url, "bundle": bundle, "root": root, "metrics": f"127.0.0.1:{metrics_port}"}

@@ -9,7 +9,6 @@ import dataclasses
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import medinfer
 import numpy as np
 import pytest
 from medinfer.cli import main
+from medinfer.fleet.http import free_port
 from medinfer.fleet.triton.repository import TritonOptions, config_pbtxt, export_repository
 
 from ..helpers import tiny
@@ -298,15 +298,9 @@ def tritonserver() -> dict:
     return {"binary": server / "bin" / "tritonserver", "backends": server / "backends", "env": env}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running(server: dict, repo: Path, log: Path, *extra: str, wait_ready: bool = True) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     cmd = [str(server["binary"]), f"--model-repository={repo}", f"--backend-directory={server['backends']}",
            "--http-address=127.0.0.1", f"--http-port={port}", "--allow-grpc=false", "--allow-metrics=false",
            "--exit-timeout-secs=5", *extra]

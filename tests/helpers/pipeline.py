@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medinfer.manifest import DataSource
+from .fields import SYNTHETIC
 
-SYNTHETIC = DataSource(name="synthetic", package="none", version="0", file="-", sha256="0" * 64, licence="CC0",
-                       citation="generated in the test")
+__all__ = ["SYNTHETIC", "fit_and_export", "fit_artifact"]
 
 
 def fit_artifact(spec: Any, ds: Any, folder: Path, model: Any = None) -> Any:

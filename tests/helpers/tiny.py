@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 from medinfer.integrity import contract_digest
-from medinfer.manifest import Card, DataProvenance, DataSource, Decision, Metric, Metrics, Producer, TensorSpec, Variant
+from medinfer.manifest import Card, Decision, TensorSpec
 from medinfer.schema import to_json
+
+from .fields import bundle_fields, synthetic_data
 
 W = np.array([[1.0, -1.0], [0.5, -0.5], [-2.0, 2.0]], dtype=np.float32)
 B = np.array([0.1, -0.1], dtype=np.float32)
@@ -91,28 +93,13 @@ def build(folder: Path, *, name: str = "tiny_logistic", golden_out: np.ndarray |
           extra_files: dict[str, tuple[bytes, str]] | None = None, **overrides: Any) -> Path:
     """Write a valid tiny bundle into ``folder`` (created); overrides replace manifest fields; ``extra_files``
     ({name: (bytes, role)}) are written and pinned too."""
-    from medinfer.export.bundle import golden_entry, golden_npz, write_bundle
+    from medinfer.export.writer import golden_npz, write_bundle
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     expected = reference(GOLDEN_X) if golden_out is None else golden_out
     golden = {"probabilities": expected.astype(np.float32)}
-    fields = {
-        **contract(name),
-        "description": "tiny test model (synthetic)",
-        "producer": Producer(medinfer="test", onnx="test", onnxruntime="test", opset={"ai.onnx": 17}),
-        "profile": {"intra_op_num_threads": 1, "inter_op_num_threads": 1},
-        "variants": {"default": Variant(file="model.onnx")},
-        "data": DataProvenance(
-            sources=(DataSource(name="synthetic", package="none", version="0", file="-", sha256="0" * 64,
-                                licence="CC0", citation="generated in the test"),),
-            split={"method": "none"}, synthetic=True, description="synthetic weights"),
-        "metrics": Metrics(heldout={"accuracy": Metric(1.0, (1.0, 1.0))}, n_test=3, method="none"),
-        "parity": {"passed": True},
-        "golden": golden_entry(golden, atol=1e-5),
-        "card": Card(summary="tiny", intended_use="tests only"),
-        **overrides,
-    }
+    fields = bundle_fields(contract(name), golden, **overrides)
     files = {"model.onnx": (model_bytes(name, metadata, slow), "model"),
              "golden.npz": golden_npz({"x": GOLDEN_X}, golden), **(extra_files or {})}
     write_bundle(folder, fields, files)
@@ -121,27 +108,13 @@ def build(folder: Path, *, name: str = "tiny_logistic", golden_out: np.ndarray |
 
 def _write(folder: Path, name: str, contract_doc: dict[str, Any], graph_bytes: bytes, golden_x: np.ndarray,
            golden_out: dict[str, np.ndarray], **overrides: Any) -> Path:
-    from medinfer.export.bundle import golden_entry, golden_npz, write_bundle
+    from medinfer.export.writer import golden_npz, write_bundle
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     input_name = contract_doc["inputs"][0]["name"]
-    fields = {
-        **contract_doc,
-        "description": f"{name}: tiny test model (synthetic)",
-        "producer": Producer(medinfer="test", onnx="test", onnxruntime="test", opset={"ai.onnx": 17}),
-        "profile": {"intra_op_num_threads": 1, "inter_op_num_threads": 1},
-        "variants": {"default": Variant(file="model.onnx")},
-        "data": DataProvenance(
-            sources=(DataSource(name="synthetic", package="none", version="0", file="-", sha256="0" * 64,
-                                licence="CC0", citation="generated in the test"),),
-            split={"method": "none"}, synthetic=True, description="synthetic weights"),
-        "metrics": Metrics(heldout={"accuracy": Metric(1.0, (1.0, 1.0))}, n_test=3, method="none"),
-        "parity": {"passed": True},
-        "golden": golden_entry(golden_out, atol=1e-5),
-        "card": Card(summary="tiny", intended_use="tests only"),
-        **overrides,
-    }
+    fields = bundle_fields(contract_doc, golden_out, **{"description": f"{name}: tiny test model (synthetic)",
+                                                        **overrides})
     files = {"model.onnx": (graph_bytes, "model"), "golden.npz": golden_npz({input_name: golden_x}, golden_out)}
     write_bundle(folder, fields, files)
     return folder
@@ -289,9 +262,10 @@ def ct_reference(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-(m * CT_SCALE + CT_OFFSET))))[:, None].astype(np.float32)
 
 
-def build_ct(folder: Path, *, name: str = "tiny_ct", threshold: float = 0.5) -> Path:
+def build_ct(folder: Path, *, name: str = "tiny_ct", threshold: float = 0.5, **overrides: Any) -> Path:
     """A CT model like lung_nodule_cnn's contract without TensorFlow: (N, 100, 100, 1) float32 HU -> (N, 1)
-    sigmoid of the patch's mean HU; input facts modality CT / units HU, so ``medinfer predict`` takes .dcm."""
+    sigmoid of the patch's mean HU; input facts modality CT / units HU, so ``medinfer predict`` takes .dcm.
+    ``overrides`` replace manifest fields."""
     from onnx import TensorProto, helper, numpy_helper
 
     facts = {"modality": "CT", "units": "HU", "patch": [CT_PATCH, CT_PATCH],
@@ -317,14 +291,10 @@ def build_ct(folder: Path, *, name: str = "tiny_ct", threshold: float = 0.5) -> 
                     numpy_helper.from_array(np.array([CT_SCALE], np.float32), "scale"),
                     numpy_helper.from_array(np.array([CT_OFFSET], np.float32), "offset")])
     x = np.stack([np.full((CT_PATCH, CT_PATCH, 1), v, np.float32) for v in (-900.0, -300.0, 40.0)])
-    return _write(folder, name, doc, graph, x, {"probability": ct_reference(x)},
-                  data=DataProvenance(
-                      sources=(DataSource(name="synthetic", package="none", version="0", file="-", sha256="0" * 64,
-                                          licence="CC0", citation="generated in the test"),),
-                      split={"method": "none"}, synthetic=True,
-                      description="SIMULATED lesions on REAL CT background (a tiny test stand-in)"),
-                  card=Card(summary="tiny CT stand-in", intended_use="Tests of the DICOM and FHIR encoders only.",
-                            out_of_scope=("Any clinical use.",), limitations=("A mean of HU, not a CNN.",)))
+    fields = {"data": synthetic_data("SIMULATED lesions on REAL CT background (a tiny test stand-in)"),
+              "card": Card(summary="tiny CT stand-in", intended_use="Tests of the DICOM and FHIR encoders only.",
+                           out_of_scope=("Any clinical use.",), limitations=("A mean of HU, not a CNN.",))}
+    return _write(folder, name, doc, graph, x, {"probability": ct_reference(x)}, **{**fields, **overrides})
 
 
 MULTI_W = np.array([[2.0, 0.0, -1.0], [0.0, 2.0, -1.0], [-1.0, -1.0, 2.0]], dtype=np.float32)
@@ -386,3 +356,17 @@ def build_domain(folder: Path, *, name: str = "tiny_domain", threshold: float = 
     domain = Domain(output="domain_score", threshold=threshold, coverage=0.99, method="mean square / 10 (test)",
                     calibration={"data": "synthetic"}, evaluation={})
     return _write(folder, name, doc, graph, GOLDEN_X, {"probabilities": reference(GOLDEN_X)}, domain=domain)
+
+
+def edge_set(folder: Path) -> list[Path]:
+    """The three tiny bundles the edge check (scripts/edge_check.py) compares across machines, built in ``folder``."""
+    folder = Path(folder)
+    return [build(folder / "tiny_logistic"), build_sigmoid(folder / "tiny_sigmoid"),
+            build_sequence(folder / "tiny_sequence")]
+
+
+if __name__ == "__main__":  # python -m tests.helpers.tiny FOLDER: what scripts/edge_check.py runs (no import of tests)
+    import sys
+
+    for path in edge_set(Path(sys.argv[1])):
+        print(path)

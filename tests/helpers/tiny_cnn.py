@@ -116,11 +116,11 @@ def ct_image(shape: tuple[int, int], seed: int = 1) -> np.ndarray:
 def build(folder: Path, *, name: str = "tiny_cnn", slice_variant: bool = True, max_elements: int = 640 * 640,
           threshold: float | None = None) -> Path:
     """A CT bundle with the tiny CNN (``default``) and, by default, its whole-slice variant ``slice`` made by the
-    exporter's own rewrite (medinfer.export.fcn). The threshold defaults to the median golden score (both labels
-    occur)."""
+    exporter's own rewrite (medinfer.export.variants.whole_slice_graph). The threshold defaults to the median golden
+    score (both labels occur)."""
     import onnxruntime as ort
-    from medinfer.export.fcn import fcn_graph
-    from medinfer.export.slice import GOLDEN_SIDE, _mosaic, slice_contract
+    from medinfer.export.variants.whole_slice import GOLDEN_SIDE, _mosaic, slice_contract
+    from medinfer.export.variants.whole_slice_graph import fcn_graph
 
     patches = np.stack([ct_image((PATCH, PATCH), seed)[:, :, None] for seed in range(2, 6)])
     probe = ort.InferenceSession(patch_graph(name), providers=["CPUExecutionProvider"])
@@ -133,6 +133,7 @@ def build(folder: Path, *, name: str = "tiny_cnn", slice_variant: bool = True, m
     files = {}
     golden_in: dict[str, np.ndarray] = {"hu": patches}
     golden_out = {"probability": golden_scores}
+    own_goldens = {}
     if slice_variant:
         from medinfer.schema import parse
 
@@ -153,28 +154,19 @@ def build(folder: Path, *, name: str = "tiny_cnn", slice_variant: bool = True, m
                                     golden_digest=outputs_digest(out, tuple(out)), golden_atol=1e-5,
                                     parity={"max_abs_diff": 0.0, "decision_flips": 0, "windows": 0})
         files["model.slice.onnx"] = (data, "variant")
-        golden_in.update({f"@slice.{k}": v for k, v in feeds.items()})
-        golden_out.update({f"@slice.{k}": v for k, v in out.items()})
-    from medinfer.export.bundle import golden_entry, golden_npz, write_bundle
-    from medinfer.manifest import Card, DataProvenance, DataSource, Metric, Metrics, Producer
+        own_goldens["slice"] = (feeds, out)
+    from medinfer.export.writer import golden_npz, write_bundle
+    from medinfer.manifest import Card
+
+    from .fields import bundle_fields, synthetic_data
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fields = {
-        **doc,
-        "description": f"{name}: tiny CNN of the seed CNN's shape family (random weights)",
-        "producer": Producer(medinfer="test", onnx="test", onnxruntime="test", opset={"ai.onnx": 17}),
-        "profile": {"intra_op_num_threads": 1, "inter_op_num_threads": 1, "chunk": 64, "max_batch": 4096},
-        "variants": variants,
-        "data": DataProvenance(
-            sources=(DataSource(name="synthetic", package="none", version="0", file="-", sha256="0" * 64,
-                                licence="CC0", citation="generated in the test"),),
-            split={"method": "none"}, synthetic=True, description="synthetic CT-like images"),
-        "metrics": Metrics(heldout={"accuracy": Metric(1.0, (1.0, 1.0))}, n_test=4, method="none"),
-        "parity": {"passed": True},
-        "golden": golden_entry({"probability": golden_scores}, atol=1e-5),
-        "card": Card(summary="tiny CNN", intended_use="tests only"),
-    }
+    fields = bundle_fields(
+        doc, {"probability": golden_scores}, description=f"{name}: tiny CNN of the seed CNN's shape family (random "
+        "weights)", n_test=4, variants=variants, data=synthetic_data("synthetic CT-like images"),
+        profile={"intra_op_num_threads": 1, "inter_op_num_threads": 1, "chunk": 64, "max_batch": 4096},
+        card=Card(summary="tiny CNN", intended_use="tests only"))
     write_bundle(folder, fields, {"model.onnx": (graph, "model"), **files,
-                                  "golden.npz": golden_npz(golden_in, golden_out)})
+                                  "golden.npz": golden_npz(golden_in, golden_out, own_goldens)})
     return folder

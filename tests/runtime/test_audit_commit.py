@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from medinfer.audit import AuditError, AuditLog, verify_log
-from medinfer.audit_chain import _canonical
+from medinfer.audit import canonical as _canonical
 
 from ..helpers import tiny
 

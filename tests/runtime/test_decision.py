@@ -75,7 +75,7 @@ def test_one_sample_is_decided_exactly_as_inside_a_batch() -> None:
 
 
 def test_the_audit_summary_rounds_scores_like_numpy() -> None:
-    from medinfer.model import _summary
+    from medinfer.audit import summary as _summary
 
     class Fake:  # a prediction's labels, scores and (no) domain scores: what the summary reads
         def __init__(self, scores: np.ndarray) -> None:
@@ -97,7 +97,7 @@ def test_the_audit_summary_rounds_scores_like_numpy() -> None:
 
 def test_the_audit_summary_of_one_domain_score_equals_the_batch_rule() -> None:
     """The one-sample fast path of the audit summary (Python's round) gives numpy's record for domain scores too."""
-    from medinfer.model import _summary
+    from medinfer.audit import summary as _summary
 
     class Fake:
         def __init__(self, domain: np.ndarray, threshold: float) -> None:

@@ -10,6 +10,7 @@ import medinfer
 import numpy as np
 import pytest
 from medinfer.cli import main
+from medinfer.tools.fhir import to_fhir
 
 from ..helpers import tiny_explain
 
@@ -40,12 +41,12 @@ def test_cli_explain_prints_the_top_attributions_with_their_signs(bundle: Path, 
 def test_fhir_resources_carry_the_explanation_as_a_note(bundle: Path) -> None:
     pytest.importorskip("fhir.resources")
     model = medinfer.load(bundle)
-    doc = model.predict(X, explain=True).to_fhir("Patient/1", generic=True)
+    doc = to_fhir(model.predict(X, explain=True), "Patient/1", generic=True)
     notes = [[n["text"] for n in e["resource"].get("note", [])] for e in doc["entry"]
              if e["resource"]["resourceType"] == "Observation"]
     assert len(notes) == 2 and all(any(t.startswith("Why (computed on the device") for t in n) for n in notes)
     assert "gamma +12" in next(t for t in notes[0] if t.startswith("Why"))
-    plain = model.predict(X).to_fhir("Patient/1", generic=True)
+    plain = to_fhir(model.predict(X), "Patient/1", generic=True)
     assert not any("Why" in n["text"] for e in plain["entry"] for n in e["resource"].get("note", []))
 
 

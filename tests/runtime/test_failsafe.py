@@ -66,7 +66,7 @@ def test_the_watchdog_wakes_only_for_an_earlier_deadline() -> None:
     import time
     import types
 
-    from medinfer.failsafe import Watchdog
+    from medinfer.watchdog import Watchdog
 
     dog = Watchdog()
     far = types.SimpleNamespace(terminate=False)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from medinfer.audit import input_digest
 from medinfer.cli import main
+from medinfer.tools.fhir import to_fhir
 
 from ..helpers import tiny
 from .test_fhir import _resources
@@ -30,7 +31,7 @@ def test_every_result_has_a_provenance_naming_device_input_and_basis(notes: Path
     model = medinfer.load(notes)
     feeds, _ = model.prepare(tiny.GOLDEN_X)
     digest = input_digest(feeds)
-    doc = model.predict(tiny.GOLDEN_X).to_fhir("Patient/p1", basis=["DocumentReference/report-7"],
+    doc = to_fhir(model.predict(tiny.GOLDEN_X), "Patient/p1", basis=["DocumentReference/report-7"],
                                                input_sha256=digest)
     res = _resources(doc)
     (device,) = res["Device"]
@@ -65,4 +66,4 @@ def test_the_cli_provenance_names_the_input_its_audit_record_holds(notes: Path, 
 def test_a_malformed_input_digest_is_refused(notes: Path) -> None:
     pred = medinfer.load(notes).predict(tiny.GOLDEN_X)
     with pytest.raises(medinfer.UsageError, match="64 lowercase hex"):
-        pred.to_fhir("Patient/p1", input_sha256="not-a-digest")
+        to_fhir(pred, "Patient/p1", input_sha256="not-a-digest")

@@ -75,7 +75,8 @@ def test_a_torn_tail_is_still_sealed(tmp_path: Path) -> None:
 
 def _edit_and_recompute(log: Path, key: bytes | None) -> None:
     """An attacker edits record 2 and recomputes every later hash with plain sha256 (no key)."""
-    from medinfer.audit import GENESIS, _chain_hash
+    from medinfer.audit import GENESIS
+    from medinfer.audit import chain_hash as _chain_hash
 
     records = [json.loads(x) for x in log.read_text().splitlines()]
     records[1]["status"] = "forged"

@@ -19,12 +19,9 @@ pytest.importorskip("cryptography")
 pytestmark = pytest.mark.hostile("forged or unverifiable signatures")
 
 
-@pytest.fixture(scope="module")
-def key(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from medinfer.signing import generate_keypair
-
-    private, public, _ = generate_keypair(tmp_path_factory.mktemp("k") / "k.pem")
-    return {"priv": private, "pub": public}
+@pytest.fixture
+def key(signing_keys: dict[str, Path]) -> dict[str, Path]:
+    return signing_keys
 
 
 def _signed(folder: Path, key: dict[str, Path]) -> Path:

@@ -44,6 +44,8 @@ def test_import_contracts_catch_a_core_module_that_imports_a_tool(tmp_path: Path
 def test_the_contracts_list_every_core_module() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
     core = {f"medinfer.{p.stem}" for p in (ROOT / "runtime").glob("*.py") if p.stem not in ("__init__", "__main__")}
+    core |= {f"medinfer.{p.parent.name}" for p in (ROOT / "runtime").glob("*/__init__.py")
+             if p.parent.name not in OPTIONAL}  # a core package (audit/) is the core too
     assert set(config[0]["source_modules"]) == core, "add a new core module to [tool.importlinter] in pyproject"
     assert set(config[1]["source_modules"]) == core - {"medinfer.signing"}
 
@@ -92,3 +94,29 @@ def test_the_private_name_check_can_fail(tmp_path: Path) -> None:
     sample = tmp_path / "inputs.py"
     sample.write_text("from medinfer.model import _digestible\n\ndef f(model):\n    return model._validate.checks\n")
     assert _private_reaches(sample) == ["inputs.py:1 import _digestible", "inputs.py:4 ._validate"]
+
+
+def _imports_of_tests(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    found = []
+    for node in ast.walk(tree):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+        found += [f"{path.name}:{node.lineno} {n}" for n in names if n == "tests" or n.startswith("tests.")]
+    return found
+
+
+def test_scripts_and_benchmarks_never_import_tests(tmp_path: Path) -> None:
+    found = [hit for folder in ("scripts", "benchmarks", "runtime", "export", "train")
+             for p in sorted((ROOT / folder).rglob("*.py")) for hit in _imports_of_tests(p)]
+    assert not found, f"run the test helpers in a process of their own instead: {found}"
+    sample = tmp_path / "edge_check.py"
+    sample.write_text("def f():\n    from tests.helpers import tiny\n")
+    assert _imports_of_tests(sample) == ["edge_check.py:2 tests.helpers"]
+
+
+def test_the_audit_package_shares_public_names_only() -> None:
+    """record format, writer (with its group commit) and verifier import each other's public names only."""
+    found = [p for f in sorted((ROOT / "runtime" / "audit").glob("*.py")) for p in _private_reaches(f)
+             if " import " in p]
+    assert not found, f"the audit package reaches into a private name: {found}"

@@ -11,6 +11,7 @@ import pytest
 from medinfer.integrity import sha256_file
 
 from ..helpers import tiny
+from ..helpers.fields import MakeBundle
 
 
 def _flip_byte(path: Path, offset: int) -> None:
@@ -174,13 +175,13 @@ def test_unknown_and_unavailable_provider(tiny_bundle_ro: Path) -> None:
     assert model.providers == ("CPUExecutionProvider",)
 
 
-def test_self_test_pass_and_fail(tmp_path: Path) -> None:
-    good = tiny.build(tmp_path / "good")
+def test_self_test_pass_and_fail(make_bundle: MakeBundle) -> None:
+    good = make_bundle("good")
     report = medinfer.load(good).self_test()
     assert report.status in ("bit_exact", "within_tolerance")
     assert report.max_abs_diff <= 1e-5
     wrong = tiny.reference(tiny.GOLDEN_X)[:, ::-1].copy()  # a valid, pinned, but wrong golden output
-    bad = tiny.build(tmp_path / "bad", golden_out=wrong)
+    bad = make_bundle("bad", golden_out=wrong)
     with pytest.raises(medinfer.SelfTestError, match="differs from the golden output"):
         medinfer.load(bad)
     model = medinfer.load(bad, self_test=False)  # the caller can defer the check, not skip integrity
@@ -188,8 +189,8 @@ def test_self_test_pass_and_fail(tmp_path: Path) -> None:
         model.self_test()
 
 
-def test_graph_from_another_contract_is_refused(tmp_path: Path) -> None:
-    bundle = tiny.build(tmp_path / "swap", metadata={"medinfer.name": "other_model", "medinfer.version": "0.0.1",
+def test_graph_from_another_contract_is_refused(make_bundle: MakeBundle) -> None:
+    bundle = make_bundle("swap", metadata={"medinfer.name": "other_model", "medinfer.version": "0.0.1",
                                                      "medinfer.contract_sha256": "0" * 64})
     with pytest.raises(medinfer.IntegrityError, match="carries medinfer.name='other_model'"):
         medinfer.load(bundle)
@@ -225,8 +226,8 @@ def test_range_exact_path_accepts_values_at_the_bound(tiny_bundle_ro: Path) -> N
     assert len(model.predict(many)) == 50
 
 
-def test_large_batch_session(tmp_path: Path) -> None:
-    bundle = tiny.build(tmp_path / "lb", profile={"intra_op_num_threads": 1, "large_batch_from": 4,
+def test_large_batch_session(make_bundle: MakeBundle) -> None:
+    bundle = make_bundle("lb", profile={"intra_op_num_threads": 1, "large_batch_from": 4,
                                                   "large_batch": {"intra_op_num_threads": 2}})
     model = medinfer.load(bundle)
     assert model.large_session is not None

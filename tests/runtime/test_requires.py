@@ -15,6 +15,7 @@ from medinfer.manifest import Requires, load_manifest
 from medinfer.session import check_runtime, release
 
 from ..helpers import tiny
+from ..helpers.fields import MakeBundle
 
 
 def test_written_bundle_declares_its_needs(tiny_bundle_ro: Path) -> None:
@@ -25,8 +26,8 @@ def test_written_bundle_declares_its_needs(tiny_bundle_ro: Path) -> None:
     assert "ort_support.json" in requires.source
 
 
-def test_a_newer_requirement_is_refused_before_any_session(tmp_path: Path, capsys) -> None:
-    bundle = tiny.build(tmp_path / "needs_future", requires=Requires(
+def test_a_newer_requirement_is_refused_before_any_session(make_bundle: MakeBundle, capsys) -> None:
+    bundle = make_bundle("needs_future", requires=Requires(
         onnxruntime="99.1.0", ir_version=8, opsets={"ai.onnx": 17}))
     with pytest.raises(medinfer.RuntimeTooOld, match=r"needs onnxruntime >= 99\.1\.0") as info:
         medinfer.load(bundle)
@@ -42,8 +43,8 @@ def test_a_newer_requirement_is_refused_before_any_session(tmp_path: Path, capsy
     assert EXIT_MEANINGS[13].startswith("runtime too old")
 
 
-def test_an_old_manifest_without_the_field_still_loads(tmp_path: Path) -> None:
-    bundle = tiny.build(tmp_path / "old")
+def test_an_old_manifest_without_the_field_still_loads(make_bundle: MakeBundle) -> None:
+    bundle = make_bundle("old")
     doc = json.loads((bundle / "manifest.json").read_text())
     del doc["requires"]
     (bundle / "manifest.json").write_text(json.dumps(doc))
@@ -52,8 +53,8 @@ def test_an_old_manifest_without_the_field_still_loads(tmp_path: Path) -> None:
     np.testing.assert_allclose(model.predict(tiny.GOLDEN_X).scores, tiny.reference(tiny.GOLDEN_X)[:, 1], atol=1e-6)
 
 
-def test_a_malformed_requirement_names_the_field(tmp_path: Path) -> None:
-    bundle = tiny.build(tmp_path / "bad")
+def test_a_malformed_requirement_names_the_field(make_bundle: MakeBundle) -> None:
+    bundle = make_bundle("bad")
     doc = json.loads((bundle / "manifest.json").read_text())
     doc["requires"]["onnxruntime"] = "latest"
     (bundle / "manifest.json").write_text(json.dumps(doc))

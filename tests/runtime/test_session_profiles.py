@@ -18,6 +18,7 @@ from medinfer.tools import profile_check
 from medinfer.tools.profile_check import check_profile, raise_if_loses, round_ratios, trial, verdict
 
 from ..helpers import tiny
+from ..helpers.fields import MakeBundle
 
 TUNED = {"intra_op_num_threads": 1, "inter_op_num_threads": 1, "allow_spinning": False,
          "graph_optimization_level": "basic", "large_batch_from": 4, "large_batch": {"intra_op_num_threads": 2}}
@@ -34,12 +35,12 @@ def _spinning(options: Any) -> str | None:
         return None
 
 
-def test_load_default_gives_onnxruntime_default_options_for_every_batch_size(tmp_path: Path) -> None:
+def test_load_default_gives_onnxruntime_default_options_for_every_batch_size(make_bundle: MakeBundle) -> None:
     """``session_profile="default"``: onnxruntime's own SessionOptions (no thread, spinning or optimisation setting)
     and no second session, where the bundle's profile tunes all of them and adds a large-batch session."""
     import onnxruntime as ort
 
-    bundle = tiny.build(tmp_path / "tuned", profile=TUNED)
+    bundle = make_bundle("tuned", profile=TUNED)
     tuned = medinfer.load(bundle)
     assert _options(tuned).intra_op_num_threads == 1 and tuned.large_session is not None
     assert _options(tuned).graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
@@ -58,8 +59,9 @@ def test_load_default_gives_onnxruntime_default_options_for_every_batch_size(tmp
     np.testing.assert_allclose(plain.predict(x).scores, tuned.predict(x).scores, atol=1e-6)
 
 
-def test_a_profile_that_leaves_settings_to_onnxruntime_still_takes_the_callers_overrides(tmp_path: Path) -> None:
-    bundle = tiny.build(tmp_path / "defaults", profile={"onnxruntime_defaults": True, "intra_op_num_threads": 3})
+def test_a_profile_that_leaves_settings_to_onnxruntime_still_takes_the_callers_overrides(
+        make_bundle: MakeBundle) -> None:
+    bundle = make_bundle("defaults", profile={"onnxruntime_defaults": True, "intra_op_num_threads": 3})
     assert medinfer.load(bundle).manifest.profile.onnxruntime_defaults
     assert _options(medinfer.load(bundle)).intra_op_num_threads == 0  # the field is ignored: onnxruntime decides
     assert _options(medinfer.load(bundle, session_profile={"intra_op_num_threads": 1})).intra_op_num_threads == 1
@@ -117,8 +119,8 @@ def test_other_load_sees_a_process_that_keeps_a_core_busy() -> None:
     assert other.cores is not None and other.cores > 0.25
 
 
-def test_check_profile_reports_a_loss_and_raises_exit_15(tmp_path: Path) -> None:
-    bundle = tiny.build(tmp_path / "tuned", profile=TUNED)
+def test_check_profile_reports_a_loss_and_raises_exit_15(make_bundle: MakeBundle) -> None:
+    bundle = make_bundle("tuned", profile=TUNED)
     calls: list[int] = []
     report = check_profile(bundle, rounds=4, measure=_fake(130.0, 100.0, calls))
     assert [r["batch"] for r in report["batches"]] == [1, 64] and calls == [4, 4]
@@ -135,16 +137,16 @@ def test_check_profile_reports_a_loss_and_raises_exit_15(tmp_path: Path) -> None
     raise_if_loses(within)
 
 
-def test_check_profile_does_not_time_a_bundle_that_uses_the_defaults(tmp_path: Path) -> None:
-    bundle = tiny.build(tmp_path / "defaults", profile={"onnxruntime_defaults": True})
+def test_check_profile_does_not_time_a_bundle_that_uses_the_defaults(make_bundle: MakeBundle) -> None:
+    bundle = make_bundle("defaults", profile={"onnxruntime_defaults": True})
     calls: list[int] = []
     report = check_profile(bundle, measure=_fake(500.0, 100.0, calls))
     assert calls == [] and {r["verdict"] for r in report["batches"]} == {"defaults"} and not report["loses"]
 
 
-def test_bench_check_profile_command_runs_and_reports_json(tmp_path: Path) -> None:
+def test_bench_check_profile_command_runs_and_reports_json(make_bundle: MakeBundle) -> None:
     """The command end to end (a short real timing; its verdict is not asserted: timings are noise here)."""
-    bundle = tiny.build(tmp_path / "tuned", profile=TUNED)
+    bundle = make_bundle("tuned", profile=TUNED)
     proc = subprocess.run([sys.executable, "-m", "medinfer", "bench", str(bundle), "--check-profile", "--rounds", "2",
                            "--min-seconds", "0.05", "--batch", "1", "8", "--json"],
                           capture_output=True, text=True, timeout=300, check=False)
@@ -155,15 +157,16 @@ def test_bench_check_profile_command_runs_and_reports_json(tmp_path: Path) -> No
     assert (proc.returncode == 15) == report["loses"]
 
 
-def test_parity_sample_is_read_verified_and_none_for_old_bundles(tmp_path: Path) -> None:
-    from medinfer.export.bundle import _npz
-    from medinfer.records import ParitySample
+def test_parity_sample_is_read_verified_and_none_for_old_bundles(make_bundle: MakeBundle) -> None:
+    from medinfer.build_records import ParitySample
+    from medinfer.samples import npz_bytes
 
     x = np.random.default_rng(0).uniform(-3, 3, size=(10, 3)).astype(np.float32)
     arrays = {"in.x": x, "index": np.arange(10), "out.probabilities": tiny.reference(x),
               "out@int8.probabilities": tiny.reference(x) + np.float32(1e-3)}
     entry = ParitySample(file="parity.npz", n=10, of=50, seed=14, outputs=("probabilities",), atol=1e-5)
-    bundle = tiny.build(tmp_path / "with", extra_files={"parity.npz": (_npz(arrays), "parity")}, parity_sample=entry)
+    bundle = make_bundle("with", extra_files={"parity.npz": (npz_bytes(arrays), "parity")},
+                        parity_sample=entry)
     model = medinfer.load(bundle)
     inputs, outputs = model.parity_sample()  # type: ignore[misc]
     np.testing.assert_array_equal(inputs["x"], x)
@@ -175,13 +178,13 @@ def test_parity_sample_is_read_verified_and_none_for_old_bundles(tmp_path: Path)
     with pytest.raises(medinfer.IntegrityError, match="parity.npz"):
         model.parity_sample()
 
-    old = medinfer.load(tiny.build(tmp_path / "old"))
+    old = medinfer.load(make_bundle("old"))
     assert old.manifest.parity_sample is None and old.parity_sample() is None
 
 
-def test_a_manifest_naming_a_parity_file_it_does_not_pin_is_refused(tmp_path: Path) -> None:
-    from medinfer.records import ParitySample
+def test_a_manifest_naming_a_parity_file_it_does_not_pin_is_refused(make_bundle: MakeBundle) -> None:
+    from medinfer.build_records import ParitySample
 
     entry = ParitySample(file="parity.npz", n=1, of=1, seed=0, outputs=("probabilities",), atol=1e-5)
     with pytest.raises(medinfer.ManifestError, match="parity_sample.file"):
-        tiny.build(tmp_path / "bad", parity_sample=entry)
+        make_bundle("bad", parity_sample=entry)

@@ -22,14 +22,9 @@ from ..helpers import tiny
 pytest.importorskip("cryptography")
 
 
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from medinfer.signing import generate_keypair
-
-    root = tmp_path_factory.mktemp("keys")
-    a_priv, a_pub, _ = generate_keypair(root / "a.pem")
-    b_priv, b_pub, _ = generate_keypair(root / "b.pem")
-    return {"priv": a_priv, "pub": a_pub, "other_priv": b_priv, "other_pub": b_pub}
+@pytest.fixture
+def keys(signing_keys: dict[str, Path]) -> dict[str, Path]:
+    return signing_keys
 
 
 def _signed(folder: Path, keys: dict[str, Path]) -> Path:

@@ -13,6 +13,7 @@ import pytest
 from medinfer.files import SealedCopy
 
 from ..helpers import tiny
+from ..helpers.fields import MakeBundle
 
 
 def _open_memfds() -> list[str]:
@@ -28,14 +29,14 @@ def _open_memfds() -> list[str]:
 
 
 @pytest.mark.parametrize("memfd", [True, False], ids=["sealed-memfd", "bytes"])
-def test_the_graph_is_read_from_the_verified_copy_even_if_the_file_changes_meanwhile(tmp_path: Path, monkeypatch,
-                                                                                      memfd: bool) -> None:
+def test_the_graph_is_read_from_the_verified_copy_even_if_the_file_changes_meanwhile(
+        make_bundle: MakeBundle, monkeypatch: pytest.MonkeyPatch, memfd: bool) -> None:
     if not memfd:
         monkeypatch.delattr(os, "memfd_create", raising=False)  # other platforms: the verified bytes themselves
     import onnx
     from onnx import numpy_helper
 
-    bundle = tiny.build(tmp_path / "m")
+    bundle = make_bundle("m")
     swapped = onnx.load_from_string(tiny.model_bytes())  # same contract and metadata, other weights
     w = next(i for i in swapped.graph.initializer if i.name == "W")
     w.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(w), "W"))
@@ -58,8 +59,8 @@ def test_the_graph_is_read_from_the_verified_copy_even_if_the_file_changes_meanw
         medinfer.load(bundle)  # and the change itself is refused at the next load
 
 
-def test_the_verified_copy_is_released_once_the_session_exists(tmp_path: Path) -> None:
-    model = medinfer.load(tiny.build(tmp_path / "m"))
+def test_the_verified_copy_is_released_once_the_session_exists(make_bundle: MakeBundle) -> None:
+    model = medinfer.load(make_bundle("m"))
     assert getattr(model.session, "_model_bytes", None) is None  # onnxruntime keeps no second copy of the graph
     assert getattr(model.session, "_model_path", None) is None  # and never re-reads a path that could change
     if os.path.isdir("/proc/self/fd"):
@@ -85,7 +86,7 @@ def test_a_sealed_copy_cannot_be_changed_by_anyone() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="sealed in-memory files are Linux-only")
-def test_where_onnxruntime_cannot_open_the_sealed_copy_its_bytes_are_used(tmp_path: Path, monkeypatch) -> None:
+def test_where_onnxruntime_cannot_open_the_sealed_copy_its_bytes_are_used(make_bundle: MakeBundle, monkeypatch) -> None:
     import medinfer.loader as loader
 
     real, seen = loader.create_session, []
@@ -97,15 +98,15 @@ def test_where_onnxruntime_cannot_open_the_sealed_copy_its_bytes_are_used(tmp_pa
         return real(model, profile, providers)
 
     monkeypatch.setattr(loader, "create_session", no_proc)
-    model = medinfer.load(tiny.build(tmp_path / "m"))
+    model = medinfer.load(make_bundle("m"))
     assert seen == ["str", "bytes"] and model.self_test().status in ("bit_exact", "within_tolerance")
 
 
-def test_a_refused_load_releases_the_verified_copy(tmp_path: Path) -> None:
+def test_a_refused_load_releases_the_verified_copy(make_bundle: MakeBundle, tmp_path: Path) -> None:
     """Every refusal after the graph was copied (a too-old onnxruntime, an unknown provider) releases the copy."""
     from medinfer.manifest import Requires
 
-    future = tiny.build(tmp_path / "future", requires=Requires(onnxruntime="99.1.0", ir_version=8,
+    future = make_bundle("future", requires=Requires(onnxruntime="99.1.0", ir_version=8,
                                                                  opsets={"ai.onnx": 17}))
     before = _open_memfds() if os.path.isdir("/proc/self/fd") else []
     for attempt in range(3):

@@ -43,7 +43,7 @@ def test_converter_registry_refuses_a_second_converter_and_names_the_known() -> 
     def other(spec, model, dataset):  # pragma: no cover - never called
         raise AssertionError
 
-    with pytest.raises(UsageError, match="converter for family 'keras' is already registered"):
+    with pytest.raises(UsageError, match="converter family 'keras' is already registered"):
         converters.register_converter("keras", tool="other")(other)
     assert converters.get_converter("keras").tool == "tf2onnx"
     with pytest.raises(UnknownNameError, match="unknown converter family 'kerass'; did you mean 'keras'"):

@@ -24,7 +24,7 @@ def test_fetch_verifies_and_caches(tmp_path, monkeypatch) -> None:
 def test_wrong_digest_is_refused(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MEDINFER_DATA", str(tmp_path))
     real = sources.get_source("chembl2321810_activity")
-    monkeypatch.setitem(sources._SOURCES, "bad", dataclasses.replace(real, name="bad", sha256="0" * 64))
+    monkeypatch.setitem(sources.SOURCES._entries, "bad", dataclasses.replace(real, name="bad", sha256="0" * 64))
     with pytest.raises(DataFetchError, match="has sha256 .* expected 0000"):
         sources.fetch("bad")
 
@@ -39,7 +39,7 @@ def test_every_source_is_declared_once_with_a_pinned_digest() -> None:
     known = sources.all_sources()
     assert {"chembl2321810_smiles", "iu_cxr_reports", "pbmc68k_reduced", "simglucose_vpatients"} <= set(known)
     assert all(len(s.sha256) == 64 and s.sha256 != "0" * 64 for s in known.values())
-    with pytest.raises(UsageError, match="already declared"):
+    with pytest.raises(UsageError, match="data source 'iu_cxr_reports' is already registered"):
         sources.register_source(dataclasses.replace(known["iu_cxr_reports"], sha256="1" * 64))
 
 
@@ -50,7 +50,7 @@ def test_glucose_provenance_is_never_invented(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MEDINFER_DATA", str(tmp_path))
     assert glucose.params_source().provenance().sha256 == glucose.PARAMS.sha256
     altered = dataclasses.replace(glucose.PARAMS, sha256="f" * 64)
-    monkeypatch.setitem(sources._SOURCES, glucose.PARAMS.name, altered)
+    monkeypatch.setitem(sources.SOURCES._entries, glucose.PARAMS.name, altered)
     monkeypatch.setattr(glucose, "PARAMS", altered)
     monkeypatch.setattr(sources, "_download_wheel", lambda *a, **k: (_ for _ in ()).throw(
         DataFetchError("offline in the test")))

@@ -50,3 +50,18 @@ def test_the_cnn_operating_point_comes_from_the_dataset_not_the_spec() -> None:
     assert isinstance(point, OperatingPoint) and 0.2 < point.threshold <= 0.35 and "sensitivity" in point.rationale
     assert type(spec).threshold == before and spec.threshold == before  # nothing written back onto the spec
     assert spec.operating_point(Fixed(), _dataset()).threshold == before  # no validation part: the default
+
+
+def test_the_base_spec_knows_no_variant_kind_and_the_variants_read_the_specs_settings() -> None:
+    """What only one kind of model needs (the CT's whole-slice graphs, a CT window folded into int8) is declared by
+    that spec (``variant_settings``), not carried by every spec."""
+    assert not [name for name in vars(ModelSpec) if name.startswith(("slice_", "int8_"))]
+    pytest.importorskip("onnx")
+    from medinfer.export.variants import VARIANTS, settings
+    from medinfer.train.variants import Int8, WholeSlice
+
+    assert {"int8", "slice", "slice_int8"} <= set(VARIANTS.names())
+    lung = registry.get("lung_nodule_cnn")
+    assert settings(lung, "int8", Int8()).fold_window == ("ct_windows", "window_clip")
+    assert settings(lung, "slice", WholeSlice()) == WholeSlice()
+    assert set(lung.variants) <= set(VARIANTS.names())  # every kind a spec names has a registered builder

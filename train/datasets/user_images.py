@@ -21,13 +21,13 @@ Two layouts are read:
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import zlib
 from pathlib import Path
 
 import numpy as np
 from medinfer.errors import DatasetError
+from medinfer.integrity import sha256_file
 from medinfer.manifest import DataSource
 
 from ..spec import Dataset, Progress, quiet
@@ -50,12 +50,12 @@ def load(path: str | Path, *, positive_class: int = 1, sample: int | None = None
     if not path.exists():
         raise DatasetError(f"user data {path} does not exist; pass a folder with labels.csv or a MedMNIST .npz")
     if path.is_file() and path.suffix == ".npz":
-        parts, digest, kind = _medmnist(path, positive_class), _sha256(path.read_bytes()), "MedMNIST .npz"
+        parts, digest, kind = _medmnist(path, positive_class), sha256_file(path), "MedMNIST .npz"
     else:
         labels = path / "labels.csv"
         if not labels.is_file():
             raise DatasetError(f"{path} has no labels.csv (columns: file,label[,split][,patient][,row,col])")
-        parts, digest, kind = _folder(path, labels, seed, progress), _sha256(labels.read_bytes()), "image folder"
+        parts, digest, kind = _folder(path, labels, seed, progress), sha256_file(labels), "image folder"
     rng = np.random.default_rng(seed)
     if sample:
         for key, (X, y) in parts.items():
@@ -85,10 +85,6 @@ def load(path: str | Path, *, positive_class: int = 1, sample: int | None = None
 
 def _total(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> int:
     return sum(len(v[1]) for v in parts.values())
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _medmnist(path: Path, positive_class: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -7,21 +7,23 @@ tokenization (see ``medinfer.train.text``), stop words, TF-IDF and the classifie
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from medinfer.codings import RESULT_CODES, Coding, Codings, FhirResult
 from medinfer.decision import DEFAULT_THRESHOLD
+from medinfer.integrity import sha256_file
 from medinfer.manifest import Card, Evidence, SessionProfile, TensorSpec
 
 from .. import domain, text
 from ..datasets import reports
 from ..datasets.sources import fetch, get_source
 from ..domain import DomainGuard, Part, Shift
+from ..families import SklearnClassifierSpec
 from ..metrics import binary_metrics, bootstrap
 from ..registry import register
-from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, SklearnClassifierSpec, quiet
+from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, quiet
 
 # 5-fold CV on the training reports, grouped by identical text: ROC-AUC 0.985 (C=1), 0.989 (3), 0.991 (10),
 # 0.992 (30); flat from C=10 on, which keeps more regularisation. min_df=2 drops one-off tokens (typos, numbers)
@@ -69,6 +71,10 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
     # known words; the runtime refuses a text with none.
     evidence = Evidence(output="known_tokens", minimum=1.0,
                         meaning="distinct vocabulary words in the text after stop words; 0: nothing to read")
+    codings = Codings(fhir=FhirResult(
+        "RiskAssessment", Coding(RESULT_CODES, "chest-xray-report-abnormality", "Abnormal study described by a chest "
+                                 "X-ray report's text (model assessment)"),
+        outcome=Coding(RESULT_CODES, "abnormal-chest-xray-report", "Chest X-ray report describes an abnormal study")))
     card = Card(
         summary="TF-IDF + logistic-regression classifier of chest X-ray report text: normal vs abnormal.",
         intended_use=(
@@ -197,7 +203,7 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
                     "tokenizer": "nltk.tokenize.RegexpTokenizer (re2 Tokenizer in the graph)",
                     "lowercase": "Unicode simple case mapping (StringNormalizer, locale C.UTF-8)",
                     "stop_words": f"NLTK english, {len(text.stopwords())} words, shipped with medinfer",
-                    "stop_words_sha256": hashlib.sha256(stop_file.read_bytes()).hexdigest(),
+                    "stop_words_sha256": sha256_file(stop_file),
                     "language": "English",
                 },
             ),
@@ -210,6 +216,7 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
 
     def evaluate(self, scores: np.ndarray, y: np.ndarray, X: Any, threshold: float | None) -> dict[str, Any]:
         t = DEFAULT_THRESHOLD if threshold is None else threshold
+        y = self.outcome(y)
         metrics = binary_metrics(y, scores, t)
 
         def f1(yy: np.ndarray, ss: np.ndarray) -> float:
@@ -220,7 +227,6 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
                 raise ValueError("no positives predicted or present")
             return 2 * tp / denom
 
-        y = np.asarray(y).astype(int)
         majority = np.full(len(y), float(np.mean(y) >= 0.5))
         metrics["heldout"]["f1"] = bootstrap(f1, y, scores)
         metrics["baseline"]["heldout"]["f1"] = bootstrap(f1, y, majority)
@@ -277,13 +283,14 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
     def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:
         from .. import plots
 
-        y = np.asarray(dataset.y_test).astype(int)
+        y = self.outcome(dataset.y_test)
         scores = self.scores(self.native_outputs(model, dataset.X_test))
         t = DEFAULT_THRESHOLD if point.threshold is None else point.threshold
         return {
             "Held-out ROC with the operating point": plots.roc(y, scores, t, folder / "roc.png", "abnormal"),
             "Held-out confusion matrix at the operating point": plots.confusion(
-                y, (scores >= t).astype(int), self.labels or (), folder / "confusion.png"),
+                np.asarray(dataset.y_test).astype(int), self.decisions(scores, t), self.labels or (),
+                folder / "confusion.png"),
             "Held-out calibration (reliability diagram with counts per bin)": plots.calibration_binary(
                 y, scores, folder / "calibration.png", "abnormal", t),
         }
@@ -296,12 +303,11 @@ def _column(texts: list[str]) -> np.ndarray:
 def python_documentation(limit: int) -> tuple[list[str], str]:
     """Paragraphs of the Python documentation topics shipped in the standard library (``pydoc_data.topics``, PSF
     licence): English prose that is not a radiology report. Returns (paragraphs, provenance)."""
-    import hashlib
     import platform
     import pydoc_data.topics as topics
 
     paragraphs = [p.strip() for v in topics.topics.values() for p in v.split("\n\n") if len(p.split()) > 15]
-    digest = hashlib.sha256(Path(topics.__file__).read_bytes()).hexdigest()
+    digest = sha256_file(topics.__file__)
     return paragraphs[:limit], (f"python=={platform.python_version()}:pydoc_data/topics.py (sha256 {digest[:16]}…, "
                                 "PSF licence)")
 

@@ -10,15 +10,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from medinfer.codings import Codings, FhirResult
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
 from .. import domain
 from ..datasets import chembl
 from ..datasets.sources import get_source
 from ..domain import DomainGuard, Part, Shift
+from ..families import SklearnClassifierSpec
 from ..metrics import binary_metrics
 from ..registry import register
-from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, SklearnClassifierSpec, quiet
+from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, quiet
 
 # Ipc grows exponentially with molecule size (1e9 here already): exact in float64, lossy in the float32 the
 # graph takes, so it is excluded rather than shipped as a feature that flips tree thresholds.
@@ -54,6 +56,9 @@ class DrugActivityRF(SklearnClassifierSpec):
                        "(TreeSHAP) would; correlated descriptors share credit arbitrarily; nothing about chemistry the "
                        "descriptors do not encode",
     }
+    codings = Codings(fhir=FhirResult(refused=(
+        "is a research tool for ranking compounds of one chemical series, not a patient-facing model; its output is "
+        "not a clinical result")))
     card = Card(
         summary="Random-forest activity classifier for aryl-sulfonamide compounds (research triage).",
         intended_use=(
@@ -134,7 +139,7 @@ class DrugActivityRF(SklearnClassifierSpec):
         )
 
     def evaluate(self, scores: np.ndarray, y: np.ndarray, X: Any, threshold: float | None) -> dict[str, Any]:
-        return binary_metrics(y, scores, threshold)
+        return binary_metrics(self.outcome(y), scores, threshold)
 
     # -- applicability domain: the QSAR way ---------------------------------------------------------------
     # Measured on the real build: the Mahalanobis distance (leverage) separated the shifted series as well as the
@@ -174,7 +179,7 @@ class DrugActivityRF(SklearnClassifierSpec):
     def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:
         from .. import plots
 
-        y = np.asarray(dataset.y_test).astype(int)
+        y = self.outcome(dataset.y_test)
         scores = self.scores(self.native_outputs(model, dataset.X_test))
         t = float(point.threshold if point.threshold is not None else self.threshold or 0.5)
         mean, std, scoring = permutation_importance(

@@ -11,15 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from medinfer.codings import RESULT_CODES, Coding, Codings, FhirResult
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
 from .. import domain
 from ..datasets import genes
 from ..datasets.sources import get_source
 from ..domain import DomainGuard, Part, Shift
+from ..families import SklearnClassifierSpec
 from ..metrics import multiclass_metrics
 from ..registry import register
-from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, SklearnClassifierSpec, quiet
+from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, quiet
 
 # The seed's 100 components are more than 525 training cells support. 5-fold stratified CV on the training
 # cells (logistic regression, balanced class weights, C=1): macro-F1 0.686 at 10 components, 0.69-0.71 from 20
@@ -55,6 +57,9 @@ class GeneExpressionSVD(SklearnClassifierSpec):
         "cannot_tell": "why the other types lost (ask for another target class), causal biology (the SVD spreads "
                        "weight over correlated genes), or anything about cell types outside the 10 trained",
     }
+    codings = Codings(fhir=FhirResult(
+        "Observation", Coding(RESULT_CODES, "cell-type", "Cell type of a single-cell expression profile (model "
+                              "classification)"), value="label"))
     card = Card(
         summary="Cell-type classifier for single-cell RNA-seq profiles of PBMCs (SVD + logistic regression).",
         intended_use=(

@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from medinfer.codings import RESULT_CODES, Coding, Codings, FhirResult
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
 from .. import clarke, domain
 from ..datasets import glucose
 from ..domain import DomainGuard, Part, Shift
+from ..families import KerasSpec, deterministic_keras
 from ..metrics import regression_metrics
 from ..registry import register
-from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, deterministic_keras, quiet
+from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, quiet
 
 # The envelope of the per-feature physical ranges (glucose.FEATURE_RANGES, enforced per feature by the runtime).
 FEATURE_RANGE = (min(lo for lo, _ in glucose.FEATURE_RANGES), max(hi for _, hi in glucose.FEATURE_RANGES))
@@ -53,6 +55,11 @@ class GlucoseLSTM(KerasSpec):
                        "that need two inputs masked together, or physiology the simulator lacks",
     }
     label_output = None
+    # A FORECAST, coded locally: no LOINC code describes a predicted glucose value (2339-0 and its siblings are
+    # measurements).
+    codings = Codings(fhir=FhirResult(
+        "Observation", Coding(RESULT_CODES, "glucose-forecast", "Blood glucose FORECAST (model output, not a "
+                              "measurement)"), value="forecast"))
     card = Card(
         summary=(
             "Stacked-LSTM forecast of blood glucose 30 minutes ahead for people with type-1 diabetes on "

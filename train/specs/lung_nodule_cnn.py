@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from medinfer.codings import NODULE, RESULT_CODES, SNOMED, Coding, Codings, FhirResult
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
 from .. import domain
 from ..datasets import ct, lesions
 from ..datasets.sources import get_source
 from ..domain import DomainGuard, Part, Shift
+from ..families import KerasSpec, deterministic_keras
 from ..metrics import binary_metrics
 from ..registry import register
-from ..spec import Dataset, KerasSpec, OperatingPoint, ParityTolerance, Progress, deterministic_keras, quiet
+from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, quiet
+from ..variants import Int8, WholeSlice
 
 PATCH = lesions.PATCH
 # The sliding-window stride of a whole slice: 75 % overlap, on the 8 px grid of the convolution stages (one pass).
@@ -51,13 +54,14 @@ class LungNoduleCNN(KerasSpec):
     parity = ParityTolerance(atol=1e-5, rtol=0.0, max_decision_flips=0)
     profile = SessionProfile(intra_op_num_threads=2, inter_op_num_threads=1, allow_spinning=True)
     # Static QDQ int8 (measured ~0.35x the fp32 latency at batch 1 here, ROC-AUC loss ~0.002); shipped only
-    # within this budget of held-out loss (and no sensitivity drop below the fp32 CI, see export/variants.py).
-    # "slice" / "slice_int8": the same graphs over a whole CT slice in one convolutional pass (export/fcn.py), each
-    # gated against patch-by-patch fp32 predictions at the same centres on held-out slices (export/slice.py).
+    # within this budget of held-out loss (and no sensitivity drop below the fp32 CI, see export/variants/int8.py).
+    # "slice" / "slice_int8": the same graphs over a whole CT slice in one convolutional pass
+    # (export/variants/whole_slice_graph.py), each gated against patch-by-patch fp32 predictions at the same centres on
+    # held-out slices (export/variants/whole_slice.py).
     variants = ("int8", "slice", "slice_int8")
     variant_budget = {"roc_auc": 0.005, "accuracy": 0.02}
     # The three CT windows become the int8 input quantizer itself (see export/optimize.py): ~150 -> ~18 µs.
-    int8_fold_window = ("ct_windows", "window_clip")
+    variant_settings = {"int8": Int8(fold_window=("ct_windows", "window_clip")), "slice": WholeSlice()}
     # Memory: a 100x100 patch needs ~1.3 MB of activations (fp32); 64 per run keeps a call under ~100 MB and
     # 4096 patches per call bound the input at 160 MB (a 512x512 slice at stride 8 is 4096 windows).
     chunk = 64
@@ -72,6 +76,12 @@ class LungNoduleCNN(KerasSpec):
                        "behaviour, not a diagnosis",
     }
     label_output = None
+    # Its regions are pulmonary nodules (SNOMED CT 786838002) in a DICOM SR; a risk of one for an EHR.
+    codings = Codings(
+        fhir=FhirResult("RiskAssessment", Coding(RESULT_CODES, "lung-nodule-ct-region", "Lung nodule in a CT image "
+                                                 "region (model assessment)"),
+                        outcome=Coding(SNOMED, NODULE.code, NODULE.display)),
+        dicom_finding=NODULE)
     card = Card(
         summary=(
             "CNN that flags CT patches likely to contain a lung nodule. Trained and evaluated on SIMULATED lesions "
@@ -202,7 +212,7 @@ class LungNoduleCNN(KerasSpec):
             return super().operating_point(model, dataset)
         X_val, y_val = dataset.validation
         scores = self.scores(self.native_outputs(model, X_val))
-        threshold, rationale = choose_threshold(scores, np.asarray(y_val).astype(int), float(self.target_sensitivity),
+        threshold, rationale = choose_threshold(scores, self.outcome(y_val), float(self.target_sensitivity),
                                                 dataset.facts.get("validation_source", "validation patches"))
         return OperatingPoint(threshold, rationale)
 
@@ -233,7 +243,7 @@ class LungNoduleCNN(KerasSpec):
                            description="probability of a nodule centred within 20 px of the patch centre"),)
 
     def evaluate(self, scores: np.ndarray, y: np.ndarray, X: Any, threshold: float | None) -> dict[str, Any]:
-        return binary_metrics(y, scores, threshold)
+        return binary_metrics(self.outcome(y), scores, threshold)
 
     # -- applicability domain ---------------------------------------------------------------------------------
     # Measured on the real build (held-out patches of other slices and another scanner, calibration on validation
@@ -280,7 +290,7 @@ class LungNoduleCNN(KerasSpec):
 
         threshold = float(point.threshold if point.threshold is not None else self.threshold or 0.5)
         scores = self.scores(self.native_outputs(model, dataset.X_test))
-        y = np.asarray(dataset.y_test).astype(int)
+        y = self.outcome(dataset.y_test)
         return {
             "ROC curve (held-out, simulated lesions) with the operating point":
                 plots.roc(y, scores, threshold, folder / "roc.png", self.positive_label or "nodule"),

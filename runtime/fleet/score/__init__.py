@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...errors import MissingExtraError, UnknownNameError, UsageError
+from ...errors import UnknownNameError, UsageError
+from ...extras import optional_import
 from .plan import ENGINES, Progress, ScoreOptions, input_columns, plan_columns
 
 __all__ = ["ENGINES", "ScoreOptions", "score"]
@@ -33,12 +34,9 @@ def score(bundle: str | Path, source: str | Path, out: str | Path, options: Scor
         raise UnknownNameError("engine", options.engine, ENGINES)
     if options.on_error not in ("fail", "no_result"):
         raise UnknownNameError("on_error policy", options.on_error, ("fail", "no_result"))
-    try:
-        import pandas  # noqa: F401
-        import pyarrow  # noqa: F401
-    except ImportError as exc:
-        extra = options.engine if options.engine != "local" else "score"
-        raise MissingExtraError(f"medinfer score --engine {options.engine}", extra, exc.name) from None
+    feature = f"medinfer score --engine {options.engine}"  # every engine reads and writes through these two
+    optional_import("pandas", "score", feature)
+    optional_import("pyarrow", "score", feature)
     from ...loader import load
 
     out = Path(out)

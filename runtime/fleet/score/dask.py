@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ...errors import MissingExtraError
+from ...extras import optional_import
 from .plan import Plan, Progress, ScoreOptions, Scorer, arrow_schema, is_csv_input, is_csv_output
 
 
@@ -19,12 +19,9 @@ def score_dask(bundle: str | Path, source: str | Path, out: str | Path, plan: Pl
                progress: Progress | None = None) -> int:
     """Score with ``dask.dataframe.map_partitions`` on the threaded scheduler (``options.workers`` threads;
     onnxruntime releases the GIL while it runs). Writes ``out/part.*.parquet`` (or ``part-*.csv``)."""
-    try:
-        import dask
-        import dask.dataframe as dd
-        from dask.callbacks import Callback
-    except ImportError as exc:
-        raise MissingExtraError("medinfer score --engine dask", "dask", exc.name) from None
+    dask = optional_import("dask", "dask", "medinfer score --engine dask")
+    dd = optional_import("dask.dataframe", "dask", "medinfer score --engine dask")
+    from dask.callbacks import Callback
 
     columns = [plan.id_column, *plan.features]
     if is_csv_input(source):

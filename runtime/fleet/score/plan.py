@@ -33,10 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from ...decision import in_domain
 from ...errors import InputError, MedinferError
-from ...grouped import predict_grouped
 from ...manifest import Manifest
 from ...model import Model
+from ...request_groups import predict_grouped
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ class Scorer:
         if self.plan.domain:
             out["domain_score"] = domain
             threshold = model.manifest.domain.threshold if model.manifest.domain is not None else np.inf
-            inside = np.asarray(domain <= np.float32(threshold), dtype=object)
+            inside = np.asarray(in_domain(domain, threshold), dtype=object)  # the core's rule
             inside[~ok | np.isnan(domain)] = None
             out["in_domain"] = inside
         out["status"] = np.where(ok, "ok", "no_result").astype(object)

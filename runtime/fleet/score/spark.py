@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ...errors import MissingExtraError
+from ...extras import optional_import
 from .plan import PROVENANCE, Plan, Progress, ScoreOptions, Scorer, is_csv_input, is_csv_output, open_dataset
 
 # -- Spark ------------------------------------------------------------------------------------------------
@@ -22,10 +22,7 @@ def spark_session(options: ScoreOptions, app: str) -> tuple[Any, bool]:
 
     Returns ``(session, created)``; only a session created here is stopped afterwards.
     """
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError as exc:
-        raise MissingExtraError("medinfer score --engine spark", "spark", exc.name) from None
+    SparkSession = optional_import("pyspark.sql", "spark", "medinfer score --engine spark").SparkSession
     active = SparkSession.getActiveSession()
     if active is not None:
         return active, False

@@ -44,7 +44,7 @@ class TritonPythonModel:
             _add_site_packages(extra)
         import medinfer
         from medinfer.fleet.protocol import prediction_tensors
-        from medinfer.grouped import predict_grouped
+        from medinfer.request_groups import predict_grouped
 
         deadline = float(params["deadline_ms"]) if params.get("deadline_ms") else None
         bundle = Path(args["model_repository"]) / str(args["model_version"]) / "bundle"
@@ -69,7 +69,7 @@ class TritonPythonModel:
                 items.append(None)
                 continue
             arrays = {n: t.as_numpy() for n, t in tensors.items()}
-            items.append(arrays[names[0]] if len(names) == 1 else arrays)
+            items.append(arrays)
         # Same-shaped requests run as one batch; after a refusal each runs alone and gets its own answer.
         present = [i for i, x in enumerate(items) if x is not None]
         results = dict(zip(present, self.predict_grouped(self.model, [items[i] for i in present])))
@@ -98,12 +98,7 @@ class TritonPythonModel:
 
     def _error(self, exc: Exception) -> Any:
         err = self.pb.TritonError
-        if isinstance(exc, self.medinfer.InputError):
-            code = getattr(err, "INVALID_ARG", None)
-        elif isinstance(exc, self.medinfer.DeadlineExceeded):
-            code = getattr(err, "UNAVAILABLE", None)
-        else:
-            code = getattr(err, "INTERNAL", None)
+        code = getattr(err, self.medinfer.errors.triton_code(exc), None)  # the one table of outward statuses
         message = f"{type(exc).__name__}: {exc}"
         error = err(message, code) if code is not None else err(message)
         return self.pb.InferenceResponse(output_tensors=[], error=error)

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import MissingExtraError, ParityError, UsageError
+from ...errors import ParityError, UsageError
+from ...extras import optional_import
 from ...manifest import Manifest
 from ...prediction import PredictionMeta
 
@@ -31,11 +32,8 @@ def with_decision(graph: bytes, manifest: Manifest) -> bytes:
         MissingExtraError: ``onnx`` is not installed.
         UsageError: the graph already has an output named ``scores`` or ``labels``.
     """
-    try:
-        import onnx
-        from onnx import TensorProto, helper, numpy_helper
-    except ImportError:
-        raise MissingExtraError("export-triton's decision outputs (or --decision none)", "triton", "onnx") from None
+    onnx = optional_import("onnx", "triton", "export-triton's decision outputs (or --decision none)")
+    from onnx import TensorProto, helper, numpy_helper
     meta = PredictionMeta.build(manifest, "default", "", "", "")
     model = onnx.load_from_string(graph)
     g = model.graph
@@ -93,19 +91,15 @@ def check_decision(graph: bytes, model: Any) -> None:
     Raises:
         ParityError: a label or score differs.
     """
-    from ...session import cpu_session, merge_profile
+    from ...session import cpu_session, session_for_batch
 
     inputs, _ = model.golden()
     # The session options medinfer ran the golden batch with (as the config's threads and graph level are the
     # bundle's): onnxruntime's defaults may fuse differently and move a score by an ulp, which is not the rule's doing.
-    profile = model.manifest.profile
-    if profile.large_batch_from > 0 and profile.large_batch and \
-            len(next(iter(inputs.values()))) >= profile.large_batch_from:
-        profile = merge_profile(profile, profile.large_batch)
-    session = cpu_session(graph, profile)
+    session = cpu_session(graph, session_for_batch(model.manifest.profile, len(next(iter(inputs.values())))).profile)
     names = [o.name for o in session.get_outputs() if o.name in OUTPUTS]
     got = dict(zip(names, session.run(names, {k: v for k, v in inputs.items()})))
-    pred = model.predict(inputs if len(inputs) > 1 else next(iter(inputs.values())))
+    pred = model.predict(inputs)
     if not np.array_equal(got["scores"], np.asarray(pred.scores)):
         raise ParityError(f"{model.name}: the exported graph's 'scores' differ from Model.predict's on the golden "
                           "input; export with --decision none")

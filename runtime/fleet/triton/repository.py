@@ -29,7 +29,6 @@ whole or not at all (written to a staging folder, then renamed).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from collections.abc import Sequence
@@ -37,9 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...errors import IntegrityError, UnknownNameError, UsageError
+from ...errors import UnknownNameError, UsageError
+from ...integrity import sha256_bytes
 from ...manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, SessionProfile, TensorSpec
-from ...session import merge_profile
+from ...session import large_batch_from, session_for_batch
 
 log = logging.getLogger(__name__)
 
@@ -152,11 +152,12 @@ def _build(manifest: Manifest, options: TritonOptions, outputs: Sequence[Any] | 
         params["labels"] = ",".join(manifest.labels)
     params["variant"] = variant
     if options.backend == "onnxruntime":
-        large = profile.large_batch_from > 0 and bool(profile.large_batch) and batched and \
-            options.max_batch_size >= profile.large_batch_from
-        threads = merge_profile(profile, profile.large_batch) if large else profile
+        # one instance serves every batch size: the session medinfer runs the largest dynamic batch with (a model
+        # without a batch axis has one session, as in load())
+        large = batched and session_for_batch(profile, options.max_batch_size).large
+        threads = session_for_batch(profile, options.max_batch_size).profile if large else profile
         if large:
-            notes.append(f"threads from the bundle's large-batch profile (batches >= {profile.large_batch_from}; "
+            notes.append(f"threads from the bundle's large-batch profile (batches >= {large_batch_from(profile)}; "
                          f"dynamic batching reaches {options.max_batch_size}): batch 1 alone would use intra_op "
                          f"{profile.intra_op_num_threads}, inter_op {profile.inter_op_num_threads}")
         if threads.graph_optimization_level in _GRAPH_LEVEL:
@@ -299,16 +300,13 @@ def export_model(bundle: str | Path, out: str | Path, options: TritonOptions, *,
     graph: bytes | None = None
     exported_sha256 = None
     if options.backend == "onnxruntime":
-        graph = (bundle / manifest.variants[model.variant].file).read_bytes()
-        if hashlib.sha256(graph).hexdigest() != model.model_sha256:
-            raise IntegrityError(f"{bundle / manifest.variants[model.variant].file} changed while it was exported; "
-                                 "export again")
+        graph = model.graph_bytes()  # the pinned bytes, or IntegrityError (changed since load)
         if options.decision:
             from .decision import check_decision, with_decision
 
             graph = with_decision(graph, manifest)
             check_decision(graph, model)
-            exported_sha256 = hashlib.sha256(graph).hexdigest()
+            exported_sha256 = sha256_bytes(graph)
     text = config_pbtxt(manifest, options, model_sha256=model.model_sha256, manifest_sha256=model.manifest_sha256,
                         outputs=outputs, variant=model.variant, exported_sha256=exported_sha256)
     repo = Path(out)

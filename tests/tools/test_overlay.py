@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from medinfer.tools import overlay
-from medinfer.tools.dicom import heat_map, window_centres
+from medinfer.tools.overlay import heat_map
+from medinfer.windows import window_centres
 
 from ..helpers import tiny
 

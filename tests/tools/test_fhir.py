@@ -1,6 +1,6 @@
-"""FHIR R4 out (``Prediction.to_fhir``, ``medinfer predict --fhir-out``): every resource is rebuilt from its JSON by
-fhir.resources (an independent reader), values come from numpy references of the tiny models, codes are the
-looked-up ones (SNOMED CT 786838002, UCUM mg/dL) or plainly local, and the research model is refused."""
+"""FHIR R4 out (``medinfer.tools.fhir.to_fhir``, ``medinfer predict --fhir-out``): every resource is rebuilt from its
+JSON by fhir.resources (an independent reader), values come from numpy references of the tiny models, codes are
+the looked-up ones (SNOMED CT 786838002, UCUM mg/dL) or plainly local, and the research model is refused."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import medinfer
 import numpy as np
 import pytest
 from medinfer.cli import main
+from medinfer.tools.fhir import to_fhir
 
 from ..helpers import tiny
 
@@ -37,22 +38,22 @@ def _resources(bundle: dict) -> dict[str, list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def bundles(tmp_path_factory: pytest.TempPathFactory, lung_ct_bundle: Path, tiny_bundle_ro: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("fhir")
     return {
-        "lung_nodule_cnn": tiny.build_ct(root / "lung", name="lung_nodule_cnn"),
+        "lung_nodule_cnn": lung_ct_bundle,
         "clinical_notes_tfidf": tiny.build(root / "notes", name="clinical_notes_tfidf"),
         "glucose_lstm": tiny.build_sequence(root / "glucose", name="glucose_lstm", units="mg/dL", facts=GLUCOSE_FACTS),
         "gene_expression_svd": tiny.build_multiclass(root / "genes", name="gene_expression_svd"),
         "drug_activity_rf": tiny.build(root / "drug", name="drug_activity_rf"),
-        "tiny_logistic": tiny.build(root / "tiny"),
+        "tiny_logistic": tiny_bundle_ro,
     }
 
 
 def test_device_names_the_bundle_by_digest(bundles: dict[str, Path]) -> None:
     pytest.importorskip("fhir.resources")
     model = medinfer.load(bundles["clinical_notes_tfidf"])
-    bundle = model.predict(tiny.GOLDEN_X).to_fhir("Patient/p1")
+    bundle = to_fhir(model.predict(tiny.GOLDEN_X), "Patient/p1")
     (device,) = _resources(bundle)["Device"]
     ids = {i["system"].rsplit(":", 1)[-1]: i["value"] for i in device["identifier"]}
     assert ids == {"manifest-sha256": model.manifest_sha256, "model-sha256": model.model_sha256}
@@ -66,7 +67,7 @@ def test_risk_assessment_for_the_nodule_model(bundles: dict[str, Path]) -> None:
     pytest.importorskip("fhir.resources")
     x = np.stack([np.full((100, 100, 1), v, np.float32) for v in (-800.0, -250.0, 60.0)])
     pred = medinfer.load(bundles["lung_nodule_cnn"]).predict(x)
-    found = _resources(pred.to_fhir("Patient/p1", basis=["ImagingStudy/s1"]))
+    found = _resources(to_fhir(pred, "Patient/p1", basis=["ImagingStudy/s1"]))
     risks = found["RiskAssessment"]
     expected = tiny.ct_reference(x)[:, 0]
     assert len(risks) == 3
@@ -87,7 +88,7 @@ def test_risk_assessment_for_the_nodule_model(bundles: dict[str, Path]) -> None:
 def test_note_abnormality_uses_a_local_outcome_code(bundles: dict[str, Path]) -> None:
     pytest.importorskip("fhir.resources")
     pred = medinfer.load(bundles["clinical_notes_tfidf"]).predict(tiny.GOLDEN_X)
-    risks = _resources(pred.to_fhir("Patient/p1", basis=["DocumentReference/r7"]))["RiskAssessment"]
+    risks = _resources(to_fhir(pred, "Patient/p1", basis=["DocumentReference/r7"]))["RiskAssessment"]
     for risk, p in zip(risks, tiny.reference(tiny.GOLDEN_X)[:, 1]):
         coding = risk["prediction"][0]["outcome"]["coding"][0]
         assert coding["system"].startswith("urn:medinfer:") and coding["code"] == "abnormal-chest-xray-report"
@@ -98,7 +99,7 @@ def test_glucose_forecast_is_an_observation_30_minutes_ahead_in_ucum(bundles: di
     pytest.importorskip("fhir.resources")
     x = np.array([[[9.0, 1.0]] * 4, [[8.0, 0.0]] * 3 + [[6.0, 0.0]]], dtype=np.float32)
     pred = medinfer.load(bundles["glucose_lstm"]).predict(x)
-    found = _resources(pred.to_fhir("Patient/p1", basis=["Observation/cgm-1"], at=AT))
+    found = _resources(to_fhir(pred, "Patient/p1", basis=["Observation/cgm-1"], at=AT))
     observations = found["Observation"]
     for obs, value in zip(observations, x.mean(axis=(1, 2))):
         assert obs["valueQuantity"] == {"value": round(float(value), 1), "unit": "mg/dL",
@@ -116,17 +117,17 @@ def test_forecast_needs_mg_dl_and_a_horizon(tmp_path: Path) -> None:
     x = np.ones((1, 4, 2), np.float32)
     no_units = medinfer.load(tiny.build_sequence(tmp_path / "a", name="glucose_lstm", facts=GLUCOSE_FACTS))
     with pytest.raises(medinfer.UsageError, match="declares units None; the FHIR glucose forecast needs mg/dL"):
-        no_units.predict(x).to_fhir("Patient/p1")
+        to_fhir(no_units.predict(x), "Patient/p1")
     no_horizon = medinfer.load(tiny.build_sequence(tmp_path / "b", name="glucose_lstm", units="mg/dL"))
     with pytest.raises(medinfer.UsageError, match="no forecast horizon"):
-        no_horizon.predict(x).to_fhir("Patient/p1")
+        to_fhir(no_horizon.predict(x), "Patient/p1")
 
 
 def test_cell_type_observation_carries_the_label_and_its_probability(bundles: dict[str, Path]) -> None:
     pytest.importorskip("fhir.resources")
     x = np.array([[3.0, 0.0, 0.0], [0.0, 0.0, 3.0]], np.float32)
     pred = medinfer.load(bundles["gene_expression_svd"]).predict(x)
-    observations = _resources(pred.to_fhir("Patient/p1"))["Observation"]
+    observations = _resources(to_fhir(pred, "Patient/p1"))["Observation"]
     probabilities = tiny.multiclass_reference(x)
     for obs, row in zip(observations, probabilities):
         label = tiny.MULTI_LABELS[int(np.argmax(row))]
@@ -139,7 +140,7 @@ def test_cell_type_observation_carries_the_label_and_its_probability(bundles: di
 def test_binary_label_probability_is_that_of_the_decided_label(bundles: dict[str, Path]) -> None:
     pytest.importorskip("fhir.resources")
     pred = medinfer.load(bundles["drug_activity_rf"]).predict(tiny.GOLDEN_X)
-    observations = _resources(pred.to_fhir("Patient/p1", generic=True))["Observation"]
+    observations = _resources(to_fhir(pred, "Patient/p1", generic=True))["Observation"]
     for obs, row in zip(observations, tiny.reference(tiny.GOLDEN_X)):
         label = ("negative", "positive")[int(np.argmax(row))]
         assert obs["valueCodeableConcept"]["text"] == label
@@ -156,8 +157,8 @@ def test_research_and_unmapped_models_are_refused_unless_generic(bundles: dict[s
     pytest.importorskip("fhir.resources")
     pred = medinfer.load(bundles[name]).predict(tiny.GOLDEN_X)
     with pytest.raises(medinfer.UsageError, match=match):
-        pred.to_fhir("Patient/p1")
-    assert len(_resources(pred.to_fhir("Patient/p1", generic=True))["Observation"]) == 3
+        to_fhir(pred, "Patient/p1")
+    assert len(_resources(to_fhir(pred, "Patient/p1", generic=True))["Observation"]) == 3
 
 
 @pytest.mark.parametrize("subject", ["123", "", "Patient/", "patient/1", "Patient/1 2"])
@@ -165,21 +166,21 @@ def test_subject_must_be_a_reference(bundles: dict[str, Path], subject: str) -> 
     pytest.importorskip("fhir.resources")
     pred = medinfer.load(bundles["clinical_notes_tfidf"]).predict(tiny.GOLDEN_X)
     with pytest.raises(medinfer.UsageError, match="must be a reference such as 'Patient/123'"):
-        pred.to_fhir(subject)
+        to_fhir(pred, subject)
 
 
 def test_time_without_a_zone_is_refused(bundles: dict[str, Path]) -> None:
     pytest.importorskip("fhir.resources")
     pred = medinfer.load(bundles["glucose_lstm"]).predict(np.ones((1, 3, 2), np.float32))
     with pytest.raises(medinfer.UsageError, match="has no time zone"):
-        pred.to_fhir("Patient/p1", at=datetime(2026, 1, 31, 8, 0))
+        to_fhir(pred, "Patient/p1", at=datetime(2026, 1, 31, 8, 0))
 
 
 def test_missing_extra_is_named(bundles: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     pred = medinfer.load(bundles["clinical_notes_tfidf"]).predict(tiny.GOLDEN_X)
     monkeypatch.setitem(sys.modules, "fhir.resources.R4B", None)  # import fails as if not installed
     with pytest.raises(medinfer.MissingExtraError, match=r"pip install 'medinfer\[fhir\]'"):
-        pred.to_fhir("Patient/p1")
+        to_fhir(pred, "Patient/p1")
 
 
 def test_the_core_does_not_load_the_encoder_until_asked(bundles: dict[str, Path]) -> None:

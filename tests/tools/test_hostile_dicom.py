@@ -13,8 +13,6 @@ import medinfer
 import numpy as np
 import pytest
 
-from ..helpers import tiny
-
 pydicom = pytest.importorskip("pydicom")
 from pydicom.data import get_testdata_file  # noqa: E402
 from pydicom.uid import DeflatedExplicitVRLittleEndian  # noqa: E402
@@ -24,8 +22,8 @@ pytestmark = pytest.mark.hostile("DICOM files")
 
 
 @pytest.fixture(scope="module")
-def ct_model(tmp_path_factory: pytest.TempPathFactory) -> medinfer.Model:
-    return medinfer.load(tiny.build_ct(tmp_path_factory.mktemp("ct") / "tiny_ct"))
+def ct_model(lung_ct_bundle: Path) -> medinfer.Model:
+    return medinfer.load(lung_ct_bundle)
 
 
 def _edited(tmp_path: Path, edit) -> Path:

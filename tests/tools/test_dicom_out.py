@@ -41,11 +41,12 @@ def expected_windows() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[medinfer.Model, dicom.DicomPrediction, object, Path]:
+def written(tmp_path_factory: pytest.TempPathFactory,
+            lung_ct_bundle: Path) -> tuple[medinfer.Model, dicom.DicomPrediction, object, Path]:
     from medinfer.tools.dicom_out import write_dicom
 
     root = tmp_path_factory.mktemp("dicom_out")
-    model = medinfer.load(tiny.build_ct(root / "lung_nodule_cnn", name="lung_nodule_cnn"))
+    model = medinfer.load(lung_ct_bundle)
     result = dicom.predict_file(model, CT)
     return model, result, write_dicom(model, result, root / "out", secondary_capture=True), root / "out"
 

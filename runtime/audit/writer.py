@@ -1,36 +1,11 @@
-"""An append-only, hash-chained JSONL audit trail: one record per inference (EU AI Act Art. 12 style).
-
-Each record holds UTC time, sequence number, request id, model name/version/sha256, a digest of the input (never
-the input itself), an output summary, status and latency, plus ``prev`` (the previous record's hash) and
-``hash`` = sha256(prev + canonical JSON of the record without ``hash``). Editing, deleting or reordering any
-line breaks the chain, and :func:`verify_log` names the first broken line (the format: :mod:`medinfer.audit_chain`).
+"""The audit trail's writer: :class:`AuditLog` and :class:`AuditBinding` (modes, durability and what each detects:
+the package docstring, :mod:`medinfer.audit`).
 
 Writers. :meth:`AuditLog.shared` gives ONE writer per file per process (``load(audit="audit.jsonl")`` uses it, so
 two models share it); every append takes an exclusive ``flock`` on the file and continues the chain from the
-file's real end, so two processes appending to one file keep one valid chain.
-
-Durability: each record is written with ONE ``os.write`` on an ``O_APPEND`` descriptor before the result is
-returned, so a process killed (even with SIGKILL) leaves only complete records, or at worst a partial last line
-that ``verify_log`` reports as a torn tail and that the next writer seals (its digest goes into a recovery record).
-A complete last record that only lacks its newline is completed, not sealed. Against power loss:
-
-- ``fsync=True``: every record is fsynced before its result is returned (nothing acknowledged is lost);
-- group commit (``fsync=True, group_ms=W, group_records=N``): records are written at once but fsynced in groups.
-  On power failure at most the last ``N`` records are lost — a hard bound: the append that would leave ``N``
-  records unsynced fsyncs itself — and each lost record was appended less than ``W`` ms plus one fsync before the
-  failure (an append finding the oldest unsynced record older than ``W`` fsyncs itself; when no append comes, a
-  flusher thread does, so in idle periods add the thread's scheduling delay);
-- ``fsync=False`` (default): the operating system decides when records reach the disk.
-
-Modes and what they detect (SECURITY.md has the table):
-- plain (default): any edit, deletion, insertion or reordering of records — except by someone who recomputes
-  every later hash, and except truncation of the END of the log;
-- keyed (``key=``): ``hash`` is HMAC-SHA256 with a device key, so recomputing the chain needs the key;
-- anchored (``head=True``): ``<log>.head`` holds the record count and last hash after each append (HMAC'd when
-  keyed); ``verify_log(..., head=True)`` then also detects records deleted from the end.
-
-A failed write raises :class:`~medinfer.errors.AuditError` and marks the log unhealthy (``healthy`` is False)
-until a later write succeeds: a caller must not return a result it could not audit.
+file's real end, so two processes appending to one file keep one valid chain. A failed write raises
+:class:`~medinfer.errors.AuditError` and marks the log unhealthy (``healthy`` is False) until a later write
+succeeds: a caller must not return a result it could not audit.
 
 Cost (measured in ``python -m benchmarks safety``): the record is built and encoded directly as canonical bytes
 (the verifier's ``json.dumps`` gives the same bytes: a tested property), the input is digested through the
@@ -40,35 +15,32 @@ buffer protocol (no copy), and per append the kernel sees one ``flock`` pair, on
 from __future__ import annotations
 
 import atexit
-import hashlib
-import hmac
 import itertools
 import json
 import os
 import threading
-import time
 import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .audit_chain import (
-    _SHA256,
-    _STR,
+from ..errors import AuditError
+from ..timestamps import UtcClock
+from .commit import GroupCommit
+from .record import (
     GENESIS,
     HEAD_SUFFIX,
     KEYED,
-    AuditReport,
-    _canonical,
-    _chain_hash,
-    _last_record,
-    _number,
-    _output_text,
+    Chain,
+    canonical,
+    head_mac,
     input_digest,
+    json_string,
+    last_record,
+    number_text,
+    output_text,
     read_key,
-    verify_log,
+    torn_digest,
 )
-from .audit_commit import GroupCommit
-from .errors import AuditError
 
 try:  # POSIX advisory locks; elsewhere one writer per file per process is what is guaranteed
     import fcntl
@@ -79,8 +51,7 @@ except ImportError:  # pragma: no cover - Windows
     _FLOCK = None
     _LOCK_EX = _LOCK_UN = 0
 
-__all__ = ["GENESIS", "HEAD_SUFFIX", "KEYED", "AuditError", "AuditLog", "AuditReport", "_chain_hash", "input_digest",
-           "read_key", "verify_log"]
+__all__ = ["AuditBinding", "AuditLog"]
 
 _SEEK_END = os.SEEK_END
 
@@ -138,10 +109,10 @@ class AuditLog(GroupCommit):
         self.group_records = group_records
         self.failed: str | None = None
         self._lock = threading.Lock()
-        self._mac = hmac.new(self.key, digestmod=hashlib.sha256) if self.key is not None else None
+        self._link = Chain(self.key).link
         self._chain = '{"chain":"' + KEYED + '",' if self.key is not None else "{"
         self._models: dict[tuple[str, str, str], AuditBinding] = {}
-        self._second, self._second_text = -1, ""
+        self._clock = UtcClock()
         self._new_ids()
         _WRITERS.add(self)  # a forked child renews the ids of every writer (never repeats its parent's)
         try:
@@ -202,7 +173,7 @@ class AuditLog(GroupCommit):
         with open(self.path, "rb") as fh:
             fh.seek(max(0, size - (1 << 20)))
             tail = fh.read(size)
-        record, torn = _last_record(tail)
+        record, torn = last_record(tail)
         prev, seq = GENESIS, 0
         if record is not None:
             try:
@@ -219,7 +190,7 @@ class AuditLog(GroupCommit):
                 self._prev, self._seq = prev, seq
                 self._end = os.lseek(self._fd, 0, _SEEK_END)
                 self._append(self._generic({"event": "recovered_torn_tail", "torn_bytes": len(torn),
-                                            "torn_sha256": hashlib.sha256(torn).hexdigest()}))
+                                            "torn_sha256": torn_digest(torn)}))
                 return
         else:
             self._prev, self._seq = prev, seq
@@ -231,7 +202,7 @@ class AuditLog(GroupCommit):
             claimed = rec.pop("hash")
         except (ValueError, KeyError, AttributeError, TypeError):
             return None
-        if rec.get("prev") == prev and rec.get("seq") == seq + 1 and _chain_hash(prev, rec, self.key) == claimed:
+        if rec.get("prev") == prev and rec.get("seq") == seq + 1 and self._link(prev, canonical(rec)) == claimed:
             return claimed, seq + 1
         return None
 
@@ -242,15 +213,11 @@ class AuditLog(GroupCommit):
             full = {"seq": seq, "prev": prev, **body}
             if self.key is not None:
                 full["chain"] = KEYED
-            return _canonical(full)
+            return canonical(full)
         return build
 
     def _now(self) -> str:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._second_text}.{int(now % 1 * 1e6):06d}Z"
+        return self._clock.now()
 
     # -- writing ---------------------------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
@@ -278,14 +245,7 @@ class AuditLog(GroupCommit):
                 raw = build(self._seq + 1, prev)
         except (UnicodeEncodeError, TypeError, ValueError, RecursionError) as exc:
             raise AuditError(f"an audit record cannot be encoded ({exc}); nothing was written") from None
-        h: Any
-        if self._mac is None:
-            h = _SHA256(prev.encode())
-        else:
-            h = self._mac.copy()
-            h.update(prev.encode())
-        h.update(raw)
-        digest = h.hexdigest()
+        digest = self._link(prev, raw)
         # verification pops "hash" and re-canonicalises, so appending it after the body keeps one encoding
         data = raw[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
         self._write(data)
@@ -301,11 +261,11 @@ class AuditLog(GroupCommit):
     def _write_head(self) -> None:
         doc: dict[str, Any] = {"records": self._seq, "last_hash": self._prev, "bytes": self._end}
         if self.key is not None:
-            doc["mac"] = hmac.new(self.key, _canonical(doc), hashlib.sha256).hexdigest()
+            doc["mac"] = head_mac(self.key, doc)
         head = Path(str(self.path) + HEAD_SUFFIX)
         tmp = head.with_name(f".{head.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_bytes(_canonical(doc) + b"\n")
+            tmp.write_bytes(canonical(doc) + b"\n")
             os.replace(tmp, head)
         except OSError as exc:
             self.failed = f"head file: {exc.strerror or exc}"
@@ -362,9 +322,7 @@ class AuditLog(GroupCommit):
 
     def event(self, name: str, **fields: Any) -> str:
         """Append a non-inference record (server start, recovery after a failed write, ...)."""
-        now = time.time()
-        return self._append_locked(self._generic({"event": name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                       time.gmtime(now)), **fields}))
+        return self._append_locked(self._generic({"event": name, "time": self._clock.now(), **fields}))
 
     # -- health ------------------------------------------------------------------------------------------------
     @property
@@ -414,8 +372,8 @@ class AuditBinding:
 
     def __init__(self, log: AuditLog, model: str, version: str, model_sha256: str) -> None:
         self.log, self.model, self.version, self.model_sha256 = log, model, version, model_sha256
-        self._middle = f',"model":{_STR(model)},"model_sha256":{_STR(model_sha256)}'
-        self._end = f',"version":{_STR(version)}}}'
+        self._middle = f',"model":{json_string(model)},"model_sha256":{json_string(model_sha256)}'
+        self._end = f',"version":{json_string(version)}}}'
 
     def record(self, feeds: dict[str, Any] | None, status: str, latency_us: float,
                output: dict[str, Any] | None = None, request_id: str | None = None, reason: str | None = None) -> str:
@@ -433,8 +391,8 @@ class AuditBinding:
         latency = round(latency_us, 1)
         # The canonical text in sorted key order, in three parts: "prev" and "seq" are filled in under the lock.
         log._append_locked((
-            f'{log._chain}"input_sha256":"{input_digest(feeds)}","latency_us":{_number(latency)}{self._middle}'
-            + ("" if output is None else ',"output":' + _output_text(output)),
-            ("" if reason is None else ',"reason":' + _STR(reason)) + f',"request_id":{_STR(rid)}',
-            f',"status":{_STR(status)},"time":"{log._now()}"{self._end}'))
+            f'{log._chain}"input_sha256":"{input_digest(feeds)}","latency_us":{number_text(latency)}{self._middle}'
+            + ("" if output is None else ',"output":' + output_text(output)),
+            ("" if reason is None else ',"reason":' + json_string(reason)) + f',"request_id":{json_string(rid)}',
+            f',"status":{json_string(status)},"time":"{log._now()}"{self._end}'))
         return rid

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from .errors import AuditError
+from ..errors import AuditError
 
 
 class GroupCommit:

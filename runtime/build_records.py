@@ -1,5 +1,10 @@
 """Records the exporter writes about how a bundle was made (part of the manifest schema, see manifest.py).
 
+- :class:`Producer`, :class:`Requires`: the versions that made the bundle and what a runtime needs to run it.
+- :class:`DataSource`, :class:`DataProvenance`: the training data, traceable to the registry package that ships it.
+- :class:`Metrics` (:class:`Metric`, :class:`Baseline`): held-out metrics with their CIs and the baseline.
+- :class:`ParityReport`: what the export's fail-closed parity gate compared and found.
+
 - :class:`ProfileEvidence`: why the session profile is what it is: the interleaved rounds that compared it with
   onnxruntime's default options at each batch size, the per-round ratios, the bound the decision used, the CPU.
 - :class:`Reproducibility`: what ``medinfer build NAME --check-reproducible`` compared (two builds in fresh
@@ -84,3 +89,87 @@ class ParitySample:
     atol: float
     rtol: float = 0.0
     source: str = ""
+
+
+@dataclass(frozen=True)
+class Producer:
+    medinfer: str
+    onnx: str
+    onnxruntime: str
+    opset: dict[str, int]
+    frameworks: dict[str, str] = field(default_factory=dict)
+    converter: dict[str, str] = field(default_factory=dict)
+    python: str = ""
+    platform: str = ""
+
+
+@dataclass(frozen=True)
+class Requires:
+    """What a runtime needs to run every graph of the bundle (written by the exporter; older bundles lack it).
+
+    ``onnxruntime`` is the oldest release that accepts the highest IR version and opset per domain among the
+    graphs (measured per release: export/ort_support.json); ``load()`` refuses an older onnxruntime before it
+    creates a session (:class:`~medinfer.errors.RuntimeTooOld`).
+    """
+
+    onnxruntime: str
+    ir_version: int = 0
+    opsets: dict[str, int] = field(default_factory=dict)
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One file of training data, traceable to the registry package that ships it."""
+
+    name: str
+    package: str
+    version: str
+    file: str
+    sha256: str
+    licence: str
+    citation: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DataProvenance:
+    sources: tuple[DataSource, ...]
+    split: dict[str, Any]
+    synthetic: bool = False
+    description: str = ""
+    preprocessing: str = ""
+
+
+@dataclass(frozen=True)
+class Metric:
+    value: float
+    ci95: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Baseline:
+    name: str
+    heldout: dict[str, Metric]
+
+
+@dataclass(frozen=True)
+class Metrics:
+    heldout: dict[str, Metric]
+    baseline: Baseline | None = None
+    n_test: int = 0
+    method: str = ""
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """What the export's fail-closed parity gate compared and found (the bundle exists only if it passed)."""
+
+    passed: bool
+    tolerance: dict[str, float] = field(default_factory=dict)
+    sets: dict[str, dict[str, float]] = field(default_factory=dict)  # per input set: n, max diffs, flips
+    n_samples: int = 0
+    max_abs_diff: float = 0.0
+    decision_flips: int = 0
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -45,7 +45,7 @@ def predict_grouped(model: Model, items: Sequence[Any], **predict_options: Any) 
         if len(members) > 1:
             joined = {name: np.concatenate([prepared[i][0][name] for i in members]) for name in prepared[members[0]][0]}
             try:
-                whole = model.predict(_as_input(joined), **predict_options)
+                whole = model.predict(model.as_input(joined), **predict_options)
             except MedinferError:
                 pass  # one request spoils the run: each runs alone below and gets its own answer
             else:
@@ -57,7 +57,7 @@ def predict_grouped(model: Model, items: Sequence[Any], **predict_options: Any) 
         for i in members:
             feeds, single = prepared[i]
             try:
-                pred = model.predict(_as_input(feeds), **predict_options)
+                pred = model.predict(model.as_input(feeds), **predict_options)
             except MedinferError as exc:
                 results[i] = exc
             else:
@@ -65,7 +65,3 @@ def predict_grouped(model: Model, items: Sequence[Any], **predict_options: Any) 
                 results[i] = pred
     return [r if r is not None else InferenceError(f"{model.name}: request {i} got no answer")
             for i, r in enumerate(results)]
-
-
-def _as_input(feeds: dict[str, np.ndarray]) -> Any:
-    return next(iter(feeds.values())) if len(feeds) == 1 else feeds

@@ -8,7 +8,7 @@ from pathlib import Path
 import medinfer
 import numpy as np
 import pytest
-from medinfer.tools import dicom
+from medinfer.tools import dicom, overlay
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.data import get_testdata_file  # noqa: E402
@@ -79,7 +79,7 @@ def test_patches_cover_the_slice_and_pad_with_air() -> None:
 def test_png_encoder_round_trips_through_an_independent_decoder() -> None:
     image = pytest.importorskip("PIL.Image")
     rgb = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
-    decoded = np.asarray(image.open(io.BytesIO(dicom.png_bytes(rgb))).convert("RGB"))
+    decoded = np.asarray(image.open(io.BytesIO(overlay.png_bytes(rgb))).convert("RGB"))
     np.testing.assert_array_equal(decoded, rgb)
 
 

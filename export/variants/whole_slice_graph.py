@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from medinfer.tools.ct_slice import CENTRES_OUTPUT, STRIDE_INPUT
+from medinfer.windows import CENTRES_OUTPUT, STRIDE_INPUT
+
+from ..optimize import live_nodes
 
 # Per-window operators: they act on each position (and channel) alone, so they commute with taking windows.
 _POINTWISE = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "Identity", "Elu", "Selu", "HardSigmoid", "Softplus",
@@ -134,101 +136,132 @@ def _keep_only_path_to(graph: Any, output: str) -> None:
         field.extend(items)
 
 
-def fcn_graph(model_bytes: bytes, *, input_name: str, score_output: str,
-              metadata: dict[str, str] | None = None) -> tuple[bytes, Geometry]:
-    """The whole-image graph of a patch classifier (see the module docstring); ``metadata`` is added to the patch
-    graph's own ``metadata_props``.
+@dataclass
+class _Patch:
+    """The patch graph as the rewrite reads it: nodes, constants, inferred shapes, who makes and who reads what."""
 
-    Returns:
-        (graph bytes, window geometry).
+    model: Any
+    inits: dict[str, Any]
+    shapes: dict[str, tuple[Any, ...]]
+    nodes: list[Any]
+    producer: dict[str, Any]
+    consumers: dict[str, list[Any]]
 
-    Raises:
-        FcnError: the graph does not have the form (or the operators) that make the rewrite exact.
-    """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper, shape_inference
+    @staticmethod
+    def read(model_bytes: bytes, score_output: str) -> _Patch:
+        import onnx
+        from onnx import shape_inference
 
-    m = onnx.load_from_string(model_bytes)
-    g = m.graph
-    _keep_only_path_to(g, score_output)  # other outputs (e.g. the domain guard) are not part of the rewrite
-    inits = {i.name: i for i in g.initializer}
-    inferred = shape_inference.infer_shapes(m)
-    shapes = {v.name: _dims(v) for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
-    nodes = list(g.node)
-    producer = {o: n for n in nodes for o in n.output}
-    consumers: dict[str, list[Any]] = defaultdict(list)
-    for n in nodes:
-        for i in n.input:
-            consumers[i].append(n)
-    graph_input = next((i for i in g.input if i.name == input_name), None)
+        m = onnx.load_from_string(model_bytes)
+        _keep_only_path_to(m.graph, score_output)  # other outputs (e.g. the domain guard) are not rewritten
+        inferred = shape_inference.infer_shapes(m)
+        shapes = {v.name: _dims(v) for v in [*inferred.graph.value_info, *inferred.graph.input,
+                                              *inferred.graph.output]}
+        nodes = list(m.graph.node)
+        consumers: dict[str, list[Any]] = defaultdict(list)
+        for n in nodes:
+            for i in n.input:
+                consumers[i].append(n)
+        return _Patch(m, {i.name: i for i in m.graph.initializer}, shapes, nodes,
+                      {o: n for n in nodes for o in n.output}, consumers)
+
+
+@dataclass
+class _Dense:
+    """The flatten of the final feature map into the first Dense layer, and that map."""
+
+    flat: Any
+    dense: Any
+    weights: np.ndarray
+    trunk_out: str  # the final feature map, channels first
+    nhwc: str  # the same map channels last (made by the head when the flatten read channels first)
+    permute: bool
+    chw: tuple[int, int, int]
+
+
+def _entry(patch: _Patch, input_name: str) -> tuple[Any, int, int]:
+    """The input's one layout change to channels first (a Reshape that tf2onnx writes for C == 1 becomes a
+    Transpose): (that node, the patch size, the channels)."""
+    from onnx import helper
+
+    graph_input = next((i for i in patch.model.graph.input if i.name == input_name), None)
     dims = _dims(graph_input) if graph_input is not None else ()
     if len(dims) != 4 or not isinstance(dims[1], int) or dims[1] != dims[2] or not isinstance(dims[3], int):
         raise FcnError(f"input {input_name!r} has shape {dims}; expected (N, P, P, C) square patches, channels last")
-    patch, channels = int(dims[1]), int(dims[3])
-
-    # -- the entry: channels last -> first (tf2onnx writes a Reshape when C == 1) ------------------------------------
-    entry = consumers[input_name]
+    size, channels = int(dims[1]), int(dims[3])
+    entry = patch.consumers[input_name]
     if len(entry) != 1:
         raise FcnError(f"input {input_name!r} feeds {len(entry)} nodes; expected one layout change")
     first = entry[0]
-    shape_const = _const(inits, first.input[1]) if first.op_type == "Reshape" and len(first.input) > 1 else None
+    shape_const = _const(patch.inits, first.input[1]) if first.op_type == "Reshape" and len(first.input) > 1 else None
     if first.op_type == "Transpose" and list(_attr(first, "perm", [])) == [0, 3, 1, 2]:
-        nchw_in = first.output[0]
-    elif shape_const is not None and channels == 1 and list(shape_const[1:]) == [1, patch, patch]:
-        nchw_in = first.output[0]
-        nodes[nodes.index(first)] = helper.make_node("Transpose", [input_name], [nchw_in], perm=[0, 3, 1, 2],
-                                                     name=first.name or "fcn/to_nchw")
-    else:
-        raise FcnError(f"input {input_name!r} goes into {first.op_type}; expected a channels-first Transpose")
+        return first, size, channels
+    if shape_const is not None and channels == 1 and list(shape_const[1:]) == [1, size, size]:
+        patch.nodes[patch.nodes.index(first)] = helper.make_node(
+            "Transpose", [input_name], [first.output[0]], perm=[0, 3, 1, 2], name=first.name or "fcn/to_nchw")
+        return first, size, channels
+    raise FcnError(f"input {input_name!r} goes into {first.op_type}; expected a channels-first Transpose")
 
-    # -- the flatten + first Dense ---------------------------------------------------------------------------------
+
+def _first_dense(patch: _Patch) -> _Dense:
+    from onnx import numpy_helper
+
     flat = None
-    for n in nodes:
-        if n.op_type in ("Reshape", "Flatten") and len(shapes.get(n.input[0], ())) == 4:
-            users = consumers[n.output[0]]
-            if len(users) == 1 and users[0].op_type == "MatMul" and users[0].input[1] in inits:
+    for n in patch.nodes:
+        if n.op_type in ("Reshape", "Flatten") and len(patch.shapes.get(n.input[0], ())) == 4:
+            users = patch.consumers[n.output[0]]
+            if len(users) == 1 and users[0].op_type == "MatMul" and users[0].input[1] in patch.inits:
                 flat = n
     if flat is None:
         raise FcnError("no flatten of the final feature map into a MatMul with constant weights (the first Dense)")
-    dense = consumers[flat.output[0]][0]
-    weights = numpy_helper.to_array(inits[dense.input[1]])
-    before = producer.get(flat.input[0])
+    dense = patch.consumers[flat.output[0]][0]
+    weights = numpy_helper.to_array(patch.inits[dense.input[1]])
+    before = patch.producer.get(flat.input[0])
     if before is not None and before.op_type == "Transpose" and list(_attr(before, "perm", [])) == [0, 2, 3, 1]:
         trunk_out, nhwc, permute = before.input[0], flat.input[0], False  # the flatten reads channels last
     else:
         trunk_out, nhwc, permute = flat.input[0], "fcn/final_map_nhwc", True  # channels first: reorder the rows
-    trunk_shape = shapes.get(trunk_out, ())
+    trunk_shape = patch.shapes.get(trunk_out, ())
     if len(trunk_shape) != 4 or not all(isinstance(d, int) for d in trunk_shape[1:]):
         raise FcnError(f"the final feature map has shape {trunk_shape}; expected (N, C, h, w)")
     c, h, w = (int(d) for d in trunk_shape[1:])
     if weights.ndim != 2 or weights.shape[0] != c * h * w:
         raise FcnError(f"the first Dense has weights {weights.shape}; expected ({c * h * w}, D)")
+    return _Dense(flat, dense, weights, trunk_out, nhwc, permute, (c, h, w))
 
+
+def _trunk_cell(patch: _Patch, first: Any, trunk_out: str) -> int:
+    """The checked stride (px per final-map cell) of the nodes between the entry and the final map."""
     ancestors: set[int] = set()
     stack = [trunk_out]
     while stack:
-        node = producer.get(stack.pop())
+        node = patch.producer.get(stack.pop())
         if node is None or node is first or id(node) in ancestors:
             continue
         ancestors.add(id(node))
         stack.extend(node.input)
-    trunk = [n for n in nodes if id(n) in ancestors]
-    cell = _check_trunk(trunk, inits)
+    return _check_trunk([n for n in patch.nodes if id(n) in ancestors], patch.inits)
 
-    # -- the new head: windows as rows ------------------------------------------------------------------------------
-    new_inits = [numpy_helper.from_array(a, name) for name, a in (
+
+def _window_rows(d: _Dense, cell: int, size: int) -> tuple[list[Any], list[Any]]:
+    """The head that makes one row per window of the final map (what the first Dense then reads): (nodes,
+    constants); the Dense's weights are reordered when the flatten read channels first."""
+    from onnx import helper, numpy_helper
+
+    c, h, w = d.chw
+    consts = [numpy_helper.from_array(a, name) for name, a in (
         ("fcn/kernel", np.array([h, w], np.int64)), ("fcn/hw_idx", np.array([1, 2], np.int64)),
         ("fcn/axes", np.array([1, 2], np.int64)), ("fcn/zero", np.array(0, np.int64)),
         ("fcn/zero2", np.zeros(2, np.int64)), ("fcn/one", np.array(1, np.int64)),
         ("fcn/one2", np.ones(2, np.int64)), ("fcn/cell", np.array(cell, np.int64)),
-        ("fcn/offset", np.array(patch // 2, np.int64)), ("fcn/rows", np.array([-1, c * h * w], np.int64)),
+        ("fcn/offset", np.array(size // 2, np.int64)), ("fcn/rows", np.array([-1, c * h * w], np.int64)),
         ("fcn/pairs", np.array([-1, 2], np.int64)), ("fcn/ax0", np.array([0], np.int64)),
         ("fcn/ax1", np.array([1], np.int64)), ("fcn/ax2", np.array([2], np.int64)))]
-    head = [] if not permute else [helper.make_node("Transpose", [trunk_out], [nhwc], perm=[0, 2, 3, 1],
-                                                    name="fcn/to_nhwc")]
+    head = [] if not d.permute else [helper.make_node("Transpose", [d.trunk_out], [d.nhwc], perm=[0, 2, 3, 1],
+                                                      name="fcn/to_nhwc")]
     head += [
         helper.make_node("Concat", [STRIDE_INPUT, STRIDE_INPUT], ["fcn/k2"], axis=0, name="fcn/k2"),
-        helper.make_node("Shape", [nhwc], ["fcn/shape"], name="fcn/shape"),
+        helper.make_node("Shape", [d.nhwc], ["fcn/shape"], name="fcn/shape"),
         helper.make_node("Gather", ["fcn/shape", "fcn/hw_idx"], ["fcn/hw"], axis=0, name="fcn/hw"),
         helper.make_node("Sub", ["fcn/hw", "fcn/kernel"], ["fcn/room"], name="fcn/room"),
         helper.make_node("Add", ["fcn/room", "fcn/k2"], ["fcn/room_k"], name="fcn/room_k"),
@@ -243,19 +276,26 @@ def fcn_graph(model_bytes: bytes, *, input_name: str, score_output: str,
     for dy in range(h):
         for dx in range(w):
             start = f"fcn/start_{dy}_{dx}"
-            new_inits.append(numpy_helper.from_array(np.array([dy, dx], np.int64), start))
+            consts.append(numpy_helper.from_array(np.array([dy, dx], np.int64), start))
             head += [helper.make_node("Add", ["fcn/span", start], [f"fcn/end_{dy}_{dx}"], name=f"fcn/end_{dy}_{dx}"),
-                     helper.make_node("Slice", [nhwc, start, f"fcn/end_{dy}_{dx}", "fcn/axes", "fcn/k2"],
+                     helper.make_node("Slice", [d.nhwc, start, f"fcn/end_{dy}_{dx}", "fcn/axes", "fcn/k2"],
                                       [f"fcn/win_{dy}_{dx}"], name=f"fcn/win_{dy}_{dx}")]
             pieces.append(f"fcn/win_{dy}_{dx}")
     head += [helper.make_node("Concat", pieces, ["fcn/windows"], axis=3, name="fcn/windows"),
              helper.make_node("Reshape", ["fcn/windows", "fcn/rows"], ["fcn/window_rows"], name="fcn/window_rows")]
-    if permute:  # the flatten read (c, h, w); the slices give (h, w, c)
-        weights = weights.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(c * h * w, -1)
-        new_inits.append(numpy_helper.from_array(np.ascontiguousarray(weights), "fcn/dense_weights"))
-        dense.input[1] = "fcn/dense_weights"
-    dense.input[0] = "fcn/window_rows"
-    head += [  # window centres: cell * k * (i, j) + P // 2, row-major like the score rows
+    if d.permute:  # the flatten read (c, h, w); the slices give (h, w, c)
+        weights = d.weights.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(c * h * w, -1)
+        consts.append(numpy_helper.from_array(np.ascontiguousarray(weights), "fcn/dense_weights"))
+        d.dense.input[1] = "fcn/dense_weights"
+    d.dense.input[0] = "fcn/window_rows"
+    return head, consts
+
+
+def _centres() -> list[Any]:
+    """The ``centres`` output: cell * k * (i, j) + P // 2, row-major like the score rows."""
+    from onnx import helper
+
+    return [
         helper.make_node("Gather", [STRIDE_INPUT, "fcn/zero"], ["fcn/k"], axis=0, name="fcn/k"),
         helper.make_node("Mul", ["fcn/k", "fcn/cell"], ["fcn/step"], name="fcn/step"),
         helper.make_node("Gather", ["fcn/count", "fcn/zero"], ["fcn/n_rows"], axis=0, name="fcn/n_rows"),
@@ -276,25 +316,48 @@ def fcn_graph(model_bytes: bytes, *, input_name: str, score_output: str,
         helper.make_node("Reshape", ["fcn/grid", "fcn/pairs"], [CENTRES_OUTPUT], name="fcn/centres"),
     ]
 
-    # -- assemble: entry + trunk + head + the patch graph's nodes after the first Dense, then drop what is dead -----
-    at = nodes.index(dense)
-    ordered = [n for n in nodes[:at] if n is not flat] + head + nodes[at:]
-    needed = {score_output, CENTRES_OUTPUT}
-    live = []
-    for n in reversed(ordered):
-        if any(o in needed for o in n.output):
-            live.append(n)
-            needed.update(n.input)
-    live.reverse()
+
+def fcn_graph(model_bytes: bytes, *, input_name: str, score_output: str,
+              metadata: dict[str, str] | None = None) -> tuple[bytes, Geometry]:
+    """The whole-image graph of a patch classifier (see the module docstring); ``metadata`` is added to the patch
+    graph's own ``metadata_props``.
+
+    Returns:
+        (graph bytes, window geometry).
+
+    Raises:
+        FcnError: the graph does not have the form (or the operators) that make the rewrite exact.
+    """
+    patch = _Patch.read(model_bytes, score_output)
+    first, size, channels = _entry(patch, input_name)
+    dense = _first_dense(patch)
+    cell = _trunk_cell(patch, first, dense.trunk_out)
+    head, consts = _window_rows(dense, cell, size)
+    head += _centres()
+    # entry + trunk + head + the patch graph's nodes after the first Dense, then drop what is dead
+    at = patch.nodes.index(dense.dense)
+    ordered = [n for n in patch.nodes[:at] if n is not dense.flat] + head + patch.nodes[at:]
+    data = _assemble(patch, ordered, consts, input_name, score_output, channels, metadata)
+    return data, Geometry(patch=size, cell=cell, kernel=dense.chw[1:], offset=size // 2)
+
+
+def _assemble(patch: _Patch, ordered: list[Any], consts: list[Any], input_name: str, score_output: str,
+              channels: int, metadata: dict[str, str] | None) -> bytes:
+    """The live nodes of ``ordered`` as a checked model with the whole-image inputs and outputs."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    m, g = patch.model, patch.model.graph
+    live = live_nodes(ordered, {score_output, CENTRES_OUTPUT})
     used = {i for n in live for i in n.input}
+    graph_input = next(i for i in g.input if i.name == input_name)
     graph = helper.make_graph(
         live, f"{g.name}_slice",
-        [helper.make_tensor_value_info(input_name, graph_input.type.tensor_type.elem_type,  # type: ignore[union-attr]
-                                       ["N", "H", "W", channels]),
+        [helper.make_tensor_value_info(input_name, graph_input.type.tensor_type.elem_type, ["N", "H", "W", channels]),
          helper.make_tensor_value_info(STRIDE_INPUT, TensorProto.INT64, [1])],
         [helper.make_tensor_value_info(score_output, TensorProto.FLOAT, ["K", 1]),
          helper.make_tensor_value_info(CENTRES_OUTPUT, TensorProto.INT64, ["K", 2])],
-        initializer=[i for i in g.initializer if i.name in used] + [i for i in new_inits if i.name in used])
+        initializer=[i for i in g.initializer if i.name in used] + [i for i in consts if i.name in used])
     out = helper.make_model(graph, opset_imports=list(m.opset_import), producer_name=m.producer_name,
                             producer_version=m.producer_version, doc_string=m.doc_string)
     out.ir_version = m.ir_version
@@ -302,4 +365,4 @@ def fcn_graph(model_bytes: bytes, *, input_name: str, score_output: str,
         entry_prop = out.metadata_props.add()
         entry_prop.key, entry_prop.value = key, value
     onnx.checker.check_model(out)
-    return out.SerializeToString(), Geometry(patch=patch, cell=cell, kernel=(h, w), offset=patch // 2)
+    return bytes(out.SerializeToString())

@@ -1,0 +1,63 @@
+"""Every time medinfer writes down, in ONE format: ISO 8601 in UTC with a ``Z`` (``2026-12-05T10:00:00Z``), with
+a fraction of the second where a record needs it (``.123`` in the server's JSON log, ``.123456`` in the audit
+trail). Build records (a bundle's ``created``, a training run's ``train.json``) honour ``SOURCE_DATE_EPOCH``
+(the reproducible-builds convention). :func:`parse_utc` reads this format back, and the ``+00:00`` form that
+bundles and audit events written before it used.
+"""
+
+from __future__ import annotations
+
+import calendar
+import os
+import re
+import time
+
+_FORMAT = "%Y-%m-%dT%H:%M:%S"
+_PARSE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]00:?00)?$")
+
+
+def utc_text(seconds: float | None = None, *, digits: int = 0) -> str:
+    """``seconds`` since the epoch (default: now) as ``YYYY-MM-DDTHH:MM:SS[.f…]Z`` with ``digits`` of fraction
+    (0, 3 or 6)."""
+    now = time.time() if seconds is None else float(seconds)
+    whole = int(now // 1)
+    text = time.strftime(_FORMAT, time.gmtime(whole))
+    if digits:
+        text += f".{int((now - whole) * 10 ** digits):0{digits}d}"
+    return text + "Z"
+
+
+def build_time() -> str:
+    """The time a build records: ``$SOURCE_DATE_EPOCH`` when set (whole seconds), else now (seconds)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    return utc_text(int(epoch) if epoch.isdigit() else None)
+
+
+def parse_utc(text: str) -> float:
+    """Seconds since the epoch of a time in this format (or ``+00:00`` instead of ``Z``; a missing zone is UTC).
+
+    Raises:
+        ValueError: not such a time.
+    """
+    match = _PARSE.match(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not an ISO 8601 UTC time such as 2026-12-05T10:00:00Z")
+    whole = calendar.timegm(time.strptime(match.group(1), _FORMAT))
+    return whole + (float(match.group(2)) if match.group(2) else 0.0)
+
+
+class UtcClock:
+    """:func:`utc_text` with six digits for a writer that stamps many records a second (the audit trail): the
+    seconds part is formatted once per second."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second, self._text = -1, ""
+
+    def now(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second, self._text = second, utc_text(second)[:-1]
+        return f"{self._text}.{int(now % 1 * 1e6):06d}Z"
