@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -33,13 +34,19 @@ from ..errors import (
     OutOfDomainError,
     UnknownModel,
 )
-from .infer import Call, ClientGone, read_body, run_call
+from ..model import MAX_REQUEST_ID
+from .auth import AuthError
+from .infer import Call, ClientGone, check_declared_length, read_body, run_call
 from .protocol import error_body
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("medinfer.access")
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "model_configuration", "metrics"]
+# The endpoint group of each route (medinfer.fleet.auth.GROUPS): what credential it needs.
+GROUP_OF = {"live": "health", "ready": "health", "server_metadata": "metadata", "model_metadata": "metadata",
+            "model_ready": "metadata", "model_config": "metadata", "index": "metadata", "infer": "infer",
+            "stats": "metrics", "scrape": "metrics", "load": "admin", "unload": "admin"}
 INLINE_BODY_BYTES = 256 << 10  # larger requests of inline models still go to the worker pool
 _JSON = b"application/json"
 
@@ -73,6 +80,8 @@ class Gate:
 
 def http_status(exc: BaseException) -> int:
     """The HTTP status of an error: the protocol's mapping of medinfer's typed errors."""
+    if isinstance(exc, AuthError):
+        return exc.status
     if isinstance(exc, BodyTooLarge):
         return 413
     if isinstance(exc, InputError):
@@ -89,10 +98,16 @@ def http_status(exc: BaseException) -> int:
 
 
 def header_safe(value: str | None) -> bytes | None:
-    """``value`` as an HTTP header value, or None when it cannot be one unchanged (non-ASCII, control chars)."""
-    if value is None or not value.isascii() or not value.isprintable():
+    """``value`` as an HTTP header value, or None when it cannot be one unchanged (non-ASCII, control chars) or
+    is longer than a request id may be (a refused id is never echoed)."""
+    if value is None or len(value) > MAX_REQUEST_ID or not value.isascii() or not value.isprintable():
         return None
     return value.encode("ascii")
+
+
+def error_code(status: int) -> str:
+    """The code an access record gives an answer that no typed error made (a route or method refusal)."""
+    return {404: "no_route", 405: "method", 413: "too_large"}.get(status, f"http_{status}")
 
 
 class App:
@@ -100,9 +115,10 @@ class App:
     the Prometheus text (None: ``/metrics`` answers 404), ``metrics_port`` serves only ``/metrics`` and health."""
 
     def __init__(self, registry: Any, config: Any, pool: Any, gate: Any, metrics: Any = None,
-                 metrics_port: int | None = None) -> None:
+                 metrics_port: int | None = None, auth: Any = None) -> None:
         self.registry, self.config, self.pool, self.gate = registry, config, pool, gate
         self.metrics, self.metrics_port = metrics, metrics_port
+        self.auth = auth if auth is not None and auth.enabled else None  # a medinfer.fleet.auth.Authorizer
         self.audited = registry.audit is not None
         get = {("v2",): self.server_metadata, ("v2", "health", "live"): self.live,
                ("v2", "health", "ready"): self.ready, ("v2", "models", "stats"): self.stats, ("metrics",): self.scrape}
@@ -118,7 +134,7 @@ class App:
         begin = time.perf_counter_ns()
         headers = dict(scope["headers"])
         raw_id = headers.get(b"x-request-id")
-        ctx: dict[str, Any] = {"id": raw_id.decode("latin-1") if raw_id else None}
+        ctx: dict[str, Any] = {"id": raw_id.decode("latin-1") if raw_id else None, "in": 0}
         status = 500
         try:
             status = await self.route(scope, receive, send, headers, ctx)
@@ -126,7 +142,11 @@ class App:
             status = 499
         finally:
             if self.config.access_log:
-                fields = {"id": ctx.get("id"), "method": scope["method"], "path": scope["path"], "status": status,
+                # Ids, sizes, codes and times only: never a value, a message or a query string (they can hold
+                # patient data), never a credential.
+                shown = header_safe(ctx.get("id"))
+                fields = {"id": shown.decode() if shown is not None else None, "method": scope["method"][:16],
+                          "path": scope["path"][:200], "status": status, "bytes_in": ctx["in"],
                           "client": (scope.get("client") or ("", 0))[0],
                           "duration_ms": round((time.perf_counter_ns() - begin) / 1e6, 3)}
                 if "model" in ctx:
@@ -134,8 +154,10 @@ class App:
                     for name, ns in zip(("queue_ms", "input_ms", "infer_ms", "output_ms"), ctx.get("phases") or ()):
                         fields[name] = round(ns / 1e6, 3)
                 if "error" in ctx:
-                    fields["error"] = ctx["error"]
-                access_log.info("%s %s %s", scope["method"], scope["path"], status, extra={"access": fields})
+                    fields["error"] = ctx.get("code") or error_code(status)
+                if ctx.get("who"):
+                    fields["who"] = ctx["who"]
+                access_log.info("%s %s %s", fields["method"], fields["path"], status, extra={"access": fields})
 
     async def route(self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[bytes, bytes],
                     ctx: dict[str, Any]) -> int:
@@ -154,10 +176,20 @@ class App:
                 target = self.per_model[rest[0] if rest else ""]
                 args = (name, version)
         if target is None:
-            return await self.send_error(send, 404, f"no route {method} {scope['path']}: see GET /v2 for this "
-                                         "server's extensions", ctx)
+            return await self.send_error(send, 404, f"no route {method[:16]} {scope['path'][:200]}: see GET /v2 for "
+                                         "this server's extensions", ctx)
+        if self.auth is not None:
+            extensions = scope.get("extensions") or {}
+            try:
+                who = self.auth.check(GROUP_OF[target[1].__name__], headers.get(b"authorization"),
+                                      (extensions.get("tls") or {}).get("client_cert"), scope.get("query_string", b""),
+                                      client=(scope.get("client") or ("", 0))[0], path=scope["path"])
+            except AuthError as exc:
+                extra = [(b"www-authenticate", b'Bearer realm="medinfer"')] if exc.status == 401 else None
+                return await self.fail(send, exc, ctx, extra)
+            ctx["who"] = str(who) if who.token or who.cert else None
         if method != target[0] and not (method == "HEAD" and target[0] == "GET"):
-            return await self.send_error(send, 405, f"{scope['path']} takes {target[0]}, not {method}", ctx)
+            return await self.send_error(send, 405, f"{scope['path'][:200]} takes {target[0]}, not {method}", ctx)
         return int(await target[1](send, ctx, *args, receive=receive, headers=headers))
 
     # -- answers ---------------------------------------------------------------------------------------------
@@ -176,20 +208,24 @@ class App:
     async def send_json(self, send: Any, doc: Any, ctx: dict[str, Any], status: int = 200) -> int:
         return await self.respond(send, status, json.dumps(doc, separators=(",", ":")).encode(), ctx)
 
-    async def send_error(self, send: Any, status: int, message: str, ctx: dict[str, Any]) -> int:
-        ctx["error"] = message
-        extra = [(b"retry-after", b"1")] if status == 503 else None
+    async def send_error(self, send: Any, status: int, message: str, ctx: dict[str, Any],
+                         extra: list[tuple[bytes, bytes]] | None = None) -> int:
+        ctx["error"] = True
+        if status == 503:
+            extra = [*(extra or []), (b"retry-after", b"1")]
         return await self.respond(send, status, error_body(message), ctx, extra=extra)
 
-    async def fail(self, send: Any, exc: BaseException, ctx: dict[str, Any]) -> int:
+    async def fail(self, send: Any, exc: BaseException, ctx: dict[str, Any],
+                   extra: list[tuple[bytes, bytes]] | None = None) -> int:
         message = f"{type(exc).__name__}: {exc}" if isinstance(exc, MedinferError) else str(exc)
-        return await self.send_error(send, http_status(exc), message, ctx)
+        ctx["code"] = getattr(exc, "code", "internal")
+        return await self.send_error(send, http_status(exc), message, ctx, extra)
 
     async def health(self, send: Any, ok: bool, reason: str, ctx: dict[str, Any]) -> int:
         """KServe v2 health: 200 (true) or 400 (false), empty body; the reason in a header."""
         if ok:
             return await self.respond(send, 200, b"", ctx)
-        ctx["error"] = reason
+        ctx["error"], ctx["code"] = True, "not_ready"
         printable = "".join(c if c.isascii() and c.isprintable() else "?" for c in reason)[:1000]
         return await self.respond(send, 400, b"", ctx, extra=[(b"x-medinfer-not-ready", printable.encode())])
 
@@ -265,18 +301,9 @@ class App:
             stats = slot.stats
             ctx["model"], ctx["version"] = slot.name, stats.version
             slot.ready_model()
-            body = await read_body(receive, headers, self.config.max_body_bytes)
-            length = headers.get(b"inference-header-content-length")
-            call = Call(slot, body, length.decode("latin-1") if length is not None else None, ctx["id"],
-                        time.perf_counter_ns())
-            try:
-                if slot.inline and len(body) <= INLINE_BODY_BYTES:
-                    out, json_length = run_call(call, self.config.deadline_ms, self.audited)
-                else:
-                    out, json_length = await self.pooled(call)
-            finally:
-                if call.rid is not None:
-                    ctx["id"] = call.rid
+            check_declared_length(headers, self.config.max_body_bytes)  # 413 before waiting for anything
+            call = await self.gated(slot, receive, headers, ctx, begin)
+            out, json_length = call.out
         except ClientGone:
             if stats is not None:
                 stats.record(time.perf_counter_ns() - begin, reason="cancelled")
@@ -286,10 +313,11 @@ class App:
                 stats.record(time.perf_counter_ns() - begin, reason=exc.code)
             return await self.fail(send, exc, ctx)
         except Exception as exc:  # noqa: BLE001 - answer 500 in the protocol's shape, log the trace
-            log.exception("inference failed")
+            # The type and the frames, never the message: it may quote request content.
+            log.error("inference failed: %s\n%s", type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__)))
             if stats is not None:
                 stats.record(time.perf_counter_ns() - begin, reason="internal")
-            return await self.fail(send, MedinferError(f"internal error: {type(exc).__name__}: {exc}"), ctx)
+            return await self.fail(send, MedinferError(f"internal error: {type(exc).__name__}"), ctx)
         stats.record(time.perf_counter_ns() - begin, call.phases, call.batch)
         ctx["batch"], ctx["phases"] = call.batch, call.phases
         if json_length is None:
@@ -297,8 +325,11 @@ class App:
         return await self.respond(send, 200, out, ctx, b"application/octet-stream",
                                   [(b"inference-header-content-length", str(json_length).encode())])
 
-    async def pooled(self, call: Call) -> tuple[bytes, int | None]:
-        stats = call.slot.stats
+    async def gated(self, slot: Any, receive: Any, headers: dict[bytes, bytes], ctx: dict[str, Any],
+                    arrival: int) -> Call:
+        """Read the body and run the request inside the gate: a body is buffered only by a request that holds a
+        slot, so waiting or trickling uploads hold no memory beyond the server's receive buffer."""
+        stats = slot.stats
         stats.enter(queued=True)
         queued = True
         try:
@@ -306,7 +337,19 @@ class App:
                 stats.leave(queued=True)
                 stats.enter(queued=False)
                 queued = False
-                return await asyncio.get_running_loop().run_in_executor(
-                    self.pool, run_call, call, self.config.deadline_ms, self.audited)
+                body = await read_body(receive, headers, self.config.max_body_bytes)
+                ctx["in"] = len(body)
+                length = headers.get(b"inference-header-content-length")
+                call = Call(slot, body, length.decode("latin-1") if length is not None else None, ctx["id"], arrival)
+                try:
+                    if slot.inline and len(body) <= INLINE_BODY_BYTES:
+                        call.out = run_call(call, self.config.deadline_ms, self.audited)
+                    else:
+                        call.out = await asyncio.get_running_loop().run_in_executor(
+                            self.pool, run_call, call, self.config.deadline_ms, self.audited)
+                finally:
+                    if call.rid is not None:
+                        ctx["id"] = call.rid
+                return call
         finally:
             stats.leave(queued=queued)

@@ -29,6 +29,7 @@ class Call:
     rid: str | None = None
     batch: int = 0
     phases: tuple[int, int, int, int] = (0, 0, 0, 0)
+    out: tuple[bytes, int | None] = (b"", None)
 
 
 def run_call(call: Call, server_deadline_ms: float | None, audited: bool) -> tuple[bytes, int | None]:
@@ -114,6 +115,20 @@ class ClientGone(Exception):
     """The client closed the connection before its request body arrived (nothing to answer)."""
 
 
+def check_declared_length(headers: Mapping[bytes, bytes], limit: int) -> None:
+    """Refuse a body whose Content-Length exceeds ``limit`` before a byte of it is read.
+
+    Raises:
+        BodyTooLarge: the declared length exceeds ``limit`` (HTTP 413).
+    """
+    declared = headers.get(b"content-length")
+    if declared is None or not declared.isdigit():
+        return
+    if len(declared) > 18 or int(declared) > limit:
+        shown = declared.decode() if len(declared) <= 18 else f"{len(declared)}-digit"
+        raise BodyTooLarge(f"request body of {shown} bytes exceeds this server's limit of {limit} bytes")
+
+
 async def read_body(receive: Any, headers: Mapping[bytes, bytes], limit: int) -> bytes:
     """Read an ASGI request's body, refusing more than ``limit`` bytes (also after gzip/deflate).
 
@@ -122,9 +137,7 @@ async def read_body(receive: Any, headers: Mapping[bytes, bytes], limit: int) ->
         RequestError: an unsupported or broken Content-Encoding.
         ClientGone: the client disconnected.
     """
-    declared = headers.get(b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"request body of {declared.decode()} bytes exceeds this server's limit of {limit} bytes")
+    check_declared_length(headers, limit)
     chunks, size, more = [], 0, True
     while more:
         message = await receive()

@@ -84,6 +84,17 @@ class ServeConfig:
     http: str = field(default_factory=available_http)  # "httptools" (with uvloop) or "h11"
     metrics_port: int | None = None  # also serve /metrics alone on this port (Triton's 8002 habit)
     inline_below_ms: float = 1.0  # models whose batch-1 prediction is faster run on the event loop (0: never)
+    # Who may call what (medinfer.fleet.auth) and TLS (medinfer.fleet.tls); see serve_security.check_exposure.
+    token_file: str | None = None
+    auth_open: tuple[str, ...] = ("health",)
+    client_cert_scopes: tuple[str, ...] | None = None  # None: infer, metadata, metrics with a client CA
+    require_client_cert: tuple[str, ...] | None = None  # None: every group not open, with a client CA
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    insecure: bool = False  # bind a non-loopback address without authentication
+    grpc_port: int | None = None  # also speak KServe v2 gRPC on this port
+    max_elements: int = 1 << 20  # elements per input of a call, for inputs with a free axis besides the batch
 
     def __post_init__(self) -> None:
         """Refuse settings that would start a server that cannot work (typed UsageError, exit code 2)."""
@@ -111,6 +122,14 @@ class ServeConfig:
             raise bad("--http", self.http, f"one of {', '.join(HTTP_PATHS)}")
         if self.audit is not None and Path(self.audit).is_dir():
             raise bad("--audit", self.audit, "a file path (it names a folder)")
+        if self.grpc_port is not None and (not isinstance(self.grpc_port, int) or not 0 <= self.grpc_port <= 65535
+                                           or self.grpc_port in (self.port, self.metrics_port) and self.grpc_port):
+            raise bad("--grpc-port", self.grpc_port, "0 (any free port) to 65535, not --port or --metrics-port")
+        if not isinstance(self.max_elements, int) or self.max_elements < 1:
+            raise bad("--max-elements", self.max_elements, "an integer >= 1")
+        from .security import check_exposure
+
+        check_exposure(self)
 
 
 class Slot:
@@ -256,6 +275,11 @@ def serve(config: ServeConfig, on_listening: Callable[[str, int], None] | None =
     audit = AuditLog.shared(config.audit) if config.audit else None
     if audit is not None:  # an unwritable trail is found now, not at the first request (AuditError, exit 12)
         audit.event("serve_started", bundles=[str(b) for b in config.bundles], pid=os.getpid(), medinfer=__version__)
+    from .auth import Authorizer
+    from .security import auth_policy, tls_config
+
+    tls = tls_config(config)
+    auth = Authorizer(auth_policy(config), audit)
     registry = Registry(config, audit)
     pool = ThreadPoolExecutor(max_workers=config.max_concurrency, thread_name_prefix="medinfer-infer")
     sockets = [bind(config.host, config.port)]
@@ -265,11 +289,14 @@ def serve(config: ServeConfig, on_listening: Callable[[str, int], None] | None =
         sockets.append(bind(config.host, config.metrics_port))
         metrics_port = sockets[1].getsockname()[1]
     metrics = Metrics(lambda: [(s.stats, s.state == "ready") for s in registry.slots.values()])
-    app = App(registry, config, pool, Gate(config.max_concurrency, config.max_queue), metrics, metrics_port)
+    app = App(registry, config, pool, Gate(config.max_concurrency, config.max_queue), metrics, metrics_port, auth)
     uv = uvicorn.Config(
         app, lifespan="off", http=guarded_protocol(config.http, config.request_timeout, config.max_connections),
         loop=event_loop(config.http), log_level="warning", access_log=False,
         timeout_graceful_shutdown=math.ceil(config.shutdown_timeout),
+        log_config=None,  # uvicorn's records go through the root logger: JSON in --log-format json
+        ssl_context_factory=tls.uvicorn_factory() if tls is not None else None,
+        ssl_certfile=tls.cert if tls is not None else None,
     )
     server = uvicorn.Server(uv)
     stopped: list[int] = []
