@@ -175,6 +175,9 @@ class App:
             if len(rest) <= 1 and (rest[0] if rest else "") in self.per_model:
                 target = self.per_model[rest[0] if rest else ""]
                 args = (name, version)
+        if target is None and len(parts) == 5 and parts[:3] == ("v2", "repository", "models") and \
+                parts[4] in ("load", "unload"):
+            target, args = ("POST", self.load if parts[4] == "load" else self.unload), (parts[3],)
         if target is None:
             return await self.send_error(send, 404, f"no route {method[:16]} {scope['path'][:200]}: see GET /v2 for "
                                          "this server's extensions", ctx)
@@ -281,10 +284,22 @@ class App:
         return await self.send_json(send, {"model_stats": [s.stats.triton() for s in slots]}, ctx)
 
     async def index(self, send: Any, ctx: dict[str, Any], **_: Any) -> int:
-        doc = [{"name": s.name, "version": s.model.version if s.model else "",
-                "state": {"ready": "READY", "loading": "LOADING"}.get(s.state, "UNAVAILABLE"),
-                "reason": str(s.error) if s.error else ""} for s in self.registry.slots.values()]
-        return await self.send_json(send, doc, ctx)
+        return await self.send_json(send, self.registry.index(), ctx)
+
+    async def load(self, send: Any, ctx: dict[str, Any], name: str, **_: Any) -> int:
+        """Triton's repository load: the new version is checked aside and replaces the serving one in one step."""
+        try:
+            await asyncio.to_thread(self.registry.load_model, name)
+        except MedinferError as exc:
+            return await self.fail(send, exc, ctx)
+        return await self.respond(send, 200, b"", ctx)
+
+    async def unload(self, send: Any, ctx: dict[str, Any], name: str, **_: Any) -> int:
+        try:
+            self.registry.unload_model(name)
+        except MedinferError as exc:
+            return await self.fail(send, exc, ctx)
+        return await self.respond(send, 200, b"", ctx)
 
     async def scrape(self, send: Any, ctx: dict[str, Any], **_: Any) -> int:
         if self.metrics is None:

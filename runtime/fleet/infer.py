@@ -35,14 +35,38 @@ class Call:
 def run_call(call: Call, server_deadline_ms: float | None, audited: bool) -> tuple[bytes, int | None]:
     """Decode, predict through the library, encode; fills ``call``'s id, batch size and phase durations."""
     start = time.perf_counter_ns()
-    slot = call.slot
-    model = slot.ready_model()
+    model = call.slot.ready_model()
     req = decode_request(call.body, call.header_length)
+    answer = predict_request(call, model, req, start, server_deadline_ms, audited)
+    done = time.perf_counter_ns()
+    out = encode_response(call.slot.name, answer.version, call.rid, answer.tensors, answer.binary, answer.parameters)
+    call.phases = (*call.phases[:3], call.phases[3] + time.perf_counter_ns() - done)
+    return out
+
+
+@dataclass
+class Answer:
+    """What a request gets back, before the wire format: the version that answered, its tensors, which of them go
+    as binary, and the response parameters."""
+
+    version: str
+    tensors: dict[str, Any]
+    binary: dict[str, bool]
+    parameters: dict[str, Any]
+
+
+def predict_request(call: Call, model: Any, req: Any, start: int, server_deadline_ms: float | None,
+                    audited: bool) -> Answer:
+    """The part of a request that every protocol (HTTP JSON, HTTP binary, gRPC) shares: the id, the input names,
+    the element bound, the deadline, ``Model.predict`` (validation, run, decision, audit record), the requested
+    outputs and the provenance parameters. Fills ``call``'s id, batch and phases (output encoding excluded)."""
+    slot = call.slot
     sent_id = req.id if req.id is not None else call.header_id
     call.rid = sent_id if sent_id is not None else uuid.uuid4().hex
     names = model.input_names
     if sorted(req.inputs) != sorted(names):
         raise RequestError(f"model '{slot.name}' takes input(s) {list(names)}; the request sent {list(req.inputs)}")
+    bound_elements(model.manifest.inputs, req.inputs, getattr(slot, "max_elements", None))
     x = req.inputs[names[0]] if len(names) == 1 else req.inputs
     deadline = request_deadline(req.parameters, server_deadline_ms)
     if deadline is not None:
@@ -69,17 +93,35 @@ def run_call(call: Call, server_deadline_ms: float | None, audited: bool) -> tup
     if model.manifest.decision.threshold is not None:
         params["threshold"] = model.manifest.decision.threshold
     if pred.in_domain is not None:
-        params["domain_threshold"] = model.manifest.domain.threshold  # type: ignore[union-attr]
+        params["domain_threshold"] = model.manifest.domain.threshold
         params["out_of_domain"] = int((~pred.in_domain).sum())
     if fhir is not None:
         try:
             params["fhir"] = json.dumps(pred.to_fhir(**fhir), separators=(",", ":"))
         except (UsageError, MissingExtraError) as exc:
             raise RequestError(f"parameters.fhir: {exc}") from None
-    out = encode_response(slot.name, pred.version, call.rid, tensors, binary, params)
     call.batch = len(pred)
     call.phases = (start - call.arrival, decoded - start, predicted - decoded, time.perf_counter_ns() - predicted)
-    return out
+    return Answer(pred.version, tensors, binary, params)
+
+
+def bound_elements(specs: Any, inputs: Mapping[str, Any], limit: int | None) -> None:
+    """Refuse an input with a free axis besides the batch (a sequence length) beyond the server's per-call
+    element bound: its memory would grow with whatever length a client sends.
+
+    Raises:
+        RequestError: an input holds more elements than the bound (HTTP 400, gRPC INVALID_ARGUMENT).
+    """
+    if limit is None:
+        return
+    for spec in specs:
+        free = [d for d in spec.shape[1:] if not isinstance(d, int)]
+        arr = inputs.get(spec.name)
+        if free and arr is not None and arr.size > limit:
+            raise RequestError(f"input '{spec.name}' holds {arr.size} elements (shape {list(arr.shape)}); this "
+                               f"server takes at most {limit} per input per call for inputs of free length "
+                               f"({', '.join(map(str, spec.shape))}): send shorter sequences or fewer at once "
+                               "(serve --max-elements)")
 
 
 def request_deadline(parameters: dict[str, Any], server_ms: float | None) -> float | None:
@@ -89,12 +131,16 @@ def request_deadline(parameters: dict[str, Any], server_ms: float | None) -> flo
         asked = parameters.get(key)
         if asked is None:
             continue
-        if isinstance(asked, bool) or not isinstance(asked, (int, float)) or not asked > 0:
+        if isinstance(asked, bool) or not isinstance(asked, (int, float)) or not 0 < asked < MAX_DEADLINE[key]:
             unit = "milliseconds" if key == "deadline_ms" else "microseconds (Triton's request timeout)"
-            raise RequestError(f"parameters.{key} must be a positive number of {unit}, got {asked!r}")
+            raise RequestError(f"parameters.{key} must be a positive number of {unit} below "
+                               f"{MAX_DEADLINE[key]:.0e}, got {str(asked)[:40]}")
         ms = float(asked) * scale
         deadline = ms if deadline is None else min(deadline, ms)
     return deadline
+
+
+MAX_DEADLINE = {"deadline_ms": 3.6e6, "timeout": 3.6e9}  # an hour: beyond any request (and finite)
 
 
 def http_remedy(exc: InputTypeError, slot: Any, inputs: dict[str, Any]) -> InputError:
@@ -200,6 +246,6 @@ def fhir_request(parameters: dict[str, Any]) -> dict[str, Any] | None:
     try:
         at = datetime.fromisoformat(when.replace("Z", "+00:00")) if when else None
     except ValueError:
-        raise RequestError(f"parameters.fhir_time must be ISO 8601 with a time zone, got {when!r}") from None
+        raise RequestError(f"parameters.fhir_time must be ISO 8601 with a time zone, got {str(when)[:64]!r}") from None
     return {"subject": subject, "basis": [b.strip() for b in basis.split(",") if b.strip()], "at": at,
             "generic": generic}

@@ -134,12 +134,7 @@ def decode_request(body: bytes, header_length: str | None) -> InferRequest:
         head, rest = body[:n], memoryview(body)[n:]
     else:
         head, rest = body, memoryview(b"")
-    try:
-        doc = json.loads(head)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(f"the request is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise RequestError("the request nests JSON deeper than any tensor: send data as a flat list") from None
+    doc = parse_json(head)
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
         raise RequestError("the request must be a JSON object with a non-empty 'inputs' list")
     params = _mapping(doc.get("parameters"), "parameters")
@@ -181,6 +176,35 @@ def decode_request(body: bytes, header_length: str | None) -> InferRequest:
         raise RequestError(f"'id' must be a string, got {type(request_id).__name__}")
     return InferRequest(request_id, inputs, outputs, binary, bool(params.get("binary_data_output", False)),
                         dict(params))
+
+
+def parse_json(raw: bytes | memoryview) -> Any:
+    """A request's JSON (orjson when installed: no Python number objects beyond what the document holds).
+
+    Raises:
+        RequestError: not JSON, nested deeper than any tensor, or a number no double can hold (a 5,000-digit
+            integer) — never a ValueError of the parser.
+    """
+    try:
+        return _loads(raw)
+    except RecursionError:
+        raise RequestError("the request nests JSON deeper than any tensor: send data as a flat list") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limits of the json module
+        text = str(exc)
+        if "depth" in text or "recursion" in text:
+            raise RequestError("the request nests JSON deeper than any tensor: send data as a flat list") from None
+        raise RequestError(f"the request is not valid JSON: {text[:200]}") from None
+
+
+def _load_json() -> Any:
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+    return orjson.loads
+
+
+_loads = _load_json()
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:
@@ -254,6 +278,10 @@ def _from_json(data: Any, name: str, shape: tuple[int, ...], datatype: str) -> n
             raise RequestError(f"input '{name}' has {len(flat)} values but shape {list(shape)} needs {n}")
         return np.array(flat, dtype=object).reshape(shape)
     want = np.dtype(NUMPY[datatype])
+    if type(data) is list and want.kind != "b":
+        fast = _flat_numbers(data, name, n, datatype, want)
+        if fast is not None:
+            return fast.reshape(shape)
     flat = _flatten(data)
     if want.kind == "b":
         if not all(type(v) is bool for v in flat):
@@ -278,6 +306,25 @@ def _from_json(data: Any, name: str, shape: tuple[int, ...], datatype: str) -> n
         with np.errstate(over="raise", invalid="ignore"):
             return arr.astype(want.newbyteorder("=")).reshape(shape)  # JSON numbers are doubles: FP32 is exact
     except (OverflowError, FloatingPointError):
+        raise RequestError(f"input '{name}' holds values that do not fit {datatype}") from None
+
+
+def _flat_numbers(data: list[Any], name: str, n: int, datatype: str, want: np.dtype) -> np.ndarray | None:
+    """A flat list of JSON numbers straight into numpy (None when it holds anything else: the general path then
+    finds and names it). The type check runs in C (``set(map(type, ...))``), not per item in Python."""
+    kinds = set(map(type, data))
+    if not kinds or not kinds <= {float, int}:
+        return None
+    if want.kind in "iu" and float in kinds:
+        raise RequestError(f"input '{name}' is {datatype}, but its JSON data holds 'f'-kind values (floats); send "
+                           "numbers of that type")
+    if len(data) != n:
+        raise RequestError(f"input '{name}' has {len(data)} values but its shape needs {n}")
+    try:
+        arr = np.array(data, dtype=np.float64 if want.kind == "f" or float in kinds else np.int64)
+        with np.errstate(over="raise", invalid="ignore"):
+            return arr.astype(want.newbyteorder("="), copy=False)
+    except (OverflowError, FloatingPointError, ValueError):
         raise RequestError(f"input '{name}' holds values that do not fit {datatype}") from None
 
 

@@ -48,6 +48,7 @@ from .app import App, Gate, http_status
 from .http import HTTP_PATHS, available_http, bind, event_loop, guarded_protocol
 from .metrics import ModelStats
 from .protocol import input_metadata, output_metadata
+from .repository import RepositoryMixin, expand_bundles
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +146,27 @@ class Slot:
         self.stats = ModelStats(name)
         self.inline = False  # run on the event loop (measured fast enough at load)
         self.batch1_ms: float | None = None
+        self.max_elements: int | None = None  # per input per call, for inputs of free length (serve's bound)
 
     def ready_model(self) -> Any:
-        if self.state == "ready":
-            return self.model
+        model = self.model
+        if self.state == "ready" and model is not None:
+            return model
+        if self.state == "unloaded":
+            raise NotReady(f"model '{self.name}' is unloaded; POST /v2/repository/models/{self.name}/load serves it "
+                           "again")
         if self.state == "loading":
             raise NotReady(f"model '{self.name}' is loading (integrity check and self-test); retry shortly")
         raise NotReady(f"model '{self.name}' is unavailable: {type(self.error).__name__}: {self.error}")
+
+    def publish(self, other: Slot) -> None:
+        """Serve ``other``'s loaded model from now on (a swap: requests running keep the model they started with)."""
+        self.inputs, self.outputs, self.batch1_ms, self.inline = other.inputs, other.outputs, other.batch1_ms, \
+            other.inline
+        self.path, self.error = other.path, None
+        self.stats.version = other.stats.version
+        self.model = other.model
+        self.state = "ready"
 
     def metadata(self) -> dict[str, Any]:
         version = self.model.version if self.model is not None else None
@@ -179,16 +194,18 @@ class Slot:
         return doc
 
 
-class Registry:
-    """The served bundles by model name; :meth:`load_all` verifies, self-tests and publishes them."""
+class Registry(RepositoryMixin):
+    """The served bundles by model name; :meth:`load_all` verifies, self-tests and publishes them; the repository
+    extension (:mod:`.repository`) loads, re-loads and unloads them while serving."""
 
     def __init__(self, config: ServeConfig, audit: AuditLog | None) -> None:
         from ..manifest import load_manifest
 
         self.config, self.audit = config, audit
         self.slots: dict[str, Slot] = {}
-        for arg in config.bundles:
-            path = Path(arg)
+        self._swap_lock = threading.Lock()
+        bundles, self.roots = expand_bundles(config.bundles)
+        for path in bundles:
             try:
                 name = load_manifest(path).name
             except MedinferError:
@@ -196,41 +213,50 @@ class Registry:
             if name in self.slots:
                 raise UsageError(f"two bundles are named '{name}' ({self.slots[name].path} and {path}); "
                                  "serve each model once")
-            self.slots[name] = Slot(path, name)
+            self.slots[name] = self._new_slot(path, name)
         self.loaded = threading.Event()
+
+    def _new_slot(self, path: Path, name: str) -> Slot:
+        slot = Slot(path, name)
+        slot.max_elements = self.config.max_elements
+        return slot
 
     def load_all(self) -> None:
         """Load every bundle (sha256 of every file, signature policy, golden self-test); never raises."""
+        for slot in list(self.slots.values()):
+            self._load_slot(slot, slot.path)
+        self.loaded.set()
+
+    def _load_slot(self, slot: Slot, path: Path) -> None:
+        """Load one bundle into ``slot`` (ready, or unavailable with the error); never raises."""
         from ..loader import load
 
-        for slot in self.slots.values():
-            start = time.perf_counter()
-            try:
-                model = load(slot.path, self.config.providers, variant=self.config.variant,
-                             require_signature=self.config.require_signature,
-                             trusted_keys=self.config.trusted_keys)
-                slot.inputs, slot.outputs = input_metadata(model.manifest), output_metadata(model)
-                slot.batch1_ms = batch1_ms(model)
-                slot.inline = slot.batch1_ms < self.config.inline_below_ms
-                # audit and deadline only now, so the golden runs above leave no audit record
-                model.configure(audit=self.audit, deadline_ms=self.config.deadline_ms,
-                                out_of_domain=self.config.out_of_domain)
-                slot.stats.version = model.version
-                slot.model, slot.state = model, "ready"
-                log.info("%s %s ready in %.2f s (verified, self-test passed; batch 1 in %.3f ms: %s)", model.name,
-                         model.version, time.perf_counter() - start, slot.batch1_ms,
-                         "on the event loop" if slot.inline else "in the worker pool")
-            except MedinferError as exc:
-                slot.error, slot.state = exc, "unavailable"
-                log.error("%s unavailable: %s: %s", slot.path, type(exc).__name__, exc)
-            except Exception as exc:  # noqa: BLE001 - a broken bundle must not take the server down
-                slot.error, slot.state = MedinferError(f"unexpected {type(exc).__name__}: {exc}"), "unavailable"
-                log.exception("%s unavailable", slot.path)
-        self.loaded.set()
+        start = time.perf_counter()
+        try:
+            model = load(path, self.config.providers, variant=self.config.variant,
+                         require_signature=self.config.require_signature,
+                         trusted_keys=self.config.trusted_keys)
+            slot.inputs, slot.outputs = input_metadata(model.manifest), output_metadata(model)
+            slot.batch1_ms = batch1_ms(model)
+            slot.inline = slot.batch1_ms < self.config.inline_below_ms
+            # audit and deadline only now, so the golden runs above leave no audit record
+            model.configure(audit=self.audit, deadline_ms=self.config.deadline_ms,
+                            out_of_domain=self.config.out_of_domain)
+            slot.stats.version = model.version
+            slot.model, slot.state = model, "ready"
+            log.info("%s %s ready in %.2f s (verified, self-test passed; batch 1 in %.3f ms: %s)", model.name,
+                     model.version, time.perf_counter() - start, slot.batch1_ms,
+                     "on the event loop" if slot.inline else "in the worker pool")
+        except MedinferError as exc:
+            slot.error, slot.state = exc, "unavailable"
+            log.error("%s unavailable: %s: %s", slot.path, type(exc).__name__, exc)
+        except Exception as exc:  # noqa: BLE001 - a broken bundle must not take the server down
+            slot.error, slot.state = MedinferError(f"unexpected {type(exc).__name__}: {exc}"), "unavailable"
+            log.exception("%s unavailable", slot.path)
 
     @property
     def ready(self) -> bool:
-        return all(s.state == "ready" for s in self.slots.values())
+        return all(s.state in ("ready", "unloaded") for s in list(self.slots.values()))
 
     def get(self, name: str, version: str | None = None) -> Slot:
         """The slot of ``name``; ``version`` must be the bundle's version or Triton's ``"1"``."""
@@ -257,7 +283,7 @@ def batch1_ms(model: Model, runs: int = 7) -> float:
     return best * 1e3
 
 
-def serve(config: ServeConfig, on_listening: Callable[[str, int], None] | None = None) -> int:
+def serve(config: ServeConfig, on_listening: Callable[..., None] | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; returns the signal number that stopped it (0 if none).
 
     Raises:
@@ -307,11 +333,18 @@ def serve(config: ServeConfig, on_listening: Callable[[str, int], None] | None =
     threading.Thread(target=registry.load_all, name="medinfer-load", daemon=True).start()
     log.info("HTTP path: %s on %s; metrics at /metrics%s", config.http, event_loop(config.http),
              f" and on port {metrics_port}" if metrics_port is not None else "")
+    grpc_server = None
+    if config.grpc_port is not None:
+        from .grpc_server import start_grpc
+
+        grpc_server, grpc_port = start_grpc(registry, config, auth, tls, config.host)
     if on_listening is not None:
-        on_listening(host, port)
+        on_listening(host, port, grpc_port) if grpc_server is not None else on_listening(host, port)
     try:
         server.run(sockets=sockets)
     finally:
+        if grpc_server is not None:
+            grpc_server.stop(config.shutdown_timeout).wait()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         pool.shutdown(wait=True)
