@@ -145,8 +145,10 @@ class App:
                 # Ids, sizes, codes and times only: never a value, a message or a query string (they can hold
                 # patient data), never a credential.
                 shown = header_safe(ctx.get("id"))
+                # The route, not the path: a path a client made up (an unknown model name) is content too.
                 fields = {"id": shown.decode() if shown is not None else None, "method": scope["method"][:16],
-                          "path": scope["path"][:200], "status": status, "bytes_in": ctx["in"],
+                          "route": ctx.get("route", "-"), "path_bytes": len(scope["path"]), "status": status,
+                          "bytes_in": ctx["in"],
                           "client": (scope.get("client") or ("", 0))[0],
                           "duration_ms": round((time.perf_counter_ns() - begin) / 1e6, 3)}
                 if "model" in ctx:
@@ -157,7 +159,7 @@ class App:
                     fields["error"] = ctx.get("code") or error_code(status)
                 if ctx.get("who"):
                     fields["who"] = ctx["who"]
-                access_log.info("%s %s %s", fields["method"], fields["path"], status, extra={"access": fields})
+                access_log.info("%s %s %s", fields["method"], fields["route"], status, extra={"access": fields})
 
     async def route(self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[bytes, bytes],
                     ctx: dict[str, Any]) -> int:
@@ -181,12 +183,13 @@ class App:
         if target is None:
             return await self.send_error(send, 404, f"no route {method[:16]} {scope['path'][:200]}: see GET /v2 for "
                                          "this server's extensions", ctx)
+        ctx["route"] = target[1].__name__
         if self.auth is not None:
             extensions = scope.get("extensions") or {}
             try:
                 who = self.auth.check(GROUP_OF[target[1].__name__], headers.get(b"authorization"),
                                       (extensions.get("tls") or {}).get("client_cert"), scope.get("query_string", b""),
-                                      client=(scope.get("client") or ("", 0))[0], path=scope["path"])
+                                      client=(scope.get("client") or ("", 0))[0], path=ctx["route"])
             except AuthError as exc:
                 extra = [(b"www-authenticate", b'Bearer realm="medinfer"')] if exc.status == 401 else None
                 return await self.fail(send, exc, ctx, extra)
