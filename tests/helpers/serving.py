@@ -31,6 +31,7 @@ def serving(bundles: list[Path], *args: str, log: Path, wait_ready: bool = True,
         assert "listening on http" in line and "://127.0.0.1:" in line, \
             f"no listening line: {line!r}; log: {log.read_text()}"
         url = line.split("://", 1)[1].split()[0]
+        proc.grpc_url = line.split("gRPC on ", 1)[1].split(")")[0] if "gRPC on " in line else None  # type: ignore
         if wait_ready and "listening on https://" not in line:
             wait_for(url, "/v2/health/ready", timeout)
         yield url, proc
