@@ -72,7 +72,8 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 
 def cmd_serve_token(args: argparse.Namespace) -> int:
     from ..errors import UsageError
-    from ..fleet.auth import add_token, parse_expiry, parse_token_file, revoke_token
+    from ..fleet.auth import parse_token_file
+    from ..fleet.tokens import add_token, parse_expiry, revoke_token
 
     if args.action in ("add", "revoke") and not args.name:
         raise UsageError(f"medinfer serve-token {args.action} needs --name")

@@ -39,7 +39,7 @@ from ..errors import (
 )
 from .auth import AuthError, Forbidden
 from .infer import Call, predict_request
-from .protocol import NUMPY, InferRequest, _from_binary, _tensor_head, _to_binary
+from .protocol import NUMPY, InferRequest, from_binary, tensor_head, to_binary
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +120,12 @@ def decode_grpc_request(request: Any) -> InferRequest:
     if raw and len(raw) != len(request.inputs):
         raise RequestError(f"raw_input_contents holds {len(raw)} tensors for {len(request.inputs)} inputs")
     for i, tensor in enumerate(request.inputs):
-        name, shape, datatype = _tensor_head({"name": tensor.name, "shape": list(tensor.shape),
+        name, shape, datatype = tensor_head({"name": tensor.name, "shape": list(tensor.shape),
                                               "datatype": tensor.datatype}, f"inputs[{i}]")
         if name in inputs:
             raise RequestError(f"input '{name}' appears twice in the request")
         if raw:
-            inputs[name] = _from_binary(raw[i], name, shape, datatype)
+            inputs[name] = from_binary(raw[i], name, shape, datatype)
             continue
         values = getattr(tensor.contents, CONTENTS.get(datatype, "fp32_contents"))
         n = int(np.prod(shape, dtype=np.int64)) if shape else 1
@@ -297,7 +297,7 @@ class Servicer:
             from .protocol import datatype_of
 
             out.outputs.add(name=tensor_name, datatype=datatype_of(arr), shape=list(arr.shape))
-            out.raw_output_contents.append(_to_binary(arr))
+            out.raw_output_contents.append(to_binary(arr))
         return out
 
 

@@ -123,6 +123,13 @@ class CorkedTransport:
             self._timer = None
         self._transport.close()
 
+    def gone(self) -> None:
+        """The connection is lost: nothing more is parsed or written, no timer left."""
+        self.lingering = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def is_closing(self) -> bool:
         return self.lingering or bool(self._transport.is_closing())
 
@@ -253,9 +260,7 @@ def guarded_protocol(http: str, request_timeout: float, max_connections: int) ->
                 open_per_port[self._port] -= 1
             transport = self.transport
             if isinstance(transport, CorkedTransport):
-                transport.lingering = True  # nothing more is parsed or written
-                if transport._timer is not None:
-                    transport._timer.cancel()
+                transport.gone()
             super().connection_lost(exc)
 
     Guarded.__name__ = f"Guarded{Base.__name__}"

@@ -143,7 +143,7 @@ def decode_request(body: bytes, header_length: str | None) -> InferRequest:
     for i, item in enumerate(doc["inputs"]):
         if not isinstance(item, dict):
             raise RequestError(f"inputs[{i}] must be an object with name, shape, datatype and data")
-        name, shape, datatype = _tensor_head(item, f"inputs[{i}]")
+        name, shape, datatype = tensor_head(item, f"inputs[{i}]")
         if name in inputs:
             raise RequestError(f"input '{name}' appears twice in the request")
         size = _mapping(item.get("parameters"), f"inputs[{i}].parameters").get("binary_data_size")
@@ -151,7 +151,7 @@ def decode_request(body: bytes, header_length: str | None) -> InferRequest:
             if not isinstance(size, int) or size < 0 or offset + size > len(rest):
                 raise RequestError(f"input '{name}': binary_data_size {size!r} does not fit the "
                                    f"{len(rest) - offset} binary bytes left in the body")
-            inputs[name] = _from_binary(bytes(rest[offset:offset + size]), name, shape, datatype)
+            inputs[name] = from_binary(bytes(rest[offset:offset + size]), name, shape, datatype)
             offset += size
         elif "data" in item:
             inputs[name] = _from_json(item["data"], name, shape, datatype)
@@ -215,7 +215,7 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
-def _tensor_head(item: Mapping[str, Any], where: str) -> tuple[str, tuple[int, ...], str]:
+def tensor_head(item: Mapping[str, Any], where: str) -> tuple[str, tuple[int, ...], str]:
     name, shape, datatype = item.get("name"), item.get("shape"), item.get("datatype")
     if not isinstance(name, str) or not name:
         raise RequestError(f"{where} needs a 'name' (string)")
@@ -243,7 +243,7 @@ def _count(shape: Sequence[int]) -> int:
     return count
 
 
-def _from_binary(raw: bytes, name: str, shape: tuple[int, ...], datatype: str) -> np.ndarray:
+def from_binary(raw: bytes, name: str, shape: tuple[int, ...], datatype: str) -> np.ndarray:
     n = _count(shape)
     if datatype == "BYTES":
         items: list[bytes] = []
@@ -357,7 +357,7 @@ def encode_response(model_name: str, model_version: str, request_id: str | None,
     for name, arr in tensors.items():
         item: dict[str, Any] = {"name": name, "datatype": datatype_of(arr), "shape": list(arr.shape)}
         if binary.get(name, False):
-            blob = _to_binary(arr)
+            blob = to_binary(arr)
             item["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
@@ -374,7 +374,7 @@ def encode_response(model_name: str, model_version: str, request_id: str | None,
     return head + b"".join(blobs), len(head)
 
 
-def _to_binary(arr: np.ndarray) -> bytes:
+def to_binary(arr: np.ndarray) -> bytes:
     if arr.dtype.kind in "OUS":
         parts = []
         for v in arr.reshape(-1).tolist():

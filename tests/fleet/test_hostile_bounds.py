@@ -4,11 +4,11 @@ ids, HEAD, logs in JSON mode and logs free of request content. gRPC's twins are 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import socket
 import time
-from pathlib import Path
 
 import pytest
 
@@ -52,10 +52,8 @@ def _raw(url: str, data: bytes, wait: float = 5.0, head_only: bool = False) -> b
     host, port = url.split(":")
     with socket.create_connection((host, int(port))) as s:
         s.settimeout(wait)
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             s.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
         out = b""
         try:
             while True:
@@ -141,8 +139,8 @@ def test_a_5000_digit_integer_anywhere_in_the_json_is_400(server, where: str) ->
     doc = {"data": item.replace("[1, 2, 3]", f"[1, {BIG}, 3]"), "shape": item.replace("[1, 3]", f"[1, {BIG}]"),
            "binary_data_size": item.replace('"data": [1, 2, 3]', f'"parameters": {{"binary_data_size": {BIG}}}')
            }.get(where, item)
-    extra = {"parameters": f', "parameters": {{"priority": {BIG}}}', "deadline": f', "parameters": {{"timeout": {BIG}}}',
-             "id": f', "id": {BIG}'}.get(where, "")
+    extra = {"parameters": f', "parameters": {{"priority": {BIG}}}',
+             "deadline": f', "parameters": {{"timeout": {BIG}}}', "id": f', "id": {BIG}'}.get(where, "")
     raw = f'{{"inputs": [{doc}]{extra}}}'.encode()
     status, _, body = request(server["url"], "/v2/models/tiny_logistic/infer", raw,
                               {"Content-Type": "application/json"})

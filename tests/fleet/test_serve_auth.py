@@ -18,7 +18,8 @@ from pathlib import Path
 import medinfer
 import numpy as np
 import pytest
-from medinfer.fleet.auth import add_token, revoke_token, token_digest
+from medinfer.fleet.auth import token_digest
+from medinfer.fleet.tokens import add_token, revoke_token
 
 from ..helpers import tiny
 from ..helpers.serving import request, serving

@@ -12,7 +12,7 @@ from pathlib import Path
 import medinfer
 import numpy as np
 import pytest
-from medinfer.fleet.auth import add_token
+from medinfer.fleet.tokens import add_token
 
 from ..helpers import tiny
 from ..helpers.serving import serving

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from medinfer.fleet.auth import add_token
+from medinfer.fleet.tokens import add_token
 from medinfer.integrity import contract_digest
 
 from ..helpers import tiny

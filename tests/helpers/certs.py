@@ -58,7 +58,6 @@ def make_pki(folder: Path) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     ca_key, other_key = _key(), _key()
     ca = _cert("medinfer test CA", ca_key, "medinfer test CA", ca_key, ca=True, days=(-2, 60))
-    other = _cert("another CA", other_key, "another CA", other_key, ca=True, days=(-2, 60))
     out: dict[str, Any] = {"ca": _write(folder, "ca", ca, ca_key)[0]}
     server_key = _key()
     out["server"] = _write(folder, "server", _cert("127.0.0.1", server_key, "medinfer test CA", ca_key, server=True),
