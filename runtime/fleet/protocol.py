@@ -196,6 +196,14 @@ def parse_json(raw: bytes | memoryview) -> Any:
         raise RequestError(f"the request is not valid JSON: {text[:200]}") from None
 
 
+def dump_json(doc: Any, finite: bool = True) -> bytes:
+    """Compact JSON bytes (orjson when installed and every float is finite; the json module writes NaN/Infinity
+    the way the protocol's JSON readers take them, where orjson would write null)."""
+    if finite and _dumps is not None:
+        return bytes(_dumps(doc))
+    return json.dumps(doc, separators=(",", ":"), allow_nan=True).encode()
+
+
 def _load_json() -> Any:
     try:
         import orjson
@@ -205,6 +213,10 @@ def _load_json() -> Any:
 
 
 _loads = _load_json()
+try:
+    from orjson import dumps as _dumps
+except ImportError:
+    _dumps = None  # type: ignore[assignment]
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:
@@ -368,7 +380,8 @@ def encode_response(model_name: str, model_version: str, request_id: str | None,
         doc["id"] = request_id
     if parameters:
         doc["parameters"] = dict(parameters)
-    head = json.dumps(doc, separators=(",", ":"), allow_nan=True).encode()
+    head = dump_json(doc, finite=all(arr.dtype.kind != "f" or bool(np.isfinite(arr).all())
+                                     for arr in tensors.values()))
     if not blobs:
         return head, None
     return head + b"".join(blobs), len(head)
