@@ -186,7 +186,14 @@ def parse_json(raw: bytes | memoryview) -> Any:
             integer) — never a ValueError of the parser.
     """
     try:
-        return _loads(raw)
+        try:
+            return _loads(raw)
+        except ValueError as exc:
+            if "surrogate" not in str(exc) or _loads is json.loads:
+                raise
+            # orjson refuses a lone surrogate (\ud800) that JSON allows; the json module reads it, and the model's
+            # validator refuses it where it matters (an id, a text) with a record in the audit trail.
+            return json.loads(raw)
     except RecursionError:
         raise RequestError("the request nests JSON deeper than any tensor: send data as a flat list") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limits of the json module
