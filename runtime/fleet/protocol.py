@@ -193,7 +193,7 @@ def parse_json(raw: bytes | memoryview) -> Any:
                 raise
             # orjson refuses a lone surrogate (\ud800) that JSON allows; the json module reads it, and the model's
             # validator refuses it where it matters (an id, a text) with a record in the audit trail.
-            return json.loads(raw)
+            return json.loads(bytes(raw))
     except RecursionError:
         raise RequestError("the request nests JSON deeper than any tensor: send data as a flat list") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limits of the json module
@@ -298,7 +298,7 @@ def _from_json(data: Any, name: str, shape: tuple[int, ...], datatype: str) -> n
         return np.array(flat, dtype=object).reshape(shape)
     want = np.dtype(NUMPY[datatype])
     if type(data) is list and want.kind != "b":
-        fast = _flat_numbers(data, name, n, datatype, want)
+        fast = _flat_numbers(data, name, shape, datatype, want)
         if fast is not None:
             return fast.reshape(shape)
     flat = _flatten(data)
@@ -328,7 +328,8 @@ def _from_json(data: Any, name: str, shape: tuple[int, ...], datatype: str) -> n
         raise RequestError(f"input '{name}' holds values that do not fit {datatype}") from None
 
 
-def _flat_numbers(data: list[Any], name: str, n: int, datatype: str, want: np.dtype) -> np.ndarray | None:
+def _flat_numbers(data: list[Any], name: str, shape: tuple[int, ...], datatype: str, want: np.dtype
+                  ) -> np.ndarray | None:
     """A flat list of JSON numbers straight into numpy (None when it holds anything else: the general path then
     finds and names it). The type check runs in C (``set(map(type, ...))``), not per item in Python."""
     kinds = set(map(type, data))
@@ -337,8 +338,9 @@ def _flat_numbers(data: list[Any], name: str, n: int, datatype: str, want: np.dt
     if want.kind in "iu" and float in kinds:
         raise RequestError(f"input '{name}' is {datatype}, but its JSON data holds 'f'-kind values (floats); send "
                            "numbers of that type")
+    n = _count(shape)
     if len(data) != n:
-        raise RequestError(f"input '{name}' has {len(data)} values but its shape needs {n}")
+        raise RequestError(f"input '{name}' has {len(data)} values but shape {list(shape)} needs {n}")
     try:
         arr = np.array(data, dtype=np.float64 if want.kind == "f" or float in kinds else np.int64)
         with np.errstate(over="raise", invalid="ignore"):
