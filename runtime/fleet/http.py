@@ -100,9 +100,13 @@ class CorkedTransport:
         self.flush()
         if self.lingering or self._transport.is_closing():
             return
+        can_write_eof = getattr(self._transport, "can_write_eof", None)
+        if can_write_eof is None:  # not a stream transport: nothing to linger on
+            self._transport.close()
+            return
         self.lingering = True
         try:
-            if self._transport.can_write_eof():
+            if can_write_eof():  # TLS cannot half-close: it lingers with the write side open
                 self._transport.write_eof()
         except (OSError, RuntimeError, NotImplementedError):
             self._transport.close()
