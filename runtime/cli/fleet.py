@@ -41,6 +41,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for handler in logging.getLogger().handlers:
             handler.setFormatter(formatter)
     logging.captureWarnings(True)  # Python warnings become log records (JSON in --log-format json)
+    if args.log_format == "json":
+        import os
+
+        # grpcio's C core writes its own text lines to stderr (e.g. a refused client certificate): not JSON, and
+        # not routable through logging; in JSON mode they are off unless GRPC_VERBOSITY asks for them.
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     config = ServeConfig(
         bundles=_bundles(args.bundles), host=args.host, port=args.port, max_body_bytes=int(args.max_body_mb * 2**20),
         max_queue=args.max_queue, deadline_ms=args.deadline_ms, audit=args.audit,

@@ -261,3 +261,25 @@ def test_expired_self_signed_and_foreign_certificates_fail_the_handshake(mtls, c
 def test_plain_http_to_the_tls_port_gets_no_answer(mtls) -> None:
     _until_ready(mtls)
     assert request(mtls["url"], "/v2/health/live")[0] in (0, 400)
+
+
+def test_the_policy_closes_health_when_told_and_never_reads_a_token_from_the_url(tmp_path: Path) -> None:
+    from medinfer.fleet.auth import Authorizer, Forbidden, Unauthenticated, build_policy
+
+    tokens = tmp_path / "tokens.json"
+    metrics = add_token(tokens, "scraper", ["metrics"])
+    closed = Authorizer(build_policy(str(tokens), (), (), ()))
+    with pytest.raises(Unauthenticated):
+        closed.check("health", None, None)
+    assert closed.check("health", f"Bearer {metrics}", None).token == "scraper"  # any valid credential
+    with pytest.raises(Forbidden):
+        closed.check("admin", f"Bearer {metrics}", None)
+    with pytest.raises(Unauthenticated, match="query string"):
+        closed.check("metrics", f"Bearer {metrics}", None, b"x=1&Access_Token=abc")
+    certs = Authorizer(build_policy(None, ("infer",), ("health",), ("infer", "metadata")))
+    cert = {"subject": ((("commonName", "pacs-gw"),),)}
+    assert certs.check("infer", None, cert).cert == "pacs-gw"
+    with pytest.raises(Forbidden, match="lacks the scope 'metadata'"):
+        certs.check("metadata", None, cert)
+    with pytest.raises(Unauthenticated, match="client certificate"):
+        certs.check("infer", None, None)

@@ -153,7 +153,7 @@ def test_grpc_with_mutual_tls(tmp_path: Path) -> None:
     pki = make_pki(tmp_path / "pki")
     bundle = tiny.build(tmp_path / "tiny_logistic")
     with serving([bundle], "--grpc-port", "0", "--tls-cert", pki["server"][0], "--tls-key", pki["server"][1],
-                 "--tls-client-ca", pki["ca"], log=tmp_path / "server.log") as (_, proc):
+                 "--tls-client-ca", pki["ca"], "--log-format", "json", log=tmp_path / "server.log") as (_, proc):
         def client(name: str) -> object:
             cert, key = pki[name]
             return tg.InferenceServerClient(proc.grpc_url, ssl=True, root_certificates=pki["ca"], private_key=key,
@@ -171,3 +171,5 @@ def test_grpc_with_mutual_tls(tmp_path: Path) -> None:
         with pytest.raises(InferenceServerException):  # no client certificate at all
             tg.InferenceServerClient(proc.grpc_url, ssl=True, root_certificates=pki["ca"]).infer(
                 "tiny_logistic", [_input(X)], client_timeout=10)
+    for line in (tmp_path / "server.log").read_text().splitlines():  # grpcio's own text lines stay out
+        json.loads(line)
