@@ -221,7 +221,9 @@ def add_parsers(sub: Any) -> None:
                            "infer,metadata --expires 90d",
                            "medinfer serve-token revoke --token-file tokens.json --name ris-gateway",
                            "medinfer serve-token list --token-file tokens.json"))
-    p.add_argument("action", choices=("add", "revoke", "list"))
+    p.add_argument("action", choices=("add", "revoke", "list"),
+                   help="add: make a token (printed once) and store its sha256; revoke: remove one; list: names, "
+                        "scopes, expiry")
     p.add_argument("--token-file", required=True, metavar="FILE", help="the token file (created 0600 by add)")
     p.add_argument("--name", default=None, help="the token's name (logged and audited instead of the token)")
     p.add_argument("--scopes", default="infer,metadata", help="comma-separated: infer, metadata, metrics, admin "
