@@ -101,6 +101,7 @@ def test_grpc_refuses_without_a_token_and_without_the_scope(grpc_server) -> None
     ("oversized", "RESOURCE_EXHAUSTED", ""),
     ("unknown_model", "NOT_FOUND", "unknown model"),
     ("absurd_deadline", "INVALID_ARGUMENT", "deadline_ms"),
+    ("fhir_time", "INVALID_ARGUMENT", "outside the years"),
 ])
 def test_grpc_holds_the_same_bounds(grpc_server, case: str, code: str, words: str) -> None:
     client = tg.InferenceServerClient(grpc_server["url"])
@@ -118,6 +119,10 @@ def test_grpc_holds_the_same_bounds(grpc_server, case: str, code: str, words: st
         inputs = [_input(np.zeros((100_000, 3), np.float32))]  # 1.2 MB > --max-body-mb 1
     elif case == "unknown_model":
         model = "nope"
+    elif case == "fhir_time":
+        pytest.importorskip("fhir.resources")
+        model, inputs = "glucose_lstm", [_input(np.full((1, 4, 2), 0.5, np.float32))]
+        kwargs = {"parameters": {"fhir": True, "fhir_subject": "Patient/1", "fhir_time": "9999-12-31T23:50:00+00:00"}}
     else:
         kwargs = {"parameters": {"deadline_ms": 1e308}}
     with pytest.raises(InferenceServerException) as info:
@@ -173,3 +178,33 @@ def test_grpc_with_mutual_tls(tmp_path: Path) -> None:
                 "tiny_logistic", [_input(X)], client_timeout=10)
     for line in (tmp_path / "server.log").read_text().splitlines():  # grpcio's own text lines stay out
         json.loads(line)
+
+
+def test_the_grpc_gate_refuses_beyond_running_and_waiting_at_once() -> None:
+    from medinfer.fleet.grpc_server import ThreadGate
+
+    gate = ThreadGate(1, 1)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with gate:
+            entered.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    entered.wait(10)
+    waiter = threading.Thread(target=lambda: gate.__enter__() or gate.__exit__())
+    waiter.start()
+    end = time.monotonic() + 5
+    while gate.waiting < 1 and time.monotonic() < end:
+        time.sleep(0.01)
+    started = time.monotonic()
+    from medinfer.errors import NotReady
+
+    with pytest.raises(NotReady, match="server busy: 1 requests running and 1 waiting"):
+        gate.__enter__()
+    assert time.monotonic() - started < 0.5
+    release.set()
+    holder.join()
+    waiter.join()
