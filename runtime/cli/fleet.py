@@ -57,7 +57,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         auth_open=tuple(_csv(args.auth_open) or ()), client_cert_scopes=_csv(args.client_cert_scopes),
         require_client_cert=_csv(args.require_client_cert), tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, insecure=args.insecure, grpc_port=args.grpc_port,
-        max_elements=args.max_elements, **options,
+        max_elements=args.max_elements, dynamic_batching=args.dynamic_batching, max_batch=args.max_batch,
+        **options,
     )
 
     def announce(host: str, port: int, grpc_port: int | None = None) -> None:
@@ -213,6 +214,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--max-elements", type=int, default=1 << 20,
                    help="elements per input per call for inputs with a free axis besides the batch (e.g. a "
                         "sequence length); more are refused with 400 (default 1048576)")
+    p.add_argument("--dynamic-batching", choices=("auto", "all", "off"), default="auto",
+                   help="requests for one model that wait at the same time run as one batch, each with its own "
+                        "answer and audit record (auto: models that run in the worker pool; all: every model "
+                        "with a batch axis; off)")
+    p.add_argument("--max-batch", type=int, default=64, help="requests per dynamic batch at most (default 64)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("serve-token", help="add, revoke or list the bearer tokens of medinfer serve",

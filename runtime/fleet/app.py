@@ -29,6 +29,7 @@ from ..errors import (
     BodyTooLarge,
     DeadlineExceeded,
     InputError,
+    InputTypeError,
     MedinferError,
     NotReady,
     OutOfDomainError,
@@ -36,8 +37,17 @@ from ..errors import (
 )
 from ..model import MAX_REQUEST_ID
 from .auth import AuthError
-from .infer import Call, ClientGone, check_declared_length, read_body, run_call
-from .protocol import error_body
+from .infer import (
+    Call,
+    ClientGone,
+    begin_batched,
+    check_declared_length,
+    finish_request,
+    http_remedy,
+    read_body,
+    run_call,
+)
+from .protocol import encode_response, error_body
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("medinfer.access")
@@ -48,6 +58,7 @@ GROUP_OF = {"live": "health", "ready": "health", "server_metadata": "metadata", 
             "model_ready": "metadata", "model_config": "metadata", "index": "metadata", "infer": "infer",
             "stats": "metrics", "scrape": "metrics", "load": "admin", "unload": "admin"}
 INLINE_BODY_BYTES = 256 << 10  # larger requests of inline models still go to the worker pool
+BATCH_BODY_BYTES = 4 << 20  # larger requests of batched models run alone in the worker pool
 _JSON = b"application/json"
 
 
@@ -76,6 +87,14 @@ class Gate:
 
     async def __aexit__(self, *exc: Any) -> None:
         self._sem.release()
+
+
+def batcher_for(app: Any, slot: Any) -> Any:
+    """The slot's dynamic batcher (:func:`medinfer.fleet.dynamic.batcher_for`; imported here late, as it imports
+    :class:`Busy` from this module)."""
+    from .dynamic import batcher_for as make
+
+    return make(app, slot)
 
 
 def http_status(exc: BaseException) -> int:
@@ -119,6 +138,7 @@ class App:
         self.registry, self.config, self.pool, self.gate = registry, config, pool, gate
         self.metrics, self.metrics_port = metrics, metrics_port
         self.auth = auth if auth is not None and auth.enabled else None  # a medinfer.fleet.auth.Authorizer
+        self.batchers: dict[str, Any] = {}  # model name -> medinfer.fleet.dynamic.DynamicBatcher
         self.audited = registry.audit is not None
         get = {("v2",): self.server_metadata, ("v2", "health", "live"): self.live,
                ("v2", "health", "ready"): self.ready, ("v2", "models", "stats"): self.stats, ("metrics",): self.scrape}
@@ -336,7 +356,7 @@ class App:
             if stats is not None:
                 stats.record(time.perf_counter_ns() - begin, reason="internal")
             return await self.fail(send, MedinferError(f"internal error: {type(exc).__name__}"), ctx)
-        stats.record(time.perf_counter_ns() - begin, call.phases, call.batch)
+        stats.record(time.perf_counter_ns() - begin, call.phases, call.batch, executions=call.executions)
         ctx["batch"], ctx["phases"] = call.batch, call.phases
         if json_length is None:
             return await self.respond(send, 200, out, ctx)
@@ -346,10 +366,13 @@ class App:
     async def gated(self, slot: Any, receive: Any, headers: dict[bytes, bytes], ctx: dict[str, Any],
                     arrival: int) -> Call:
         """Read the body and run the request inside the gate: a body is buffered only by a request that holds a
-        slot, so waiting or trickling uploads hold no memory beyond the server's receive buffer."""
+        slot, so waiting or trickling uploads hold no memory beyond the server's receive buffer. A model with a
+        dynamic batcher (:mod:`.dynamic`) leaves the gate once its request is decoded and waits for its batch."""
         stats = slot.stats
         stats.enter(queued=True)
         queued = True
+        batched: Any = None
+        batcher: Any = None
         try:
             async with self.gate:
                 stats.leave(queued=True)
@@ -360,14 +383,32 @@ class App:
                 length = headers.get(b"inference-header-content-length")
                 call = Call(slot, body, length.decode("latin-1") if length is not None else None, ctx["id"], arrival)
                 try:
-                    if slot.inline and len(body) <= INLINE_BODY_BYTES:
+                    batcher = batcher_for(self, slot) if len(body) <= BATCH_BODY_BYTES else None
+                    if batcher is not None:
+                        batched = begin_batched(call, self.config.deadline_ms)
+                        if batched[2].explicit_deadline:
+                            batched = None  # its own deadline: it runs alone, not cutting its neighbours' run
+                    if batched is None and slot.inline and len(body) <= INLINE_BODY_BYTES:
                         call.out = run_call(call, self.config.deadline_ms, self.audited)
-                    else:
+                    elif batched is None:
                         call.out = await asyncio.get_running_loop().run_in_executor(
                             self.pool, run_call, call, self.config.deadline_ms, self.audited)
                 finally:
                     if call.rid is not None:
                         ctx["id"] = call.rid
-                return call
         finally:
             stats.leave(queued=queued)
+        if batched is not None:
+            model, req, pending = batched
+            rid = call.rid if self.audited else pending.sent_id
+            try:
+                pred, first = await batcher.predict(model, pending.x, rid, pending.deadline_ms)
+            except InputTypeError as exc:
+                raise http_remedy(exc, slot, req.inputs) from None
+            answer = finish_request(call, model, req, pred, pending, pending.decoded, time.perf_counter_ns())
+            call.executions = 1 if first else 0
+            done = time.perf_counter_ns()
+            call.out = encode_response(slot.name, answer.version, call.rid, answer.tensors, answer.binary,
+                                       answer.parameters)
+            call.phases = (*call.phases[:3], call.phases[3] + time.perf_counter_ns() - done)
+        return call

@@ -30,6 +30,7 @@ class Call:
     batch: int = 0
     phases: tuple[int, int, int, int] = (0, 0, 0, 0)
     out: tuple[bytes, int | None] = (b"", None)
+    executions: int = 1  # model runs this request counts for (0: it rode in another request's batch)
 
 
 def run_call(call: Call, server_deadline_ms: float | None, audited: bool) -> tuple[bytes, int | None]:
@@ -55,11 +56,21 @@ class Answer:
     parameters: dict[str, Any]
 
 
-def predict_request(call: Call, model: Any, req: Any, start: int, server_deadline_ms: float | None,
-                    audited: bool) -> Answer:
-    """The part of a request that every protocol (HTTP JSON, HTTP binary, gRPC) shares: the id, the input names,
-    the element bound, the deadline, ``Model.predict`` (validation, run, decision, audit record), the requested
-    outputs and the provenance parameters. Fills ``call``'s id, batch and phases (output encoding excluded)."""
+@dataclass
+class Pending:
+    """A decoded request ready for ``Model.predict``: its input, deadline and FHIR option, the id it sent."""
+
+    x: Any
+    deadline_ms: float | None
+    fhir: dict[str, Any] | None
+    sent_id: str | None
+    decoded: int  # perf_counter_ns when decoding ended
+    explicit_deadline: bool  # the request asked for a deadline of its own
+
+
+def begin_request(call: Call, model: Any, req: Any, start: int, server_deadline_ms: float | None) -> Pending:
+    """The checks before ``Model.predict`` that every protocol shares: the id, the input names, the element bound,
+    the deadline (queueing counts) and the FHIR option."""
     slot = call.slot
     sent_id = req.id if req.id is not None else call.header_id
     call.rid = sent_id if sent_id is not None else uuid.uuid4().hex
@@ -74,13 +85,15 @@ def predict_request(call: Call, model: Any, req: Any, start: int, server_deadlin
         # trail records the refusal.
         deadline = max(deadline - (start - call.arrival) / 1e6, 1e-3)
     fhir = fhir_request(req.parameters)
-    decoded = time.perf_counter_ns()
-    try:
-        # The id goes to the audit record (a server-made one only when there is a trail to match it with).
-        pred = model.predict(x, deadline_ms=deadline, request_id=call.rid if audited else sent_id)
-    except InputTypeError as exc:
-        raise http_remedy(exc, slot, req.inputs) from None
-    predicted = time.perf_counter_ns()
+    explicit = any(req.parameters.get(k) is not None for k in ("deadline_ms", "timeout"))
+    return Pending(x, deadline, fhir, sent_id, time.perf_counter_ns(), explicit)
+
+
+def finish_request(call: Call, model: Any, req: Any, pred: Any, pending: Pending, start: int,
+                   predicted: int) -> Answer:
+    """The answer of a prediction: requested outputs, provenance parameters, FHIR; fills ``call``'s batch and
+    phases (output encoding excluded)."""
+    slot = call.slot
     tensors = prediction_tensors(pred)
     if req.outputs is not None:
         unknown = [n for n in req.outputs if n not in tensors]
@@ -95,14 +108,37 @@ def predict_request(call: Call, model: Any, req: Any, start: int, server_deadlin
     if pred.in_domain is not None:
         params["domain_threshold"] = model.manifest.domain.threshold
         params["out_of_domain"] = int((~pred.in_domain).sum())
-    if fhir is not None:
+    if pending.fhir is not None:
         try:
-            params["fhir"] = json.dumps(pred.to_fhir(**fhir), separators=(",", ":"))
+            params["fhir"] = json.dumps(pred.to_fhir(**pending.fhir), separators=(",", ":"))
         except (UsageError, MissingExtraError) as exc:
             raise RequestError(f"parameters.fhir: {exc}") from None
     call.batch = len(pred)
-    call.phases = (start - call.arrival, decoded - start, predicted - decoded, time.perf_counter_ns() - predicted)
+    call.phases = (start - call.arrival, pending.decoded - start, predicted - pending.decoded,
+                   time.perf_counter_ns() - predicted)
     return Answer(pred.version, tensors, binary, params)
+
+
+def predict_request(call: Call, model: Any, req: Any, start: int, server_deadline_ms: float | None,
+                    audited: bool) -> Answer:
+    """The part of a request that every protocol (HTTP JSON, HTTP binary, gRPC) shares: :func:`begin_request`,
+    ``Model.predict`` (validation, run, decision, audit record) and :func:`finish_request`."""
+    pending = begin_request(call, model, req, start, server_deadline_ms)
+    try:
+        # The id goes to the audit record (a server-made one only when there is a trail to match it with).
+        pred = model.predict(pending.x, deadline_ms=pending.deadline_ms,
+                             request_id=call.rid if audited else pending.sent_id)
+    except InputTypeError as exc:
+        raise http_remedy(exc, call.slot, req.inputs) from None
+    return finish_request(call, model, req, pred, pending, start, time.perf_counter_ns())
+
+
+def begin_batched(call: Call, server_deadline_ms: float | None) -> tuple[Any, Any, Pending]:
+    """Decode a request for the dynamic batcher: (the model it runs on, the request, its pending state)."""
+    start = time.perf_counter_ns()
+    model = call.slot.ready_model()
+    req = decode_request(call.body, call.header_length)
+    return model, req, begin_request(call, model, req, start, server_deadline_ms)
 
 
 def bound_elements(specs: Any, inputs: Mapping[str, Any], limit: int | None) -> None:

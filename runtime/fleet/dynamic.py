@@ -1,0 +1,101 @@
+"""Dynamic batching for ``medinfer serve``: requests for one model that wait at the same time run as one batch.
+
+No request is held back for others: when a runner is free, whatever is waiting runs at once (alone at one client,
+so batching adds no latency there); while every runner is busy, requests gather and the next free runner takes up
+to ``max_batch`` of them in one ``onnxruntime`` run. The batch goes through
+:func:`medinfer.grouped.predict_grouped_audited` — the library's one batching rule: same-shaped inputs together,
+each request alone after a refusal so a bad request fails only itself, and ONE audit record per request under its
+own id, the record ``Model.predict`` would have written for it alone.
+
+Bounds: at most ``runners`` batches run at once (the worker pool's threads) and at most ``max_waiting`` requests
+wait; more are refused at once (HTTP 503 / gRPC UNAVAILABLE). A batch takes requests of one loaded model only,
+so a version swap never mixes versions in a run. Requests with a deadline of their own run alone (their deadline
+must not cut their neighbours' run); the server's deadline applies to a batch from its oldest request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from typing import Any
+
+from ..grouped import predict_grouped_audited
+from .app import Busy
+
+
+class DynamicBatcher:
+    """Batches of one served model, run in ``pool`` (see the module docstring)."""
+
+    def __init__(self, pool: Any, runners: int, max_batch: int, max_waiting: int) -> None:
+        self.pool, self.runners, self.max_batch, self.max_waiting = pool, runners, max_batch, max_waiting
+        self.waiting: list[tuple[Any, Any, str | None, float | None, int, asyncio.Future[Any]]] = []
+        self.running = 0
+        self.batches = 0
+        self.requests = 0
+
+    async def predict(self, model: Any, x: Any, request_id: str | None, deadline_ms: float | None) -> Any:
+        """``(Prediction, first)`` for ``x`` on ``model`` (raises its typed error), run with whatever else is waiting;
+        ``first`` marks the one request of each batch that counts its execution."""
+        if self.running >= self.runners and len(self.waiting) >= self.max_waiting:
+            raise Busy(f"server busy: {self.running} batches running and {len(self.waiting)} requests waiting; "
+                       "retry later")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.waiting.append((model, x, request_id, deadline_ms, time.perf_counter_ns(), future))
+        self._kick()
+        result, first = await future
+        if isinstance(result, BaseException):
+            raise result
+        return result, first
+
+    def _kick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.running < self.runners and self.waiting:
+            model = self.waiting[0][0]
+            batch = [w for w in self.waiting if w[0] is model][:self.max_batch]
+            taken = {id(w) for w in batch}
+            self.waiting = [w for w in self.waiting if id(w) not in taken]
+            self.running += 1
+            task = loop.run_in_executor(self.pool, self._run, batch)
+            task.add_done_callback(functools.partial(self._done, batch=batch))
+
+    @staticmethod
+    def _run(batch: list[Any]) -> list[Any]:
+        model = batch[0][0]
+        now = time.perf_counter_ns()
+        deadlines = [d - (now - t) / 1e6 for _, _, _, d, t, _ in batch if d is not None]
+        deadline = max(min(deadlines), 1e-3) if deadlines else None
+        return predict_grouped_audited(model, [x for _, x, _, _, _, _ in batch], [r for _, _, r, _, _, _ in batch],
+                                       deadline_ms=deadline)
+
+    def _done(self, done: Any, *, batch: list[Any]) -> None:
+        self.running -= 1
+        self.batches += 1
+        self.requests += len(batch)
+        exc = done.exception()
+        results = [exc] * len(batch) if exc is not None else done.result()
+        for i, ((*_, future), result) in enumerate(zip(batch, results)):
+            if not future.done():
+                future.set_result((result, i == 0))
+        self._kick()
+
+
+def batchable(manifest: Any) -> bool:
+    """Can requests of this model be stacked along a batch axis (every input's first dimension is free)?"""
+    return all(spec.shape and not isinstance(spec.shape[0], int) for spec in manifest.inputs)
+
+
+def batcher_for(app: Any, slot: Any) -> DynamicBatcher | None:
+    """The slot's batcher under serve's ``--dynamic-batching`` (``auto``: models that run in the worker pool;
+    ``all``: every batchable model; ``off``), made on first use."""
+    mode = getattr(app.config, "dynamic_batching", "off")
+    model = slot.model
+    if mode == "off" or model is None or not batchable(model.manifest) or (mode == "auto" and slot.inline):
+        return None
+    batcher = app.batchers.get(slot.name)
+    if batcher is None:
+        config = app.config
+        batcher = app.batchers[slot.name] = DynamicBatcher(
+            app.pool, config.max_concurrency, min(config.max_batch, model.manifest.profile.max_batch or 1 << 30),
+            config.max_queue)
+    return batcher
