@@ -157,7 +157,7 @@ def medinfer_server(bundle: Path, work: Path, audit: bool, baseline: Path | None
     args = ["--audit", str(work / f"audit-{time.monotonic_ns()}.jsonl"), *README_AUDIT] if audit else []
     if baseline is None:  # today's medinfer: auth on and gRPC besides HTTP (the baseline has neither)
         args += ["--grpc-port", "0", *(["--token-file", AUTH["file"]] if AUTH else [])]
-        # e.g. MEDINFER_BENCH_SERVE_ARGS="--dynamic-batching all" to batch the models that run on the event loop too
+        # e.g. MEDINFER_BENCH_SERVE_ARGS="--dynamic-batching off" to compare without dynamic batching
         args += os.environ.get("MEDINFER_BENCH_SERVE_ARGS", "").split()
     cmd = [sys.executable, "-m", "medinfer", "serve", str(bundle), "--port", "0", "--max-queue", "256", *args]
     log_path = work / f"medinfer-{time.monotonic_ns()}.log"

@@ -214,10 +214,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--max-elements", type=int, default=1 << 20,
                    help="elements per input per call for inputs with a free axis besides the batch (e.g. a "
                         "sequence length); more are refused with 400 (default 1048576)")
-    p.add_argument("--dynamic-batching", choices=("auto", "all", "off"), default="auto",
+    p.add_argument("--dynamic-batching", choices=("auto", "pool", "off"), default="auto",
                    help="requests for one model that wait at the same time run as one batch, each with its own "
-                        "answer and audit record (auto: models that run in the worker pool; all: every model "
-                        "with a batch axis; off)")
+                        "answer and audit record (auto: every model with a batch axis; pool: only models that run "
+                        "in the worker pool; off)")
     p.add_argument("--max-batch", type=int, default=64, help="requests per dynamic batch at most (default 64)")
     p.set_defaults(func=cmd_serve)
 

@@ -7,6 +7,9 @@ to ``max_batch`` of them in one ``onnxruntime`` run. The batch goes through
 each request alone after a refusal so a bad request fails only itself, and ONE audit record per request under its
 own id, the record ``Model.predict`` would have written for it alone.
 
+A model fast enough to run on the event loop (``inline``) batches there: the requests whose data arrived in one
+turn of the loop reach the batcher in the next and run as one batch at its end (one client: one hop of the loop).
+
 Bounds: at most ``runners`` batches run at once (the worker pool's threads) and at most ``max_waiting`` requests
 wait; more are refused at once (HTTP 503 / gRPC UNAVAILABLE). A batch takes requests of one loaded model only,
 so a version swap never mixes versions in a run. Requests with a deadline of their own run alone (their deadline
@@ -27,8 +30,10 @@ from .app import Busy
 class DynamicBatcher:
     """Batches of one served model, run in ``pool`` (see the module docstring)."""
 
-    def __init__(self, pool: Any, runners: int, max_batch: int, max_waiting: int) -> None:
+    def __init__(self, pool: Any, runners: int, max_batch: int, max_waiting: int, inline: bool = False) -> None:
         self.pool, self.runners, self.max_batch, self.max_waiting = pool, runners, max_batch, max_waiting
+        self.inline = inline  # run on the event loop: what arrived in one turn of the loop runs as one batch
+        self._flush_due = False
         self.waiting: list[tuple[Any, Any, str | None, float | None, int, asyncio.Future[Any]]] = []
         self.running = 0
         self.batches = 0
@@ -48,16 +53,38 @@ class DynamicBatcher:
             raise result
         return result, first
 
+    def _take(self) -> list[Any]:
+        model = self.waiting[0][0]
+        batch = [w for w in self.waiting if w[0] is model][:self.max_batch]
+        taken = {id(w) for w in batch}
+        self.waiting = [w for w in self.waiting if id(w) not in taken]
+        return batch
+
     def _kick(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.inline:
+            if not self._flush_due and self.waiting:
+                # The requests whose data arrived in this turn of the loop reach here in the next one: the flush
+                # runs after them and takes them all.
+                self._flush_due = True
+                loop.call_soon(self._flush)
+            return
         while self.running < self.runners and self.waiting:
-            model = self.waiting[0][0]
-            batch = [w for w in self.waiting if w[0] is model][:self.max_batch]
-            taken = {id(w) for w in batch}
-            self.waiting = [w for w in self.waiting if id(w) not in taken]
+            batch = self._take()
             self.running += 1
             task = loop.run_in_executor(self.pool, self._run, batch)
             task.add_done_callback(functools.partial(self._done, batch=batch))
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        while self.waiting:
+            batch = self._take()
+            self.running += 1
+            try:
+                results: list[Any] = self._run(batch)
+            except Exception as exc:  # noqa: BLE001 - a bug must not leave callers waiting
+                results = [exc] * len(batch)
+            self._settle(batch, results)
 
     @staticmethod
     def _run(batch: list[Any]) -> list[Any]:
@@ -69,15 +96,17 @@ class DynamicBatcher:
                                        deadline_ms=deadline)
 
     def _done(self, done: Any, *, batch: list[Any]) -> None:
+        exc = done.exception()
+        self._settle(batch, [exc] * len(batch) if exc is not None else done.result())
+        self._kick()
+
+    def _settle(self, batch: list[Any], results: list[Any]) -> None:
         self.running -= 1
         self.batches += 1
         self.requests += len(batch)
-        exc = done.exception()
-        results = [exc] * len(batch) if exc is not None else done.result()
         for i, ((*_, future), result) in enumerate(zip(batch, results)):
             if not future.done():
                 future.set_result((result, i == 0))
-        self._kick()
 
 
 def batchable(manifest: Any) -> bool:
@@ -86,16 +115,17 @@ def batchable(manifest: Any) -> bool:
 
 
 def batcher_for(app: Any, slot: Any) -> DynamicBatcher | None:
-    """The slot's batcher under serve's ``--dynamic-batching`` (``auto``: models that run in the worker pool;
-    ``all``: every batchable model; ``off``), made on first use."""
+    """The slot's batcher under serve's ``--dynamic-batching`` (``auto``: every model with a batch axis — those
+    fast enough for the event loop batch there, the others in the worker pool; ``pool``: only models that run in
+    the worker pool; ``off``), made on first use (again when a swap changes where the model runs)."""
     mode = getattr(app.config, "dynamic_batching", "off")
     model = slot.model
-    if mode == "off" or model is None or not batchable(model.manifest) or (mode == "auto" and slot.inline):
+    if mode == "off" or model is None or not batchable(model.manifest) or (mode == "pool" and slot.inline):
         return None
     batcher = app.batchers.get(slot.name)
-    if batcher is None:
+    if batcher is None or batcher.inline != bool(slot.inline):
         config = app.config
         batcher = app.batchers[slot.name] = DynamicBatcher(
             app.pool, config.max_concurrency, min(config.max_batch, model.manifest.profile.max_batch or 1 << 30),
-            config.max_queue)
+            config.max_queue, inline=bool(slot.inline))
     return batcher

@@ -96,7 +96,7 @@ class ServeConfig:
     insecure: bool = False  # bind a non-loopback address without authentication
     grpc_port: int | None = None  # also speak KServe v2 gRPC on this port
     max_elements: int = 1 << 20  # elements per input of a call, for inputs with a free axis besides the batch
-    dynamic_batching: str = "auto"  # "auto": models in the worker pool; "all": every batchable model; "off"
+    dynamic_batching: str = "auto"  # "auto": every batchable model; "pool": those in the worker pool; "off"
     max_batch: int = 64  # requests per dynamic batch (and the bundle's profile.max_batch)
 
     def __post_init__(self) -> None:
@@ -130,8 +130,8 @@ class ServeConfig:
             raise bad("--grpc-port", self.grpc_port, "0 (any free port) to 65535, not --port or --metrics-port")
         if not isinstance(self.max_elements, int) or self.max_elements < 1:
             raise bad("--max-elements", self.max_elements, "an integer >= 1")
-        if self.dynamic_batching not in ("auto", "all", "off"):
-            raise bad("--dynamic-batching", self.dynamic_batching, "auto, all or off")
+        if self.dynamic_batching not in ("auto", "pool", "off"):
+            raise bad("--dynamic-batching", self.dynamic_batching, "auto, pool or off")
         if not isinstance(self.max_batch, int) or self.max_batch < 1:
             raise bad("--max-batch", self.max_batch, "an integer >= 1")
         from .security import check_exposure

@@ -19,10 +19,11 @@ pytest.importorskip("uvicorn")
 CLIENTS, EACH = 12, 8
 
 
-def test_concurrent_requests_form_batches_and_keep_their_own_records(tmp_path: Path) -> None:
-    bundle = tiny.build(tmp_path / "tiny_logistic", slow=3)  # a few ms per run: requests pile up behind it
+@pytest.mark.parametrize("slow", [0, 3], ids=["on_the_event_loop", "in_the_worker_pool"])
+def test_concurrent_requests_form_batches_and_keep_their_own_records(tmp_path: Path, slow: int) -> None:
+    bundle = tiny.build(tmp_path / "tiny_logistic", slow=slow)  # slow: a few ms per run, in the worker pool
     audit = tmp_path / "audit.jsonl"
-    with serving([bundle], "--audit", str(audit), "--dynamic-batching", "all", "--max-concurrency", "1",
+    with serving([bundle], "--audit", str(audit), "--dynamic-batching", "auto", "--max-concurrency", "1",
                  log=tmp_path / "server.log") as (url, _):
         host, port = url.split(":")
         rng = np.random.default_rng(0)
@@ -57,3 +58,27 @@ def test_concurrent_requests_form_batches_and_keep_their_own_records(tmp_path: P
     records = [json.loads(line) for line in audit.read_text().splitlines()]
     ids = [r["request_id"] for r in records if "event" not in r]
     assert sorted(ids) == sorted(answers) and all(r["status"] == "ok" for r in records if "event" not in r)
+
+
+def test_what_waits_in_one_turn_of_the_loop_runs_as_one_batch(tiny_bundle: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    from medinfer.audit import AuditLog
+    from medinfer.fleet.dynamic import DynamicBatcher
+
+    model = medinfer.load(tiny_bundle).configure(audit=AuditLog(tmp_path / "audit.jsonl"))
+    xs = [np.array([[i, 1.0, -1.0]], np.float32) for i in range(5)] + [np.array([[np.nan, 0, 0]], np.float32)]
+    batcher = DynamicBatcher(None, 1, 64, 64, inline=True)
+
+    async def main() -> list:
+        return await asyncio.gather(*(batcher.predict(model, x, f"r{i}", None) for i, x in enumerate(xs)),
+                                    return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert batcher.batches == 1 and batcher.requests == 6
+    for x, result in zip(xs[:5], results[:5]):
+        np.testing.assert_array_equal(result[0].scores, model.predict(x).scores)
+    assert [r[1] for r in results[:5]].count(True) == 1  # one execution counted for the batch
+    assert isinstance(results[5], medinfer.InputError)  # the bad one fails alone
+    ids = [json.loads(line).get("request_id") for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert ids[:6] == [f"r{i}" for i in range(6)]
