@@ -405,7 +405,7 @@ class App:
                 pred, first = await batcher.predict(model, pending.x, rid, pending.deadline_ms)
             except InputTypeError as exc:
                 raise http_remedy(exc, slot, req.inputs) from None
-            answer = finish_request(call, model, req, pred, pending, pending.decoded, time.perf_counter_ns())
+            answer = finish_request(call, model, req, pred, pending, pending.started, time.perf_counter_ns())
             call.executions = 1 if first else 0
             done = time.perf_counter_ns()
             call.out = encode_response(slot.name, answer.version, call.rid, answer.tensors, answer.binary,

@@ -66,6 +66,7 @@ class Pending:
     sent_id: str | None
     decoded: int  # perf_counter_ns when decoding ended
     explicit_deadline: bool  # the request asked for a deadline of its own
+    started: int = 0  # perf_counter_ns when decoding began
 
 
 def begin_request(call: Call, model: Any, req: Any, start: int, server_deadline_ms: float | None) -> Pending:
@@ -86,7 +87,7 @@ def begin_request(call: Call, model: Any, req: Any, start: int, server_deadline_
         deadline = max(deadline - (start - call.arrival) / 1e6, 1e-3)
     fhir = fhir_request(req.parameters)
     explicit = any(req.parameters.get(k) is not None for k in ("deadline_ms", "timeout"))
-    return Pending(x, deadline, fhir, sent_id, time.perf_counter_ns(), explicit)
+    return Pending(x, deadline, fhir, sent_id, time.perf_counter_ns(), explicit, start)
 
 
 def finish_request(call: Call, model: Any, req: Any, pred: Any, pending: Pending, start: int,
