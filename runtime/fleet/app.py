@@ -139,6 +139,7 @@ class App:
         self.metrics, self.metrics_port = metrics, metrics_port
         self.auth = auth if auth is not None and auth.enabled else None  # a medinfer.fleet.auth.Authorizer
         self.batchers: dict[str, Any] = {}  # model name -> medinfer.fleet.dynamic.DynamicBatcher
+        self.loop: Any = None  # the server's event loop, once it runs (gRPC hands batched requests to it)
         self.audited = registry.audit is not None
         get = {("v2",): self.server_metadata, ("v2", "health", "live"): self.live,
                ("v2", "health", "ready"): self.ready, ("v2", "models", "stats"): self.stats, ("metrics",): self.scrape}

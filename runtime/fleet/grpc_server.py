@@ -16,6 +16,7 @@ after ``--request-timeout``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -30,6 +31,7 @@ from ..errors import (
     BodyTooLarge,
     DeadlineExceeded,
     InputError,
+    InputTypeError,
     MedinferError,
     MissingExtraError,
     NotReady,
@@ -147,8 +149,11 @@ def decode_grpc_request(request: Any) -> InferRequest:
 class Servicer:
     """The GRPCInferenceService methods, over the server's registry (built by :func:`start_grpc`)."""
 
-    def __init__(self, registry: Any, config: Any, auth: Any, pb: Any, json_format: Any, grpc: Any) -> None:
+    def __init__(self, registry: Any, config: Any, auth: Any, pb: Any, json_format: Any, grpc: Any,
+                 app: Any = None) -> None:
         self.registry, self.config, self.pb, self.json_format, self.grpc = registry, config, pb, json_format, grpc
+        self.app = app  # the HTTP app: its dynamic batchers (on its event loop) serve gRPC requests too
+        self.wait_s = config.request_timeout + config.shutdown_timeout  # a batch answers well within this
         self.auth = auth if auth is not None and auth.enabled else None
         self.gate = ThreadGate(config.max_concurrency, config.max_queue)
         self.audited = registry.audit is not None
@@ -262,12 +267,13 @@ class Servicer:
             stats = slot.stats
             model = slot.ready_model()
             call = Call(slot, b"", None, None, begin)
-            with self.gate:
-                start = time.perf_counter_ns()
-                answer = predict_request(call, model, decode_grpc_request(request), start,
-                                         self.config.deadline_ms, self.audited)
-                encoded = time.perf_counter_ns()
-                response = self._response(slot.name, answer, call.rid)
+            answer = self._batched(call, model, request)
+            if answer is None:
+                with self.gate:
+                    answer = predict_request(call, model, decode_grpc_request(request), time.perf_counter_ns(),
+                                             self.config.deadline_ms, self.audited)
+            encoded = time.perf_counter_ns()
+            response = self._response(slot.name, answer, call.rid)
         except MedinferError as exc:
             if stats is not None:
                 stats.record(time.perf_counter_ns() - begin, reason=exc.code)
@@ -278,8 +284,37 @@ class Servicer:
                 stats.record(time.perf_counter_ns() - begin, reason="internal")
             return self._fail(context, exc)
         call.phases = (*call.phases[:3], call.phases[3] + time.perf_counter_ns() - encoded)
-        stats.record(time.perf_counter_ns() - begin, call.phases, call.batch)
+        stats.record(time.perf_counter_ns() - begin, call.phases, call.batch, executions=call.executions)
         return response
+
+    def _batched(self, call: Call, model: Any, request: Any) -> Any:
+        """The answer through the HTTP server's dynamic batcher of this model (on its event loop), or None when
+        the model is not batched or the request has a deadline of its own."""
+        import asyncio
+
+        from .dynamic import batcher_for
+        from .infer import begin_request, finish_request, http_remedy
+
+        app = self.app
+        loop: Any = getattr(app, "loop", None) if app is not None else None
+        batcher = batcher_for(app, call.slot) if loop is not None else None
+        if batcher is None:
+            return None
+        start = time.perf_counter_ns()
+        req = decode_grpc_request(request)
+        pending = begin_request(call, model, req, start, self.config.deadline_ms)
+        if pending.explicit_deadline:
+            return None
+        rid = call.rid if self.audited else pending.sent_id
+        try:
+            pred, first = asyncio.run_coroutine_threadsafe(
+                batcher.predict(model, pending.x, rid, pending.deadline_ms), loop).result(self.wait_s)
+        except InputTypeError as exc:
+            raise http_remedy(exc, call.slot, req.inputs) from None
+        except (TimeoutError, concurrent.futures.TimeoutError):  # the loop stopped (shutdown) or is stuck
+            raise NotReady("the server is shutting down or saturated; retry") from None
+        call.executions = 1 if first else 0
+        return finish_request(call, model, req, pred, pending, start, time.perf_counter_ns())
 
     def _response(self, name: str, answer: Any, rid: str | None) -> Any:
         out = self.pb.ModelInferResponse(model_name=name, model_version=answer.version, id=rid or "")
@@ -301,7 +336,7 @@ class Servicer:
         return out
 
 
-def start_grpc(registry: Any, config: Any, auth: Any, tls: Any, host: str) -> tuple[Any, int]:
+def start_grpc(registry: Any, config: Any, auth: Any, tls: Any, host: str, app: Any = None) -> tuple[Any, int]:
     """Start the gRPC server on ``host:config.grpc_port``; returns (server, bound port).
 
     Raises:
@@ -320,7 +355,7 @@ def start_grpc(registry: Any, config: Any, auth: Any, tls: Any, host: str) -> tu
     server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medinfer-grpc"),
                          options=options, maximum_concurrent_rpcs=workers)
     servicer = type("MedinferServicer", (Servicer, pb_grpc.GRPCInferenceServiceServicer), {})(
-        registry, config, auth, pb, json_format, grpc)
+        registry, config, auth, pb, json_format, grpc, app)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
     address = f"[{host}]:{config.grpc_port}" if ":" in host else f"{host}:{config.grpc_port}"
     try:

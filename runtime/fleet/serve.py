@@ -330,7 +330,22 @@ def serve(config: ServeConfig, on_listening: Callable[..., None] | None = None) 
         ssl_context_factory=tls.uvicorn_factory() if tls is not None else None,
         ssl_certfile=tls.cert if tls is not None else None,
     )
-    server = uvicorn.Server(uv)
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        async def startup(self, sockets: Any = None) -> None:
+            import asyncio
+
+            app.loop = asyncio.get_running_loop()  # gRPC hands batched requests to this loop
+            await super().startup(sockets=sockets)
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            import asyncio
+
+            if grpc_server is not None:  # gRPC first, while this loop still runs the batches its calls wait for
+                stopped = grpc_server.stop(config.shutdown_timeout)
+                await asyncio.get_running_loop().run_in_executor(None, stopped.wait, config.shutdown_timeout + 1)
+            await super().shutdown(sockets=sockets)
+
+    server = Server(uv)
     stopped: list[int] = []
     main = threading.current_thread() is threading.main_thread()
     # uvicorn re-raises the signal it shut down for; these handlers take it so the clean-up below still runs.
@@ -343,7 +358,7 @@ def serve(config: ServeConfig, on_listening: Callable[..., None] | None = None) 
     if config.grpc_port is not None:
         from .grpc_server import start_grpc
 
-        grpc_server, grpc_port = start_grpc(registry, config, auth, tls, config.host)
+        grpc_server, grpc_port = start_grpc(registry, config, auth, tls, config.host, app)
     if on_listening is not None:
         on_listening(host, port, grpc_port) if grpc_server is not None else on_listening(host, port)
     try:

@@ -82,3 +82,39 @@ def test_what_waits_in_one_turn_of_the_loop_runs_as_one_batch(tiny_bundle: Path,
     assert isinstance(results[5], medinfer.InputError)  # the bad one fails alone
     ids = [json.loads(line).get("request_id") for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert ids[:6] == [f"r{i}" for i in range(6)]
+
+
+def test_grpc_requests_join_the_same_batches(tmp_path: Path) -> None:
+    tg = pytest.importorskip("tritonclient.grpc")
+    import time
+
+    bundle = tiny.build(tmp_path / "tiny_logistic", slow=3)
+    with serving([bundle], "--grpc-port", "0", "--audit", str(tmp_path / "audit.jsonl"), "--max-concurrency", "1",
+                 log=tmp_path / "server.log") as (url, proc):
+        model = medinfer.load(bundle)
+        errors: list[Exception] = []
+
+        def client(c: int) -> None:
+            grpc_client = tg.InferenceServerClient(proc.grpc_url)
+            for k in range(EACH):
+                x = np.array([[c / 4, k / 4, 1.0]], np.float32)
+                inp = tg.InferInput("x", [1, 3], "FP32")
+                inp.set_data_from_numpy(x)
+                try:
+                    result = grpc_client.infer("tiny_logistic", [inp], request_id=f"g{c}-{k}")
+                    np.testing.assert_array_equal(result.as_numpy("scores"), model.predict(x).scores)
+                except Exception as exc:  # noqa: BLE001 - collected and reported below
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=client, args=(c,)) for c in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stats = json.loads(request(url, "/v2/models/tiny_logistic/stats")[2])["model_stats"][0]
+        stopping = time.monotonic()
+        proc.terminate()
+        assert proc.wait(30) == 0 and time.monotonic() - stopping < 15  # gRPC stops first, nothing hangs
+    assert not errors, [str(e) for e in errors[:3]]
+    assert int(stats["inference_count"]) == CLIENTS * EACH
+    assert int(stats["execution_count"]) < CLIENTS * EACH
