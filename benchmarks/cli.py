@@ -115,8 +115,8 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     p.add_argument("--servers", nargs="+", default=["medinfer-baseline", "medinfer", "mlserver", "tritonserver"],
                    help="servers to compare")
     p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrent clients")
-    p.add_argument("--encodings", nargs="+", choices=("json", "binary"), default=["json", "binary"],
-                   help="request encodings")
+    p.add_argument("--encodings", nargs="+", choices=("json", "binary", "grpc"), default=["json", "binary", "grpc"],
+                   help="request encodings (grpc: KServe v2 ModelInfer with raw tensors, servers that speak it)")
     p.add_argument("--seconds", type=float, default=3.0, help="per cell (server x encoding x clients) and round")
     p.add_argument("--rounds", type=int, default=3, help="rounds")
     p.add_argument("--baseline-ref", default="5e459c4", help="git ref of the 'before' medinfer serve")

@@ -47,6 +47,7 @@ from medinfer.fleet.http import free_port
 
 from . import provenance
 from .contenders import default_threads
+from .grpc_load import infer_request, run_grpc_load
 from .loadgen import http_request, run_load
 from .schema import captured, error_text
 
@@ -57,6 +58,10 @@ BASELINE_REF = "5e459c4"  # main before issue 17
 README_AUDIT = ("--deadline-ms", "200")  # with --audit FILE: the README's audited configuration
 _DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32", "string": "BYTES"}
 HERE = Path(__file__).resolve().parent
+# Issue 29: medinfer runs with a bearer token (auth on, as a hospital deploys it) and gRPC on a second port; every
+# server's gRPC port by its HTTP port (servers without gRPC are absent: their gRPC cells are not measured).
+GRPC_PORTS: dict[int, int] = {}
+AUTH: dict[str, str] = {}  # {"file": token file, "token": the token} once run() made them
 
 
 class DidNotStart(RuntimeError):
@@ -129,9 +134,13 @@ def requests_for(bundle: Path) -> dict[str, tuple[bytes, dict[str, str]]]:
         blobs.append(blob)
     plain = json.dumps({"inputs": json_inputs}).encode()
     head = json.dumps({"inputs": bin_inputs, "parameters": {"binary_data_output": True}}).encode()
-    return {"json": (plain, {}),
+    auth = {"Authorization": f"Bearer {AUTH['token']}"} if AUTH else {}  # other servers ignore the header
+    grpc_inputs = [(spec.name, np.asarray(inputs[spec.name])[:1] if spec.shape and isinstance(spec.shape[0], str)
+                    else np.asarray(inputs[spec.name]), _DATATYPES[spec.dtype]) for spec in model.manifest.inputs]
+    return {"json": (plain, auth),
             "binary": (head + b"".join(blobs), {"Inference-Header-Content-Length": str(len(head)),
-                                                "Content-Type": "application/octet-stream"})}
+                                                "Content-Type": "application/octet-stream", **auth}),
+            "grpc": (infer_request(model.name, grpc_inputs), {k.lower(): v for k, v in auth.items()})}
 
 
 # -- servers --------------------------------------------------------------------------------------------------
@@ -158,7 +167,12 @@ def medinfer_server(bundle: Path, work: Path, audit: bool, baseline: Path | None
         env["PYTHONPATH"] = f"{baseline}{os.pathsep}{baseline / 'site'}"
     from .serve_candidates import medinfer_command
 
-    cmd = medinfer_command(bundle, work, audit, threads)
+    extra: list[str] = []
+    if baseline is None:  # today's medinfer: auth on and gRPC besides HTTP (the baseline has neither)
+        extra += ["--grpc-port", "0", *(["--token-file", AUTH["file"]] if AUTH else [])]
+        # e.g. MEDINFER_BENCH_SERVE_ARGS="--dynamic-batching off" to compare without dynamic batching
+        extra += os.environ.get("MEDINFER_BENCH_SERVE_ARGS", "").split()
+    cmd = medinfer_command(bundle, work, audit, threads, extra)
     log_path = work / f"medinfer-{time.monotonic_ns()}.log"
     log = open(log_path, "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env)
@@ -168,6 +182,8 @@ def medinfer_server(bundle: Path, work: Path, audit: bool, baseline: Path | None
         if "listening on http://" not in line:
             raise DidNotStart(f"no listening line: {line!r}", proc.poll())
         port = int(line.split("http://", 1)[1].split()[0].rsplit(":", 1)[1])
+        if "gRPC on " in line:
+            GRPC_PORTS[port] = int(line.split("gRPC on ", 1)[1].split(")")[0].rsplit(":", 1)[1])
         _wait_ready(port, "/v2/health/ready", proc, log=log_path)
         yield port
     finally:
@@ -196,9 +212,10 @@ def mlserver_server(bundle: Path, work: Path, venv: Path, threads: int) -> Itera
     (folder / name).mkdir(parents=True)
     for module in ("mlserver_runtime.py", "bare_session.py"):
         shutil.copy(HERE / module, folder / name / module)
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
+    GRPC_PORTS[port] = grpc_port
     (folder / "settings.json").write_text(json.dumps({
-        "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "parallel_workers": 0,
+        "http_port": port, "grpc_port": grpc_port, "metrics_port": free_port(), "parallel_workers": 0,
         "host": "127.0.0.1", "debug": False}))
     (folder / name / "model-settings.json").write_text(json.dumps(settings))
     env = {**os.environ, "PYTHONPATH": str(folder / name)}
@@ -236,9 +253,11 @@ def triton_server(bundle: Path, work: Path, venv: Path, threads: int) -> Iterato
     shutil.rmtree(repo, ignore_errors=True)
     repository(bundle, repo, threads)
     binary, backends, env = triton_env(venv)
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
+    GRPC_PORTS[port] = grpc_port
     cmd = [str(binary), f"--model-repository={repo}", f"--backend-directory={backends}", "--http-address=127.0.0.1",
-           f"--http-port={port}", "--allow-grpc=false", "--allow-metrics=false", "--exit-timeout-secs=5"]
+           f"--http-port={port}", "--grpc-address=127.0.0.1", f"--grpc-port={grpc_port}", "--allow-metrics=false",
+           "--exit-timeout-secs=5"]
     log = open(work / "tritonserver.log", "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
@@ -252,7 +271,9 @@ def triton_server(bundle: Path, work: Path, venv: Path, threads: int) -> Iterato
 def _executions(port: int, name: str) -> tuple[int, int] | None:
     """(inference_count, execution_count) from Triton's statistics extension, when the server has it."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/{name}/stats", timeout=5) as r:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/{name}/stats",
+                                     headers={"Authorization": f"Bearer {AUTH['token']}"} if AUTH else {})
+        with urllib.request.urlopen(req, timeout=5) as r:
             stats = json.loads(r.read())["model_stats"][0]
         return int(stats["inference_count"]), int(stats["execution_count"])
     except Exception:  # noqa: BLE001 - servers without the extension (MLServer, medinfer before issue 17)
@@ -273,6 +294,10 @@ def run(bundles: list[Path], servers: list[str], clients: list[int], encodings: 
     threads = threads or default_threads()
     work = BUILD / "serve-bench"
     work.mkdir(parents=True, exist_ok=True)
+    from medinfer.fleet.tokens import add_token
+
+    tokens = work / f"tokens-{time.monotonic_ns()}.json"
+    AUTH.update(file=str(tokens), token=add_token(tokens, "bench", ["infer", "metadata", "metrics"]))
     factories, info = candidates(servers, baseline_ref, work, threads, ROOT)
     runs: list[dict[str, Any]] = []
     for bundle in bundles:
@@ -300,10 +325,15 @@ def run(bundles: list[Path], servers: list[str], clients: list[int], encodings: 
                 for label in order:
                     for encoding in encodings:
                         body, headers = bodies[encoding]
+                        grpc_port = GRPC_PORTS.get(ports[label])
+                        if encoding == "grpc" and grpc_port is None:
+                            continue  # this server speaks no gRPC
                         request = http_request("127.0.0.1", ports[label], f"/v2/models/{name}/infer", body, headers)
                         for n in clients:
                             before = _executions(ports[label], name)
-                            load = run_load("127.0.0.1", ports[label], request, n, seconds)
+                            load = run_grpc_load("127.0.0.1", grpc_port, body, n, seconds, headers) \
+                                if encoding == "grpc" and grpc_port is not None else \
+                                run_load("127.0.0.1", ports[label], request, n, seconds)
                             after = _executions(ports[label], name)
                             row = {"model": name, "server": label, "encoding": encoding, "round": rnd,
                                    "threads": threads, **load.summary()}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,9 @@ def labels(versions: dict[str, dict[str, Any]], baseline_ref: str) -> dict[str, 
     }
 
 
-def medinfer_command(bundle: Path, work: Path, audit: bool, threads: int) -> list[str]:
-    """``medinfer serve`` through :mod:`benchmarks.serve_threads` (every ``medinfer.load`` with ``threads``)."""
+def medinfer_command(bundle: Path, work: Path, audit: bool, threads: int, extra: Sequence[str] = ()) -> list[str]:
+    """``medinfer serve`` through :mod:`benchmarks.serve_threads` (every ``medinfer.load`` with ``threads``), with
+    ``extra`` serve options (auth, gRPC)."""
     import sys
     import time
 
@@ -59,7 +60,8 @@ def medinfer_command(bundle: Path, work: Path, audit: bool, threads: int) -> lis
 
     args = ["--audit", str(work / f"audit-{time.monotonic_ns()}.jsonl"), *serve.README_AUDIT] if audit else []
     wrapper = str(Path(__file__).with_name("serve_threads.py"))
-    return [sys.executable, wrapper, str(threads), "serve", str(bundle), "--port", "0", "--max-queue", "256", *args]
+    return [sys.executable, wrapper, str(threads), "serve", str(bundle), "--port", "0", "--max-queue", "256", *args,
+            *extra]
 
 
 def server_version(port: int) -> str | None:

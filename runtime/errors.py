@@ -249,6 +249,24 @@ class RequestError(InputError):
     code = "input"
 
 
+class AuthError(MedinferError, PermissionError):
+    """A request was refused for its credentials (the base of 401 and 403)."""
+
+    code = "unauthenticated"
+
+
+class Unauthenticated(AuthError):
+    """No credential, an unknown or expired token, or a token in the URL (HTTP 401, gRPC UNAUTHENTICATED)."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(AuthError):
+    """A valid credential that lacks the endpoint's scope or certificate (HTTP 403, gRPC PERMISSION_DENIED)."""
+
+    code = "forbidden"
+
+
 class BodyTooLarge(InputError):
     """The request body exceeds the server's bound (HTTP 413)."""
 
@@ -257,36 +275,42 @@ class BodyTooLarge(InputError):
 
 @dataclass(frozen=True)
 class Outward:
-    """What an error code becomes outside medinfer: the process exit status, the HTTP status, the Triton code."""
+    """What an error code becomes outside medinfer: the process exit status, the HTTP status, the Triton code and
+    the gRPC status (serve's KServe v2 gRPC endpoint)."""
 
     exit: int
     http: int = 500
     triton: str = "INTERNAL"  # a TritonError code: INVALID_ARG, UNAVAILABLE, INTERNAL
+    grpc: str = "INTERNAL"  # a grpc.StatusCode name
 
 
-_INPUT = Outward(5, 400, "INVALID_ARG")
+_INPUT = Outward(5, 400, "INVALID_ARG", "INVALID_ARGUMENT")
+_UNAVAILABLE = Outward(10, 503, "INTERNAL", "UNAVAILABLE")
 
 #: THE table: every error code, what it becomes outside. A code missing here is a bug (a test checks every class).
 OUTWARD: dict[str, Outward] = {
     "error": Outward(1),
-    "usage": Outward(2), "unknown_name": Outward(2), "unknown_model": Outward(2, 404),
+    "usage": Outward(2), "unknown_name": Outward(2), "unknown_model": Outward(2, 404, "INTERNAL", "NOT_FOUND"),
     "integrity": Outward(3), "signature": Outward(3),
     "manifest": Outward(4), "bundle": Outward(4),
-    "input": _INPUT, "input_type": _INPUT, "no_information": _INPUT, "too_large": Outward(5, 413, "INVALID_ARG"),
-    "out_of_domain": Outward(5, 422),
+    "input": _INPUT, "input_type": _INPUT, "no_information": _INPUT,
+    "too_large": Outward(5, 413, "INVALID_ARG", "RESOURCE_EXHAUSTED"),
+    "out_of_domain": Outward(5, 422, "INTERNAL", "FAILED_PRECONDITION"),
     "provider": Outward(6),
     "self_test": Outward(7),
     "parity": Outward(8),
     "missing_extra": Outward(9),
-    "runtime": Outward(10), "timeout": Outward(10, 504, "UNAVAILABLE"), "not_ready": Outward(10, 503),
-    "busy": Outward(10, 503),
+    "runtime": Outward(10), "timeout": Outward(10, 504, "UNAVAILABLE", "DEADLINE_EXCEEDED"),
+    "not_ready": _UNAVAILABLE, "busy": _UNAVAILABLE,
     "data_fetch": Outward(11), "dataset": Outward(11),
-    "audit": Outward(12, 503),
+    "audit": Outward(12, 503, "INTERNAL", "UNAVAILABLE"),
     "runtime_too_old": Outward(13),
     "drift": Outward(14),
     "not_reproducible": Outward(15), "profile_loses": Outward(15),
     "change_rejected": Outward(16),
     "update_refused": Outward(17),
+    "unauthenticated": Outward(2, 401, "INTERNAL", "UNAUTHENTICATED"),
+    "forbidden": Outward(2, 403, "INTERNAL", "PERMISSION_DENIED"),
 }
 _UNEXPECTED = OUTWARD["error"]  # anything that is not a MedinferError: a bug
 
@@ -334,6 +358,11 @@ def http_status(exc: BaseException) -> int:
     return outward(exc).http
 
 
+def grpc_status(exc: BaseException) -> str:
+    """The gRPC status name for ``exc`` (``grpc.StatusCode[...]``; ``INTERNAL`` for anything unexpected)."""
+    return outward(exc).grpc
+
+
 def triton_code(exc: BaseException) -> str:
     """The TritonError code for ``exc`` (the Python backend; ``INTERNAL`` for anything unexpected)."""
     return outward(exc).triton
@@ -342,6 +371,10 @@ def triton_code(exc: BaseException) -> str:
 __all__ = [
     "EXIT_CODES",
     "EXIT_MEANINGS",
+    "AuthError",
+    "Forbidden",
+    "Unauthenticated",
+    "grpc_status",
     "OUTWARD",
     "AuditError",
     "BodyTooLarge",

@@ -133,6 +133,13 @@ class Model:
         return self
 
     @property
+    def audit_binding(self) -> AuditBinding | None:
+        """The audit trail bound to this model's name, version and graph digest (what ``predict`` records with), or
+        None without a trail: for callers that run on the model's session and record each request themselves
+        (:func:`medinfer.predict_grouped_audited`)."""
+        return self._audit
+
+    @property
     def name(self) -> str:
         return self.manifest.name
 

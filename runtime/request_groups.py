@@ -65,3 +65,58 @@ def predict_grouped(model: Model, items: Sequence[Any], **predict_options: Any) 
                 results[i] = pred
     return [r if r is not None else InferenceError(f"{model.name}: request {i} got no answer")
             for i, r in enumerate(results)]
+
+
+def predict_grouped_audited(model: Model, items: Sequence[Any], request_ids: Sequence[str | None], *,
+                            deadline_ms: float | None = None) -> list[Prediction | MedinferError]:
+    """:func:`predict_grouped` for a model with an audit trail, where every request keeps its own record.
+
+    The runs go through an audit-free twin of ``model`` (the same session); then each request gets the record that
+    ``model.predict(item, request_id=rid)`` alone would have written — its own input digest, outcome, output
+    summary and id (a refused id is recorded under its digest and never run). A result whose record cannot be
+    written is replaced by the :class:`~medinfer.AuditError` (no unrecorded answer). Without a trail it is
+    :func:`predict_grouped` with each request id checked as ``predict`` checks it.
+    """
+    import copy
+    import time
+
+    from .audit.record import checked_request_id, digestible, refused_id, summary
+    from .errors import AuditError, InputError
+
+    options = {} if deadline_ms is None else {"deadline_ms": deadline_ms}
+    audit = model.audit_binding
+    results: list[Prediction | MedinferError | None] = [None] * len(items)
+    ids: list[str | None] = []
+    refused: set[int] = set()  # ids refused: recorded under their digest, never run
+    for i, rid in enumerate(request_ids):
+        try:
+            ids.append(checked_request_id(rid))
+        except InputError as exc:
+            results[i], rid = exc, refused_id(rid)
+            ids.append(rid)
+            refused.add(i)
+    twin = copy.copy(model).configure(audit=None, deadline_ms=model.deadline_ms, out_of_domain=model.out_of_domain)
+    runnable = [i for i, r in enumerate(results) if r is None]
+    start = time.perf_counter()
+    for i, got in zip(runnable, predict_grouped(twin, [items[i] for i in runnable], **options)):
+        results[i] = got
+    latency_us = (time.perf_counter() - start) * 1e6
+    if audit is None:
+        return [r if r is not None else InferenceError(f"{model.name}: a request got no answer") for r in results]
+    out: list[Prediction | MedinferError] = []
+    for i, (item, rid, result) in enumerate(zip(items, ids, results)):
+        try:
+            if isinstance(result, MedinferError) or result is None:
+                try:  # what predict digests: the validated feeds, the raw input when it never got that far
+                    feeds: Any = digestible(item) if i in refused else model.prepare(item)[0]
+                except MedinferError:
+                    feeds = digestible(item)
+                code = result.code if result is not None else "runtime"
+                audit.record(feeds, "no_result", latency_us, None, rid, code)
+            else:
+                audit.record(model.prepare(item)[0], "ok", latency_us,
+                             summary(result, explained=model.audit_explanations), rid)
+        except AuditError as exc:
+            result = exc
+        out.append(result if result is not None else InferenceError(f"{model.name}: a request got no answer"))
+    return out

@@ -40,22 +40,64 @@ def cmd_serve(args: argparse.Namespace) -> int:
             AccessFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         for handler in logging.getLogger().handlers:
             handler.setFormatter(formatter)
+    logging.captureWarnings(True)  # Python warnings become log records (JSON in --log-format json)
+    if args.log_format == "json":
+        import os
+
+        # grpcio's C core writes its own text lines to stderr (e.g. a refused client certificate): not JSON, and
+        # not routable through logging; in JSON mode they are off unless GRPC_VERBOSITY asks for them.
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     config = ServeConfig(
         bundles=_bundles(args.bundles), host=args.host, port=args.port, max_body_bytes=int(args.max_body_mb * 2**20),
         max_queue=args.max_queue, deadline_ms=args.deadline_ms, audit=args.audit,
         providers=_providers(args.provider), variant=args.variant, require_signature=args.require_signature,
         trusted_keys=tuple(args.trusted_key), shutdown_timeout=args.shutdown_timeout, access_log=args.access_log,
         request_timeout=args.request_timeout, max_connections=args.max_connections, out_of_domain=args.out_of_domain,
-        metrics_port=args.metrics_port, inline_below_ms=args.inline_below_ms, **options,
+        metrics_port=args.metrics_port, inline_below_ms=args.inline_below_ms, token_file=args.token_file,
+        auth_open=tuple(_csv(args.auth_open) or ()), client_cert_scopes=_csv(args.client_cert_scopes),
+        require_client_cert=_csv(args.require_client_cert), tls_cert=args.tls_cert, tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca, insecure=args.insecure, grpc_port=args.grpc_port,
+        max_elements=args.max_elements, dynamic_batching=args.dynamic_batching, max_batch=args.max_batch,
+        **options,
     )
 
-    def announce(host: str, port: int) -> None:
+    def announce(host: str, port: int, grpc_port: int | None = None) -> None:
         shown = f"[{host}]" if ":" in host else host
-        print(f"medinfer serve: listening on http://{shown}:{port} ({len(config.bundles)} bundle(s); "
-              "/v2/health/ready once each passed its integrity check and self-test)", flush=True)
+        scheme = "https" if config.tls_cert else "http"
+        grpc = f"; gRPC on {shown}:{grpc_port}" if grpc_port is not None else ""
+        print(f"medinfer serve: listening on {scheme}://{shown}:{port} ({len(config.bundles)} bundle(s); "
+              f"/v2/health/ready once each passed its integrity check and self-test{grpc})", flush=True)
 
     serve(config, announce)
     print("medinfer serve: stopped", flush=True)
+    return 0
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def cmd_serve_token(args: argparse.Namespace) -> int:
+    from ..errors import UsageError
+    from ..fleet.auth import parse_token_file
+    from ..fleet.tokens import add_token, parse_expiry, revoke_token
+
+    if args.action in ("add", "revoke") and not args.name:
+        raise UsageError(f"medinfer serve-token {args.action} needs --name")
+    if args.action == "add":
+        token = add_token(args.token_file, args.name, _csv(args.scopes) or (), parse_expiry(args.expires))
+        print(token)
+        print(f"added '{args.name}' to {args.token_file} (its sha256 only). This is the only time the token is "
+              "shown: give it to the client now (Authorization: Bearer <token>).", file=sys.stderr)
+    elif args.action == "revoke":
+        revoke_token(args.token_file, args.name)
+        print(f"revoked '{args.name}' in {args.token_file} (a running server re-reads the file within a second)")
+    else:
+        with open(args.token_file, encoding="utf-8") as f:
+            entries = parse_token_file(f.read(), args.token_file)
+        for entry in entries.values():
+            expiry = f"expires {entry.expires:%Y-%m-%dT%H:%M:%SZ}" if entry.expires else "no expiry"
+            print(f"{entry.name}\t{','.join(sorted(entry.scopes))}\t{expiry}{' (EXPIRED)' if entry.expired() else ''}")
     return 0
 
 
@@ -107,8 +149,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any) -> None:
-    """Add serve, export-triton and score to the ``medinfer`` sub-command parser."""
-    for add in (_serve_parser, _export_triton_parser, _score_parser):
+    """Add serve, serve-token, export-triton and score to the ``medinfer`` sub-command parser."""
+    for add in (_serve_parser, _serve_token_parser, _export_triton_parser, _score_parser):
         add(sub)
 
 
@@ -154,7 +196,55 @@ def _serve_parser(sub: Any) -> None:
                    help="a sample outside the applicability domain: flag it in 'in_domain' (default) or answer 422")
     p.add_argument("--max-connections", type=int, default=1024,
                    help="open connections at most; more are answered 503 (default 1024)")
+    p.add_argument("--token-file", default=None, metavar="FILE",
+                   help="bearer tokens (sha256 at rest, scoped, optionally expiring) from medinfer serve-token")
+    p.add_argument("--auth-open", default="health", metavar="GROUPS",
+                   help="endpoint groups that need no credential: health, metadata, infer, metrics, admin or none "
+                        "(default health: orchestrators' probes stay open)")
+    p.add_argument("--tls-cert", default=None, metavar="PEM", help="the server's certificate chain (HTTPS, TLS gRPC)")
+    p.add_argument("--tls-key", default=None, metavar="PEM", help="the server certificate's private key")
+    p.add_argument("--tls-client-ca", default=None, metavar="PEM",
+                   help="mutual TLS: client certificates must chain to this CA (expired, self-signed or foreign "
+                        "certificates fail the handshake)")
+    p.add_argument("--client-cert-scopes", default=None, metavar="SCOPES",
+                   help="scopes a verified client certificate grants (default with --tls-client-ca: "
+                        "infer,metadata,metrics; none: a token is needed too)")
+    p.add_argument("--require-client-cert", default=None, metavar="GROUPS",
+                   help="endpoint groups that need a client certificate (default with --tls-client-ca: all but "
+                        "--auth-open)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --host without authentication (a gateway in front authenticates)")
+    p.add_argument("--grpc-port", type=int, default=None,
+                   help="also serve KServe v2 gRPC (Triton's grpc_service.proto) on this port (0: any free port)")
+    p.add_argument("--max-elements", type=int, default=1 << 20,
+                   help="elements per input per call for inputs with a free axis besides the batch (e.g. a "
+                        "sequence length); more are refused with 400 (default 1048576)")
+    p.add_argument("--dynamic-batching", choices=("auto", "pool", "off"), default="auto",
+                   help="requests for one model that wait at the same time run as one batch, each with its own "
+                        "answer and audit record (auto: every model with a batch axis; pool: only models that run "
+                        "in the worker pool; off)")
+    p.add_argument("--max-batch", type=int, default=64, help="requests per dynamic batch at most (default 64)")
     p.set_defaults(func=cmd_serve)
+
+
+
+def _serve_token_parser(sub: Any) -> None:
+    p = sub.add_parser("serve-token", help="add, revoke or list the bearer tokens of medinfer serve",
+                       formatter_class=HELP_FORMAT, epilog=examples(
+                           "medinfer serve-token add --token-file tokens.json --name ris-gateway --scopes "
+                           "infer,metadata --expires 90d",
+                           "medinfer serve-token revoke --token-file tokens.json --name ris-gateway",
+                           "medinfer serve-token list --token-file tokens.json"))
+    p.add_argument("action", choices=("add", "revoke", "list"),
+                   help="add: make a token (printed once) and store its sha256; revoke: remove one; list: names, "
+                        "scopes, expiry")
+    p.add_argument("--token-file", required=True, metavar="FILE", help="the token file (created 0600 by add)")
+    p.add_argument("--name", default=None, help="the token's name (logged and audited instead of the token)")
+    p.add_argument("--scopes", default="infer,metadata", help="comma-separated: infer, metadata, metrics, admin "
+                                                             "(default infer,metadata)")
+    p.add_argument("--expires", default=None, help="30d, 12h, 90m, an ISO 8601 time with a zone, or never "
+                                                   "(default never)")
+    p.set_defaults(func=cmd_serve_token)
 
 
 def _export_triton_parser(sub: Any) -> None:

@@ -19,19 +19,35 @@ import asyncio
 import json
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 from .._version import __version__
-from ..errors import Busy, MedinferError, http_status
-from .infer import Call, ClientGone, read_body, run_call
-from .protocol import error_body
+from ..audit.record import MAX_REQUEST_ID
+from ..errors import AuthError, Busy, InputTypeError, MedinferError, http_status
+from .infer import (
+    Call,
+    ClientGone,
+    begin_batched,
+    check_declared_length,
+    finish_request,
+    http_remedy,
+    read_body,
+    run_call,
+)
+from .protocol import encode_response, error_body
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("medinfer.access")
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "model_configuration", "metrics"]
+# The endpoint group of each route (medinfer.fleet.auth.GROUPS): what credential it needs.
+GROUP_OF = {"live": "health", "ready": "health", "server_metadata": "metadata", "model_metadata": "metadata",
+            "model_ready": "metadata", "model_config": "metadata", "index": "metadata", "infer": "infer",
+            "stats": "metrics", "scrape": "metrics", "load": "admin", "unload": "admin"}
 INLINE_BODY_BYTES = 256 << 10  # larger requests of inline models still go to the worker pool
+BATCH_BODY_BYTES = 4 << 20  # larger requests of batched models run alone in the worker pool
 _JSON = b"application/json"
 
 
@@ -56,11 +72,25 @@ class Gate:
         self._sem.release()
 
 
+def batcher_for(app: Any, slot: Any) -> Any:
+    """The slot's dynamic batcher (:func:`medinfer.fleet.dynamic.batcher_for`; imported here late, as it imports
+    this module)."""
+    from .dynamic import batcher_for as make
+
+    return make(app, slot)
+
+
 def header_safe(value: str | None) -> bytes | None:
-    """``value`` as an HTTP header value, or None when it cannot be one unchanged (non-ASCII, control chars)."""
-    if value is None or not value.isascii() or not value.isprintable():
+    """``value`` as an HTTP header value, or None when it cannot be one unchanged (non-ASCII, control chars) or
+    is longer than a request id may be (a refused id is never echoed)."""
+    if value is None or len(value) > MAX_REQUEST_ID or not value.isascii() or not value.isprintable():
         return None
     return value.encode("ascii")
+
+
+def error_code(status: int) -> str:
+    """The code an access record gives an answer that no typed error made (a route or method refusal)."""
+    return {404: "no_route", 405: "method", 413: "too_large"}.get(status, f"http_{status}")
 
 
 class App:
@@ -68,9 +98,12 @@ class App:
     the Prometheus text (None: ``/metrics`` answers 404), ``metrics_port`` serves only ``/metrics`` and health."""
 
     def __init__(self, registry: Any, config: Any, pool: Any, gate: Any, metrics: Any = None,
-                 metrics_port: int | None = None) -> None:
+                 metrics_port: int | None = None, auth: Any = None) -> None:
         self.registry, self.config, self.pool, self.gate = registry, config, pool, gate
         self.metrics, self.metrics_port = metrics, metrics_port
+        self.auth = auth if auth is not None and auth.enabled else None  # a medinfer.fleet.auth.Authorizer
+        self.batchers: dict[str, Any] = {}  # model name -> medinfer.fleet.dynamic.DynamicBatcher
+        self.loop: Any = None  # the server's event loop, once it runs (gRPC hands batched requests to it)
         self.audited = registry.audit is not None
         get = {("v2",): self.server_metadata, ("v2", "health", "live"): self.live,
                ("v2", "health", "ready"): self.ready, ("v2", "models", "stats"): self.stats, ("metrics",): self.scrape}
@@ -86,7 +119,7 @@ class App:
         begin = time.perf_counter_ns()
         headers = dict(scope["headers"])
         raw_id = headers.get(b"x-request-id")
-        ctx: dict[str, Any] = {"id": raw_id.decode("latin-1") if raw_id else None}
+        ctx: dict[str, Any] = {"id": raw_id.decode("latin-1") if raw_id else None, "in": 0}
         status = 500
         try:
             status = await self.route(scope, receive, send, headers, ctx)
@@ -94,7 +127,13 @@ class App:
             status = 499
         finally:
             if self.config.access_log:
-                fields = {"id": ctx.get("id"), "method": scope["method"], "path": scope["path"], "status": status,
+                # Ids, sizes, codes and times only: never a value, a message or a query string (they can hold
+                # patient data), never a credential.
+                shown = header_safe(ctx.get("id"))
+                # The route, not the path: a path a client made up (an unknown model name) is content too.
+                fields = {"id": shown.decode() if shown is not None else None, "method": scope["method"][:16],
+                          "route": ctx.get("route", "-"), "path_bytes": len(scope["path"]), "status": status,
+                          "bytes_in": ctx["in"],
                           "client": (scope.get("client") or ("", 0))[0],
                           "duration_ms": round((time.perf_counter_ns() - begin) / 1e6, 3)}
                 if "model" in ctx:
@@ -102,8 +141,10 @@ class App:
                     for name, ns in zip(("queue_ms", "input_ms", "infer_ms", "output_ms"), ctx.get("phases") or ()):
                         fields[name] = round(ns / 1e6, 3)
                 if "error" in ctx:
-                    fields["error"] = ctx["error"]
-                access_log.info("%s %s %s", scope["method"], scope["path"], status, extra={"access": fields})
+                    fields["error"] = ctx.get("code") or error_code(status)
+                if ctx.get("who"):
+                    fields["who"] = ctx["who"]
+                access_log.info("%s %s %s", fields["method"], fields["route"], status, extra={"access": fields})
 
     async def route(self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[bytes, bytes],
                     ctx: dict[str, Any]) -> int:
@@ -121,11 +162,25 @@ class App:
             if len(rest) <= 1 and (rest[0] if rest else "") in self.per_model:
                 target = self.per_model[rest[0] if rest else ""]
                 args = (name, version)
+        if target is None and len(parts) == 5 and parts[:3] == ("v2", "repository", "models") and \
+                parts[4] in ("load", "unload"):
+            target, args = ("POST", self.load if parts[4] == "load" else self.unload), (parts[3],)
         if target is None:
-            return await self.send_error(send, 404, f"no route {method} {scope['path']}: see GET /v2 for this "
-                                         "server's extensions", ctx)
+            return await self.send_error(send, 404, f"no route {method[:16]} {scope['path'][:200]}: see GET /v2 for "
+                                         "this server's extensions", ctx)
+        ctx["route"] = target[1].__name__
+        if self.auth is not None:
+            extensions = scope.get("extensions") or {}
+            try:
+                who = self.auth.check(GROUP_OF[target[1].__name__], headers.get(b"authorization"),
+                                      (extensions.get("tls") or {}).get("client_cert"), scope.get("query_string", b""),
+                                      client=(scope.get("client") or ("", 0))[0], path=ctx["route"])
+            except AuthError as exc:
+                extra = [(b"www-authenticate", b'Bearer realm="medinfer"')] if http_status(exc) == 401 else None
+                return await self.fail(send, exc, ctx, extra)
+            ctx["who"] = str(who) if who.token or who.cert else None
         if method != target[0] and not (method == "HEAD" and target[0] == "GET"):
-            return await self.send_error(send, 405, f"{scope['path']} takes {target[0]}, not {method}", ctx)
+            return await self.send_error(send, 405, f"{scope['path'][:200]} takes {target[0]}, not {method}", ctx)
         return int(await target[1](send, ctx, *args, receive=receive, headers=headers))
 
     # -- answers ---------------------------------------------------------------------------------------------
@@ -144,20 +199,24 @@ class App:
     async def send_json(self, send: Any, doc: Any, ctx: dict[str, Any], status: int = 200) -> int:
         return await self.respond(send, status, json.dumps(doc, separators=(",", ":")).encode(), ctx)
 
-    async def send_error(self, send: Any, status: int, message: str, ctx: dict[str, Any]) -> int:
-        ctx["error"] = message
-        extra = [(b"retry-after", b"1")] if status == 503 else None
+    async def send_error(self, send: Any, status: int, message: str, ctx: dict[str, Any],
+                         extra: list[tuple[bytes, bytes]] | None = None) -> int:
+        ctx["error"] = True
+        if status == 503:
+            extra = [*(extra or []), (b"retry-after", b"1")]
         return await self.respond(send, status, error_body(message), ctx, extra=extra)
 
-    async def fail(self, send: Any, exc: BaseException, ctx: dict[str, Any]) -> int:
+    async def fail(self, send: Any, exc: BaseException, ctx: dict[str, Any],
+                   extra: list[tuple[bytes, bytes]] | None = None) -> int:
         message = f"{type(exc).__name__}: {exc}" if isinstance(exc, MedinferError) else str(exc)
-        return await self.send_error(send, http_status(exc), message, ctx)
+        ctx["code"] = getattr(exc, "code", "internal")
+        return await self.send_error(send, http_status(exc), message, ctx, extra)
 
     async def health(self, send: Any, ok: bool, reason: str, ctx: dict[str, Any]) -> int:
         """KServe v2 health: 200 (true) or 400 (false), empty body; the reason in a header."""
         if ok:
             return await self.respond(send, 200, b"", ctx)
-        ctx["error"] = reason
+        ctx["error"], ctx["code"] = True, "not_ready"
         printable = "".join(c if c.isascii() and c.isprintable() else "?" for c in reason)[:1000]
         return await self.respond(send, 400, b"", ctx, extra=[(b"x-medinfer-not-ready", printable.encode())])
 
@@ -213,10 +272,22 @@ class App:
         return await self.send_json(send, {"model_stats": [s.stats.triton() for s in slots]}, ctx)
 
     async def index(self, send: Any, ctx: dict[str, Any], **_: Any) -> int:
-        doc = [{"name": s.name, "version": s.model.version if s.model else "",
-                "state": {"ready": "READY", "loading": "LOADING"}.get(s.state, "UNAVAILABLE"),
-                "reason": str(s.error) if s.error else ""} for s in self.registry.slots.values()]
-        return await self.send_json(send, doc, ctx)
+        return await self.send_json(send, self.registry.index(), ctx)
+
+    async def load(self, send: Any, ctx: dict[str, Any], name: str, **_: Any) -> int:
+        """Triton's repository load: the new version is checked aside and replaces the serving one in one step."""
+        try:
+            await asyncio.to_thread(self.registry.load_model, name)
+        except MedinferError as exc:
+            return await self.fail(send, exc, ctx)
+        return await self.respond(send, 200, b"", ctx)
+
+    async def unload(self, send: Any, ctx: dict[str, Any], name: str, **_: Any) -> int:
+        try:
+            self.registry.unload_model(name)
+        except MedinferError as exc:
+            return await self.fail(send, exc, ctx)
+        return await self.respond(send, 200, b"", ctx)
 
     async def scrape(self, send: Any, ctx: dict[str, Any], **_: Any) -> int:
         if self.metrics is None:
@@ -233,18 +304,9 @@ class App:
             stats = slot.stats
             ctx["model"], ctx["version"] = slot.name, stats.version
             slot.ready_model()
-            body = await read_body(receive, headers, self.config.max_body_bytes)
-            length = headers.get(b"inference-header-content-length")
-            call = Call(slot, body, length.decode("latin-1") if length is not None else None, ctx["id"],
-                        time.perf_counter_ns())
-            try:
-                if slot.inline and len(body) <= INLINE_BODY_BYTES:
-                    out, json_length = run_call(call, self.config.deadline_ms, self.audited)
-                else:
-                    out, json_length = await self.pooled(call)
-            finally:
-                if call.rid is not None:
-                    ctx["id"] = call.rid
+            check_declared_length(headers, self.config.max_body_bytes)  # 413 before waiting for anything
+            call = await self.gated(slot, receive, headers, ctx, begin)
+            out, json_length = call.out
         except ClientGone:
             if stats is not None:
                 stats.record(time.perf_counter_ns() - begin, reason="cancelled")
@@ -254,27 +316,64 @@ class App:
                 stats.record(time.perf_counter_ns() - begin, reason=exc.code)
             return await self.fail(send, exc, ctx)
         except Exception as exc:  # noqa: BLE001 - answer 500 in the protocol's shape, log the trace
-            log.exception("inference failed")
+            # The type and the frames, never the message: it may quote request content.
+            log.error("inference failed: %s\n%s", type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__)))
             if stats is not None:
                 stats.record(time.perf_counter_ns() - begin, reason="internal")
-            return await self.fail(send, MedinferError(f"internal error: {type(exc).__name__}: {exc}"), ctx)
-        stats.record(time.perf_counter_ns() - begin, call.phases, call.batch)
+            return await self.fail(send, MedinferError(f"internal error: {type(exc).__name__}"), ctx)
+        stats.record(time.perf_counter_ns() - begin, call.phases, call.batch, executions=call.executions)
         ctx["batch"], ctx["phases"] = call.batch, call.phases
         if json_length is None:
             return await self.respond(send, 200, out, ctx)
         return await self.respond(send, 200, out, ctx, b"application/octet-stream",
                                   [(b"inference-header-content-length", str(json_length).encode())])
 
-    async def pooled(self, call: Call) -> tuple[bytes, int | None]:
-        stats = call.slot.stats
+    async def gated(self, slot: Any, receive: Any, headers: dict[bytes, bytes], ctx: dict[str, Any],
+                    arrival: int) -> Call:
+        """Read the body and run the request inside the gate: a body is buffered only by a request that holds a
+        slot, so waiting or trickling uploads hold no memory beyond the server's receive buffer. A model with a
+        dynamic batcher (:mod:`.dynamic`) leaves the gate once its request is decoded and waits for its batch."""
+        stats = slot.stats
         stats.enter(queued=True)
         queued = True
+        batched: Any = None
+        batcher: Any = None
         try:
             async with self.gate:
                 stats.leave(queued=True)
                 stats.enter(queued=False)
                 queued = False
-                return await asyncio.get_running_loop().run_in_executor(
-                    self.pool, run_call, call, self.config.deadline_ms, self.audited)
+                body = await read_body(receive, headers, self.config.max_body_bytes)
+                ctx["in"] = len(body)
+                length = headers.get(b"inference-header-content-length")
+                call = Call(slot, body, length.decode("latin-1") if length is not None else None, ctx["id"], arrival)
+                try:
+                    batcher = batcher_for(self, slot) if len(body) <= BATCH_BODY_BYTES else None
+                    if batcher is not None:
+                        batched = begin_batched(call, self.config.deadline_ms)
+                        if batched[2].explicit_deadline or batched[2].explain:
+                            batched = None  # its own deadline (or an explanation): it runs alone
+                    if batched is None and slot.inline and len(body) <= INLINE_BODY_BYTES:
+                        call.out = run_call(call, self.config.deadline_ms, self.audited)
+                    elif batched is None:
+                        call.out = await asyncio.get_running_loop().run_in_executor(
+                            self.pool, run_call, call, self.config.deadline_ms, self.audited)
+                finally:
+                    if call.rid is not None:
+                        ctx["id"] = call.rid
         finally:
             stats.leave(queued=queued)
+        if batched is not None:
+            model, req, pending = batched
+            rid = call.rid if self.audited else pending.sent_id
+            try:
+                pred, first = await batcher.predict(model, pending.x, rid, pending.deadline_ms)
+            except InputTypeError as exc:
+                raise http_remedy(exc, slot, req.inputs) from None
+            answer = finish_request(call, model, req, pred, pending, pending.started, time.perf_counter_ns())
+            call.executions = 1 if first else 0
+            done = time.perf_counter_ns()
+            call.out = encode_response(slot.name, answer.version, call.rid, answer.tensors, answer.binary,
+                                       answer.parameters)
+            call.phases = (*call.phases[:3], call.phases[3] + time.perf_counter_ns() - done)
+        return call

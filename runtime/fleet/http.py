@@ -8,8 +8,11 @@ Two HTTP paths, one set of bounds (``tests/fleet/test_hostile_serve.py`` runs ag
 
 Bounds: a connection must deliver each whole request within ``request_timeout`` seconds (from its opening or its
 previous response), else it is closed — idle or trickling sockets cannot pile up; the request line and headers of
-one request may take at most ``MAX_HEADER_BYTES`` (431 and close beyond); at most ``max_connections`` are open —
-more are answered 503 and closed. uvicorn's own ``limit_concurrency`` is not used (idle sockets would then turn
+one request may take at most ``MAX_HEADER_BYTES`` however they arrive (431 and close beyond); at most
+``max_connections`` are open per listening port, and ``HEALTH_RESERVE`` more may only ask for health or
+``/metrics`` (within ``PROBATION_TIMEOUT``), so that idle sockets never take health checks to 503 — beyond those,
+503 and close. Closing lingers (:class:`CorkedTransport`), so a refusal sent before the body was read (413, 503)
+reaches the client instead of a TCP reset. uvicorn's own ``limit_concurrency`` is not used (idle sockets would then turn
 every request, health checks included, into 503): inference is bounded by the server's Gate.
 """
 
@@ -58,15 +61,27 @@ def _reply(status: str, body: bytes) -> bytes:
 class CorkedTransport:
     """A transport whose response head waits for the first body write, so that head and body leave in ONE write:
     uvicorn writes them apart, and with TCP_NODELAY that is two segments and two wake-ups of the client per
-    response (measured: a third of a small model's serving time). Everything else is the transport's own."""
+    response (measured: a third of a small model's serving time). A response without a body (HEAD, 204) leaves
+    when it is complete (:meth:`flush`).
 
-    __slots__ = ("_transport", "_head")
+    Closing lingers (nginx's ``lingering_close``): the write side is shut (the client reads the whole answer and an
+    EOF), what the client still sends is read and dropped for up to ``LINGER_SECONDS`` / ``LINGER_BYTES``, then the
+    socket closes. Closing at once with unread request bytes in the kernel's buffer sends a TCP reset, and the
+    client loses the answer (a 413 for an oversized body, a 503 before the body was read). Everything else is the
+    transport's own."""
+
+    __slots__ = ("_transport", "_head", "lingering", "dropped", "_timer")
 
     def __init__(self, transport: Any) -> None:
         self._transport = transport
         self._head: bytes | None = None
+        self.lingering = False
+        self.dropped = 0
+        self._timer: Any = None
 
     def write(self, data: bytes) -> None:
+        if self.lingering:
+            return
         head = self._head
         if head is None and data[:9] == b"HTTP/1.1 " and data[9:12] != b"100" and data[-4:] == b"\r\n\r\n":
             self._head = bytes(data)
@@ -83,14 +98,79 @@ class CorkedTransport:
 
     def close(self) -> None:
         self.flush()
+        if self.lingering or self._transport.is_closing():
+            return
+        can_write_eof = getattr(self._transport, "can_write_eof", None)
+        if can_write_eof is None:  # not a stream transport: nothing to linger on
+            self._transport.close()
+            return
+        self.lingering = True
+        try:
+            if can_write_eof():  # TLS cannot half-close: it lingers with the write side open
+                self._transport.write_eof()
+        except (OSError, RuntimeError, NotImplementedError):
+            self._transport.close()
+            return
+        import asyncio
+
+        self._timer = asyncio.get_event_loop().call_later(LINGER_SECONDS, self.abort_linger)
+
+    def drop(self, data: bytes) -> None:
+        """Data that arrived while lingering: counted and dropped; past ``LINGER_BYTES`` the socket closes."""
+        self.dropped += len(data)
+        if self.dropped > LINGER_BYTES:
+            self.abort_linger()
+
+    def abort_linger(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._transport.close()
+
+    def gone(self) -> None:
+        """The connection is lost: nothing more is parsed or written, no timer left."""
+        self.lingering = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def is_closing(self) -> bool:
+        return self.lingering or bool(self._transport.is_closing())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
 
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1 << 20
+HEALTH_RESERVE = 64  # connections beyond --max-connections that may still ask for health or /metrics
+RESERVED_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
+PROBATION_TIMEOUT = 2.0  # seconds a reserve connection has to send its request
+
+
+def _connection_app(app: Any, cert: dict[str, Any] | None, probation: bool) -> Any:
+    """The app as one connection sees it: with its verified client certificate in the scope (ASGI's TLS extension)
+    and, for a connection beyond the limit, only the reserved health paths."""
+    refusal = b'{"error": "too many open connections: only health checks and /metrics are answered; retry"}'
+
+    async def connection_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if cert is not None:
+            scope["extensions"] = {**(scope.get("extensions") or {}), "tls": {"client_cert": cert}}
+        if probation and (scope.get("type") != "http" or scope.get("path", "").rstrip("/") not in RESERVED_PATHS):
+            await send({"type": "http.response.start", "status": 503, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(refusal)).encode()),
+                (b"retry-after", b"1"), (b"connection", b"close")]})
+            await send({"type": "http.response.body", "body": refusal})
+            return
+        await app(scope, receive, send)
+
+    return connection_app
+
+
 def guarded_protocol(http: str, request_timeout: float, max_connections: int) -> type:
     """uvicorn's ``http`` protocol class (``httptools`` or ``h11``) with the module's bounds."""
+    from .tls import peer_certificate
+
     if http == "h11":
         import h11
         from uvicorn.protocols.http.h11_impl import H11Protocol as Base
@@ -102,24 +182,36 @@ def guarded_protocol(http: str, request_timeout: float, max_connections: int) ->
     busy = _reply("503 Service Unavailable", b'{"error": "too many open connections; retry"}')
     too_big = _reply("431 Request Header Fields Too Large",
                      b'{"error": "request line and headers exceed %d bytes"}' % MAX_HEADER_BYTES)
+    open_per_port: dict[int, int] = {}  # connections are limited per listening port: the metrics port has its own
 
     class Guarded(Base):  # type: ignore[misc, valid-type]
         _deadline: Any = None
         _head_bytes = 0
+        _port = 0
+        _timeout = timeout
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-            transport = CorkedTransport(transport)
-            super().connection_made(transport)
-            if len(self.connections) > limit:
-                transport.write(busy)
-                transport.close()
+            corked = CorkedTransport(transport)
+            super().connection_made(corked)  # type: ignore[arg-type]
+            sockname = transport.get_extra_info("sockname")
+            self._port = sockname[1] if isinstance(sockname, tuple) and len(sockname) > 1 else 0
+            count = open_per_port[self._port] = open_per_port.get(self._port, 0) + 1
+            if count > limit + HEALTH_RESERVE:
+                corked.write(busy)
+                corked.close()
                 return
+            probation = count > limit
+            cert = peer_certificate(transport)
+            if probation or cert is not None:
+                self.app = _connection_app(self.app, cert, probation)
+            if probation:
+                self._timeout = min(timeout, PROBATION_TIMEOUT)
             self._arm()
 
         def _arm(self) -> None:
             self._disarm()
             self._head_bytes = 0
-            self._deadline = self.loop.call_later(timeout, self._expired)
+            self._deadline = self.loop.call_later(self._timeout, self._expired)
 
         def _disarm(self) -> None:
             if self._deadline is not None:
@@ -133,14 +225,25 @@ def guarded_protocol(http: str, request_timeout: float, max_connections: int) ->
         def _expired(self) -> None:
             self._deadline = None
             if self._waiting() and not self.transport.is_closing():
-                log.info("closing a connection that sent no whole request within %g s", timeout)
+                log.info("closing a connection that sent no whole request within %g s", self._timeout)
                 if http == "h11":
                     with contextlib.suppress(h11.LocalProtocolError):
                         self.conn.send(h11.ConnectionClosed())
                 self.transport.close()
 
         def data_received(self, data: bytes) -> None:
+            transport: Any = self.transport
+            if transport.lingering:
+                transport.drop(data)
+                return
             heading = self.cycle is None or self.cycle.response_complete  # before: no request under way
+            if heading:
+                # The head's size counts however it arrives: in one read or in many.
+                end = data.find(b"\r\n\r\n")
+                if self._head_bytes + (len(data) if end < 0 else end + 4) > MAX_HEADER_BYTES:
+                    transport.write(too_big)
+                    transport.close()
+                    return
             super().data_received(data)
             if self.cycle is not None and not self.cycle.response_complete:
                 self._head_bytes = 0
@@ -148,17 +251,20 @@ def guarded_protocol(http: str, request_timeout: float, max_connections: int) ->
                     self._disarm()  # the whole request is here: the app's time is bounded by the deadline
             elif heading:  # still in the request line and headers after this data
                 self._head_bytes += len(data)
-                if self._head_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
-                    self.transport.write(too_big)
-                    self.transport.close()
 
         def on_response_complete(self) -> None:
+            self.transport.flush()  # type: ignore[attr-defined]  # a response without a body (HEAD) leaves now, not at the next write
             super().on_response_complete()
             if not self.transport.is_closing():
                 self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            if self._port in open_per_port:
+                open_per_port[self._port] -= 1
+            transport = self.transport
+            if isinstance(transport, CorkedTransport):
+                transport.gone()
             super().connection_lost(exc)
 
     Guarded.__name__ = f"Guarded{Base.__name__}"

@@ -29,19 +29,57 @@ class Call:
     rid: str | None = None
     batch: int = 0
     phases: tuple[int, int, int, int] = (0, 0, 0, 0)
+    out: tuple[bytes, int | None] = (b"", None)
+    executions: int = 1  # model runs this request counts for (0: it rode in another request's batch)
 
 
 def run_call(call: Call, server_deadline_ms: float | None, audited: bool) -> tuple[bytes, int | None]:
     """Decode, predict through the library, encode; fills ``call``'s id, batch size and phase durations."""
     start = time.perf_counter_ns()
-    slot = call.slot
-    model = slot.ready_model()
+    model = call.slot.ready_model()
     req = decode_request(call.body, call.header_length)
+    answer = predict_request(call, model, req, start, server_deadline_ms, audited)
+    done = time.perf_counter_ns()
+    out = encode_response(call.slot.name, answer.version, call.rid, answer.tensors, answer.binary, answer.parameters)
+    call.phases = (*call.phases[:3], call.phases[3] + time.perf_counter_ns() - done)
+    return out
+
+
+@dataclass
+class Answer:
+    """What a request gets back, before the wire format: the version that answered, its tensors, which of them go
+    as binary, and the response parameters."""
+
+    version: str
+    tensors: dict[str, Any]
+    binary: dict[str, bool]
+    parameters: dict[str, Any]
+
+
+@dataclass
+class Pending:
+    """A decoded request ready for ``Model.predict``: its input, deadline and FHIR option, the id it sent."""
+
+    x: Any
+    deadline_ms: float | None
+    fhir: dict[str, Any] | None
+    sent_id: str | None
+    decoded: int  # perf_counter_ns when decoding ended
+    explicit_deadline: bool  # the request asked for a deadline of its own
+    started: int = 0  # perf_counter_ns when decoding began
+    explain: bool = False  # the request asked for the explanation (``parameters.explain``)
+
+
+def begin_request(call: Call, model: Any, req: Any, start: int, server_deadline_ms: float | None) -> Pending:
+    """The checks before ``Model.predict`` that every protocol shares: the id, the input names, the element bound,
+    the deadline (queueing counts) and the FHIR option."""
+    slot = call.slot
     sent_id = req.id if req.id is not None else call.header_id
     call.rid = sent_id if sent_id is not None else uuid.uuid4().hex
     names = model.input_names
     if sorted(req.inputs) != sorted(names):
         raise RequestError(f"model '{slot.name}' takes input(s) {list(names)}; the request sent {list(req.inputs)}")
+    bound_elements(model.manifest.inputs, req.inputs, getattr(slot, "max_elements", None))
     x = model.as_input(req.inputs)
     deadline = request_deadline(req.parameters, server_deadline_ms)
     if deadline is not None:
@@ -49,18 +87,16 @@ def run_call(call: Call, server_deadline_ms: float | None, audited: bool) -> tup
         # trail records the refusal.
         deadline = max(deadline - (start - call.arrival) / 1e6, 1e-3)
     fhir = fhir_request(req.parameters)
-    explain = explain_request(req.parameters)
-    decoded = time.perf_counter_ns()
-    try:
-        # The id goes to the audit record (a server-made one only when there is a trail to match it with).
-        pred = model.predict(x, deadline_ms=deadline, request_id=call.rid if audited else sent_id, explain=explain)
-    except InputTypeError as exc:
-        raise http_remedy(exc, slot, req.inputs) from None
-    except UsageError as exc:  # asked to explain with a bundle that cannot (exported before explanations)
-        if explain:
-            raise RequestError(f"parameters.explain: {exc}") from None
-        raise
-    predicted = time.perf_counter_ns()
+    explicit = any(req.parameters.get(k) is not None for k in ("deadline_ms", "timeout"))
+    return Pending(x, deadline, fhir, sent_id, time.perf_counter_ns(), explicit, start,
+                   explain_request(req.parameters))
+
+
+def finish_request(call: Call, model: Any, req: Any, pred: Any, pending: Pending, start: int,
+                   predicted: int) -> Answer:
+    """The answer of a prediction: requested outputs, provenance parameters, explanation, FHIR; fills ``call``'s
+    batch and phases (output encoding excluded)."""
+    slot = call.slot
     tensors = prediction_tensors(pred)
     if req.outputs is not None:
         unknown = [n for n in req.outputs if n not in tensors]
@@ -73,21 +109,66 @@ def run_call(call: Call, server_deadline_ms: float | None, audited: bool) -> tup
     if model.manifest.decision.threshold is not None:
         params["threshold"] = model.manifest.decision.threshold
     if pred.in_domain is not None:
-        params["domain_threshold"] = model.manifest.domain.threshold  # type: ignore[union-attr]
+        params["domain_threshold"] = model.manifest.domain.threshold
         params["out_of_domain"] = int((~pred.in_domain).sum())
     if pred.explanation is not None:
         params["explanation"] = json.dumps(pred.explanation.to_dict(), separators=(",", ":"))
-    if fhir is not None:
+    if pending.fhir is not None:
         try:
             from ..tools.fhir import to_fhir
 
-            params["fhir"] = json.dumps(to_fhir(pred, **fhir), separators=(",", ":"))
+            params["fhir"] = json.dumps(to_fhir(pred, **pending.fhir), separators=(",", ":"))
         except (UsageError, MissingExtraError) as exc:
             raise RequestError(f"parameters.fhir: {exc}") from None
-    out = encode_response(slot.name, pred.version, call.rid, tensors, binary, params)
     call.batch = len(pred)
-    call.phases = (start - call.arrival, decoded - start, predicted - decoded, time.perf_counter_ns() - predicted)
-    return out
+    call.phases = (start - call.arrival, pending.decoded - start, predicted - pending.decoded,
+                   time.perf_counter_ns() - predicted)
+    return Answer(pred.version, tensors, binary, params)
+
+
+def predict_request(call: Call, model: Any, req: Any, start: int, server_deadline_ms: float | None,
+                    audited: bool) -> Answer:
+    """The part of a request that every protocol (HTTP JSON, HTTP binary, gRPC) shares: :func:`begin_request`,
+    ``Model.predict`` (validation, run, decision, audit record) and :func:`finish_request`."""
+    pending = begin_request(call, model, req, start, server_deadline_ms)
+    try:
+        # The id goes to the audit record (a server-made one only when there is a trail to match it with).
+        pred = model.predict(pending.x, deadline_ms=pending.deadline_ms,
+                             request_id=call.rid if audited else pending.sent_id, explain=pending.explain)
+    except InputTypeError as exc:
+        raise http_remedy(exc, call.slot, req.inputs) from None
+    except UsageError as exc:  # asked to explain with a bundle that cannot (exported before explanations)
+        if pending.explain:
+            raise RequestError(f"parameters.explain: {exc}") from None
+        raise
+    return finish_request(call, model, req, pred, pending, start, time.perf_counter_ns())
+
+
+def begin_batched(call: Call, server_deadline_ms: float | None) -> tuple[Any, Any, Pending]:
+    """Decode a request for the dynamic batcher: (the model it runs on, the request, its pending state)."""
+    start = time.perf_counter_ns()
+    model = call.slot.ready_model()
+    req = decode_request(call.body, call.header_length)
+    return model, req, begin_request(call, model, req, start, server_deadline_ms)
+
+
+def bound_elements(specs: Any, inputs: Mapping[str, Any], limit: int | None) -> None:
+    """Refuse an input with a free axis besides the batch (a sequence length) beyond the server's per-call
+    element bound: its memory would grow with whatever length a client sends.
+
+    Raises:
+        RequestError: an input holds more elements than the bound (HTTP 400, gRPC INVALID_ARGUMENT).
+    """
+    if limit is None:
+        return
+    for spec in specs:
+        free = [d for d in spec.shape[1:] if not isinstance(d, int)]
+        arr = inputs.get(spec.name)
+        if free and arr is not None and arr.size > limit:
+            raise RequestError(f"input '{spec.name}' holds {arr.size} elements (shape {list(arr.shape)}); this "
+                               f"server takes at most {limit} per input per call for inputs of free length "
+                               f"({', '.join(map(str, spec.shape))}): send shorter sequences or fewer at once "
+                               "(serve --max-elements)")
 
 
 def explain_request(parameters: dict[str, Any]) -> bool:
@@ -106,12 +187,16 @@ def request_deadline(parameters: dict[str, Any], server_ms: float | None) -> flo
         asked = parameters.get(key)
         if asked is None:
             continue
-        if isinstance(asked, bool) or not isinstance(asked, (int, float)) or not asked > 0:
+        if isinstance(asked, bool) or not isinstance(asked, (int, float)) or not 0 < asked < MAX_DEADLINE[key]:
             unit = "milliseconds" if key == "deadline_ms" else "microseconds (Triton's request timeout)"
-            raise RequestError(f"parameters.{key} must be a positive number of {unit}, got {asked!r}")
+            raise RequestError(f"parameters.{key} must be a positive number of {unit} below "
+                               f"{MAX_DEADLINE[key]:.0e}, got {str(asked)[:40]}")
         ms = float(asked) * scale
         deadline = ms if deadline is None else min(deadline, ms)
     return deadline
+
+
+MAX_DEADLINE = {"deadline_ms": 3.6e6, "timeout": 3.6e9}  # an hour: beyond any request (and finite)
 
 
 def http_remedy(exc: InputTypeError, slot: Any, inputs: dict[str, Any]) -> InputError:
@@ -132,6 +217,20 @@ class ClientGone(Exception):
     """The client closed the connection before its request body arrived (nothing to answer)."""
 
 
+def check_declared_length(headers: Mapping[bytes, bytes], limit: int) -> None:
+    """Refuse a body whose Content-Length exceeds ``limit`` before a byte of it is read.
+
+    Raises:
+        BodyTooLarge: the declared length exceeds ``limit`` (HTTP 413).
+    """
+    declared = headers.get(b"content-length")
+    if declared is None or not declared.isdigit():
+        return
+    if len(declared) > 18 or int(declared) > limit:
+        shown = declared.decode() if len(declared) <= 18 else f"{len(declared)}-digit"
+        raise BodyTooLarge(f"request body of {shown} bytes exceeds this server's limit of {limit} bytes")
+
+
 async def read_body(receive: Any, headers: Mapping[bytes, bytes], limit: int) -> bytes:
     """Read an ASGI request's body, refusing more than ``limit`` bytes (also after gzip/deflate).
 
@@ -140,9 +239,7 @@ async def read_body(receive: Any, headers: Mapping[bytes, bytes], limit: int) ->
         RequestError: an unsupported or broken Content-Encoding.
         ClientGone: the client disconnected.
     """
-    declared = headers.get(b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"request body of {declared.decode()} bytes exceeds this server's limit of {limit} bytes")
+    check_declared_length(headers, limit)
     chunks, size, more = [], 0, True
     while more:
         message = await receive()
@@ -205,6 +302,6 @@ def fhir_request(parameters: dict[str, Any]) -> dict[str, Any] | None:
     try:
         at = datetime.fromisoformat(when.replace("Z", "+00:00")) if when else None
     except ValueError:
-        raise RequestError(f"parameters.fhir_time must be ISO 8601 with a time zone, got {when!r}") from None
+        raise RequestError(f"parameters.fhir_time must be ISO 8601 with a time zone, got {str(when)[:64]!r}") from None
     return {"subject": subject, "basis": [b.strip() for b in basis.split(",") if b.strip()], "at": at,
             "generic": generic}

@@ -76,9 +76,10 @@ class ModelStats:
                 self.inflight -= 1
 
     def record(self, total_ns: int, phases: tuple[int, int, int, int] | None = None, batch: int = 0,
-               reason: str | None = None) -> None:
+               reason: str | None = None, executions: int = 1) -> None:
         """One finished request: its duration, phase durations (queue, input, infer, output) when it reached the
-        model, its batch size, and the failure reason (an error code) when it failed."""
+        model, its batch size, the failure reason (an error code) when it failed, and the model runs it counts for
+        (0 when it rode in another request's dynamic batch)."""
         seconds = total_ns / 1e9
         slot = bisect.bisect_left(BUCKETS, seconds)
         with self._lock:
@@ -96,7 +97,7 @@ class ModelStats:
                     acc[1] += ns
                 if reason is None and batch > 0:
                     self.inference_count += batch
-                    self.execution_count += 1
+                    self.execution_count += executions
                     self.last_inference_ms = int(time.time() * 1e3)
                     row = self.by_batch.setdefault(batch, [0, 0, 0, 0])
                     row[0] += 1

@@ -134,12 +134,7 @@ def decode_request(body: bytes, header_length: str | None) -> InferRequest:
         head, rest = body[:n], memoryview(body)[n:]
     else:
         head, rest = body, memoryview(b"")
-    try:
-        doc = json.loads(head)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(f"the request is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise RequestError("the request nests JSON deeper than any tensor: send data as a flat list") from None
+    doc = parse_json(head)
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
         raise RequestError("the request must be a JSON object with a non-empty 'inputs' list")
     params = _mapping(doc.get("parameters"), "parameters")
@@ -148,7 +143,7 @@ def decode_request(body: bytes, header_length: str | None) -> InferRequest:
     for i, item in enumerate(doc["inputs"]):
         if not isinstance(item, dict):
             raise RequestError(f"inputs[{i}] must be an object with name, shape, datatype and data")
-        name, shape, datatype = _tensor_head(item, f"inputs[{i}]")
+        name, shape, datatype = tensor_head(item, f"inputs[{i}]")
         if name in inputs:
             raise RequestError(f"input '{name}' appears twice in the request")
         size = _mapping(item.get("parameters"), f"inputs[{i}].parameters").get("binary_data_size")
@@ -156,7 +151,7 @@ def decode_request(body: bytes, header_length: str | None) -> InferRequest:
             if not isinstance(size, int) or size < 0 or offset + size > len(rest):
                 raise RequestError(f"input '{name}': binary_data_size {size!r} does not fit the "
                                    f"{len(rest) - offset} binary bytes left in the body")
-            inputs[name] = _from_binary(bytes(rest[offset:offset + size]), name, shape, datatype)
+            inputs[name] = from_binary(rest[offset:offset + size], name, shape, datatype)  # no copy
             offset += size
         elif "data" in item:
             inputs[name] = _from_json(item["data"], name, shape, datatype)
@@ -183,6 +178,54 @@ def decode_request(body: bytes, header_length: str | None) -> InferRequest:
                         dict(params))
 
 
+def parse_json(raw: bytes | memoryview) -> Any:
+    """A request's JSON (orjson when installed: no Python number objects beyond what the document holds).
+
+    Raises:
+        RequestError: not JSON, nested deeper than any tensor, or a number no double can hold (a 5,000-digit
+            integer) — never a ValueError of the parser.
+    """
+    try:
+        try:
+            return _loads(raw)
+        except ValueError as exc:
+            if "surrogate" not in str(exc) or _loads is json.loads:
+                raise
+            # orjson refuses a lone surrogate (\ud800) that JSON allows; the json module reads it, and the model's
+            # validator refuses it where it matters (an id, a text) with a record in the audit trail.
+            return json.loads(bytes(raw))
+    except RecursionError:
+        raise RequestError("the request nests JSON deeper than any tensor: send data as a flat list") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limits of the json module
+        text = str(exc)
+        if "depth" in text or "recursion" in text:
+            raise RequestError("the request nests JSON deeper than any tensor: send data as a flat list") from None
+        raise RequestError(f"the request is not valid JSON: {text[:200]}") from None
+
+
+def dump_json(doc: Any, finite: bool = True) -> bytes:
+    """Compact JSON bytes (orjson when installed and every float is finite; the json module writes NaN/Infinity
+    the way the protocol's JSON readers take them, where orjson would write null)."""
+    if finite and _dumps is not None:
+        return bytes(_dumps(doc))
+    return json.dumps(doc, separators=(",", ":"), allow_nan=True).encode()
+
+
+def _load_json() -> Any:
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+    return orjson.loads
+
+
+_loads = _load_json()
+try:
+    from orjson import dumps as _dumps
+except ImportError:
+    _dumps = None  # type: ignore[assignment]
+
+
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     if value is None:
         return {}
@@ -191,7 +234,7 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
-def _tensor_head(item: Mapping[str, Any], where: str) -> tuple[str, tuple[int, ...], str]:
+def tensor_head(item: Mapping[str, Any], where: str) -> tuple[str, tuple[int, ...], str]:
     name, shape, datatype = item.get("name"), item.get("shape"), item.get("datatype")
     if not isinstance(name, str) or not name:
         raise RequestError(f"{where} needs a 'name' (string)")
@@ -219,7 +262,9 @@ def _count(shape: Sequence[int]) -> int:
     return count
 
 
-def _from_binary(raw: bytes, name: str, shape: tuple[int, ...], datatype: str) -> np.ndarray:
+def from_binary(raw: bytes | memoryview, name: str, shape: tuple[int, ...], datatype: str) -> np.ndarray:
+    """A binary tensor as numpy: numbers are a view of the request's bytes (no copy when little-endian, as every
+    client sends, and aligned), BYTES items are copied out of their length prefixes."""
     n = _count(shape)
     if datatype == "BYTES":
         items: list[bytes] = []
@@ -232,7 +277,7 @@ def _from_binary(raw: bytes, name: str, shape: tuple[int, ...], datatype: str) -
             if pos + length > len(raw):
                 raise RequestError(f"input '{name}': BYTES item {len(items)} claims {length} bytes, "
                                    f"{len(raw) - pos} left")
-            items.append(raw[pos:pos + length])
+            items.append(bytes(raw[pos:pos + length]))
             pos += length
         if len(items) != n:
             raise RequestError(f"input '{name}' holds {len(items)} BYTES items but shape {list(shape)} needs {n}")
@@ -241,7 +286,10 @@ def _from_binary(raw: bytes, name: str, shape: tuple[int, ...], datatype: str) -
     if len(raw) != n * dtype.itemsize:
         raise RequestError(f"input '{name}' has {len(raw)} bytes but shape {list(shape)} of {datatype} needs "
                            f"{n * dtype.itemsize}")
-    return np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="), copy=False).reshape(shape)
+    arr = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
+    # A view of the body when its offset suits the dtype; a tensor after a JSON head of odd length is copied once,
+    # so onnxruntime never gets an unaligned buffer.
+    return (arr if arr.flags.aligned else arr.copy()).reshape(shape)
 
 
 def _from_json(data: Any, name: str, shape: tuple[int, ...], datatype: str) -> np.ndarray:
@@ -254,6 +302,10 @@ def _from_json(data: Any, name: str, shape: tuple[int, ...], datatype: str) -> n
             raise RequestError(f"input '{name}' has {len(flat)} values but shape {list(shape)} needs {n}")
         return np.array(flat, dtype=object).reshape(shape)
     want = np.dtype(NUMPY[datatype])
+    if type(data) is list and want.kind != "b":
+        fast = _flat_numbers(data, name, shape, datatype, want)
+        if fast is not None:
+            return fast.reshape(shape)
     flat = _flatten(data)
     if want.kind == "b":
         if not all(type(v) is bool for v in flat):
@@ -278,6 +330,27 @@ def _from_json(data: Any, name: str, shape: tuple[int, ...], datatype: str) -> n
         with np.errstate(over="raise", invalid="ignore"):
             return arr.astype(want.newbyteorder("=")).reshape(shape)  # JSON numbers are doubles: FP32 is exact
     except (OverflowError, FloatingPointError):
+        raise RequestError(f"input '{name}' holds values that do not fit {datatype}") from None
+
+
+def _flat_numbers(data: list[Any], name: str, shape: tuple[int, ...], datatype: str, want: np.dtype
+                  ) -> np.ndarray | None:
+    """A flat list of JSON numbers straight into numpy (None when it holds anything else: the general path then
+    finds and names it). The type check runs in C (``set(map(type, ...))``), not per item in Python."""
+    kinds = set(map(type, data))
+    if not kinds or not kinds <= {float, int}:
+        return None
+    if want.kind in "iu" and float in kinds:
+        raise RequestError(f"input '{name}' is {datatype}, but its JSON data holds 'f'-kind values (floats); send "
+                           "numbers of that type")
+    n = _count(shape)
+    if len(data) != n:
+        raise RequestError(f"input '{name}' has {len(data)} values but shape {list(shape)} needs {n}")
+    try:
+        arr = np.array(data, dtype=np.float64 if want.kind == "f" or float in kinds else np.int64)
+        with np.errstate(over="raise", invalid="ignore"):
+            return arr.astype(want.newbyteorder("="), copy=False)
+    except (OverflowError, FloatingPointError, ValueError):
         raise RequestError(f"input '{name}' holds values that do not fit {datatype}") from None
 
 
@@ -310,7 +383,7 @@ def encode_response(model_name: str, model_version: str, request_id: str | None,
     for name, arr in tensors.items():
         item: dict[str, Any] = {"name": name, "datatype": datatype_of(arr), "shape": list(arr.shape)}
         if binary.get(name, False):
-            blob = _to_binary(arr)
+            blob = to_binary(arr)
             item["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
@@ -321,13 +394,14 @@ def encode_response(model_name: str, model_version: str, request_id: str | None,
         doc["id"] = request_id
     if parameters:
         doc["parameters"] = dict(parameters)
-    head = json.dumps(doc, separators=(",", ":"), allow_nan=True).encode()
+    head = dump_json(doc, finite=all(arr.dtype.kind != "f" or bool(np.isfinite(arr).all())
+                                     for arr in tensors.values()))
     if not blobs:
         return head, None
     return head + b"".join(blobs), len(head)
 
 
-def _to_binary(arr: np.ndarray) -> bytes:
+def to_binary(arr: np.ndarray) -> bytes:
     if arr.dtype.kind in "OUS":
         parts = []
         for v in arr.reshape(-1).tolist():

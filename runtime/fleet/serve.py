@@ -49,6 +49,7 @@ from .app import App, Gate
 from .http import HTTP_PATHS, available_http, bind, event_loop, guarded_protocol
 from .metrics import ModelStats
 from .protocol import input_metadata, output_metadata
+from .repository import RepositoryMixin, expand_bundles
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,19 @@ class ServeConfig:
     http: str = field(default_factory=available_http)  # "httptools" (with uvloop) or "h11"
     metrics_port: int | None = None  # also serve /metrics alone on this port (Triton's 8002 habit)
     inline_below_ms: float = 1.0  # models whose batch-1 prediction is faster run on the event loop (0: never)
+    # Who may call what (medinfer.fleet.auth) and TLS (medinfer.fleet.tls); see serve_security.check_exposure.
+    token_file: str | None = None
+    auth_open: tuple[str, ...] = ("health",)
+    client_cert_scopes: tuple[str, ...] | None = None  # None: infer, metadata, metrics with a client CA
+    require_client_cert: tuple[str, ...] | None = None  # None: every group not open, with a client CA
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    insecure: bool = False  # bind a non-loopback address without authentication
+    grpc_port: int | None = None  # also speak KServe v2 gRPC on this port
+    max_elements: int = 1 << 20  # elements per input of a call, for inputs with a free axis besides the batch
+    dynamic_batching: str = "auto"  # "auto": every batchable model; "pool": those in the worker pool; "off"
+    max_batch: int = 64  # requests per dynamic batch (and the bundle's profile.max_batch)
 
     def __post_init__(self) -> None:
         """Refuse settings that would start a server that cannot work (typed UsageError, exit code 2)."""
@@ -112,6 +126,18 @@ class ServeConfig:
             raise bad("--http", self.http, f"one of {', '.join(HTTP_PATHS)}")
         if self.audit is not None and Path(self.audit).is_dir():
             raise bad("--audit", self.audit, "a file path (it names a folder)")
+        if self.grpc_port is not None and (not isinstance(self.grpc_port, int) or not 0 <= self.grpc_port <= 65535
+                                           or self.grpc_port in (self.port, self.metrics_port) and self.grpc_port):
+            raise bad("--grpc-port", self.grpc_port, "0 (any free port) to 65535, not --port or --metrics-port")
+        if not isinstance(self.max_elements, int) or self.max_elements < 1:
+            raise bad("--max-elements", self.max_elements, "an integer >= 1")
+        if self.dynamic_batching not in ("auto", "pool", "off"):
+            raise bad("--dynamic-batching", self.dynamic_batching, "auto, pool or off")
+        if not isinstance(self.max_batch, int) or self.max_batch < 1:
+            raise bad("--max-batch", self.max_batch, "an integer >= 1")
+        from .security import check_exposure
+
+        check_exposure(self)
 
 
 class Slot:
@@ -127,13 +153,27 @@ class Slot:
         self.stats = ModelStats(name)
         self.inline = False  # run on the event loop (measured fast enough at load)
         self.batch1_ms: float | None = None
+        self.max_elements: int | None = None  # per input per call, for inputs of free length (serve's bound)
 
     def ready_model(self) -> Any:
-        if self.state == "ready":
-            return self.model
+        model = self.model
+        if self.state == "ready" and model is not None:
+            return model
+        if self.state == "unloaded":
+            raise NotReady(f"model '{self.name}' is unloaded; POST /v2/repository/models/{self.name}/load serves it "
+                           "again")
         if self.state == "loading":
             raise NotReady(f"model '{self.name}' is loading (integrity check and self-test); retry shortly")
         raise NotReady(f"model '{self.name}' is unavailable: {type(self.error).__name__}: {self.error}")
+
+    def publish(self, other: Slot) -> None:
+        """Serve ``other``'s loaded model from now on (a swap: requests running keep the model they started with)."""
+        self.inputs, self.outputs, self.batch1_ms, self.inline = other.inputs, other.outputs, other.batch1_ms, \
+            other.inline
+        self.path, self.error = other.path, None
+        self.stats.version = other.stats.version
+        self.model = other.model
+        self.state = "ready"
 
     def metadata(self) -> dict[str, Any]:
         version = self.model.version if self.model is not None else None
@@ -161,16 +201,18 @@ class Slot:
         return doc
 
 
-class Registry:
-    """The served bundles by model name; :meth:`load_all` verifies, self-tests and publishes them."""
+class Registry(RepositoryMixin):
+    """The served bundles by model name; :meth:`load_all` verifies, self-tests and publishes them; the repository
+    extension (:mod:`.repository`) loads, re-loads and unloads them while serving."""
 
     def __init__(self, config: ServeConfig, audit: AuditLog | None) -> None:
         from ..manifest import load_manifest
 
         self.config, self.audit = config, audit
         self.slots: dict[str, Slot] = {}
-        for arg in config.bundles:
-            path = Path(arg)
+        self._swap_lock = threading.Lock()
+        bundles, self.roots = expand_bundles(config.bundles)
+        for path in bundles:
             try:
                 name = load_manifest(path).name
             except MedinferError:
@@ -178,41 +220,50 @@ class Registry:
             if name in self.slots:
                 raise UsageError(f"two bundles are named '{name}' ({self.slots[name].path} and {path}); "
                                  "serve each model once")
-            self.slots[name] = Slot(path, name)
+            self.slots[name] = self._new_slot(path, name)
         self.loaded = threading.Event()
+
+    def _new_slot(self, path: Path, name: str) -> Slot:
+        slot = Slot(path, name)
+        slot.max_elements = self.config.max_elements
+        return slot
 
     def load_all(self) -> None:
         """Load every bundle (sha256 of every file, signature policy, golden self-test); never raises."""
+        for slot in list(self.slots.values()):
+            self._load_slot(slot, slot.path)
+        self.loaded.set()
+
+    def _load_slot(self, slot: Slot, path: Path) -> None:
+        """Load one bundle into ``slot`` (ready, or unavailable with the error); never raises."""
         from ..loader import load
 
-        for slot in self.slots.values():
-            start = time.perf_counter()
-            try:
-                model = load(slot.path, self.config.providers, variant=self.config.variant,
-                             require_signature=self.config.require_signature,
-                             trusted_keys=self.config.trusted_keys)
-                slot.inputs, slot.outputs = input_metadata(model.manifest), output_metadata(model)
-                slot.batch1_ms = batch1_ms(model)
-                slot.inline = slot.batch1_ms < self.config.inline_below_ms
-                # audit and deadline only now, so the golden runs above leave no audit record
-                model.configure(audit=self.audit, deadline_ms=self.config.deadline_ms,
-                                out_of_domain=self.config.out_of_domain)
-                slot.stats.version = model.version
-                slot.model, slot.state = model, "ready"
-                log.info("%s %s ready in %.2f s (verified, self-test passed; batch 1 in %.3f ms: %s)", model.name,
-                         model.version, time.perf_counter() - start, slot.batch1_ms,
-                         "on the event loop" if slot.inline else "in the worker pool")
-            except MedinferError as exc:
-                slot.error, slot.state = exc, "unavailable"
-                log.error("%s unavailable: %s: %s", slot.path, type(exc).__name__, exc)
-            except Exception as exc:  # noqa: BLE001 - a broken bundle must not take the server down
-                slot.error, slot.state = MedinferError(f"unexpected {type(exc).__name__}: {exc}"), "unavailable"
-                log.exception("%s unavailable", slot.path)
-        self.loaded.set()
+        start = time.perf_counter()
+        try:
+            model = load(path, self.config.providers, variant=self.config.variant,
+                         require_signature=self.config.require_signature,
+                         trusted_keys=self.config.trusted_keys)
+            slot.inputs, slot.outputs = input_metadata(model.manifest), output_metadata(model)
+            slot.batch1_ms = batch1_ms(model)
+            slot.inline = slot.batch1_ms < self.config.inline_below_ms
+            # audit and deadline only now, so the golden runs above leave no audit record
+            model.configure(audit=self.audit, deadline_ms=self.config.deadline_ms,
+                            out_of_domain=self.config.out_of_domain)
+            slot.stats.version = model.version
+            slot.model, slot.state = model, "ready"
+            log.info("%s %s ready in %.2f s (verified, self-test passed; batch 1 in %.3f ms: %s)", model.name,
+                     model.version, time.perf_counter() - start, slot.batch1_ms,
+                     "on the event loop" if slot.inline else "in the worker pool")
+        except MedinferError as exc:
+            slot.error, slot.state = exc, "unavailable"
+            log.error("%s unavailable: %s: %s", slot.path, type(exc).__name__, exc)
+        except Exception as exc:  # noqa: BLE001 - a broken bundle must not take the server down
+            slot.error, slot.state = MedinferError(f"unexpected {type(exc).__name__}: {exc}"), "unavailable"
+            log.exception("%s unavailable", slot.path)
 
     @property
     def ready(self) -> bool:
-        return all(s.state == "ready" for s in self.slots.values())
+        return all(s.state in ("ready", "unloaded") for s in list(self.slots.values()))
 
     def get(self, name: str, version: str | None = None) -> Slot:
         """The slot of ``name``; ``version`` must be the bundle's version or Triton's ``"1"``."""
@@ -239,7 +290,7 @@ def batch1_ms(model: Model, runs: int = 7) -> float:
     return best * 1e3
 
 
-def serve(config: ServeConfig, on_listening: Callable[[str, int], None] | None = None) -> int:
+def serve(config: ServeConfig, on_listening: Callable[..., None] | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; returns the signal number that stopped it (0 if none).
 
     Raises:
@@ -254,6 +305,11 @@ def serve(config: ServeConfig, on_listening: Callable[[str, int], None] | None =
     audit = AuditLog.shared(config.audit) if config.audit else None
     if audit is not None:  # an unwritable trail is found now, not at the first request (AuditError, exit 12)
         audit.event("serve_started", bundles=[str(b) for b in config.bundles], pid=os.getpid(), medinfer=__version__)
+    from .auth import Authorizer
+    from .security import auth_policy, tls_config
+
+    tls = tls_config(config)
+    auth = Authorizer(auth_policy(config), audit)
     registry = Registry(config, audit)
     pool = ThreadPoolExecutor(max_workers=config.max_concurrency, thread_name_prefix="medinfer-infer")
     sockets = [bind(config.host, config.port)]
@@ -263,13 +319,31 @@ def serve(config: ServeConfig, on_listening: Callable[[str, int], None] | None =
         sockets.append(bind(config.host, config.metrics_port))
         metrics_port = sockets[1].getsockname()[1]
     metrics = Metrics(lambda: [(s.stats, s.state == "ready") for s in registry.slots.values()])
-    app = App(registry, config, pool, Gate(config.max_concurrency, config.max_queue), metrics, metrics_port)
+    app = App(registry, config, pool, Gate(config.max_concurrency, config.max_queue), metrics, metrics_port, auth)
     uv = uvicorn.Config(
         app, lifespan="off", http=guarded_protocol(config.http, config.request_timeout, config.max_connections),
         loop=event_loop(config.http), log_level="warning", access_log=False,
         timeout_graceful_shutdown=math.ceil(config.shutdown_timeout),
+        log_config=None,  # uvicorn's records go through the root logger: JSON in --log-format json
+        ssl_context_factory=tls.uvicorn_factory() if tls is not None else None,
+        ssl_certfile=tls.cert if tls is not None else None,
     )
-    server = uvicorn.Server(uv)
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        async def startup(self, sockets: Any = None) -> None:
+            import asyncio
+
+            app.loop = asyncio.get_running_loop()  # gRPC hands batched requests to this loop
+            await super().startup(sockets=sockets)
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            import asyncio
+
+            if grpc_server is not None:  # gRPC first, while this loop still runs the batches its calls wait for
+                stopped = grpc_server.stop(config.shutdown_timeout)
+                await asyncio.get_running_loop().run_in_executor(None, stopped.wait, config.shutdown_timeout + 1)
+            await super().shutdown(sockets=sockets)
+
+    server = Server(uv)
     stopped: list[int] = []
     main = threading.current_thread() is threading.main_thread()
     # uvicorn re-raises the signal it shut down for; these handlers take it so the clean-up below still runs.
@@ -278,11 +352,18 @@ def serve(config: ServeConfig, on_listening: Callable[[str, int], None] | None =
     threading.Thread(target=registry.load_all, name="medinfer-load", daemon=True).start()
     log.info("HTTP path: %s on %s; metrics at /metrics%s", config.http, event_loop(config.http),
              f" and on port {metrics_port}" if metrics_port is not None else "")
+    grpc_server = None
+    if config.grpc_port is not None:
+        from .grpc_server import start_grpc
+
+        grpc_server, grpc_port = start_grpc(registry, config, auth, tls, config.host, app)
     if on_listening is not None:
-        on_listening(host, port)
+        on_listening(host, port, grpc_port) if grpc_server is not None else on_listening(host, port)
     try:
         server.run(sockets=sockets)
     finally:
+        if grpc_server is not None:
+            grpc_server.stop(config.shutdown_timeout).wait()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         pool.shutdown(wait=True)

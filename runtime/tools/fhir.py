@@ -93,7 +93,13 @@ def _instant(at: datetime | None) -> datetime:
     if at.tzinfo is None:
         raise UsageError(f"the FHIR time {at.isoformat()} has no time zone; give one, e.g. "
                          f"{at.isoformat()}+00:00 (FHIR dateTime values with a time must carry one)")
+    if not FIRST_YEAR <= at.year <= LAST_YEAR:  # far times overflow date arithmetic (a forecast's horizon, UTC)
+        raise UsageError(f"the FHIR time {at.isoformat()} is outside the years {FIRST_YEAR} to {LAST_YEAR}; give the "
+                         "time the input's last observation was made")
     return at
+
+
+FIRST_YEAR, LAST_YEAR = 1900, 2200
 
 
 def _urn() -> str:

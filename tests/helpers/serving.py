@@ -20,16 +20,19 @@ from .procs import stop
 @contextlib.contextmanager
 def serving(bundles: list[Path], *args: str, log: Path, wait_ready: bool = True, timeout: float = 120
             ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Start ``medinfer serve`` on port 0; yield ("127.0.0.1:PORT", process); SIGTERM it afterwards."""
+    """Start ``medinfer serve`` on port 0; yield ("127.0.0.1:PORT", process); SIGTERM it afterwards. (Over TLS the
+    caller waits for readiness itself: it holds the client certificate.)"""
     cmd = [sys.executable, "-m", "medinfer", "serve", *map(str, bundles), "--port", "0", *args]
     with open(log, "wb") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         ready, _, _ = select.select([proc.stdout], [], [], timeout)
         line = proc.stdout.readline().decode() if ready else ""
-        assert "listening on http://127.0.0.1:" in line, f"no listening line: {line!r}; log: {log.read_text()}"
-        url = line.split("http://", 1)[1].split()[0]
-        if wait_ready:
+        assert "listening on http" in line and "://127.0.0.1:" in line, \
+            f"no listening line: {line!r}; log: {log.read_text()}"
+        url = line.split("://", 1)[1].split()[0]
+        proc.grpc_url = line.split("gRPC on ", 1)[1].split(")")[0] if "gRPC on " in line else None  # type: ignore
+        if wait_ready and "listening on https://" not in line:
             wait_for(url, "/v2/health/ready", timeout)
         yield url, proc
     finally:

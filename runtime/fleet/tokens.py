@@ -1,0 +1,80 @@
+"""The token file of ``medinfer serve`` (``medinfer serve-token add | revoke | list``): each token's name, sha256,
+scopes and expiry; a token itself is shown once, when it is made, and never stored."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from .auth import SCOPES, TOKEN_PREFIX, parse_time, parse_token_file, token_digest
+
+
+def parse_expiry(value: str | None, now: datetime | None = None) -> datetime | None:
+    """``30d``, ``12h``, ``90m`` from now, or an ISO 8601 time with a zone; None for no expiry."""
+    if value is None or value == "never":
+        return None
+    now = now or datetime.now(timezone.utc)
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    if value[-1:] in units and value[:-1].isdigit():
+        return now + timedelta(**{units[value[-1]]: int(value[:-1])})
+    return parse_time(value, "--expires")
+
+
+def add_token(path: str | Path, name: str, scopes: Iterable[str], expires: datetime | None = None) -> str:
+    """Make a new token, append its digest to the token file (created 0600), and return the token (shown once).
+
+    Raises:
+        UsageError: a bad name or scope, a name already in the file, an unreadable file.
+    """
+    scopes = sorted(set(scopes))
+    if not name or not name.isprintable() or len(name) > 100:
+        raise UsageError(f"--name {name!r}: 1 to 100 printable characters")
+    if not scopes or any(s not in SCOPES for s in scopes):
+        raise UsageError(f"--scopes {','.join(scopes)}: expected one or more of {', '.join(SCOPES)}")
+    path = Path(path)
+    doc: dict[str, Any] = {"version": 1, "tokens": []}
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+        parse_token_file(text, str(path))
+        doc = json.loads(text)
+    if any(t.get("name") == name for t in doc["tokens"]):
+        raise UsageError(f"{path} already has a token named '{name}'; revoke it first or choose another name")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    doc["tokens"].append({"name": name, "sha256": token_digest(token), "scopes": scopes,
+                          "expires": expires.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                          if expires else None,
+                          "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+    _write(path, doc)
+    return token
+
+
+def revoke_token(path: str | Path, name: str) -> None:
+    """Remove the token named ``name`` from the file.
+
+    Raises:
+        UsageError: no such token.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else '{"tokens": []}'
+    parse_token_file(text, str(path))
+    doc = json.loads(text)
+    kept = [t for t in doc["tokens"] if t.get("name") != name]
+    if len(kept) == len(doc["tokens"]):
+        raise UsageError(f"{path} has no token named '{name}' ({', '.join(t['name'] for t in kept) or 'none'})")
+    doc["tokens"] = kept
+    _write(path, doc)
+
+
+def _write(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
