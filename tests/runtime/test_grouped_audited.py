@@ -1,6 +1,6 @@
 """A dynamic batch keeps one audit record per request: :func:`medinfer.request_groups.predict_grouped_audited`
-writes for each request the record ``Model.predict`` alone would have written (input digest, outcome, output, id), runs the
-batch once, and a bad request fails only itself."""
+writes for each request the record ``Model.predict`` alone would have written (input digest, outcome, output, id),
+runs the batch once, and a bad request fails only itself."""
 
 from __future__ import annotations
 
