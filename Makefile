@@ -102,7 +102,7 @@ $(DEVICE_VENV)/.deps: pyproject.toml
 test-device: $(DEVICE_VENV)/.deps
 	$(DEVICE_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .
 	MEDINFER_DEVICE_ONLY=1 $(DEVICE_VENV)/bin/python -m pytest -q -p no:cacheprovider \
-	  -m "not train and not triton and not scale" tests/runtime tests/tools tests/cli tests/fleet
+	  -m "not train and not triton and not scale" tests/runtime tests/tools tests/cli tests/fleet tests/lifecycle
 
 # Edge evidence (scripts/edge_check.py; each run writes its row of benchmarks/results/runs_on.json, the data of
 # README's "Runs on" table). test-min: the device tests and the test bundles in build/min-venv, which holds the
