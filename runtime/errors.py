@@ -145,6 +145,15 @@ class MissingExtraError(MedinferError, ImportError):
         self.extra = extra
 
 
+class OnnxruntimeMissing(MissingExtraError):
+    """No onnxruntime build is installed, or the installed one cannot be imported: the message gives the one
+    command that leaves exactly one build (``[cpu]``, ``[gpu]`` or ``[openvino]``)."""
+
+    def __init__(self, message: str, extra: str = "cpu") -> None:
+        ImportError.__init__(self, message)
+        self.extra = extra
+
+
 class DataFetchError(MedinferError, RuntimeError):
     """Training data could not be fetched, or its bytes do not match the pinned sha256."""
 
@@ -272,6 +281,7 @@ __all__ = [
     "NoInformationError",
     "NotReady",
     "NotReproducible",
+    "OnnxruntimeMissing",
     "OutOfDomainError",
     "ParityError",
     "ProfileLoses",

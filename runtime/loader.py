@@ -115,12 +115,11 @@ def load(
 @functools.lru_cache(maxsize=1)
 def _warn_if_several_onnxruntime_builds() -> None:
     """Two onnxruntime builds in one environment overwrite each other's files: say so once per process."""
-    from .providers import installed_builds, several_builds
+    from .providers import installed_builds, several_builds, several_builds_message
 
     found = installed_builds()
     if several_builds(found):
-        log.warning("several onnxruntime builds are installed in this environment (%s): they overwrite the same "
-                    "'onnxruntime' module; keep exactly one (see 'medinfer info --providers')", ", ".join(found))
+        log.warning("%s", several_builds_message(found))
 
 
 def _load(path: str | Path, providers: Any, variant: str | None, session_profile: Mapping[str, Any] | str | None,

@@ -30,6 +30,7 @@ from .failsafe import WATCHDOG, NoResult
 from .integrity import outputs_digest
 from .manifest import Manifest
 from .prediction import Prediction, PredictionMeta
+from .providers import import_onnxruntime
 from .samples import read_pairs, read_pinned
 from .validation import InputCheck, Validator
 
@@ -284,7 +285,7 @@ class Model:
         return error if error is not None else InferenceError(f"{self.name}: no result and no error")
 
     def _run_with_deadline(self, feeds: dict[str, np.ndarray], deadline: float, deadline_ms: float) -> Any:
-        import onnxruntime as ort
+        ort = import_onnxruntime()
 
         options = ort.RunOptions()
         handle = WATCHDOG.arm(options, deadline)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import IntegrityError
 from .integrity import sha256_bytes
+from .providers import import_onnxruntime
 
 if TYPE_CHECKING:
     from .model import Model
@@ -23,7 +24,7 @@ def node_placement(model: Model) -> dict[str, Any]:
         "all_on_first_provider": bool}``. With several providers listed, the CPU share is what a preferred
         accelerator could not take (e.g. ai.onnx.ml tree ops on OpenVINO).
     """
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     from .session import session_options
 
