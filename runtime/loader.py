@@ -126,12 +126,9 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
           cast: str, self_test: bool, deterministic: bool, require_signature: bool,
           trusted_keys: Sequence[str | Path | bytes]) -> Model:
     bundle = Path(path)
-    if not bundle.is_dir():
-        if bundle.is_file() and bundle.name == "manifest.json":
-            bundle = bundle.parent
-        else:
-            raise IntegrityError(f"{bundle} is not a bundle folder (expected a folder holding manifest.json)")
-    raw = read_manifest_bytes(bundle)
+    if bundle.is_file() and bundle.name == "manifest.json":
+        bundle = bundle.parent
+    raw = read_manifest_bytes(bundle)  # "not a bundle" (a file, a folder without a manifest): ManifestError, exit 4
     manifest = decode_manifest(raw, str(bundle / "manifest.json"))
     manifest_sha256 = sha256_bytes(raw)
     from .signing import verify_signature

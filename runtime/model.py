@@ -193,9 +193,11 @@ class Model:
         """Validate ``x`` against the manifest, run the graph, and return a typed :class:`Prediction`.
 
         Args:
-            x: one sample or a batch, as a numpy array (or nested lists); text models take a string or a list
-                of strings; feature-named models also take a mapping of column name -> values; multi-input
-                models take a mapping of input name -> array.
+            x: one sample or a batch, as a numpy array, or nested lists of Python numbers (read into the model's
+                dtype like a JSON file: floats rounded to float32, integers only where exact; a float64 ARRAY
+                is refused under ``cast="safe"``); text models take a string or a list of strings;
+                feature-named models also take a mapping of column name -> values; multi-input models take a
+                mapping of input name -> array.
             deadline_ms: raise DeadlineExceeded if no result within it (default: the model's ``deadline_ms``).
             request_id: an id for the audit record (default: a random UUID).
 

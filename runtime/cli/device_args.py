@@ -57,6 +57,8 @@ def add_parsers(sub: Any) -> None:
                        formatter_class=HELP_FORMAT, epilog=examples(
                            "medinfer predict bundles/drug_activity_rf rows.csv  # one row per sample; a header names "
                            "the features",
+                           "medinfer predict bundles/gene_expression_svd cells.csv --id-column barcode  # ids beside "
+                           "the answers",
                            "medinfer predict clinical_notes_tfidf report.txt --json  # a .txt file is one document",
                            "medinfer predict lung_nodule_cnn scan.dcm --overlay heat.png  # a CT slice, sliding window",
                            "medinfer predict glucose_lstm cgm.npy --fhir-out forecast.json --fhir-subject Patient/123"))
@@ -67,6 +69,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--provider", default=None, help=provider_help)
     p.add_argument("--cast", choices=("safe", "same_kind"), default="safe",
                    help="dtype casting: safe (default) refuses float64 for a float32 model, same_kind allows it")
+    p.add_argument("--id-column", default=None, metavar="NAME",
+                   help="a .csv/.tsv column of row ids, shown with each answer (default: a leading id, index, cell "
+                        "or sample column, when the other columns are the model's features)")
     p.add_argument("--json", action="store_true", help=json_help + " (labels, scores, provenance)")
     p.add_argument("--out-of-domain", choices=("flag", "no_result"), default="flag",
                    help="samples outside the applicability domain: flag them (default) or give no answer (exit 5)")

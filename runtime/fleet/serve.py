@@ -111,6 +111,9 @@ class ServeConfig:
             raise bad("--http", self.http, f"one of {', '.join(HTTP_PATHS)}")
         if self.audit is not None and Path(self.audit).is_dir():
             raise bad("--audit", self.audit, "a file path (it names a folder)")
+        if self.audit is not None and not Path(self.audit).parent.is_dir():
+            raise bad("--audit", self.audit, f"a file in an existing folder ({Path(self.audit).parent} is none; "
+                                             "create it first)")
 
 
 class Slot:
