@@ -77,7 +77,7 @@ peer-venvs: $(LITERT_VENV)/.installed $(OPENVINO_VENV)/.installed
 
 # The whole suite: lint and the import contracts, the tests with every extra, then the device-only run.
 test: $(STAMP)
-	$(VENV)/bin/ruff check runtime train export tests benchmarks scripts
+	$(VENV)/bin/ruff check runtime train export tests benchmarks scripts examples
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-device
@@ -170,7 +170,7 @@ check-dicom-out: $(STAMP)
 	  else echo "no artifacts/lung_nodule_cnn/dicom (make demo writes it): checked the test outputs only"; fi
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check runtime train export tests benchmarks scripts
+	$(VENV)/bin/ruff check runtime train export tests benchmarks scripts examples
 	$(VENV)/bin/mypy
 	$(PY) scripts/lint_imports.py
 
