@@ -108,8 +108,13 @@ def glucose() -> None:
     (EXAMPLES / "glucose_lstm.json").write_text(json.dumps(windows) + "\n")
 
 
-def sample_bundle() -> None:
-    """The sample bundle, built with the tests' recipe, and its provenance."""
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+
+
+def sample_bundle(commit: str, clean: bool) -> None:
+    """The sample bundle, built with the tests' recipe, and its provenance (the commit and whether the tree was
+    clean when the script started)."""
     from medinfer.export.bundle import export
     from medinfer.train import artifact, registry
 
@@ -120,9 +125,6 @@ def sample_bundle() -> None:
         art = artifact.train(SAMPLE_MODEL, Path(tmp) / "artifacts", sample=spec.test_sample, **spec.test_options)
         export(art, out)
 
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
-
     from medinfer.tools.fingerprint import cpu
 
     provenance = {
@@ -130,7 +132,7 @@ def sample_bundle() -> None:
         "made_by": "scripts/make_examples.py (the recipe of tests/conftest.py's built fixture: spec.test_sample, "
                    "spec.test_options)",
         "command": ".venv/bin/python scripts/make_examples.py",
-        "commit": git("rev-parse", "HEAD"), "tree_clean": git("status", "--porcelain") == "",
+        "commit": commit, "tree_clean": clean,
         "made": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         "python": platform.python_version(), "cpu": cpu().get("model"),
         "note": "Not a published model: a sample for the first screen of README.md. Rebuilt on another machine, "
@@ -144,12 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--inputs", action="store_true", help="write the sample inputs only (no sample bundle)")
     args = parser.parse_args(argv)
+    commit, clean = _git("rev-parse", "HEAD"), _git("status", "--porcelain") == ""
     EXAMPLES.mkdir(exist_ok=True)
     for step in (drugs, genes, notes, glucose):
         step()
         print(f"examples: {step.__name__} written", file=sys.stderr)
     if not args.inputs:
-        sample_bundle()
+        sample_bundle(commit, clean)
         print(f"examples: sample-bundle/{SAMPLE_MODEL} built", file=sys.stderr)
     return 0
 
