@@ -6,6 +6,8 @@ features with their units and the data's commercial-use verdict."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import medinfer
@@ -162,12 +164,14 @@ def test_an_audit_trail_in_a_missing_folder_creates_nothing(tiny_bundle_ro: Path
 
 
 @pytest.mark.hostile("audit trail")
-def test_serve_refuses_an_audit_trail_in_a_missing_folder_before_starting(tiny_bundle_ro: Path, tmp_path: Path,
-                                                                          capsys) -> None:
+def test_serve_refuses_an_audit_trail_in_a_missing_folder_before_starting(tiny_bundle_ro: Path,
+                                                                          tmp_path: Path) -> None:
     pytest.importorskip("uvicorn")
     missing = tmp_path / "nonexistent" / "dir" / "audit.jsonl"
-    err = _error(capsys, 2, "serve", str(tiny_bundle_ro), "--port", "0", "--audit", str(missing))
-    assert "--audit" in err and "create it first" in err
+    proc = subprocess.run([sys.executable, "-m", "medinfer", "serve", str(tiny_bundle_ro), "--port", "0", "--audit",
+                           str(missing)], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and "listening" not in proc.stdout, proc.stdout + proc.stderr
+    assert "--audit" in proc.stderr and "create it first" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "nonexistent").exists()
 
 
