@@ -4,6 +4,8 @@
 #   make bench  the side-by-side latency suite (peers included) → a run folder under build/bench + history + gate
 #   make bench-publish  that full run → benchmarks/results/ (suite, cold_start, slice, models), plots, REPORT.md,
 #               README numbers; only from a clean, committed tree (commit first)
+# Every venv made here holds exactly one onnxruntime build (medinfer's [cpu] extra, or a peer's own build): the
+# builds share the module name (tests/docs/test_flavours.py::test_every_venv_of_the_makefile_gets_one_build).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -18,7 +20,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[train,dicom,fhir,sign,dev,serve,triton,dask,spark,lifecycle]'
+	$(PY) -m pip install --quiet -e '.[cpu,train,dicom,fhir,sign,dev,serve,triton,dask,spark,lifecycle]'
 	@touch $@
 
 install: $(STAMP)
@@ -81,22 +83,22 @@ peer-venvs: $(LITERT_VENV)/.installed $(OPENVINO_VENV)/.installed
 
 # The whole suite: lint and the import contracts, the tests with every extra, then the device-only run.
 test: $(STAMP)
-	$(VENV)/bin/ruff check runtime train export tests benchmarks scripts
+	$(VENV)/bin/ruff check runtime train export tests benchmarks scripts examples
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-device
 	$(MAKE) --no-print-directory test-min EDGE_IF_ABLE=--if-able
 	$(MAKE) --no-print-directory test-arm EDGE_IF_ABLE=--if-able
 
-# The device install (`pip install .[dev]`: numpy + onnxruntime + test tools, NO [train] or other extras) in its
-# own venv, running the tests that need nothing more. A built wheel, not an editable install: it also proves the
+# The device install (`pip install '.[cpu,dev]'`: numpy + onnxruntime + test tools, NO [train] or other extras) in
+# its own venv, running the tests that need nothing more. A built wheel, not an editable install: it also proves the
 # package list in pyproject.toml is complete.
 DEVICE_VENV ?= build/device-venv
 $(DEVICE_VENV)/.deps: pyproject.toml
 	rm -rf $(DEVICE_VENV)
 	$(PYTHON) -m venv $(DEVICE_VENV)
 	$(DEVICE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(DEVICE_VENV)/bin/python -m pip install --quiet '.[dev]'
+	$(DEVICE_VENV)/bin/python -m pip install --quiet '.[cpu,dev]'
 	@touch $@
 
 test-device: $(DEVICE_VENV)/.deps
@@ -174,7 +176,7 @@ check-dicom-out: $(STAMP)
 	  else echo "no artifacts/lung_nodule_cnn/dicom (make demo writes it): checked the test outputs only"; fi
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check runtime train export tests benchmarks scripts
+	$(VENV)/bin/ruff check runtime train export tests benchmarks scripts examples
 	$(VENV)/bin/mypy
 	$(PY) scripts/lint_imports.py
 

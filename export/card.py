@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from medinfer.manifest import Manifest
+from medinfer.tools.licences import commercial_summary, commercial_use
 
 from .explain.card import section as explanation_section
 
@@ -72,10 +73,12 @@ def render(m: Manifest) -> str:
         lines.append(f"- operating point: '{m.decision.positive_label}' when score >= {m.decision.threshold:g}"
                      + (f" ({m.decision.rationale})" if m.decision.rationale else ""))
     lines += ["", "## Training data", "", m.data.description, ""]
-    lines += ["| source | package | file | licence |", "|---|---|---|---|"]
+    lines += ["| source | package | file | licence | commercial use |", "|---|---|---|---|---|"]
     for s in m.data.sources:
-        lines.append(f"| {s.name} | {s.package}=={s.version} | `{s.file}` | {s.licence} |")
-    lines.append("")
+        use = commercial_use(s.licence)
+        lines.append(f"| {s.name} | {s.package}=={s.version} | `{s.file}` | {s.licence} | {use} |")
+    lines += ["", f"- **Commercial use of this model:** {commercial_summary([s.licence for s in m.data.sources])} "
+              "(the table in docs/data-licences.md; an engineering reading of the licences, not legal advice)", ""]
     for s in dict.fromkeys(s.citation for s in m.data.sources):  # first-seen order: a set's follows the hash seed
         lines.append(f"- Citation: {s}")
     if m.data.preprocessing:

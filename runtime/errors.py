@@ -105,6 +105,18 @@ class InputTypeError(InputError, TypeError):
     code = "input_type"
 
 
+class LossyCastError(InputTypeError):
+    """A dtype that converts to the model's only with a possible loss of precision (float64 for a float32 model),
+    refused under the default ``cast="safe"``. ``head`` says what was received and expected; each interface adds
+    its own remedy (Python: ``x.astype`` or ``load(..., cast="same_kind")``; the CLI: ``--cast same_kind``)."""
+
+    code = "input_type"
+
+    def __init__(self, head: str, remedy: str) -> None:
+        super().__init__(f"{head}. {remedy}")
+        self.head = head
+
+
 class ProviderError(MedinferError, RuntimeError):
     """An execution provider was asked for that this onnxruntime build or machine cannot offer."""
 
@@ -170,6 +182,15 @@ class MissingExtraError(MedinferError, ImportError):
         super().__init__(
             f"{feature} needs the [{extra}] extra{detail}: pip install 'medinfer[{extra}]'"
         )
+        self.extra = extra
+
+
+class OnnxruntimeMissing(MissingExtraError):
+    """No onnxruntime build is installed, or the installed one cannot be imported: the message gives the one
+    command that leaves exactly one build (``[cpu]``, ``[gpu]`` or ``[openvino]``)."""
+
+    def __init__(self, message: str, extra: str = "cpu") -> None:
+        ImportError.__init__(self, message)
         self.extra = extra
 
 
@@ -323,7 +344,8 @@ EXIT_MEANINGS: dict[int, str] = {
     1: "unexpected error (a bug: please report it with the message)",
     2: "usage: a bad option, argument or name",
     3: "integrity: a bundle file or signature does not verify",
-    4: "manifest: manifest.json is missing or invalid, or the bundle's files cannot be used",
+    4: "not a bundle, or a bad one: manifest.json is missing (a file or a folder that is no bundle) or invalid, "
+       "or the bundle's files cannot be used",
     5: "input: the input does not match the model's contract",
     6: "provider: the execution provider is not available",
     7: "self-test: the golden input did not reproduce the golden output",
@@ -389,12 +411,14 @@ __all__ = [
     "InputError",
     "InputTypeError",
     "IntegrityError",
+    "LossyCastError",
     "ManifestError",
     "MedinferError",
     "MissingExtraError",
     "NoInformationError",
     "NotReady",
     "NotReproducible",
+    "OnnxruntimeMissing",
     "OutOfDomainError",
     "Outward",
     "ParityError",

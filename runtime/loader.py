@@ -116,22 +116,18 @@ def load(
 @functools.lru_cache(maxsize=1)
 def _warn_if_several_onnxruntime_builds() -> None:
     """Two onnxruntime builds in one environment overwrite each other's files: say so once per process."""
-    from .providers import installed_builds, several_builds
+    from .providers import installed_builds, several_builds, several_builds_message
 
     found = installed_builds()
     if several_builds(found):
-        log.warning("several onnxruntime builds are installed in this environment (%s): they overwrite the same "
-                    "'onnxruntime' module; keep exactly one (see 'medinfer info --providers')", ", ".join(found))
+        log.warning("%s", several_builds_message(found))
 
 
 def _load(path: str | Path, options: LoadOptions) -> Model:
     bundle = Path(path)
-    if not bundle.is_dir():
-        if bundle.is_file() and bundle.name == "manifest.json":
-            bundle = bundle.parent
-        else:
-            raise IntegrityError(f"{bundle} is not a bundle folder (expected a folder holding manifest.json)")
-    raw = read_manifest_bytes(bundle)
+    if bundle.is_file() and bundle.name == "manifest.json":
+        bundle = bundle.parent
+    raw = read_manifest_bytes(bundle)  # "not a bundle" (a file, a folder without a manifest): ManifestError, exit 4
     manifest = decode_manifest(raw, str(bundle / "manifest.json"))
     manifest_sha256 = sha256_bytes(raw)
     from .signing import verify_signature

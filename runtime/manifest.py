@@ -367,9 +367,11 @@ def read_manifest_bytes(bundle: Path) -> bytes:
         ManifestError: missing, not a regular file (a folder, FIFO, link...), or too large.
     """
     path = Path(bundle) / MANIFEST_NAME
-    if not os.path.lexists(path):
+    if not os.path.lexists(path):  # the one "not a bundle" error (exit 4), whatever the path is
+        what = ("does not exist" if not os.path.lexists(bundle) else
+                "is a file, not a bundle folder" if not Path(bundle).is_dir() else f"has no {MANIFEST_NAME}")
         raise ManifestError(
-            f"{bundle} is not a medinfer bundle: {MANIFEST_NAME} is missing "
+            f"{bundle} is not a medinfer bundle: it {what} "
             f"(a bundle folder holds model.onnx, {MANIFEST_NAME} and model_card.md)"
         )
     return read_regular_file(path, MAX_MANIFEST_BYTES, str(path), ManifestError)

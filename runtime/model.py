@@ -30,6 +30,7 @@ from .failsafe import NoResult
 from .manifest import Manifest
 from .options import OUT_OF_DOMAIN, check_deadline
 from .prediction import Prediction, PredictionMeta
+from .providers import import_onnxruntime
 from .readiness import SelfTestReport, compare_golden
 from .samples import read_pairs, read_pinned
 from .validation import InputCheck, Validator
@@ -201,9 +202,11 @@ class Model:
         """Validate ``x`` against the manifest, run the graph, and return a typed :class:`Prediction`.
 
         Args:
-            x: one sample or a batch, as a numpy array (or nested lists); text models take a string or a list
-                of strings; feature-named models also take a mapping of column name -> values; multi-input
-                models take a mapping of input name -> array.
+            x: one sample or a batch, as a numpy array, or nested lists of Python numbers (read into the model's
+                dtype like a JSON file: floats rounded to float32, integers only where exact; a float64 ARRAY
+                is refused under ``cast="safe"``); text models take a string or a list of strings;
+                feature-named models also take a mapping of column name -> values; multi-input models take a
+                mapping of input name -> array.
             deadline_ms: raise DeadlineExceeded if no result within it (default: the model's ``deadline_ms``).
             request_id: an id for the audit record (default: a random UUID).
             explain: also explain each sample (``Prediction.explanation``, see :meth:`explain`).
@@ -316,7 +319,7 @@ class Model:
         return error if error is not None else InferenceError(f"{self.name}: no result and no error")
 
     def _run_with_deadline(self, feeds: dict[str, np.ndarray], deadline: float, deadline_ms: float) -> Any:
-        import onnxruntime as ort
+        ort = import_onnxruntime()
 
         options = ort.RunOptions()
         handle = WATCHDOG.arm(options, deadline)

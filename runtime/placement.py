@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .manifest import Manifest
+from .providers import import_onnxruntime
 
 
 class Loaded(Protocol):
@@ -33,7 +34,7 @@ def node_placement(model: Loaded) -> dict[str, Any]:
         "all_on_first_provider": bool}``. With several providers listed, the CPU share is what a preferred
         accelerator could not take (e.g. ai.onnx.ml tree ops on OpenVINO).
     """
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     from .session import session_options
 

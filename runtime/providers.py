@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .errors import ProviderError, ProviderRequestError, UnknownProvider
+from .errors import OnnxruntimeMissing, ProviderError, ProviderRequestError, UnknownProvider
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,64 @@ SAFE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def available_providers() -> list[str]:
-    import onnxruntime as ort
+# -- which onnxruntime build: exactly one per environment, chosen by an extra of medinfer ---------------------
+#: The extra of medinfer that installs each onnxruntime build (the base distribution installs none of them).
+FLAVOURS: dict[str, str] = {"cpu": "onnxruntime", "gpu": "onnxruntime-gpu", "openvino": "onnxruntime-openvino"}
+_FLAVOUR_OF_PROVIDER = {"CUDAExecutionProvider": "gpu", "TensorrtExecutionProvider": "gpu",
+                        "OpenVINOExecutionProvider": "openvino", "CPUExecutionProvider": "cpu"}
 
-    return list(ort.get_available_providers())
+
+def install_command(extra: str, installed: Sequence[str] | None = None) -> str:
+    """The shell command that leaves exactly the onnxruntime build of ``extra`` in this environment.
+
+    Every installed build is uninstalled first (two builds overwrite each other's ``onnxruntime`` module, and an
+    extra cannot replace what is installed); pip keeps the installed medinfer and adds only the extra's package
+    (tests/docs/test_flavours.py runs these commands in fresh venvs).
+
+    Args:
+        extra: ``"cpu"``, ``"gpu"`` or ``"openvino"``.
+        installed: the builds installed now as ``name==version`` (default: :func:`installed_builds`).
+    """
+    if extra not in FLAVOURS:
+        raise ValueError(f"unknown onnxruntime flavour {extra!r}; one of {', '.join(FLAVOURS)}")
+    names = [d.split("==")[0] for d in (installed_builds() if installed is None else installed)]
+    add = f"pip install 'medinfer[{extra}]'"
+    return f"pip uninstall -y {' '.join(names)} && {add}" if names else add
+
+
+def import_onnxruntime() -> Any:
+    """The ``onnxruntime`` module; the one place the device core imports it (lazily: ``import medinfer`` stays fast
+    and works without it, e.g. to read a manifest or verify an audit log).
+
+    Raises:
+        OnnxruntimeMissing: (a MissingExtraError, exit 9) no onnxruntime build is installed (one line: the three
+            extras), or the installed one cannot be imported (the command that reinstalls exactly one build).
+    """
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise missing_onnxruntime(exc) from None
+    return onnxruntime
+
+
+def missing_onnxruntime(exc: BaseException | None = None) -> OnnxruntimeMissing:
+    """The error for an environment whose ``import onnxruntime`` fails (also used by the CLI for callers outside
+    the core)."""
+    installed = installed_builds()
+    if not installed:
+        return OnnxruntimeMissing(
+            "medinfer needs one onnxruntime build and none is installed: pip install 'medinfer[cpu]' "
+            "(or 'medinfer[gpu]' for CUDA/TensorRT, 'medinfer[openvino]' for OpenVINO; exactly one of them)")
+    extra = next((e for e, d in FLAVOURS.items() if d != "onnxruntime" and any(i.startswith(d + "==")
+                                                                                 for i in installed)), "cpu")
+    why = f"{type(exc).__name__}: {exc}" if exc is not None else "unknown"
+    return OnnxruntimeMissing(
+        f"{', '.join(installed)} is installed but 'import onnxruntime' fails ({str(why)[:200]}): reinstall exactly "
+        f"one build: {install_command(extra, installed)}", extra)
+
+
+def available_providers() -> list[str]:
+    return list(import_onnxruntime().get_available_providers())
 
 
 def canonical(name: str) -> str:
@@ -119,17 +173,14 @@ def resolve(
 
 
 def _install_hint(missing: Sequence[str]) -> str:
-    if any(m in ("CUDAExecutionProvider", "TensorrtExecutionProvider") for m in missing):
-        return (
-            "CUDA/TensorRT need the onnxruntime-gpu build INSTEAD of onnxruntime "
-            "(pip uninstall onnxruntime && pip install 'medinfer[gpu]'), an NVIDIA driver and CUDA libraries; "
-            "run 'medinfer info --providers' for a diagnosis."
-        )
-    if "OpenVINOExecutionProvider" in missing:
-        return (
-            "OpenVINO needs the onnxruntime-openvino build INSTEAD of onnxruntime "
-            "(pip uninstall onnxruntime && pip install 'medinfer[openvino]')."
-        )
+    extra = next((_FLAVOUR_OF_PROVIDER[m] for m in missing if _FLAVOUR_OF_PROVIDER.get(m, "cpu") != "cpu"), None)
+    if extra == "gpu":
+        return ("CUDA/TensorRT need the onnxruntime-gpu build INSTEAD of any other onnxruntime build "
+                f"({install_command('gpu')}), an NVIDIA driver and CUDA libraries; run 'medinfer info --providers' "
+                "for a diagnosis.")
+    if extra == "openvino":
+        return ("OpenVINO needs the onnxruntime-openvino build INSTEAD of any other onnxruntime build "
+                f"({install_command('openvino')}).")
     return "Ask for one of the available providers, or install an onnxruntime build that has it."
 
 
@@ -172,9 +223,7 @@ def _loadable(candidates: Sequence[str]) -> str | None:
 def _preload_pip_cuda_libraries() -> None:
     """onnxruntime-gpu can load CUDA/cuDNN from the nvidia-* pip wheels; make them visible to the check too."""
     try:
-        import onnxruntime as ort
-
-        preload = getattr(ort, "preload_dlls", None)
+        preload = getattr(import_onnxruntime(), "preload_dlls", None)
         if preload is not None:
             preload()
     except Exception:  # noqa: BLE001 - best effort: the diagnosis reports what is still missing
@@ -199,6 +248,15 @@ def several_builds(installed: Sequence[str]) -> bool:
     return len([d for d in installed if not d.startswith("onnxruntime-training")]) > 1
 
 
+def several_builds_message(installed: Sequence[str]) -> str:
+    """What to say (and run) when several builds share this environment: remove them all, install one."""
+    extra = next((e for e, d in FLAVOURS.items() if d != "onnxruntime" and any(i.startswith(d + "==")
+                                                                                 for i in installed)), "cpu")
+    others = " or ".join(f"[{e}]" for e in FLAVOURS if e != extra)
+    return (f"several onnxruntime builds are installed ({', '.join(installed)}): they overwrite the same "
+            f"'onnxruntime' module; keep exactly one: {install_command(extra, installed)} (or {others})")
+
+
 def diagnose(names: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """For each provider: is it usable here, and if not, is the package, the driver or a library missing?"""
     avail = available_providers()
@@ -210,8 +268,10 @@ def diagnose(names: Iterable[str] | None = None) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"provider": full, "in_build": full in avail, "usable": False}
         if full not in avail:
             row["missing"] = "package"
+            extra = _FLAVOUR_OF_PROVIDER.get(full)
+            how = (f": {install_command(extra, installed)}" if extra and extra != "cpu" else "")
             row["why"] = (f"this onnxruntime build ({', '.join(installed) or 'none'}) has no {full}; it comes with "
-                          f"{_PACKAGES.get(full, 'another onnxruntime build')}, installed INSTEAD of onnxruntime")
+                          f"{_PACKAGES.get(full, 'another onnxruntime build')}, installed INSTEAD of the others{how}")
         else:
             missing = [(what, cands) for what, cands in _LIBRARIES.get(full, []) if _loadable(cands) is None]
             if missing:
@@ -225,6 +285,5 @@ def diagnose(names: Iterable[str] | None = None) -> list[dict[str, Any]]:
         rows.append(row)
     if several_builds(installed):
         rows.append({"provider": "(environment)", "in_build": False, "usable": False, "missing": "conflict",
-                     "why": f"several onnxruntime builds installed ({', '.join(installed)}): they overwrite the "
-                            "same 'onnxruntime' module; keep exactly one per environment"})
+                     "why": several_builds_message(installed)})
     return rows

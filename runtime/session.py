@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import BundleError, ManifestError, ProviderError, RuntimeTooOld, UsageError, check_choice
 from .manifest import Manifest, SessionProfile
+from .providers import import_onnxruntime
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                "all": "ORT_ENABLE_ALL"}
@@ -152,24 +153,30 @@ def check_runtime(manifest: Manifest, installed: str | None = None) -> None:
     if requires is None:
         return
     if installed is None:
-        import onnxruntime as ort
-
-        installed = str(ort.__version__)
+        installed = str(import_onnxruntime().__version__)
     if release(installed) >= release(requires.onnxruntime):
         return
     uses = ", ".join(f"{domain} opset {v}" for domain, v in sorted(requires.opsets.items()))
     uses += f"{', ' if uses else ''}IR version {requires.ir_version}" if requires.ir_version else ""
     raise RuntimeTooOld(
         f"{manifest.name} needs onnxruntime >= {requires.onnxruntime}{f' (its graphs use {uses})' if uses else ''}, "
-        f"but this environment has onnxruntime {installed}: install a newer build "
-        f"(pip install 'onnxruntime>={requires.onnxruntime}', or the same release of the -gpu/-openvino build you "
-        "use), or re-export the bundle for an older opset",
+        f"but this environment has onnxruntime {installed}: upgrade the build installed here "
+        f"(pip install --upgrade '{_installed_build()}>={requires.onnxruntime}'), or re-export the bundle for an "
+        "older opset",
         installed=installed, required=requires.onnxruntime,
     )
 
 
+def _installed_build() -> str:
+    """The distribution name of the onnxruntime build installed here (upgrading it never adds a second one)."""
+    from .providers import installed_builds
+
+    return next((d.split("==")[0] for d in installed_builds() if not d.startswith("onnxruntime-training")),
+                "onnxruntime")
+
+
 def session_options(profile: SessionProfile, *, cpu_fallback: bool) -> Any:
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     so = ort.SessionOptions()
     if not profile.onnxruntime_defaults:  # else onnxruntime decides threads, spinning, optimisation and mode
@@ -202,7 +209,7 @@ def create_session(
     an accelerator failure, or from the bytes it otherwise keeps for the session's life): fallback is disabled and
     the wrapper forgets where the graph came from.
     """
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     names = [n for n, _ in providers]
     so = session_options(profile, cpu_fallback="CPUExecutionProvider" in names)
@@ -237,7 +244,7 @@ def cpu_session(model_bytes: bytes, profile: SessionProfile | None = None) -> An
     For tools that compare settings (export's profile measurement, the benchmark suite, the parity gate); a
     device loads through :func:`medinfer.load`, which verifies the bytes first.
     """
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     options = session_options(profile, cpu_fallback=True) if profile is not None else None
     return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])

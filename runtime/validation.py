@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from .errors import InputError, InputTypeError
+from .errors import InputError, InputTypeError, LossyCastError
 from .manifest import Manifest, TensorSpec
 
 _NUMPY_DTYPES = {
@@ -148,6 +148,23 @@ class InputCheck:
                 f"{self._who()} expects a rectangular array of numbers; got ragged or mixed-type data "
                 "(every row must have the same length and hold only numbers)"
             )
+        if isinstance(value, (list, tuple)) and self.dtype is not None:
+            return self._from_python(arr)
+        return arr
+
+    def _from_python(self, arr: np.ndarray) -> np.ndarray:
+        """Nested lists of Python numbers have no dtype of their own: like a JSON or CSV file they are read into
+        the model's dtype (floats rounded to it, as any reader of decimal text does). Integers must fit exactly;
+        booleans, and floats for an integer model, keep their dtype and are refused by the cast rule."""
+        if self.dtype is None:
+            return arr
+        if arr.dtype.kind == "f" and self.dtype.kind == "f":
+            with np.errstate(over="ignore"):  # a value beyond the dtype's range becomes inf: refused as not finite
+                return arr.astype(self.dtype)
+        if arr.dtype.kind in "iu" and self.dtype.kind in "fiu":
+            converted = arr.astype(self.dtype)
+            if np.array_equal(converted.astype(arr.dtype), arr):
+                return converted
         return arr
 
     def _cast(self, x: np.ndarray) -> np.ndarray:
@@ -157,10 +174,10 @@ class InputCheck:
             else:
                 return x.astype(self.dtype)
         if x.dtype.kind in "fiu" and np.can_cast(x.dtype, self.dtype, casting="same_kind"):
-            raise InputTypeError(
+            raise LossyCastError(
                 f"{self._who()} has dtype {x.dtype}, but {self.owner} expects {self.dtype}; converting "
-                f"{x.dtype} to {self.dtype} can lose precision, so it is not done silently. Pass "
-                f"x.astype(np.{self.dtype}) if that is what you want, or load(..., cast='same_kind')"
+                f"{x.dtype} to {self.dtype} can lose precision, so it is not done silently",
+                f"Pass x.astype(np.{self.dtype}) if that is what you want, or load(..., cast='same_kind')"
             )
         raise InputTypeError(
             f"{self._who()} has dtype {x.dtype}, but {self.owner} expects {self.dtype}; "
@@ -399,5 +416,6 @@ class Validator:
 
 
 def _few(names: list[str], n: int = 5) -> str:
-    shown = ", ".join(repr(x) for x in names[:n])
+    # each name cut to 40 characters: a header read with the wrong delimiter is one "name" of kilobytes
+    shown = ", ".join(repr(x if len(str(x)) <= 40 else str(x)[:39] + "…") for x in names[:n])
     return shown + (f", … {len(names) - n} more" if len(names) > n else "")

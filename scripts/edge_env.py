@@ -13,8 +13,8 @@ apt runs with its own sources list, state and cache under ``build/arm/apt`` (the
 package lists and architectures stay untouched); the archive address and keyring are read from the machine's own
 Debian sources.
 
-Oldest versions (``build/min-venv``): a venv on this machine with every base dependency of pyproject.toml pinned to
-its lower bound (``numpy>=1.26`` -> ``numpy==1.26``), plus the test tools.
+Oldest versions (``build/min-venv``): a venv on this machine with every base dependency of pyproject.toml and the
+[cpu] extra's onnxruntime pinned to its lower bound (``numpy>=1.26`` -> ``numpy==1.26``), plus the test tools.
 """
 
 from __future__ import annotations
@@ -291,12 +291,12 @@ def min_unable() -> str | None:
 
 
 def lower_bounds() -> list[str]:
-    """``name==floor`` for every base dependency of pyproject.toml (``numpy>=1.26`` -> ``numpy==1.26``)."""
-    text = (ROOT / "pyproject.toml").read_text()
-    block = re.search(r"^\[project\]$.*?^dependencies\s*=\s*\[(.*?)\]", text, re.M | re.S)
-    if block is None:
-        raise SystemExit("pyproject.toml: no [project] dependencies list")
-    deps = re.findall(r'"([^"]+)"', block.group(1))
+    """``name==floor`` for every base dependency of pyproject.toml and the [cpu] extra's onnxruntime (``numpy>=1.26``
+    -> ``numpy==1.26``): the device install ``pip install 'medinfer[cpu]'`` at its oldest."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = [*project["dependencies"], *project["optional-dependencies"]["cpu"]]
     pins = []
     for dep in deps:
         m = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9.]*)\s*", dep)

@@ -78,7 +78,8 @@ class AuditLog(GroupCommit):
     """Thread- and process-safe appender of hash-chained records. Share one per file (:meth:`shared`).
 
     Args:
-        path: the JSONL file (created when missing; its folder too).
+        path: the JSONL file (created when missing, in a folder that must exist: a typo in the path never
+            creates folders).
         fsync: make records survive power loss (see the module docstring).
         key: a device key (bytes or a key file) for the keyed HMAC chain.
         head: also write ``<path>.head`` (record count and last hash) after each append.
@@ -99,6 +100,11 @@ class AuditLog(GroupCommit):
         self.path = Path(path)
         if self.path.is_dir():
             raise AuditError(f"audit trail {self.path} is a folder; give a file path such as {self.path}/audit.jsonl")
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise AuditError(f"audit trail {self.path}: the folder {folder} "
+                             f"{'is not a folder' if folder.exists() else 'does not exist'}; create it first "
+                             "(audit trails are never written to folders made on the fly)")
         if group_ms is not None and (not fsync or not group_ms > 0 or group_records < 1):
             raise ValueError(f"group commit needs fsync=True, group_ms > 0 and group_records >= 1 (got fsync={fsync}, "
                              f"group_ms={group_ms}, group_records={group_records})")
@@ -116,7 +122,6 @@ class AuditLog(GroupCommit):
         self._new_ids()
         _WRITERS.add(self)  # a forked child renews the ids of every writer (never repeats its parent's)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         except OSError as exc:
             raise AuditError(f"audit trail {self.path} cannot be opened for appending ({exc.strerror or exc})") \

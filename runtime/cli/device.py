@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AuditError, DriftAlert, MedinferError, UsageError, exit_code
+from ..errors import AuditError, DriftAlert, LossyCastError, MedinferError, UsageError, exit_code
 from .clinical import fhir_time, predict_dicom, write_fhir
 from .common import bundle_path, provider_fallback, providers_arg, table
+from .features import data_lines, info_extras
 
 if TYPE_CHECKING:
     pass
@@ -49,6 +50,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print()
     print(table([[t.name, t.dtype, list(t.shape), t.range and list(t.range) or "", t.units or ""] for t in m.inputs],
                 ["input", "dtype", "shape", "range", "units"]))
+    for line in info_extras(m):
+        print(line)
     print()
     print(table([[t.name, t.dtype, list(t.shape)] for t in m.outputs], ["output", "dtype", "shape"]))
     if m.labels:
@@ -68,8 +71,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                               "none (built before explanations: re-export to add one)"))
     print("\n" + table([[k, v.precision, v.file] for k, v in m.variants.items()], ["variant", "precision", "file"]))
     print("\n" + table([[k, v.size, v.sha256[:16] + "…"] for k, v in m.files.items()], ["file", "bytes", "sha256"]))
-    sources = "; ".join(f"{s.package}=={s.version}:{s.file}" for s in m.data.sources)
-    print(f"\ndata: {sources}{' (SYNTHETIC)' if m.data.synthetic else ''}")
+    print("\n" + "\n".join(data_lines(m)))
     return 0
 
 
@@ -184,7 +186,7 @@ def _explanation_check(model: Any) -> str | None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..loader import load
     from ..tools.dicom import is_dicom_file
-    from ..tools.inputs import read_input
+    from ..tools.tabular import read_rows
 
     variant = args.variant
     if is_dicom_file(args.input) and not args.patchwise and args.center is None:
@@ -202,8 +204,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         raise UsageError(f"--dicom-out needs a DICOM CT slice as input; {args.input} is not a DICOM file")
     at = fhir_time(args) if args.fhir_out else None
-    x = read_input(args.input, model)
-    pred = model.predict(x, explain=args.explain)
+    ids, x = read_rows(args.input, model, args.id_column)
+    try:
+        pred = model.predict(x, explain=args.explain)
+    except LossyCastError as exc:  # the remedy on this path is the CLI's own flag, not a Python call
+        raise LossyCastError(exc.head, f"Convert {args.input} to {model.input_checks[0].spec.dtype}, or pass "
+                                       "--cast same_kind to accept the rounding") from None
     if args.fhir_out:
         from ..audit import input_digest
         from ..tools.fhir import to_fhir
@@ -211,7 +217,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         write_fhir(args, to_fhir(pred, args.fhir_subject, basis=args.fhir_basis, at=at, generic=args.fhir_generic,
                                  input_sha256=input_digest(model.prepare(x)[0])))
     if args.json:
-        print(json.dumps({**pred.to_dict(), **({"fhir_out": args.fhir_out} if args.fhir_out else {})}, indent=2))
+        print(json.dumps({**pred.to_dict(), **({"ids": ids} if ids is not None else {}),
+                          **({"fhir_out": args.fhir_out} if args.fhir_out else {})}, indent=2))
         return 0
     labels = pred.labels
     scores = pred.scores
@@ -225,6 +232,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         units = next((o.units for o in model.manifest.outputs if o.name == model.manifest.decision.score_output), "")
         rows = [[i, float(v) if scores.ndim == 1 else list(map(float, v))] for i, v in enumerate(scores)]
         headers = ["#", f"prediction{f' ({units})' if units else ''}"]
+    if ids is not None:
+        rows, headers = [[ids[i], *row[1:]] for i, row in enumerate(rows)], [args.id_column or "id", *headers[1:]]
     if pred.domain_scores is not None and pred.in_domain is not None:
         for row, score, inside in zip(rows, pred.domain_scores, pred.in_domain):
             row.append(f"{'yes' if inside else 'NO'} ({float(score):.3g})")

@@ -69,6 +69,8 @@ def _predict_parser(sub: Any) -> None:
                        formatter_class=HELP_FORMAT, epilog=examples(
                            "medinfer predict bundles/drug_activity_rf rows.csv  # one row per sample; a header names "
                            "the features",
+                           "medinfer predict bundles/gene_expression_svd cells.csv --id-column barcode  # ids beside "
+                           "the answers",
                            "medinfer predict clinical_notes_tfidf report.txt --json  # a .txt file is one document",
                            "medinfer predict lung_nodule_cnn scan.dcm --overlay heat.png  # a CT slice, sliding window",
                            "medinfer predict clinical_notes_tfidf report.txt --explain  # the words behind the answer",
@@ -80,6 +82,9 @@ def _predict_parser(sub: Any) -> None:
     p.add_argument("--provider", default=None, help=PROVIDER_HELP)
     p.add_argument("--cast", choices=("safe", "same_kind"), default="safe",
                    help="dtype casting: safe (default) refuses float64 for a float32 model, same_kind allows it")
+    p.add_argument("--id-column", default=None, metavar="NAME",
+                   help="a .csv/.tsv column of row ids, shown with each answer (default: a leading id, index, cell "
+                        "or sample column, when the other columns are the model's features)")
     p.add_argument("--json", action="store_true", help=JSON_HELP + " (labels, scores, provenance)")
     p.add_argument("--out-of-domain", choices=("flag", "no_result"), default="flag",
                    help="samples outside the applicability domain: flag them (default) or give no answer (exit 5)")

@@ -84,6 +84,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("medinfer: interrupted", file=sys.stderr)
         return 130
+    except ImportError as exc:
+        if (getattr(exc, "name", None) or "").split(".")[0] != "onnxruntime":
+            return unexpected(exc)
+        from ..providers import missing_onnxruntime  # a tool outside the core imported onnxruntime itself
+
+        missing = missing_onnxruntime(exc)
+        print(f"medinfer: error: {type(missing).__name__}: {missing}", file=sys.stderr)
+        return exit_code(missing)
     except Exception as exc:  # noqa: BLE001 - a bug: one line for the user, the traceback on request
         return unexpected(exc)
 

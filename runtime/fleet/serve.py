@@ -126,6 +126,9 @@ class ServeConfig:
             raise bad("--http", self.http, f"one of {', '.join(HTTP_PATHS)}")
         if self.audit is not None and Path(self.audit).is_dir():
             raise bad("--audit", self.audit, "a file path (it names a folder)")
+        if self.audit is not None and not Path(self.audit).parent.is_dir():
+            raise bad("--audit", self.audit, f"a file in an existing folder ({Path(self.audit).parent} is none; "
+                                             "create it first)")
         if self.grpc_port is not None and (not isinstance(self.grpc_port, int) or not 0 <= self.grpc_port <= 65535
                                            or self.grpc_port in (self.port, self.metrics_port) and self.grpc_port):
             raise bad("--grpc-port", self.grpc_port, "0 (any free port) to 65535, not --port or --metrics-port")
@@ -328,7 +331,7 @@ def serve(config: ServeConfig, on_listening: Callable[..., None] | None = None) 
         ssl_context_factory=tls.uvicorn_factory() if tls is not None else None,
         ssl_certfile=tls.cert if tls is not None else None,
     )
-    class Server(uvicorn.Server):  # type: ignore[misc]
+    class Server(uvicorn.Server):  # type: ignore[misc,name-defined]
         async def startup(self, sockets: Any = None) -> None:
             import asyncio
 

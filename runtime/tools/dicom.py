@@ -61,6 +61,7 @@ class DicomPrediction:
     cell: int = 0  # the block each window's score paints in the heat map (the stride; the patch for one centre)
     model: str = ""  # "name version" of the model that scored the slice (for the overlay's caption)
     score_name: str = "score"  # what the scores are, e.g. "p(nodule)" (the overlay's colour bar)
+    clip: tuple[float, float] = (-1024.0, 3071.0)  # the HU range the model saw (the slice was clipped to it)
 
     def heat(self) -> np.ndarray:
         """The window scores as a heat map on the slice's pixel grid (see :func:`heat_map`)."""
@@ -342,39 +343,56 @@ def predict_file(model: Model, path: str | Path, *, centre: tuple[int, int] | No
     result = DicomPrediction(image, centres, np.concatenate(scores), labels, model.manifest.decision.threshold,
                              clipped, patch=size, cell=step if centre is None else size,
                              model=f"{model.name} {model.version}",
-                             score_name=f"p({positive})" if positive else "score",
+                             score_name=f"p({positive})" if positive else "score", clip=(float(lo), float(hi)),
                              extra=ct_slice.describe(model) if one_pass else {})
     if overlay is not None:
         write_overlay(result, overlay, (lo, hi))
     return result
 
 
-def write_overlay(result: DicomPrediction, path: str | Path, clip: tuple[float, float] = (-1024.0, 3071.0)) -> None:
+def write_overlay(result: DicomPrediction, path: str | Path, clip: tuple[float, float] | None = None) -> None:
     """Draw ``result``'s heat map over its slice into a PNG at ``path``; sets ``result.overlay``.
 
-    The figure (:func:`medinfer.tools.overlay.figure`): the slice in a lung window at full resolution (small
-    slices enlarged), the window scores in a colour scale (linear between window centres), the region at or above
-    the threshold outlined, a colour bar with the threshold marked, and a caption naming model, file and windows.
+    The figure is :func:`overlay_figure` (small slices enlarged to about 512 px).
 
     Raises:
         UsageError: the file cannot be written (the message names the path and why).
     """
-    hu = np.clip(result.image.hu, *clip)
-    img = result.image
-    above = int(np.sum(result.scores >= result.threshold)) if result.threshold is not None else 0
-    windows = (f"{len(result.scores)} windows of {result.patch} px, stride {result.cell}" if len(result.scores) > 1
-               else f"one {result.patch} px window at {tuple(int(v) for v in result.centres[0])}")
-    caption = [f"{result.model or 'model'}: {Path(img.path).name}, frame {img.frame + 1}/{img.n_frames}",
-               f"{windows}; max {float(result.scores.max()):.3f}"
-               + (f"; {above} >= threshold {result.threshold:.3g} (outlined)" if result.threshold is not None else "")]
-    rgb = figure(hu, result.centres, result.scores, result.heat(), threshold=result.threshold,
-                 window=OVERLAY_WINDOW, score_name=result.score_name, caption=caption)
+    rgb = overlay_figure(result, clip)
     try:
         Path(path).write_bytes(png_bytes(rgb))
     except OSError as exc:
         raise UsageError(f"the overlay {path} cannot be written ({exc.strerror or exc}); the scores above are "
                          "complete: choose another --overlay path") from None
     result.overlay = str(path)
+
+
+def overlay_figure(result: DicomPrediction, clip: tuple[float, float] | None = None, *, min_size: int = 512,
+                   file_name: bool = True) -> np.ndarray:
+    """The overlay of the PNG (``--overlay``) and of the DICOM Secondary Capture (``--dicom-sc``), as (H, W, 3)
+    uint8: the slice in a lung window, the window scores in a colour scale (linear between window centres), the
+    region at or above the threshold outlined, a colour bar with the threshold marked, and a caption naming the
+    model, the windows and (``file_name``) the file (:func:`medinfer.tools.overlay.figure`).
+
+    Args:
+        clip: the HU range the slice is clipped to before windowing (default: the one the model saw).
+        min_size: small slices are enlarged by an integer factor until their longer side reaches this; 1 keeps
+            the source's resolution (one figure pixel per slice pixel: the Secondary Capture's pixel spacing).
+        file_name: name the file in the caption (the Secondary Capture leaves it out: a file name may identify
+            a patient, and its BurnedInAnnotation is NO).
+    """
+
+    hu = np.clip(result.image.hu, *(clip or result.clip))
+    img = result.image
+    above = int(np.sum(result.scores >= result.threshold)) if result.threshold is not None else 0
+    windows = (f"{len(result.scores)} windows of {result.patch} px, stride {result.cell}" if len(result.scores) > 1
+               else f"one {result.patch} px window at {tuple(int(v) for v in result.centres[0])}")
+    where = f"{Path(img.path).name}, " if file_name else ""
+    caption = [f"{result.model or 'model'}: {where}frame {img.frame + 1}/{img.n_frames}",
+               f"{windows}; max {float(result.scores.max()):.3f}"
+               + (f"; {above} >= threshold {result.threshold:.3g} (outlined)" if result.threshold is not None else "")]
+    return figure(hu, result.centres, result.scores, result.heat(), threshold=result.threshold,
+                  window=OVERLAY_WINDOW, score_name=result.score_name, caption=caption, min_size=min_size)
 
 
 def format_result(result: DicomPrediction, top: int = 10) -> str:

@@ -13,8 +13,9 @@
   position and orientation of the source, research content qualification). Needs the source's geometry (Frame
   of Reference, Image Position/Orientation, Pixel Spacing) and a single-frame source; otherwise it is skipped and
   the reason is reported (for a frame of a multi-frame image the SR references the frame).
-- ``<stem>.sc.dcm`` (``secondary_capture=True``, CLI ``--dicom-sc``): the overlay as an RGB Secondary Capture for
-  viewers without SR or Parametric Map support.
+- ``<stem>.sc.dcm`` (``secondary_capture=True``, CLI ``--dicom-sc``): the PNG overlay's figure (heat map, outline at
+  the threshold, colour bar, caption without the file name) at the source's resolution, as an RGB Secondary
+  Capture for viewers without SR or Parametric Map support.
 
 Validated by dciodvfy (``make check-dicom-out``) and read back with pydicom/highdicom in tests/runtime.
 """
@@ -35,8 +36,7 @@ from ..errors import InputError, UsageError
 from ..extras import optional_import
 from ..manifest import Manifest
 from ..model import Model
-from .dicom import DicomPrediction
-from .overlay import overlay_rgb
+from .dicom import DicomPrediction, overlay_figure
 
 log = logging.getLogger(__name__)
 
@@ -284,19 +284,21 @@ def patient_orientation(ds: Any) -> tuple[str, str] | None:
 
 def build_secondary_capture(model: Model, result: DicomPrediction, source: Any, maker: str,
                             orientation: tuple[str, str]) -> Any:
-    """The overlay (lung window, heat map in red) as an RGB Secondary Capture of the source's study."""
+    """The overlay of the PNG (heat map, outline at the threshold, colour bar, caption) at the source's resolution
+    (one figure pixel per slice pixel, so the source's pixel spacing holds) as an RGB Secondary Capture of the
+    source's study."""
     hd, _ = _libs()
     m = model.manifest
     spacing = source.get("PixelSpacing")
     sc = hd.sc.SCImage.from_ref_dataset(
-        source, pixel_array=overlay_rgb(result.image.hu, result.heat()), photometric_interpretation="RGB",
+        source, pixel_array=overlay_figure(result, min_size=1, file_name=False), photometric_interpretation="RGB",
         bits_allocated=8, coordinate_system="PATIENT", series_instance_uid=hd.UID(),
         series_number=SERIES_NUMBERS["secondary_capture"], sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer=maker, pixel_spacing=tuple(float(v) for v in spacing) if spacing else None,
         patient_orientation=orientation)
     sc.SeriesDescription = f"{m.name} {m.version} overlay (not verified)"[:64]
-    sc.ImageComments = (f"{m.name} window probabilities in red over a lung window; for viewing only, "
-                        "not for diagnosis")
+    sc.ImageComments = (f"{m.name} window probabilities over a lung window, region at or above the threshold "
+                        "outlined, colour bar; for viewing only, not for diagnosis")
     sc.BurnedInAnnotation = "NO"
     _laterality(sc, source)
     return sc

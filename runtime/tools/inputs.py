@@ -9,7 +9,6 @@ long as the file. Whatever is wrong comes back as an InputError naming the file 
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import zipfile
@@ -36,14 +35,8 @@ def read_input(path: str | Path, model: Model, *, max_bytes: int = MAX_INPUT_BYT
         InputError: unreadable, oversized or malformed file, unknown format, or columns that do not match the
             manifest.
     """
-    path = Path(path)
+    path, data = read_input_bytes(path, max_bytes)
     suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise InputError(f"unsupported input file type '{suffix}' for {path}; use one of {', '.join(SUFFIXES)}")
-    # one bounded read of a regular file (no link followed, no FIFO opened, no race between a size check and the
-    # read); every format is parsed from these bytes
-    data = read_regular_file(path, max_bytes, f"input file {path}", InputError,
-                             fix="give the path of a regular file (split an input that is larger)")
     check = model.input_checks[0]
     try:
         if suffix == ".npy":
@@ -57,11 +50,27 @@ def read_input(path: str | Path, model: Model, *, max_bytes: int = MAX_INPUT_BYT
             return [data.decode("utf-8")]
         if suffix == ".json":
             return _from_json(_parse_json(data.decode("utf-8"), path), model, path)
-        return _from_csv(data.decode("utf-8"), path, model, "\t" if suffix == ".tsv" else ",", max_bytes)
+        return _from_csv(data, path, model, "\t" if suffix == ".tsv" else ",", max_bytes)
     except InputError:
         raise
     except (OSError, ValueError, UnicodeDecodeError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
         raise InputError(f"could not read {path}: {type(exc).__name__}: {exc}") from None
+
+
+def read_input_bytes(path: str | Path, max_bytes: int = MAX_INPUT_BYTES) -> tuple[Path, bytes]:
+    """``(path, its bytes)`` for an input file of a known type: ONE bounded read of a regular file (no link
+    followed, no FIFO opened, no race between a size check and the read); every format is parsed from these bytes.
+
+    Raises:
+        InputError: an unknown file type, or a file that is missing, not regular or larger than ``max_bytes``.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InputError(f"unsupported input file type '{suffix}' for {path}; use one of {', '.join(SUFFIXES)}")
+    data = read_regular_file(path, max_bytes, f"input file {path}", InputError,
+                             fix="give the path of a regular file (split an input that is larger)")
+    return path, data
 
 
 # -- numpy files ------------------------------------------------------------------------------------------------
@@ -190,47 +199,7 @@ def _from_json(data: Any, model: Model, path: Path) -> Any:
 
 
 # -- CSV ---------------------------------------------------------------------------------------------------------
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
+def _from_csv(data: bytes, path: Path, model: Model, delimiter: str, max_bytes: int) -> Any:
+    from .tabular import read_csv_input  # delimiter and decimal-comma detection, row ids, cell errors
 
-
-def _from_csv(text: str, path: Path, model: Model, delimiter: str, max_bytes: int) -> Any:
-    limit = csv.field_size_limit()
-    csv.field_size_limit(max(limit, max_bytes))  # a long report in one cell is a valid text input
-    try:
-        rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if r]
-    finally:
-        csv.field_size_limit(limit)
-    if not rows:
-        raise InputError(f"{path} holds no rows")
-    check = model.input_checks[0]
-    if check.is_string:
-        first = [h.strip().lower() for h in rows[0]]
-        col = first.index("text") if "text" in first else 0
-        body = rows[1:] if "text" in first else rows
-        short = next((i for i, r in enumerate(body) if len(r) <= col), None)
-        if short is not None:
-            raise InputError(f"{path}: row {short + 2 if 'text' in first else short + 1} has {len(body[short])} "
-                             f"column(s), but the text is in column {col + 1}: every row needs it")
-        return [r[col] for r in body]
-    has_header = not all(_is_number(c) for c in rows[0])
-    body = rows[1:] if has_header else rows
-    if not body:
-        raise InputError(f"{path} has a header but no data rows")
-    widths = {len(r) for r in body}
-    if len(widths) != 1:
-        raise InputError(f"{path}: rows have different numbers of columns {sorted(widths)}")
-    header: list[str] | None = [h.strip() for h in rows[0]] if has_header else None
-    if header and header[0].lower() in ("", "id", "index", "cell", "sample") and len(header) == len(body[0]):
-        if check.spec.names is not None and len(header) == len(check.spec.names) + 1:
-            header, body = header[1:], [r[1:] for r in body]  # a leading row-id column
-    if header is not None and check.spec.names is not None:
-        model.check_header(header, check.name)
-    try:
-        return _typed([[float(c) for c in r] for r in body], model, where=path.name)
-    except ValueError as exc:
-        raise InputError(f"{path}: every data cell must be a number ({exc})") from None
+    return read_csv_input(data, path, model, delimiter, max_bytes)[1]

@@ -4,8 +4,8 @@ scores interpolated between the window centres in a colour scale, the region at 
 outlined, a colour bar with its ticks and the threshold marked, and a caption. Text uses a built-in 5x7 pixel font.
 
 :func:`figure` returns the RGB array; :func:`medinfer.tools.dicom.write_overlay` encodes it as PNG
-(:func:`png_bytes`: zlib + struct, no image library). :func:`overlay_rgb` is the plain overlay on the slice's own
-pixel grid (the DICOM Secondary Capture).
+(:func:`png_bytes`: zlib + struct, no image library); the DICOM Secondary Capture is the same figure at the source's
+resolution (:func:`medinfer.tools.dicom.overlay_figure`).
 """
 
 from __future__ import annotations
@@ -219,16 +219,6 @@ def heat_map(shape: tuple[int, int], centres: np.ndarray, scores: np.ndarray, ce
         block = heat[max(0, r - half):r + half + 1, max(0, c - half):c + half + 1]
         np.maximum(block, np.float32(s), out=block)
     return heat
-
-
-def overlay_rgb(hu: np.ndarray, heat: np.ndarray, window: tuple[float, float] = OVERLAY_WINDOW) -> np.ndarray:
-    """(H, W, 3) uint8 on the slice's own pixel grid: the slice in a lung window (grey) with ``heat`` (0..1)
-    blended in red. The DICOM Secondary Capture uses this one: it must keep the source's rows, columns and pixel
-    spacing, so it carries no enlargement, caption or colour bar (BurnedInAnnotation NO)."""
-    grey = np.clip((hu - window[0]) / (window[1] - window[0]), 0.0, 1.0)
-    alpha = np.clip(heat, 0.0, 1.0) * 0.6
-    rgb = np.stack([grey * (1 - alpha) + alpha, grey * (1 - alpha), grey * (1 - alpha)], axis=-1)
-    return (rgb * 255.0 + 0.5).astype(np.uint8)
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

@@ -1,17 +1,18 @@
 """The device install as README.md tells it: build the wheel (``pip wheel --no-deps . -w dist``), install it into a
-fresh venv WITHOUT extras, and run ``medinfer`` there on a tiny bundle.
+fresh venv with one onnxruntime build (``pip install dist/medinfer-*.whl`` then ``pip install 'medinfer[cpu]'``) and
+run ``medinfer`` there on a tiny bundle.
 
-This is a different venv from ``make test-device``'s ``build/device-venv``: that one has ``.[dev]`` (pytest, onnx,
-import-linter, ...) so the runtime tests can run in it, and cannot show what a bare install brings. Here nothing
-but the wheel is installed, so the test proves the "numpy + onnxruntime only" promise and that every base command
-works (or names its extra) without anything else. One venv per test session, in tmp; about 15 s.
+This is a different venv from ``make test-device``'s ``build/device-venv``: that one has ``.[cpu,dev]`` (pytest,
+onnx, import-linter, ...) so the runtime tests can run in it, and cannot show what a bare install brings. Here
+nothing but the wheel and its [cpu] extra is installed, so the test proves the "numpy + onnxruntime only" promise
+and that every base command works (or names its extra) without anything else. One venv per test session, in tmp;
+about 15 s. The other onnxruntime builds ([gpu], [openvino]) and an install without any: tests/docs/test_flavours.py.
 """
 
 from __future__ import annotations
 
-import shutil
+import re
 import subprocess
-import sys
 import zipfile
 from email.parser import Parser
 from pathlib import Path
@@ -19,46 +20,36 @@ from pathlib import Path
 import pytest
 
 from ..helpers import tiny
-
-ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("runtime", "train", "export", "pyproject.toml", "README.md")
+from ..helpers.wheel import build_wheel, venv
 
 
 def _run(cmd: list[str] | str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, **kw)
 
 
+def _name(requirement: str) -> str:
+    return re.split(r"[ ;<>=!~\[]", requirement, maxsplit=1)[0].strip().lower()
+
+
 @pytest.fixture(scope="session")
 def device_install(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The wheel built from a copy of the checkout (a stale build/ folder cannot leak into it) and a fresh venv
-    with only that wheel installed."""
+    """The wheel and a fresh venv with that wheel and its [cpu] extra, installed as README says."""
     root = tmp_path_factory.mktemp("wheel")
-    src = root / "src"
-    for name in SOURCES:
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            (src).mkdir(exist_ok=True)
-            shutil.copy(ROOT / name, src / name)
-    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(src), "-w", str(root / "dist")])
-    assert built.returncode == 0, built.stderr[-3000:]
-    wheel = next((root / "dist").glob("medinfer-*.whl"))
-    venv = root / "venv"
-    made = _run([sys.executable, "-m", "venv", str(venv)])
-    assert made.returncode == 0, made.stderr
-    installed = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)])
-    assert installed.returncode == 0, installed.stderr[-3000:]
-    return {"wheel": wheel, "venv": venv, "bin": venv / "bin", "bundle": tiny.build(root / "tiny_logistic")}
+    wheel = build_wheel(root)
+    bin_dir = venv(root / "venv", [str(wheel)], ["medinfer[cpu]"])
+    return {"wheel": wheel, "venv": root / "venv", "bin": bin_dir, "bundle": tiny.build(root / "tiny_logistic")}
 
 
 def test_the_wheel_depends_on_numpy_and_onnxruntime_only(device_install: dict[str, Path]) -> None:
     with zipfile.ZipFile(device_install["wheel"]) as whl:
         meta = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
         headers = Parser().parsestr(whl.read(meta).decode())
-    base = {r.split(";")[0].split(">")[0].split("=")[0].split("<")[0].strip()
-            for r in headers.get_all("Requires-Dist") or [] if "extra ==" not in r}
-    assert base == {"numpy", "onnxruntime"}
-    # What a bare install actually brought: medinfer, numpy, onnxruntime and onnxruntime's own dependencies.
+    requires = headers.get_all("Requires-Dist") or []
+    base = {_name(r) for r in requires if "extra ==" not in r}
+    assert base == {"numpy"}  # no onnxruntime build: the [cpu], [gpu] or [openvino] extra brings exactly one
+    cpu = {_name(r) for r in requires if r.replace("'", '"').endswith('extra == "cpu"')}
+    assert cpu == {"onnxruntime"}
+    # What the device install actually brought: medinfer, numpy, onnxruntime and onnxruntime's own dependencies.
     script = ("import importlib.metadata as m, re\n"
               "def deps(name, seen):\n"
               "    for r in m.requires(name) or []:\n"
@@ -66,7 +57,7 @@ def test_the_wheel_depends_on_numpy_and_onnxruntime_only(device_install: dict[st
               "        d = re.split(r'[ ;<>=!~\\[]', r, 1)[0].lower().replace('_', '-')\n"
               "        if d not in seen: seen.add(d); deps(d, seen)\n"
               "    return seen\n"
-              "allowed = deps('medinfer', {'medinfer', 'pip', 'setuptools'})\n"
+              "allowed = deps('onnxruntime', deps('medinfer', {'medinfer', 'onnxruntime', 'pip', 'setuptools'}))\n"
               "have = {d.metadata['Name'].lower().replace('_', '-') for d in m.distributions()}\n"
               "print(sorted(have - allowed)); print(sorted(have))\n")
     proc = _run([str(device_install["bin"] / "python"), "-c", script])

@@ -108,7 +108,7 @@ def test_a_long_note_in_csv_is_read_whole_and_a_short_row_is_refused(tmp_path: P
     assert model.predict(read_input(long_csv, model)).labels is not None
     short = tmp_path / "short.csv"
     short.write_text("id,text\n1,fine\n2\n")
-    with pytest.raises(medinfer.InputError, match="row 3 has 1 column"):
+    with pytest.raises(medinfer.InputError, match="line 3 has 1 column"):
         read_input(short, model)
 
 
@@ -117,11 +117,11 @@ def test_csv_rows_of_another_width_and_short_text_rows_are_refused(tiny_bundle_r
     model = medinfer.load(tiny_bundle_ro)
     ragged = tmp_path / "ragged.csv"
     ragged.write_text("alpha,beta,gamma\n1,2,3\n1,2\n")
-    with pytest.raises(medinfer.InputError, match="different numbers of columns"):
+    with pytest.raises(medinfer.InputError, match="line 3 has 2 columns but the header has 3"):
         read_input(ragged, model)
     words = tmp_path / "words.csv"
     words.write_text("alpha,beta,gamma\n1,two,3\n")
-    with pytest.raises(medinfer.InputError, match="must be a number"):
+    with pytest.raises(medinfer.InputError, match=r"line 2, column 2 \('beta'\) holds 'two', not a number"):
         read_input(words, model)
 
 

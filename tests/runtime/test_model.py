@@ -51,8 +51,18 @@ def test_safe_casting_and_lists(tiny_bundle_ro: Path) -> None:
         model.predict(np.array([[1, 2, 3]], dtype=np.float64))
     relaxed = medinfer.load(tiny_bundle_ro, cast="same_kind")
     np.testing.assert_array_equal(relaxed.predict(np.array([[1.0, 2.0, 3.0]])).scores, ref)
+    # Nested Python lists have no dtype of their own: read into float32 like a JSON file (issue 32: they were
+    # refused although the docstring offered them); integers only where float32 holds them exactly.
+    np.testing.assert_array_equal(model.predict([[1, 2, 3]]).scores, ref)
+    np.testing.assert_array_equal(model.predict([[1.0, 2.0, 3.0]]).scores, ref)
+    np.testing.assert_array_equal(model.predict([[0.1, 0.2, 0.3]]).scores,
+                                  model.predict(np.array([[0.1, 0.2, 0.3]], dtype=np.float32)).scores)
     with pytest.raises(medinfer.InputTypeError, match="int64"):
-        model.predict([[1, 2, 3]])  # a Python int list is int64: not safely float32
+        model.predict([[2**24 + 1, 2, 3]])  # not exact in float32: refused, not rounded
+    with pytest.raises(medinfer.InputTypeError, match="bool"):
+        model.predict([[True, False, True]])
+    with pytest.raises(medinfer.InputError, match="inf"):
+        model.predict([[1e39, 2.0, 3.0]])  # beyond float32: infinite after reading, refused
     with pytest.raises(medinfer.InputTypeError, match="ragged"):
         model.predict([[1.0, 2.0], [1.0]])
     with pytest.raises(medinfer.InputTypeError, match="expects numbers"):
@@ -155,10 +165,12 @@ def test_manifest_not_json(tiny_bundle: Path) -> None:
 
 
 def test_not_a_bundle(tmp_path: Path) -> None:
-    with pytest.raises(medinfer.ManifestError, match="manifest.json is missing"):
-        medinfer.load(tmp_path)
-    with pytest.raises(medinfer.IntegrityError, match="not a bundle folder"):
-        medinfer.load(tmp_path / "nowhere")
+    """One error for "not a bundle", whatever the path is (issue 32: a file exited 3, a folder 4)."""
+    (tmp_path / "README.md").write_text("# not a bundle\n")
+    for path, what in ((tmp_path, "has no manifest.json"), (tmp_path / "nowhere", "does not exist"),
+                       (tmp_path / "README.md", "is a file, not a bundle folder")):
+        with pytest.raises(medinfer.ManifestError, match=f"is not a medinfer bundle: it {what}"):
+            medinfer.load(path)
 
 
 def test_unknown_and_unavailable_provider(tiny_bundle_ro: Path) -> None:

@@ -33,7 +33,7 @@ def test_a_newer_requirement_is_refused_before_any_session(make_bundle: MakeBund
         medinfer.load(bundle)
     message = str(info.value)
     assert f"this environment has onnxruntime {ort.__version__}" in message
-    assert "ai.onnx opset 17" in message and "pip install 'onnxruntime>=99.1.0'" in message
+    assert "ai.onnx opset 17" in message and "pip install --upgrade 'onnxruntime>=99.1.0'" in message
     assert (info.value.installed, info.value.required) == (ort.__version__, "99.1.0")
     assert isinstance(info.value, RuntimeError)
     unavailable = medinfer.load(bundle, on_error="no_result")

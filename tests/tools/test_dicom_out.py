@@ -15,7 +15,7 @@ import medinfer
 import numpy as np
 import pytest
 from medinfer.cli import main
-from medinfer.tools import dicom
+from medinfer.tools import dicom, overlay
 
 from ..helpers import tiny
 
@@ -113,12 +113,32 @@ def test_secondary_capture_is_the_overlay_in_the_same_study(written) -> None:
     source = pydicom.dcmread(CT)
     sc = pydicom.dcmread(outputs.files["secondary_capture"])
     assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and sc.StudyInstanceUID == source.StudyInstanceUID
-    assert sc.PhotometricInterpretation == "RGB" and sc.pixel_array.shape == (128, 128, 3)
-    assert tuple(sc.PatientOrientation) == ("L", "P")  # rows run along +x (left), columns along +y (posterior)
-    red = sc.pixel_array[..., 0].astype(int) - sc.pixel_array[..., 1].astype(int)
+    assert sc.PhotometricInterpretation == "RGB" and tuple(sc.PatientOrientation) == ("L", "P")
+    # The PNG overlay's figure (issue 32: the SC was a blocky red image without colour bar, threshold or title) at
+    # the source's resolution: one figure pixel per slice pixel, so the source's pixel spacing holds.
+    figure = dicom.overlay_figure(result, min_size=1, file_name=False)
+    np.testing.assert_array_equal(sc.pixel_array, figure)
+    assert [float(v) for v in sc.PixelSpacing] == [float(v) for v in source.PixelSpacing]
+    rows, cols = source.Rows, source.Columns
+    assert sc.Rows > rows and sc.Columns > cols  # the caption above, the colour bar to the right
+    png = dicom.overlay_figure(result)  # the PNG's figure: the same drawing, enlarged (128 px -> 512 px)
+    assert png.shape[1] > figure.shape[1] and (png == overlay.CYAN).all(axis=-1).any()
+    assert (figure == overlay.CYAN).all(axis=-1).any()  # the threshold: outline and the mark on the colour bar
+    low, pad = figure.shape[0] - 6, 6  # the image and the bar end 6 px above the bottom, 6 px from the left
+    bar = figure[low - rows:low, pad + cols + 8:pad + cols + 18]  # after the image and an 8 px gap: the bar
+    np.testing.assert_allclose(bar[0, 0], overlay.colours(np.array(1.0 - 0.5 / rows)), atol=1)  # top: score 1
+    np.testing.assert_allclose(bar[-1, 0], overlay.colours(np.array(0.5 / rows)), atol=1)  # bottom: score 0
+    image = figure[low - rows:low, pad:pad + cols].astype(int)
     centres, scores = expected_windows()
     hot, cold = centres[np.argmax(scores)], centres[np.argmin(scores)]
-    assert red[hot[0], hot[1]] > red[cold[0], cold[1]] >= 0
+    warm = image[..., 0] - image[..., 2]  # the colour scale is warm (red over blue) where scores are high
+
+    def around(rc: np.ndarray) -> float:
+        return float(warm[max(rc[0] - 2, 0):rc[0] + 3, max(rc[1] - 2, 0):rc[1] + 3].mean())
+
+    assert around(hot) > around(cold)
+    # the file name is left out of the caption (it may identify a patient; BurnedInAnnotation NO)
+    assert not np.array_equal(figure, dicom.overlay_figure(result, min_size=1, file_name=True))
 
 
 def test_dciodvfy_reports_no_errors(written) -> None:
