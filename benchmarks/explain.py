@@ -60,7 +60,7 @@ def fidelity(bundle: Path) -> dict[str, Any] | None:
     if sample is None:
         return None
     inputs, _ = sample
-    feeds, _ = model.prepare(inputs if len(inputs) > 1 else next(iter(inputs.values())))
+    feeds, _ = model.prepare(inputs)
     start = time.perf_counter()
     measured = measure(Explainer.for_model(model), feeds)
     measured.pop("rule", None)
@@ -76,7 +76,7 @@ def example(bundle: Path, k: int = TOP, *, indexed: bool = False) -> dict[str, A
     model = medinfer.load(bundle)
     inputs, _ = model.golden()
     x = {name: v[:1] for name, v in inputs.items()}
-    pred = model.predict(x if len(x) > 1 else next(iter(x.values())), explain=True)
+    pred = model.predict(x, explain=True)
     e = pred.explanation
     return {"label": None if pred.labels is None else str(pred.labels[0]), "score": np.asarray(pred.scores[0]).tolist(),
             "method": e.method, "explains": e.explains, "units": e.units, "exact": e.exact,

@@ -18,15 +18,15 @@ Untracked files that git does not ignore count as changes: a new module beside t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from medinfer.errors import UsageError
+from medinfer.integrity import sha256_file
+from medinfer.timestamps import utc_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOWN = 20  # changed paths kept in a record (the count is always complete)
@@ -39,7 +39,7 @@ class UnpublishableRun(UsageError):
 
 def now() -> str:
     """The current UTC time as the records write it (``2026-12-01T09:30:00Z``)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return utc_text()
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
@@ -129,14 +129,6 @@ def stated(doc: dict[str, Any]) -> str:
     when = doc.get("time") or "at an unrecorded time"
     return f"{when}, " + (f"commit `{commit}` (read at the end of the run, before issue 24)" if commit else
                           "no commit recorded (before issue 24)")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def bundle_digests(bundle: Path) -> dict[str, Any]:

@@ -36,6 +36,12 @@ def _serve(name: str) -> float:
     return float(_field_default(ServeConfig, name))
 
 
+def _reserve_timeout() -> str:
+    from medinfer.fleet.http import PROBATION_TIMEOUT
+
+    return f"{PROBATION_TIMEOUT:g} s"
+
+
 def _horizon() -> str:
     from medinfer.train.datasets import glucose
 
@@ -69,6 +75,7 @@ def values(domain: dict[str, Any] | None) -> dict[str, Callable[[], str]]:
         "const.domain.latency_goal": lambda: percent(LATENCY_GOAL),
         "const.serve.inline_below": lambda: f"{_serve('inline_below_ms'):g} ms",
         "const.serve.request_timeout": lambda: f"{_serve('request_timeout'):g} s",
+        "const.serve.reserve_timeout": _reserve_timeout,
         "const.glucose.horizon": _horizon,
         "const.cnn.sensitivity": _sensitivity,
     }

@@ -10,11 +10,12 @@ description, so a test can compare it with the session medinfer itself creates.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 from typing import Any
+
+from medinfer.integrity import sha256_file
 
 HERE = Path(__file__).parent
 MODEL = HERE / "triton_bare_model.py"
@@ -43,7 +44,7 @@ def graph_of(bundle: Path, manifest: Any) -> Path:
 
     name = manifest.variants["default"].file
     path = bundle / name
-    if hashlib.sha256(path.read_bytes()).hexdigest() != manifest.files[name].sha256:
+    if sha256_file(path) != manifest.files[name].sha256:
         raise IntegrityError(f"{path} does not match its manifest's sha256: not the graph medinfer would run")
     return path
 
@@ -60,7 +61,7 @@ def repository(bundle: Path, out: Path, threads: int) -> Path:
     spec = bare_options(manifest, threads)
     text = config_pbtxt(manifest, TritonOptions(backend="python", warmup=False),
                         model_sha256=manifest.files[manifest.variants["default"].file].sha256,
-                        manifest_sha256=hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest())
+                        manifest_sha256=sha256_file(bundle / "manifest.json"))
     value = json.dumps(spec, sort_keys=True).replace("\\", "\\\\").replace('"', '\\"')
     text += f'parameters {{ key: "session_options" value: {{ string_value: "{value}" }} }}\n'
     text += "# a bare onnxruntime session (benchmarks/triton_bare_model.py), not medinfer\n"

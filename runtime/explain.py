@@ -22,6 +22,7 @@ from .errors import BundleError, IntegrityError, SelfTestError, UnknownNameError
 from .explain_spec import GRAPH_METHODS, ExplanationEntry
 from .manifest import Manifest, TensorSpec
 from .prediction import Prediction
+from .samples import select_pairs
 
 if TYPE_CHECKING:
     from .model import Model
@@ -350,8 +351,8 @@ def _graph_runner(model: Model, entry: ExplanationEntry, data: dict[str, np.ndar
                  for i in range(0, max(n, 1), chunk)]
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
-    golden_in = {k[3:]: v for k, v in data.items() if k.startswith("in.")}
-    expected = data.get(f"out.{entry.output}")
+    golden_in, golden_out = select_pairs(data)
+    expected = golden_out.get(entry.output)
     if golden_in and expected is not None:
         got = run(golden_in)
         if got.shape != expected.shape or not np.allclose(got, expected, atol=entry.atol, rtol=0.0):

@@ -54,6 +54,16 @@ def npz_bytes(arrays: Mapping[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+def select_pairs(arrays: Mapping[str, Any], variant: str = DEFAULT) -> Pair:
+    """``(inputs, outputs)`` among the entries of a samples file already read: ``variant``'s own inputs and outputs
+    (``in@<variant>.`` / ``out@<variant>.``) when it holds them, else the fp32 graph's (``in.`` / ``out.``)."""
+    own_out, own_in = _prefix(OUTPUT, variant), _prefix(INPUT, variant)
+    start = own_in if any(k.startswith(own_in) for k in arrays) else _prefix(INPUT, DEFAULT)
+    prefix = own_out if any(k.startswith(own_out) for k in arrays) else _prefix(OUTPUT, DEFAULT)
+    return ({k[len(start):]: v for k, v in arrays.items() if k.startswith(start)},
+            {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+
+
 def read_pairs(data: bytes, variant: str, what: str, input_names: Sequence[str], kind: str = "golden") -> Pair:
     """``(inputs, expected outputs)`` from the bytes of a samples ``.npz``: the variant's own inputs and outputs
     (``in@<variant>.`` / ``out@<variant>.``) when the file holds them, else the fp32 graph's.
@@ -61,13 +71,9 @@ def read_pairs(data: bytes, variant: str, what: str, input_names: Sequence[str],
     Raises:
         BundleError: not a readable npz (no pickles are ever loaded), or an input or the outputs are missing.
     """
-    own, own_in = _prefix(OUTPUT, variant), _prefix(INPUT, variant)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            start = own_in if any(k.startswith(own_in) for k in npz.files) else _prefix(INPUT, DEFAULT)
-            inputs = {k[len(start):]: npz[k] for k in npz.files if k.startswith(start)}
-            prefix = own if any(k.startswith(own) for k in npz.files) else _prefix(OUTPUT, DEFAULT)
-            outputs = {k[len(prefix):]: npz[k] for k in npz.files if k.startswith(prefix)}
+            inputs, outputs = select_pairs({k: npz[k] for k in npz.files}, variant)
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise BundleError(f"{what} is not a readable {kind} file ({type(exc).__name__}: {exc}); "
                           "re-export the bundle") from None

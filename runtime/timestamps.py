@@ -11,6 +11,7 @@ import calendar
 import os
 import re
 import time
+from typing import Any
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S"
 _PARSE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]00:?00)?$")
@@ -44,6 +45,29 @@ def parse_utc(text: str) -> float:
         raise ValueError(f"{text!r} is not an ISO 8601 UTC time such as 2026-12-05T10:00:00Z")
     whole = calendar.timegm(time.strptime(match.group(1), _FORMAT))
     return whole + (float(match.group(2)) if match.group(2) else 0.0)
+
+
+def parse_time(text: str) -> float:
+    """Seconds since the epoch of an ISO 8601 time with an explicit zone (``Z`` or any offset, e.g. a token's
+    expiry a person typed as ``2027-01-31T00:00:00+01:00``).
+
+    Raises:
+        ValueError: not an ISO 8601 time, or one without a zone.
+    """
+    from datetime import datetime
+
+    when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone (e.g. 2027-01-31T00:00:00Z)")
+    return when.timestamp()
+
+
+def utc_datetime(seconds: float | None = None) -> Any:
+    """``seconds`` since the epoch (default: now) as a timezone-aware ``datetime`` in UTC, whole seconds: for the
+    libraries whose API takes one (python-tuf's metadata expiry, X.509 validity)."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(int(time.time() if seconds is None else seconds), timezone.utc)
 
 
 class UtcClock:

@@ -15,16 +15,17 @@ import sys
 import tempfile
 
 TRAIN = """
-import hashlib, json, sys
+import json, sys
 import numpy as np
 from pathlib import Path
+from medinfer.integrity import sha256_bytes
 from medinfer.train import artifact, registry
 spec = registry.get("lung_nodule_cnn")
 artifact.train("lung_nodule_cnn", Path(sys.argv[1]), sample=spec.test_sample, **spec.test_options)
 import keras
 model = keras.models.load_model(Path(sys.argv[1]) / "lung_nodule_cnn" / "model.keras")
 np.savez(Path(sys.argv[1]) / "weights.npz", *model.get_weights())
-digest = hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
+digest = sha256_bytes(b"".join(w.tobytes() for w in model.get_weights()))
 print(json.dumps({"weights_sha256": digest}))
 """
 

@@ -33,7 +33,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +115,7 @@ def sample_bundle(commit: str, clean: bool) -> None:
     """The sample bundle, built with the tests' recipe, and its provenance (the commit and whether the tree was
     clean when the script started)."""
     from medinfer.export.bundle import export
+    from medinfer.timestamps import utc_text
     from medinfer.train import artifact, registry
 
     spec = registry.get(SAMPLE_MODEL)
@@ -133,7 +133,7 @@ def sample_bundle(commit: str, clean: bool) -> None:
                    "spec.test_options)",
         "command": ".venv/bin/python scripts/make_examples.py",
         "commit": commit, "tree_clean": clean,
-        "made": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "made": utc_text(),
         "python": platform.python_version(), "cpu": cpu().get("model"),
         "note": "Not a published model: a sample for the first screen of README.md. Rebuilt on another machine, "
                 "its files differ in recorded floats and times; its predictions agree within the spec's tolerance "

@@ -21,6 +21,7 @@ from medinfer.errors import ParityError, UnknownNameError
 from medinfer.explain import Explainer, Subject
 from medinfer.explain_spec import ExplanationEntry
 from medinfer.fidelity import measure
+from medinfer.samples import pair_arrays
 
 from ...train.spec import Dataset, ModelSpec, Progress, quiet
 from ..samples import sample_indices
@@ -81,8 +82,7 @@ def build_explanation(spec: ModelSpec, model: Any, dataset: Dataset, onx: Any, m
     arrays = dict(built.arrays)
     if built.graph is not None:
         golden = np.asarray(dataset.X_test if golden_x is None else golden_x)[:GOLDEN_ROWS]
-        arrays[f"in.{input_name}"] = golden
-        arrays[f"out.{built.entry.output}"] = ctx.run(built.session, golden)
+        arrays.update(pair_arrays({input_name: golden}, {built.entry.output: ctx.run(built.session, golden)}))
     graph_run = (lambda feeds: ctx.run(built.session, feeds[input_name])) if built.graph is not None else None
     explainer = Explainer(subject, built.entry, arrays,
                           lambda feeds: ctx.model_session.run([spec.score_output], feeds)[0], graph_run)

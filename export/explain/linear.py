@@ -50,9 +50,8 @@ def _weights(ctx: Context, head: Any, clf: Any, kind: str) -> tuple[np.ndarray, 
     coef, intercept = np.asarray(clf.coef_, np.float64), np.asarray(clf.intercept_, np.float64)
     if kind == "linear_input":
         coef = coef @ np.asarray(head[0].components_, np.float64)
-    labels = list(ctx.spec.labels or ())
     if coef.shape[0] == 1:  # binary: coef_ scores classes_[1]
-        sign = 1.0 if labels.index(ctx.spec.positive_label) == 1 else -1.0
+        sign = 1.0 if ctx.spec.positive == 1 else -1.0
         return sign * coef, sign * intercept, sign
     return coef, intercept, 1.0
 

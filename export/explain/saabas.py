@@ -100,8 +100,7 @@ def build(ctx: Context) -> Built:
     if not hasattr(forest, "estimators_") or not hasattr(forest, "classes_"):
         raise TypeError(f"{ctx.spec.name}: method 'saabas' explains a fitted scikit-learn forest classifier, got "
                         f"{type(forest).__name__}")
-    labels = list(ctx.spec.labels or ())
-    column = list(forest.classes_).index(labels.index(ctx.spec.positive_label))
+    column = list(forest.classes_).index(ctx.spec.positive)
     onx, bias = _graph(ctx, forest, column)
     data = graphs.finish(onx, ctx.spec.name, ctx.metadata, "Saabas path contributions of the forest's trees")
     session = ctx.session(data)

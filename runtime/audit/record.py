@@ -207,8 +207,8 @@ def summary(pred: Prediction, limit: int = SUMMARY_LIMIT, explained: int = 0) ->
         out["domain_scores"] = _rounded(domain, n, limit)
         out["out_of_domain"] = n - int(np.count_nonzero(pred.in_domain))  # type: ignore[arg-type]
     out["scores"] = _rounded(scores, n, limit)
-    explanation = pred.explanation
-    if explained and explanation is not None:
+    explanation = pred.explanation if explained else None
+    if explanation is not None:
         out["explanation"] = {"method": explanation.method, "top": [
             [[name, round(value, 5)] for name, value in explanation.top(i, explained)] for i in range(min(n, limit))]}
     return out

@@ -55,13 +55,12 @@ def predict_dicom(model: Model, args: argparse.Namespace) -> int:
             written += [f"DICOM {KINDS[kind]} written to {path}" for kind, path in outputs.files.items()]
             written += [f"DICOM {KINDS[kind]} NOT written: {why}" for kind, why in outputs.skipped.items()]
         if args.fhir_out:
-            import hashlib
 
+            from ..integrity import sha256_file
             from ..tools.fhir import slice_bundle
 
             write_fhir(args, slice_bundle(model, result, subject=args.fhir_subject, basis=args.fhir_basis,
-                                           sr_uid=sr_uid, input_sha256=hashlib.sha256(
-                                               Path(args.input).read_bytes()).hexdigest()))
+                                           sr_uid=sr_uid, input_sha256=sha256_file(Path(args.input))))
             result.extra["fhir_out"] = args.fhir_out
             written.append(f"FHIR R4 transaction Bundle written to {args.fhir_out}")
     finally:

@@ -81,6 +81,7 @@ def cmd_serve_token(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..fleet.auth import parse_token_file
     from ..fleet.tokens import add_token, parse_expiry, revoke_token
+    from ..timestamps import utc_text
 
     if args.action in ("add", "revoke") and not args.name:
         raise UsageError(f"medinfer serve-token {args.action} needs --name")
@@ -96,7 +97,7 @@ def cmd_serve_token(args: argparse.Namespace) -> int:
         with open(args.token_file, encoding="utf-8") as f:
             entries = parse_token_file(f.read(), args.token_file)
         for entry in entries.values():
-            expiry = f"expires {entry.expires:%Y-%m-%dT%H:%M:%SZ}" if entry.expires else "no expiry"
+            expiry = f"expires {utc_text(entry.expires)}" if entry.expires is not None else "no expiry"
             print(f"{entry.name}\t{','.join(sorted(entry.scopes))}\t{expiry}{' (EXPIRED)' if entry.expired() else ''}")
     return 0
 

@@ -32,12 +32,12 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..errors import AuthError, Forbidden, MedinferError, Unauthenticated, UsageError, http_status
 from ..integrity import sha256_bytes
+from ..timestamps import parse_time, utc_text
 
 log = logging.getLogger(__name__)
 
@@ -61,22 +61,25 @@ class TokenEntry:
     name: str
     digest: str
     scopes: frozenset[str]
-    expires: datetime | None = None
+    expires: float | None = None  # seconds since the epoch
 
-    def expired(self, now: datetime | None = None) -> bool:
-        return self.expires is not None and (now or datetime.now(timezone.utc)) >= self.expires
+    def expired(self, now: float | None = None) -> bool:
+        return self.expires is not None and (time.time() if now is None else now) >= self.expires
 
 
-def parse_time(value: Any, where: str) -> datetime | None:
+def expiry_of(value: Any, where: str) -> float | None:
+    """A token's expiry (ISO 8601 with a zone) in seconds since the epoch; None for no expiry.
+
+    Raises:
+        UsageError: not such a time.
+    """
     if value is None:
         return None
     try:
-        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{where}: expires {value!r} is not an ISO 8601 time") from None
-    if when.tzinfo is None:
-        raise UsageError(f"{where}: expires {value!r} needs a time zone (e.g. 2027-01-31T00:00:00Z)")
-    return when
+        return parse_time(str(value))
+    except ValueError as exc:
+        raise UsageError(f"{where}: expires {value!r}: {exc} (an ISO 8601 time with a zone, e.g. "
+                         "2027-01-31T00:00:00Z)") from None
 
 
 def parse_token_file(text: str, where: str) -> dict[str, TokenEntry]:
@@ -104,7 +107,7 @@ def parse_token_file(text: str, where: str) -> dict[str, TokenEntry]:
         if item["sha256"] in entries:
             raise UsageError(f"{at} ('{item['name']}') repeats the token of '{entries[item['sha256']].name}'")
         entries[item["sha256"]] = TokenEntry(item["name"], item["sha256"], frozenset(scopes),
-                                             parse_time(item.get("expires"), at))
+                                             expiry_of(item.get("expires"), at))
     return entries
 
 
@@ -280,7 +283,7 @@ class Authorizer:
                 raise Unauthenticated("unknown token")
             identity.token = entry.name
             if entry.expired():
-                raise Unauthenticated(f"token '{entry.name}' expired at {entry.expires:%Y-%m-%dT%H:%M:%SZ}")
+                raise Unauthenticated(f"token '{entry.name}' expired at {utc_text(entry.expires)}")
             scopes |= entry.scopes
         if group in policy.cert_required and not cert:
             raise (Forbidden if token is not None else Unauthenticated)(

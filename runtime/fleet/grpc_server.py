@@ -30,11 +30,11 @@ from ..errors import (
     AuthError,
     InputTypeError,
     MedinferError,
-    MissingExtraError,
     NotReady,
     RequestError,
     grpc_status,
 )
+from ..extras import optional_import
 from .infer import Call, predict_request
 from .protocol import NUMPY, InferRequest, from_binary, tensor_head, to_binary
 
@@ -53,12 +53,11 @@ GROUP_OF = {"ServerLive": "health", "ServerReady": "health", "ModelReady": "meta
 
 
 def _modules() -> tuple[Any, Any, Any, Any]:
-    try:
-        import grpc
-        from google.protobuf import json_format
-        from tritonclient.grpc import service_pb2, service_pb2_grpc
-    except ImportError as exc:
-        raise MissingExtraError("medinfer serve --grpc-port", "serve", getattr(exc, "name", None)) from None
+    feature = "medinfer serve --grpc-port"
+    grpc = optional_import("grpc", "serve", feature)
+    json_format = optional_import("google.protobuf.json_format", "serve", feature)
+    service_pb2 = optional_import("tritonclient.grpc.service_pb2", "serve", feature)
+    service_pb2_grpc = optional_import("tritonclient.grpc.service_pb2_grpc", "serve", feature)
     return grpc, service_pb2, service_pb2_grpc, json_format
 
 

@@ -6,27 +6,28 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .auth import SCOPES, TOKEN_PREFIX, parse_time, parse_token_file, token_digest
+from ..timestamps import utc_text
+from .auth import SCOPES, TOKEN_PREFIX, expiry_of, parse_token_file, token_digest
 
 
-def parse_expiry(value: str | None, now: datetime | None = None) -> datetime | None:
-    """``30d``, ``12h``, ``90m`` from now, or an ISO 8601 time with a zone; None for no expiry."""
+def parse_expiry(value: str | None, now: float | None = None) -> float | None:
+    """``30d``, ``12h``, ``90m`` from now, or an ISO 8601 time with a zone, as seconds since the epoch; None for no
+    expiry."""
     if value is None or value == "never":
         return None
-    now = now or datetime.now(timezone.utc)
-    units = {"d": "days", "h": "hours", "m": "minutes"}
+    units = {"d": 86400, "h": 3600, "m": 60}
     if value[-1:] in units and value[:-1].isdigit():
-        return now + timedelta(**{units[value[-1]]: int(value[:-1])})
-    return parse_time(value, "--expires")
+        return (time.time() if now is None else now) + units[value[-1]] * int(value[:-1])
+    return expiry_of(value, "--expires")
 
 
-def add_token(path: str | Path, name: str, scopes: Iterable[str], expires: datetime | None = None) -> str:
+def add_token(path: str | Path, name: str, scopes: Iterable[str], expires: float | None = None) -> str:
     """Make a new token, append its digest to the token file (created 0600), and return the token (shown once).
 
     Raises:
@@ -47,9 +48,8 @@ def add_token(path: str | Path, name: str, scopes: Iterable[str], expires: datet
         raise UsageError(f"{path} already has a token named '{name}'; revoke it first or choose another name")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     doc["tokens"].append({"name": name, "sha256": token_digest(token), "scopes": scopes,
-                          "expires": expires.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-                          if expires else None,
-                          "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+                          "expires": utc_text(expires) if expires is not None else None,
+                          "created": utc_text()})
     _write(path, doc)
     return token
 

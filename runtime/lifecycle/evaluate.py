@@ -9,6 +9,7 @@ from typing import Any
 import medinfer
 import numpy as np
 from medinfer.change import METRIC_RULES, MetricCriterion, Pccp
+from medinfer.decision import positive_index
 from medinfer.errors import MedinferError
 
 from .diff import Finding
@@ -44,11 +45,11 @@ def run(model: medinfer.Model, inputs: dict[str, np.ndarray]) -> Outputs:
     for start in range(0, n, CHUNK):
         part = {k: v[start:start + CHUNK] for k, v in inputs.items()}
         try:
-            rows += _rows(model.predict(_x(part)))
+            rows += _rows(model.predict(part))
         except MedinferError:
             for i in range(len(next(iter(part.values())))):
                 try:
-                    rows += _rows(model.predict(_x({k: v[i:i + 1] for k, v in part.items()})))
+                    rows += _rows(model.predict({k: v[i:i + 1] for k, v in part.items()}))
                 except MedinferError:
                     rows.append(None)
     answered = np.array([r is not None for r in rows])
@@ -60,10 +61,6 @@ def run(model: medinfer.Model, inputs: dict[str, np.ndarray]) -> Outputs:
     in_domain = np.array([bool(r[2]) if r is not None else False for r in rows]) if guarded else None
     dscores = np.array([float(r[3]) if r is not None else np.nan for r in rows]) if guarded else None
     return Outputs(scores, labels, in_domain, dscores, answered)
-
-
-def _x(part: dict[str, np.ndarray]) -> Any:
-    return part if len(part) > 1 else next(iter(part.values()))
 
 
 def _rows(pred: medinfer.Prediction) -> list[tuple[np.ndarray, Any, Any, Any]]:
@@ -162,9 +159,7 @@ def _truth(model: medinfer.Model, y: np.ndarray) -> np.ndarray:
         return y.astype(np.float64)
     idx = label_indices(y, m.labels or ())
     if m.task == "binary_classification":
-        positive = (m.labels or ()).index(m.decision.positive_label) if m.decision.positive_label in (m.labels or ()) \
-            else len(m.labels or ()) - 1
-        return (idx == positive).astype(np.int64)
+        return (idx == positive_index(m.labels, m.decision.positive_label)).astype(np.int64)
     return idx
 
 

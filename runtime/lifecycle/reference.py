@@ -18,6 +18,7 @@ from typing import Any
 
 import medinfer
 import numpy as np
+from medinfer import samples
 from medinfer.errors import UsageError
 
 MAX_REFERENCE_BYTES = 2 << 30
@@ -56,12 +57,13 @@ def read_reference(path: str | Path, model: medinfer.Model) -> Reference:
         raise UsageError(f"--reference {path} is not a readable .npz without pickled objects ({exc})") from None
     inputs: dict[str, np.ndarray] = {}
     for name in model.input_names:
-        for key in (f"in.{name}", name, *(("x",) if len(model.input_names) == 1 else ())):
-            if key in arrays:
-                inputs[name] = arrays[key]
+        keys = (samples.key(samples.INPUT, name), name, *(("x",) if len(model.input_names) == 1 else ()))
+        for k in keys:
+            if k in arrays:
+                inputs[name] = arrays[k]
                 break
         else:
-            raise UsageError(f"--reference {path} holds no input {name!r} (keys 'in.{name}', '{name}' or 'x'; "
+            raise UsageError(f"--reference {path} holds no input {name!r} (keys {', '.join(map(repr, keys))}; "
                              f"found {', '.join(sorted(arrays)) or 'none'})")
     ref = Reference(inputs, arrays.get("y"), arrays.get("group"), str(path))
     for what, arr in (("y", ref.y), ("group", ref.group), *inputs.items()):
@@ -100,7 +102,8 @@ def label_indices(y: np.ndarray, labels: tuple[str, ...]) -> np.ndarray:
     """
     if y.dtype.kind in "iu":
         if y.size and (y.min() < 0 or y.max() >= len(labels)):
-            raise UsageError(f"reference labels must be indices 0..{len(labels) - 1}, got {y.min()}..{y.max()}")
+            raise UsageError(f"reference labels must be indices of the {len(labels)} labels (from 0), got "
+                             f"{y.min()}..{y.max()}")
         return y.astype(np.int64)
     names = [str(v) for v in y.tolist()]
     unknown = sorted(set(names) - set(labels))

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import medinfer
-from medinfer.errors import MedinferError, MissingExtraError
+from medinfer.errors import MedinferError
+from medinfer.extras import optional_import
 from medinfer.integrity import sha256_file
 
 NATIVE = re.compile(r"\.(so(\.\d+)*|dylib|dll|pyd)$")
@@ -32,10 +33,7 @@ _CANON = re.compile(r"[-_.]+")
 
 
 def cdx() -> Any:
-    try:
-        import cyclonedx.model.bom  # noqa: F401
-    except ImportError as exc:
-        raise MissingExtraError("medinfer sbom", "lifecycle", getattr(exc, "name", "cyclonedx")) from None
+    optional_import("cyclonedx.model.bom", "lifecycle", "medinfer sbom")
     from cyclonedx import model
     from cyclonedx.model import bom, component
 

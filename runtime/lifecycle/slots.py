@@ -32,7 +32,6 @@ import logging
 import os
 import re
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ import medinfer
 from medinfer.errors import MedinferError, UpdateRefused, UsageError
 from medinfer.integrity import sha256_bytes
 from medinfer.manifest import decode_manifest, read_manifest_bytes
+from medinfer.timestamps import utc_text
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +363,7 @@ def _roll_back(slot_dir: Path, active: ActiveBundle | None, failed: str) -> None
 
 
 def _history(slot_dir: Path, state: dict[str, Any], event: str, key: BundleKey, detail: str) -> None:
-    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event, "bundle": asdict(key),
+    entry = {"time": utc_text(), "event": event, "bundle": asdict(key),
              "detail": detail[:500]}
     state["history"] = (state.get("history") or [])[-99:] + [entry]
     _write_atomic(slot_dir / STATE, (json.dumps(state, indent=2, sort_keys=True) + "\n").encode())

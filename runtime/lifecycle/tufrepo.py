@@ -19,11 +19,13 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-from datetime import datetime, timedelta, timezone
+import time
 from pathlib import Path
 from typing import Any
 
-from medinfer.errors import MissingExtraError, UsageError
+from medinfer.errors import UsageError
+from medinfer.extras import optional_import
+from medinfer.timestamps import utc_datetime, utc_text
 
 from .slots import bundle_key
 
@@ -34,16 +36,12 @@ TARGET_NAME = "bundle.tar"
 
 def tuf_metadata() -> Any:
     """python-tuf's metadata API, or MissingExtraError naming the [lifecycle] extra."""
-    try:
-        from tuf.api import metadata
-    except ImportError as exc:
-        raise MissingExtraError("TUF repositories and updates", "lifecycle", getattr(exc, "name", "tuf")) from None
-    return metadata
+    return optional_import("tuf.api.metadata", "lifecycle", "TUF repositories and updates")
 
 
-def _expiry(role: str, days: float | None) -> datetime:
-    return (datetime.now(timezone.utc) + timedelta(days=EXPIRY_DAYS[role] if days is None else days)).replace(
-        microsecond=0)
+def _expiry(role: str, days: float | None) -> Any:
+    """The role's expiry as the datetime python-tuf takes: now + its days, whole seconds."""
+    return utc_datetime(time.time() + 86400 * (EXPIRY_DAYS[role] if days is None else days))
 
 
 def _private(keys: Path, role: str) -> Any:
@@ -206,5 +204,5 @@ def refresh_timestamp(repo: str | Path, keys: str | Path, *, expires_days: float
     new = m.Timestamp(version=timestamp.signed.version + 1, expires=_expiry("timestamp", expires_days),
                       snapshot_meta=m.MetaFile(version=snapshot.signed.version))
     _write(m.Metadata(new), repo / "metadata" / "timestamp.json", keys)
-    return {"message": f"timestamp version {new.version}, expires {new.expires.isoformat()}",
+    return {"message": f"timestamp version {new.version}, expires {utc_text(new.expires.timestamp())}",
             "version": new.version}

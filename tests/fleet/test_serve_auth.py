@@ -12,7 +12,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import medinfer
@@ -49,7 +48,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory):
     minted = {scope: add_token(tokens, scope, [scope]) for scope in ("infer", "metadata", "metrics", "admin")}
     minted["all"] = add_token(tokens, "all", ["infer", "metadata", "metrics", "admin"])
     minted["expired"] = add_token(tokens, "expired", ["infer", "metadata"],
-                                  datetime.now(timezone.utc) - timedelta(minutes=1))
+                                  time.time() - 60)
     minted["revoked"] = add_token(tokens, "revoked", ["infer"])
     log = root / "server.log"
     with serving([bundle], "--token-file", str(tokens), "--audit", str(root / "audit.jsonl"), "--access-log",

@@ -13,6 +13,7 @@ import numpy as np
 from medinfer.change import Lineage, Pccp
 from medinfer.integrity import contract_digest
 from medinfer.manifest import Decision, Domain, Metric, Metrics, TensorSpec
+from medinfer.samples import INPUT, key
 from medinfer.schema import to_json
 
 from . import tiny
@@ -29,7 +30,7 @@ def reference_set(n: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
     logit = x @ TRUE_W + rng.normal(0, 2.0, n)
     y = np.where(logit > 0, "positive", "negative")
     group = np.where(x[:, 0] > 1.0, "high", "rest")
-    return {"in.x": x, "y": y, "group": group}
+    return {key(INPUT, "x"): x, "y": y, "group": group}
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

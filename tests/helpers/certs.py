@@ -8,6 +8,8 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
+from medinfer.timestamps import utc_datetime
+
 
 def _key() -> Any:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,7 +30,7 @@ def _cert(subject: str, key: Any, issuer: str, issuer_key: Any, *, ca: bool = Fa
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = utc_datetime()
     builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(now + dt.timedelta(days=days[0])).not_valid_after(now + dt.timedelta(days=days[1]))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from medinfer.explain_spec import ExplanationEntry
 from medinfer.integrity import contract_digest
+from medinfer.samples import pair_arrays
 
 from . import tiny
 
@@ -60,7 +61,7 @@ def linear(folder: Path, *, golden_weights: np.ndarray = LOGIT_W, graph: bytes |
            **entry: Any) -> Path:
     """tiny_logistic with a ``linear`` explanation (``golden_weights``: what the golden output was computed with)."""
     golden_out = (tiny.GOLDEN_X[:2] * golden_weights).astype(np.float32)
-    data = _npz({"in.x": tiny.GOLDEN_X[:2], "out.attributions": golden_out,
+    data = _npz({**pair_arrays({"x": tiny.GOLDEN_X[:2]}, {"attributions": golden_out}),
                  "baseline": np.zeros(3, np.float32)})
     explanation = ExplanationEntry(**{
         "method": "linear", "explains": "log-odds of 'positive'", "units": "log-odds", "file": "explain.onnx",

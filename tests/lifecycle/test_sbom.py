@@ -97,7 +97,7 @@ def test_sbom_command_writes_the_documents_and_the_soup_register(bundle: Path, t
     assert required is not None
     ort = rows["onnxruntime"]["requirement"]
     assert ort.startswith(f"onnxruntime >= {required.onnxruntime}: runs tiny_logistic") and "MatMul" in ort
-    assert "base install" in rows["onnxruntime"]["why"] and "| onnxruntime |" in (out / "soup.md").read_text()
+    assert "medinfer [cpu]" in rows["onnxruntime"]["why"] and "| onnxruntime |" in (out / "soup.md").read_text()
 
 
 def test_sbom_of_a_tampered_bundle_is_refused(bundle: Path, tmp_path: Path) -> None:
