@@ -37,9 +37,12 @@ Modes and what they detect (SECURITY.md has the table):
 from __future__ import annotations
 
 from ..errors import AuditError
+from .export import export_log
 from .record import GENESIS, HEAD_SUFFIX, KEYED, Chain, canonical, chain_hash, input_digest, read_key, summary
+from .rotation import RETAIN_MIN_DAYS
 from .verify import AuditReport, verify_log
 from .writer import AuditBinding, AuditLog
 
-__all__ = ["GENESIS", "HEAD_SUFFIX", "KEYED", "AuditBinding", "AuditError", "AuditLog", "AuditReport", "Chain",
-           "canonical", "chain_hash", "input_digest", "read_key", "summary", "verify_log"]
+__all__ = ["GENESIS", "HEAD_SUFFIX", "KEYED", "RETAIN_MIN_DAYS", "AuditBinding", "AuditError", "AuditLog",
+           "AuditReport", "Chain", "canonical", "chain_hash", "export_log", "input_digest", "read_key", "summary",
+           "verify_log"]

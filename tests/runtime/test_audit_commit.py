@@ -153,7 +153,10 @@ def test_a_failed_group_fsync_stops_the_trail_until_it_works_again(tmp_path: Pat
     assert log.probe() and log.healthy
     log.event("four")
     log.close()
-    assert verify_log(path).ok and verify_log(path).records == 4  # one, two, audit_recovered, four
+    report = verify_log(path)  # one, two, two's answer withheld, audit_recovered, four
+    assert report.ok and report.records == 5 and report.withheld == 1
+    marker = json.loads(path.read_text().splitlines()[2])
+    assert marker["event"] == "answer_withheld" and marker["records"] == [2, 2]
 
 
 def test_group_commit_needs_fsync_and_positive_bounds(tmp_path: Path) -> None:
