@@ -45,6 +45,11 @@ class Cursor:
         self._torn_line = 0
 
     @property
+    def event(self) -> Any:
+        """The ``event`` of the last record accepted (None for an inference record or none yet)."""
+        return self.last.get("event") if self.last is not None else None
+
+    @property
     def pending(self) -> bool:
         """A complete line that is no record waits for the recovery record that seals it."""
         return self._torn is not None

@@ -107,15 +107,40 @@ class Rotation:
     _end: int
     _seq: int
     _file_started: float
+    _stopped: str | None
+    _lock: Any
 
     if TYPE_CHECKING:  # the writer's own steps (medinfer.audit.writer, medinfer.audit.tail)
         def _append(self, build: Any, prefix: bytes = b"") -> str: ...
         def _generic(self, body: dict[str, Any]) -> Any: ...
         def _open_fd(self) -> int: ...
         def _swap_fd(self, new: int) -> None: ...
-        def _advance(self, size: int) -> int: ...
+        def _follow_lines(self, size: int, cursor: Any = None, active: bool = True) -> tuple[int, bool]: ...
         def _stop(self, problem: str) -> AuditError: ...
         def _now(self) -> str: ...
+        def _slow(self, step: Any, *args: Any) -> None: ...
+        def _catch_up(self) -> None: ...
+        def _locked(self, fn: Any, *args: Any) -> Any: ...
+
+    def rotate(self, reason: str = "manual") -> None:
+        """Rotate the active file now (``medinfer audit rotate``), then apply the retention policy if any.
+
+        Raises:
+            AuditError: the log cannot be rotated (or does not verify where this writer continues it).
+        """
+        with self._lock:
+            if self._fd < 0 or self._stopped is not None:
+                raise AuditError(f"audit trail {self.path} is closed or stopped: it cannot be rotated")
+            self._locked(self._rotate_now, reason)
+
+    @property
+    def files(self) -> list[Path]:
+        """The files of this log in chain order: the rotated ones, then the active file."""
+        return [p for _, p in rotated_files(self.path)] + [self.path]
+
+    def _rotate_now(self, reason: str) -> None:
+        self._slow(self._catch_up)
+        self._slow(self._rotate, reason)
 
     def _rotate(self, reason: str) -> None:
         """Close the active file with a record, rename it into the set, and open the next file with the record
@@ -125,7 +150,9 @@ class Rotation:
             os.fsync(self._fd)  # the file's sha256 goes into the chain: pin what is on the disk
         except OSError as exc:
             raise AuditError(f"audit trail {self.path} cannot be rotated (fsync: {exc.strerror or exc})") from None
-        self._open_next(self._rename_closed())
+        _, closed = self._open_next(self._rename_closed())
+        while closed:
+            _, closed = self._next_file()
         if self.retain_days is not None:
             self._retain()
 
@@ -152,30 +179,35 @@ class Rotation:
             os.unlink(self.path)
         return {"file": target.name, "sha256": fd_digest(fd, size), "bytes": size}
 
-    def _open_next(self, previous: dict[str, Any]) -> None:
-        """Open the next active file (flock'd) and write its first record, unless another writer did."""
-        new = self._open_fd()
-        self._swap_fd(new)
-        size = os.fstat(new).st_size
-        if size:
-            self._advance(size)  # another process opened it first: its first record must chain onto ours
-        else:
-            self._append(self._generic({"event": OPENED, "previous": previous, "time": self._now()}))
+    def _open_next(self, previous: dict[str, Any]) -> tuple[int, bool]:
+        """Open the active file that follows (flock'd) and write its first record, unless another writer did
+        (then follow its lines). Returns what :meth:`_follow_lines` does."""
+        self._swap_fd(self._open_fd())
+        size = os.fstat(self._fd).st_size
+        if size:  # another process opened it first: its first record must chain onto ours
+            self._file_started = started_at(self._fd)
+            return self._follow_lines(size)
+        found = self._seq
+        self._append(self._generic({"event": OPENED, "previous": previous, "time": self._now()}))
         self._file_started = time.time()
+        return found, False
 
-    def _follow_closed(self) -> None:
-        """The active file ends with its closing record (written by another process, or by one that crashed
-        before renaming it): finish the rotation if needed and continue in the next file."""
-        fd = self._fd
+    def _next_file(self) -> tuple[int, bool]:
+        """The current file ends with its closing record: go on in the file after it. That is the active file
+        renamed now (a rotation cut short by a crash), a newer rotated file (this writer is several rotations
+        behind), or the active file."""
+        old = self._fd
         try:
-            here = os.stat(self.path)
+            here: os.stat_result | None = os.stat(self.path)
         except FileNotFoundError:
             here = None
-        if here is not None and os.path.samestat(here, os.fstat(fd)):
-            previous = self._rename_closed()
-        else:
-            previous = self._previous_of(fd)
-        self._open_next(previous)
+        if here is not None and os.path.samestat(here, os.fstat(old)):
+            return self._open_next(self._rename_closed())
+        following = rotated_name(self.path, self._seq + 1)
+        if os.path.exists(following):
+            self._swap_fd(os.open(following, os.O_RDONLY))
+            return self._follow_lines(os.fstat(self._fd).st_size, active=False)
+        return self._open_next(self._previous_of(old))
 
     def _previous_of(self, fd: int) -> dict[str, Any]:
         info = os.fstat(fd)
@@ -253,7 +285,7 @@ def check_closed(fd: int, size: int, key: bytes | None, name: str) -> Any:
     if raw is None:
         raise ChainBreak(f"{name} does not end with a complete record", None)
     cursor = resume(key, raw)
-    if (cursor.last or {}).get("event") != CLOSED:
+    if cursor.event != CLOSED:
         raise ChainBreak(f"{name} does not end with its closing record ({CLOSED}): records are missing from it",
                          None)
     return cursor

@@ -77,8 +77,7 @@ class FileLines:
                     if len(line) < _BLOCK:
                         self.torn = line  # the end of the file
                         break
-                    line = self._read_through(fh, digest)
-                    if line is None:
+                    if self._read_through(fh, digest) is None:
                         break
                     yield TOO_LONG
                     continue

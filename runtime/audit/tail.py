@@ -13,6 +13,8 @@ altered log is never laundered by the next ordinary append.
 from __future__ import annotations
 
 import os
+import stat
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,15 @@ from .anchor import Anchor, Counter, read_head
 from .chain import ChainBreak, Cursor, resume
 from .record import CLOSED, GENESIS, MAX_LINE, OPENED, RECOVERED, fd_digest, parse_record, torn_digest
 from .rotation import check_closed, line_ending_at, rotated_files, started_at
+
+try:  # POSIX advisory locks; elsewhere one writer per file per process is what is guaranteed
+    import fcntl
+
+    FLOCK: Any = fcntl.flock
+    LOCK_EX, LOCK_UN = fcntl.LOCK_EX, fcntl.LOCK_UN
+except ImportError:  # pragma: no cover - Windows
+    FLOCK = None
+    LOCK_EX = LOCK_UN = 0
 
 
 class TailCheck:
@@ -37,6 +48,13 @@ class TailCheck:
     _file_started: float
     _counter: Counter | None
     _withheld: tuple[int, int, str] | None
+    _lock: threading.Lock
+    _wake: threading.Condition
+    _flusher: threading.Thread | None
+    _written: int
+    _synced: int
+    failed: str | None
+    _stopped: str | None
 
     if TYPE_CHECKING:  # the writer's own steps (medinfer.audit.writer, medinfer.audit.rotation)
         def _append(self, build: Any, prefix: bytes = b"") -> str: ...
@@ -44,8 +62,67 @@ class TailCheck:
         def _write(self, data: bytes) -> None: ...
         def _stop(self, problem: str) -> AuditError: ...
         def _now(self) -> str: ...
-        def _follow_closed(self) -> None: ...
+        def _new_ids(self) -> None: ...
+        def _next_file(self) -> tuple[int, bool]: ...
 
+    # -- the file ----------------------------------------------------------------------------------------------
+    def _open_fd(self) -> int:
+        """Open the active file for appending (and reading its tail), flock'd; refuse a FIFO or socket (a write
+        could block for ever)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), 0o640)
+        except OSError as exc:
+            raise AuditError(f"audit trail {self.path} cannot be opened for appending ({exc.strerror or exc})") \
+                from None
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            os.close(fd)
+            raise AuditError(f"audit trail {self.path} is a FIFO or socket: give a regular file")
+        if FLOCK is not None:
+            FLOCK(fd, LOCK_EX)
+        return fd
+
+    def _swap_fd(self, new: int) -> None:
+        """Continue in ``new`` (flock'd), closing the file before it (which releases its flock)."""
+        old, self._fd, self._end = self._fd, new, 0
+        if old >= 0:
+            os.close(old)
+
+    def _release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._counter is not None:
+            self._counter.close()
+
+    # -- fork: see medinfer.audit.forks ---------------------------------------------------------------------------
+    def hold(self) -> None:
+        self._lock.acquire()
+
+    def release_hold(self) -> None:
+        self._lock.release()
+
+    def forked(self) -> None:
+        """In a forked child: fresh locks, ids and no flusher; the file opened again (its own open file
+        description, so that its flock and its parent's exclude each other)."""
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._flusher = None
+        self._synced = self._written  # the parent's unsynced records are the parent's to sync
+        self._new_ids()
+        if self._fd >= 0:
+            try:
+                new = os.open(f"/proc/self/fd/{self._fd}", os.O_RDWR | os.O_APPEND)
+            except OSError:
+                new = -1
+                self.failed = self._stopped = "the log could not be opened again in a forked process"
+            if new >= 0:
+                os.close(self._fd)
+                self._fd = new
+            if self._counter is not None:
+                self._counter.reopen()
+
+    # -- where the chain goes on ------------------------------------------------------------------------------
     def _resume(self) -> None:
         """Find where the chain goes on, checked, and follow every line after it (at open, under both locks)."""
         size = os.fstat(self._fd).st_size
@@ -173,12 +250,21 @@ class TailCheck:
 
     def _advance(self, size: int, cursor: Cursor | None = None) -> int:
         """Follow every line between where this writer left the file and ``size`` (another process's records, a
-        torn line); seal a torn last line; follow the file's closing record into the next file. Returns the
-        sequence number the existing lines reach.
+        torn line), and through the files after it when it ends with its closing record (rotated by another
+        process, maybe several times). Returns the sequence number the existing lines reach.
 
         Raises:
             AuditError: the file is shorter than this writer left it, or a line does not follow (the writer stops).
         """
+        found, closed = self._follow_lines(size, cursor)
+        while closed:
+            found, closed = self._next_file()
+        return found
+
+    def _follow_lines(self, size: int, cursor: Cursor | None = None, active: bool = True) -> tuple[int, bool]:
+        """Follow the lines of the current file from where this writer left it to ``size``; seal a torn last
+        line of the active file. Returns the sequence number they reach and whether the file ends with its
+        closing record."""
         begin = self._end
         if size < begin:
             raise self._stop(f"the log has {size} bytes, fewer than the {begin} this writer left: it was truncated")
@@ -196,6 +282,8 @@ class TailCheck:
                 if len(rest) > MAX_LINE:
                     raise ChainBreak("a line longer than any record", None)
             cursor.finish()
+            if rest and not active:
+                raise ChainBreak("a rotated file ends with a torn line: it was truncated", None)
         except ChainBreak as exc:
             raise self._stop(f"{exc.problem} (counting lines from byte {begin}): this writer never appends after "
                              "a line it could not check") from None
@@ -203,9 +291,7 @@ class TailCheck:
         self._prev, self._seq, self._end = cursor.prev, cursor.seq, offset - len(rest)
         if rest:
             self._seal(rest, cursor)
-        elif (cursor.last or {}).get("event") == CLOSED:
-            self._follow_closed()
-        return found
+        return found, not rest and cursor.event == CLOSED
 
     def _seal(self, rest: bytes, cursor: Cursor) -> None:
         """A last line without its newline: complete it if it is the next record, else seal it (a recovery record

@@ -132,7 +132,7 @@ class _Walk:
                 raise _Broken(f"{name} ends with a torn line although a later file follows it: it was truncated",
                               None, name)
             self.torn = True
-        if not last and (cursor.last or {}).get("event") != CLOSED:
+        if not last and cursor.event != CLOSED:
             raise _Broken(f"{name} does not end with its closing record ({CLOSED}): records are missing from it",
                           None, name)
 

@@ -23,10 +23,8 @@ deadlocks.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import itertools
 import os
-import stat
 import threading
 import time
 import weakref
@@ -35,68 +33,28 @@ from typing import Any, ClassVar
 
 from ..errors import AuditError, UsageError
 from ..timestamps import UtcClock
-from .anchor import Anchor, Counter, counter_path, write_head
+from .anchor import Counter, counter_path
+from .binding import AuditBinding
 from .commit import GroupCommit
+from .forks import WRITERS, register
 from .record import (
     GENESIS,
     KEYED,
     MAX_LINE,
-    WITHHELD,
     Chain,
     canonical,
     input_digest,
-    json_string,
-    number_text,
-    output_text,
     read_key,
 )
-from .rotation import Rotation, check_retention, rotated_files
-from .tail import TailCheck
+from .rotation import Rotation, check_retention
+from .tail import FLOCK, LOCK_EX, LOCK_UN, TailCheck
 
-try:  # POSIX advisory locks; elsewhere one writer per file per process is what is guaranteed
-    import fcntl
-
-    _FLOCK: Any = fcntl.flock
-    _LOCK_EX, _LOCK_UN = fcntl.LOCK_EX, fcntl.LOCK_UN
-except ImportError:  # pragma: no cover - Windows
-    _FLOCK = None
-    _LOCK_EX = _LOCK_UN = 0
+_FLOCK, _LOCK_EX, _LOCK_UN = FLOCK, LOCK_EX, LOCK_UN
 
 __all__ = ["AuditBinding", "AuditLog"]
 
 _SEEK_END = os.SEEK_END
 _NO_ROTATION = float("inf")
-
-
-_WRITERS: weakref.WeakSet[AuditLog] = weakref.WeakSet()
-_HELD: list[AuditLog] = []  # the writers whose locks the forking thread holds
-
-
-def _before_fork() -> None:
-    """Hold every writer's lock across fork(): no thread is then half-way through an append."""
-    AuditLog._SHARED_LOCK.acquire()
-    _HELD[:] = sorted(_WRITERS, key=id)
-    for log in _HELD:
-        log._lock.acquire()
-
-
-def _after_fork_in_parent() -> None:
-    for log in reversed(_HELD):
-        log._lock.release()
-    _HELD.clear()
-    AuditLog._SHARED_LOCK.release()
-
-
-def _after_fork_in_child() -> None:
-    AuditLog._SHARED_LOCK = threading.Lock()
-    _HELD.clear()
-    for log in list(_WRITERS):
-        log._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                        after_in_child=_after_fork_in_child)
 
 
 def _close_at_exit(ref: Any) -> None:
@@ -173,7 +131,7 @@ class AuditLog(GroupCommit, TailCheck, Rotation):
         try:
             self._fd = self._open_fd()
             with self._lock:
-                self._resume()
+                self._slow(self._resume)
                 if self._withheld is not None:
                     self._mark_withheld()
         except BaseException:
@@ -182,7 +140,7 @@ class AuditLog(GroupCommit, TailCheck, Rotation):
         finally:
             if self._fd >= 0 and _FLOCK is not None:
                 _FLOCK(self._fd, _LOCK_UN)
-        _WRITERS.add(self)  # a forked child gets fresh locks and ids for every writer
+        WRITERS.add(self)  # a forked child gets fresh locks and ids for every writer
         if group_ms is not None:
             atexit.register(_close_at_exit, weakref.ref(self))  # the last group is fsynced at a normal exit
 
@@ -226,55 +184,17 @@ class AuditLog(GroupCommit, TailCheck, Rotation):
         self._id_prefix = os.urandom(8).hex()
         self._ids = itertools.count(1)
 
-    # -- the file ----------------------------------------------------------------------------------------------
-    def _open_fd(self) -> int:
-        """Open the active file for appending (and reading its tail), flock'd; refuse a FIFO or socket (a write
-        could block for ever)."""
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), 0o640)
-        except OSError as exc:
-            raise AuditError(f"audit trail {self.path} cannot be opened for appending ({exc.strerror or exc})") \
-                from None
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
-            os.close(fd)
-            raise AuditError(f"audit trail {self.path} is a FIFO or socket: give a regular file")
-        if _FLOCK is not None:
-            _FLOCK(fd, _LOCK_EX)
-        return fd
+    @classmethod
+    def hold_shared(cls) -> None:
+        cls._SHARED_LOCK.acquire()
 
-    def _swap_fd(self, new: int) -> None:
-        """Continue in ``new`` (flock'd), closing the file before it (which releases its flock)."""
-        old, self._fd, self._end = self._fd, new, 0
-        if old >= 0:
-            os.close(old)
+    @classmethod
+    def release_shared(cls) -> None:
+        cls._SHARED_LOCK.release()
 
-    def _release(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        if self._counter is not None:
-            self._counter.close()
-
-    def _forked(self) -> None:
-        """In a forked child: fresh locks, ids and no flusher; the file opened again (its own open file
-        description, so that its flock and its parent's exclude each other)."""
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._flusher = None
-        self._synced = self._written  # the parent's unsynced records are the parent's to sync
-        self._new_ids()
-        if self._fd >= 0:
-            try:
-                new = os.open(f"/proc/self/fd/{self._fd}", os.O_RDWR | os.O_APPEND)
-            except OSError:
-                new = -1
-                self.failed = self._stopped = "the log could not be opened again in a forked process"
-            if new >= 0:
-                os.close(self._fd)
-                self._fd = new
-            if self._counter is not None:
-                self._counter.reopen()
+    @classmethod
+    def renew_shared(cls) -> None:
+        cls._SHARED_LOCK = threading.Lock()
 
     def _stop(self, problem: str) -> AuditError:
         """Stop the writer for good (tampering found): the error to raise."""
@@ -335,52 +255,6 @@ class AuditLog(GroupCommit, TailCheck, Rotation):
         self.failed = None
         return digest
 
-    def _settle(self) -> None:
-        """The record's fsync (one per record), head and counter, in that order; a failure withholds it."""
-        step = "fsync"
-        try:
-            if self.fsync and self.group_ms is None:
-                os.fsync(self._fd)
-            if self.head:
-                step = "head file"
-                write_head(self.path, self.key, Anchor(self._seq, self._prev, self._end, self._counter is not None))
-                if self._counter is not None:
-                    step = "counter"
-                    self._counter.write(self._seq, self._prev)
-        except OSError as exc:
-            self.failed = f"{step}: {exc.strerror or exc}"
-            self._withhold(self._seq, self.failed)
-            raise AuditError(f"audit trail {self.path}: the {step} cannot be written ({exc.strerror or exc}); the "
-                             "record was marked withheld and its result is not returned") from None
-        if self.group_ms is not None:
-            self._group_settle()
-
-    def _group_settle(self) -> None:
-        try:
-            self._group_commit()
-        except AuditError:
-            self._withhold(self._seq, self.failed or "fsync")
-            raise
-
-    def _withhold(self, seq: int, reason: str) -> None:
-        """Mark record ``seq`` as written but not answered (now if the log takes it, else at the next append)."""
-        first = self._withheld[0] if self._withheld is not None else seq
-        self._withheld = (first, seq, reason)
-        with contextlib.suppress(AuditError):  # else written before anything else once the trail works again
-            self._mark_withheld()
-
-    def _mark_withheld(self) -> None:
-        """Write the pending ``answer_withheld`` record (no head or counter of its own: they may be what fails)."""
-        first, last, reason = self._withheld  # type: ignore[misc]
-        build = self._generic({"event": WITHHELD, "records": [first, last], "reason": reason,
-                               "time": self._clock.now()})
-        raw = build(self._seq + 1, self._prev)
-        digest = self._link(self._prev, raw)
-        data = raw[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
-        self._write(data)
-        self._prev, self._seq, self._end = digest, self._seq + 1, self._end + len(data)
-        self._withheld = None
-
     def _append_locked(self, build: Any) -> str:
         with self._lock:
             if self._fd < 0:
@@ -405,6 +279,16 @@ class AuditLog(GroupCommit, TailCheck, Rotation):
                 if _FLOCK is not None and self._fd >= 0:
                     _FLOCK(self._fd, _LOCK_UN)
 
+    def _locked(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` holding the file's exclusive flock (the caller holds ``self._lock``)."""
+        if _FLOCK is not None:
+            _FLOCK(self._fd, _LOCK_EX)
+        try:
+            return fn(*args)
+        finally:
+            if _FLOCK is not None and self._fd >= 0:
+                _FLOCK(self._fd, _LOCK_UN)
+
     def _catch_up(self) -> None:
         size = os.lseek(self._fd, 0, _SEEK_END)
         if size != self._end:
@@ -422,30 +306,6 @@ class AuditLog(GroupCommit, TailCheck, Rotation):
         except Exception as exc:  # noqa: BLE001 - an I/O error or a bug: the caller gets a typed refusal
             self.failed = f"{type(exc).__name__}: {exc}"
             raise AuditError(f"audit trail {self.path} cannot be continued ({self.failed})") from None
-
-    def rotate(self, reason: str = "manual") -> None:
-        """Rotate the active file now (``medinfer audit rotate``), then apply the retention policy if any.
-
-        Raises:
-            AuditError: the log cannot be rotated (or does not verify where this writer continues it).
-        """
-        with self._lock:
-            if self._fd < 0 or self._stopped is not None:
-                raise AuditError(f"audit trail {self.path} is closed or stopped: it cannot be rotated")
-            fd = self._fd
-            if _FLOCK is not None:
-                _FLOCK(fd, _LOCK_EX)
-            try:
-                self._slow(self._catch_up)
-                self._slow(self._rotate, reason)
-            finally:
-                if _FLOCK is not None and self._fd >= 0:
-                    _FLOCK(self._fd, _LOCK_UN)
-
-    @property
-    def files(self) -> list[Path]:
-        """The files of this log in chain order: the rotated ones, then the active file."""
-        return [p for _, p in rotated_files(self.path)] + [self.path]
 
     def record(self, *, model: str, version: str, model_sha256: str, feeds: dict[str, Any] | None,
                status: str, latency_us: float, output: dict[str, Any] | None = None,
@@ -533,34 +393,4 @@ def _differs(log: AuditLog, options: dict[str, Any]) -> bool:
     return any(log.options.get(name) != value for name, value in wanted.items())
 
 
-class AuditBinding:
-    """An :class:`AuditLog` bound to one model (from :meth:`AuditLog.bind`): the model's JSON is encoded once."""
-
-    __slots__ = ("log", "model", "version", "model_sha256", "_middle", "_end")
-
-    def __init__(self, log: AuditLog, model: str, version: str, model_sha256: str) -> None:
-        self.log, self.model, self.version, self.model_sha256 = log, model, version, model_sha256
-        self._middle = f',"model":{json_string(model)},"model_sha256":{json_string(model_sha256)}'
-        self._end = f',"version":{json_string(version)}}}'
-
-    def record(self, feeds: dict[str, Any] | None, status: str, latency_us: float,
-               output: dict[str, Any] | None = None, request_id: str | None = None, reason: str | None = None) -> str:
-        """Append one inference record of the bound model; returns its request id (see :meth:`AuditLog.record`).
-
-        Raises:
-            AuditError: the record could not be written (the caller must not return the result).
-        """
-        log = self.log
-        if feeds is None:
-            return log.record(model=self.model, version=self.version, model_sha256=self.model_sha256, feeds=None,
-                              status=status, latency_us=latency_us, output=output, request_id=request_id,
-                              reason=reason)
-        rid = request_id or f"{log._id_prefix}{next(log._ids):016x}"
-        latency = round(latency_us, 1)
-        # The canonical text in sorted key order, in three parts: "prev" and "seq" are filled in under the lock.
-        log._append_locked((
-            f'{log._chain}"input_sha256":"{input_digest(feeds)}","latency_us":{number_text(latency)}{self._middle}'
-            + ("" if output is None else ',"output":' + output_text(output)),
-            ("" if reason is None else ',"reason":' + json_string(reason)) + f',"request_id":{json_string(rid)}',
-            f',"status":{json_string(status)},"time":"{log._now()}"{self._end}'))
-        return rid
+register(AuditLog)
