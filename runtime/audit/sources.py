@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AuditError
-from .record import MAX_LINE, file_hasher
+from .record import MAX_LINE, file_hasher, parse_record
 from .rotation import active_of, rotated_files
 
 # <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA [BOM]MSG (RFC 5424)
@@ -100,3 +100,14 @@ class FileLines:
                 return None
             if more.endswith(b"\n"):
                 return more
+
+
+def records(path: Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """Every record of the log ``path`` (its rotated set, or an export) in chain order, as ``(file name, line,
+    record)``; lines that are no record (a sealed torn line) are skipped. Verify the log first
+    (:func:`~medinfer.audit.verify_log`): this only reads."""
+    for file in set_files(path):
+        for n, raw in enumerate(FileLines(file), 1):
+            rec = parse_record(raw)
+            if rec is not None:
+                yield file.name, n, rec
