@@ -156,7 +156,7 @@ def test_keyed_and_plain_records_never_mix_in_one_file(tmp_path: Path, first: by
     path = tmp_path / "audit.jsonl"
     with AuditLog(path, key=first) as log:
         log.event("e")
-    with pytest.raises(medinfer.AuditError, match="keyed"):
+    with pytest.raises(medinfer.AuditError, match="keyed and plain records never mix"):
         AuditLog(path, key=second)
     assert main(["audit", "rotate", str(path)] + (["--key", _keyfile(tmp_path, second)] if second else [])) == 12
     # one process: the shared writer of a file refuses to be asked for the other mode
