@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import AuditError
 from ..files import read_regular_file
-from .record import HEAD_SUFFIX, canonical, head_mac, json_or_none
+from .record import HEAD_SUFFIX, head_mac, json_or_none, raw_mac
 
 COUNTER_SUFFIX = ".counter"
 HEAD_LIMIT = 4096
@@ -74,28 +74,44 @@ def read_head(log: Path, key: bytes | None) -> tuple[Anchor | None, str | None]:
     return _checked(json_or_none(raw), key, path.name)
 
 
-def write_head(log: Path, key: bytes | None, anchor: Anchor) -> None:
-    """Replace the head atomically (a temporary file renamed over it).
-
-    Raises:
-        OSError: it cannot be written.
-    """
-    doc: dict = {"records": anchor.records, "last_hash": anchor.last_hash, "bytes": anchor.end}
-    if anchor.counter:
-        doc["counter"] = True
+def anchor_bytes(key: bytes | None, records: int, last_hash: str, end: int | None = None,
+                 counter: bool | None = None) -> bytes:
+    """The canonical JSON of a head (``counter`` given) or of a counter slot, with its MAC when keyed; written
+    directly (the same bytes as ``canonical`` of the document, which the verifier re-derives)."""
+    head = ""
+    if counter is not None:
+        head = f'"bytes":{"null" if end is None else end},' + ('"counter":true,' if counter else "")
+    middle = f'"last_hash":"{last_hash}",'
+    tail = f'"records":{records}' + "}"
     if key is not None:
-        doc["mac"] = head_mac(key, doc)
-    head = head_path(log)
-    tmp = head.with_name(f".{head.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(canonical(doc) + b"\n")
-    os.replace(tmp, head)
+        mac = raw_mac(key, ("{" + head + middle + tail).encode())
+        middle += f'"mac":"{mac}",'
+    return ("{" + head + middle + tail).encode()
 
 
-def _slot_bytes(key: bytes | None, records: int, last_hash: str) -> bytes:
-    doc: dict = {"records": records, "last_hash": last_hash}
-    if key is not None:
-        doc["mac"] = head_mac(key, doc)
-    return canonical(doc).ljust(SLOT - 1) + b"\n"
+class HeadFile:
+    """The writer's head file: replaced atomically (a temporary file renamed over it) after each append."""
+
+    def __init__(self, log: Path, key: bytes | None, counter: bool) -> None:
+        self.path, self.key, self.counter = head_path(log), key, counter
+        self.forked()
+
+    def forked(self) -> None:
+        """(Also in a forked child:) the temporary file of this process."""
+        self.tmp = str(self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp"))
+
+    def write(self, records: int, last_hash: str, end: int) -> None:
+        """Anchor ``records`` / ``last_hash`` and the active file's size ``end``.
+
+        Raises:
+            OSError: it cannot be written.
+        """
+        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            os.write(fd, anchor_bytes(self.key, records, last_hash, end, self.counter) + b"\n")
+        finally:
+            os.close(fd)
+        os.replace(self.tmp, self.path)
 
 
 def _best_slot(data: bytes, key: bytes | None, what: str) -> tuple[Anchor | None, str | None]:
@@ -156,7 +172,7 @@ class Counter:
         Raises:
             OSError: the write failed.
         """
-        data = _slot_bytes(self.key, records, last_hash)
+        data = anchor_bytes(self.key, records, last_hash).ljust(SLOT - 1) + b"\n"
         if os.pwrite(self.fd, data, (records % 2) * SLOT) != SLOT:
             raise OSError("short write to the audit counter")
 

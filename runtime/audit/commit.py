@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AuditError
-from .anchor import Anchor, Counter, write_head
+from .anchor import Counter, HeadFile
 from .record import WITHHELD
 
 
@@ -46,6 +46,7 @@ class GroupCommit:
     _prev: str
     _end: int
     _counter: Counter | None
+    _head: HeadFile | None
     _withheld: tuple[int, int, str] | None
     _clock: Any
     _link: Any
@@ -62,7 +63,7 @@ class GroupCommit:
                 os.fsync(self._fd)
             if self.head:
                 step = "head file"
-                write_head(self.path, self.key, Anchor(self._seq, self._prev, self._end, self._counter is not None))
+                self._head.write(self._seq, self._prev, self._end)  # type: ignore[union-attr]
                 if self._counter is not None:
                     step = "counter"
                     self._counter.write(self._seq, self._prev)

@@ -66,7 +66,12 @@ def chain_hash(prev: str, body: dict[str, Any], key: bytes | None = None) -> str
 
 def head_mac(key: bytes, doc: dict[str, Any]) -> str:
     """The MAC of a keyed head document (its fields without ``mac``)."""
-    return hmac.new(key, canonical(doc), hashlib.sha256).hexdigest()
+    return raw_mac(key, canonical(doc))
+
+
+def raw_mac(key: bytes, raw: bytes) -> str:
+    """HMAC-SHA256 of canonical bytes (a head or counter document written directly)."""
+    return hmac.new(key, raw, hashlib.sha256).hexdigest()
 
 
 def torn_digest(raw: bytes) -> str:

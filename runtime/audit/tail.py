@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AuditError
-from .anchor import Anchor, Counter, read_head
+from .anchor import Anchor, Counter, HeadFile, head_path, read_head
 from .chain import ChainBreak, Cursor, resume
 from .record import CLOSED, GENESIS, MAX_LINE, OPENED, RECOVERED, fd_digest, parse_record, torn_digest
 from .rotation import check_closed, line_ending_at, rotated_files, started_at
@@ -47,6 +47,7 @@ class TailCheck:
     _end: int
     _file_started: float
     _counter: Counter | None
+    _head: HeadFile | None
     _withheld: tuple[int, int, str] | None
     _lock: threading.Lock
     _wake: threading.Condition
@@ -121,11 +122,17 @@ class TailCheck:
                 self._fd = new
             if self._counter is not None:
                 self._counter.reopen()
+            if self._head is not None:
+                self._head.forked()
 
     # -- where the chain goes on ------------------------------------------------------------------------------
     def _resume(self) -> None:
         """Find where the chain goes on, checked, and follow every line after it (at open, under both locks)."""
         size = os.fstat(self._fd).st_size
+        if not self.head and os.path.lexists(head_path(self.path)):
+            raise AuditError(f"audit trail {self.path} is anchored ({head_path(self.path).name} exists): open it with "
+                             "head=True (--head, --audit-head) like the writer that anchored it, so that its head "
+                             "keeps up with every record")
         anchor = self._read_anchor() if self.head else None
         if size == 0:
             self._resume_empty(anchor)

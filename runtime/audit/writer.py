@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import sys
 import threading
 import time
 import weakref
@@ -33,7 +34,7 @@ from typing import Any, ClassVar
 
 from ..errors import AuditError, UsageError
 from ..timestamps import UtcClock
-from .anchor import Counter, counter_path
+from .anchor import Counter, HeadFile, counter_path
 from .binding import AuditBinding
 from .commit import GroupCommit
 from .forks import WRITERS, register
@@ -54,7 +55,8 @@ _FLOCK, _LOCK_EX, _LOCK_UN = FLOCK, LOCK_EX, LOCK_UN
 __all__ = ["AuditBinding", "AuditLog"]
 
 _SEEK_END = os.SEEK_END
-_NO_ROTATION = float("inf")
+_NO_ROTATION = sys.maxsize
+_RECORD_LIMIT = MAX_LINE - 80  # the body, before its hash is appended
 
 
 def _close_at_exit(ref: Any) -> None:
@@ -128,6 +130,7 @@ class AuditLog(GroupCommit, TailCheck, Rotation):
         self._flusher: threading.Thread | None = None
         self._fd = -1
         self._counter = Counter(Path(counter) if counter else counter_path(self.path), self.key) if head else None
+        self._head = HeadFile(self.path, self.key, counter=True) if head else None
         try:
             self._fd = self._open_fd()
             with self._lock:
@@ -241,12 +244,14 @@ class AuditLog(GroupCommit, TailCheck, Rotation):
                 raw = build(self._seq + 1, prev)
         except (UnicodeEncodeError, TypeError, ValueError, RecursionError) as exc:
             raise AuditError(f"an audit record cannot be encoded ({exc}); nothing was written") from None
-        if len(raw) >= MAX_LINE - 80:
+        if len(raw) >= _RECORD_LIMIT:
             raise AuditError(f"an audit record of {len(raw)} bytes is longer than any record may be ({MAX_LINE}); "
                              "nothing was written")
         digest = self._link(prev, raw)
         # verification pops "hash" and re-canonicalises, so appending it after the body keeps one encoding
-        data = prefix + raw[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+        data = raw[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+        if prefix:
+            data = prefix + data
         self._write(data)
         self._prev, self._seq = digest, self._seq + 1
         self._end += len(data)  # under the flock, our O_APPEND write landed at the end that was checked

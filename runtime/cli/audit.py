@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..errors import AuditError, DriftAlert, UsageError, exit_code
@@ -79,8 +80,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _rotate(args: argparse.Namespace) -> int:
     from ..audit import AuditLog
+    from ..audit.anchor import head_path
 
-    log = AuditLog(args.log, key=args.key, head=args.head, counter=args.counter, retain_days=args.retain_days)
+    anchored = args.head or head_path(Path(args.log)).exists()  # an anchored log stays anchored
+    log = AuditLog(args.log, key=args.key, head=anchored, counter=args.counter, retain_days=args.retain_days)
     try:
         before = set(log.files)
         log.rotate()

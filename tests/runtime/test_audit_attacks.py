@@ -347,3 +347,14 @@ def test_drift_refuses_a_count_that_is_not_one_even_in_a_recomputed_chain(tmp_pa
     path.write_text("\n".join(lines) + "\n")
     assert verify_log(path).ok
     assert main(["audit", "drift", str(path), "--max-share", "0.05"]) == 12
+
+
+def test_an_anchored_log_is_continued_only_anchored(tmp_path: Path) -> None:
+    """A writer without its head would leave the head behind (and its records later look unanchored)."""
+    path = tmp_path / "audit.jsonl"
+    _anchored(path, 2).close()
+    with pytest.raises(medinfer.AuditError, match="anchored"):
+        AuditLog(path, key=KEY)
+    assert main(["audit", "rotate", str(path), "--key", _keyfile(tmp_path)]) == 0  # the CLI keeps it anchored
+    report = verify_log(path, key=KEY, head=True)
+    assert report.ok and report.unanchored == 0
