@@ -15,9 +15,7 @@ Cost (measured in ``python -m benchmarks safety``): the record is built and enco
 buffer protocol (no copy), and per append the kernel sees one ``flock`` pair, one ``lseek`` (the tail check: the
 size this writer left) and one ``write``.
 
-Fork: at-fork handlers hold every writer's lock across ``fork()`` and give the child fresh locks and its own open
-file description (so its flock excludes its parent's appends): a child forked while another thread appends never
-deadlocks.
+Fork: see :mod:`.forks` (a child forked while another thread appends never deadlocks).
 """
 
 from __future__ import annotations
