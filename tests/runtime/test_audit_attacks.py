@@ -358,3 +358,20 @@ def test_an_anchored_log_is_continued_only_anchored(tmp_path: Path) -> None:
     assert main(["audit", "rotate", str(path), "--key", _keyfile(tmp_path)]) == 0  # the CLI keeps it anchored
     report = verify_log(path, key=KEY, head=True)
     assert report.ok and report.unanchored == 0
+
+
+def test_records_written_after_the_heads_anchor_are_marked_withheld_at_open(tmp_path: Path) -> None:
+    """A writer that died after writing a record but before its head: its answer was never returned."""
+    path = tmp_path / "audit.jsonl"
+    log = _anchored(path, 2)
+    anchors = {p: p.read_bytes() for p in (tmp_path / "audit.jsonl.head", tmp_path / "audit.jsonl.counter")}
+    log.record(model="m", version="1", model_sha256="0" * 64, feeds=None, status="ok", latency_us=1.0)
+    log.close()
+    for p, data in anchors.items():  # as the crash left them: head and counter still at record 2
+        p.write_bytes(data)
+    with AuditLog(path, key=KEY, head=True) as log:
+        log.event("after")
+    records = [json.loads(x) for x in path.read_text().splitlines()]
+    assert records[3]["event"] == "answer_withheld" and records[3]["records"] == [3, 3]
+    report = verify_log(path, key=KEY, head=True)
+    assert report.ok and report.withheld == 1
