@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import AuditError
 from ..files import read_regular_file
-from .record import HEAD_SUFFIX, head_mac, json_or_none, raw_mac
+from .record import HEAD_SUFFIX, head_mac, json_or_none, raw_mac, read_at, write_at
 
 COUNTER_SUFFIX = ".counter"
 HEAD_LIMIT = 4096
@@ -164,7 +164,7 @@ class Counter:
 
     def read(self) -> tuple[Anchor | None, str | None]:
         """The highest valid slot (see :func:`read_counter`)."""
-        return _best_slot(os.pread(self.fd, 2 * SLOT + 1, 0)[:2 * SLOT], self.key, self.path.name)
+        return _best_slot(read_at(self.fd, 2 * SLOT + 1, 0)[:2 * SLOT], self.key, self.path.name)
 
     def write(self, records: int, last_hash: str) -> None:
         """Anchor ``records`` / ``last_hash`` (the slot ``records % 2``).
@@ -173,7 +173,7 @@ class Counter:
             OSError: the write failed.
         """
         data = anchor_bytes(self.key, records, last_hash).ljust(SLOT - 1) + b"\n"
-        if os.pwrite(self.fd, data, (records % 2) * SLOT) != SLOT:
+        if write_at(self.fd, data, (records % 2) * SLOT) != SLOT:
             raise OSError("short write to the audit counter")
 
     def close(self) -> None:

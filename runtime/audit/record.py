@@ -289,6 +289,26 @@ def parse_record(raw: bytes) -> dict[str, Any] | None:
     return rec
 
 
+def read_at(fd: int, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes at ``offset`` (``os.pread``; where there is none, a seek and a read: an ``O_APPEND``
+    writer's appends go to the end whatever the offset)."""
+    if _PREAD is not None:
+        return _PREAD(fd, size, offset)  # type: ignore[no-any-return]
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
+
+
+def write_at(fd: int, data: bytes, offset: int) -> int:
+    """Write ``data`` at ``offset`` (``os.pwrite``, or a seek and a write)."""
+    if _PWRITE is not None:
+        return _PWRITE(fd, data, offset)  # type: ignore[no-any-return]
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.write(fd, data)
+
+
+_PREAD, _PWRITE = getattr(os, "pread", None), getattr(os, "pwrite", None)
+
+
 def file_hasher() -> Any:
     """A sha256 object for a file read in blocks (a rotated file's digest, computed while it is verified)."""
     return hashlib.sha256()
@@ -300,7 +320,7 @@ def fd_digest(fd: int, size: int) -> str:
     h = hashlib.sha256()
     offset = 0
     while offset < size:
-        block = os.pread(fd, min(1 << 20, size - offset), offset)
+        block = read_at(fd, min(1 << 20, size - offset), offset)
         if not block:
             break
         h.update(block)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AuditError, UsageError
 from ..timestamps import parse_utc
 from .chain import ChainBreak, resume
-from .record import CLOSED, MAX_LINE, OPENED, RETAINED, fd_digest, json_or_none, parse_record
+from .record import CLOSED, MAX_LINE, OPENED, RETAINED, fd_digest, json_or_none, parse_record, read_at
 
 log = logging.getLogger("medinfer.audit")
 
@@ -72,7 +72,7 @@ def line_ending_at(fd: int, end: int) -> bytes | None:
     if end <= 0:
         return None
     start = max(0, end - MAX_LINE - 2)
-    data = os.pread(fd, end - start, start)
+    data = read_at(fd, end - start, start)
     if len(data) != end - start or not data.endswith(b"\n"):
         return None
     cut = data.rfind(b"\n", 0, len(data) - 1)
@@ -83,7 +83,7 @@ def line_ending_at(fd: int, end: int) -> bytes | None:
 
 def first_line(fd: int) -> bytes:
     """The first line of an open file (at most MAX_LINE bytes)."""
-    data = os.pread(fd, MAX_LINE + 1, 0)
+    data = read_at(fd, MAX_LINE + 1, 0)
     return data.split(b"\n", 1)[0]
 
 

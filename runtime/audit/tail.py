@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AuditError
 from .anchor import Anchor, Counter, HeadFile, head_path, read_head
 from .chain import ChainBreak, Cursor, resume
-from .record import CLOSED, GENESIS, MAX_LINE, OPENED, RECOVERED, fd_digest, parse_record, torn_digest
+from .record import CLOSED, GENESIS, MAX_LINE, OPENED, RECOVERED, fd_digest, parse_record, read_at, torn_digest
 from .rotation import check_closed, line_ending_at, rotated_files, started_at
 
 try:  # POSIX advisory locks; elsewhere one writer per file per process is what is guaranteed
@@ -192,7 +192,7 @@ class TailCheck:
         it (or the first record of the log, or of a rotated-to file)."""
         for window in (1 << 16, 3 * (MAX_LINE + 1)):
             start = max(0, size - window)
-            data = os.pread(self._fd, size - start, start)
+            data = read_at(self._fd, size - start, start)
             lines = data[:data.rfind(b"\n") + 1].split(b"\n")[:-1]
             if start:
                 lines = lines[1:]  # the first may be cut by the window
@@ -279,7 +279,7 @@ class TailCheck:
         offset, rest = begin, b""
         try:
             while offset < size:
-                block = os.pread(self._fd, min(1 << 20, size - offset), offset)
+                block = read_at(self._fd, min(1 << 20, size - offset), offset)
                 if not block:
                     break
                 offset += len(block)
