@@ -74,7 +74,9 @@ def load(
         deterministic: onnxruntime's deterministic compute with fixed thread counts (bit-identical repeats).
         require_signature: refuse a bundle whose manifest.sig is missing or not made by one of ``trusted_keys``.
         trusted_keys: Ed25519 public keys (PEM paths or bytes); a present signature is checked against them.
-        audit: an :class:`~medinfer.audit.AuditLog` (or a path to open one) that gets one record per predict.
+        audit: an :class:`~medinfer.audit.AuditLog` (or a path to open one) that gets one record per predict;
+            its options (key, anchoring, rotation, retention) are the AuditLog's, e.g.
+            ``AuditLog.shared(path, key="audit.key", head=True, rotate_mb=64, retain_days=183)``.
         on_error: ``"raise"`` (default) or ``"no_result"``: a bundle that cannot be loaded then gives an
             :class:`UnavailableModel` whose ``try_predict`` answers NO_RESULT with the load error's reason code
             (and whose ``predict`` raises that error). Per call, ``Model.try_predict`` never raises.

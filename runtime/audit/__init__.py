@@ -3,10 +3,15 @@
 Split by responsibility, sharing public names only:
 
 - :mod:`.record`: what a record holds and its canonical bytes, the chain link (plain or keyed), the head MAC, the
-  input digest and the output summary;
-- :mod:`.writer`: :class:`AuditLog` (one writer per file per process, flock'd appends, torn-tail recovery,
-  head file) and :class:`AuditBinding` (a writer bound to one model), with :mod:`.commit` its group-commit state;
-- :mod:`.verify`: :func:`verify_log`, which re-derives the chain and names the first broken line.
+  input digest, the output summary, the strict parse of a line and the device key;
+- :mod:`.chain`: :class:`~.chain.Cursor`, the one rule of what may follow in a chain (writer and verifier alike);
+- :mod:`.writer`: :class:`AuditLog` (one writer per file per process, flock'd appends) with :mod:`.tail` (the
+  check of the file before each append: it never continues a file it did not check), :mod:`.commit` (fsync, group
+  commit, head and counter, withheld answers), :mod:`.rotation` (rotation and retention), :mod:`.anchor` (head
+  and counter files), :mod:`.forks` (at-fork handlers) and :mod:`.binding` (:class:`AuditBinding`, a writer bound
+  to one model);
+- :mod:`.verify`: :func:`verify_log`, which re-derives the chain across a rotated set or an export and names the
+  first broken line; :mod:`.sources` reads them, :mod:`.export` writes JSONL and RFC 5424 syslog exports.
 
 Each record holds UTC time, sequence number, request id, model name/version/sha256, a digest of the input (never
 the input itself), an output summary, status and latency, plus ``prev`` (the previous record's hash) and
@@ -28,18 +33,27 @@ A complete last record that only lacks its newline is completed, not sealed. Aga
 
 Modes and what they detect (SECURITY.md has the table):
 - plain (default): any edit, deletion, insertion or reordering of records — except by someone who recomputes
-  every later hash, and except truncation of the END of the log;
+  every later hash, and except truncation of the END of the log once its writer is gone (a running writer stops
+  on a file shorter than it left it);
 - keyed (``key=``): ``hash`` is HMAC-SHA256 with a device key, so recomputing the chain needs the key;
-- anchored (``head=True``): ``<log>.head`` holds the record count and last hash after each append (HMAC'd when
-  keyed); ``verify_log(..., head=True)`` then also detects records deleted from the end.
+- anchored (``head=True``): ``<log>.head`` holds the record count, last hash and file size after each append
+  (HMAC'd when keyed) and a counter kept apart (``counter=``) the highest count ever anchored;
+  ``verify_log(..., head=True)`` then also detects records deleted from the end and an older head put back, and a
+  restarted writer starts from its head.
+
+Rotation (``rotate_mb=``, ``rotate_hours=``) carries the chain across files and retention (``retain_days=``, at
+least 183) deletes only whole old files, recording it in the chain: :mod:`.rotation`.
 """
 
 from __future__ import annotations
 
 from ..errors import AuditError
+from .export import export_log
 from .record import GENESIS, HEAD_SUFFIX, KEYED, Chain, canonical, chain_hash, input_digest, read_key, summary
+from .rotation import RETAIN_MIN_DAYS
 from .verify import AuditReport, verify_log
 from .writer import AuditBinding, AuditLog
 
-__all__ = ["GENESIS", "HEAD_SUFFIX", "KEYED", "AuditBinding", "AuditError", "AuditLog", "AuditReport", "Chain",
-           "canonical", "chain_hash", "input_digest", "read_key", "summary", "verify_log"]
+__all__ = ["GENESIS", "HEAD_SUFFIX", "KEYED", "RETAIN_MIN_DAYS", "AuditBinding", "AuditError", "AuditLog",
+           "AuditReport", "Chain", "canonical", "chain_hash", "export_log", "input_digest", "read_key", "summary",
+           "verify_log"]

@@ -1,4 +1,7 @@
-"""Group commit for the audit trail: records are written at once but fsynced in groups, within two bounds.
+"""What follows a written record: its fsync (one per record, or group commit), its head and counter (anchored
+mode), and when one of them fails, the ``answer_withheld`` record that says its answer was never returned.
+
+Group commit: records are written at once but fsynced in groups, within two bounds.
 
 At most ``group_records`` records of one writer are ever written but not yet fsynced (the append that would
 reach the bound fsyncs itself), and none stays unsynced longer than ``group_ms`` plus one fsync: an append that
@@ -10,16 +13,19 @@ until :meth:`~medinfer.audit.AuditLog.probe` succeeds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AuditError
+from .anchor import Counter, HeadFile
+from .record import WITHHELD
 
 
 class GroupCommit:
-    """The group-commit half of :class:`~medinfer.audit.AuditLog` (its state lives on the log, under its lock)."""
+    """The commit half of :class:`~medinfer.audit.AuditLog` (its state lives on the log, under its lock)."""
 
     path: Any
     group_ms: float | None
@@ -33,6 +39,68 @@ class GroupCommit:
     _oldest: float
     _undurable: str | None
     _flusher: threading.Thread | None
+    fsync: bool
+    head: bool
+    key: bytes | None
+    _seq: int
+    _prev: str
+    _end: int
+    _counter: Counter | None
+    _head: HeadFile | None
+    _withheld: tuple[int, int, str] | None
+    _clock: Any
+    _link: Any
+
+    if TYPE_CHECKING:  # the writer's own steps (medinfer.audit.writer)
+        def _generic(self, body: dict[str, Any]) -> Any: ...
+        def _write(self, data: bytes) -> None: ...
+
+    def _settle(self) -> None:
+        """The record's fsync (one per record), head and counter, in that order; a failure withholds it."""
+        step = "fsync"
+        try:
+            if self.fsync and self.group_ms is None:
+                os.fsync(self._fd)
+            if self.head:
+                step = "head file"
+                self._head.write(self._seq, self._prev, self._end)  # type: ignore[union-attr]
+                if self._counter is not None:
+                    step = "counter"
+                    self._counter.write(self._seq, self._prev)
+        except OSError as exc:
+            self.failed = f"{step}: {exc.strerror or exc}"
+            self._withhold(self._seq, self.failed)
+            raise AuditError(f"audit trail {self.path}: the {step} cannot be written ({exc.strerror or exc}); the "
+                             "record was marked withheld and its result is not returned") from None
+        if self.group_ms is not None:
+            self._group_settle()
+
+    def _group_settle(self) -> None:
+        try:
+            self._group_commit()
+        except AuditError:
+            self._withhold(self._seq, self.failed or "fsync")
+            raise
+
+    def _withhold(self, seq: int, reason: str) -> None:
+        """Mark record ``seq`` as written but not answered (now if the log takes it, else at the next append)."""
+        first = self._withheld[0] if self._withheld is not None else seq
+        self._withheld = (first, seq, reason)
+        with contextlib.suppress(AuditError):  # else written before anything else once the trail works again
+            self._mark_withheld()
+
+    def _mark_withheld(self) -> None:
+        """Write the pending ``answer_withheld`` record (no head or counter of its own: they may be what fails)."""
+        first, last, reason = self._withheld  # type: ignore[misc]
+        build = self._generic({"event": WITHHELD, "records": [first, last], "reason": reason,
+                               "time": self._clock.now()})
+        raw = build(self._seq + 1, self._prev)
+        digest = self._link(self._prev, raw)
+        data = raw[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+        self._write(data)
+        self._prev, self._seq, self._end = digest, self._seq + 1, self._end + len(data)
+        self._withheld = None
+
 
     def _group_commit(self) -> None:
         """After a write (under the lock): count it, fsync now if a bound is reached, else leave it to the flusher."""

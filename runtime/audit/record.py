@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import stat
 from json import encoder as _json_encoder
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,7 +66,12 @@ def chain_hash(prev: str, body: dict[str, Any], key: bytes | None = None) -> str
 
 def head_mac(key: bytes, doc: dict[str, Any]) -> str:
     """The MAC of a keyed head document (its fields without ``mac``)."""
-    return hmac.new(key, canonical(doc), hashlib.sha256).hexdigest()
+    return raw_mac(key, canonical(doc))
+
+
+def raw_mac(key: bytes, raw: bytes) -> str:
+    """HMAC-SHA256 of canonical bytes (a head or counter document written directly)."""
+    return hmac.new(key, raw, hashlib.sha256).hexdigest()
 
 
 def torn_digest(raw: bytes) -> str:
@@ -72,23 +79,49 @@ def torn_digest(raw: bytes) -> str:
     return sha256_bytes(raw)
 
 
+KEY_LIMIT = 4096  # bytes a key file may hold: a key, never a disk image or an endless device
+
+
 def read_key(source: str | Path | bytes) -> bytes:
     """A device key for the keyed chain: bytes, or a file holding at least 16 bytes (e.g. ``head -c 32
     /dev/urandom > audit.key``).
 
+    One rule for both forms: the key is the bytes with leading and trailing ASCII whitespace removed (so a key file
+    written with a final newline and the same key given as bytes chain alike). A key file must be a regular file
+    (a FIFO is refused before it is read, never waited on) of at most 4096 bytes (``/dev/zero`` is refused, never
+    read into memory); a symbolic link to such a file is followed (secret mounts use them).
+
     Raises:
-        AuditError: the file cannot be read or holds fewer than 16 bytes.
+        AuditError: the file cannot be read, is not a regular file, is larger than 4096 bytes, or fewer than 16
+            bytes remain.
     """
-    if isinstance(source, bytes):
-        key = source
+    if isinstance(source, (bytes, bytearray)):
+        key = bytes(source).strip()
     else:
-        try:
-            key = Path(source).read_bytes().strip()
-        except OSError as exc:
-            raise AuditError(f"audit key {source} cannot be read ({exc.strerror or exc})") from None
+        key = _read_key_file(Path(source)).strip()
     if len(key) < 16:
         raise AuditError("an audit key needs at least 16 bytes (e.g. head -c 32 /dev/urandom > audit.key)")
     return key
+
+
+def _read_key_file(path: Path) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens at once, then is refused
+    except OSError as exc:
+        raise AuditError(f"audit key {path} cannot be read ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise AuditError(f"audit key {path} is not a regular file (a FIFO, device or folder); give the file "
+                             "holding the key")
+        data = os.read(fd, KEY_LIMIT + 1)
+    except OSError as exc:
+        raise AuditError(f"audit key {path} cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if len(data) > KEY_LIMIT:
+        raise AuditError(f"audit key {path} holds more than {KEY_LIMIT} bytes: not a key file")
+    return data
 
 
 json_string = _json_encoder.encode_basestring  # a str as JSON, exactly as json.dumps(ensure_ascii=False) writes it
@@ -224,18 +257,75 @@ def _rounded(values: np.ndarray, n: int, limit: int) -> list[Any]:
     return np.round(np.asarray(values)[:limit].astype(np.float64), 5).tolist()  # type: ignore[no-any-return]
 
 
-def last_record(tail: bytes) -> tuple[dict[str, Any] | None, bytes]:
-    """The last complete record in ``tail`` (the end of a log) and the bytes after the last newline."""
-    lines = tail.split(b"\n")
-    torn = lines[-1]
-    last = next((ln for ln in reversed(lines[:-1]) if ln.strip()), None)
-    record = None
-    if last is not None:
-        try:
-            record = json.loads(last)
-        except ValueError:
-            record = None
-    return record, torn
+#: The longest line an audit file may hold: the writer refuses a longer record and every reader treats a longer
+#: line as not a record, so a hostile line never fills memory.
+MAX_LINE = 1 << 20
+
+# The events of the chain's own bookkeeping (what the writer appends besides inference records).
+RECOVERED = "recovered_torn_tail"  # seals a torn line: its length and sha256
+OPENED = "audit_file_opened"  # first record of a rotated-to file: the previous file's name, sha256 and bytes
+CLOSED = "audit_file_closed"  # last record of a file before rotation
+RETAINED = "retention_deleted"  # whole files deleted after their retention period (written before deleting)
+WITHHELD = "answer_withheld"  # the records named were written but their answers never returned
+
+
+def parse_record(raw: bytes) -> dict[str, Any] | None:
+    """A line as an audit record, or None: a JSON object of at most :data:`MAX_LINE` bytes with a 64-character
+    ``hash`` and ``prev`` and an integer ``seq`` >= 1. Anything else (a torn line, ``{"hash": null}``, a seq of
+    1e400, nesting deep enough to exhaust the parser, bytes that are not UTF-8, a NUL) is None, never an
+    exception."""
+    if len(raw) > MAX_LINE:
+        return None
+    try:
+        rec = json.loads(raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    if type(rec) is not dict:
+        return None
+    digest, prev, seq = rec.get("hash"), rec.get("prev"), rec.get("seq")
+    if (type(digest) is not str or len(digest) != 64 or type(prev) is not str or len(prev) != 64
+            or type(seq) is not int or seq < 1):
+        return None
+    return rec
+
+
+def read_at(fd: int, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes at ``offset`` (``os.pread``; where there is none, a seek and a read: an ``O_APPEND``
+    writer's appends go to the end whatever the offset)."""
+    if _PREAD is not None:
+        return _PREAD(fd, size, offset)  # type: ignore[no-any-return]
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
+
+
+def write_at(fd: int, data: bytes, offset: int) -> int:
+    """Write ``data`` at ``offset`` (``os.pwrite``, or a seek and a write)."""
+    if _PWRITE is not None:
+        return _PWRITE(fd, data, offset)  # type: ignore[no-any-return]
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.write(fd, data)
+
+
+_PREAD, _PWRITE = getattr(os, "pread", None), getattr(os, "pwrite", None)
+
+
+def file_hasher() -> Any:
+    """A sha256 object for a file read in blocks (a rotated file's digest, computed while it is verified)."""
+    return hashlib.sha256()
+
+
+def fd_digest(fd: int, size: int) -> str:
+    """sha256 of the first ``size`` bytes of an open file (read with ``pread``: the descriptor's offset is left
+    alone), what a rotated-to file's first record pins of the file before it."""
+    h = hashlib.sha256()
+    offset = 0
+    while offset < size:
+        block = read_at(fd, min(1 << 20, size - offset), offset)
+        if not block:
+            break
+        h.update(block)
+        offset += len(block)
+    return h.hexdigest()
 
 
 def json_or_none(raw: bytes) -> dict[str, Any] | None:

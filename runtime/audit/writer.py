@@ -2,70 +2,59 @@
 the package docstring, :mod:`medinfer.audit`).
 
 Writers. :meth:`AuditLog.shared` gives ONE writer per file per process (``load(audit="audit.jsonl")`` uses it, so
-two models share it); every append takes an exclusive ``flock`` on the file and continues the chain from the
-file's real end, so two processes appending to one file keep one valid chain. A failed write raises
-:class:`~medinfer.errors.AuditError` and marks the log unhealthy (``healthy`` is False) until a later write
-succeeds: a caller must not return a result it could not audit.
+two models share it); every append takes an exclusive ``flock`` on the file and continues the chain from where it
+is, so two processes appending to one file keep one valid chain. Before it appends, the writer checks the file
+against the state it left (:mod:`.tail`): lines it did not write are followed and checked, never trusted, and a
+shorter or altered file stops it for good. A failed write raises :class:`~medinfer.errors.AuditError` and marks
+the log unhealthy (``healthy`` is False) until a later write succeeds: a caller must not return a result it could
+not audit. A record written whose answer is then withheld (its head, counter or fsync failed) is named by an
+``answer_withheld`` record, so no ``ok`` record stands for an answer never delivered.
 
 Cost (measured in ``python -m benchmarks safety``): the record is built and encoded directly as canonical bytes
 (the verifier's ``json.dumps`` gives the same bytes: a tested property), the input is digested through the
-buffer protocol (no copy), and per append the kernel sees one ``flock`` pair, one ``lseek`` and one ``write``.
+buffer protocol (no copy), and per append the kernel sees one ``flock`` pair, one ``lseek`` (the tail check: the
+size this writer left) and one ``write``.
+
+Fork: see :mod:`.forks` (a child forked while another thread appends never deadlocks).
 """
 
 from __future__ import annotations
 
 import atexit
 import itertools
-import json
 import os
+import sys
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import AuditError
+from ..errors import AuditError, UsageError
 from ..timestamps import UtcClock
+from .anchor import Counter, HeadFile, counter_path
+from .binding import AuditBinding
 from .commit import GroupCommit
+from .forks import WRITERS, register
 from .record import (
     GENESIS,
-    HEAD_SUFFIX,
     KEYED,
+    MAX_LINE,
     Chain,
     canonical,
-    head_mac,
     input_digest,
-    json_string,
-    last_record,
-    number_text,
-    output_text,
     read_key,
-    torn_digest,
 )
+from .rotation import Rotation, check_retention
+from .tail import FLOCK, LOCK_EX, LOCK_UN, TailCheck
 
-try:  # POSIX advisory locks; elsewhere one writer per file per process is what is guaranteed
-    import fcntl
-
-    _FLOCK: Any = fcntl.flock
-    _LOCK_EX, _LOCK_UN = fcntl.LOCK_EX, fcntl.LOCK_UN
-except ImportError:  # pragma: no cover - Windows
-    _FLOCK = None
-    _LOCK_EX = _LOCK_UN = 0
+_FLOCK, _LOCK_EX, _LOCK_UN = FLOCK, LOCK_EX, LOCK_UN
 
 __all__ = ["AuditBinding", "AuditLog"]
 
 _SEEK_END = os.SEEK_END
-
-
-_WRITERS: weakref.WeakSet[AuditLog] = weakref.WeakSet()
-
-
-def _renew_ids_after_fork() -> None:
-    for log in list(_WRITERS):
-        log._new_ids()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_renew_ids_after_fork)
+_NO_ROTATION = sys.maxsize
+_RECORD_LIMIT = MAX_LINE - 80  # the body, before its hash is appended
 
 
 def _close_at_exit(ref: Any) -> None:
@@ -74,7 +63,7 @@ def _close_at_exit(ref: Any) -> None:
         log.close()
 
 
-class AuditLog(GroupCommit):
+class AuditLog(GroupCommit, TailCheck, Rotation):
     """Thread- and process-safe appender of hash-chained records. Share one per file (:meth:`shared`).
 
     Args:
@@ -82,22 +71,82 @@ class AuditLog(GroupCommit):
             creates folders).
         fsync: make records survive power loss (see the module docstring).
         key: a device key (bytes or a key file) for the keyed HMAC chain.
-        head: also write ``<path>.head`` (record count and last hash) after each append.
+        head: anchored mode: also write ``<path>.head`` (record count, last hash, file size) after each append,
+            and the monotonic counter after it.
         group_ms: with ``fsync=True``, commit in groups: fsync at the latest ``group_ms`` after the oldest
             unsynced record, and at the latest every ``group_records`` records. None: one fsync per record.
         group_records: the group's record bound (the most records a power failure can lose).
+        counter: anchored mode: where the counter lives (default ``<path>.counter``; put it where an attacker
+            cannot roll it back, see SECURITY.md).
+        rotate_mb: rotate the active file before it grows past this many MiB (None: never by size).
+        rotate_hours: rotate the active file when its first record is this old (None: never by time).
+        retain_days: after each rotation, delete the rotated files whose last record is older than this (at
+            least 183 days; None: keep every file).
 
     Raises:
-        AuditError: the file cannot be opened or its last record is not valid.
-        ValueError: group commit without fsync, or a non-positive bound.
+        AuditError: the file cannot be opened, or its last records (or its head) do not verify.
+        UsageError: group commit without fsync, a non-positive bound or rotation size, a retention period under
+            183 days.
     """
 
     _SHARED: ClassVar[dict[str, AuditLog]] = {}
     _SHARED_LOCK: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, path: str | Path, *, fsync: bool = False, key: str | Path | bytes | None = None,
-                 head: bool = False, group_ms: float | None = None, group_records: int = 64) -> None:
+                 head: bool = False, group_ms: float | None = None, group_records: int = 64,
+                 counter: str | Path | None = None, rotate_mb: float | None = None,
+                 rotate_hours: float | None = None, retain_days: float | None = None) -> None:
         self.path = Path(path)
+        self._check_options(fsync, group_ms, group_records, rotate_mb, rotate_hours)
+        self.fsync = fsync
+        self.key = read_key(key) if key is not None else None
+        self.head = head
+        self.group_ms = group_ms
+        self.group_records = group_records
+        self.retain_days = check_retention(retain_days)
+        self._rotate_at = int(rotate_mb * (1 << 20)) if rotate_mb is not None else _NO_ROTATION
+        self._rotate_s = rotate_hours * 3600.0 if rotate_hours is not None else None
+        self.options = {"fsync": fsync, "key": self.key, "head": head, "group_ms": group_ms,
+                        "group_records": group_records, "counter": counter, "rotate_mb": rotate_mb,
+                        "rotate_hours": rotate_hours, "retain_days": self.retain_days}
+        self.failed: str | None = None
+        self._stopped: str | None = None  # tampering found: the writer stays stopped
+        self._withheld: tuple[int, int, str] | None = None  # records whose answers were withheld, not yet marked
+        self._lock = threading.Lock()
+        self._link = Chain(self.key).link
+        self._chain = '{"chain":"' + KEYED + '",' if self.key is not None else "{"
+        self._models: dict[tuple[str, str, str], AuditBinding] = {}
+        self._clock = UtcClock()
+        self._new_ids()
+        self._prev, self._seq, self._end = GENESIS, 0, -1
+        self._file_started = time.time()
+        # group commit: records written / covered by a completed fsync, and when the oldest unsynced was written
+        self._written = self._synced = 0
+        self._oldest = 0.0
+        self._undurable: str | None = None  # why the last group fsync failed (appends refused until it works)
+        self._wake = threading.Condition(self._lock)
+        self._flusher: threading.Thread | None = None
+        self._fd = -1
+        self._counter = Counter(Path(counter) if counter else counter_path(self.path), self.key) if head else None
+        self._head = HeadFile(self.path, self.key, counter=True) if head else None
+        try:
+            self._fd = self._open_fd()
+            with self._lock:
+                self._slow(self._resume)
+                if self._withheld is not None:
+                    self._mark_withheld()
+        except BaseException:
+            self._release()
+            raise
+        finally:
+            if self._fd >= 0 and _FLOCK is not None:
+                _FLOCK(self._fd, _LOCK_UN)
+        WRITERS.add(self)  # a forked child gets fresh locks and ids for every writer
+        if group_ms is not None:
+            atexit.register(_close_at_exit, weakref.ref(self))  # the last group is fsynced at a normal exit
+
+    def _check_options(self, fsync: bool, group_ms: float | None, group_records: int, rotate_mb: float | None,
+                       rotate_hours: float | None) -> None:
         if self.path.is_dir():
             raise AuditError(f"audit trail {self.path} is a folder; give a file path such as {self.path}/audit.jsonl")
         folder = self.path.parent
@@ -106,47 +155,29 @@ class AuditLog(GroupCommit):
                              f"{'is not a folder' if folder.exists() else 'does not exist'}; create it first "
                              "(audit trails are never written to folders made on the fly)")
         if group_ms is not None and (not fsync or not group_ms > 0 or group_records < 1):
-            raise ValueError(f"group commit needs fsync=True, group_ms > 0 and group_records >= 1 (got fsync={fsync}, "
-                             f"group_ms={group_ms}, group_records={group_records})")
-        self.fsync = fsync
-        self.key = read_key(key) if key is not None else None
-        self.head = head
-        self.group_ms = group_ms
-        self.group_records = group_records
-        self.failed: str | None = None
-        self._lock = threading.Lock()
-        self._link = Chain(self.key).link
-        self._chain = '{"chain":"' + KEYED + '",' if self.key is not None else "{"
-        self._models: dict[tuple[str, str, str], AuditBinding] = {}
-        self._clock = UtcClock()
-        self._new_ids()
-        _WRITERS.add(self)  # a forked child renews the ids of every writer (never repeats its parent's)
-        try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        except OSError as exc:
-            raise AuditError(f"audit trail {self.path} cannot be opened for appending ({exc.strerror or exc})") \
-                from None
-        self._prev, self._seq, self._end = GENESIS, 0, -1
-        # group commit: records written / covered by a completed fsync, and when the oldest unsynced was written
-        self._written = self._synced = 0
-        self._oldest = 0.0
-        self._undurable: str | None = None  # why the last group fsync failed (appends refused until it works)
-        self._wake = threading.Condition(self._lock)
-        self._flusher: threading.Thread | None = None
-        with self._lock:
-            self._locked(self._sync)
-        if group_ms is not None:
-            atexit.register(_close_at_exit, weakref.ref(self))  # the last group is fsynced at a normal exit
+            raise UsageError(f"group commit needs fsync=True, group_ms > 0 and group_records >= 1 (got "
+                             f"fsync={fsync}, group_ms={group_ms}, group_records={group_records})")
+        for name, value in (("rotate_mb", rotate_mb), ("rotate_hours", rotate_hours)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 < value < float("inf")):
+                raise UsageError(f"audit {name} {value!r}: expected a number > 0")
 
     @classmethod
     def shared(cls, path: str | Path, **options: Any) -> AuditLog:
-        """The process's one writer for ``path`` (created on first use with ``options``)."""
+        """The process's one writer for ``path`` (created on first use with ``options``).
+
+        Raises:
+            UsageError: the writer exists with other options (e.g. keyed and plain for one file).
+        """
         key = os.path.realpath(path)
         with cls._SHARED_LOCK:
             log = cls._SHARED.get(key)
             if log is None or log._fd < 0:
                 log = cls(path, **options)
                 cls._SHARED[key] = log
+            elif options and _differs(log, options):
+                raise UsageError(f"audit trail {path} is already open in this process with other options (one "
+                                 "writer per file: keyed and plain records, or two rotation policies, never mix)")
             return log
 
     def _new_ids(self) -> None:
@@ -154,62 +185,24 @@ class AuditLog(GroupCommit):
         self._id_prefix = os.urandom(8).hex()
         self._ids = itertools.count(1)
 
-    # -- the chain's position ------------------------------------------------------------------------------
-    def _locked(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn`` holding the file's exclusive flock (the caller holds ``self._lock``)."""
-        fd = self._fd
-        if _FLOCK is None or fd < 0:
-            return fn(*args)
-        _FLOCK(fd, _LOCK_EX)
-        try:
-            return fn(*args)
-        finally:
-            _FLOCK(fd, _LOCK_UN)
+    @classmethod
+    def hold_shared(cls) -> None:
+        cls._SHARED_LOCK.acquire()
 
-    def _sync(self) -> None:
-        """Continue from the file's real end (another writer may have appended); complete or seal a last line
-        without its newline. Called under both locks."""
-        size = os.lseek(self._fd, 0, _SEEK_END)
-        if size == self._end:
-            return
-        if size == 0:
-            self._prev, self._seq, self._end = GENESIS, 0, 0
-            return
-        with open(self.path, "rb") as fh:
-            fh.seek(max(0, size - (1 << 20)))
-            tail = fh.read(size)
-        record, torn = last_record(tail)
-        prev, seq = GENESIS, 0
-        if record is not None:
-            try:
-                prev, seq = record["hash"], int(record["seq"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise AuditError(f"{self.path}: the last complete record is not valid ({exc}); run 'medinfer audit "
-                                 "verify' and start a new log") from None
-        if torn:
-            complete = self._complete_record(torn, prev, seq)
-            self._write(b"\n")
-            if complete is not None:  # a whole record that only lacked its newline: it continues the chain
-                self._prev, self._seq = complete
-            else:
-                self._prev, self._seq = prev, seq
-                self._end = os.lseek(self._fd, 0, _SEEK_END)
-                self._append(self._generic({"event": "recovered_torn_tail", "torn_bytes": len(torn),
-                                            "torn_sha256": torn_digest(torn)}))
-                return
-        else:
-            self._prev, self._seq = prev, seq
-        self._end = os.lseek(self._fd, 0, _SEEK_END)
+    @classmethod
+    def release_shared(cls) -> None:
+        cls._SHARED_LOCK.release()
 
-    def _complete_record(self, raw: bytes, prev: str, seq: int) -> tuple[str, int] | None:
-        try:
-            rec = json.loads(raw)
-            claimed = rec.pop("hash")
-        except (ValueError, KeyError, AttributeError, TypeError):
-            return None
-        if rec.get("prev") == prev and rec.get("seq") == seq + 1 and self._link(prev, canonical(rec)) == claimed:
-            return claimed, seq + 1
-        return None
+    @classmethod
+    def renew_shared(cls) -> None:
+        cls._SHARED_LOCK = threading.Lock()
+
+    def _stop(self, problem: str) -> AuditError:
+        """Stop the writer for good (tampering found): the error to raise."""
+        self._stopped = self.failed = problem
+        return AuditError(f"audit trail {self.path}: {problem}. The writer stopped: no more records, and no "
+                          "result that would need one, until the log is checked ('medinfer audit verify') and a new "
+                          "log is started")
 
     # -- encoding ----------------------------------------------------------------------------------------------
     def _generic(self, body: dict[str, Any]) -> Any:
@@ -232,16 +225,15 @@ class AuditLog(GroupCommit):
             written = os.write(self._fd, data)  # one write on O_APPEND: whole, or (at a crash) a torn last line
             if written != len(data):
                 raise OSError(f"short write: {written} of {len(data)} bytes (disk full?)")
-            if self.fsync and self.group_ms is None:
-                os.fsync(self._fd)
         except OSError as exc:
             self.failed = f"{type(exc).__name__}: {exc.strerror or exc}"
             raise AuditError(f"audit trail {self.path} cannot be written ({self.failed}); the result was not "
                              "returned because it could not be recorded") from None
 
-    def _append(self, build: Any) -> str:
+    def _append(self, build: Any, prefix: bytes = b"") -> str:
         """Append the record ``build`` makes: a function ``(seq, prev) -> canonical bytes``, or the inference
-        record's three canonical text parts around ``prev`` and ``seq`` (see :meth:`record`)."""
+        record's three canonical text parts around ``prev`` and ``seq`` (see :meth:`record`). Then its fsync,
+        head and counter; if one of them fails, the record is marked withheld (its answer is not returned)."""
         prev = self._prev
         try:
             if type(build) is tuple:
@@ -250,36 +242,29 @@ class AuditLog(GroupCommit):
                 raw = build(self._seq + 1, prev)
         except (UnicodeEncodeError, TypeError, ValueError, RecursionError) as exc:
             raise AuditError(f"an audit record cannot be encoded ({exc}); nothing was written") from None
+        if len(raw) >= _RECORD_LIMIT:
+            raise AuditError(f"an audit record of {len(raw)} bytes is longer than any record may be ({MAX_LINE}); "
+                             "nothing was written")
         digest = self._link(prev, raw)
         # verification pops "hash" and re-canonicalises, so appending it after the body keeps one encoding
         data = raw[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+        if prefix:
+            data = prefix + data
         self._write(data)
         self._prev, self._seq = digest, self._seq + 1
-        self._end += len(data)  # under the flock, our O_APPEND write landed at the end that _sync saw
-        if self.head:
-            self._write_head()
-        if self.group_ms is not None:
-            self._group_commit()
+        self._end += len(data)  # under the flock, our O_APPEND write landed at the end that was checked
+        if self.fsync or self.head:
+            self._settle()
         self.failed = None
         return digest
-
-    def _write_head(self) -> None:
-        doc: dict[str, Any] = {"records": self._seq, "last_hash": self._prev, "bytes": self._end}
-        if self.key is not None:
-            doc["mac"] = head_mac(self.key, doc)
-        head = Path(str(self.path) + HEAD_SUFFIX)
-        tmp = head.with_name(f".{head.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_bytes(canonical(doc) + b"\n")
-            os.replace(tmp, head)
-        except OSError as exc:
-            self.failed = f"head file: {exc.strerror or exc}"
-            raise AuditError(f"audit head {head} cannot be written ({exc.strerror or exc})") from None
 
     def _append_locked(self, build: Any) -> str:
         with self._lock:
             if self._fd < 0:
                 raise AuditError(f"audit trail {self.path} is closed: nothing more can be recorded")
+            if self._stopped is not None:
+                raise AuditError(f"audit trail {self.path}: the writer stopped ({self._stopped}); check the log "
+                                 "with 'medinfer audit verify' and start a new one")
             if self._undurable is not None:
                 raise AuditError(f"audit trail {self.path}: the group commit's fsync failed ({self._undurable}); "
                                  "records are not durable, so no more are accepted until 'probe' succeeds")
@@ -287,12 +272,43 @@ class AuditLog(GroupCommit):
             if _FLOCK is not None:
                 _FLOCK(fd, _LOCK_EX)
             try:
-                if os.lseek(fd, 0, _SEEK_END) != self._end:
-                    self._sync()
+                if os.lseek(fd, 0, _SEEK_END) != self._end or self._withheld is not None:
+                    self._slow(self._catch_up)
+                if self._end >= self._rotate_at or (self._rotate_s is not None
+                                                    and time.time() - self._file_started >= self._rotate_s):
+                    self._slow(self._rotate, "size" if self._end >= self._rotate_at else "time")
                 return self._append(build)
             finally:
-                if _FLOCK is not None:
-                    _FLOCK(fd, _LOCK_UN)
+                if _FLOCK is not None and self._fd >= 0:
+                    _FLOCK(self._fd, _LOCK_UN)
+
+    def _locked(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` holding the file's exclusive flock (the caller holds ``self._lock``)."""
+        if _FLOCK is not None:
+            _FLOCK(self._fd, _LOCK_EX)
+        try:
+            return fn(*args)
+        finally:
+            if _FLOCK is not None and self._fd >= 0:
+                _FLOCK(self._fd, _LOCK_UN)
+
+    def _catch_up(self) -> None:
+        size = os.lseek(self._fd, 0, _SEEK_END)
+        if size != self._end:
+            self._advance(size)
+        if self._withheld is not None:
+            self._mark_withheld()
+
+    def _slow(self, step: Any, *args: Any) -> None:
+        """A step off the hot path (catching up with the file, rotating): whatever it meets becomes an
+        AuditError, never another exception."""
+        try:
+            step(*args)
+        except AuditError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an I/O error or a bug: the caller gets a typed refusal
+            self.failed = f"{type(exc).__name__}: {exc}"
+            raise AuditError(f"audit trail {self.path} cannot be continued ({self.failed})") from None
 
     def record(self, *, model: str, version: str, model_sha256: str, feeds: dict[str, Any] | None,
                status: str, latency_us: float, output: dict[str, Any] | None = None,
@@ -332,12 +348,13 @@ class AuditLog(GroupCommit):
     # -- health ------------------------------------------------------------------------------------------------
     @property
     def healthy(self) -> bool:
-        """False after a write failed, until a later write succeeds (see :meth:`probe`)."""
+        """False after a write failed, until a later write succeeds (see :meth:`probe`); False for good once the
+        writer stopped (a truncated or altered log)."""
         return self.failed is None and self._fd >= 0
 
     def probe(self) -> bool:
         """After a failure, try to record that the trail works again; returns :attr:`healthy`."""
-        if self.failed is not None and self._fd >= 0:
+        if self.failed is not None and self._fd >= 0 and self._stopped is None:
             failure = self.failed
             try:
                 if self._undurable is not None:
@@ -358,8 +375,7 @@ class AuditLog(GroupCommit):
                         self._synced = self._written
                     except OSError as exc:
                         self.failed = f"fsync: {exc.strerror or exc}"
-                os.close(self._fd)
-                self._fd = -1
+                self._release()
                 self._wake.notify_all()
 
     def __enter__(self) -> AuditLog:
@@ -370,34 +386,14 @@ class AuditLog(GroupCommit):
 
 
 
-class AuditBinding:
-    """An :class:`AuditLog` bound to one model (from :meth:`AuditLog.bind`): the model's JSON is encoded once."""
 
-    __slots__ = ("log", "model", "version", "model_sha256", "_middle", "_end")
 
-    def __init__(self, log: AuditLog, model: str, version: str, model_sha256: str) -> None:
-        self.log, self.model, self.version, self.model_sha256 = log, model, version, model_sha256
-        self._middle = f',"model":{json_string(model)},"model_sha256":{json_string(model_sha256)}'
-        self._end = f',"version":{json_string(version)}}}'
+def _differs(log: AuditLog, options: dict[str, Any]) -> bool:
+    """Whether ``options`` ask for another writer than ``log`` (a key compared as the key it reads to)."""
+    wanted = dict(options)
+    if wanted.get("key") is not None:
+        wanted["key"] = read_key(wanted["key"])
+    return any(log.options.get(name) != value for name, value in wanted.items())
 
-    def record(self, feeds: dict[str, Any] | None, status: str, latency_us: float,
-               output: dict[str, Any] | None = None, request_id: str | None = None, reason: str | None = None) -> str:
-        """Append one inference record of the bound model; returns its request id (see :meth:`AuditLog.record`).
 
-        Raises:
-            AuditError: the record could not be written (the caller must not return the result).
-        """
-        log = self.log
-        if feeds is None:
-            return log.record(model=self.model, version=self.version, model_sha256=self.model_sha256, feeds=None,
-                              status=status, latency_us=latency_us, output=output, request_id=request_id,
-                              reason=reason)
-        rid = request_id or f"{log._id_prefix}{next(log._ids):016x}"
-        latency = round(latency_us, 1)
-        # The canonical text in sorted key order, in three parts: "prev" and "seq" are filled in under the lock.
-        log._append_locked((
-            f'{log._chain}"input_sha256":"{input_digest(feeds)}","latency_us":{number_text(latency)}{self._middle}'
-            + ("" if output is None else ',"output":' + output_text(output)),
-            ("" if reason is None else ',"reason":' + json_string(reason)) + f',"request_id":{json_string(rid)}',
-            f',"status":{json_string(status)},"time":"{log._now()}"{self._end}'))
-        return rid
+register(AuditLog)

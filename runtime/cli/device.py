@@ -1,4 +1,4 @@
-"""The device commands of ``medinfer``: info, list, verify, predict, bench, keygen, sign, audit.
+"""The device commands of ``medinfer``: info, list, verify, predict, bench, keygen, sign (audit: :mod:`.audit`).
 
 They need numpy + onnxruntime only (keygen/sign: [sign]; DICOM input: [dicom]). Registered by
 :func:`medinfer.cli.device_args.add_parsers`; every import beyond argparse happens inside the command that needs it.
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AuditError, DriftAlert, LossyCastError, MedinferError, UsageError, exit_code
+from ..errors import LossyCastError, MedinferError, exit_code
 from .clinical import fhir_time, predict_dicom, write_fhir
 from .common import bundle_path, provider_fallback, providers_arg, table
 from .features import data_lines, info_extras
@@ -308,51 +308,3 @@ def cmd_sign(args: argparse.Namespace) -> int:
     doc = sign_bundle(path, args.key)
     print(f"signed {path}/manifest.json with key {doc['key_id']} -> {path}/manifest.sig")
     return 0
-
-
-def cmd_audit(args: argparse.Namespace) -> int:
-    if args.action == "drift":
-        return _audit_drift(args)
-    from ..audit import verify_log
-
-    report = verify_log(args.log, key=args.key, head=args.head)
-    if args.json:
-        print(json.dumps(report.__dict__))
-    elif report.ok:
-        tail = " (a torn last line from a crash was ignored)" if report.torn_tail else ""
-        mode = ("keyed (HMAC) " if report.keyed else "") + "hash chain" + (" and head" if report.head_checked else "")
-        print(f"OK    {args.log}: {report.records} records, {mode} intact{tail}; last hash {report.last_hash}")
-    else:
-        print(f"FAIL  {args.log}: {report.problem} ({report.records} records verified before it)", file=sys.stderr)
-    return 0 if report.ok else exit_code(AuditError("verification failed"))
-
-
-def _audit_drift(args: argparse.Namespace) -> int:
-    from ..tools import drift
-
-    if args.max_share is not None and not 0.0 <= args.max_share <= 1.0:
-        raise UsageError(f"--max-share {args.max_share!r}: expected a share between 0 and 1")
-    windows = drift.drift(args.log, drift.parse_window(args.window), args.model)
-    rows = [w.to_dict() for w in windows]
-    alert = [r for r in rows if args.max_share is not None and r["share"] > args.max_share]
-    if args.plot:
-        drift.plot(windows, args.plot, args.max_share)
-    if args.json:
-        print(json.dumps({"windows": rows, "alerts": len(alert)}, indent=2))
-    elif not rows:
-        print(f"{args.log}: no records with domain scores (bundles without a domain guard, or an empty log)")
-    else:
-        print(table([[r["start"], r["records"], r["samples"], r["out_of_domain"], f"{r['share']:.2%}",
-                      _g(r["score_p50"]), _g(r["score_p90"]), _g(r["score_p99"])] for r in rows],
-                    ["window start (UTC)", "records", "samples", "out of domain", "share", "score p50", "p90", "p99"]))
-        if args.plot:
-            print(f"plot written to {args.plot}")
-    if alert:
-        print(f"ALERT {args.log}: the out-of-domain share exceeded {args.max_share:g} in {len(alert)} window(s), "
-              f"first at {alert[0]['start']} ({alert[0]['share']:.2%})", file=sys.stderr)
-        return exit_code(DriftAlert("drift"))
-    return 0
-
-
-def _g(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"

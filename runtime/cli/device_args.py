@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .audit import audit_parser
 from .common import HELP_FORMAT, examples
-from .device import cmd_audit, cmd_bench, cmd_info, cmd_keygen, cmd_list, cmd_predict, cmd_sign, cmd_verify
+from .device import cmd_bench, cmd_info, cmd_keygen, cmd_list, cmd_predict, cmd_sign, cmd_verify
 
 BUNDLE_HELP = "bundle folder, or the name of a bundle under $MEDINFER_BUNDLES (default ./bundles)"
 PROVIDER_HELP = ("execution providers as a comma-separated preference list, e.g. cuda,cpu (default: cpu); "
@@ -17,7 +18,7 @@ JSON_HELP = "print JSON for machines instead of tables for people"
 def add_parsers(sub: Any) -> None:
     """Add the device commands to the ``medinfer`` sub-command parser."""
     for add in (_info_parser, _list_parser, _verify_parser, _predict_parser, _bench_parser, _keygen_parser,
-                _sign_parser, _audit_parser):
+                _sign_parser, audit_parser):
         add(sub)
 
 
@@ -163,24 +164,4 @@ def _sign_parser(sub: Any) -> None:
     p.add_argument("bundle", help=BUNDLE_HELP)
     p.add_argument("--key", required=True, help="Ed25519 private key (PEM) from 'medinfer keygen'")
     p.set_defaults(func=cmd_sign)
-
-
-def _audit_parser(sub: Any) -> None:
-    p = sub.add_parser("audit", help="check an audit log: 'medinfer audit verify LOG', 'medinfer audit drift LOG'",
-                       formatter_class=HELP_FORMAT, epilog=examples(
-                           "medinfer audit verify audit.jsonl  # hash chain: edits, deletions, reordering",
-                           "medinfer audit verify audit.jsonl --key audit.key --head  # keyed chain + head file",
-                           "medinfer audit drift audit.jsonl --window 1h --max-share 0.05 --plot drift.png"))
-    p.add_argument("action", choices=("verify", "drift"),
-                   help="verify: check the hash chain; drift: out-of-domain share per time window")
-    p.add_argument("log", help="the audit log (JSON lines) written by load(..., audit=...) or serve --audit")
-    p.add_argument("--window", default="1h", help="drift: window length, e.g. 15m, 1h, 1d (default 1h)")
-    p.add_argument("--max-share", type=float, default=None,
-                   help="drift: exit 14 when a window's out-of-domain share is above this (e.g. 0.05)")
-    p.add_argument("--model", default=None, help="drift: only this model's records")
-    p.add_argument("--plot", default=None, metavar="OUT.png", help="drift: draw the share and score quantiles")
-    p.add_argument("--key", default=None, metavar="FILE", help="device key of a keyed log (HMAC chain)")
-    p.add_argument("--head", action="store_true", help="also check LOG.head: detects records deleted from the end")
-    p.add_argument("--json", action="store_true", help=JSON_HELP)
-    p.set_defaults(func=cmd_audit)
 

@@ -49,7 +49,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     config = ServeConfig(
         bundles=_bundles(args.bundles), host=args.host, port=args.port, max_body_bytes=int(args.max_body_mb * 2**20),
-        max_queue=args.max_queue, deadline_ms=args.deadline_ms, audit=args.audit,
+        max_queue=args.max_queue, deadline_ms=args.deadline_ms, audit=args.audit, audit_key=args.audit_key,
+        audit_head=args.audit_head, audit_rotate_mb=args.audit_rotate_mb, audit_retain_days=args.audit_retain_days,
         providers=_providers(args.provider), variant=args.variant, require_signature=args.require_signature,
         trusted_keys=tuple(args.trusted_key), shutdown_timeout=args.shutdown_timeout, access_log=args.access_log,
         request_timeout=args.request_timeout, max_connections=args.max_connections, out_of_domain=args.out_of_domain,
@@ -172,6 +173,13 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--max-queue", type=int, default=64, help="requests waiting; more are refused with 503")
     p.add_argument("--deadline-ms", type=float, default=None, help="per-request deadline, queueing included (504)")
     p.add_argument("--audit", default=None, metavar="LOG", help="hash-chained audit trail, one record per request")
+    p.add_argument("--audit-key", default=None, metavar="FILE", help="keyed audit chain (HMAC) under this device key")
+    p.add_argument("--audit-head", action="store_true",
+                   help="anchored audit trail: LOG.head and LOG.counter after each record (detect truncation)")
+    p.add_argument("--audit-rotate-mb", type=float, default=None, metavar="MIB",
+                   help="rotate the audit trail's file past this size; the chain runs on across files")
+    p.add_argument("--audit-retain-days", type=float, default=None, metavar="DAYS",
+                   help="delete rotated audit files whose last record is older than this (at least 183)")
     p.add_argument("--variant", default=None, help="serve this variant of every bundle, e.g. int8 (default: fp32)")
     p.add_argument("--provider", default=None, help="comma-separated preference list, e.g. cuda,cpu")
     p.add_argument("--trusted-key", action="append", default=[], metavar="PEM",

@@ -42,6 +42,7 @@ from typing import Any
 
 from .._version import __version__
 from ..audit import AuditLog
+from ..audit.rotation import check_retention
 from ..errors import MedinferError, NotReady, UnknownModel, UsageError, http_status
 from ..extras import optional_import
 from ..model import Model
@@ -74,6 +75,10 @@ class ServeConfig:
     max_queue: int = 64
     deadline_ms: float | None = None
     audit: str | None = None
+    audit_key: str | None = None  # keyed chain (HMAC) under this device key file
+    audit_head: bool = False  # anchored: LOG.head and its counter after each append
+    audit_rotate_mb: float | None = None  # rotate the audit trail's active file past this size
+    audit_retain_days: float | None = None  # delete rotated files older than this (>= 183 days)
     providers: Sequence[str] | None = None
     variant: str | None = None
     require_signature: bool = False
@@ -129,6 +134,10 @@ class ServeConfig:
         if self.audit is not None and not Path(self.audit).parent.is_dir():
             raise bad("--audit", self.audit, f"a file in an existing folder ({Path(self.audit).parent} is none; "
                                              "create it first)")
+        if self.audit_rotate_mb is not None and not (isinstance(self.audit_rotate_mb, (int, float))
+                                                     and 0 < self.audit_rotate_mb < math.inf):
+            raise bad("--audit-rotate-mb", self.audit_rotate_mb, "a number of MiB > 0")
+        check_retention(self.audit_retain_days)  # at least 183 days (UsageError)
         if self.grpc_port is not None and (not isinstance(self.grpc_port, int) or not 0 <= self.grpc_port <= 65535
                                            or self.grpc_port in (self.port, self.metrics_port) and self.grpc_port):
             raise bad("--grpc-port", self.grpc_port, "0 (any free port) to 65535, not --port or --metrics-port")
@@ -305,7 +314,9 @@ def serve(config: ServeConfig, on_listening: Callable[..., None] | None = None) 
 
     if not config.bundles:
         raise UsageError("medinfer serve needs at least one bundle")
-    audit = AuditLog.shared(config.audit) if config.audit else None
+    audit = AuditLog.shared(config.audit, key=config.audit_key, head=config.audit_head,
+                            rotate_mb=config.audit_rotate_mb, retain_days=config.audit_retain_days) \
+        if config.audit else None
     if audit is not None:  # an unwritable trail is found now, not at the first request (AuditError, exit 12)
         audit.event("serve_started", bundles=[str(b) for b in config.bundles], pid=os.getpid(), medinfer=__version__)
     from .auth import Authorizer

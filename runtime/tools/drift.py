@@ -3,12 +3,13 @@ trail (each inference record carries its domain scores and out-of-domain count, 
 
     medinfer audit drift audit.jsonl --window 1h --max-share 0.05 --plot drift.png
 
-A share above ``--max-share`` in any window exits with the drift code (14), so a monitoring script can alert.
+A share above ``--max-share`` in any window exits with the drift code (14), so a monitoring script can alert. The
+log is verified first (``--key``/``--head`` as for ``audit verify``): a log that does not verify exits 12 and is not
+counted.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..audit import verify_log
+from ..audit.sources import records
 from ..errors import AuditError, UsageError
 from ..extras import optional_import
 from ..timestamps import parse_utc, utc_text
@@ -60,34 +63,60 @@ class Window:
                 "score_p50": q[0], "score_p90": q[1], "score_p99": q[2]}
 
 
-def drift(path: str | Path, window_s: float, model: str | None = None) -> list[Window]:
+def drift(path: str | Path, window_s: float, model: str | None = None, *, key: str | Path | bytes | None = None,
+          head: bool = False, counter: str | Path | None = None) -> list[Window]:
     """Out-of-domain counts and domain-score quantiles per window of ``window_s`` seconds (records of bundles
     with a domain guard only; ``model`` keeps one model's records).
 
+    The log (its whole rotated set) is verified first, with ``key`` / ``head`` / ``counter`` as
+    :func:`~medinfer.audit.verify_log` takes them: drift counts only records of a chain that verifies, and every
+    count it reads must be a count (an ``out_of_domain`` of -1000 is refused, never added).
+
     Raises:
-        AuditError: the log is missing or unreadable.
+        AuditError: the log is missing, unreadable or does not verify, or a record's output summary is not one
+            medinfer writes.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AuditError(f"audit log {path} does not exist" if not path.exists() else f"{path} is not a file")
+    report = verify_log(path, key=key, head=head, counter=counter)
+    if not report.ok:
+        raise AuditError(f"audit log {path} does not verify ({report.problem}): drift counts only a verified log "
+                         "(see 'medinfer audit verify')")
     windows: dict[int, Window] = {}
-    with open(path, "rb") as fh:
-        for line in fh:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # a torn tail: verify reports it
-            out = rec.get("output") if isinstance(rec, dict) else None
-            if not isinstance(out, dict) or "out_of_domain" not in out or (model and rec.get("model") != model):
-                continue
-            at = parse_utc(rec["time"])
-            key = int(at // window_s)
-            w = windows.setdefault(key, Window(key * window_s))
-            w.records += 1
-            w.samples += int(out.get("n", len(out.get("domain_scores", []))))
-            w.out_of_domain += int(out["out_of_domain"])
-            w.scores += [float(s) for s in out.get("domain_scores", [])]
+    for name, line, rec in records(Path(path)):
+        out = rec.get("output")
+        if not isinstance(out, dict) or "out_of_domain" not in out or (model and rec.get("model") != model):
+            continue
+        at, n, ood, scores = _checked(out, rec.get("time"), f"{name} line {line}")
+        key_ = int(at // window_s)
+        w = windows.setdefault(key_, Window(key_ * window_s))
+        w.records += 1
+        w.samples += n
+        w.out_of_domain += ood
+        w.scores += scores
     return [windows[k] for k in sorted(windows)]
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _checked(out: dict[str, Any], when: Any, where: str) -> tuple[float, int, int, list[float]]:
+    """The time, sample count, out-of-domain count and domain scores of one output summary, each what medinfer
+    writes (else AuditError naming the line)."""
+    scores = out.get("domain_scores", [])
+    n = out.get("n", len(scores) if isinstance(scores, list) else -1)
+    ood = out["out_of_domain"]
+    if not (_count(n) and _count(ood) and ood <= n):
+        raise AuditError(f"{where}: out_of_domain {ood!r} of n {n!r} is not a count between 0 and n; the record "
+                         "was not written by medinfer (an edited chain, recomputed): drift refuses to count it")
+    if not (isinstance(scores, list) and all(type(s) in (int, float) and math.isfinite(s) for s in scores)):
+        raise AuditError(f"{where}: domain_scores is not a list of finite numbers")
+    try:
+        at = parse_utc(when) if isinstance(when, str) else None
+    except ValueError:
+        at = None
+    if at is None:
+        raise AuditError(f"{where}: the record's time {when!r} is not an ISO 8601 UTC time")
+    return at, n, ood, [float(s) for s in scores]
 
 
 def plot(windows: list[Window], path: str | Path, max_share: float | None) -> None:

@@ -153,7 +153,10 @@ def test_a_failed_group_fsync_stops_the_trail_until_it_works_again(tmp_path: Pat
     assert log.probe() and log.healthy
     log.event("four")
     log.close()
-    assert verify_log(path).ok and verify_log(path).records == 4  # one, two, audit_recovered, four
+    report = verify_log(path)  # one, two, two's answer withheld, audit_recovered, four
+    assert report.ok and report.records == 5 and report.withheld == 1
+    marker = json.loads(path.read_text().splitlines()[2])
+    assert marker["event"] == "answer_withheld" and marker["records"] == [2, 2]
 
 
 def test_group_commit_needs_fsync_and_positive_bounds(tmp_path: Path) -> None:
@@ -161,3 +164,17 @@ def test_group_commit_needs_fsync_and_positive_bounds(tmp_path: Path) -> None:
                                                                       "group_records": 0}):
         with pytest.raises(ValueError, match="group commit"):
             AuditLog(tmp_path / "a.jsonl", **kwargs)
+
+
+@pytest.mark.parametrize("key", [None, KEY])
+@pytest.mark.parametrize("end", [None, 0, 123456])
+def test_head_and_counter_documents_are_the_canonical_json_the_verifier_derives(key, end) -> None:
+    from medinfer.audit.anchor import anchor_bytes
+    from medinfer.audit.record import head_mac
+
+    for raw in (anchor_bytes(key, 42, "a" * 64, end, True), anchor_bytes(key, 42, "a" * 64, end, False),
+                anchor_bytes(key, 42, "a" * 64)):
+        doc = json.loads(raw)
+        mac = doc.pop("mac", None)
+        assert _canonical({**doc, **({"mac": mac} if key else {})}) == raw
+        assert mac == (head_mac(key, doc) if key else None)
