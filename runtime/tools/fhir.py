@@ -321,10 +321,10 @@ def to_fhir(pred: Prediction, subject: str, *, basis: Sequence[str] = (), at: da
     manifest = pred.manifest
     if manifest is None:
         raise UsageError("this Prediction carries no manifest; make it with medinfer.load(...).predict(...)")
-    _fhir()
     subject = check_subject(subject)
     refs = _references(basis)
-    mapping = _mapping(manifest, generic)
+    mapping = _mapping(manifest, generic)  # a wrong request is named before a missing extra
+    _fhir()
     when, issued = _instant(at), _instant(None)
     src = _Source(manifest, pred.model_sha256, pred.manifest_sha256, pred.variant, _urn())
     scores, labels = np.asarray(pred.scores), pred.labels
