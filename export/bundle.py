@@ -185,7 +185,7 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
             input_name, ds.X_test, references, tolerances, art.point.threshold)
         slices, slice_files, slice_report, slice_goldens = build_slice_variants(
             spec, ds, model_bytes, {"default": Variant(file="model.onnx"), **variants}, profile, art.point.threshold,
-            progress)
+            progress, guard)
         report["variants"].update(slice_report)
         variants.update(slices)
         variant_files.update(slice_files)

@@ -2,7 +2,9 @@
 
 Each part of :mod:`medinfer.train.domain` becomes a few standard ONNX operators on a tensor the graph already
 computes; the guard's score is their element-wise Max. The native reference (numpy) is the guard's own ``score``;
-the parity gate compares the two on the held-out set and the edge inputs.
+the parity gate compares the two on the held-out set and the edge inputs. The guard must cost little next to the
+model (benchmarks/domain.py measures it at batch 1 and 64): scales are folded into constants, distances are matrix
+products (no (N, classes, D) broadcasts), and one part writes ``domain_score`` itself (no Max or Identity).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..train.domain import OUTPUT, DomainGuard, Part
+from ..train.domain import OUTPUT, RULE_GAIN, DomainGuard, Part
 
 
 class _Builder:
@@ -76,25 +78,48 @@ class _Builder:
         self.graph.node.append(self.helper.make_node(op, inputs, [out], name=out, **attrs))
         return out
 
-    def reduce(self, op: str, x: str, axis: int, keepdims: int = 0) -> str:
-        """ReduceX over one axis, in the form this opset wants (axes as input from opset 18, 13 for ReduceSum)."""
+    def reduce(self, op: str, x: str, axis: int | list[int], keepdims: int = 0) -> str:
+        """ReduceX over one axis (or several), in the form this opset wants (axes as input from opset 18, 13 for
+        ReduceSum)."""
+        axes = [axis] if isinstance(axis, int) else list(axis)
         axes_as_input = self.opset >= (13 if op == "ReduceSum" else 18)
         if axes_as_input:
-            return self.node(op, [x, self.const([axis], "axis", np.int64)], op.lower(), keepdims=keepdims)
-        return self.node(op, [x], op.lower(), axes=[axis], keepdims=keepdims)
+            return self.node(op, [x, self.const(axes, "axis", np.int64)], op.lower(), keepdims=keepdims)
+        return self.node(op, [x], op.lower(), axes=axes, keepdims=keepdims)
 
     def flat(self, x: str) -> str:
         return self.node("Reshape", [x, self.const([0, -1], "shape", np.int64)], "flat")
 
 
-def add_domain_output(onx: Any, guard: DomainGuard) -> None:
-    """Append the guard's nodes and the ``domain_score`` output to ``onx`` (in place)."""
+def add_domain_output(onx: Any, guard: DomainGuard, output: str = OUTPUT, rows: str = "N",
+                      builder: _Builder | None = None) -> str:
+    """Append the guard's nodes and the ``output`` (``domain_score``) output to ``onx`` (in place); returns its
+    name. ``rows``: the output's first dimension (``K`` for the windows of a whole-slice graph); ``builder``: the
+    builder that already added nodes to ``onx`` (so that names stay unique)."""
     from onnx import TensorProto
 
-    b = _Builder(onx)
-    scores = [_part(b, part, guard.sources.get(part.source, part.source)) for part in guard.parts]
-    b.graph.node.append(b.helper.make_node("Max" if len(scores) > 1 else "Identity", scores, [OUTPUT], name=OUTPUT))
-    b.graph.output.append(b.helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N"]))
+    b = builder or _Builder(onx)
+    scores = [part_score(b, part, guard.sources) for part in guard.parts]
+    if len(scores) == 1:  # the part's last node writes the output itself
+        last = next(n for n in reversed(b.graph.node) if scores[0] in n.output)
+        last.output[list(last.output).index(scores[0])] = output
+    else:
+        b.graph.node.append(b.helper.make_node("Max", scores, [output], name=output))
+    b.graph.output.append(b.helper.make_tensor_value_info(output, TensorProto.FLOAT, [rows]))
+    return output
+
+
+def part_score(b: _Builder, part: Part, sources: dict[str, str]) -> str:
+    """One part's normalized score (N,): rules as RULE_GAIN x relu(excess), the others as raw / scale."""
+    from .domain_rules_graph import BUILDERS
+    from .patch_stats_graph import resolve
+
+    names = [resolve(b, n) or n for n in (sources.get(s, s) for s in (part.source, *part.more))]
+    if part.kind not in BUILDERS:
+        return _part(b, part, names[0])
+    gain = RULE_GAIN if part.rule else 1.0 / float(part.scale)
+    raw = BUILDERS[part.kind](b, part.params, gain, *names)
+    return b.node("Relu", [raw], "rule") if part.rule else raw
 
 
 def _part(b: _Builder, part: Part, source: str) -> str:
@@ -116,12 +141,8 @@ def _part(b: _Builder, part: Part, source: str) -> str:
         b.graph.node.append(b.helper.make_node("TopK", [d2, k], [nearest, unused], name=nearest, axis=1, largest=0,
                                                sorted=1))
         raw = b.node("Sqrt", [b.reduce("ReduceMean", nearest, 1)], "knn")
-    elif part.kind == "mahalanobis":  # |x W - m W|^2 / scale = |x W' - m W'|^2 with W' = W / sqrt(scale)
-        root = np.sqrt(scale)
-        z = b.node("MatMul", [b.flat_source(source), b.const(p["whiten"] / root, "whiten")], "z")
-        d = b.node("Sub", [b.node("Unsqueeze", [z, b.const([1], "axis1", np.int64)], "z1"),
-                           b.const(p["means_w"] / root, "means_w")], "d")
-        return b.reduce("ReduceMin", b.reduce("ReduceSum", b.node("Mul", [d, d], "dd"), 2), 1)
+    elif part.kind == "mahalanobis":
+        return mahalanobis_nodes(b, b.flat_source(source), p["whiten"], p["means_w"], 1.0 / scale)
     elif part.kind == "nll":  # -mean log p / scale, with two outer columns per feature for values outside its bins
         flat = b.flat_source(source)
         table, floor = p["table"], float(p["floor"][0])
@@ -182,6 +203,22 @@ def _part(b: _Builder, part: Part, source: str) -> str:
     else:
         raise ValueError(f"unknown domain part kind {part.kind!r}")
     return raw if scale == 1.0 else b.node("Mul", [raw, b.const(1.0 / scale, "inv_scale")], "part")
+
+
+def mahalanobis_nodes(b: _Builder, x: str, whiten: np.ndarray, means_w: np.ndarray, gain: float) -> str:
+    """gain x min over classes c of |x W - m_c W|^2, as matrix products: one class is |x W + b|^2 (Gemm, then
+    ReduceSumSquare); C classes are |u|^2 + min_c (|m_c W|^2 - 2 u . m_c W) with u = x W (MatMul, ReduceSumSquare,
+    Gemm, Add, ReduceMin): no (N, C, D) tensor. The gain is folded into W."""
+    root = np.sqrt(gain)
+    w = np.asarray(whiten, dtype=np.float64) * root
+    m = np.asarray(means_w, dtype=np.float64) * root
+    if len(m) == 1:
+        d = b.node("Gemm", [x, b.const(w, "whiten"), b.const(-m[0], "mean_w")], "centred_w")
+        return b.reduce("ReduceSumSquare", d, 1)
+    u = b.node("MatMul", [x, b.const(w, "whiten")], "z_w")
+    uu = b.reduce("ReduceSumSquare", u, 1, keepdims=1)
+    cross = b.node("Gemm", [u, b.const(-2.0 * m.T, "means_w_t"), b.const((m ** 2).sum(1), "means_sq")], "cross")
+    return b.reduce("ReduceMin", b.node("Add", [uu, cross], "d2"), 1)
 
 
 def _finite(value: float) -> float:

@@ -8,6 +8,11 @@ straddle patch borders) at every gate stride, its window scores are compared wit
 the fp32 patch graph at the same centres (the DICOM path's grid, air outside the slice): max abs diff within the
 variant's tolerance and no decision flips at the operating threshold. A variant that fails is reported and not
 shipped (the patch path stays), and ``slice_int8`` needs the ``int8`` variant (same numbers, same clinical gate).
+
+When the patch model has a domain guard, each whole-slice graph carries it too (:mod:`.slice_guard`): the guard's
+score of every window (``domain_score``, (K,)) and of the slice (``domain_score_slice``, (1,)), in the same pass,
+gated like the scores: per window against the fp32 patch graph's own ``domain_score`` at the same centres. A guard
+the slice pass cannot compute refuses the variant (no graph that answers ships without its guard).
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from medinfer.session import cpu_session
 from medinfer.tools.ct_slice import CENTRES_OUTPUT, STRIDE_INPUT, run_tiles
 from medinfer.tools.dicom import cut_patches, window_centres
 
+from ..train.domain import DomainGuard
 from ..train.spec import Dataset, ModelSpec, ParityTolerance, Progress, quiet
 from . import parity
 from .fcn import FcnError, Geometry, fcn_graph
 from .optimize import fold_window_into_quantize, static_int8
+from .slice_guard import DOMAIN_OUTPUTS, add_slice_guard, gate_guard, guard_outputs
 
 SLICE_KINDS = ("slice", "slice_int8")
 MOSAIC = 3  # held-out patches per mosaic side
@@ -56,8 +63,10 @@ def _fill(spec_in: TensorSpec) -> float:
 
 
 def slice_contract(spec_in: TensorSpec, outputs: tuple[TensorSpec, ...], score_output: str, geo: Geometry,
-                   cells: tuple[int, int]) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    """The whole-slice variant's inputs and outputs, derived from the patch model's."""
+                   cells: tuple[int, int], guarded: bool = False
+                   ) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """The whole-slice variant's inputs and outputs, derived from the patch model's (and the guard's per window and
+    per slice when ``guarded``)."""
     facts = {**(spec_in.facts or {}), "patch": [geo.patch, geo.patch], "cell": geo.cell, "window_offset": geo.offset}
     image = dataclasses.replace(
         spec_in, shape=(1, "H", "W", spec_in.shape[-1]), facts=facts,
@@ -70,7 +79,7 @@ def slice_contract(spec_in: TensorSpec, outputs: tuple[TensorSpec, ...], score_o
                                  "row-major over the window grid")
     centres = TensorSpec(CENTRES_OUTPUT, "int64", ("K", 2), units="px",
                          description="each window's centre (row, col) in input pixels")
-    return (image, stride), (scores, centres)
+    return (image, stride), (scores, centres, *(guard_outputs() if guarded else ()))
 
 
 def _slice_run(session: Any, input_name: str, k: int, score_output: str) -> Any:
@@ -86,9 +95,11 @@ def _slice_run(session: Any, input_name: str, k: int, score_output: str) -> Any:
 
 def build_slice_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, shipped: dict[str, Variant],
                          profile: SessionProfile, threshold: float | None,
-                         progress: Progress = quiet) -> tuple[dict[str, Variant], dict[str, bytes], dict[str, Any],
-                                                              dict[str, dict[str, np.ndarray]]]:
-    """Make and gate the whole-slice variants the spec asks for.
+                         progress: Progress = quiet, guard: DomainGuard | None = None
+                         ) -> tuple[dict[str, Variant], dict[str, bytes], dict[str, Any],
+                                    dict[str, dict[str, np.ndarray]]]:
+    """Make and gate the whole-slice variants the spec asks for (each with ``guard``, the patch graph's domain guard,
+    per window and per slice, when there is one).
 
     Returns:
         (manifest variants, {file: bytes}, report incl. refused variants, each shipped variant's golden inputs and
@@ -113,18 +124,23 @@ def build_slice_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, shipp
     del probe
     strides = [s for s in spec.slice_strides if s % geo.cell == 0]
     inputs, outputs = slice_contract(spec_in, spec.outputs() + spec.extra_outputs(), score_output, geo,
-                                     spec.slice_cells)
+                                     spec.slice_cells, guarded=guard is not None)
     fill = _fill(spec_in)
     images = gate_images(spec, ds)
     reference = parity.ort_session(model_bytes)
     refs: dict[tuple[str, int], np.ndarray] = {}
+    patches: dict[tuple[str, int], np.ndarray] = {}
+    domain_refs: dict[tuple[str, int], np.ndarray] = {}
     progress(f"[{spec.name}] slice variants: reference patch-by-patch scores on {len(images)} held-out images at "
              f"strides {strides} px")
     for name, image in images.items():
         for stride in strides:
             centres = window_centres(image.shape, stride)
-            refs[(name, stride)] = parity.run_batched(reference, input_name, cut_patches(image, centres, geo.patch,
-                                                                                          fill), 64)[score_output]
+            patches[(name, stride)] = cut_patches(image, centres, geo.patch, fill)
+            ref = parity.run_batched(reference, input_name, patches[(name, stride)], 64)
+            refs[(name, stride)] = ref[score_output]
+            if guard is not None:
+                domain_refs[(name, stride)] = ref[DOMAIN_OUTPUTS[0]]
     golden_image = _mosaic(np.asarray(ds.X_test[:GOLDEN_SIDE ** 2], np.float32), GOLDEN_SIDE) \
         if len(ds.X_test) >= GOLDEN_SIDE ** 2 else next(iter(images.values()))
     golden_k = spec.slice_cells[0] + 1 if spec.slice_cells[1] > spec.slice_cells[0] else spec.slice_cells[0]
@@ -145,6 +161,13 @@ def build_slice_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, shipp
                                extra_feeds={STRIDE_INPUT: np.array([1], np.int64)})
             if spec.int8_fold_window:
                 data = fold_window_into_quantize(data, *spec.int8_fold_window)
+        if guard is not None:  # added last: the guard stays fp32 and is never quantized
+            try:
+                data = add_slice_guard(data, guard, input_name, geo)
+            except FcnError as exc:
+                report[kind] = {"shipped": False, "reason": f"its domain guard: {exc}"}
+                progress(f"[{spec.name}] {kind} variant REFUSED: {exc}")
+                continue
         tol = spec.parity if kind == "slice" else ParityTolerance(atol=spec.slice_int8_atol, rtol=0.0,
                                                                   max_decision_flips=spec.parity.max_decision_flips)
         session = cpu_session(data, dataclasses.replace(profile, large_batch={}, large_batch_from=0))
@@ -158,6 +181,12 @@ def build_slice_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, shipp
                                         f"{name} @ {stride} px", threshold, tol)
             sets[f"{name} @ {stride} px"] = sub
             failures += fails
+        if guard is not None:
+            guard_sets, guard_failures = gate_guard(session, input_name, images, strides, geo, spec.slice_max_elements,
+                                                   fill, domain_refs, patches, kind)
+            for key, sub in guard_sets.items():
+                sets[key].update(sub)
+            failures += guard_failures
         worst = max((v.get(f"{score_output}_max_abs_diff", 0.0) for v in sets.values()), default=0.0)
         flips = sum(v.get("decision_flips", 0) for v in sets.values())
         entry = {"tolerance": {"atol": tol.atol, "max_decision_flips": tol.max_decision_flips},

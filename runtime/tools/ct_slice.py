@@ -21,6 +21,7 @@ from ..model import Model
 
 STRIDE_INPUT = "stride_cells"
 CENTRES_OUTPUT = "centres"
+SLICE_DOMAIN_OUTPUT = "domain_score_slice"  # the variant's slice-level domain score (per call, i.e. per tile)
 
 
 def slice_variant_of(manifest: Manifest, variant: str | None) -> str | None:
@@ -70,6 +71,20 @@ class SliceGrid:
         return stride // self.cell
 
 
+@dataclass(frozen=True)
+class SliceScores:
+    """A whole slice scored in one pass: per window (the grid's row-major order) the score and label, and, when the
+    variant carries the domain guard, each window's domain score and flag and the slice's (``slice_domain_score``:
+    the largest of its tiles' ``domain_score_slice``; one tile for a slice within the variant's ``max_elements``)."""
+
+    scores: np.ndarray
+    labels: list[str]
+    domain_scores: np.ndarray | None
+    in_domain: np.ndarray | None
+    slice_domain_score: float | None
+    slice_in_domain: bool | None
+
+
 def score_slice(model: Model, hu: np.ndarray, centres: np.ndarray, stride: int,
                 fill: float) -> tuple[np.ndarray, list[str]]:
     """Scores and labels of the windows centred at ``centres`` (the :func:`window_centres` grid of ``stride``) of
@@ -80,24 +95,55 @@ def score_slice(model: Model, hu: np.ndarray, centres: np.ndarray, stride: int,
             not such a grid.
         InferenceError: the variant's centres differ from the grid asked for (a broken bundle).
     """
+    result = score_slice_with_domain(model, hu, centres, stride, fill)
+    return result.scores, result.labels
+
+
+def score_slice_with_domain(model: Model, hu: np.ndarray, centres: np.ndarray, stride: int,
+                            fill: float) -> SliceScores:
+    """:func:`score_slice`, with the domain guard's answers when the variant has them (see :class:`SliceScores`).
+
+    Raises:
+        InputError / InferenceError: as :func:`score_slice`; InferenceError also when the variant's domain scores
+            do not give one row per window.
+    """
     grid = SliceGrid.of(model)
     feed_k = np.array([grid.stride_cells(stride, model.name)], np.int64)
+    tiles: list[float] = []
+    domain: list[np.ndarray] = []
 
     def run(tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any]:
         pred = model.predict({grid.image: tile[None, :, :, None], STRIDE_INPUT: feed_k})
-        return np.asarray(pred.scores), np.asarray(pred.outputs[CENTRES_OUTPUT]), pred.labels
+        scores = np.asarray(pred.scores)
+        if pred.domain_scores is not None:
+            if len(pred.domain_scores) != len(scores):
+                raise InferenceError(f"{model.name} ({model.variant}) gave {len(pred.domain_scores)} domain scores for "
+                                     f"{len(scores)} windows: the bundle's slice guard is broken")
+            domain.append(np.asarray(pred.domain_scores))
+            if SLICE_DOMAIN_OUTPUT in pred.outputs:
+                tiles.append(float(np.asarray(pred.outputs[SLICE_DOMAIN_OUTPUT]).reshape(-1)[0]))
+        values = np.asarray(pred.domain_scores) if pred.domain_scores is not None else np.full(len(scores), np.nan)
+        return scores, np.asarray(pred.outputs[CENTRES_OUTPUT]), pred.labels, values
 
     bound = model.manifest.variants[model.variant].max_elements
-    scores, labels = run_tiles(hu, centres, stride, grid.patch, grid.offset, bound, fill, run,
-                               f"{model.name} ({model.variant})")
-    return scores, [str(x) for x in labels] if labels is not None else [""] * len(scores)
+    scores, cells, values = run_tiles(hu, centres, stride, grid.patch, grid.offset, bound, fill, run,
+                                      f"{model.name} ({model.variant})", with_values=True)
+    labels = [str(x) for x in cells] if cells is not None else [""] * len(scores)
+    if not domain:
+        return SliceScores(scores, labels, None, None, None, None)
+    window_domain = values.astype(np.float32)
+    threshold = np.float32(model.manifest.domain.threshold) if model.manifest.domain is not None else np.inf
+    slice_score = max(tiles) if tiles else None
+    return SliceScores(scores, labels, window_domain, window_domain <= threshold, slice_score,
+                       None if slice_score is None else bool(np.float32(slice_score) <= threshold))
 
 
 def run_tiles(hu: np.ndarray, centres: np.ndarray, stride: int, patch: int, offset: int, bound: int | None,
-              fill: float, run: Any, owner: str = "the slice variant") -> tuple[np.ndarray, np.ndarray | None]:
+              fill: float, run: Any, owner: str = "the slice variant", with_values: bool = False) -> Any:
     """The windows of a row-major centre grid of ``stride``, scored by ``run(tile) -> (scores, centres, labels)``
     on air-padded tiles of at most ``bound`` pixels (the whole grid when it fits): the one-pass loop shared by the
-    DICOM path and the export's gate.
+    DICOM path and the export's gate. Returns (scores, labels), and, ``with_values``, (scores, labels, values) where
+    ``run`` also returns one more float per window (e.g. its domain score) as a fourth item.
 
     Raises:
         InputError: ``centres`` is not a row-major grid of ``stride``.
@@ -111,24 +157,28 @@ def run_tiles(hu: np.ndarray, centres: np.ndarray, stride: int, patch: int, offs
     top, left = int(rows[0]) - offset, int(cols[0]) - offset  # the first window's corner, in slice coordinates
     per_tile = max(1, (int(np.sqrt(bound or 1 << 62)) - patch) // stride + 1)  # windows per tile side
     scores = np.empty((len(rows), len(cols)), np.float64)
+    values = np.full((len(rows), len(cols)), np.nan)
     labels: np.ndarray | None = None
     for i0 in range(0, len(rows), per_tile):
         for j0 in range(0, len(cols), per_tile):
             n_i, n_j = min(per_tile, len(rows) - i0), min(per_tile, len(cols) - j0)
             r0, c0 = top + i0 * stride, left + j0 * stride
             tile = _crop(hu, r0, c0, (n_i - 1) * stride + patch, (n_j - 1) * stride + patch, fill)
-            got_scores, got_centres, got_labels = run(tile)
+            got_scores, got_centres, got_labels, *more = run(tile)
             got = np.asarray(got_centres) + [r0, c0]
             want = full.reshape(len(rows), len(cols), 2)[i0:i0 + n_i, j0:j0 + n_j].reshape(-1, 2)
             if got.shape != want.shape or not np.array_equal(got, want):
                 raise InferenceError(f"{owner} placed its windows at {got[:3].tolist()}..., not at "
                                      f"{want[:3].tolist()}...: the bundle's slice geometry is broken")
             scores[i0:i0 + n_i, j0:j0 + n_j] = np.asarray(got_scores, np.float64).reshape(n_i, n_j)
+            if more:
+                values[i0:i0 + n_i, j0:j0 + n_j] = np.asarray(more[0], np.float64).reshape(n_i, n_j)
             if got_labels is not None:
                 if labels is None:
                     labels = np.empty((len(rows), len(cols)), dtype=object)
                 labels[i0:i0 + n_i, j0:j0 + n_j] = np.asarray(got_labels, dtype=object).reshape(n_i, n_j)
-    return scores.reshape(-1), labels.reshape(-1) if labels is not None else None
+    out_labels = labels.reshape(-1) if labels is not None else None
+    return (scores.reshape(-1), out_labels, values.reshape(-1)) if with_values else (scores.reshape(-1), out_labels)
 
 
 def score_centre(model: Model, hu: np.ndarray, centre: tuple[int, int], fill: float) -> tuple[np.ndarray, list[str]]:
