@@ -100,9 +100,12 @@ def add_domain_output(onx: Any, guard: DomainGuard, output: str = OUTPUT, rows: 
 
     b = builder or _Builder(onx)
     scores = [part_score(b, part, guard.sources) for part in guard.parts]
-    if len(scores) == 1:  # the part's last node writes the output itself
-        last = next(n for n in reversed(b.graph.node) if scores[0] in n.output)
-        last.output[list(last.output).index(scores[0])] = output
+    last = next((n for n in reversed(b.graph.node) if scores[0] in n.output), None)
+    used = any(scores[0] in n.input for n in b.graph.node) or any(o.name == scores[0] for o in b.graph.output)
+    if len(scores) == 1 and last is not None and last.name.startswith("domain_") and not used:
+        last.output[list(last.output).index(scores[0])] = output  # the part's own last node writes the output
+    elif len(scores) == 1:
+        b.graph.node.append(b.helper.make_node("Identity", scores, [output], name=output))
     else:
         b.graph.node.append(b.helper.make_node("Max", scores, [output], name=output))
     b.graph.output.append(b.helper.make_tensor_value_info(output, TensorProto.FLOAT, [rows]))

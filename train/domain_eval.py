@@ -50,13 +50,15 @@ class Shift:
     family: str = ""
     synthetic: bool = True
     auroc_goal: float | None = None
+    note: str = ""  # what makes the set hard to refuse (the card shows it when the goal is missed)
 
     def to_dict(self, reference: np.ndarray, threshold: float) -> dict[str, Any]:
         inside = reference if self.inside is None else self.inside
         refused = round(float(np.mean(self.scores > threshold)), 4) if len(self.scores) else None
         return {"kind": self.kind, "family": self.family, "role": self.role, "synthetic": bool(self.synthetic),
                 "description": self.description, "n": int(len(self.scores)),
-                "auroc": round(auroc(inside, self.scores), 4), "refused": refused, "source": self.source}
+                "auroc": round(auroc(inside, self.scores), 4), "refused": refused, "source": self.source,
+                **({"note": self.note} if self.note else {})}
 
 
 def check_shifts(shifts: dict[str, Shift]) -> None:

@@ -112,7 +112,7 @@ def score_slice_with_domain(model: Model, hu: np.ndarray, centres: np.ndarray, s
     tiles: list[float] = []
     domain: list[np.ndarray] = []
 
-    def run(tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any]:
+    def run(tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any, np.ndarray]:
         pred = model.predict({grid.image: tile[None, :, :, None], STRIDE_INPUT: feed_k})
         scores = np.asarray(pred.scores)
         if pred.domain_scores is not None:

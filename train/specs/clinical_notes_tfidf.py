@@ -271,13 +271,15 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
         words = [t.split() for t in held]
 
         def shift(kind: str, texts: list[str], description: str, role: str, family: str,
-                  synthetic: bool = True, source: str = "") -> Shift:
+                  synthetic: bool = True, source: str = "", note: str = "") -> Shift:
             return Shift(kind, guard.score(_column(texts)), description, role=role, family=family,
-                         synthetic=synthetic, source=source)
+                         synthetic=synthetic, source=source, note=note)
 
         return {
             "impression_only": shift("subtle", impression, "held-out reports with the FINDINGS removed (IMPRESSION "
-                                     "only)", "design", "report sections", synthetic=False),
+                                     "only)", "design", "report sections", synthetic=False,
+                                     note="many impressions are one of the sentences findings also use ('no acute "
+                                     "cardiopulmonary abnormality'): in words and word pairs they are ordinary text"),
             "indication_section": shift("subtle", indication, "the INDICATION section of held-out reports (the "
                                         "clinical question, not a finding)", "design", "report sections",
                                         synthetic=False),
@@ -298,7 +300,8 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
             "typos_30pct": shift("subtle", [" ".join(_typo(x, rng) if rng.random() < 0.3 else x for x in w)
                                             for w in words],
                                  "held-out reports with a typing error (one letter replaced) in 30 % of the words",
-                                 "evaluation", "typos"),
+                                 "evaluation", "typos", note="a typo makes one word unknown and two "
+                                 "pairs unseen: 30 % of the words changed stays within what long real reports show"),
         }
 
     def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:

@@ -152,8 +152,9 @@ class GeneExpressionSVD(SklearnClassifierSpec):
         floor = np.asarray(dataset.X_train).min(axis=0)
         other = X_test[rng.permutation(len(X_test))]
 
-        def shift(kind: str, X: np.ndarray, description: str, role: str, family: str) -> Shift:
-            return Shift(kind, guard.score(np.asarray(X, np.float32)), description, role=role, family=family)
+        def shift(kind: str, X: np.ndarray, description: str, role: str, family: str, note: str = "") -> Shift:
+            return Shift(kind, guard.score(np.asarray(X, np.float32)), description, role=role, family=family,
+                         note=note)
 
         out = {
             # design families: what the parts were chosen on
@@ -161,7 +162,9 @@ class GeneExpressionSVD(SklearnClassifierSpec):
                                       "scaling fault)", "design", "scaling"),
             "values_halved": shift("gross", X_test * 0.5, "held-out cells with every value x0.5", "design", "scaling"),
             "dropout_30pct": shift("gross", np.where(rng.random(X_test.shape) < 0.3, floor, X_test),
-                                   "held-out cells with 30 % of the genes dropped to their floor", "design", "dropout"),
+                                   "held-out cells with 30 % of the genes dropped to their floor", "design", "dropout",
+                                   note="two thirds of a cell's genes are at their floor already; 30 % more dropped "
+                                   "resembles a cell with fewer detected genes, which real cells vary by"),
             "genes_shuffled": shift("gross", X_test[:, rng.permutation(X_test.shape[1])],
                                     "held-out cells with the gene columns in another order", "design", "gene order"),
             "doublet_sum": shift("gross", X_test + other, "doublets: the sum of two held-out cells' values",
@@ -173,7 +176,8 @@ class GeneExpressionSVD(SklearnClassifierSpec):
                                   "held-out cells with one offset per gene (N(0, 0.5), as a batch effect or another "
                                   "centring)", "evaluation", "batch offsets"),
             "clipped_at_2": shift("gross", np.minimum(X_test, 2.0), "held-out cells scaled with max_value=2 (every "
-                                  "value above 2 cut to 2)", "evaluation", "clipping"),
+                                  "value above 2 cut to 2)", "evaluation", "clipping", note="clipping touches only the "
+                                  "few highly expressed genes of a cell and moves its SVD coordinates little"),
             "ambient_rna": shift("gross", np.maximum(X_test, 0.7 * X_test[y_test != y_test[0]].mean(0)),
                                  "held-out cells with ambient RNA: every gene at least 0.7 x the mean profile of other "
                                  "cells", "evaluation", "contamination"),
@@ -209,7 +213,8 @@ class GeneExpressionSVD(SklearnClassifierSpec):
                      f"held-out cells of a type left out of training (each of {len(types)} types in turn, guard and "
                      "classifier refitted without it, calibrated on the other held-out cells; pooled)",
                      inside=np.concatenate(inside), role="evaluation", family="unseen cell type", synthetic=False,
-                     auroc_goal=0.80)
+                     auroc_goal=0.80, note="several left-out types lie between known ones in the SVD space (e.g. "
+                     "memory and naive T cells), within the spread of the known types")
 
     def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:
         from .. import plots

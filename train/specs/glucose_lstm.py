@@ -266,8 +266,8 @@ class GlucoseLSTM(KerasSpec):
             out[:, :, column] = value
             return out
 
-        def shift(kind: str, x: np.ndarray, description: str, role: str, family: str) -> Shift:
-            return Shift(kind, guard.score(x), description, role=role, family=family)
+        def shift(kind: str, x: np.ndarray, description: str, role: str, family: str, note: str = "") -> Shift:
+            return Shift(kind, guard.score(x), description, role=role, family=family, note=note)
 
         scaled = X.copy()
         scaled[:, :, [3, 4, 6]] *= 10.0  # insulin in 0.1 U
@@ -279,7 +279,9 @@ class GlucoseLSTM(KerasSpec):
                                      "mg/dL (a lost signal; the input contract refuses it first)", "design",
                                      "sensor faults"),
             "spike": shift("gross", _with_cgm(X, spikes), "held-out windows with one CGM reading off by 80-200 mg/dL "
-                           "(a sensor artefact)", "design", "sensor faults"),
+                           "(a sensor artefact)", "design", "sensor faults",
+                           note="a spike clipped at the sensor's floor or ceiling, or on a fast change, steps no "
+                           "further than real readings do"),
             "dead_sensor_39": shift("nonsense", _with_cgm(X, np.full_like(cgm, glucose.SENSOR_MIN)),
                                     "held-out windows whose CGM reads its floor (39 mg/dL) at every step", "design",
                                     "dead sensor"),
@@ -294,12 +296,14 @@ class GlucoseLSTM(KerasSpec):
                                  "impossible therapy"),
             # evaluation families: held out while choosing the parts
             "noisy_sensor": shift("gross", _with_cgm(X, noisy), "held-out windows with N(0, 20 mg/dL) noise on every "
-                                  "CGM reading", "evaluation", "sensor noise"),
+                                  "CGM reading", "evaluation", "sensor noise",
+                                  note="noise of 20 mg/dL moves some windows' steps no further than real changes"),
             "insulin_in_tenths": shift("gross", scaled, "held-out windows with insulin (basal, bolus, on board) in "
                                        "0.1 U (x10, capped at the contract's 30)", "evaluation", "units"),
             "time_of_day_garbled": shift("nonsense", edit(8, rng.uniform(-1, 1, (n, steps)).astype(np.float32)),
                                          "held-out windows whose time-of-day sine is random", "evaluation",
-                                         "time encoding"),
+                                         "time encoding", note="the guard checks no identity between the sine and "
+                                         "cosine of the time of day, and the LSTM state barely depends on them"),
         }
         cohort = self._cohort_shift(model, dataset)
         if cohort is not None:
@@ -324,7 +328,9 @@ class GlucoseLSTM(KerasSpec):
         return Shift("subtle", refit.score(X_test[~adult_test]),
                      "held-out children and adolescents against held-out adults, the guard refitted on adults' "
                      "training windows only (the forecaster itself saw every cohort)",
-                     inside=refit.score(X_test[adult_test]), role="evaluation", family="age group", synthetic=False)
+                     inside=refit.score(X_test[adult_test]), role="evaluation", family="age group", synthetic=False,
+                     note="children's and adolescents' traces share the shape of adults' (meals, boluses, the same "
+                     "controller); only part of them moves the LSTM state beyond adults' spread")
 
     def parity_sets(self, dataset: Dataset) -> dict[str, np.ndarray]:
         """Edge sets for the parity gate: the longest sequences (a simulated day) and the shortest (T = 1, 2)."""

@@ -272,9 +272,9 @@ class LungNoduleCNN(KerasSpec):
             mr_patches.std(axis=(1, 2, 3), keepdims=True) + 1e-6)
 
         def shift(kind: str, X: np.ndarray, description: str, role: str, family: str, synthetic: bool = True,
-                  source: str = "") -> Shift:
+                  source: str = "", note: str = "") -> Shift:
             return Shift(kind, guard.score(np.clip(X, lo, hi).astype(np.float32)), description, role=role,
-                         family=family, synthetic=synthetic, source=source)
+                         family=family, synthetic=synthetic, source=source, note=note)
 
         shifts = {
             # design families: what the parts were chosen on
@@ -292,20 +292,27 @@ class LungNoduleCNN(KerasSpec):
             "contrast_inverted": shift("nonsense", lo + hi - pick, "held-out patches with inverted contrast "
                                        "(-1024 + 3071 - HU)", "design", "inverted contrast"),
             "contrast_negated": shift("nonsense", -pick, "held-out patches with the sign of HU flipped", "design",
-                                      "inverted contrast"),
+                                      "inverted contrast", note="flipping the sign maps bone to air and brain "
+                                      "(+30 HU) to fat-like values: a patch of skull and brain becomes one of air, fat "
+                                      "and soft tissue, statistics a real patch can have"),
             "mr_slice_as_hu": shift("gross", mr_patches, "patches of a real MR slice (pydicom MR_small) fed as if its "
                                     "values were HU", "design", "MR values", synthetic=False,
                                     source=_where("pydicom_mr_small")),
             "mr_with_ct_moments": shift("nonsense", mean + sd * mr_z, "patches of the real MR slice rescaled to the "
                                         "mean and SD of held-out CT patches", "design", "MR values",
-                                        source=_where("pydicom_mr_small")),
+                                        source=_where("pydicom_mr_small"), note="rescaled to a CT patch's mean and SD, "
+                                        "the MR slice's smooth anatomy differs from CT only in its histogram bands"),
             # evaluation families: held out while choosing the parts
             "slope_x2": shift("gross", (pick + 1024.0) * 2.0 - 1024.0, "held-out patches with RescaleSlope 2 "
-                              "instead of 1", "evaluation", "rescale slope"),
+                              "instead of 1", "evaluation", "rescale slope", note="a slope of 2 maps lung and air "
+                              "patches to the mean, structure and bands of dense or bony training patches; the slice-"
+                              "level score (half the windows) is the check for a whole miscalibrated slice"),
             "slope_x0.5": shift("gross", (pick + 1024.0) * 0.5 - 1024.0, "held-out patches with RescaleSlope 0.5 "
                                 "instead of 1", "evaluation", "rescale slope"),
             "inverted_about_mean": shift("nonsense", 2.0 * mean - pick, "held-out patches mirrored about their own "
-                                         "mean HU (same mean and SD)", "evaluation", "mirrored histogram"),
+                                         "mean HU (same mean and SD)", "evaluation", "mirrored histogram",
+                                         note="mirroring keeps the mean, structure and texture; only the HU bands "
+                                         "change, and for patches of one tissue they change little"),
             "smoothed_noise": shift("nonsense", mean + sd * _smooth(rng.normal(size=pick.shape), 3),
                                     "Gaussian noise smoothed over ~3 px, with each held-out patch's mean and SD",
                                     "evaluation", "smooth noise"),
@@ -317,6 +324,8 @@ class LungNoduleCNN(KerasSpec):
             shifts["other_body_region"] = shift(
                 "subtle", region, "patches of real CT slices of the neck and the abdomen (training background is "
                 "mostly head CT)", "evaluation", "body region", synthetic=False,
+                note="neck and abdomen hold the same tissues as the head (fat, muscle, bone, air): many of their "
+                "patches are as CT-like as the training patches, which is what the guard measures",
                 source=", ".join(_where(name) for name in ("pydicom_data_neck", "pydicom_data_pancreas")))
         return shifts
 
