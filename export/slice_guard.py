@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from medinfer.errors import InferenceError
 from medinfer.manifest import TensorSpec
 from medinfer.tools.ct_slice import STRIDE_INPUT, run_tiles
 from medinfer.tools.dicom import window_centres
@@ -112,6 +113,8 @@ def _domain_run(session: Any, input_name: str, k: np.ndarray, slices: list[float
 
     def run(tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
         got = session.run(["centres", *DOMAIN_OUTPUTS], {input_name: tile[None, :, :, None], STRIDE_INPUT: k})
+        if len(got[1]) != len(got[0]):
+            raise InferenceError(f"'{OUTPUT}' has {len(got[1])} rows for {len(got[0])} windows")
         slices.append(float(got[2][0]))
         return got[1], got[0], None
 
@@ -133,9 +136,14 @@ def gate_guard(session: Any, input_name: str, images: dict[str, np.ndarray], str
         image = images[name]
         slices: list[float] = []
         run = _domain_run(session, input_name, np.array([stride // geo.cell], np.int64), slices)
-        got, _ = run_tiles(image, window_centres(image.shape, stride), stride, geo.patch, geo.offset, max_elements,
-                           fill, run, kind)
         where = f"{name} @ {stride} px"
+        try:
+            got, _ = run_tiles(image, window_centres(image.shape, stride), stride, geo.patch, geo.offset,
+                               max_elements, fill, run, kind)
+        except InferenceError as exc:
+            failures.append(f"{where}: {exc}")
+            sets[where] = {}
+            continue
         diff = np.abs(got - np.asarray(ref, np.float64).reshape(-1))
         bad = int(np.sum(~(diff <= tol.atol + tol.rtol * np.abs(ref.reshape(-1)))))
         entry: dict[str, Any] = {f"{OUTPUT}_max_abs_diff": float(diff.max(initial=0.0))}
