@@ -73,6 +73,9 @@ class GlucoseLSTM(KerasSpec):
             "the virtual patient recovers from are kept as targets and in the Clarke grid, while the CGM input "
             "reads its floor of 39 mg/dL there (the runtime refuses CGM below 39, as the sensor cannot report it).",
             "Bootstrap CIs resample overlapping windows of few patients and are therefore optimistic.",
+            "The domain guard flags a window more than half of whose CGM readings sit at the sensor's floor (39) or "
+            "ceiling (600): a dead sensor looks like that, and so does a long severe low the sensor cannot measure "
+            "(such windows get a flag, not a confident forecast).",
             "Features must be computed exactly as documented in the manifest (units, 5-minute steps, decays).",
         ),
         ethical_considerations=(
