@@ -99,7 +99,10 @@ def add_domain_output(onx: Any, guard: DomainGuard, output: str = OUTPUT, rows: 
     from onnx import TensorProto
 
     b = builder or _Builder(onx)
-    scores = [part_score(b, part, guard.sources) for part in guard.parts]
+    # A rule's score is RULE_GAIN x max(excess, 0); next to a part that is never negative (every other kind) the
+    # Max of the parts already clamps it, so its Relu is left out.
+    alone = len(guard.parts) == 1 or all(p.rule for p in guard.parts)
+    scores = [part_score(b, part, guard.sources, clamp=alone) for part in guard.parts]
     last = next((n for n in reversed(b.graph.node) if scores[0] in n.output), None)
     used = any(scores[0] in n.input for n in b.graph.node) or any(o.name == scores[0] for o in b.graph.output)
     if len(scores) == 1 and last is not None and last.name.startswith("domain_") and not used:
@@ -112,8 +115,9 @@ def add_domain_output(onx: Any, guard: DomainGuard, output: str = OUTPUT, rows: 
     return output
 
 
-def part_score(b: _Builder, part: Part, sources: dict[str, str]) -> str:
-    """One part's normalized score (N,): rules as RULE_GAIN x relu(excess), the others as raw / scale."""
+def part_score(b: _Builder, part: Part, sources: dict[str, str], clamp: bool = True) -> str:
+    """One part's normalized score (N,): rules as RULE_GAIN x excess (clamped at 0 when ``clamp``), the others as
+    raw / scale."""
     from .domain_rules_graph import BUILDERS
     from .patch_stats_graph import resolve
 
@@ -122,7 +126,7 @@ def part_score(b: _Builder, part: Part, sources: dict[str, str]) -> str:
         return _part(b, part, names[0])
     gain = RULE_GAIN if part.rule else 1.0 / float(part.scale)
     raw = BUILDERS[part.kind](b, part.params, gain, *names)
-    return b.node("Relu", [raw], "rule") if part.rule else raw
+    return b.node("Relu", [raw], "rule") if part.rule and clamp else raw
 
 
 def _part(b: _Builder, part: Part, source: str) -> str:

@@ -21,19 +21,22 @@ _END = np.iinfo(np.int64).max
 def _bound(b: Any, p: dict[str, np.ndarray], gain: float, x: str) -> str:
     inv = np.asarray(p["inv_width"], np.float64)
     lo, hi = np.asarray(p["lo"], np.float64), np.asarray(p["hi"], np.float64)
-    shaped = b.node("Reshape", [b.source(x), b.const([0, -1, len(inv)], "shape3", np.int64)], "per_feature")
+    table = b.rank(x) == 2  # (N, F): reduce over features; else (N, ..., F) as (N, -1, F)
+    shaped = b.source(x) if table else b.node("Reshape", [b.source(x), b.const([0, -1, len(inv)], "shape3",
+                                                                                np.int64)], "per_feature")
+    axes = [1] if table else [1, 2]
     y = b.node("Mul", [shaped, b.const(inv * gain, "inv_width")], "scaled")
     sides = []
     if np.any(lo > -BIG):
         if np.allclose(lo, lo[0]):  # one constant: max_j (c - y_j) = c - min_j y_j
-            sides.append(b.node("Sub", [b.const(lo[0] * gain, "lo"), b.reduce("ReduceMin", y, [1, 2])], "below"))
+            sides.append(b.node("Sub", [b.const(lo[0] * gain, "lo"), b.reduce("ReduceMin", y, axes)], "below"))
         else:
-            sides.append(b.reduce("ReduceMax", b.node("Sub", [b.const(lo * gain, "lo"), y], "below"), [1, 2]))
+            sides.append(b.reduce("ReduceMax", b.node("Sub", [b.const(lo * gain, "lo"), y], "below"), axes))
     if np.any(hi < BIG):
         if np.allclose(hi, hi[0]):
-            sides.append(b.node("Sub", [b.reduce("ReduceMax", y, [1, 2]), b.const(hi[0] * gain, "hi")], "above"))
+            sides.append(b.node("Sub", [b.reduce("ReduceMax", y, axes), b.const(hi[0] * gain, "hi")], "above"))
         else:
-            sides.append(b.reduce("ReduceMax", b.node("Sub", [y, b.const(hi * gain, "hi")], "above"), [1, 2]))
+            sides.append(b.reduce("ReduceMax", b.node("Sub", [y, b.const(hi * gain, "hi")], "above"), axes))
     if not sides:
         raise ValueError("a bound part without any finite bound")
     return sides[0] if len(sides) == 1 else b.node("Max", sides, "outside")
@@ -61,12 +64,13 @@ def _identities(b: Any, p: dict[str, np.ndarray], gain: float, x: str) -> str:
 def _floor_share_residual(b: Any, p: dict[str, np.ndarray], gain: float, x: str, z: str) -> str:
     flat = b.flat_source(x)
     n = len(p["floor"])
-    at = b.node("Cast", [b.node("LessOrEqual", [flat, b.const(p["floor"], "floor")], "at_floor")], "at_floorf", to=1)
-    count = b.reduce("ReduceSum", at, 1)  # the share x n: the prediction is scaled by n instead
-    expected = b.node("Add", [b.node("MatMul", [b.flat_source(z), b.const(np.asarray(p["beta"]) * n, "beta")],
-                                     "expected0"), b.const(float(p["intercept"][0]) * n, "intercept")], "expected")
-    gap = b.node("Abs", [b.node("Sub", [count, expected], "gap")], "abs_gap")
-    return b.node("Mul", [gap, b.const(gain * float(p["inv_sigma"][0]) / n, "inv_sigma")], "residual")
+    g = gain * float(p["inv_sigma"][0]) / n  # folded into the count (Where) and the expected count (MatMul, Add)
+    at = b.node("Where", [b.node("LessOrEqual", [flat, b.const(p["floor"], "floor")], "at_floor"),
+                          b.const(g, "gain"), b.const(0.0, "zero")], "at_floor_gain")
+    count = b.reduce("ReduceSum", at, 1)
+    expected = b.node("Add", [b.node("MatMul", [b.flat_source(z), b.const(np.asarray(p["beta"]) * n * g, "beta")],
+                                     "expected0"), b.const(float(p["intercept"][0]) * n * g, "intercept")], "expected")
+    return b.node("Abs", [b.node("Sub", [count, expected], "gap")], "residual")
 
 
 def _zscore(b: Any, p: dict[str, np.ndarray], gain: float, x: str) -> str:

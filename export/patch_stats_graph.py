@@ -29,9 +29,10 @@ def _maps(b: Any, hu: str) -> list[tuple[str, tuple[int, int]]]:
                          "earlier")
         return b.node("Abs", [b.node("Sub", [later, earlier], "step")], "abs_step")
 
-    below = [b.node("Cast", [b.node("Less", [x, b.const(e, "edge")], "below")], "belowf", to=1) for e in EDGES]
+    edges = b.const(np.asarray(EDGES).reshape(1, -1, 1, 1), "edges")  # every edge at once: (N, edges, h, w)
+    below = b.node("Cast", [b.node("Less", [x, edges], "below")], "belowf", to=1)
     return [(x, (0, 0)), (shifted(3, LAG), (0, LAG)), (shifted(2, LAG), (LAG, 0)), (shifted(3, 1), (0, 1)),
-            (shifted(2, 1), (1, 0)), (b.node("Concat", below, "bands", axis=1), (0, 0))]
+            (shifted(2, 1), (1, 0)), (below, (0, 0))]
 
 
 def _derive(b: Any, raw: str) -> str:
