@@ -49,8 +49,17 @@ class _Builder:
     def source(self, name: str) -> str:
         """Tensor ``name`` as float32: cast once, shared by every part that reads it (no Cast when it is float)."""
         if name not in self._floats:
-            self._floats[name] = name if self._dtype(name) == 1 else self.node("Cast", [name], "cast", to=1)
+            self._floats[name] = name if self._is_float(name) else self.node("Cast", [name], "cast", to=1)
         return self._floats[name]
+
+    def _is_float(self, name: str, depth: int = 8) -> bool:
+        """Declared float32, or made by an arithmetic node from float32 inputs (undeclared inner tensors)."""
+        dtype = self._dtype(name)
+        if dtype is not None or depth == 0:
+            return dtype == 1
+        node = next((n for n in self.graph.node if name in n.output), None)
+        return node is not None and node.op_type in ("MatMul", "Gemm", "Add", "Sub", "Mul") and all(
+            self._is_float(i, depth - 1) for i in node.input if i)
 
     def flat_source(self, name: str) -> str:
         """Tensor ``name`` as float32 (N, -1), shared by every part that reads it."""

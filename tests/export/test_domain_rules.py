@@ -106,3 +106,26 @@ def test_the_mahalanobis_graph_is_matrix_products_without_a_class_by_feature_cub
         assert onx.graph.node[-1].output[0] == domain.OUTPUT
         assert all(len(i.dims) <= 2 for i in onx.graph.initializer)
         np.testing.assert_allclose(_run(onx, {"x": TABLE * 2}), guard.score(TABLE * 2), rtol=1e-4)
+
+
+def test_the_gene_guard_is_a_few_passes_over_the_input_and_products_on_the_svd_coordinates() -> None:
+    """The SVD's guard: no per-gene table lookup (Floor/Gather), no (N, classes, D) tensor; the latent distance and
+    the expected floor share are matrix products on the 40 coordinates the model computes anyway."""
+    from medinfer.train.specs.gene_expression_svd import _gene_parts
+
+    genes, d = 80, 5
+    x = np.where(RNG.random((300, genes)) < 0.6, -0.5, RNG.gamma(2.0, 1.0, (300, genes))).astype(np.float32)
+    v = RNG.normal(size=(genes, d)).astype(np.float32)
+    guard = domain.DomainGuard(_gene_parts({"input": x, "latent": x @ v}, RNG.integers(0, 4, 300)), "t",
+                               features=lambda X: {"input": X, "latent": X @ v}).calibrate(x)
+    onx = _graph({"x": ["N", genes]})
+    onx.graph.initializer.append(__import__("onnx").numpy_helper.from_array(v, "svd"))
+    onx.graph.node.append(helper.make_node("MatMul", ["x", "svd"], ["latent"]))
+    guard.sources = {"input": "x"}
+    before = len(onx.graph.node)
+    add_domain_output(onx, guard)
+    ops = [n.op_type for n in onx.graph.node[before:]]
+    assert not {"Floor", "Gather", "Unsqueeze", "Clip"} & set(ops) and len(ops) <= 17, ops
+    assert all(len(i.dims) <= 2 for i in onx.graph.initializer)
+    shifted = np.concatenate([x[:20], x[:20][:, ::-1], x[:20] * 2]).astype(np.float32)
+    np.testing.assert_allclose(_run(onx, {"x": shifted}), guard.score(shifted), rtol=1e-3, atol=1e-3)
