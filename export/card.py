@@ -117,10 +117,14 @@ def render(m: Manifest) -> str:
     for key, v in m.variants.items():
         if key != "default":
             if v.windows_of is not None:  # a whole-slice graph: its gate compared it with patch-by-patch fp32
+                guard = [s["domain_score_max_abs_diff"] for s in (v.parity.get("sets") or {}).values()
+                         if "domain_score_max_abs_diff" in s]
                 lines.append(f"- variant `{key}` ({v.precision}): the `{v.windows_of}` graph over a whole slice in one "
                              f"pass; vs patch-by-patch fp32 on held-out slices: max abs diff "
                              f"{v.parity.get('max_abs_diff', float('nan')):.3g}, {v.parity.get('decision_flips')} "
-                             f"decision flips over {v.parity.get('windows')} windows")
+                             f"decision flips over {v.parity.get('windows')} windows"
+                             + (f"; its domain guard per window (`domain_score`, and `domain_score_slice` per slice) "
+                                f"within {max(guard):.3g} of the patch graph's" if guard else ""))
             else:
                 lines.append(f"- variant `{key}` ({v.precision}): accuracy delta {v.accuracy_delta}")
     lines.append("")
