@@ -15,6 +15,7 @@ import numpy as np
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
 from .. import clarke, domain, domain_rules
+from ..corruptions import with_cgm
 from ..datasets import glucose
 from ..domain import DomainGuard, Part, Shift
 from ..metrics import regression_metrics
@@ -276,19 +277,19 @@ class GlucoseLSTM(KerasSpec):
         scaled[:, :, [3, 4, 6]] *= 10.0  # insulin in 0.1 U
         scaled[:, :, [3, 4, 6]] = np.minimum(scaled[:, :, [3, 4, 6]], 30.0)  # what the input contract still takes
         shifts = {
-            "stuck_sensor": shift("gross", _with_cgm(X, stuck), f"held-out windows whose CGM repeats one reading for "
+            "stuck_sensor": shift("gross", with_cgm(X, stuck), f"held-out windows whose CGM repeats one reading for "
                                   f"the last {steps - half} steps", "design", "sensor faults"),
-            "dropout_to_zero": shift("gross", _with_cgm(X, dropout), "held-out windows with 2-4 CGM readings of 0 "
+            "dropout_to_zero": shift("gross", with_cgm(X, dropout), "held-out windows with 2-4 CGM readings of 0 "
                                      "mg/dL (a lost signal; the input contract refuses it first)", "design",
                                      "sensor faults"),
-            "spike": shift("gross", _with_cgm(X, spikes), "held-out windows with one CGM reading off by 80-200 mg/dL "
+            "spike": shift("gross", with_cgm(X, spikes), "held-out windows with one CGM reading off by 80-200 mg/dL "
                            "(a sensor artefact)", "design", "sensor faults",
                            note="a spike clipped at the sensor's floor or ceiling, or on a fast change, steps no "
                            "further than real readings do"),
-            "dead_sensor_39": shift("nonsense", _with_cgm(X, np.full_like(cgm, glucose.SENSOR_MIN)),
+            "dead_sensor_39": shift("nonsense", with_cgm(X, np.full_like(cgm, glucose.SENSOR_MIN)),
                                     "held-out windows whose CGM reads its floor (39 mg/dL) at every step", "design",
                                     "dead sensor"),
-            "dead_sensor_600": shift("nonsense", _with_cgm(X, np.full_like(cgm, glucose.SENSOR_MAX)),
+            "dead_sensor_600": shift("nonsense", with_cgm(X, np.full_like(cgm, glucose.SENSOR_MAX)),
                                      "held-out windows whose CGM reads its ceiling (600 mg/dL) at every step",
                                      "design", "dead sensor"),
             "bolus_30U_every_step": shift("nonsense", edit(4, 30.0), "held-out windows with a 30 U bolus every 5 "
@@ -298,7 +299,7 @@ class GlucoseLSTM(KerasSpec):
             "basal_30U_h": shift("nonsense", edit(3, 30.0), "held-out windows with a basal rate of 30 U/h", "design",
                                  "impossible therapy"),
             # evaluation families: held out while choosing the parts
-            "noisy_sensor": shift("gross", _with_cgm(X, noisy), "held-out windows with N(0, 20 mg/dL) noise on every "
+            "noisy_sensor": shift("gross", with_cgm(X, noisy), "held-out windows with N(0, 20 mg/dL) noise on every "
                                   "CGM reading", "evaluation", "sensor noise",
                                   note="noise of 20 mg/dL moves some windows' steps no further than real changes"),
             "insulin_in_tenths": shift("gross", scaled, "held-out windows with insulin (basal, bolus, on board) in "
@@ -400,15 +401,3 @@ def _glucose_parts(hidden: np.ndarray, X: np.ndarray) -> list[Part]:
         domain_rules.bound("input", lo, hi, np.maximum(hi - lo, 1e-3), "a feature beyond its training range "
                            "(relative to the range)", min_scale=0.5),
     ]
-
-
-def _with_cgm(X: np.ndarray, cgm: np.ndarray) -> np.ndarray:
-    """Windows with another CGM trace, and the features derived from it (rate, 30-min delta) recomputed."""
-    out = X.copy()
-    change = cgm - X[:, :, 0]
-    out[:, :, 0] = cgm
-    out[:, 1:, 1] = np.diff(cgm, axis=1) / glucose.STEP_MIN
-    k = 30 // glucose.STEP_MIN
-    out[:, :, 2] = X[:, :, 2] + change  # the reading 30 min earlier keeps its value ...
-    out[:, k:, 2] -= change[:, :-k]  # ... unless it is in the window and changed too
-    return out.astype(np.float32)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
-from .. import domain, domain_rules, patch_stats
+from .. import corruptions, domain, domain_rules, patch_stats
 from ..datasets import ct, lesions
 from ..datasets.sources import get_source
 from ..domain import DomainGuard, Part, Shift
@@ -267,7 +267,7 @@ class LungNoduleCNN(KerasSpec):
         mr = np.kron(ct.raw_pixels("pydicom_mr_small"), np.ones((2, 2), np.float32))  # 64x64 -> 128x128
         mean = pick.mean(axis=(1, 2, 3), keepdims=True)
         sd = pick.std(axis=(1, 2, 3), keepdims=True)
-        mr_patches = _patches(mr, n, rng).astype(np.float64)
+        mr_patches = corruptions.random_patches(mr, n, rng, PATCH, ct.HU_MIN).astype(np.float64)
         mr_z = (mr_patches - mr_patches.mean(axis=(1, 2, 3), keepdims=True)) / (
             mr_patches.std(axis=(1, 2, 3), keepdims=True) + 1e-6)
 
@@ -313,13 +313,13 @@ class LungNoduleCNN(KerasSpec):
                                          "mean HU (same mean and SD)", "evaluation", "mirrored histogram",
                                          note="mirroring keeps the mean, structure and texture; only the HU bands "
                                          "change, and for patches of one tissue they change little"),
-            "smoothed_noise": shift("nonsense", mean + sd * _smooth(rng.normal(size=pick.shape), 3),
+            "smoothed_noise": shift("nonsense", mean + sd * corruptions.smooth(rng.normal(size=pick.shape), 3),
                                     "Gaussian noise smoothed over ~3 px, with each held-out patch's mean and SD",
                                     "evaluation", "smooth noise"),
         }
         if self.backgrounds != "pydicom" and not self.data:
-            region = np.concatenate([_patches(s.hu, n // 2, rng) for name in ("pydicom_data_neck",
-                                                                               "pydicom_data_pancreas")
+            region = np.concatenate([corruptions.random_patches(s.hu, n // 2, rng, PATCH, ct.HU_MIN)
+                                     for name in ("pydicom_data_neck", "pydicom_data_pancreas")
                                      for s in ct.dicom_slices(name)[:1]])
             shifts["other_body_region"] = shift(
                 "subtle", region, "patches of real CT slices of the neck and the abdomen (training background is "
@@ -350,26 +350,6 @@ class LungNoduleCNN(KerasSpec):
 def _where(name: str) -> str:
     src = get_source(name)
     return f"{src.package}=={src.version}:{src.member}"
-
-
-def _smooth(x: np.ndarray, radius: int) -> np.ndarray:
-    """A box blur of (N, H, W, 1) images over (2 radius + 1) px, rescaled to unit SD per image."""
-    out = np.asarray(x, np.float64)
-    for axis in (1, 2):
-        out = sum(np.roll(out, k, axis=axis) for k in range(-radius, radius + 1)) / (2 * radius + 1)
-    return (out - out.mean(axis=(1, 2, 3), keepdims=True)) / (out.std(axis=(1, 2, 3), keepdims=True) + 1e-9)
-
-
-def _patches(image: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` random 100x100 patches of ``image`` (padded with air when smaller), as (n, 100, 100, 1)."""
-    h, w = image.shape
-    padded = np.pad(image, ((0, max(0, PATCH - h)), (0, max(0, PATCH - w))), constant_values=ct.HU_MIN)
-    h, w = padded.shape
-    out = np.empty((n, PATCH, PATCH, 1), np.float32)
-    for i in range(n):
-        r, c = int(rng.integers(0, h - PATCH + 1)), int(rng.integers(0, w - PATCH + 1))
-        out[i, :, :, 0] = padded[r:r + PATCH, c:c + PATCH]
-    return out
 
 
 def split_slices(slices: list[ct.Slice]) -> dict[str, Any]:
