@@ -44,7 +44,15 @@ class _Builder:
 
     def rank(self, name: str) -> int | None:
         self._dtype(name)
+        if name not in self._ranks:  # an undeclared inner tensor: a 2-D product of 2-D tensors is 2-D
+            node = next((n for n in self.graph.node if name in n.output), None)
+            if node is not None and node.op_type in ("MatMul", "Gemm") and all(
+                    self.rank(i) == 2 or self._init_rank(i) == 2 for i in node.input[:2]):
+                self._ranks[name] = 2
         return self._ranks.get(name)
+
+    def _init_rank(self, name: str) -> int | None:
+        return next((len(i.dims) for i in self.graph.initializer if i.name == name), None)
 
     def source(self, name: str) -> str:
         """Tensor ``name`` as float32: cast once, shared by every part that reads it (no Cast when it is float)."""

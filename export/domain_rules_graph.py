@@ -64,13 +64,13 @@ def _identities(b: Any, p: dict[str, np.ndarray], gain: float, x: str) -> str:
 def _floor_share_residual(b: Any, p: dict[str, np.ndarray], gain: float, x: str, z: str) -> str:
     flat = b.flat_source(x)
     n = len(p["floor"])
-    g = gain * float(p["inv_sigma"][0]) / n  # folded into the count (Where) and the expected count (MatMul, Add)
-    at = b.node("Where", [b.node("LessOrEqual", [flat, b.const(p["floor"], "floor")], "at_floor"),
-                          b.const(g, "gain"), b.const(0.0, "zero")], "at_floor_gain")
-    count = b.reduce("ReduceSum", at, 1)
-    expected = b.node("Add", [b.node("MatMul", [b.flat_source(z), b.const(np.asarray(p["beta"]) * n * g, "beta")],
-                                     "expected0"), b.const(float(p["intercept"][0]) * n * g, "intercept")], "expected")
-    return b.node("Abs", [b.node("Sub", [count, expected], "gap")], "residual")
+    at = b.node("Cast", [b.node("LessOrEqual", [flat, b.const(p["floor"], "floor")], "at_floor")], "at_floorf", to=1)
+    count = b.reduce("ReduceSum", at, 1, keepdims=1)  # (N, 1): the share x n, against the expected count
+    expected = b.node("Gemm", [b.flat_source(z), b.const(np.asarray(p["beta"]).reshape(-1, 1) * n, "beta"),
+                               b.const([float(p["intercept"][0]) * n], "intercept")], "expected")
+    gap = b.node("Abs", [b.node("Sub", [count, expected], "gap")], "abs_gap")
+    scaled = b.node("Mul", [gap, b.const(gain * float(p["inv_sigma"][0]) / n, "gain")], "residual")
+    return b.node("Reshape", [scaled, b.const([-1], "flat1", np.int64)], "residual_n")
 
 
 def _zscore(b: Any, p: dict[str, np.ndarray], gain: float, x: str) -> str:
