@@ -10,6 +10,8 @@
     python -m benchmarks concurrency | safety | serve | int8-ops
     python -m benchmarks explain [--examples]                # results/explain.json + plot: explanations' cost,
                                                              # fidelity; --examples: README's one per model
+    python -m benchmarks domain [--seconds 6]                # results/domain.json + README table: the domain
+                                                             # guards' refused shares (manifests) and cost
 
 ``run`` also times one pass vs patch by patch for bundles with a whole-slice variant (``--no-slice`` skips it) into
 the run folder's ``slice.json``; ``publish`` writes it, and every cold start of the run, to ``results/``.
@@ -304,6 +306,30 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_domain(args: argparse.Namespace) -> int:
+    from . import domain
+
+    started = _begin(args, "python -m benchmarks domain")  # before anything is timed
+    bundles = Path(args.bundles)
+    latency = domain.measure(bundles, args.seconds, progress=lambda m: print(m, file=sys.stderr))
+    doc = domain.collect(bundles, latency, started, _command(args.argv))
+    if not doc["models"]:
+        print(f"no bundle with a domain guard in {args.bundles}/: run 'make demo' first", file=sys.stderr)
+        return 2
+    missing = domain.problems(doc)
+    if missing:
+        print("bundles built before the refused-share evaluation (rebuild them with 'make demo'):\n  "
+              + "\n  ".join(missing[:10]), file=sys.stderr)
+        return 2
+    path = _write(args, "domain", doc, started)
+    if path.parent.resolve() == results.FOLDER.resolve():  # the README's table renders the committed file
+        readme = Path(args.readme) if args.readme else HERE.parent / "README.md"
+        domain.rewrite_readme(readme, domain.render(doc))
+        print(f"wrote the table in {readme}", file=sys.stderr)
+    print(f"wrote {path} ({len(doc['models'])} models)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .cli import parser
 
@@ -311,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     handlers = {"run": cmd_run, "publish": cmd_publish, "report": cmd_report, "check": cmd_check,
                 "models": cmd_models, "int8-ops": cmd_int8_ops, "concurrency": cmd_concurrency,
-                "slice": cmd_slice, "safety": cmd_safety, "serve": cmd_serve, "explain": cmd_explain}
+                "slice": cmd_slice, "safety": cmd_safety, "serve": cmd_serve, "explain": cmd_explain,
+                "domain": cmd_domain}
     try:
         return int(handlers[args.command](args))
     except MedinferError as exc:  # a refusal (a dirty tree, a run that cannot be published): its words, its code

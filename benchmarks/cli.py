@@ -98,6 +98,14 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
                    help="print one explanation per model (README markdown); nothing else is measured or written")
     p.add_argument("--write-readme", action="store_true", help="with --examples: also put them into README.md")
     _results_arg(p)
+    p = sub.add_parser("domain", help="the domain guards: refused shares from the manifests, added latency at "
+                                      "batch 1 and 64 -> results/domain.json + README table")
+    p.add_argument("--bundles", default="bundles", help="folder of built bundles (default: bundles)")
+    p.add_argument("--seconds", type=float, default=6.0,
+                   help="timing per bundle and batch size, with and without the guard interleaved (default: 6)")
+    p.add_argument("--readme", default=None, help="README whose table to rewrite when the file goes to "
+                                                  "benchmarks/results (default: the repository's)")
+    _results_arg(p)
     p = sub.add_parser("slice", help="a whole CT slice: one pass vs patch by patch -> results/slice.json")
     _bundle_args(p)
     _slice_args(p)

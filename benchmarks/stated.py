@@ -60,6 +60,18 @@ def _large_gain() -> str:
     return percent(1.0 - LARGE_GAIN)
 
 
+def _domain_goal(kind: str) -> str:
+    from medinfer.train.domain_eval import GOALS
+
+    return percent(GOALS[kind])
+
+
+def _domain_confidence() -> str:
+    from medinfer.train.domain_eval import CONFIDENCE
+
+    return percent(CONFIDENCE)
+
+
 def values(domain: dict[str, Any] | None) -> dict[str, Callable[[], str]]:
     """{marker key: how its text is made from the rule's constant}."""
     from medinfer.tools.profile_check import MARGIN
@@ -73,6 +85,9 @@ def values(domain: dict[str, Any] | None) -> dict[str, Callable[[], str]]:
         "const.profile.large_gain": _large_gain,
         "const.domain.coverage": lambda: _coverage(domain),
         "const.domain.latency_goal": lambda: percent(LATENCY_GOAL),
+        "const.domain.confidence": _domain_confidence,
+        **{f"const.domain.goal.{kind}": (lambda kind=kind: _domain_goal(kind)) for kind in ("gross", "nonsense",
+                                                                                            "subtle")},
         "const.serve.inline_below": lambda: f"{_serve('inline_below_ms'):g} ms",
         "const.serve.request_timeout": lambda: f"{_serve('request_timeout'):g} s",
         "const.serve.reserve_timeout": _reserve_timeout,

@@ -236,7 +236,7 @@ def make_variants(build: Build, progress: Progress) -> None:
     """Every variant the spec asks for, by its registered builder (each gates its own)."""
     art = build.art
     job = VariantJob(art.spec, art.dataset, build.graph, build.input_name, build.golden_x, art.point.threshold,
-                     build.profile, seed=int(art.report.get("seed") or 0), progress=progress)
+                     build.profile, seed=int(art.report.get("seed") or 0), progress=progress, guard=art.domain)
     build.variants, build.files, build.report["variants"], build.goldens = build_variants(job)
 
 

@@ -15,28 +15,60 @@ def _metric(m: Any) -> str:
     return f"{m.value:.3f}{ci}"
 
 
+_KIND_WORDS = {"gross": "gross faults", "subtle": "subtle shifts of population"}
+
+
+def _kind_goals(ev: dict[str, Any]) -> str:
+    """The refused-share goal of each kind of shift the manifest evaluated, largest first (from its own goals)."""
+    goals, shifts = ev.get("goals") or {}, ev.get("shifts") or {}
+    kinds = {s.get("kind", ""): goals[n]["refused_goal"] for n, s in shifts.items()
+             if "refused_goal" in goals.get(n, {})}
+    return ", ".join(f"{_KIND_WORDS.get(k, k)} ≥ {v:.0%}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+
+
 def _domain(m: Manifest) -> list[str]:
     d = m.domain
     lines = ["## When the model should not answer (applicability domain)", ""]
     if d is None:
         return lines + ["No domain guard: this bundle answers every input within its declared ranges.", ""]
     ev = d.evaluation
+    cal = d.calibration
+    kind_goals = _kind_goals(ev)
+    confidence = f", {cal['confidence']:.0%} confidence from {cal.get('n')} samples" if "confidence" in cal else ""
     lines += [f"The graph also outputs `{d.output}` per sample ({d.method}). A sample is in the domain when it is "
-              f"at most **{d.threshold:.4g}**, the threshold that accepts {d.coverage:.0%} of in-domain data never "
-              f"trained on ({d.calibration.get('data', '')}); on the other held-out samples it accepts "
-              f"**{ev.get('acceptance', float('nan')):.1%}**"
+              f"at most **{d.threshold:.4g}**, the threshold chosen to accept at least {d.coverage:.0%} of new "
+              f"in-domain data ({cal.get('data', '')}{confidence}); on held-out in-domain samples that chose nothing "
+              f"it accepts **{ev.get('acceptance', float('nan')):.1%}**"
               + ("" if ev.get("acceptance_goal_met", True) else
-                 f" (**below the {d.coverage:.0%} goal**: new in-domain data vary more than the calibration data)")
+                 f" (**below the {d.coverage:.0%} goal**: new in-domain data vary more than the calibration data, "
+                 "which are too few to place the threshold with more confidence)")
               + ". `load(..., out_of_domain=\"no_result\")` gives no answer outside; the default flags "
               "(`Prediction.in_domain`).", "",
-              "| shifted data | kind | n | AUROC | flagged at the threshold | goal |", "|---|---|---|---|---|---|"]
+              "Shifted data, each judged by the share the guard REFUSES at that threshold"
+              + (f" (goals: {kind_goals})" if kind_goals else "") + ". *Design* sets were used while choosing the "
+              "guard's parts; *evaluation* sets belong to families held out until the guard was fixed. "
+              "*Synthetic*: a programmed corruption of real held-out samples.", "",
+              "| shifted data | role | kind | synthetic | n | refused | AUROC | goal |",
+              "|---|---|---|---|---|---|---|---|"]
     goals = ev.get("goals", {})
+    missed = []
     for name, s in (ev.get("shifts") or {}).items():
         goal = goals.get(name, {})
-        met = "met" if goal.get("met") else "**not met**"
-        lines.append(f"| {name}: {s.get('description', '')} | {s.get('kind', '')} | {s.get('n', '')} | "
-                     f"{s.get('auroc', float('nan')):.3f} | {s.get('rejected', float('nan')):.0%} | "
-                     f"≥ {goal.get('goal', '')} ({met}) |")
+        refused = s.get("refused", s.get("rejected"))
+        want = (f"≥ {goal['refused_goal']:.0%} refused" if "refused_goal" in goal else f"≥ {goal.get('goal', '')}") + (
+            f", AUROC ≥ {goal['auroc_goal']:g}" if goal.get("auroc_goal") is not None else "")
+        lines.append(f"| {name}: {s.get('description', '')} | {s.get('role', '')} | {s.get('kind', '')} | "
+                     f"{'yes' if s.get('synthetic') else 'no'} | {s.get('n', '')} | "
+                     f"{refused if refused is None else f'{refused:.0%}'} | {s.get('auroc', float('nan')):.3f} | "
+                     f"{want} ({'met' if goal.get('met') else '**not met**'}) |")
+        if not goal.get("met"):
+            missed.append(name)
+    if missed:
+        shifts = ev.get("shifts") or {}
+        lines += ["", "Goals not met, and why: the guard reads only what its parts measure (the method above); at a "
+                  f"threshold that keeps {d.coverage:.0%} of in-domain data, part of these sets scores like real data "
+                  "and is answered (flagged no more often than the table says)."]
+        lines += [f"- {name}: {shifts[name]['note']}" for name in missed if shifts.get(name, {}).get("note")]
     curve = ev.get("selective") or []
     if curve:
         lines += ["", "Selective prediction (error among the answered, lowest domain scores answered first): "
@@ -103,10 +135,14 @@ def render(m: Manifest) -> str:
     for key, v in m.variants.items():
         if key != "default":
             if v.windows_of is not None:  # a whole-slice graph: its gate compared it with patch-by-patch fp32
+                guard = [s["domain_score_max_abs_diff"] for s in (v.parity.get("sets") or {}).values()
+                         if "domain_score_max_abs_diff" in s]
                 lines.append(f"- variant `{key}` ({v.precision}): the `{v.windows_of}` graph over a whole slice in one "
                              f"pass; vs patch-by-patch fp32 on held-out slices: max abs diff "
                              f"{v.parity.get('max_abs_diff', float('nan')):.3g}, {v.parity.get('decision_flips')} "
-                             f"decision flips over {v.parity.get('windows')} windows")
+                             f"decision flips over {v.parity.get('windows')} windows"
+                             + (f"; its domain guard per window (`domain_score`, and `domain_score_slice` per slice) "
+                                f"within {max(guard):.3g} of the patch graph's" if guard else ""))
             else:
                 lines.append(f"- variant `{key}` ({v.precision}): accuracy delta {v.accuracy_delta}")
     lines.append("")

@@ -2,7 +2,13 @@
 
 Each part of :mod:`medinfer.train.domain` becomes a few standard ONNX operators on a tensor the graph already
 computes; the guard's score is their element-wise Max. The native reference (numpy) is the guard's own ``score``;
-the parity gate compares the two on the held-out set and the edge inputs.
+the parity gate compares the two on the held-out set and the edge inputs. The guard must cost little next to the
+model (benchmarks/domain.py measures it at batch 1 and 64): scales are folded into constants, distances are matrix
+products (no (N, classes, D) broadcasts), and one part writes ``domain_score`` itself (no Max or Identity).
+
+The graph of each part kind is a builder in :data:`PARTS`: the statistical kinds here, the plausibility rules'
+in :mod:`.domain_rules_graph`, a source ``@patch_stats:<input>`` (the CT's HU statistics) in
+:mod:`.patch_stats_graph`.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import numpy as np
 from medinfer.registry import Registry
 
 from ..train.domain import OUTPUT, DomainGuard, Part
+from . import domain_rules_graph
+from .patch_stats_graph import resolve
 
 
 class _Builder:
@@ -44,13 +52,30 @@ class _Builder:
 
     def rank(self, name: str) -> int | None:
         self._dtype(name)
+        if name not in self._ranks:  # an undeclared inner tensor: a 2-D product of 2-D tensors is 2-D
+            node = next((n for n in self.graph.node if name in n.output), None)
+            if node is not None and node.op_type in ("MatMul", "Gemm") and all(
+                    self.rank(i) == 2 or self._init_rank(i) == 2 for i in node.input[:2]):
+                self._ranks[name] = 2
         return self._ranks.get(name)
+
+    def _init_rank(self, name: str) -> int | None:
+        return next((len(i.dims) for i in self.graph.initializer if i.name == name), None)
 
     def source(self, name: str) -> str:
         """Tensor ``name`` as float32: cast once, shared by every part that reads it (no Cast when it is float)."""
         if name not in self._floats:
-            self._floats[name] = name if self._dtype(name) == 1 else self.node("Cast", [name], "cast", to=1)
+            self._floats[name] = name if self._is_float(name) else self.node("Cast", [name], "cast", to=1)
         return self._floats[name]
+
+    def _is_float(self, name: str, depth: int = 8) -> bool:
+        """Declared float32, or made by an arithmetic node from float32 inputs (undeclared inner tensors)."""
+        dtype = self._dtype(name)
+        if dtype is not None or depth == 0:
+            return dtype == 1
+        node = next((n for n in self.graph.node if name in n.output), None)
+        return node is not None and node.op_type in ("MatMul", "Gemm", "Add", "Sub", "Mul") and all(
+            self._is_float(i, depth - 1) for i in node.input if i)
 
     def flat_source(self, name: str) -> str:
         """Tensor ``name`` as float32 (N, -1), shared by every part that reads it."""
@@ -78,30 +103,48 @@ class _Builder:
         self.graph.node.append(self.helper.make_node(op, inputs, [out], name=out, **attrs))
         return out
 
-    def reduce(self, op: str, x: str, axis: int, keepdims: int = 0) -> str:
-        """ReduceX over one axis, in the form this opset wants (axes as input from opset 18, 13 for ReduceSum)."""
+    def reduce(self, op: str, x: str, axis: int | list[int], keepdims: int = 0) -> str:
+        """ReduceX over one axis (or several), in the form this opset wants (axes as input from opset 18, 13 for
+        ReduceSum)."""
+        axes = [axis] if isinstance(axis, int) else list(axis)
         axes_as_input = self.opset >= (13 if op == "ReduceSum" else 18)
         if axes_as_input:
-            return self.node(op, [x, self.const([axis], "axis", np.int64)], op.lower(), keepdims=keepdims)
-        return self.node(op, [x], op.lower(), axes=[axis], keepdims=keepdims)
+            return self.node(op, [x, self.const(axes, "axis", np.int64)], op.lower(), keepdims=keepdims)
+        return self.node(op, [x], op.lower(), axes=axes, keepdims=keepdims)
 
     def flat(self, x: str) -> str:
         return self.node("Reshape", [x, self.const([0, -1], "shape", np.int64)], "flat")
 
 
-def add_domain_output(onx: Any, guard: DomainGuard) -> None:
-    """Append the guard's nodes and the ``domain_score`` output to ``onx`` (in place)."""
+def add_domain_output(onx: Any, guard: DomainGuard, output: str = OUTPUT, rows: str = "N",
+                      builder: _Builder | None = None) -> str:
+    """Append the guard's nodes and the ``output`` (``domain_score``) output to ``onx`` (in place); returns its
+    name. ``rows``: the output's first dimension (``K`` for the windows of a whole-slice graph); ``builder``: the
+    builder that already added nodes to ``onx`` (so that names stay unique)."""
     from onnx import TensorProto
 
-    b = _Builder(onx)
-    scores = [_part(b, part, guard.sources.get(part.source, part.source)) for part in guard.parts]
-    b.graph.node.append(b.helper.make_node("Max" if len(scores) > 1 else "Identity", scores, [OUTPUT], name=OUTPUT))
-    b.graph.output.append(b.helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N"]))
+    b = builder or _Builder(onx)
+    # A rule's score is RULE_GAIN x max(excess, 0); next to a part that is never negative (every other kind) the
+    # Max of the parts already clamps it, so its Relu is left out.
+    alone = len(guard.parts) == 1 or all(p.rule for p in guard.parts)
+    scores = [part_score(b, part, guard.sources, clamp=alone) for part in guard.parts]
+    last = next((n for n in reversed(b.graph.node) if scores[0] in n.output), None)
+    used = any(scores[0] in n.input for n in b.graph.node) or any(o.name == scores[0] for o in b.graph.output)
+    if len(scores) == 1 and last is not None and last.name.startswith("domain_") and not used:
+        last.output[list(last.output).index(scores[0])] = output  # the part's own last node writes the output
+    elif len(scores) == 1:
+        b.graph.node.append(b.helper.make_node("Identity", scores, [output], name=output))
+    else:
+        b.graph.node.append(b.helper.make_node("Max", scores, [output], name=output))
+    b.graph.output.append(b.helper.make_tensor_value_info(output, TensorProto.FLOAT, [rows]))
+    return output
 
 
-PartGraph = Callable[["_Builder", Part, str, float], "tuple[str, bool]"]
+#: ``(builder, part, source, scale, *more) -> (output name, already scaled)``: ``more`` are the tensors of
+#: ``part.more``; "scaled" means divided by the scale (a rule: multiplied by RULE_GAIN) in its constants.
+PartGraph = Callable[..., "tuple[str, bool]"]
 
-#: The graph of each part kind: ``(builder, part, source, scale) -> (output name, already divided by the scale)``.
+#: The graph of each part kind (the plausibility rules' from :mod:`.domain_rules_graph`).
 PARTS: Registry[PartGraph] = Registry("domain part kind", hint="; add its graph with @_graph_of(kind)")
 
 
@@ -111,11 +154,19 @@ def _graph_of(kind: str) -> Callable[[PartGraph], PartGraph]:
     return add
 
 
-def _part(b: _Builder, part: Part, source: str) -> str:
-    """The part's normalized score (N,): its raw statistic / its scale (folded into constants where it can be)."""
+for _kind, _fn in domain_rules_graph.GRAPHS.items():
+    PARTS.add(_kind, _fn)
+
+
+def part_score(b: _Builder, part: Part, sources: dict[str, str], clamp: bool = True) -> str:
+    """One part's normalized score (N,): a rule's RULE_GAIN x excess (clamped at 0 when ``clamp``), any other
+    part's raw statistic / its scale (folded into constants where it can be)."""
+    names = [resolve(b, n) or n for n in (sources.get(s, s) for s in (part.source, *part.more))]
     scale = float(part.scale)
-    b.source(source)  # the float32 view of the source first (shared by the parts that read it)
-    out, scaled = PARTS.get(part.kind)(b, part, source, scale)
+    b.source(names[0])  # the float32 view of the source first (shared by the parts that read it)
+    out, scaled = PARTS.get(part.kind)(b, part, names[0], scale, *names[1:])
+    if part.rule:
+        return b.node("Relu", [out], "rule") if clamp else out
     return out if scaled or scale == 1.0 else b.node("Mul", [out, b.const(1.0 / scale, "inv_scale")], "part")
 
 
@@ -139,12 +190,8 @@ def _knn(b: _Builder, part: Part, source: str, scale: float) -> tuple[str, bool]
 
 @_graph_of("mahalanobis")
 def _mahalanobis(b: _Builder, part: Part, source: str, scale: float) -> tuple[str, bool]:
-    """|x W - m W|^2 / scale = |x W' - m W'|^2 with W' = W / sqrt(scale)."""
-    p, root = part.params, np.sqrt(scale)
-    z = b.node("MatMul", [b.flat_source(source), b.const(p["whiten"] / root, "whiten")], "z")
-    d = b.node("Sub", [b.node("Unsqueeze", [z, b.const([1], "axis1", np.int64)], "z1"),
-                       b.const(p["means_w"] / root, "means_w")], "d")
-    return b.reduce("ReduceMin", b.reduce("ReduceSum", b.node("Mul", [d, d], "dd"), 2), 1), True
+    p = part.params
+    return mahalanobis_nodes(b, b.flat_source(source), p["whiten"], p["means_w"], 1.0 / scale), True
 
 
 @_graph_of("nll")
@@ -237,6 +284,22 @@ def _stats(b: _Builder, part: Part, source: str, scale: float) -> tuple[str, boo
     zs = b.node("Div", [b.node("Abs", [b.node("Sub", [std, b.const(p["std"][0], "mus")], "ds")], "ads"),
                         b.const(p["std"][1] * scale, "sigmas")], "zs")
     return b.node("Max", [zm, zs], "zstats"), True
+
+
+def mahalanobis_nodes(b: _Builder, x: str, whiten: np.ndarray, means_w: np.ndarray, gain: float) -> str:
+    """gain x min over classes c of |x W - m_c W|^2, as matrix products: one class is |x W + b|^2 (Gemm, then
+    ReduceSumSquare); C classes are |u|^2 + min_c (|m_c W|^2 - 2 u . m_c W) with u = x W (MatMul, ReduceSumSquare,
+    Gemm, Add, ReduceMin): no (N, C, D) tensor. The gain is folded into W."""
+    root = np.sqrt(gain)
+    w = np.asarray(whiten, dtype=np.float64) * root
+    m = np.asarray(means_w, dtype=np.float64) * root
+    if len(m) == 1:
+        d = b.node("Gemm", [x, b.const(w, "whiten"), b.const(-m[0], "mean_w")], "centred_w")
+        return b.reduce("ReduceSumSquare", d, 1)
+    u = b.node("MatMul", [x, b.const(w, "whiten")], "z_w")
+    uu = b.reduce("ReduceSumSquare", u, 1, keepdims=1)
+    cross = b.node("Gemm", [u, b.const(-2.0 * m.T, "means_w_t"), b.const((m ** 2).sum(1), "means_sq")], "cross")
+    return b.reduce("ReduceMin", b.node("Add", [uu, cross], "d2"), 1)
 
 
 def _finite(value: float) -> float:

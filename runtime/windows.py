@@ -16,6 +16,7 @@ from .errors import InferenceError, InputError
 
 STRIDE_INPUT = "stride_cells"  # a whole-slice variant's second input: windows every cell * stride_cells px
 CENTRES_OUTPUT = "centres"  # and its extra output: each window's centre (row, col)
+SLICE_DOMAIN_OUTPUT = "domain_score_slice"  # a guarded variant's slice-level domain score (per call, i.e. per tile)
 
 
 def window_centres(shape: tuple[int, int], stride: int) -> np.ndarray:
@@ -37,10 +38,11 @@ def cut_patches(hu: np.ndarray, centres: np.ndarray, size: int, fill: float) -> 
 
 
 def run_tiles(hu: np.ndarray, centres: np.ndarray, stride: int, patch: int, offset: int, bound: int | None,
-              fill: float, run: Any, owner: str = "the slice variant") -> tuple[np.ndarray, np.ndarray | None]:
+              fill: float, run: Any, owner: str = "the slice variant", with_values: bool = False) -> Any:
     """The windows of a row-major centre grid of ``stride``, scored by ``run(tile) -> (scores, centres, labels)``
     on air-padded tiles of at most ``bound`` pixels (the whole grid when it fits): the one-pass loop shared by the
-    DICOM path and the export's gate.
+    DICOM path and the export's gate. Returns (scores, labels), and, ``with_values``, (scores, labels, values) where
+    ``run`` also returns one more float per window (e.g. its domain score) as a fourth item (NaN where it did not).
 
     Raises:
         InputError: ``centres`` is not a row-major grid of ``stride``.
@@ -54,24 +56,28 @@ def run_tiles(hu: np.ndarray, centres: np.ndarray, stride: int, patch: int, offs
     top, left = int(rows[0]) - offset, int(cols[0]) - offset  # the first window's corner, in slice coordinates
     per_tile = max(1, (int(np.sqrt(bound or 1 << 62)) - patch) // stride + 1)  # windows per tile side
     scores = np.empty((len(rows), len(cols)), np.float64)
+    values = np.full((len(rows), len(cols)), np.nan)
     labels: np.ndarray | None = None
     for i0 in range(0, len(rows), per_tile):
         for j0 in range(0, len(cols), per_tile):
             n_i, n_j = min(per_tile, len(rows) - i0), min(per_tile, len(cols) - j0)
             r0, c0 = top + i0 * stride, left + j0 * stride
             tile = crop(hu, r0, c0, (n_i - 1) * stride + patch, (n_j - 1) * stride + patch, fill)
-            got_scores, got_centres, got_labels = run(tile)
+            got_scores, got_centres, got_labels, *more = run(tile)
             got = np.asarray(got_centres) + [r0, c0]
             want = full.reshape(len(rows), len(cols), 2)[i0:i0 + n_i, j0:j0 + n_j].reshape(-1, 2)
             if got.shape != want.shape or not np.array_equal(got, want):
                 raise InferenceError(f"{owner} placed its windows at {got[:3].tolist()}..., not at "
                                      f"{want[:3].tolist()}...: the bundle's slice geometry is broken")
             scores[i0:i0 + n_i, j0:j0 + n_j] = np.asarray(got_scores, np.float64).reshape(n_i, n_j)
+            if more:
+                values[i0:i0 + n_i, j0:j0 + n_j] = np.asarray(more[0], np.float64).reshape(n_i, n_j)
             if got_labels is not None:
                 if labels is None:
                     labels = np.empty((len(rows), len(cols)), dtype=object)
                 labels[i0:i0 + n_i, j0:j0 + n_j] = np.asarray(got_labels, dtype=object).reshape(n_i, n_j)
-    return scores.reshape(-1), labels.reshape(-1) if labels is not None else None
+    out_labels = labels.reshape(-1) if labels is not None else None
+    return (scores.reshape(-1), out_labels, values.reshape(-1)) if with_values else (scores.reshape(-1), out_labels)
 
 
 def crop(hu: np.ndarray, r0: int, c0: int, height: int, width: int, fill: float) -> np.ndarray:

@@ -131,33 +131,41 @@ def load(name: str, root: str | Path = "artifacts") -> Artifact:
 def fit_domain(spec: ModelSpec, model: Any, dataset: Dataset, point: OperatingPoint, test_scores: np.ndarray,
                seed: int = 0, progress: Progress = quiet) -> tuple[DomainGuard | None, dict[str, Any],
                                                                   dict[str, np.ndarray]]:
-    """Fit the spec's domain guard on the training split, choose its threshold on in-domain data it never saw (the
-    validation part, else a seeded half of the held-out split) and evaluate it on the other held-out data and the
-    spec's shifted sets. Returns (guard or None, the manifest's domain fields, arrays for the card's figure)."""
+    """Fit the spec's domain guard on the training split, calibrate its scales and threshold on in-domain data it
+    never saw, and evaluate it on held-out in-domain data that chose nothing and on the spec's shifted sets.
+
+    Calibration data: the validation part, else a seeded half of the held-out split (the other half evaluates).
+    Returns (guard or None, the manifest's domain fields, arrays for the card's figure).
+
+    Raises:
+        ValueError: a plausibility rule of the spec is broken by training data (its limit is wrong).
+    """
     parts = spec.domain_parts(model, dataset)
     if not parts:
         return None, {}, {}
     progress(f"[{spec.name}] fitting the applicability-domain guard ({len(parts)} parts) on the training split")
+    guard = DomainGuard(parts, spec.domain_method, spec.domain_features(model))
+    guard.check_rules(dataset.X_train)
     n = dataset.n_test
+    # The parts were fitted on the training split; their scales (each part's 99th percentile) come from in-domain
+    # data the model never saw, like the threshold: training data look closer than new in-domain data do.
     if dataset.validation is not None:
         X_cal, X_eval, idx = dataset.X_val, dataset.X_test, np.arange(n)
         calibration = "the validation part (never trained on)"
     else:
         cal_idx, idx, calibration = _calibration_half(dataset, seed)
         X_cal, X_eval = _take(dataset.X_test, cal_idx), _take(dataset.X_test, idx)
-    # The parts were fitted on the training split; their scales (each part's 99th percentile) come from in-domain
-    # data the model never saw, like the threshold: training data look closer than new in-domain data do.
-    guard = DomainGuard(parts, spec.domain_method, spec.domain_features(model)).calibrate(X_cal)
+    cal = guard.calibrate(X_cal).score(X_cal)
     y = np.asarray(dataset.y_test)[idx]
     s = np.asarray(test_scores)[idx]
     errors = np.abs(s - y) if spec.task == "regression" else (spec.decisions(s, point.threshold) != y)
     progress(f"[{spec.name}] evaluating the guard on shifted data")
     shifts = spec.domain_shifts(model, dataset, guard)
-    report, arrays = evaluate(guard, shifts, X_cal, X_eval, np.asarray(errors, dtype=np.float64),
+    report, arrays = evaluate(guard, shifts, cal, X_eval, np.asarray(errors, dtype=np.float64),
                               spec.domain_coverage, calibration)
-    aurocs = ", ".join(f"{k} {v['auroc']:.3f}" for k, v in report["evaluation"]["shifts"].items())
+    refused = ", ".join(f"{k} {v['refused']:.0%}" for k, v in report["evaluation"]["shifts"].items())
     progress(f"[{spec.name}] domain threshold {report['threshold']:.4g}: accepts "
-             f"{report['evaluation']['acceptance']:.1%} of held-out in-domain data; AUROC {aurocs}")
+             f"{report['evaluation']['acceptance']:.1%} of held-out in-domain data; refuses {refused}")
     return guard, report, arrays
 
 
@@ -188,7 +196,8 @@ def _save_domain(path: Path, guard: DomainGuard, arrays: dict[str, np.ndarray]) 
     meta = []
     for i, part in enumerate(guard.parts):
         meta.append({"kind": part.kind, "source": part.source, "scale": part.scale, "label": part.label,
-                     "params": sorted(part.params)})
+                     "params": sorted(part.params), "rule": part.rule, "more": list(part.more),
+                     "min_scale": part.min_scale})
         blobs.update({f"part{i}.{k}": v for k, v in part.params.items()})
     np.savez(path, **blobs)
     return meta
@@ -198,7 +207,8 @@ def _load_domain(path: Path, report: dict[str, Any], features: Any) -> tuple[Dom
     with np.load(path, allow_pickle=False) as npz:
         blobs = {k: npz[k] for k in npz.files}
     parts = [Part(m["kind"], m["source"], {k: blobs[f"part{i}.{k}"] for k in m["params"]}, float(m["scale"]),
-                  m["label"]) for i, m in enumerate(report["parts"])]
+                  m["label"], float(m.get("min_scale", 0.0)), bool(m.get("rule", False)), tuple(m.get("more", ())))
+             for i, m in enumerate(report["parts"])]
     arrays = {k[5:]: v for k, v in blobs.items() if k.startswith("eval.")}
     return DomainGuard(parts, report.get("method", ""), features), arrays
 

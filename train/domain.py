@@ -22,19 +22,32 @@ Part kinds (all fitted with numpy, all expressed with standard ONNX operators):
 - ``stats``: |z-scores| of the mean and standard deviation of every value of the sample (e.g. a CT patch's HU
   distribution);
 - ``value``: a per-sample statistic the graph computes anyway (e.g. the share of unknown words of a text).
+
+Plausibility rules (:mod:`medinfer.train.domain_rules`) are parts too, with a declared limit instead of a calibrated
+scale: their raw statistic is the excess over the limit relative to it (<= 0 within it); they score 0 within the
+limit and :data:`RULE_GAIN` x the excess beyond it (a 1 % excess scores 10, far above any calibrated threshold), so
+what physics or the format rules out is refused whatever the threshold.
+How the threshold is chosen and the guard judged: :mod:`medinfer.train.domain_eval`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .domain_eval import GOALS, Shift, auroc, choose_threshold, evaluate, figure, selective_curve
+
+__all__ = ["GOALS", "OUTPUT", "DomainGuard", "Part", "Shift", "auroc", "choose_threshold", "evaluate", "figure",
+           "selective_curve"]
+
 OUTPUT = "domain_score"
 PERCENTILE = 99.0
+RULE_GAIN = 1000.0  # a plausibility rule's score per unit of relative excess over its declared limit
+# Native statistics of part kinds defined in other modules (medinfer.train.domain_rules): kind -> raw(params, x, *more)
+KINDS: dict[str, Callable[..., np.ndarray]] = {}
 
 
 @dataclass
@@ -50,10 +63,16 @@ class Part:
     # The smallest scale calibration may choose: a part that is 0 on nearly all in-domain data (a stuck sensor's
     # share of unchanged steps) would otherwise keep scale 1 and never reach the threshold.
     min_scale: float = 0.0
+    # A plausibility rule: ``raw`` is the excess over its declared limit relative to it (> 0: beyond it); its score
+    # is RULE_GAIN x the excess, never calibrated. Checked at fit: no training sample may break it.
+    rule: bool = False
+    more: tuple[str, ...] = ()  # further sources the statistic reads (e.g. the latent beside the input)
 
     # -- native (numpy, float64) ---------------------------------------------------------------------------
-    def raw(self, x: np.ndarray) -> np.ndarray:
+    def raw(self, x: np.ndarray, *more: np.ndarray) -> np.ndarray:
         p = self.params
+        if self.kind in KINDS:
+            return KINDS[self.kind](p, np.asarray(x, dtype=np.float64), *(np.asarray(m, np.float64) for m in more))
         x = np.asarray(x, dtype=np.float64)
         if self.kind == "knn":
             z = (x.reshape(len(x), -1) - p["mean"]) * p["inv_std"]
@@ -96,8 +115,16 @@ class Part:
             return np.maximum(zm, zs)
         raise ValueError(f"unknown domain part kind {self.kind!r}")
 
-    def score(self, x: np.ndarray) -> np.ndarray:
-        return self.raw(x) / self.scale
+    def score(self, x: np.ndarray, *more: np.ndarray) -> np.ndarray:
+        return self.normalized(self.raw(x, *more))
+
+    def normalized(self, raw: np.ndarray) -> np.ndarray:
+        """The part's score from its raw statistic: a rule's RULE_GAIN x excess, else raw / scale."""
+        return RULE_GAIN * np.maximum(raw, 0.0) if self.rule else raw / self.scale
+
+    def of(self, feats: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        """The tensors this part reads, from the native features by source name."""
+        return (feats[self.source], *(feats[m] for m in self.more))
 
 
 @dataclass
@@ -111,7 +138,7 @@ class DomainGuard:
 
     def parts_scores(self, X: Any) -> dict[str, np.ndarray]:
         feats = self.features(X)
-        return {part.label or f"{part.kind}({part.source})": part.score(feats[part.source]) for part in self.parts}
+        return {part.label or f"{part.kind}({part.source})": part.score(*part.of(feats)) for part in self.parts}
 
     def score(self, X: Any) -> np.ndarray:
         """The native reference of the graph's ``domain_score`` output: the largest normalized part."""
@@ -119,13 +146,33 @@ class DomainGuard:
 
     def calibrate(self, X: Any) -> DomainGuard:
         """Divide each part by its 99th percentile on ``X`` (in-domain data the model never saw), so that 1.0 means
-        "as far as the furthest 1 % of in-domain data" for every part alike."""
+        "as far as the furthest 1 % of in-domain data" for every part alike (rules keep their declared limits)."""
+        feats = self.features(X)
+        return self.calibrate_raw([part.raw(*part.of(feats)) for part in self.parts])
+
+    def calibrate_raw(self, raws: list[np.ndarray]) -> DomainGuard:
+        """:meth:`calibrate` from each part's raw statistic on the calibration data (e.g. out-of-fold values from
+        guards refitted without each fold)."""
+        for part, raw in zip(self.parts, raws):
+            part.scale = 1.0
+            if not part.rule:
+                value = max(float(np.percentile(raw, PERCENTILE)), part.min_scale)
+                part.scale = value if value > 0 else 1.0
+        return self
+
+    def check_rules(self, X: Any, what: str = "training samples") -> None:
+        """Refuse rules that in-domain data break (a limit declared too tight would refuse real samples).
+
+        Raises:
+            ValueError: naming the rule and how many samples break it.
+        """
         feats = self.features(X)
         for part in self.parts:
-            part.scale = 1.0
-            value = max(float(np.percentile(part.raw(feats[part.source]), PERCENTILE)), part.min_scale)
-            part.scale = value if value > 0 else 1.0
-        return self
+            if part.rule:
+                broken = int(np.sum(part.raw(*part.of(feats)) > 0.0))
+                if broken:
+                    raise ValueError(f"domain rule {part.label!r} is broken by {broken} {what}: its declared limit "
+                                     "does not hold for real data")
 
 
 # -- fitting the parts (training data only) ----------------------------------------------------------------
@@ -240,132 +287,4 @@ def matmul_input(onx: Any, output: str) -> str:
     raise ValueError(f"no MatMul or Gemm feeds graph output {output!r}: cannot find the embedding the head reads")
 
 
-# -- evaluation ------------------------------------------------------------------------------------------------
-def choose_threshold(scores: np.ndarray, coverage: float) -> float:
-    """The smallest threshold accepting ``coverage`` of these in-domain scores, placed midway to the next score
-    so that no calibration score sits on it."""
-    s = np.sort(np.asarray(scores, dtype=np.float64))
-    k = min(len(s) - 1, int(np.ceil(coverage * len(s))) - 1)
-    upper = s[k + 1] if k + 1 < len(s) else s[k] * 1.05 + 1e-6
-    return float(np.float32((s[k] + upper) / 2))
-
-
-def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
-    """Area under the ROC of ``domain_score`` separating shifted (positive) from in-domain samples (ties: 0.5)."""
-    a = np.asarray(inside, dtype=np.float64)
-    b = np.asarray(outside, dtype=np.float64)
-    if not len(a) or not len(b):
-        return float("nan")
-    allv = np.concatenate([a, b])
-    order = allv.argsort(kind="mergesort")
-    ranks = np.empty(len(allv))
-    sorted_v = allv[order]
-    i = 0
-    while i < len(allv):  # average ranks of ties
-        j = i
-        while j + 1 < len(allv) and sorted_v[j + 1] == sorted_v[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return float((ranks[len(a):].sum() - len(b) * (len(b) + 1) / 2) / (len(a) * len(b)))
-
-
-def selective_curve(scores: np.ndarray, errors: np.ndarray, points: int = 11) -> list[dict[str, float]]:
-    """Error among the accepted samples vs coverage, accepting the lowest domain scores first."""
-    order = np.argsort(scores, kind="mergesort")
-    err = np.asarray(errors, dtype=np.float64)[order]
-    out = []
-    for cov in np.linspace(0.5, 1.0, points):
-        n = max(1, int(round(cov * len(err))))
-        out.append({"coverage": round(float(n / len(err)), 4), "error": round(float(err[:n].mean()), 6)})
-    return out
-
-
-@dataclass
-class Shift:
-    """A shifted set to evaluate a guard on: its scores (and, when the set needs its own in-domain reference, e.g.
-    a guard refitted without one cell type, the in-domain scores to compare with)."""
-
-    kind: str  # "gross" (a fault: wrong modality, calibration, stuck sensor) or "subtle" (another series, cell type)
-    scores: np.ndarray
-    description: str
-    inside: np.ndarray | None = None
-    source: str = ""  # where the shifted data comes from (package==version:file), for the card
-
-    def to_dict(self, reference: np.ndarray, threshold: float) -> dict[str, Any]:
-        inside = reference if self.inside is None else self.inside
-        return {"kind": self.kind, "description": self.description, "n": int(len(self.scores)),
-                "auroc": round(auroc(inside, self.scores), 4),
-                "rejected": round(float(np.mean(self.scores > threshold)), 4) if len(self.scores) else None,
-                "source": self.source}
-
-
-GOALS = {"gross": 0.95, "subtle": 0.80}
-
-
-def evaluate(guard: DomainGuard, shifts: dict[str, Shift], X_cal: Any, X_eval: Any, errors: np.ndarray,
-             coverage: float, calibration: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Choose the threshold on ``X_cal`` (in-domain, never trained on), then measure on ``X_eval``: acceptance,
-    AUROC and rejected share per shift, the selective-prediction curve (``errors`` per eval sample).
-
-    Returns:
-        (the manifest's ``domain`` fields, arrays for the card's figure).
-    """
-    cal = guard.score(X_cal)
-    threshold = choose_threshold(cal, coverage)
-    inside = guard.score(X_eval)
-    shift_report = {name: s.to_dict(inside, threshold) for name, s in shifts.items()}
-    goals = {name: {"goal": GOALS.get(r["kind"], 0.8), "met": bool(r["auroc"] >= GOALS.get(r["kind"], 0.8))}
-             for name, r in shift_report.items()}
-    acceptance = float(np.mean(inside <= threshold))
-    report = {
-        "threshold": threshold, "coverage": coverage, "method": guard.method,
-        "calibration": {"data": calibration, "n": int(len(cal))},
-        "evaluation": {"n": int(len(inside)), "acceptance": round(acceptance, 4),
-                       "acceptance_goal_met": bool(acceptance >= coverage - 0.01),
-                       "parts": [p.label for p in guard.parts], "shifts": shift_report, "goals": goals,
-                       "selective": selective_curve(inside, errors),
-                       "note": "scores measured with the native reference (numpy); the parity gate checks the "
-                               "graph's domain_score against it"},
-    }
-    arrays = {"inside": inside, **{f"shift:{k}": s.scores for k, s in shifts.items()}}
-    return report, arrays
-
-
-def figure(arrays: dict[str, np.ndarray], report: dict[str, Any], path: Any) -> str:
-    """The card's figure: domain-score distributions (in-domain held-out vs each shifted set, the threshold
-    marked) and the selective-prediction curve (error among accepted samples vs coverage). Returns
-    ``plots/<file>``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    threshold = float(report["threshold"])
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
-    inside = np.asarray(arrays["inside"], dtype=np.float64)
-    shifts = {k.split(":", 1)[1]: np.asarray(v, dtype=np.float64) for k, v in arrays.items() if k.startswith("shift:")}
-    top = np.percentile(np.concatenate([inside, *shifts.values()]), 99.5)
-    bins = np.linspace(0, max(top, threshold * 1.5, 1e-6), 40)
-    a.hist(np.clip(inside, 0, bins[-1]), bins=bins, density=True, alpha=0.6,
-           label=f"held-out, in domain ({len(inside)})")
-    for name, values in shifts.items():
-        auc = report["evaluation"]["shifts"][name]["auroc"]
-        a.hist(np.clip(values, 0, bins[-1]), bins=bins, density=True, histtype="step", linewidth=1.4,
-               label=f"{name} (AUROC {auc:.2f})")
-    a.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3g}")
-    a.set_xlabel("domain score (larger = further from the training data)")
-    a.set_ylabel("density")
-    a.set_title("who is flagged")
-    a.legend(fontsize=7)
-    curve = report["evaluation"]["selective"]
-    b.plot([c["coverage"] for c in curve], [c["error"] for c in curve], marker="o")
-    b.set_xlabel("coverage (share answered, lowest domain scores first)")
-    b.set_ylabel("error among the answered")
-    b.set_title("selective prediction")
-    b.axvline(report["coverage"], color="black", linestyle="--", label=f"target coverage {report['coverage']:.0%}")
-    b.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    return f"plots/{Path(path).name}"
+from . import domain_rules  # noqa: E402,F401  (registers the rule kinds in KINDS)

@@ -19,6 +19,7 @@ from medinfer.manifest import SessionProfile, Variant
 from medinfer.registry import Registry
 from medinfer.samples import Pair
 
+from ...train.domain import DomainGuard
 from ...train.spec import Dataset, ModelSpec, Progress, quiet
 
 #: (manifest variants, {file name: graph bytes}, report incl. refused variants, {variant: (own inputs, golden outputs)})
@@ -28,7 +29,8 @@ VariantsBuilt = tuple[dict[str, Variant], dict[str, bytes], dict[str, Any], dict
 @dataclass
 class VariantJob:
     """What a variant builder gets: the validated fp32 graph, its data and contract, the shipped session profile,
-    and the variants built before it (``shipped``, the default included; ``files`` their graphs)."""
+    the graph's domain guard (None: it has none), and the variants built before it (``shipped``, the default
+    included; ``files`` their graphs)."""
 
     spec: ModelSpec
     dataset: Dataset
@@ -39,6 +41,7 @@ class VariantJob:
     profile: SessionProfile
     seed: int = 0
     progress: Progress = quiet
+    guard: DomainGuard | None = None
     shipped: dict[str, Variant] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
 

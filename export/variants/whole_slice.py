@@ -8,12 +8,18 @@ straddle patch borders) at every gate stride, its window scores are compared wit
 the fp32 patch graph at the same centres (the DICOM path's grid, air outside the slice): max abs diff within the
 variant's tolerance and no decision flips at the operating threshold. A variant that fails is reported and not
 shipped (the patch path stays), and ``slice_int8`` needs the ``int8`` variant (same numbers, same clinical gate).
+
+When the patch model has a domain guard (``VariantJob.guard``), each whole-slice graph carries it too
+(:mod:`.whole_slice_guard`): the guard's score of every window (``domain_score``, (K,)) and of the slice
+(``domain_score_slice``, (1,)), in the same pass, gated like the scores: per window against the fp32 patch graph's
+own ``domain_score`` at the same centres. A guard the slice pass cannot compute refuses the variant (no graph that
+answers ships without its guard).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +35,7 @@ from .. import parity
 from ..optimize import fold_window_into_quantize, static_int8
 from . import VariantJob, VariantsBuilt, register_variant, settings
 from .whole_slice_graph import FcnError, Geometry, fcn_graph
+from .whole_slice_guard import DOMAIN_OUTPUTS, add_slice_guard, gate_guard, guard_outputs
 
 SLICE_KINDS = ("slice", "slice_int8")
 MOSAIC = 3  # held-out patches per mosaic side
@@ -59,8 +66,10 @@ def _fill(spec_in: TensorSpec) -> float:
 
 
 def slice_contract(spec_in: TensorSpec, outputs: tuple[TensorSpec, ...], score_output: str, geo: Geometry,
-                   cells: tuple[int, int]) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    """The whole-slice variant's inputs and outputs, derived from the patch model's."""
+                   cells: tuple[int, int], guarded: bool = False
+                   ) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """The whole-slice variant's inputs and outputs, derived from the patch model's (and the guard's per window and
+    per slice when ``guarded``)."""
     facts = {**(spec_in.facts or {}), "patch": [geo.patch, geo.patch], "cell": geo.cell, "window_offset": geo.offset}
     image = dataclasses.replace(
         spec_in, shape=(1, "H", "W", spec_in.shape[-1]), facts=facts,
@@ -73,7 +82,7 @@ def slice_contract(spec_in: TensorSpec, outputs: tuple[TensorSpec, ...], score_o
                                  "row-major over the window grid")
     centres = TensorSpec(CENTRES_OUTPUT, "int64", ("K", 2), units="px",
                          description="each window's centre (row, col) in input pixels")
-    return (image, stride), (scores, centres)
+    return (image, stride), (scores, centres, *(guard_outputs() if guarded else ()))
 
 
 def _slice_run(session: Any, input_name: str, k: int, score_output: str) -> Any:
@@ -90,32 +99,43 @@ def _slice_run(session: Any, input_name: str, k: int, score_output: str) -> Any:
 @dataclass
 class _Gate:
     """What every whole-slice variant is gated on: held-out images, the strides, and the fp32 patch graph's
-    patch-by-patch scores at each image's window centres (the reference), computed once for all kinds."""
+    patch-by-patch scores at each image's window centres (the reference), computed once for all kinds; with a
+    guard, the patches and the patch graph's domain scores too."""
 
     images: dict[str, np.ndarray]
     strides: list[int]
     refs: dict[tuple[str, int], np.ndarray]
     fill: float
+    patches: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    domain_refs: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
 
 
 def _reference(spec: ModelSpec, ds: Dataset, model_bytes: bytes, input_name: str, geo: Geometry,
-               options: WholeSlice, progress: Progress) -> _Gate:
+               options: WholeSlice, progress: Progress, guarded: bool = False) -> _Gate:
     strides = [s for s in options.strides if s % geo.cell == 0]
     fill = _fill(spec.inputs(ds)[0])
     images = gate_images(spec, ds)
     reference = parity.ort_session(model_bytes)
     progress(f"[{spec.name}] slice variants: reference patch-by-patch scores on {len(images)} held-out images at "
              f"strides {strides} px")
-    refs = {}
+    gate = _Gate(images, strides, {}, fill)
     for name, image in images.items():
         for stride in strides:
             patches = cut_patches(image, window_centres(image.shape, stride), geo.patch, fill)
-            refs[(name, stride)] = parity.run_batched(reference, input_name, patches, 64)[spec.score_output]
-    return _Gate(images, strides, refs, fill)
+            ref = parity.run_batched(reference, input_name, patches, 64)
+            gate.refs[(name, stride)] = ref[spec.score_output]
+            if guarded:
+                gate.patches[(name, stride)], gate.domain_refs[(name, stride)] = patches, ref[DOMAIN_OUTPUTS[0]]
+    return gate
 
 
-def _graph(job: VariantJob, kind: str, draft: Variant) -> bytes:
-    """The whole-slice graph of ``kind``: the rewrite, quantised like ``int8`` for ``slice_int8``."""
+def _graph(job: VariantJob, kind: str, draft: Variant, geo: Geometry) -> bytes:
+    """The whole-slice graph of ``kind``: the rewrite, quantised like ``int8`` for ``slice_int8``, with the domain
+    guard when the patch graph has one.
+
+    Raises:
+        FcnError: the guard reads something the one pass does not compute per window.
+    """
     spec, meta = job.spec, {"medinfer.variant_contract_sha256": variant_contract_digest(draft)}
     data, _ = fcn_graph(job.graph, input_name=job.input_name, score_output=spec.score_output, metadata=meta)
     if kind == "slice_int8":
@@ -126,6 +146,8 @@ def _graph(job: VariantJob, kind: str, draft: Variant) -> bytes:
                            extra_feeds={STRIDE_INPUT: np.array([1], np.int64)})
         if int8.fold_window:
             data = fold_window_into_quantize(data, *int8.fold_window)
+    if job.guard is not None:  # added last: the guard stays fp32 and is never quantized
+        data = add_slice_guard(data, job.guard, job.input_name, geo)
     return data
 
 
@@ -145,6 +167,12 @@ def _gate_one(job: VariantJob, kind: str, session: Any, geo: Geometry, gate: _Ga
         sub, fails = parity.compare(spec, {spec.score_output: ref}, score, f"{name} @ {stride} px", job.threshold, tol)
         sets[f"{name} @ {stride} px"] = sub
         failures += fails
+    if job.guard is not None:
+        guard_sets, guard_failures = gate_guard(session, job.input_name, gate.images, gate.strides, geo,
+                                                options.max_elements, gate.fill, gate.domain_refs, gate.patches, kind)
+        for key, sub in guard_sets.items():
+            sets[key].update(sub)
+        failures += guard_failures
     entry = {"tolerance": {"atol": tol.atol, "max_decision_flips": tol.max_decision_flips},
              "reference": "patch-by-patch, fp32 patch graph, same centres", "strides_px": gate.strides,
              "windows": int(sum(len(r) for r in gate.refs.values())),
@@ -174,8 +202,8 @@ def build_slice_variants(job: VariantJob, kinds: list[str]) -> VariantsBuilt:
         progress(f"[{spec.name}] slice variants REFUSED: {exc}")
         return {}, {}, {kind: {"shipped": False, "reason": f"no whole-slice graph: {exc}"} for kind in kinds}, {}
     inputs, outputs = slice_contract(spec_in, spec.outputs() + spec.extra_outputs(), spec.score_output, geo,
-                                     options.cells)
-    gate = _reference(spec, ds, job.graph, job.input_name, geo, options, progress)
+                                     options.cells, guarded=job.guard is not None)
+    gate = _reference(spec, ds, job.graph, job.input_name, geo, options, progress, guarded=job.guard is not None)
     for kind in kinds:
         of = "default" if kind == "slice" else "int8"
         if of not in job.shipped:
@@ -184,7 +212,12 @@ def build_slice_variants(job: VariantJob, kinds: list[str]) -> VariantsBuilt:
             continue
         draft = Variant(file=f"model.{kind.replace('_', '.')}.onnx", precision="fp32" if kind == "slice" else "int8",
                         inputs=inputs, outputs=outputs, windows_of=of, max_elements=options.max_elements)
-        data = _graph(job, kind, draft)
+        try:
+            data = _graph(job, kind, draft, geo)
+        except FcnError as exc:
+            report[kind] = {"shipped": False, "reason": f"its domain guard: {exc}"}
+            progress(f"[{spec.name}] {kind} variant REFUSED: {exc}")
+            continue
         session = cpu_session(data, session_for_batch(job.profile, 1).profile)  # one slice per run: batch 1
         entry, failures = _gate_one(job, kind, session, geo, gate, options)
         if failures:
@@ -206,12 +239,14 @@ def build_slice_variants(job: VariantJob, kinds: list[str]) -> VariantsBuilt:
 def _golden(job: VariantJob, gate: _Gate, session: Any, outputs: tuple[TensorSpec, ...],
             options: WholeSlice) -> Pair:
     """The golden slice (a mosaic of the golden patches, else a gate image) at a stride inside the cell range, and
-    what the variant's graph answers for it."""
+    what the variant's graph answers for it: its scores and centres (the domain guard's outputs are gated at export
+    with the guard's own tolerance and, like the patch graph's ``domain_score``, are not golden outputs: the device's
+    self-test compares goldens within the score's tolerance)."""
     X = job.dataset.X_test
     image = _mosaic(np.asarray(X[:GOLDEN_SIDE ** 2], np.float32), GOLDEN_SIDE) if len(X) >= GOLDEN_SIDE ** 2 \
         else next(iter(gate.images.values()))
     low, high = options.cells
     feeds = {job.input_name: image[None, :, :, None], STRIDE_INPUT: np.array([low + 1 if high > low else low],
                                                                              np.int64)}
-    names = [o.name for o in outputs]
+    names = [o.name for o in outputs if o.name not in DOMAIN_OUTPUTS]
     return feeds, dict(zip(names, session.run(names, feeds)))

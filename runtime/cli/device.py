@@ -84,7 +84,7 @@ def _domain_text(m: Any) -> str:
              f"in-domain data; measured {d.evaluation.get('acceptance', float('nan')):.1%})"]
     for name, s in (d.evaluation.get("shifts") or {}).items():
         lines.append(f"  AUROC {s.get('auroc', float('nan')):.3f} against {name} ({s.get('kind', '')}), "
-                     f"{s.get('rejected', float('nan')):.0%} of it flagged")
+                     f"{s.get('refused', s.get('rejected', float('nan'))):.0%} of it flagged")
     return "\n".join(lines)
 
 

@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..decision import in_domain
+from ..errors import InferenceError, InputError
 from ..manifest import Manifest
 from ..model import Model
-from ..windows import CENTRES_OUTPUT, STRIDE_INPUT, crop, run_tiles
+from ..windows import CENTRES_OUTPUT, SLICE_DOMAIN_OUTPUT, STRIDE_INPUT, crop, run_tiles
 
-__all__ = ["CENTRES_OUTPUT", "STRIDE_INPUT", "SliceGrid", "describe", "is_one_pass", "run_tiles", "score_centre",
-           "score_slice", "slice_variant_of"]
+__all__ = ["CENTRES_OUTPUT", "SLICE_DOMAIN_OUTPUT", "STRIDE_INPUT", "SliceGrid", "SliceScores", "describe",
+           "is_one_pass", "run_tiles", "score_centre", "score_slice", "score_slice_with_domain", "slice_variant_of"]
 
 
 def slice_variant_of(manifest: Manifest, variant: str | None) -> str | None:
@@ -72,6 +73,20 @@ class SliceGrid:
         return stride // self.cell
 
 
+@dataclass(frozen=True)
+class SliceScores:
+    """A whole slice scored in one pass: per window (the grid's row-major order) the score and label, and, when the
+    variant carries the domain guard, each window's domain score and flag and the slice's (``slice_domain_score``:
+    the largest of its tiles' ``domain_score_slice``; one tile for a slice within the variant's ``max_elements``)."""
+
+    scores: np.ndarray
+    labels: list[str]
+    domain_scores: np.ndarray | None
+    in_domain: np.ndarray | None
+    slice_domain_score: float | None
+    slice_in_domain: bool | None
+
+
 def score_slice(model: Model, hu: np.ndarray, centres: np.ndarray, stride: int,
                 fill: float) -> tuple[np.ndarray, list[str]]:
     """Scores and labels of the windows centred at ``centres`` (the :func:`window_centres` grid of ``stride``) of
@@ -82,17 +97,47 @@ def score_slice(model: Model, hu: np.ndarray, centres: np.ndarray, stride: int,
             not such a grid.
         InferenceError: the variant's centres differ from the grid asked for (a broken bundle).
     """
+    result = score_slice_with_domain(model, hu, centres, stride, fill)
+    return result.scores, result.labels
+
+
+def score_slice_with_domain(model: Model, hu: np.ndarray, centres: np.ndarray, stride: int,
+                            fill: float) -> SliceScores:
+    """:func:`score_slice`, with the domain guard's answers when the variant has them (see :class:`SliceScores`).
+
+    Raises:
+        InputError / InferenceError: as :func:`score_slice`; InferenceError also when the variant's domain scores
+            do not give one row per window.
+    """
     grid = SliceGrid.of(model)
     feed_k = np.array([grid.stride_cells(stride, model.name)], np.int64)
+    tiles: list[float] = []
+    domain: list[np.ndarray] = []
 
-    def run(tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any]:
+    def run(tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any, np.ndarray]:
         pred = model.predict({grid.image: tile[None, :, :, None], STRIDE_INPUT: feed_k})
-        return np.asarray(pred.scores), np.asarray(pred.outputs[CENTRES_OUTPUT]), pred.labels
+        scores = np.asarray(pred.scores)
+        if pred.domain_scores is not None:
+            if len(pred.domain_scores) != len(scores):
+                raise InferenceError(f"{model.name} ({model.variant}) gave {len(pred.domain_scores)} domain scores for "
+                                     f"{len(scores)} windows: the bundle's slice guard is broken")
+            domain.append(np.asarray(pred.domain_scores))
+            if SLICE_DOMAIN_OUTPUT in pred.outputs:
+                tiles.append(float(np.asarray(pred.outputs[SLICE_DOMAIN_OUTPUT]).reshape(-1)[0]))
+        values = np.asarray(pred.domain_scores) if pred.domain_scores is not None else np.full(len(scores), np.nan)
+        return scores, np.asarray(pred.outputs[CENTRES_OUTPUT]), pred.labels, values
 
     bound = model.manifest.variants[model.variant].max_elements
-    scores, labels = run_tiles(hu, centres, stride, grid.patch, grid.offset, bound, fill, run,
-                               f"{model.name} ({model.variant})")
-    return scores, [str(x) for x in labels] if labels is not None else [""] * len(scores)
+    scores, cells, values = run_tiles(hu, centres, stride, grid.patch, grid.offset, bound, fill, run,
+                                      f"{model.name} ({model.variant})", with_values=True)
+    labels = [str(x) for x in cells] if cells is not None else [""] * len(scores)
+    if not domain:
+        return SliceScores(scores, labels, None, None, None, None)
+    window_domain = values.astype(np.float32)
+    threshold = model.manifest.domain.threshold if model.manifest.domain is not None else float("inf")
+    slice_score = max(tiles) if tiles else None
+    return SliceScores(scores, labels, window_domain, in_domain(window_domain, threshold), slice_score,
+                       None if slice_score is None else bool(in_domain(np.array([slice_score]), threshold)[0]))
 
 
 def score_centre(model: Model, hu: np.ndarray, centre: tuple[int, int], fill: float) -> tuple[np.ndarray, list[str]]:

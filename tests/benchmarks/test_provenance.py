@@ -150,7 +150,7 @@ def test_a_measuring_command_refuses_to_start_on_a_dirty_tree_when_it_would_publ
 
     monkeypatch.setattr(results, "FOLDER", tmp_path / "results")
     (repo / "code.py").write_text("x = 2\n")
-    for command in (["safety", "--soak-seconds", "0"], ["concurrency"], ["slice"], ["models"]):
+    for command in (["safety", "--soak-seconds", "0"], ["concurrency"], ["slice"], ["models"], ["domain"]):
         assert main([*command, "--bundles", str(tmp_path / "none")]) == 2, command
         assert "commit first" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()

@@ -35,23 +35,53 @@ def test_results_file_equals_the_bundles_it_came_from() -> None:
         assert current["models"][name] == recorded, name
 
 
+def _results() -> dict:
+    lat = {"added": 0.131, "median_us_without_guard": 100.0, "median_us_with_guard": 113.1}
+    return {"command": "x", "models": {"m": {
+        "acceptance": 0.985, "coverage": 0.99, "acceptance_goal_met": False,
+        "latency": {"1": {**lat, "added": 0.05, "median_us_with_guard": 105.0}, "64": lat},
+        "shifts": {"a": {"kind": "gross", "auroc": 0.99, "refused": 0.97, "role": "design", "synthetic": True,
+                         "family": "fa"},
+                   "b": {"kind": "subtle", "auroc": 0.71, "refused": 0.3, "role": "evaluation", "synthetic": False,
+                         "family": "fb"}},
+        "goals": {"a": {"refused_goal": 0.95, "met": True}, "b": {"refused_goal": 0.6, "auroc_goal": 0.8,
+                                                                  "met": False}},
+        "design": ["a"], "evaluation": ["b"]}}}
+
+
 def test_render_writes_one_row_per_shift_and_says_when_a_goal_is_missed(tmp_path: Path) -> None:
-    results = {"command": "x", "models": {"m": {
-        "acceptance": 0.985, "coverage": 0.99,
-        "latency": {"added": 0.131, "median_us_without_guard": 100.0, "median_us_with_guard": 113.1},
-        "shifts": {"a": {"kind": "gross", "auroc": 0.99, "rejected": 0.97},
-                   "b": {"kind": "subtle", "auroc": 0.71, "rejected": 0.3}},
-        "goals": {"a": {"goal": 0.95, "met": True}, "b": {"goal": 0.8, "met": False}}}}}
+    results = _results()
     rows = domain.render(results).splitlines()[2:]
-    assert rows == ["| m | 98.5% (goal 99%), **below the goal** | +13.1% (100 → 113 µs), **over the 10% goal** | a | "
-                    "gross | 0.990 | 97% | ≥ 0.95 met |",
-                    "|  |  |  | b | subtle | 0.710 | 30% | ≥ 0.8 **not met** |"]
+    assert rows == ["| m | 98.5% (goal 99%), **below the goal** | +5.0% (100 → 105 µs) / +13.1% (100 → 113 µs), "
+                    "**over the 10% goal** | a (synthetic) | design | gross | 97% | 0.990 | ≥ 95% refused met |",
+                    "|  |  |  | b | evaluation | subtle | 30% | 0.710 | ≥ 60% refused, AUROC ≥ 0.8 **not met** |"]
     results["models"]["m"]["acceptance"] = 0.9904  # at the goal: no mark
     assert "98.5%" not in domain.render(results) and "| 99.0% (goal 99%) |" in domain.render(results)
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{domain.BEGIN}\nold\n{domain.END}\nrest\n")
     domain.rewrite_readme(readme, "T")
     assert readme.read_text() == f"intro\n{domain.BEGIN}\nT\n{domain.END}\nrest\n"
+
+
+def test_a_results_file_must_say_role_synthetic_refused_share_and_both_batch_sizes() -> None:
+    assert domain.problems(_results()) == []
+    for damage, expected in [
+        (lambda m: m["shifts"]["a"].pop("synthetic"), "m/a: no synthetic flag or family"),
+        (lambda m: m.update(evaluation=[]), "m: no held-out (evaluation) shift family"),
+        (lambda m: m["shifts"]["b"].update(refused=None), "m/b: no refused share"),
+        (lambda m: m["latency"].pop("64"), "m: no guard latency at batch 64"),
+        (lambda m: m["goals"]["a"].pop("refused_goal"), "m/a: no refused goal and verdict"),
+    ]:
+        results = _results()
+        damage(results["models"]["m"])
+        assert expected in domain.problems(results)
+
+
+def test_the_published_results_file_is_complete() -> None:
+    """domain.json holds, per model, the refused share of every shifted set at the shipped threshold, its role
+    (design or evaluation), its synthetic flag and the guard's latency at batch 1 and 64 (python -m benchmarks.domain
+    refuses to write it otherwise)."""
+    assert domain.problems(json.loads(domain.RESULTS.read_text())) == []
 
 
 def test_the_guard_free_graph_keeps_every_other_output_and_nothing_of_the_guard(tmp_path: Path) -> None:

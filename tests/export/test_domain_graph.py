@@ -69,9 +69,18 @@ def test_entropy_and_several_parts_take_the_largest() -> None:
 
 
 def test_threshold_and_metrics() -> None:
+    """The threshold leaves above it as many calibration scores as keep >= 99 % coverage with 90 % confidence
+    (binomial order statistic): none of 100 (P = 0.63 even then), 1 of 400 (P(Bin(400, 0.01) >= 2) = 0.91), 5 of
+    1000 (P(Bin(1000, 0.01) >= 6) = 0.93; 6 would give 0.87)."""
     scores = np.arange(100, dtype=np.float64)
     t = domain.choose_threshold(scores, 0.99)
-    assert 98 < t < 99 and (scores <= t).mean() == 0.99
+    assert t > 99 and (scores <= t).all()
+    for n, above in ((400, 1), (1000, 5)):
+        s = np.arange(n, dtype=np.float64)
+        assert int(np.sum(s > domain.choose_threshold(s, 0.99))) == above
+    from medinfer.train.domain_eval import threshold_confidence
+
+    assert abs(threshold_confidence(400, 1, 0.99) - 0.9095) < 1e-3 and threshold_confidence(1000, 6, 0.99) < 0.9
     assert domain.auroc(np.zeros(5), np.ones(5)) == 1.0 and domain.auroc(np.ones(4), np.ones(4)) == 0.5
     curve = domain.selective_curve(np.arange(10.0), np.r_[np.zeros(5), np.ones(5)], points=2)
     assert curve == [{"coverage": 0.5, "error": 0.0}, {"coverage": 1.0, "error": 0.5}]

@@ -113,11 +113,27 @@ def ct_image(shape: tuple[int, int], seed: int = 1) -> np.ndarray:
     return np.clip(hu, *tiny.CT_RANGE).astype(np.float32)
 
 
+GUARD_THRESHOLD = 1.0  # the guarded bundle's domain threshold: windows mostly of air or bone are out of the domain
+
+
+def guard() -> Any:
+    """A domain guard of the CT's kind, on the HU statistics the whole-slice graph computes per window:
+    2 x |mean HU / 1000 + 0.3| (windows mostly of soft tissue score < 1, windows mostly of air or bone > 1)."""
+    from medinfer.train import patch_stats
+    from medinfer.train.domain import DomainGuard, Part
+
+    part = Part("zscore", "hu_stats", {"columns": np.array([0]), "mean": np.array([-0.3]),
+                                       "inv_sd": np.array([2.0])}, label="mean HU")
+    return DomainGuard([part], "2 x |mean HU / 1000 + 0.3| (test)",
+                       lambda X: {"hu_stats": patch_stats.features(X)}, sources={"hu_stats": "@patch_stats:hu"})
+
+
 def build(folder: Path, *, name: str = "tiny_cnn", slice_variant: bool = True, max_elements: int = 640 * 640,
-          threshold: float | None = None) -> Path:
+          threshold: float | None = None, guarded: bool = False) -> Path:
     """A CT bundle with the tiny CNN (``default``) and, by default, its whole-slice variant ``slice`` made by the
     exporter's own rewrite (medinfer.export.variants.whole_slice_graph). The threshold defaults to the median golden
-    score (both labels occur)."""
+    score (both labels occur). ``guarded``: both graphs carry :func:`guard` as the exporter adds it (``domain_score``
+    per patch; per window and ``domain_score_slice`` in the slice variant), threshold :data:`GUARD_THRESHOLD`."""
     import onnxruntime as ort
     from medinfer.export.variants.whole_slice import GOLDEN_SIDE, _mosaic, slice_contract
     from medinfer.export.variants.whole_slice_graph import fcn_graph
@@ -129,10 +145,23 @@ def build(folder: Path, *, name: str = "tiny_cnn", slice_variant: bool = True, m
         threshold = float(np.float32(np.median(golden_scores)))
     graph = patch_graph(name, threshold=threshold)
     doc = contract(name, threshold)
+    domain = None
+    if guarded:
+        import onnx
+        from medinfer.export.domain_graph import add_domain_output
+        from medinfer.manifest import Domain
+
+        onx = onnx.load_from_string(graph)
+        add_domain_output(onx, guard())
+        doc["outputs"] += to_json((TensorSpec("domain_score", "float32", ("N",)),))
+        next(p for p in onx.metadata_props if p.key == "medinfer.contract_sha256").value = contract_digest(doc)
+        graph = onx.SerializeToString()
+        domain = Domain(output="domain_score", threshold=GUARD_THRESHOLD, coverage=0.99, method=guard().method,
+                        calibration={"data": "none (test)"}, evaluation={})
     variants: dict[str, Variant] = {"default": Variant(file="model.onnx")}
     files = {}
     golden_in: dict[str, np.ndarray] = {"hu": patches}
-    golden_out = {"probability": golden_scores}
+    golden_out = {"probability": golden_scores}  # the guard's outputs are not golden outputs (as the exporter's)
     own_goldens = {}
     if slice_variant:
         from medinfer.schema import parse
@@ -140,11 +169,15 @@ def build(folder: Path, *, name: str = "tiny_cnn", slice_variant: bool = True, m
         spec_in = parse(TensorSpec, doc["inputs"][0])
         outputs = tuple(parse(TensorSpec, o) for o in doc["outputs"])
         _, geo = fcn_graph(graph, input_name="hu", score_output="probability")
-        inputs, outs = slice_contract(spec_in, outputs, "probability", geo, (2, 12))
+        inputs, outs = slice_contract(spec_in, outputs, "probability", geo, (2, 12), guarded=guarded)
         draft = Variant(file="model.slice.onnx", inputs=inputs, outputs=outs, windows_of="default",
                         max_elements=max_elements)
         data, _ = fcn_graph(graph, input_name="hu", score_output="probability",
                             metadata={"medinfer.variant_contract_sha256": variant_contract_digest(draft)})
+        if guarded:
+            from medinfer.export.variants.whole_slice_guard import add_slice_guard
+
+            data = add_slice_guard(data, guard(), "hu", geo)
         image = _mosaic(patches, GOLDEN_SIDE)
         feeds = {"hu": image[None, :, :, None], "stride_cells": np.array([3], np.int64)}
         session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
@@ -163,10 +196,10 @@ def build(folder: Path, *, name: str = "tiny_cnn", slice_variant: bool = True, m
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     fields = bundle_fields(
-        doc, {"probability": golden_scores}, description=f"{name}: tiny CNN of the seed CNN's shape family (random "
+        doc, golden_out, description=f"{name}: tiny CNN of the seed CNN's shape family (random "
         "weights)", n_test=4, variants=variants, data=synthetic_data("synthetic CT-like images"),
         profile={"intra_op_num_threads": 1, "inter_op_num_threads": 1, "chunk": 64, "max_batch": 4096},
-        card=Card(summary="tiny CNN", intended_use="tests only"))
+        card=Card(summary="tiny CNN", intended_use="tests only"), **({"domain": domain} if guarded else {}))
     write_bundle(folder, fields, {"model.onnx": (graph, "model"), **files,
                                   "golden.npz": golden_npz(golden_in, golden_out, own_goldens)})
     return folder

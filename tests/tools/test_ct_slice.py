@@ -129,3 +129,79 @@ def test_the_dicom_path_takes_the_one_pass_variant_unless_patchwise(cnn: Path) -
     refused = run("--stride", "25")
     assert refused.returncode == 5 and "--patchwise" in refused.stderr and "Traceback" not in refused.stderr
     assert run("--stride", "25", "--patchwise").returncode == 0
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny CNN with a domain guard on the HU statistics, in the patch graph and (per window and per slice) in
+    its whole-slice variant, as the exporter adds them."""
+    return tiny_cnn.build(tmp_path_factory.mktemp("guarded") / "tiny_cnn", guarded=True)
+
+
+def test_one_pass_gives_each_window_the_patch_guards_score_and_flag(guarded: Path) -> None:
+    from medinfer.export.variants.whole_slice_guard import TISSUE, slice_score
+    from medinfer.train import patch_stats
+
+    patches, one_pass = medinfer.load(guarded), medinfer.load(guarded, variant="slice")
+    assert one_pass.self_test().status == "bit_exact"
+    image = tiny_cnn.ct_image((230, 250), seed=5)
+    centres, expected = _patchwise(patches, image, 24)
+    got = ct_slice.score_slice_with_domain(one_pass, image, centres, 24, -1024.0)
+    np.testing.assert_allclose(got.scores, np.asarray(expected.scores).reshape(-1), rtol=0, atol=1e-6)
+    assert got.domain_scores is not None and got.in_domain is not None
+    np.testing.assert_allclose(got.domain_scores, expected.domain_scores, rtol=1e-4, atol=1e-4)
+    clear = np.abs(np.asarray(expected.domain_scores) - tiny_cnn.GUARD_THRESHOLD) > 1e-3  # not on the threshold
+    np.testing.assert_array_equal(got.in_domain[clear], np.asarray(expected.in_domain)[clear])
+    assert got.in_domain.any() and not got.in_domain.all()  # the image has windows of both kinds
+    cut = dicom.cut_patches(image, centres, tiny_cnn.PATCH, -1024.0)
+    want = slice_score(np.asarray(expected.domain_scores), patch_stats.features(cut)[:, TISSUE])  # one tile
+    assert got.slice_domain_score == pytest.approx(want, rel=1e-4, abs=1e-4)
+    assert got.slice_in_domain == (want <= tiny_cnn.GUARD_THRESHOLD)
+    assert ct_slice.score_slice(one_pass, image, centres, 24, -1024.0)[1] == got.labels
+
+
+def test_a_slice_in_tiles_is_out_of_domain_when_any_tile_is(guarded: Path, tmp_path: Path) -> None:
+    bundle = tiny_cnn.build(tmp_path / "small_calls", guarded=True, max_elements=200 * 200)
+    one_pass = medinfer.load(bundle, variant="slice")
+    image = tiny_cnn.ct_image((300, 260), seed=5)
+    image[:120] = -1000.0  # the first rows of tiles: air only, out of the domain as a whole
+    tiles: list[float] = []
+    real = one_pass.predict
+
+    def recorded(x, **kw):
+        pred = real(x, **kw)
+        tiles.append(float(pred.outputs["domain_score_slice"][0]))
+        return pred
+
+    one_pass.predict = recorded  # type: ignore[method-assign]
+    centres = dicom.window_centres(image.shape, 24)
+    got = ct_slice.score_slice_with_domain(one_pass, image, centres, 24, -1024.0)
+    whole = ct_slice.score_slice_with_domain(medinfer.load(guarded, variant="slice"), image, centres, 24, -1024.0)
+    assert len(tiles) > 1 and got.slice_domain_score == max(tiles)
+    assert got.slice_in_domain is False and min(tiles) <= tiny_cnn.GUARD_THRESHOLD < max(tiles)
+    np.testing.assert_allclose(got.domain_scores, whole.domain_scores, rtol=1e-4, atol=1e-4)  # windows: same
+
+
+def test_a_guard_without_one_row_per_window_is_refused_and_a_guardless_variant_gives_none(guarded: Path,
+                                                                                          cnn: Path) -> None:
+    one_pass = medinfer.load(guarded, variant="slice")
+    image = tiny_cnn.ct_image((150, 150))
+    centres = dicom.window_centres(image.shape, 24)
+    real = one_pass.predict
+
+    class Short:  # the model's own answer with one domain score missing (a broken bundle)
+        def __init__(self, pred: medinfer.Prediction) -> None:
+            self._pred = pred
+
+        def __getattr__(self, name: str):
+            return getattr(self._pred, name)
+
+        @property
+        def domain_scores(self) -> np.ndarray:
+            return np.asarray(self._pred.domain_scores)[:-1]
+
+    one_pass.predict = lambda x, **kw: Short(real(x, **kw))  # type: ignore[method-assign]
+    with pytest.raises(medinfer.InferenceError, match="domain scores for"):
+        ct_slice.score_slice_with_domain(one_pass, image, centres, 24, -1024.0)
+    plain = ct_slice.score_slice_with_domain(medinfer.load(cnn, variant="slice"), image, centres, 24, -1024.0)
+    assert plain.domain_scores is None and plain.slice_domain_score is None and len(plain.scores) == len(centres)

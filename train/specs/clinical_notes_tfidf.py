@@ -143,6 +143,7 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
     def fit(self, model: Any, dataset: Dataset, progress: Progress = quiet) -> Any:
         progress(f"fitting TF-IDF + LogisticRegression on {dataset.n_train} reports")
         model.fit(docs(dataset.X_train), dataset.y_train)
+        model.known_pairs_ = known_pairs(docs(dataset.X_train))  # for the domain guard: word pairs of >= 2 reports
         progress(f"vocabulary: {len(model.named_steps['tfidf'].vocabulary_)} tokens")
         return model
 
@@ -187,6 +188,7 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
             helper.make_node("ReduceSum", ["known_tokens_flags", "known_tokens_axis"], ["known_tokens"], keepdims=0),
         ])
         g.output.append(helper.make_tensor_value_info("known_tokens", TensorProto.FLOAT, ["N"]))
+        _add_pair_share(onx, tokenizer.output[0], sorted(getattr(model, "known_pairs_", ())))
 
     def native_predictors(self, model: Any) -> dict[str, Any]:
         # the native pipeline takes a flat list of documents; the graph's (N, 1) rows are flattened first
@@ -233,33 +235,42 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
         return metrics
 
     # -- applicability domain -----------------------------------------------------------------------------------
-    domain_method = ("the larger of: the share of a text's tokens outside the vocabulary (stop words counted) and "
-                     "1 / (1 + the number of vocabulary words it contains); each relative to in-domain data's 99th "
-                     "percentile")
+    domain_method = ("the largest of: the share of a text's tokens outside the vocabulary (stop words counted), "
+                     "1 / (1 + the number of vocabulary words it contains), and the share of its word pairs (two "
+                     "consecutive tokens) never seen in two training reports (word salad, shuffled words); each "
+                     "relative to in-domain data's 99th percentile")
 
     def domain_features(self, model: Any) -> Any:
         tfidf = model.named_steps["tfidf"]
         vocab = tfidf.vocabulary_
         tokenize = text.tokenizer().tokenize
+        pairs = set(getattr(model, "known_pairs_", ()))
 
         def features(X: Any) -> dict[str, np.ndarray]:
             texts = docs(X)
             tokens = [tokenize(text.simple_lower(t)) for t in texts]
             share = np.array([1.0 - sum(w in vocab for w in ts) / max(len(ts), 1) for ts in tokens])
             known = np.asarray((tfidf.transform(texts) > 0).sum(axis=1), dtype=np.float32).reshape(-1)
-            return {"unknown_share": share, "known_tokens": known}  # known words as the graph counts them
+            unknown_pairs = np.array([max(len(ts) - 1 - sum(p in pairs for p in zip(ts, ts[1:])), 0)
+                                      / max(len(ts) - 1, 1) for ts in tokens])
+            return {"unknown_share": share, "known_tokens": known,  # known words as the graph counts them
+                    "unknown_pair_share": unknown_pairs}
 
         return features
 
     def domain_sources(self, onx: Any) -> dict[str, str]:
-        return {"unknown_share": "unknown_share", "known_tokens": "known_tokens"}
+        return {"unknown_share": "unknown_share", "known_tokens": "known_tokens",
+                "unknown_pair_share": "unknown_pair_share"}
 
     def domain_parts(self, model: Any, dataset: Dataset) -> list[Part]:
         # Measured on the real build: a cosine kNN distance to 1000 training reports added 0.05 AUROC on one shift
         # (IMPRESSION-only reports, 0.88 -> 0.93) for ~57 µs per report, 3.5x the model itself: left out.
+        # Word pairs: one more TfIdfVectorizer over the graph's own tokens, every known pair counted in one column
+        # (the pairs are fitted with the model, see fit, and saved with it).
         return [domain.value("unknown_share", "share of tokens outside the vocabulary"),
                 # a text with few words the model knows (e.g. a one-line impression) carries little evidence
-                domain.inverse("known_tokens", "few vocabulary words: 1 / (1 + known words)")]
+                domain.inverse("known_tokens", "few vocabulary words: 1 / (1 + known words)"),
+                domain.value("unknown_pair_share", "share of word pairs never seen in training reports")]
 
     def domain_shifts(self, model: Any, dataset: Dataset, guard: DomainGuard) -> dict[str, Shift]:
         test = set(dataset.facts.get("test_uids", ()))
@@ -268,17 +279,44 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
         impression = [s["IMPRESSION"] for s in sections if s.get("IMPRESSION")]
         indication = [s["INDICATION"] for s in sections if len(s.get("INDICATION", "").split()) >= 3]
         other = python_documentation(len(impression) or 200)
-        out = {
-            "impression_only": Shift("subtle", guard.score(_column(impression)),
-                                     "held-out reports with the FINDINGS removed (IMPRESSION only)"),
-            "indication_section": Shift("subtle", guard.score(_column(indication)),
-                                        "the INDICATION section of held-out reports (the clinical question, "
-                                        "not a finding)"),
-            "python_documentation": Shift("gross", guard.score(_column(other[0])),
-                                          "paragraphs of English prose that are not radiology reports",
-                                          source=other[1]),
+        held = docs(dataset.X_test)
+        rng = np.random.default_rng(0)
+        vocab = sorted(model.named_steps["tfidf"].vocabulary_)
+        words = [t.split() for t in held]
+
+        def shift(kind: str, texts: list[str], description: str, role: str, family: str,
+                  synthetic: bool = True, source: str = "", note: str = "") -> Shift:
+            return Shift(kind, guard.score(_column(texts)), description, role=role, family=family,
+                         synthetic=synthetic, source=source, note=note)
+
+        return {
+            "impression_only": shift("subtle", impression, "held-out reports with the FINDINGS removed (IMPRESSION "
+                                     "only)", "design", "report sections", synthetic=False,
+                                     note="many impressions are one of the sentences findings also use ('no acute "
+                                     "cardiopulmonary abnormality'): in words and word pairs they are ordinary text"),
+            "indication_section": shift("subtle", indication, "the INDICATION section of held-out reports (the "
+                                        "clinical question, not a finding)", "design", "report sections",
+                                        synthetic=False),
+            "python_documentation": shift("gross", other[0], "paragraphs of English prose that are not radiology "
+                                          "reports", "design", "other documents", synthetic=False, source=other[1]),
+            "word_salad": shift("nonsense", [" ".join(rng.choice(vocab, max(len(w), 1))) for w in words],
+                                "vocabulary words in random order, as many as a held-out report has", "design",
+                                "word salad"),
+            "words_shuffled": shift("nonsense", [" ".join(rng.permutation(w)) for w in words],
+                                    "held-out reports with their words in random order", "design", "word order"),
+            # evaluation families: held out while choosing the parts
+            "letters_scrambled": shift("nonsense", [" ".join(_scramble(x, rng) for x in w) for w in words],
+                                       "held-out reports with the letters of every word in random order",
+                                       "evaluation", "scrambled letters"),
+            "vocabulary_sorted": shift("nonsense", [" ".join(sorted(w)) for w in words],
+                                       "held-out reports with their words sorted alphabetically", "evaluation",
+                                       "sorted words"),
+            "typos_30pct": shift("subtle", [" ".join(_typo(x, rng) if rng.random() < 0.3 else x for x in w)
+                                            for w in words],
+                                 "held-out reports with a typing error (one letter replaced) in 30 % of the words",
+                                 "evaluation", "typos", note="a typo makes one word unknown and two "
+                                 "pairs unseen: 30 % of the words changed stays within what long real reports show"),
         }
-        return out
 
     def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:
         from .. import plots
@@ -294,6 +332,53 @@ class ClinicalNotesTfidf(SklearnClassifierSpec):
             "Held-out calibration (reliability diagram with counts per bin)": plots.calibration_binary(
                 y, scores, folder / "calibration.png", "abnormal", t),
         }
+
+
+def _add_pair_share(onx: Any, tokens: str, pairs: list[tuple[str, str]]) -> None:
+    """``unknown_pair_share`` (N,): the share of a text's consecutive token pairs that are not in ``pairs`` (0 for a
+    text of fewer than two tokens): a second TfIdfVectorizer over the graph's own tokens with every known pair
+    counted into one column, against the token count ``unknown_tokens`` made above."""
+    from onnx import helper, numpy_helper
+
+    g = onx.graph
+    pool = [w for p in pairs for w in p] or ["#", "#"]  # a pair of pads never occurs: no known pair
+    g.initializer.extend([numpy_helper.from_array(np.array([-1], np.int64), "pairs_flat"),
+                          numpy_helper.from_array(np.array(0.0, np.float32), "pairs_zero")])
+    g.node.extend([
+        helper.make_node("TfIdfVectorizer", [tokens], ["pairs_counts"], min_gram_length=2, max_gram_length=2,
+                         max_skip_count=0, mode="TF", ngram_counts=[0, 0], ngram_indexes=[0] * (len(pool) // 2),
+                         pool_strings=pool),
+        helper.make_node("Reshape", ["pairs_counts", "pairs_flat"], ["pairs_known"]),
+        helper.make_node("Sub", ["unknown_tokens", "unknown_one"], ["pairs_total"]),  # tokens - 1
+        helper.make_node("Sub", ["pairs_total", "pairs_known"], ["pairs_unknown0"]),
+        helper.make_node("Max", ["pairs_unknown0", "pairs_zero"], ["pairs_unknown"]),
+        helper.make_node("Max", ["pairs_total", "unknown_one"], ["pairs_denominator"]),
+        helper.make_node("Div", ["pairs_unknown", "pairs_denominator"], ["unknown_pair_share"]),
+    ])
+
+
+def known_pairs(texts: list[str], min_df: int = MIN_DF) -> list[tuple[str, str]]:
+    """Pairs of consecutive tokens (the graph's tokenization, stop words included) found in at least ``min_df``
+    training texts, sorted."""
+    from collections import Counter
+
+    tokenize = text.tokenizer().tokenize
+    counts: Counter[tuple[str, str]] = Counter()
+    for t in texts:
+        tokens = tokenize(text.simple_lower(t))
+        counts.update(set(zip(tokens, tokens[1:])))
+    return sorted(p for p, c in counts.items() if c >= min_df)
+
+
+def _scramble(word: str, rng: np.random.Generator) -> str:
+    return "".join(rng.permutation(list(word)))
+
+
+def _typo(word: str, rng: np.random.Generator) -> str:
+    if not word:
+        return word
+    i = int(rng.integers(len(word)))
+    return word[:i] + "abcdefghijklmnopqrstuvwxyz"[int(rng.integers(26))] + word[i + 1:]
 
 
 def _column(texts: list[str]) -> np.ndarray:

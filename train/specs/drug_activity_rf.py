@@ -13,7 +13,7 @@ import numpy as np
 from medinfer.codings import Codings, FhirResult
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
-from .. import domain
+from .. import domain, domain_rules
 from ..datasets import chembl
 from ..datasets.sources import get_source
 from ..domain import DomainGuard, Part, Shift
@@ -67,9 +67,9 @@ class DrugActivityRF(SklearnClassifierSpec):
         ),
         out_of_scope=(
             "Any clinical or patient-facing decision.",
-            "Chemical series far from the training scaffolds: the bundle's domain_score (k-nearest-neighbour "
-            "distance in standardized descriptor space) flags them; see the applicability-domain section for how "
-            "well it separates other series.",
+            "Chemical series far from the training scaffolds: the bundle's domain_score (the Mahalanobis distance of "
+            "the descriptors to the training molecules, and RDKit's own identities between descriptors) flags them; "
+            "see the applicability-domain section for how much of other series it refuses.",
             "Descriptors computed by another RDKit version or another tool without re-validation.",
         ),
         limitations=(
@@ -145,8 +145,10 @@ class DrugActivityRF(SklearnClassifierSpec):
     # Measured on the real build: the Mahalanobis distance (leverage) separated the shifted series as well as the
     # 5-nearest-neighbour distance (AUROC >= 0.996 vs 0.983-1.0) at a quarter of its cost in the graph (one
     # 216 x 216 product per molecule instead of distances to 1000 training molecules: ~3.6 vs ~12.5 µs).
-    domain_method = ("Mahalanobis distance (leverage) of the molecule's descriptors to the training molecules (the "
-                     "classic QSAR applicability domain), relative to in-domain data's 99th percentile")
+    domain_method = ("the larger of: a rule (identities RDKit's descriptors obey for every molecule: its four "
+                     "surface-area families sum to one total, ring counts add up), and the Mahalanobis distance "
+                     "(leverage) of the molecule's descriptors to the training molecules (the classic QSAR "
+                     "applicability domain), relative to in-domain data's 99th percentile")
     options = ("shift_sample",)
     shift_sample: int = 400  # molecules featurized per shifted set (RDKit descriptors cost ~25 ms each)
     test_options: ClassVar[dict[str, Any]] = {"shift_sample": 30}
@@ -154,8 +156,19 @@ class DrugActivityRF(SklearnClassifierSpec):
     def domain_parts(self, model: Any, dataset: Dataset) -> list[Part]:
         # Standardized (descriptors span 1e-3 to 1e5) and shrunk toward the diagonal (ridge 1 x the mean variance:
         # ~800 molecules for 216 descriptors); measured: every shifted series AUROC >= 0.996, in-domain kept.
-        return [domain.mahalanobis("input", np.asarray(dataset.X_train), ridge=1.0, standardize=True,
-                                   label="Mahalanobis distance to the training molecules")]
+        # The identities catch descriptor vectors no molecule has (mixed across molecules, random values), which
+        # the shrunk Mahalanobis distance ranks far but inside the spread of real held-out scaffolds.
+        names = list(dataset.feature_names or ())
+        X = np.asarray(dataset.X_train, np.float64)
+        coef = domain_rules.identity_columns(names, DESCRIPTOR_IDENTITIES)
+        # float32 sums of ~14 areas of up to a few hundred A^2 each: a tolerance of 1e-4 of the total, at least 0.05
+        total = np.abs(X @ np.maximum(coef, 0.0)).mean(axis=0) if coef.shape[1] else np.zeros(0)
+        parts = [domain.mahalanobis("input", X, ridge=1.0, standardize=True,
+                                    label="Mahalanobis distance to the training molecules")]
+        if coef.shape[1]:
+            parts.insert(0, domain_rules.identities("input", coef, np.maximum(1e-4 * total, 0.05),
+                                                    "RDKit's identities between descriptors"))
+        return parts
 
     def domain_shifts(self, model: Any, dataset: Dataset, guard: DomainGuard) -> dict[str, Shift]:
         names = list(dataset.feature_names or ())
@@ -169,11 +182,34 @@ class DrugActivityRF(SklearnClassifierSpec):
             src = get_source(key)
             out[key] = Shift("subtle", guard.score(X[finite]),
                              f"{src.description.split(':')[0]}; {int(finite.sum())} of {len(X)} molecules with "
-                             "finite descriptors", source=f"{src.package}=={src.version}:{src.member}")
-        shuffled = np.asarray(dataset.X_test)[:, np.random.default_rng(0).permutation(len(names))]
-        out["columns_shuffled"] = Shift("gross", guard.score(shuffled),
-                                        "held-out molecules with the descriptor columns in another order (an "
-                                        "integration fault)")
+                             "finite descriptors", source=f"{src.package}=={src.version}:{src.member}",
+                             role="design", family="other chemical series", synthetic=False)
+        X_test, X_train = np.asarray(dataset.X_test, np.float32), np.asarray(dataset.X_train, np.float64)
+        rng = np.random.default_rng(0)
+        n, d = X_test.shape
+
+        def shift(kind: str, X: np.ndarray, description: str, role: str, family: str) -> Shift:
+            return Shift(kind, guard.score(np.asarray(X, np.float32)), description, role=role, family=family)
+
+        out["columns_shuffled"] = shift("gross", X_test[:, rng.permutation(d)], "held-out molecules with the "
+                                        "descriptor columns in another order (an integration fault)", "design",
+                                        "descriptor order")
+        out["mixed_across_molecules"] = shift(
+            "nonsense", X_test[rng.integers(0, n, (n, d)), np.arange(d)[None, :]],
+            "each descriptor taken from another held-out molecule (no molecule has this vector)", "design", "mixed")
+        out["gaussian_matched"] = shift("nonsense", rng.normal(X_train.mean(0), X_train.std(0), (n, d)),
+                                        "independent Gaussians with the training descriptors' means and SDs", "design",
+                                        "random")
+        # evaluation families: held out while choosing the parts
+        out["missing_as_zero"] = shift("gross", np.where(rng.random(X_test.shape) < 0.2, 0.0, X_test),
+                                       "held-out molecules with 20 % of the descriptors missing and filled with 0",
+                                       "evaluation", "imputation")
+        out["columns_off_by_one"] = shift("gross", np.roll(X_test, 1, axis=1), "held-out molecules with every "
+                                          "descriptor in the next column (a descriptor list of another RDKit version)",
+                                          "evaluation", "version skew")
+        out["uniform_in_range"] = shift("nonsense", rng.uniform(X_train.min(0), X_train.max(0), (n, d)),
+                                        "independent uniform values within each descriptor's training range",
+                                        "evaluation", "uniform values")
         return out
 
     def plots(self, model: Any, dataset: Dataset, folder: Path, point: OperatingPoint) -> dict[str, str]:
@@ -196,6 +232,20 @@ class DrugActivityRF(SklearnClassifierSpec):
                                  title=f"permutation importance on {len(y)} held-out molecules",
                                  xlabel=f"drop in held-out {scoring} when the descriptor is shuffled"),
         }
+
+
+# Identities of RDKit's 2-D descriptors that hold for every molecule (sum(left) == sum(right)): the PEOE, SMR, SlogP
+# and EState surface-area families bin the same per-atom areas (measured: equal to float precision on the training
+# molecules and on the NCI, CDK2, EGFR and c-Met sets), and ring counts partition.
+DESCRIPTOR_IDENTITIES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (tuple(f"PEOE_VSA{i}" for i in range(1, 15)), tuple(f"SMR_VSA{i}" for i in range(1, 11))),
+    (tuple(f"PEOE_VSA{i}" for i in range(1, 15)), tuple(f"SlogP_VSA{i}" for i in range(1, 13))),
+    (tuple(f"PEOE_VSA{i}" for i in range(1, 15)), tuple(f"EState_VSA{i}" for i in range(1, 12))),
+    (("RingCount",), ("NumAliphaticRings", "NumAromaticRings")),
+    (("NumAromaticRings",), ("NumAromaticCarbocycles", "NumAromaticHeterocycles")),
+    (("NumAliphaticRings",), ("NumAliphaticCarbocycles", "NumAliphaticHeterocycles")),
+    (("NumSaturatedRings",), ("NumSaturatedCarbocycles", "NumSaturatedHeterocycles")),
+)
 
 
 def _edge_inputs(X_train: np.ndarray) -> np.ndarray:

@@ -15,7 +15,8 @@ import numpy as np
 from medinfer.codings import RESULT_CODES, Coding, Codings, FhirResult
 from medinfer.manifest import Card, SessionProfile, TensorSpec
 
-from .. import clarke, domain
+from .. import clarke, domain, domain_rules
+from ..corruptions import with_cgm
 from ..datasets import glucose
 from ..domain import DomainGuard, Part, Shift
 from ..families import KerasSpec, deterministic_keras
@@ -26,6 +27,14 @@ from ..spec import Dataset, OperatingPoint, ParityTolerance, Progress, quiet
 # The envelope of the per-feature physical ranges (glucose.FEATURE_RANGES, enforced per feature by the runtime).
 FEATURE_RANGE = (min(lo for lo, _ in glucose.FEATURE_RANGES), max(hi for _, hi in glucose.FEATURE_RANGES))
 LONG_STEPS = 288  # one simulated day: the longest parity sequence
+# Plausibility rules of the domain guard (per window, refused whatever the threshold): a type-1 diabetes day is
+# typically 0.5-1 U/kg of insulin and a large meal 100-200 g of carbohydrates; one maximal pump bolus (30 U) plus a
+# correction within an hour, or more than 300 g of carbohydrates within an hour, or a basal rate above 10 U/h (240
+# U/day) is beyond any therapy this forecaster describes (training windows: at most 24 U and 106 g per hour, basal
+# 0.3-1.7 U/h).
+BOLUS_PER_HOUR = 35.0
+CARBS_PER_HOUR = 300.0
+BASAL_MAX = 10.0
 
 
 @register
@@ -84,6 +93,9 @@ class GlucoseLSTM(KerasSpec):
             "the virtual patient recovers from are kept as targets and in the Clarke grid, while the CGM input "
             "reads its floor of 39 mg/dL there (the runtime refuses CGM below 39, as the sensor cannot report it).",
             "Bootstrap CIs resample overlapping windows of few patients and are therefore optimistic.",
+            "The domain guard flags a window more than half of whose CGM readings sit at the sensor's floor (39) or "
+            "ceiling (600): a dead sensor looks like that, and so does a long severe low the sensor cannot measure "
+            "(such windows get a flag, not a confident forecast).",
             "Features must be computed exactly as documented in the manifest (units, 5-minute steps, decays).",
         ),
         ethical_considerations=(
@@ -225,10 +237,12 @@ class GlucoseLSTM(KerasSpec):
         return metrics
 
     # -- applicability domain ---------------------------------------------------------------------------------
-    domain_method = ("the larger of: the Mahalanobis distance of the last LSTM's final hidden state (64 units, what "
-                     "the head reads) to the training windows, the share of 5-minute steps where the CGM does not "
-                     "change (a stuck sensor) and the largest CGM step (dropouts, spikes); each relative to in-domain "
-                     "data's 99th percentile")
+    domain_method = ("the largest of: rules (at most 35 U of bolus insulin and 300 g of carbohydrates within any "
+                     "hour, basal at most 10 U/h), the Mahalanobis distance of the last LSTM's final hidden state (64 "
+                     "units, what the head reads) to the training windows, the share of 5-minute steps where the CGM "
+                     "does not change (a stuck sensor) or sits at the sensor's floor or ceiling (a dead sensor), the "
+                     "largest CGM step (dropouts, spikes) and how far any feature lies beyond its training range; "
+                     "each relative to in-domain data's 99th percentile")
 
     def domain_features(self, model: Any) -> Any:
         import keras
@@ -248,7 +262,8 @@ class GlucoseLSTM(KerasSpec):
         return {"input": onx.graph.input[0].name, "hidden": domain.matmul_input(onx, "glucose_30min")}
 
     def domain_parts(self, model: Any, dataset: Dataset) -> list[Part]:
-        return _glucose_parts(self.domain_features(model)(dataset.X_train)["hidden"])
+        X = np.asarray(dataset.X_train, np.float32)
+        return _glucose_parts(self.domain_features(model)(X)["hidden"], X)
 
     def domain_shifts(self, model: Any, dataset: Dataset, guard: DomainGuard) -> dict[str, Shift]:
         rng = np.random.default_rng(0)
@@ -267,13 +282,51 @@ class GlucoseLSTM(KerasSpec):
         at = rng.integers(1, steps, n)
         spikes[np.arange(n), at] += rng.choice([-1.0, 1.0], n) * rng.uniform(80, 200, n)  # one-reading artefact
         spikes = np.clip(spikes, glucose.SENSOR_MIN, glucose.SENSOR_MAX)
+        noisy = np.clip(cgm + rng.normal(0.0, 20.0, cgm.shape), glucose.SENSOR_MIN, glucose.SENSOR_MAX)
+
+        def edit(column: int, value: Any) -> np.ndarray:
+            out = X.copy()
+            out[:, :, column] = value
+            return out
+
+        def shift(kind: str, x: np.ndarray, description: str, role: str, family: str, note: str = "") -> Shift:
+            return Shift(kind, guard.score(x), description, role=role, family=family, note=note)
+
+        scaled = X.copy()
+        scaled[:, :, [3, 4, 6]] *= 10.0  # insulin in 0.1 U
+        scaled[:, :, [3, 4, 6]] = np.minimum(scaled[:, :, [3, 4, 6]], 30.0)  # what the input contract still takes
         shifts = {
-            "stuck_sensor": Shift("gross", guard.score(_with_cgm(X, stuck)),
-                                  f"held-out windows whose CGM repeats one reading for the last {steps - half} steps"),
-            "dropout_to_zero": Shift("gross", guard.score(_with_cgm(X, dropout)),
-                                     "held-out windows with 2-4 CGM readings of 0 mg/dL (a lost signal)"),
-            "spike": Shift("gross", guard.score(_with_cgm(X, spikes)),
-                           "held-out windows with one CGM reading off by 80-200 mg/dL (a sensor artefact)"),
+            "stuck_sensor": shift("gross", with_cgm(X, stuck), f"held-out windows whose CGM repeats one reading for "
+                                  f"the last {steps - half} steps", "design", "sensor faults"),
+            "dropout_to_zero": shift("gross", with_cgm(X, dropout), "held-out windows with 2-4 CGM readings of 0 "
+                                     "mg/dL (a lost signal; the input contract refuses it first)", "design",
+                                     "sensor faults"),
+            "spike": shift("gross", with_cgm(X, spikes), "held-out windows with one CGM reading off by 80-200 mg/dL "
+                           "(a sensor artefact)", "design", "sensor faults",
+                           note="a spike clipped at the sensor's floor or ceiling, or on a fast change, steps no "
+                           "further than real readings do"),
+            "dead_sensor_39": shift("nonsense", with_cgm(X, np.full_like(cgm, glucose.SENSOR_MIN)),
+                                    "held-out windows whose CGM reads its floor (39 mg/dL) at every step", "design",
+                                    "dead sensor"),
+            "dead_sensor_600": shift("nonsense", with_cgm(X, np.full_like(cgm, glucose.SENSOR_MAX)),
+                                     "held-out windows whose CGM reads its ceiling (600 mg/dL) at every step",
+                                     "design", "dead sensor"),
+            "bolus_30U_every_step": shift("nonsense", edit(4, 30.0), "held-out windows with a 30 U bolus every 5 "
+                                          "minutes", "design", "impossible therapy"),
+            "carbs_500g_every_step": shift("nonsense", edit(5, 500.0), "held-out windows with 500 g of "
+                                           "carbohydrates every 5 minutes", "design", "impossible therapy"),
+            "basal_30U_h": shift("nonsense", edit(3, 30.0), "held-out windows with a basal rate of 30 U/h", "design",
+                                 "impossible therapy"),
+            # evaluation families: held out while choosing the parts
+            "noisy_sensor": shift("gross", with_cgm(X, noisy), "held-out windows with N(0, 20 mg/dL) noise on every "
+                                  "CGM reading", "evaluation", "sensor noise",
+                                  note="noise of 20 mg/dL moves some windows' steps no further than real changes"),
+            "insulin_in_tenths": shift("gross", scaled, "held-out windows with insulin (basal, bolus, on board) in "
+                                       "0.1 U (x10, capped at the contract's 30)", "evaluation", "units"),
+            "time_of_day_garbled": shift("nonsense", edit(8, rng.uniform(-1, 1, (n, steps)).astype(np.float32)),
+                                         "held-out windows whose time-of-day sine is random", "evaluation",
+                                         "time encoding", note="the guard checks no identity between the sine and "
+                                         "cosine of the time of day, and the LSTM state barely depends on them"),
         }
         cohort = self._cohort_shift(model, dataset)
         if cohort is not None:
@@ -291,13 +344,16 @@ class GlucoseLSTM(KerasSpec):
         if not adult_train.any() or not adult_test.any() or adult_test.all():
             return None
         features = self.domain_features(model)
-        hidden = features(np.asarray(dataset.X_train)[adult_train])["hidden"]
+        X_adults = np.asarray(dataset.X_train, np.float32)[adult_train]
         X_test = np.asarray(dataset.X_test, np.float32)
-        refit = DomainGuard(_glucose_parts(hidden), self.domain_method, features).calibrate(X_test[adult_test])
+        refit = DomainGuard(_glucose_parts(features(X_adults)["hidden"], X_adults), self.domain_method,
+                            features).calibrate(X_test[adult_test])
         return Shift("subtle", refit.score(X_test[~adult_test]),
                      "held-out children and adolescents against held-out adults, the guard refitted on adults' "
                      "training windows only (the forecaster itself saw every cohort)",
-                     inside=refit.score(X_test[adult_test]))
+                     inside=refit.score(X_test[adult_test]), role="evaluation", family="age group", synthetic=False,
+                     note="children's and adolescents' traces share the shape of adults' (meals, boluses, the same "
+                     "controller); only part of them moves the LSTM state beyond adults' spread")
 
     def parity_sets(self, dataset: Dataset) -> dict[str, np.ndarray]:
         """Edge sets for the parity gate: the longest sequences (a simulated day) and the shortest (T = 1, 2)."""
@@ -337,22 +393,30 @@ def _edge_inputs(day: np.ndarray, X_train: np.ndarray) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32)
 
 
-def _glucose_parts(hidden: np.ndarray) -> list[Part]:
-    return [domain.mahalanobis("hidden", hidden, label="Mahalanobis distance of the LSTM's final hidden state"),
-            domain.series_flat("input", 0, "share of steps where the CGM does not change (stuck sensor)",
-                               bounds=(glucose.SENSOR_MIN, glucose.SENSOR_MAX)),
-            # Blood glucose rarely changes faster than 3-4 mg/dL/min; 35 mg/dL in one 5-minute step (7 mg/dL/min)
-            # is beyond physiology and marks a sensor artefact even when noisy in-domain data reach it.
-            domain.series_step("input", 0, "largest CGM step (dropout, spike)", min_scale=35.0)]
-
-
-def _with_cgm(X: np.ndarray, cgm: np.ndarray) -> np.ndarray:
-    """Windows with another CGM trace, and the features derived from it (rate, 30-min delta) recomputed."""
-    out = X.copy()
-    change = cgm - X[:, :, 0]
-    out[:, :, 0] = cgm
-    out[:, 1:, 1] = np.diff(cgm, axis=1) / glucose.STEP_MIN
-    k = 30 // glucose.STEP_MIN
-    out[:, :, 2] = X[:, :, 2] + change  # the reading 30 min earlier keeps its value ...
-    out[:, k:, 2] -= change[:, :-k]  # ... unless it is in the window and changed too
-    return out.astype(np.float32)
+def _glucose_parts(hidden: np.ndarray, X: np.ndarray) -> list[Part]:
+    flat = np.asarray(X, np.float64).reshape(-1, X.shape[-1])
+    lo, hi = flat.min(axis=0), flat.max(axis=0)
+    basal_max = np.full(flat.shape[1], np.inf)
+    basal_max[3] = BASAL_MAX
+    return [
+        # Rules: what no person on insulin therapy takes (pump limits allow more within an hour than physiology):
+        domain_rules.window_sum("input", (4, 5), 60 // glucose.STEP_MIN, (BOLUS_PER_HOUR, CARBS_PER_HOUR),
+                                f"bolus insulin above {BOLUS_PER_HOUR:g} U or carbohydrates above {CARBS_PER_HOUR:g} "
+                                "g within an hour"),
+        domain_rules.bound("input", None, basal_max, np.where(np.isfinite(basal_max), basal_max, 1.0),
+                           f"basal insulin above {BASAL_MAX:g} U/h", rule=True),
+        domain.mahalanobis("hidden", hidden, label="Mahalanobis distance of the LSTM's final hidden state"),
+        domain.series_flat("input", 0, "share of steps where the CGM does not change (stuck sensor)",
+                           bounds=(glucose.SENSOR_MIN, glucose.SENSOR_MAX)),
+        # A sensor pinned at its floor or ceiling for most of a window: a dead sensor, or a low it cannot measure.
+        domain_rules.at_bounds("input", 0, glucose.SENSOR_MIN + 0.5, glucose.SENSOR_MAX - 0.5,
+                               "share of steps at the sensor's floor or ceiling (dead sensor)", min_scale=0.5),
+        # Blood glucose rarely changes faster than 3-4 mg/dL/min; a CGM step larger than any of the training windows
+        # (about 7-8 mg/dL/min here) counts as far as the furthest in-domain data at least.
+        domain.series_step("input", 0, "largest CGM step (dropout, spike)",
+                           min_scale=max(float(np.abs(np.diff(np.asarray(X)[:, :, 0], axis=1)).max(initial=0.0)),
+                                         35.0)),
+        # Half the training range beyond it: held-out patients exceed the training range by up to ~0.4 of it.
+        domain_rules.bound("input", lo, hi, np.maximum(hi - lo, 1e-3), "a feature beyond its training range "
+                           "(relative to the range)", min_scale=0.5),
+    ]
