@@ -39,7 +39,7 @@ from medinfer.schema import parse
 
 from ..train.artifact import Artifact
 from ..train.spec import Dataset, ModelSpec, OperatingPoint, ParityTolerance, Progress, quiet
-from . import parity
+from . import cpu_variants, parity
 from .canonical import canonicalize
 from .card import render
 from .change import ChangeRequest, change_fields
@@ -174,6 +174,11 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
             chosen_profile(spec, model_bytes, input_name, sample[f"in.{input_name}"], progress),
             chunk=spec.chunk, max_batch=spec.max_batch)
         report["variants"] = variant_report
+        by_cpu, by_cpu_evidence = cpu_variants.preference(  # load(variant="auto"): the variant per CPU class
+            {"default": model_bytes, **{k: variant_files[v.file] for k, v in variants.items()}},
+            {input_name: sample[f"in.{input_name}"][:1]}, [spec.score_output], progress=progress, name=spec.name)
+        profile = dataclasses.replace(profile, variant_by_cpu=by_cpu,
+                                      measured={**profile.measured, "variant_by_cpu": by_cpu_evidence})
         progress(f"[{spec.name}] gating every shipped session (graph x profile) on the {len(ds.y_test)} held-out "
                  "samples")
         native_heldout = sets["heldout"][0]

@@ -7,6 +7,7 @@ threshold does not fall below the fp32 sensitivity's 95 % CI. A refused variant 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,46 @@ def _value(metrics: dict[str, Any], key: str) -> float | None:
     return None if m is None else float(m["value"])
 
 
+#: ``builder(spec, fp32 graph, input name, calibration samples, progress) -> (graph, description, golden atol)``;
+#: raises ValueError when the rewrite cannot be made (the variant is then refused and reported).
+VariantBuilder = Callable[[ModelSpec, bytes, str, np.ndarray, Progress], tuple[bytes, str, float]]
+_BUILDERS: dict[str, VariantBuilder] = {}
+
+
+def register_variant(kind: str, builder: VariantBuilder) -> None:
+    """Register the builder of a variant kind a spec may list in ``variants`` (a kind is never overwritten)."""
+    if kind in _BUILDERS and _BUILDERS[kind] is not builder:
+        raise ValueError(f"a builder for variant kind {kind!r} is already registered")
+    _BUILDERS[kind] = builder
+
+
+def builders() -> dict[str, VariantBuilder]:
+    """Every registered variant builder by kind (the modules that register one are imported here)."""
+    from . import int8_nhwc_variant  # noqa: F401 - registers "int8_nhwc"
+
+    return dict(_BUILDERS)
+
+
+def static_int8_variant(spec: ModelSpec, model_bytes: bytes, input_name: str, calibration: np.ndarray,
+                        progress: Progress) -> tuple[bytes, str, float]:
+    """Static QDQ int8 (uint8 activations, per-channel int8 weights) calibrated on the training rows an artifact
+    keeps, the input windows folded into the quantizer where the spec asks."""
+    progress(f"[{spec.name}] static int8 (QDQ, per-channel) calibrated on {len(calibration)} training samples")
+    data = static_int8(model_bytes, calibration, input_name,
+                       exclude_name_prefixes=spec.int8_exclude_prefixes + ("domain_",))
+    fold = spec.int8_fold_window
+    if fold:
+        try:
+            data = fold_window_into_quantize(data, *fold)
+        except ValueError as exc:
+            raise ValueError(f"window folding failed: {exc}") from exc
+    return data, ("static QDQ int8 (uint8 activations, per-channel int8 weights), calibrated on training samples"
+                  + ("; input windows folded into one per-channel QuantizeLinear" if fold else "")), INT8_GOLDEN_ATOL
+
+
+register_variant("int8", static_int8_variant)
+
+
 VariantsBuilt = tuple[dict[str, Variant], dict[str, bytes], dict[str, Any], dict[str, dict[str, np.ndarray]]]
 
 
@@ -55,24 +96,20 @@ def build_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, input_name:
     base_session = parity.ort_session(model_bytes)
     base_scores, _ = _scores(spec, base_session, input_name, ds.X_test)
     base_metrics = spec.evaluate(base_scores, ds.y_test, ds.X_test, threshold)
+    calibration = np.asarray(ds.X_train)[calibration_indices(len(ds.X_train), seed)]
     for kind in wanted:
         if kind in ("slice", "slice_int8"):
             continue  # the whole-slice graphs: export/slice.py, after the patch variants they compute
-        if kind != "int8":
+        builder = builders().get(kind)
+        if builder is None:
             report[kind] = {"shipped": False, "reason": f"unknown variant kind {kind!r}"}
             continue
-        calibration = np.asarray(ds.X_train)[calibration_indices(len(ds.X_train), seed)]
-        progress(f"[{spec.name}] static int8 (QDQ, per-channel) calibrated on {len(calibration)} training samples")
-        data = static_int8(model_bytes, calibration, input_name,
-                           exclude_name_prefixes=spec.int8_exclude_prefixes + ("domain_",))
-        fold = spec.int8_fold_window
-        if fold:
-            try:
-                data = fold_window_into_quantize(data, *fold)
-            except ValueError as exc:
-                report[kind] = {"shipped": False, "reason": f"window folding failed: {exc}"}
-                progress(f"[{spec.name}] int8 variant REFUSED: window folding failed: {exc}")
-                continue
+        try:
+            data, description, golden_atol = builder(spec, model_bytes, input_name, calibration, progress)
+        except ValueError as exc:  # a rewrite that cannot prove itself is refused, never shipped
+            report[kind] = {"shipped": False, "reason": str(exc)}
+            progress(f"[{spec.name}] {kind} variant REFUSED: {exc}")
+            continue
         data = canonical_bytes(data, spec.name)  # the quantizer keeps set-ordered fields: same model, same bytes
         session = parity.ort_session(data)
         scores, _ = _scores(spec, session, input_name, ds.X_test)
@@ -93,7 +130,7 @@ def build_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, input_name:
                  "metrics": {k: v["value"] for k, v in metrics["heldout"].items()}}
         if problems:
             report[kind] = {"shipped": False, "reason": "; ".join(problems), **entry}
-            progress(f"[{spec.name}] int8 variant REFUSED: {'; '.join(problems)}")
+            progress(f"[{spec.name}] {kind} variant REFUSED: {'; '.join(problems)}")
             continue
         fetch = [spec.score_output]
         golden = dict(zip(fetch, session.run(fetch, {input_name: golden_x})))
@@ -101,17 +138,15 @@ def build_variants(spec: ModelSpec, ds: Dataset, model_bytes: bytes, input_name:
         files[name] = data
         goldens[kind] = golden
         variants[kind] = Variant(
-            file=name, precision="int8", description="static QDQ int8 (uint8 activations, per-channel int8 "
-            "weights), calibrated on training samples" + ("; input windows folded into one per-channel "
-                                                          "QuantizeLinear" if fold else ""),
+            file=name, precision="int8", description=description,
             accuracy_delta={k: round(v, 6) for k, v in delta.items()},
             parity={"max_abs_diff_vs_fp32": diff, "decision_flips_vs_fp32": flips, "n": int(len(scores))},
             golden_digest=outputs_digest(golden, tuple(golden)),
             # int8 kernels differ between CPUs (VNNI vs AVX2 paths): a looser, stated tolerance for readiness
-            golden_atol=max(spec.parity.atol, INT8_GOLDEN_ATOL),
+            golden_atol=max(spec.parity.atol, golden_atol),
         )
         report[kind] = {"shipped": True, **entry}
-        progress(f"[{spec.name}] int8 variant kept: max diff {diff:.3g}, {flips} decision flips, held-out "
+        progress(f"[{spec.name}] {kind} variant kept: max diff {diff:.3g}, {flips} decision flips, held-out "
                  "loss vs fp32 (fp32 - int8; negative = int8 better) "
                  + ", ".join(f"{k} {v:+.4f}" for k, v in delta.items()))
     return variants, files, report, goldens

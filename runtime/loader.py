@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from .audit import AuditLog
+from .cpu_class import chosen_variant
 from .errors import BundleError, IntegrityError, MedinferError, UnknownNameError
 from .failsafe import UnavailableModel, validate_on_error
 from .files import SealedCopy
@@ -64,7 +65,9 @@ def load(
         path: the bundle folder (``bundles/<name>``).
         providers: ``None`` for CPU, or an ordered preference list of short/full provider names (optionally
             ``(name, options)`` pairs). Only listed providers are ever used.
-        variant: which graph to run (``"default"``, ``"int8"``, ...); default is the manifest's ``default``.
+        variant: which graph to run (``"default"``, ``"int8"``, ...); default is the manifest's ``default``;
+            ``"auto"``: the one the manifest's ``profile.variant_by_cpu`` names for this CPU's class
+            (:mod:`medinfer.cpu_class`), else ``default``.
         session_profile: overrides of the manifest's measured session profile (e.g. ``{"intra_op_num_threads": 1}``),
             or ``"default"``: onnxruntime's default SessionOptions (no thread, spinning, optimisation-level or
             execution-mode setting) for every batch size, the batch-1 and large-batch sessions alike (one session).
@@ -138,7 +141,7 @@ def _load(path: str | Path, providers: Any, variant: str | None, session_profile
     from .signing import verify_signature
 
     signature = verify_signature(bundle, raw, trusted_keys, require_signature)
-    key = variant or "default"
+    key = chosen_variant(variant, manifest.profile.variant_by_cpu)  # "auto": the manifest's choice for this CPU
     if key not in manifest.variants:
         raise UnknownNameError("variant", key, manifest.variants, of=manifest.name)
     model_file = manifest.variants[key].file

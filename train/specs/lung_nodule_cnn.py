@@ -54,7 +54,7 @@ class LungNoduleCNN(KerasSpec):
     # within this budget of held-out loss (and no sensitivity drop below the fp32 CI, see export/variants.py).
     # "slice" / "slice_int8": the same graphs over a whole CT slice in one convolutional pass (export/fcn.py), each
     # gated against patch-by-patch fp32 predictions at the same centres on held-out slices (export/slice.py).
-    variants = ("int8", "slice", "slice_int8")
+    variants = ("int8", "int8_nhwc", "slice", "slice_int8")
     variant_budget = {"roc_auc": 0.005, "accuracy": 0.02}
     # The three CT windows become the int8 input quantizer itself (see export/optimize.py): ~150 -> ~18 µs.
     int8_fold_window = ("ct_windows", "window_clip")
