@@ -39,7 +39,7 @@ from medinfer.schema import parse
 
 from ..train.artifact import Artifact
 from ..train.spec import Dataset, ModelSpec, OperatingPoint, ParityTolerance, Progress, quiet
-from . import cpu_variants, parity
+from . import cpu_variants, parity, tails
 from .canonical import canonicalize
 from .card import render
 from .change import ChangeRequest, change_fields
@@ -173,6 +173,10 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
         profile = dataclasses.replace(
             chosen_profile(spec, model_bytes, input_name, sample[f"in.{input_name}"], progress),
             chunk=spec.chunk, max_batch=spec.max_batch)
+        if spec.measure_profile:  # a sub-50 µs model: a setting that lowers p99.9 without raising p50 (tails.py)
+            x1 = np.asarray(sample[f"in.{input_name}"][:1])
+            profile = tails.tail_profile(profile, model_bytes, {input_name: x1.astype(object) if x1.dtype.kind == "U"
+                                                                else x1}, [spec.score_output])
         report["variants"] = variant_report
         by_cpu, by_cpu_evidence = cpu_variants.preference(  # load(variant="auto"): the variant per CPU class
             {"default": model_bytes, **{k: variant_files[v.file] for k, v in variants.items()}},
