@@ -93,7 +93,7 @@ def measure(bundles: list[Path], *, batches: list[int], seconds: float, rounds: 
                 compared = {k: times[k] for k in times if k in (BASELINE, "1 intra-op thread",
                                                                 "all cores, spinning off")}
                 chosen, evidence = choose(compared, other.cores)
-                entry["rule"] = {"chosen": chosen, "decision_code": "kept" if chosen == BASELINE else "changed"}
+                entry["rule"] = {"candidate": chosen, "reason": "kept" if chosen == BASELINE else "changed"}
             out.append(entry)
         models[manifest.name] = {"batches": out, "unavailable": failed}
     env = environment()
@@ -117,7 +117,7 @@ def render(doc: dict[str, Any] | None) -> list[str]:
             busy = b.get("other_cores")
             lines += ["", f"**{name}**, batch {b['batch']}" + (f" (other processes: {busy:.2f} cores busy)"
                                                                if busy is not None else "")
-                      + (f"; rule: {b['rule']['chosen']}" if "rule" in b else ""), "",
+                      + (f"; rule: {b['rule']['candidate']}" if "rule" in b else ""), "",
                       "| setting | p50 | p99 | p99.9 | max |", "|---|---|---|---|---|"]
             for r in b["rows"]:
                 s = r["latency_us"]

@@ -43,10 +43,20 @@ def _compile(model: Any, folder: Path) -> tuple[Path, float]:
 def measure(bundle: Path, artifacts: Path, *, batches: list[int], seconds: float, rounds: int,
             command: str = COMMAND, started: dict[str, Any] | None = None,
             progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Compile, check agreement, time every row interleaved per batch size; the verdict against the rule."""
+    """Compile, check agreement, time every row interleaved per batch size; the verdict against the rule.
+
+    Raises:
+        MissingExtraError: treelite / tl2cgen are not installed (``pip install '.[trees]'``).
+    """
     import medinfer
     import onnxruntime as ort
-    import tl2cgen
+    from medinfer.errors import MissingExtraError
+
+    try:
+        import tl2cgen
+        import treelite  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtraError("python -m benchmarks trees", "trees", exc.name) from exc
     from medinfer.session import session_options
     from medinfer.tools.bench import latency_stats
     from medinfer.tools.fingerprint import environment
