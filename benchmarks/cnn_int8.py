@@ -99,10 +99,11 @@ def recipes(model: bytes, calibration: np.ndarray, input_name: str,
         "ort qdq u8s8 per-tensor": ort(per_channel=False),
         "ort qdq u8s8 per-channel reduce_range": ort(reduce_range=True),
         "ort dynamic (ConvInteger, MatMulInteger)": lambda: (_ort_dynamic(model), {}),
-        "nhwc qlinearconv pad4 + nbits4/128 (int8_nhwc)": nhwc(Plan()),
-        "nhwc qlinearconv pad4 + nbits4/256": nhwc(Plan(block=256)),
+        "nhwc qlinearconv pad4 + nbits4/256 (int8_nhwc)": nhwc(Plan()),
+        "nhwc qlinearconv pad4 + nbits4/128": nhwc(Plan(block=128)),
+        "nhwc qlinearconv pad4 row-taps + nbits4/256": nhwc(Plan(row_taps=True)),
         "nhwc qlinearconv pad4 + int8 dense": nhwc(Plan(dense="int8")),
-        "nhwc qlinearconv no pad + nbits4/128": nhwc(Plan(pad_channels=False)),
+        "nhwc qlinearconv no pad + nbits4/256": nhwc(Plan(pad_channels=False)),
         "nhwc qlinearconv pad4, matmul stages 2+ + nbits4": nhwc(Plan(convs=("qlinearconv", "matmul"))),
         "nhwc matmul (MatMulIntegerToFloat) static + nbits4": nhwc(Plan(convs=("matmul",), pad_channels=False)),
         "nhwc matmul per-sample (dynamic) + nbits4": nhwc(Plan(convs=("matmul",), scales="per_sample",
@@ -148,7 +149,7 @@ def _peer_blocks(kinds: list[str], name: str, heldout: Any, built: dict[str, Can
             else:
                 jobs.append(("litert", f"LiteRT [{variant}]", path, "output", {"x": x1}, "x"))
     if "openvino" in kinds:
-        for key in ("ort fp32", "ort qdq u8s8 per-channel", "nhwc qlinearconv pad4 + nbits4/128 (int8_nhwc)"):
+        for key in ("ort fp32", "ort qdq u8s8 per-channel", "nhwc qlinearconv pad4 + nbits4/256 (int8_nhwc)"):
             if key in built:
                 path = tmp / f"ov-{len(jobs)}.onnx"
                 path.write_bytes(built[key][0])

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 KIND = "int8_nhwc"
 PLAN = Plan()
-BATCH_ATOL = 1e-6
+BATCH_ATOL = 1e-5  # float summation order differs between a 1-row and an N-row product (~1e-6 seen)
 CHECK_SAMPLES = 16
 
 

@@ -18,7 +18,7 @@ def test_the_int8_nhwc_variant_is_gated_and_auto_resolves(built) -> None:
         x = np.asarray(art.dataset.X_test[:6], dtype=np.float32)
         together = model.predict(x).scores
         alone = np.concatenate([model.predict(x[i:i + 1]).scores for i in range(len(x))])
-        np.testing.assert_allclose(together, alone, atol=1e-6)  # no score depends on its batch mates
+        np.testing.assert_allclose(together, alone, atol=1e-5)  # no score depends on its batch mates
     else:
         assert "int8_nhwc" not in manifest.variants and report["reason"]
     preferred = set(manifest.profile.variant_by_cpu.values())
