@@ -123,6 +123,11 @@ def _session(model: bytes, threads: int, config: dict[str, str]) -> Any:
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
+def _save(path: Path, feeds: dict[str, np.ndarray]) -> str:
+    np.savez(path, **{k: np.asarray(v) for k, v in feeds.items()})
+    return str(path)
+
+
 def _auc(y: np.ndarray, scores: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -158,13 +163,13 @@ def _peer_blocks(kinds: list[str], name: str, heldout: Any, built: dict[str, Can
         try:
             worker = workers.get(kind) or workers.setdefault(kind, peers.Worker(kind))
             key = f"{label}|{threads}"
-            inputs = peers._save(tmp / f"{len(blocks)}-in.npz", feeds)
+            inputs = _save(tmp / f"{len(blocks)}-in.npz", feeds)
             worker.ask(op="load", key=key, runtime=kind, model=path, threads=threads,
                        fetch=[] if kind == "litert" else [out], inputs=inputs)
             blocks[label] = (lambda s, w=worker, k=key: np.asarray(w.ask(op="time", key=k, seconds=s)["ns"]))
             if label not in accuracy:
                 target = tmp / "out.npz"
-                worker.ask(op="predict", key=key, inputs=peers._save(tmp / "X.npz", {feed_name: heldout.X}),
+                worker.ask(op="predict", key=key, inputs=_save(tmp / "X.npz", {feed_name: heldout.X}),
                            out=str(target), batch=1)
                 with np.load(target) as npz:
                     accuracy[label] = _auc(heldout.y, npz[out])
