@@ -14,6 +14,7 @@ def test_every_cnn_int8_candidate_builds_and_runs_on_a_tiny_cnn() -> None:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime.quantization")
     import onnxruntime as ort
+
     from benchmarks.cnn_int8 import recipes
 
     graph = tiny_cnn.patch_graph()
