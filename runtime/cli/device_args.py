@@ -13,7 +13,8 @@ def add_parsers(sub: Any) -> None:
     bundle_help = "bundle folder, or the name of a bundle under $MEDINFER_BUNDLES (default ./bundles)"
     provider_help = ("execution providers as a comma-separated preference list, e.g. cuda,cpu (default: cpu); "
                      "names one this machine lacks are skipped, with a warning when the first choice is")
-    variant_help = "run a variant of the bundle, e.g. int8 (default: the fp32 graph); 'medinfer info' lists them"
+    variant_help = ("run a variant of the bundle, e.g. int8, or 'auto' (the one the manifest prefers for this CPU); "
+                    "default: the fp32 graph; 'medinfer info' lists them")
     json_help = "print JSON for machines instead of tables for people"
 
     p = sub.add_parser("info", help="show a bundle's contract, metrics and files (or --providers)",
