@@ -90,6 +90,10 @@ def tail_profile(profile: SessionProfile, model_bytes: bytes, feeds: dict[str, A
 
     if len(model_bytes) > LARGE_SESSION_MAX_BYTES:
         return profile
+    screened = [r["p50_us"] for r in profile.measured.get("batch1", {}).get("screen", []) if "p50_us" in r]
+    if screened and min(screened) >= 2 * SUB_US:  # the profile's own screening: clearly not a sub-50 µs model
+        return dataclasses.replace(profile, measured={**profile.measured, "tails": {
+            "rule": RULE, "decision": f"the profile (screened p50 {min(screened):.0f} µs)"}})
     settings = candidates(profile)
     if timings is None:
         from medinfer.session import cpu_session

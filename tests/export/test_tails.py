@@ -52,3 +52,13 @@ def test_the_shipped_profile_keeps_large_batches_on_the_profile_s_own_settings()
     assert shipped.intra_op_num_threads == 1 and shipped.onnxruntime_defaults is False
     assert shipped.large_batch_from == 16 and shipped.large_batch["onnxruntime_defaults"] is True
     assert shipped.measured["tails"]["decision"] == "1 intra-op thread"
+
+
+def test_a_model_screened_well_above_the_class_is_not_measured_again() -> None:
+    def timings(names: list[str], rounds: int, seconds: float):
+        raise AssertionError("measured a model the profile's screening already placed at 900 µs")
+
+    base = SessionProfile(measured={"batch1": {"screen": [{"candidate": "x", "p50_us": 900.0}]}})
+    shipped = tail_profile(base, b"graph", {}, [], timings=timings)
+    assert shipped.intra_op_num_threads == base.intra_op_num_threads and "screened" in shipped.measured["tails"][
+        "decision"]
