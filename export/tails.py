@@ -112,9 +112,16 @@ def tail_profile(profile: SessionProfile, model_bytes: bytes, feeds: dict[str, A
     measured = {**profile.measured, "tails": evidence}
     if chosen == BASELINE:
         return dataclasses.replace(profile, measured=measured)
-    picked = settings[chosen]
-    large = profile.large_batch or ({k: getattr(profile, k) for k in ("onnxruntime_defaults", "intra_op_num_threads",
-                                                                      "allow_spinning")}
-                                    if not profile.large_batch_from else {})
-    return dataclasses.replace(picked, measured=measured, large_batch=large,
-                               large_batch_from=profile.large_batch_from or 16)
+    return dataclasses.replace(_keep_large_batches(profile, settings[chosen]), measured=measured)
+
+
+def _keep_large_batches(profile: SessionProfile, picked: SessionProfile) -> SessionProfile:
+    """``picked`` for small batches; from the profile's large-batch size on (:data:`LARGE_BATCH_FROM` when it has
+    one session) the very session ``profile`` runs there (:func:`medinfer.session.session_for_batch`)."""
+    from medinfer.session import large_batch_from, profile_changes, session_for_batch
+
+    from .profiles import LARGE_BATCH_FROM
+
+    start = large_batch_from(profile) or LARGE_BATCH_FROM
+    large = profile_changes(picked, session_for_batch(profile, start).profile)
+    return dataclasses.replace(picked, large_batch=large, large_batch_from=start if large else 0)

@@ -54,6 +54,24 @@ def test_the_shipped_profile_keeps_large_batches_on_the_profile_s_own_settings()
     assert shipped.measured["tails"]["decision"] == "1 intra-op thread"
 
 
+def test_a_profile_s_own_large_batch_session_is_kept_as_it_was() -> None:
+    from medinfer.session import performance_settings, session_for_batch
+
+    def timings(names: list[str], rounds: int, seconds: float):
+        fake = {BASELINE: _rounds(12.0, 4000.0), "1 intra-op thread": _rounds(11.0, 40.0),
+                "all cores, spinning off": _rounds(13.0, 3000.0)}
+        return {n: fake[n] for n in names}, 0.0
+
+    base = SessionProfile(intra_op_num_threads=2, allow_spinning=True, large_batch={"intra_op_num_threads": 4},
+                          large_batch_from=32)
+    shipped = tail_profile(base, b"tiny graph", {}, [], timings=timings)
+    assert performance_settings(session_for_batch(shipped, 1).profile)["intra_op_num_threads"] == 1
+    for batch in (32, 64):  # the large batches run exactly the session they ran before (threads AND spinning)
+        assert (performance_settings(session_for_batch(shipped, batch).profile)
+                == performance_settings(session_for_batch(base, batch).profile))
+    assert session_for_batch(shipped, 31).profile.intra_op_num_threads == 1
+
+
 def test_a_model_screened_well_above_the_class_is_not_measured_again() -> None:
     def timings(names: list[str], rounds: int, seconds: float):
         raise AssertionError("measured a model the profile's screening already placed at 900 µs")
