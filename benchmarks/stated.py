@@ -54,6 +54,12 @@ def _large_gain() -> str:
     return percent(1.0 - LARGE_GAIN)
 
 
+def _tails(name: str) -> str:
+    from medinfer.export import tails
+
+    return f"{tails.SUB_US:g} µs" if name == "sub_us" else percent(tails.TAIL_GAIN)
+
+
 def values(domain: dict[str, Any] | None) -> dict[str, Callable[[], str]]:
     """{marker key: how its text is made from the rule's constant}."""
     from medinfer.tools.profile_check import MARGIN
@@ -71,4 +77,6 @@ def values(domain: dict[str, Any] | None) -> dict[str, Callable[[], str]]:
         "const.serve.request_timeout": lambda: f"{_serve('request_timeout'):g} s",
         "const.glucose.horizon": _horizon,
         "const.cnn.sensitivity": _sensitivity,
+        "const.tails.sub_us": lambda: _tails("sub_us"),
+        "const.tails.gain": lambda: _tails("gain"),
     }
