@@ -13,7 +13,7 @@ MEDINFER := $(VENV)/bin/medinfer
 STAMP  := $(VENV)/.installed-train-dev
 MODELS ?= all
 
-.PHONY: demo test install lint clean bench bench-publish bench-explain peer-venvs bench-serve test-triton test-scale test-device check-dicom-out test-arm test-min runs-on
+.PHONY: demo test install lint clean bench bench-publish bench-explain bench-edge peer-venvs bench-serve test-triton test-scale test-device check-dicom-out test-arm test-min runs-on
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,16 @@ bench-publish: $(STAMP)
 bench-explain: $(STAMP)
 	$(PY) -m benchmarks explain --bundles bundles
 	$(PY) -m benchmarks explain --bundles bundles --examples --write-readme
+
+# Issue 30's measurements on this CPU (after `make demo` or `medinfer build`; run from a clean, committed tree on a
+# quiet machine: each writes its results file): the CNN's int8 options vs LiteRT / OpenVINO with the AUC of each, the
+# small models' tails per thread/spinning setting, the compiled-tree contender, the int8 CNN op by op.
+bench-edge: $(STAMP) peer-venvs
+	$(PY) -m pip install --quiet -e '.[trees]'
+	$(PY) -m benchmarks cnn-int8 --bundle bundles/lung_nodule_cnn --artifacts artifacts
+	$(PY) -m benchmarks tails --bundles bundles
+	$(PY) -m benchmarks trees --bundle bundles/drug_activity_rf --artifacts artifacts
+	$(PY) -m benchmarks int8-ops --bundle bundles/lung_nodule_cnn --threads 1
 
 # The edge peers, each in its own venv (never beside plain onnxruntime): ai-edge-litert, onnxruntime-openvino.
 LITERT_VENV ?= build/litert-venv

@@ -7,7 +7,7 @@
     python -m benchmarks check [--require-baseline]          # gate the newest history record
     python -m benchmarks models --bundles bundles            # results/models.json (held-out metrics of the bundles)
     python -m benchmarks slice [--slice-seconds 20]          # results/slice.json: a CT slice, one pass vs patches
-    python -m benchmarks concurrency | safety | serve | int8-ops
+    python -m benchmarks concurrency | safety | serve | int8-ops | cnn-int8 | tails | trees
     python -m benchmarks explain [--examples]                # results/explain.json + plot: explanations' cost,
                                                              # fidelity; --examples: README's one per model
     python -m benchmarks domain [--seconds 6]                # results/domain.json + README table: the domain
@@ -205,6 +205,17 @@ def cmd_int8_ops(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_edge(args: argparse.Namespace) -> int:
+    """cnn-int8, tails, trees (issue 30): each module measures, renders and names its results file."""
+    from . import edge
+
+    started = _begin(args, f"python -m benchmarks {args.command}")
+    name, doc, lines = edge.run(args, _command(args.argv), started)
+    print("\n".join(lines))
+    print(f"wrote {_write(args, name, doc, started)}")
+    return 0
+
+
 def cmd_concurrency(args: argparse.Namespace) -> int:
     from medinfer.tools.fingerprint import environment
 
@@ -338,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"run": cmd_run, "publish": cmd_publish, "report": cmd_report, "check": cmd_check,
                 "models": cmd_models, "int8-ops": cmd_int8_ops, "concurrency": cmd_concurrency,
                 "slice": cmd_slice, "safety": cmd_safety, "serve": cmd_serve, "explain": cmd_explain,
-                "domain": cmd_domain}
+                "domain": cmd_domain, "cnn-int8": cmd_edge, "tails": cmd_edge, "trees": cmd_edge}
     try:
         return int(handlers[args.command](args))
     except MedinferError as exc:  # a refusal (a dirty tree, a run that cannot be published): its words, its code

@@ -92,6 +92,23 @@ def record(entry: dict[str, Any], folder: Path) -> Path:
     return results.write("int8_ops", doc, folder)
 
 
+def _table(run: dict[str, Any], other: str) -> list[str]:
+    v = run["variants"]
+    fp, q = v["default"], v[other]
+    cpu = run["env"]["cpu"]
+    lines = ["", f"**{cpu['model']}** ({cpu['usable_cores']} cores; {', '.join(cpu['flags'])}; onnxruntime "
+                 f"{run['env']['onnxruntime']}; {run['threads']} intra-op thread(s), {run['runs']} runs): whole run "
+                 f"{fp['total_us']:.0f} µs fp32, {q['total_us']:.0f} µs {other} "
+                 f"({q['total_us'] / fp['total_us']:.2f}×).", "",
+             f"| operator | fp32 µs | {other} µs | share of {other} run |", "|---|---|---|---|"]
+    for name in dict.fromkeys([*q["ops_us"], *fp["ops_us"]]):
+        a, b = fp["ops_us"].get(name), q["ops_us"].get(name)
+        share = (b or 0.0) / q["total_us"] if q["total_us"] else 0.0
+        lines.append(f"| {name} | {'–' if a is None else f'{a:.1f}'} | {'–' if b is None else f'{b:.1f}'} | "
+                     f"{share:.0%} |")
+    return lines
+
+
 def render(doc: dict[str, Any] | None) -> list[str]:
     """REPORT.md lines: per CPU, each operator type's µs per run in fp32 and int8, and the ratio."""
     if not doc or not doc.get("runs"):
@@ -102,19 +119,6 @@ def render(doc: dict[str, Any] | None) -> list[str]:
         v = run["variants"]
         if "default" not in v or len(v) < 2:
             continue
-        other = next(k for k in v if k != "default")
-        fp, q = v["default"], v[other]
-        cpu = run["env"]["cpu"]
-        lines += ["", f"**{cpu['model']}** ({cpu['usable_cores']} cores; {', '.join(cpu['flags'])}; onnxruntime "
-                      f"{run['env']['onnxruntime']}; {run['threads']} intra-op thread(s), {run['runs']} runs): "
-                      "whole run "
-                      f"{fp['total_us']:.0f} µs fp32, {q['total_us']:.0f} µs {other} "
-                      f"({q['total_us'] / fp['total_us']:.2f}×).", "",
-                  f"| operator | fp32 µs | {other} µs | share of {other} run |", "|---|---|---|---|"]
-        names = list(dict.fromkeys([*q["ops_us"], *fp["ops_us"]]))
-        for name in names:
-            a, b = fp["ops_us"].get(name), q["ops_us"].get(name)
-            share = (b or 0.0) / q["total_us"] if q["total_us"] else 0.0
-            lines.append(f"| {name} | {'–' if a is None else f'{a:.1f}'} | {'–' if b is None else f'{b:.1f}'} | "
-                         f"{share:.0%} |")
+        for other in [k for k in v if k != "default"]:  # each int8 variant against the fp32 graph
+            lines += _table(run, other)
     return lines

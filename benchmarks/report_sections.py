@@ -201,7 +201,7 @@ def _audit_note(spec: dict[str, Any], folder: Path) -> list[str]:
 
 def extras(folder: Path) -> Iterator[tuple[str, list[str]]]:
     """(title, lines) of every other results file, each rendered by the module that writes it."""
-    from . import accelerator, concurrency, safety, scale, serve
+    from . import accelerator, cnn_int8, concurrency, safety, scale, serve, tails, trees
     from .slice import markdown as slice_markdown
 
     renderers = (("accelerator", "Accelerators against the CPU", accelerator.markdown),
@@ -210,7 +210,11 @@ def extras(folder: Path) -> Iterator[tuple[str, list[str]]]:
                  ("cold_start", "Cold start, every run", cold_start_markdown),
                  ("safety", "Safety costs: audit trail, deadlines, soak", safety.markdown),
                  ("scale", "Batch scoring at scale: local, Dask, Spark", scale.markdown),
-                 ("serve", "Serving side by side: medinfer serve, MLServer, tritonserver", serve.markdown))
+                 ("serve", "Serving side by side: medinfer serve, MLServer, tritonserver", serve.markdown),
+                 ("cnn_int8", "The CNN's int8 options against LiteRT and OpenVINO, with the AUC of each",
+                  cnn_int8.render),
+                 ("tails", "Tails: p99 and p99.9 per thread and spinning setting", tails.render),
+                 ("trees", "RandomForest: onnxruntime vs a compiled tree ensemble", trees.render))
     for name, title, render in renderers:
         doc = results.load(name, folder)
         if doc is not None:

@@ -70,6 +70,10 @@ def _domain_confidence() -> str:
     from medinfer.train.domain_eval import CONFIDENCE
 
     return percent(CONFIDENCE)
+def _tails(name: str) -> str:
+    from medinfer.export import tails
+
+    return f"{tails.SUB_US:g} µs" if name == "sub_us" else percent(tails.TAIL_GAIN)
 
 
 def values(domain: dict[str, Any] | None) -> dict[str, Callable[[], str]]:
@@ -93,4 +97,6 @@ def values(domain: dict[str, Any] | None) -> dict[str, Callable[[], str]]:
         "const.serve.reserve_timeout": _reserve_timeout,
         "const.glucose.horizon": _horizon,
         "const.cnn.sensitivity": _sensitivity,
+        "const.tails.sub_us": lambda: _tails("sub_us"),
+        "const.tails.gain": lambda: _tails("gain"),
     }

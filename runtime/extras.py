@@ -16,8 +16,8 @@ from types import ModuleType
 from .errors import MissingExtraError
 
 #: The extras of the medinfer distribution (``[project.optional-dependencies]`` in pyproject.toml).
-EXTRAS = ("train", "dicom", "fhir", "sign", "cpu", "gpu", "openvino", "lifecycle", "serve", "triton", "score", "dask",
-          "spark", "dev")
+EXTRAS = ("train", "dicom", "fhir", "sign", "cpu", "gpu", "openvino", "trees", "lifecycle", "serve", "triton", "score",
+          "dask", "spark", "dev")
 
 
 def _declared(extra: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from .audit import AuditLog
+from .cpu_class import chosen_variant
 from .errors import BundleError, IntegrityError, MedinferError, UnknownNameError
 from .failsafe import UnavailableModel
 from .files import SealedCopy
@@ -65,7 +66,9 @@ def load(
         path: the bundle folder (``bundles/<name>``).
         providers: ``None`` for CPU, or an ordered preference list of short/full provider names (optionally
             ``(name, options)`` pairs). Only listed providers are ever used.
-        variant: which graph to run (``"default"``, ``"int8"``, ...); default is the manifest's ``default``.
+        variant: which graph to run (``"default"``, ``"int8"``, ...); default is the manifest's ``default``;
+            ``"auto"``: the one the manifest's ``profile.variant_by_cpu`` names for this CPU's class
+            (:mod:`medinfer.cpu_class`), else ``default``.
         session_profile: overrides of the manifest's measured session profile (e.g. ``{"intra_op_num_threads": 1}``),
             or ``"default"``: onnxruntime's default SessionOptions (no thread, spinning, optimisation-level or
             execution-mode setting) for every batch size, the batch-1 and large-batch sessions alike (one session).
@@ -135,7 +138,8 @@ def _load(path: str | Path, options: LoadOptions) -> Model:
     from .signing import verify_signature
 
     signature = verify_signature(bundle, raw, options.trusted_keys, options.require_signature)
-    key = options.variant or "default"
+    # "auto": the variant the manifest prefers for this CPU's class (medinfer.cpu_class), else the fp32 graph
+    key = chosen_variant(options.variant, manifest.profile.variant_by_cpu)
     if key not in manifest.variants:
         raise UnknownNameError("variant", key, manifest.variants, of=manifest.name)
     model_file = manifest.variants[key].file

@@ -166,6 +166,8 @@ class SessionProfile:
     # setting): the export found no setting that beats them by a margin that survives noise (``evidence``).
     onnxruntime_defaults: bool = False
     evidence: ProfileEvidence | None = None
+    # CPU class -> the variant ``load(variant="auto")`` runs there (medinfer.cpu_class); empty: the fp32 graph.
+    variant_by_cpu: dict[str, str] = field(default_factory=dict)
 
     def _check(self, doc: str, path: str) -> None:
         if self.chunk < 1 or self.max_batch < 1:
@@ -313,6 +315,10 @@ class Manifest:
                 raise _bad(doc, f"variants.{key}.windows_of", f"names {variant.windows_of!r}, not a variant")
             if variant.max_elements is not None and variant.max_elements < 1:
                 raise _bad(doc, f"variants.{key}.max_elements", f"must be >= 1, got {variant.max_elements}")
+        for cpu, key in self.profile.variant_by_cpu.items():
+            if key not in self.variants or self.variants[key].inputs is not None:
+                raise _bad(doc, f"profile.variant_by_cpu.{cpu}",
+                           f"names {key!r}, not a variant with the model's inputs")
         if self.golden.file not in self.files:
             raise _bad(doc, "golden.file", f"names {self.golden.file!r}, which 'files' does not pin")
         if self.parity_sample is not None and self.parity_sample.file not in self.files:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .cpu_class import AUTO
 from .errors import UsageError, check_choice
 from .failsafe import ON_ERROR
 from .providers import ProviderRequest, resolve
@@ -71,7 +72,8 @@ class LoadOptions:
             if not _is_bool(getattr(self, name)):
                 raise UsageError(f"load({name}=...) takes True or False, got {getattr(self, name)!r}")
         if self.variant is not None and (not isinstance(self.variant, str) or not self.variant):
-            raise UsageError(f"load(variant=...) takes a variant name such as 'int8', got {self.variant!r}")
+            raise UsageError(f"load(variant=...) takes a variant name such as 'int8', or {AUTO!r} (the variant the "
+                             f"manifest prefers for this CPU), got {self.variant!r}")
         self._check_session_profile()
         check_deadline(self.deadline_ms)
         self._check_keys()

@@ -3,10 +3,10 @@
 A module of this package registers the kinds it makes with ``@register_variant("int8")`` (``"slice",
 "slice_int8"`` share one builder: the second quantises what the first rewrites); a spec names the kinds it wants
 (``ModelSpec.variants``, in the order they are built) and declares their settings (``variant_settings``). The
-exporter hands every builder one :class:`VariantJob` and knows no kind by name: static int8 (:mod:`.int8`) and the
-whole-slice graphs of a CT patch classifier (:mod:`.whole_slice`) are two registrations, not branches of the
-pipeline. Each builder gates its own variants and reports the refused ones; an unknown kind is an error naming the
-registered ones.
+exporter hands every builder one :class:`VariantJob` and knows no kind by name: static int8 (:mod:`.int8`), a CNN's
+channels-last int8 (:mod:`.int8_nhwc`) and the whole-slice graphs of a CT patch classifier (:mod:`.whole_slice`) are
+registrations, not branches of the pipeline. Each builder gates its own variants and reports the refused ones (a
+patch variant by the one clinical gate, :mod:`.gate`); an unknown kind is an error naming the registered ones.
 """
 
 from __future__ import annotations

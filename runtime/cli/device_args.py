@@ -11,7 +11,8 @@ from .device import cmd_bench, cmd_info, cmd_keygen, cmd_list, cmd_predict, cmd_
 BUNDLE_HELP = "bundle folder, or the name of a bundle under $MEDINFER_BUNDLES (default ./bundles)"
 PROVIDER_HELP = ("execution providers as a comma-separated preference list, e.g. cuda,cpu (default: cpu); "
                  "names one this machine lacks are skipped, with a warning when the first choice is")
-VARIANT_HELP = "run a variant of the bundle, e.g. int8 (default: the fp32 graph); 'medinfer info' lists them"
+VARIANT_HELP = ("run a variant of the bundle, e.g. int8, or 'auto' (the one the manifest prefers for this CPU); "
+                "default: the fp32 graph; 'medinfer info' lists them")
 JSON_HELP = "print JSON for machines instead of tables for people"
 
 

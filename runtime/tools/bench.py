@@ -175,6 +175,7 @@ def bench_bundle(
     t0 = time.perf_counter()
     model = load(path, providers, variant=variant, self_test=False, session_profile=session_profile)
     load_s = time.perf_counter() - t0
+    variant = model.variant  # "auto" resolved: the record names the graph that ran
     report = model.self_test()
     x = batch_input(model, batch)
     t1 = time.perf_counter()

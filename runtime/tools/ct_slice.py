@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cpu_class import chosen_variant
 from ..decision import in_domain
 from ..errors import InferenceError, InputError
 from ..manifest import Manifest
@@ -27,8 +28,9 @@ __all__ = ["CENTRES_OUTPUT", "SLICE_DOMAIN_OUTPUT", "STRIDE_INPUT", "SliceGrid",
 
 
 def slice_variant_of(manifest: Manifest, variant: str | None) -> str | None:
-    """The whole-slice variant computing the windows of ``variant`` (None: the default) in one pass, if shipped."""
-    wanted = variant or "default"
+    """The whole-slice variant computing the windows of ``variant`` (None: the default; ``"auto"``: the patch
+    variant the manifest prefers for this CPU) in one pass, if shipped."""
+    wanted = chosen_variant(variant, manifest.profile.variant_by_cpu)
     return next((k for k, v in manifest.variants.items() if v.windows_of == wanted and v.inputs is not None), None)
 
 

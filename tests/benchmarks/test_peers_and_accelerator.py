@@ -77,6 +77,16 @@ def test_int8_table_renders_each_cpu() -> None:
     assert "1000 µs fp32, 400 µs int8 (0.40×)" in text and "| QLinearConv | – | 300.0 | 75% |" in text
 
 
+def test_int8_table_renders_every_int8_variant() -> None:
+    run = {"env": {"cpu": {"model": "X", "usable_cores": 2, "flags": ["amx_int8"]}, "onnxruntime": "1"}, "threads": 1,
+           "runs": 10, "variants": {"default": {"total_us": 1000.0, "ops_us": {"Conv": 1000.0}},
+                                    "int8": {"total_us": 400.0, "ops_us": {"QLinearConv": 400.0}},
+                                    "int8_nhwc": {"total_us": 300.0, "ops_us": {"MatMulNBits": 100.0}}}}
+    text = "\n".join(int8_ops.render({"command": "c", "runs": [run]}))
+    assert "400 µs int8 (0.40×)" in text and "300 µs int8_nhwc (0.30×)" in text
+    assert "| MatMulNBits | – | 100.0 | 33% |" in text
+
+
 def test_the_accelerator_document_is_raw_data_with_its_provenance(tiny_bundle_ro: Path, tmp_path: Path) -> None:
     import shutil
 

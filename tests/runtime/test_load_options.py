@@ -77,3 +77,11 @@ def test_valid_options_load_and_one_key_alone_is_a_list_of_one(tiny_bundle_ro: P
     assert model.deadline_ms == 1000
     with pytest.raises(AttributeError):
         options.cast = "same_kind"  # type: ignore[misc]  # frozen
+
+
+def test_auto_is_a_variant_request_checked_up_front_and_resolved_by_the_loader(tiny_bundle_ro: Path) -> None:
+    assert medinfer.LoadOptions(variant="auto").variant == "auto"  # accepted before any file is read
+    with pytest.raises(medinfer.UsageError, match=r"or 'auto' \(the variant the manifest prefers"):
+        medinfer.LoadOptions(variant="")
+    # the tiny bundle's manifest prefers no variant on any CPU: "auto" runs the validated graph
+    assert medinfer.load(tiny_bundle_ro, variant="auto").variant == "default"

@@ -111,7 +111,8 @@ RULES: dict[str, tuple[Finder, set[str], str]] = {
         "medinfer.fleet.http.free_port (or bind(host, 0) for a socket this process keeps)"),
     "a variant kind, by name": (
         _compared_with("int8", "slice", "slice_int8"),
-        {f"export/variants/{f}" for f in ("__init__.py", "int8.py", "whole_slice.py", "whole_slice_graph.py")},
+        {f"export/variants/{f}" for f in ("__init__.py", "int8.py", "whole_slice.py", "whole_slice_graph.py",
+                                          "int8_nhwc.py", "int8_nhwc_graph.py")},  # the builders (their own modes)
         "a builder registered with medinfer.export.variants.register_variant(kind); the spec lists the kinds"),
 }
 

@@ -34,6 +34,11 @@ def test_bench_record_fields(tiny_bundle_ro: Path) -> None:
     assert rec["session"]["intra_op_num_threads"] == 1
 
 
+def test_bench_auto_records_the_variant_that_ran(tiny_bundle_ro: Path) -> None:
+    rec = bench_bundle(tiny_bundle_ro, variant="auto", min_queries=5, min_seconds=0.0, warmup_queries=1, cold=False)
+    assert rec["variant"] == "default" and rec["precision"] == "fp32"  # the tiny manifest prefers no variant
+
+
 def test_bench_cli_json_and_out(tiny_bundle_ro: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "bench.jsonl"
     args = ["bench", str(tiny_bundle_ro), "--min-queries", "20", "--min-seconds", "0", "--warmup", "2", "--no-cold",

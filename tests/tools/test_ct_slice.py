@@ -81,6 +81,16 @@ def test_the_slice_variant_has_its_own_contract_and_golden_self_test(cnn: Path) 
                                                                        [74, 74], [74, 98]]
 
 
+def test_auto_takes_the_one_pass_variant_of_the_patch_variant_this_cpu_runs(cnn: Path) -> None:
+    import dataclasses
+
+    m = medinfer.load_manifest(cnn)
+    prefers_fp32 = dataclasses.replace(m, profile=dataclasses.replace(m.profile, variant_by_cpu={"generic": "default"}))
+    assert ct_slice.slice_variant_of(prefers_fp32, "auto") == "slice"  # every CPU is "generic" at least
+    assert ct_slice.slice_variant_of(dataclasses.replace(m, profile=dataclasses.replace(m.profile, variant_by_cpu={})),
+                                     "auto") == "slice"  # no preference: the fp32 graph's one-pass variant
+
+
 def _edit_manifest(bundle: Path, edit) -> None:
     doc = json.loads((bundle / "manifest.json").read_text())
     edit(doc)

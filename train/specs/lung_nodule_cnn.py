@@ -58,7 +58,9 @@ class LungNoduleCNN(KerasSpec):
     # "slice" / "slice_int8": the same graphs over a whole CT slice in one convolutional pass
     # (export/variants/whole_slice_graph.py), each gated against patch-by-patch fp32 predictions at the same centres on
     # held-out slices (export/variants/whole_slice.py).
-    variants = ("int8", "slice", "slice_int8")
+    # "int8_nhwc": channels-last int8 (QLinearConv, 4-bit Dense, fp32 head; export/variants/int8_nhwc.py), gated the
+    # same way; load(variant="auto") runs it where the export measured it faster (profile.variant_by_cpu).
+    variants = ("int8", "int8_nhwc", "slice", "slice_int8")
     variant_budget = {"roc_auc": 0.005, "accuracy": 0.02}
     # The three CT windows become the int8 input quantizer itself (see export/optimize.py): ~150 -> ~18 µs.
     variant_settings = {"int8": Int8(fold_window=("ct_windows", "window_clip")), "slice": WholeSlice()}
