@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AuditError, DriftAlert, LossyCastError, MedinferError, UsageError, exit_code
-from .clinical import fhir_time, predict_dicom, write_fhir
+from .clinical import check_outputs, fhir_time, predict_dicom, write_fhir
 from .common import bundle_path, provider_fallback, providers_arg, table
 from .features import data_lines, info_extras
 
@@ -204,6 +204,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         raise UsageError(f"--dicom-out needs a DICOM CT slice as input; {args.input} is not a DICOM file")
     at = fhir_time(args) if args.fhir_out else None
+    check_outputs(args)
     ids, x = read_rows(args.input, model, args.id_column)
     try:
         pred = model.predict(x, explain=args.explain)
@@ -260,6 +261,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .checks import check_profiles
 
         return check_profiles(args)
+    if args.out:  # appended to as records come: a regular file or a new name only (never a FIFO or a device)
+        from ..writing import check_target
+
+        check_target(args.out, "--out")
     args.batch, args.min_seconds = args.batch or [1], 5.0 if args.min_seconds is None else args.min_seconds
     records = []
     for arg in args.bundles:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, MissingExtraError, UsageError
+from ..errors import InputError, MissingExtraError
 from ..extras import optional_import
 from ..manifest import Manifest, TensorSpec
 from ..model import Model
@@ -284,7 +284,7 @@ def predict_file(model: Model, path: str | Path, *, centre: tuple[int, int] | No
         InputError: the bundle does not take DICOM CT, the file is refused (see :func:`read_ct`), the HU values
             carry no usable image, the centre lies outside the slice, the stride is not between 1 and the slice
             size, or the window count exceeds ``max_windows``.
-        UsageError: the overlay cannot be written (the result is complete; :func:`write_overlay` again).
+        OutputError: the overlay cannot be written (the result is complete; :func:`write_overlay` again).
     """
     spec = dicom_input(model.manifest)
     if spec is None:
@@ -356,14 +356,12 @@ def write_overlay(result: DicomPrediction, path: str | Path, clip: tuple[float, 
     The figure is :func:`overlay_figure` (small slices enlarged to about 512 px).
 
     Raises:
-        UsageError: the file cannot be written (the message names the path and why).
+        OutputError: the file cannot be written (the message names the path and why; nothing partial is left and a
+            FIFO, folder or device at the path is refused, never opened).
     """
-    rgb = overlay_figure(result, clip)
-    try:
-        Path(path).write_bytes(png_bytes(rgb))
-    except OSError as exc:
-        raise UsageError(f"the overlay {path} cannot be written ({exc.strerror or exc}); the scores above are "
-                         "complete: choose another --overlay path") from None
+    from ..writing import write_atomic
+
+    write_atomic(path, png_bytes(overlay_figure(result, clip)), "the overlay")
     result.overlay = str(path)
 
 

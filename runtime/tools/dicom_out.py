@@ -32,10 +32,11 @@ import numpy as np
 
 from .._version import __version__
 from ..codings import codings_of
-from ..errors import InputError, UsageError
+from ..errors import InputError, OutputError, UsageError
 from ..extras import optional_import
 from ..manifest import Manifest
 from ..model import Model
+from ..writing import check_folder, write_atomic
 from .dicom import DicomPrediction, overlay_figure
 
 log = logging.getLogger(__name__)
@@ -76,18 +77,17 @@ def write_dicom(model: Model, result: DicomPrediction, out_dir: str | Path, *, s
 
     Raises:
         MissingExtraError: highdicom or pydicom is not installed.
-        UsageError: ``out_dir`` exists and is not a folder.
+        OutputError: ``out_dir`` is not a folder, cannot be created or written, or a target is not a regular file.
+        InputError: the slice cannot be referenced (UIDs missing, invalid dates: :func:`referable_source`) or a
+            result cannot be made from it.
     """
     hd, pydicom = _libs()
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--dicom-out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    source = pydicom.dcmread(result.image.path)
+    out = output_folder(out_dir)
+    source = referable_source(pydicom.dcmread(result.image.path), Path(result.image.path).name)
     stem = Path(result.image.path).stem + (f"_frame{result.image.frame + 1}" if result.image.n_frames > 1 else "")
     maker = manufacturer or MANUFACTURER
     outputs = DicomOutputs()
-    sr = build_sr(model, result, source, maker)
+    sr = _built("SR", source, lambda: build_sr(model, result, source, maker))
     outputs.sr_uid = str(sr.SOPInstanceUID)
     outputs.files["sr"] = _save(sr, out / f"{stem}.sr.dcm")
     if result.image.n_frames > 1:
@@ -99,30 +99,97 @@ def write_dicom(model: Model, result: DicomPrediction, out_dir: str | Path, *, s
     elif why := _no_geometry(source):
         outputs.skipped["parametric_map"] = why
     else:
-        outputs.files["parametric_map"] = _save(build_parametric_map(model, result, source, maker),
-                                                out / f"{stem}.pm.dcm")
+        pm = _built("Parametric Map", source, lambda: build_parametric_map(model, result, source, maker))
+        outputs.files["parametric_map"] = _save(pm, out / f"{stem}.pm.dcm")
     if secondary_capture and result.image.n_frames == 1:
         orientation = patient_orientation(source)
         if orientation is None:
             outputs.skipped["secondary_capture"] = "the source has no ImageOrientationPatient"
         else:
-            outputs.files["secondary_capture"] = _save(build_secondary_capture(model, result, source, maker,
-                                                                               orientation), out / f"{stem}.sc.dcm")
+            sc = _built("Secondary Capture", source,
+                        lambda: build_secondary_capture(model, result, source, maker, orientation))
+            outputs.files["secondary_capture"] = _save(sc, out / f"{stem}.sc.dcm")
     for kind, reason in outputs.skipped.items():
         log.warning("%s not written for %s: %s", kind, result.image.path, reason)
     return outputs
 
 
+def output_folder(out_dir: str | Path) -> Path:
+    """The ``--dicom-out`` folder, created when it does not exist (its parent must).
+
+    Raises:
+        OutputError: it is not a folder, cannot be created, or is not writable.
+    """
+    out = Path(out_dir)
+    if not os.path.lexists(out):
+        check_folder(out.parent if str(out.parent) else Path("."), f"--dicom-out {out}")
+        try:
+            out.mkdir()
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise OutputError(f"--dicom-out {out} cannot be created ({exc.strerror or exc})") from None
+    return check_folder(out, f"--dicom-out {out}")
+
+
+#: What a result copies from its source: the UIDs it references (Type 1: without them nothing can be referenced)
+#: and the Patient / General Study attributes of Type 2 (present, possibly empty: an empty value means unknown).
+REFERENCED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def referable_source(ds: Any, name: str) -> Any:
+    """The source slice as the results reference it: refused without the UIDs a reference needs or with a date or
+    time a result would copy that is not one; an absent Type 2 attribute is given its empty value (unknown), as the
+    standard allows, on this in-memory copy only.
+
+    Raises:
+        InputError: a referenced UID missing or empty, or an invalid date/time in an attribute the results copy.
+    """
+    from pydicom.valuerep import DA, TM
+
+    missing = [k for k in REFERENCED_UIDS if not str(ds.get(k, "") or "").strip()]
+    if missing:
+        raise InputError(f"{name} lacks {', '.join(missing)}: a DICOM result must reference its source slice by these "
+                         "UIDs; fix the file (e.g. re-export it from the PACS) before asking for --dicom-out")
+    for keyword in TYPE2_COPIED:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    for keyword, kind, parse in (("PatientBirthDate", "date", DA), ("StudyDate", "date", DA),
+                                 ("StudyTime", "time", TM)):
+        raw = ds[keyword].value
+        text = str(raw).strip() if raw is not None else ""
+        if not text:
+            continue
+        try:
+            parse(text) if isinstance(raw, str) else None
+        except (ValueError, TypeError):
+            raise InputError(f"{name} has {keyword} {text!r}, which is not a valid DICOM {kind} "
+                             f"({'YYYYMMDD' if kind == 'date' else 'HHMMSS.FFFFFF'}): a DICOM result copies it; fix "
+                             "the file before asking for --dicom-out") from None
+    return ds
+
+
+def _built(kind: str, source: Any, build: Any) -> Any:
+    """``build()``, with anything highdicom or pydicom raises about the source's content as a typed InputError."""
+    try:
+        return build()
+    except (InputError, UsageError):
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        raise InputError(f"{Path(str(source.filename or 'the slice')).name}: the DICOM {kind} cannot be made from "
+                         f"this slice ({type(exc).__name__}: {exc}); nothing was written for it") from None
+
+
 def _save(ds: Any, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.part")
-    ds.save_as(tmp, enforce_file_format=True)
-    os.replace(tmp, path)
-    return path
+    """One DICOM file, written atomically (:func:`medinfer.writing.write_atomic`)."""
+    return write_atomic(path, lambda fh: ds.save_as(fh, enforce_file_format=True), "the DICOM output")
 
 
 def _no_geometry(ds: Any) -> str:
-    missing = [k for k in ("FrameOfReferenceUID", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
-               if not ds.get(k)]
+    missing = [k for k in ("FrameOfReferenceUID", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+                           "SliceThickness") if not ds.get(k)]
     if missing:
         return f"the source lacks {', '.join(missing)}: a Parametric Map needs the slice's geometry"
     return ""

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..codings import FhirResult, codings_of
-from ..errors import MedinferError, UsageError
+from ..errors import UsageError
 from ..extras import optional_import
 from ..manifest import Manifest
 from ..model import Model
@@ -77,13 +77,19 @@ def validate(doc: dict[str, Any]) -> dict[str, Any]:
 
     Raises:
         MissingExtraError: fhir.resources is not installed.
-        MedinferError: the document is not a valid FHIR resource (a bug in this module: please report it).
+        UsageError: the document is not a valid FHIR Bundle; the message names the first bad field (e.g.
+            ``entry[1].resource.subject.reference``) and what fhir.resources said of it. Nothing is written.
     """
     bundle = _fhir()
     try:
         model = bundle.Bundle.model_validate(doc)
     except ValueError as exc:
-        raise MedinferError(f"medinfer built an invalid FHIR Bundle (please report this): {exc}") from None
+        errors = getattr(exc, "errors", None)
+        first = errors()[0] if callable(errors) and errors() else {}
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.get("loc", ())).lstrip(".")
+        said = str(first.get("msg", exc))[:200]
+        raise UsageError(f"the FHIR Bundle does not validate (fhir.resources): field '{field or '?'}': {said}; "
+                         "it is not written (check --fhir-subject, --fhir-basis and --fhir-time)") from None
     return json.loads(model.model_dump_json(exclude_none=True))  # type: ignore[no-any-return]
 
 

@@ -34,8 +34,14 @@ AIAST = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", 
 PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 MANUFACTURER = "medinfer"
 
-REFERENCE = re.compile(r"^([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?"
-                       r"|urn:(uuid|oid):\S+|https?://\S+)$")
+# FHIR R4's own forms (http://hl7.org/fhir/R4/references.html#literal and the uuid / oid datatypes): a relative
+# Type/id[/_history/vid], the same after an http(s) base of the characters the spec's regex allows, a urn:uuid: with
+# an RFC 4122 UUID (lowercase, as FHIR's uuid type), a urn:oid: with an OID. Nothing else (no markup, no spaces).
+_LITERAL = r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?"
+REFERENCE = re.compile(rf"^({_LITERAL}"
+                       rf"|https?://[A-Za-z0-9\-.:%$]+(/[A-Za-z0-9\-.:%$]+)*/{_LITERAL}"
+                       r"|urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+                       r"|urn:oid:[0-2](\.(0|[1-9][0-9]*))+)$")
 
 
 def coding(system: str, code: str, display: str) -> dict[str, Any]:
@@ -49,14 +55,18 @@ def concept(code: Coding | None) -> dict[str, Any] | None:
 
 
 def check_subject(subject: str, what: str = "subject") -> str:
-    """``subject`` when it is a FHIR reference (``Patient/123``, ``urn:uuid:...``, an absolute URL).
+    """``subject`` when it is a FHIR R4 reference (:data:`REFERENCE`): ``Patient/123``, an absolute URL ending in
+    ``Type/id`` (``https://ehr.example/fhir/Patient/123``), ``urn:uuid:`` with a UUID or ``urn:oid:`` with an OID.
 
     Raises:
-        UsageError: anything else (a bare id, an empty string); ``what`` names the argument in the message.
+        UsageError: anything else (a bare id, an empty string, a malformed UUID or OID, markup or spaces in a URL);
+            ``what`` names the argument in the message.
     """
-    if not isinstance(subject, str) or not REFERENCE.match(subject):
-        raise UsageError(f"the FHIR {what} must be a reference such as 'Patient/123', 'urn:uuid:<uuid>' or an "
-                         f"absolute URL; got {subject!r}")
+    if not isinstance(subject, str) or len(subject) > 2048 or not REFERENCE.match(subject):
+        shown = subject[:80] if isinstance(subject, str) else subject
+        raise UsageError(f"the FHIR {what} must be a reference such as 'Patient/123', "
+                         "'https://ehr.example/fhir/Patient/123', 'urn:uuid:<a lowercase RFC 4122 UUID>' or "
+                         f"'urn:oid:<an OID>'; got {shown!r}")
     return subject
 
 
