@@ -54,23 +54,58 @@ def npz_bytes(arrays: Mapping[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+#: The most a samples file a bundle pins (golden, parity sample, explanation data) may expand to: its members are
+#: checked against this before anything is decompressed (a small archive can expand to gigabytes).
+MAX_NPZ_BYTES = 512 << 20
+
+
+def load_npz(data: bytes, what: str, max_bytes: int | None = None, kind: str = "samples") -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` held in ``data``, decompressed within a bound: the declared size of every member
+    is checked (in all at most ``max_bytes``, default :data:`MAX_NPZ_BYTES`) before any is decompressed, each is
+    read to at most its declared size plus one byte, and no pickled object is ever loaded.
+
+    Raises:
+        BundleError: not a zip of ``.npy`` members, a member larger than declared, more than ``max_bytes`` in all,
+            or a member that is not a plain array.
+    """
+    max_bytes = MAX_NPZ_BYTES if max_bytes is None else max_bytes
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+            total = sum(i.file_size for i in infos)
+            if total > max_bytes:
+                raise BundleError(f"{what} expands to {total} bytes; at most {max_bytes} are read from a {kind} file "
+                                  "(refused before it is unpacked): re-export the bundle")
+            for info in infos:
+                with zf.open(info) as member:
+                    raw = member.read(info.file_size + 1)
+                if len(raw) != info.file_size:
+                    raise BundleError(f"{what}: member {info.filename} is not the size its directory declares")
+                arrays[info.filename.removesuffix(".npy")] = np.lib.format.read_array(io.BytesIO(raw),
+                                                                                       allow_pickle=False)
+    except BundleError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
+        raise BundleError(f"{what} is not a readable {kind} file ({type(exc).__name__}: {exc}); "
+                          "re-export the bundle") from None
+    return arrays
+
+
 def read_pairs(data: bytes, variant: str, what: str, input_names: Sequence[str], kind: str = "golden") -> Pair:
     """``(inputs, expected outputs)`` from the bytes of a samples ``.npz``: the variant's own inputs and outputs
     (``in@<variant>.`` / ``out@<variant>.``) when the file holds them, else the fp32 graph's.
 
     Raises:
-        BundleError: not a readable npz (no pickles are ever loaded), or an input or the outputs are missing.
+        BundleError: not a readable npz (no pickles are ever loaded; decompression bounded: :func:`load_npz`), or
+            an input or the outputs are missing.
     """
     own, own_in = _prefix(OUTPUT, variant), _prefix(INPUT, variant)
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            start = own_in if any(k.startswith(own_in) for k in npz.files) else _prefix(INPUT, DEFAULT)
-            inputs = {k[len(start):]: npz[k] for k in npz.files if k.startswith(start)}
-            prefix = own if any(k.startswith(own) for k in npz.files) else _prefix(OUTPUT, DEFAULT)
-            outputs = {k[len(prefix):]: npz[k] for k in npz.files if k.startswith(prefix)}
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise BundleError(f"{what} is not a readable {kind} file ({type(exc).__name__}: {exc}); "
-                          "re-export the bundle") from None
+    npz = load_npz(data, what, kind=kind)
+    start = own_in if any(k.startswith(own_in) for k in npz) else _prefix(INPUT, DEFAULT)
+    inputs = {k[len(start):]: v for k, v in npz.items() if k.startswith(start)}
+    prefix = own if any(k.startswith(own) for k in npz) else _prefix(OUTPUT, DEFAULT)
+    outputs = {k[len(prefix):]: v for k, v in npz.items() if k.startswith(prefix)}
     missing = [n for n in input_names if n not in inputs]
     if missing or not outputs:
         raise BundleError(f"{what} lacks {kind} inputs {missing} or outputs (holds {sorted(inputs)} / "
