@@ -36,6 +36,7 @@ from .errors import (
 )
 from .explain import Explanation
 from .failsafe import NoResult, UnavailableModel
+from .items import ItemResults
 from .loader import load
 from .manifest import Manifest, load_manifest
 from .model import Model
@@ -59,6 +60,7 @@ __all__ = [
     "InputError",
     "InputTypeError",
     "IntegrityError",
+    "ItemResults",
     "LoadOptions",
     "Manifest",
     "ManifestError",
