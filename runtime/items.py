@@ -33,9 +33,10 @@ from .errors import (
     UsageError,
 )
 from .failsafe import NoResult
-from .prediction import Prediction
+from .prediction import Prediction, PredictionMeta
 
 if TYPE_CHECKING:
+    from .manifest import Manifest
     from .model import Model
 
 #: What ``Model.predict(on_error=...)`` takes: ``"raise"`` (one Prediction, or the call raises) or ``"item"``.
@@ -52,9 +53,11 @@ class ItemResults(Sequence[Any]):
         answered: the answered items' positions (ascending).
     """
 
-    def __init__(self, model: str, version: str, n: int, single: bool, parts: list[tuple[np.ndarray, Prediction]],
-                 failures: dict[int, NoResult]) -> None:
-        self.model, self.version, self.single = model, version, single
+    def __init__(self, meta: PredictionMeta, n: int, single: bool, parts: list[tuple[np.ndarray, Prediction]],
+                 failures: dict[int, NoResult], errors: dict[int, MedinferError] | None = None) -> None:
+        self._meta = meta
+        self._errors = errors or {}
+        self.model, self.version, self.single = meta.model, meta.version, single
         self._n = n
         self._parts = parts
         self.failures = failures
@@ -63,6 +66,33 @@ class ItemResults(Sequence[Any]):
 
     def __len__(self) -> int:
         return self._n
+
+    # provenance, as every Prediction of the model carries it ----------------------------------------------
+    @property
+    def manifest(self) -> Manifest | None:
+        return self._meta.manifest
+
+    @property
+    def model_sha256(self) -> str:
+        return self._meta.model_sha256
+
+    @property
+    def manifest_sha256(self) -> str:
+        return self._meta.manifest_sha256
+
+    @property
+    def variant(self) -> str:
+        return self._meta.variant
+
+    @property
+    def provider(self) -> str:
+        return self._meta.provider
+
+    @property
+    def explanation(self) -> Any:
+        """The answered items' explanation (rows in the order of :attr:`answered`), or None."""
+        answered = self.prediction
+        return None if answered is None else answered.explanation
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
@@ -149,10 +179,11 @@ class ItemResults(Sequence[Any]):
         return Prediction(first._meta, raw, False)
 
     def raise_first(self) -> None:
-        """Raise the first refused item's error as its type (``on_error="raise"`` after the fact)."""
+        """Raise the first refused item's error, as it was raised (``on_error="raise"`` after the fact)."""
         if self.failures:
-            first = self.failures[min(self.failures)]
-            raise _ERRORS.get(first.reason, MedinferError)(first.message)
+            first = min(self.failures)
+            error = self._errors.get(first)
+            raise error if error is not None else MedinferError(self.failures[first].message)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: per item its index, status ``ok`` (label, score, domain flag) or ``no_result`` (reason,
@@ -179,11 +210,6 @@ class ItemResults(Sequence[Any]):
     def __repr__(self) -> str:
         return (f"ItemResults(model={self.model!r}, n={self._n}, ok={len(self.answered)}, "
                 f"no_result={len(self.failures)})")
-
-
-_ERRORS: dict[str, type[MedinferError]] = {"input": InputError, "no_information": NoInformationError,
-                                           "out_of_domain": OutOfDomainError, "runtime": InferenceError,
-                                           "audit": AuditError}
 
 
 def split_items(model: Model, x: Any) -> list[Any] | None:
@@ -371,7 +397,7 @@ def _finish(model: Model, x: Any, items: list[Any] | None, groups: list[tuple[li
             failures, parts = {i: exc for i in range(n)}, []
     out = {i: NoResult(err.code, f"item {i}: {err}" if n > 1 else str(err), model.name, model.version, rid,
                        type(err).__name__, index=i) for i, err in failures.items()}
-    return ItemResults(model.name, model.version, n, single and n == 1, parts, out)
+    return ItemResults(model._meta, n, single and n == 1, parts, out, failures)
 
 
 def _fed(model: Model, x: Any, items: list[Any] | None, groups: list[tuple[list[int], dict[str, np.ndarray]]],

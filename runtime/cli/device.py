@@ -206,6 +206,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     at = fhir_time(args) if args.fhir_out else None
     check_outputs(args)
     ids, x = read_rows(args.input, model, args.id_column)
+    if args.on_error == "item":  # each item answered or given its own reason (cli/answers.py)
+        from .answers import predict_items
+
+        return predict_items(model, args, ids, x, at)
     try:
         pred = model.predict(x, explain=args.explain)
     except LossyCastError as exc:  # the remedy on this path is the CLI's own flag, not a Python call

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from ..extras import optional_import
 from ..manifest import Manifest
 from ..model import Model
 from ..prediction import Prediction
+
+if TYPE_CHECKING:
+    from ..items import ItemResults
 from .fhir_map import (
     AIAST,
     DICOM_UID,
@@ -52,10 +55,12 @@ from .fhir_map import (
     PARTICIPANT,
     RESULT_CODES,
     UCUM,
+    absent_reason,
     check_subject,
     coding,
     concept,
     device_resource,
+    domain_flag,
     notes,
 )
 
@@ -300,15 +305,21 @@ def _bundle(src: _Source, resources: list[dict[str, Any]], manufacturer: str | N
     return validate(doc)
 
 
-def to_fhir(pred: Prediction, subject: str, *, basis: Sequence[str] = (), at: datetime | None = None,
+def to_fhir(pred: Prediction | ItemResults, subject: str, *, basis: Sequence[str] = (), at: datetime | None = None,
             generic: bool = False, manufacturer: str | None = None,
             input_sha256: str | None = None) -> dict[str, Any]:
     """FHIR R4 resources for a prediction: a transaction Bundle with a Device for the bundle, one RiskAssessment
     or Observation per sample, as the model's manifest declares, and each result's Provenance (needs the [fhir]
     extra).
 
+    A model with a domain guard tags every result with its flag (``meta.tag``, :data:`~.fhir_map.DOMAIN_CODES`);
+    a sample outside the domain also says so in a note (and, for an Observation, its ``interpretation``). A sample
+    that got no result (per-item answers, ``predict(x, on_error="item")``) gets a ``cancelled`` resource without a
+    value: an Observation with its ``dataAbsentReason``, a RiskAssessment without a prediction, each with the reason
+    in a note — never a value presented as valid.
+
     Args:
-        pred: what :meth:`medinfer.Model.predict` returned.
+        pred: what :meth:`medinfer.Model.predict` returned (a Prediction, or per-item :class:`ItemResults`).
         subject: the reference of the patient (or group) the input came from, e.g. ``"Patient/123"``.
         basis: references of the resources the input was taken from (``RiskAssessment.basis`` /
             ``Observation.derivedFrom``), e.g. ``["DocumentReference/report-7"]``.
@@ -324,6 +335,9 @@ def to_fhir(pred: Prediction, subject: str, *, basis: Sequence[str] = (), at: da
         MissingExtraError: fhir.resources is not installed.
         UsageError: a refused or unmapped model without ``generic``, a bad subject, basis or time.
     """
+    from ..items import ItemResults
+
+    items = pred if isinstance(pred, ItemResults) else None
     manifest = pred.manifest
     if manifest is None:
         raise UsageError("this Prediction carries no manifest; make it with medinfer.load(...).predict(...)")
@@ -333,10 +347,15 @@ def to_fhir(pred: Prediction, subject: str, *, basis: Sequence[str] = (), at: da
     mapping = _mapping(manifest, generic)
     when, issued = _instant(at), _instant(None)
     src = _Source(manifest, pred.model_sha256, pred.manifest_sha256, pred.variant, _urn())
-    scores, labels = np.asarray(pred.scores), pred.labels
+    scores, labels, inside = np.asarray(pred.scores), pred.labels, pred.in_domain
+    failures = items.failures if items is not None else {}
     threshold = manifest.decision.threshold
     resources = []
     for i in range(len(pred)):
+        if i in failures:
+            resources.append(_refused(src, mapping, failures[i], subject=subject, basis=refs, at=when,
+                                      issued=issued))
+            continue
         if mapping is None:
             resources.append(_generic(src, scores, labels, i, subject=subject, basis=refs, at=when, issued=issued))
         elif mapping.value == "probability":
@@ -354,12 +373,52 @@ def to_fhir(pred: Prediction, subject: str, *, basis: Sequence[str] = (), at: da
                 src, concept(mapping.code) or {}, subject=subject, basis=refs, effective=when, issued=issued,
                 value=_label_value(manifest, label),
                 components=[_probability_component(_label_probability(manifest, scores[i], label), label)]))
+        if inside is not None and inside[i] is not None:
+            _flag_domain(resources[-1], bool(inside[i]), manifest)
     if pred.explanation is not None:  # predict(..., explain=True): why, as a note of each sample's resource
         from .explain_text import note
 
-        for i, resource in enumerate(resources):
-            resource.setdefault("note", []).append({"text": note(pred.explanation, i)})
+        rows = items.answered.tolist() if items is not None else list(range(len(resources)))
+        for row, i in enumerate(rows):
+            resources[i].setdefault("note", []).append({"text": note(pred.explanation, row)})
     return _bundle(src, resources, manufacturer, input_sha256=_digest(input_sha256), basis=refs)
+
+
+def _flag_domain(resource: dict[str, Any], inside: bool, manifest: Manifest) -> None:
+    """Tag a result with its applicability-domain flag; outside the domain also say so where a reader looks."""
+    resource.setdefault("meta", {}).setdefault("tag", []).append(domain_flag(inside))
+    if inside:
+        return
+    domain = manifest.domain
+    limit = f" (domain score above {domain.threshold:.4g}, the threshold that accepts {domain.coverage:.0%} of " \
+            "held-out in-domain data)" if domain is not None else ""
+    resource.setdefault("note", []).insert(0, {"text": f"OUTSIDE the model's applicability domain{limit}: this "
+                                                       "answer is not backed by its training data; do not rely on it"})
+    if resource["resourceType"] == "Observation":
+        resource["interpretation"] = [{"coding": [domain_flag(False)], "text": "outside the model's applicability "
+                                                                              "domain"}]
+
+
+def _refused(src: _Source, mapping: FhirResult | None, refusal: Any, *, subject: str, basis: list[dict[str, Any]],
+             at: datetime, issued: datetime) -> dict[str, Any]:
+    """A sample that got no result: ``cancelled``, no value, the reason in a note (and an Observation's
+    ``dataAbsentReason``)."""
+    manifest = src.manifest
+    why = [f"NO RESULT for this sample ({refusal.reason}): {refusal.message}"]
+    if mapping is not None and mapping.resource == "RiskAssessment":
+        risk = _risk(src, mapping, subject=subject, basis=basis, when=issued, probability=0.0, rationale="",
+                     extra_notes=())
+        risk.pop("prediction")
+        risk["status"] = "cancelled"
+        risk["note"] = [{"text": t} for t in why] + risk["note"]
+        return risk
+    code = (concept(mapping.code) or {}) if mapping is not None else \
+        coding(f"{LOCAL}:CodeSystem:model-output", manifest.name, f"{manifest.name} {manifest.version} output")
+    obs = _observation(src, code, subject=subject, basis=basis, effective=at, issued=issued, value={})
+    obs["status"] = "cancelled"
+    obs["dataAbsentReason"] = absent_reason(refusal.reason, refusal.message)
+    obs["note"] = [{"text": t} for t in why] + obs["note"]
+    return obs
 
 
 def _digest(value: str | None) -> str | None:

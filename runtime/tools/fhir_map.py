@@ -19,8 +19,9 @@ from ..codings import LOCAL, RESULT_CODES, SNOMED, UCUM, Coding
 from ..errors import UsageError
 from ..manifest import Manifest
 
-__all__ = ["DICOM_UID", "FHIR_VERSION", "LOCAL", "MANIFEST_ID", "MANUFACTURER", "MODEL_ID", "RESULT_CODES", "SNOMED",
-           "UCUM", "check_subject", "coding", "concept", "device_resource", "notes"]
+__all__ = ["DATA_ABSENT", "DICOM_UID", "DOMAIN_CODES", "FHIR_VERSION", "LOCAL", "MANIFEST_ID", "MANUFACTURER",
+           "MODEL_ID", "RESULT_CODES", "SNOMED", "UCUM", "absent_reason", "check_subject", "coding", "concept",
+           "device_resource", "domain_flag", "notes"]
 
 FHIR_VERSION = "4.0.1"
 DICOM_UID = "urn:dicom:uid"  # FHIR's system for DICOM UIDs (ImagingStudy.identifier)
@@ -32,6 +33,16 @@ INPUT_ID = f"{LOCAL}:identifier:input-sha256"  # the digest the audit record hol
 AIAST = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "AIAST",
          "display": "Artificial Intelligence asserted"}
 PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+# FHIR R4's DataAbsentReason code system: why an Observation carries no value (a refused sample has none).
+DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+# Whether a result lies inside the model's applicability domain: no standard terminology has this, so a local code
+# system, carried in meta.tag of every result of a guarded model and, when outside, in Observation.interpretation.
+DOMAIN_CODES = f"{LOCAL}:CodeSystem:applicability-domain"
+_DOMAIN_DISPLAY = {"in-domain": "Inside the model's applicability domain",
+                   "out-of-domain": "OUTSIDE the model's applicability domain: not backed by its training data"}
+# A refusal that the model decided (no information, outside the domain): the procedure was not performed;
+# anything else (invalid input, a failed run, a timeout, an unwritable audit record) is an error.
+_NOT_PERFORMED = ("out_of_domain", "no_information")
 MANUFACTURER = "medinfer"
 
 # FHIR R4's own forms (http://hl7.org/fhir/R4/references.html#literal and the uuid / oid datatypes): a relative
@@ -100,3 +111,18 @@ def device_resource(manifest: Manifest, *, model_sha256: str, manifest_sha256: s
                     {"type": {"text": "medinfer runtime"}, "value": __version__}],
         "note": notes(manifest)[:2],
     }
+
+
+def domain_flag(inside: bool) -> dict[str, str]:
+    """The coding of an applicability-domain flag (:data:`DOMAIN_CODES`)."""
+    code = "in-domain" if inside else "out-of-domain"
+    return {"system": DOMAIN_CODES, "code": code, "display": _DOMAIN_DISPLAY[code]}
+
+
+def absent_reason(reason: str, message: str) -> dict[str, Any]:
+    """``Observation.dataAbsentReason`` of a sample that got no result: ``not-performed`` when the model refused it
+    (no information, outside the domain), ``error`` otherwise; the text says which refusal and why."""
+    code = "not-performed" if reason in _NOT_PERFORMED else "error"
+    display = "Not Performed" if code == "not-performed" else "Error"
+    return {"coding": [{"system": DATA_ABSENT, "code": code, "display": display}],
+            "text": f"no result ({reason}): {message}"[:1000]}
