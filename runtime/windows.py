@@ -37,10 +37,13 @@ def cut_patches(hu: np.ndarray, centres: np.ndarray, size: int, fill: float) -> 
 
 
 def run_tiles(hu: np.ndarray, centres: np.ndarray, stride: int, patch: int, offset: int, bound: int | None,
-              fill: float, run: Any, owner: str = "the slice variant") -> tuple[np.ndarray, np.ndarray | None]:
+              fill: float, run: Any, owner: str = "the slice variant",
+              extra: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """The windows of a row-major centre grid of ``stride``, scored by ``run(tile) -> (scores, centres, labels)``
     on air-padded tiles of at most ``bound`` pixels (the whole grid when it fits): the one-pass loop shared by the
-    DICOM path and the export's gate.
+    DICOM path and the export's gate. ``run`` may return a fourth element, ``{name: one value per window}`` (e.g.
+    the variant's per-window ``domain_score``): those are assembled like the scores into ``extra[name]`` (one
+    value per centre, in the centres' order) when ``extra`` is given.
 
     Raises:
         InputError: ``centres`` is not a row-major grid of ``stride``.
@@ -60,17 +63,22 @@ def run_tiles(hu: np.ndarray, centres: np.ndarray, stride: int, patch: int, offs
             n_i, n_j = min(per_tile, len(rows) - i0), min(per_tile, len(cols) - j0)
             r0, c0 = top + i0 * stride, left + j0 * stride
             tile = crop(hu, r0, c0, (n_i - 1) * stride + patch, (n_j - 1) * stride + patch, fill)
-            got_scores, got_centres, got_labels = run(tile)
+            got_scores, got_centres, got_labels, *more = run(tile)
             got = np.asarray(got_centres) + [r0, c0]
             want = full.reshape(len(rows), len(cols), 2)[i0:i0 + n_i, j0:j0 + n_j].reshape(-1, 2)
             if got.shape != want.shape or not np.array_equal(got, want):
                 raise InferenceError(f"{owner} placed its windows at {got[:3].tolist()}..., not at "
                                      f"{want[:3].tolist()}...: the bundle's slice geometry is broken")
             scores[i0:i0 + n_i, j0:j0 + n_j] = np.asarray(got_scores, np.float64).reshape(n_i, n_j)
+            for name, values in (more[0] if more and extra is not None else {}).items():
+                grid = extra.setdefault(name, np.full((len(rows), len(cols)), np.nan))  # type: ignore[union-attr]
+                grid[i0:i0 + n_i, j0:j0 + n_j] = np.asarray(values, np.float64).reshape(n_i, n_j)
             if got_labels is not None:
                 if labels is None:
                     labels = np.empty((len(rows), len(cols)), dtype=object)
                 labels[i0:i0 + n_i, j0:j0 + n_j] = np.asarray(got_labels, dtype=object).reshape(n_i, n_j)
+    if extra is not None:
+        extra.update({name: grid.reshape(-1) for name, grid in extra.items()})
     return scores.reshape(-1), labels.reshape(-1) if labels is not None else None
 
 

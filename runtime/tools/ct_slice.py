@@ -21,14 +21,26 @@ from ..manifest import Manifest
 from ..model import Model
 from ..windows import CENTRES_OUTPUT, STRIDE_INPUT, crop, run_tiles
 
-__all__ = ["CENTRES_OUTPUT", "STRIDE_INPUT", "SliceGrid", "describe", "is_one_pass", "run_tiles", "score_centre",
-           "score_slice", "slice_variant_of"]
+__all__ = ["CENTRES_OUTPUT", "STRIDE_INPUT", "SliceGrid", "WindowScores", "describe", "guards_every_window",
+           "is_one_pass", "run_tiles", "score_centre", "score_centre_window", "score_slice", "score_windows",
+           "slice_variant_of"]
 
 
 def slice_variant_of(manifest: Manifest, variant: str | None) -> str | None:
-    """The whole-slice variant computing the windows of ``variant`` (None: the default) in one pass, if shipped."""
+    """The whole-slice variant computing the windows of ``variant`` (None: the default) in one pass, if shipped —
+    and, for a bundle with a domain guard, only one whose graph gives each window's domain score too
+    (:func:`guards_every_window`): a graph that answers without its guard is not taken (patch by patch instead)."""
     wanted = variant or "default"
-    return next((k for k, v in manifest.variants.items() if v.windows_of == wanted and v.inputs is not None), None)
+    return next((k for k, v in manifest.variants.items()
+                 if v.windows_of == wanted and v.inputs is not None and guards_every_window(manifest, k)), None)
+
+
+def guards_every_window(manifest: Manifest, variant: str) -> bool:
+    """Whether ``variant``'s graph gives each window the bundle's domain score (always true without a guard)."""
+    if manifest.domain is None:
+        return True
+    outputs = manifest.variants[variant].outputs
+    return outputs is None or any(o.name == manifest.domain.output for o in outputs)
 
 
 def is_one_pass(model: Model) -> bool:
@@ -72,6 +84,16 @@ class SliceGrid:
         return stride // self.cell
 
 
+@dataclass(frozen=True)
+class WindowScores:
+    """What a pass over windows gives: per window its score, label and domain score (None: the graph has no guard
+    output, e.g. a whole-slice variant exported before it had one)."""
+
+    scores: np.ndarray
+    labels: list[str]
+    domain_scores: np.ndarray | None
+
+
 def score_slice(model: Model, hu: np.ndarray, centres: np.ndarray, stride: int,
                 fill: float) -> tuple[np.ndarray, list[str]]:
     """Scores and labels of the windows centred at ``centres`` (the :func:`window_centres` grid of ``stride``) of
@@ -82,26 +104,45 @@ def score_slice(model: Model, hu: np.ndarray, centres: np.ndarray, stride: int,
             not such a grid.
         InferenceError: the variant's centres differ from the grid asked for (a broken bundle).
     """
+    got = score_windows(model, hu, centres, stride, fill)
+    return got.scores, got.labels
+
+
+def score_windows(model: Model, hu: np.ndarray, centres: np.ndarray, stride: int, fill: float) -> WindowScores:
+    """:func:`score_slice` with each window's domain score, from the variant's per-window ``domain_score`` output
+    (the manifest's ``domain.output``) when it has one."""
     grid = SliceGrid.of(model)
     feed_k = np.array([grid.stride_cells(stride, model.name)], np.int64)
 
-    def run(tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any]:
+    def run(tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any, dict[str, np.ndarray]]:
         pred = model.predict({grid.image: tile[None, :, :, None], STRIDE_INPUT: feed_k})
-        return np.asarray(pred.scores), np.asarray(pred.outputs[CENTRES_OUTPUT]), pred.labels
+        domain = pred.domain_scores
+        return (np.asarray(pred.scores), np.asarray(pred.outputs[CENTRES_OUTPUT]), pred.labels,
+                {} if domain is None else {"domain_scores": domain})
 
     bound = model.manifest.variants[model.variant].max_elements
+    extra: dict[str, np.ndarray] = {}
     scores, labels = run_tiles(hu, centres, stride, grid.patch, grid.offset, bound, fill, run,
-                               f"{model.name} ({model.variant})")
-    return scores, [str(x) for x in labels] if labels is not None else [""] * len(scores)
+                               f"{model.name} ({model.variant})", extra)
+    return WindowScores(scores, [str(x) for x in labels] if labels is not None else [""] * len(scores),
+                        extra.get("domain_scores"))
 
 
 def score_centre(model: Model, hu: np.ndarray, centre: tuple[int, int], fill: float) -> tuple[np.ndarray, list[str]]:
     """One window centred at ``centre``, through the whole-slice variant (a window-sized input: one window)."""
+    got = score_centre_window(model, hu, centre, fill)
+    return got.scores, got.labels
+
+
+def score_centre_window(model: Model, hu: np.ndarray, centre: tuple[int, int], fill: float) -> WindowScores:
+    """:func:`score_centre` with the window's domain score (None without the variant's guard output)."""
     grid = SliceGrid.of(model)
     tile = crop(hu, centre[0] - grid.offset, centre[1] - grid.offset, grid.patch, grid.patch, fill)
     pred = model.predict({grid.image: tile[None, :, :, None], STRIDE_INPUT: np.array([grid.cells[0]], np.int64)})
-    return np.asarray(pred.scores, np.float64).reshape(-1), [str(x) for x in (pred.labels if pred.labels is not None
-                                                                               else [""])]
+    domain = pred.domain_scores
+    return WindowScores(np.asarray(pred.scores, np.float64).reshape(-1),
+                        [str(x) for x in (pred.labels if pred.labels is not None else [""])],
+                        None if domain is None else np.asarray(domain, np.float64).reshape(-1))
 
 
 def describe(model: Model) -> dict[str, Any]:

@@ -98,11 +98,15 @@ def test_parametric_map_is_the_heat_map_on_the_source_grid(written) -> None:
     shared = pm.SharedFunctionalGroupsSequence[0]
     assert [float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing] == \
         [float(v) for v in source.PixelSpacing]
-    heat = pm.pixel_array.astype(np.float64)
-    assert heat.shape == (source.Rows, source.Columns) and heat.min() >= 0.0 and heat.max() <= 1.0
+    frames = pm.pixel_array.astype(np.float64)  # frame 1: the heat map; frame 2: the applicability-domain flag
+    assert frames.shape == (2, source.Rows, source.Columns)
+    heat, inside = frames
+    assert heat.min() >= 0.0 and heat.max() <= 1.0
+    assert pm.PerFrameFunctionalGroupsSequence[1].RealWorldValueMappingSequence[0].LUTLabel == "in_domain"
     centres, scores = expected_windows()
     for (r, c), s in zip(centres, scores):  # each window's score around its own centre (cells do not overlap)
         assert heat[r, c] == pytest.approx(float(s), abs=1e-6)
+        assert inside[r, c] == 1.0  # a calibrated slice: every window inside (the tiny model has no window guard)
     mapping = frame.RealWorldValueMappingSequence[0] if "RealWorldValueMappingSequence" in frame else \
         shared.RealWorldValueMappingSequence[0]
     assert (float(mapping.RealWorldValueSlope), float(mapping.RealWorldValueIntercept)) == (1.0, 0.0)
