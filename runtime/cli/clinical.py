@@ -58,7 +58,7 @@ def predict_dicom(model: Model, args: argparse.Namespace) -> int:
             written += [f"DICOM {KINDS[kind]} NOT written: {why}" for kind, why in outputs.skipped.items()]
         if args.fhir_out:
             from ..integrity import sha256_file
-            from ..tools.fhir import slice_bundle
+            from ..tools.fhir_slice import slice_bundle
 
             write_fhir(args, slice_bundle(model, result, subject=args.fhir_subject, basis=args.fhir_basis,
                                            sr_uid=sr_uid, input_sha256=sha256_file(args.input)))
@@ -72,6 +72,30 @@ def predict_dicom(model: Model, args: argparse.Namespace) -> int:
             why = slice_lines(explained.to_dict())
         print(json.dumps(result.to_dict(), indent=2) if args.json else "\n".join([format_result(result), *why,
                                                                                    *written]), flush=True)
+    return _domain_status(result)
+
+
+def _domain_status(result: Any) -> int:
+    """The exit status of a scored slice: the refusal's (5) when the whole slice got no result; a warning on stderr
+    when the slice or some of its windows lie outside the applicability domain (answered, flagged, or refused one
+    by one: the other windows were answered)."""
+    import sys
+
+    from ..errors import OUTWARD
+
+    if result.refusal is not None:
+        print(f"NO RESULT: {result.refusal.message}", file=sys.stderr)
+        return OUTWARD[result.refusal.reason].exit
+    inside = result.in_domain
+    if result.slice_in_domain is False:
+        print("WARNING: the slice lies outside the model's applicability domain (its values are not a plausible CT "
+              f"calibration: {result.guard.calibration.reason()}): every window is flagged and no finding is "
+              "reported", file=sys.stderr)
+    elif inside is not None and not inside.all():
+        refused = int((~result.answered).sum())
+        print(f"WARNING: {int((~inside).sum())} window(s) lie outside the model's applicability domain"
+              + (f"; {refused} of them got no result" if refused else ": flagged, no finding reported there"),
+              file=sys.stderr)
     return 0
 
 

@@ -292,17 +292,16 @@ def build_sr(model: Model, result: DicomPrediction, source: Any, maker: str) -> 
               for k, i in enumerate(selected, start=1)]
     groups += [_window_group(hd, result, image, algorithm, i, k, domain_code("outside"), False)
                for k, i in enumerate(flagged, start=len(groups) + 1)]
+    whole = _slice_group(hd, result, source, frames, algorithm)
+    if whole is not None:
+        groups.append(whole)
     report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
                                      imaging_measurements=groups or None)
     evaluations = hd.sr.ContainerContentItem(name=Code("C0034375", "UMLS", "Qualitative Evaluations"),
                                              relationship_type="CONTAINS")
-    items = []
-    if result.guard is not None:  # the slice's verdict, coded: inside / outside / no result
-        items.append(hd.sr.CodeContentItem(name=domain_code("concept"), value=domain_code(slice_verdict(result)),
-                                           relationship_type="CONTAINS"))
-    items += [hd.sr.TextContentItem(name=codes.DCM.Comment, value=text[:1024], relationship_type="CONTAINS")
-              for text in _statements(model, result, len(selected))]
-    evaluations.ContentSequence = hd.sr.ContentSequence(items)
+    evaluations.ContentSequence = hd.sr.ContentSequence([
+        hd.sr.TextContentItem(name=codes.DCM.Comment, value=text[:1024], relationship_type="CONTAINS")
+        for text in _statements(model, result, len(selected))])
     report[0].ContentSequence.append(evaluations)
     sr = hd.sr.ComprehensiveSR(
         evidence=[source], content=report[0], series_instance_uid=hd.UID(), series_number=SERIES_NUMBERS["sr"],
@@ -312,6 +311,30 @@ def build_sr(model: Model, result: DicomPrediction, source: Any, maker: str) -> 
     if codings_of(m).dicom_finding is None or result.guard is not None:
         sr.CodingSchemeIdentificationSequence = [_local_scheme(pydicom)]
     return sr
+
+
+def _slice_group(hd: Any, result: DicomPrediction, source: Any, frames: list[int] | None, algorithm: Any) -> Any:
+    """The slice as a whole (TID 1501): its applicability-domain verdict, coded (inside / outside / no result), and
+    the highest probability the model may report (an answered window inside the domain; none for a refused or
+    flagged slice). Also what keeps the SR valid when no window is reported (TID 1500 needs a measurement group)."""
+    from pydicom.sr.codedict import codes
+
+    confident = result.confident
+    measurements = []
+    if confident.any():
+        best = float(np.max(result.scores[confident]))
+        measurements.append(hd.sr.Measurement(name=codes.DCM.Probability, value=best, unit=codes.UCUM.NoUnits,
+                                              algorithm_id=algorithm))
+    evaluations = [hd.sr.QualitativeEvaluation(name=domain_code("concept"), value=domain_code(slice_verdict(result)))
+                   ] if result.guard is not None else []
+    if not measurements and not evaluations:
+        return None
+    what = "the slice: highest probability inside the domain" if measurements else "the slice: no finding reported"
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=what), algorithm_id=algorithm,
+        measurements=measurements or None, qualitative_evaluations=evaluations or None,
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source,
+                                                                              referenced_frame_numbers=frames)])
 
 
 def _window_group(hd: Any, result: DicomPrediction, image: Any, algorithm: Any, i: int, k: int, finding: Any,

@@ -32,8 +32,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,14 +40,12 @@ from ..codings import FhirResult, codings_of
 from ..errors import UsageError
 from ..extras import optional_import
 from ..manifest import Manifest
-from ..model import Model
 from ..prediction import Prediction
 
 if TYPE_CHECKING:
     from ..items import ItemResults
 from .fhir_map import (
     AIAST,
-    DICOM_UID,
     INPUT_ID,
     LOCAL,
     MANIFEST_ID,
@@ -433,54 +430,6 @@ def _label_probability(manifest: Manifest, row: np.ndarray, label: str) -> float
     if np.ndim(row):
         return float(np.ravel(row)[list(manifest.labels or ()).index(label)])
     return float(row) if label == manifest.decision.positive_label else 1.0 - float(row)
-
-
-class ScoredSlice(Protocol):
-    """What :func:`slice_bundle` reads of a :class:`medinfer.tools.dicom.DicomPrediction`."""
-
-    centres: np.ndarray
-    scores: np.ndarray
-    labels: list[str]
-    threshold: float | None
-
-    @property
-    def image(self) -> Any: ...  # CTImage: path, frame, uids
-
-
-def slice_bundle(model: Model, result: ScoredSlice, *, subject: str, basis: Sequence[str] = (),
-                 manufacturer: str | None = None, sr_uid: str | None = None,
-                 input_sha256: str | None = None) -> dict[str, Any]:
-    """FHIR R4 for one scored CT slice: a RiskAssessment whose probability is the highest window score.
-
-    ``basis`` gains the slice's study (an ImagingStudy by its DICOM Study Instance UID) when the file has one;
-    ``sr_uid`` (the SOP Instance UID of the DICOM SR written for the slice) is named in a note.
-
-    Raises:
-        MissingExtraError: fhir.resources is not installed.
-        UsageError: the model has no patient-facing mapping, or a bad subject or basis.
-    """
-    manifest = model.manifest
-    _fhir()
-    subject = check_subject(subject)
-    refs = _references(basis)
-    study = result.image.uids.get("StudyInstanceUID")
-    if study:
-        refs.insert(0, {"type": "ImagingStudy", "identifier": {"system": DICOM_UID, "value": f"urn:oid:{study}"}})
-    mapping = _mapping(manifest, False)
-    if mapping is None or mapping.resource != "RiskAssessment":
-        raise UsageError(f"{manifest.name} has no risk mapping for a scored DICOM slice")
-    src = _Source(manifest, model.model_sha256, model.manifest_sha256, model.variant, _urn())
-    best = int(np.argmax(result.scores))
-    row, col = (int(v) for v in result.centres[best])
-    t = result.threshold
-    above = sum(label == manifest.decision.positive_label for label in result.labels)
-    rationale = (f"highest of {len(result.scores)} windows, centred at row {row}, col {col} of "
-                 f"{Path(result.image.path).name} (frame {result.image.frame + 1}); {above} window(s) at or above "
-                 f"the operating threshold {f'{t:g}' if t is not None else '-'}")
-    extra = [f"Per-window regions: DICOM SR {sr_uid}."] if sr_uid else []
-    resource = _risk(src, mapping, subject=subject, basis=refs, when=_instant(None),
-                     probability=float(result.scores[best]), rationale=rationale, extra_notes=extra)
-    return _bundle(src, [resource], manufacturer, input_sha256=_digest(input_sha256), basis=refs)
 
 
 def parse_time(text: str | None) -> datetime | None:
