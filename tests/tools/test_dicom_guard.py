@@ -20,6 +20,7 @@ from medinfer.cli import main
 from medinfer.tools import ct_slice, dicom
 
 from ..helpers import tiny_cnn
+from ..helpers.checks import dciodvfy
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.data import get_testdata_file  # noqa: E402
@@ -233,6 +234,8 @@ def test_the_outputs_of_a_miscalibrated_slice_present_no_finding_as_valid(guarde
     code = main(["predict", str(guarded), str(path), "--dicom-out", str(out), "--dicom-sc", "--fhir-out", str(fhir),
                  "--fhir-subject", "Patient/p1", "--out-of-domain", policy])
     assert code == (0 if policy == "flag" else 5)
+    for written in out.glob("*.dcm"):  # valid DICOM in every form (no errors from dciodvfy where installed)
+        assert not dciodvfy(written)[0], written.name
     sr = hd.sr.srread(next(out.glob("*.sr.dcm")))
     findings = _findings(sr)
     assert ("786838002", "SCT") not in findings  # never "Pulmonary nodule" for a slice outside the domain
@@ -260,6 +263,8 @@ def test_a_calibrated_slice_reports_findings_only_inside_the_domain(guarded: Pat
     out = tmp_path / "dicom"
     assert main(["predict", str(guarded), str(path), "--stride", "24", "--dicom-out", str(out)]) == 0
     result = dicom.predict_file(medinfer.load(guarded, variant="slice"), path, stride=24)
+    for written in out.glob("*.dcm"):
+        assert not dciodvfy(written)[0], written.name
     sr = hd.sr.srread(next(out.glob("*.sr.dcm")))
     findings = _findings(sr)
     inside = int(result.in_domain.sum())  # threshold 0: every window positive

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from medinfer.cli import main
 from medinfer.tools import dicom, overlay
 
 from ..helpers import tiny
+from ..helpers.checks import dciodvfy
 
 hd = pytest.importorskip("highdicom")
 pydicom = pytest.importorskip("pydicom")
@@ -155,16 +155,6 @@ def test_dciodvfy_reports_no_errors(written) -> None:
         errors, warnings = dciodvfy(path)
         assert not errors, f"{path.name}: {errors}"
         print(f"dciodvfy {path.name}: 0 errors, {len(warnings)} warnings")
-
-
-def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
-    """dciodvfy's error and warning lines for one file ([], [] when dciodvfy is not installed)."""
-    exe = shutil.which("dciodvfy")
-    if exe is None:
-        return [], []
-    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, check=False)
-    lines = (proc.stdout + proc.stderr).splitlines()
-    return [x for x in lines if x.startswith("Error")], [x for x in lines if x.startswith("Warning")]
 
 
 def test_a_slice_without_geometry_gets_the_sr_and_the_reason(written, tmp_path: Path) -> None:
