@@ -178,6 +178,10 @@ class ItemResults(Sequence[Any]):
             raise ValueError(f"the answered items' outputs do not join ({exc}); take the items one by one") from None
         return Prediction(first._meta, raw, False)
 
+    def error(self, i: int) -> MedinferError | None:
+        """The error that refused item ``i`` (its NoResult's ``message`` without the ``item i:`` prefix), or None."""
+        return self._errors.get(i)
+
     def raise_first(self) -> None:
         """Raise the first refused item's error, as it was raised (``on_error="raise"`` after the fact)."""
         if self.failures:
