@@ -64,7 +64,8 @@ from .fhir_map import (
 # No import of .dicom here: FHIR output of a table or a text needs no pydicom.
 
 
-def _fhir() -> Any:
+def require_fhir() -> Any:
+    """fhir.resources' R4B bundle module (the [fhir] extra), or MissingExtraError naming it."""
     optional_import("fhir.resources.R4B", "fhir", "FHIR output")
     from fhir.resources.R4B import bundle
 
@@ -82,7 +83,7 @@ def validate(doc: dict[str, Any]) -> dict[str, Any]:
         UsageError: the document is not a valid FHIR Bundle; the message names the first bad field (e.g.
             ``entry[1].resource.subject.reference``) and what fhir.resources said of it. Nothing is written.
     """
-    bundle = _fhir()
+    bundle = require_fhir()
     try:
         model = bundle.Bundle.model_validate(doc)
     except ValueError as exc:
@@ -95,7 +96,8 @@ def validate(doc: dict[str, Any]) -> dict[str, Any]:
     return json.loads(model.model_dump_json(exclude_none=True))  # type: ignore[no-any-return]
 
 
-def _instant(at: datetime | None) -> datetime:
+def instant(at: datetime | None) -> datetime:
+    """``at`` (default: now, UTC, whole seconds) checked: a time zone, a year FHIR arithmetic can reach."""
     if at is None:
         return datetime.now(timezone.utc).replace(microsecond=0)
     if at.tzinfo is None:
@@ -110,12 +112,13 @@ def _instant(at: datetime | None) -> datetime:
 FIRST_YEAR, LAST_YEAR = 1900, 2200
 
 
-def _urn() -> str:
+def new_urn() -> str:
+    """A new ``urn:uuid:`` (a Bundle entry's fullUrl)."""
     return f"urn:uuid:{uuid.uuid4()}"
 
 
 @dataclass(frozen=True)
-class _Source:
+class Source:
     """What made a result: the manifest and digests of the bundle, the Device's fullUrl."""
 
     manifest: Manifest
@@ -125,13 +128,14 @@ class _Source:
     device_url: str
 
 
-def _references(refs: Sequence[str]) -> list[dict[str, Any]]:
+def references(refs: Sequence[str]) -> list[dict[str, Any]]:
+    """FHIR Reference objects of ``refs``, each checked as a reference (:func:`check_subject`)."""
     if isinstance(refs, str):
         refs = [refs]
     return [{"reference": check_subject(ref, "basis reference")} for ref in refs]
 
 
-def _mapping(manifest: Manifest, generic: bool) -> FhirResult | None:
+def result_mapping(manifest: Manifest, generic: bool) -> FhirResult | None:
     """What the model's manifest declares its FHIR result to be; None for a generic Observation.
 
     Raises:
@@ -154,8 +158,9 @@ def _probability(value: float) -> float:
     return round(float(value), 6)
 
 
-def _risk(src: _Source, mapping: FhirResult, *, subject: str, basis: list[dict[str, Any]], when: datetime,
-          probability: float, rationale: str, extra_notes: Sequence[str] = ()) -> dict[str, Any]:
+def risk_assessment(src: Source, mapping: FhirResult, *, subject: str, basis: list[dict[str, Any]], when: datetime,
+                    probability: float, rationale: str, extra_notes: Sequence[str] = ()) -> dict[str, Any]:
+    """A preliminary RiskAssessment of the model's probability of its declared outcome, performed by the Device."""
     return {
         "resourceType": "RiskAssessment",
         "status": "preliminary",
@@ -172,7 +177,7 @@ def _risk(src: _Source, mapping: FhirResult, *, subject: str, basis: list[dict[s
     }
 
 
-def _observation(src: _Source, code: dict[str, Any], *, subject: str, basis: list[dict[str, Any]],
+def _observation(src: Source, code: dict[str, Any], *, subject: str, basis: list[dict[str, Any]],
                  effective: datetime, issued: datetime, value: dict[str, Any],
                  components: Sequence[dict[str, Any]] = (), extra_notes: Sequence[str] = ()) -> dict[str, Any]:
     return {
@@ -205,7 +210,7 @@ def _score_units(manifest: Manifest) -> str | None:
     return next((o.units for o in manifest.outputs if o.name == manifest.decision.score_output), None)
 
 
-def _forecast(src: _Source, mapping: FhirResult, value: float, *, subject: str, basis: list[dict[str, Any]],
+def _forecast(src: Source, mapping: FhirResult, value: float, *, subject: str, basis: list[dict[str, Any]],
               at: datetime, issued: datetime, at_given: bool) -> dict[str, Any]:
     manifest = src.manifest
     units = _score_units(manifest)
@@ -231,7 +236,7 @@ def _forecast(src: _Source, mapping: FhirResult, value: float, *, subject: str, 
                      "value.",))
 
 
-def _generic(src: _Source, scores: np.ndarray, labels: np.ndarray | None, i: int, *, subject: str,
+def _generic(src: Source, scores: np.ndarray, labels: np.ndarray | None, i: int, *, subject: str,
              basis: list[dict[str, Any]], at: datetime, issued: datetime) -> dict[str, Any]:
     manifest = src.manifest
     code = coding(f"{LOCAL}:CodeSystem:model-output", manifest.name,
@@ -255,7 +260,7 @@ def _generic(src: _Source, scores: np.ndarray, labels: np.ndarray | None, i: int
                                      "observation and not to be used for patient care.",))
 
 
-def _provenance(src: _Source, target: str, when: datetime, input_sha256: str | None,
+def _provenance(src: Source, target: str, when: datetime, input_sha256: str | None,
                 basis: list[dict[str, Any]], sample: str) -> dict[str, Any]:
     """The Provenance of one result (see the module docstring)."""
     entities = []
@@ -269,7 +274,7 @@ def _provenance(src: _Source, target: str, when: datetime, input_sha256: str | N
         "resourceType": "Provenance",
         "target": [{"reference": target}],
         "occurredDateTime": when.isoformat(),
-        "recorded": _instant(None).isoformat(),
+        "recorded": instant(None).isoformat(),
         "reason": [{"coding": [AIAST], "text": "produced by an AI model"}],
         "agent": [{"type": {"coding": [{"system": PARTICIPANT, "code": "author", "display": "Author"}]},
                    "who": {"reference": src.device_url,
@@ -279,8 +284,10 @@ def _provenance(src: _Source, target: str, when: datetime, input_sha256: str | N
     }
 
 
-def _bundle(src: _Source, resources: list[dict[str, Any]], manufacturer: str | None, *,
+def transaction(src: Source, resources: list[dict[str, Any]], manufacturer: str | None, *,
             input_sha256: str | None = None, basis: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The transaction Bundle: the Device (if new), each result with the AIAST label, each result's Provenance;
+    validated (:func:`validate`)."""
     device = device_resource(src.manifest, model_sha256=src.model_sha256, manifest_sha256=src.manifest_sha256,
                              variant=src.variant, manufacturer=manufacturer)
     entries = [{"fullUrl": src.device_url, "resource": device,
@@ -289,13 +296,13 @@ def _bundle(src: _Source, resources: list[dict[str, Any]], manufacturer: str | N
     provenances = []
     for i, r in enumerate(resources):
         r.setdefault("meta", {}).setdefault("security", []).append(dict(AIAST))
-        url = _urn()
+        url = new_urn()
         entries.append({"fullUrl": url, "resource": r, "request": {"method": "POST", "url": r["resourceType"]}})
         when = datetime.fromisoformat(r.get("occurrenceDateTime") or r.get("effectiveDateTime")
-                                      or _instant(None).isoformat())
+                                      or instant(None).isoformat())
         sample = f"sample {i + 1} of {len(resources)}"
         provenances.append(_provenance(src, url, when, input_sha256, list(basis), sample))
-    entries += [{"fullUrl": _urn(), "resource": p, "request": {"method": "POST", "url": "Provenance"}}
+    entries += [{"fullUrl": new_urn(), "resource": p, "request": {"method": "POST", "url": "Provenance"}}
                 for p in provenances]
     doc = {"resourceType": "Bundle", "type": "transaction",
            "timestamp": datetime.now(timezone.utc).replace(microsecond=0).isoformat(), "entry": entries}
@@ -338,19 +345,19 @@ def to_fhir(pred: Prediction | ItemResults, subject: str, *, basis: Sequence[str
     manifest = pred.manifest
     if manifest is None:
         raise UsageError("this Prediction carries no manifest; make it with medinfer.load(...).predict(...)")
-    _fhir()
+    require_fhir()
     subject = check_subject(subject)
-    refs = _references(basis)
-    mapping = _mapping(manifest, generic)
-    when, issued = _instant(at), _instant(None)
-    src = _Source(manifest, pred.model_sha256, pred.manifest_sha256, pred.variant, _urn())
+    refs = references(basis)
+    mapping = result_mapping(manifest, generic)
+    when, issued = instant(at), instant(None)
+    src = Source(manifest, pred.model_sha256, pred.manifest_sha256, pred.variant, new_urn())
     scores, labels, inside = np.asarray(pred.scores), pred.labels, pred.in_domain
     failures = items.failures if items is not None else {}
     threshold = manifest.decision.threshold
     resources = []
     for i in range(len(pred)):
         if i in failures:
-            resources.append(_refused(src, mapping, failures[i], subject=subject, basis=refs, at=when,
+            resources.append(refused_resource(src, mapping, failures[i], subject=subject, basis=refs, at=when,
                                       issued=issued))
             continue
         if mapping is None:
@@ -358,7 +365,7 @@ def to_fhir(pred: Prediction | ItemResults, subject: str, *, basis: Sequence[str
         elif mapping.value == "probability":
             label = str(labels[i]) if labels is not None else ""
             at_t = f" at the operating threshold {threshold:g}" if threshold is not None else ""
-            resources.append(_risk(src, mapping, subject=subject, basis=refs, when=issued,
+            resources.append(risk_assessment(src, mapping, subject=subject, basis=refs, when=issued,
                                    probability=float(scores[i]),
                                    rationale=f"model decision '{label}'{at_t} (score {float(scores[i]):.4f})"))
         elif mapping.value == "forecast":
@@ -371,17 +378,17 @@ def to_fhir(pred: Prediction | ItemResults, subject: str, *, basis: Sequence[str
                 value=_label_value(manifest, label),
                 components=[_probability_component(_label_probability(manifest, scores[i], label), label)]))
         if inside is not None and inside[i] is not None:
-            _flag_domain(resources[-1], bool(inside[i]), manifest)
+            flag_domain(resources[-1], bool(inside[i]), manifest)
     if pred.explanation is not None:  # predict(..., explain=True): why, as a note of each sample's resource
         from .explain_text import note
 
         rows = items.answered.tolist() if items is not None else list(range(len(resources)))
         for row, i in enumerate(rows):
             resources[i].setdefault("note", []).append({"text": note(pred.explanation, row)})
-    return _bundle(src, resources, manufacturer, input_sha256=_digest(input_sha256), basis=refs)
+    return transaction(src, resources, manufacturer, input_sha256=checked_digest(input_sha256), basis=refs)
 
 
-def _flag_domain(resource: dict[str, Any], inside: bool, manifest: Manifest) -> None:
+def flag_domain(resource: dict[str, Any], inside: bool, manifest: Manifest) -> None:
     """Tag a result with its applicability-domain flag; outside the domain also say so where a reader looks."""
     resource.setdefault("meta", {}).setdefault("tag", []).append(domain_flag(inside))
     if inside:
@@ -396,14 +403,14 @@ def _flag_domain(resource: dict[str, Any], inside: bool, manifest: Manifest) -> 
                                                                               "domain"}]
 
 
-def _refused(src: _Source, mapping: FhirResult | None, refusal: Any, *, subject: str, basis: list[dict[str, Any]],
-             at: datetime, issued: datetime) -> dict[str, Any]:
+def refused_resource(src: Source, mapping: FhirResult | None, refusal: Any, *, subject: str,
+                     basis: list[dict[str, Any]], at: datetime, issued: datetime) -> dict[str, Any]:
     """A sample that got no result: ``cancelled``, no value, the reason in a note (and an Observation's
     ``dataAbsentReason``)."""
     manifest = src.manifest
     why = [f"NO RESULT for this sample ({refusal.reason}): {refusal.message}"]
     if mapping is not None and mapping.resource == "RiskAssessment":
-        risk = _risk(src, mapping, subject=subject, basis=basis, when=issued, probability=0.0, rationale="",
+        risk = risk_assessment(src, mapping, subject=subject, basis=basis, when=issued, probability=0.0, rationale="",
                      extra_notes=())
         risk.pop("prediction")
         risk["status"] = "cancelled"
@@ -418,7 +425,8 @@ def _refused(src: _Source, mapping: FhirResult | None, refusal: Any, *, subject:
     return obs
 
 
-def _digest(value: str | None) -> str | None:
+def checked_digest(value: str | None) -> str | None:
+    """``value`` when it is a sha256 hex digest (or None); else UsageError."""
     if value is not None and (not isinstance(value, str) or len(value) != 64 or
                               any(c not in "0123456789abcdef" for c in value)):
         raise UsageError(f"input_sha256 must be 64 lowercase hex digits (medinfer.audit.input_digest), got {value!r}")
@@ -445,4 +453,4 @@ def parse_time(text: str | None) -> datetime | None:
     except ValueError:
         raise UsageError(f"the FHIR time must be ISO 8601 with a time zone, e.g. 2026-01-31T08:00:00+00:00; "
                          f"got {text!r}") from None
-    return _instant(at)
+    return instant(at)

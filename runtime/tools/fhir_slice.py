@@ -12,7 +12,19 @@ import numpy as np
 
 from ..errors import UsageError
 from ..model import Model
-from .fhir import _bundle, _digest, _fhir, _flag_domain, _instant, _mapping, _references, _refused, _risk, _Source, _urn
+from .fhir import (
+    Source,
+    checked_digest,
+    flag_domain,
+    instant,
+    new_urn,
+    references,
+    refused_resource,
+    require_fhir,
+    result_mapping,
+    risk_assessment,
+    transaction,
+)
 from .fhir_map import DICOM_UID, check_subject, domain_flag
 
 
@@ -41,24 +53,24 @@ def slice_bundle(model: Model, result: ScoredSlice, *, subject: str, basis: Sequ
         UsageError: the model has no patient-facing mapping, or a bad subject or basis.
     """
     manifest = model.manifest
-    _fhir()
+    require_fhir()
     subject = check_subject(subject)
-    refs = _references(basis)
+    refs = references(basis)
     study = result.image.uids.get("StudyInstanceUID")
     if study:
         refs.insert(0, {"type": "ImagingStudy", "identifier": {"system": DICOM_UID, "value": f"urn:oid:{study}"}})
-    mapping = _mapping(manifest, False)
+    mapping = result_mapping(manifest, False)
     if mapping is None or mapping.resource != "RiskAssessment":
         raise UsageError(f"{manifest.name} has no risk mapping for a scored DICOM slice")
-    src = _Source(manifest, model.model_sha256, model.manifest_sha256, model.variant, _urn())
+    src = Source(manifest, model.model_sha256, model.manifest_sha256, model.variant, new_urn())
     extra = [f"Per-window regions: DICOM SR {sr_uid}."] if sr_uid else []
     refusal = getattr(result, "refusal", None)
     if refusal is not None:  # the slice got no result: a cancelled assessment without a probability
-        resource = _refused(src, mapping, refusal, subject=subject, basis=refs, at=_instant(None),
-                            issued=_instant(None))
+        resource = refused_resource(src, mapping, refusal, subject=subject, basis=refs, at=instant(None),
+                            issued=instant(None))
         resource.setdefault("meta", {}).setdefault("tag", []).append(domain_flag(False))
         resource["note"] += [{"text": t} for t in extra]
-        return _bundle(src, [resource], manufacturer, input_sha256=_digest(input_sha256), basis=refs)
+        return transaction(src, [resource], manufacturer, input_sha256=checked_digest(input_sha256), basis=refs)
     confident = np.asarray(getattr(result, "confident", np.ones(len(result.scores), dtype=bool)))
     inside = bool(confident.any())  # the highest window the model may report; else the slice is flagged
     pool = confident if inside else np.isfinite(result.scores)
@@ -74,8 +86,8 @@ def slice_bundle(model: Model, result: ScoredSlice, *, subject: str, basis: Sequ
                  f"{f'{t:g}' if t is not None else '-'}"
                  + (f"; {outside} window(s) outside the applicability domain or without a result are not counted"
                     if outside else ""))
-    resource = _risk(src, mapping, subject=subject, basis=refs, when=_instant(None),
+    resource = risk_assessment(src, mapping, subject=subject, basis=refs, when=instant(None),
                      probability=float(result.scores[best]), rationale=rationale, extra_notes=extra)
     if getattr(result, "guard", None) is not None:
-        _flag_domain(resource, inside and bool(getattr(result, "slice_in_domain", True)), manifest)
-    return _bundle(src, [resource], manufacturer, input_sha256=_digest(input_sha256), basis=refs)
+        flag_domain(resource, inside and bool(getattr(result, "slice_in_domain", True)), manifest)
+    return transaction(src, [resource], manufacturer, input_sha256=checked_digest(input_sha256), basis=refs)
