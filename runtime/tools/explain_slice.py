@@ -58,8 +58,10 @@ def explain_slice(patch_model: Model, result: DicomPrediction, *, findings: int 
     size = result.patch
     threshold = result.threshold if result.threshold is not None else 0.5
     chosen: list[int] = []
-    for i in np.argsort(-result.scores, kind="stable"):
-        if result.scores[i] < threshold or len(chosen) >= findings:
+    # findings are the windows the model may report: answered and inside the applicability domain
+    scores = np.where(result.confident, np.nan_to_num(result.scores, nan=-np.inf), -np.inf)
+    for i in np.argsort(-scores, kind="stable"):
+        if scores[i] < threshold or len(chosen) >= findings:
             break
         if all(np.abs(result.centres[i] - result.centres[j]).max() >= size // 2 for j in chosen):
             chosen.append(int(i))

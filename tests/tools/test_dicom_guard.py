@@ -275,3 +275,15 @@ def test_a_calibrated_slice_reports_findings_only_inside_the_domain(guarded: Pat
     flags = pm.pixel_array[1]
     for (r, c), ok in zip(result.centres, result.in_domain):
         assert flags[r, c] == float(ok)
+
+
+@pytest.mark.parametrize("policy", ["flag", "no_result"])
+def test_no_window_outside_the_domain_is_explained_as_a_finding(guarded: Path, tmp_path: Path, policy: str) -> None:
+    from medinfer.tools.explain_slice import explain_slice
+
+    model = medinfer.load(guarded, out_of_domain=policy)
+    shifted = dicom.predict_file(model, _edited(tmp_path, "shifted", _rescale(1, -2048)))
+    assert explain_slice(model, shifted).findings == []  # every window positive at threshold 0, none confident
+    calibrated = dicom.predict_file(model, CT)
+    with pytest.raises(medinfer.UsageError, match="explanation"):  # this tiny bundle has none: findings exist
+        explain_slice(model, calibrated)
