@@ -257,9 +257,18 @@ def _depth(x: Any) -> int:
 
 def predict_items(model: Model, x: Any, deadline_ms: float | None, request_id: str | None,
                   explain: bool) -> ItemResults:
-    """``model.predict(x, on_error="item")`` (see the module docstring)."""
+    """``model.predict(x, on_error="item")`` (see the module docstring).
+
+    Raises:
+        UsageError: a whole-slice variant (its answers are windows of one input, not items of a batch: the DICOM
+            path gives each window its own answer, :func:`medinfer.tools.dicom.predict_file`).
+    """
     from .audit.record import checked_request_id, refused_id
 
+    if model.manifest.variants[model.variant].windows_of is not None:
+        raise UsageError(f"{model.name} ({model.variant}) answers the windows of one image, not items of a batch: "
+                         "per-item answers are per input sample; score a slice with medinfer.tools.dicom.predict_file "
+                         "(each window gets its own answer and flag)")
     start = time.perf_counter()
     failures: dict[int, MedinferError] = {}
     groups: list[tuple[list[int], dict[str, np.ndarray]]] = []
@@ -313,6 +322,12 @@ def group_by_shape(prepared: Mapping[int, dict[str, np.ndarray]]) -> list[tuple[
 def _run_group(model: Model, members: list[int], feeds: dict[str, np.ndarray], deadline: tuple[float, float] | None,
                explain: bool, failures: dict[int, MedinferError],
                answered: list[tuple[np.ndarray, Prediction, dict[str, np.ndarray]]]) -> None:
+    bound = model._max_batch
+    if len(members) > bound:  # the bundle's per-call bound holds: the items run in calls of at most max_batch
+        for at in range(0, len(members), bound):
+            _run_group(model, members[at:at + bound], {n: v[at:at + bound] for n, v in feeds.items()}, deadline,
+                       explain, failures, answered)
+        return
     try:
         outs = model._run_batch(feeds, None) if deadline is None else \
             model._run_with_deadline(feeds, deadline[0], deadline[1])

@@ -150,3 +150,23 @@ def test_the_micro_batcher_keeps_each_request_s_answer(guarded: Path) -> None:
         with pytest.raises(medinfer.OutOfDomainError):
             futures[1].result(10)
     np.testing.assert_allclose([first.score, third.score], tiny.reference(INSIDE)[:, 1], rtol=1e-6)
+
+
+def test_a_whole_slice_variant_is_not_cut_into_items(tmp_path: Path) -> None:
+    from ..helpers import tiny_cnn
+
+    model = medinfer.load(tiny_cnn.build(tmp_path / "cnn"), variant="slice")
+    x = {"hu": tiny_cnn.ct_image((124, 148))[None, :, :, None], "stride_cells": np.array([3])}
+    with pytest.raises(medinfer.UsageError, match="windows of one image"):
+        model.predict(x, on_error="item")
+
+
+def test_a_batch_beyond_max_batch_runs_in_calls_within_the_bound(guarded: Path, monkeypatch) -> None:
+    model = medinfer.load(guarded)
+    monkeypatch.setattr(model, "_max_batch", 3)  # the bundle's profile.max_batch, as loaded
+    sizes = []
+    real = model._run_batch
+    monkeypatch.setattr(model, "_run_batch", lambda feeds, options: sizes.append(len(feeds["x"])) or
+                        real(feeds, options))
+    got = model.predict(np.tile(INSIDE, (4, 1)), on_error="item")
+    assert got.all_ok and len(got) == 8 and max(sizes) <= 3
