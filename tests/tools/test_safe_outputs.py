@@ -15,10 +15,14 @@ import pytest
 from medinfer.cli import main
 from medinfer.writing import check_target, write_atomic
 
-pydicom = pytest.importorskip("pydicom")
-from pydicom.data import get_testdata_file  # noqa: E402
 
-CT = Path(get_testdata_file("CT_small.dcm"))
+@pytest.fixture
+def ct() -> Path:
+    """pydicom's CT_small.dcm (the DICOM cases need the [dicom] extra; the writer's own cases do not)."""
+    pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    return Path(get_testdata_file("CT_small.dcm"))
 
 
 def _read_only_folder(tmp_path: Path) -> Path:
@@ -82,12 +86,12 @@ def test_missing_and_read_only_folders_are_typed(tmp_path: Path) -> None:
         check_target(tmp_path / "..", "--overlay")
 
 
-def _fhir(bundle: Path, out: str, subject: str = "Patient/p1", *extra: str) -> list[str]:
-    return ["predict", str(bundle), str(CT), "--fhir-out", out, "--fhir-subject", subject, *extra]
+def _fhir(ct: Path, bundle: Path, out: str, subject: str = "Patient/p1", *extra: str) -> list[str]:
+    return ["predict", str(bundle), str(ct), "--fhir-out", out, "--fhir-subject", subject, *extra]
 
 
 @pytest.mark.parametrize("case", ["folder", "missing_folder", "read_only", "fifo", "chardev"])
-def test_fhir_out_refuses_each_bad_target_before_any_work(lung_ct_bundle: Path, tmp_path: Path, case: str,
+def test_fhir_out_refuses_each_bad_target_before_any_work(ct: Path, lung_ct_bundle: Path, tmp_path: Path, case: str,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("fhir.resources")
     target = {"folder": tmp_path / "a_folder", "missing_folder": tmp_path / "nowhere" / "x.json",
@@ -97,7 +101,7 @@ def test_fhir_out_refuses_each_bad_target_before_any_work(lung_ct_bundle: Path, 
         target.mkdir()
     if case == "fifo":
         os.mkfifo(target)
-    assert main(_fhir(lung_ct_bundle, str(target))) == 2
+    assert main(_fhir(ct, lung_ct_bundle, str(target))) == 2
     err = capsys.readouterr().err
     assert "OutputError" in err and "unexpected" not in err and "Traceback" not in err
     assert _leftovers(tmp_path) == [] and _leftovers(target.parent) == []
@@ -105,10 +109,10 @@ def test_fhir_out_refuses_each_bad_target_before_any_work(lung_ct_bundle: Path, 
         assert not target.is_file()  # a FIFO or device is never replaced by a regular file
 
 
-def test_overlay_to_a_fifo_does_not_hang(lung_ct_bundle: Path, tmp_path: Path) -> None:
+def test_overlay_to_a_fifo_does_not_hang(ct: Path, lung_ct_bundle: Path, tmp_path: Path) -> None:
     fifo = tmp_path / "heat.png"
     os.mkfifo(fifo)
-    done = subprocess.run([sys.executable, "-m", "medinfer", "predict", str(lung_ct_bundle), str(CT), "--overlay",
+    done = subprocess.run([sys.executable, "-m", "medinfer", "predict", str(lung_ct_bundle), str(ct), "--overlay",
                            str(fifo)], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2 and "FIFO" in done.stderr and "Traceback" not in done.stderr
     assert not fifo.is_file()
@@ -117,20 +121,22 @@ def test_overlay_to_a_fifo_does_not_hang(lung_ct_bundle: Path, tmp_path: Path) -
 @pytest.mark.parametrize("subject", ["urn:uuid:not-a-uuid", "http://ehr.example/<b>Patient</b>/1",
                                      "https://ehr.example/fhir/Patient/1\"><script>", "urn:oid:abc",
                                      "urn:uuid:9B2A3C1E-7D3F-4D8E-9A1B-2C3D4E5F6A7B"])
-def test_fhir_subjects_fhir_itself_does_not_allow_are_refused(lung_ct_bundle: Path, tmp_path: Path, subject: str,
+def test_fhir_subjects_fhir_itself_does_not_allow_are_refused(ct: Path, lung_ct_bundle: Path, tmp_path: Path,
+                                                              subject: str,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("fhir.resources")
     out = tmp_path / "slice.json"
-    assert main(_fhir(lung_ct_bundle, str(out), subject)) == 2
+    assert main(_fhir(ct, lung_ct_bundle, str(out), subject)) == 2
     assert "must be a reference" in capsys.readouterr().err and not out.exists()
 
 
 @pytest.mark.parametrize("subject", ["urn:uuid:9b2a3c1e-7d3f-4d8e-9a1b-2c3d4e5f6a7b", "urn:oid:1.2.840.10008",
                                      "https://ehr.example/fhir/Patient/123", "Patient/123/_history/2"])
-def test_fhir_references_in_r4_forms_are_taken(lung_ct_bundle: Path, tmp_path: Path, subject: str) -> None:
+def test_fhir_references_in_r4_forms_are_taken(ct: Path, lung_ct_bundle: Path, tmp_path: Path,
+                                               subject: str) -> None:
     pytest.importorskip("fhir.resources")
     out = tmp_path / "slice.json"
-    assert main(_fhir(lung_ct_bundle, str(out), subject)) == 0 and out.is_file() and _leftovers(tmp_path) == []
+    assert main(_fhir(ct, lung_ct_bundle, str(out), subject)) == 0 and out.is_file() and _leftovers(tmp_path) == []
 
 
 def test_an_invalid_bundle_is_refused_naming_the_field() -> None:
@@ -145,8 +151,10 @@ def test_an_invalid_bundle_is_refused_naming_the_field() -> None:
         validate(doc)
 
 
-def _slice(tmp_path: Path, name: str, edit) -> Path:
-    ds = pydicom.dcmread(CT)
+def _slice(ct: Path, tmp_path: Path, name: str, edit) -> Path:
+    import pydicom
+
+    ds = pydicom.dcmread(ct)
     edit(ds)
     path = tmp_path / f"{name}.dcm"
     ds.save_as(path)
@@ -172,11 +180,12 @@ def _drop(keyword: str):
     ("bad_birth_date", _set("PatientBirthDate", "1999"), 5, "PatientBirthDate '1999'"),
     ("bad_study_time", _set("StudyTime", "256199"), 5, "StudyTime '256199'"),
 ])
-def test_dicom_out_is_typed_for_every_slice_it_cannot_reference(lung_ct_bundle: Path, tmp_path: Path, name: str,
+def test_dicom_out_is_typed_for_every_slice_it_cannot_reference(ct: Path, lung_ct_bundle: Path, tmp_path: Path,
+                                                                name: str,
                                                                 edit, code: int, says: str | None,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("highdicom")
-    source = _slice(tmp_path, name, edit)
+    source = _slice(ct, tmp_path, name, edit)
     out = tmp_path / "out"
     assert main(["predict", str(lung_ct_bundle), str(source), "--dicom-out", str(out)]) == code
     captured = capsys.readouterr()
@@ -184,6 +193,8 @@ def test_dicom_out_is_typed_for_every_slice_it_cannot_reference(lung_ct_bundle: 
     assert "unexpected" not in captured.err and "Traceback" not in captured.err
     assert _leftovers(out) == []
     if code == 0:  # an absent Type 2 attribute is copied as empty (unknown), as the standard allows
+        import pydicom
+
         sr = pydicom.dcmread(next(out.glob("*.sr.dcm")))
         keyword = {"no_patient_id": "PatientID", "no_patient_name": "PatientName",
                    "no_study_date": "StudyDate"}[name]
@@ -193,13 +204,13 @@ def test_dicom_out_is_typed_for_every_slice_it_cannot_reference(lung_ct_bundle: 
 
 
 @pytest.mark.parametrize("case", ["file", "missing_parent", "read_only"])
-def test_dicom_out_folder_errors_are_typed(lung_ct_bundle: Path, tmp_path: Path, case: str,
+def test_dicom_out_folder_errors_are_typed(ct: Path, lung_ct_bundle: Path, tmp_path: Path, case: str,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("highdicom")
     target = {"file": tmp_path / "a_file", "missing_parent": tmp_path / "nowhere" / "out",
               "read_only": _read_only_folder(tmp_path) / "out"}[case]
     if case == "file":
         target.write_text("not a folder")
-    assert main(["predict", str(lung_ct_bundle), str(CT), "--dicom-out", str(target)]) == 2
+    assert main(["predict", str(lung_ct_bundle), str(ct), "--dicom-out", str(target)]) == 2
     err = capsys.readouterr().err
     assert "OutputError" in err and "unexpected" not in err
