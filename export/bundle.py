@@ -27,7 +27,7 @@ import medinfer
 import numpy as np
 from medinfer.build_records import ParitySample
 from medinfer.codings import Codings
-from medinfer.integrity import contract_digest
+from medinfer.integrity import CONTRACT_SCHEME, CONTRACT_SCHEME_KEY, contract_digest
 from medinfer.manifest import DataProvenance, Decision, Domain, Metrics, Producer, SessionProfile, TensorSpec, Variant
 from medinfer.samples import Pair
 from medinfer.schema import parse
@@ -103,6 +103,17 @@ def _contract(spec: ModelSpec, dataset: Dataset, point: OperatingPoint, domain: 
         "outputs": to_json(spec.outputs() + spec.extra_outputs() + ((DOMAIN_SPEC,) if domain else ())),
         "labels": list(spec.labels) if spec.labels else None, "decision": to_json(decision),
     }
+
+
+def _guarded(contract: dict[str, Any], art: Artifact) -> dict[str, Any]:
+    """The contract with the guard's settings the digest's scheme 2 covers (medinfer.integrity.guard_settings):
+    the domain section as the manifest will hold it, the spec's memory bounds, and no per-call bound on a variant
+    without a contract of its own (the whole-slice variant's bound is in its own digest)."""
+    from medinfer.schema import to_json
+
+    domain = to_json(_domain_section(art)) if art.domain is not None else None
+    return {**contract, "domain": domain, "profile": {"chunk": art.spec.chunk, "max_batch": art.spec.max_batch},
+            "variants": {}}
 
 
 @dataclass
@@ -184,7 +195,8 @@ def convert_graph(art: Artifact, progress: Progress) -> Build:
         add_domain_output(onx, art.domain)
     contract = _contract(spec, ds, art.point, art.domain is not None)
     _set_metadata(onx, {"medinfer.name": spec.name, "medinfer.version": spec.version,
-                        "medinfer.contract_sha256": contract_digest(contract), "medinfer.task": spec.task})
+                        "medinfer.contract_sha256": contract_digest(_guarded(contract, art), CONTRACT_SCHEME),
+                        CONTRACT_SCHEME_KEY: CONTRACT_SCHEME, "medinfer.task": spec.task})
     onx.producer_name, onx.producer_version = "medinfer", medinfer.__version__
     onx.doc_string = spec.description
     canonicalize(onx, spec.name)  # no random graph name, no set-ordered fields: same model, same bytes

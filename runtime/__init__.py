@@ -25,6 +25,7 @@ from .errors import (
     MissingExtraError,
     NoInformationError,
     OutOfDomainError,
+    OutputError,
     ParityError,
     ProviderError,
     RuntimeTooOld,
@@ -35,6 +36,7 @@ from .errors import (
 )
 from .explain import Explanation
 from .failsafe import NoResult, UnavailableModel
+from .items import ItemResults
 from .loader import load
 from .manifest import Manifest, load_manifest
 from .model import Model
@@ -58,6 +60,7 @@ __all__ = [
     "InputError",
     "InputTypeError",
     "IntegrityError",
+    "ItemResults",
     "LoadOptions",
     "Manifest",
     "ManifestError",
@@ -66,6 +69,7 @@ __all__ = [
     "Model",
     "NoInformationError",
     "OutOfDomainError",
+    "OutputError",
     "ParityError",
     "Prediction",
     "ProviderError",

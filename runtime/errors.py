@@ -212,6 +212,14 @@ class AuditError(MedinferError, OSError):
     code = "audit"
 
 
+class OutputError(MedinferError, OSError):
+    """An output file cannot be written where it was asked for: a missing or read-only folder, a target that is not
+    a regular file (a folder, FIFO, device, symbolic link), or a write the system refused
+    (:mod:`medinfer.writing`). Nothing partial is left behind."""
+
+    code = "output"
+
+
 class DriftAlert(MedinferError, RuntimeError):
     """The out-of-domain share crossed the alert threshold (``medinfer audit drift --max-share``)."""
 
@@ -312,6 +320,7 @@ _UNAVAILABLE = Outward(10, 503, "INTERNAL", "UNAVAILABLE")
 OUTWARD: dict[str, Outward] = {
     "error": Outward(1),
     "usage": Outward(2), "unknown_name": Outward(2), "unknown_model": Outward(2, 404, "INTERNAL", "NOT_FOUND"),
+    "output": Outward(2),
     "integrity": Outward(3), "signature": Outward(3),
     "manifest": Outward(4), "bundle": Outward(4),
     "input": _INPUT, "input_type": _INPUT, "no_information": _INPUT,
@@ -342,7 +351,7 @@ EXIT_CODES: dict[str, int] = {code: row.exit for code, row in OUTWARD.items() if
 EXIT_MEANINGS: dict[int, str] = {
     0: "success",
     1: "unexpected error (a bug: please report it with the message)",
-    2: "usage: a bad option, argument or name",
+    2: "usage: a bad option, argument or name (an output path that cannot be written included)",
     3: "integrity: a bundle file or signature does not verify",
     4: "not a bundle, or a bad one: manifest.json is missing (a file or a folder that is no bundle) or invalid, "
        "or the bundle's files cannot be used",
@@ -420,6 +429,7 @@ __all__ = [
     "NotReproducible",
     "OnnxruntimeMissing",
     "OutOfDomainError",
+    "OutputError",
     "Outward",
     "ParityError",
     "ProfileLoses",

@@ -8,8 +8,6 @@ copies (:mod:`medinfer.explain_perturb`). Nothing here knows a particular model.
 from __future__ import annotations
 
 import dataclasses
-import io
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -315,21 +313,17 @@ def explain(model: Model, x: Any, target: str | None = None) -> Explanation:
 
 
 def _read_data(model: Model, name: str) -> dict[str, np.ndarray]:
-    from .samples import read_pinned
+    from .samples import load_npz, read_pinned
 
     raw = read_pinned(model.path, name, model.manifest.files[name])
-    try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise BundleError(f"{model.name}: explanation data '{name}' is not a readable npz ({exc}); re-export") from None
+    return load_npz(raw, f"{model.name}: explanation data '{name}'")  # decompression bounded, no pickles
 
 
 def _graph_runner(model: Model, entry: ExplanationEntry, data: dict[str, np.ndarray]) -> Callable[[Feeds],
                                                                                                   np.ndarray]:
     """A CPU session of the explanation graph from its verified bytes, checked against the model's contract and on
     its golden input."""
-    from .integrity import contract_digest
+    from .integrity import expected_contract
     from .samples import read_pinned
     from .session import create_session
 
@@ -338,7 +332,7 @@ def _graph_runner(model: Model, entry: ExplanationEntry, data: dict[str, np.ndar
     profile = dataclasses.replace(model.manifest.profile, large_batch={}, large_batch_from=0)
     session = create_session(graph, profile, [("CPUExecutionProvider", {})])
     meta = session.get_modelmeta().custom_metadata_map
-    want = contract_digest(model.manifest.to_json())
+    want = expected_contract(model.manifest.to_json(), meta, f"{model.path}: '{entry.file}'")
     if meta.get("medinfer.name") != model.name or meta.get("medinfer.contract_sha256") != want:
         raise IntegrityError(f"{model.path}: '{entry.file}' carries medinfer.name={meta.get('medinfer.name')!r}, "
                              f"contract {str(meta.get('medinfer.contract_sha256'))[:12]}…: it explains another model "

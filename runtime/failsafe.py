@@ -23,14 +23,19 @@ class NoResult:
     version: str | None = None
     request_id: str | None = None
     error: str = ""
+    index: int | None = None  # the item's position in its call (``predict(x, on_error="item")``), else None
 
     ok = False
     labels = None
     scores = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"outcome": "NO_RESULT", "reason": self.reason, "error": self.error, "message": self.message,
-                "model": self.model, "version": self.version, "request_id": self.request_id}
+        out: dict[str, Any] = {"outcome": "NO_RESULT", "reason": self.reason, "error": self.error,
+                               "message": self.message, "model": self.model, "version": self.version,
+                               "request_id": self.request_id}
+        if self.index is not None:
+            out["index"] = self.index
+        return out
 
 
 class UnavailableModel:

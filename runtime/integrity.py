@@ -99,15 +99,70 @@ def verify_files(bundle: Path, manifest: Manifest, keep: tuple[str, ...] = (),
     return kept
 
 
-def contract_digest(manifest_json: Mapping[str, Any]) -> str:
+#: The ONNX metadata key naming the contract digest's scheme (absent: scheme "1", bundles written before it).
+CONTRACT_SCHEME_KEY = "medinfer.contract_scheme"
+#: The scheme the exporter writes: "2" also covers the guard's settings (:func:`guard_settings`).
+CONTRACT_SCHEME = "2"
+CONTRACT_SCHEMES = ("1", "2")
+_CONTRACT_KEYS = ("name", "version", "task", "inputs", "outputs", "labels", "decision")
+
+
+def guard_settings(manifest_json: Mapping[str, Any]) -> dict[str, Any]:
+    """What scheme "2" of :func:`contract_digest` adds to the behaviour-defining part: the settings that decide
+    whether a sample is answered and how much memory a call may take.
+
+    - ``domain``: the guard's output, threshold, coverage and method (``None`` without a guard: removing the section
+      changes the digest like editing its threshold does);
+    - ``profile``: ``chunk`` and ``max_batch`` (the memory bounds of a call);
+    - ``max_elements``: the per-call bound of each variant that has no contract of its own (a variant with one,
+      e.g. a whole-slice graph, carries it in its own digest, :func:`variant_contract_digest`); the exporter sets
+      none, so this is ``{}`` unless an edit added one.
+    """
+    domain = manifest_json.get("domain")
+    profile = manifest_json.get("profile") or {}
+    variants = manifest_json.get("variants") or {}
+    return {
+        "domain": None if not isinstance(domain, Mapping) else
+        {k: domain.get(k) for k in ("output", "threshold", "coverage", "method")},
+        "profile": {k: profile.get(k) for k in ("chunk", "max_batch")} if isinstance(profile, Mapping) else None,
+        "max_elements": {k: v.get("max_elements") for k, v in sorted(variants.items())
+                         if isinstance(v, Mapping) and v.get("inputs") is None and v.get("max_elements") is not None},
+    }
+
+
+def contract_digest(manifest_json: Mapping[str, Any], scheme: str = "1") -> str:
     """Digest of the parts of a manifest that define the model's behaviour (not files, not metrics).
 
     Stored in the ONNX ``metadata_props`` so a bare .onnx says which contract it belongs to; it cannot be the
-    digest of the whole manifest because the manifest pins the .onnx file's own sha256.
+    digest of the whole manifest because the manifest pins the .onnx file's own sha256. Scheme ``"1"``: name,
+    version, task, inputs, outputs, labels and the decision (bundles written before scheme 2 still load with it);
+    scheme ``"2"`` (:data:`CONTRACT_SCHEME`, what the exporter writes, named in the graph's
+    :data:`CONTRACT_SCHEME_KEY`): also :func:`guard_settings`.
+
+    Raises:
+        ValueError: an unknown scheme.
     """
-    keys = ("name", "version", "task", "inputs", "outputs", "labels", "decision")
-    part = {k: manifest_json.get(k) for k in keys}
-    return sha256_bytes(json.dumps(part, sort_keys=True, separators=(",", ":")).encode())
+    if scheme not in CONTRACT_SCHEMES:
+        raise ValueError(f"unknown contract digest scheme {scheme!r} (known: {', '.join(CONTRACT_SCHEMES)})")
+    part = {k: manifest_json.get(k) for k in _CONTRACT_KEYS}
+    if scheme != "1":
+        part["guard"] = guard_settings(manifest_json)
+    return sha256_bytes(json.dumps(part, sort_keys=True, separators=(",", ":"), allow_nan=True).encode())
+
+
+def expected_contract(manifest_json: Mapping[str, Any], graph_metadata: Mapping[str, str], what: str) -> str:
+    """The contract digest a graph whose ``metadata_props`` are ``graph_metadata`` must carry for this manifest,
+    in the scheme the graph names (none: "1").
+
+    Raises:
+        IntegrityError: the graph names a scheme this medinfer does not know (written by a newer one).
+    """
+    scheme = graph_metadata.get(CONTRACT_SCHEME_KEY, "1")
+    if scheme not in CONTRACT_SCHEMES:
+        raise IntegrityError(f"{what} carries {CONTRACT_SCHEME_KEY}={scheme!r}, a contract digest scheme this medinfer "
+                             f"does not know (it knows {', '.join(CONTRACT_SCHEMES)}): use a medinfer release that "
+                             "reads it")
+    return contract_digest(manifest_json, scheme)
 
 
 def variant_contract_digest(variant: Any) -> str:

@@ -13,7 +13,7 @@ from .cpu_class import chosen_variant
 from .errors import BundleError, IntegrityError, MedinferError, UnknownNameError
 from .failsafe import UnavailableModel
 from .files import SealedCopy
-from .integrity import contract_digest, sha256_bytes, variant_contract_digest, verify_files
+from .integrity import expected_contract, sha256_bytes, variant_contract_digest, verify_files
 from .manifest import Manifest, decode_manifest, read_manifest_bytes
 from .model import Model
 from .options import LoadOptions
@@ -188,7 +188,8 @@ def _check_metadata(session: Any, manifest: Manifest, bundle: Path, model_file: 
     expected = {
         "medinfer.name": manifest.name,
         "medinfer.version": manifest.version,
-        "medinfer.contract_sha256": contract_digest(manifest.to_json()),
+        # in the scheme the graph names: "2" also covers the domain guard's settings and the memory bounds
+        "medinfer.contract_sha256": expected_contract(manifest.to_json(), meta, f"{bundle}: '{model_file}'"),
     }
     if manifest.variants[key].inputs is not None:  # a variant with its own contract carries its digest too
         expected["medinfer.variant_contract_sha256"] = variant_contract_digest(manifest.variants[key])

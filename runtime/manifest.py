@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -125,6 +126,10 @@ class Evidence:
     minimum: float
     meaning: str = ""
 
+    def _check(self, doc: str, path: str) -> None:
+        if not math.isfinite(self.minimum):
+            raise _bad(doc, f"{path}.minimum", f"must be a finite number, got {self.minimum}")
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -234,6 +239,10 @@ class Domain:
     def _check(self, doc: str, path: str) -> None:
         if not 0.0 < self.coverage <= 1.0:
             raise _bad(doc, f"{path}.coverage", f"must be in (0, 1], got {self.coverage}")
+        # a distance from the training data: NaN would compare false (every sample "outside" to in_domain, none
+        # refused by a policy), a negative one refuses everything
+        if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold) and self.threshold >= 0):
+            raise _bad(doc, f"{path}.threshold", f"must be a finite number >= 0 (a domain score), got {self.threshold}")
 
 
 @dataclass(frozen=True)

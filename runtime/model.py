@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -38,9 +38,11 @@ from .watchdog import WATCHDOG
 
 if TYPE_CHECKING:
     from .explain import Explanation
+    from .items import ItemResults
     from .signing import SignatureCheck
 
 log = logging.getLogger(__name__)
+RAISE = "raise"  # predict's default error policy (compared by identity on the hot path)
 
 
 class Model:
@@ -197,8 +199,16 @@ class Model:
         return (f"Model({self.name!r}, version={self.version!r}, variant={self.variant!r}, "
                 f"providers={list(self.providers)})")
 
+    @overload
     def predict(self, x: Any, *, deadline_ms: float | None = None, request_id: str | None = None,
-                explain: bool = False) -> Prediction:
+                explain: bool = False, on_error: Literal["raise"] = "raise") -> Prediction: ...
+
+    @overload
+    def predict(self, x: Any, *, deadline_ms: float | None = None, request_id: str | None = None,
+                explain: bool = False, on_error: Literal["item"]) -> ItemResults: ...
+
+    def predict(self, x: Any, *, deadline_ms: float | None = None, request_id: str | None = None,
+                explain: bool = False, on_error: str = RAISE) -> Prediction | ItemResults:
         """Validate ``x`` against the manifest, run the graph, and return a typed :class:`Prediction`.
 
         Args:
@@ -210,6 +220,10 @@ class Model:
             deadline_ms: raise DeadlineExceeded if no result within it (default: the model's ``deadline_ms``).
             request_id: an id for the audit record (default: a random UUID).
             explain: also explain each sample (``Prediction.explanation``, see :meth:`explain`).
+            on_error: ``"raise"`` (default): one Prediction for the whole call, or the call raises. ``"item"``: a
+                :class:`~medinfer.items.ItemResults`, in input order each item's one-sample Prediction or its own
+                :class:`NoResult` (invalid, no information, out of domain under a refusing policy, a failed run,
+                a timeout, an unwritable audit record); it never raises for an item's fault.
 
         Returns:
             Prediction with labels (classification), scores, raw outputs and provenance.
@@ -219,7 +233,7 @@ class Model:
             DeadlineExceeded: the deadline passed.
             InferenceError: onnxruntime failed on a validated input.
         """
-        if self._plain and deadline_ms is None and request_id is None and not explain:
+        if self._plain and deadline_ms is None and request_id is None and not explain and on_error is RAISE:
             check = self._check1
             if check is not None and type(x) is np.ndarray:  # hot path: one array for a one-input model
                 arr, single = check(x)
@@ -237,6 +251,12 @@ class Model:
             if self._evidence is not None:
                 self._check_evidence(outs[1])
             return Prediction(self._meta, outs, single)
+        if on_error != RAISE:
+            from .items import ON_ITEM_ERROR, predict_items
+
+            check_choice("on_error", on_error, ON_ITEM_ERROR)
+            return predict_items(self, x, deadline_ms if deadline_ms is not None else self.deadline_ms, request_id,
+                                 explain)
         result = self._guarded(x, deadline_ms if deadline_ms is not None else self.deadline_ms, request_id, explain)
         if isinstance(result, MedinferError):
             raise result

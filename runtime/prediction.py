@@ -192,6 +192,11 @@ class Prediction:
             start += n
         return parts
 
+    def take(self, rows: Sequence[int] | np.ndarray) -> Prediction:
+        """The samples at ``rows`` (positions in this prediction) as a prediction of their own."""
+        index = np.asarray(rows, dtype=np.int64)
+        return Prediction(self._meta, [r[index] for r in self._raw], False)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (lists, not arrays)."""
         labels = self.labels

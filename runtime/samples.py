@@ -62,6 +62,42 @@ def select_pairs(arrays: Mapping[str, Any], variant: str = DEFAULT) -> Pair:
     prefix = own_out if any(k.startswith(own_out) for k in arrays) else _prefix(OUTPUT, DEFAULT)
     return ({k[len(start):]: v for k, v in arrays.items() if k.startswith(start)},
             {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+#: The most a samples file a bundle pins (golden, parity sample, explanation data) may expand to: its members are
+#: checked against this before anything is decompressed (a small archive can expand to gigabytes).
+MAX_NPZ_BYTES = 512 << 20
+
+
+def load_npz(data: bytes, what: str, max_bytes: int | None = None, kind: str = "samples") -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` held in ``data``, decompressed within a bound: the declared size of every member
+    is checked (in all at most ``max_bytes``, default :data:`MAX_NPZ_BYTES`) before any is decompressed, each is
+    read to at most its declared size plus one byte, and no pickled object is ever loaded.
+
+    Raises:
+        BundleError: not a zip of ``.npy`` members, a member larger than declared, more than ``max_bytes`` in all,
+            or a member that is not a plain array.
+    """
+    max_bytes = MAX_NPZ_BYTES if max_bytes is None else max_bytes
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+            total = sum(i.file_size for i in infos)
+            if total > max_bytes:
+                raise BundleError(f"{what} expands to {total} bytes; at most {max_bytes} are read from a {kind} file "
+                                  "(refused before it is unpacked): re-export the bundle")
+            for info in infos:
+                with zf.open(info) as member:
+                    raw = member.read(info.file_size + 1)
+                if len(raw) != info.file_size:
+                    raise BundleError(f"{what}: member {info.filename} is not the size its directory declares")
+                arrays[info.filename.removesuffix(".npy")] = np.lib.format.read_array(io.BytesIO(raw),
+                                                                                       allow_pickle=False)
+    except BundleError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
+        raise BundleError(f"{what} is not a readable {kind} file ({type(exc).__name__}: {exc}); "
+                          "re-export the bundle") from None
+    return arrays
 
 
 def read_pairs(data: bytes, variant: str, what: str, input_names: Sequence[str], kind: str = "golden") -> Pair:
@@ -69,14 +105,10 @@ def read_pairs(data: bytes, variant: str, what: str, input_names: Sequence[str],
     (``in@<variant>.`` / ``out@<variant>.``) when the file holds them, else the fp32 graph's.
 
     Raises:
-        BundleError: not a readable npz (no pickles are ever loaded), or an input or the outputs are missing.
+        BundleError: not a readable npz (no pickles are ever loaded; decompression bounded: :func:`load_npz`), or
+            an input or the outputs are missing.
     """
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            inputs, outputs = select_pairs({k: npz[k] for k in npz.files}, variant)
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise BundleError(f"{what} is not a readable {kind} file ({type(exc).__name__}: {exc}); "
-                          "re-export the bundle") from None
+    inputs, outputs = select_pairs(load_npz(data, what, kind=kind), variant)
     missing = [n for n in input_names if n not in inputs]
     if missing or not outputs:
         raise BundleError(f"{what} lacks {kind} inputs {missing} or outputs (holds {sorted(inputs)} / "

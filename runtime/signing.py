@@ -37,6 +37,7 @@ from .extras import optional_import
 from .files import read_regular_file
 from .integrity import sha256_bytes
 from .manifest import SIGNATURE_NAME, read_manifest_bytes
+from .writing import write_atomic
 
 ALG = "Ed25519"
 log = logging.getLogger(__name__)
@@ -67,13 +68,10 @@ def generate_keypair(private_path: str | Path, public_path: str | Path | None = 
     key = crypto_ed25519.Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
+    write_atomic(private_path, pem, "the private key", mode=0o600)
     pub = key.public_key()
-    public_path.write_bytes(
-        pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
+    write_atomic(public_path, pub.public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo), "the public key")
     raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return private_path, public_path, key_id(raw)
 
@@ -91,7 +89,7 @@ def sign_bundle(bundle: str | Path, private_key: str | Path) -> dict[str, str]:
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     doc = {"alg": ALG, "key_id": key_id(raw), "public_key": base64.b64encode(raw).decode(),
            "signature": base64.b64encode(key.sign(manifest)).decode()}
-    (Path(bundle) / SIGNATURE_NAME).write_text(json.dumps(doc, indent=2) + "\n")
+    write_atomic(Path(bundle) / SIGNATURE_NAME, (json.dumps(doc, indent=2) + "\n").encode(), "the signature")
     return doc
 
 

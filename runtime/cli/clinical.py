@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ def predict_dicom(model: Model, args: argparse.Namespace) -> int:
         centre = (row, col)
     if args.fhir_out:
         fhir_time(args)  # refuse a bad subject or time before the work, not after
+    check_outputs(args)
     result = predict_file(model, args.input, centre=centre, stride=args.stride, frame=args.frame)
     written: list[str] = []
     explained = None
@@ -55,12 +57,11 @@ def predict_dicom(model: Model, args: argparse.Namespace) -> int:
             written += [f"DICOM {KINDS[kind]} written to {path}" for kind, path in outputs.files.items()]
             written += [f"DICOM {KINDS[kind]} NOT written: {why}" for kind, why in outputs.skipped.items()]
         if args.fhir_out:
-
             from ..integrity import sha256_file
-            from ..tools.fhir import slice_bundle
+            from ..tools.fhir_slice import slice_bundle
 
             write_fhir(args, slice_bundle(model, result, subject=args.fhir_subject, basis=args.fhir_basis,
-                                           sr_uid=sr_uid, input_sha256=sha256_file(Path(args.input))))
+                                           sr_uid=sr_uid, input_sha256=sha256_file(args.input)))
             result.extra["fhir_out"] = args.fhir_out
             written.append(f"FHIR R4 transaction Bundle written to {args.fhir_out}")
     finally:
@@ -71,6 +72,30 @@ def predict_dicom(model: Model, args: argparse.Namespace) -> int:
             why = slice_lines(explained.to_dict())
         print(json.dumps(result.to_dict(), indent=2) if args.json else "\n".join([format_result(result), *why,
                                                                                    *written]), flush=True)
+    return _domain_status(result)
+
+
+def _domain_status(result: Any) -> int:
+    """The exit status of a scored slice: the refusal's (5) when the whole slice got no result; a warning on stderr
+    when the slice or some of its windows lie outside the applicability domain (answered, flagged, or refused one
+    by one: the other windows were answered)."""
+    import sys
+
+    from ..errors import OUTWARD
+
+    if result.refusal is not None:
+        print(f"NO RESULT: {result.refusal.message}", file=sys.stderr)
+        return OUTWARD[result.refusal.reason].exit
+    inside = result.in_domain
+    if result.slice_in_domain is False:
+        print("WARNING: the slice lies outside the model's applicability domain (its values are not a plausible CT "
+              f"calibration: {result.guard.calibration.reason()}): every window is flagged and no finding is "
+              "reported", file=sys.stderr)
+    elif inside is not None and not inside.all():
+        refused = int((~result.answered).sum())
+        print(f"WARNING: {int((~inside).sum())} window(s) lie outside the model's applicability domain"
+              + (f"; {refused} of them got no result" if refused else ": flagged, no finding reported there"),
+              file=sys.stderr)
     return 0
 
 
@@ -86,8 +111,36 @@ def fhir_time(args: argparse.Namespace) -> Any:
     return parse_time(args.fhir_time)
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an output path that cannot be written: a missing or read-only folder, or a target
+    that is not a regular file (a folder, FIFO, device, link). The same checks run again when each file is written.
+
+    Raises:
+        OutputError: naming the option, the path and why.
+    """
+    from ..writing import check_folder, check_target
+
+    for option in ("overlay", "fhir_out"):
+        path = getattr(args, option, None)
+        if path:
+            check_target(path, f"--{option.replace('_', '-')}")
+    if getattr(args, "overlay", None) and getattr(args, "explain", False):
+        from ..tools.explain_slice import explanation_overlay_path
+
+        check_target(explanation_overlay_path(args.overlay), "the explanation overlay")
+    out = getattr(args, "dicom_out", None)
+    if out:
+        folder = Path(out)
+        check_folder(folder if os.path.lexists(folder) else (folder.parent if str(folder.parent) else Path(".")),
+                     f"--dicom-out {folder}")
+
+
 def write_fhir(args: argparse.Namespace, bundle: dict[str, Any]) -> None:
-    path = Path(args.fhir_out)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    """The FHIR Bundle as JSON at ``--fhir-out``, atomically (:func:`medinfer.writing.write_atomic`).
+
+    Raises:
+        OutputError: the path cannot be written (nothing partial is left behind).
+    """
+    from ..writing import write_atomic
+
+    write_atomic(args.fhir_out, (json.dumps(bundle, indent=2) + "\n").encode("utf-8"), "--fhir-out")

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LossyCastError, MedinferError, exit_code
-from .clinical import fhir_time, predict_dicom, write_fhir
+from ..errors import AuditError, DriftAlert, LossyCastError, MedinferError, UsageError, exit_code
+from .clinical import check_outputs, fhir_time, predict_dicom, write_fhir
 from .common import bundle_path, provider_fallback, providers_arg, table
 from .features import data_lines, info_extras
 
@@ -204,7 +204,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         raise UsageError(f"--dicom-out needs a DICOM CT slice as input; {args.input} is not a DICOM file")
     at = fhir_time(args) if args.fhir_out else None
+    check_outputs(args)
     ids, x = read_rows(args.input, model, args.id_column)
+    if args.on_error == "item":  # each item answered or given its own reason (cli/answers.py)
+        from .answers import predict_items
+
+        return predict_items(model, args, ids, x, at)
     try:
         pred = model.predict(x, explain=args.explain)
     except LossyCastError as exc:  # the remedy on this path is the CLI's own flag, not a Python call
@@ -260,6 +265,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .checks import check_profiles
 
         return check_profiles(args)
+    if args.out:  # appended to as records come: a regular file or a new name only (never a FIFO or a device)
+        from ..writing import check_target
+
+        check_target(args.out, "--out")
     args.batch, args.min_seconds = args.batch or [1], 5.0 if args.min_seconds is None else args.min_seconds
     records = []
     for arg in args.bundles:

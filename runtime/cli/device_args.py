@@ -90,6 +90,9 @@ def _predict_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help=JSON_HELP + " (labels, scores, provenance)")
     p.add_argument("--out-of-domain", choices=("flag", "no_result"), default="flag",
                    help="samples outside the applicability domain: flag them (default) or give no answer (exit 5)")
+    p.add_argument("--on-error", choices=("item", "raise"), default="item",
+                   help="item (default): answer every valid row and give each invalid or refused one its own "
+                        "reason (exit status: the first refusal's); raise: one refused row refuses the whole file")
     p.add_argument("--explain", action="store_true",
                    help="also say why: each answer's top attributions with their signs, computed by the bundle's own "
                         "explanation (a DICOM slice: occlusion around each finding; with --overlay OUT.png also "

@@ -351,8 +351,8 @@ class App:
                     batcher = batcher_for(self, slot) if len(body) <= BATCH_BODY_BYTES else None
                     if batcher is not None:
                         batched = begin_batched(call, self.config.deadline_ms)
-                        if batched[2].explicit_deadline or batched[2].explain:
-                            batched = None  # its own deadline (or an explanation): it runs alone
+                        if batched[2].explicit_deadline or batched[2].explain or batched[2].per_item:
+                            batched = None  # its own deadline (an explanation, per-item answers): it runs alone
                     if batched is None and slot.inline and len(body) <= INLINE_BODY_BYTES:
                         call.out = run_call(call, self.config.deadline_ms, self.audited)
                     elif batched is None:

@@ -282,7 +282,7 @@ class Servicer:
         start = time.perf_counter_ns()
         req = decode_grpc_request(request)
         pending = begin_request(call, model, req, start, self.config.deadline_ms)
-        if pending.explicit_deadline or pending.explain:
+        if pending.explicit_deadline or pending.explain or pending.per_item:
             return None
         rid = call.rid if self.audited else pending.sent_id
         try:

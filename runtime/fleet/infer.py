@@ -68,6 +68,7 @@ class Pending:
     explicit_deadline: bool  # the request asked for a deadline of its own
     started: int = 0  # perf_counter_ns when decoding began
     explain: bool = False  # the request asked for the explanation (``parameters.explain``)
+    per_item: bool = False  # ``parameters.on_error = "item"``: each item answered or given its own reason
 
 
 def begin_request(call: Call, model: Any, req: Any, start: int, server_deadline_ms: float | None) -> Pending:
@@ -89,7 +90,7 @@ def begin_request(call: Call, model: Any, req: Any, start: int, server_deadline_
     fhir = fhir_request(req.parameters)
     explicit = any(req.parameters.get(k) is not None for k in ("deadline_ms", "timeout"))
     return Pending(x, deadline, fhir, sent_id, time.perf_counter_ns(), explicit, start,
-                   explain_request(req.parameters))
+                   explain_request(req.parameters), item_request(req.parameters))
 
 
 def finish_request(call: Call, model: Any, req: Any, pred: Any, pending: Pending, start: int,
@@ -131,6 +132,12 @@ def predict_request(call: Call, model: Any, req: Any, start: int, server_deadlin
     """The part of a request that every protocol (HTTP JSON, HTTP binary, gRPC) shares: :func:`begin_request`,
     ``Model.predict`` (validation, run, decision, audit record) and :func:`finish_request`."""
     pending = begin_request(call, model, req, start, server_deadline_ms)
+    if pending.per_item:
+        from .items import finish_items
+
+        got = model.predict(pending.x, deadline_ms=pending.deadline_ms, request_id=call.rid if audited else
+                            pending.sent_id, explain=pending.explain, on_error="item")
+        return finish_items(call, model, req, got, pending, start, time.perf_counter_ns())
     try:
         # The id goes to the audit record (a server-made one only when there is a trail to match it with).
         pred = model.predict(pending.x, deadline_ms=pending.deadline_ms,
@@ -178,6 +185,16 @@ def explain_request(parameters: dict[str, Any]) -> bool:
     if not isinstance(asked, bool):
         raise RequestError(f"parameters.explain must be true or false, got {asked!r}")
     return asked
+
+
+def item_request(parameters: dict[str, Any]) -> bool:
+    """``"parameters": {"on_error": "item"}``: answer every valid item of the request and give each invalid or
+    refused one its own reason (status 200; the ``status`` output and ``parameters.no_results``); ``"raise"`` (the
+    default): one refused item refuses the request (400 / 422)."""
+    asked = parameters.get("on_error", "raise")
+    if asked not in ("raise", "item"):
+        raise RequestError(f"parameters.on_error must be \"raise\" or \"item\", got {str(asked)[:40]!r}")
+    return asked == "item"
 
 
 def request_deadline(parameters: dict[str, Any], server_ms: float | None) -> float | None:

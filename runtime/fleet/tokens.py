@@ -4,7 +4,6 @@ scopes and expiry; a token itself is shown once, when it is made, and never stor
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from collections.abc import Iterable
@@ -72,9 +71,6 @@ def revoke_token(path: str | Path, name: str) -> None:
 
 
 def _write(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    from ..writing import write_atomic
+
+    write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"), "the token file", mode=0o600)

@@ -24,14 +24,26 @@ from ..model import Model
 from ..windows import CENTRES_OUTPUT, SLICE_DOMAIN_OUTPUT, STRIDE_INPUT, crop, run_tiles
 
 __all__ = ["CENTRES_OUTPUT", "SLICE_DOMAIN_OUTPUT", "STRIDE_INPUT", "SliceGrid", "SliceScores", "describe",
-           "is_one_pass", "run_tiles", "score_centre", "score_slice", "score_slice_with_domain", "slice_variant_of"]
+           "guards_every_window", "is_one_pass", "run_tiles", "score_centre", "score_centre_window", "score_slice",
+           "score_slice_with_domain", "slice_variant_of"]
 
 
 def slice_variant_of(manifest: Manifest, variant: str | None) -> str | None:
     """The whole-slice variant computing the windows of ``variant`` (None: the default; ``"auto"``: the patch
-    variant the manifest prefers for this CPU) in one pass, if shipped."""
+    variant the manifest prefers for this CPU) in one pass, if shipped — and, for a bundle with a domain guard, only
+    one whose graph gives each window's domain score too (:func:`guards_every_window`)."""
     wanted = chosen_variant(variant, manifest.profile.variant_by_cpu)
-    return next((k for k, v in manifest.variants.items() if v.windows_of == wanted and v.inputs is not None), None)
+    return next((k for k, v in manifest.variants.items()
+                 if v.windows_of == wanted and v.inputs is not None and guards_every_window(manifest, k)), None)
+
+
+def guards_every_window(manifest: Manifest, variant: str) -> bool:
+    """Whether ``variant``'s graph gives each window the bundle's domain score (always true without a guard): a
+    whole-slice graph that answers without its guard is not taken (patch by patch instead)."""
+    if manifest.domain is None:
+        return True
+    outputs = manifest.variants[variant].outputs
+    return outputs is None or any(o.name == manifest.domain.output for o in outputs)
 
 
 def is_one_pass(model: Model) -> bool:
@@ -144,11 +156,24 @@ def score_slice_with_domain(model: Model, hu: np.ndarray, centres: np.ndarray, s
 
 def score_centre(model: Model, hu: np.ndarray, centre: tuple[int, int], fill: float) -> tuple[np.ndarray, list[str]]:
     """One window centred at ``centre``, through the whole-slice variant (a window-sized input: one window)."""
+    got = score_centre_window(model, hu, centre, fill)
+    return got.scores, got.labels
+
+
+def score_centre_window(model: Model, hu: np.ndarray, centre: tuple[int, int], fill: float) -> SliceScores:
+    """:func:`score_centre` with the window's domain score and flag (None without the variant's guard output; the
+    window is the whole input, so the slice's answer is the window's)."""
     grid = SliceGrid.of(model)
     tile = crop(hu, centre[0] - grid.offset, centre[1] - grid.offset, grid.patch, grid.patch, fill)
     pred = model.predict({grid.image: tile[None, :, :, None], STRIDE_INPUT: np.array([grid.cells[0]], np.int64)})
-    return np.asarray(pred.scores, np.float64).reshape(-1), [str(x) for x in (pred.labels if pred.labels is not None
-                                                                               else [""])]
+    scores = np.asarray(pred.scores, np.float64).reshape(-1)
+    labels = [str(x) for x in (pred.labels if pred.labels is not None else [""])]
+    if pred.domain_scores is None:
+        return SliceScores(scores, labels, None, None, None, None)
+    domain = np.asarray(pred.domain_scores, np.float32).reshape(-1)
+    threshold = model.manifest.domain.threshold if model.manifest.domain is not None else float("inf")
+    flags = in_domain(domain, threshold)
+    return SliceScores(scores, labels, domain, flags, float(domain.max()), bool(flags.all()))
 
 
 def describe(model: Model) -> dict[str, Any]:

@@ -58,8 +58,10 @@ def explain_slice(patch_model: Model, result: DicomPrediction, *, findings: int 
     size = result.patch
     threshold = result.threshold if result.threshold is not None else 0.5
     chosen: list[int] = []
-    for i in np.argsort(-result.scores, kind="stable"):
-        if result.scores[i] < threshold or len(chosen) >= findings:
+    # findings are the windows the model may report: answered and inside the applicability domain
+    scores = np.where(result.confident, np.nan_to_num(result.scores, nan=-np.inf), -np.inf)
+    for i in np.argsort(-scores, kind="stable"):
+        if scores[i] < threshold or len(chosen) >= findings:
             break
         if all(np.abs(result.centres[i] - result.centres[j]).max() >= size // 2 for j in chosen):
             chosen.append(int(i))
@@ -107,9 +109,9 @@ def write_explanation_overlay(result: DicomPrediction, explained: SliceExplanati
     overlay's colour scale, a colour bar and a caption naming the findings.
 
     Raises:
-        UsageError: the file cannot be written.
+        OutputError: the file cannot be written (:func:`medinfer.writing.write_atomic`).
     """
-    from ..errors import UsageError
+    from ..writing import write_atomic
     from .dicom import OVERLAY_WINDOW, png_bytes
     from .overlay import figure
 
@@ -119,10 +121,7 @@ def write_explanation_overlay(result: DicomPrediction, explained: SliceExplanati
                f"findings at or above the threshold: {spots}"]
     rgb = figure(np.asarray(result.image.hu, np.float32), np.zeros((1, 2), np.int64), np.zeros(1), field,
                  threshold=None, window=OVERLAY_WINDOW, score_name=f"drop of {result.score_name}", caption=caption)
-    try:
-        Path(path).write_bytes(png_bytes(rgb))
-    except OSError as exc:
-        raise UsageError(f"the explanation overlay {path} cannot be written ({exc.strerror or exc})") from None
+    write_atomic(path, png_bytes(rgb), "the explanation overlay")
 
 
 def explanation_overlay_path(overlay: str | Path) -> Path:

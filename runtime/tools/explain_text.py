@@ -9,8 +9,9 @@ if TYPE_CHECKING:
     from ..explain import Explanation
 
 
-def lines(explanation: Explanation, k: int = 5) -> list[str]:
-    """Readable lines: the method, then per sample its top ``k`` attributions with their signs."""
+def lines(explanation: Explanation, k: int = 5, names: Any = None) -> list[str]:
+    """Readable lines: the method, then per sample its top ``k`` attributions with their signs (each sample shown
+    as ``#<its name>``: ``names[i]``, default its position)."""
     head = (f"why ({explanation.method}, {explanation.explains} in {explanation.units}; "
             f"{'exact' if explanation.exact else 'baseline: ' + explanation.baseline}):")
     out = [head]
@@ -18,7 +19,7 @@ def lines(explanation: Explanation, k: int = 5) -> list[str]:
         parts = ", ".join(f"{name} {value:+.4g}" for name, value in explanation.top(i, k)) or "no attribution"
         base = f" = {explanation.bias[i]:+.4g} (bias) + contributions" if explanation.bias is not None else ""
         target = f" [{explanation.classes[i]}]" if explanation.classes is not None else ""
-        out.append(f"  #{i}{target} {explanation.output[i]:.4g}{base}: {parts}")
+        out.append(f"  #{names[i] if names is not None else i}{target} {explanation.output[i]:.4g}{base}: {parts}")
         if explanation.groups:
             out.append("      masking each group: " + ", ".join(f"{g} {float(v[i]):+.4g}"
                                                              for g, v in explanation.groups.items()))

@@ -32,37 +32,40 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..codings import FhirResult, codings_of
-from ..errors import MedinferError, UsageError
+from ..errors import UsageError
 from ..extras import optional_import
 from ..manifest import Manifest
-from ..model import Model
 from ..prediction import Prediction
+
+if TYPE_CHECKING:
+    from ..items import ItemResults
 from .fhir_map import (
     AIAST,
-    DICOM_UID,
     INPUT_ID,
     LOCAL,
     MANIFEST_ID,
     PARTICIPANT,
     RESULT_CODES,
     UCUM,
+    absent_reason,
     check_subject,
     coding,
     concept,
     device_resource,
+    domain_flag,
     notes,
 )
 
 # No import of .dicom here: FHIR output of a table or a text needs no pydicom.
 
 
-def _fhir() -> Any:
+def require_fhir() -> Any:
+    """fhir.resources' R4B bundle module (the [fhir] extra), or MissingExtraError naming it."""
     optional_import("fhir.resources.R4B", "fhir", "FHIR output")
     from fhir.resources.R4B import bundle
 
@@ -77,17 +80,24 @@ def validate(doc: dict[str, Any]) -> dict[str, Any]:
 
     Raises:
         MissingExtraError: fhir.resources is not installed.
-        MedinferError: the document is not a valid FHIR resource (a bug in this module: please report it).
+        UsageError: the document is not a valid FHIR Bundle; the message names the first bad field (e.g.
+            ``entry[1].resource.subject.reference``) and what fhir.resources said of it. Nothing is written.
     """
-    bundle = _fhir()
+    bundle = require_fhir()
     try:
         model = bundle.Bundle.model_validate(doc)
     except ValueError as exc:
-        raise MedinferError(f"medinfer built an invalid FHIR Bundle (please report this): {exc}") from None
+        errors = getattr(exc, "errors", None)
+        first = errors()[0] if callable(errors) and errors() else {}
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.get("loc", ())).lstrip(".")
+        said = str(first.get("msg", exc))[:200]
+        raise UsageError(f"the FHIR Bundle does not validate (fhir.resources): field '{field or '?'}': {said}; "
+                         "it is not written (check --fhir-subject, --fhir-basis and --fhir-time)") from None
     return json.loads(model.model_dump_json(exclude_none=True))  # type: ignore[no-any-return]
 
 
-def _instant(at: datetime | None) -> datetime:
+def instant(at: datetime | None) -> datetime:
+    """``at`` (default: now, UTC, whole seconds) checked: a time zone, a year FHIR arithmetic can reach."""
     if at is None:
         return datetime.now(timezone.utc).replace(microsecond=0)
     if at.tzinfo is None:
@@ -102,12 +112,13 @@ def _instant(at: datetime | None) -> datetime:
 FIRST_YEAR, LAST_YEAR = 1900, 2200
 
 
-def _urn() -> str:
+def new_urn() -> str:
+    """A new ``urn:uuid:`` (a Bundle entry's fullUrl)."""
     return f"urn:uuid:{uuid.uuid4()}"
 
 
 @dataclass(frozen=True)
-class _Source:
+class Source:
     """What made a result: the manifest and digests of the bundle, the Device's fullUrl."""
 
     manifest: Manifest
@@ -117,13 +128,14 @@ class _Source:
     device_url: str
 
 
-def _references(refs: Sequence[str]) -> list[dict[str, Any]]:
+def references(refs: Sequence[str]) -> list[dict[str, Any]]:
+    """FHIR Reference objects of ``refs``, each checked as a reference (:func:`check_subject`)."""
     if isinstance(refs, str):
         refs = [refs]
     return [{"reference": check_subject(ref, "basis reference")} for ref in refs]
 
 
-def _mapping(manifest: Manifest, generic: bool) -> FhirResult | None:
+def result_mapping(manifest: Manifest, generic: bool) -> FhirResult | None:
     """What the model's manifest declares its FHIR result to be; None for a generic Observation.
 
     Raises:
@@ -146,8 +158,9 @@ def _probability(value: float) -> float:
     return round(float(value), 6)
 
 
-def _risk(src: _Source, mapping: FhirResult, *, subject: str, basis: list[dict[str, Any]], when: datetime,
-          probability: float, rationale: str, extra_notes: Sequence[str] = ()) -> dict[str, Any]:
+def risk_assessment(src: Source, mapping: FhirResult, *, subject: str, basis: list[dict[str, Any]], when: datetime,
+                    probability: float, rationale: str, extra_notes: Sequence[str] = ()) -> dict[str, Any]:
+    """A preliminary RiskAssessment of the model's probability of its declared outcome, performed by the Device."""
     return {
         "resourceType": "RiskAssessment",
         "status": "preliminary",
@@ -164,7 +177,7 @@ def _risk(src: _Source, mapping: FhirResult, *, subject: str, basis: list[dict[s
     }
 
 
-def _observation(src: _Source, code: dict[str, Any], *, subject: str, basis: list[dict[str, Any]],
+def _observation(src: Source, code: dict[str, Any], *, subject: str, basis: list[dict[str, Any]],
                  effective: datetime, issued: datetime, value: dict[str, Any],
                  components: Sequence[dict[str, Any]] = (), extra_notes: Sequence[str] = ()) -> dict[str, Any]:
     return {
@@ -197,7 +210,7 @@ def _score_units(manifest: Manifest) -> str | None:
     return next((o.units for o in manifest.outputs if o.name == manifest.decision.score_output), None)
 
 
-def _forecast(src: _Source, mapping: FhirResult, value: float, *, subject: str, basis: list[dict[str, Any]],
+def _forecast(src: Source, mapping: FhirResult, value: float, *, subject: str, basis: list[dict[str, Any]],
               at: datetime, issued: datetime, at_given: bool) -> dict[str, Any]:
     manifest = src.manifest
     units = _score_units(manifest)
@@ -223,7 +236,7 @@ def _forecast(src: _Source, mapping: FhirResult, value: float, *, subject: str, 
                      "value.",))
 
 
-def _generic(src: _Source, scores: np.ndarray, labels: np.ndarray | None, i: int, *, subject: str,
+def _generic(src: Source, scores: np.ndarray, labels: np.ndarray | None, i: int, *, subject: str,
              basis: list[dict[str, Any]], at: datetime, issued: datetime) -> dict[str, Any]:
     manifest = src.manifest
     code = coding(f"{LOCAL}:CodeSystem:model-output", manifest.name,
@@ -247,7 +260,7 @@ def _generic(src: _Source, scores: np.ndarray, labels: np.ndarray | None, i: int
                                      "observation and not to be used for patient care.",))
 
 
-def _provenance(src: _Source, target: str, when: datetime, input_sha256: str | None,
+def _provenance(src: Source, target: str, when: datetime, input_sha256: str | None,
                 basis: list[dict[str, Any]], sample: str) -> dict[str, Any]:
     """The Provenance of one result (see the module docstring)."""
     entities = []
@@ -261,7 +274,7 @@ def _provenance(src: _Source, target: str, when: datetime, input_sha256: str | N
         "resourceType": "Provenance",
         "target": [{"reference": target}],
         "occurredDateTime": when.isoformat(),
-        "recorded": _instant(None).isoformat(),
+        "recorded": instant(None).isoformat(),
         "reason": [{"coding": [AIAST], "text": "produced by an AI model"}],
         "agent": [{"type": {"coding": [{"system": PARTICIPANT, "code": "author", "display": "Author"}]},
                    "who": {"reference": src.device_url,
@@ -271,8 +284,10 @@ def _provenance(src: _Source, target: str, when: datetime, input_sha256: str | N
     }
 
 
-def _bundle(src: _Source, resources: list[dict[str, Any]], manufacturer: str | None, *,
+def transaction(src: Source, resources: list[dict[str, Any]], manufacturer: str | None, *,
             input_sha256: str | None = None, basis: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The transaction Bundle: the Device (if new), each result with the AIAST label, each result's Provenance;
+    validated (:func:`validate`)."""
     device = device_resource(src.manifest, model_sha256=src.model_sha256, manifest_sha256=src.manifest_sha256,
                              variant=src.variant, manufacturer=manufacturer)
     entries = [{"fullUrl": src.device_url, "resource": device,
@@ -281,28 +296,34 @@ def _bundle(src: _Source, resources: list[dict[str, Any]], manufacturer: str | N
     provenances = []
     for i, r in enumerate(resources):
         r.setdefault("meta", {}).setdefault("security", []).append(dict(AIAST))
-        url = _urn()
+        url = new_urn()
         entries.append({"fullUrl": url, "resource": r, "request": {"method": "POST", "url": r["resourceType"]}})
         when = datetime.fromisoformat(r.get("occurrenceDateTime") or r.get("effectiveDateTime")
-                                      or _instant(None).isoformat())
+                                      or instant(None).isoformat())
         sample = f"sample {i + 1} of {len(resources)}"
         provenances.append(_provenance(src, url, when, input_sha256, list(basis), sample))
-    entries += [{"fullUrl": _urn(), "resource": p, "request": {"method": "POST", "url": "Provenance"}}
+    entries += [{"fullUrl": new_urn(), "resource": p, "request": {"method": "POST", "url": "Provenance"}}
                 for p in provenances]
     doc = {"resourceType": "Bundle", "type": "transaction",
            "timestamp": datetime.now(timezone.utc).replace(microsecond=0).isoformat(), "entry": entries}
     return validate(doc)
 
 
-def to_fhir(pred: Prediction, subject: str, *, basis: Sequence[str] = (), at: datetime | None = None,
+def to_fhir(pred: Prediction | ItemResults, subject: str, *, basis: Sequence[str] = (), at: datetime | None = None,
             generic: bool = False, manufacturer: str | None = None,
             input_sha256: str | None = None) -> dict[str, Any]:
     """FHIR R4 resources for a prediction: a transaction Bundle with a Device for the bundle, one RiskAssessment
     or Observation per sample, as the model's manifest declares, and each result's Provenance (needs the [fhir]
     extra).
 
+    A model with a domain guard tags every result with its flag (``meta.tag``, :data:`~.fhir_map.DOMAIN_CODES`);
+    a sample outside the domain also says so in a note (and, for an Observation, its ``interpretation``). A sample
+    that got no result (per-item answers, ``predict(x, on_error="item")``) gets a ``cancelled`` resource without a
+    value: an Observation with its ``dataAbsentReason``, a RiskAssessment without a prediction, each with the reason
+    in a note — never a value presented as valid.
+
     Args:
-        pred: what :meth:`medinfer.Model.predict` returned.
+        pred: what :meth:`medinfer.Model.predict` returned (a Prediction, or per-item :class:`ItemResults`).
         subject: the reference of the patient (or group) the input came from, e.g. ``"Patient/123"``.
         basis: references of the resources the input was taken from (``RiskAssessment.basis`` /
             ``Observation.derivedFrom``), e.g. ``["DocumentReference/report-7"]``.
@@ -318,25 +339,33 @@ def to_fhir(pred: Prediction, subject: str, *, basis: Sequence[str] = (), at: da
         MissingExtraError: fhir.resources is not installed.
         UsageError: a refused or unmapped model without ``generic``, a bad subject, basis or time.
     """
+    from ..items import ItemResults
+
+    items = pred if isinstance(pred, ItemResults) else None
     manifest = pred.manifest
     if manifest is None:
         raise UsageError("this Prediction carries no manifest; make it with medinfer.load(...).predict(...)")
     subject = check_subject(subject)
-    refs = _references(basis)
-    mapping = _mapping(manifest, generic)  # a wrong request is named before a missing extra
-    _fhir()
-    when, issued = _instant(at), _instant(None)
-    src = _Source(manifest, pred.model_sha256, pred.manifest_sha256, pred.variant, _urn())
-    scores, labels = np.asarray(pred.scores), pred.labels
+    refs = references(basis)
+    mapping = result_mapping(manifest, generic)  # a wrong request is named before a missing extra
+    require_fhir()
+    when, issued = instant(at), instant(None)
+    src = Source(manifest, pred.model_sha256, pred.manifest_sha256, pred.variant, new_urn())
+    scores, labels, inside = np.asarray(pred.scores), pred.labels, pred.in_domain
+    failures = items.failures if items is not None else {}
     threshold = manifest.decision.threshold
     resources = []
     for i in range(len(pred)):
+        if i in failures:
+            resources.append(refused_resource(src, mapping, failures[i], subject=subject, basis=refs, at=when,
+                                      issued=issued))
+            continue
         if mapping is None:
             resources.append(_generic(src, scores, labels, i, subject=subject, basis=refs, at=when, issued=issued))
         elif mapping.value == "probability":
             label = str(labels[i]) if labels is not None else ""
             at_t = f" at the operating threshold {threshold:g}" if threshold is not None else ""
-            resources.append(_risk(src, mapping, subject=subject, basis=refs, when=issued,
+            resources.append(risk_assessment(src, mapping, subject=subject, basis=refs, when=issued,
                                    probability=float(scores[i]),
                                    rationale=f"model decision '{label}'{at_t} (score {float(scores[i]):.4f})"))
         elif mapping.value == "forecast":
@@ -348,15 +377,56 @@ def to_fhir(pred: Prediction, subject: str, *, basis: Sequence[str] = (), at: da
                 src, concept(mapping.code) or {}, subject=subject, basis=refs, effective=when, issued=issued,
                 value=_label_value(manifest, label),
                 components=[_probability_component(_label_probability(manifest, scores[i], label), label)]))
+        if inside is not None and inside[i] is not None:
+            flag_domain(resources[-1], bool(inside[i]), manifest)
     if pred.explanation is not None:  # predict(..., explain=True): why, as a note of each sample's resource
         from .explain_text import note
 
-        for i, resource in enumerate(resources):
-            resource.setdefault("note", []).append({"text": note(pred.explanation, i)})
-    return _bundle(src, resources, manufacturer, input_sha256=_digest(input_sha256), basis=refs)
+        rows = items.answered.tolist() if items is not None else list(range(len(resources)))
+        for row, i in enumerate(rows):
+            resources[i].setdefault("note", []).append({"text": note(pred.explanation, row)})
+    return transaction(src, resources, manufacturer, input_sha256=checked_digest(input_sha256), basis=refs)
 
 
-def _digest(value: str | None) -> str | None:
+def flag_domain(resource: dict[str, Any], inside: bool, manifest: Manifest) -> None:
+    """Tag a result with its applicability-domain flag; outside the domain also say so where a reader looks."""
+    resource.setdefault("meta", {}).setdefault("tag", []).append(domain_flag(inside))
+    if inside:
+        return
+    domain = manifest.domain
+    limit = f" (domain score above {domain.threshold:.4g}, the threshold that accepts {domain.coverage:.0%} of " \
+            "held-out in-domain data)" if domain is not None else ""
+    resource.setdefault("note", []).insert(0, {"text": f"OUTSIDE the model's applicability domain{limit}: this "
+                                                       "answer is not backed by its training data; do not rely on it"})
+    if resource["resourceType"] == "Observation":
+        resource["interpretation"] = [{"coding": [domain_flag(False)], "text": "outside the model's applicability "
+                                                                              "domain"}]
+
+
+def refused_resource(src: Source, mapping: FhirResult | None, refusal: Any, *, subject: str,
+                     basis: list[dict[str, Any]], at: datetime, issued: datetime) -> dict[str, Any]:
+    """A sample that got no result: ``cancelled``, no value, the reason in a note (and an Observation's
+    ``dataAbsentReason``)."""
+    manifest = src.manifest
+    why = [f"NO RESULT for this sample ({refusal.reason}): {refusal.message}"]
+    if mapping is not None and mapping.resource == "RiskAssessment":
+        risk = risk_assessment(src, mapping, subject=subject, basis=basis, when=issued, probability=0.0, rationale="",
+                     extra_notes=())
+        risk.pop("prediction")
+        risk["status"] = "cancelled"
+        risk["note"] = [{"text": t} for t in why] + risk["note"]
+        return risk
+    code = (concept(mapping.code) or {}) if mapping is not None else \
+        coding(f"{LOCAL}:CodeSystem:model-output", manifest.name, f"{manifest.name} {manifest.version} output")
+    obs = _observation(src, code, subject=subject, basis=basis, effective=at, issued=issued, value={})
+    obs["status"] = "cancelled"
+    obs["dataAbsentReason"] = absent_reason(refusal.reason, refusal.message)
+    obs["note"] = [{"text": t} for t in why] + obs["note"]
+    return obs
+
+
+def checked_digest(value: str | None) -> str | None:
+    """``value`` when it is a sha256 hex digest (or None); else UsageError."""
     if value is not None and (not isinstance(value, str) or len(value) != 64 or
                               any(c not in "0123456789abcdef" for c in value)):
         raise UsageError(f"input_sha256 must be 64 lowercase hex digits (medinfer.audit.input_digest), got {value!r}")
@@ -368,54 +438,6 @@ def _label_probability(manifest: Manifest, row: np.ndarray, label: str) -> float
     if np.ndim(row):
         return float(np.ravel(row)[list(manifest.labels or ()).index(label)])
     return float(row) if label == manifest.decision.positive_label else 1.0 - float(row)
-
-
-class ScoredSlice(Protocol):
-    """What :func:`slice_bundle` reads of a :class:`medinfer.tools.dicom.DicomPrediction`."""
-
-    centres: np.ndarray
-    scores: np.ndarray
-    labels: list[str]
-    threshold: float | None
-
-    @property
-    def image(self) -> Any: ...  # CTImage: path, frame, uids
-
-
-def slice_bundle(model: Model, result: ScoredSlice, *, subject: str, basis: Sequence[str] = (),
-                 manufacturer: str | None = None, sr_uid: str | None = None,
-                 input_sha256: str | None = None) -> dict[str, Any]:
-    """FHIR R4 for one scored CT slice: a RiskAssessment whose probability is the highest window score.
-
-    ``basis`` gains the slice's study (an ImagingStudy by its DICOM Study Instance UID) when the file has one;
-    ``sr_uid`` (the SOP Instance UID of the DICOM SR written for the slice) is named in a note.
-
-    Raises:
-        MissingExtraError: fhir.resources is not installed.
-        UsageError: the model has no patient-facing mapping, or a bad subject or basis.
-    """
-    manifest = model.manifest
-    _fhir()
-    subject = check_subject(subject)
-    refs = _references(basis)
-    study = result.image.uids.get("StudyInstanceUID")
-    if study:
-        refs.insert(0, {"type": "ImagingStudy", "identifier": {"system": DICOM_UID, "value": f"urn:oid:{study}"}})
-    mapping = _mapping(manifest, False)
-    if mapping is None or mapping.resource != "RiskAssessment":
-        raise UsageError(f"{manifest.name} has no risk mapping for a scored DICOM slice")
-    src = _Source(manifest, model.model_sha256, model.manifest_sha256, model.variant, _urn())
-    best = int(np.argmax(result.scores))
-    row, col = (int(v) for v in result.centres[best])
-    t = result.threshold
-    above = sum(label == manifest.decision.positive_label for label in result.labels)
-    rationale = (f"highest of {len(result.scores)} windows, centred at row {row}, col {col} of "
-                 f"{Path(result.image.path).name} (frame {result.image.frame + 1}); {above} window(s) at or above "
-                 f"the operating threshold {f'{t:g}' if t is not None else '-'}")
-    extra = [f"Per-window regions: DICOM SR {sr_uid}."] if sr_uid else []
-    resource = _risk(src, mapping, subject=subject, basis=refs, when=_instant(None),
-                     probability=float(result.scores[best]), rationale=rationale, extra_notes=extra)
-    return _bundle(src, [resource], manufacturer, input_sha256=_digest(input_sha256), basis=refs)
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -431,4 +453,4 @@ def parse_time(text: str | None) -> datetime | None:
     except ValueError:
         raise UsageError(f"the FHIR time must be ISO 8601 with a time zone, e.g. 2026-01-31T08:00:00+00:00; "
                          f"got {text!r}") from None
-    return _instant(at)
+    return instant(at)

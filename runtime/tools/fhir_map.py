@@ -19,8 +19,9 @@ from ..codings import LOCAL, RESULT_CODES, SNOMED, UCUM, Coding
 from ..errors import UsageError
 from ..manifest import Manifest
 
-__all__ = ["DICOM_UID", "FHIR_VERSION", "LOCAL", "MANIFEST_ID", "MANUFACTURER", "MODEL_ID", "RESULT_CODES", "SNOMED",
-           "UCUM", "check_subject", "coding", "concept", "device_resource", "notes"]
+__all__ = ["DATA_ABSENT", "DICOM_UID", "DOMAIN_CODES", "FHIR_VERSION", "LOCAL", "MANIFEST_ID", "MANUFACTURER",
+           "MODEL_ID", "RESULT_CODES", "SNOMED", "UCUM", "absent_reason", "check_subject", "coding", "concept",
+           "device_resource", "domain_flag", "notes"]
 
 FHIR_VERSION = "4.0.1"
 DICOM_UID = "urn:dicom:uid"  # FHIR's system for DICOM UIDs (ImagingStudy.identifier)
@@ -32,10 +33,26 @@ INPUT_ID = f"{LOCAL}:identifier:input-sha256"  # the digest the audit record hol
 AIAST = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "AIAST",
          "display": "Artificial Intelligence asserted"}
 PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+# FHIR R4's DataAbsentReason code system: why an Observation carries no value (a refused sample has none).
+DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+# Whether a result lies inside the model's applicability domain: no standard terminology has this, so a local code
+# system, carried in meta.tag of every result of a guarded model and, when outside, in Observation.interpretation.
+DOMAIN_CODES = f"{LOCAL}:CodeSystem:applicability-domain"
+_DOMAIN_DISPLAY = {"in-domain": "Inside the model's applicability domain",
+                   "out-of-domain": "OUTSIDE the model's applicability domain: not backed by its training data"}
+# A refusal that the model decided (no information, outside the domain): the procedure was not performed;
+# anything else (invalid input, a failed run, a timeout, an unwritable audit record) is an error.
+_NOT_PERFORMED = ("out_of_domain", "no_information")
 MANUFACTURER = "medinfer"
 
-REFERENCE = re.compile(r"^([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?"
-                       r"|urn:(uuid|oid):\S+|https?://\S+)$")
+# FHIR R4's own forms (http://hl7.org/fhir/R4/references.html#literal and the uuid / oid datatypes): a relative
+# Type/id[/_history/vid], the same after an http(s) base of the characters the spec's regex allows, a urn:uuid: with
+# an RFC 4122 UUID (lowercase, as FHIR's uuid type), a urn:oid: with an OID. Nothing else (no markup, no spaces).
+_LITERAL = r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?"
+REFERENCE = re.compile(rf"^({_LITERAL}"
+                       rf"|https?://[A-Za-z0-9\-.:%$]+(/[A-Za-z0-9\-.:%$]+)*/{_LITERAL}"
+                       r"|urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+                       r"|urn:oid:[0-2](\.(0|[1-9][0-9]*))+)$")
 
 
 def coding(system: str, code: str, display: str) -> dict[str, Any]:
@@ -49,14 +66,18 @@ def concept(code: Coding | None) -> dict[str, Any] | None:
 
 
 def check_subject(subject: str, what: str = "subject") -> str:
-    """``subject`` when it is a FHIR reference (``Patient/123``, ``urn:uuid:...``, an absolute URL).
+    """``subject`` when it is a FHIR R4 reference (:data:`REFERENCE`): ``Patient/123``, an absolute URL ending in
+    ``Type/id`` (``https://ehr.example/fhir/Patient/123``), ``urn:uuid:`` with a UUID or ``urn:oid:`` with an OID.
 
     Raises:
-        UsageError: anything else (a bare id, an empty string); ``what`` names the argument in the message.
+        UsageError: anything else (a bare id, an empty string, a malformed UUID or OID, markup or spaces in a URL);
+            ``what`` names the argument in the message.
     """
-    if not isinstance(subject, str) or not REFERENCE.match(subject):
-        raise UsageError(f"the FHIR {what} must be a reference such as 'Patient/123', 'urn:uuid:<uuid>' or an "
-                         f"absolute URL; got {subject!r}")
+    if not isinstance(subject, str) or len(subject) > 2048 or not REFERENCE.match(subject):
+        shown = subject[:80] if isinstance(subject, str) else subject
+        raise UsageError(f"the FHIR {what} must be a reference such as 'Patient/123', "
+                         "'https://ehr.example/fhir/Patient/123', 'urn:uuid:<a lowercase RFC 4122 UUID>' or "
+                         f"'urn:oid:<an OID>'; got {shown!r}")
     return subject
 
 
@@ -90,3 +111,18 @@ def device_resource(manifest: Manifest, *, model_sha256: str, manifest_sha256: s
                     {"type": {"text": "medinfer runtime"}, "value": __version__}],
         "note": notes(manifest)[:2],
     }
+
+
+def domain_flag(inside: bool) -> dict[str, str]:
+    """The coding of an applicability-domain flag (:data:`DOMAIN_CODES`)."""
+    code = "in-domain" if inside else "out-of-domain"
+    return {"system": DOMAIN_CODES, "code": code, "display": _DOMAIN_DISPLAY[code]}
+
+
+def absent_reason(reason: str, message: str) -> dict[str, Any]:
+    """``Observation.dataAbsentReason`` of a sample that got no result: ``not-performed`` when the model refused it
+    (no information, outside the domain), ``error`` otherwise; the text says which refusal and why."""
+    code = "not-performed" if reason in _NOT_PERFORMED else "error"
+    display = "Not Performed" if code == "not-performed" else "Error"
+    return {"coding": [{"system": DATA_ABSENT, "code": code, "display": display}],
+            "text": f"no result ({reason}): {message}"[:1000]}

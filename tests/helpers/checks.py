@@ -66,3 +66,16 @@ def hammer(fn, *, threads: int, calls: int, seconds: float | None = None) -> tup
     for t in pool:
         t.join(timeout=300)
     return results, errors
+
+
+def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
+    """Debian's dciodvfy's error and warning lines for one DICOM file ([], [] when dciodvfy is not installed)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        return [], []
+    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, check=False)
+    lines = (proc.stdout + proc.stderr).splitlines()
+    return [x for x in lines if x.startswith("Error")], [x for x in lines if x.startswith("Warning")]

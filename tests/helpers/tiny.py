@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from medinfer.integrity import contract_digest
+from medinfer.integrity import CONTRACT_SCHEME_KEY, contract_digest
 from medinfer.manifest import Card, Decision, TensorSpec
 from medinfer.schema import to_json
 
@@ -120,15 +120,22 @@ def _write(folder: Path, name: str, contract_doc: dict[str, Any], graph_bytes: b
     return folder
 
 
-def _graph(name: str, contract_doc: dict[str, Any], nodes: list, inputs: list, outputs: list, inits: list) -> bytes:
+def _graph(name: str, contract_doc: dict[str, Any], nodes: list, inputs: list, outputs: list, inits: list,
+           scheme: str = "1") -> bytes:
+    """A graph carrying the contract digest of ``contract_doc`` in ``scheme`` ("1": what bundles before the guard's
+    settings were digested carry, and no scheme key; "2": ``contract_doc`` must then hold the manifest's
+    ``domain``, ``profile`` and ``variants`` as written, see :func:`guarded_doc`)."""
     import onnx
     from onnx import helper
 
     graph = helper.make_graph(nodes, name, inputs, outputs, initializer=inits)
     onx = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onx.ir_version = 8
-    for k, v in {"medinfer.name": name, "medinfer.version": "0.0.1",
-                 "medinfer.contract_sha256": contract_digest(contract_doc)}.items():
+    props = {"medinfer.name": name, "medinfer.version": "0.0.1",
+             "medinfer.contract_sha256": contract_digest(contract_doc, scheme)}
+    if scheme != "1":
+        props[CONTRACT_SCHEME_KEY] = scheme
+    for k, v in props.items():
         entry = onx.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.checker.check_model(onx)
@@ -332,9 +339,22 @@ def domain_reference(x: np.ndarray) -> np.ndarray:
     return (x.astype(np.float32) ** 2).mean(axis=1) / np.float32(10)
 
 
-def build_domain(folder: Path, *, name: str = "tiny_domain", threshold: float = 1.0) -> Path:
+def guarded_doc(contract_doc: dict[str, Any], domain: Any, profile: dict[str, Any] | None = None,
+                variants: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``contract_doc`` with the manifest's ``domain``, ``profile`` and ``variants`` as :func:`_write` will write
+    them (``bundle_fields``' one-thread profile, the default variant): what a scheme-2 contract digest covers."""
+    from medinfer.manifest import SessionProfile, Variant
+    from medinfer.schema import parse
+
+    prof = parse(SessionProfile, profile or {"intra_op_num_threads": 1, "inter_op_num_threads": 1})
+    return {**contract_doc, "domain": to_json(domain) if domain is not None else None, "profile": to_json(prof),
+            "variants": to_json(variants or {"default": Variant(file="model.onnx")})}
+
+
+def build_domain(folder: Path, *, name: str = "tiny_domain", threshold: float = 1.0, scheme: str = "1") -> Path:
     """The tiny logistic model with an applicability-domain output ``domain_score`` (its manifest ``domain``
-    section): samples with a domain score above ``threshold`` are outside the domain."""
+    section): samples with a domain score above ``threshold`` are outside the domain. ``scheme`` "2" digests the
+    guard's settings into the graph as the exporter does; "1" is a bundle written before that."""
     from medinfer.manifest import Domain
     from onnx import TensorProto, helper, numpy_helper
 
@@ -347,14 +367,15 @@ def build_domain(folder: Path, *, name: str = "tiny_domain", threshold: float = 
              helper.make_node("Mul", ["x", "x"], ["sq"]),
              helper.make_node("ReduceMean", ["sq"], ["msq"], axes=[1], keepdims=0),
              helper.make_node("Div", ["msq", "ten"], ["domain_score"])]
-    graph = _graph(name, doc, nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+    domain = Domain(output="domain_score", threshold=threshold, coverage=0.99, method="mean square / 10 (test)",
+                    calibration={"data": "synthetic"}, evaluation={})
+    graph = _graph(name, guarded_doc(doc, domain) if scheme != "1" else doc, nodes,
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
                    [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
                     helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2]),
                     helper.make_tensor_value_info("domain_score", TensorProto.FLOAT, ["N"])],
                    [numpy_helper.from_array(W, "W"), numpy_helper.from_array(B, "B"),
-                    numpy_helper.from_array(np.array(10, np.float32), "ten")])
-    domain = Domain(output="domain_score", threshold=threshold, coverage=0.99, method="mean square / 10 (test)",
-                    calibration={"data": "synthetic"}, evaluation={})
+                    numpy_helper.from_array(np.array(10, np.float32), "ten")], scheme)
     return _write(folder, name, doc, graph, GOLDEN_X, {"probabilities": reference(GOLDEN_X)}, domain=domain)
 
 

@@ -36,7 +36,8 @@ def contract(name: str = "tiny_cnn", threshold: float = 0.5) -> dict[str, Any]:
 
 
 def patch_graph(name: str = "tiny_cnn", *, seed: int = 0, entry: str = "reshape", flatten: str = "nhwc",
-                pads: int = 0, ceil_mode: int = 0, spatial_bias: bool = False, threshold: float = 0.5) -> bytes:
+                pads: int = 0, ceil_mode: int = 0, spatial_bias: bool = False, threshold: float = 0.5,
+                doc: dict[str, Any] | None = None) -> bytes:
     """The patch graph. ``entry``: ``reshape`` (tf2onnx with one channel) or ``transpose``; ``flatten``: ``nhwc``
     (Keras: a Transpose before the flatten) or ``nchw`` (no Transpose: the flatten reads channels first).
     ``pads``, ``ceil_mode``, ``spatial_bias`` make graphs a whole-image pass is NOT equal to (to test refusal)."""
@@ -94,7 +95,7 @@ def patch_graph(name: str = "tiny_cnn", *, seed: int = 0, entry: str = "reshape"
     onx = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onx.ir_version = 8
     for k, v in {"medinfer.name": name, "medinfer.version": "0.0.1",
-                 "medinfer.contract_sha256": contract_digest(contract(name, threshold))}.items():
+                 "medinfer.contract_sha256": contract_digest(doc or contract(name, threshold))}.items():
         prop = onx.metadata_props.add()
         prop.key, prop.value = k, v
     onnx.checker.check_model(onx)
@@ -116,7 +117,7 @@ def ct_image(shape: tuple[int, int], seed: int = 1) -> np.ndarray:
 GUARD_THRESHOLD = 1.0  # the guarded bundle's domain threshold: windows mostly of air or bone are out of the domain
 
 
-def guard() -> Any:
+def hu_guard() -> Any:
     """A domain guard of the CT's kind, on the HU statistics the whole-slice graph computes per window:
     2 x |mean HU / 1000 + 0.3| (windows mostly of soft tissue score < 1, windows mostly of air or bone > 1)."""
     from medinfer.train import patch_stats
@@ -128,35 +129,100 @@ def guard() -> Any:
                        lambda X: {"hu_stats": patch_stats.features(X)}, sources={"hu_stats": "@patch_stats:hu"})
 
 
+#: The tiny guard (``build(..., guard=...)``): a window's domain score is |mean HU + 300| / 400 (0 for a patch of
+#: lung-like mean; air and soft tissue about 1, a patch shifted by +1024 HU more than 2.5).
+GUARD_CENTRE, GUARD_SCALE = -300.0, 400.0
+
+
+def guard_reference(patches: np.ndarray) -> np.ndarray:
+    """The tiny guard in numpy, per patch (N, P, P, 1) -> (N,)."""
+    return np.abs(patches.astype(np.float64).mean(axis=(1, 2, 3)) - GUARD_CENTRE) / GUARD_SCALE
+
+
+def _guard_nodes(source: str, output: str, pooled: bool) -> tuple[list[Any], list[Any]]:
+    """Nodes computing the tiny guard: on patches (ReduceMean), or per window of a whole image in one pass
+    (AveragePool over each window at the trunk's 8 px cell, then every ``stride_cells``-th position): the same
+    windows the whole-slice graph scores, row-major."""
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array(-GUARD_CENTRE, np.float32), "guard_shift"),
+             numpy_helper.from_array(np.array(GUARD_SCALE, np.float32), "guard_scale")]
+    if not pooled:
+        nodes = [helper.make_node("ReduceMean", [source], ["guard_mean"], axes=[1, 2, 3], keepdims=0)]
+    else:
+        inits += [numpy_helper.from_array(np.array([0, 0], np.int64), "guard_starts"),
+                  numpy_helper.from_array(np.array([1 << 30, 1 << 30], np.int64), "guard_ends"),
+                  numpy_helper.from_array(np.array([2, 3], np.int64), "guard_axes"),
+                  numpy_helper.from_array(np.array([-1], np.int64), "guard_flat")]
+        nodes = [helper.make_node("Transpose", [source], ["guard_nchw"], perm=[0, 3, 1, 2]),
+                 helper.make_node("AveragePool", ["guard_nchw"], ["guard_pool"], kernel_shape=[PATCH, PATCH],
+                                  strides=[8, 8]),
+                 helper.make_node("Concat", ["stride_cells", "stride_cells"], ["guard_steps"], axis=0),
+                 helper.make_node("Slice", ["guard_pool", "guard_starts", "guard_ends", "guard_axes", "guard_steps"],
+                                  ["guard_windows"]),
+                 helper.make_node("Reshape", ["guard_windows", "guard_flat"], ["guard_mean"])]
+    nodes += [helper.make_node("Add", ["guard_mean", "guard_shift"], ["guard_centred"]),
+              helper.make_node("Abs", ["guard_centred"], ["guard_abs"]),
+              helper.make_node("Div", ["guard_abs", "guard_scale"], [output])]
+    return nodes, inits
+
+
+def _with_guard(graph: bytes, pooled: bool) -> bytes:
+    """``graph`` with the tiny guard's ``domain_score`` output (see :func:`_guard_nodes`)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    onx = onnx.load_from_string(graph)
+    nodes, inits = _guard_nodes("hu", "domain_score", pooled)
+    onx.graph.node.extend(nodes)
+    onx.graph.initializer.extend(inits)
+    onx.graph.output.append(helper.make_tensor_value_info("domain_score", TensorProto.FLOAT, ["K" if pooled else "N"]))
+    onnx.checker.check_model(onx)
+    return onx.SerializeToString()
+
+
 def build(folder: Path, *, name: str = "tiny_cnn", slice_variant: bool = True, max_elements: int = 640 * 640,
-          threshold: float | None = None, guarded: bool = False) -> Path:
+          threshold: float | None = None, guarded: bool = False, guard: float | None = None,
+          slice_guard: bool = True) -> Path:
     """A CT bundle with the tiny CNN (``default``) and, by default, its whole-slice variant ``slice`` made by the
     exporter's own rewrite (medinfer.export.variants.whole_slice_graph). The threshold defaults to the median golden
-    score (both labels occur). ``guarded``: both graphs carry :func:`guard` as the exporter adds it (``domain_score``
-    per patch; per window and ``domain_score_slice`` in the slice variant), threshold :data:`GUARD_THRESHOLD`."""
+    score (both labels occur).
+
+    ``guarded``: both graphs carry :func:`hu_guard` as the exporter adds it (``domain_score`` per patch; per window
+    and ``domain_score_slice`` in the slice variant), threshold :data:`GUARD_THRESHOLD`.
+
+    ``guard``: a domain threshold for the hand-built tiny guard instead — the patch graph then has its
+    ``domain_score`` output (:func:`guard_reference`) and the manifest its ``domain`` section, and the slice variant
+    (unless ``slice_guard=False``) the same score per window, as its contract declares (an output named like the
+    manifest's ``domain.output``, one value per window)."""
     import onnxruntime as ort
     from medinfer.export.variants.whole_slice import GOLDEN_SIDE, _mosaic, slice_contract
     from medinfer.export.variants.whole_slice_graph import fcn_graph
+    from medinfer.manifest import Domain
 
     patches = np.stack([ct_image((PATCH, PATCH), seed)[:, :, None] for seed in range(2, 6)])
     probe = ort.InferenceSession(patch_graph(name), providers=["CPUExecutionProvider"])
     golden_scores = probe.run(None, {"hu": patches})[0]
     if threshold is None:
         threshold = float(np.float32(np.median(golden_scores)))
-    graph = patch_graph(name, threshold=threshold)
     doc = contract(name, threshold)
     domain = None
+    if guard is not None:
+        doc["outputs"] = [*doc["outputs"], *to_json((TensorSpec("domain_score", "float32", ("N",)),))]
+        domain = Domain(output="domain_score", threshold=guard, coverage=0.99, method="|mean HU + 300| / 400 (test)")
+    graph = patch_graph(name, threshold=threshold, doc=doc)
+    if guard is not None:
+        graph = _with_guard(graph, pooled=False)
     if guarded:
         import onnx
         from medinfer.export.domain_graph import add_domain_output
-        from medinfer.manifest import Domain
 
         onx = onnx.load_from_string(graph)
-        add_domain_output(onx, guard())
+        add_domain_output(onx, hu_guard())
         doc["outputs"] += to_json((TensorSpec("domain_score", "float32", ("N",)),))
         next(p for p in onx.metadata_props if p.key == "medinfer.contract_sha256").value = contract_digest(doc)
         graph = onx.SerializeToString()
-        domain = Domain(output="domain_score", threshold=GUARD_THRESHOLD, coverage=0.99, method=guard().method,
+        domain = Domain(output="domain_score", threshold=GUARD_THRESHOLD, coverage=0.99, method=hu_guard().method,
                         calibration={"data": "none (test)"}, evaluation={})
     variants: dict[str, Variant] = {"default": Variant(file="model.onnx")}
     files = {}
@@ -170,6 +236,9 @@ def build(folder: Path, *, name: str = "tiny_cnn", slice_variant: bool = True, m
         outputs = tuple(parse(TensorSpec, o) for o in doc["outputs"])
         _, geo = fcn_graph(graph, input_name="hu", score_output="probability")
         inputs, outs = slice_contract(spec_in, outputs, "probability", geo, (2, 12), guarded=guarded)
+        guarded_slice = guard is not None and slice_guard
+        if guarded_slice:
+            outs = (*outs, TensorSpec("domain_score", "float32", ("K",), description="per window"))
         draft = Variant(file="model.slice.onnx", inputs=inputs, outputs=outs, windows_of="default",
                         max_elements=max_elements)
         data, _ = fcn_graph(graph, input_name="hu", score_output="probability",
@@ -177,11 +246,14 @@ def build(folder: Path, *, name: str = "tiny_cnn", slice_variant: bool = True, m
         if guarded:
             from medinfer.export.variants.whole_slice_guard import add_slice_guard
 
-            data = add_slice_guard(data, guard(), "hu", geo)
+            data = add_slice_guard(data, hu_guard(), "hu", geo)
+        if guarded_slice:
+            data = _with_guard(data, pooled=True)
         image = _mosaic(patches, GOLDEN_SIDE)
         feeds = {"hu": image[None, :, :, None], "stride_cells": np.array([3], np.int64)}
         session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-        out = dict(zip(["probability", "centres"], session.run(["probability", "centres"], feeds)))
+        names = [o.name for o in outs]
+        out = dict(zip(names, session.run(names, feeds)))
         variants["slice"] = Variant(file="model.slice.onnx", precision="fp32", inputs=inputs, outputs=outs,
                                     windows_of="default", max_elements=max_elements,
                                     golden_digest=outputs_digest(out, tuple(out)), golden_atol=1e-5,
@@ -199,7 +271,7 @@ def build(folder: Path, *, name: str = "tiny_cnn", slice_variant: bool = True, m
         doc, golden_out, description=f"{name}: tiny CNN of the seed CNN's shape family (random "
         "weights)", n_test=4, variants=variants, data=synthetic_data("synthetic CT-like images"),
         profile={"intra_op_num_threads": 1, "inter_op_num_threads": 1, "chunk": 64, "max_batch": 4096},
-        card=Card(summary="tiny CNN", intended_use="tests only"), **({"domain": domain} if guarded else {}))
+        card=Card(summary="tiny CNN", intended_use="tests only"), **({"domain": domain} if domain else {}))
     write_bundle(folder, fields, {"model.onnx": (graph, "model"), **files,
                                   "golden.npz": golden_npz(golden_in, golden_out, own_goldens)})
     return folder

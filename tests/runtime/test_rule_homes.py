@@ -109,6 +109,10 @@ RULES: dict[str, tuple[Finder, set[str], str]] = {
     "a free port": (
         _text(r"\.bind\(\([^)]*, 0\)\)"), {"runtime/fleet/http.py", "tests/runtime/test_rule_homes.py"},
         "medinfer.fleet.http.free_port (or bind(host, 0) for a socket this process keeps)"),
+    "writing a user's output file": (
+        _text(r"""\.write_(bytes|text)\(|os\.replace\(|\.rename\(|open\([^)]*["'][wx]b?["']"""),
+        {"runtime/writing.py"},
+        "medinfer.writing.write_atomic(path, data) (checks the target first: check_target / check_folder)"),
     "a variant kind, by name": (
         _compared_with("int8", "slice", "slice_int8"),
         {f"export/variants/{f}" for f in ("__init__.py", "int8.py", "whole_slice.py", "whole_slice_graph.py",
@@ -120,7 +124,11 @@ RULES: dict[str, tuple[Finder, set[str], str]] = {
 #: where each rule is checked (default: the product and the shared test helpers; a test may spell a format out)
 DEFAULT_SCOPE = ("runtime/", "export/", "train/", "benchmarks/", "scripts/", "tests/helpers/")
 SCOPES = {"a variant kind, by name": ("export/", "train/"),  # a device may prefer a shipped variant by its key
-          "a free port": (*DEFAULT_SCOPE, "tests/")}
+          "a free port": (*DEFAULT_SCOPE, "tests/"),
+          # what a command writes for its user (bundles, repositories and score outputs are whole folders staged
+          # and renamed by their own writers)
+          "writing a user's output file": ("runtime/tools/", "runtime/cli/", "runtime/signing.py",
+                                           "runtime/fleet/tokens.py")}
 
 
 def derivations(rule: str, root: Path = ROOT) -> list[str]:
@@ -160,12 +168,14 @@ AGAIN = {
     "a timestamp": 'record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}\n',
     "a free port": "with socket.socket() as s:\n    s.bind((\"127.0.0.1\", 0))\n",
     "a variant kind, by name": 'for kind in spec.variants:\n    if kind in ("slice", "slice_int8"):\n        pass\n',
+    "writing a user's output file": 'Path(args.overlay).write_bytes(png)\n',
 }
 
 
 @pytest.mark.parametrize("rule", sorted(RULES))
 def test_each_guard_catches_a_derivation(rule: str, tmp_path: Path) -> None:
     assert set(AGAIN) == set(RULES), "give every rule a line that derives it again"
-    (tmp_path / "export").mkdir()
-    (tmp_path / "export" / "copy.py").write_text(AGAIN[rule])
+    folder = tmp_path / SCOPES.get(rule, DEFAULT_SCOPE)[0]  # inside the rule's scope
+    folder.mkdir(parents=True)
+    (folder / "copy.py").write_text(AGAIN[rule])
     assert derivations(rule, tmp_path), f"the guard of {rule!r} misses a copy"

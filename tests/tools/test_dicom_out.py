@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from medinfer.cli import main
 from medinfer.tools import dicom, overlay
 
 from ..helpers import tiny
+from ..helpers.checks import dciodvfy
 
 hd = pytest.importorskip("highdicom")
 pydicom = pytest.importorskip("pydicom")
@@ -98,11 +98,15 @@ def test_parametric_map_is_the_heat_map_on_the_source_grid(written) -> None:
     shared = pm.SharedFunctionalGroupsSequence[0]
     assert [float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing] == \
         [float(v) for v in source.PixelSpacing]
-    heat = pm.pixel_array.astype(np.float64)
-    assert heat.shape == (source.Rows, source.Columns) and heat.min() >= 0.0 and heat.max() <= 1.0
+    frames = pm.pixel_array.astype(np.float64)  # frame 1: the heat map; frame 2: the applicability-domain flag
+    assert frames.shape == (2, source.Rows, source.Columns)
+    heat, inside = frames
+    assert heat.min() >= 0.0 and heat.max() <= 1.0
+    assert pm.PerFrameFunctionalGroupsSequence[1].RealWorldValueMappingSequence[0].LUTLabel == "in_domain"
     centres, scores = expected_windows()
     for (r, c), s in zip(centres, scores):  # each window's score around its own centre (cells do not overlap)
         assert heat[r, c] == pytest.approx(float(s), abs=1e-6)
+        assert inside[r, c] == 1.0  # a calibrated slice: every window inside (the tiny model has no window guard)
     mapping = frame.RealWorldValueMappingSequence[0] if "RealWorldValueMappingSequence" in frame else \
         shared.RealWorldValueMappingSequence[0]
     assert (float(mapping.RealWorldValueSlope), float(mapping.RealWorldValueIntercept)) == (1.0, 0.0)
@@ -151,16 +155,6 @@ def test_dciodvfy_reports_no_errors(written) -> None:
         errors, warnings = dciodvfy(path)
         assert not errors, f"{path.name}: {errors}"
         print(f"dciodvfy {path.name}: 0 errors, {len(warnings)} warnings")
-
-
-def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
-    """dciodvfy's error and warning lines for one file ([], [] when dciodvfy is not installed)."""
-    exe = shutil.which("dciodvfy")
-    if exe is None:
-        return [], []
-    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, check=False)
-    lines = (proc.stdout + proc.stderr).splitlines()
-    return [x for x in lines if x.startswith("Error")], [x for x in lines if x.startswith("Warning")]
 
 
 def test_a_slice_without_geometry_gets_the_sr_and_the_reason(written, tmp_path: Path) -> None:

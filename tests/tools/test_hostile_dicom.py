@@ -4,7 +4,6 @@ and unwritable overlays each get a typed refusal — never a scored slice of gar
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -139,11 +138,12 @@ def test_too_many_windows_are_refused(ct_model) -> None:
         predict_file(ct_model, CT, stride=1, max_windows=1000)
 
 
-def test_an_unwritable_overlay_keeps_the_result(ct_model, tmp_path: Path) -> None:
+def test_an_unwritable_overlay_is_refused_before_any_work(ct_model, tmp_path: Path) -> None:
     bundle = Path(ct_model.path)
     cmd = [sys.executable, "-m", "medinfer", "predict", str(bundle), str(CT), "--json", "--overlay",
            str(tmp_path / "no" / "such" / "folder" / "heat.png")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 2 and "cannot be written" in proc.stderr and "Traceback" not in proc.stderr
-    assert json.loads(proc.stdout)["windows"]  # the scores were printed all the same
+    # refused before any work (medinfer.writing.check_target), typed, exit 2; a write that fails after the scoring
+    # still prints the scores (tests/tools/test_safe_outputs.py: the DICOM cases)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
     assert io

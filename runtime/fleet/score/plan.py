@@ -37,7 +37,6 @@ from ...decision import in_domain
 from ...errors import InputError, MedinferError
 from ...manifest import Manifest
 from ...model import Model
-from ...request_groups import predict_grouped
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +213,7 @@ class Scorer:
                 if pred.domain_scores is not None:
                     domain = pred.domain_scores
             except MedinferError:
-                labels, scores, ok, reasons, domain = self._row_by_row(model, x, ids)
+                labels, scores, ok, reasons, domain = self._per_item(model, x, ids)
             if self.plan.multiclass:
                 probs, scores = scores, scores.max(axis=1)
         out = {self.plan.id_column: ids}
@@ -241,30 +240,25 @@ class Scorer:
             result[name] = value
         return result
 
-    def _row_by_row(self, model: Model, x: Any, ids: Any) -> tuple[Any, Any, Any, list[str | None], Any]:
-        """Score each row on its own (after the batch was refused), to name or skip the bad rows."""
+    def _per_item(self, model: Model, x: Any, ids: Any) -> tuple[Any, Any, Any, list[str | None], Any]:
+        """Score each row as its own item (after the batch was refused: ``Model.predict(x, on_error="item")``), to
+        name or skip the bad rows."""
+        got = model.predict(x, on_error="item")
         n = len(ids)
-        ok = np.zeros(n, dtype=bool)
+        if self.on_error == "fail" and got.failures:
+            first = min(got.failures)
+            row_id = ids[first].item() if hasattr(ids[first], "item") else ids[first]
+            raise InputError(f"row {self.plan.id_column}={row_id!r}: {got.error(first)} "
+                             "(--on-error no_result scores the other rows and marks this one)")
+        ok = got.ok
         reasons: list[str | None] = [None] * n
-        labels = np.empty(n, dtype=object)
-        width = len(model.manifest.labels or ()) if self.plan.multiclass else 0
-        scores = np.full((n, width) if width else (n,), np.nan, dtype=np.float32)
-        domain = np.full(n, np.nan, dtype=np.float32)
-        for i, result in enumerate(predict_grouped(model, [x[i:i + 1] for i in range(n)])):
-            if not isinstance(result, MedinferError):
-                ok[i] = True
-                if result.labels is not None:
-                    labels[i] = result.labels[0]
-                scores[i] = np.asarray(result.scores)[0]
-                if result.domain_scores is not None:
-                    domain[i] = result.domain_scores[0]
-            elif self.on_error == "fail":
-                row_id = ids[i].item() if hasattr(ids[i], "item") else ids[i]
-                raise InputError(f"row {self.plan.id_column}={row_id!r}: {result} "
-                                 "(--on-error no_result scores the other rows and marks this one)")
-            else:
-                reasons[i] = f"{result.code}: {result}"
-        return labels, scores, ok, reasons, domain
+        for i, refusal in got.failures.items():
+            reasons[i] = f"{refusal.reason}: {got.error(i) or refusal.message}"
+        labels = got.labels if got.labels is not None else np.empty(n, dtype=object)
+        scores = np.asarray(got.scores, dtype=np.float32)
+        domain = got.domain_scores
+        return (labels, scores, ok, reasons,
+                np.full(n, np.nan, np.float32) if domain is None else np.asarray(domain, np.float32))
 
 
 def arrow_schema(plan: Plan, id_type: Any, text_output: bool) -> Any:

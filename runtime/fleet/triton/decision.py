@@ -2,8 +2,10 @@
 
 The graph a bundle ships ends at its raw outputs (e.g. the CNN's sigmoid ``probability``); its labels come from
 :mod:`medinfer.decision` with the bundle's operating point (the CNN's threshold 0.4966). ``export-triton`` appends
-that same rule to the graph — ``scores`` (per-sample score) and ``labels`` (the label strings) — and checks on the
-golden input that the new graph gives exactly the labels and scores of ``Model.predict`` before writing it.
+that same rule to the graph — ``scores`` (per-sample score), ``labels`` (the label strings) and, for a bundle with
+a domain guard, ``in_domain`` (the domain score within the bundle's threshold, :func:`medinfer.decision.in_domain`)
+— and checks on the golden input that the new graph gives exactly the labels, scores and flags of
+``Model.predict`` before writing it.
 Needs the ``onnx`` package (extra ``[triton]``).
 
 binary: ``scores`` = the positive column (or the flattened sigmoid); ``labels`` = positive where
@@ -22,7 +24,7 @@ from ...extras import optional_import
 from ...manifest import Manifest
 from ...prediction import PredictionMeta
 
-OUTPUTS = ("labels", "scores")
+OUTPUTS = ("labels", "scores", "in_domain")
 
 
 def with_decision(graph: bytes, manifest: Manifest) -> bytes:
@@ -75,6 +77,21 @@ def with_decision(graph: bytes, manifest: Manifest) -> bytes:
             index = p + "argmax"
         nodes.append(helper.make_node("Gather", [names, index], ["labels"], axis=0))
         outputs.insert(0, helper.make_tensor_value_info("labels", TensorProto.STRING, None))
+    domain = manifest.domain
+    if domain is not None and any(o.name == domain.output for o in g.output):
+        # the applicability-domain rule of medinfer.decision.in_domain: score <= threshold in float32, as the graph
+        # computes it; NaN is outside (not (score > threshold or isnan(score)): the operators of every opset >= 9)
+        flat, score32, above, nan, out = (p + k for k in ("domain_flat", "domain32", "domain_above", "domain_nan",
+                                                          "domain_out"))
+        nodes += [helper.make_node("Reshape", [domain.output, const("domain_shape", np.array([-1], np.int64))],
+                                   [flat]),
+                  helper.make_node("Cast", [flat], [score32], to=TensorProto.FLOAT),
+                  helper.make_node("Greater", [score32, const("domain_threshold",
+                                                              np.array(domain.threshold, np.float32))], [above]),
+                  helper.make_node("IsNaN", [score32], [nan]),
+                  helper.make_node("Or", [above, nan], [out]),
+                  helper.make_node("Not", [out], ["in_domain"])]
+        outputs.append(helper.make_tensor_value_info("in_domain", TensorProto.BOOL, None))
     g.node.extend(nodes)
     g.output.extend(outputs)
     return bytes(model.SerializeToString())
@@ -99,7 +116,11 @@ def check_decision(graph: bytes, model: Any) -> None:
     session = cpu_session(graph, session_for_batch(model.manifest.profile, len(next(iter(inputs.values())))).profile)
     names = [o.name for o in session.get_outputs() if o.name in OUTPUTS]
     got = dict(zip(names, session.run(names, {k: v for k, v in inputs.items()})))
-    pred = model.predict(inputs)
+    pred = flagged(model).predict(inputs)
+    if pred.in_domain is not None and ("in_domain" not in got or
+                                       not np.array_equal(np.asarray(got["in_domain"]).reshape(-1), pred.in_domain)):
+        raise ParityError(f"{model.name}: the exported graph's 'in_domain' differs from Model.predict's on the "
+                          "golden input; export with --decision none")
     if not np.array_equal(got["scores"], np.asarray(pred.scores)):
         raise ParityError(f"{model.name}: the exported graph's 'scores' differ from Model.predict's on the golden "
                           "input; export with --decision none")
@@ -110,3 +131,12 @@ def check_decision(graph: bytes, model: Any) -> None:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def flagged(model: Any) -> Any:
+    """``model`` answering every sample with its flag (the Triton graph answers and flags; it refuses nothing)."""
+    import copy
+
+    if getattr(model, "out_of_domain", "flag") == "flag":
+        return model
+    return copy.copy(model).configure(audit=None, deadline_ms=model.deadline_ms, out_of_domain="flag")

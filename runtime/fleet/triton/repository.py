@@ -150,6 +150,9 @@ def _build(manifest: Manifest, options: TritonOptions, outputs: Sequence[Any] | 
         params["decision_threshold"] = f"{manifest.decision.threshold:g}"
     if manifest.labels:
         params["labels"] = ",".join(manifest.labels)
+    if manifest.domain is not None:  # the applicability-domain rule: in_domain = domain score <= this
+        params["domain_threshold"] = repr(float(manifest.domain.threshold))
+        params["domain_output"] = manifest.domain.output
     params["variant"] = variant
     if options.backend == "onnxruntime":
         # one instance serves every batch size: the session medinfer runs the largest dynamic batch with (a model
@@ -196,6 +199,8 @@ def _decision_specs(manifest: Manifest) -> list[tuple[str, str, tuple[Any, ...]]
     specs = [("scores", _TYPES[score.dtype], ("N",) if flat else tuple(score.shape))]
     if manifest.labels:
         specs.insert(0, ("labels", "TYPE_STRING", ("N",)))
+    if manifest.domain is not None and any(o.name == manifest.domain.output for o in manifest.outputs):
+        specs.append(("in_domain", "TYPE_BOOL", ("N",)))  # the guard's flag at the bundle's threshold
     return specs
 
 
