@@ -20,7 +20,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[cpu,train,dicom,fhir,sign,dev,serve,triton,dask,spark,lifecycle]'
+	$(PY) -m pip install --quiet -e '.[cpu,train,dicom,fhir,sign,dev,serve,triton,dask,spark,lifecycle,torch,boost,chem]'
 	@touch $@
 
 install: $(STAMP)
