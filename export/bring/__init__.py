@@ -77,7 +77,7 @@ def bundle(source: str | Path, reference: str | Path, out: str | Path = "bundles
     train = _train_inputs(train_sample, X) if train_sample is not None else None
     spec = BroughtSpec(None, adapter, loaded, given=ref.outputs, guard=train is not None, int8=int8,
                        measure_profile=measure_profile)
-    spec.name = head["name"]
+    spec.name, spec.task, spec.labels = head["name"], head["task"], head["labels"]  # what converters read
     names = tuple(X)
     X_obj: Any = X if len(X) > 1 else X[names[0]]
     spec.reference_x = X_obj
@@ -91,6 +91,8 @@ def bundle(source: str | Path, reference: str | Path, out: str | Path = "bundles
 
     onx = convert(spec, loaded.obj, dataset)
     name_dynamic_dims(onx, {t.name: t.shape for t in spec.inputs(dataset)})
+    if train is not None:
+        onx = _guard_opset(onx, spec.name)
     full = _contract(doc, head, spec, onx, adapter, native, ref, train is not None)
     spec.apply(full)
     _check_scores(spec, native)
@@ -106,6 +108,33 @@ def bundle(source: str | Path, reference: str | Path, out: str | Path = "bundles
         sign_bundle(path, sign)
         progress(f"[{spec.name}] signed {path}/manifest.json")
     return path
+
+
+GUARD_MIN_OPSET = 13  # the domain guard's nodes (TopK with K as input, Squeeze with axes as input)
+
+
+def _guard_opset(onx: Any, name: str) -> Any:
+    """``onx`` at a main-domain opset the domain guard's nodes exist in (a converter may emit the lowest opset its
+    operators need, e.g. onnxmltools' trees): upgraded with onnx's version converter when lower.
+
+    Raises:
+        UsageError: the graph cannot be upgraded (then bring it without --train-sample, or re-export it at a newer
+            opset).
+    """
+    import onnx
+    from onnx import version_converter
+
+    main = next((o.version for o in onx.opset_import if o.domain in ("", "ai.onnx")), GUARD_MIN_OPSET)
+    if main >= GUARD_MIN_OPSET:
+        return onx
+    try:
+        upgraded = version_converter.convert_version(onx, 15)
+        onnx.checker.check_model(upgraded)
+    except Exception as exc:  # noqa: BLE001 - any converter failure: say what to do instead
+        raise UsageError(f"{name}: the domain guard needs opset >= {GUARD_MIN_OPSET}; the graph is at opset {main} "
+                         f"and onnx could not upgrade it ({type(exc).__name__}: {exc}); bring it without "
+                         "--train-sample, or export it at a newer opset") from None
+    return upgraded
 
 
 def _dtype(a: np.ndarray) -> str:
