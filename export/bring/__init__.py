@@ -95,9 +95,9 @@ def bundle(source: str | Path, reference: str | Path, out: str | Path = "bundles
         onx = _guard_opset(onx, spec.name)
     full = _contract(doc, head, spec, onx, adapter, native, ref, train is not None)
     spec.apply(full)
-    _check_scores(spec, native)
-    if adapter.run is not None and ref.outputs:
+    if adapter.run is not None and ref.outputs:  # first: a swapped output is a mutated model, not a usage error
         _check_given(spec, native, ref)
+    _check_scores(spec, native)
     art = _artifact(spec, loaded, dataset, native, ref, adapter, source, progress)
     from ..bundle import export
 
@@ -124,7 +124,11 @@ def _guard_opset(onx: Any, name: str) -> Any:
     import onnx
     from onnx import version_converter
 
-    main = next((o.version for o in onx.opset_import if o.domain in ("", "ai.onnx")), GUARD_MIN_OPSET)
+    main = next((o.version for o in onx.opset_import if o.domain in ("", "ai.onnx")), None)
+    if main is None:  # only ai.onnx.ml operators (an XGBoost graph): the guard's operators bring their own opset
+        entry = onx.opset_import.add()
+        entry.domain, entry.version = "", 15
+        return onx
     if main >= GUARD_MIN_OPSET:
         return onx
     try:

@@ -1,0 +1,241 @@
+"""``medinfer bundle``: models nobody in the project trained become verified bundles with one command, through the
+five specs' pipeline. Each source kind is made here in the test (tiny models on synthetic data), and its answers
+are compared with its own framework's; a mutated source (a changed weight, swapped outputs) is refused with exit
+8 and no bundle; a field the contract must declare is named with an example (exit 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import medinfer
+import numpy as np
+import pytest
+from medinfer.cli import main
+
+torch = pytest.importorskip("torch")
+
+NETS = '''
+import torch
+
+class TwoInputs(torch.nn.Module):
+    """Two inputs (an image and a clinical vector), one dynamic batch axis, two outputs."""
+
+    def __init__(self, bump: float = 0.0, swap: bool = False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(1, 4, 3)
+        self.img = torch.nn.Linear(4, 3)
+        self.clin = torch.nn.Linear(2, 3)
+        self.swap = swap
+        with torch.no_grad():
+            self.clin.weight[0, 0] += bump
+
+    def forward(self, image, clinical):
+        h = self.conv(image).mean(dim=(2, 3))
+        logits = self.img(h) + self.clin(clinical)
+        p, s = torch.softmax(logits, dim=1), logits.sum(dim=1, keepdim=True)
+        return (s, p) if self.swap else (p, s)
+
+def original():
+    return TwoInputs()
+
+def perturbed():
+    return TwoInputs(bump=0.05)
+
+def swapped():
+    return TwoInputs(swap=True)
+'''
+
+CONTRACT = {
+    "name": "two_inputs", "version": "1.0.0", "task": "multiclass_classification", "labels": ["a", "b", "c"],
+    "score_output": "probabilities", "output_names": ["probabilities", "logit_sum"],
+    "inputs": {"image": {"units": "HU", "range": [-1024.0, 3071.0]}, "clinical": {"units": "1", "range": [-10, 10]}},
+    "card": {"summary": "a two-input test model", "intended_use": "tests of medinfer bundle"},
+}
+
+
+def _torch_case(tmp: Path, n: int = 24) -> tuple[Path, Path, Path, dict[str, np.ndarray]]:
+    import importlib.util
+
+    (tmp / "nets.py").write_text(NETS)
+    spec = importlib.util.spec_from_file_location("bring_nets_test", tmp / "nets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(3)
+    inputs = {"image": rng.normal(0, 200, size=(n, 1, 8, 8)).astype(np.float32),
+              "clinical": rng.normal(size=(n, 2)).astype(np.float32)}
+    with torch.no_grad():
+        p, s = module.original()(torch.from_numpy(inputs["image"]), torch.from_numpy(inputs["clinical"]))
+    np.savez(tmp / "ref.npz", **{f"in.{k}": v for k, v in inputs.items()}, **{"out.probabilities": p.numpy(),
+             "out.logit_sum": s.numpy(), "y": p.numpy().argmax(1)})
+    (tmp / "contract.json").write_text(json.dumps(CONTRACT))
+    return tmp / "nets.py", tmp / "ref.npz", tmp / "contract.json", {"probabilities": p.numpy()}
+
+
+def test_a_two_input_torch_module_with_a_dynamic_batch_round_trips(tmp_path: Path, capsys) -> None:
+    nets, ref, contract, expected = _torch_case(tmp_path)
+    out = tmp_path / "bundles"
+    assert main(["bundle", f"{nets}:original", "--reference", str(ref), "--contract", str(contract),
+                 "--out", str(out), "--profile", "default"]) == 0
+    assert "parity passed" in capsys.readouterr().err
+    bundle = out / "two_inputs"
+    assert main(["verify", str(bundle)]) == 0
+    model = medinfer.load(bundle)
+    m = model.manifest
+    assert [(t.name, t.shape, t.units) for t in m.inputs] == [("image", ("N", 1, 8, 8), "HU"),
+                                                              ("clinical", ("N", 2), "1")]
+    assert m.parity.passed and m.metrics.heldout["accuracy"].value == 1.0  # labels given: metrics with CIs
+    assert "torch" in m.producer.frameworks and m.producer.frameworks["brought_from"].startswith("torch: nets.py")
+    data = np.load(ref)
+    feeds = {"image": data["in.image"], "clinical": data["in.clinical"]}
+    for rows in (slice(0, 1), slice(0, 5), slice(0, 24)):  # the batch axis is dynamic
+        got = model.predict({k: v[rows] for k, v in feeds.items()})
+        np.testing.assert_allclose(got.outputs["probabilities"], expected["probabilities"][rows], atol=1e-5)
+    (tmp_path / "x.npz").write_bytes(b"")
+    np.savez(tmp_path / "x.npz", image=feeds["image"][:3], clinical=feeds["clinical"][:3])
+    capsys.readouterr()
+    assert main(["predict", str(bundle), str(tmp_path / "x.npz"), "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["labels"] == [["a", "b", "c"][i] for i in expected["probabilities"][:3].argmax(1)]
+    assert "No applicability-domain guard" in (bundle / "model_card.md").read_text()  # no --train-sample
+
+
+@pytest.mark.parametrize("attr", ["perturbed", "swapped"])
+def test_a_mutated_torch_source_is_refused_with_exit_8_and_no_bundle(attr: str, tmp_path: Path, capsys) -> None:
+    nets, ref, contract, _ = _torch_case(tmp_path)
+    out = tmp_path / "bundles"
+    assert main(["bundle", f"{nets}:{attr}", "--reference", str(ref), "--contract", str(contract),
+                 "--out", str(out), "--profile", "default"]) == 8
+    err = capsys.readouterr().err
+    assert "ParityError" in err and "not the one REF.npz's outputs came from" in err
+    assert not (out / "two_inputs").exists()
+
+
+def _onnx_graph(w: np.ndarray) -> bytes:
+    """x (N, 3) -> probabilities = softmax(x @ w), label = argmax; dynamic batch named 'batch'."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["z"]), helper.make_node("Softmax", ["z"], ["probabilities"], axis=1),
+         helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 2]),
+         helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])],
+        initializer=[numpy_helper.from_array(w.astype(np.float32), "W")])
+    onx = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onx.ir_version = 8
+    return onx.SerializeToString()
+
+
+W = np.array([[1.0, -1.0], [0.5, 0.2], [-0.3, 0.8]])
+
+
+def _onnx_case(tmp: Path, contract: dict | None = None) -> tuple[Path, Path, Path]:
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    z = x.astype(np.float64) @ W
+    p = (np.exp(z) / np.exp(z).sum(1, keepdims=True)).astype(np.float32)
+    np.savez(tmp / "ref.npz", **{"in.x": x, "out.probabilities": p, "out.label": p.argmax(1).astype(np.int64)})
+    (tmp / "model.onnx").write_bytes(_onnx_graph(W))
+    doc = contract if contract is not None else {
+        "name": "wrapped", "version": "2.0.0", "task": "binary_classification", "labels": ["no", "yes"],
+        "positive_label": "yes", "threshold": 0.4, "label_output": "label",
+        "inputs": {"x": {"units": "mmol/L", "range": [-10, 10], "names": ["a", "b", "c"]}},
+        "card": {"summary": "an existing graph", "intended_use": "tests"}}
+    (tmp / "contract.json").write_text(json.dumps(doc))
+    return tmp / "model.onnx", tmp / "ref.npz", tmp / "contract.json"
+
+
+def test_an_existing_onnx_is_wrapped_without_its_framework(tmp_path: Path) -> None:
+    from medinfer.export.bring import bundle
+
+    source, ref, contract = _onnx_case(tmp_path)
+    path = bundle(source, ref, tmp_path / "out", contract=contract, measure_profile=False)
+    model = medinfer.load(path)
+    assert model.manifest.inputs[0].shape == ("batch", 3) and model.manifest.decision.threshold == 0.4
+    x = np.load(ref)["in.x"]
+    np.testing.assert_allclose(model.predict(x).outputs["probabilities"], np.load(ref)["out.probabilities"],
+                               atol=1e-6)
+    named = {"a": np.float32([3.0]), "b": np.float32([0.0]), "c": np.float32([0.0])}
+    assert list(model.predict(named).labels) == ["no"]  # named columns, checked against the contract
+    assert "No held-out metrics" in (path / "model_card.md").read_text()  # REF.npz had no labels
+
+
+@pytest.mark.parametrize("mutation", ["perturbed_weight", "swapped_outputs"])
+def test_a_mutated_onnx_is_refused_with_exit_8_and_no_bundle(mutation: str, tmp_path: Path, capsys) -> None:
+    source, ref, contract = _onnx_case(tmp_path)
+    w = W.copy()
+    if mutation == "perturbed_weight":
+        w[1, 0] += 0.01
+    else:
+        w = w[:, ::-1]  # the two probability columns swapped
+    source.write_bytes(_onnx_graph(w))
+    assert main(["bundle", str(source), "--reference", str(ref), "--contract", str(contract),
+                 "--out", str(tmp_path / "out"), "--profile", "default"]) == 8
+    assert "parity gate FAILED" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "wrapped").exists()
+
+
+BASE = {"name": "wrapped", "version": "1", "task": "binary_classification", "labels": ["no", "yes"],
+        "positive_label": "yes", "threshold": 0.5, "inputs": {"x": {"units": "1", "range": [-10, 10]}},
+        "card": {"summary": "s", "intended_use": "u"}}
+
+
+@pytest.mark.parametrize(("drop", "named"), [
+    ("task", "task = "), ("labels", "labels = "), ("positive_label", "positive_label = "),
+    ("threshold", "threshold = 0.5"), ("units", "[inputs.x] units = "), ("range", "[inputs.x] range = "),
+    ("summary", "[card] summary = "), ("name", "name = ")])
+def test_a_field_that_cannot_be_inferred_is_asked_for_by_name(drop: str, named: str, tmp_path: Path,
+                                                              capsys) -> None:
+    doc = json.loads(json.dumps(BASE))
+    for section in (doc, doc["inputs"]["x"], doc["card"]):
+        section.pop(drop, None)
+    source, ref, contract = _onnx_case(tmp_path, doc)
+    assert main(["bundle", str(source), "--reference", str(ref), "--contract", str(contract),
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "does not declare" in err and named in err and "UsageError" in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_typo_in_the_contract_and_logits_as_scores_are_refused(tmp_path: Path, capsys) -> None:
+    doc = {**BASE, "treshold": 0.5}
+    source, ref, contract = _onnx_case(tmp_path, doc)
+    assert main(["bundle", str(source), "--reference", str(ref), "--contract", str(contract)]) == 2
+    assert "unknown field 'treshold'; did you mean 'threshold'?" in capsys.readouterr().err
+    nets, ref2, contract2, _ = _torch_case(tmp_path)
+    data = dict(np.load(ref2))
+    np.savez(ref2, **{k: v for k, v in data.items() if k != "y"})
+    bad = {**CONTRACT, "score_output": "logit_sum", "task": "binary_classification", "labels": ["no", "yes"],
+           "positive_label": "yes", "threshold": 0.5}
+    contract2.write_text(json.dumps(bad))
+    assert main(["bundle", f"{nets}:original", "--reference", str(ref2), "--contract", str(contract2),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "not probabilities" in capsys.readouterr().err
+
+
+def test_scikit_learn_and_xgboost_files_are_brought_with_a_guard_and_signed(tmp_path: Path, signing_keys) -> None:
+    skops_io = pytest.importorskip("skops.io")
+    xgb = pytest.importorskip("xgboost")
+    from medinfer.export.bring import bundle
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 5)).astype(np.float32)
+    y = (X[:, 0] - X[:, 1] > 0).astype(np.int64)
+    np.savez(tmp_path / "ref.npz", **{"in.features": X[200:], "y": y[200:]})
+    np.savez(tmp_path / "train.npz", **{"in.features": X[:200]})
+    doc = {**BASE, "inputs": {"features": {"units": "1", "range": [-20, 20]}}}
+    (tmp_path / "c.json").write_text(json.dumps(doc))
+    skops_io.dump(LogisticRegression().fit(X[:200], y[:200]), tmp_path / "lr.skops")
+    xgb.XGBClassifier(n_estimators=10, max_depth=3).fit(X[:200], y[:200]).save_model(tmp_path / "xgb.json")
+    for source, name in ((tmp_path / "lr.skops", "sklearn"), (tmp_path / "xgb.json", "xgboost")):
+        (tmp_path / "c.json").write_text(json.dumps({**doc, "name": f"brought_{name}"}))
+        path = bundle(source, tmp_path / "ref.npz", tmp_path / "out", contract=tmp_path / "c.json",
+                      train_sample=tmp_path / "train.npz", sign=signing_keys["priv"], measure_profile=False)
+        model = medinfer.load(path, require_signature=True, trusted_keys=[signing_keys["pub"]])
+        assert model.signed_by and model.manifest.domain is not None
+        assert model.manifest.metrics.heldout["roc_auc"].value > 0.8
+        far = model.predict(np.full((1, 5), 15.0, np.float32))
+        assert not far.in_domain[0]  # the guard fitted on TRAIN.npz flags what lies far outside it
