@@ -114,7 +114,6 @@ def test_a_mutated_torch_source_is_refused_with_exit_8_and_no_bundle(attr: str, 
 
 def _onnx_graph(w: np.ndarray) -> bytes:
     """x (N, 3) -> probabilities = softmax(x @ w), label = argmax; dynamic batch named 'batch'."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph(

@@ -79,7 +79,15 @@ def _load_lightgbm(source: str, task: str) -> Loaded:
     if suffix(source) in PICKLES:
         return _load_sklearn(source, task)
     lgb = optional_import("lightgbm", "boost", "bringing a LightGBM model (medinfer bundle)")
-    booster = lgb.Booster(model_file=str(_exists(source)))
+    # LightGBM parses the trees of a file with a 'tree_sizes' header in parallel threads, and a malformed tree there
+    # aborts the whole process (std::terminate) instead of raising: without the header it parses them one by one,
+    # the same model, and a bad file is an exception.
+    text = _exists(source).read_text(encoding="utf-8", errors="replace")
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("tree_sizes="))
+    try:
+        booster = lgb.Booster(model_str=text)
+    except Exception as exc:  # noqa: BLE001 - a file LightGBM cannot read is the user's file
+        raise UsageError(f"{source} is not a LightGBM model file ({type(exc).__name__}: {exc})") from None
     objective = str(booster.params.get("objective", ""))
     hint = "classification" if objective.startswith(("binary", "multiclass", "cross_entropy")) else "regression"
     return _check_task(Loaded("lightgbm", booster, source, task_hint=hint, info={"objective": objective}), task)
