@@ -86,7 +86,8 @@ def _check_keys(doc: dict[str, Any], known: tuple[str, ...], where: str) -> None
     for key in doc:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
-            raise UsageError(f"{where} has an unknown field {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"{where} has an unknown field {key!r}{hint}"
                              + f" (known: {', '.join(known)})")
 
 
