@@ -35,6 +35,14 @@ def rows(X: Any, start: int, stop: int) -> Any:
     return {k: v[start:stop] for k, v in X.items()} if is_multi(X) else X[start:stop]
 
 
+def packed(arrays: dict[str, Any]) -> Any:
+    """The form the pipeline carries inputs in: a one-input model's array itself, a mapping for several."""
+    if len(arrays) == 1:
+        (only,) = arrays.values()
+        return only
+    return dict(arrays)
+
+
 def take(X: Any, idx: np.ndarray) -> Any:
     """The samples at ``idx`` (plain numpy arrays; object text as it is)."""
     if is_multi(X):

@@ -16,8 +16,8 @@ from types import ModuleType
 from .errors import MissingExtraError
 
 #: The extras of the medinfer distribution (``[project.optional-dependencies]`` in pyproject.toml).
-EXTRAS = ("train", "dicom", "fhir", "sign", "gpu", "openvino", "serve", "triton", "score", "dask", "spark", "dev",
-          "torch", "boost", "chem")
+EXTRAS = ("train", "dicom", "fhir", "sign", "cpu", "gpu", "openvino", "lifecycle", "serve", "triton", "score", "dask",
+          "spark", "dev", "torch", "boost", "chem")
 
 
 def _declared(extra: str) -> None:

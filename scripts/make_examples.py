@@ -118,9 +118,9 @@ def cgm_export(run: dict[str, np.ndarray], data: Any) -> None:
     """The same simulated patient as a CGM/pump export CSV (the raw input medinfer.tools.cgm reads): six hours up to
     an hour after the first meal, one row per 5-minute reading, the basal rate where it is set, boluses and
     carbohydrates where they happened, one reading left out (a 10-minute gap, interpolated by the reader)."""
-    from datetime import datetime, timedelta
+    from medinfer.timestamps import parse_wall_clock, utc_text
 
-    start = datetime.fromisoformat(CGM_START)
+    start = parse_wall_clock(CGM_START)
     basal = float(np.median(run["insulin"]))
     bolus = np.clip(run["insulin"] - basal, 0.0, None) * data.STEP_MIN
     carbs = run["cho"] * data.STEP_MIN
@@ -131,7 +131,7 @@ def cgm_export(run: dict[str, np.ndarray], data: Any) -> None:
     for i in range(lo, hi):
         if i == lo + CGM_STEPS // 2:
             continue  # a missed reading
-        when = (start + timedelta(minutes=float(run["minutes"][i]))).isoformat(timespec="seconds")
+        when = utc_text(start + 60 * float(run["minutes"][i]))[:-1]  # the export's wall-clock time, no zone
         cells = [when, f"{run['cgm'][i]:.1f}", f"{basal * 60:.3f}" if i == lo else "",
                  f"{bolus[i]:.2f}" if bolus[i] > 0.005 else "", f"{carbs[i]:.1f}" if carbs[i] > 0.05 else ""]
         lines.append(",".join(cells))

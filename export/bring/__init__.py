@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 from medinfer.errors import ParityError, UsageError
 from medinfer.manifest import DataSource, TensorSpec
+from medinfer.samples import INPUT, key
 
 from ...train.spec import Dataset, OperatingPoint, Progress, quiet
+from ..feeds import packed
 from .contract import (
     Contract,
     GraphTensor,
@@ -78,8 +80,7 @@ def bundle(source: str | Path, reference: str | Path, out: str | Path = "bundles
     spec = BroughtSpec(None, adapter, loaded, given=ref.outputs, guard=train is not None, int8=int8,
                        measure_profile=measure_profile)
     spec.name, spec.task, spec.labels = head["name"], head["task"], head["labels"]  # what converters read
-    names = tuple(X)
-    X_obj: Any = X if len(X) > 1 else X[names[0]]
+    X_obj: Any = packed(X)
     spec.reference_x = X_obj
     native = _native(doc, adapter, loaded, ref, X, head["task"])
     spec.set_io(tuple(_pre_input(doc, loaded, n, a) for n, a in X.items()),
@@ -155,8 +156,8 @@ def _inputs(doc: dict[str, Any], loaded: Loaded, adapter: Source, ref: Reference
     own = loaded.input_names
     if own is not None:
         if sorted(own) != sorted(given):
-            raise UsageError(f"REF.npz holds inputs {given} but the model takes {list(own)}: store each as "
-                             f"'in.<name>' with the model's own names")
+            raise UsageError(f"REF.npz holds inputs {given} but the model takes {list(own)}: store each under the "
+                             f"key {key(INPUT, '<name>')} with the model's own names")
         order = list(own)
     else:
         if adapter.kind != "torch" and len(given) != 1:
@@ -172,7 +173,7 @@ def _inputs(doc: dict[str, Any], loaded: Loaded, adapter: Source, ref: Reference
             out[name] = arr.astype(str)
             continue
         if not np.can_cast(arr.dtype, np.dtype(want), "same_kind"):
-            raise UsageError(f"REF.npz 'in.{name}' is {arr.dtype}, the model takes {want}: store it as {want}")
+            raise UsageError(f"REF.npz {key(INPUT, name)!r} is {arr.dtype}, the model takes {want}: store it as {want}")
         out[name] = np.ascontiguousarray(arr.astype(want, copy=False))
     return out
 
@@ -196,8 +197,8 @@ def _pre_input(doc: dict[str, Any], loaded: Loaded, name: str, arr: np.ndarray) 
     if declared is not None:
         shape = tuple(declared)
         if len(shape) != arr.ndim or any(isinstance(d, int) and d != s for d, s in zip(shape, arr.shape)):
-            raise UsageError(f"[inputs.{name}] shape = {list(shape)} does not fit REF.npz 'in.{name}' of shape "
-                             f"{arr.shape}")
+            raise UsageError(f"[inputs.{name}] shape = {list(shape)} does not fit REF.npz {key(INPUT, name)!r} of "
+                             f"shape {arr.shape}")
     elif loaded.kind == "onnx":
         vi = next(v for v in loaded.obj.graph.input if v.name == name)
         shape = graph_dims(vi) or ("N", *arr.shape[1:])
@@ -230,7 +231,7 @@ def _train_inputs(path: str | Path, X: dict[str, np.ndarray]) -> Any:
     if sorted(train.inputs) != sorted(X):
         raise UsageError(f"TRAIN.npz holds inputs {list(train.inputs)}; the model takes {list(X)}")
     arrays = {k: train.inputs[k].astype(X[k].dtype) for k in X}
-    return arrays if len(arrays) > 1 else next(iter(arrays.values()))
+    return packed(arrays)
 
 
 def _dataset(doc: dict[str, Any], ref: Reference, X: Any, train: Any, head: dict[str, Any], source: Any,
@@ -241,7 +242,7 @@ def _dataset(doc: dict[str, Any], ref: Reference, X: Any, train: Any, head: dict
     if ref.y is not None and head["task"] != "regression":
         labels = head["labels"]
         if y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= len(labels):
-            raise UsageError(f"REF.npz 'y' must hold class indices 0..{len(labels) - 1} (into labels {list(labels)}); "
+            raise UsageError(f"REF.npz 'y' must hold class indices from 0 (into labels {list(labels)}, in order); "
                              f"got {y.dtype} values {np.unique(y)[:5].tolist()}")
     sources = [DataSource(name="reference", package="user-supplied", version="-", file=ref.path.name,
                           sha256=ref.sha256, licence=str(data.get("licence", "not declared")),

@@ -29,15 +29,15 @@ def add_parser(sub: Any, progress: Any) -> None:
                    help="model.onnx | model.pt2 | module:attr or file.py:attr (torch.nn.Module) | model.keras | "
                         "model.skops/.joblib (scikit-learn) | model.txt (LightGBM) | model.json/.ubj (XGBoost)")
     p.add_argument("--reference", required=True, metavar="REF.npz",
-                   help="reference inputs 'in.<input>', optionally the source's outputs 'out.<output>' (required "
-                        "for an .onnx) and labels 'y'")
+                   help="reference inputs (keys in.<input>), optionally the source's outputs (out.<output>; "
+                        "required for an .onnx) and labels (y)")
     p.add_argument("--contract", metavar="FILE", help="contract.toml or .json: name, version, task, labels, "
                                                       "threshold, units and ranges, card")
     p.add_argument("--out", default="bundles", help="folder to write the bundle into (default: bundles)")
     p.add_argument("--kind", help="the source kind when its name does not tell (onnx, torch, keras, sklearn, "
                                   "xgboost, lightgbm)")
     p.add_argument("--train-sample", metavar="TRAIN.npz",
-                   help="a sample of the training inputs 'in.<input>': fits the applicability-domain guard and "
+                   help="a sample of the training inputs (keys in.<input>): fits the applicability-domain guard and "
                         "calibrates --int8 (without it the card says there is no guard)")
     p.add_argument("--int8", action="store_true", help="also make a static int8 variant, shipped only within the "
                                                        "clinical budget on the labelled reference data")

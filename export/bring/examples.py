@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from medinfer.samples import pair_arrays
 
 from ...train.spec import Progress, quiet
 
@@ -113,8 +114,8 @@ def monai_ct(work: Path, size: str = "tiny", seed: int = 0, progress: Progress =
     batch = torch.export.Dim("N", min=1)
     program = torch.export.export(model, (torch.from_numpy(X_test[:2]),), dynamic_shapes={"hu": {0: batch}})
     torch.export.save(program, work / "ct_nodule_monai.pt2")
-    np.savez(work / "ref.npz", **{"in.hu": X_test, "out.probabilities": proba, "y": np.asarray(ds.y_test)})
-    np.savez(work / "train.npz", **{"in.hu": X_train})
+    np.savez(work / "ref.npz", **pair_arrays({"hu": X_test}, {"probabilities": proba}), y=np.asarray(ds.y_test))
+    np.savez(work / "train.npz", **pair_arrays({"hu": X_train}, {}))
     (work / "contract.toml").write_text(_toml({
         "name": "ct_nodule_monai", "version": "1.0.0", "task": "binary_classification",
         "labels": ["no_nodule", "nodule"], "positive_label": "nodule", "threshold": 0.5,
@@ -156,9 +157,10 @@ def lightgbm_drug(work: Path, size: str = "tiny", seed: int = 0, progress: Progr
     model.fit(np.asarray(ds.X_train), np.asarray(ds.y_train))
     model.booster_.save_model(str(work / "drug_activity_lgbm.txt"))
     X_test = np.asarray(ds.X_test, dtype=np.float32)
-    np.savez(work / "ref.npz", **{"in.descriptors": X_test, "out.probabilities":
-                                  model.predict_proba(X_test).astype(np.float32), "y": np.asarray(ds.y_test)})
-    np.savez(work / "train.npz", **{"in.descriptors": np.asarray(ds.X_train, dtype=np.float32)})
+    np.savez(work / "ref.npz", **pair_arrays({"descriptors": X_test},
+                                             {"probabilities": model.predict_proba(X_test).astype(np.float32)}),
+             y=np.asarray(ds.y_test))
+    np.savez(work / "train.npz", **pair_arrays({"descriptors": np.asarray(ds.X_train, dtype=np.float32)}, {}))
     source = spec.inputs(ds)[0]
     (work / "contract.toml").write_text(_toml({
         "name": "drug_activity_lgbm", "version": "1.0.0", "task": "binary_classification",
@@ -190,8 +192,7 @@ def onnx_rewrap(bundle: Path, work: Path, name: str | None = None) -> Brought:
         raise ValueError(f"{bundle} has no parity sample to use as the reference")
     inputs, outputs = sample
     (work / "model.onnx").write_bytes(model.graph_bytes())
-    np.savez(work / "ref.npz", **{f"in.{k}": v for k, v in inputs.items()},
-             **{f"out.{k}": v for k, v in outputs.items()})
+    np.savez(work / "ref.npz", **pair_arrays(inputs, outputs))
     new = name or f"{m.name}_onnx"
     contract: dict[str, Any] = {
         "name": new, "version": m.version, "task": m.task,

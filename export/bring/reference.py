@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from medinfer.errors import UsageError
 from medinfer.integrity import sha256_bytes
-from medinfer.samples import INPUT, OUTPUT
+from medinfer.samples import INPUT, OUTPUT, key
 
 LABELS = "y"
 MIN_SAMPLES = 4
@@ -46,24 +46,25 @@ def read_reference(path: str | Path, what: str = "REF.npz", need_outputs: bool =
     """
     p = Path(path)
     if not p.is_file():
-        raise UsageError(f"{what} {p} does not exist (an .npz with in.<input> arrays: np.savez(path, **{{'in.x': X}}))")
+        raise UsageError(f"{what} {p} does not exist (an .npz with one array per model input, keys in.<input>)")
     data = p.read_bytes()
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise UsageError(f"{what} {p} is not a readable .npz without pickles ({type(exc).__name__}: {exc})") from None
-    inputs = {k[len(INPUT) + 1:]: v for k, v in arrays.items() if k.startswith(f"{INPUT}.")}
-    outputs = {k[len(OUTPUT) + 1:]: v for k, v in arrays.items() if k.startswith(f"{OUTPUT}.")}
-    unknown = [k for k in arrays if not k.startswith((f"{INPUT}.", f"{OUTPUT}.")) and k != LABELS]
+    pin, pout = key(INPUT, ""), key(OUTPUT, "")
+    inputs = {k[len(pin):]: v for k, v in arrays.items() if k.startswith(pin)}
+    outputs = {k[len(pout):]: v for k, v in arrays.items() if k.startswith(pout)}
+    unknown = [k for k in arrays if not k.startswith((pin, pout)) and k != LABELS]
     if unknown:
-        raise UsageError(f"{what} {p} has keys {unknown} that are not 'in.<input>', 'out.<output>' or 'y'")
+        raise UsageError(f"{what} {p} has keys {unknown} that are not in.<input>, out.<output> or y")
     if not inputs:
-        raise UsageError(f"{what} {p} holds no inputs: store each model input as 'in.<name>' "
-                         "(np.savez('ref.npz', **{'in.image': X}))")
+        raise UsageError(f"{what} {p} holds no inputs: store each model input under the key in.<name> "
+                         "(medinfer.samples.pair_arrays({name: X}, {}) gives the keys)")
     y = arrays.get(LABELS)
-    sizes = {**{f"in.{k}": len(v) for k, v in inputs.items() if v.ndim},
-             **{f"out.{k}": len(v) for k, v in outputs.items() if v.ndim},
+    sizes = {**{key(INPUT, k): len(v) for k, v in inputs.items() if v.ndim},
+             **{key(OUTPUT, k): len(v) for k, v in outputs.items() if v.ndim},
              **({LABELS: len(y)} if y is not None else {})}
     if len(set(sizes.values())) != 1 or any(v.ndim == 0 for v in (*inputs.values(), *outputs.values())):
         raise UsageError(f"{what} {p}: every array needs the samples on axis 0, in equal numbers; got {sizes}")
@@ -73,10 +74,11 @@ def read_reference(path: str | Path, what: str = "REF.npz", need_outputs: bool =
                          "parity sample), and the parity gate is only as good as the set: give real held-out data")
     for name, arr in inputs.items():
         if arr.dtype == object:
-            raise UsageError(f"{what} {p}: 'in.{name}' is an object array; store text as a unicode array")
+            raise UsageError(f"{what} {p}: {key(INPUT, name)!r} is an object array; store text as a unicode array")
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise UsageError(f"{what} {p}: 'in.{name}' holds {int((~np.isfinite(arr)).sum())} non-finite values")
+            raise UsageError(f"{what} {p}: {key(INPUT, name)!r} holds {int((~np.isfinite(arr)).sum())} non-finite "
+                             "values")
     if need_outputs and not outputs:
         raise UsageError(f"{what} {p} holds no outputs: an .onnx source has no framework here to compare with, so "
-                         "REF.npz must hold what the model gave in its own framework, as 'out.<output>' arrays")
+                         "REF.npz must hold what the model gave in its own framework, as out.<output> arrays")
     return Reference(p, sha256_bytes(data), inputs, outputs, y)

@@ -13,6 +13,7 @@ from medinfer.manifest import SessionProfile, TensorSpec
 from ...train import domain
 from ...train.domain import DomainGuard, Part, Shift
 from ...train.spec import Dataset, ModelSpec
+from ..feeds import packed
 from .contract import Contract
 from .sources import Loaded, Source
 
@@ -161,7 +162,7 @@ class BroughtSpec(ModelSpec):
         one = not isinstance(X, dict)
 
         def pick(d: dict[str, np.ndarray]) -> Any:
-            return next(iter(d.values())) if one else d
+            return packed(d) if one else d
 
         return {"values_x10": Shift("gross", guard.score(pick(scaled)), "reference inputs with every value x10 (a "
                                     "unit or scaling fault)"),

@@ -15,9 +15,9 @@ Clarity's names are recognised too):
 - ``bolus_u`` (``Insulin Value (u)``) and ``carbs_g`` (``Carb Value (grams)``): events, summed per 5-minute step.
 
 Readings are placed on a 5-minute grid from the first reading (each at its nearest step); readings at most
-:data:`MAX_GAP_MINUTES` apart have the steps between them filled by linear interpolation, a longer one is refused with its times
-(the model never saw a sensor gap: an imputed hour would be a guess). The bundle says it takes this input in its
-input facts (``raw_input``), and the window it is answered on is the last ``raw_input.window_steps`` steps.
+:data:`MAX_GAP_MINUTES` apart have the steps between them filled by linear interpolation, a longer gap is refused with
+its times (the model never saw a sensor gap: an imputed hour would be a guess). The bundle says it takes this input
+in its input facts (``raw_input``), and the window it is answered on is the last ``raw_input.window_steps`` steps.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model import Model
+from ..timestamps import parse_wall_clock, wall_clock_text
 
 STEP_MINUTES = 5
 IOB_MINUTES, COB_MINUTES = 240, 180  # linear decay: insulin action 4 h, carbohydrate absorption 3 h
@@ -81,7 +81,7 @@ def step_features(cgm: np.ndarray, basal_u_h: np.ndarray, bolus_u: np.ndarray, c
 class Series:
     """5-minute series on one grid (what :func:`step_features` takes), and where they came from."""
 
-    start: datetime
+    start: float  # the first reading's wall-clock time (medinfer.timestamps.parse_wall_clock)
     cgm: np.ndarray
     basal_u_h: np.ndarray
     bolus_u: np.ndarray
@@ -143,15 +143,15 @@ def read_cgm(data: bytes, path: Path) -> Series:
         raise InputError(f"{path} holds no CGM rows")
     col = _columns(rows[0], path)
     glucose_col, scale = (col["mgdl"], 1.0) if "mgdl" in col else (col["mmol"], MGDL_PER_MMOLL)
-    readings: list[tuple[datetime, float]] = []
-    events: list[tuple[datetime, str, float]] = []
+    readings: list[tuple[float, float]] = []
+    events: list[tuple[float, str, float]] = []
     for line, row in enumerate(rows[1:], start=2):
         if not row or not any(c.strip() for c in row):
             continue
         where = f"{path}, line {line}"
         cells = row + [""] * (len(rows[0]) - len(row))
         try:
-            when = datetime.fromisoformat(cells[col["timestamp"]].strip())
+            when = parse_wall_clock(cells[col["timestamp"]])
         except ValueError:
             raise InputError(f"{where}: {cells[col['timestamp']][:30]!r} is not an ISO 8601 timestamp") from None
         g = cells[glucose_col].strip()
@@ -171,7 +171,7 @@ def read_cgm(data: bytes, path: Path) -> Series:
     return _grid(readings, events, path, "mg/dL" if "mgdl" in col else "mmol/L")
 
 
-def _grid(readings: list[tuple[datetime, float]], events: list[tuple[datetime, str, float]], path: Path,
+def _grid(readings: list[tuple[float, float]], events: list[tuple[float, str, float]], path: Path,
           units: str) -> Series:
     if len(readings) < 2:
         raise InputError(f"{path} holds {len(readings)} glucose reading(s); a forecast needs a series")
@@ -180,8 +180,8 @@ def _grid(readings: list[tuple[datetime, float]], events: list[tuple[datetime, s
         raise InputError(f"{path}: the glucose readings are not in time order")
     start = times[0]
 
-    def step_of(t: datetime) -> int:
-        return int(round((t - start).total_seconds() / 60.0 / STEP_MINUTES))
+    def step_of(t: float) -> int:
+        return int(round((t - start) / 60.0 / STEP_MINUTES))
 
     n = step_of(times[-1]) + 1
     cgm = np.full(n, np.nan)
@@ -210,14 +210,12 @@ def _grid(readings: list[tuple[datetime, float]], events: list[tuple[datetime, s
     if np.isnan(basal[0]):
         raise InputError(f"{path}: no basal rate (column 'basal_u_h', U/h) at or before the first reading "
                          f"({_at(start, 0)}); the model needs the pump's basal rate")
-    minutes = (start.hour * 60 + start.minute + start.second / 60.0) + STEP_MINUTES * np.arange(n)
+    minutes = (start % 86400) / 60.0 + STEP_MINUTES * np.arange(n)
     return Series(start, cgm, basal, bolus, carbs, minutes, int(len(missing)), units)
 
 
-def _at(start: datetime, step: int) -> str:
-    from datetime import timedelta
-
-    return (start + timedelta(minutes=STEP_MINUTES * step)).isoformat(timespec="minutes")
+def _at(start: float, step: int) -> str:
+    return wall_clock_text(start + 60.0 * STEP_MINUTES * step)
 
 
 def accepts_cgm(model: Model) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ import medinfer
 import numpy as np
 import pytest
 from medinfer.cli import main
+from medinfer.samples import INPUT, OUTPUT, key, pair_arrays
 
 torch = pytest.importorskip("torch")
 
@@ -67,8 +68,8 @@ def _torch_case(tmp: Path, n: int = 24) -> tuple[Path, Path, Path, dict[str, np.
               "clinical": rng.normal(size=(n, 2)).astype(np.float32)}
     with torch.no_grad():
         p, s = module.original()(torch.from_numpy(inputs["image"]), torch.from_numpy(inputs["clinical"]))
-    np.savez(tmp / "ref.npz", **{f"in.{k}": v for k, v in inputs.items()}, **{"out.probabilities": p.numpy(),
-             "out.logit_sum": s.numpy(), "y": p.numpy().argmax(1)})
+    np.savez(tmp / "ref.npz", **pair_arrays(inputs, {"probabilities": p.numpy(), "logit_sum": s.numpy()}),
+             y=p.numpy().argmax(1))
     (tmp / "contract.json").write_text(json.dumps(CONTRACT))
     return tmp / "nets.py", tmp / "ref.npz", tmp / "contract.json", {"probabilities": p.numpy()}
 
@@ -88,7 +89,7 @@ def test_a_two_input_torch_module_with_a_dynamic_batch_round_trips(tmp_path: Pat
     assert m.parity.passed and m.metrics.heldout["accuracy"].value == 1.0  # labels given: metrics with CIs
     assert "torch" in m.producer.frameworks and m.producer.frameworks["brought_from"].startswith("torch: nets.py")
     data = np.load(ref)
-    feeds = {"image": data["in.image"], "clinical": data["in.clinical"]}
+    feeds = {"image": data[key(INPUT, "image")], "clinical": data[key(INPUT, "clinical")]}
     for rows in (slice(0, 1), slice(0, 5), slice(0, 24)):  # the batch axis is dynamic
         got = model.predict({k: v[rows] for k, v in feeds.items()})
         np.testing.assert_allclose(got.outputs["probabilities"], expected["probabilities"][rows], atol=1e-5)
@@ -135,7 +136,7 @@ def _onnx_case(tmp: Path, contract: dict | None = None) -> tuple[Path, Path, Pat
     x = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
     z = x.astype(np.float64) @ W
     p = (np.exp(z) / np.exp(z).sum(1, keepdims=True)).astype(np.float32)
-    np.savez(tmp / "ref.npz", **{"in.x": x, "out.probabilities": p, "out.label": p.argmax(1).astype(np.int64)})
+    np.savez(tmp / "ref.npz", **pair_arrays({"x": x}, {"probabilities": p, "label": p.argmax(1).astype(np.int64)}))
     (tmp / "model.onnx").write_bytes(_onnx_graph(W))
     doc = contract if contract is not None else {
         "name": "wrapped", "version": "2.0.0", "task": "binary_classification", "labels": ["no", "yes"],
@@ -153,8 +154,8 @@ def test_an_existing_onnx_is_wrapped_without_its_framework(tmp_path: Path) -> No
     path = bundle(source, ref, tmp_path / "out", contract=contract, measure_profile=False)
     model = medinfer.load(path)
     assert model.manifest.inputs[0].shape == ("batch", 3) and model.manifest.decision.threshold == 0.4
-    x = np.load(ref)["in.x"]
-    np.testing.assert_allclose(model.predict(x).outputs["probabilities"], np.load(ref)["out.probabilities"],
+    x = np.load(ref)[key(INPUT, "x")]
+    np.testing.assert_allclose(model.predict(x).outputs["probabilities"], np.load(ref)[key(OUTPUT, "probabilities")],
                                atol=1e-6)
     named = {"a": np.float32([3.0]), "b": np.float32([0.0]), "c": np.float32([0.0])}
     assert list(model.predict(named).labels) == ["no"]  # named columns, checked against the contract
@@ -223,8 +224,8 @@ def test_scikit_learn_and_xgboost_files_are_brought_with_a_guard_and_signed(tmp_
     rng = np.random.default_rng(1)
     X = rng.normal(size=(300, 5)).astype(np.float32)
     y = (X[:, 0] - X[:, 1] > 0).astype(np.int64)
-    np.savez(tmp_path / "ref.npz", **{"in.features": X[200:], "y": y[200:]})
-    np.savez(tmp_path / "train.npz", **{"in.features": X[:200]})
+    np.savez(tmp_path / "ref.npz", **pair_arrays({"features": X[200:]}, {}), y=y[200:])
+    np.savez(tmp_path / "train.npz", **pair_arrays({"features": X[:200]}, {}))
     doc = {**BASE, "inputs": {"features": {"units": "1", "range": [-20, 20]}}}
     (tmp_path / "c.json").write_text(json.dumps(doc))
     skops_io.dump(LogisticRegression().fit(X[:200], y[:200]), tmp_path / "lr.skops")

@@ -12,6 +12,7 @@ import medinfer
 import numpy as np
 import pytest
 from medinfer.cli import main
+from medinfer.samples import INPUT, OUTPUT, key
 
 pytest.importorskip("torch")
 pytest.importorskip("monai")
@@ -47,12 +48,12 @@ def test_each_example_verifies_and_predicts_like_its_source(name: str, made, bun
     path = bundles[name]
     assert main(["verify", str(path)]) == 0
     ref = np.load(made[name].reference)
-    (x_key,) = [k for k in ref.files if k.startswith("in.")]
+    (x_key,) = [k for k in ref.files if k.startswith(key(INPUT, ""))]
     np.save(tmp_path / "x.npy", ref[x_key][:4])
     capsys.readouterr()
     assert main(["predict", str(path), str(tmp_path / "x.npy"), "--json"]) == 0
     answer = json.loads(capsys.readouterr().out)
-    expected = ref["out.probabilities"][:4]
+    expected = ref[key(OUTPUT, "probabilities")][:4]
     got = medinfer.load(path).predict(ref[x_key][:4]).outputs["probabilities"]
     np.testing.assert_allclose(got, expected, atol=1e-5)  # the source framework's own outputs
     assert len(answer["labels"]) == 4
@@ -89,7 +90,7 @@ def test_a_perturbed_monai_weight_is_refused_with_exit_8(made, tmp_path: Path, c
     with torch.no_grad():
         first = next(p for p in module.parameters() if p.ndim == 4)
         first[0, 0, 0, 0] += 0.5
-    x = torch.from_numpy(np.load(b.reference)["in.hu"][:2])
+    x = torch.from_numpy(np.load(b.reference)[key(INPUT, "hu")][:2])
     mutated = tmp_path / "mutated.pt2"
     torch.export.save(torch.export.export(module, (x,), dynamic_shapes={"hu": {0: torch.export.Dim("N", min=1)}}),
                       mutated)

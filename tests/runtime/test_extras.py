@@ -16,7 +16,8 @@ from medinfer.extras import EXTRAS, optional_import
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("runtime", "export", "train", "benchmarks", "scripts")
 # An import name whose distribution is called otherwise.
-DISTRIBUTION = {"fhir": "fhir.resources", "medinfer": "medinfer", "prometheus_client": "prometheus-client"}
+DISTRIBUTION = {"fhir": "fhir.resources", "medinfer": "medinfer", "prometheus_client": "prometheus-client",
+                "xgboost": "xgboost-cpu"}
 
 
 def _extras() -> dict[str, list[str]]:

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from medinfer.cli import main
 from medinfer.errors import InputError
-
 from medinfer.tools import cgm
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,11 +31,10 @@ def _run(n: int = 90, seed: int = 0) -> dict[str, np.ndarray]:
 
 def _export(run: dict[str, np.ndarray], *, mmol: bool = False, drop: tuple[int, ...] = (),
             glucose_cells: dict[int, str] | None = None, basal: bool = True) -> bytes:
-    from datetime import datetime, timedelta
-
+    from medinfer.timestamps import parse_utc, utc_text
     from medinfer.train.datasets import glucose as data
 
-    start = datetime(2026, 3, 1)
+    start = parse_utc("2026-03-01T00:00:00Z")
     base = float(np.median(run["insulin"]))
     bolus = np.clip(run["insulin"] - base, 0.0, None) * data.STEP_MIN
     carbs = run["cho"] * data.STEP_MIN
@@ -47,7 +45,7 @@ def _export(run: dict[str, np.ndarray], *, mmol: bool = False, drop: tuple[int, 
             continue
         value = run["cgm"][i] / cgm.MGDL_PER_MMOLL if mmol else run["cgm"][i]
         cell = (glucose_cells or {}).get(i, repr(float(value)))
-        when = (start + timedelta(minutes=float(run["minutes"][i]))).isoformat()
+        when = utc_text(start + 60 * float(run["minutes"][i]))[:-1]  # the export's local wall-clock time
         lines.append(",".join([when, cell, repr(base * 60) if basal and i == 0 else "",
                                repr(float(bolus[i])) if bolus[i] else "", repr(float(carbs[i])) if carbs[i] else ""]))
     return ("\n".join(lines) + "\n").encode()

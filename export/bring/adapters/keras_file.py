@@ -15,7 +15,9 @@ from ..sources import Loaded, Source, register_source, suffix
 
 
 def load_keras(path: str) -> Any:
-    keras = optional_import("keras", "train", "bringing a Keras model (medinfer bundle)")
+    optional_import("tensorflow", "train", "bringing a Keras model (medinfer bundle)")  # brings keras with it
+    import keras
+
     return keras.models.load_model(path, compile=False)
 
 
