@@ -1,5 +1,7 @@
-"""Three models nobody in the project's specs trained, brought in with :func:`medinfer.export.bring.bundle`:
+"""Four models nobody in the project's specs trained, brought in with :func:`medinfer.export.bring.bundle`:
 
+- ``ct_nodule_unet``: a MONAI 2-D UNet segmenting the simulated nodules (their masks drawn with them), fully
+  convolutional so a whole CT slice runs in one pass: ``--dicom-out`` writes a DICOM SEG;
 - ``ct_nodule_monai``: a MONAI 2-D DenseNet121 (PyTorch) trained briefly on the lung spec's CT patches (simulated
   nodules on real CT), HU windowing and the softmax inside the module; saved as a ``torch.export`` ExportedProgram;
 - ``drug_activity_lgbm``: a LightGBM booster on the drug spec's 216 RDKit descriptors (real ChEMBL molecules,
@@ -29,7 +31,7 @@ from medinfer.samples import pair_arrays
 
 from ...train.spec import Progress, quiet
 
-SIZES = {"tiny": {"patches": 48, "epochs": 1, "features": 4, "blocks": (1, 1), "molecules": 160, "trees": 20},
+SIZES = {"tiny": {"patches": 40, "epochs": 1, "features": 4, "blocks": (1, 1), "molecules": 160, "trees": 20},
          "full": {"patches": 1200, "epochs": 6, "features": 16, "blocks": (2, 2, 2, 2), "molecules": None,
                   "trees": 200}}
 WINDOW = (-1000.0, 400.0)  # HU window of the CT model's input layer (lung window)
@@ -140,6 +142,98 @@ def monai_ct(work: Path, size: str = "tiny", seed: int = 0, progress: Progress =
     return Brought(work / "ct_nodule_monai.pt2", work / "ref.npz", work / "contract.toml", work / "train.npz")
 
 
+def unet_module(size: str) -> Any:
+    """A MONAI 2-D UNet behind an HU window: the per-pixel nodule probability (N, H, W) and, from its largest value,
+    the patch's probabilities (N, 2). Fully convolutional: any H and W that are multiples of 4."""
+    import torch
+    from monai.networks.nets import UNet
+
+    channels = (4, 8, 16) if size == "tiny" else (16, 32, 64)
+
+    class WindowedUNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=channels, strides=(2, 2),
+                            num_res_units=1)
+
+        def forward(self, hu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            x = (torch.clamp(hu, WINDOW[0], WINDOW[1]) - WINDOW[0]) / (WINDOW[1] - WINDOW[0])
+            mask = torch.softmax(self.net(x), dim=1)[:, 1]
+            peak = torch.amax(mask, dim=(1, 2))
+            return torch.stack([1.0 - peak, peak], dim=1), mask
+
+    return WindowedUNet()
+
+
+def monai_unet(work: Path, size: str = "tiny", seed: int = 0, progress: Progress = quiet) -> Brought:
+    """Train a MONAI UNet briefly to segment the simulated nodules of CT patches; write what ``medinfer bundle``
+    takes (an ExportedProgram whose H and W are dynamic: a whole CT slice runs in one pass)."""
+    import torch
+
+    from ...train.datasets import ct, lesions
+    from ...train.specs.lung_nodule_cnn import split_slices
+
+    s = SIZES[size]
+    work.mkdir(parents=True, exist_ok=True)
+    slices = ct.load_slices("pydicom" if size == "tiny" else "all")
+    groups = split_slices(slices)
+    rng = np.random.default_rng(seed)
+    n = int(s["patches"])
+    train = lesions.make_patches(groups["train"], int(0.75 * n), rng, masks=True)
+    test = lesions.make_patches(groups["test"], n - int(0.75 * n), rng, masks=True)
+    X_train = np.ascontiguousarray(np.transpose(train.X, (0, 3, 1, 2)))
+    X_test = np.ascontiguousarray(np.transpose(test.X, (0, 3, 1, 2)))
+    torch.manual_seed(seed)
+    model = unet_module(size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    xt, mt = torch.from_numpy(X_train), torch.from_numpy(np.asarray(train.masks, dtype=np.float32))
+    progress(f"[ct_nodule_unet] training a MONAI UNet on {len(xt)} CT patches with nodule masks, "
+             f"{s['epochs']} epochs")
+    for _ in range(int(s["epochs"])):
+        model.train()
+        for idx in torch.randperm(len(xt)).split(16):
+            optimizer.zero_grad()
+            _, p = model(xt[idx])
+            inter = (p * mt[idx]).sum()
+            dice = 1 - (2 * inter + 1) / (p.sum() + mt[idx].sum() + 1)
+            loss = dice + torch.nn.functional.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), mt[idx])
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        proba, mask = (torch.cat(t).numpy() for t in zip(*(model(b) for b in torch.from_numpy(X_test).split(32))))
+    quarter_h, quarter_w = torch.export.Dim("quarter_h", min=2, max=1024), torch.export.Dim("quarter_w", min=2, max=1024)
+    program = torch.export.export(model, (torch.from_numpy(X_test[:2]),), dynamic_shapes={
+        "hu": {0: torch.export.Dim("N", min=1), 2: 4 * quarter_h, 3: 4 * quarter_w}})
+    torch.export.save(program, work / "ct_nodule_unet.pt2")
+    np.savez(work / "ref.npz", **pair_arrays({"hu": X_test}, {"probabilities": proba, "mask": mask}),
+             y=np.asarray(test.y))
+    np.savez(work / "train.npz", **pair_arrays({"hu": X_train}, {}))
+    (work / "contract.json").write_text(json.dumps({
+        "name": "ct_nodule_unet", "version": "1.0.0", "task": "binary_classification",
+        "labels": ["no_nodule", "nodule"], "positive_label": "nodule", "threshold": 0.5,
+        "score_output": "probabilities", "output_names": ["probabilities", "mask"],
+        "description": "A MONAI 2-D UNet segmenting simulated nodules in CT (Hounsfield units), whole slices in one "
+                       "pass; the patch or slice is positive when its largest pixel probability reaches 0.5.",
+        "preprocessing": f"HU; inside the graph: window [{WINDOW[0]:g}, {WINDOW[1]:g}] HU scaled to [0, 1]",
+        "inputs": {"hu": {"units": "HU", "range": [-1024.0, 3071.0], "shape": ["N", 1, "H", "W"],
+                          "description": "CT in HU, channels first; H and W multiples of 4 (a 100 x 100 patch or a "
+                                         "whole slice)"}},
+        "outputs": {"probabilities": {"description": "P(no nodule), P(nodule) from the largest pixel probability"},
+                    "mask": {"description": "per-pixel nodule probability", "facts": {"segmentation": {
+                        "segments": ["nodule"], "threshold": 0.5, "multiple": 4, "category": "morphologically "
+                        "abnormal structure", "property": "nodule"}}}},
+        "card": {"summary": "MONAI UNet (PyTorch) segmenting SIMULATED nodules on real CT: a demonstration of "
+                            "bringing a segmentation model in, with DICOM SEG output.",
+                 "intended_use": "Demonstrating medinfer bundle with a segmentation model; not a diagnostic tool.",
+                 "out_of_scope": ["Any clinical decision: the lesions are simulated."]},
+        "data": {"description": f"SIMULATED nodules (with their masks) on REAL CT background: {n} patches",
+                 "licence": "MIT (pydicom's test CT slices)", "synthetic": True,
+                 "citation": "pydicom test data; lesions simulated by medinfer.train.datasets.lesions"},
+    }, indent=1) + "\n")  # JSON: the segmentation facts nest deeper than the small TOML writer goes
+    return Brought(work / "ct_nodule_unet.pt2", work / "ref.npz", work / "contract.json", work / "train.npz")
+
+
 def lightgbm_drug(work: Path, size: str = "tiny", seed: int = 0, progress: Progress = quiet) -> Brought:
     """Fit a LightGBM booster on the drug spec's descriptors and write what ``medinfer bundle`` takes."""
     import lightgbm as lgb
@@ -223,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="build/bring", help="where sources, REF.npz and contracts go")
     parser.add_argument("--onnx-from", default="examples/sample-bundle/gene_expression_svd",
                         help="the bundle whose model.onnx is wrapped again")
-    parser.add_argument("--only", nargs="*", default=["monai", "lightgbm", "onnx"])
+    parser.add_argument("--only", nargs="*", default=["monai", "unet", "lightgbm", "onnx"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -232,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work)
     jobs = {"monai": lambda: monai_ct(work / "monai", args.size, progress=say),
+            "unet": lambda: monai_unet(work / "unet", args.size, progress=say),
             "lightgbm": lambda: lightgbm_drug(work / "lightgbm", args.size, progress=say),
             "onnx": lambda: onnx_rewrap(Path(args.onnx_from), work / "onnx")}
     for key in args.only:

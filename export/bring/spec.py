@@ -22,6 +22,9 @@ VARIANT_BUDGET = {"binary_classification": {"roc_auc": 0.005}, "multiclass_class
 GUARD_METHOD = ("the largest of, per input: the mean distance to the 5 nearest training samples (standardised "
                 "values), and how far the sample's mean and spread lie from the training samples'; each relative to "
                 "in-domain data's 99th percentile")
+STATS_METHOD = ("how far the sample's mean and spread lie from the training samples' (per input; an input whose size "
+                "is free, such as a whole slice, has no nearest-neighbour part), relative to in-domain data's 99th "
+                "percentile")
 
 
 class BroughtSpec(ModelSpec):
@@ -146,10 +149,14 @@ class BroughtSpec(ModelSpec):
         if not self.guard:
             return []
         feats = self.domain_features(model)(dataset.X_train)
+        free = {t.name for t in self._inputs if any(isinstance(d, str) for d in t.shape[1:])}
+        if free:  # an input whose size is free (a whole slice): only what does not depend on the size
+            self.domain_method = STATS_METHOD
         parts = []
         for name in self._guarded():
-            parts += [domain.knn(name, feats[name], label=f"distance to the nearest training samples ({name})"),
-                      domain.value_stats(name, feats[name], label=f"mean and spread of the values ({name})")]
+            if name not in free:
+                parts.append(domain.knn(name, feats[name], label=f"distance to the nearest training samples ({name})"))
+            parts.append(domain.value_stats(name, feats[name], label=f"mean and spread of the values ({name})"))
         return parts
 
     def domain_shifts(self, model: Any, dataset: Dataset, guard: DomainGuard) -> dict[str, Shift]:

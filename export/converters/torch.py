@@ -1,7 +1,7 @@
 """PyTorch -> ONNX with the dynamo exporter (``torch.onnx.export(..., dynamo=True)``, onnxscript underneath).
 
-The contract's symbolic axes (the batch axis ``N``, any other declared name) become ``torch.export.Dim`` s shared by
-name, so the graph keeps them dynamic; an ExportedProgram keeps the dynamic axes it was exported with. Inputs and
+The contract's symbolic axes stay dynamic in the graph (:func:`dynamic_axes`); an ExportedProgram keeps the dynamic
+axes it was exported with. Inputs and
 outputs get the contract's names.
 """
 
@@ -37,19 +37,37 @@ def convert(spec: ModelSpec, model: Any, dataset: Dataset) -> Any:
     args = tuple(torch.from_numpy(np.ascontiguousarray(arrays[t.name])) for t in inputs)
     outputs = [o.name for o in spec.outputs()]
     program = isinstance(model, torch.export.ExportedProgram)
-    target = model if program else model.eval()
-    dims: dict[str, Any] = {}
-    dynamic = None
-    if not program:
-        dynamic = {t.name: {axis: dims.setdefault(d, torch.export.Dim(d, min=1))
-                            for axis, d in enumerate(t.shape) if isinstance(d, str)} for t in inputs}
-        dynamic = {k: (v or None) for k, v in dynamic.items()}
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        program_out = torch.onnx.export(target, args, None, dynamo=True, input_names=[t.name for t in inputs],
-                                        output_names=outputs, dynamic_shapes=dynamic,
-                                        opset_version=int(spec.opset.get("", 18)), verbose=False)
+
+    def to_onnx(target: Any, dynamic: Any) -> Any:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            return torch.onnx.export(target, args, None, dynamo=True, input_names=[t.name for t in inputs],
+                                     output_names=outputs, dynamic_shapes=dynamic,
+                                     opset_version=int(spec.opset.get("", 18)), verbose=False)
+
+    if program:
+        try:  # the program's own dynamic axes
+            program_out = to_onnx(model, None)
+        except Exception:  # noqa: BLE001 - a loaded program with derived axes (4*h) fails here (torch 2.13):
+            program_out = to_onnx(torch.export.export(model.module(), args, dynamic_shapes=dynamic_axes(inputs)), None)
+    else:
+        program_out = to_onnx(model.eval(), dynamic_axes(inputs))
     onx = program_out.model_proto
     name_dynamic_dims(onx, {t.name: t.shape for t in inputs})
     return onx
+
+
+def dynamic_axes(inputs: Any) -> list[dict[int, Any] | None]:
+    """``dynamic_shapes`` for the contract's inputs, by position: the batch axis ``N`` one shared ``Dim`` (so a
+    model that fixes its batch fails here instead of shipping a graph for one batch size), every other symbolic axis
+    ``Dim.AUTO`` (torch finds its constraints itself, e.g. a UNet's multiples of 4)."""
+    import torch
+
+    batch = torch.export.Dim("N", min=1)
+    axes = []
+    for t in inputs:
+        dims = {axis: (batch if d == "N" else torch.export.Dim.AUTO) for axis, d in enumerate(t.shape)
+                if isinstance(d, str)}
+        axes.append(dims or None)
+    return axes

@@ -1,6 +1,7 @@
-"""The three brought examples (medinfer.export.bring.examples, tiny size): a MONAI DenseNet trained on the project's
-CT patches (PyTorch, a saved ExportedProgram), a LightGBM booster on the drug descriptors (its own .txt file), and an
-existing bundle's .onnx wrapped without its framework. Each goes bundle -> verify -> predict -> serve, answers as its
+"""The four brought examples (medinfer.export.bring.examples, tiny size): a MONAI DenseNet trained on the project's
+CT patches (PyTorch, a saved ExportedProgram), a MONAI UNet segmenting them (whole slices in one pass, DICOM SEG out),
+a LightGBM booster on the drug descriptors (its own .txt file), and an existing bundle's .onnx wrapped without its
+framework. Each goes bundle -> verify -> predict -> serve, answers as its
 source does, and a mutated source (a perturbed weight, a changed tree) is refused with exit 8 and no bundle."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, examples.Brought]:
     work = tmp_path_factory.mktemp("bring")
     return {"ct_nodule_monai": examples.monai_ct(work / "monai", "tiny"),
+            "ct_nodule_unet": examples.monai_unet(work / "unet", "tiny"),
             "drug_activity_lgbm": examples.lightgbm_drug(work / "lightgbm", "tiny"),
             "gene_expression_svd_onnx": examples.onnx_rewrap(ROOT / "examples/sample-bundle/gene_expression_svd",
                                                              work / "onnx")}
@@ -42,7 +44,8 @@ def bundles(made: dict[str, examples.Brought], tmp_path_factory: pytest.TempPath
     return {name: out / name for name in made}
 
 
-@pytest.mark.parametrize("name", ["ct_nodule_monai", "drug_activity_lgbm", "gene_expression_svd_onnx"])
+@pytest.mark.parametrize("name", ["ct_nodule_monai", "ct_nodule_unet", "drug_activity_lgbm",
+                                  "gene_expression_svd_onnx"])
 def test_each_example_verifies_and_predicts_like_its_source(name: str, made, bundles, tmp_path: Path,
                                                            capsys) -> None:
     path = bundles[name]
@@ -126,3 +129,32 @@ def test_a_malformed_booster_file_is_refused_not_a_crash(damage: str, made, tmp_
                  "--out", str(tmp_path / "out"), "--profile", "default"])
     assert code in (2, 8), capsys.readouterr().err  # a usage error (unreadable) or the gate (another model)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_unet_segments_a_whole_dicom_slice_into_a_seg(made, bundles, tmp_path: Path, capsys) -> None:
+    """The UNet's H and W are free: a 128 x 128 CT slice (not the 100 x 100 patches it was trained on) runs in one
+    pass, its mask equals the PyTorch module's on the same slice, and --dicom-out writes a DICOM SEG of the slice."""
+    pytest.importorskip("highdicom")
+    import highdicom as hd
+    import pydicom
+    import torch
+    from pydicom.data import get_testdata_file
+
+    ct = get_testdata_file("CT_small.dcm")
+    assert main(["predict", str(bundles["ct_nodule_unet"]), ct, "--dicom-out", str(tmp_path / "seg"), "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    seg = hd.seg.segread(answer["dicom_out"]["seg"])
+    source = pydicom.dcmread(ct)
+    assert seg.Modality == "SEG" and seg.SegmentSequence[0].SegmentLabel == "nodule"
+    assert seg.get_source_image_uids()[0][2] == source.SOPInstanceUID
+    from medinfer.tools.dicom import read_ct
+    from medinfer.tools.segmentation import predict_slice
+
+    result = predict_slice(medinfer.load(bundles["ct_nodule_unet"]), ct)
+    assert result.mask.shape == (source.Rows, source.Columns) and int(result.mask.sum()) == answer["pixels"]
+    hu = np.clip(read_ct(ct).hu, -1024, 3071).astype(np.float32)
+    with torch.no_grad():
+        _, mask = torch.export.load(made["ct_nodule_unet"].source).module()(torch.from_numpy(hu[None, None]))
+    np.testing.assert_allclose(result.probability, mask.numpy()[0], atol=1e-4)
+    frames = np.asarray(pydicom.dcmread(answer["dicom_out"]["seg"]).pixel_array).astype(bool)
+    assert frames.reshape(-1, source.Rows, source.Columns).sum() == answer["pixels"]  # the SEG holds the mask
