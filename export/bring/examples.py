@@ -202,7 +202,8 @@ def monai_unet(work: Path, size: str = "tiny", seed: int = 0, progress: Progress
     model.eval()
     with torch.no_grad():
         proba, mask = (torch.cat(t).numpy() for t in zip(*(model(b) for b in torch.from_numpy(X_test).split(32))))
-    quarter_h, quarter_w = torch.export.Dim("quarter_h", min=2, max=1024), torch.export.Dim("quarter_w", min=2, max=1024)
+    quarter_h = torch.export.Dim("quarter_h", min=2, max=1024)  # H = 4 x quarter_h: the UNet's two 2x poolings
+    quarter_w = torch.export.Dim("quarter_w", min=2, max=1024)
     program = torch.export.export(model, (torch.from_numpy(X_test[:2]),), dynamic_shapes={
         "hu": {0: torch.export.Dim("N", min=1), 2: 4 * quarter_h, 3: 4 * quarter_w}})
     torch.export.save(program, work / "ct_nodule_unet.pt2")
