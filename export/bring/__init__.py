@@ -73,9 +73,13 @@ def bundle(source: str | Path, reference: str | Path, out: str | Path = "bundles
     if int8 and train_sample is None:
         raise UsageError("--int8 calibrates on training samples: give them with --train-sample TRAIN.npz")
     progress(f"[{head['name']}] loading {adapter.kind} source {source}")
+    if int8 and ref.y is None:
+        raise UsageError("--int8 ships only behind the clinical gate, which needs labels: add them to REF.npz as 'y'")
     loaded = adapter.load(str(source), head["task"])
     adapter = SOURCES.get(loaded.kind)  # a pickled LightGBM/XGBoost estimator is brought as its booster
     X = _inputs(doc, loaded, adapter, ref)
+    if int8 and len(X) > 1:
+        raise UsageError(f"--int8 calibrates one-input graphs; this model takes {len(X)} inputs ({', '.join(X)})")
     train = _train_inputs(train_sample, X) if train_sample is not None else None
     spec = BroughtSpec(None, adapter, loaded, given=ref.outputs, guard=train is not None, int8=int8,
                        measure_profile=measure_profile)
@@ -154,6 +158,8 @@ def _inputs(doc: dict[str, Any], loaded: Loaded, adapter: Source, ref: Reference
     """
     given = list(ref.inputs)
     own = loaded.input_names
+    if own is not None and adapter.kind == "torch" and len(own) == 1 and len(given) == 1:
+        own = None  # one positional argument: REF.npz's name is the graph's (forward(self, input) takes any)
     if own is not None:
         if sorted(own) != sorted(given):
             raise UsageError(f"REF.npz holds inputs {given} but the model takes {list(own)}: store each under the "
@@ -347,7 +353,11 @@ def _artifact(spec: BroughtSpec, loaded: Loaded, dataset: Dataset, native: dict[
     point = OperatingPoint(spec.threshold, spec.threshold_rationale)
     scores = spec.scores(native)
     if ref.y is not None:
-        metrics = spec.evaluate(scores, ref.y, dataset.X_test, point.threshold)
+        try:
+            metrics = spec.evaluate(scores, ref.y, dataset.X_test, point.threshold)
+        except ValueError as exc:  # e.g. labels of one class only: no ROC-AUC, no CI
+            raise UsageError(f"no held-out metrics from REF.npz's labels 'y': {exc} (the labels need every class "
+                             "the metrics compare; give a held-out set with both outcomes, or no labels)") from None
         progress(f"[{spec.name}] metrics on the {ref.n} labelled reference samples: "
                  + ", ".join(f"{k} {v['value']:.3f}" for k, v in metrics["heldout"].items()))
     else:

@@ -239,3 +239,81 @@ def test_scikit_learn_and_xgboost_files_are_brought_with_a_guard_and_signed(tmp_
         assert model.manifest.metrics.heldout["roc_auc"].value > 0.8
         far = model.predict(np.full((1, 5), 15.0, np.float32))
         assert not far.in_domain[0]  # the guard fitted on TRAIN.npz flags what lies far outside it
+
+
+CONV = """
+import torch
+
+def make():
+    torch.manual_seed(1)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 2),
+                               torch.nn.Softmax(dim=1))
+"""
+
+
+def test_int8_ships_only_behind_the_clinical_gate_and_needs_labels_and_one_input(tmp_path: Path, capsys) -> None:
+    import importlib.util
+
+    (tmp_path / "conv.py").write_text(CONV)
+    spec = importlib.util.spec_from_file_location("bring_conv_test", tmp_path / "conv.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 1, 12, 12)).astype(np.float32)
+    with torch.no_grad():
+        p = module.make()(torch.from_numpy(x)).numpy()
+    np.savez(tmp_path / "ref.npz", **pair_arrays({"x": x[32:]}, {"output": p[32:]}), y=np.arange(32) % 2)
+    np.savez(tmp_path / "train.npz", **pair_arrays({"x": x[:32]}, {}))
+    doc = {**BASE, "inputs": {"x": {"units": "1", "range": [-10, 10]}}}
+    (tmp_path / "c.json").write_text(json.dumps(doc))
+    args = [f"{tmp_path / 'conv.py'}:make", "--reference", str(tmp_path / "ref.npz"), "--contract",
+            str(tmp_path / "c.json"), "--out", str(tmp_path / "out"), "--profile", "default", "--int8"]
+    assert main(["bundle", *args]) == 2  # no training sample to calibrate on
+    assert "--train-sample" in capsys.readouterr().err
+    assert main(["bundle", *args, "--train-sample", str(tmp_path / "train.npz")]) == 0
+    m = medinfer.load_manifest(tmp_path / "out" / "wrapped")
+    entry = m.parity.variants["int8"]  # shipped within the budget, or refused with its reason: never unchecked
+    assert ("int8" in m.variants) == entry["shipped"] and "accuracy_delta" in entry
+    if entry["shipped"]:
+        assert medinfer.load(tmp_path / "out" / "wrapped", variant="int8").manifest.name == "wrapped"
+    nets, ref2, contract2, _ = _torch_case(tmp_path / "two") if (tmp_path / "two").mkdir() is None else None
+    assert main(["bundle", f"{nets}:original", "--reference", str(ref2), "--contract", str(contract2), "--int8",
+                 "--train-sample", str(ref2), "--out", str(tmp_path / "o2")]) == 2
+    assert "calibrates one-input graphs" in capsys.readouterr().err
+
+
+def test_a_keras_file_is_brought_and_served_beside_a_two_input_model(tmp_path: Path) -> None:
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("uvicorn")
+    from medinfer.export.bring import bundle
+
+    from tests.helpers.serving import http, serving
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.save(tmp_path / "m.keras")
+    x = np.random.default_rng(2).normal(size=(20, 6)).astype(np.float32)
+    np.savez(tmp_path / "ref.npz", **pair_arrays({"vitals": x}, {"risk": model.predict(x, verbose=0)}))
+    doc = {**BASE, "name": "keras_risk", "output_names": ["risk"],
+           "inputs": {"vitals": {"units": "z-score", "range": [-10, 10]}}}
+    (tmp_path / "k.json").write_text(json.dumps(doc))
+    keras_path = bundle(tmp_path / "m.keras", tmp_path / "ref.npz", tmp_path / "out", contract=tmp_path / "k.json",
+                        measure_profile=False)
+    assert medinfer.load(keras_path).manifest.inputs[0].shape == ("N", 6)
+    nets, ref, contract, expected = _torch_case(tmp_path)
+    two = bundle(f"{nets}:original", ref, tmp_path / "out", contract=contract, measure_profile=False)
+    data = np.load(ref)
+    body = {"inputs": [{"name": n, "shape": list(data[key(INPUT, n)][:2].shape), "datatype": "FP32",
+                        "data": data[key(INPUT, n)][:2].reshape(-1).tolist()} for n in ("image", "clinical")]}
+    with serving([keras_path, two], log=tmp_path / "serve.log") as (url, _):
+        status, doc = http(url, "/v2/models/two_inputs/infer", json.dumps(body).encode(),
+                           {"Content-Type": "application/json"})
+        assert status == 200, doc
+        out = next(o for o in doc["outputs"] if o["name"] == "probabilities")
+        np.testing.assert_allclose(np.reshape(out["data"], (2, 3)), expected["probabilities"][:2], atol=1e-5)
+        body1 = {"inputs": [{"name": "vitals", "shape": [1, 6], "datatype": "FP32", "data": x[0].tolist()}]}
+        status, doc = http(url, "/v2/models/keras_risk/infer", json.dumps(body1).encode(),
+                           {"Content-Type": "application/json"})
+        assert status == 200, doc
