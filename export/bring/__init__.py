@@ -106,7 +106,14 @@ def bundle(source: str | Path, reference: str | Path, out: str | Path = "bundles
     art = _artifact(spec, loaded, dataset, native, ref, adapter, source, progress)
     from ..bundle import export
 
-    path = export(art, out, progress=progress, graph=onx)
+    try:
+        path = export(art, out, progress=progress, graph=onx)
+    except Exception as exc:
+        if not type(exc).__module__.startswith("onnxruntime"):
+            raise
+        # the graph does not run on some input or batch size the gate tries: as much a failed gate as a wrong number
+        raise ParityError(f"{spec.name}: parity gate FAILED: onnxruntime could not run the graph on the reference "
+                          f"data ({type(exc).__name__}: {str(exc)[:300]}); nothing was written") from None
     if sign is not None:
         from medinfer.signing import sign_bundle
 
@@ -272,6 +279,11 @@ def _contract(doc: dict[str, Any], head: dict[str, Any], spec: BroughtSpec, onx:
     pre = {t.name: t for t in spec.inputs(None)}  # type: ignore[arg-type]
     inputs = tuple(input_spec(doc, GraphTensor(n, pre[n].dtype, _merge(graph_dims(types[n]), pre[n].shape)))
                    for n in pre)
+    fixed = [f"{t.name} {list(t.shape)}" for t in inputs if not t.shape or not isinstance(t.shape[0], str)]
+    if fixed:
+        raise UsageError(f"the graph's input(s) {', '.join(fixed)} have a fixed first axis: a bundle answers batches "
+                         "of any size, so the batch axis must be dynamic; export the model with a dynamic first axis "
+                         "(torch: dynamic_shapes / a .pt2 exported with Dim; ONNX: a symbolic dim_param)")
     graph_out = tuple(GraphTensor(o.name, _elem(o), graph_dims(o)) for o in onx.graph.output)
     missing = [k for k in native if k not in {g.name for g in graph_out}]
     if missing:
@@ -299,7 +311,7 @@ def _merge(graph: tuple[int | str, ...], pre: tuple[int | str, ...]) -> tuple[in
     """The graph's fixed sizes, the contract's names for dynamic axes."""
     if len(graph) != len(pre):
         return pre
-    return tuple(g if isinstance(g, int) else (p if isinstance(p, str) else g) for g, p in zip(graph, pre))
+    return tuple(g if isinstance(g, int) else (p if isinstance(p, str) and p != "?" else g) for g, p in zip(graph, pre))
 
 
 def _elem(vi: Any) -> str:

@@ -317,3 +317,42 @@ def test_a_keras_file_is_brought_and_served_beside_a_two_input_model(tmp_path: P
         status, doc = http(url, "/v2/models/keras_risk/infer", json.dumps(body1).encode(),
                            {"Content-Type": "application/json"})
         assert status == 200, doc
+
+
+def _two_input_graph(batch: str | int | None) -> bytes:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "W"], ["z1"]), helper.make_node("MatMul", ["b", "V"], ["z2"]),
+         helper.make_node("Add", ["z1", "z2"], ["y"])], "g",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [batch, 3]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, [batch, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 1])],
+        initializer=[numpy_helper.from_array(np.ones((3, 1), np.float32), "W"),
+                     numpy_helper.from_array(np.full((2, 1), 2.0, np.float32), "V")])
+    onx = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onx.ir_version = 8
+    onnx.checker.check_model(onx)
+    return onx.SerializeToString()
+
+
+@pytest.mark.parametrize(("batch", "code"), [("batch", 0), (None, 0), (1, 2)])
+def test_a_two_input_onnx_regressor_needs_a_dynamic_batch_axis(batch, code: int, tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(10, 3)).astype(np.float32), rng.normal(size=(10, 2)).astype(np.float32)
+    y = a.sum(1, keepdims=True) + 2 * b.sum(1, keepdims=True)
+    np.savez(tmp_path / "ref.npz", **pair_arrays({"a": a, "b": b}, {"y": y}), y=y[:, 0])
+    (tmp_path / "c.json").write_text(json.dumps({
+        "name": "two_onnx", "version": "1", "task": "regression", "card": {"summary": "s", "intended_use": "u"},
+        "inputs": {"a": {"units": "1", "range": [-9, 9]}, "b": {"units": "1", "range": [-9, 9]}}}))
+    (tmp_path / "m.onnx").write_bytes(_two_input_graph(batch))
+    assert main(["bundle", str(tmp_path / "m.onnx"), "--reference", str(tmp_path / "ref.npz"), "--contract",
+                 str(tmp_path / "c.json"), "--out", str(tmp_path / "out"), "--profile", "default"]) == code
+    if code:
+        assert "fixed first axis" in capsys.readouterr().err and not (tmp_path / "out" / "two_onnx").exists()
+        return
+    model = medinfer.load(tmp_path / "out" / "two_onnx")
+    assert [t.shape[0] for t in model.manifest.inputs] == [batch or "N"] * 2
+    assert "rmse" in model.manifest.metrics.heldout
+    np.testing.assert_allclose(model.predict({"a": a[:3], "b": b[:3]}).scores, y[:3, 0], atol=1e-5)
