@@ -20,7 +20,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[cpu,train,dicom,fhir,sign,dev,serve,triton,dask,spark,lifecycle]'
+	$(PY) -m pip install --quiet -e '.[cpu,train,dicom,fhir,sign,dev,serve,triton,dask,spark,lifecycle,torch,boost,chem]'
 	@touch $@
 
 install: $(STAMP)
@@ -28,6 +28,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(MEDINFER) data fetch all
 	$(MEDINFER) build $(MODELS) --artifacts artifacts --out bundles
+	@# Bring your own model: a MONAI DenseNet (PyTorch) trained on the CT patches, a LightGBM booster on the drug
+	@# descriptors, and drug_activity_rf's graph wrapped again as a bare .onnx (docs/bring-your-own-model.md).
+	$(PY) -m medinfer.export.bring.examples --size full --out bundles --work artifacts/bring --onnx-from \
+	  $$(if [ -d bundles/drug_activity_rf ]; then echo bundles/drug_activity_rf; else echo examples/sample-bundle/gene_expression_svd; fi)
 	$(MEDINFER) verify bundles/*/
 	@set -e; for b in bundles/*/; do n=$$(basename $$b); \
 	  ex=$$(ls artifacts/$$n/example.* 2>/dev/null | head -1); \
@@ -40,6 +44,11 @@ demo: $(STAMP)
 	    --fhir-out artifacts/lung_nodule_cnn/fhir.json --fhir-subject Patient/example --json >/dev/null; \
 	  ls -1 artifacts/lung_nodule_cnn/dicom/*.dcm artifacts/lung_nodule_cnn/fhir.json; \
 	  if command -v dciodvfy >/dev/null; then $(PY) scripts/check_dicom_out.py artifacts/lung_nodule_cnn/dicom; fi; fi
+	@# Raw inputs: a CGM/pump export and SMILES, featurised on the device by the functions training uses.
+	@set -e; if [ -d bundles/glucose_lstm ]; then echo; echo "== medinfer predict bundles/glucose_lstm examples/glucose_lstm_cgm.csv"; \
+	  $(MEDINFER) predict bundles/glucose_lstm examples/glucose_lstm_cgm.csv; fi
+	@set -e; if [ -d bundles/drug_activity_rf ]; then echo; echo "== medinfer predict bundles/drug_activity_rf examples/drug_activity_rf.smi"; \
+	  $(MEDINFER) predict bundles/drug_activity_rf examples/drug_activity_rf.smi; fi
 	@set -e; for n in clinical_notes_tfidf glucose_lstm gene_expression_svd; do \
 	  ex=$$(ls artifacts/$$n/example.* 2>/dev/null | head -1); \
 	  if [ -d bundles/$$n ] && [ -n "$$ex" ]; then $(MEDINFER) predict bundles/$$n $$ex \

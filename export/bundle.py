@@ -40,6 +40,7 @@ from .change import ChangeRequest, change_fields
 from .converters import convert, get_converter
 from .domain_graph import add_domain_output
 from .explain import build_explanation
+from .feeds import feeds, n_rows, rows, take
 from .profiles import chosen_profile
 from .samples import build_sample, sample_indices
 from .variants import VariantJob, build_variants
@@ -150,16 +151,17 @@ class Build:
 
 
 def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = quiet,
-           change: ChangeRequest | None = None) -> Path:
+           change: ChangeRequest | None = None, graph: Any = None) -> Path:
     """Convert, gate, and write ``out/<name>``; returns the bundle path (the stages: the module docstring).
     ``change`` names the parent bundle and the change log entry (see :mod:`medinfer.export.change`); every bundle
-    declares a PCCP.
+    declares a PCCP. ``graph``: the ``onnx.ModelProto`` the spec's converter made already (a brought model is
+    converted while its contract is inferred: :mod:`medinfer.export.bring`), else the converter runs here.
 
     Raises:
         ParityError: the exported graph (or a shipped session of it) does not reproduce the native model; nothing
             is written.
     """
-    build = convert_graph(art, progress)
+    build = convert_graph(art, progress, graph)
     build.change = change
     gate_parity(build, progress)
     explain(build, progress)
@@ -181,14 +183,15 @@ def export(art: Artifact, out: str | Path = "bundles", *, progress: Progress = q
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def convert_graph(art: Artifact, progress: Progress) -> Build:
+def convert_graph(art: Artifact, progress: Progress, graph: Any = None) -> Build:
     """Convert the native model (+ the spec's extra outputs and the domain guard), stamp the contract into the
-    graph's metadata, and make its bytes canonical (same model, same bytes)."""
+    graph's metadata, and make its bytes canonical (same model, same bytes). ``graph``: converted already."""
     import onnx
 
     spec, ds = art.spec, art.dataset
-    progress(f"[{spec.name}] converting ({spec.family})")
-    onx = convert(spec, art.model, ds)
+    if graph is None:
+        progress(f"[{spec.name}] converting ({spec.family})")
+    onx = convert(spec, art.model, ds) if graph is None else graph
     spec.augment_graph(onx, art.model, ds)
     if art.domain is not None:
         art.domain.sources = spec.domain_sources(onx)
@@ -215,8 +218,8 @@ def gate_parity(build: Build, progress: Progress) -> None:
     when they cannot share one, e.g. sequences of different lengths); the golden outputs come from the same session."""
     spec, ds = build.spec, build.art.dataset
     edge_sets = spec.parity_sets(ds)
-    progress(f"[{spec.name}] parity gate on {len(ds.y_test)} held-out samples"
-             + (f" + {sum(len(x) for x in edge_sets.values())} edge inputs" if edge_sets else ""))
+    progress(f"[{spec.name}] parity gate on {n_rows(ds.X_test)} held-out samples"
+             + (f" + {sum(n_rows(x) for x in edge_sets.values())} edge inputs" if edge_sets else ""))
     session = parity.ort_session(build.graph)
     sets = {"heldout": (_native(build.art, ds.X_test), parity.run_batched(session, build.input_name, ds.X_test))}
     for set_name, X_edge in edge_sets.items():
@@ -225,9 +228,9 @@ def gate_parity(build: Build, progress: Progress) -> None:
     build.native_heldout = sets["heldout"][0]
     progress(f"[{spec.name}] parity passed: max abs diff {build.report['max_abs_diff']:.3g}, "
              f"{build.report['decision_flips']} decision flips over {build.report['n_samples']} inputs")
-    build.golden_x = ds.X_test[:GOLDEN_SAMPLES]
+    build.golden_x = rows(ds.X_test, 0, GOLDEN_SAMPLES)
     names = [spec.score_output]
-    build.golden_out = dict(zip(names, session.run(names, {build.input_name: build.golden_x})))
+    build.golden_out = dict(zip(names, session.run(names, feeds(build.input_name, build.golden_x))))
 
 
 def explain(build: Build, progress: Progress) -> None:
@@ -242,7 +245,7 @@ def choose_profile(build: Build, progress: Progress) -> None:
     """The session profile to ship, measured on held-out inputs (the parity sample's rows), with the spec's
     memory bounds."""
     spec, X = build.spec, build.art.dataset.X_test
-    held = np.asarray(X)[sample_indices(X)]
+    held = take(X, sample_indices(X))
     build.profile = dataclasses.replace(chosen_profile(spec, build.graph, build.input_name, held, progress),
                                         chunk=spec.chunk, max_batch=spec.max_batch)
 
@@ -250,8 +253,7 @@ def choose_profile(build: Build, progress: Progress) -> None:
 def _batch1(build: Build) -> dict[str, Any]:
     """One held-out row (the parity sample's first) as the graphs' feed: the input of the batch-1 measurements."""
     X = build.art.dataset.X_test
-    x1 = np.asarray(X)[sample_indices(X)][:1]
-    return {build.input_name: x1.astype(object) if x1.dtype.kind == "U" else x1}
+    return feeds(build.input_name, take(X, sample_indices(X)[:1]))
 
 
 def shorten_tails(build: Build) -> None:
@@ -287,7 +289,8 @@ def take_parity_sample(build: Build) -> None:
 def gate_sessions(build: Build, progress: Progress) -> None:
     """Every session a device will build — each patch graph under each shipped profile — on the held-out set."""
     spec, ds = build.spec, build.art.dataset
-    progress(f"[{spec.name}] gating every shipped session (graph x profile) on the {len(ds.y_test)} held-out samples")
+    progress(f"[{spec.name}] gating every shipped session (graph x profile) on the {n_rows(ds.X_test)} held-out "
+             "samples")
     graphs = build.patch_graphs()
     references = {"default": build.native_heldout}
     tolerances = {"default": spec.parity}
@@ -308,7 +311,7 @@ def write(build: Build, staging: Path, progress: Progress) -> None:
     files: dict[str, tuple[bytes, str]] = {
         "model.onnx": (build.graph, "model"),
         **{name: (data, "variant") for name, data in build.files.items()},
-        "golden.npz": golden_npz({build.input_name: build.golden_x}, build.golden_out, build.goldens),
+        "golden.npz": golden_npz(feeds(build.input_name, build.golden_x), build.golden_out, build.goldens),
         **({build.sample_entry.file: (npz_bytes(build.sample), "parity")} if build.sample_entry else {}),
         **{rel: ((staging / rel).read_bytes(), "plot") for rel in plots.values()},
         **build.explain_files,

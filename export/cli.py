@@ -1,4 +1,4 @@
-"""``medinfer specs | train | export | build | data`` — the [train]-extra half of the CLI."""
+"""``medinfer specs | train | export | build | data | bundle`` — the [train]-extra half of the CLI."""
 
 from __future__ import annotations
 
@@ -209,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("list", "fetch"), help="list the sources, or fetch (and verify) them")
     p.add_argument("names", nargs="*", metavar="NAME", help="sources to fetch, or 'all' (default: all)")
     p.set_defaults(func=cmd_data)
+    from .bring.cli import add_parser as bring_parser
+
+    bring_parser(sub, _progress)
     return parser
 
 
@@ -233,7 +236,7 @@ def main(argv: Sequence[str]) -> int:
     """Run a [train]-extra command (called by :func:`medinfer.cli.main`, the one exit path: every error it raises
     leaves there with its code of medinfer.errors.OUTWARD, a closed pipe quietly, a bug in one line)."""
     args = build_parser().parse_args(list(argv))
-    if args.command in ("train", "export", "build"):
+    if args.command in ("train", "export", "build", "bundle"):
         require_train_extra(args.command)
     try:
         return int(args.func(args))

@@ -14,6 +14,7 @@ from medinfer.manifest import SessionProfile
 from medinfer.session import cpu_session
 
 from ..train.spec import ParityTolerance
+from .feeds import feeds, n_rows, rows
 
 if TYPE_CHECKING:
     from ..train.spec import ModelSpec
@@ -28,12 +29,13 @@ def ort_session(model_bytes: bytes, threads: int = 1) -> Any:
 
 
 def run_batched(session: Any, input_name: str, X: Any, batch: int = 256) -> dict[str, np.ndarray]:
-    """Run ``X`` through ``session`` in batches; returns all outputs by name."""
+    """Run ``X`` (one input's array, or {input name: array} for several: :mod:`.feeds`) through ``session`` in
+    batches; returns all outputs by name."""
     names = [o.name for o in session.get_outputs()]
     parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for start in range(0, len(X), batch):
-        chunk = X[start:start + batch]
-        for n, v in zip(names, session.run(names, {input_name: chunk})):
+    for start in range(0, n_rows(X), batch):
+        chunk = rows(X, start, start + batch)
+        for n, v in zip(names, session.run(names, feeds(input_name, chunk))):
             parts[n].append(v)
     return {n: np.concatenate(v) for n, v in parts.items()}
 

@@ -50,6 +50,7 @@ from medinfer.tools.profile_check import (
 )
 
 from ..train.spec import ModelSpec, Progress, quiet
+from .feeds import feeds, tile
 
 LARGE_BATCH_FROM = 16
 LARGE_GAIN = 0.85
@@ -226,10 +227,8 @@ def chosen_profile(spec: ModelSpec, model_bytes: bytes, input_name: str, sample_
     if not spec.measure_profile:
         return base
 
-    def feeds(n: int) -> dict[str, np.ndarray]:
-        x = np.asarray(sample_x)
-        x = np.concatenate([x] * -(-n // len(x)))[:n]
-        return {input_name: x.astype(object) if x.dtype.kind == "U" else x}
+    def batch_feeds(n: int) -> dict[str, np.ndarray]:
+        return feeds(input_name, tile(sample_x, n))
 
-    return choose_profile(base, model_bytes, feeds, [spec.score_output], timings=timings, progress=progress,
+    return choose_profile(base, model_bytes, batch_feeds, [spec.score_output], timings=timings, progress=progress,
                           name=spec.name)

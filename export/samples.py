@@ -16,6 +16,7 @@ from medinfer.samples import INDEX, pair_arrays
 
 from ..train.spec import ModelSpec
 from . import parity
+from .feeds import feeds, n_rows, nbytes, take
 
 FILE = "parity.npz"
 MAX_ROWS = 64
@@ -27,11 +28,10 @@ SEED = 14
 def sample_indices(X: Any, *, max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES, seed: int = SEED) -> np.ndarray:
     """Sorted row indices of a seeded sample of ``X``: at most ``max_rows`` rows and about ``max_bytes`` of input
     as stored (text as fixed-width unicode), never fewer than ``MIN_ROWS`` (or all rows when there are fewer)."""
-    arr = _plain(X)
-    n = len(arr)
+    n = n_rows(X)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    per_row = max(1, arr.nbytes // n)
+    per_row = max(1, nbytes(X) // n)
     k = min(n, max_rows, max(MIN_ROWS, max_bytes // per_row))
     return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False)).astype(np.int64)
 
@@ -49,20 +49,16 @@ def build_sample(spec: ModelSpec, X_test: Any, input_name: str, graphs: dict[str
         ``out@<variant>.<output>``.
     """
     idx = sample_indices(X_test, seed=seed)
-    X = np.asarray(X_test)[idx]
-    arrays: dict[str, np.ndarray] = {**pair_arrays({input_name: X}, {}), INDEX: idx}
+    X = take(X_test, idx)
+    arrays: dict[str, np.ndarray] = {**pair_arrays(feeds(input_name, X), {}), INDEX: idx}
     names: tuple[str, ...] = ()
     for variant, data in graphs.items():
         outs = parity.run_batched(parity.ort_session(data), input_name, X)
         arrays.update(pair_arrays({}, outs, variant))
         names = names or tuple(outs)
-    entry = ParitySample(file=FILE, n=int(len(idx)), of=int(len(_plain(X_test))), seed=seed, outputs=names,
+    entry = ParitySample(file=FILE, n=int(len(idx)), of=n_rows(X_test), seed=seed, outputs=names,
                          atol=spec.parity.atol, rtol=spec.parity.rtol,
                          source="a seeded sample of the held-out set the export's parity gate compared; outputs of "
                                 "each graph on onnxruntime's CPU provider (1 thread) at export")
     return arrays, entry
 
-
-def _plain(X: Any) -> np.ndarray:
-    arr = np.asarray(X)
-    return arr.astype(str) if arr.dtype == object else arr

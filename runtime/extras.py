@@ -17,7 +17,7 @@ from .errors import MissingExtraError
 
 #: The extras of the medinfer distribution (``[project.optional-dependencies]`` in pyproject.toml).
 EXTRAS = ("train", "dicom", "fhir", "sign", "cpu", "gpu", "openvino", "trees", "lifecycle", "serve", "triton", "score",
-          "dask", "spark", "dev")
+          "dask", "spark", "dev", "torch", "boost", "chem")
 
 
 def _declared(extra: str) -> None:

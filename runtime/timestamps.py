@@ -85,3 +85,26 @@ class UtcClock:
         if second != self._second:
             self._second, self._text = second, utc_text(second)[:-1]
         return f"{self._text}.{int(now % 1 * 1e6):06d}Z"
+
+
+_WALL = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d)(:\d\d)?(\.\d+)?(Z|[+-]\d\d:?\d\d)?$")
+
+
+def parse_wall_clock(text: str) -> float:
+    """A device's local date and time as written (ISO 8601, ``T`` or a space, seconds optional; a zone offset is
+    accepted and the wall-clock time kept, since a CGM's time of day is the patient's) as seconds since the epoch of
+    that wall-clock time read as UTC: differences are durations, ``% 86400`` is the time of day.
+
+    Raises:
+        ValueError: not such a time.
+    """
+    match = _WALL.match(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not an ISO 8601 date and time such as 2026-03-01T07:35:00")
+    whole = calendar.timegm(time.strptime(f"{match.group(1)}T{match.group(2)}{match.group(3) or ':00'}", _FORMAT))
+    return whole + (float(match.group(4)) if match.group(4) else 0.0)
+
+
+def wall_clock_text(seconds: float) -> str:
+    """:func:`parse_wall_clock`'s seconds back as ``YYYY-MM-DDTHH:MM`` (for messages)."""
+    return time.strftime("%Y-%m-%dT%H:%M", time.gmtime(int(seconds)))

@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,6 +106,35 @@ def glucose() -> None:
     pick = [0, meal] if meal else [0, 1]  # a quiet night and the window with the most carbohydrates on board
     windows = [[[float(format(float(v), ".6g")) for v in step] for step in x[i]] for i in pick]
     (EXAMPLES / "glucose_lstm.json").write_text(json.dumps(windows) + "\n")
+    cgm_export(run, data)
+
+
+CGM_START = "2026-03-01T00:00:00"  # the simulation's minute 0, as a pump/CGM export would date it
+CGM_STEPS = 72  # six hours of readings: the on-board insulin and carbohydrates need history before the window
+
+
+def cgm_export(run: dict[str, np.ndarray], data: Any) -> None:
+    """The same simulated patient as a CGM/pump export CSV (the raw input medinfer.tools.cgm reads): six hours up to
+    an hour after the first meal, one row per 5-minute reading, the basal rate where it is set, boluses and
+    carbohydrates where they happened, one reading left out (a 10-minute gap, interpolated by the reader)."""
+    from medinfer.timestamps import parse_wall_clock, utc_text
+
+    start = parse_wall_clock(CGM_START)
+    basal = float(np.median(run["insulin"]))
+    bolus = np.clip(run["insulin"] - basal, 0.0, None) * data.STEP_MIN
+    carbs = run["cho"] * data.STEP_MIN
+    meals = np.flatnonzero(carbs > 0.05)
+    hi = min(len(run["cgm"]), (int(meals[0]) + 13) if len(meals) else CGM_STEPS)  # an hour after the first meal
+    lo = max(0, hi - CGM_STEPS)
+    lines = ["timestamp,glucose_mg_dl,basal_u_h,bolus_u,carbs_g"]
+    for i in range(lo, hi):
+        if i == lo + CGM_STEPS // 2:
+            continue  # a missed reading
+        when = utc_text(start + 60 * float(run["minutes"][i]))[:-1]  # the export's wall-clock time, no zone
+        cells = [when, f"{run['cgm'][i]:.1f}", f"{basal * 60:.3f}" if i == lo else "",
+                 f"{bolus[i]:.2f}" if bolus[i] > 0.005 else "", f"{carbs[i]:.1f}" if carbs[i] > 0.05 else ""]
+        lines.append(",".join(cells))
+    (EXAMPLES / "glucose_lstm_cgm.csv").write_text("\n".join(lines) + "\n")
 
 
 def _git(*args: str) -> str:

@@ -188,6 +188,9 @@ def _calibration_half(dataset: Dataset, seed: int) -> tuple[np.ndarray, np.ndarr
 
 
 def _take(X: Any, idx: np.ndarray) -> Any:
+    """The samples at ``idx`` of one input's array, or of each input of a {name: array} mapping (several inputs)."""
+    if isinstance(X, dict):
+        return {k: np.asarray(v)[idx] for k, v in X.items()}
     return np.asarray(X)[idx]
 
 

@@ -43,3 +43,25 @@ def rename_outputs(onx: Any, names: list[str]) -> None:
     for out in onx.graph.output:
         if out.name in mapping:
             out.name = mapping[out.name]
+
+
+def graph_dims(value_info: Any) -> tuple[int | str, ...]:
+    """A graph input's or output's shape: sizes, symbolic names, ``"?"`` for an unnamed dynamic axis."""
+    dims = value_info.type.tensor_type.shape.dim
+    return tuple(d.dim_param if d.dim_param else (int(d.dim_value) if d.dim_value > 0 else "?") for d in dims)
+
+
+def name_dynamic_dims(onx: Any, wanted: dict[str, tuple[int | str, ...]] | None = None) -> None:
+    """Give each graph input's and output's dynamic axes readable names: the contract's (``wanted``: tensor name ->
+    shape) where it names that axis, else ``N`` for the batch axis and ``<tensor>_<axis>`` for the others; fixed
+    sizes are kept. An input with no shape information at all is left as it is."""
+    for value_info in [*onx.graph.input, *onx.graph.output]:
+        want = (wanted or {}).get(value_info.name)
+        shape = value_info.type.tensor_type.shape
+        for axis, dim in enumerate(shape.dim):
+            if dim.dim_value > 0:
+                continue
+            if want is not None and axis < len(want) and isinstance(want[axis], str) and want[axis] != "?":
+                dim.dim_param = str(want[axis])
+            else:
+                dim.dim_param = "N" if axis == 0 else f"{value_info.name}_{axis}"

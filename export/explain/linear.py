@@ -40,7 +40,10 @@ def _parts(ctx: Context) -> tuple[Any, Any, str]:
         return head, steps[-1][1], "text"
     if len(steps) == 2 and hasattr(first, "components_") and not hasattr(first, "mean_"):
         return head, steps[-1][1], "linear_input"  # TruncatedSVD: x @ components_.T, no centring
-    raise TypeError(f"{ctx.spec.name}: method 'linear' knows TF-IDF and TruncatedSVD pipelines, got "
+    if (len(steps) == 3 and hasattr(first, "scale_") and hasattr(first, "mean_") and hasattr(steps[1][1], "components_")
+            and not hasattr(steps[1][1], "mean_")):
+        return head, steps[-1][1], "scaled_input"  # StandardScaler then TruncatedSVD: contributions of z-scores
+    raise TypeError(f"{ctx.spec.name}: method 'linear' knows TF-IDF and [StandardScaler +] TruncatedSVD pipelines, got "
                     f"{[type(s).__name__ for _, s in steps]}")
 
 
@@ -48,8 +51,8 @@ def _weights(ctx: Context, head: Any, clf: Any, kind: str) -> tuple[np.ndarray, 
     """(W (C', F) in float64, bias (C',), sign): one row (the positive label's log-odds: ``sign`` x scikit-learn's
     decision function, which scores ``classes_[1]``) for binary, one per class otherwise."""
     coef, intercept = np.asarray(clf.coef_, np.float64), np.asarray(clf.intercept_, np.float64)
-    if kind == "linear_input":
-        coef = coef @ np.asarray(head[0].components_, np.float64)
+    if kind in ("linear_input", "scaled_input"):
+        coef = coef @ np.asarray(head[-1].components_, np.float64)
     if coef.shape[0] == 1:  # binary: coef_ scores classes_[1]
         sign = 1.0 if ctx.spec.positive == 1 else -1.0
         return sign * coef, sign * intercept, sign
@@ -62,6 +65,8 @@ def _graph(ctx: Context, W: np.ndarray, kind: str) -> Any:
     if kind == "text":
         clf = next(n for n in ctx.onx.graph.node if n.op_type == "LinearClassifier")
         z = clf.input[0]
+    elif kind == "scaled_input":  # the z-scores the graph's Scaler computes from the input
+        z = next(n for n in ctx.onx.graph.node if n.op_type == "Scaler").output[0]
     else:
         z = ctx.input_name
     onx = graphs.cut(ctx.onx, z)
@@ -91,6 +96,8 @@ def build(ctx: Context) -> Built:
     head, clf, kind = _parts(ctx)
     W, bias, sign = _weights(ctx, head, clf, kind)
     what = "a word's TF-IDF weight x its coefficient" if kind == "text" else \
+        "a feature's z-score (the graph's centring and scaling) x its weight through the SVD and the logistic " \
+        "regression (components_ x coef_)" if kind == "scaled_input" else \
         "a feature's value x its weight through the SVD and the logistic regression (components_ x coef_)"
     data = graphs.finish(_graph(ctx, W, kind), ctx.spec.name, ctx.metadata, f"exact linear contributions: {what}")
     session = ctx.session(data)
@@ -101,6 +108,9 @@ def build(ctx: Context) -> Built:
         Z = head.transform(ctx.native_rows(X))
         Z = Z.toarray() if hasattr(Z, "toarray") else np.asarray(Z)
         names = [str(t) for t in head[0].get_feature_names_out()]
+    elif kind == "scaled_input":
+        Z = head[0].transform(np.asarray(X, np.float64))
+        names = []
     else:
         Z = np.asarray(X, np.float64)
         names = []
@@ -122,10 +132,12 @@ def build(ctx: Context) -> Built:
         units="log-odds" if W.shape[0] == 1 else "logit",
         file=ctx.graph_file, data=ctx.data_file, exact=True, bias=tuple(float(b) for b in bias),
         baseline="the word absent from the text (TF-IDF weight 0)" if kind == "text" else
+        "each feature at the training data's mean (the graph's own centring)" if kind == "scaled_input" else
         "the feature at 0 (for z-scored data: the average of the training data)",
         params={"kind": kind, "features": "vocabulary" if kind == "text" else "input"},
         parity=report, atol=max(tol.atol, 1e-6))
-    arrays: dict[str, np.ndarray] = {} if kind == "text" else {"baseline": np.zeros(W.shape[1], np.float32)}
+    arrays: dict[str, np.ndarray] = {} if kind == "text" else {
+        "baseline": np.asarray(head[0].mean_ if kind == "scaled_input" else np.zeros(W.shape[1]), np.float32)}
     if names:
         arrays["names"] = np.array(names, dtype=str)
     return Built(entry, data, arrays, session)

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 def predict_dicom(model: Model, args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..tools.dicom import format_result, predict_file, write_overlay
+    from ..tools.segmentation import segmentation_output
+
+    if segmentation_output(model.manifest) is not None:
+        return _predict_segmentation(model, args)
 
     centre = None
     if args.center:
@@ -96,6 +100,26 @@ def _domain_status(result: Any) -> int:
         print(f"WARNING: {int((~inside).sum())} window(s) lie outside the model's applicability domain"
               + (f"; {refused} of them got no result" if refused else ": flagged, no finding reported there"),
               file=sys.stderr)
+    return 0
+
+
+def _predict_segmentation(model: Model, args: argparse.Namespace) -> int:
+    """A CT slice through a segmentation bundle: the slice's decision, the mask's size; ``--dicom-out``: a SEG."""
+    import json
+
+    from ..tools.segmentation import predict_slice, write_seg
+
+    result = predict_slice(model, args.input, frame=args.frame)
+    lines = [f"{result.image.path}: {result.label} (score {result.score:.3f}); {int(result.mask.sum())} pixels of "
+             f"{'/'.join(result.segments)} at probability >= {result.threshold:g}"]
+    if args.dicom_out:
+        path = write_seg(model, result, args.dicom_out)
+        result.extra["dicom_out"] = {"seg": str(path)}
+        lines.append(f"DICOM Segmentation written to {path}")
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print("\n".join(lines))
     return 0
 
 

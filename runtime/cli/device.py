@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AuditError, DriftAlert, LossyCastError, MedinferError, UsageError, exit_code
+from ..errors import LossyCastError, MedinferError, exit_code
 from .clinical import check_outputs, fhir_time, predict_dicom, write_fhir
 from .common import bundle_path, provider_fallback, providers_arg, table
 from .features import data_lines, info_extras

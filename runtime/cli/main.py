@@ -2,8 +2,8 @@
 
 Device commands (numpy + onnxruntime only) live in :mod:`medinfer.cli.device`, fleet commands (serve,
 export-triton, score) in :mod:`medinfer.cli.fleet`; with the [train] extra, ``specs``, ``train``, ``export``,
-``build`` and ``data`` are handed to :mod:`medinfer.export.cli`. Every error leaves through :func:`main`, which
-prints one line and exits with the code of :data:`medinfer.errors.EXIT_CODES`.
+``build``, ``data`` and ``bundle`` are handed to :mod:`medinfer.export.cli`. Every error leaves through
+:func:`main`, which prints one line and exits with the code of :data:`medinfer.errors.EXIT_CODES`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .._version import __version__
 from ..errors import MedinferError, exit_code
 from ..extras import missing_extra
 
-TRAIN_COMMANDS = ("specs", "train", "export", "build", "data")
+TRAIN_COMMANDS = ("specs", "train", "export", "build", "data", "bundle")
 
 
 def _train_main(argv: Sequence[str]) -> int:

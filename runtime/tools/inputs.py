@@ -21,7 +21,7 @@ from ..errors import InputError, InputTypeError
 from ..files import read_regular_file
 from ..model import Model
 
-SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".json", ".txt")
+SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".json", ".txt", ".smi")
 MAX_INPUT_BYTES = 256 << 20  # one input file, and one array expanded from it
 
 
@@ -44,12 +44,21 @@ def read_input(path: str | Path, model: Model, *, max_bytes: int = MAX_INPUT_BYT
         if suffix == ".npz":
             arrays = _npz(data, path.name, max_bytes)
             return arrays[check.name] if set(arrays) == {check.name} else arrays
+        if suffix == ".smi":  # SMILES: the descriptors RDKit computes ([chem] extra; medinfer.tools.smiles)
+            from .smiles import read_smi
+
+            return read_smi(data, path, model)[1]
         if suffix == ".txt":
             if not check.is_string:
                 raise InputTypeError(f"{model.name} takes numbers; a .txt file is read as one text document")
             return [data.decode("utf-8")]
         if suffix == ".json":
             return _from_json(_parse_json(data.decode("utf-8"), path), model, path)
+        if suffix == ".csv":
+            from .cgm import accepts_cgm, looks_like_cgm, window_for
+
+            if accepts_cgm(model) is not None and looks_like_cgm(data):  # a CGM export (medinfer.tools.cgm)
+                return window_for(model, data, path)[1]
         return _from_csv(data, path, model, "\t" if suffix == ".tsv" else ",", max_bytes)
     except InputError:
         raise

@@ -248,10 +248,21 @@ def read_rows(path: str | Path, model: Model, id_column: str | None = None,
 
     limit = MAX_INPUT_BYTES if max_bytes is None else max_bytes
     suffix = Path(path).suffix.lower()
+    if suffix == ".smi" and id_column is None:  # SMILES with their names as row ids (medinfer.tools.smiles)
+        from .smiles import read_smi
+
+        smi_path, smi_data = read_input_bytes(path, limit)
+        names, rows = read_smi(smi_data, smi_path, model)
+        return names, rows
     if suffix not in (".csv", ".tsv"):
         if id_column is not None:
             raise UsageError(f"--id-column names a column of a .csv or .tsv input; {path} is a {suffix or 'file'} "
                              "file, whose rows have no ids")
         return None, read_input(path, model, max_bytes=limit)
     path, data = read_input_bytes(path, limit)
+    if suffix == ".csv" and id_column is None:
+        from .cgm import accepts_cgm, looks_like_cgm, window_for
+
+        if accepts_cgm(model) is not None and looks_like_cgm(data):  # a CGM export: the features computed here
+            return window_for(model, data, path)
     return read_csv_input(data, path, model, "\t" if suffix == ".tsv" else ",", limit, id_column)

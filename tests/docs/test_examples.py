@@ -24,6 +24,8 @@ README = (EXAMPLES / "README.md").read_text()
 # How many answers each sample input holds (the files' own counts, checked below against the files).
 ANSWERS = {"gene_expression_svd.csv": 5, "drug_activity_rf.csv": 4, "clinical_notes_tfidf.json": 4,
            "glucose_lstm.json": 2}
+# Raw inputs (the device computes the features): answers per file.
+RAW_ANSWERS = {"drug_activity_rf.smi": 4, "glucose_lstm_cgm.csv": 1}
 MODELS = ("gene_expression_svd", "drug_activity_rf", "clinical_notes_tfidf", "glucose_lstm", "lung_nodule_cnn")
 
 
@@ -55,6 +57,7 @@ def test_every_model_has_a_sample_input_and_a_command() -> None:
     for name in MODELS:
         assert _lines_for(f"bundles/{name}"), name
     assert len(np.load(EXAMPLES / "gene_expression_svd.npy")) == ANSWERS["gene_expression_svd.csv"]
+    assert len((EXAMPLES / "drug_activity_rf.smi").read_text().splitlines()) == RAW_ANSWERS["drug_activity_rf.smi"]
     for source, n in ANSWERS.items():  # the counts are the files' own
         if source.endswith(".csv"):
             assert len((EXAMPLES / source).read_text().splitlines()) == n + 1
@@ -80,8 +83,12 @@ def test_each_example_command_answers_on_a_bundle_of_its_model(built, name: str,
             assert (tmp_path / "heat.png").read_bytes().startswith(b"\x89PNG")
             continue
         scores = np.asarray(answer["scores"], dtype=float)
-        assert len(scores) == ANSWERS.get(source, len(scores)) and len(scores) >= 1 and np.isfinite(scores).all()
-        if source.endswith(".csv"):  # --id-column: the ids come back with the answers
+        expected = {**ANSWERS, **RAW_ANSWERS}.get(source, len(scores))
+        assert len(scores) == expected and len(scores) >= 1 and np.isfinite(scores).all()
+        if source == "drug_activity_rf.smi":  # the names of the .smi file are the row ids
+            assert answer["ids"] == [row.split()[1] for row in (EXAMPLES / source).read_text().splitlines()]
+            assert answer["in_domain"][answer["ids"].index("celecoxib")] is False
+        if "--id-column" in line:  # the ids come back with the answers
             ids = [row.split(",", 1)[0] for row in (EXAMPLES / source).read_text().splitlines()[1:]]
             assert answer["ids"] == ids
         if source == "drug_activity_rf.csv":  # celecoxib lies outside the series: flagged

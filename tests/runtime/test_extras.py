@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("runtime", "export", "train", "benchmarks", "scripts")
 # An import name whose distribution is called otherwise.
 DISTRIBUTION = {"fhir": "fhir.resources", "medinfer": "medinfer", "prometheus_client": "prometheus-client",
-                "grpc": "grpcio", "google": "protobuf", "cyclonedx": "cyclonedx-python-lib"}
+                "grpc": "grpcio", "google": "protobuf", "cyclonedx": "cyclonedx-python-lib",
+                "xgboost": "xgboost-cpu"}
 
 
 def _extras() -> dict[str, list[str]]:

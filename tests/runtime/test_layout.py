@@ -120,3 +120,13 @@ def test_the_audit_package_shares_public_names_only() -> None:
     found = [p for f in sorted((ROOT / "runtime" / "audit").glob("*.py")) for p in _private_reaches(f)
              if " import " in p]
     assert not found, f"the audit package reaches into a private name: {found}"
+
+
+def test_every_package_folder_is_in_the_wheel() -> None:
+    """A folder with an ``__init__.py`` that pyproject's package list lacks is missing from the wheel (the editable
+    install hides it): the base install then fails with ModuleNotFoundError at the first import."""
+    homes = {"runtime": "medinfer", "train": "medinfer.train", "export": "medinfer.export"}
+    found = {".".join([homes[d], *init.parent.relative_to(ROOT / d).parts])
+             for d in homes for init in (ROOT / d).rglob("__init__.py") if "nltk-data" not in init.parts}
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"

@@ -30,13 +30,14 @@ def cells(tmp_path_factory: pytest.TempPathFactory):
     spec = registry.get("gene_expression_svd")
     rng = np.random.default_rng(3)
     k = len(spec.labels)
-    centres = rng.normal(0, 2, size=(k, N_GENES))
+    centres = rng.normal(0, 1, size=(k, N_GENES))
     y = np.repeat(np.arange(k), 20)
-    X = (centres[y] + rng.normal(0, 1, size=(len(y), N_GENES))).astype(np.float32)
+    # log-normalised expression, as the bundle takes it: log(1 + counts) of Poisson counts around each type's profile
+    X = np.log1p(rng.poisson(3 * np.exp(centres[y]))).astype(np.float32)
     test = np.arange(len(y)) % 4 == 0
     ds = Dataset(X_train=X[~test], y_train=y[~test], X_test=X[test], y_test=y[test], sources=(SYNTHETIC,),
                  split={"method": "every 4th cell"}, synthetic=True, description="synthetic cells",
-                 feature_names=GENES, edge=X[:3] * 5)
+                 feature_names=GENES, edge=X[:3] * 2)
     art, path = fit_and_export(spec, ds, tmp_path_factory.mktemp("genes"))
     return spec, art.model, ds, path
 

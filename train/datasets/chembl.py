@@ -109,29 +109,27 @@ def descriptor_names(exclude: tuple[str, ...] = ()) -> list[str]:
 
 
 def featurize(smiles: list[str], names: list[str], progress: Progress = quiet) -> np.ndarray:
-    """RDKit descriptors in the order of ``names`` (float64; NaN where RDKit cannot compute one).
+    """RDKit descriptors in the order of ``names`` (float64; NaN where RDKit cannot compute one), computed by the
+    device's own SMILES reader (:func:`medinfer.tools.smiles.featurize`: one computation for training and devices).
 
     Raises:
         DatasetError: a SMILES string RDKit cannot parse (named in the message).
     """
-    from rdkit import Chem, RDLogger
-    from rdkit.Chem import Descriptors
+    from medinfer.errors import InputError
+    from medinfer.tools.smiles import featurize as device_featurize
     from tqdm.auto import tqdm
 
-    RDLogger.DisableLog("rdApp.*")
-    fns = dict(Descriptors.descList)
-    out = np.empty((len(smiles), len(names)), dtype=np.float64)
     progress(f"computing {len(names)} RDKit descriptors for {len(smiles)} molecules")
-    for i, smi in enumerate(tqdm(smiles, desc="descriptors", unit="mol", leave=False, mininterval=0.5)):
-        mol = Chem.MolFromSmiles(smi)
-        if mol is None:
-            raise DatasetError(f"RDKit cannot parse SMILES #{i}: {smi!r}")
-        for j, name in enumerate(names):
+    parts = []
+    with tqdm(total=len(smiles), desc="descriptors", unit="mol", leave=False, mininterval=0.5) as bar:
+        for start in range(0, len(smiles), 64):
+            chunk = smiles[start:start + 64]
             try:
-                out[i, j] = fns[name](mol)
-            except (ValueError, ZeroDivisionError, OverflowError):
-                out[i, j] = np.nan
-    return out
+                parts.append(device_featurize(chunk, names))
+            except InputError as exc:
+                raise DatasetError(f"{exc} (molecules {start + 1}-{start + len(chunk)} of the data)") from None
+            bar.update(len(chunk))
+    return np.concatenate(parts) if parts else np.empty((0, len(names)))
 
 
 def scaffold_split(smiles: list[str], test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:

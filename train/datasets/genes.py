@@ -1,7 +1,9 @@
 """10x PBMC 68k, scanpy's reduced copy (shipped in the scanpy wheel): 700 cells × 765 genes → 10 cell types.
 
-``X`` is scanpy's preprocessed matrix (log-normalised, regressed on counts and mitochondrial fraction, scaled
-per gene, float32); ``obs['bulk_labels']`` is the cell type. The file is read with anndata from the verified
+``X`` is the file's ``.raw``: log-normalised expression of the same 765 genes (log(1 + normalised counts), 0 to
+6.5, 67 % zeros, float32), what a user's pipeline produces before any regression or scaling (the file's own ``.X``,
+scanpy's regressed and scaled z-scores, needs per-cell covariates and scaling parameters the file does not hold, so
+no user could reproduce it). ``obs['bulk_labels']`` is the cell type. The file is read with anndata from the verified
 bytes; scanpy itself is never imported.
 """
 
@@ -28,7 +30,8 @@ register_source(Source(
         "Nat Commun 8:14049 (2017) (10x Genomics PBMC 68k); reduced and preprocessed by scanpy: "
         "Wolf F. A., Angerer P., Theis F. J., SCANPY, Genome Biology 19:15 (2018)"
     ),
-    description="700 PBMCs x 765 highly variable genes (scaled float32), obs 'bulk_labels' = 10 cell types",
+    description="700 PBMCs x 765 highly variable genes (.raw: log-normalised float32), obs 'bulk_labels' = 10 cell "
+                "types",
 ))
 
 SOURCE = "pbmc68k_reduced"
@@ -54,11 +57,12 @@ class Expression:
 
 
 def read(data: bytes) -> Expression:
-    """Parse h5ad bytes into a dense float32 matrix, the gene order and integer cell-type labels.
+    """Parse h5ad bytes into the dense float32 log-normalised matrix (``.raw``), the gene order and integer
+    cell-type labels.
 
     Raises:
-        ExpressionFormatError: no ``bulk_labels`` column, an unknown cell type, repeated gene names or
-            non-finite values.
+        ExpressionFormatError: no ``bulk_labels`` column, no ``.raw`` of the same genes, an unknown cell type,
+            repeated gene names or non-finite values.
     """
     import anndata
 
@@ -67,7 +71,10 @@ def read(data: bytes) -> Expression:
         adata = anndata.read_h5ad(io.BytesIO(data))
     if LABEL_COLUMN not in adata.obs:
         raise ExpressionFormatError(f"the file has no obs column {LABEL_COLUMN!r}; columns: {list(adata.obs)}")
-    X = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+    if adata.raw is None or list(adata.raw.var_names) != list(adata.var_names):
+        raise ExpressionFormatError("the file has no .raw (log-normalised expression) of the same genes as .X")
+    raw = adata.raw.X
+    X = raw.toarray() if hasattr(raw, "toarray") else np.asarray(raw)
     X = np.ascontiguousarray(X, dtype=np.float32)
     genes = tuple(str(g) for g in adata.var_names)
     if len(set(genes)) != len(genes):

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from medinfer.errors import DataFetchError
 from medinfer.integrity import sha256_bytes
+from medinfer.tools.cgm import COB_MINUTES, IOB_MINUTES
+from medinfer.tools.cgm import STEP_MINUTES as STEP_MIN
 
 from ..spec import Progress, quiet
 from .sources import Source, cache_dir, fetch, register_source
@@ -55,9 +57,10 @@ def params_source() -> Source:
         )
     return PARAMS
 
-STEP_MIN = 5  # Guardian RT samples every 5 minutes
+# STEP_MIN (Guardian RT samples every 5 minutes) and the on-board decays IOB_MINUTES, COB_MINUTES are the device
+# CGM reader's (medinfer.tools.cgm, imported above): one home for the feature computation.
+
 HORIZON_STEPS = 6  # 30 minutes ahead
-IOB_MINUTES, COB_MINUTES = 240, 180  # linear decay: insulin action 4 h, carbohydrate absorption 3 h
 COHORTS = ("adolescent", "adult", "child")
 PATIENTS = tuple(f"{c}#{i:03d}" for i in range(1, 11) for c in COHORTS)  # interleaved: a sample spans cohorts
 TEST_IDS = (8, 9, 10)  # patients #008-#010 of each cohort are held out (never trained on)
@@ -199,28 +202,15 @@ def simulate_many(patients: list[str], days: float, seed: int, workers: int = 1,
 
 
 def features(run: dict[str, np.ndarray]) -> np.ndarray:
-    """The (steps, 10) feature matrix of one run, in FEATURES order (float32)."""
+    """The (steps, 10) feature matrix of one run, in FEATURES order (float32), computed by the device's own CGM
+    reader (:func:`medinfer.tools.cgm.step_features`: one computation for training and devices)."""
+    from medinfer.tools.cgm import step_features
+
     cgm, cho, insulin, minutes = run["cgm"], run["cho"], run["insulin"], run["minutes"]
-    n = len(cgm)
     basal_rate = float(np.median(insulin))  # U/min; the controller's basal is constant per patient
     bolus = np.clip(insulin - basal_rate, 0.0, None) * STEP_MIN  # U per step
     carbs = cho * STEP_MIN  # g per step
-    rate = np.zeros(n)
-    rate[1:] = np.diff(cgm) / STEP_MIN
-    delta = np.zeros(n)
-    k = 30 // STEP_MIN
-    delta[k:] = cgm[k:] - cgm[:-k]
-    iob = _on_board(bolus, IOB_MINUTES)
-    cob = _on_board(carbs, COB_MINUTES)
-    angle = 2 * np.pi * (minutes % 1440) / 1440.0
-    cols = [cgm, rate, delta, np.full(n, basal_rate * 60.0), bolus, carbs, iob, cob, np.sin(angle), np.cos(angle)]
-    return np.stack(cols, axis=1).astype(np.float32)
-
-
-def _on_board(amount: np.ndarray, duration_min: int) -> np.ndarray:
-    steps = duration_min // STEP_MIN
-    kernel = np.clip(1.0 - np.arange(steps) / steps, 0.0, None)
-    return np.convolve(amount, kernel)[: len(amount)]
+    return step_features(cgm, np.full(len(cgm), basal_rate * 60.0), bolus, carbs, minutes)
 
 
 def windows(run: dict[str, np.ndarray], seq_len: int, stride: int = 1

@@ -35,6 +35,7 @@ class Patches:
     y: np.ndarray  # (N,) int64: 1 = simulated nodule present
     diameter_mm: np.ndarray  # (N,) 0 for negatives
     origin: list[str]  # "source[index]@row,col" of each background patch
+    masks: np.ndarray | None = None  # (N, 100, 100) uint8: the nodule's pixels (its profile > 0.5), when asked for
 
     def __len__(self) -> int:
         return len(self.y)
@@ -49,8 +50,10 @@ def _blend(patch: np.ndarray, weight: np.ndarray, hu: float | np.ndarray) -> np.
     return patch * (1.0 - weight) + weight * hu
 
 
-def add_nodule(patch: np.ndarray, rng: np.random.Generator, spacing_mm: float) -> float:
-    """Insert one simulated nodule near the centre of ``patch`` (in place); returns its diameter in mm."""
+def add_nodule(patch: np.ndarray, rng: np.random.Generator, spacing_mm: float, mask: np.ndarray | None = None) -> float:
+    """Insert one simulated nodule near the centre of ``patch`` (in place); returns its diameter in mm. ``mask``
+    (same shape, written in place) receives the nodule's pixels (its soft profile above one half): segmentation
+    labels, drawn without any further random numbers (the same patches with or without masks)."""
     rr, cc = _grid()
     diameter = float(rng.uniform(*NODULE_MM))
     radius = float(np.clip(diameter / 2.0 / spacing_mm, 2.5, 22.0))
@@ -77,6 +80,8 @@ def add_nodule(patch: np.ndarray, rng: np.random.Generator, spacing_mm: float) -
     opacity = rng.uniform(0.5, 1.0)
     noise = rng.normal(0.0, rng.uniform(8.0, 25.0), patch.shape).astype(np.float32)
     patch[:] = _blend(patch, (opacity * profile).astype(np.float32), hu + noise)
+    if mask is not None:
+        mask[:] = profile > 0.5
     return diameter
 
 
@@ -124,8 +129,9 @@ def _background(slices: list[Slice], rng: np.random.Generator) -> tuple[np.ndarr
 
 
 def make_patches(slices: list[Slice], n: int, rng: np.random.Generator, positive_fraction: float = 0.5,
-                 progress: Any = None) -> Patches:
-    """``n`` labelled patches (simulated nodules on real CT background) drawn from ``slices``.
+                 progress: Any = None, masks: bool = False) -> Patches:
+    """``n`` labelled patches (simulated nodules on real CT background) drawn from ``slices``; ``masks``: also each
+    nodule's pixels (segmentation labels; the patches are the same either way).
 
     Raises:
         DatasetError: no slice holds a patch with enough tissue.
@@ -133,6 +139,7 @@ def make_patches(slices: list[Slice], n: int, rng: np.random.Generator, positive
     X = np.empty((n, PATCH, PATCH, 1), dtype=np.float32)
     y = (rng.random(n) < positive_fraction).astype(np.int64)
     diameters = np.zeros(n, dtype=np.float32)
+    drawn = np.zeros((n, PATCH, PATCH), dtype=np.uint8) if masks else None
     origin: list[str] = []
     for i in range(n):
         patch, sl, where = _background(slices, rng)
@@ -143,9 +150,9 @@ def make_patches(slices: list[Slice], n: int, rng: np.random.Generator, positive
             for _ in range(int(rng.integers(1, 3))):
                 add_vessel_dot(patch, rng, sl.spacing_mm)
         if y[i]:
-            diameters[i] = add_nodule(patch, rng, sl.spacing_mm)
+            diameters[i] = add_nodule(patch, rng, sl.spacing_mm, None if drawn is None else drawn[i])
         X[i, :, :, 0] = np.clip(patch, HU_MIN, HU_MAX)
         origin.append(where)
         if progress is not None:
             progress.update(1)
-    return Patches(X, y, diameters, origin)
+    return Patches(X, y, diameters, origin, drawn)

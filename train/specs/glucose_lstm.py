@@ -217,6 +217,7 @@ class GlucoseLSTM(KerasSpec):
                        "feature_ranges_source": "simglucose's Guardian RT sensor model (39..600 mg/dL) and insulin "
                                                 "pump limits (30 U/h basal, 30 U bolus); see train/datasets/glucose.py",
                        "step_minutes": glucose.STEP_MIN, "trained_seq_len": int(self.seq_len),
+                       "raw_input": raw_input(int(self.seq_len)),
                        "time_axis": "dynamic (T)", "horizon_minutes": glucose.HORIZON_STEPS * glucose.STEP_MIN},
             ),
         )
@@ -420,3 +421,29 @@ def _glucose_parts(hidden: np.ndarray, X: np.ndarray) -> list[Part]:
         domain_rules.bound("input", lo, hi, np.maximum(hi - lo, 1e-3), "a feature beyond its training range "
                            "(relative to the range)", min_scale=0.5),
     ]
+
+
+def _with_cgm(X: np.ndarray, cgm: np.ndarray) -> np.ndarray:
+    """Windows with another CGM trace, and the features derived from it (rate, 30-min delta) recomputed."""
+    out = X.copy()
+    change = cgm - X[:, :, 0]
+    out[:, :, 0] = cgm
+    out[:, 1:, 1] = np.diff(cgm, axis=1) / glucose.STEP_MIN
+    k = 30 // glucose.STEP_MIN
+    out[:, :, 2] = X[:, :, 2] + change  # the reading 30 min earlier keeps its value ...
+    out[:, k:, 2] -= change[:, :-k]  # ... unless it is in the window and changed too
+    return out.astype(np.float32)
+
+
+def raw_input(window_steps: int) -> dict[str, Any]:
+    """The manifest's description of the raw input a device may give instead of features: a CGM export, read and
+    featurised by :mod:`medinfer.tools.cgm` (the function training computes the features with)."""
+    from medinfer.tools import cgm
+
+    return {"format": "cgm_csv", "reader": "medinfer.tools.cgm", "window_steps": window_steps,
+            "step_minutes": cgm.STEP_MINUTES, "max_gap_minutes": cgm.MAX_GAP_MINUTES, "gap_policy":
+            f"linear interpolation of gaps up to {cgm.MAX_GAP_MINUTES} minutes; longer gaps are refused",
+            "glucose_units": ["mg/dL", f"mmol/L (x {cgm.MGDL_PER_MMOLL} mg/dL per mmol/L)"],
+            "low_reading_mg_dl": cgm.LOW_MGDL, "high_reading": "refused (above the sensor's range)",
+            "columns": "timestamp, glucose_mg_dl | glucose_mmol_l, basal_u_h, bolus_u, carbs_g (Dexcom Clarity's "
+                       "names too); see docs/bring-your-own-model.md#raw-inputs"}
