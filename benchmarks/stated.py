@@ -76,6 +76,13 @@ def _tails(name: str) -> str:
     return f"{tails.SUB_US:g} µs" if name == "sub_us" else percent(tails.TAIL_GAIN)
 
 
+def _ct_check(name: str) -> str:
+    from medinfer.tools import ct_checks
+
+    return percent({"tissue_share": ct_checks.MIN_TISSUE_SHARE, "dark_quantile": ct_checks.DARK_QUANTILE,
+                    "above_share": ct_checks.MAX_ABOVE_SHARE}[name])
+
+
 def values(domain: dict[str, Any] | None) -> dict[str, Callable[[], str]]:
     """{marker key: how its text is made from the rule's constant}."""
     from medinfer.tools.profile_check import MARGIN
@@ -96,6 +103,8 @@ def values(domain: dict[str, Any] | None) -> dict[str, Callable[[], str]]:
         "const.serve.request_timeout": lambda: f"{_serve('request_timeout'):g} s",
         "const.serve.reserve_timeout": _reserve_timeout,
         "const.glucose.horizon": _horizon,
+        **{f"const.ct.{name}": (lambda name=name: _ct_check(name)) for name in ("tissue_share", "dark_quantile",
+                                                                                  "above_share")},
         "const.cnn.sensitivity": _sensitivity,
         "const.tails.sub_us": lambda: _tails("sub_us"),
         "const.tails.gain": lambda: _tails("gain"),

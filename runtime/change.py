@@ -76,7 +76,8 @@ class MetricCriterion:
 
 @dataclass(frozen=True)
 class Pccp:
-    """Acceptance criteria for a candidate replacing this bundle (``medinfer diff``; see README "Change control").
+    """Acceptance criteria for a candidate replacing this bundle (``medinfer diff``; see docs/lifecycle.md, "Change
+    control").
 
     Contract changes (inputs, outputs, labels, task, positive label, evidence rule) and the removal of the domain
     guard are never within a plan: a candidate with one is a new device submission, not a change under this plan.

@@ -12,7 +12,7 @@ What the durations mean (Triton's terms, measured by the server around the libra
 - ``compute_output``: encoding the response tensors;
 - ``success`` / ``fail``: the whole request, from the first byte of its body being read to its response.
 
-Prometheus names (the Triton metric each mirrors; README "Metrics" has the table):
+Prometheus names (the Triton metric each mirrors):
 ``medinfer_inference_request_success_total`` (``nv_inference_request_success``),
 ``medinfer_inference_request_failure_total{reason}`` (``nv_inference_request_failure``),
 ``medinfer_inference_count_total`` (``nv_inference_count``), ``medinfer_inference_exec_count_total``

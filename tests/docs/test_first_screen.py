@@ -55,3 +55,18 @@ def test_the_first_screen_gives_a_prediction_within_five_minutes(tmp_path: Path)
                              "--format=freeze"], capture_output=True, text=True, check=True).stdout.lower()
     assert "onnxruntime==" in listed and "tensorflow" not in listed and "scikit-learn" not in listed
     assert seconds < BUDGET_S, f"the first screen took {seconds:.0f} s (budget {BUDGET_S:.0f} s)"
+
+
+def test_the_readme_first_screen_is_the_script_and_the_example_it_times() -> None:
+    """README's first screen shows what this file times: the commands of examples/first_screen.sh (up to the Python
+    example) and the code of examples/predict.py, line for line."""
+    readme = (ROOT / "README.md").read_text()
+    screen = readme.split("## Five minutes", 1)[1].split("\n## ", 1)[0]
+    blocks = screen.split("```")
+    sh = [b for b in blocks if b.startswith("sh\n")][0].splitlines()[1:]
+    py = [b for b in blocks if b.startswith("python\n")][0].splitlines()[1:]
+    script = [line for line in SCRIPT.read_text().splitlines()
+              if line and not line.startswith(("#", "set ")) and line != "python examples/predict.py"]
+    assert sh == script
+    code = (ROOT / "examples" / "predict.py").read_text().split('"""', 2)[2].strip().splitlines()
+    assert py == code

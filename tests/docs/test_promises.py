@@ -1,4 +1,4 @@
-"""Every promise names its test: each test that SECURITY.md and README.md cite must exist."""
+"""Every promise names its test: each test that SECURITY.md, README.md and docs/*.md cite must exist."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def _citations(doc: str) -> list[tuple[str, str | None]]:
     return found
 
 
-@pytest.mark.parametrize("doc", ["SECURITY.md", "README.md"])
+@pytest.mark.parametrize("doc", ["SECURITY.md", "README.md",
+                                 *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))])
 def test_every_cited_test_exists(doc: str) -> None:
     cited = _citations(doc)
     assert len(cited) > (30 if doc == "SECURITY.md" else 0)

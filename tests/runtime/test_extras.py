@@ -69,7 +69,7 @@ def test_every_optional_import_names_an_extra_that_installs_its_module() -> None
 def test_every_install_advice_names_a_declared_extra() -> None:
     """``medinfer[X]`` anywhere in the code or the documents names an extra pyproject.toml declares."""
     files = [p for folder in SOURCES for p in sorted((ROOT / folder).rglob("*.py"))]
-    files += [ROOT / "README.md", ROOT / "SECURITY.md", ROOT / "Makefile"]
+    files += [ROOT / "README.md", ROOT / "SECURITY.md", ROOT / "Makefile", *sorted((ROOT / "docs").glob("*.md"))]
     bad = [f"{p.relative_to(ROOT)}: medinfer[{extra}]" for p in files
            for group in re.findall(r"medinfer\[([\w,\s-]+)\]", p.read_text()) for extra in group.split(",")
            if extra.strip() not in _extras()]
