@@ -44,7 +44,67 @@ def convert_lightgbm(spec: ModelSpec, model: Any, dataset: Dataset) -> Any:
 
     zipmap = {"zipmap": False} if spec.task != "regression" else {}
     onx = convert(model, initial_types=_initial_types(spec, dataset), target_opset=OPSET, **zipmap)
+    exact_lightgbm_thresholds(onx, getattr(model, "booster_", model))
     return _finish(onx, spec, dataset)
+
+
+def _floor32(t: float) -> float:
+    """The largest float32 <= ``t``: for every float32 x, ``x <= t`` exactly when ``x <= _floor32(t)``."""
+    import numpy as np
+
+    v = np.float32(t)
+    return float(np.nextafter(v, np.float32(-np.inf)) if float(v) > t else v)
+
+
+def exact_lightgbm_thresholds(onx: Any, booster: Any) -> int:
+    """LightGBM splits on double thresholds (``x <= t`` with the float32 input widened to double); onnxmltools
+    writes them rounded to the NEAREST float32, which flips the decision of an input equal to a threshold rounded
+    up — a different leaf, and probabilities off by a whole leaf value (seen on the drug descriptors, whose values
+    repeat). Each ``BRANCH_LEQ`` node's threshold is set to the largest float32 not above LightGBM's double one,
+    which gives every float32 input the native model's branch. Nodes are matched per tree by feature and rounded
+    value; returns how many thresholds changed.
+
+    Raises:
+        UsageError: a node whose threshold is not one of its tree's LightGBM thresholds (a converter change).
+    """
+    import numpy as np
+    from onnx import helper
+
+    trees: dict[int, dict[tuple[int, float], set[float]]] = {}
+    for i, info in enumerate(booster.dump_model()["tree_info"]):
+        table = trees.setdefault(i, {})
+        stack = [info["tree_structure"]]
+        while stack:
+            node = stack.pop()
+            if "split_feature" not in node:
+                continue
+            if node.get("decision_type", "<=") == "<=":
+                t = float(node["threshold"])
+                table.setdefault((int(node["split_feature"]), float(np.float32(t))), set()).add(_floor32(t))
+            stack += [node["left_child"], node["right_child"]]
+    changed = 0
+    for op in onx.graph.node:
+        if not op.op_type.startswith("TreeEnsemble"):
+            continue
+        attrs = {a.name: a for a in op.attribute}
+        if "nodes_values" not in attrs:
+            continue
+        modes = [m.decode() for m in attrs["nodes_modes"].strings]
+        values = list(attrs["nodes_values"].floats)
+        for k, (tree, feature, mode) in enumerate(zip(attrs["nodes_treeids"].ints, attrs["nodes_featureids"].ints,
+                                                      modes)):
+            if mode != "BRANCH_LEQ":
+                continue
+            floors = trees.get(int(tree), {}).get((int(feature), float(np.float32(values[k]))))
+            if not floors or len(floors) != 1:
+                raise UsageError(f"LightGBM tree {tree}: no single native threshold for feature {feature} at "
+                                 f"{values[k]!r} (onnxmltools changed how it writes trees?)")
+            (floor,) = floors
+            if floor != values[k]:
+                values[k], changed = floor, changed + 1
+        op.attribute.remove(attrs["nodes_values"])
+        op.attribute.append(helper.make_attribute("nodes_values", values))
+    return changed
 
 
 @register_converter("xgboost", tool="onnxmltools")

@@ -227,3 +227,26 @@ def test_a_response_leaves_in_one_write() -> None:
     corked.write(b"HTTP/1.1 204 No Content\r\n\r\n")
     corked.close()
     assert sink.writes[2:] == [b"HTTP/1.1 204 No Content\r\n\r\n"] and sink.closed and corked.is_closing()
+
+
+def test_a_slow_model_is_timed_once_not_seven_times(tmp_path: Path) -> None:
+    """Readiness waits for the batch-1 timing that places a model inline or in the pool: a model slower than the
+    timing budget is measured once (it was seven runs: a 2 s model took 15 s more to become ready)."""
+    from medinfer.fleet.serve import batch1_ms
+
+    model = medinfer.load(tiny.build(tmp_path / "slow", slow=150))
+    calls = []
+    plain = model.predict
+
+    def counted(x: object) -> object:
+        calls.append(time.perf_counter())
+        return plain(x)
+
+    model.predict = counted  # type: ignore[method-assign]
+    assert batch1_ms(model, budget_s=0.0) > 0 and len(calls) == 1
+    calls.clear()
+    fast = medinfer.load(tiny.build(tmp_path / "fast"))
+    fast_plain = fast.predict
+    fast.predict = lambda x: (calls.append(0.0), fast_plain(x))[1]  # type: ignore[method-assign]
+    batch1_ms(fast)
+    assert len(calls) == 7  # a fast model still gets its seven runs
