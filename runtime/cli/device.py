@@ -97,12 +97,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         try:
             m = load_manifest(folder)
         except MedinferError as exc:
-            rows.append([folder.name, "INVALID", str(exc)[:60], "", "", ""])
+            rows.append([folder.name, "INVALID", str(exc)[:60], "", "", "", ""])
             continue
-        key, metric = next(iter(sorted(m.metrics.heldout.items(), key=lambda kv: _HEADLINE.get(kv[0], 9))))
-        ci = f" [{metric.ci95[0]:.3f}, {metric.ci95[1]:.3f}]" if metric.ci95 else ""
+        ranked = sorted(m.metrics.heldout.items(), key=lambda kv: _HEADLINE.get(kv[0], 9))
+        if ranked:
+            key, metric = ranked[0]
+            ci = f" [{metric.ci95[0]:.3f}, {metric.ci95[1]:.3f}]" if metric.ci95 else ""
+            headline = f"{key} {metric.value:.3f}{ci}"
+        else:  # e.g. a model brought without labels: nothing was measured, and nothing is shown as if it were
+            headline = "none (no labelled held-out data)"
         size = sum(e.size for n, e in m.files.items() if e.role in ("model", "variant"))
-        rows.append([m.name, m.version, m.task, f"{key} {metric.value:.3f}{ci}",
+        rows.append([m.name, m.version, m.task, headline,
                      f"{m.parity.max_abs_diff:.1e}", f"{size / 1e6:.2f} MB",
                      "synthetic" if m.data.synthetic else "real"])
         docs.append(m.to_json())

@@ -209,3 +209,18 @@ def test_a_model_is_as_restricted_as_its_most_restricted_source() -> None:
     assert commercial_summary(["MIT", "CC BY-NC-ND 4.0 (reports)"]).startswith("NO: CC BY-NC-ND 4.0 (reports)")
     assert commercial_summary(["MIT", "as supplied by the user"]).startswith("unknown: check as supplied")
     assert commercial_summary(["MIT", "BSD-3-Clause"]).startswith("yes")
+
+
+def test_list_shows_a_bundle_without_held_out_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A model brought without labels has no held-out metrics: `medinfer list` says so on its row (it raised
+    StopIteration on the demo's bundles, which include one)."""
+    from medinfer.manifest import Metrics
+
+    tiny.build(tmp_path / "measured")
+    tiny.build(tmp_path / "unmeasured", name="tiny_unmeasured", metrics=Metrics(heldout={}, n_test=0, method="none"))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "manifest.json").write_text("{")
+    assert main(["list", str(tmp_path)]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert "none (no labelled held-out data)" in rows["tiny_unmeasured"]
+    assert "accuracy 1.000" in rows["tiny_logistic"] and "INVALID" in rows["broken"]
