@@ -17,7 +17,12 @@ import medinfer
 import pytest
 
 from ..helpers import tiny
-from ..helpers.serving import get, http, serving
+from ..helpers.serving import get, http, request, serving
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - not POSIX
+    resource = None  # type: ignore[assignment]
 
 pytest.importorskip("uvicorn")
 pytestmark = pytest.mark.hostile("serve: clients and settings")
@@ -139,3 +144,35 @@ def test_settings_are_checked_by_the_library_too() -> None:
 
     with pytest.raises(medinfer.UsageError, match="--max-concurrency"):
         ServeConfig(bundles=("x",), max_concurrency=0)
+
+
+@pytest.mark.skipif(resource is None or not hasattr(resource, "prlimit"), reason="needs resource.prlimit (Linux)")
+def test_a_trail_that_stops_taking_writes_later_gives_503_and_not_ready_until_it_works_again(tmp_path: Path) -> None:
+    """The disk fills after the start: the server's file-size limit is set (prlimit, from outside) to the log's
+    current size, so its next append fails like on a full disk (EFBIG instead of ENOSPC), deterministically. Then
+    inference answers 503 AuditError (no unrecorded answer), /v2/health/ready is not 200 while liveness stays, and
+    once the limit is lifted ready probes the trail (its recovery record is the write that succeeds) and inference
+    answers again; the chain stays valid throughout."""
+    from medinfer.audit import verify_log
+
+    bundle, log = tiny.build(tmp_path / "tiny_logistic"), tmp_path / "audit.jsonl"
+    doc = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
+    with serving([bundle], "--audit", str(log), log=tmp_path / "server.log") as (url, proc):
+        assert _infer(url, doc)[0] == 200
+        unlimited = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (log.stat().st_size, unlimited[1]))
+        try:
+            for _ in range(2):
+                status, body = _infer(url, doc)
+                assert status == 503 and "AuditError" in body.get("error", "") + str(body), (status, body)
+            status, headers, _ = request(url, "/v2/health/ready")
+            assert status != 200 and "audit trail cannot be written" in headers.get("x-medinfer-not-ready", "")
+            assert get(url, "/v2/health/live")[0] == 200
+        finally:
+            resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, unlimited)
+        assert get(url, "/v2/health/ready")[0] == 200
+        assert _infer(url, doc)[0] == 200
+    report = verify_log(log)
+    events = [json.loads(x).get("event") for x in log.read_text().splitlines()]
+    statuses = [json.loads(x).get("status") for x in log.read_text().splitlines()]
+    assert report.ok and "audit_recovered" in events and statuses.count("ok") == 2, (report, events, statuses)
