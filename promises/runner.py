@@ -11,7 +11,6 @@ Results: ``promises/results.json`` (raw data), rendered into SECURITY.md between
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import shutil
 import subprocess
