@@ -23,16 +23,58 @@ def test_readme_table_equals_the_results_file() -> None:
 
 
 def test_results_file_equals_the_bundles_it_came_from() -> None:
+    """The complete check, on the machine that built the bundles (make demo); a clone has no bundles/ and checks the
+    file by the two tests after this one instead."""
     results = json.loads(domain.RESULTS.read_text())
     bundles = ROOT / "bundles"
     current = domain.collect(bundles) if bundles.is_dir() else {"models": {}}
     same = [n for n, m in results["models"].items()
             if current["models"].get(n, {}).get("model_sha256") == m["model_sha256"]]
     if not same:
-        pytest.skip("bundles/ does not hold the bundles domain.json was made from (run make demo to compare)")
+        pytest.skip("bundles/ does not hold the bundles domain.json was made from (make demo); the file is checked "
+                    "against models.json and the current specs by the next two tests")
     for name in same:
         recorded = {k: v for k, v in results["models"][name].items() if k != "latency"}  # timed, not in the bundle
         assert current["models"][name] == recorded, name
+
+
+def test_results_file_is_consistent_and_names_the_published_bundles() -> None:
+    """Checkable in a clone: each model's numbers are in range and its goals are what its numbers give (the rule
+    of medinfer.train.domain.evaluate), and it names the same model.onnx sha256 as benchmarks/results/models.json,
+    the published metrics of the same bundles."""
+    results = json.loads(domain.RESULTS.read_text())
+    published = {m["model"]: m["model_sha256"] for m in json.loads(
+        (domain.RESULTS.parent / "models.json").read_text())["models"]}
+    for name, m in results["models"].items():
+        assert m["model_sha256"] == published.get(name), f"{name}: domain.json and models.json name other bundles"
+        assert 0.0 <= m["acceptance"] <= 1.0 and 0.5 < m["coverage"] < 1.0 and m["n_in_domain"] > 0, name
+        assert set(m["goals"]) == set(m["shifts"]) and m["shifts"], name
+        for shift, s in m["shifts"].items():
+            goal = m["goals"][shift]
+            assert s["kind"] in ("gross", "subtle") and s["n"] > 0, (name, shift)
+            assert 0.0 <= s["auroc"] <= 1.0 and 0.0 <= s["rejected"] <= 1.0, (name, shift)
+            assert goal["goal"] == {"gross": 0.95, "subtle": 0.80}[s["kind"]], (name, shift)
+            assert goal["met"] == (s["auroc"] >= goal["goal"]), (name, shift)
+        # "added" comes from the unrounded medians; the file rounds them to 0.01 µs and "added" to 1e-4
+        a, b = m["latency"]["median_us_with_guard"], m["latency"]["median_us_without_guard"]
+        assert m["latency"]["added"] == pytest.approx(a / b - 1, abs=0.005 * (1 / b + a / b**2) + 5e-5), name
+
+
+@pytest.mark.parametrize("name", ["clinical_notes_tfidf", "drug_activity_rf", "gene_expression_svd", "glucose_lstm",
+                                  "lung_nodule_cnn"])
+def test_results_file_has_what_the_current_spec_measures(built, name: str) -> None:
+    """The sample-trained bundle of the current spec measures the same shifted sets (names, kinds, descriptions),
+    goals, coverage and calibration data as the committed file records: a spec that changed its domain evaluation
+    since domain.json was made fails here (the numbers differ between sample and full data; their kind does not)."""
+    _, bundle = built(name)
+    fresh = domain.collect(bundle.parent)["models"][name]
+    recorded = json.loads(domain.RESULTS.read_text())["models"][name]
+    assert fresh["coverage"] == recorded["coverage"]
+    assert fresh["calibration"]["data"] == recorded["calibration"]["data"]
+    assert {k: {f: s[f] for f in ("kind", "description")} for k, s in fresh["shifts"].items()} == \
+        {k: {f: s[f] for f in ("kind", "description")} for k, s in recorded["shifts"].items()}
+    assert {k: g["goal"] for k, g in fresh["goals"].items()} == {k: g["goal"] for k, g in recorded["goals"].items()}
+    assert set(fresh) == set(recorded) - {"latency"}
 
 
 def test_render_writes_one_row_per_shift_and_says_when_a_goal_is_missed(tmp_path: Path) -> None:
