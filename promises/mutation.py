@@ -16,7 +16,9 @@ hangs the test, which fails).
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime as _dt
+import difflib
 import hashlib
 import json
 import os
@@ -109,15 +111,30 @@ def function_of(name: str) -> str:
     return mangled[2:] if mangled.startswith("x_") else mangled
 
 
-def diff_of(show: str) -> tuple[list[str], list[str]]:
-    """The removed and added lines (stripped) of ``mutmut show``."""
-    removed = [ln[1:].strip() for ln in show.splitlines() if ln.startswith("-") and not ln.startswith("---")]
-    added = [ln[1:].strip() for ln in show.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+def _bodies(text: str) -> dict[str, list[str]]:
+    """Each function of a mutated file by name, as its body's source lines (the ``def`` line left out)."""
+    lines = text.splitlines()
+    out: dict[str, list[str]] = {}
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "__mutmut_" in node.name:
+            out[node.name] = lines[node.body[0].lineno - 1:node.end_lineno]
+    return out
+
+
+def diff_lines(orig: list[str], mutant: list[str]) -> tuple[list[str], list[str]]:
+    """The removed and added lines (stripped) between a function and its mutant."""
+    removed, added = [], []
+    for line in difflib.ndiff(orig, mutant):
+        if line.startswith("- "):
+            removed.append(line[2:].strip())
+        elif line.startswith("+ "):
+            added.append(line[2:].strip())
     return removed, added
 
 
-def collect(folder: Path) -> list[dict[str, Any]]:
+def collect(folder: Path, module: str) -> list[dict[str, Any]]:
     """Every mutant of the run with its status; the diff of each one not detected."""
+    bodies = _bodies((folder / "mutants" / package_name(module)).read_text())
     out = []
     for line in _mutmut(folder, "results", "--all", "true", nice=0).splitlines():
         m = re.match(r"\s+(\S+): (.+)$", line)
@@ -126,7 +143,9 @@ def collect(folder: Path) -> list[dict[str, Any]]:
         name, status = m.groups()
         row: dict[str, Any] = {"mutant": name, "function": function_of(name), "status": status}
         if status not in DETECTED:
-            row["removed"], row["added"] = diff_of(_mutmut(folder, "show", name, nice=0))
+            local = name.rsplit(".", 1)[1]
+            orig = bodies[local.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"]
+            row["removed"], row["added"] = diff_lines(orig, bodies[local])
         out.append(row)
     return out
 
@@ -163,7 +182,7 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
 
 
-def run(only: list[str] | None, children: int) -> dict[str, Any]:
+def run(only: list[str] | None, children: int, collect_only: bool = False) -> dict[str, Any]:
     cfg = load_config()
     modules = only or list(cfg["modules"])
     unknown = [m for m in modules if m not in cfg["modules"]]
@@ -174,11 +193,13 @@ def run(only: list[str] | None, children: int) -> dict[str, Any]:
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
     for module in modules:
         folder = STAGING / Path(module).stem
-        stage(module, cfg["modules"][module]["tests"], folder)
         started = time.time()
-        print(f"[mutation] {module}: mutmut run in {folder} (log: {folder / 'run.log'})", file=sys.stderr, flush=True)
-        _mutmut(folder, "run", "--max-children", str(children), log=folder / "run.log")
-        rows = collect(folder)
+        if not collect_only:
+            stage(module, cfg["modules"][module]["tests"], folder)
+            print(f"[mutation] {module}: mutmut run in {folder} (log: {folder / 'run.log'})", file=sys.stderr,
+                  flush=True)
+            _mutmut(folder, "run", "--max-children", str(children), log=folder / "run.log")
+        rows = collect(folder, module)
         entry = summarise(module, rows, cfg["equivalent"])
         entry.update(tests=cfg["modules"][module]["tests"], seconds=round(time.time() - started, 1),
                      commit=commit, dirty=dirty,
@@ -256,10 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="run mutmut (hours of CPU for every module) and render")
     r.add_argument("--only", action="append", help="a module of promises/mutation.toml (repeatable)")
     r.add_argument("--children", type=int, default=1, help="mutmut workers (default 1)")
+    r.add_argument("--collect-only", action="store_true", help="re-read the results of the last run (no mutmut run)")
     sub.add_parser("render", help="apply the toml's equivalence marks to the results and render SECURITY.md")
     args = parser.parse_args(argv)
     if args.cmd == "run":
-        results = run(args.only, args.children)
+        results = run(args.only, args.children, args.collect_only)
     else:
         results = recount(json.loads(RESULTS.read_text()), load_config()["equivalent"])
         RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
