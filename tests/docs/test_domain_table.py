@@ -63,17 +63,26 @@ def test_results_file_is_consistent_and_names_the_published_bundles() -> None:
 @pytest.mark.parametrize("name", ["clinical_notes_tfidf", "drug_activity_rf", "gene_expression_svd", "glucose_lstm",
                                   "lung_nodule_cnn"])
 def test_results_file_has_what_the_current_spec_measures(built, name: str) -> None:
-    """The sample-trained bundle of the current spec measures the same shifted sets (names, kinds, descriptions),
-    goals, coverage and calibration data as the committed file records: a spec that changed its domain evaluation
-    since domain.json was made fails here (the numbers differ between sample and full data; their kind does not)."""
+    """Every shifted set the current spec measures on its sample-trained bundle is in the committed file with the
+    same kind, goal and description (its counts aside), and the coverage goal is the same: a spec that added or
+    changed a domain evaluation since domain.json was made fails here. (A sample may measure fewer sets: the
+    lung CNN's other-body-region CT needs the full data.)"""
+    import re
+
     _, bundle = built(name)
     fresh = domain.collect(bundle.parent)["models"][name]
     recorded = json.loads(domain.RESULTS.read_text())["models"][name]
-    assert fresh["coverage"] == recorded["coverage"]
-    assert fresh["calibration"]["data"] == recorded["calibration"]["data"]
-    assert {k: {f: s[f] for f in ("kind", "description")} for k, s in fresh["shifts"].items()} == \
-        {k: {f: s[f] for f in ("kind", "description")} for k, s in recorded["shifts"].items()}
-    assert {k: g["goal"] for k, g in fresh["goals"].items()} == {k: g["goal"] for k, g in recorded["goals"].items()}
+
+    def facts(m: dict, shift: str) -> tuple:
+        s = m["shifts"][shift]
+        return s["kind"], m["goals"][shift]["goal"], re.sub(r"\d+", "#", s["description"])
+
+    assert fresh["shifts"] and fresh["coverage"] == recorded["coverage"]
+    missing = sorted(set(fresh["shifts"]) - set(recorded["shifts"]))
+    assert not missing, f"{name}: the spec measures {missing}, which domain.json does not hold (run make demo and " \
+                        "python -m benchmarks.domain)"
+    for shift in fresh["shifts"]:
+        assert facts(fresh, shift) == facts(recorded, shift), (name, shift)
     assert set(fresh) == set(recorded) - {"latency"}
 
 
