@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-
 from medinfer.train import registry
 from medinfer.train.spec import deterministic_keras
 
