@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import sys
 import threading
 from pathlib import Path
 
@@ -22,16 +24,27 @@ def deterministic_check(path: Path, x) -> None:
 
 
 def concurrent_check(path: Path, x, threads: int = 8, calls: int = 60) -> None:
-    """``threads`` threads sharing one Model get bit-identical answers and no errors."""
+    """``threads`` threads sharing one Model, each call with its own sample (the rows of ``x`` in turn), get that
+    sample's sequential answer bit for bit and no errors. The interpreter switches threads every microsecond
+    meanwhile, so calls really interleave: a Model that kept one call's state where another call could see it
+    would answer some call with another's outputs."""
     model = medinfer.load(path)
-    ref = model.predict(x).outputs
+    items = [x[i:i + 1] for i in range(len(x))] if len(x) > 1 else [x]
+    refs = [model.predict(item).outputs for item in items]
+    counter = itertools.count()
 
     def call() -> bool:
-        got = model.predict(x).outputs
-        return all(got[k].tobytes() == ref[k].tobytes() for k in ref)
+        i = next(counter) % len(items)
+        got = model.predict(items[i]).outputs
+        return all(got[k].tobytes() == refs[i][k].tobytes() for k in refs[i])
 
-    results, errors = hammer(call, threads=threads, calls=calls * threads)
-    assert not errors and all(results)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        results, errors = hammer(call, threads=threads, calls=calls * threads)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors and all(results) and len(results) == calls * threads, (errors[:3], results.count(False))
 
 
 def hammer(fn, *, threads: int, calls: int, seconds: float | None = None) -> tuple[list, list[BaseException]]:

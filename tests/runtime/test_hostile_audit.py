@@ -213,3 +213,22 @@ def test_a_folder_as_trail_is_refused(tmp_path: Path) -> None:
         AuditLog(tmp_path)
     assert os.listdir(tmp_path) == []
     assert np.isfinite(0)  # nothing was created in the folder
+
+
+def test_a_record_holds_the_inputs_digest_never_the_input(tmp_path: Path) -> None:
+    """Privacy: an answered and a refused input leave their digest in the trail, never their values; the digest is
+    sha256 over name, dtype, shape and bytes (computed here independently)."""
+    import hashlib
+
+    log = tmp_path / "audit.jsonl"
+    model = medinfer.load(tiny.build(tmp_path / "m"), audit=log)
+    x = np.array([[1.2345678, -2.7182817, 3.1415927]], np.float32)
+    model.predict(x)
+    assert model.try_predict(np.array([[9.8765432, 0.5, 7.654321e5]], np.float32)).reason == "input"
+    text = log.read_text()
+    for shown in ("1.23456", "2.71828", "3.14159", "9.87654", "765432", "7.65432"):
+        assert shown not in text, f"{shown} (an input value) is in the audit trail"
+    first = json.loads(text.splitlines()[0])
+    assert first["input_sha256"] == hashlib.sha256(b"x|<f4|(1, 3)|" + x.tobytes()).hexdigest()
+    assert verify_log(log).ok
+
