@@ -112,12 +112,14 @@ def function_of(name: str) -> str:
 
 
 def _bodies(text: str) -> dict[str, list[str]]:
-    """Each function of a mutated file by name, as its body's source lines (the ``def`` line left out)."""
+    """Each function of a mutated file by name, as its source lines (the signature included, with the mutant's own
+    name replaced by ``def <function>``, so a mutated default value shows)."""
     lines = text.splitlines()
     out: dict[str, list[str]] = {}
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "__mutmut_" in node.name:
-            out[node.name] = lines[node.body[0].lineno - 1:node.end_lineno]
+            source = lines[node.lineno - 1:node.end_lineno]
+            out[node.name] = [source[0].replace(node.name, "<function>", 1), *source[1:]]
     return out
 
 
