@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import medinfer
@@ -87,13 +91,14 @@ def test_an_altered_or_truncated_or_missing_file_is_named_with_both_digests_or_s
 
 
 def test_a_special_file_is_refused_by_its_name(tmp_path: Path) -> None:
-    """The reader's refusal names the pinned file (the walk refuses links first: here the reader is reached through
-    a file that became a folder)."""
+    """The reader's refusal names the pinned file and what it is now (a pinned file that became a folder)."""
     bundle = tiny.build(tmp_path / "m")
     (bundle / "golden.npz").unlink()
     (bundle / "golden.npz").mkdir()
-    with pytest.raises(medinfer.IntegrityError, match=r"file 'golden.npz' is a folder|'golden.npz/' is not pinned"):
+    with pytest.raises(medinfer.IntegrityError) as info:
         medinfer.load(bundle)
+    assert str(info.value) == (f"{bundle}: file 'golden.npz' is a folder, not a regular file; restore the bundle "
+                               "from its source")
 
 
 def test_unpinned_entries_are_counted_and_an_unpinned_folder_is_named(tmp_path: Path) -> None:
@@ -204,3 +209,143 @@ def test_a_contract_field_edited_after_export_is_refused(tmp_path: Path, field: 
     path.write_text(json.dumps(doc))
     with pytest.raises(medinfer.IntegrityError, match="contract_sha256|medinfer.version"):
         medinfer.load(bundle)
+
+
+# -- medinfer.failsafe ---------------------------------------------------------------------------------------------
+def test_no_result_as_a_document() -> None:
+    out = medinfer.NoResult("timeout", "no result within 5 ms", "m", "1.0", "req-1", "DeadlineExceeded")
+    assert out.to_dict() == {"outcome": "NO_RESULT", "reason": "timeout", "error": "DeadlineExceeded",
+                             "message": "no result within 5 ms", "model": "m", "version": "1.0", "request_id": "req-1"}
+    assert not out.ok and out.labels is None and out.scores is None
+
+
+def test_an_unavailable_model_answers_no_result_naming_the_bundle_and_the_error(tmp_path: Path) -> None:
+    bundle = tiny.build(tmp_path / "tiny_logistic")
+    (bundle / "golden.npz").write_bytes(b"changed")
+    model = medinfer.load(str(bundle) + "/", on_error="no_result")
+    assert isinstance(model, medinfer.UnavailableModel) and not model.ok
+    assert model.path == str(bundle) + "/" and model.name == "tiny_logistic" and model.version is None
+    assert model.reason == "integrity" and isinstance(model.error, medinfer.IntegrityError)
+    out = model.try_predict(tiny.GOLDEN_X)
+    assert (out.reason, out.model, out.version, out.request_id, out.error) == \
+        ("integrity", "tiny_logistic", None, None, "IntegrityError")
+    assert out.message == f"model unavailable: {model.error}"
+    with pytest.raises(medinfer.IntegrityError):
+        model.predict(tiny.GOLDEN_X)
+    from medinfer.failsafe import UnavailableModel
+
+    plain = UnavailableModel("a/b/c", ValueError("boom"))
+    assert plain.reason == "error" and plain.name == "c" and repr(plain) == "UnavailableModel('a/b/c', reason='error')"
+
+
+def test_a_new_watchdog_has_not_woken() -> None:
+    from medinfer.failsafe import Watchdog
+
+    assert Watchdog().wakeups == 0
+
+
+# -- medinfer.audit_commit -----------------------------------------------------------------------------------------
+class _Fsync:
+    """os.fsync that can be made to fail or to take time; counts calls."""
+
+    def __init__(self) -> None:
+        self.real, self.fail, self.delay, self.calls = os.fsync, False, 0.0, 0
+
+    def __call__(self, fd: int) -> None:
+        self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        if self.fail:
+            raise OSError(5, "Input/output error")
+        self.real(fd)
+
+
+def _wait(cond, seconds: float = 5.0) -> bool:
+    end = time.monotonic() + seconds
+    while not cond() and time.monotonic() < end:
+        time.sleep(0.005)
+    return cond()
+
+
+def test_after_an_idle_sync_a_new_record_waits_for_its_own_window(tmp_path: Path, monkeypatch) -> None:
+    """The window of a group starts at its FIRST record: after the flusher synced an idle group, the next record is
+    not synced at once (a stale start would make every later append sync itself), nor left beyond its window."""
+    from medinfer.audit import AuditLog
+
+    spy = _Fsync()
+    monkeypatch.setattr(os, "fsync", spy)
+    with AuditLog(tmp_path / "a.jsonl", fsync=True, group_ms=300, group_records=1000) as log:
+        log.event("first")
+        assert _wait(lambda: log.unsynced == 0)  # the flusher synced the idle group
+        time.sleep(0.4)  # longer than the window since the first record
+        log.event("second")
+        assert log.unsynced == 1  # its own window has just begun
+        assert _wait(lambda: log.unsynced == 0)
+        log.event("third")
+        time.sleep(0.05)
+        assert log.unsynced == 1  # the flusher waits for the window, it does not sync at once
+
+
+def test_the_flusher_keeps_syncing_idle_groups_and_retries_a_failed_fsync(tmp_path: Path, monkeypatch) -> None:
+    from medinfer.audit import AuditError, AuditLog
+
+    spy = _Fsync()
+    monkeypatch.setattr(os, "fsync", spy)
+    with AuditLog(tmp_path / "a.jsonl", fsync=True, group_ms=100, group_records=1000) as log:
+        for burst in range(3):  # one idle group after another, each synced by the flusher
+            log.event("tick", burst=burst)
+            assert _wait(lambda: log.unsynced == 0), burst
+        spy.fail = True
+        calls = spy.calls
+        log.event("lost?")
+        assert _wait(lambda: log.failed is not None)  # the flusher's fsync failed: the trail says so
+        assert log.failed == "fsync: Input/output error" and not log.healthy
+        with pytest.raises(AuditError, match="not durable"):
+            log.event("refused")
+        time.sleep(0.35)
+        assert 2 <= spy.calls - calls <= 6  # it retries once per window, not in a busy loop
+        spy.fail = False
+        assert _wait(lambda: log.unsynced == 0)  # a retry succeeded: the written records are durable
+        assert log.probe() and log.healthy
+
+
+def test_records_appended_while_the_flusher_syncs_get_their_own_window(tmp_path: Path, monkeypatch) -> None:
+    from medinfer.audit import AuditLog
+
+    spy = _Fsync()
+    monkeypatch.setattr(os, "fsync", spy)
+    with AuditLog(tmp_path / "a.jsonl", fsync=True, group_ms=50, group_records=1000) as log:
+        spy.delay = 0.2
+        log.event("first")
+        assert _wait(lambda: spy.calls == 1)  # the flusher is in its (slow) fsync, the lock released
+        log.event("during")
+        spy.delay = 0.0
+        assert _wait(lambda: log.unsynced == 0)  # the record written meanwhile was synced by a later round
+
+
+def test_a_group_commit_log_never_keeps_the_process_alive(tmp_path: Path) -> None:
+    """The flusher is a daemon thread: a process that never closes its log still exits (its last group is
+    fsynced at exit)."""
+    code = ("import sys; from medinfer.audit import AuditLog\n"
+            "log = AuditLog(sys.argv[1], fsync=True, group_ms=60000, group_records=1000)\n"
+            "log.event('one')\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.jsonl")], timeout=60, capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    from medinfer.audit import verify_log
+
+    assert verify_log(tmp_path / "a.jsonl").records == 1
+
+
+def test_a_failed_fsync_on_append_is_named(tmp_path: Path, monkeypatch) -> None:
+    from medinfer.audit import AuditError, AuditLog
+
+    spy = _Fsync()
+    spy.fail = True
+    monkeypatch.setattr(os, "fsync", spy)
+    log = AuditLog(tmp_path / "a.jsonl", fsync=True, group_ms=60_000, group_records=1)
+    with pytest.raises(AuditError) as info:
+        log.event("one")
+    assert log.failed == "fsync: Input/output error"
+    assert str(info.value) == f"audit trail {tmp_path / 'a.jsonl'} cannot be made durable (fsync: Input/output error)"
+    spy.fail = False
+    log.close()
