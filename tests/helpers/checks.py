@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import sys
 import threading
+import time
 from pathlib import Path
 
 import medinfer
@@ -26,17 +27,19 @@ def deterministic_check(path: Path, x) -> None:
 def concurrent_check(path: Path, x, threads: int = 8, calls: int = 60) -> None:
     """``threads`` threads sharing one Model, each call with its own sample (the rows of ``x`` in turn), get that
     sample's sequential answer bit for bit and no errors. The interpreter switches threads every microsecond
-    meanwhile, so calls really interleave: a Model that kept one call's state where another call could see it
-    would answer some call with another's outputs."""
+    meanwhile and each caller reads its answer only after yielding, so calls really interleave: a Model that kept
+    one call's state (an input, an output buffer) where another call could reach it would hand some caller
+    another's outputs."""
     model = medinfer.load(path)
     items = [x[i:i + 1] for i in range(len(x))] if len(x) > 1 else [x]
-    refs = [model.predict(item).outputs for item in items]
+    refs = [{k: v.tobytes() for k, v in model.predict(item).outputs.items()} for item in items]  # bytes, not views
     counter = itertools.count()
 
     def call() -> bool:
         i = next(counter) % len(items)
         got = model.predict(items[i]).outputs
-        return all(got[k].tobytes() == refs[i][k].tobytes() for k in refs[i])
+        time.sleep(0)  # the caller reads its answer a moment later, as real callers do: other calls run meanwhile
+        return all(got[k].tobytes() == refs[i][k] for k in refs[i])
 
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
@@ -50,7 +53,6 @@ def concurrent_check(path: Path, x, threads: int = 8, calls: int = 60) -> None:
 def hammer(fn, *, threads: int, calls: int, seconds: float | None = None) -> tuple[list, list[BaseException]]:
     """Call ``fn`` from ``threads`` threads, ``calls`` times in all (or until ``seconds`` pass); returns the
     results and the exceptions raised (a bounded load generator for concurrency and load tests)."""
-    import time
 
     lock = threading.Lock()
     remaining = [calls]
