@@ -508,3 +508,73 @@ def test_the_input_digest_covers_names_dtypes_shapes_and_values_of_every_input()
     assert input_digest({"t": np.array(["ok"])}) == by_hand(("t", np.array(["ok"])))
     assert input_digest({"x": [[1.0, 2.0]]}) == by_hand(("x", np.asarray([[1.0, 2.0]])))
     assert input_digest({"x": a}) != input_digest({"x": a.reshape(3, 2)}) != input_digest({"y": a})
+
+
+# -- medinfer.signing ---------------------------------------------------------------------------------------------
+def _ec_pem(tmp_path: Path) -> tuple[Path, Path]:
+    """A P-256 key pair (PEM): a valid key of the wrong algorithm."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    priv, pub = tmp_path / "ec.pem", tmp_path / "ec.pub.pem"
+    priv.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    return priv, pub
+
+
+def test_keygen_names_the_public_key_after_the_private_one(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")
+    from medinfer.signing import generate_keypair
+
+    priv, pub, kid = generate_keypair(tmp_path / "device.pem")
+    assert (priv, pub) == (tmp_path / "device.pem", tmp_path / "device.pub.pem") and pub.is_file() and len(kid) == 16
+    _, other, _ = generate_keypair(tmp_path / "b.pem", tmp_path / "keys.pub")
+    assert other == tmp_path / "keys.pub" and other.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+
+
+def test_signing_and_trust_refusals_say_what_is_wrong_with_the_key(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")
+    from medinfer.signing import generate_keypair, sign_bundle
+
+    bundle = tiny.build(tmp_path / "m")
+    (tmp_path / "junk.pem").write_text("junk")
+    with pytest.raises(medinfer.UsageError) as info:
+        sign_bundle(bundle, tmp_path / "junk.pem")
+    assert str(info.value).startswith(f"{tmp_path / 'junk.pem'} is not a readable unencrypted PEM private key (")
+    ec_priv, ec_pub = _ec_pem(tmp_path)
+    with pytest.raises(medinfer.SignatureError) as info:
+        sign_bundle(bundle, ec_priv)
+    assert str(info.value) == f"{ec_priv} is not an Ed25519 private key (create one with 'medinfer keygen')"
+    priv, pub, kid = generate_keypair(tmp_path / "k.pem")
+    sign_bundle(bundle, priv)
+    assert medinfer.load(bundle, trusted_keys=[pub.read_bytes()]).signed_by == kid  # a key given as PEM bytes
+    missing = tmp_path / "none.pub.pem"
+    with pytest.raises(medinfer.UsageError) as info:
+        medinfer.load(bundle, trusted_keys=[missing])
+    assert str(info.value) == (f"trusted key file {missing!r} cannot be read (No such file or directory); give "
+                               "the PEM public key written by 'medinfer keygen'")
+    with pytest.raises(medinfer.SignatureError) as info:
+        medinfer.load(bundle, trusted_keys=[tmp_path / "junk.pem"])
+    assert str(info.value).startswith(f"trusted key {tmp_path / 'junk.pem'!r} is not a PEM public key: ")
+    with pytest.raises(medinfer.SignatureError) as info:
+        medinfer.load(bundle, trusted_keys=[ec_pub])
+    assert str(info.value) == f"trusted key {ec_pub!r} is not an Ed25519 public key"
+
+
+def test_a_signature_document_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")
+    bundle = tiny.build(tmp_path / "m")
+    sig = bundle / "manifest.sig"
+    sig.write_text("[1, 2]")
+    with pytest.raises(medinfer.SignatureError) as info:
+        medinfer.load(bundle)
+    assert str(info.value) == (f"{sig} is malformed (TypeError: not a JSON object): a present signature that cannot "
+                               "be read is refused as tampering; re-sign the bundle")
+    sig.unlink()
+    sig.mkdir()
+    with pytest.raises(medinfer.SignatureError) as info:
+        medinfer.load(bundle)
+    assert str(info.value).startswith(f"{sig} is a folder, not a regular file")
