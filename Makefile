@@ -10,7 +10,7 @@ MEDINFER := $(VENV)/bin/medinfer
 STAMP  := $(VENV)/.installed-train-dev
 MODELS ?= all
 
-.PHONY: demo test install lint clean bench bench-publish peer-venvs bench-serve test-triton test-scale test-device check-dicom-out test-arm test-min runs-on
+.PHONY: demo test install lint clean promises mutation-score bench bench-publish peer-venvs bench-serve test-triton test-scale test-device check-dicom-out test-arm test-min runs-on
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -169,8 +169,20 @@ check-dicom-out: $(STAMP)
 	  $(PY) scripts/check_dicom_out.py artifacts/lung_nodule_cnn/dicom; \
 	  else echo "no artifacts/lung_nodule_cnn/dicom (make demo writes it): checked the test outputs only"; fi
 
+# Every SECURITY.md row and README promise that cites a test, proven by a mutation (promises/catalogue.toml): the
+# mechanism removed on a copy of the tree, the cited tests must fail there and pass here. Results in
+# promises/results.json and SECURITY.md; tests/docs/test_promise_catalogue.py (make test) checks them against the
+# current tree. About 1-2 h on 2 cores (the spec tests train their models on the samples). ONLY=id1,id2 for some.
+promises: $(STAMP)
+	$(PY) -m promises run $(if $(ONLY),--only $(ONLY))
+
+# mutmut over the security-relevant device core (promises/mutation.toml: each module and the device tests run
+# against it) -> promises/mutation.json and SECURITY.md. Hours of CPU (nice 19); ONLY=runtime/audit.py for one.
+mutation-score: $(STAMP)
+	$(PY) -m promises.mutation run $(if $(ONLY),--only $(ONLY))
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check runtime train export tests benchmarks scripts
+	$(VENV)/bin/ruff check runtime train export tests benchmarks scripts promises
 	$(VENV)/bin/mypy
 	$(PY) scripts/lint_imports.py
 
