@@ -578,3 +578,108 @@ def test_a_signature_document_that_cannot_be_read_is_named(tmp_path: Path) -> No
     with pytest.raises(medinfer.SignatureError) as info:
         medinfer.load(bundle)
     assert str(info.value).startswith(f"{sig} is a folder, not a regular file")
+
+
+# -- medinfer.loader ---------------------------------------------------------------------------------------------
+def test_load_refuses_unknown_policies_and_names_before_reading(tmp_path: Path) -> None:
+    bundle = tiny.build(tmp_path / "m")
+    with pytest.raises(medinfer.UnknownNameError) as info:
+        medinfer.load(bundle, out_of_domain="ignore")
+    assert str(info.value) == "unknown out_of_domain policy 'ignore' (3 known: flag, no_result, raise)"
+    with pytest.raises(ValueError, match=r"on_error must be one of \('raise', 'no_result'\), got 'skip'"):
+        medinfer.load(bundle, on_error="skip")
+    with pytest.raises(medinfer.UnknownNameError) as info:
+        medinfer.load(bundle, variant="int4")
+    assert str(info.value) == "unknown variant 'int4' of tiny_logistic (1 known: default)"
+
+
+def test_a_path_that_is_not_a_bundle_folder(tmp_path: Path) -> None:
+    bundle = tiny.build(tmp_path / "m")
+    assert medinfer.load(bundle / "manifest.json").name == "tiny_logistic"  # the manifest's own path is accepted
+    with pytest.raises(medinfer.IntegrityError) as info:
+        medinfer.load(bundle / "model.onnx")
+    assert str(info.value) == \
+        f"{bundle / 'model.onnx'} is not a bundle folder (expected a folder holding manifest.json)"
+    with pytest.raises(medinfer.IntegrityError):
+        medinfer.load(tmp_path / "nothing")
+
+
+def test_whatever_a_broken_bundle_provokes_becomes_one_typed_refusal(tmp_path: Path, monkeypatch) -> None:
+    """The last line of defence: an exception nobody anticipated (here: the Model constructor failing) is a
+    BundleError naming the bundle and the original error, and NO_RESULT under on_error="no_result"."""
+    import medinfer.loader as loader
+
+    bundle = tiny.build(tmp_path / "m")
+
+    def broken(*args, **kwargs):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(loader, "Model", broken)
+    with pytest.raises(medinfer.BundleError) as info:
+        medinfer.load(bundle)
+    assert str(info.value) == f"{bundle}: the bundle cannot be loaded (KeyError: 'surprise')"
+    assert isinstance(info.value.__cause__, KeyError)
+    unavailable = medinfer.load(bundle, on_error="no_result")
+    assert isinstance(unavailable, medinfer.UnavailableModel) and unavailable.reason == "bundle"
+
+
+def test_the_load_options_reach_the_model(tmp_path: Path) -> None:
+    from medinfer.audit import AuditLog
+
+    bundle = tiny.build(tmp_path / "m", profile={"intra_op_num_threads": 1, "inter_op_num_threads": 1,
+                                                 "large_batch_from": 64, "large_batch": {"intra_op_num_threads": 2}})
+    log = AuditLog(tmp_path / "a.jsonl")
+    model = medinfer.load(bundle, audit=log, deadline_ms=250.0, out_of_domain="raise", cast="same_kind")
+    assert model.audit is log and model.deadline_ms == 250.0 and model.out_of_domain == "raise"
+    assert model.predict(np.array([[1.0, 2.0, 3.0]])).labels.tolist() == ["positive"]  # float64 cast (same_kind)
+    assert model.large_session is not None and model.variant == "default"
+    assert model.signature is not None and model.signature.state == "unsigned" and model.signed_by is None
+    assert model.model_sha256 == _pins(bundle)["model.onnx"]["sha256"]
+    assert model.manifest_sha256 == hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
+    log.close()
+
+
+def test_self_test_false_skips_the_golden_run(tmp_path: Path) -> None:
+    """self_test=False loads a bundle whose golden output does not match (the caller runs model.self_test())."""
+    bundle = tiny.build(tmp_path / "m", golden_out=np.full((3, 2), 0.5, np.float32))
+    with pytest.raises(medinfer.SelfTestError):
+        medinfer.load(bundle)
+    model = medinfer.load(bundle, self_test=False)
+    with pytest.raises(medinfer.SelfTestError):
+        model.self_test()
+
+
+def test_the_graph_metadata_refusal_names_the_key_and_both_values(tmp_path: Path) -> None:
+    bundle = tiny.build(tmp_path / "m", metadata={"medinfer.name": "tiny_logistic", "medinfer.version": "0.0.1",
+                                                  "medinfer.contract_sha256": "0" * 64})
+    from medinfer.integrity import contract_digest
+
+    want = contract_digest(json.loads((bundle / "manifest.json").read_text()))
+    with pytest.raises(medinfer.IntegrityError) as info:
+        medinfer.load(bundle)
+    assert str(info.value) == (f"{bundle}: 'model.onnx' carries medinfer.contract_sha256={'0' * 64!r} but the "
+                               f"manifest says {want!r}: the graph belongs to another model or contract; re-export "
+                               "the bundle")
+
+
+def test_a_session_onnxruntime_cannot_open_from_the_sealed_path_is_built_from_its_bytes(tmp_path: Path, monkeypatch,
+                                                                                       caplog) -> None:
+    """Where /proc is restricted onnxruntime cannot open the sealed copy by path: the same sealed bytes are used."""
+    import medinfer.loader as loader
+
+    bundle = tiny.build(tmp_path / "m")
+    real = loader.create_session
+    seen = []
+
+    def path_refused(source, *args, **kwargs):
+        seen.append(type(source).__name__)
+        if isinstance(source, str):
+            raise medinfer.BundleError("cannot open the path")
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(loader, "create_session", path_refused)
+    with caplog.at_level("WARNING", logger="medinfer.loader"):
+        model = medinfer.load(bundle)
+    assert model.predict(tiny.GOLDEN_X).labels.tolist() == ["positive", "positive", "negative"]
+    assert "str" in seen and seen[-1] == "bytes"
+    assert any("could not read the sealed copy" in r.getMessage() for r in caplog.records)
