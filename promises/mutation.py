@@ -190,7 +190,6 @@ def run(only: list[str] | None, children: int, collect_only: bool = False) -> di
     unknown = [m for m in modules if m not in cfg["modules"]]
     if unknown:
         raise SystemExit(f"not in {CONFIG.name}: {unknown}")
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"command": COMMAND, "modules": {}}
     commit = _git("rev-parse", "HEAD")
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
     for module in modules:
@@ -206,13 +205,15 @@ def run(only: list[str] | None, children: int, collect_only: bool = False) -> di
         entry.update(tests=cfg["modules"][module]["tests"], seconds=round(time.time() - started, 1),
                      commit=commit, dirty=dirty,
                      started=_dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"))
-        results["modules"][module] = entry
         print(f"[mutation] {module}: {entry['detected']}/{entry['mutants']} detected, {entry['equivalent']} "
               f"equivalent, score {entry['score']} in {entry['seconds']:.0f} s", file=sys.stderr, flush=True)
+        # re-read before writing: another run (another module) may have written meanwhile
+        results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"command": COMMAND, "modules": {}}
+        results["modules"][module] = entry
         results["command"] = COMMAND
         results["modules"] = dict(sorted(results["modules"].items()))
         RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
-    return results
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"command": COMMAND, "modules": {}}
 
 
 def recount(results: dict[str, Any], equivalent: list[dict[str, Any]]) -> dict[str, Any]:
@@ -231,7 +232,7 @@ def recount(results: dict[str, Any], equivalent: list[dict[str, Any]]) -> dict[s
     return results
 
 
-def render(results: dict[str, Any]) -> str:
+def render(results: dict[str, Any], modules: list[str] | None = None) -> str:
     """The SECURITY.md section: score per module, survivors that are not equivalent listed by function."""
     lines = [f"Measured with `{COMMAND}` (mutmut 3 over each module, the device tests listed in "
              "`promises/mutation.toml`; raw data with every surviving mutant in `promises/mutation.json`). "
@@ -239,6 +240,8 @@ def render(results: dict[str, Any]) -> str:
              "| module | mutants | killed | timeout | equivalent | survived | no tests | score | commit |",
              "|---|---|---|---|---|---|---|---|---|"]
     total = detected = equivalent = 0
+    for module in sorted(set(modules or ()) - set(results["modules"])):
+        lines.append(f"| `{module}` | not measured yet | | | | | | | |")
     for module, e in results["modules"].items():
         c = e["counts"]
         open_ = [s for s in e["survivors"] if "equivalent" not in s]
@@ -287,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results = recount(json.loads(RESULTS.read_text()), load_config()["equivalent"])
         RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
-    rewrite(SECURITY, render(results))
+    rewrite(SECURITY, render(results, list(load_config()["modules"])))
     return 0
 
 

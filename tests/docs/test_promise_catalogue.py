@@ -57,5 +57,9 @@ def test_a_survivor_or_a_stale_result_is_a_problem() -> None:
 
 def test_the_mutation_score_section_is_the_rendering_of_its_results() -> None:
     results = json.loads(mutation.RESULTS.read_text())
-    assert mutation.section() == mutation.render(results)
-    assert set(results["modules"]) == set(mutation.load_config()["modules"])
+    modules = list(mutation.load_config()["modules"])
+    assert mutation.section() == mutation.render(results, modules)
+    assert set(results["modules"]) <= set(modules), "results of modules no longer in promises/mutation.toml"
+    for module, entry in results["modules"].items():
+        assert entry["mutants"] == sum(entry["counts"].values()) and entry["detected"] <= entry["mutants"], module
+        assert "not checked" not in entry["counts"], f"{module}: an interrupted run (mutants not checked)"
