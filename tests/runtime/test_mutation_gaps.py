@@ -274,10 +274,10 @@ def test_after_an_idle_sync_a_new_record_waits_for_its_own_window(tmp_path: Path
 
     spy = _Fsync()
     monkeypatch.setattr(os, "fsync", spy)
-    with AuditLog(tmp_path / "a.jsonl", fsync=True, group_ms=300, group_records=1000) as log:
+    with AuditLog(tmp_path / "a.jsonl", fsync=True, group_ms=1000, group_records=1000) as log:
         log.event("first")
         assert _wait(lambda: log.unsynced == 0)  # the flusher synced the idle group
-        time.sleep(0.4)  # longer than the window since the first record
+        time.sleep(1.1)  # longer than the window since the first record
         log.event("second")
         assert log.unsynced == 1  # its own window has just begun
         assert _wait(lambda: log.unsynced == 0)
