@@ -236,6 +236,8 @@ def test_an_unavailable_model_answers_no_result_naming_the_bundle_and_the_error(
 
     plain = UnavailableModel("a/b/c", ValueError("boom"))
     assert plain.reason == "error" and plain.name == "c" and repr(plain) == "UnavailableModel('a/b/c', reason='error')"
+    assert UnavailableModel("alone", ValueError()).name == "alone"  # no folder in the path
+    assert UnavailableModel("models/CT_X//", ValueError()).name == "CT_X"  # only slashes are stripped
 
 
 def test_a_new_watchdog_has_not_woken() -> None:
