@@ -311,31 +311,47 @@ def test_the_flusher_keeps_syncing_idle_groups_and_retries_a_failed_fsync(tmp_pa
         assert log.probe() and log.healthy
 
 
-def test_records_appended_while_the_flusher_syncs_get_their_own_window(tmp_path: Path, monkeypatch) -> None:
-    from medinfer.audit import AuditLog
+def test_records_left_unsynced_by_a_failed_append_are_synced_by_the_flusher(tmp_path: Path, monkeypatch) -> None:
+    """The flusher's fsync is slow; meanwhile an append finds its group too old, fsyncs itself and that fails (the
+    caller gets AuditError). When the flusher's fsync returns, the record written meanwhile is still unsynced: the
+    flusher gives it its own window and syncs it once the disk works."""
+    from medinfer.audit import AuditError, AuditLog
 
-    spy = _Fsync()
-    monkeypatch.setattr(os, "fsync", spy)
+    real, calls = os.fsync, []
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            time.sleep(0.3)  # the flusher's, slow
+        elif len(calls) == 2:
+            raise OSError(5, "Input/output error")  # the append's, failing
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
     with AuditLog(tmp_path / "a.jsonl", fsync=True, group_ms=50, group_records=1000) as log:
-        spy.delay = 0.2
         log.event("first")
-        assert _wait(lambda: spy.calls == 1)  # the flusher is in its (slow) fsync, the lock released
-        log.event("during")
-        spy.delay = 0.0
-        assert _wait(lambda: log.unsynced == 0)  # the record written meanwhile was synced by a later round
+        assert _wait(lambda: len(calls) == 1)  # the flusher is in its fsync, the lock released
+        with pytest.raises(AuditError, match="cannot be made durable"):
+            log.event("during")
+        assert _wait(lambda: log.unsynced == 0)  # synced by a later round of the flusher
+        assert len(calls) >= 3
 
 
 def test_a_group_commit_log_never_keeps_the_process_alive(tmp_path: Path) -> None:
     """The flusher is a daemon thread: a process that never closes its log still exits (its last group is
     fsynced at exit)."""
+    from medinfer.audit import AuditLog, verify_log
+
+    with AuditLog(tmp_path / "b.jsonl", fsync=True, group_ms=60_000, group_records=1000) as log:
+        log.event("one")
+        assert log._flusher is not None and log._flusher.daemon
     code = ("import sys; from medinfer.audit import AuditLog\n"
             "log = AuditLog(sys.argv[1], fsync=True, group_ms=60000, group_records=1000)\n"
             "log.event('one')\n")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.jsonl")], timeout=60, capture_output=True)
     assert proc.returncode == 0, proc.stderr
-    from medinfer.audit import verify_log
-
     assert verify_log(tmp_path / "a.jsonl").records == 1
+
 
 
 def test_a_failed_fsync_on_append_is_named(tmp_path: Path, monkeypatch) -> None:
