@@ -109,7 +109,10 @@ def test_unpinned_entries_are_counted_and_an_unpinned_folder_is_named(tmp_path: 
         medinfer.load(bundle)
     assert str(info.value) == (f"{bundle}: 'a.onnx' is not pinned by the manifest (and 2 more); a bundle holds only "
                                "the files its manifest pins: remove it or re-export the bundle")
-    for name in ("a.onnx", "b.onnx", "c.onnx"):
+    (bundle / "c.onnx").unlink()
+    with pytest.raises(medinfer.IntegrityError, match=r"'a.onnx' is not pinned by the manifest \(and 1 more\); a"):
+        medinfer.load(bundle)
+    for name in ("a.onnx", "b.onnx"):
         (bundle / name).unlink()
     (bundle / "empty").mkdir()
     with pytest.raises(medinfer.IntegrityError) as info:
@@ -123,12 +126,13 @@ def test_files_kept_by_verify_are_returned_whole_whatever_their_size(tmp_path: P
     from medinfer.integrity import verify_files
     from medinfer.manifest import decode_manifest, read_manifest_bytes
 
-    big = np.random.default_rng(0).bytes(3 << 20)
-    bundle = tiny.build(tmp_path / "m", extra_files={"plots/big.bin": (big, "other")})
+    big = np.random.default_rng(0).bytes(3 << 20)  # three read blocks
+    two = np.random.default_rng(1).bytes(3 << 19)  # two read blocks
+    bundle = tiny.build(tmp_path / "m", extra_files={"plots/big.bin": (big, "other"), "plots/two.bin": (two, "other")})
     manifest = decode_manifest(read_manifest_bytes(bundle))
-    kept = verify_files(bundle, manifest, keep=("plots/big.bin", "golden.npz"), seal=("model.onnx",))
+    kept = verify_files(bundle, manifest, keep=("plots/big.bin", "plots/two.bin", "golden.npz"), seal=("model.onnx",))
     try:
-        assert kept["plots/big.bin"] == big
+        assert kept["plots/big.bin"] == big and kept["plots/two.bin"] == two
         assert kept["golden.npz"] == (bundle / "golden.npz").read_bytes()
         assert kept["model.onnx"].read() == (bundle / "model.onnx").read_bytes()
     finally:
