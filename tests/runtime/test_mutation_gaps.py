@@ -1103,3 +1103,65 @@ def test_probe_records_the_recovery_and_what_failed(tmp_path: Path) -> None:
     log.close()
     records = _records(path)
     assert [r.get("event") for r in records] == ["one", "audit_recovered"] and records[1]["after"] == failure
+
+
+def _signed_bundle(tmp_path: Path) -> tuple[Path, Path, str]:
+    from medinfer.signing import generate_keypair, sign_bundle
+
+    bundle = tiny.build(tmp_path / "m")
+    priv, pub, kid = generate_keypair(tmp_path / "k.pem")
+    sign_bundle(bundle, priv)
+    return bundle, pub, kid
+
+
+def test_without_cryptography_the_signature_check_says_which_extra_is_missing(tmp_path: Path, monkeypatch,
+                                                                              caplog) -> None:
+    """cryptography made unimportable in this process (not stubbed): the refusal names the feature, the extra and
+    the module; a policy with trusted keys alone (no require_signature) also fails closed."""
+    pytest.importorskip("cryptography")
+    from medinfer.signing import SignatureCheck, verify_signature
+
+    bundle, pub, kid = _signed_bundle(tmp_path)
+    raw = (bundle / "manifest.json").read_bytes()
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives", None)
+    with pytest.raises(medinfer.MissingExtraError) as info:
+        verify_signature(bundle, raw, [pub], False)
+    assert str(info.value) == ("bundle signatures needs the [sign] extra (cryptography.hazmat.primitives is not "
+                               "importable): pip install 'medinfer[sign]'")
+    with caplog.at_level("WARNING", logger="medinfer.signing"):
+        check = verify_signature(bundle, raw, [], False)
+    message = (f"{bundle} carries a signature (key {kid}) that was NOT checked: the [sign] extra is not installed "
+               "(pip install 'medinfer[sign]')")
+    assert check == SignatureCheck("unchecked", kid, message) and message in caplog.text
+
+
+def test_signature_outcomes_are_complete(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")
+    from medinfer.signing import SignatureCheck, verify_signature
+
+    unsigned = tiny.build(tmp_path / "u")
+    raw = (unsigned / "manifest.json").read_bytes()
+    assert verify_signature(unsigned, raw, [], False) == SignatureCheck("unsigned", None, "not signed")
+    with pytest.raises(medinfer.SignatureError) as info:
+        verify_signature(unsigned, raw, [], True)
+    assert str(info.value) == (f"{unsigned} is not signed (manifest.sig is missing) but the trust policy requires a "
+                               "signature; sign it with 'medinfer sign BUNDLE --key KEY'")
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"signature": "c2lnbmF0dXJl!!"}, "is malformed (Error: "),  # not base64: refused, not skipped over
+    ({"public_key": "a2V5!!"}, "is malformed (Error: "),
+    ({"key_id": 5}, "is malformed (TypeError: alg and key_id must be strings)"),
+    ({"alg": 5}, "is malformed (TypeError: alg and key_id must be strings)"),
+    ({"alg": "RSA"}, "uses algorithm 'RSA'; this runtime accepts only Ed25519"),
+])
+def test_a_signature_document_with_a_bad_field_is_refused_by_name(tmp_path: Path, change: dict, words: str) -> None:
+    pytest.importorskip("cryptography")
+    bundle, _, _ = _signed_bundle(tmp_path)
+    sig = bundle / "manifest.sig"
+    doc = json.loads(sig.read_text())
+    doc.update(change)
+    sig.write_text(json.dumps(doc))
+    with pytest.raises(medinfer.SignatureError) as info:
+        medinfer.load(bundle)
+    assert str(info.value).startswith(f"{sig} {words}"), str(info.value)
