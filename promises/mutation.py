@@ -70,13 +70,14 @@ def stage(module: str, tests: list[str], folder: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(ROOT / "runtime", folder / "medinfer", ignore=ignore)
     shutil.copytree(ROOT / "tests", folder / "tests", ignore=ignore)
-    shutil.copytree(ROOT / "scripts", folder / "scripts", ignore=ignore)  # some device tests run a script
+    for extra in ("scripts", "benchmarks"):  # some device tests run a script or a benchmark driver
+        shutil.copytree(ROOT / extra, folder / extra, ignore=ignore)
     pytest_cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     markers = ", ".join(json.dumps(m) for m in pytest_cfg["markers"])
     (folder / "pyproject.toml").write_text(
         "[tool.mutmut]\n"
         'source_paths = ["medinfer"]\n'
-        'also_copy = ["scripts"]\n'
+        'also_copy = ["scripts", "benchmarks"]\n'
         f"only_mutate = [{json.dumps(package_name(module))}]\n"
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", "-m", "not train and not triton and not scale"]\n'
