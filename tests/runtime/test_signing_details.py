@@ -143,3 +143,55 @@ def test_a_signature_document_with_a_bad_field_is_refused_by_name(tmp_path: Path
     with pytest.raises(medinfer.SignatureError) as info:
         medinfer.load(bundle)
     assert str(info.value).startswith(f"{sig} {words}"), str(info.value)
+
+
+def test_every_signature_outcome_and_refusal_in_full(tmp_path: Path, caplog) -> None:
+    """Trusted, untrusted and unchecked outcomes as whole SignatureCheck values (state, key id, message), and each
+    refusal's exact words."""
+    pytest.importorskip("cryptography")
+    import base64
+
+    from medinfer.signing import SignatureCheck, generate_keypair, key_id, verify_signature
+
+    bundle, pub, kid = _signed_bundle(tmp_path)
+    raw = (bundle / "manifest.json").read_bytes()
+    assert verify_signature(bundle, raw, [pub], False) == SignatureCheck("trusted", kid, f"signature by trusted key "
+                                                                                        f"{kid}")
+    with caplog.at_level("WARNING", logger="medinfer.signing"):
+        untrusted = verify_signature(bundle, raw, [], False)
+    message = (f"{bundle} is validly signed by key {kid}, but no trusted keys were given: WHO signed it is not checked "
+               "(pass --trusted-key / trusted_keys= to require a known signer)")
+    assert untrusted == SignatureCheck("untrusted", kid, message) and message in caplog.text
+    with pytest.raises(medinfer.SignatureError) as info:
+        verify_signature(bundle, raw, [], True)
+    assert str(info.value) == "a signature is required but no trusted public keys were given (trusted_keys=)"
+    _, other_a, kid_a = generate_keypair(tmp_path / "a.pem")
+    _, other_b, kid_b = generate_keypair(tmp_path / "b.pem")
+    with pytest.raises(medinfer.SignatureError) as info:
+        verify_signature(bundle, raw, [other_a, other_b], False)
+    assert str(info.value) == (f"{bundle} is signed by key {kid}, which is not among the trusted keys "
+                               f"({', '.join(sorted([kid_a, kid_b]))})")
+    with pytest.raises(medinfer.SignatureError) as info:
+        verify_signature(bundle, raw + b" ", [], False)
+    assert str(info.value) == (f"{bundle}: the signature by key {kid} does not match manifest.json: the manifest or "
+                               "the signature was altered after signing")
+
+    sig = bundle / "manifest.sig"
+    doc = json.loads(sig.read_text())
+    no_key = {k: v for k, v in doc.items() if k != "public_key"}
+    sig.write_text(json.dumps(no_key))
+    unchecked = verify_signature(bundle, raw, [], False)
+    assert unchecked == SignatureCheck("unchecked", kid, f"{bundle} carries a signature by key {kid} that could NOT be "
+                                       "checked: it names no public key and no trusted keys were given (re-sign it "
+                                       "with this medinfer, or pass --trusted-key)")
+    sig.write_text(json.dumps({**doc, "key_id": "0" * 16}))
+    with pytest.raises(medinfer.SignatureError) as info:
+        verify_signature(bundle, raw, [], False)
+    assert str(info.value) == (f"{sig}: its key_id {'0' * 16} does not belong to its public key: the signature "
+                               "document was altered; re-sign the bundle")
+    short = b"\x01" * 5  # the right key id for bytes that are no Ed25519 key
+    sig.write_text(json.dumps({**doc, "public_key": base64.b64encode(short).decode(), "key_id": key_id(short)}))
+    with pytest.raises(medinfer.SignatureError) as info:
+        verify_signature(bundle, raw, [], False)
+    assert str(info.value).startswith(f"{sig} carries an invalid public key (") and \
+        str(info.value).endswith("); re-sign the bundle")
