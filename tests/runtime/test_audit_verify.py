@@ -30,42 +30,48 @@ def _hash_of(line: str) -> str:
 def test_every_verify_outcome_is_a_complete_report(tmp_path: Path) -> None:
     """The whole report (ok, records, last good hash, problem, line, torn tail, keyed, head checked) for each
     outcome, so no field can be wrong unnoticed."""
-    from medinfer.audit_chain import GENESIS, AuditReport, verify_log
+    from medinfer.audit import GENESIS, AuditReport, verify_log
 
     plain = tmp_path / "plain.jsonl"
     lines = _log(plain)
-    assert verify_log(plain) == AuditReport(True, 3, _hash_of(lines[2]))
+    P = ("plain.jsonl",)
+    assert verify_log(plain) == AuditReport(True, 3, _hash_of(lines[2]), files=P)
     plain.write_text("\n".join(lines) + "\n" + '{"seq":4,"pr')  # a torn tail after three complete records
-    assert verify_log(plain) == AuditReport(True, 3, _hash_of(lines[2]), torn_tail=True)
+    assert verify_log(plain) == AuditReport(True, 3, _hash_of(lines[2]), torn_tail=True, files=P)
     plain.write_text("\n".join([lines[0], "not json", lines[2]]) + "\n")
-    assert verify_log(plain) == AuditReport(False, 1, _hash_of(lines[0]), "line 2 is not a JSON audit record", 2)
+    assert verify_log(plain) == AuditReport(False, 1, _hash_of(lines[0]), "line 2 is not a JSON audit record (and no recovery record seals "
+                                            "it as a torn line)", 2,
+                                            file="plain.jsonl")
     record = json.loads(lines[1])
     record["seq"] = 7
-    from medinfer.audit_chain import _chain_hash
+    from medinfer.audit import chain_hash
 
     record.pop("hash")
-    record["hash"] = _chain_hash(_hash_of(lines[0]), record)
+    record["hash"] = chain_hash(_hash_of(lines[0]), record)
     plain.write_text("\n".join([lines[0], json.dumps(record), lines[2]]) + "\n")
-    assert verify_log(plain) == AuditReport(False, 1, _hash_of(lines[0]), "line 2 has seq 7, expected 2", 2)
+    assert verify_log(plain) == AuditReport(False, 1, _hash_of(lines[0]), "line 2 has seq 7, expected 2", 2,
+                                            file="plain.jsonl")
     plain.write_text("")
-    assert verify_log(plain) == AuditReport(True, 0, GENESIS)
+    assert verify_log(plain) == AuditReport(True, 0, GENESIS, files=P)
 
     keyed = tmp_path / "keyed.jsonl"
     klines = _log(keyed, key=KEY)
-    assert verify_log(keyed, key=KEY) == AuditReport(True, 3, _hash_of(klines[2]), keyed=True)
-    assert verify_log(keyed) == AuditReport(False, 0, GENESIS, "line 1 is keyed (hmac-sha256): verify it with the "
-                                            "device key (--key)", 1)
-    assert verify_log(plain.with_name("plain2.jsonl") if False else _plain_copy(tmp_path), key=KEY) == AuditReport(
+    K = ("keyed.jsonl",)
+    assert verify_log(keyed, key=KEY) == AuditReport(True, 3, _hash_of(klines[2]), keyed=True, files=K)
+    assert verify_log(keyed) == AuditReport(False, 0, GENESIS, "line 1 is keyed (hmac-sha256): verify or continue it "
+                                            "with the device key (--key); keyed and plain records never mix in one "
+                                            "log", 1, file="keyed.jsonl")
+    assert verify_log(_plain_copy(tmp_path), key=KEY) == AuditReport(
         False, 0, GENESIS, "line 1 is not keyed although a key was given: it was written or recomputed without the "
-        "device key", 1, False, True)
+        "device key (keyed and plain records never mix in one log)", 1, False, True, file="plain_copy.jsonl")
     edited = klines[1].replace('"i":1', '"i":9')
     keyed.write_text("\n".join([klines[0], edited, klines[2]]) + "\n")
     assert verify_log(keyed, key=KEY) == AuditReport(False, 1, _hash_of(klines[0]), "line 2 was edited: its content "
-                                                     "does not match its hash", 2, False, True)
+                                                     "does not match its hash", 2, False, True, file="keyed.jsonl")
     keyed.write_text("\n".join([klines[0], klines[2]]) + "\n")
     assert verify_log(keyed, key=KEY) == AuditReport(
         False, 1, _hash_of(klines[0]), "line 2 does not follow the record before it: a record was deleted, inserted "
-        "or reordered", 2, False, True)
+        "or reordered", 2, False, True, file="keyed.jsonl")
 
 
 def _plain_copy(tmp_path: Path) -> Path:
@@ -76,20 +82,21 @@ def _plain_copy(tmp_path: Path) -> Path:
 
 def test_the_head_file_checks_are_complete_reports(tmp_path: Path) -> None:
     from medinfer.audit import AuditError
-    from medinfer.audit_chain import AuditReport, verify_log
+    from medinfer.audit import GENESIS, AuditReport, verify_log
 
     log = tmp_path / "a.jsonl"
     lines = _log(log, key=KEY, head=True)
     head = Path(str(log) + ".head")
+    A = ("a.jsonl",)
     assert verify_log(log, key=KEY, head=True) == AuditReport(True, 3, _hash_of(lines[2]), keyed=True,
-                                                              head_checked=True)
-    assert verify_log(log, key=KEY) == AuditReport(True, 3, _hash_of(lines[2]), keyed=True)  # head not asked for
+                                                              head_checked=True, files=A)
+    assert verify_log(log, key=KEY) == AuditReport(True, 3, _hash_of(lines[2]), keyed=True, files=A)  # head not asked for
     good = head.read_text()
     doc = json.loads(good)
     assert doc["records"] == 3 and doc["last_hash"] == _hash_of(lines[2]) and doc["bytes"] == log.stat().st_size
     head.write_text(json.dumps({**doc, "records": 2}))  # edited without the key
-    assert verify_log(log, key=KEY, head=True) == AuditReport(
-        False, 3, _hash_of(lines[2]), "a.jsonl.head was not written with this key (or was edited)", None, False, True,
+    assert verify_log(log, key=KEY, head=True) == AuditReport(  # the head is checked before any record
+        False, 0, GENESIS, "a.jsonl.head was not written with this key (or was edited)", None, False, True,
         True)
     head.write_text("[1, 2]")
     assert verify_log(log, key=KEY, head=True).problem == "a.jsonl.head is not a head document"
@@ -97,7 +104,7 @@ def test_the_head_file_checks_are_complete_reports(tmp_path: Path) -> None:
     log.write_text("\n".join(lines[:2]) + "\n")
     report = verify_log(log, key=KEY, head=True)
     assert report == AuditReport(False, 2, _hash_of(lines[1]), "the log has 2 records but its head anchors 3: records "
-                                 "were deleted from the end", None, False, True, True)
+                                 "were deleted from the end", None, False, True, True, A)
     other = tmp_path / "b.jsonl"  # another log with as many records: the head's hash does not match
     olines = _log(other, first=10, key=KEY)
     log.write_text("\n".join(olines) + "\n")
@@ -110,12 +117,13 @@ def test_the_head_file_checks_are_complete_reports(tmp_path: Path) -> None:
                                "removed")
     plain = tmp_path / "c.jsonl"
     plines = _log(plain, head=True)  # an unkeyed head: no mac, still checked
-    assert verify_log(plain, head=True) == AuditReport(True, 3, _hash_of(plines[2]), head_checked=True)
+    assert verify_log(plain, head=True) == AuditReport(True, 3, _hash_of(plines[2]), head_checked=True,
+                                                        files=("c.jsonl",))
 
 
 def test_verify_refuses_what_is_not_a_log_in_one_line(tmp_path: Path) -> None:
     from medinfer.audit import AuditError
-    from medinfer.audit_chain import verify_log
+    from medinfer.audit import verify_log
 
     with pytest.raises(AuditError) as info:
         verify_log(tmp_path / "none.jsonl")
@@ -129,7 +137,7 @@ def test_verify_refuses_what_is_not_a_log_in_one_line(tmp_path: Path) -> None:
 
 def test_a_device_key_comes_from_bytes_or_a_file_of_at_least_16_bytes(tmp_path: Path) -> None:
     from medinfer.audit import AuditError
-    from medinfer.audit_chain import read_key
+    from medinfer.audit import read_key
 
     assert read_key(b"x" * 16) == b"x" * 16
     keyfile = tmp_path / "audit.key"
@@ -144,7 +152,7 @@ def test_a_device_key_comes_from_bytes_or_a_file_of_at_least_16_bytes(tmp_path: 
 
 
 def test_the_input_digest_covers_names_dtypes_shapes_and_values_of_every_input() -> None:
-    from medinfer.audit_chain import input_digest
+    from medinfer.audit import input_digest
 
     a, b = np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1, 2], np.int64)
 

@@ -44,7 +44,7 @@ def test_every_record_kind_holds_exactly_its_fields(tmp_path: Path) -> None:
     first, second, third, fourth, fifth = _records(path)
     assert set(first) == {"seq", "prev", "event", "time", "pid", "hash"} and first["event"] == "started"
     assert first["seq"] == 1 and first["prev"] == GENESIS and first["pid"] == 7
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", first["time"])
+    assert re.fullmatch(TIME_US, first["time"])
     assert second == {"seq": 2, "prev": first["hash"], "time": second["time"], "request_id": rid, "model": "m",
                       "version": "1.0", "model_sha256": "ab" * 32, "status": "ok", "input_sha256": input_digest(feeds),
                       "latency_us": 12.3, "output": {"n": 1, "labels": ["pos"], "scores": [0.75]},
@@ -65,8 +65,7 @@ def test_every_record_kind_holds_exactly_its_fields(tmp_path: Path) -> None:
 def test_a_keyed_log_marks_every_record_and_a_head_anchors_it(tmp_path: Path) -> None:
     import hmac
 
-    from medinfer.audit import AuditLog
-    from medinfer.audit_chain import _canonical
+    from medinfer.audit import AuditLog, canonical
 
     path = tmp_path / "a.jsonl"
     with AuditLog(path, key=KEY, head=True) as log:
@@ -77,13 +76,13 @@ def test_a_keyed_log_marks_every_record_and_a_head_anchors_it(tmp_path: Path) ->
     assert all(r["chain"] == "hmac-sha256" for r in records)
     head = json.loads(Path(str(path) + ".head").read_text())
     mac = head.pop("mac")
-    assert head == {"records": 3, "last_hash": records[-1]["hash"], "bytes": path.stat().st_size}
-    assert mac == hmac.new(KEY, _canonical(head), "sha256").hexdigest()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "a.jsonl.head"]  # no temporary file left
+    assert head == {"records": 3, "last_hash": records[-1]["hash"], "bytes": path.stat().st_size, "counter": True}
+    assert mac == hmac.new(KEY, canonical(head), "sha256").hexdigest()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "a.jsonl.counter", "a.jsonl.head"]  # no temp file
     plain = tmp_path / "b.jsonl"
     with AuditLog(plain, head=True) as log:
         log.event("one")
-    assert set(json.loads(Path(str(plain) + ".head").read_text())) == {"records", "last_hash", "bytes"}
+    assert set(json.loads(Path(str(plain) + ".head").read_text())) == {"records", "last_hash", "bytes", "counter"}
 
 
 def test_writer_refusals_are_named(tmp_path: Path) -> None:
@@ -93,7 +92,8 @@ def test_writer_refusals_are_named(tmp_path: Path) -> None:
     Path(str(tmp_path / "a.jsonl") + ".head").mkdir()  # the head cannot be replaced by a file
     with pytest.raises(AuditError) as info:
         log.event("one")
-    assert str(info.value).startswith(f"audit head {tmp_path / 'a.jsonl'}.head cannot be written (")
+    assert str(info.value) == (f"audit trail {tmp_path / 'a.jsonl'}: the head file cannot be written (Is a directory); "
+                              "the record was marked withheld and its result is not returned")
     assert log.failed.startswith("head file: ") and not log.healthy
     log.close()
     assert not log.healthy and log.probe() is False
@@ -115,12 +115,15 @@ def test_writer_refusals_are_named(tmp_path: Path) -> None:
     (tmp_path / "d.jsonl").write_text('{"seq": 1}\n')
     with pytest.raises(AuditError) as info:
         AuditLog(tmp_path / "d.jsonl")
-    assert str(info.value) == (f"{tmp_path / 'd.jsonl'}: the last complete record is not valid ('hash'); run "
-                               "'medinfer audit verify' and start a new log")
+    assert str(info.value) == (f"audit trail {tmp_path / 'd.jsonl'}: the last complete line is not a record (10 bytes, "
+                               "not a JSON object with an integer seq >= 1 and 64-character prev and hash). The writer "
+                               "stopped: no more records, and no result that would need one, until the log is checked "
+                               "('medinfer audit verify') and a new log is started")
     with pytest.raises(AuditError) as info:
         AuditLog(tmp_path / "d.jsonl" / "below.jsonl")
-    assert str(info.value).startswith(f"audit trail {tmp_path / 'd.jsonl' / 'below.jsonl'} cannot be opened for "
-                                      "appending (")
+    assert str(info.value) == (f"audit trail {tmp_path / 'd.jsonl' / 'below.jsonl'}: the folder {tmp_path / 'd.jsonl'} "
+                               "is not a folder; create it first (audit trails are never written to folders made on "
+                               "the fly)")
 
 
 def test_a_writer_continues_a_long_log_and_seals_a_torn_tail_with_its_digest(tmp_path: Path) -> None:
@@ -212,4 +215,5 @@ def test_probe_records_the_recovery_and_what_failed(tmp_path: Path) -> None:
     assert log.probe()  # healthy: nothing written
     log.close()
     records = _records(path)
-    assert [r.get("event") for r in records] == ["one", "audit_recovered"] and records[1]["after"] == failure
+    assert [r.get("event") for r in records] == ["one", "answer_withheld", "audit_recovered"]
+    assert records[1]["records"] == [1, 1] and records[2]["after"] == failure

@@ -83,6 +83,6 @@ def test_an_unavailable_model_answers_no_result_naming_the_bundle_and_the_error(
 
 
 def test_a_new_watchdog_has_not_woken() -> None:
-    from medinfer.failsafe import Watchdog
+    from medinfer.watchdog import Watchdog
 
     assert Watchdog().wakeups == 0

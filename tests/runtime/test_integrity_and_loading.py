@@ -172,8 +172,9 @@ def test_load_refuses_unknown_policies_and_names_before_reading(tmp_path: Path) 
     with pytest.raises(medinfer.UnknownNameError) as info:
         medinfer.load(bundle, out_of_domain="ignore")
     assert str(info.value) == "unknown out_of_domain policy 'ignore' (3 known: flag, no_result, raise)"
-    with pytest.raises(ValueError, match=r"on_error must be one of \('raise', 'no_result'\), got 'skip'"):
+    with pytest.raises(medinfer.UnknownNameError) as info:
         medinfer.load(bundle, on_error="skip")
+    assert str(info.value) == "unknown on_error policy 'skip' (2 known: no_result, raise)"
     with pytest.raises(medinfer.UnknownNameError) as info:
         medinfer.load(bundle, variant="int4")
     assert str(info.value) == "unknown variant 'int4' of tiny_logistic (1 known: default)"
@@ -182,12 +183,14 @@ def test_load_refuses_unknown_policies_and_names_before_reading(tmp_path: Path) 
 def test_a_path_that_is_not_a_bundle_folder(tmp_path: Path) -> None:
     bundle = tiny.build(tmp_path / "m")
     assert medinfer.load(bundle / "manifest.json").name == "tiny_logistic"  # the manifest's own path is accepted
-    with pytest.raises(medinfer.IntegrityError) as info:
+    with pytest.raises(medinfer.ManifestError) as info:
         medinfer.load(bundle / "model.onnx")
-    assert str(info.value) == \
-        f"{bundle / 'model.onnx'} is not a bundle folder (expected a folder holding manifest.json)"
-    with pytest.raises(medinfer.IntegrityError):
+    assert str(info.value) == (f"{bundle / 'model.onnx'} is not a medinfer bundle: it is a file, not a bundle folder "
+                               "(a bundle folder holds model.onnx, manifest.json and model_card.md)")
+    with pytest.raises(medinfer.ManifestError) as info:
         medinfer.load(tmp_path / "nothing")
+    assert str(info.value) == (f"{tmp_path / 'nothing'} is not a medinfer bundle: it does not exist (a bundle folder "
+                               "holds model.onnx, manifest.json and model_card.md)")
 
 
 def test_whatever_a_broken_bundle_provokes_becomes_one_typed_refusal(tmp_path: Path, monkeypatch) -> None:

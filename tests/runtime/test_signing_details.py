@@ -58,14 +58,18 @@ def test_signing_and_trust_refusals_say_what_is_wrong_with_the_key(tmp_path: Pat
     missing = tmp_path / "none.pub.pem"
     with pytest.raises(medinfer.UsageError) as info:
         medinfer.load(bundle, trusted_keys=[missing])
-    assert str(info.value) == (f"trusted key file {missing!r} cannot be read (No such file or directory); give "
+    assert str(info.value) == (f"trusted key file {str(missing)!r} cannot be read (No such file or directory); give "
                                "the PEM public key written by 'medinfer keygen'")
     with pytest.raises(medinfer.SignatureError) as info:
         medinfer.load(bundle, trusted_keys=[tmp_path / "junk.pem"])
-    assert str(info.value).startswith(f"trusted key {tmp_path / 'junk.pem'!r} is not a PEM public key: ")
+    assert str(info.value) == (f"trusted key {str(tmp_path / 'junk.pem')!r} is not a PEM Ed25519 public key: not one "
+                               "PEM 'PUBLIC KEY' block")
     with pytest.raises(medinfer.SignatureError) as info:
         medinfer.load(bundle, trusted_keys=[ec_pub])
-    assert str(info.value) == f"trusted key {ec_pub!r} is not an Ed25519 public key"
+    assert str(info.value).startswith(f"trusted key {str(ec_pub)!r} is not a PEM Ed25519 public key: ")
+    with pytest.raises(medinfer.SignatureError) as info:
+        medinfer.load(bundle, trusted_keys=[b"junk"])
+    assert str(info.value) == "trusted key given as bytes is not a PEM Ed25519 public key: not one PEM 'PUBLIC KEY' block"
 
 
 def test_a_signature_document_that_cannot_be_read_is_named(tmp_path: Path) -> None:
@@ -92,25 +96,30 @@ def _signed_bundle(tmp_path: Path) -> tuple[Path, Path, str]:
     return bundle, pub, kid
 
 
-def test_without_cryptography_the_signature_check_says_which_extra_is_missing(tmp_path: Path, monkeypatch,
-                                                                              caplog) -> None:
-    """cryptography made unimportable in this process (not stubbed): the refusal names the feature, the extra and
-    the module; a policy with trusted keys alone (no require_signature) also fails closed."""
+def test_without_cryptography_signatures_are_still_checked_and_signing_names_the_extra(tmp_path: Path, monkeypatch,
+                                                                                      caplog) -> None:
+    """cryptography made unimportable in this process (not stubbed): verification (pure-Python Ed25519) gives the
+    same outcomes as with it; only signing needs the extra, and its refusal names the feature, extra and module."""
     pytest.importorskip("cryptography")
-    from medinfer.signing import SignatureCheck, verify_signature
+    from medinfer.signing import SignatureCheck, sign_bundle, verify_signature
 
     bundle, pub, kid = _signed_bundle(tmp_path)
     raw = (bundle / "manifest.json").read_bytes()
-    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives", None)
-    with pytest.raises(medinfer.MissingExtraError) as info:
-        verify_signature(bundle, raw, [pub], False)
-    assert str(info.value) == ("bundle signatures needs the [sign] extra (cryptography.hazmat.primitives is not "
-                               "importable): pip install 'medinfer[sign]'")
+    for name in [m for m in sys.modules if m.startswith("cryptography")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    assert verify_signature(bundle, raw, [pub], False) == SignatureCheck("trusted", kid, f"signature by trusted key "
+                                                                                        f"{kid}")
     with caplog.at_level("WARNING", logger="medinfer.signing"):
         check = verify_signature(bundle, raw, [], False)
-    message = (f"{bundle} carries a signature (key {kid}) that was NOT checked: the [sign] extra is not installed "
-               "(pip install 'medinfer[sign]')")
-    assert check == SignatureCheck("unchecked", kid, message) and message in caplog.text
+    message = (f"{bundle} is validly signed by key {kid}, but no trusted keys were given: WHO signed it is not checked "
+               "(pass --trusted-key / trusted_keys= to require a known signer)")
+    assert check == SignatureCheck("untrusted", kid, message) and message in caplog.text
+    with pytest.raises(medinfer.SignatureError, match="does not match manifest.json"):
+        verify_signature(bundle, raw + b" ", [pub], False)
+    with pytest.raises(medinfer.MissingExtraError) as info:
+        sign_bundle(bundle, tmp_path / "k.pem")
+    assert str(info.value) == ("bundle signatures needs the [sign] extra (cryptography.hazmat.primitives.serialization "
+                               "is not importable): pip install 'medinfer[sign]'")
 
 
 def test_signature_outcomes_are_complete(tmp_path: Path) -> None:
@@ -180,10 +189,13 @@ def test_every_signature_outcome_and_refusal_in_full(tmp_path: Path, caplog) -> 
     doc = json.loads(sig.read_text())
     no_key = {k: v for k, v in doc.items() if k != "public_key"}
     sig.write_text(json.dumps(no_key))
-    unchecked = verify_signature(bundle, raw, [], False)
-    assert unchecked == SignatureCheck("unchecked", kid, f"{bundle} carries a signature by key {kid} that could NOT be "
-                                       "checked: it names no public key and no trusted keys were given (re-sign it "
-                                       "with this medinfer, or pass --trusted-key)")
+    with pytest.raises(medinfer.SignatureError) as info:  # nothing to check it against: never accepted unchecked
+        verify_signature(bundle, raw, [], False)
+    assert str(info.value) == (f"{bundle} carries a signature by key {kid} that cannot be checked: it names no public "
+                               "key and no trusted keys were given; pass --trusted-key (trusted_keys=) or re-sign the "
+                               "bundle with this medinfer. A present signature is never accepted unchecked")
+    assert verify_signature(bundle, raw, [pub], False) == SignatureCheck("trusted", kid, f"signature by trusted key "
+                                                                                        f"{kid}")
     sig.write_text(json.dumps({**doc, "key_id": "0" * 16}))
     with pytest.raises(medinfer.SignatureError) as info:
         verify_signature(bundle, raw, [], False)

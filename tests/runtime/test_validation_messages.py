@@ -7,6 +7,7 @@ from __future__ import annotations
 import medinfer
 import numpy as np
 import pytest
+from medinfer.errors import LossyCastError
 
 
 def _check(shape=("N", 3), dtype="float32", max_elements=None, casting="safe", **spec):
@@ -29,7 +30,7 @@ WHO = "input 'x' of m"
     ("objects", {}, [[1.0, None, 2.0]], medinfer.InputTypeError,
      f"{WHO} expects a rectangular array of numbers; got ragged or mixed-type data (every row must have the same "
      "length and hold only numbers)"),
-    ("float64", {}, np.zeros((1, 3)), medinfer.InputTypeError,
+    ("float64", {}, np.zeros((1, 3)), LossyCastError,
      f"{WHO} has dtype float64, but m expects float32; converting float64 to float32 can lose precision, so it is "
      "not done silently. Pass x.astype(np.float32) if that is what you want, or load(..., cast='same_kind')"),
     ("bool", {}, np.zeros((1, 3), bool), medinfer.InputTypeError,
