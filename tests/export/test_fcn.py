@@ -183,18 +183,21 @@ def test_slice_int8_ships_only_through_its_own_gate(atol: float, ships: bool) ->
     the refusal in the progress log; with a tolerance above the error the same graph ships."""
     import dataclasses
 
-    import medinfer.export.slice as slice_export
+    import medinfer.export.variants.whole_slice as slice_export
+    from medinfer.export.variants import VariantJob
     from medinfer.manifest import SessionProfile
+    from medinfer.train.variants import WholeSlice
 
     spec, ds, graph = _TinySpec(), _dataset(), tiny_cnn.patch_graph()
     spec.variants = ("slice", "slice_int8")
-    spec.slice_int8_atol = atol
+    spec.variant_settings = {"slice": WholeSlice(int8_atol=atol)}
     spec.parity = dataclasses.replace(spec.parity, max_decision_flips=10_000)  # only max abs diff decides here
     threshold = float(np.median(_session(graph).run(None, {"hu": ds.X_test})[0]))
     shipped = {"default": Variant(file="model.onnx"), "int8": Variant(file="model.int8.onnx", golden_atol=0.05)}
     progress: list[str] = []
-    variants, files, report, _ = slice_export.build_slice_variants(
-        spec, ds, graph, shipped, SessionProfile(intra_op_num_threads=1), threshold, progress.append)
+    job = VariantJob(spec, ds, graph, "hu", ds.X_test[:4], threshold, SessionProfile(intra_op_num_threads=1),
+                     progress=progress.append, shipped=shipped)  # type: ignore[arg-type]
+    variants, files, report, _ = slice_export.build_slice_variants(job, ["slice", "slice_int8"])
     gate = report["slice_int8"]
     assert gate["max_abs_diff"] > 1e-6 and gate["tolerance"]["atol"] == atol  # int8 is not exact
     assert "slice" in variants and report["slice"]["shipped"]
