@@ -39,9 +39,8 @@ def test_every_verify_outcome_is_a_complete_report(tmp_path: Path) -> None:
     plain.write_text("\n".join(lines) + "\n" + '{"seq":4,"pr')  # a torn tail after three complete records
     assert verify_log(plain) == AuditReport(True, 3, _hash_of(lines[2]), torn_tail=True, files=P)
     plain.write_text("\n".join([lines[0], "not json", lines[2]]) + "\n")
-    assert verify_log(plain) == AuditReport(False, 1, _hash_of(lines[0]), "line 2 is not a JSON audit record (and no recovery record seals "
-                                            "it as a torn line)", 2,
-                                            file="plain.jsonl")
+    assert verify_log(plain) == AuditReport(False, 1, _hash_of(lines[0]), "line 2 is not a JSON audit record (and no "
+                                            "recovery record seals it as a torn line)", 2, file="plain.jsonl")
     record = json.loads(lines[1])
     record["seq"] = 7
     from medinfer.audit import chain_hash
@@ -81,8 +80,7 @@ def _plain_copy(tmp_path: Path) -> Path:
 
 
 def test_the_head_file_checks_are_complete_reports(tmp_path: Path) -> None:
-    from medinfer.audit import AuditError
-    from medinfer.audit import GENESIS, AuditReport, verify_log
+    from medinfer.audit import GENESIS, AuditError, AuditReport, verify_log
 
     log = tmp_path / "a.jsonl"
     lines = _log(log, key=KEY, head=True)
@@ -90,7 +88,7 @@ def test_the_head_file_checks_are_complete_reports(tmp_path: Path) -> None:
     A = ("a.jsonl",)
     assert verify_log(log, key=KEY, head=True) == AuditReport(True, 3, _hash_of(lines[2]), keyed=True,
                                                               head_checked=True, files=A)
-    assert verify_log(log, key=KEY) == AuditReport(True, 3, _hash_of(lines[2]), keyed=True, files=A)  # head not asked for
+    assert verify_log(log, key=KEY) == AuditReport(True, 3, _hash_of(lines[2]), keyed=True, files=A)  # no head asked
     good = head.read_text()
     doc = json.loads(good)
     assert doc["records"] == 3 and doc["last_hash"] == _hash_of(lines[2]) and doc["bytes"] == log.stat().st_size
@@ -122,8 +120,7 @@ def test_the_head_file_checks_are_complete_reports(tmp_path: Path) -> None:
 
 
 def test_verify_refuses_what_is_not_a_log_in_one_line(tmp_path: Path) -> None:
-    from medinfer.audit import AuditError
-    from medinfer.audit import verify_log
+    from medinfer.audit import AuditError, verify_log
 
     with pytest.raises(AuditError) as info:
         verify_log(tmp_path / "none.jsonl")
@@ -136,8 +133,7 @@ def test_verify_refuses_what_is_not_a_log_in_one_line(tmp_path: Path) -> None:
 
 
 def test_a_device_key_comes_from_bytes_or_a_file_of_at_least_16_bytes(tmp_path: Path) -> None:
-    from medinfer.audit import AuditError
-    from medinfer.audit import read_key
+    from medinfer.audit import AuditError, read_key
 
     assert read_key(b"x" * 16) == b"x" * 16
     keyfile = tmp_path / "audit.key"

@@ -69,7 +69,8 @@ def test_signing_and_trust_refusals_say_what_is_wrong_with_the_key(tmp_path: Pat
     assert str(info.value).startswith(f"trusted key {str(ec_pub)!r} is not a PEM Ed25519 public key: ")
     with pytest.raises(medinfer.SignatureError) as info:
         medinfer.load(bundle, trusted_keys=[b"junk"])
-    assert str(info.value) == "trusted key given as bytes is not a PEM Ed25519 public key: not one PEM 'PUBLIC KEY' block"
+    assert str(info.value) == ("trusted key given as bytes is not a PEM Ed25519 public key: not one PEM 'PUBLIC KEY' "
+                               "block")
 
 
 def test_a_signature_document_that_cannot_be_read_is_named(tmp_path: Path) -> None:
