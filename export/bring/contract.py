@@ -53,18 +53,17 @@ def read_contract(path: str | Path | None) -> dict[str, Any]:
     if not p.is_file():
         raise UsageError(f"contract file {p} does not exist (a .toml or .json file: docs/bring-your-own-model.md)")
     text = p.read_text(encoding="utf-8")
+    suffix = p.suffix.lower()
+    if suffix not in (".json", ".toml"):
+        raise UsageError(f"contract file {p} must end in .toml or .json")
     try:
-        if p.suffix.lower() == ".json":
+        if suffix == ".json":
             doc = json.loads(text)
-        elif p.suffix.lower() == ".toml":
+        else:
             import tomllib
 
             doc = tomllib.loads(text)
-        else:
-            raise UsageError(f"contract file {p} must end in .toml or .json")
-    except (json.JSONDecodeError, ValueError) as exc:
-        if isinstance(exc, UsageError):
-            raise
+    except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
         raise UsageError(f"contract file {p} is not valid {p.suffix[1:].upper()}: {exc}") from None
     if not isinstance(doc, dict):
         raise UsageError(f"contract file {p} must hold a table/object at its top level")
