@@ -123,7 +123,8 @@ def _public_keys(trusted: Iterable[str | Path | bytes]) -> dict[str, bytes]:
         try:
             raw = ed25519.public_key_from_pem(data)
         except ValueError as exc:
-            raise SignatureError(f"trusted key {item!r} is not a PEM Ed25519 public key: {exc}") from None
+            name = "given as bytes" if isinstance(item, bytes) else repr(str(item))
+            raise SignatureError(f"trusted key {name} is not a PEM Ed25519 public key: {exc}") from None
         keys[key_id(raw)] = raw
     return keys
 

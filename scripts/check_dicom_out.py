@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     exe = shutil.which("dciodvfy")
     if exe is None:
-        print("dciodvfy is not installed: apt-get install dicom3tools (make check-dicom-out does)", file=sys.stderr)
+        print("dciodvfy is not installed: python scripts/dicom3tools.py unpacks it (make check-dicom-out does)",
+              file=sys.stderr)
         return 2
     files: list[Path] = []
     for arg in args:

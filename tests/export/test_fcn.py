@@ -173,3 +173,38 @@ def test_outputs_off_the_score_path_do_not_stop_the_rewrite() -> None:
     feed = {"hu": image, "stride_cells": np.array([2])}
     for got, want in zip(_session(data).run(None, feed), _session(plain).run(None, feed)):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("atol,ships", [(1e-6, False), (0.5, True)])
+def test_slice_int8_ships_only_through_its_own_gate(atol: float, ships: bool) -> None:
+    """The int8 variant shipped, slice_int8 made from it: whether it ships is its own gate's decision against
+    patch-by-patch fp32 (the full lung_nodule_cnn build refuses it this way). With a tolerance below int8's
+    quantisation error the gate refuses it: no file, no manifest variant, the reason and the numbers in the report,
+    the refusal in the progress log; with a tolerance above the error the same graph ships."""
+    import dataclasses
+
+    import medinfer.export.variants.whole_slice as slice_export
+    from medinfer.export.variants import VariantJob
+    from medinfer.manifest import SessionProfile
+    from medinfer.train.variants import WholeSlice
+
+    spec, ds, graph = _TinySpec(), _dataset(), tiny_cnn.patch_graph()
+    spec.variants = ("slice", "slice_int8")
+    spec.variant_settings = {"slice": WholeSlice(int8_atol=atol)}
+    spec.parity = dataclasses.replace(spec.parity, max_decision_flips=10_000)  # only max abs diff decides here
+    threshold = float(np.median(_session(graph).run(None, {"hu": ds.X_test})[0]))
+    shipped = {"default": Variant(file="model.onnx"), "int8": Variant(file="model.int8.onnx", golden_atol=0.05)}
+    progress: list[str] = []
+    job = VariantJob(spec, ds, graph, "hu", ds.X_test[:4], threshold, SessionProfile(intra_op_num_threads=1),
+                     progress=progress.append, shipped=shipped)  # type: ignore[arg-type]
+    variants, files, report, _ = slice_export.build_slice_variants(job, ["slice", "slice_int8"])
+    gate = report["slice_int8"]
+    assert gate["max_abs_diff"] > 1e-6 and gate["tolerance"]["atol"] == atol  # int8 is not exact
+    assert "slice" in variants and report["slice"]["shipped"]
+    assert gate["shipped"] is ships and ("slice_int8" in variants) is ships
+    assert ("model.slice.int8.onnx" in files) is ships
+    if not ships:
+        assert "exceeds tolerance" in gate["reason"]
+        assert any("slice_int8 variant REFUSED by its gate" in line for line in progress), progress
+    else:
+        assert variants["slice_int8"].windows_of == "int8" and variants["slice_int8"].precision == "int8"

@@ -59,16 +59,17 @@ def test_tritonclient_gets_what_predict_gives(tiny_server) -> None:
     assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}]
     assert [o["name"] for o in meta["outputs"]] == ["labels", "scores", "probabilities"]
     assert client.get_server_metadata()["name"] == "medinfer"
-    expected = medinfer.load(bundle).predict(X)
+    model = medinfer.load(bundle)
+    expected = model.predict(X)
     for binary in (True, False):  # the binary tensor extension and plain JSON
         result = infer(client, "tiny_logistic", X, binary=binary, request_id=f"req-{binary}")
-        assert_same(result, expected, "probabilities")
+        assert_same(result, expected, "probabilities", model)
         response = result.get_response()
         assert response["id"] == f"req-{binary}" and response["model_version"] == "0.0.1"
         assert response["parameters"]["model_sha256"] == expected.model_sha256
     for algorithm in ("gzip", "deflate"):
         packed = infer(client, "tiny_logistic", X, request_compression_algorithm=algorithm)
-        assert_same(packed, expected, "probabilities")
+        assert_same(packed, expected, "probabilities", model)
     only = infer(client, "tiny_logistic", X, outputs=[th.InferRequestedOutput("scores", binary_data=False)])
     assert [o["name"] for o in only.get_response()["outputs"]] == ["scores"]
 
@@ -264,4 +265,4 @@ def test_all_five_models_over_the_wire(built, tmp_path: Path) -> None:
             expected = model.predict(x)
             for binary in (True, False):
                 result = infer(client, name, x, name=model.input_names[0], datatype=datatype, binary=binary)
-                assert_same(result, expected, model.manifest.decision.score_output)
+                assert_same(result, expected, model.manifest.decision.score_output, model)

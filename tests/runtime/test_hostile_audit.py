@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import medinfer
@@ -34,19 +35,58 @@ def test_two_models_share_one_chain(tmp_path: Path) -> None:
 
 
 WRITER = r"""
-import sys, numpy as np, medinfer
-model = medinfer.load(sys.argv[1], audit=sys.argv[2])
-for i in range(int(sys.argv[3])):
-    model.predict(np.array([[1.0, 2.0, float(i % 7)]], np.float32))
+import os, sys, time, numpy as np, medinfer
+bundle, log, n, ready, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+model = medinfer.load(bundle, audit=log)
+x = np.array([[1.0, 2.0, 3.0]], np.float32)
+model.predict(x)  # warm: the first append (and the session's first run) happen before the barrier
+real_write = os.write
+
+
+def slow_write(fd, data):  # widen the window between reading the file's end and appending to it
+    time.sleep(0.0005)
+    return real_write(fd, data)
+
+
+os.write = slow_write
+open(ready, "w").close()
+while not os.path.exists(go):  # the barrier: every writer starts appending at the same moment
+    time.sleep(0.0005)
+for i in range(n):
+    model.predict(x)
 """
+WRITERS, APPENDS = 6, 60
 
 
 def test_two_processes_share_one_chain(tmp_path: Path) -> None:
-    bundle, log = tiny.build(tmp_path / "m"), tmp_path / "audit.jsonl"
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(bundle), str(log), "150"]) for _ in range(3)]
-    assert all(p.wait(timeout=120) == 0 for p in procs)
+    """Six processes append 60 records each to one log, released together by a barrier, each write delayed by
+    0.5 ms inside the writer (os.write wrapped in the child): the window between reading the file's real end and
+    appending is then wide, and without the per-append flock another writer appends inside it, on any machine,
+    even a one-core one (the chain then breaks in the first appends after the barrier)."""
+    bundle, log, go = tiny.build(tmp_path / "m"), tmp_path / "audit.jsonl", tmp_path / "go"
+    ready = [tmp_path / f"ready{i}" for i in range(WRITERS)]
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(bundle), str(log), str(APPENDS), str(r), str(go)])
+             for r in ready]
+    try:
+        deadline = time.monotonic() + 120
+        while not all(r.exists() for r in ready):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "a writer did not start"
+            time.sleep(0.01)
+        go.touch()
+        assert all(p.wait(timeout=120) == 0 for p in procs)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
     report = verify_log(log)
-    assert report.ok and report.records == 450, report.problem
+    assert report.ok and report.records == WRITERS * (APPENDS + 1), report.problem
+    spans: dict[str, list[str]] = {}
+    for line in log.read_text().splitlines()[WRITERS:]:
+        rec = json.loads(line)
+        spans.setdefault(rec["request_id"][:16], []).append(rec["time"])
+    assert len(spans) == WRITERS
+    latest_start, earliest_end = max(t[0] for t in spans.values()), min(t[-1] for t in spans.values())
+    assert latest_start < earliest_end, "the writers did not append at the same time"
 
 
 def test_a_complete_last_record_without_its_newline_is_continued(tmp_path: Path) -> None:
@@ -174,3 +214,22 @@ def test_a_folder_as_trail_is_refused(tmp_path: Path) -> None:
         AuditLog(tmp_path)
     assert os.listdir(tmp_path) == []
     assert np.isfinite(0)  # nothing was created in the folder
+
+
+def test_a_record_holds_the_inputs_digest_never_the_input(tmp_path: Path) -> None:
+    """Privacy: an answered and a refused input leave their digest in the trail, never their values; the digest is
+    sha256 over name, dtype, shape and bytes (computed here independently)."""
+    import hashlib
+
+    log = tmp_path / "audit.jsonl"
+    model = medinfer.load(tiny.build(tmp_path / "m"), audit=log)
+    x = np.array([[1.2345678, -2.7182817, 3.1415927]], np.float32)
+    model.predict(x)
+    assert model.try_predict(np.array([[9.8765432, 0.5, 7.654321e5]], np.float32)).reason == "input"
+    text = log.read_text()
+    for shown in ("1.23456", "2.71828", "3.14159", "9.87654", "765432", "7.65432"):
+        assert shown not in text, f"{shown} (an input value) is in the audit trail"
+    first = json.loads(text.splitlines()[0])
+    assert first["input_sha256"] == hashlib.sha256(b"x|<f4|(1, 3)|" + x.tobytes()).hexdigest()
+    assert verify_log(log).ok
+

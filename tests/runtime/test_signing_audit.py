@@ -122,8 +122,13 @@ def test_audit_records_and_verifies(tiny_bundle_ro: Path, tmp_path: Path, capsys
     assert "3 records, hash chain intact" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("attack", ["edit", "delete", "reorder", "insert"])
-def test_audit_detects_tampering(tiny_bundle_ro: Path, tmp_path: Path, attack: str) -> None:
+@pytest.mark.parametrize(("attack", "line", "words"), [
+    ("edit", 3, "was edited: its content does not match its hash"),
+    ("delete", 4, "does not follow the record before it: a record was deleted, inserted or reordered"),
+    ("reorder", 2, "does not follow the record before it"), ("insert", 3, "does not follow the record before it")])
+def test_audit_detects_tampering(tiny_bundle_ro: Path, tmp_path: Path, attack: str, line: int, words: str) -> None:
+    """Each change is found at the first line it breaks, and named for what it is (an edit, or a record that does
+    not follow the one before it: deleted, inserted or reordered)."""
     log_path = tmp_path / "audit.jsonl"
     model = medinfer.load(tiny_bundle_ro, audit=log_path)
     for i in range(6):
@@ -140,7 +145,7 @@ def test_audit_detects_tampering(tiny_bundle_ro: Path, tmp_path: Path, attack: s
         lines.insert(2, lines[4])
     log_path.write_text("\n".join(lines) + "\n")
     report = verify_log(log_path)
-    assert not report.ok and report.line in (2, 3, 4)
+    assert not report.ok and report.line == line and f"line {line} {words}" in report.problem, report
 
 
 _WRITER = r"""

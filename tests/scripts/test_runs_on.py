@@ -102,7 +102,7 @@ def test_the_comparison_with_x86_can_fail(tmp_path: Path) -> None:
     assert set(meta["runs"]) == {"tiny_logistic|default", "tiny_sequence|default"}
     assert meta["runs"]["tiny_logistic|default"]["sets"] == ["golden", "sampled"]
     same = edge_compare.compare(bundles, ref)
-    assert all(r["ok"] and r["bit_exact"] for r in same) and sum(r["outputs_compared"] for r in same) == 6
+    assert all(r["ok"] for r in same) and sum(r["outputs_compared"] for r in same) == 6
     with np.load(ref) as data:
         arrays = {k: data[k] for k in data.files}
     arrays["tiny_logistic|default|sampled|out|probabilities"] += np.float32(2e-5)  # golden atol is 1e-5

@@ -155,11 +155,18 @@ def test_the_bundle_ships_gated_slice_variants_and_the_dicom_path_uses_them(buil
     m = medinfer.load_manifest(bundle)
     assert m.variants["slice"].windows_of == "default"
     shipped = ["slice"]
-    if "int8" in m.variants:  # on the tiny test sample the int8 variant may miss its clinical budget
-        assert m.variants["slice_int8"].windows_of == "int8"
-        shipped.append("slice_int8")
-    else:
-        assert "int8" in m.parity.variants["slice_int8"]["reason"] and "slice_int8" not in m.variants
+    gate = m.parity.variants["slice_int8"]
+    if "int8" not in m.variants:  # on the tiny test sample the int8 variant may miss its clinical budget
+        assert "'int8' variant" in gate["reason"] and "slice_int8" not in m.variants and not gate["shipped"]
+    else:  # then slice_int8 ships exactly when its own gate passes (the full build refuses it by that gate)
+        within = gate["max_abs_diff"] <= gate["tolerance"]["atol"] and \
+            gate["decision_flips"] <= gate["tolerance"]["max_decision_flips"]
+        assert gate["shipped"] == within == ("slice_int8" in m.variants), gate
+        if within:
+            assert m.variants["slice_int8"].windows_of == "int8"
+            shipped.append("slice_int8")
+        else:
+            assert "exceeds tolerance" in gate["reason"] or "flip" in gate["reason"], gate["reason"]
     for key in shipped:
         gate = m.variants[key].parity
         assert gate["decision_flips"] == 0 and gate["max_abs_diff"] <= gate["tolerance"]["atol"]
@@ -178,3 +185,39 @@ def test_the_bundle_ships_gated_slice_variants_and_the_dicom_path_uses_them(buil
         assert [w["label"] for w in one["windows"]] == [w["label"] for w in patchwise["windows"]]
         np.testing.assert_allclose([w["score"] for w in one["windows"]], [w["score"] for w in patchwise["windows"]],
                                    atol=1e-5)
+
+
+def test_one_pass_is_bit_identical_to_patch_by_patch_on_the_trained_cnn(built) -> None:
+    """The whole-slice graph of the sample-trained CNN (trained weights, not a toy) gives exactly (max diff 0) the
+    patch-by-patch scores and labels at aligned strides, on a real CT slice, a mosaic of it and a lung-like image
+    with two simulated nodules (windows every 16, 24, 48 px).
+
+    Why 0 and not a tolerance: the rewrite changes which rows the convolution and GEMM kernels compute, never the
+    order in which any output sums its terms: the trunk's convolutions are the patch graph's own nodes, and the
+    Dense layer keeps its weights' row order because the flatten reads channels last (asserted below: a channels-
+    first flatten would permute the rows, and the sums with them). A worst-case bound for two summation orders
+    (gamma_n = n u / (1 - n u) per dot product, carried through |W| layer by layer) exceeds 1.0 in score for this
+    network (12 801-term sums), so it could never fail; equality is what is checked. Measured 0.0 on an AMD EPYC
+    (benchmarks/results/slice.json) and an Intel Xeon with AMX."""
+    import onnx
+    from medinfer.tools.dicom import cut_patches, read_ct
+
+    _, bundle = built("lung_nodule_cnn")
+    graph = onnx.load(str(bundle / "model.slice.onnx"))
+    assert "fcn/dense_weights" not in {i.name for i in graph.graph.initializer}  # rows kept in order
+    patch, one = medinfer.load(bundle), medinfer.load(bundle, variant="slice")
+    hu = read_ct(CT).hu.astype(np.float32)
+    rng = np.random.default_rng(0)
+    lung = (np.full((230, 250), -850.0) + rng.normal(0, 30, (230, 250))).astype(np.float32)
+    for r, c in ((60, 70), (150, 170)):
+        lesions.add_nodule(lung[r - 50:r + 50, c - 50:c + 50], rng, spacing_mm=0.7)
+    images = {"ct": hu, "mosaic": np.block([[hu, hu[:, ::-1]], [hu[::-1], hu[::-1, ::-1]]]), "lung": lung}
+    for name, image in images.items():
+        for stride in (16, 24, 48):
+            out = one.predict({"hu": image[None, :, :, None], "stride_cells": np.array([stride // 8])})
+            centres = out.outputs["centres"]
+            ref = patch.predict(cut_patches(image, centres, 100, -1024.0))
+            assert len(centres) == len(ref.scores) >= 1
+            np.testing.assert_array_equal(out.scores, ref.scores, err_msg=f"{name} @ {stride} px")
+            assert list(out.labels) == list(ref.labels)
+    assert medinfer.load_manifest(bundle).variants["slice"].parity["max_abs_diff"] == 0.0  # the export's gate
