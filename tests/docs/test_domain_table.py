@@ -18,7 +18,8 @@ def test_readme_table_equals_the_results_file() -> None:
     readme = (ROOT / "README.md").read_text()
     block = readme.split(domain.BEGIN, 1)[1].split(domain.END, 1)[0].strip()
     assert block == domain.render(results), "run: python -m benchmarks.domain --bundles bundles"
-    assert results["command"] and set(results["models"]) == {
+    # the five specs at least; make demo also brings three models of its own (docs/bring-your-own-model.md)
+    assert results["command"] and set(results["models"]) >= {
         "clinical_notes_tfidf", "drug_activity_rf", "gene_expression_svd", "glucose_lstm", "lung_nodule_cnn"}
 
 
