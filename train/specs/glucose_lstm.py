@@ -423,18 +423,6 @@ def _glucose_parts(hidden: np.ndarray, X: np.ndarray) -> list[Part]:
     ]
 
 
-def _with_cgm(X: np.ndarray, cgm: np.ndarray) -> np.ndarray:
-    """Windows with another CGM trace, and the features derived from it (rate, 30-min delta) recomputed."""
-    out = X.copy()
-    change = cgm - X[:, :, 0]
-    out[:, :, 0] = cgm
-    out[:, 1:, 1] = np.diff(cgm, axis=1) / glucose.STEP_MIN
-    k = 30 // glucose.STEP_MIN
-    out[:, :, 2] = X[:, :, 2] + change  # the reading 30 min earlier keeps its value ...
-    out[:, k:, 2] -= change[:, :-k]  # ... unless it is in the window and changed too
-    return out.astype(np.float32)
-
-
 def raw_input(window_steps: int) -> dict[str, Any]:
     """The manifest's description of the raw input a device may give instead of features: a CGM export, read and
     featurised by :mod:`medinfer.tools.cgm` (the function training computes the features with)."""
