@@ -183,6 +183,14 @@ class Rotation:
         """Open the active file that follows (flock'd) and write its first record, unless another writer did
         (then follow its lines). Returns what :meth:`_follow_lines` does."""
         self._swap_fd(self._open_fd())
+        # Another process may have opened the file after ours AND rotated it between our look for it and our lock
+        # on the active file (this writer was several rotations behind, or slow between its rename and this
+        # open): then the file after ours is a rotated one and the active file, empty or not, chains onto a later
+        # file. Under the active file's flock no rotation can happen, so this look holds.
+        following = rotated_name(self.path, self._seq + 1)
+        if os.path.exists(following) and not os.path.samestat(os.stat(following), os.fstat(self._fd)):
+            self._swap_fd(os.open(following, os.O_RDONLY))
+            return self._follow_lines(os.fstat(self._fd).st_size, active=False)
         size = os.fstat(self._fd).st_size
         if size:  # another process opened it first: its first record must chain onto ours
             self._file_started = started_at(self._fd)
