@@ -86,6 +86,11 @@ def example(bundle: Path, k: int = TOP, *, indexed: bool = False) -> dict[str, A
             "groups": {g: round(float(v[0]), 4) for g, v in e.groups.items()}}
 
 
+def _data(section: dict[str, Any], prose: tuple[str, ...]) -> dict[str, Any]:
+    """A manifest section as raw data: its descriptive sentences (kept in the manifest and card) left out."""
+    return {k: v for k, v in section.items() if k not in prose}
+
+
 def collect(bundles: list[Path], seconds: float, rounds: int, command: str,
             progress: Any = print) -> dict[str, Any]:
     import medinfer
@@ -101,9 +106,8 @@ def collect(bundles: list[Path], seconds: float, rounds: int, command: str,
         models[manifest.name] = {
             "model_sha256": manifest.files["model.onnx"].sha256, "method": manifest.explanation.method,
             "exact": manifest.explanation.exact, "cost": cost(bundle, seconds, rounds),
-            "fidelity": fidelity(bundle), "fidelity_at_export": {
-                k: v for k, v in manifest.explanation.fidelity.items() if k != "rule"},
-            "gate": manifest.explanation.parity, "example": example(bundle, indexed=True)}
+            "fidelity": fidelity(bundle), "fidelity_at_export": _data(manifest.explanation.fidelity, ("rule", "rows")),
+            "gate": _data(manifest.explanation.parity, ("reference",)), "example": example(bundle, indexed=True)}
     return {"command": command, "env": environment(), "batch": 1, "seconds": seconds, "rounds": rounds,
             "models": models}
 
