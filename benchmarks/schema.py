@@ -55,7 +55,7 @@ _KEYS: dict[re.Pattern[str], tuple[str, ...]] = {
             "role"),
     NAME: ("model", "candidate", "variant", "label", "server", "bundle", "input", "name", "method", "set", "run",
            "key", "how", "same_options_name", "batch1_profile_name", "default_options_name", "gpu", "fingerprint",
-           "explains", "units", "top", "family", "design", "evaluation"),
+           "explains", "units", "top", "family", "design", "evaluation", "class"),
     HEX64: ("manifest_sha256", "model_sha256", "graph_sha256"),
     HEX: ("hostname_hash",),
     COMMIT: ("git_commit",),
