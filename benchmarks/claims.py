@@ -40,6 +40,8 @@ RENDERED_BLOCKS = {
     "domain table (tests/docs/test_domain_table.py)": (r"<!-- domain-table:begin -->", r"<!-- domain-table:end -->"),
     "runs-on table (tests/runtime/test_runs_on.py)": (r"<!-- runs-on:start[^>]*-->", r"<!-- runs-on:end -->"),
     "promise table (tests/docs/test_promise_catalogue.py)": (r"<!-- promises:begin -->", r"<!-- promises:end -->"),
+    "explanation examples (python -m benchmarks explain --examples)": (r"<!-- explain-examples:start[^>]*-->",
+                                                                     r"<!-- explain-examples:end -->"),
     "mutation score (tests/docs/test_promise_catalogue.py)": (r"<!-- mutation-score:begin -->",
                                                               r"<!-- mutation-score:end -->"),
 }

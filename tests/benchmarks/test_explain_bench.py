@@ -23,3 +23,17 @@ def test_the_explain_document_is_raw_data(tmp_path: Path, make: Callable[[Path],
     assert doc["models"], "the bundle was not measured"
     assert results.problems(doc, "explain") == []
     assert results.problems({**doc, "note": "medinfer explains 3x faster"}, "explain")  # prose is still refused
+
+
+def test_readme_examples_are_those_of_the_published_bundles() -> None:
+    """README's explanation examples name each model of results/explain.json with its method (both rendered from
+    the same built bundles by make bench-explain), and nothing else."""
+    import json
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    doc = json.loads((root / "benchmarks" / "results" / "explain.json").read_text())
+    block = (root / "README.md").read_text().split("<!-- explain-examples:start", 1)[1]
+    block = block.split("<!-- explain-examples:end -->", 1)[0]
+    shown = dict(re.findall(r"^- \*\*(\w+)\*\* \((\w+)\)", block, re.M))
+    assert shown == {name: m["method"] for name, m in doc["models"].items()}
