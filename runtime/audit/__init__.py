@@ -48,7 +48,6 @@ least 183) deletes only whole old files, recording it in the chain: :mod:`.rotat
 from __future__ import annotations
 
 from ..errors import AuditError
-from .export import export_log
 from .record import GENESIS, HEAD_SUFFIX, KEYED, Chain, canonical, chain_hash, input_digest, read_key, summary
 from .rotation import RETAIN_MIN_DAYS
 from .verify import AuditReport, verify_log
@@ -57,3 +56,12 @@ from .writer import AuditBinding, AuditLog
 __all__ = ["GENESIS", "HEAD_SUFFIX", "KEYED", "RETAIN_MIN_DAYS", "AuditBinding", "AuditError", "AuditLog",
            "AuditReport", "Chain", "canonical", "chain_hash", "export_log", "input_digest", "read_key", "summary",
            "verify_log"]
+
+
+def __getattr__(name: str) -> object:
+    """``export_log`` on first use: an export is a maintenance command, not part of what ``import medinfer`` loads."""
+    if name == "export_log":
+        from .export import export_log
+
+        return export_log
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

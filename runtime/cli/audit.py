@@ -97,7 +97,7 @@ def _rotate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..audit import export_log
+    from ..audit.export import export_log
 
     n = export_log(args.log, args.out, args.format, key=args.key)
     if args.out != "-":

@@ -130,3 +130,11 @@ def test_every_package_folder_is_in_the_wheel() -> None:
              for d in homes for init in (ROOT / d).rglob("__init__.py") if "nltk-data" not in init.parts}
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
+
+
+def test_import_medinfer_loads_no_maintenance_module() -> None:
+    """The device core's import loads what predicting needs: the audit export (a maintenance command) only on use."""
+    code = ("import sys, medinfer\nassert 'medinfer.audit.export' not in sys.modules, 'export loaded'\n"
+            "from medinfer.audit import export_log\nassert callable(export_log)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
