@@ -29,7 +29,6 @@ LEGACY: dict[str, list[str]] = {
                          "$.results[*].providers.tensorrt.error", "$.first_run_with_tf32.*.cuda.error"],
     "cold_start.json": ["$.provenance", "$.bundles"],
     "concurrency.json": ["$.provenance", "$.bundles"],
-    "int8_ops.json": ["$.runs[*].provenance", "$.runs[*].bundles"],
     "runs_on.json": ["$.rows[*].provenance", "$.description"],
     "safety.json": ["$.provenance", "$.bundles"],
     "scale.json": ["$.provenance", "$.bundles"],

@@ -92,7 +92,7 @@ def soak(bundle: Path, seconds: float = 60.0) -> dict[str, Any]:
         samples.append((round(elapsed, 3), round(_rss_mb(), 2)))
     rss = np.array([s[1] for s in samples])
     first, last = rss[: max(1, len(rss) // 10)].mean(), rss[-max(1, len(rss) // 10):].mean()
-    return {"model": model.name, "seconds": seconds, "calls": calls, "series_s_mb": samples,
+    return {"model": model.name, "seconds": seconds, "calls": calls, "series_s_mb": [list(p) for p in samples],
             "growth_mb": float(last - first)}
 
 
