@@ -40,7 +40,8 @@ def _command(argv: list[str] | None) -> str:
 def _bundles(args: argparse.Namespace) -> list[Path]:
     root = Path(args.bundles)
     found = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
-    return [b for b in found if b.name in args.models] if args.models else found
+    models = getattr(args, "models", None)  # publish has no --models: every bundle of the run
+    return [b for b in found if b.name in models] if models else found
 
 
 def _history_path(args: argparse.Namespace, env: dict | None = None) -> Path:

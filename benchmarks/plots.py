@@ -93,7 +93,10 @@ def history(records: list[dict[str, Any]], out: Path) -> Path:
     for name, pts in sorted(series.items()):
         xs, ys = zip(*pts)
         ax.plot(xs, ys, marker="o", label=name)
-    ax.axhline(1.15, color="grey", linestyle="--", linewidth=1, label="target 1.15")
+    import json
+
+    bound = json.loads((Path(__file__).parent / "targets.json").read_text())["overhead_same_options"]["max"]
+    ax.axhline(bound, color="grey", linestyle="--", linewidth=1, label=f"target {bound:g}")
     ax.set_xticks(range(len(labels)), labels, rotation=45, fontsize=7)
     ax.set_ylabel("Model.predict / bare session.run (p50, batch 1)")
     ax.set_title("runtime overhead over commits")

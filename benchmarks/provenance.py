@@ -13,7 +13,10 @@ Publishing (anything that writes ``benchmarks/results/``) is refused with :class
 - the run's commit is not an ancestor of (or equal to) HEAD: a number measured on a commit that is not in this
   history says nothing about this code.
 
-Untracked files that git does not ignore count as changes: a new module beside the code can change what runs.
+Untracked files that git does not ignore count as changes: a new module beside the code can change what runs. What
+the benchmarks themselves write (:data:`OUTPUTS`: results files, the history, plots, REPORT.md) does not: it cannot
+change what a run measures, and counting it made each step of a chain (``make bench`` appends to the history, then
+``make bench-publish``; ``make bench-edge``'s three measurements, each writing its results file) refuse the next.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from medinfer.timestamps import utc_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOWN = 20  # changed paths kept in a record (the count is always complete)
+# What benchmark runs write: never code, so never a change that makes a tree "dirty" (see the module docstring)
+OUTPUTS = ("benchmarks/results/", "benchmarks/history/", "benchmarks/plots/", "benchmarks/REPORT.md")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -58,10 +63,11 @@ def capture(root: Path | None = None) -> dict[str, Any]:
     root = root or ROOT
     head = _git(root, "rev-parse", "HEAD")
     commit = head.stdout.strip() if head is not None and head.returncode == 0 else None
-    status = _git(root, "status", "--porcelain=v1", "--untracked-files=normal") if commit else None
+    status = _git(root, "status", "--porcelain=v1", "--untracked-files=all") if commit else None
     if commit is None or status is None or status.returncode != 0 or not _COMMIT.match(commit):
         return {"commit": None, "dirty": None, "changed": None, "changed_paths": [], "started": started}
     paths = [line[3:].split(" -> ")[-1] for line in status.stdout.splitlines() if line.strip()]  # renamed: new
+    paths = [p for p in paths if not p.strip('"').startswith(OUTPUTS)]
     return {"commit": commit, "dirty": bool(paths), "changed": len(paths), "changed_paths": paths[:SHOWN],
             "started": started}
 

@@ -22,6 +22,7 @@ from .errors import (
     MedinferError,
     NoInformationError,
     OutOfDomainError,
+    ProviderError,
     UnknownNameError,
     UsageError,
     check_choice,
@@ -99,6 +100,29 @@ class Model:
         self.signed_by: str | None = None
         self.signature: SignatureCheck | None = None
         self.audit_explanations = 0  # top attributions per sample in each audit record (0: none; opt-in)
+
+    def replace_sessions(self, session: Any, large_session: Any = None) -> None:
+        """Answer from ``session`` (and ``large_session`` for the large batches, where the model has one) from now
+        on: the same graph built another way (``medinfer serve --workers``: weights mapped from one shared file).
+        The caller proves it equal with :meth:`self_test`.
+
+        Raises:
+            ProviderError: ``session`` runs on other providers than the one it replaces.
+        """
+        if tuple(session.get_providers()) != self.providers:
+            raise ProviderError(f"{self.name}: the replacement session runs on {session.get_providers()}, the model "
+                                f"on {list(self.providers)}")
+        self.session = session
+        inner = getattr(session, "_sess", None)
+        self._run = inner.run if inner is not None and hasattr(inner, "run") else \
+            (lambda fetch, feeds, _options: session.run(fetch, feeds))
+        if self.large_session is not None and large_session is not None:
+            self.use_large_batch_session(large_session, self._large_session_from)
+        elif self.large_session is not None:
+            self.large_session, self._run_large = None, self._run
+            self._large_session_from, self._large_from = sys.maxsize, self._chunk + 1
+        else:
+            self._run_large = self._run
 
     def use_large_batch_session(self, session: Any, from_batch: int) -> None:
         """Route batches of at least ``from_batch`` samples to ``session`` (same graph, other thread settings)."""

@@ -201,9 +201,12 @@ def create_session(
     model: bytes | str,
     profile: SessionProfile,
     providers: Sequence[tuple[str, dict[str, Any]]],
+    config: Mapping[str, str] | None = None,
 ) -> Any:
     """Create an InferenceSession from the verified graph (bytes, or the path of a sealed verified copy, see
-    :class:`~medinfer.files.SealedCopy`), with exactly the providers asked for.
+    :class:`~medinfer.files.SealedCopy`), with exactly the providers asked for; ``config``: more session config
+    entries (``medinfer serve --workers``: ``session.disable_prepacking``, so that weights mapped from a shared file
+    stay shared).
 
     The session never re-creates itself (onnxruntime's Python wrapper would re-read its model from the path after
     an accelerator failure, or from the bytes it otherwise keeps for the session's life): fallback is disabled and
@@ -213,6 +216,8 @@ def create_session(
 
     names = [n for n, _ in providers]
     so = session_options(profile, cpu_fallback="CPUExecutionProvider" in names)
+    for key, value in (config or {}).items():
+        so.add_session_config_entry(key, value)
     try:
         session = ort.InferenceSession(
             model,

@@ -92,9 +92,8 @@ def _domain_status(result: Any) -> int:
         return OUTWARD[result.refusal.reason].exit
     inside = result.in_domain
     if result.slice_in_domain is False:
-        print("WARNING: the slice lies outside the model's applicability domain (its values are not a plausible CT "
-              f"calibration: {result.guard.calibration.reason()}): every window is flagged and no finding is "
-              "reported", file=sys.stderr)
+        print("WARNING: the slice lies outside the model's applicability domain "
+              f"({result.guard.slice_reason()}): every window is flagged and no finding is reported", file=sys.stderr)
     elif inside is not None and not inside.all():
         refused = int((~result.answered).sum())
         print(f"WARNING: {int((~inside).sum())} window(s) lie outside the model's applicability domain"

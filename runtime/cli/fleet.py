@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from typing import Any
@@ -24,29 +23,15 @@ def _providers(value: str | None) -> list[str] | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ..fleet.http import configure_logging
     from ..fleet.serve import ServeConfig, serve
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_format, args.access_log)
     options: dict[str, Any] = {}
     if args.max_concurrency is not None:
         options["max_concurrency"] = args.max_concurrency
     if args.http is not None:
         options["http"] = args.http
-    if args.log_format == "json" or args.access_log:
-        from ..fleet.http import AccessFormatter, JsonFormatter
-
-        formatter = JsonFormatter() if args.log_format == "json" else \
-            AccessFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(formatter)
-    logging.captureWarnings(True)  # Python warnings become log records (JSON in --log-format json)
-    if args.log_format == "json":
-        import os
-
-        # grpcio's C core writes its own text lines to stderr (e.g. a refused client certificate): not JSON, and
-        # not routable through logging; in JSON mode they are off unless GRPC_VERBOSITY asks for them.
-        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     config = ServeConfig(
         bundles=_bundles(args.bundles), host=args.host, port=args.port, max_body_bytes=int(args.max_body_mb * 2**20),
         max_queue=args.max_queue, deadline_ms=args.deadline_ms, audit=args.audit, audit_key=args.audit_key,
@@ -59,7 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         require_client_cert=_csv(args.require_client_cert), tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, insecure=args.insecure, grpc_port=args.grpc_port,
         max_elements=args.max_elements, dynamic_batching=args.dynamic_batching, max_batch=args.max_batch,
-        **options,
+        workers=args.workers, share_weights=args.share_weights, log_format=args.log_format, **options,
     )
 
     def announce(host: str, port: int, grpc_port: int | None = None) -> None:
@@ -233,6 +218,12 @@ def _serve_parser(sub: Any) -> None:
                         "answer and audit record (auto: every model with a batch axis; pool: only models that run "
                         "in the worker pool; off)")
     p.add_argument("--max-batch", type=int, default=64, help="requests per dynamic batch at most (default 64)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes behind the one port (and gRPC port), each with its own models, audit "
+                        "appends and counters (default 1; repository load/unload needs 1)")
+    p.add_argument("--no-share-weights", dest="share_weights", action="store_false",
+                   help="with --workers: each worker keeps its own pre-packed copy of the weights (default: one "
+                        "copy mapped by every worker, pre-packing off)")
     p.set_defaults(func=cmd_serve)
 
 

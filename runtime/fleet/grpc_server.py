@@ -330,7 +330,7 @@ def start_grpc(registry: Any, config: Any, auth: Any, tls: Any, host: str, app: 
                ("grpc.max_send_message_length", max(config.max_body_bytes, 64 << 20)),
                ("grpc.max_concurrent_streams", max(16, config.max_concurrency + config.max_queue)),
                ("grpc.max_connection_idle_ms", int(config.request_timeout * 1000)),
-               ("grpc.so_reuseport", 0)]
+               ("grpc.so_reuseport", 1 if config.workers > 1 else 0)]  # --workers: each binds the port
     server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medinfer-grpc"),
                          options=options, maximum_concurrent_rpcs=workers)
     servicer = type("MedinferServicer", (Servicer, pb_grpc.GRPCInferenceServiceServicer), {})(

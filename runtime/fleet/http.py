@@ -320,3 +320,23 @@ class AccessFormatter(logging.Formatter):
         if isinstance(fields, dict):
             return json.dumps(fields, separators=(",", ":"), default=str)
         return super().format(record)
+
+
+def configure_logging(log_format: str = "text", access_log: bool = False) -> None:
+    """serve's logging (the CLI's and each ``--workers`` process's): INFO on stderr, one JSON object per line in
+    ``json``, access records as JSON with ``access_log``; Python warnings go through it too."""
+    import os
+    import sys
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_format == "json" or access_log:
+        formatter = JsonFormatter() if log_format == "json" else \
+            AccessFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(formatter)
+    logging.captureWarnings(True)  # Python warnings become log records (JSON in --log-format json)
+    if log_format == "json":
+        # grpcio's C core writes its own text lines to stderr (e.g. a refused client certificate): not JSON, and
+        # not routable through logging; in JSON mode they are off unless GRPC_VERBOSITY asks for them.
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")

@@ -55,6 +55,7 @@ class RepositoryMixin:
 
     slots: dict[str, Any]
     roots: list[Path]
+    config: Any
     _swap_lock: threading.Lock
 
     def _new_slot(self, path: Path, name: str) -> Any:
@@ -97,6 +98,7 @@ class RepositoryMixin:
         """
         if not isinstance(name, str) or not name or len(name) > 200:
             raise RequestError("a model name of 1 to 200 characters is needed")
+        self._one_process("load")
         with self._swap_lock:
             path = self._source(name)
             slot = self.slots.get(name)
@@ -114,12 +116,27 @@ class RepositoryMixin:
             log.info("%s %s loaded from %s in %.2f s and serving", name, staging.model.version, path,
                      time.perf_counter() - started)
 
+    def _one_process(self, action: str) -> None:
+        """Refuse a repository change under ``--workers`` N > 1: each worker holds its own models, and the request
+        reaches one of them.
+
+        Raises:
+            RequestError: this server runs several worker processes (HTTP 400).
+        """
+        workers = self.config.workers
+        if workers > 1:
+            raise RequestError(f"repository {action} is refused: this server runs {workers} worker processes, each "
+                               "with its own models, and the request would reach only one of them; restart the "
+                               "server with the bundles it should serve, or serve with --workers 1 to load and "
+                               "unload while serving")
+
     def unload_model(self, name: str) -> None:
         """Stop serving ``name`` (requests already running finish).
 
         Raises:
             UnknownModel: no model of that name is served (HTTP 404).
         """
+        self._one_process("unload")
         with self._swap_lock:
             slot = self.slots.get(name)
             if slot is None:

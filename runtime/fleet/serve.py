@@ -51,6 +51,7 @@ from .http import HTTP_PATHS, available_http, bind, event_loop, guarded_protocol
 from .metrics import ModelStats
 from .protocol import input_metadata, output_metadata
 from .repository import RepositoryMixin, expand_bundles
+from .shared_weights import SharedGraph
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ __all__ = ["ServeConfig", "Registry", "Slot", "serve", "http_status"]
 # Triton numbers versions 1, 2, ...; a served bundle has one version, which also answers to "1" (export-triton
 # writes it as version 1), so a Triton client asking for model_version="1" gets the bundle's version.
 TRITON_VERSION = "1"
+MAX_WORKERS = 64
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider",
                  "MIGraphXExecutionProvider")
 
@@ -104,6 +106,9 @@ class ServeConfig:
     max_elements: int = 1 << 20  # elements per input of a call, for inputs with a free axis besides the batch
     dynamic_batching: str = "auto"  # "auto": every batchable model; "pool": those in the worker pool; "off"
     max_batch: int = 64  # requests per dynamic batch (and the bundle's profile.max_batch)
+    workers: int = 1  # processes behind the port (medinfer.fleet.workers)
+    share_weights: bool = True  # with workers > 1: one mapped copy of each graph's weights (.shared_weights)
+    log_format: str = "text"  # what the workers' logs are (the CLI sets up its own)
 
     def __post_init__(self) -> None:
         """Refuse settings that would start a server that cannot work (typed UsageError, exit code 2)."""
@@ -147,6 +152,10 @@ class ServeConfig:
             raise bad("--dynamic-batching", self.dynamic_batching, "auto, pool or off")
         if not isinstance(self.max_batch, int) or self.max_batch < 1:
             raise bad("--max-batch", self.max_batch, "an integer >= 1")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 1 <= self.workers <= MAX_WORKERS:
+            raise bad("--workers", self.workers, f"an integer from 1 to {MAX_WORKERS}")
+        if self.log_format not in ("text", "json"):
+            raise bad("--log-format", self.log_format, "text or json")
         from .security import check_exposure
 
         check_exposure(self)
@@ -217,10 +226,12 @@ class Registry(RepositoryMixin):
     """The served bundles by model name; :meth:`load_all` verifies, self-tests and publishes them; the repository
     extension (:mod:`.repository`) loads, re-loads and unloads them while serving."""
 
-    def __init__(self, config: ServeConfig, audit: AuditLog | None) -> None:
+    def __init__(self, config: ServeConfig, audit: AuditLog | None,
+                 shared: dict[str, SharedGraph] | None = None) -> None:
         from ..manifest import load_manifest
 
         self.config, self.audit = config, audit
+        self.shared = shared or {}  # bundle path -> its graph with shared weights (--workers: .shared_weights)
         self.slots: dict[str, Slot] = {}
         self._swap_lock = threading.Lock()
         bundles, self.roots = expand_bundles(config.bundles)
@@ -256,6 +267,7 @@ class Registry(RepositoryMixin):
                          require_signature=self.config.require_signature,
                          trusted_keys=self.config.trusted_keys)
             slot.inputs, slot.outputs = input_metadata(model.manifest), output_metadata(model)
+            self._share_weights(model, path)
             slot.batch1_ms = batch1_ms(model)
             slot.inline = slot.batch1_ms < self.config.inline_below_ms
             # audit and deadline only now, so the golden runs above leave no audit record
@@ -272,6 +284,22 @@ class Registry(RepositoryMixin):
         except Exception as exc:  # noqa: BLE001 - a broken bundle must not take the server down
             slot.error, slot.state = MedinferError(f"unexpected {type(exc).__name__}: {exc}"), "unavailable"
             log.exception("%s unavailable", slot.path)
+
+    def _share_weights(self, model: Model, path: Path) -> None:
+        """Serve ``model`` from the shared weights the parent prepared for ``path`` (``--workers``), if any; a
+        refusal is logged and the model keeps its own sessions."""
+        shared = self.shared.get(str(path))
+        if shared is None:
+            return
+        from .shared_weights import adopt
+
+        try:
+            adopt(model, shared)
+        except MedinferError as exc:
+            log.warning("%s: serving from this worker's own copy of the weights: %s", model.name, exc)
+            return
+        log.info("%s: %d weight tensor(s), %.1f MiB, mapped from the one shared copy (golden self-test passed on "
+                 "it)", model.name, shared.tensors, shared.weights_bytes / 2**20)
 
     @property
     def ready(self) -> bool:
@@ -306,8 +334,21 @@ def batch1_ms(model: Model, runs: int = 7, budget_s: float = 0.25) -> float:
     return best * 1e3
 
 
-def serve(config: ServeConfig, on_listening: Callable[..., None] | None = None) -> int:
-    """Run the server until SIGTERM/SIGINT; returns the signal number that stopped it (0 if none).
+@dataclass
+class Inherited:
+    """What a worker process of ``--workers`` gets from the parent: the listening sockets (HTTP, then the metrics
+    port's if any) and the shared graphs by bundle path."""
+
+    sockets: list[Any]
+    shared: dict[str, SharedGraph]
+    index: int
+
+
+def serve(config: ServeConfig, on_listening: Callable[..., None] | None = None, *,
+          inherited: Inherited | None = None) -> int:
+    """Run the server until SIGTERM/SIGINT; returns the signal number that stopped it (0 if none). With
+    ``config.workers`` > 1 this process supervises that many worker processes (:mod:`.workers`); ``inherited`` is
+    what such a worker got from it.
 
     Raises:
         MissingExtraError: uvicorn or prometheus-client is not installed (``pip install 'medinfer[serve]'``).
@@ -318,6 +359,10 @@ def serve(config: ServeConfig, on_listening: Callable[..., None] | None = None) 
 
     if not config.bundles:
         raise UsageError("medinfer serve needs at least one bundle")
+    if config.workers > 1 and inherited is None:
+        from .workers import serve_workers
+
+        return serve_workers(config, on_listening)
     audit = AuditLog.shared(config.audit, key=config.audit_key, head=config.audit_head,
                             rotate_mb=config.audit_rotate_mb, retain_days=config.audit_retain_days) \
         if config.audit else None
@@ -328,14 +373,16 @@ def serve(config: ServeConfig, on_listening: Callable[..., None] | None = None) 
 
     tls = tls_config(config)
     auth = Authorizer(auth_policy(config), audit)
-    registry = Registry(config, audit)
+    registry = Registry(config, audit, inherited.shared if inherited is not None else None)
     pool = ThreadPoolExecutor(max_workers=config.max_concurrency, thread_name_prefix="medinfer-infer")
-    sockets = [bind(config.host, config.port)]
+    if inherited is not None:
+        sockets = list(inherited.sockets)
+    else:
+        sockets = [bind(config.host, config.port)]
+        if config.metrics_port is not None:
+            sockets.append(bind(config.host, config.metrics_port))
     host, port = sockets[0].getsockname()[:2]
-    metrics_port = None
-    if config.metrics_port is not None:
-        sockets.append(bind(config.host, config.metrics_port))
-        metrics_port = sockets[1].getsockname()[1]
+    metrics_port = sockets[1].getsockname()[1] if len(sockets) > 1 else None
     metrics = Metrics(lambda: [(s.stats, s.state == "ready") for s in registry.slots.values()])
     app = App(registry, config, pool, Gate(config.max_concurrency, config.max_queue), metrics, metrics_port, auth)
     uv = uvicorn.Config(

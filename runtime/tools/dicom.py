@@ -293,10 +293,12 @@ def predict_file(model: Model, path: str | Path, *, centre: tuple[int, int] | No
     if one_pass:
         got = (ct_slice.score_centre_window(scorer, hu, centre, float(lo)) if centre is not None
                else ct_slice.score_slice_with_domain(scorer, hu, centres, step, float(lo)))
-        scores, labels, domain = got.scores, got.labels, got.domain_scores
+        scores, labels, domain, slice_score = got.scores, got.labels, got.domain_scores, got.slice_domain_score
     else:
         scores, labels, domain = _patchwise(scorer, hu, centres, size, float(lo), batch)
-    guard = decide(model, domain, check_calibration(image.hu, image.padding, float(hi)), len(scores), path)
+        slice_score = None  # the patch graph scores windows only; the calibration check judges the slice
+    guard = decide(model, domain, check_calibration(image.hu, image.padding, float(hi)), len(scores), path,
+                   slice_score)
     scores = np.where(guard.refused, np.nan, scores)
     labels = [lab if not refused else "" for lab, refused in zip(labels, guard.refused)]
     positive = model.manifest.decision.positive_label

@@ -53,6 +53,9 @@ def domain_statements(result: DicomPrediction) -> list[str]:
     head = (f"Applicability domain: the slice is {'inside' if guard.slice_in_domain else 'OUTSIDE'} "
             f"(calibration check: {cal.reason()}; soft-tissue share {cal.tissue_share:.1%}, darkest 5% at "
             f"{cal.dark_hu:.0f} HU)")
+    if guard.slice_score is not None:
+        head += (f"; the slice's domain score (the upper median of its tissue windows') is {guard.slice_score:.4g}"
+                 + ("" if guard.slice_score_in_domain else ", above the threshold"))
     if guard.threshold is not None:
         head += f"; each window's domain score is compared with the threshold {guard.threshold:.4g}"
     return [head, *domain_lines(result)]

@@ -67,11 +67,11 @@ def domain_lines(result: DicomPrediction, short: bool = False) -> list[str]:
         return []
     if guard.refusal is not None:
         return ["NO RESULT: the slice is outside the model's applicability domain" +
-                ("" if short else f" ({guard.calibration.reason()})")]
+                ("" if short else f" ({guard.slice_reason()})")]
     lines = []
     if not guard.slice_in_domain:
-        lines.append("OUT OF DOMAIN: the slice's values are not a plausible CT calibration; every window is "
-                     "flagged and no finding is reported" + ("" if short else f" ({guard.calibration.reason()})"))
+        lines.append("OUT OF DOMAIN: the slice is not a CT the model can read; every window is flagged and no "
+                     "finding is reported" + ("" if short else f" ({guard.slice_reason()})"))
     else:
         outside, refused = int((~guard.in_domain).sum()), int(guard.refused.sum())
         if refused:

@@ -72,3 +72,40 @@ def test_the_renderers_say_what_was_compared() -> None:
             "batches": [{"batch": 64, "compiled_over_ort": 0.83, "rows": []}], "required_gain": 0.2,
             "why": "slower_or_within_margin"}
     assert "does not beat onnxruntime by more than 20%" in "\n".join(trees.render(tdoc))
+
+
+def _cnn_int8_doc(ours_int8_us: float, peer_int8_us: float) -> dict:
+    """A results/cnn_int8.json shaped document (synthetic numbers, for the target's arithmetic only)."""
+    def row(name: str, us: float) -> dict:
+        return {"candidate": name, "round_p50_us": [us, us * 1.02, us * 0.98]}
+
+    return {"model": "lung_nodule_cnn", "runs": [{"threads": 1, "rows": [
+        row("ort fp32", 1000.0), row("medinfer bundle [int8]", ours_int8_us),
+        row("medinfer bundle [int8_fast_but_wrong]", 50.0),  # beyond the AUC loss: never the best shipped
+        row("ort qdq s8s8 per-channel", 10.0),  # not shipped: never medinfer's best
+        row("LiteRT [fp32]", 900.0), row("LiteRT [full_integer]", peer_int8_us),
+        row("LiteRT [dynamic_range]", 40.0)]}],  # beyond the AUC loss: never the peer's best
+        "accuracy": {n: {"value": v} for n, v in {
+            "ort fp32": 0.950, "medinfer bundle [int8]": 0.947, "medinfer bundle [int8_fast_but_wrong]": 0.90,
+            "ort qdq s8s8 per-channel": 0.95, "LiteRT [fp32]": 0.95, "LiteRT [full_integer]": 0.946,
+            "LiteRT [dynamic_range]": 0.80}.items()}}
+
+
+@pytest.mark.parametrize(("ours", "peer", "met"), [(300.0, 250.0, False), (240.0, 250.0, True)])
+def test_the_edge_peer_target_compares_the_best_shipped_variant_with_the_peers_best_at_equal_accuracy(
+        tmp_path, ours: float, peer: float, met: bool) -> None:
+    """Issue 30: medinfer's best shipped variant within the AUC loss / LiteRT's best within it, per thread count;
+    a miss is explained in the report from the results files."""
+    import json
+
+    from benchmarks import report_sections
+
+    goal = {"models": ["lung_nodule_cnn"], "peer": "LiteRT", "auc_loss": 0.005, "max": 1.0}
+    (r,) = report_sections.peer_ratios(_cnn_int8_doc(ours, peer), goal)
+    assert (r["ours"], r["peer"]) == ("medinfer bundle [int8]", "LiteRT [full_integer]")
+    assert r["ratio"] == pytest.approx(ours / peer)
+    (tmp_path / "cnn_int8.json").write_text(json.dumps(_cnn_int8_doc(ours, peer)))
+    rows = [x for x in report_sections.targets(None, {"edge_peer": goal}, tmp_path) if "LiteRT's best" in x]
+    assert len(rows) == 1 and rows[0].endswith("| met |" if met else "| not met |"), rows
+    notes = report_sections._peer_note({"edge_peer": goal}, tmp_path)
+    assert bool(notes) is not met and all("What would close it" in n for n in notes)

@@ -44,6 +44,18 @@ def test_capture_names_the_commit_and_every_kind_of_change(repo: Path) -> None:
     assert state["dirty"] is True and state["changed_paths"] == ["new_module.py"]
 
 
+def test_what_the_benchmarks_write_is_not_a_change_of_the_code_measured(repo: Path) -> None:
+    """A chain of measurements (make bench appends to the history, then make bench-publish; bench-edge's three
+    results files) is not refused for the previous step's output; anything else beside them still is."""
+    for out in ("benchmarks/results/tails.json", "benchmarks/history/cpu.jsonl", "benchmarks/plots/a.png",
+                "benchmarks/REPORT.md"):
+        (repo / out).parent.mkdir(parents=True, exist_ok=True)
+        (repo / out).write_text("{}")
+    assert provenance.require_clean()["dirty"] is False
+    (repo / "benchmarks" / "results_helper.py").write_text("")  # code beside the outputs is code
+    assert provenance.capture()["changed_paths"] == ["benchmarks/results_helper.py"]
+
+
 def test_a_dirty_tree_is_refused_with_a_typed_error_saying_commit_first(repo: Path) -> None:
     from medinfer.errors import UsageError, exit_code
 

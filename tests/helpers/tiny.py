@@ -38,9 +38,11 @@ def contract(name: str = "tiny_logistic") -> dict[str, Any]:
     }
 
 
-def model_bytes(name: str = "tiny_logistic", metadata: dict[str, str] | None = None, slow: int = 0) -> bytes:
+def model_bytes(name: str = "tiny_logistic", metadata: dict[str, str] | None = None, slow: int = 0,
+                wide: int = 0) -> bytes:
     """The tiny logistic graph; ``slow`` > 0 adds that many 512x512 MatMuls whose result is multiplied by 0
-    (same outputs, long run: for deadline tests)."""
+    (same outputs, long run: for deadline tests); ``wide`` > 0 one (1, wide) x (wide, wide) MatMul on a weight of
+    wide² float32 (same outputs, a large initializer: for the shared weights of serve --workers)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -62,6 +64,18 @@ def model_bytes(name: str = "tiny_logistic", metadata: dict[str, str] | None = N
         z0 = "z0s"
     else:
         z0 = "z0"
+    if wide:
+        rng = np.random.default_rng(1)
+        inits += [numpy_helper.from_array((rng.standard_normal((wide, wide)) / wide).astype(np.float32), "Wide"),
+                  numpy_helper.from_array(np.zeros((1,), np.float32), "WideZero"),
+                  numpy_helper.from_array(np.array([1, wide], np.int64), "WideShape")]
+        nodes += [helper.make_node("ReduceSum", ["x"], ["wx"], keepdims=0),  # input-dependent: not folded away
+                  helper.make_node("Expand", ["wx", "WideShape"], ["wv"]),
+                  helper.make_node("MatMul", ["wv", "Wide"], ["wm"]),
+                  helper.make_node("ReduceSum", ["wm"], ["ws"], keepdims=0),
+                  helper.make_node("Mul", ["ws", "WideZero"], ["wz"]),
+                  helper.make_node("Add", [z0, "wz"], ["z0w"])]
+        z0 = "z0w"
     nodes += [
         helper.make_node("Add", [z0, "B"], ["z"]),
         helper.make_node("Softmax", ["z"], ["probabilities"], axis=1),
@@ -89,7 +103,7 @@ GOLDEN_X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.0, 4.5], [0.0, 0.0, 0.0]], dtype=
 
 
 def build(folder: Path, *, name: str = "tiny_logistic", golden_out: np.ndarray | None = None,
-          metadata: dict[str, str] | None = None, slow: int = 0,
+          metadata: dict[str, str] | None = None, slow: int = 0, wide: int = 0,
           extra_files: dict[str, tuple[bytes, str]] | None = None, **overrides: Any) -> Path:
     """Write a valid tiny bundle into ``folder`` (created); overrides replace manifest fields; ``extra_files``
     ({name: (bytes, role)}) are written and pinned too."""
@@ -100,7 +114,7 @@ def build(folder: Path, *, name: str = "tiny_logistic", golden_out: np.ndarray |
     expected = reference(GOLDEN_X) if golden_out is None else golden_out
     golden = {"probabilities": expected.astype(np.float32)}
     fields = bundle_fields(contract(name), golden, **overrides)
-    files = {"model.onnx": (model_bytes(name, metadata, slow), "model"),
+    files = {"model.onnx": (model_bytes(name, metadata, slow, wide), "model"),
              "golden.npz": golden_npz({"x": GOLDEN_X}, golden), **(extra_files or {})}
     write_bundle(folder, fields, files)
     return folder

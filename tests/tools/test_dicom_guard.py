@@ -287,3 +287,44 @@ def test_no_window_outside_the_domain_is_explained_as_a_finding(guarded: Path, t
     calibrated = dicom.predict_file(model, CT)
     with pytest.raises(medinfer.UsageError, match="explanation"):  # this tiny bundle has none: findings exist
         explain_slice(model, calibrated)
+
+
+@pytest.fixture(scope="module")
+def slice_guarded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The exporter's guard (tiny_cnn.hu_guard) on both graphs: the slice variant also gives domain_score_slice."""
+    return tiny_cnn.build(tmp_path_factory.mktemp("slice_guarded") / "lung_nodule_cnn", name="lung_nodule_cnn",
+                          guarded=True, threshold=0.0)
+
+
+def _mostly_bone(shape: tuple[int, int] = (260, 236)) -> np.ndarray:
+    """A calibrated slice (air around, a soft-tissue rim: the calibration check passes) whose body is mostly
+    bone-dense: most windows that hold tissue lie outside the tiny guard's domain (synthetic)."""
+    hu = tiny_cnn.ct_image(shape, seed=11)
+    rr, cc = np.mgrid[:shape[0], :shape[1]]
+    core = np.hypot(rr - shape[0] / 2, cc - shape[1] / 2) < 0.42 * min(shape)
+    hu[core] = 1500.0 + np.random.default_rng(3).normal(0, 30, int(core.sum()))
+    return hu.astype(np.float32)
+
+
+def test_a_calibrated_slice_mostly_outside_the_domain_is_outside_as_a_whole(slice_guarded: Path,
+                                                                           tmp_path: Path) -> None:
+    """The one-pass graph's slice-level score (domain_score_slice: the upper median of the tissue windows') is part
+    of the slice's verdict: with the calibration check alone, the soft-tissue windows of this slice would be answered
+    as in the domain."""
+    path = _synthetic(tmp_path, _mostly_bone())
+    result = dicom.predict_file(medinfer.load(slice_guarded, variant="slice"), path, stride=24)
+    guard = result.guard
+    assert guard.calibration.plausible and guard.slice_score > tiny_cnn.GUARD_THRESHOLD
+    assert (guard.window_in_domain.any() and result.slice_in_domain is False and not result.in_domain.any()
+            and not result.confident.any())
+    out = result.to_dict()["domain"]
+    assert out["slice_in_domain"] is False and out["slice_domain_score"] == pytest.approx(guard.slice_score, rel=1e-5)
+    refused = dicom.predict_file(medinfer.load(slice_guarded, variant="slice", out_of_domain="no_result"), path,
+                                 stride=24)
+    assert refused.refusal is not None and "at least half of the windows" in refused.refusal.message
+    assert np.isnan(refused.scores).all()
+    with pytest.raises(medinfer.OutOfDomainError):
+        dicom.predict_file(medinfer.load(slice_guarded, variant="slice", out_of_domain="raise"), path, stride=24)
+    calibrated = dicom.predict_file(medinfer.load(slice_guarded, variant="slice"),
+                                    _synthetic(tmp_path, tiny_cnn.ct_image((260, 236), seed=11), "plain"), stride=24)
+    assert calibrated.slice_in_domain and calibrated.guard.slice_score <= tiny_cnn.GUARD_THRESHOLD
