@@ -27,15 +27,11 @@ FOLDER = HERE / "results"
 LEGACY: dict[str, list[str]] = {
     "accelerator.json": ["$.provenance", "$.bundles", "$.diagnosis[*].why",
                          "$.results[*].providers.tensorrt.error", "$.first_run_with_tf32.*.cuda.error"],
-    "cold_start.json": ["$.provenance", "$.bundles"],
     "concurrency.json": ["$.provenance", "$.bundles"],
     "runs_on.json": ["$.rows[*].provenance", "$.description"],
-    "safety.json": ["$.provenance", "$.bundles"],
     "scale.json": ["$.provenance", "$.bundles"],
     "serve.json": ["$.provenance", "$.bundles", "$.title", "$.runs[*].error",
                    "$.runs[*].error_sample"],
-    "slice.json": ["$.provenance", "$.bundles"],
-    "suite.json": ["$.provenance", "$.bundles", "$.models[*].peers_unavailable.*"],
 }
 
 
