@@ -23,7 +23,6 @@ Pre-packing off costs some speed on matrix products; ``--no-share-weights`` keep
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityError, MedinferError
+from ..integrity import sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -137,16 +137,8 @@ def prepare(bundle: Path, variant: str | None, folder: Path) -> SharedGraph | No
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         paths[name] = path
-    return SharedGraph(manifest.name, key, entry.sha256, str(paths[GRAPH]), hashlib.sha256(graph).hexdigest(),
-                       str(paths[WEIGHTS]), hashlib.sha256(blob).hexdigest(), len(blob), moved)
-
-
-def _digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return SharedGraph(manifest.name, key, entry.sha256, str(paths[GRAPH]), sha256_bytes(graph),
+                       str(paths[WEIGHTS]), sha256_bytes(blob), len(blob), moved)
 
 
 def adopt(model: Any, shared: SharedGraph) -> None:
@@ -166,7 +158,7 @@ def adopt(model: Any, shared: SharedGraph) -> None:
     if model.providers != ("CPUExecutionProvider",):
         raise MedinferError(f"{model.name} runs on {model.providers[0]}: only CPU sessions map shared weights")
     for path, want in ((shared.graph, shared.graph_sha256), (shared.weights, shared.weights_sha256)):
-        if _digest(path) != want:
+        if sha256_file(path) != want:
             raise IntegrityError(f"{model.name}: {path} no longer has the sha256 the server recorded")
     profile, large = requested_profiles(model.manifest.profile, None, False)
     cpu: list[tuple[str, dict[str, Any]]] = [("CPUExecutionProvider", {})]
