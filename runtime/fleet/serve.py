@@ -414,7 +414,11 @@ def serve(config: ServeConfig, on_listening: Callable[..., None] | None = None, 
     # uvicorn re-raises the signal it shut down for; these handlers take it so the clean-up below still runs.
     previous = {s: signal.signal(s, lambda sig, _f: stopped.append(sig)) for s in (signal.SIGINT, signal.SIGTERM)} \
         if main else {}
-    threading.Thread(target=registry.load_all, name="medinfer-load", daemon=True).start()
+    if inherited is not None:  # a --workers process takes connections only once its models are ready: one that
+        registry.load_all()    # starts or restarts beside the others never answers 503 "loading" for them
+        server.should_exit = bool(stopped)  # SIGTERM while loading: start and stop at once (no request taken)
+    else:
+        threading.Thread(target=registry.load_all, name="medinfer-load", daemon=True).start()
     log.info("HTTP path: %s on %s; metrics at /metrics%s", config.http, event_loop(config.http),
              f" and on port {metrics_port}" if metrics_port is not None else "")
     grpc_server = None

@@ -9,7 +9,9 @@ with SO_REUSEPORT (the parent first checks that no other program holds it, and p
 is a whole ``medinfer serve``: it verifies and self-tests every bundle itself, appends to the same audit trail (the
 chain is process-safe), batches its own requests, and answers health, metadata, statistics and ``/metrics`` for
 itself (so a scrape through the shared port sees one worker's counters: scrape with ``--workers 1`` or per worker
-where exact totals matter). Repository load and unload are refused (they would reach one worker).
+where exact totals matter). A worker loads its bundles before it takes a connection, so a worker that starts or
+restarts never answers "loading" for the others; until the first is ready, connections wait in the port's backlog.
+Repository load and unload are refused (they would reach one worker).
 
 Supervision: SIGTERM/SIGINT are passed on to the workers, which finish their running requests (bounded by
 ``--shutdown-timeout``); a worker still running after that is killed. A worker that exits at start-up (within

@@ -114,7 +114,7 @@ def test_workers_serve_one_port_from_one_shared_copy_of_the_weights(tmp_path: Pa
 
     with serving([bundle], "--workers", "2", "--no-share-weights", log=tmp_path / "own.log") as (url, proc):
         own = _wait(lambda: len(_children(proc.pid)) == 2 and _children(proc.pid), 30, "two worker processes")
-        for _ in range(6):
+        for _ in range(6):  # straight away: a worker still loading takes no connection, so nothing answers 503
             assert _infer(url, tiny.GOLDEN_X)[0] == 200
         _wait(lambda: (tmp_path / "own.log").read_text().count(" ready in ") == 2, 60, "both workers loaded")
         time.sleep(1.0)
