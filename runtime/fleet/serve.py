@@ -341,7 +341,6 @@ class Inherited:
 
     sockets: list[Any]
     shared: dict[str, SharedGraph]
-    index: int
 
 
 def serve(config: ServeConfig, on_listening: Callable[..., None] | None = None, *,

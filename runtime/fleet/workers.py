@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -80,12 +81,14 @@ def serve_workers(config: Any, on_listening: Callable[..., None] | None = None) 
 
     Raises:
         UsageError: a port cannot be bound.
+        AuditError: the audit trail cannot be written (before any worker starts).
         WorkerFailed: a worker exited at start-up, or kept dying.
     """
     from .http import bind
     from .repository import expand_bundles
     from .shared_weights import prepare, remove, shared_folder
 
+    _check_audit(config)
     sockets = [bind(config.host, config.port)]
     if config.metrics_port is not None:
         sockets.append(bind(config.host, config.metrics_port))
@@ -95,7 +98,7 @@ def serve_workers(config: Any, on_listening: Callable[..., None] | None = None) 
     folder = shared_folder() if config.share_weights else None
     procs: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
     stopped: list[int] = []
-    main = threading_is_main()
+    main = threading.current_thread() is threading.main_thread()
     previous = {s: signal.signal(s, lambda sig, _f: stopped.append(sig)) for s in (signal.SIGINT, signal.SIGTERM)} \
         if main else {}
     try:
@@ -131,10 +134,25 @@ def serve_workers(config: Any, on_listening: Callable[..., None] | None = None) 
     return stopped[0] if stopped else 0
 
 
-def threading_is_main() -> bool:
-    import threading
+def _check_audit(config: Any) -> None:
+    """An unwritable audit trail stops the start before any worker runs, as it does without ``--workers``: the
+    parent writes the supervisor's start record (the workers then chain their own onto it).
 
-    return threading.current_thread() is threading.main_thread()
+    Raises:
+        AuditError: the trail cannot be written (exit 12).
+    """
+    if not config.audit:
+        return
+    from .._version import __version__
+    from ..audit import AuditLog
+
+    audit = AuditLog(config.audit, key=config.audit_key, head=config.audit_head, rotate_mb=config.audit_rotate_mb,
+                     retain_days=config.audit_retain_days)
+    try:
+        audit.event("serve_workers_started", bundles=[str(b) for b in config.bundles], pid=os.getpid(),
+                    workers=config.workers, medinfer=__version__)
+    finally:
+        audit.close()
 
 
 def _supervise(procs: dict[int, tuple[subprocess.Popen[bytes], float]], stopped: list[int],
@@ -211,7 +229,7 @@ def main() -> int:
     sockets = [socket.socket(fileno=fd) for fd in spec["fds"]]
     shared = {k: SharedGraph.from_json(v) for k, v in spec["shared"].items()}
     try:
-        serve(config, None, inherited=Inherited(sockets, shared, int(spec["index"])))
+        serve(config, None, inherited=Inherited(sockets, shared))
     except MedinferError as exc:
         log.error("worker %s: %s: %s", spec["index"], type(exc).__name__, exc)
         return 2

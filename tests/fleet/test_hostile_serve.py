@@ -144,6 +144,14 @@ def test_an_unwritable_audit_trail_stops_the_start(tiny_bundle_ro: Path) -> None
     assert proc.returncode == 12 and "AuditError" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_an_unwritable_audit_trail_stops_the_start_with_workers_too(tiny_bundle_ro: Path) -> None:
+    """--workers: the parent writes its start record before any worker runs (same exit 12, not a worker failure)."""
+    proc = subprocess.run([sys.executable, "-m", "medinfer", "serve", str(tiny_bundle_ro), "--audit", "/dev/full",
+                           "--port", "0", "--workers", "2"], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 12 and "AuditError" in proc.stderr and "Traceback" not in proc.stderr
+    assert "worker" not in proc.stderr.lower(), proc.stderr  # refused before any worker started
+
+
 def test_settings_are_checked_by_the_library_too() -> None:
     from medinfer.fleet.serve import ServeConfig
 

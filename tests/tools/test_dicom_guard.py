@@ -306,8 +306,8 @@ def _mostly_bone(shape: tuple[int, int] = (260, 236)) -> np.ndarray:
     return hu.astype(np.float32)
 
 
-def test_a_calibrated_slice_mostly_outside_the_domain_is_outside_as_a_whole(slice_guarded: Path,
-                                                                           tmp_path: Path) -> None:
+def test_a_calibrated_slice_mostly_outside_the_domain_is_outside_as_a_whole(
+        slice_guarded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The one-pass graph's slice-level score (domain_score_slice: the upper median of the tissue windows') is part
     of the slice's verdict: with the calibration check alone, the soft-tissue windows of this slice would be answered
     as in the domain."""
@@ -325,6 +325,14 @@ def test_a_calibrated_slice_mostly_outside_the_domain_is_outside_as_a_whole(slic
     assert np.isnan(refused.scores).all()
     with pytest.raises(medinfer.OutOfDomainError):
         dicom.predict_file(medinfer.load(slice_guarded, variant="slice", out_of_domain="raise"), path, stride=24)
+    from medinfer.tools.dicom_domain import domain_statements, slice_verdict
+
+    assert slice_verdict(result) == "outside" and "above the threshold" in domain_statements(result)[0]  # the SR's
+    assert main(["predict", str(slice_guarded), str(path), "--stride", "24", "--json"]) == 0  # the CLI, one pass
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["domain"]["slice_in_domain"] is False and not any(w["in_domain"] for w in cli["windows"])
+    assert main(["predict", str(slice_guarded), str(path), "--stride", "24", "--out-of-domain", "no_result"]) == 5
+    assert "at least half of the windows" in capsys.readouterr().err
     calibrated = dicom.predict_file(medinfer.load(slice_guarded, variant="slice"),
                                     _synthetic(tmp_path, tiny_cnn.ct_image((260, 236), seed=11), "plain"), stride=24)
     assert calibrated.slice_in_domain and calibrated.guard.slice_score <= tiny_cnn.GUARD_THRESHOLD
