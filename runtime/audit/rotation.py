@@ -47,6 +47,14 @@ def rotated_files(active: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def at_path(path: Path, fd: int) -> bool:
+    """Whether the open file ``fd`` is the file named ``path`` now."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(fd))
+    except FileNotFoundError:
+        return False
+
+
 def active_of(path: Path) -> Path:
     """The active file of the set ``path`` belongs to (``path`` itself unless it is a rotated file's name)."""
     match = re.match(rf"^(.+)\.\d{{{_DIGITS}}}$", path.name)
@@ -104,6 +112,7 @@ class Rotation:
     key: bytes | None
     retain_days: float | None
     _fd: int
+    _fd_active: bool
     _end: int
     _seq: int
     _file_started: float
@@ -114,7 +123,7 @@ class Rotation:
         def _append(self, build: Any, prefix: bytes = b"") -> str: ...
         def _generic(self, body: dict[str, Any]) -> Any: ...
         def _open_fd(self) -> int: ...
-        def _swap_fd(self, new: int) -> None: ...
+        def _swap_fd(self, new: int, active: bool = True) -> None: ...
         def _follow_lines(self, size: int, cursor: Any = None, active: bool = True) -> tuple[int, bool]: ...
         def _stop(self, problem: str) -> AuditError: ...
         def _now(self) -> str: ...
@@ -182,14 +191,20 @@ class Rotation:
     def _open_next(self, previous: dict[str, Any]) -> tuple[int, bool]:
         """Open the active file that follows (flock'd) and write its first record, unless another writer did
         (then follow its lines). Returns what :meth:`_follow_lines` does."""
+        closed = os.fstat(self._fd)
         self._swap_fd(self._open_fd())
+        if os.path.samestat(os.fstat(self._fd), closed):
+            # The closed file this writer read without a lock is still the active file, now locked by this writer:
+            # its rotation stopped between the new name and the removal of the old one (its writer died). Finish it.
+            self._end = closed.st_size
+            return self._open_next(self._rename_closed())
         # Another process may have opened the file after ours AND rotated it between our look for it and our lock
         # on the active file (this writer was several rotations behind, or slow between its rename and this
         # open): then the file after ours is a rotated one and the active file, empty or not, chains onto a later
         # file. Under the active file's flock no rotation can happen, so this look holds.
         following = rotated_name(self.path, self._seq + 1)
         if os.path.exists(following) and not os.path.samestat(os.stat(following), os.fstat(self._fd)):
-            self._swap_fd(os.open(following, os.O_RDONLY))
+            self._swap_fd(os.open(following, os.O_RDONLY), active=False)
             return self._follow_lines(os.fstat(self._fd).st_size, active=False)
         size = os.fstat(self._fd).st_size
         if size:  # another process opened it first: its first record must chain onto ours
@@ -203,17 +218,18 @@ class Rotation:
     def _next_file(self) -> tuple[int, bool]:
         """The current file ends with its closing record: go on in the file after it. That is the active file
         renamed now (a rotation cut short by a crash), a newer rotated file (this writer is several rotations
-        behind), or the active file."""
+        behind), or the active file.
+
+        Only a writer holding the closed file's flock renames it: one reading a rotated file without a lock that
+        finds it still at the active name takes the lock first (:meth:`_open_next`), as another writer may be
+        between its rename and the removal of the old name (renaming it then would remove the new active file
+        that writer opens next, with the records it writes there)."""
         old = self._fd
-        try:
-            here: os.stat_result | None = os.stat(self.path)
-        except FileNotFoundError:
-            here = None
-        if here is not None and os.path.samestat(here, os.fstat(old)):
+        if self._fd_active and at_path(self.path, old):
             return self._open_next(self._rename_closed())
         following = rotated_name(self.path, self._seq + 1)
         if os.path.exists(following):
-            self._swap_fd(os.open(following, os.O_RDONLY))
+            self._swap_fd(os.open(following, os.O_RDONLY), active=False)
             return self._follow_lines(os.fstat(self._fd).st_size, active=False)
         return self._open_next(self._previous_of(old))
 

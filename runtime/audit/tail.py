@@ -23,7 +23,7 @@ from ..errors import AuditError
 from .anchor import Anchor, Counter, HeadFile, head_path, read_head
 from .chain import ChainBreak, Cursor, resume
 from .record import CLOSED, GENESIS, MAX_LINE, OPENED, RECOVERED, fd_digest, parse_record, read_at, torn_digest
-from .rotation import check_closed, line_ending_at, rotated_files, started_at
+from .rotation import at_path, check_closed, line_ending_at, rotated_files, started_at
 
 try:  # POSIX advisory locks; elsewhere one writer per file per process is what is guaranteed
     import fcntl
@@ -42,6 +42,7 @@ class TailCheck:
     key: bytes | None
     head: bool
     _fd: int
+    _fd_active: bool
     _prev: str
     _seq: int
     _end: int
@@ -68,24 +69,35 @@ class TailCheck:
 
     # -- the file ----------------------------------------------------------------------------------------------
     def _open_fd(self) -> int:
-        """Open the active file for appending (and reading its tail), flock'd; refuse a FIFO or socket (a write
-        could block for ever)."""
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), 0o640)
-        except OSError as exc:
-            raise AuditError(f"audit trail {self.path} cannot be opened for appending ({exc.strerror or exc})") \
-                from None
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
-            os.close(fd)
-            raise AuditError(f"audit trail {self.path} is a FIFO or socket: give a regular file")
-        if FLOCK is not None:
-            FLOCK(fd, LOCK_EX)
-        return fd
+        """Open the active file for appending (and reading its tail), flock'd, and still the active file once
+        locked; refuse a FIFO or socket (a write could block for ever).
 
-    def _swap_fd(self, new: int) -> None:
-        """Continue in ``new`` (flock'd), closing the file before it (which releases its flock)."""
-        old, self._fd, self._end = self._fd, new, 0
+        Only the holder of a file's flock renames it out of the active name, so a file that is at the active name
+        once this writer holds its lock stays there until this writer lets go. A file rotated away while this
+        writer waited for its lock is closed and the new active file opened (without that check, a writer could
+        start a chain of its own in a file no longer in the set, or rename a file it does not hold).
+        """
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), 0o640)
+            except OSError as exc:
+                raise AuditError(f"audit trail {self.path} cannot be opened for appending ({exc.strerror or exc})") \
+                    from None
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+                os.close(fd)
+                raise AuditError(f"audit trail {self.path} is a FIFO or socket: give a regular file")
+            if FLOCK is None:
+                return fd
+            FLOCK(fd, LOCK_EX)
+            if at_path(self.path, fd):
+                return fd
+            os.close(fd)  # rotated away while this writer waited: the active file is a newer one
+
+    def _swap_fd(self, new: int, active: bool = True) -> None:
+        """Continue in ``new`` (the active file, flock'd; or a rotated file read without a lock), closing the file
+        before it (which releases its flock)."""
+        old, self._fd, self._end, self._fd_active = self._fd, new, 0, active
         if old >= 0:
             os.close(old)
 

@@ -126,11 +126,11 @@ class AuditLog(GroupCommit, TailCheck, Rotation):
         self._undurable: str | None = None  # why the last group fsync failed (appends refused until it works)
         self._wake = threading.Condition(self._lock)
         self._flusher: threading.Thread | None = None
-        self._fd = -1
+        self._fd, self._fd_active = -1, False
         self._counter = Counter(Path(counter) if counter else counter_path(self.path), self.key) if head else None
         self._head = HeadFile(self.path, self.key, counter=True) if head else None
         try:
-            self._fd = self._open_fd()
+            self._fd, self._fd_active = self._open_fd(), True
             with self._lock:
                 self._slow(self._resume)
                 if self._withheld is not None:
