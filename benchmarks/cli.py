@@ -141,8 +141,9 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="medinfer serve (before/after issue 17, audit on/off), MLServer and "
                                      "tritonserver side by side -> results/serve.json")
     _bundle_args(p)
-    p.add_argument("--servers", nargs="+", default=["medinfer-baseline", "medinfer", "mlserver", "tritonserver"],
-                   help="servers to compare")
+    p.add_argument("--servers", nargs="+", default=["medinfer-baseline", "medinfer", "medinfer-workers", "mlserver",
+                                                    "tritonserver"],
+                   help="servers to compare (medinfer-workers: serve --workers over the same cores, audit on)")
     p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrent clients")
     p.add_argument("--encodings", nargs="+", choices=("json", "binary", "grpc"), default=["json", "binary", "grpc"],
                    help="request encodings (grpc: KServe v2 ModelInfer with raw tensors, servers that speak it)")

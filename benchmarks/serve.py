@@ -53,7 +53,7 @@ from .schema import captured, error_text
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
-SERVERS = ("medinfer-baseline", "medinfer", "mlserver", "tritonserver")
+SERVERS = ("medinfer-baseline", "medinfer", "medinfer-workers", "mlserver", "tritonserver")
 BASELINE_REF = "5e459c4"  # main before issue 17
 README_AUDIT = ("--deadline-ms", "200")  # with --audit FILE: the README's audited configuration
 _DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32", "string": "BYTES"}
@@ -161,15 +161,20 @@ def baseline_tree(ref: str) -> Path:
 
 
 @contextlib.contextmanager
-def medinfer_server(bundle: Path, work: Path, audit: bool, baseline: Path | None, threads: int) -> Iterator[int]:
+def medinfer_server(bundle: Path, work: Path, audit: bool, baseline: Path | None, threads: int,
+                    workers: int = 1) -> Iterator[int]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if baseline is not None:
         env["PYTHONPATH"] = f"{baseline}{os.pathsep}{baseline / 'site'}"
+    if workers > 1:  # worker processes are new interpreters: the thread count reaches them through sitecustomize
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "serve_site"), env.get("PYTHONPATH")]))
+        env["MEDINFER_BENCH_THREADS"] = str(threads)
     from .serve_candidates import medinfer_command
 
     extra: list[str] = []
     if baseline is None:  # today's medinfer: auth on and gRPC besides HTTP (the baseline has neither)
         extra += ["--grpc-port", "0", *(["--token-file", AUTH["file"]] if AUTH else [])]
+        extra += ["--workers", str(workers)] if workers > 1 else []
         # e.g. MEDINFER_BENCH_SERVE_ARGS="--dynamic-batching off" to compare without dynamic batching
         extra += os.environ.get("MEDINFER_BENCH_SERVE_ARGS", "").split()
     cmd = medinfer_command(bundle, work, audit, threads, extra)
@@ -370,6 +375,11 @@ def medians(record: dict[str, Any]) -> dict[tuple[str, str, str, int], dict[str,
     return out
 
 
+def _audited_medinfer(label: str) -> bool:
+    """Today's medinfer with its audit trail on (one process or several workers), not the baseline."""
+    return label.startswith("medinfer ") and label.endswith("+audit")
+
+
 def _ratio(rate: dict[str, float | None], a: str, b: str) -> str:
     x, y = rate.get(a), rate.get(b)
     return f"{x / y:.2f}" if x and y else "–"
@@ -387,8 +397,11 @@ def markdown(record: dict[str, Any]) -> list[str]:
     table = medians(record)
     servers = sorted({k[1] for k in table}, key=lambda x: (SERVERS.index(x.split(" ")[0]), x))
     lines += ["| model | encoding | clients | " + " | ".join(f"{x} req/s (p50/p99 µs)" for x in servers) +
-              " | medinfer +audit ÷ baseline +audit | medinfer ÷ mlserver | medinfer ÷ tritonserver |",
+              " | medinfer +audit ÷ baseline +audit | medinfer +audit (best) ÷ mlserver | medinfer +audit (best) ÷ "
+              "tritonserver |",
               "|---|---|---|" + "---|" * (len(servers) + 3)]
+    ahead: list[str] = []
+    behind: list[str] = []
     for model, encoding, clients in sorted({(k[0], k[2], k[3]) for k in table}):
         cells, rate = [], {}
         for x in servers:
@@ -402,9 +415,19 @@ def markdown(record: dict[str, Any]) -> list[str]:
             rate[x] = m["req_per_s"]
             flags = f" [{m['errors']:.0f} errors]" if m["errors"] else ""
             cells.append(f"{m['req_per_s']:.0f} ({m['p50_us']:.0f}/{m['p99_us']:.0f}){flags}")
-        ratios = [_ratio(rate, "medinfer +audit", "medinfer-baseline +audit"), _ratio(rate, "medinfer", "mlserver"),
-                  _ratio(rate, "medinfer", "tritonserver")]
+        audited = [v for k, v in rate.items() if _audited_medinfer(k)]
+        if audited:
+            rate["best"] = max(audited)
+        ratios = [_ratio(rate, "medinfer +audit", "medinfer-baseline +audit"), _ratio(rate, "best", "mlserver"),
+                  _ratio(rate, "best", "tritonserver")]
+        for peer in ("mlserver", "tritonserver"):
+            if rate.get("best") and rate.get(peer):
+                (behind if rate["best"] < rate[peer] else ahead).append(f"{model} {encoding} {clients} vs {peer}")
         lines.append(f"| {model} | {encoding} | {clients} | " + " | ".join(cells + ratios) + " |")
+    if ahead or behind:
+        lines += ["", f"Goal (issue 29: medinfer with auth and audit on, the better of its rows, at least every "
+                  f"contender in every cell): met in {len(ahead)} of {len(ahead) + len(behind)} cells"
+                  + (f"; behind in: {', '.join(behind)}." if behind else ".")]
     batches = sorted((k, m["mean_batch"]) for k, m in table.items() if m["mean_batch"] == m["mean_batch"])
     if batches:
         lines += ["", "Requests per model execution (Triton's statistics extension, Δinference_count ÷ "

@@ -101,6 +101,14 @@ def candidates(servers: list[str], baseline_ref: str, work: Path, threads: int, 
             out[f"medinfer{' +audit' if audit else ''}"] = \
                 lambda b, a=audit: serve.medinfer_server(b, work, a, None, threads)
         info["medinfer"] = {"available": True, "label": label["medinfer"], "threads": threads}
+    if "medinfer-workers" in servers:  # the same cores split among worker processes (audit on, one chain)
+        workers = max(2, threads)
+        each = max(1, threads // workers)
+        out[f"medinfer x{workers} workers +audit"] = \
+            lambda b: serve.medinfer_server(b, work, True, None, each, workers=workers)
+        info["medinfer-workers"] = {"available": True, "threads": each, "workers": workers,
+                                    "label": f"{label['medinfer']}; --workers {workers}, {each} intra-op "
+                                             "thread(s) each, weights shared"}
     for name, factory in (("mlserver", serve.mlserver_server), ("tritonserver", serve.triton_server)):
         if name not in servers:
             continue
