@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .loadgen import Load
+from .schema import captured
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 
@@ -40,7 +41,7 @@ async def _drive(target: str, request: bytes, clients: int, seconds: float, meta
     calls = [ch.unary_unary(METHOD, request_serializer=None, response_deserializer=None) for ch in channels]
     latencies: list[list[int]] = [[] for _ in range(clients)]
     counts = {"sent": 0, "errors": 0}
-    errors: list[str] = []
+    errors: list[dict[str, Any]] = []
     first: list[bytes] = []
     for call in calls:
         for _ in range(warmup):
@@ -57,7 +58,7 @@ async def _drive(target: str, request: bytes, clients: int, seconds: float, meta
             except grpc.aio.AioRpcError as exc:
                 counts["errors"] += 1
                 if len(errors) < 3:
-                    errors.append(f"{exc.code()}: {exc.details()[:300]}")
+                    errors.append(captured(f"{exc.code()}: {(exc.details() or '')[:300]}", exception="AioRpcError"))
                 continue
             bucket.append(time.perf_counter_ns() - t0)
             if not first:
@@ -70,7 +71,7 @@ async def _drive(target: str, request: bytes, clients: int, seconds: float, meta
         await ch.close()
     lat = np.concatenate([np.asarray(b, dtype=np.int64) for b in latencies]) / 1e3 if clients else np.array([])
     return Load(clients, wall, int(lat.size), counts["errors"], lat, first[0] if first else b"",
-                errors[0] if errors else "")
+                errors[0] if errors else None)
 
 
 def run_grpc_load(host: str, port: int, request: bytes, clients: int, seconds: float,

@@ -50,6 +50,12 @@ def labels(versions: dict[str, dict[str, Any]], baseline_ref: str) -> dict[str, 
     }
 
 
+def medinfer_version() -> str:
+    import medinfer
+
+    return str(medinfer.__version__)
+
+
 def medinfer_command(bundle: Path, work: Path, audit: bool, threads: int, extra: Sequence[str] = ()) -> list[str]:
     """``medinfer serve`` through :mod:`benchmarks.serve_threads` (every ``medinfer.load`` with ``threads``), with
     ``extra`` serve options (auth, gRPC)."""
@@ -107,8 +113,8 @@ def candidates(servers: list[str], baseline_ref: str, work: Path, threads: int, 
         out[f"medinfer x{workers} workers +audit"] = \
             lambda b: serve.medinfer_server(b, work, True, None, each, workers=workers)
         info["medinfer-workers"] = {"available": True, "threads": each, "workers": workers,
-                                    "label": f"{label['medinfer']}; --workers {workers}, {each} intra-op "
-                                             "thread(s) each, weights shared"}
+                                    "label": f"medinfer serve {medinfer_version()} --workers {workers} (weights "
+                                             f"shared), otherwise as medinfer"}
     for name, factory in (("mlserver", serve.mlserver_server), ("tritonserver", serve.triton_server)):
         if name not in servers:
             continue

@@ -17,13 +17,15 @@ def test_serve_benchmark_smoke(tiny_bundle_ro: Path, tmp_path: Path) -> None:
     from benchmarks.serve import markdown, medians, run
 
     bundle = shutil.copytree(tiny_bundle_ro, tmp_path / "bundles" / "tiny_logistic")
-    record = run([bundle], ["medinfer", "mlserver-not-asked"], clients=[1, 3], encodings=["json", "binary"],
-                 seconds=0.2, rounds=1, progress=lambda _: None, threads=2)
+    record = run([bundle], ["medinfer", "medinfer-workers", "mlserver-not-asked"], clients=[1, 3],
+                 encodings=["json", "binary", "grpc"], seconds=0.2, rounds=1, progress=lambda _: None, threads=2)
     assert record["provenance"]["started"] == record["time"] and record["bundles"]["tiny_logistic"]["graphs"]
     assert record["servers"]["medinfer"]["threads"] == 2 and record["servers"]["medinfer"]["label"]
+    assert record["servers"]["medinfer-workers"]["threads"] == 1  # the run's two cores split between two workers
     assert {r["threads"] for r in record["runs"]} == {2}
     labels = {(r["server"], r["encoding"], r["clients"]) for r in record["runs"]}
-    assert labels == {(s, e, c) for s in ("medinfer", "medinfer +audit") for e in ("json", "binary") for c in (1, 3)}
+    assert labels == {(s, e, c) for s in ("medinfer", "medinfer +audit", "medinfer x2 workers +audit")
+                      for e in ("json", "binary", "grpc") for c in (1, 3)}
     assert all(r["requests"] > 0 and r["errors"] == 0 and r["p99_us"] >= r["p50_us"] > 0 for r in record["runs"])
     assert "|" not in json.dumps(record)  # raw data only: REPORT.md renders the tables
     table = medians(record)
