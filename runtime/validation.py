@@ -46,7 +46,7 @@ class InputCheck:
     """Validates and normalises one input tensor. Built once per model; called on every prediction."""
 
     __slots__ = ("spec", "owner", "name", "dtype", "rank", "fixed", "lo", "hi", "dot_bound", "is_string", "batched",
-                 "casting", "shape_text", "is_float", "feature_lo", "feature_hi", "max_elements")
+                 "casting", "shape_text", "is_float", "feature_lo", "feature_hi", "max_elements", "bits", "bits_hi")
 
     dtype: Any
     lo: Any
@@ -74,6 +74,14 @@ class InputCheck:
         if self.is_float and spec.range is not None and spec.range[0] < 0 < spec.range[1]:
             m = min(-spec.range[0], spec.range[1])
             self.dot_bound = self.dtype.type(0.999 * m * m)  # margin for the dot's float rounding
+        # A range [0, hi] of floats: read as unsigned integers of their width, the floats +0 to hi keep their
+        # order and everything else (negatives and -0.0: the sign bit; NaN, inf and values above hi) is larger, so
+        # one max reduction accepts (~0.9 µs instead of two reductions); what it does not accept gets the exact check.
+        self.bits = self.bits_hi = None
+        if self.is_float and self.dot_bound is None and spec.range is not None and spec.range[0] == 0 \
+                and self.dtype.itemsize in (4, 8):
+            self.bits = np.dtype(f"u{self.dtype.itemsize}")
+            self.bits_hi = np.asarray(self.hi, self.dtype).view(self.bits)[()]
         self.casting = casting
         self.shape_text = "(" + ", ".join(str(d) for d in spec.shape) + ")"
         self.max_elements = max_elements
@@ -109,7 +117,8 @@ class InputCheck:
             # Fast accept: sum(x**2) <= m**2 implies every |x_i| <= m, i.e. inside [-m, m] within the declared
             # range; NaN/inf make the sum NaN/inf and fall through. One BLAS dot (~0.5 µs) instead of two
             # reductions (~1.9 µs) on small inputs; anything not accepted gets the exact check.
-            if not (self.dot_bound is not None and _VDOT(x, x) <= self.dot_bound):
+            if not (self.dot_bound is not None and _VDOT(x, x) <= self.dot_bound
+                    or self.bits is not None and _MAX(x.view(self.bits), None) <= self.bits_hi):
                 # NaN propagates through min/max and fails both comparisons, so this also checks finiteness.
                 if not (self.lo <= _MIN(x, None) and _MAX(x, None) <= self.hi):
                     self._value_error(x)

@@ -253,3 +253,29 @@ def test_large_batch_session(make_bundle: MakeBundle) -> None:
     assert off.large_session is None
     mine = medinfer.load(bundle, session_profile={"intra_op_num_threads": 3})  # the caller's setting wins
     assert mine.large_session.get_session_options().intra_op_num_threads == 3
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_range_from_zero_accepts_exactly_what_the_exact_check_accepts(dtype: str) -> None:
+    """[0, hi] ranges take a one-reduction fast accept (the floats read as unsigned integers): it must accept
+    nothing the exact check refuses (negatives, -0.0 aside, NaN of either sign, inf, the next float above hi) and
+    refuse nothing in range."""
+    from medinfer.manifest import TensorSpec
+    from medinfer.validation import InputCheck
+
+    check = InputCheck(TensorSpec("x", dtype, ("N", 4), range=(0.0, 20.0)), "m")
+    assert check.bits is not None  # the fast accept is on for this range
+    t = np.dtype(dtype).type
+    hi = t(20.0)
+    tiny = np.finfo(dtype).smallest_subnormal
+    for bad in (np.nextafter(hi, t(np.inf)), t(-tiny), t(-1.0), t(np.nan), -t(np.nan), t(np.inf), t(-np.inf),
+                t(1e30)):
+        x = np.array([[1.0, 2.0, bad, 3.0]], dtype)
+        wide = np.zeros((1, 8), dtype)
+        wide[0, 4] = bad
+        for value in (x, wide[:, ::2]):  # contiguous, and a strided view
+            with pytest.raises(medinfer.InputError):
+                check(value)
+    for good in (t(0.0), t(-0.0), tiny, hi, t(19.999)):
+        x = np.array([[good, 0.0, hi, good]], dtype)
+        assert np.array_equal(check(x)[0], x)
