@@ -72,3 +72,28 @@ def test_a_server_that_refused_its_bundle_is_reported_at_once_with_its_reason(tm
                                                       "baseline_ref": "5e459c4"}, "runs": [
         {"model": "m", "server": "medinfer-baseline", "error": "did not start: refused its bundle: ManifestError"}]}
     assert any("medinfer-baseline (m): did not start: refused its bundle" in line for line in serve.markdown(doc))
+
+
+def test_a_server_refusing_every_grpc_call_is_measured_as_errors_not_a_crash() -> None:
+    """MLServer refuses Triton's raw BYTES tensors over gRPC: the load generator records the refusals (count and
+    the first one, captured) like the HTTP generator does, instead of ending the whole run in its warm-up."""
+    grpc = pytest.importorskip("grpc")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from benchmarks.grpc_load import run_grpc_load
+
+    def refuse(_request: bytes, context) -> bytes:
+        context.abort(grpc.StatusCode.INTERNAL, "cannot reshape array of size 247 into shape (1,1)")
+
+    handler = grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
+        "ModelInfer": grpc.unary_unary_rpc_method_handler(refuse)})
+    server = grpc.server(ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        load = run_grpc_load("127.0.0.1", port, b"", 2, 0.2)
+    finally:
+        server.stop(None)
+    assert load.ok == 0 and load.errors > 0
+    assert load.error_sample is not None and "cannot reshape" in load.error_sample["message"]
