@@ -30,8 +30,6 @@ LEGACY: dict[str, list[str]] = {
     "concurrency.json": ["$.provenance", "$.bundles"],
     "runs_on.json": ["$.rows[*].provenance", "$.description"],
     "scale.json": ["$.provenance", "$.bundles"],
-    "serve.json": ["$.provenance", "$.bundles", "$.title", "$.runs[*].error",
-                   "$.runs[*].error_sample"],
 }
 
 

@@ -335,7 +335,8 @@ def run(bundles: list[Path], servers: list[str], clients: list[int], encodings: 
                             continue  # this server speaks no gRPC
                         request = http_request("127.0.0.1", ports[label], f"/v2/models/{name}/infer", body, headers)
                         for n in clients:
-                            before = _executions(ports[label], name)
+                            # several workers answer statistics each for itself: no count across the port
+                            before = None if "workers" in label else _executions(ports[label], name)
                             load = run_grpc_load("127.0.0.1", grpc_port, body, n, seconds, headers) \
                                 if encoding == "grpc" and grpc_port is not None else \
                                 run_load("127.0.0.1", ports[label], request, n, seconds)
@@ -371,7 +372,7 @@ def medians(record: dict[str, Any]) -> dict[tuple[str, str, str, int], dict[str,
                     "errors": float(sum(r["errors"] for r in rows)),
                     "requests": float(sum(r["requests"] for r in rows)),
                     "mean_batch": float(np.median([r["mean_batch"] for r in rows if "mean_batch" in r]))
-                    if any("mean_batch" in r for r in rows) else float("nan")}
+                    if any("mean_batch" in r for r in rows) and "workers" not in key[1] else float("nan")}
     return out
 
 
