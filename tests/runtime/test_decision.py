@@ -119,3 +119,25 @@ def test_the_audit_summary_of_one_domain_score_equals_the_batch_rule() -> None:
     got = _summary(Fake(batch, 1.0))
     assert got["out_of_domain"] == int(np.sum(~(batch <= np.float32(1.0))))
     np.testing.assert_array_equal(got["domain_scores"], np.round(batch[:16].astype(np.float64), 5))
+
+
+def test_the_positive_class_is_the_declared_one_else_the_last_label_else_the_sigmoid_unit() -> None:
+    from medinfer.decision import positive_index
+
+    assert positive_index(["benign", "malignant"], "benign") == 0
+    assert positive_index(["a", "b", "c"], None) == 2  # the last label
+    assert positive_index(["a", "b", "c"], "not a label") == 2
+    assert positive_index(None, None) == 1  # a sigmoid unit: its one column is class 1
+    assert positive_index([], "anything") == 1
+
+
+def test_in_domain_is_at_most_the_threshold_compared_in_float32() -> None:
+    """THE applicability-domain rule: a score equal to the threshold is inside; the comparison is the graph's
+    float32 one (0.1 as float32 lies above 0.1 as float64, and is still inside a 0.1 threshold)."""
+    from medinfer.decision import in_domain
+
+    scores = np.array([0.05, 0.1, 0.1000001, 7.0], dtype=np.float32)
+    assert in_domain(scores, 0.1).tolist() == [True, True, False, False]
+    assert float(np.float32(0.1)) > 0.1  # why float32: in float64 the second score would be outside
+    assert in_domain(np.array([3.0], np.float32), 3.0).tolist() == [True]
+    assert in_domain([2.5, 3.5], 3.0).tolist() == [True, False]  # a list reads like an array
