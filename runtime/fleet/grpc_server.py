@@ -3,24 +3,24 @@
 The service is Triton's ``inference.GRPCInferenceService`` (grpc_service.proto, whose KServe v2 core is the
 Open Inference Protocol's gRPC API); its messages are the generated modules that NVIDIA ships in
 ``tritonclient[grpc]`` (``tritonclient.grpc.service_pb2``, ``model_config_pb2``), so the server and every
-Triton/KServe client speak one compiled copy of the proto. It shares everything with HTTP: the model slots, the
-request path (:func:`medinfer.fleet.infer.predict_request`: ids, element bound, deadline, ``Model.predict``,
-audit record), the statistics and Prometheus counters, and the auth policy (tokens as ``authorization``
-metadata, client certificates through grpcio's mutual TLS).
+Triton/KServe client speak one compiled copy of the proto. It runs on grpc.aio in the HTTP server's own event
+loop and shares everything with HTTP: the model slots, the gate, the worker pool and the dynamic batchers (so
+gRPC and HTTP requests that wait at the same time run as one batch, and a model fast enough runs on the loop with
+no thread hand-off), the request path (:func:`medinfer.fleet.infer.predict_request`: ids, element bound, deadline,
+``Model.predict``, audit record), the statistics and Prometheus counters, and the auth policy (tokens as
+``authorization`` metadata, client certificates through grpcio's mutual TLS).
 
 Bounds: messages above ``--max-body-mb`` are refused by grpcio (RESOURCE_EXHAUSTED) before they are handed over;
-inference runs at most ``--max-concurrency`` at once with ``--max-queue`` waiting, more are refused at once
-(UNAVAILABLE, retryable); a few threads beyond those stay free for health and metadata; idle connections close
-after ``--request-timeout``.
+inference runs at most ``--max-concurrency`` at once with ``--max-queue`` waiting (HTTP's gate: the bound holds for
+both protocols together), more are refused at once (UNAVAILABLE, retryable); a few calls beyond those stay free
+for health and metadata; idle connections close after ``--request-timeout``.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
 import logging
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,6 @@ from ..errors import (
     AuthError,
     InputTypeError,
     MedinferError,
-    NotReady,
     RequestError,
     grpc_status,
 )
@@ -40,7 +39,7 @@ from .protocol import NUMPY, InferRequest, from_binary, tensor_head, to_binary
 
 log = logging.getLogger(__name__)
 
-HEALTH_THREADS = 4  # threads beyond inference's running + waiting, for health and metadata calls
+HEALTH_CALLS = 4  # calls beyond inference's running + waiting, kept free for health and metadata
 # datatype -> the InferTensorContents field that carries it
 CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
             "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
@@ -64,33 +63,6 @@ def _modules() -> tuple[Any, Any, Any, Any]:
 def status_code(grpc: Any, exc: BaseException) -> Any:
     """The gRPC status of an error: its code's row of :data:`medinfer.errors.OUTWARD` (HTTP's twin)."""
     return getattr(grpc.StatusCode, grpc_status(exc))
-
-
-class ThreadGate:
-    """At most ``slots`` inferences running and ``queue`` waiting; more are refused at once (the HTTP Gate's twin
-    for grpcio's worker threads)."""
-
-    def __init__(self, slots: int, queue: int) -> None:
-        self.slots, self.queue = slots, queue
-        self._sem = threading.Semaphore(slots)
-        self._lock = threading.Lock()
-        self.waiting = 0
-
-    def __enter__(self) -> None:
-        if self._sem.acquire(blocking=False):
-            return
-        with self._lock:
-            if self.waiting >= self.queue:
-                raise NotReady(f"server busy: {self.slots} requests running and {self.waiting} waiting; retry later")
-            self.waiting += 1
-        try:
-            self._sem.acquire()
-        finally:
-            with self._lock:
-                self.waiting -= 1
-
-    def __exit__(self, *exc: Any) -> None:
-        self._sem.release()
 
 
 def decode_grpc_request(request: Any) -> InferRequest:
@@ -126,18 +98,17 @@ def decode_grpc_request(request: Any) -> InferRequest:
 
 
 class Servicer:
-    """The GRPCInferenceService methods, over the server's registry (built by :func:`start_grpc`)."""
+    """The GRPCInferenceService methods (grpc.aio coroutines on the HTTP server's event loop), over the server's
+    registry and the HTTP app's gate, worker pool and dynamic batchers (built by :func:`start_grpc`)."""
 
     def __init__(self, registry: Any, config: Any, auth: Any, pb: Any, json_format: Any, grpc: Any,
-                 app: Any = None) -> None:
+                 app: Any) -> None:
         self.registry, self.config, self.pb, self.json_format, self.grpc = registry, config, pb, json_format, grpc
-        self.app = app  # the HTTP app: its dynamic batchers (on its event loop) serve gRPC requests too
-        self.wait_s = config.request_timeout + config.shutdown_timeout  # a batch answers well within this
+        self.app = app  # the HTTP app: its gate, worker pool and dynamic batchers serve gRPC requests too
         self.auth = auth if auth is not None and auth.enabled else None
-        self.gate = ThreadGate(config.max_concurrency, config.max_queue)
         self.audited = registry.audit is not None
 
-    def _guard(self, method: str, context: Any) -> None:
+    async def _guard(self, method: str, context: Any) -> None:
         if self.auth is None:
             return
         metadata = dict(context.invocation_metadata() or ())
@@ -149,43 +120,43 @@ class Servicer:
             self.auth.check(GROUP_OF[method], metadata.get("authorization"), cert, client=context.peer()[:100],
                             path=method, protocol="grpc")
         except AuthError as exc:
-            context.abort(status_code(self.grpc, exc), f"{type(exc).__name__}: {exc}")
+            await context.abort(status_code(self.grpc, exc), f"{type(exc).__name__}: {exc}")
 
-    def _fail(self, context: Any, exc: BaseException) -> Any:
+    async def _fail(self, context: Any, exc: BaseException) -> Any:
         message = f"{type(exc).__name__}: {exc}" if isinstance(exc, MedinferError) else "internal error"
-        context.abort(status_code(self.grpc, exc), message)
+        await context.abort(status_code(self.grpc, exc), message)
 
     # -- health and metadata -----------------------------------------------------------------------------------
-    def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802 - the proto's names
-        self._guard("ServerLive", context)
+    async def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802 - the proto's names
+        await self._guard("ServerLive", context)
         return self.pb.ServerLiveResponse(live=True)
 
-    def ServerReady(self, request: Any, context: Any) -> Any:  # noqa: N802
-        self._guard("ServerReady", context)
+    async def ServerReady(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await self._guard("ServerReady", context)
         audit = self.registry.audit
         return self.pb.ServerReadyResponse(ready=self.registry.ready and (audit is None or audit.probe()))
 
-    def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
-        self._guard("ModelReady", context)
+    async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await self._guard("ModelReady", context)
         try:
             slot = self.registry.get(request.name, request.version or None)
         except MedinferError as exc:
-            return self._fail(context, exc)
+            return await self._fail(context, exc)
         return self.pb.ModelReadyResponse(ready=slot.state == "ready")
 
-    def ServerMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ServerMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
         from .app import EXTENSIONS
 
-        self._guard("ServerMetadata", context)
+        await self._guard("ServerMetadata", context)
         return self.pb.ServerMetadataResponse(name="medinfer", version=__version__, extensions=EXTENSIONS)
 
-    def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
-        self._guard("ModelMetadata", context)
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await self._guard("ModelMetadata", context)
         try:
             slot = self.registry.get(request.name, request.version or None)
             slot.ready_model()
         except MedinferError as exc:
-            return self._fail(context, exc)
+            return await self._fail(context, exc)
         doc = slot.metadata()
         meta = self.pb.ModelMetadataResponse.TensorMetadata
         return self.pb.ModelMetadataResponse(
@@ -193,107 +164,120 @@ class Servicer:
             inputs=[meta(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in doc["inputs"]],
             outputs=[meta(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in doc["outputs"]])
 
-    def ModelConfig(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ModelConfig(self, request: Any, context: Any) -> Any:  # noqa: N802
         from tritonclient.grpc import model_config_pb2
 
-        self._guard("ModelConfig", context)
+        await self._guard("ModelConfig", context)
         try:
             slot = self.registry.get(request.name, request.version or None)
             doc = slot.config(self.config)
         except MedinferError as exc:
-            return self._fail(context, exc)
+            return await self._fail(context, exc)
         config = self.json_format.ParseDict(doc, model_config_pb2.ModelConfig(), ignore_unknown_fields=True)
         return self.pb.ModelConfigResponse(config=config)
 
-    def ModelStatistics(self, request: Any, context: Any) -> Any:  # noqa: N802
-        self._guard("ModelStatistics", context)
+    async def ModelStatistics(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await self._guard("ModelStatistics", context)
         try:
             slots = [self.registry.get(request.name, request.version or None)] if request.name else \
                 list(self.registry.slots.values())
         except MedinferError as exc:
-            return self._fail(context, exc)
+            return await self._fail(context, exc)
         return self.json_format.ParseDict({"model_stats": [s.stats.triton() for s in slots]},
                                           self.pb.ModelStatisticsResponse(), ignore_unknown_fields=True)
 
-    def RepositoryIndex(self, request: Any, context: Any) -> Any:  # noqa: N802
-        self._guard("RepositoryIndex", context)
+    async def RepositoryIndex(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await self._guard("RepositoryIndex", context)
         index = self.pb.RepositoryIndexResponse.ModelIndex
         return self.pb.RepositoryIndexResponse(models=[index(**m) for m in self.registry.index()])
 
-    def RepositoryModelLoad(self, request: Any, context: Any) -> Any:  # noqa: N802
-        self._guard("RepositoryModelLoad", context)
-        try:
-            self.registry.load_model(request.model_name)
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await self._guard("RepositoryModelLoad", context)
+        try:  # a load reads and checks a bundle: in a thread, the loop keeps answering
+            await asyncio.to_thread(self.registry.load_model, request.model_name)
         except MedinferError as exc:
-            return self._fail(context, exc)
+            return await self._fail(context, exc)
         return self.pb.RepositoryModelLoadResponse()
 
-    def RepositoryModelUnload(self, request: Any, context: Any) -> Any:  # noqa: N802
-        self._guard("RepositoryModelUnload", context)
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await self._guard("RepositoryModelUnload", context)
         try:
-            self.registry.unload_model(request.model_name)
+            await asyncio.to_thread(self.registry.unload_model, request.model_name)
         except MedinferError as exc:
-            return self._fail(context, exc)
+            return await self._fail(context, exc)
         return self.pb.RepositoryModelUnloadResponse()
 
     # -- inference ---------------------------------------------------------------------------------------------
-    def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
-        self._guard("ModelInfer", context)
+    async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await self._guard("ModelInfer", context)
         begin = time.perf_counter_ns()
         stats = None
         try:
             slot = self.registry.get(request.model_name, request.model_version or None)
             stats = slot.stats
-            model = slot.ready_model()
+            slot.ready_model()
             call = Call(slot, b"", None, None, begin)
-            answer = self._batched(call, model, request)
-            if answer is None:
-                with self.gate:
-                    answer = predict_request(call, model, decode_grpc_request(request), time.perf_counter_ns(),
-                                             self.config.deadline_ms, self.audited)
+            answer = await self._infer(call, request)
             encoded = time.perf_counter_ns()
             response = self._response(slot.name, answer, call.rid)
         except MedinferError as exc:
             if stats is not None:
                 stats.record(time.perf_counter_ns() - begin, reason=exc.code)
-            return self._fail(context, exc)
+            return await self._fail(context, exc)
         except Exception as exc:  # noqa: BLE001 - INTERNAL with the type only (the message may quote content)
             log.error("gRPC inference failed: %s", type(exc).__name__)
             if stats is not None:
                 stats.record(time.perf_counter_ns() - begin, reason="internal")
-            return self._fail(context, exc)
+            return await self._fail(context, exc)
         call.phases = (*call.phases[:3], call.phases[3] + time.perf_counter_ns() - encoded)
         stats.record(time.perf_counter_ns() - begin, call.phases, call.batch, executions=call.executions)
         return response
 
-    def _batched(self, call: Call, model: Any, request: Any) -> Any:
-        """The answer through the HTTP server's dynamic batcher of this model (on its event loop), or None when
-        the model is not batched or the request has a deadline of its own."""
-        import asyncio
-
-        from .dynamic import batcher_for
+    async def _infer(self, call: Call, request: Any) -> Any:
+        """Like HTTP (:meth:`medinfer.fleet.app.App.gated`): inside the gate, a batched model's request is decoded
+        and leaves it to wait for its batch; a model fast enough for the event loop runs here; the others (and
+        large requests) run in the worker pool."""
+        from .app import BATCH_BODY_BYTES, INLINE_BODY_BYTES, batcher_for
         from .infer import begin_request, finish_request, http_remedy
 
-        app = self.app
-        loop: Any = getattr(app, "loop", None) if app is not None else None
-        batcher = batcher_for(app, call.slot) if loop is not None else None
-        if batcher is None:
-            return None
-        start = time.perf_counter_ns()
-        req = decode_grpc_request(request)
-        pending = begin_request(call, model, req, start, self.config.deadline_ms)
-        if pending.explicit_deadline or pending.explain or pending.per_item:
-            return None
-        rid = call.rid if self.audited else pending.sent_id
+        app, slot, audited, deadline_ms = self.app, call.slot, self.audited, self.config.deadline_ms
+        size = request.ByteSize()
+        stats = slot.stats
+        stats.enter(queued=True)
+        queued = True
+        batched: Any = None
         try:
-            pred, first = asyncio.run_coroutine_threadsafe(
-                batcher.predict(model, pending.x, rid, pending.deadline_ms), loop).result(self.wait_s)
+            async with app.gate:
+                stats.leave(queued=True)
+                stats.enter(queued=False)
+                queued = False
+                model = slot.ready_model()
+                batcher = batcher_for(app, slot) if size <= BATCH_BODY_BYTES else None
+                if batcher is None and slot.inline and size <= INLINE_BODY_BYTES:
+                    return predict_request(call, model, decode_grpc_request(request), time.perf_counter_ns(),
+                                           deadline_ms, audited)
+                if batcher is None:
+                    return await asyncio.get_running_loop().run_in_executor(app.pool, _decode_predict, call, model,
+                                                                            request, deadline_ms, audited)
+                start = time.perf_counter_ns()
+                req = decode_grpc_request(request)
+                pending = begin_request(call, model, req, start, deadline_ms)
+                if pending.explicit_deadline or pending.explain or pending.per_item:  # it runs alone
+                    if slot.inline:
+                        return predict_request(call, model, req, start, deadline_ms, audited)
+                    return await asyncio.get_running_loop().run_in_executor(
+                        app.pool, predict_request, call, model, req, start, deadline_ms, audited)
+                batched = (model, req, pending)
+        finally:
+            stats.leave(queued=queued)
+        model, req, pending = batched
+        rid = call.rid if audited else pending.sent_id
+        try:
+            pred, first = await batcher.predict(model, pending.x, rid, pending.deadline_ms)
         except InputTypeError as exc:
-            raise http_remedy(exc, call.slot, req.inputs) from None
-        except (TimeoutError, concurrent.futures.TimeoutError):  # the loop stopped (shutdown) or is stuck
-            raise NotReady("the server is shutting down or saturated; retry") from None
+            raise http_remedy(exc, slot, req.inputs) from None
         call.executions = 1 if first else 0
-        return finish_request(call, model, req, pred, pending, start, time.perf_counter_ns())
+        return finish_request(call, model, req, pred, pending, pending.started, time.perf_counter_ns())
 
     def _response(self, name: str, answer: Any, rid: str | None) -> Any:
         out = self.pb.ModelInferResponse(model_name=name, model_version=answer.version, id=rid or "")
@@ -315,8 +299,14 @@ class Servicer:
         return out
 
 
-def start_grpc(registry: Any, config: Any, auth: Any, tls: Any, host: str, app: Any = None) -> tuple[Any, int]:
-    """Start the gRPC server on ``host:config.grpc_port``; returns (server, bound port).
+def _decode_predict(call: Call, model: Any, request: Any, deadline_ms: float | None, audited: bool) -> Any:
+    """Decode and predict in a worker thread (a model too slow for the event loop, or a large request)."""
+    return predict_request(call, model, decode_grpc_request(request), time.perf_counter_ns(), deadline_ms, audited)
+
+
+async def start_grpc(registry: Any, config: Any, auth: Any, tls: Any, host: str, app: Any) -> tuple[Any, int]:
+    """Start the gRPC server on ``host:config.grpc_port`` on the running event loop (the HTTP server's);
+    returns (server, bound port). Stop it with ``await server.stop(grace)``.
 
     Raises:
         MissingExtraError: grpcio or tritonclient[grpc] is not installed.
@@ -325,14 +315,13 @@ def start_grpc(registry: Any, config: Any, auth: Any, tls: Any, host: str, app: 
     from ..errors import UsageError
 
     grpc, pb, pb_grpc, json_format = _modules()
-    workers = config.max_concurrency + config.max_queue + HEALTH_THREADS
+    rpcs = config.max_concurrency + config.max_queue + HEALTH_CALLS
     options = [("grpc.max_receive_message_length", config.max_body_bytes),
                ("grpc.max_send_message_length", max(config.max_body_bytes, 64 << 20)),
                ("grpc.max_concurrent_streams", max(16, config.max_concurrency + config.max_queue)),
                ("grpc.max_connection_idle_ms", int(config.request_timeout * 1000)),
                ("grpc.so_reuseport", 1 if config.workers > 1 else 0)]  # --workers: each binds the port
-    server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medinfer-grpc"),
-                         options=options, maximum_concurrent_rpcs=workers)
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=rpcs)
     servicer = type("MedinferServicer", (Servicer, pb_grpc.GRPCInferenceServiceServicer), {})(
         registry, config, auth, pb, json_format, grpc, app)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
@@ -344,6 +333,6 @@ def start_grpc(registry: Any, config: Any, auth: Any, tls: Any, host: str, app: 
         raise UsageError(f"cannot listen for gRPC on {address}: {exc}") from None
     if not port:
         raise UsageError(f"cannot listen for gRPC on {address}")
-    server.start()
+    await server.start()
     log.info("gRPC (KServe v2 / Triton GRPCInferenceService) on %s:%d%s", host, port, " with TLS" if tls else "")
     return server, port

@@ -392,19 +392,26 @@ def serve(config: ServeConfig, on_listening: Callable[..., None] | None = None, 
         ssl_context_factory=tls.uvicorn_factory() if tls is not None else None,
         ssl_certfile=tls.cert if tls is not None else None,
     )
+    grpc_server: list[Any] = []  # (server, port) once listening
+
     class Server(uvicorn.Server):  # type: ignore[misc,name-defined]
         async def startup(self, sockets: Any = None) -> None:
             import asyncio
 
-            app.loop = asyncio.get_running_loop()  # gRPC hands batched requests to this loop
+            app.loop = asyncio.get_running_loop()
+            if config.grpc_port is not None:  # grpc.aio on this loop: its calls share the gate, pool and batchers
+                from .grpc_server import start_grpc
+
+                grpc_server[:] = await start_grpc(registry, config, auth, tls, config.host, app)
             await super().startup(sockets=sockets)
+            if self.should_exit and grpc_server:  # stopped while starting: uvicorn returns without shutdown()
+                await grpc_server[0].stop(0)
+            elif on_listening is not None:
+                on_listening(host, port, grpc_server[1]) if grpc_server else on_listening(host, port)
 
         async def shutdown(self, sockets: Any = None) -> None:
-            import asyncio
-
-            if grpc_server is not None:  # gRPC first, while this loop still runs the batches its calls wait for
-                stopped = grpc_server.stop(config.shutdown_timeout)
-                await asyncio.get_running_loop().run_in_executor(None, stopped.wait, config.shutdown_timeout + 1)
+            if grpc_server:  # gRPC first, while this loop still runs the batches its calls wait for
+                await grpc_server[0].stop(config.shutdown_timeout)
             await super().shutdown(sockets=sockets)
 
     server = Server(uv)
@@ -420,18 +427,9 @@ def serve(config: ServeConfig, on_listening: Callable[..., None] | None = None, 
         threading.Thread(target=registry.load_all, name="medinfer-load", daemon=True).start()
     log.info("HTTP path: %s on %s; metrics at /metrics%s", config.http, event_loop(config.http),
              f" and on port {metrics_port}" if metrics_port is not None else "")
-    grpc_server = None
-    if config.grpc_port is not None:
-        from .grpc_server import start_grpc
-
-        grpc_server, grpc_port = start_grpc(registry, config, auth, tls, config.host, app)
-    if on_listening is not None:
-        on_listening(host, port, grpc_port) if grpc_server is not None else on_listening(host, port)
     try:
         server.run(sockets=sockets)
     finally:
-        if grpc_server is not None:
-            grpc_server.stop(config.shutdown_timeout).wait()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         pool.shutdown(wait=True)

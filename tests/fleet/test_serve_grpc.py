@@ -180,31 +180,28 @@ def test_grpc_with_mutual_tls(tmp_path: Path) -> None:
         json.loads(line)
 
 
-def test_the_grpc_gate_refuses_beyond_running_and_waiting_at_once() -> None:
-    from medinfer.fleet.grpc_server import ThreadGate
+def test_one_gate_bounds_grpc_and_http_together(tmp_path: Path) -> None:
+    """``--max-concurrency 1 --max-queue 0``: while one gRPC call runs, a second gRPC call and an HTTP call are
+    refused at once (UNAVAILABLE / 503, "server busy"): the two protocols share one gate, so the bound holds for
+    both together; the running call still gets its answer."""
+    from ..helpers.serving import http
 
-    gate = ThreadGate(1, 1)
-    entered, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with gate:
-            entered.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    entered.wait(10)
-    waiter = threading.Thread(target=lambda: gate.__enter__() or gate.__exit__())
-    waiter.start()
-    end = time.monotonic() + 5
-    while gate.waiting < 1 and time.monotonic() < end:
-        time.sleep(0.01)
-    started = time.monotonic()
-    from medinfer.errors import NotReady
-
-    with pytest.raises(NotReady, match="server busy: 1 requests running and 1 waiting"):
-        gate.__enter__()
-    assert time.monotonic() - started < 0.5
-    release.set()
-    holder.join()
-    waiter.join()
+    slow = tiny.build(tmp_path / "tiny_logistic", slow=300)
+    with serving([slow], "--grpc-port", "0", "--max-concurrency", "1", "--max-queue", "0",
+                 log=tmp_path / "server.log") as (url, proc):
+        client = tg.InferenceServerClient(proc.grpc_url)
+        client.infer("tiny_logistic", [_input(X)])  # warm
+        answers: list[object] = []
+        first = threading.Thread(target=lambda: answers.append(client.infer("tiny_logistic", [_input(X)])))
+        first.start()
+        time.sleep(0.15)
+        with pytest.raises(InferenceServerException) as info:
+            tg.InferenceServerClient(proc.grpc_url).infer("tiny_logistic", [_input(X)])
+        status, body = http(url, "/v2/models/tiny_logistic/infer", json.dumps({
+            "inputs": [{"name": "x", "shape": [3, 3], "datatype": "FP32", "data": X.ravel().tolist()}]}).encode())
+        running = first.is_alive()
+        first.join(30)
+    assert running, "the first call ended before the others were refused: the model is too fast for this test"
+    assert info.value.status() == "StatusCode.UNAVAILABLE" and "server busy" in info.value.message()
+    assert status == 503 and "server busy" in body["error"]
+    assert np.array_equal(answers[0].as_numpy("scores"), medinfer.load(slow).predict(X).scores)
