@@ -100,9 +100,11 @@ $(OPENVINO_VENV)/.installed:
 	@touch $@
 peer-venvs: $(LITERT_VENV)/.installed $(OPENVINO_VENV)/.installed
 
-# The whole suite: lint and the import contracts, the tests with every extra, then the device-only run.
-# Under qemu, `make test` runs the device tests of tests/runtime, tools and cli (the numerics that differ by
-# architecture; serve's sockets and processes are the same code on both): `make test-arm` and `make runs-on` run all.
+# The whole suite: lint and the import contracts, the tests with every extra (on TEST_PROCESSES processes, one test
+# file per process at a time: module fixtures such as a running server stay in one process), then the device-only
+# run. Under qemu, `make test` runs the device core's own tests (tests/runtime: the numerics that differ by
+# architecture; tools, cli and serve are the same Python on both): `make test-arm` and `make runs-on` run them all.
+TEST_PROCESSES ?= 2
 # dciodvfy (Debian's dicom3tools, unpacked into build/ without root by scripts/dicom3tools.py) is on PATH so that
 # tests/tools/test_dicom_out.py validates the DICOM outputs (MEDINFER_SKIP_DCIODVFY=1 skips that, explicitly).
 # The promise table and the mutation score are checked against their committed results (make promises and
@@ -112,10 +114,10 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check runtime train export tests benchmarks scripts examples promises
 	$(VENV)/bin/mypy
 	$(PY) scripts/dicom3tools.py
-	PATH="$(CURDIR)/$(DICOM3TOOLS):$$PATH" $(PY) -m pytest -q --durations=15
+	PATH="$(CURDIR)/$(DICOM3TOOLS):$$PATH" $(PY) -m pytest -q --durations=15 -n $(TEST_PROCESSES) --dist loadfile
 	$(MAKE) --no-print-directory test-device
 	$(MAKE) --no-print-directory test-min EDGE_IF_ABLE=--if-able
-	$(MAKE) --no-print-directory test-arm EDGE_IF_ABLE=--if-able EDGE_TESTS=runtime
+	$(MAKE) --no-print-directory test-arm EDGE_IF_ABLE=--if-able EDGE_TESTS=core
 
 # The device install (`pip install '.[cpu,dev]'`: numpy + onnxruntime + test tools, NO [train] or other extras) in
 # its own venv, running the tests that need nothing more. A built wheel, not an editable install: it also proves the

@@ -1,7 +1,7 @@
 """Edge evidence: the device tests and the bundles on aarch64 (emulated) and on the oldest claimed versions.
 
-    python scripts/edge_check.py arm  [--onnxruntime V] [--qemu backports|bookworm] [--tests full|runtime|none]
-    python scripts/edge_check.py min  [--tests full|runtime|none]
+    python scripts/edge_check.py arm  [--onnxruntime V] [--qemu backports|bookworm] [--tests full|runtime|core|none]
+    python scripts/edge_check.py min  [--tests full|runtime|core|none]
     python scripts/edge_check.py table [--write-readme]
     python scripts/edge_check.py publish
 
@@ -42,7 +42,7 @@ README = ROOT / "README.md"
 DEVICE_MARKERS = "not train and not triton and not scale"  # make test-device's selection
 TIMING = "not timing"  # wall-clock bounds measured natively: not asserted under emulation (correctness, not speed)
 TESTS = {"full": ["tests/runtime", "tests/tools", "tests/cli", "tests/fleet"],
-         "runtime": ["tests/runtime", "tests/tools", "tests/cli"], "none": []}
+         "runtime": ["tests/runtime", "tests/tools", "tests/cli"], "core": ["tests/runtime"], "none": []}
 SUMMARY = re.compile(r"(\d+) (passed|failed|skipped|deselected|errors?|xfailed|xpassed)\b")
 START, END = "<!-- runs-on:start (python scripts/edge_check.py table --write-readme) -->", "<!-- runs-on:end -->"
 
@@ -123,7 +123,7 @@ def run_checks(name: str, python: Path, medinfer: Path, markers: str, tests: str
     record: dict[str, Any] = {"facts": facts, "tests": None}
     if TESTS[tests]:
         t0 = time.perf_counter()
-        cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", markers, *TESTS[tests]]
+        cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=10", "-m", markers, *TESTS[tests]]
         rc, out = run_logged(cmd, EDGE / f"{name}-pytest.log", {"MEDINFER_DEVICE_ONLY": "1"})
         counts = pytest_counts(out)
         record["tests"] = {"selection": f"-m '{markers}' {' '.join(TESTS[tests])}", **counts}
