@@ -273,14 +273,17 @@ def triton_server(bundle: Path, work: Path, venv: Path, threads: int) -> Iterato
         log.close()
 
 
-def _executions(port: int, name: str) -> tuple[int, int] | None:
-    """(inference_count, execution_count) from Triton's statistics extension, when the server has it."""
+def _executions(port: int, name: str) -> tuple[int, int, int, int] | None:
+    """(inference_count, execution_count, success count, success ns) from Triton's statistics extension, when the
+    server has it: success ns is the server's own time for its successful requests, from arrival to answer."""
     try:
         req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/{name}/stats",
                                      headers={"Authorization": f"Bearer {AUTH['token']}"} if AUTH else {})
         with urllib.request.urlopen(req, timeout=5) as r:
             stats = json.loads(r.read())["model_stats"][0]
-        return int(stats["inference_count"]), int(stats["execution_count"])
+        success = stats.get("inference_stats", {}).get("success", {})
+        return (int(stats["inference_count"]), int(stats["execution_count"]), int(success.get("count", 0)),
+                int(success.get("ns", 0)))
     except Exception:  # noqa: BLE001 - servers without the extension (MLServer, medinfer before issue 17)
         return None
 
@@ -345,6 +348,8 @@ def run(bundles: list[Path], servers: list[str], clients: list[int], encodings: 
                                    "threads": threads, **load.summary()}
                             if before is not None and after is not None and after[1] > before[1]:
                                 row["mean_batch"] = (after[0] - before[0]) / (after[1] - before[1])
+                            if before is not None and after is not None and after[2] > before[2]:
+                                row["server_us"] = (after[3] - before[3]) / (after[2] - before[2]) / 1e3
                             runs.append(row)
                             progress(f"{name} {label:24s} {encoding:6s} {n:3d} clients: {row['req_per_s']:8.0f} req/s "
                                      f"p50 {row['p50_us'] or 0:8.0f} µs p99 {row['p99_us'] or 0:8.0f} µs "
@@ -372,7 +377,9 @@ def medians(record: dict[str, Any]) -> dict[tuple[str, str, str, int], dict[str,
                     "errors": float(sum(r["errors"] for r in rows)),
                     "requests": float(sum(r["requests"] for r in rows)),
                     "mean_batch": float(np.median([r["mean_batch"] for r in rows if "mean_batch" in r]))
-                    if any("mean_batch" in r for r in rows) and "workers" not in key[1] else float("nan")}
+                    if any("mean_batch" in r for r in rows) and "workers" not in key[1] else float("nan"),
+                    "server_us": float(np.median([r["server_us"] for r in rows if "server_us" in r]))
+                    if any("server_us" in r for r in rows) else float("nan")}
     return out
 
 
@@ -434,6 +441,17 @@ def markdown(record: dict[str, Any]) -> list[str]:
         lines += ["", "Requests per model execution (Triton's statistics extension, Δinference_count ÷ "
                   "Δexecution_count): " + "; ".join(f"{k[1]} {k[2]} {k[3]} clients {b:.2f}" for k, b in batches
                                                      if k[3] == max(record["settings"]["clients"])) + "."]
+    top = max(record["settings"]["clients"])
+    spent = sorted((k, m) for k, m in table.items() if k[3] == top and m["server_us"] == m["server_us"]
+                   and m["req_per_s"] > 0)
+    if spent:
+        lines += ["", f"Where a request's time goes at {top} clients (Triton's statistics extension: the server's own "
+                  "time per successful request, from its arrival at the model to its answer, queueing there included, "
+                  "beside the wall time per request, 1 ÷ req/s; what a server's own time leaves of the wall time is "
+                  "its protocol stack — uvicorn or grpcio, the kernel's loopback — and the client, all on the same "
+                  "cores): "
+                  + "; ".join(f"{k[0]} {k[1]} {k[2]} {m['server_us']:.0f} µs beside {1e6 / m['req_per_s']:.0f} µs"
+                              for k, m in spent) + "."]
     absent = {(r["server"], error_text(r["error"])): r["model"] for r in record["runs"] if r.get("error")}
     for (server, error), _ in sorted(absent.items()):
         models = sorted({r["model"] for r in record["runs"] if r.get("server") == server

@@ -33,6 +33,10 @@ def test_serve_benchmark_smoke(tiny_bundle_ro: Path, tmp_path: Path) -> None:
     text = "\n".join(markdown(record))
     assert "| tiny_logistic | json | 1 |" in text and "medinfer +audit req/s" in text
     assert "- medinfer: medinfer serve " in text and "; 2 intra-op thread(s)" in text
+    # the server's own time per request, from its statistics, beside the wall time: what the protocol stack costs
+    assert all(r["server_us"] > 0 for r in record["runs"] if "workers" not in r["server"])
+    assert table[("tiny_logistic", "medinfer", "grpc", 3)]["server_us"] > 0
+    assert "Where a request's time goes at 3 clients" in text and "tiny_logistic medinfer grpc " in text
     results = tmp_path / "results"
     results.mkdir()
     (results / "serve.json").write_text(json.dumps(record))
