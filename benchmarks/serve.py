@@ -393,6 +393,33 @@ def _ratio(rate: dict[str, float | None], a: str, b: str) -> str:
     return f"{x / y:.2f}" if x and y else "–"
 
 
+def gap_lines(table: dict[tuple[str, str, str, int], dict[str, float]],
+              gaps: list[tuple[str, str, int, str, str]]) -> list[str]:
+    """Each cell where medinfer stays behind, with where the time goes: each server's own time per request (Triton's
+    statistics extension: success ns ÷ count, from the request's arrival at the model to its answer, queueing there
+    included) beside the wall time per request (1 ÷ req/s) and the requests per model execution."""
+    if not gaps:
+        return []
+
+    def side(key: tuple[str, str, str, int]) -> str:
+        m = table[key]
+        own = f"{m['server_us']:.0f}" if m["server_us"] == m["server_us"] else "–"
+        batch = f"{m['mean_batch']:.1f}" if m["mean_batch"] == m["mean_batch"] else "–"
+        return f"{own} | {1e6 / m['req_per_s']:.0f} | {batch}"
+
+    lines = ["", "Where each gap's time goes: a server's own time per request (Triton's statistics extension, from "
+             "the request's arrival at the model to its answer, queueing there included; – where the server has no "
+             "statistics or several workers answer) beside the wall time per request (1 ÷ req/s) and the requests "
+             "per model execution. What a server's own time leaves of the wall time is its protocol stack (uvicorn "
+             "or grpcio, the loopback) and the client, all on the same cores.", "",
+             "| model | encoding | clients | medinfer row | its own µs | its wall µs | its requests/execution | "
+             "contender | its own µs | its wall µs | its requests/execution |", "|---" * 11 + "|"]
+    for model, encoding, clients, best, peer in gaps:
+        lines.append(f"| {model} | {encoding} | {clients} | {best} | {side((model, best, encoding, clients))} | "
+                     f"{peer} | {side((model, peer, encoding, clients))} |")
+    return lines
+
+
 def markdown(record: dict[str, Any]) -> list[str]:
     """REPORT.md's section, rendered from the raw record."""
     from .serve_candidates import server_lines
@@ -410,6 +437,7 @@ def markdown(record: dict[str, Any]) -> list[str]:
               "|---|---|---|" + "---|" * (len(servers) + 3)]
     ahead: list[str] = []
     behind: list[str] = []
+    gaps: list[tuple[str, str, int, str, str]] = []
     for model, encoding, clients in sorted({(k[0], k[2], k[3]) for k in table}):
         cells, rate = [], {}
         for x in servers:
@@ -423,14 +451,17 @@ def markdown(record: dict[str, Any]) -> list[str]:
             rate[x] = m["req_per_s"]
             flags = f" [{m['errors']:.0f} errors]" if m["errors"] else ""
             cells.append(f"{m['req_per_s']:.0f} ({m['p50_us']:.0f}/{m['p99_us']:.0f}){flags}")
-        audited = [v for k, v in rate.items() if _audited_medinfer(k)]
+        audited = {k: v for k, v in rate.items() if _audited_medinfer(k)}
         if audited:
-            rate["best"] = max(audited)
+            best = max(audited, key=lambda k: audited[k])
+            rate["best"] = audited[best]
         ratios = [_ratio(rate, "medinfer +audit", "medinfer-baseline +audit"), _ratio(rate, "best", "mlserver"),
                   _ratio(rate, "best", "tritonserver")]
         for peer in ("mlserver", "tritonserver"):
             if rate.get("best") and rate.get(peer):
                 (behind if rate["best"] < rate[peer] else ahead).append(f"{model} {encoding} {clients} vs {peer}")
+                if rate["best"] < rate[peer]:
+                    gaps.append((model, encoding, clients, best, peer))
         lines.append(f"| {model} | {encoding} | {clients} | " + " | ".join(cells + ratios) + " |")
     if ahead or behind:
         lines += ["", f"Goal (issue 29: medinfer with auth and audit on, the better of its rows, at least every "
@@ -441,17 +472,7 @@ def markdown(record: dict[str, Any]) -> list[str]:
         lines += ["", "Requests per model execution (Triton's statistics extension, Δinference_count ÷ "
                   "Δexecution_count): " + "; ".join(f"{k[1]} {k[2]} {k[3]} clients {b:.2f}" for k, b in batches
                                                      if k[3] == max(record["settings"]["clients"])) + "."]
-    top = max(record["settings"]["clients"])
-    spent = sorted((k, m) for k, m in table.items() if k[3] == top and m["server_us"] == m["server_us"]
-                   and m["req_per_s"] > 0)
-    if spent:
-        lines += ["", f"Where a request's time goes at {top} clients (Triton's statistics extension: the server's own "
-                  "time per successful request, from its arrival at the model to its answer, queueing there included, "
-                  "beside the wall time per request, 1 ÷ req/s; what a server's own time leaves of the wall time is "
-                  "its protocol stack — uvicorn or grpcio, the kernel's loopback — and the client, all on the same "
-                  "cores): "
-                  + "; ".join(f"{k[0]} {k[1]} {k[2]} {m['server_us']:.0f} µs beside {1e6 / m['req_per_s']:.0f} µs"
-                              for k, m in spent) + "."]
+    lines += gap_lines(table, gaps)
     absent = {(r["server"], error_text(r["error"])): r["model"] for r in record["runs"] if r.get("error")}
     for (server, error), _ in sorted(absent.items()):
         models = sorted({r["model"] for r in record["runs"] if r.get("server") == server

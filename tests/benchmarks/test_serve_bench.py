@@ -36,7 +36,11 @@ def test_serve_benchmark_smoke(tiny_bundle_ro: Path, tmp_path: Path) -> None:
     # the server's own time per request, from its statistics, beside the wall time: what the protocol stack costs
     assert all(r["server_us"] > 0 for r in record["runs"] if "workers" not in r["server"])
     assert table[("tiny_logistic", "medinfer", "grpc", 3)]["server_us"] > 0
-    assert "Where a request's time goes at 3 clients" in text and "tiny_logistic medinfer grpc " in text
+    from benchmarks.serve import gap_lines
+
+    gap = gap_lines(table, [("tiny_logistic", "grpc", 3, "medinfer +audit", "medinfer")])
+    own = table[("tiny_logistic", "medinfer +audit", "grpc", 3)]["server_us"]
+    assert f"| tiny_logistic | grpc | 3 | medinfer +audit | {own:.0f} | " in gap[-1] and gap[-1].count("|") == 12
     results = tmp_path / "results"
     results.mkdir()
     (results / "serve.json").write_text(json.dumps(record))
