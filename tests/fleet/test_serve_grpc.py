@@ -5,6 +5,7 @@ sequence length, ids, busy), and mutual TLS."""
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from pathlib import Path
@@ -183,7 +184,7 @@ def test_grpc_with_mutual_tls(tmp_path: Path) -> None:
 def test_one_gate_bounds_grpc_and_http_together(tmp_path: Path) -> None:
     """``--max-concurrency 1 --max-queue 0``: while one gRPC call runs, a second gRPC call and an HTTP call are
     refused at once (UNAVAILABLE / 503, "server busy"): the two protocols share one gate, so the bound holds for
-    both together; the running call still gets its answer."""
+    both together; the running call still gets its answer, and so does one that runs when SIGTERM comes."""
     from ..helpers.serving import http
 
     slow = tiny.build(tmp_path / "tiny_logistic", slow=300)
@@ -201,7 +202,16 @@ def test_one_gate_bounds_grpc_and_http_together(tmp_path: Path) -> None:
             "inputs": [{"name": "x", "shape": [3, 3], "datatype": "FP32", "data": X.ravel().tolist()}]}).encode())
         running = first.is_alive()
         first.join(30)
+        # SIGTERM while a gRPC call runs: it still gets its answer, then the process exits cleanly
+        late = threading.Thread(target=lambda: answers.append(client.infer("tiny_logistic", [_input(X)])))
+        late.start()
+        time.sleep(0.15)
+        proc.send_signal(signal.SIGTERM)
+        late.join(30)
+        exit_code = proc.wait(30)
     assert running, "the first call ended before the others were refused: the model is too fast for this test"
     assert info.value.status() == "StatusCode.UNAVAILABLE" and "server busy" in info.value.message()
     assert status == 503 and "server busy" in body["error"]
-    assert np.array_equal(answers[0].as_numpy("scores"), medinfer.load(slow).predict(X).scores)
+    expected = medinfer.load(slow).predict(X).scores
+    assert len(answers) == 2 and all(np.array_equal(a.as_numpy("scores"), expected) for a in answers)
+    assert exit_code == 0
