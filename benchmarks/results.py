@@ -27,7 +27,6 @@ FOLDER = HERE / "results"
 LEGACY: dict[str, list[str]] = {
     "accelerator.json": ["$.provenance", "$.bundles", "$.diagnosis[*].why",
                          "$.results[*].providers.tensorrt.error", "$.first_run_with_tf32.*.cuda.error"],
-    "concurrency.json": ["$.provenance", "$.bundles"],
     "runs_on.json": ["$.rows[*].provenance", "$.description"],
     "scale.json": ["$.provenance", "$.bundles"],
 }
