@@ -226,3 +226,21 @@ def test_a_failed_run_leaves_nothing_and_the_rerun_needs_no_overwrite(archive: d
     good = write_parquet(tmp_path / "good", ids, x, tiny.FEATURES, parts=2)
     summary = score(archive["bundle"], good, out, ScoreOptions(engine=engine, workers=1, batch_rows=16))
     assert summary["rows"] == 60 and out.exists()
+
+
+def test_workers_never_run_more_threads_than_the_cores_by_default() -> None:
+    """Seen in make test-scale: a bundle whose profile says 0 intra-op threads (onnxruntime's default, one per core)
+    gave each of 2 Dask workers 2 threads on 2 cores, and Dask scored at half its former speed. Without an explicit
+    thread count, the workers share the cores; an explicit count, one process (local) or a cluster keeps its own."""
+    from medinfer.fleet.score import worker_threads
+
+    dask2 = ScoreOptions(engine="dask", workers=2)
+    assert worker_threads(dask2, 0, 2) == 1  # 0 = one thread per core: 2 x 2 > 2
+    assert worker_threads(dask2, 2, 2) == 1 and worker_threads(dask2, 4, 8) is None  # 2 x 4 <= 8: the profile
+    assert worker_threads(dask2, 1, 2) is None  # the profile fits: scores bit-identical to Model.predict
+    assert worker_threads(ScoreOptions(engine="spark", workers=3), 0, 8) == 2
+    assert worker_threads(ScoreOptions(engine="dask", workers=4), 0, 2) == 1  # at least one each
+    assert worker_threads(ScoreOptions(engine="dask", workers=2, threads_per_worker=3), 0, 2) == 3  # asked for
+    assert worker_threads(ScoreOptions(engine="local", workers=2), 0, 2) is None
+    assert worker_threads(ScoreOptions(engine="spark", workers=2, master="spark://h:7077"), 0, 2) is None
+

@@ -8,6 +8,7 @@ The engines (:mod:`.local`, :mod:`.dask`, :mod:`.spark`) only move data; every r
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -43,6 +44,8 @@ def score(bundle: str | Path, source: str | Path, out: str | Path, options: Scor
     if out.exists() and not options.overwrite:
         raise UsageError(f"{out} exists; pass --overwrite to replace it")
     model = load(bundle, variant=options.variant, cast=options.cast)  # fail fast on the driver
+    options = dataclasses.replace(options, threads_per_worker=worker_threads(
+        options, model.manifest.profile.intra_op_num_threads, len(os.sched_getaffinity(0))))
     plan = plan_columns(model.manifest, input_columns(source), options.id_column)
     # Written under a temporary name beside OUT and renamed into place only when every row was scored: a failed
     # run leaves nothing behind (and an older OUT untouched).
@@ -69,10 +72,24 @@ def score(bundle: str | Path, source: str | Path, out: str | Path, options: Scor
         _remove(partial)
     seconds = time.perf_counter() - start
     workers = 1 if options.engine == "local" else options.workers
-    threads = options.threads_per_worker or model.manifest.profile.intra_op_num_threads
+    threads = options.threads_per_worker if options.threads_per_worker is not None else \
+        model.manifest.profile.intra_op_num_threads
     return {"engine": options.engine, "model": model.name, "version": model.version, "rows": rows,
             "seconds": seconds, "rows_per_s": rows / seconds if seconds > 0 else 0.0, "out": str(out),
             "workers": workers, "threads_per_worker": threads}
+
+
+def worker_threads(options: ScoreOptions, profile_threads: int, cores: int) -> int | None:
+    """The intra-op threads of each worker: the ones asked for; else the bundle's profile (None: scores
+    bit-identical to ``Model.predict``) unless several workers on this machine would then run more threads than it
+    has cores (a profile of 0 is onnxruntime's default, one per core) — then the cores shared out, at least one each.
+    A Spark cluster (``master``) sizes its own executors."""
+    if options.threads_per_worker is not None or options.engine == "local" or options.master is not None:
+        return options.threads_per_worker
+    workers = max(1, options.workers)
+    if (profile_threads or cores) * workers <= cores:
+        return None
+    return max(1, cores // workers)
 
 
 def _remove(path: Path) -> None:

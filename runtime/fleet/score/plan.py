@@ -49,9 +49,10 @@ Progress = Callable[[int, int, str], None]  # (done, total, unit)
 class ScoreOptions:
     """How to score. ``workers`` × ``threads_per_worker`` should not exceed the cores.
 
-    ``threads_per_worker=None`` keeps the bundle's measured profile. The thread count can change the order in which
-    onnxruntime sums (tree ensembles, reductions), so another count may move scores by an ulp; the default gives
-    scores bit-identical to ``Model.predict``.
+    ``threads_per_worker=None`` keeps the bundle's measured profile, unless the workers would then run more threads
+    than the machine has cores: then each gets its share (:func:`medinfer.fleet.score.worker_threads`). The thread
+    count can change the order in which onnxruntime sums (tree ensembles, reductions), so another count may move
+    scores by an ulp; the profile's count gives scores bit-identical to ``Model.predict``.
     """
 
     engine: str = "local"
