@@ -28,7 +28,6 @@ LEGACY: dict[str, list[str]] = {
     "accelerator.json": ["$.provenance", "$.bundles", "$.diagnosis[*].why",
                          "$.results[*].providers.tensorrt.error", "$.first_run_with_tf32.*.cuda.error"],
     "runs_on.json": ["$.rows[*].provenance", "$.description"],
-    "scale.json": ["$.provenance", "$.bundles"],
 }
 
 
