@@ -206,3 +206,50 @@ def test_several_inputs_and_named_columns() -> None:
     with pytest.raises(medinfer.InputError) as info:
         many({f"c{i}": [0.0] for i in range(7)})
     assert "7 not in the model ('c0', 'c1', 'c2', 'c3', 'c4', … 2 more)" in str(info.value)
+
+
+def test_range_bounds_are_inclusive_and_only_values_beyond_them_are_counted() -> None:
+    """A value exactly at a declared bound is in range: the refusal counts and points at the value beyond it, not at
+    one on the bound (whole-input range and per-feature ranges alike); a dimensionless unit ("1") is not printed."""
+    check = _check(**RANGED)
+    with pytest.raises(medinfer.InputError) as info:
+        check(np.array([[-10, 10, 10.5]], F32))
+    assert f"has 1 values outside the declared range [-10, 10] a.u. (first: {F32(10.5)!r} at index (0, 2)" \
+        in str(info.value)
+    with pytest.raises(medinfer.InputError) as info:
+        check(np.array([[-10, -10.5, 10]], F32))
+    assert f"has 1 values outside the declared range [-10, 10] a.u. (first: {F32(-10.5)!r} at index (0, 1)" \
+        in str(info.value)
+    ranged = _check(names=("a", "b", "c"), feature_ranges=((0, 1), (0, 1), (0, 100)),
+                    facts={"features": [{"name": "b", "unit": "1"}]})
+    assert ranged(np.array([[0, 1, 100], [1, 0, 0]], F32))[0].shape == (2, 3)  # every bound itself is accepted
+    with pytest.raises(medinfer.InputError) as info:
+        ranged(np.array([[0, 1, 100], [1, 1.5, 0], [1, 0, 0]], F32))
+    assert str(info.value) == (f"{WHO}: feature 'b' has 1 value(s) outside its range [0, 1] (first: {F32(1.5)!r} at "
+                               "index (1, 1)); check the sensor, its units and the feature's preprocessing")
+
+
+def test_long_or_many_column_names_are_cut_in_refusals() -> None:
+    """A header read with the wrong delimiter is one 'name' of kilobytes: names beyond 40 characters are cut to 39
+    and an ellipsis, at most 5 are shown, and "… N more" only when there are more; a missing column alone (nothing
+    extra) is refused too."""
+    from medinfer.manifest import Manifest, TensorSpec
+    from medinfer.validation import Validator
+
+    fake = Manifest.__new__(Manifest)
+    object.__setattr__(fake, "name", "m")
+    object.__setattr__(fake, "inputs", (TensorSpec("x", "float32", ("N", 2), names=("p", "q")),))
+    named = Validator(fake)
+    with pytest.raises(medinfer.InputError) as info:
+        named({"p": [1.0]})
+    assert str(info.value) == ("columns for input 'x' of m do not match its 2 features: 1 missing ('q'). The manifest "
+                               "lists the expected names in order (medinfer info BUNDLE --json)")
+    forty, long = "a" * 40, "b" * 41
+    with pytest.raises(medinfer.InputError) as info:
+        named({"p": [1.0], "q": [1.0], forty: [0.0], long: [0.0], "c": [0.0], "d": [0.0], "e": [0.0]})
+    assert f"5 not in the model ('{forty}', '{'b' * 39}…', 'c', 'd', 'e'). " in str(info.value)
+    with pytest.raises(medinfer.InputError) as info:
+        named({"p": [1.0], "q": [1.0], "c": [0.0], "d": [0.0], "e": [0.0], "f": [0.0], "g": [0.0], "h": [0.0]})
+    assert "6 not in the model ('c', 'd', 'e', 'f', 'g', … 1 more)" in str(info.value)
+    columns = named.from_columns(named.checks[0], {"q": np.array([[2.0]], F32), "p": np.array([[1.0]], F32)})
+    assert columns.shape == (1, 1, 2)  # columns stack on the last axis, whatever their own rank
