@@ -208,3 +208,54 @@ def test_every_signature_outcome_and_refusal_in_full(tmp_path: Path, caplog) -> 
         verify_signature(bundle, raw, [], False)
     assert str(info.value).startswith(f"{sig} carries an invalid public key (") and \
         str(info.value).endswith("); re-sign the bundle")
+
+
+def test_trusted_key_files_are_bounded_regular_files_read_without_blocking(tmp_path: Path) -> None:
+    """A FIFO given as a trusted key is refused at once (opened non-blocking: no writer, no hang), a file beyond
+    MAX_KEY_BYTES by its size, and a file of exactly MAX_KEY_BYTES is read to its last byte."""
+    import os
+    import signal
+
+    pytest.importorskip("cryptography")
+    from medinfer.signing import MAX_KEY_BYTES
+
+    bundle, pub, kid = _signed_bundle(tmp_path)
+    hint = "give the PEM public key written by 'medinfer keygen'"
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo)
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("opening a FIFO as a trusted key blocked"))
+    signal.alarm(10)
+    try:
+        with pytest.raises(medinfer.UsageError) as info:
+            medinfer.load(bundle, trusted_keys=[fifo])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert str(info.value) == (f"trusted key file {str(fifo)!r} is not a regular file of at most {MAX_KEY_BYTES} "
+                               f"bytes; {hint}")
+    big = tmp_path / "big.pem"
+    big.write_bytes(b"x" * (MAX_KEY_BYTES + 1))
+    with pytest.raises(medinfer.UsageError, match="is not a regular file of at most"):
+        medinfer.load(bundle, trusted_keys=[big])
+    pem = pub.read_bytes().rstrip(b"\n")
+    exact = tmp_path / "exact.pem"  # the key at the very end of a file of exactly MAX_KEY_BYTES: read whole
+    exact.write_bytes(b"\n" * (MAX_KEY_BYTES - len(pem)) + pem)
+    assert medinfer.load(bundle, trusted_keys=[exact]).signed_by == kid
+
+
+def test_key_and_signature_writes_name_what_failed(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")
+    from medinfer.signing import generate_keypair, sign_bundle
+
+    with pytest.raises(medinfer.MedinferError) as info:
+        generate_keypair(tmp_path / "missing" / "k.pem")
+    assert str(info.value).startswith(f"the private key {tmp_path / 'missing' / 'k.pem'}: the folder ")
+    with pytest.raises(medinfer.MedinferError) as info:
+        generate_keypair(tmp_path / "k.pem", tmp_path / "missing" / "k.pub.pem")
+    assert str(info.value).startswith(f"the public key {tmp_path / 'missing' / 'k.pub.pem'}: the folder ")
+    bundle = tiny.build(tmp_path / "m")
+    priv, _, _ = generate_keypair(tmp_path / "s.pem")
+    (bundle / "manifest.sig").mkdir()
+    with pytest.raises(medinfer.MedinferError) as info:
+        sign_bundle(bundle, priv)
+    assert str(info.value).startswith(f"the signature {bundle / 'manifest.sig'} ")
