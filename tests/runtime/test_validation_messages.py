@@ -253,3 +253,51 @@ def test_long_or_many_column_names_are_cut_in_refusals() -> None:
     assert "6 not in the model ('c', 'd', 'e', 'f', 'g', … 1 more)" in str(info.value)
     columns = named.from_columns(named.checks[0], {"q": np.array([[2.0]], F32), "p": np.array([[1.0]], F32)})
     assert columns.shape == (1, 1, 2)  # columns stack on the last axis, whatever their own rank
+
+
+def test_conversions_of_python_and_array_like_values() -> None:
+    """What reaches the model's dtype and how: Python floats beyond float32 become inf and are refused as not finite
+    without a numpy overflow warning; Python ints convert only when exact (2**24 + 1 is not a float32); an array-like
+    that is not a list (array.array of doubles) keeps its dtype and meets the cast rule like an ndarray; a boolean
+    input takes booleans; a mapping's keys are listed, five at most."""
+    import array
+    import warnings
+
+    check = _check()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(medinfer.InputError, match=r"contains 0 NaN and 1 infinite values \(first at index"):
+            check([[1e39, 0.0, 0.0]])
+    assert check([[16777216, 0, 0]])[0].dtype == np.float32
+    with pytest.raises(LossyCastError, match="has dtype int64, but m expects float32"):
+        check([[16777217, 0, 0]])
+    with pytest.raises(LossyCastError, match="has dtype int64, but m expects float32"):
+        check([[2**60 + 1, 0, 0]])  # float64 cannot tell 2**60 + 1 from 2**60 either: the round trip is in int64
+    with pytest.raises(LossyCastError, match="has dtype float64, but m expects float32"):
+        check(array.array("d", [1.0, 2.0, 3.0]))
+    flags = _check(dtype="bool")(np.array([[True, False, True]]))[0]
+    assert flags.dtype == np.bool_ and flags.tolist() == [[True, False, True]]
+    with pytest.raises(medinfer.InputTypeError) as info:
+        check({k: 1 for k in "gfedcba"})
+    assert "got a mapping with keys ['a', 'b', 'c', 'd', 'e']; named" in str(info.value)
+
+
+def test_a_fixed_sequence_length_is_named_as_an_axis_not_as_features() -> None:
+    steps = _check(shape=("N", 5, 3))
+    with pytest.raises(medinfer.InputError) as info:
+        steps(np.zeros((1, 4, 3), F32))
+    assert str(info.value) == (f"{WHO} has shape (1, 4, 3), but m expects (N, 5, 3): axis 1 must be 5, got 4")
+
+
+def test_a_text_input_beside_a_numeric_one_is_batched_like_it() -> None:
+    """A model with a text input and a numeric input: both batched is one batch, not a 'mix of single-sample and
+    batched inputs' (the text check must say "not a single sample" the way the numeric one does)."""
+    from medinfer.manifest import Manifest, TensorSpec
+    from medinfer.validation import Validator
+
+    fake = Manifest.__new__(Manifest)
+    object.__setattr__(fake, "name", "m")
+    object.__setattr__(fake, "inputs", (TensorSpec("note", "string", ("N", 1)), TensorSpec("age", "float32", ("N", 1))))
+    feeds, single = Validator(fake)({"note": np.array([["chest pain"], ["cough"]], dtype=object),
+                                     "age": np.array([[61.0], [35.0]], F32)})
+    assert single is False and feeds["note"].shape == (2, 1) and feeds["age"].shape == (2, 1)
