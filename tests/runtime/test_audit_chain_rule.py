@@ -74,3 +74,9 @@ def test_line_numbers_count_from_where_the_cursor_starts() -> None:
     with pytest.raises(ChainBreak) as info:
         resume(None, b"not json", line=4)
     assert info.value.line == 5 and str(info.value) == info.value.problem == "line 5 is not a JSON audit record"
+
+
+def test_resume_counts_from_the_first_line_by_default() -> None:
+    with pytest.raises(ChainBreak) as info:
+        resume(None, b"not json")
+    assert info.value.line == 1 and str(info.value) == "line 1 is not a JSON audit record"

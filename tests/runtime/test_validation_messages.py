@@ -287,6 +287,10 @@ def test_a_fixed_sequence_length_is_named_as_an_axis_not_as_features() -> None:
     with pytest.raises(medinfer.InputError) as info:
         steps(np.zeros((1, 4, 3), F32))
     assert str(info.value) == (f"{WHO} has shape (1, 4, 3), but m expects (N, 5, 3): axis 1 must be 5, got 4")
+    images = _check(shape=("N", "H", "W", 3))  # free height and width: a wrong channel count is no time step
+    with pytest.raises(medinfer.InputError) as info:
+        images(np.zeros((1, 8, 8, 4), F32))
+    assert str(info.value) == f"{WHO} has shape (1, 8, 8, 4), but m expects (N, H, W, 3): axis 3 must be 3, got 4"
 
 
 def test_a_text_input_beside_a_numeric_one_is_batched_like_it() -> None:
